@@ -1,0 +1,132 @@
+//! What a model answered ([`LlmResponse`]) and what it cost in tokens ([`Usage`]).
+
+use std::{fmt, sync::Arc};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A completed LLM call.
+///
+/// `headers` keeps the provider's HTTP headers (rate-limit state, request ids); `extensions` is where
+/// layers mark what they did (a cache hit, the number of attempts, time spent waiting for quota).
+#[derive(Debug, Clone, Default)]
+pub struct LlmResponse {
+    /// The generated text.
+    pub content: String,
+    /// The model that actually answered (providers may resolve aliases).
+    pub model: String,
+    /// Why generation stopped.
+    pub finish_reason: Option<FinishReason>,
+    /// Tokens consumed.
+    pub usage: Usage,
+    /// The provider's response headers.
+    pub headers: http::HeaderMap,
+    /// Annotations added by layers.
+    pub extensions: http::Extensions,
+}
+
+impl LlmResponse {
+    /// A response from `model` with the given text.
+    pub fn new(model: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            content: content.into(),
+            model: model.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the usage.
+    #[must_use]
+    pub fn with_usage(mut self, usage: Usage) -> Self {
+        self.usage = usage;
+        self
+    }
+
+    /// Sets the finish reason.
+    #[must_use]
+    pub fn with_finish_reason(mut self, reason: FinishReason) -> Self {
+        self.finish_reason = Some(reason);
+        self
+    }
+}
+
+/// Tokens consumed by one call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Generated tokens.
+    pub output_tokens: u64,
+}
+
+impl Usage {
+    /// Usage of `input_tokens` prompt and `output_tokens` generated tokens.
+    pub const fn new(input_tokens: u64, output_tokens: u64) -> Self {
+        Self {
+            input_tokens,
+            output_tokens,
+        }
+    }
+
+    /// Prompt plus generated tokens.
+    pub const fn total(&self) -> u64 {
+        self.input_tokens.saturating_add(self.output_tokens)
+    }
+}
+
+/// Why the model stopped generating, normalized across providers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FinishReason {
+    /// A natural end or a stop sequence (`stop`, `end_turn`, `stop_sequence`).
+    Stop,
+    /// The output bound was reached (`length`, `max_tokens`).
+    Length,
+    /// The model asked for tool calls (`tool_calls`, `tool_use`, `function_call`).
+    ToolCalls,
+    /// The provider withheld output (`content_filter`, `refusal`).
+    ContentFilter,
+    /// Any other provider value, verbatim.
+    Other(Arc<str>),
+}
+
+impl FinishReason {
+    /// Maps a provider's finish / stop reason to the normalized value.
+    pub fn from_provider(reason: &str) -> Self {
+        match reason {
+            "stop" | "end_turn" | "stop_sequence" => Self::Stop,
+            "length" | "max_tokens" => Self::Length,
+            "tool_calls" | "tool_use" | "function_call" => Self::ToolCalls,
+            "content_filter" | "refusal" => Self::ContentFilter,
+            other => Self::Other(other.into()),
+        }
+    }
+
+    /// The normalized name (OpenAI's spelling), or the provider's value for [`FinishReason::Other`].
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+            Self::ToolCalls => "tool_calls",
+            Self::ContentFilter => "content_filter",
+            Self::Other(other) => other,
+        }
+    }
+}
+
+impl fmt::Display for FinishReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for FinishReason {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for FinishReason {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let reason = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Ok(Self::from_provider(&reason))
+    }
+}
