@@ -1,0 +1,71 @@
+//! tollgate quickstart: a `ServiceBuilder` stack around the simulated provider.
+//!
+//! Runs with no network and no API keys: `cargo run --example quickstart`.
+
+use std::time::Duration;
+
+use tollgate::{Outcome, prelude::*};
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    // A fake upstream: 30 ms per call, and a script of what the first calls do.
+    let provider = SimulatedProvider::builder()
+        .latency(Duration::from_millis(30))
+        .output_tokens(24)
+        .script([
+            Outcome::Success,
+            Outcome::rate_limited(Duration::from_secs(7)),
+            Outcome::Overloaded,
+            Outcome::Success,
+        ])
+        .build();
+
+    let pricing: PricingTable =
+        serde_json::from_str(r#"{ "sim-small": { "input": "0.15", "output": "0.60" } }"#)
+            .expect("valid pricing");
+
+    // Layers go here as they land: .layer(HealthLayer) .layer(CacheLayer) .layer(RateLimitLayer) ...
+    let mut stack = ServiceBuilder::new()
+        .map_request(|req: LlmRequest| req.with_tenant("acme"))
+        .service(provider.clone());
+
+    println!("tollgate quickstart: 4 requests to a simulated provider\n");
+    let mut spent = MicroUsd::ZERO;
+    for i in 1..=4 {
+        let req = LlmRequest::new(
+            "sim-small",
+            vec![
+                Message::system("Answer briefly."),
+                Message::user(format!("Question number {i}: what is a tollgate?")),
+            ],
+        )
+        .with_max_tokens(64);
+
+        let result = stack.ready().await.expect("ready").call(req).await;
+        match result {
+            Ok(answer) => {
+                let cost = pricing
+                    .cost(&answer.model, answer.usage)
+                    .unwrap_or_default();
+                spent = spent.saturating_add(cost);
+                println!(
+                    "  #{i} ok     {:?}  tokens in/out {}/{}  cost {cost}",
+                    answer.content, answer.usage.input_tokens, answer.usage.output_tokens
+                );
+            }
+            Err(err) => {
+                let advice = if err.is_retryable() {
+                    "retryable"
+                } else {
+                    "not retryable"
+                };
+                println!("  #{i} error  {err}  [{:?}, {advice}]", err.kind());
+            }
+        }
+    }
+    println!(
+        "\nprovider saw {} calls; total spend {spent}",
+        provider.calls()
+    );
+}

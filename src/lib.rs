@@ -1,0 +1,38 @@
+//! tollgate: production hardening for LLM API calls, as tower middleware.
+//!
+//! This facade re-exports the core types every layer speaks ([`LlmRequest`], [`LlmResponse`],
+//! [`LlmError`] and its [`ErrorKind`]s, keys, pricing, and the [`SimulatedProvider`]). Each layer
+//! lives in its own crate and is re-exported here behind a feature of the same name as it lands.
+//!
+//! # Example
+//!
+//! ```
+//! use tollgate::prelude::*;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let provider = SimulatedProvider::new();
+//! let stack = ServiceBuilder::new().service(provider.clone());
+//!
+//! let req = LlmRequest::new("sim-small", vec![Message::user("Say hi")]).with_tenant("acme");
+//! let answer = stack.oneshot(req).await.unwrap();
+//! assert_eq!(answer.usage.input_tokens, 8);
+//! assert_eq!(provider.calls(), 1);
+//! # }
+//! ```
+
+pub use tollgate_core::*;
+
+/// The types most programs using tollgate need, in one import.
+pub mod prelude {
+    pub use tollgate_core::{
+        ErrorKind, Key, KeyExtractor, LlmError, LlmRequest, LlmResponse, Message, MicroUsd,
+        PricingTable, SimulatedProvider, Usage,
+    };
+}
+
+// Compiles and runs the README's Rust blocks as doctests, so the README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
