@@ -195,6 +195,17 @@ impl LlmError {
         self
     }
 
+    /// Appends a note to the message (`...; gave up after 4 attempts`), keeping everything else.
+    #[must_use]
+    pub fn with_note(mut self, note: impl fmt::Display) -> Self {
+        self.inner.message = if self.inner.message.is_empty() {
+            note.to_string().into()
+        } else {
+            format!("{}; {note}", self.inner.message).into()
+        };
+        self
+    }
+
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
         self.inner.kind
@@ -379,6 +390,11 @@ mod tests {
         assert_eq!(
             LlmError::new(ErrorKind::Auth, "").to_string(),
             "authentication failed"
+        );
+        let noted = LlmError::new(ErrorKind::Server, "boom").with_note("gave up after 4 attempts");
+        assert_eq!(
+            noted.to_string(),
+            "provider error: boom; gave up after 4 attempts"
         );
     }
 

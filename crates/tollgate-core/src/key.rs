@@ -206,13 +206,13 @@ impl KeyExtractor for ByRole {
     }
 }
 
-/// The request's model.
+/// The request's model (without allocating: the key shares the request's `Arc<str>`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ByModel;
 
 impl KeyExtractor for ByModel {
     fn extract(&self, request: &LlmRequest) -> Key {
-        Key::from(request.model.as_str())
+        Key::from(request.model.clone())
     }
 }
 

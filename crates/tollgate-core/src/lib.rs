@@ -34,6 +34,7 @@
 //! # }
 //! ```
 
+mod config;
 mod error;
 mod key;
 mod pricing;
@@ -43,6 +44,7 @@ pub mod rng;
 mod simulated;
 mod tokens;
 
+pub use config::{ConfigError, duration, non_zero};
 pub use error::{BoxError, ErrorKind, LlmError};
 pub use key::{ByModel, ByPrincipal, ByProvider, ByRole, ByTenant, Global, Key, KeyExtractor};
 pub use pricing::{InvalidPrice, MicroUsd, ModelPrice, PricingTable};

@@ -35,7 +35,7 @@ pub type JsonMap = serde_json::Map<String, Value>;
 #[derive(Debug, Clone, Default)]
 pub struct LlmRequest {
     /// Model name as the provider knows it, e.g. `gpt-4o-mini` or `claude-sonnet-4-5`.
-    pub model: String,
+    pub model: Arc<str>,
     /// Which configured provider should serve the request, when the caller wants to choose.
     pub provider: Option<Arc<str>>,
     /// The conversation, oldest first.
@@ -50,7 +50,7 @@ pub struct LlmRequest {
 
 impl LlmRequest {
     /// A request for `model` with the given conversation and default parameters.
-    pub fn new(model: impl Into<String>, messages: impl Into<Arc<[Message]>>) -> Self {
+    pub fn new(model: impl Into<Arc<str>>, messages: impl Into<Arc<[Message]>>) -> Self {
         Self {
             model: model.into(),
             messages: messages.into(),
@@ -137,7 +137,7 @@ struct WireRef<'a> {
 
 #[derive(Deserialize)]
 struct Wire {
-    model: String,
+    model: Arc<str>,
     messages: Vec<Message>,
     #[serde(flatten)]
     params: Params,

@@ -224,7 +224,7 @@ impl Service<LlmRequest> for SimulatedProvider {
                     FinishReason::Stop
                 };
                 Ok(
-                    LlmResponse::new(request.model, format!("simulated reply #{n}"))
+                    LlmResponse::new(&*request.model, format!("simulated reply #{n}"))
                         .with_usage(Usage::new(input_tokens, output_tokens))
                         .with_finish_reason(finish),
                 )

@@ -39,7 +39,7 @@ fn a_realistic_openai_request_round_trips() {
     let original = realistic_request();
     let request: LlmRequest = serde_json::from_value(original.clone()).unwrap();
 
-    assert_eq!(request.model, "gpt-4o-2024-08-06");
+    assert_eq!(&*request.model, "gpt-4o-2024-08-06");
     assert_eq!(request.messages.len(), 4);
     assert_eq!(request.messages[1].role, Role::User);
     assert_eq!(
