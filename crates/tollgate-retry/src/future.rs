@@ -1,0 +1,191 @@
+//! The future of a [`Retry`](crate::Retry) call.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, ready},
+    time::Duration,
+};
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tollgate_core::{LlmError, duration};
+use tower_service::Service;
+
+use crate::{
+    RecordAttempts, RetryPolicy,
+    policy::{Backoff, Decision},
+};
+
+pin_project! {
+    /// Drives the attempts of one call: call, wait, call again, until success or the policy stops.
+    /// Dropping it stops everything: no attempt is started after the drop.
+    pub struct ResponseFuture<S, R>
+    where
+        S: Service<R>,
+    {
+        #[pin]
+        state: State<S::Future>,
+        retry: Option<(S, R)>,
+        policy: RetryPolicy,
+        backoff: Option<Backoff>,
+        attempt: u32,
+        // Read from the clock only when a deadline needs it.
+        started: Option<Instant>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        // Timers are boxed: they exist only with a timeout or a retry, and inline they would
+        // make every call's future (and its moves) much larger.
+        Calling {
+            #[pin]
+            future: F,
+            limit: Option<(Pin<Box<Sleep>>, &'static str)>,
+        },
+        Waiting {
+            sleep: Pin<Box<Sleep>>,
+        },
+        Readying,
+    }
+}
+
+/// The per-attempt bound: the attempt timeout, or what is left of the deadline, whichever is less.
+fn limit_timer(limit: Option<(Duration, &'static str)>) -> Option<(Pin<Box<Sleep>>, &'static str)> {
+    limit.map(|(bound, which)| (Box::pin(tokio::time::sleep(bound)), which))
+}
+
+pub(crate) fn attempt_limit(
+    policy: &RetryPolicy,
+    elapsed: Duration,
+) -> Option<(Duration, &'static str)> {
+    let attempt = policy.attempt_timeout().map(|t| (t, "attempt timeout"));
+    let deadline = policy
+        .deadline()
+        .map(|d| (d.saturating_sub(elapsed), "deadline"));
+    match (attempt, deadline) {
+        (Some(a), Some(d)) => Some(if d.0 < a.0 { d } else { a }),
+        (a, d) => a.or(d),
+    }
+}
+
+pub(crate) fn limit_error(attempt: u32, policy: &RetryPolicy, which: &'static str) -> LlmError {
+    let bound = match which {
+        "deadline" => policy.deadline(),
+        _ => policy.attempt_timeout(),
+    }
+    .unwrap_or_default();
+    LlmError::new(
+        tollgate_core::ErrorKind::Timeout,
+        format!(
+            "attempt {attempt} exceeded the {which} of {}",
+            duration::format(bound)
+        ),
+    )
+}
+
+/// Marks the final error with the number of attempts made.
+pub(crate) fn finish(error: LlmError, attempts: u32, note: Option<String>) -> LlmError {
+    let error = error.with_extension(crate::Attempts(attempts));
+    match note {
+        Some(note) => error.with_note(note),
+        None => error,
+    }
+}
+
+impl<S, R> ResponseFuture<S, R>
+where
+    S: Service<R>,
+{
+    #[inline]
+    pub(crate) fn new(future: S::Future, retry: Option<(S, R)>, policy: &RetryPolicy) -> Self {
+        policy.begin();
+        Self {
+            started: policy.deadline().map(|_| Instant::now()),
+            state: State::Calling {
+                future,
+                limit: limit_timer(attempt_limit(policy, Duration::ZERO)),
+            },
+            retry,
+            policy: policy.clone(),
+            backoff: None,
+            attempt: 1,
+        }
+    }
+}
+
+impl<S, R> Future for ResponseFuture<S, R>
+where
+    S: Service<R>,
+    S::Error: Into<LlmError>,
+    S::Response: RecordAttempts,
+    R: Clone,
+{
+    type Output = Result<S::Response, LlmError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { future, limit } => {
+                    let result = match future.poll(cx) {
+                        Poll::Ready(result) => result.map_err(Into::into),
+                        Poll::Pending => match limit {
+                            Some((timer, which)) => {
+                                ready!(timer.as_mut().poll(cx));
+                                Err(limit_error(*this.attempt, this.policy, which))
+                            }
+                            None => return Poll::Pending,
+                        },
+                    };
+                    let error = match result {
+                        Ok(mut response) => {
+                            // A first-attempt success is left unmarked: inserting into an empty
+                            // extensions map allocates, which would double this layer's cost.
+                            if *this.attempt > 1 {
+                                response.record_attempts(*this.attempt);
+                            }
+                            return Poll::Ready(Ok(response));
+                        }
+                        Err(error) => error,
+                    };
+                    if this.retry.is_none() {
+                        return Poll::Ready(Err(finish(error, *this.attempt, None)));
+                    }
+                    let elapsed = this.started.map_or(Duration::ZERO, |s| s.elapsed());
+                    match this
+                        .policy
+                        .decide(*this.attempt, &error, elapsed, this.backoff)
+                    {
+                        Decision::Retry(delay) => {
+                            this.state.set(State::Waiting {
+                                sleep: Box::pin(tokio::time::sleep(delay)),
+                            });
+                        }
+                        Decision::Stop(note) => {
+                            return Poll::Ready(Err(finish(error, *this.attempt, note)));
+                        }
+                    }
+                }
+                StateProj::Waiting { sleep } => {
+                    ready!(sleep.as_mut().poll(cx));
+                    this.state.set(State::Readying);
+                }
+                StateProj::Readying => {
+                    let (service, request) = this.retry.as_mut().expect("retry state is kept");
+                    if let Err(error) = ready!(service.poll_ready(cx)) {
+                        return Poll::Ready(Err(finish(error.into(), *this.attempt, None)));
+                    }
+                    let future = service.call(request.clone());
+                    *this.attempt += 1;
+                    let elapsed = this.started.map_or(Duration::ZERO, |s| s.elapsed());
+                    let limit = limit_timer(attempt_limit(this.policy, elapsed));
+                    this.state.set(State::Calling { future, limit });
+                }
+            }
+        }
+    }
+}

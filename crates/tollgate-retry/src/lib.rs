@@ -1,0 +1,112 @@
+//! Retries for LLM calls as a tower layer: exponential backoff with jitter, the provider's
+//! `Retry-After`, retries only for transient errors, an overall deadline and a retry budget.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use tollgate_core::{LlmRequest, Message, Outcome, SimulatedProvider};
+//! use tollgate_retry::{Attempts, Jitter, RetryLayer, RetryPolicy};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let provider = SimulatedProvider::builder()
+//!     .script([Outcome::rate_limited(Duration::from_secs(7)), Outcome::Server, Outcome::Success])
+//!     .build();
+//!
+//! let policy = RetryPolicy::builder()
+//!     .max_retries(3)                      // up to 4 calls in all
+//!     .base_delay(Duration::from_millis(500))
+//!     .jitter(Jitter::Full)
+//!     .deadline(Duration::from_secs(30))
+//!     .build()
+//!     .expect("valid policy");
+//!
+//! let stack = ServiceBuilder::new().layer(RetryLayer::new(policy)).service(provider.clone());
+//! let started = tokio::time::Instant::now();
+//! let answer = stack
+//!     .oneshot(LlmRequest::new("sim", vec![Message::user("hi")]))
+//!     .await
+//!     .expect("the third attempt succeeds");
+//!
+//! assert_eq!(answer.extensions.get::<Attempts>(), Some(&Attempts(3)));
+//! assert_eq!(provider.calls(), 3);
+//! // The 429's Retry-After (7 s) was waited exactly, then a jittered backoff of at most 1 s.
+//! assert!(started.elapsed() >= Duration::from_secs(7));
+//! assert!(started.elapsed() <= Duration::from_secs(8));
+//! # }
+//! ```
+//!
+//! # What is retried
+//!
+//! By default only errors whose [`ErrorKind::is_retryable`](tollgate_core::ErrorKind::is_retryable)
+//! is true: `RateLimited`, `Overloaded`, `Timeout`, `Connect`, `Server`. `Auth`, `InvalidRequest`,
+//! `ContentFilter`, `BudgetExceeded`, `CircuitOpen` and `Unavailable` fail at once — sending them
+//! again cannot help, and for the last three it would defeat the layer that said no.
+//! [`RetryPolicyBuilder::retry_if`] replaces the rule.
+//!
+//! # How long it waits
+//!
+//! Before retry *n* (1-based) the delay is `base_delay × multiplier^(n-1)`, capped at `max_delay`,
+//! then jittered ([`Jitter`]). When the error carries a `Retry-After`, that is waited instead,
+//! exactly (capped at `max_delay`). If the wait would end past the deadline the call fails at once
+//! with the last error rather than sleeping for nothing.
+//!
+//! # Why a budget
+//!
+//! See [`RetryBudget`]: it bounds the extra load retries add during an outage to a fraction of the
+//! recent request rate, where a fixed retry count would multiply it.
+//!
+//! # Streams and non-LLM requests
+//!
+//! [`Retry`] works for any `Clone` request type whose response implements [`RecordAttempts`].
+
+mod budget;
+mod func;
+pub mod future;
+mod layer;
+mod policy;
+mod service;
+
+pub use budget::{BudgetConfig, RetryBudget};
+pub use func::retry;
+pub use layer::RetryLayer;
+pub use policy::{Jitter, RetryConfig, RetryPolicy, RetryPolicyBuilder};
+pub use service::Retry;
+
+/// How many attempts a call took.
+///
+/// Every final error carries it. A response carries it when it took more than one attempt; a
+/// response without it succeeded on the first (marking every first-try success would allocate an
+/// extensions map per call and double the layer's cost). [`Attempts::of`] reads either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Attempts(pub u32);
+
+impl Attempts {
+    /// The attempts behind a response that went through a [`Retry`]: 1 when unmarked.
+    pub fn of(response: &tollgate_core::LlmResponse) -> u32 {
+        response
+            .extensions
+            .get::<Self>()
+            .map_or(1, |attempts| attempts.0)
+    }
+}
+
+/// A response that can record how many attempts produced it.
+pub trait RecordAttempts {
+    /// Records the attempt count (usually as an [`Attempts`] extension).
+    fn record_attempts(&mut self, attempts: u32);
+}
+
+impl RecordAttempts for tollgate_core::LlmResponse {
+    fn record_attempts(&mut self, attempts: u32) {
+        self.extensions.insert(Attempts(attempts));
+    }
+}
+
+impl<B> RecordAttempts for http::Response<B> {
+    fn record_attempts(&mut self, attempts: u32) {
+        self.extensions_mut().insert(Attempts(attempts));
+    }
+}

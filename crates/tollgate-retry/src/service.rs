@@ -1,0 +1,70 @@
+use std::task::{Context, Poll};
+
+use tollgate_core::LlmError;
+use tower_service::Service;
+
+use crate::{RecordAttempts, RetryPolicy, future::ResponseFuture};
+
+/// Retries failed calls to the inner service according to a [`RetryPolicy`].
+///
+/// The inner service must be `Clone` (each retry calls a clone made ready again) and the request
+/// `Clone` (each attempt gets its own copy; an `LlmRequest` clone shares the prompt).
+#[derive(Debug, Clone)]
+pub struct Retry<S> {
+    inner: S,
+    policy: RetryPolicy,
+}
+
+impl<S> Retry<S> {
+    /// Wraps `inner`.
+    pub const fn new(inner: S, policy: RetryPolicy) -> Self {
+        Self { inner, policy }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, R> Service<R> for Retry<S>
+where
+    S: Service<R> + Clone,
+    S::Error: Into<LlmError>,
+    S::Response: RecordAttempts,
+    R: Clone,
+{
+    type Response = S::Response;
+    type Error = LlmError;
+    type Future = ResponseFuture<S, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: R) -> Self::Future {
+        let retry = if self.policy.max_retries() > 0 {
+            Some((self.inner.clone(), request.clone()))
+        } else {
+            None
+        };
+        let future = self.inner.call(request);
+        ResponseFuture::new(future, retry, &self.policy)
+    }
+}
