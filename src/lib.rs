@@ -2,7 +2,13 @@
 //!
 //! This facade re-exports the core types every layer speaks ([`LlmRequest`], [`LlmResponse`],
 //! [`LlmError`] and its [`ErrorKind`]s, keys, pricing, and the [`SimulatedProvider`]). Each layer
-//! lives in its own crate and is re-exported here behind a feature of the same name as it lands.
+//! lives in its own crate and is re-exported here as a module behind a feature of the same name:
+//!
+//! | feature | module | layer |
+//! |---|---|---|
+//! | `retry` (default) | [`retry`] | `RetryLayer`: backoff with jitter, `Retry-After`, retry budget |
+//!
+//! [`ServiceBuilderExt`] adds one method per layer to tower's `ServiceBuilder`.
 //!
 //! # Example
 //!
@@ -24,12 +30,24 @@
 
 pub use tollgate_core::*;
 
+mod builder;
+pub use builder::ServiceBuilderExt;
+
+/// Retries with backoff, jitter, `Retry-After` and a retry budget (crate `tollgate-retry`).
+#[cfg(feature = "retry")]
+pub mod retry {
+    pub use tollgate_retry::*;
+}
+
 /// The types most programs using tollgate need, in one import.
 pub mod prelude {
+    pub use crate::ServiceBuilderExt;
     pub use tollgate_core::{
         ErrorKind, Key, KeyExtractor, LlmError, LlmRequest, LlmResponse, Message, MicroUsd,
         PricingTable, SimulatedProvider, Usage,
     };
+    #[cfg(feature = "retry")]
+    pub use tollgate_retry::{RetryLayer, RetryPolicy};
 }
 
 // Compiles and runs the README's Rust blocks as doctests, so the README cannot drift from the API.

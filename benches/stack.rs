@@ -1,0 +1,134 @@
+//! Per-layer overhead on the success path, each tollgate layer beside its peers in the same group.
+//!
+//! Every variant wraps the same `Bare` service (answers at once with an empty response, so nearly
+//! all that is measured is the layer) and is driven by polling its future once with a no-op waker,
+//! so the figures are the layer's own cost, not an executor's. `bare` is the service alone, request
+//! clone included: a layer's overhead is its time minus `bare`.
+//!
+//! Run: `cargo bench --bench stack`.
+
+use std::{
+    future::Future,
+    hint::black_box,
+    pin::pin,
+    task::{Context, Poll, Waker},
+};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tollgate::{LlmError, LlmRequest, LlmResponse, Message};
+use tower::{Layer, Service};
+
+fn request() -> LlmRequest {
+    LlmRequest::new("sim", vec![Message::user("What is a tollgate?")]).with_tenant("acme")
+}
+
+/// The floor: a service that answers every request at once with an empty response.
+#[derive(Clone, Copy)]
+struct Bare;
+
+impl Service<LlmRequest> for Bare {
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = std::future::Ready<Result<LlmResponse, LlmError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: LlmRequest) -> Self::Future {
+        drop(request);
+        std::future::ready(Ok(LlmResponse::default()))
+    }
+}
+
+/// Drives a future that must complete without waiting.
+fn poll_now<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("the benched stack must answer at once"),
+    }
+}
+
+fn one_call<S, E>(service: &mut S, request: &LlmRequest) -> LlmResponse
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = E>,
+    E: std::fmt::Debug,
+{
+    poll_now(std::future::poll_fn(|cx| service.poll_ready(cx))).expect("ready");
+    poll_now(service.call(request.clone())).expect("success")
+}
+
+/// tower's own retry, with the simplest policy that retries errors up to 3 times.
+#[derive(Clone)]
+struct TowerAttempts(usize);
+
+impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for TowerAttempts {
+    type Future = std::future::Ready<()>;
+
+    fn retry(
+        &mut self,
+        _: &mut LlmRequest,
+        result: &mut Result<LlmResponse, LlmError>,
+    ) -> Option<Self::Future> {
+        match result {
+            Err(err) if err.is_retryable() && self.0 > 0 => {
+                self.0 -= 1;
+                Some(std::future::ready(()))
+            }
+            _ => None,
+        }
+    }
+
+    fn clone_request(&mut self, request: &LlmRequest) -> Option<LlmRequest> {
+        Some(request.clone())
+    }
+}
+
+fn retry(c: &mut Criterion) {
+    let req = request();
+    let mut group = c.benchmark_group("retry_success_path");
+
+    let mut bare = Bare;
+    group.bench_function("bare", |b| b.iter(|| black_box(one_call(&mut bare, &req))));
+
+    let mut ours =
+        tollgate::retry::RetryLayer::new(tollgate::retry::RetryPolicy::default()).layer(Bare);
+    group.bench_function("tollgate", |b| {
+        b.iter(|| black_box(one_call(&mut ours, &req)))
+    });
+
+    let mut nob = tollgate::retry::RetryLayer::new(
+        tollgate::retry::RetryPolicy::builder()
+            .budget(None)
+            .build()
+            .unwrap(),
+    )
+    .layer(Bare);
+    group.bench_function("tollgate_no_budget", |b| {
+        b.iter(|| black_box(one_call(&mut nob, &req)))
+    });
+
+    let mut tower_retry = tower::retry::RetryLayer::new(TowerAttempts(3)).layer(Bare);
+    group.bench_function("tower", |b| {
+        b.iter(|| black_box(one_call(&mut tower_retry, &req)))
+    });
+
+    let mut resilience =
+        tower_resilience::retry::RetryLayer::<LlmRequest, LlmResponse, LlmError>::builder()
+            .max_attempts(4)
+            .exponential_backoff(std::time::Duration::from_secs(1))
+            .build()
+            .layer(Bare);
+    group.bench_function("tower_resilience", |b| {
+        b.iter(|| black_box(one_call(&mut resilience, &req)))
+    });
+
+    group.finish();
+}
+
+criterion_group!(benches, retry);
+criterion_main!(benches);

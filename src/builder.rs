@@ -1,0 +1,44 @@
+//! `ServiceBuilder` methods for tollgate's layers, so a stack reads in order.
+
+use tower::ServiceBuilder;
+use tower_layer::Stack;
+
+mod sealed {
+    pub trait Sealed {}
+    impl<L> Sealed for tower::ServiceBuilder<L> {}
+}
+
+/// Adds one method per tollgate layer to [`ServiceBuilder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate::{ServiceBuilderExt, prelude::*, retry::RetryPolicy};
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let stack = ServiceBuilder::new()
+///     .retries(RetryPolicy::builder().max_retries(2).build().unwrap())
+///     .service(SimulatedProvider::new());
+/// let answer = stack.oneshot(LlmRequest::new("sim", vec![Message::user("hi")])).await.unwrap();
+/// assert_eq!(answer.usage.input_tokens, 7); // "hi" is 1 token, plus 3 framing and 3 priming
+/// # }
+/// ```
+pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
+    /// Retries failed calls under `policy` ([`RetryLayer`](crate::retry::RetryLayer)).
+    #[cfg(feature = "retry")]
+    fn retries(
+        self,
+        policy: tollgate_retry::RetryPolicy,
+    ) -> ServiceBuilder<Stack<tollgate_retry::RetryLayer, L>>;
+}
+
+impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[cfg(feature = "retry")]
+    fn retries(
+        self,
+        policy: tollgate_retry::RetryPolicy,
+    ) -> ServiceBuilder<Stack<tollgate_retry::RetryLayer, L>> {
+        self.layer(tollgate_retry::RetryLayer::new(policy))
+    }
+}
