@@ -58,7 +58,7 @@
 //! See [`RetryBudget`]: it bounds the extra load retries add during an outage to a fraction of the
 //! recent request rate, where a fixed retry count would multiply it.
 //!
-//! # Streams and non-LLM requests
+//! # Other request types
 //!
 //! [`Retry`] works for any `Clone` request type whose response implements [`RecordAttempts`].
 

@@ -17,6 +17,13 @@ fn request() -> LlmRequest {
     LlmRequest::new("sim", vec![Message::user("hello")])
 }
 
+/// A provider whose every call ends in `outcome`.
+fn always(outcome: Outcome) -> SimulatedProvider {
+    SimulatedProvider::builder()
+        .failure_rate(outcome, 1.0)
+        .build()
+}
+
 fn exact() -> RetryPolicyBuilder {
     RetryPolicy::builder().jitter(Jitter::None).budget(None)
 }
@@ -66,9 +73,7 @@ async fn exponential_delays_are_exactly_1_2_4_seconds_without_jitter() {
 
 #[tokio::test(start_paused = true)]
 async fn after_the_last_retry_the_error_says_how_many_attempts_were_made() {
-    let provider = SimulatedProvider::builder()
-        .failure_rate(Outcome::Overloaded, 1.0)
-        .build();
+    let provider = always(Outcome::Overloaded);
     let (stack, times) = timed_stack(exact().max_retries(2).build().unwrap(), provider.clone());
 
     let err = stack.oneshot(request()).await.unwrap_err();
@@ -164,9 +169,7 @@ async fn a_predicate_overrides_what_is_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn the_deadline_cuts_retries_short() {
-    let provider = SimulatedProvider::builder()
-        .failure_rate(Outcome::Server, 1.0)
-        .build();
+    let provider = always(Outcome::Server);
     let policy = exact()
         .max_retries(10)
         .deadline(Duration::from_secs(10))
@@ -236,9 +239,7 @@ async fn an_exhausted_budget_stops_retries_until_successes_refill_it() {
 
     // An outage: every call fails. Each request deposits half a retry, so only every second
     // request can retry — the outage adds 50 % load, not 100 %.
-    let down = SimulatedProvider::builder()
-        .failure_rate(Outcome::Server, 1.0)
-        .build();
+    let down = always(Outcome::Server);
     let stack = ServiceBuilder::new()
         .layer(RetryLayer::new(policy.clone()))
         .service(down.clone());
@@ -275,9 +276,7 @@ async fn an_exhausted_budget_stops_retries_until_successes_refill_it() {
 
 #[tokio::test(start_paused = true)]
 async fn dropping_the_call_mid_backoff_stops_further_attempts() {
-    let provider = SimulatedProvider::builder()
-        .failure_rate(Outcome::Server, 1.0)
-        .build();
+    let provider = always(Outcome::Server);
     let stack = ServiceBuilder::new()
         .layer(RetryLayer::new(exact().build().unwrap()))
         .service(provider.clone());
@@ -478,9 +477,7 @@ fn configuration_is_checked_and_names_the_field() {
 
 #[tokio::test(start_paused = true)]
 async fn zero_retries_means_one_attempt() {
-    let provider = SimulatedProvider::builder()
-        .failure_rate(Outcome::Server, 1.0)
-        .build();
+    let provider = always(Outcome::Server);
     let err = ServiceBuilder::new()
         .layer(RetryLayer::new(exact().max_retries(0).build().unwrap()))
         .service(provider.clone())
