@@ -49,9 +49,9 @@ where
     let mut attempt = 1;
     loop {
         let result = match attempt_limit(policy, started.elapsed()) {
-            Some((limit, which)) => match tokio::time::timeout(limit, operation()).await {
+            Some((left, bound)) => match tokio::time::timeout(left, operation()).await {
                 Ok(result) => result.map_err(Into::into),
-                Err(_) => Err(limit_error(attempt, policy, which)),
+                Err(_) => Err(limit_error(attempt, policy, bound)),
             },
             None => operation().await.map_err(Into::into),
         };

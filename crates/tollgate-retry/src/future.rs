@@ -43,7 +43,7 @@ pin_project! {
         Calling {
             #[pin]
             future: F,
-            limit: Option<(Pin<Box<Sleep>>, &'static str)>,
+            limit: Option<(Pin<Box<Sleep>>, Bound)>,
         },
         Waiting {
             sleep: Pin<Box<Sleep>>,
@@ -52,36 +52,52 @@ pin_project! {
     }
 }
 
-/// The per-attempt bound: the attempt timeout, or what is left of the deadline, whichever is less.
-fn limit_timer(limit: Option<(Duration, &'static str)>) -> Option<(Pin<Box<Sleep>>, &'static str)> {
-    limit.map(|(bound, which)| (Box::pin(tokio::time::sleep(bound)), which))
+/// Which configured bound limits an attempt.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Bound {
+    AttemptTimeout,
+    Deadline,
 }
 
-pub(crate) fn attempt_limit(
-    policy: &RetryPolicy,
-    elapsed: Duration,
-) -> Option<(Duration, &'static str)> {
-    let attempt = policy.attempt_timeout().map(|t| (t, "attempt timeout"));
+impl Bound {
+    fn name(self) -> &'static str {
+        match self {
+            Self::AttemptTimeout => "attempt timeout",
+            Self::Deadline => "deadline",
+        }
+    }
+
+    fn configured(self, policy: &RetryPolicy) -> Option<Duration> {
+        match self {
+            Self::AttemptTimeout => policy.attempt_timeout(),
+            Self::Deadline => policy.deadline(),
+        }
+    }
+}
+
+fn limit_timer(limit: Option<(Duration, Bound)>) -> Option<(Pin<Box<Sleep>>, Bound)> {
+    limit.map(|(left, bound)| (Box::pin(tokio::time::sleep(left)), bound))
+}
+
+/// The per-attempt bound: the attempt timeout, or what is left of the deadline, whichever is less.
+pub(crate) fn attempt_limit(policy: &RetryPolicy, elapsed: Duration) -> Option<(Duration, Bound)> {
+    let attempt = policy.attempt_timeout().map(|t| (t, Bound::AttemptTimeout));
     let deadline = policy
         .deadline()
-        .map(|d| (d.saturating_sub(elapsed), "deadline"));
+        .map(|d| (d.saturating_sub(elapsed), Bound::Deadline));
     match (attempt, deadline) {
         (Some(a), Some(d)) => Some(if d.0 < a.0 { d } else { a }),
         (a, d) => a.or(d),
     }
 }
 
-pub(crate) fn limit_error(attempt: u32, policy: &RetryPolicy, which: &'static str) -> LlmError {
-    let bound = match which {
-        "deadline" => policy.deadline(),
-        _ => policy.attempt_timeout(),
-    }
-    .unwrap_or_default();
+pub(crate) fn limit_error(attempt: u32, policy: &RetryPolicy, bound: Bound) -> LlmError {
     LlmError::new(
         tollgate_core::ErrorKind::Timeout,
         format!(
-            "attempt {attempt} exceeded the {which} of {}",
-            duration::format(bound)
+            "attempt {attempt} exceeded the {} of {}",
+            bound.name(),
+            duration::format(bound.configured(policy).unwrap_or_default())
         ),
     )
 }
@@ -134,9 +150,9 @@ where
                     let result = match future.poll(cx) {
                         Poll::Ready(result) => result.map_err(Into::into),
                         Poll::Pending => match limit {
-                            Some((timer, which)) => {
+                            Some((timer, bound)) => {
                                 ready!(timer.as_mut().poll(cx));
-                                Err(limit_error(*this.attempt, this.policy, which))
+                                Err(limit_error(*this.attempt, this.policy, *bound))
                             }
                             None => return Poll::Pending,
                         },
