@@ -24,6 +24,22 @@ fn always(outcome: Outcome) -> SimulatedProvider {
         .build()
 }
 
+/// The delays a policy waits before each retry of an operation that always fails.
+async fn delays_of(policy: RetryPolicyBuilder) -> Vec<Duration> {
+    let delays = Arc::new(Mutex::new(Vec::new()));
+    let record = delays.clone();
+    let policy = policy
+        .budget(None)
+        .on_retry(move |_, delay, _| record.lock().unwrap().push(delay))
+        .build()
+        .unwrap();
+    let _ = retry(&policy, || async {
+        Err::<(), _>(LlmError::new(ErrorKind::Server, "down"))
+    })
+    .await;
+    delays.lock().unwrap().clone()
+}
+
 fn exact() -> RetryPolicyBuilder {
     RetryPolicy::builder().jitter(Jitter::None).budget(None)
 }
@@ -302,23 +318,15 @@ async fn each_jitter_mode_stays_inside_its_bounds_over_many_seeds() {
     ] {
         let mut distinct = std::collections::BTreeSet::new();
         for seed in 0..200 {
-            let delays = Arc::new(Mutex::new(Vec::new()));
-            let record = delays.clone();
-            let policy = RetryPolicy::builder()
-                .max_retries(5)
-                .base_delay(base)
-                .max_delay(max)
-                .jitter(jitter)
-                .budget(None)
-                .seed(seed)
-                .on_retry(move |_, delay, _| record.lock().unwrap().push(delay))
-                .build()
-                .unwrap();
-            let _ = retry(&policy, || async {
-                Err::<(), _>(LlmError::new(ErrorKind::Server, "down"))
-            })
+            let delays = delays_of(
+                RetryPolicy::builder()
+                    .max_retries(5)
+                    .base_delay(base)
+                    .max_delay(max)
+                    .jitter(jitter)
+                    .seed(seed),
+            )
             .await;
-            let delays = delays.lock().unwrap().clone();
             assert_eq!(delays.len(), 5);
             let mut previous = base;
             for (i, delay) in delays.iter().enumerate() {
@@ -355,21 +363,7 @@ async fn each_jitter_mode_stays_inside_its_bounds_over_many_seeds() {
 
 #[tokio::test(start_paused = true)]
 async fn the_same_seed_gives_the_same_delays() {
-    let run = |seed| async move {
-        let delays = Arc::new(Mutex::new(Vec::new()));
-        let record = delays.clone();
-        let policy = RetryPolicy::builder()
-            .budget(None)
-            .seed(seed)
-            .on_retry(move |_, delay, _| record.lock().unwrap().push(delay))
-            .build()
-            .unwrap();
-        let _ = retry(&policy, || async {
-            Err::<(), _>(LlmError::new(ErrorKind::Server, "x"))
-        })
-        .await;
-        delays.lock().unwrap().clone()
-    };
+    let run = |seed| delays_of(RetryPolicy::builder().seed(seed));
     assert_eq!(run(9).await, run(9).await);
     assert_ne!(run(9).await, run(10).await);
 }
