@@ -1,5 +1,6 @@
 //! Core types of [tollgate](https://docs.rs/tollgate): the request, response and error every layer
-//! speaks, the keys layers keep state under, token estimates, prices, and a simulated provider.
+//! speaks, the keys layers keep state under, token estimates, prices, a clock you can fake, and a
+//! simulated provider.
 //!
 //! Every tollgate layer wraps a `Service<LlmRequest, Response = LlmResponse>` whose error converts
 //! into [`LlmError`], and returns [`LlmError`] itself, so a caller matches on an [`ErrorKind`]
@@ -34,6 +35,7 @@
 //! # }
 //! ```
 
+pub mod clock;
 mod config;
 mod error;
 mod key;

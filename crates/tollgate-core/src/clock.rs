@@ -1,0 +1,105 @@
+//! Time as layers read it: tokio's clock by default, a manual one for code that runs without tokio.
+
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+/// A monotonic clock that reads nanoseconds since its own origin.
+///
+/// Layers that keep timestamps (the rate limiter's GCRA state, for one) read time through a
+/// `Clock` so it can be faked. The default, [`TokioClock`], follows tokio's clock, so tests on
+/// paused time (`#[tokio::test(start_paused = true)]`) control it with `tokio::time::advance`.
+/// [`ManualClock`] moves only when told to, for code and benchmarks that run without a runtime.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// Nanoseconds since this clock's origin; never decreases.
+    fn now_nanos(&self) -> u64;
+}
+
+/// tokio's clock (`tokio::time::Instant`), counted from when this value was created.
+///
+/// Outside a runtime it reads the system's monotonic clock; inside a runtime with paused time it
+/// reads the paused clock.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    origin: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock whose origin is now.
+    pub fn new() -> Self {
+        Self {
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now_nanos(&self) -> u64 {
+        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.origin);
+        u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// A clock that moves only when [`advance`](ManualClock::advance) is called; clones share one time.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate_core::clock::{Clock, ManualClock};
+///
+/// let clock = ManualClock::new();
+/// let shared = clock.clone();
+/// shared.advance(Duration::from_millis(1_500));
+/// assert_eq!(clock.now_nanos(), 1_500_000_000);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock {
+    nanos: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(by, Ordering::Relaxed);
+    }
+
+    /// The time since the origin, as a `Duration`.
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.now_nanos())
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_nanos(&self) -> u64 {
+        self.nanos.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn tokio_clock_follows_paused_time() {
+        let clock = TokioClock::new();
+        assert_eq!(clock.now_nanos(), 0);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(clock.now_nanos(), 3_000_000_000);
+    }
+}

@@ -1,0 +1,114 @@
+//! The response future of [`RateLimit`](crate::RateLimit).
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+
+use pin_project_lite::pin_project;
+use tollgate_core::{LlmError, LlmResponse};
+
+use crate::{
+    layer::{RateLimitLayer, Reservation},
+    service::Keys,
+};
+
+type Waiting = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>> + Send>>;
+
+/// What a call must settle with its limiter once its real usage is known.
+pub(crate) struct Settle {
+    pub(crate) layer: RateLimitLayer,
+    pub(crate) keys: Keys,
+    pub(crate) reservation: Reservation,
+}
+
+/// Gives back or charges the difference between a call's reservation and its real usage.
+///
+/// An error refunds the token and cost reservation: a provider bills no usage we can see for a
+/// failed call. The request itself stays counted.
+pub(crate) fn settle(
+    settle: Option<Settle>,
+    result: Result<LlmResponse, LlmError>,
+) -> Result<LlmResponse, LlmError> {
+    let Some(Settle {
+        layer,
+        keys,
+        reservation,
+    }) = settle
+    else {
+        return result;
+    };
+    let shared = &layer.shared;
+    let reserved = reservation.amounts;
+    match &result {
+        Ok(response) => {
+            if let Some(actual) = shared.actual(&reservation, response.usage) {
+                shared.limiter.reconcile(keys.as_slice(), reserved, actual);
+            }
+        }
+        Err(_) => {
+            let unused = reserved.saturating_sub(&crate::quota::Amounts::requests(1));
+            shared.limiter.refund(keys.as_slice(), unused);
+        }
+    }
+    result
+}
+
+pin_project! {
+    /// The future [`RateLimit`](crate::RateLimit) returns.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Called { #[pin] future: F, settle: Option<Settle> },
+        Waiting { future: Waiting },
+        Failed { error: Option<LlmError> },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn called(future: F, settle: Option<Settle>) -> Self {
+        Self {
+            state: State::Called { future, settle },
+        }
+    }
+
+    pub(crate) fn waiting(future: Waiting) -> Self {
+        Self {
+            state: State::Waiting { future },
+        }
+    }
+
+    pub(crate) fn failed(error: LlmError) -> Self {
+        Self {
+            state: State::Failed { error: Some(error) },
+        }
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<LlmResponse, E>>,
+    E: Into<LlmError>,
+{
+    type Output = Result<LlmResponse, LlmError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Called { future, settle } => {
+                let result = ready!(future.poll(cx)).map_err(Into::into);
+                Poll::Ready(self::settle(settle.take(), result))
+            }
+            StateProj::Waiting { future } => future.as_mut().poll(cx),
+            StateProj::Failed { error } => {
+                Poll::Ready(Err(error.take().expect("polled after completion")))
+            }
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! `RateLimitLayer`: which keys a request is limited by, what it draws, and what to do on denial.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use tollgate_core::{
+    CharEstimator, ConfigError, ErrorKind, Global, KeyExtractor, LlmError, LlmRequest, ModelPrice,
+    PricingTable, TokenEstimator, Usage,
+};
+use tower_layer::Layer;
+
+use crate::{
+    limiter::{RateLimiter, Scope},
+    quota::{Amounts, Dimension},
+    service::RateLimit,
+};
+
+/// What a layer does when its limiter refuses a call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnLimit {
+    /// Fail at once with `RateLimited` (or `BudgetExceeded`) and the exact `retry_after`.
+    #[default]
+    Reject,
+    /// Wait in a first-come-first-served line for up to this long, then fail as `Reject` does.
+    /// A call whose wait is already known to be longer fails at once.
+    Wait(Duration),
+}
+
+/// What to do with a call to a model the pricing table has no price for, when a quota counts cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnpricedModels {
+    /// Refuse it (`InvalidRequest`): a budget that cannot price a call cannot bound it.
+    #[default]
+    Reject,
+    /// Let it through at zero cost.
+    Free,
+}
+
+/// How long a response waited for the limiter, marked on responses that did wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waited(pub Duration);
+
+/// Applies a [`RateLimiter`] to every request: see the [crate docs](crate) for an example.
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) limiter: RateLimiter,
+    pub(crate) bindings: Vec<(Scope, Box<dyn KeyExtractor>)>,
+    pub(crate) on_limit: OnLimit,
+    tokens: bool,
+    cost: bool,
+    estimator: Box<dyn TokenEstimator>,
+    default_output_tokens: u64,
+    pricing: Option<PricingTable>,
+    unpriced: UnpricedModels,
+}
+
+/// What a call reserved, to settle with its real usage once the answer is in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reservation {
+    pub(crate) amounts: Amounts,
+    price: Option<ModelPrice>,
+}
+
+impl Shared {
+    /// Whether anything beyond the request count needs settling after the call.
+    pub(crate) fn settles(&self) -> bool {
+        self.tokens || self.cost
+    }
+
+    /// What `request` draws: one request, and estimated tokens and cost where quotas count them.
+    pub(crate) fn reserve(&self, request: &LlmRequest) -> Result<Reservation, LlmError> {
+        let mut reservation = Reservation {
+            amounts: Amounts::requests(1),
+            price: None,
+        };
+        if !self.settles() {
+            return Ok(reservation);
+        }
+        let input = self.estimator.estimate_prompt(request);
+        let output = request
+            .params
+            .max_output_tokens()
+            .unwrap_or(self.default_output_tokens);
+        if self.tokens {
+            reservation.amounts = reservation
+                .amounts
+                .with_tokens(input.saturating_add(output));
+        }
+        if self.cost {
+            let pricing = self.pricing.as_ref().expect("checked when built");
+            match pricing.get(&request.model) {
+                Some(price) => {
+                    reservation.price = Some(*price);
+                    reservation.amounts = reservation
+                        .amounts
+                        .with_cost(price.cost(Usage::new(input, output)));
+                }
+                None if self.unpriced == UnpricedModels::Free => {}
+                None => {
+                    return Err(LlmError::new(
+                        ErrorKind::InvalidRequest,
+                        format!(
+                            "model {:?} has no price in the pricing table, so its cost budget cannot be enforced (set unpriced_models: free to let such calls through)",
+                            &*request.model
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(reservation)
+    }
+
+    /// What a call actually drew, or `None` when the provider reported no usage (then the
+    /// reservation stands, which errs on the safe side).
+    pub(crate) fn actual(&self, reservation: &Reservation, usage: Usage) -> Option<Amounts> {
+        if usage == Usage::default() {
+            return None;
+        }
+        let mut amounts = Amounts::requests(1);
+        if self.tokens {
+            amounts = amounts.with_tokens(usage.input_tokens + usage.output_tokens);
+        }
+        if let Some(price) = reservation.price {
+            amounts = amounts.with_cost(price.cost(usage));
+        }
+        Some(amounts)
+    }
+}
+
+impl RateLimitLayer {
+    /// Limits every request by `limiter`'s first scope, keyed by `key` (e.g. `ByTenant`), rejecting
+    /// at once on denial.
+    ///
+    /// # Panics
+    ///
+    /// If the limiter's quotas count cost (that needs a pricing table: use [`builder`](Self::builder)).
+    pub fn new(limiter: RateLimiter, key: impl KeyExtractor) -> Self {
+        Self::builder(limiter)
+            .key(Scope::default(), key)
+            .build()
+            .expect("a quota that counts cost needs RateLimitLayer::builder(..).pricing(..)")
+    }
+
+    /// A builder: one key extractor per scope, the denial mode, the token estimator and prices.
+    pub fn builder(limiter: RateLimiter) -> RateLimitLayerBuilder {
+        RateLimitLayerBuilder {
+            limiter,
+            bindings: Vec::new(),
+            on_limit: OnLimit::Reject,
+            estimator: Box::new(CharEstimator),
+            default_output_tokens: DEFAULT_OUTPUT_TOKENS,
+            pricing: None,
+            unpriced: UnpricedModels::Reject,
+        }
+    }
+
+    /// The limiter, e.g. to read its metrics or a key's status.
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.shared.limiter
+    }
+}
+
+impl fmt::Debug for RateLimitLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("limiter", &self.shared.limiter)
+            .field("on_limit", &self.shared.on_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit::new(inner, self.clone())
+    }
+}
+
+/// Tokens reserved for the answer when a request sets no `max_tokens`, until usage settles it.
+pub const DEFAULT_OUTPUT_TOKENS: u64 = 1_024;
+
+/// Builds a [`RateLimitLayer`].
+#[must_use]
+pub struct RateLimitLayerBuilder {
+    limiter: RateLimiter,
+    bindings: Vec<(Scope, Box<dyn KeyExtractor>)>,
+    on_limit: OnLimit,
+    estimator: Box<dyn TokenEstimator>,
+    default_output_tokens: u64,
+    pricing: Option<PricingTable>,
+    unpriced: UnpricedModels,
+}
+
+impl RateLimitLayerBuilder {
+    /// Limits each request by `scope`, under the key `key` extracts (`ByPrincipal` for users,
+    /// `ByTenant` for organizations, `Global` for a pool everyone shares). Add one per scope the
+    /// request is checked against; all are checked and consumed as one step.
+    pub fn key(mut self, scope: Scope, key: impl KeyExtractor) -> Self {
+        self.bindings.push((scope, Box::new(key)));
+        self
+    }
+
+    /// What to do on denial (default [`OnLimit::Reject`]).
+    pub fn on_limit(mut self, on_limit: OnLimit) -> Self {
+        self.on_limit = on_limit;
+        self
+    }
+
+    /// Counts prompt tokens with `estimator` before the call (default [`CharEstimator`]).
+    pub fn estimator(mut self, estimator: impl TokenEstimator) -> Self {
+        self.estimator = Box::new(estimator);
+        self
+    }
+
+    /// Tokens to reserve for the answer of a request without `max_tokens`
+    /// (default [`DEFAULT_OUTPUT_TOKENS`]); the real usage settles it afterwards.
+    pub fn default_output_tokens(mut self, tokens: u64) -> Self {
+        self.default_output_tokens = tokens;
+        self
+    }
+
+    /// Prices calls for cost tiers.
+    pub fn pricing(mut self, pricing: PricingTable) -> Self {
+        self.pricing = Some(pricing);
+        self
+    }
+
+    /// What to do with models the pricing table does not list (default: reject).
+    pub fn unpriced_models(mut self, unpriced: UnpricedModels) -> Self {
+        self.unpriced = unpriced;
+        self
+    }
+
+    /// The layer.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when a scope is bound twice or the limiter's quotas count cost and no
+    /// pricing table was given. With no key bound, the limiter's first scope is keyed by [`Global`].
+    pub fn build(mut self) -> Result<RateLimitLayer, ConfigError> {
+        if self.bindings.is_empty() {
+            self.bindings.push((Scope::default(), Box::new(Global)));
+        }
+        for (i, (scope, _)) in self.bindings.iter().enumerate() {
+            if self.bindings[..i].iter().any(|(s, _)| s == scope) {
+                return Err(ConfigError::new(
+                    format!("keys[{i}]"),
+                    "this scope already has a key; a request is checked once per scope",
+                ));
+            }
+        }
+        if self.bindings.len() > crate::store::MAX_TARGETS {
+            return Err(ConfigError::new(
+                "keys",
+                format!("at most {} scopes per request", crate::store::MAX_TARGETS),
+            ));
+        }
+        let counts = |dimension| self.limiter.counts(dimension);
+        let (tokens, cost) = (counts(Dimension::Tokens), counts(Dimension::Cost));
+        if cost && self.pricing.is_none() {
+            return Err(ConfigError::new(
+                "pricing",
+                "a quota has a cost tier, so the layer needs a pricing table to price calls",
+            ));
+        }
+        if let OnLimit::Wait(wait) = self.on_limit {
+            tollgate_core::non_zero("wait", wait)?;
+        }
+        Ok(RateLimitLayer {
+            shared: Arc::new(Shared {
+                limiter: self.limiter,
+                bindings: self.bindings,
+                on_limit: self.on_limit,
+                tokens,
+                cost,
+                estimator: self.estimator,
+                default_output_tokens: self.default_output_tokens,
+                pricing: self.pricing,
+                unpriced: self.unpriced,
+            }),
+        })
+    }
+}

@@ -1,0 +1,94 @@
+//! Rate limits for LLM calls as a tower layer: multi-tier GCRA quotas on requests, tokens and
+//! cost, per key, checked across several keys at once.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use tollgate_core::{ByTenant, ErrorKind, LlmRequest, Message, SimulatedProvider};
+//! use tollgate_ratelimit::{Quota, RateLimitLayer, RateLimiter, Tier};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! // 60 requests a minute per tenant, at most 10 at once; and 1,000 an hour.
+//! let quota = Quota::new([
+//!     Tier::requests(60, Duration::from_secs(60)).with_burst(10),
+//!     Tier::requests(1_000, Duration::from_secs(3_600)),
+//! ])
+//! .unwrap();
+//! let limiter = RateLimiter::new(quota);
+//! let mut stack = ServiceBuilder::new()
+//!     .layer(RateLimitLayer::new(limiter.clone(), ByTenant))
+//!     .service(SimulatedProvider::new());
+//!
+//! let req = LlmRequest::new("sim", vec![Message::user("hi")]).with_tenant("acme");
+//! for _ in 0..10 {
+//!     stack.ready().await.unwrap().call(req.clone()).await.unwrap();
+//! }
+//! let err = stack.ready().await.unwrap().call(req).await.unwrap_err();
+//! assert_eq!(err.kind(), ErrorKind::RateLimited);
+//! assert_eq!(err.retry_after(), Some(Duration::from_secs(1))); // one request a second refills
+//! assert_eq!(limiter.metrics().denied, 1);
+//! # }
+//! ```
+//!
+//! # Quotas
+//!
+//! A [`Quota`] is any number of [`Tier`]s, each `limit` units of a [`Dimension`] per `period` with
+//! a `burst`: requests per minute, tokens per hour, dollars per day. Every tier is a GCRA with one
+//! timestamp of state; a call is admitted only when every tier admits it, and a refused call
+//! consumes nothing in any tier.
+//!
+//! # Scopes and hierarchies
+//!
+//! A [`RateLimiter`] has named scopes (`user`, `org`, `provider`), each with a default quota and
+//! per-key overrides. A call names one key per scope; every key must admit it, or nothing is
+//! consumed anywhere, and the [`Denial`] names the scope, key and tier that refused. Several users
+//! drawing on one organization's pool is two scopes: the users' own and the organization's.
+//!
+//! # Tokens and cost
+//!
+//! When a quota counts tokens, the layer reserves an estimate before the call (the prompt by a
+//! [`TokenEstimator`](tollgate_core::TokenEstimator), plus `max_tokens` or a default for the answer),
+//! then settles with the response's real [`Usage`](tollgate_core::Usage): refunding what went unused,
+//! charging what went over. Cost works the same in micro-dollars from a
+//! [`PricingTable`](tollgate_core::PricingTable); a cost tier that refuses is a spent budget, and
+//! converts to [`ErrorKind::BudgetExceeded`](tollgate_core::ErrorKind::BudgetExceeded). Budgets
+//! refill continuously (GCRA), not at calendar boundaries: `$100 per 30d` allows $100 at once, then
+//! about $3.33 a day.
+//!
+//! # On denial
+//!
+//! [`OnLimit::Reject`] fails at once with `RateLimited` and the exact `retry_after`.
+//! [`OnLimit::Wait`] waits in a first-come-first-served line per key, up to a deadline; a dropped
+//! caller leaves the line at once. Either way a call that can never fit (more tokens than a tier's
+//! burst) fails at once.
+//!
+//! # Memory
+//!
+//! A key whose tiers are all full again is the same as a key never seen, so it is forgotten: by a
+//! sweep that runs whenever a shard's table would grow, or by [`RateLimiter::sweep`]. A cap on
+//! tracked keys ([`RateLimiterBuilder::max_keys`]) bounds the rest; `benches/ratelimit.rs` measures
+//! the bytes per key.
+
+mod config;
+mod denial;
+pub mod future;
+mod gcra;
+mod layer;
+mod limiter;
+mod metrics;
+mod quota;
+mod service;
+mod store;
+
+pub use config::{KeyBy, RateLimitConfig, ScopeConfig, TierConfig};
+pub use denial::{Denial, DenialReason};
+pub use layer::{
+    DEFAULT_OUTPUT_TOKENS, OnLimit, RateLimitLayer, RateLimitLayerBuilder, UnpricedModels, Waited,
+};
+pub use limiter::{DEFAULT_MAX_KEYS, RateLimiter, RateLimiterBuilder, Scope, Status, TierStatus};
+pub use metrics::Metrics;
+pub use quota::{Amounts, Dimension, Quota, Tier};
+pub use service::RateLimit;
