@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use tollgate::{
-    Outcome, ServiceBuilderExt,
+    ByTenant, Outcome, ServiceBuilderExt,
     prelude::*,
+    ratelimit::{Quota, RateLimitLayer, RateLimiter, Tier},
     retry::{Attempts, Jitter, RetryPolicy},
 };
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -42,14 +43,27 @@ async fn main() {
         .build()
         .expect("valid retry policy");
 
+    // 4 requests a minute per tenant (all 4 may come at once), and 10,000 tokens an hour.
+    let limiter = RateLimiter::new(
+        Quota::new([
+            Tier::requests(4, Duration::from_secs(60)),
+            Tier::tokens(10_000, Duration::from_secs(3_600)),
+        ])
+        .expect("valid quota"),
+    );
+
+    // The limiter admits each request once, outside the retries: a retried 429 costs no quota.
     let mut stack = ServiceBuilder::new()
         .map_request(|req: LlmRequest| req.with_tenant("acme"))
+        .rate_limits(RateLimitLayer::new(limiter.clone(), ByTenant))
         .retries(retries)
         .service(provider.clone());
 
-    println!("tollgate quickstart: 4 requests through a retrying stack to a simulated provider\n");
+    println!(
+        "tollgate quickstart: 5 requests through a rate-limited, retrying stack to a simulated provider\n"
+    );
     let mut spent = MicroUsd::ZERO;
-    for i in 1..=4 {
+    for i in 1..=5 {
         let req = LlmRequest::new(
             "sim-small",
             vec![
@@ -86,8 +100,11 @@ async fn main() {
             }
         }
     }
+    let tokens = &limiter.status(Default::default(), "acme").tiers[1];
     println!(
-        "\nprovider saw {} calls for 4 requests; total spend {spent}",
-        provider.calls()
+        "\nprovider saw {} calls for 5 requests; total spend {spent}; acme has {} of {} tokens left this hour",
+        provider.calls(),
+        tokens.remaining,
+        tokens.tier.limit()
     );
 }

@@ -25,6 +25,16 @@ mod sealed {
 /// # }
 /// ```
 pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
+    /// Limits calls by quotas ([`RateLimitLayer`](crate::ratelimit::RateLimitLayer)).
+    ///
+    /// Named so that tower's own `ServiceBuilder::rate_limit` (one fixed window per service
+    /// instance) cannot shadow it.
+    #[cfg(feature = "ratelimit")]
+    fn rate_limits(
+        self,
+        layer: tollgate_ratelimit::RateLimitLayer,
+    ) -> ServiceBuilder<Stack<tollgate_ratelimit::RateLimitLayer, L>>;
+
     /// Retries failed calls under `policy` ([`RetryLayer`](crate::retry::RetryLayer)).
     #[cfg(feature = "retry")]
     fn retries(
@@ -34,6 +44,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[cfg(feature = "ratelimit")]
+    fn rate_limits(
+        self,
+        layer: tollgate_ratelimit::RateLimitLayer,
+    ) -> ServiceBuilder<Stack<tollgate_ratelimit::RateLimitLayer, L>> {
+        self.layer(layer)
+    }
+
     #[cfg(feature = "retry")]
     fn retries(
         self,

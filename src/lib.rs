@@ -6,6 +6,7 @@
 //!
 //! | feature | module | layer |
 //! |---|---|---|
+//! | `ratelimit` (default) | [`ratelimit`] | `RateLimitLayer`: multi-tier request, token and cost quotas per key |
 //! | `retry` (default) | [`retry`] | `RetryLayer`: backoff with jitter, `Retry-After`, retry budget |
 //!
 //! [`ServiceBuilderExt`] adds one method per layer to tower's `ServiceBuilder`.
@@ -33,6 +34,12 @@ pub use tollgate_core::*;
 mod builder;
 pub use builder::ServiceBuilderExt;
 
+/// Multi-tier request, token and cost quotas per key (crate `tollgate-ratelimit`).
+#[cfg(feature = "ratelimit")]
+pub mod ratelimit {
+    pub use tollgate_ratelimit::*;
+}
+
 /// Retries with backoff, jitter, `Retry-After` and a retry budget (crate `tollgate-retry`).
 #[cfg(feature = "retry")]
 pub mod retry {
@@ -46,6 +53,8 @@ pub mod prelude {
         ErrorKind, Key, KeyExtractor, LlmError, LlmRequest, LlmResponse, Message, MicroUsd,
         PricingTable, SimulatedProvider, Usage,
     };
+    #[cfg(feature = "ratelimit")]
+    pub use tollgate_ratelimit::{Quota, RateLimitLayer, RateLimiter, Tier};
     #[cfg(feature = "retry")]
     pub use tollgate_retry::{RetryLayer, RetryPolicy};
 }

@@ -4,7 +4,7 @@ use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
 use tollgate_core::{
     ConfigError,
-    clock::{Clock, TokioClock},
+    clock::{Clock, QuantaClock},
 };
 
 use crate::{
@@ -50,13 +50,13 @@ pub struct Status {
 ///
 /// ```
 /// use std::time::Duration;
+/// use tollgate_core::clock::ManualClock;
 /// use tollgate_ratelimit::{Amounts, DenialReason, Quota, RateLimiter, Tier};
 ///
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() {
 /// let limiter = RateLimiter::builder()
 ///     .scope("user", Quota::new([Tier::requests(10, Duration::from_secs(60))]).unwrap())
 ///     .scope("org", Quota::new([Tier::requests(15, Duration::from_secs(60))]).unwrap())
+///     .clock(ManualClock::new()) // time stands still, so the figures below are exact
 ///     .build()
 ///     .unwrap();
 /// let (user, org) = (limiter.scope("user").unwrap(), limiter.scope("org").unwrap());
@@ -77,7 +77,6 @@ pub struct Status {
 /// assert_eq!(denial.retry_after(), Some(Duration::from_secs(4)));
 /// // Nothing was taken from bob's own limit.
 /// assert_eq!(limiter.status(user, "bob").tiers[0].remaining, 5);
-/// # }
 /// ```
 #[derive(Clone)]
 pub struct RateLimiter {
@@ -272,7 +271,8 @@ impl RateLimiter {
     ///
     /// Refuses at once when waiting cannot help: the call can never fit, or the wait it needs is
     /// longer than `max_wait`. Dropping the future leaves the line at once, and the next caller
-    /// moves up. Waiting sleeps on tokio's clock, so use it with the default [`TokioClock`].
+    /// moves up. Waiting sleeps on tokio's timer, so the limiter's clock must keep real time (the
+    /// default) or be a [`TokioClock`](tollgate_core::clock::TokioClock) on paused time in tests.
     ///
     /// # Errors
     ///
@@ -609,7 +609,10 @@ impl RateLimiterBuilder {
         self
     }
 
-    /// Reads time from `clock` (default: a [`TokioClock`] started at `build`).
+    /// Reads time from `clock` (default: a [`QuantaClock`] started at `build`, the cheapest
+    /// monotonic clock). Tests on tokio's paused time use a
+    /// [`TokioClock`](tollgate_core::clock::TokioClock); code without a runtime can use a
+    /// [`ManualClock`](tollgate_core::clock::ManualClock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
         self
@@ -666,7 +669,7 @@ impl RateLimiterBuilder {
         Ok(RateLimiter {
             inner: Arc::new(Inner {
                 store: Store::new(quotas, self.max_keys, self.per_key_metrics),
-                clock: self.clock.unwrap_or_else(|| Arc::new(TokioClock::new())),
+                clock: self.clock.unwrap_or_else(|| Arc::new(QuantaClock::new())),
                 scopes: names,
             }),
         })

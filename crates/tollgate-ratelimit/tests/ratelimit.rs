@@ -11,7 +11,7 @@ use std::{
 use tokio::time::{Instant, advance};
 use tollgate_core::{
     ByPrincipal, ByTenant, ErrorKind, LlmError, LlmRequest, LlmResponse, Message, MicroUsd,
-    ModelPrice, PricingTable, SimulatedProvider,
+    ModelPrice, PricingTable, SimulatedProvider, clock::TokioClock,
 };
 use tollgate_ratelimit::{
     Amounts, Denial, DenialReason, Dimension, OnLimit, Quota, RateLimitLayer, RateLimiter, Scope,
@@ -23,6 +23,15 @@ const SEC: Duration = Duration::from_secs(1);
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3_600);
 const DAY: Duration = Duration::from_secs(86_400);
+
+/// A one-scope limiter on tokio's (paused) clock.
+fn limiter(quota: Quota) -> RateLimiter {
+    RateLimiter::builder()
+        .scope("default", quota)
+        .clock(TokioClock::new())
+        .build()
+        .unwrap()
+}
 
 fn quota(tiers: impl IntoIterator<Item = Tier>) -> Quota {
     Quota::new(tiers).expect("valid quota")
@@ -49,7 +58,7 @@ where
 
 #[tokio::test(start_paused = true)]
 async fn burst_of_ten_then_exactly_one_per_period() {
-    let limiter = RateLimiter::new(quota([Tier::requests(60, MINUTE).with_burst(10)]));
+    let limiter = limiter(quota([Tier::requests(60, MINUTE).with_burst(10)]));
     let provider = SimulatedProvider::new();
     let mut stack = RateLimitLayer::new(limiter.clone(), ByTenant).layer(provider.clone());
 
@@ -82,7 +91,7 @@ async fn burst_of_ten_then_exactly_one_per_period() {
 
 #[tokio::test(start_paused = true)]
 async fn the_hour_tier_is_the_one_that_denies() {
-    let limiter = RateLimiter::new(quota([
+    let limiter = limiter(quota([
         Tier::requests(60, MINUTE),
         Tier::requests(100, HOUR),
         Tier::requests(1_000, DAY),
@@ -126,6 +135,7 @@ async fn the_hour_tier_is_the_one_that_denies() {
 #[tokio::test(start_paused = true)]
 async fn a_user_under_its_own_limit_is_denied_by_its_organization() {
     let limiter = RateLimiter::builder()
+        .clock(TokioClock::new())
         .scope("user", quota([Tier::requests(10, MINUTE)]))
         .scope("org", quota([Tier::requests(12, MINUTE)]))
         .build()
@@ -166,7 +176,7 @@ async fn a_user_under_its_own_limit_is_denied_by_its_organization() {
 
 #[tokio::test(start_paused = true)]
 async fn tokens_are_reserved_then_reconciled_with_usage() {
-    let limiter = RateLimiter::new(quota([Tier::tokens(1_000, MINUTE)]));
+    let limiter = limiter(quota([Tier::tokens(1_000, MINUTE)]));
     let layer = RateLimitLayer::builder(limiter.clone())
         .key(Scope::default(), ByTenant)
         .default_output_tokens(100)
@@ -203,7 +213,7 @@ async fn tokens_are_reserved_then_reconciled_with_usage() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_call_gives_its_tokens_back() {
-    let limiter = RateLimiter::new(quota([Tier::tokens(1_000, MINUTE)]));
+    let limiter = limiter(quota([Tier::tokens(1_000, MINUTE)]));
     let provider = SimulatedProvider::builder()
         .script([tollgate_core::Outcome::Server])
         .build();
@@ -222,6 +232,7 @@ async fn a_failed_call_gives_its_tokens_back() {
 async fn a_cost_budget_denies_the_call_that_would_cross_it() {
     // $0.01 a day; every call costs (7 + 100) tokens × $10 per million = $0.00107.
     let limiter = RateLimiter::builder()
+        .clock(TokioClock::new())
         .scope("org", quota([Tier::cost(MicroUsd(10_000), DAY)]))
         .build()
         .unwrap();
@@ -264,6 +275,7 @@ async fn a_cost_budget_denies_the_call_that_would_cross_it() {
 #[tokio::test(start_paused = true)]
 async fn keys_are_isolated_and_overrides_apply() {
     let limiter = RateLimiter::builder()
+        .clock(TokioClock::new())
         .scope("tenant", quota([Tier::requests(2, MINUTE)]))
         .override_quota("tenant", "big", quota([Tier::requests(5, MINUTE)]))
         .build()
@@ -284,7 +296,7 @@ async fn keys_are_isolated_and_overrides_apply() {
 
 #[tokio::test(start_paused = true)]
 async fn too_large_is_refused_at_once_even_when_waiting() {
-    let limiter = RateLimiter::new(quota([Tier::tokens(1_000, MINUTE)]));
+    let limiter = limiter(quota([Tier::tokens(1_000, MINUTE)]));
     let provider = SimulatedProvider::new();
     let mut stack = RateLimitLayer::builder(limiter)
         .key(Scope::default(), ByTenant)
@@ -320,7 +332,7 @@ fn waiting_stack(
 
 #[tokio::test(start_paused = true)]
 async fn waiters_are_served_in_arrival_order() {
-    let limiter = RateLimiter::new(quota([Tier::requests(1, SEC)]));
+    let limiter = limiter(quota([Tier::requests(1, SEC)]));
     let mut stack = waiting_stack(&limiter, Duration::from_secs(10));
     let started = Instant::now();
     let order = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -349,7 +361,7 @@ async fn waiters_are_served_in_arrival_order() {
 
 #[tokio::test(start_paused = true)]
 async fn a_waiter_gives_up_at_its_deadline_with_the_wait_it_needed() {
-    let limiter = RateLimiter::new(quota([Tier::requests(1, SEC)]));
+    let limiter = limiter(quota([Tier::requests(1, SEC)]));
     let mut stack = waiting_stack(&limiter, Duration::from_millis(1_500));
     let started = Instant::now();
     let a = stack.ready().await.unwrap().call(request("acme"));
@@ -382,7 +394,7 @@ async fn a_waiter_gives_up_at_its_deadline_with_the_wait_it_needed() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_waiter_does_not_block_the_next() {
-    let limiter = RateLimiter::new(quota([Tier::requests(1, SEC)]));
+    let limiter = limiter(quota([Tier::requests(1, SEC)]));
     let mut stack = waiting_stack(&limiter, Duration::from_secs(10));
     let started = Instant::now();
     call(&mut stack, request("acme")).await.unwrap();
@@ -412,6 +424,7 @@ fn a_thousand_concurrent_callers_get_exactly_the_quota() {
         .unwrap();
     runtime.block_on(async {
         // Hour-long periods: no unit can refill while the test runs, on the real clock.
+        // The default clock: real time, as in production.
         let limiter = RateLimiter::builder()
             .scope("user", quota([Tier::requests(50, HOUR)]))
             .scope("org", quota([Tier::requests(N, HOUR)]))
@@ -457,7 +470,7 @@ fn a_thousand_concurrent_callers_get_exactly_the_quota() {
 
 #[tokio::test(start_paused = true)]
 async fn check_consumes_nothing_and_reset_refills() {
-    let limiter = RateLimiter::new(quota([Tier::requests(2, MINUTE)]));
+    let limiter = limiter(quota([Tier::requests(2, MINUTE)]));
     let keys = [(Scope::default(), "k")];
     for _ in 0..5 {
         limiter.check(&keys, Amounts::requests(2)).unwrap();
@@ -486,6 +499,7 @@ async fn check_consumes_nothing_and_reset_refills() {
 #[tokio::test(start_paused = true)]
 async fn keys_that_refill_are_forgotten_and_the_cap_refuses_new_keys() {
     let limiter = RateLimiter::builder()
+        .clock(TokioClock::new())
         .scope("k", quota([Tier::requests(10, SEC)]))
         .max_keys(3)
         .per_key_metrics(true)
