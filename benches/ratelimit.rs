@@ -5,9 +5,9 @@
 //!
 //! - `ratelimit_single_key`: one key, one tier. Peers: governor direct (no key at all) and keyed.
 //! - `ratelimit_10k_keys`: 10,000 distinct 16-byte keys in turn, one tier.
-//! - `ratelimit_3_tiers`: one key under three tiers (checked and consumed as one step), beside
-//!   governor keyed with one tier (the goal's yardstick) and three governor keyed limiters called
-//!   in a row (not atomic: a refusal by the third would not undo the first two).
+//! - `ratelimit_3_tiers`: the same 10,000 keys, each under three tiers (checked and consumed as one
+//!   step), beside governor keyed with one tier (the goal's yardstick) and three governor keyed
+//!   limiters called in a row (not atomic: a refusal by the third would not undo the first two).
 //! - `ratelimit_contended`: two threads at once over the same 10,000 keys; the time is the wall
 //!   time for each thread to do one call, so two calls complete per period.
 //!

@@ -496,7 +496,9 @@ impl RateLimiter {
     }
 
     /// One key's counts, when the limiter keeps them per key
-    /// ([`RateLimiterBuilder::per_key_metrics`]); they are kept while the key is tracked.
+    /// ([`RateLimiterBuilder::per_key_metrics`]). Counts are kept for tracked keys only: they
+    /// start when a key is first admitted and go when it is forgotten (full again, or reset), so
+    /// they take no memory beyond the key cap.
     pub fn key_metrics(&self, scope: Scope, key: &str) -> Option<Metrics> {
         self.inner.store.key_metrics(&self.target(scope, key))
     }

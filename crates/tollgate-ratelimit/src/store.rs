@@ -193,6 +193,9 @@ impl Shard {
                 s.scope == target.scope && *s.key == *target.key
             }) {
                 Some(stats) => add(&mut stats.metrics),
+                // Only tracked keys get counts of their own, so a flood of refused new keys
+                // cannot grow this table past the key cap.
+                None if self.slots.find(target.hash, eq(target)).is_none() => {}
                 None => {
                     let mut metrics = Metrics::default();
                     add(&mut metrics);
@@ -602,23 +605,19 @@ impl Store {
     fn sweep_shard(&self, shard: &mut Shard, now: u64) -> usize {
         let quotas = &self.quotas;
         let before = shard.slots.len();
-        let mut removed_keys = Vec::new();
-        let track = shard.per_key.is_some();
         shard.slots.retain(|slot| {
             let tiers = quotas.all[slot.quota as usize].tiers().len();
-            let full = gcra::is_full(slot.tats.get(tiers), now);
-            if full && track {
-                removed_keys.push((slot.scope, Arc::<str>::from(slot.key.as_str())));
-            }
-            !full
+            !gcra::is_full(slot.tats.get(tiers), now)
         });
         if let Some(per_key) = &mut shard.per_key {
-            for (scope, key) in removed_keys {
-                let hash = self.hasher.hash_one((scope, &*key));
-                if let Ok(entry) = per_key.find_entry(hash, |s| s.scope == scope && s.key == key) {
-                    entry.remove();
-                }
-            }
+            let slots = &shard.slots;
+            per_key.retain(|stats| {
+                slots
+                    .find(stats.hash, |slot| {
+                        slot.scope == stats.scope && slot.key.as_bytes() == stats.key.as_bytes()
+                    })
+                    .is_some()
+            });
         }
         let removed = before - shard.slots.len();
         if removed > 0 {

@@ -519,6 +519,9 @@ async fn keys_that_refill_are_forgotten_and_the_cap_refuses_new_keys() {
     assert_eq!(denial.reason(), DenialReason::Capacity);
     assert_eq!(LlmError::from(denial).kind(), ErrorKind::Unavailable);
     assert_eq!(limiter.key_metrics(s, "a").unwrap().allowed, 1);
+    // An untracked key gets no counts of its own (so refusals cannot grow memory past the cap).
+    assert_eq!(limiter.key_metrics(s, "d"), Some(Default::default()));
+    assert_eq!(limiter.metrics().denied, 1);
 
     // 100 ms later every key is full again, so the new key makes room for itself.
     advance(Duration::from_millis(100)).await;
