@@ -342,7 +342,7 @@ impl Store {
                 let fresh = Tats::full(tiers.len());
                 let verdict = gcra::evaluate(tiers, fresh.get(tiers.len()), amounts, now);
                 if verdict == Verdict::Admit && mode != Mode::Check {
-                    if !self.reserve(&mut shard, 1, now) {
+                    if !self.has_room(&mut shard, 1, now) {
                         if mode == FIRST_TRY {
                             shard.count(target, |m| m.denied += 1);
                         }
@@ -476,7 +476,7 @@ impl Store {
         }
         if new_keys > 0 {
             let first = guards[guard_of(0)].as_deref_mut().expect("locked above");
-            if !self.reserve(first, new_keys, now) {
+            if !self.has_room(first, new_keys, now) {
                 for (i, target) in targets.iter().enumerate() {
                     if mode == FIRST_TRY && !duplicate(targets, i) {
                         let shard = guards[guard_of(i)].as_deref_mut().expect("locked above");
@@ -519,7 +519,7 @@ impl Store {
                     let tiers = self.quotas.all[slot.quota as usize].tiers();
                     gcra::refund(tiers, slot.tats.get_mut(tiers.len()), amounts, now);
                 }
-            } else if shard.slot(target).is_some() || self.reserve(&mut shard, 1, now) {
+            } else if shard.slot(target).is_some() || self.has_room(&mut shard, 1, now) {
                 self.charge_locked(&mut shard, target, amounts, now);
             }
         }
@@ -531,7 +531,7 @@ impl Store {
             gcra::charge(tiers, slot.tats.get_mut(tiers.len()), amounts, now);
             return;
         }
-        // A new key: its place was reserved by the caller.
+        // A new key: the caller checked there is room for it.
         let quota = self.quotas.resolve(target.scope, target.key);
         let tiers = self.quotas.all[quota as usize].tiers();
         let mut slot = Slot {
@@ -544,28 +544,24 @@ impl Store {
         self.insert(shard, target.hash, slot, now);
     }
 
-    /// Reserves room for `n` new keys under the cap, sweeping `shard` once if that frees some.
-    fn reserve(&self, shard: &mut Shard, n: usize, now: u64) -> bool {
-        let fits = |live: usize| {
-            live.checked_add(n)
+    /// Whether `n` new keys fit under the cap, sweeping first if they do not.
+    ///
+    /// The count itself moves only where keys are really inserted or removed, so a sweep that
+    /// forgets a key a call was about to touch cannot skew it. Calls racing past this check at
+    /// the same moment can pass the cap by at most their own new keys.
+    fn has_room(&self, shard: &mut Shard, n: usize, now: u64) -> bool {
+        let fits = || {
+            self.live
+                .load(Ordering::Relaxed)
+                .checked_add(n)
                 .is_some_and(|total| total <= self.max_keys)
         };
-        if self
-            .live
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |live| {
-                fits(live).then_some(live + n)
-            })
-            .is_ok()
-        {
+        if fits() {
             return true;
         }
         self.sweep_shard(shard, now);
         self.sweep_others(now);
-        self.live
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |live| {
-                fits(live).then_some(live + n)
-            })
-            .is_ok()
+        fits()
     }
 
     /// At the cap, sweeps the shards nobody holds, at most once per [`FULL_SWEEP_EVERY`]: often
@@ -600,6 +596,7 @@ impl Store {
         shard
             .slots
             .insert_unique(hash, slot, |s| hasher.hash_one((s.scope, s.key.as_str())));
+        self.live.fetch_add(1, Ordering::Relaxed);
     }
 
     fn sweep_shard(&self, shard: &mut Shard, now: u64) -> usize {
