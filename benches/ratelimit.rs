@@ -25,14 +25,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use criterion::{BenchmarkId, Criterion};
-use governor::{Quota as GovQuota, RateLimiter as GovLimiter, clock::FakeRelativeClock};
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, measurement::WallTime};
+use governor::{
+    DefaultKeyedRateLimiter, Quota as GovQuota, RateLimiter as GovLimiter, clock::FakeRelativeClock,
+};
 use tollgate::{
     clock::ManualClock,
     ratelimit::{Amounts, Quota, RateLimiter, Scope, Tier},
 };
 
 const ONE: Amounts = Amounts::requests(1);
+
+type Group<'a> = BenchmarkGroup<'a, WallTime>;
+type GovKeyed = DefaultKeyedRateLimiter<String>;
 const KEYS: usize = 10_000;
 
 fn keys(n: usize) -> Vec<String> {
@@ -113,28 +118,38 @@ fn single_key(c: &mut Criterion) {
     group.finish();
 }
 
-fn many_keys(c: &mut Criterion) {
-    let mut group = c.benchmark_group("ratelimit_10k_keys");
-    let keys = keys(KEYS);
-    let limiter = tollgate_one_tier();
-    let scope = Scope::default();
+/// Benches `limiter` over `keys` in turn.
+fn cycle_tollgate(group: &mut Group<'_>, name: &str, limiter: &RateLimiter, keys: &[String]) {
     let mut i = 0;
-    group.bench_function("tollgate", |b| {
+    group.bench_function(name, |b| {
         b.iter(|| {
-            i = (i + 1) % KEYS;
+            i = (i + 1) % keys.len();
             limiter
-                .check_and_consume(&[(scope, keys[i].as_str())], ONE)
+                .check_and_consume(&[(Scope::default(), keys[i].as_str())], ONE)
                 .unwrap()
         })
     });
-    let keyed = GovLimiter::keyed(governor_quota());
+}
+
+/// Benches governor's `keyed` limiters over `keys` in turn, each key checked by every limiter.
+fn cycle_governor(group: &mut Group<'_>, name: &str, keyed: &[GovKeyed], keys: &[String]) {
     let mut i = 0;
-    group.bench_function("governor_keyed", |b| {
+    group.bench_function(name, |b| {
         b.iter(|| {
-            i = (i + 1) % KEYS;
-            keyed.check_key(&keys[i]).unwrap()
+            i = (i + 1) % keys.len();
+            for limiter in keyed {
+                limiter.check_key(&keys[i]).unwrap();
+            }
         })
     });
+}
+
+fn many_keys(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ratelimit_10k_keys");
+    let keys = keys(KEYS);
+    cycle_tollgate(&mut group, "tollgate", &tollgate_one_tier(), &keys);
+    let keyed = [GovLimiter::keyed(governor_quota())];
+    cycle_governor(&mut group, "governor_keyed", &keyed, &keys);
     group.finish();
 }
 
@@ -144,24 +159,9 @@ fn tiers(c: &mut Criterion) {
     let limiter = RateLimiter::new(
         Quota::new(three_tiers().map(|(limit, per)| Tier::requests(limit, per))).unwrap(),
     );
-    let scope = Scope::default();
-    let mut i = 0;
-    group.bench_function("tollgate", |b| {
-        b.iter(|| {
-            i = (i + 1) % KEYS;
-            limiter
-                .check_and_consume(&[(scope, keys[i].as_str())], ONE)
-                .unwrap()
-        })
-    });
-    let keyed = GovLimiter::keyed(governor_quota());
-    let mut i = 0;
-    group.bench_function("governor_keyed_1_tier", |b| {
-        b.iter(|| {
-            i = (i + 1) % KEYS;
-            keyed.check_key(&keys[i]).unwrap()
-        })
-    });
+    cycle_tollgate(&mut group, "tollgate", &limiter, &keys);
+    let one = [GovLimiter::keyed(governor_quota())];
+    cycle_governor(&mut group, "governor_keyed_1_tier", &one, &keys);
     let three = three_tiers().map(|(limit, per)| {
         let interval = per / u32::try_from(limit).unwrap();
         GovLimiter::keyed(
@@ -170,15 +170,7 @@ fn tiers(c: &mut Criterion) {
                 .allow_burst(nz(u32::try_from(limit).unwrap())),
         )
     });
-    let mut i = 0;
-    group.bench_function("governor_keyed_3_limiters", |b| {
-        b.iter(|| {
-            i = (i + 1) % KEYS;
-            for limiter in &three {
-                limiter.check_key(&keys[i]).unwrap();
-            }
-        })
-    });
+    cycle_governor(&mut group, "governor_keyed_3_limiters", &three, &keys);
     group.finish();
 }
 

@@ -57,6 +57,29 @@ pub use response::{FinishReason, LlmResponse, Usage};
 pub use simulated::{Outcome, SimulatedFuture, SimulatedProvider, SimulatedProviderBuilder};
 pub use tokens::{CharEstimator, TokenEstimator};
 
+/// Defines `get_ref`, `get_mut` and `into_inner` in an `impl<S> Layered<S>` block whose inner
+/// service is the field `inner: S`, so every layer's service has the same accessors.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! define_inner_service_accessors {
+    () => {
+        /// The inner service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// The inner service, mutably.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// Unwraps the inner service.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}
+
 // The `http` types in our public API (status codes, header maps, extensions), re-exported so users
 // need not pin a matching version themselves.
 pub use http;

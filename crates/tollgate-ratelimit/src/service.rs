@@ -42,20 +42,7 @@ impl<S> RateLimit<S> {
         Self { inner, layer }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, unwrapped.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    tollgate_core::define_inner_service_accessors!();
 }
 
 impl<S> Service<LlmRequest> for RateLimit<S>

@@ -404,6 +404,7 @@ impl Store {
         // First pass: decide, changing nothing.
         let mut worst: Option<Refusal> = None;
         let mut new_keys = 0;
+        let mut first_new = 0;
         for (i, target) in targets.iter().enumerate() {
             if duplicate(targets, i) {
                 continue;
@@ -422,6 +423,9 @@ impl Store {
                     gcra::evaluate(tiers, slot.tats.get(tiers.len()), amounts, now)
                 }
                 None => {
+                    if new_keys == 0 {
+                        first_new = i;
+                    }
                     new_keys += 1;
                     let quota = self.quotas.resolve(target.scope, target.key);
                     let tiers = self.quotas.all[quota as usize].tiers();
@@ -484,7 +488,7 @@ impl Store {
                     }
                 }
                 return Err(Refusal {
-                    target: targets.len() - 1,
+                    target: first_new,
                     reason: Reason::Capacity,
                 });
             }

@@ -26,20 +26,7 @@ impl<S> Retry<S> {
         &self.policy
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    tollgate_core::define_inner_service_accessors!();
 }
 
 impl<S, R> Service<R> for Retry<S>
