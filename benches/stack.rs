@@ -5,6 +5,9 @@
 //! so the figures are the layer's own cost, not an executor's. `bare` is the service alone, request
 //! clone included: a layer's overhead is its time minus `bare`.
 //!
+//! Groups: `retry_success_path`, `circuit_breaker_closed` (the success path through a closed
+//! breaker) and `circuit_breaker_open` (a breaker held open: the fail-fast path).
+//!
 //! Run: `cargo bench --bench stack`.
 
 use std::{
@@ -130,5 +133,65 @@ fn retry(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, retry);
+fn circuit_breaker(c: &mut Criterion) {
+    use tollgate::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakers};
+    use tower_resilience::circuitbreaker::CircuitBreakerLayer as PeerLayer;
+
+    let req = request();
+    // Both with resilience4j's defaults: a count window of 100, judged from 100 calls, 50 % failure
+    // rate, 100 % of calls slower than 60 s, 60 s open, 10 probes.
+    let peer_layer = || {
+        PeerLayer::builder()
+            .failure_rate_threshold(0.5)
+            .sliding_window_size(100)
+            .minimum_number_of_calls(100)
+            .slow_call_duration_threshold(std::time::Duration::from_secs(60))
+            .slow_call_rate_threshold(1.0)
+            .wait_duration_in_open(std::time::Duration::from_secs(60))
+            .permitted_calls_in_half_open(10)
+            .build()
+            .expect("valid peer config")
+    };
+    let ours = || CircuitBreakers::new(CircuitBreakerConfig::default()).expect("valid config");
+
+    let mut group = c.benchmark_group("circuit_breaker_closed");
+    let mut bare = Bare;
+    group.bench_function("bare", |b| b.iter(|| black_box(one_call(&mut bare, &req))));
+    let mut tollgate = CircuitBreakerLayer::new(ours()).layer(Bare);
+    group.bench_function("tollgate", |b| {
+        b.iter(|| black_box(one_call(&mut tollgate, &req)))
+    });
+    let mut peer = peer_layer().layer(Bare);
+    group.bench_function("tower_resilience", |b| {
+        b.iter(|| black_box(one_call(&mut peer, &req)))
+    });
+    group.finish();
+
+    // Held open: every call fails fast without reaching the service.
+    let mut group = c.benchmark_group("circuit_breaker_open");
+    let breakers = ours();
+    let mut tollgate = CircuitBreakerLayer::new(breakers.clone()).layer(Bare);
+    breakers.force_open("*");
+    group.bench_function("tollgate", |b| {
+        b.iter(|| black_box(one_refusal(&mut tollgate, &req)))
+    });
+    let mut peer = peer_layer().layer_fn(Bare);
+    poll_now(peer.force_open());
+    group.bench_function("tower_resilience", |b| {
+        b.iter(|| black_box(one_refusal(&mut peer, &req)))
+    });
+    group.finish();
+}
+
+/// One call that must fail at once.
+fn one_refusal<S, E>(service: &mut S, request: &LlmRequest) -> E
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = E>,
+    E: std::fmt::Debug,
+{
+    poll_now(std::future::poll_fn(|cx| service.poll_ready(cx))).expect("ready");
+    poll_now(service.call(request.clone())).expect_err("refused")
+}
+
+criterion_group!(benches, retry, circuit_breaker);
 criterion_main!(benches);

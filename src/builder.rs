@@ -25,6 +25,14 @@ mod sealed {
 /// # }
 /// ```
 pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
+    /// Guards calls with circuit breakers
+    /// ([`CircuitBreakerLayer`](crate::circuit_breaker::CircuitBreakerLayer)).
+    #[cfg(feature = "circuit-breaker")]
+    fn circuit_breaker(
+        self,
+        layer: tollgate_circuit_breaker::CircuitBreakerLayer,
+    ) -> ServiceBuilder<Stack<tollgate_circuit_breaker::CircuitBreakerLayer, L>>;
+
     /// Limits calls by quotas ([`RateLimitLayer`](crate::ratelimit::RateLimitLayer)).
     ///
     /// Named so that tower's own `ServiceBuilder::rate_limit` (one fixed window per service
@@ -44,6 +52,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[cfg(feature = "circuit-breaker")]
+    fn circuit_breaker(
+        self,
+        layer: tollgate_circuit_breaker::CircuitBreakerLayer,
+    ) -> ServiceBuilder<Stack<tollgate_circuit_breaker::CircuitBreakerLayer, L>> {
+        self.layer(layer)
+    }
+
     #[cfg(feature = "ratelimit")]
     fn rate_limits(
         self,

@@ -6,6 +6,7 @@
 //!
 //! | feature | module | layer |
 //! |---|---|---|
+//! | `circuit-breaker` (default) | [`circuit_breaker`] | `CircuitBreakerLayer`: per-key breakers, sliding windows, slow calls, half-open probes |
 //! | `ratelimit` (default) | [`ratelimit`] | `RateLimitLayer`: multi-tier request, token and cost quotas per key |
 //! | `retry` (default) | [`retry`] | `RetryLayer`: backoff with jitter, `Retry-After`, retry budget |
 //!
@@ -34,6 +35,12 @@ pub use tollgate_core::*;
 mod builder;
 pub use builder::ServiceBuilderExt;
 
+/// Circuit breakers per key with count or time windows (crate `tollgate-circuit-breaker`).
+#[cfg(feature = "circuit-breaker")]
+pub mod circuit_breaker {
+    pub use tollgate_circuit_breaker::*;
+}
+
 /// Multi-tier request, token and cost quotas per key (crate `tollgate-ratelimit`).
 #[cfg(feature = "ratelimit")]
 pub mod ratelimit {
@@ -49,6 +56,10 @@ pub mod retry {
 /// The types most programs using tollgate need, in one import.
 pub mod prelude {
     pub use crate::ServiceBuilderExt;
+    #[cfg(feature = "circuit-breaker")]
+    pub use tollgate_circuit_breaker::{
+        CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakers,
+    };
     pub use tollgate_core::{
         ErrorKind, Key, KeyExtractor, LlmError, LlmRequest, LlmResponse, Message, MicroUsd,
         PricingTable, SimulatedProvider, Usage,
