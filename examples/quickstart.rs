@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tollgate::{
     ByTenant, Outcome, ServiceBuilderExt,
+    circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakers},
     prelude::*,
     ratelimit::{Quota, RateLimitLayer, RateLimiter, Tier},
     retry::{Attempts, Jitter, RetryPolicy},
@@ -52,11 +53,16 @@ async fn main() {
         .expect("valid quota"),
     );
 
+    // resilience4j's defaults: judge the last 100 calls, open at a 50 % failure rate.
+    let breakers = CircuitBreakers::new(CircuitBreakerConfig::default()).expect("valid config");
+
     // The limiter admits each request once, outside the retries: a retried 429 costs no quota.
+    // The breaker sits inside the retries, so it sees (and can stop) every attempt.
     let mut stack = ServiceBuilder::new()
         .map_request(|req: LlmRequest| req.with_tenant("acme"))
         .rate_limits(RateLimitLayer::new(limiter.clone(), ByTenant))
         .retries(retries)
+        .circuit_breaker(CircuitBreakerLayer::new(breakers.clone()))
         .service(provider.clone());
 
     println!(
@@ -100,9 +106,14 @@ async fn main() {
             }
         }
     }
+    let breaker = breakers.metrics("*").expect("the layer's breaker");
+    println!(
+        "\nbreaker {:?}: {} attempts counted, {} failed (the 429 is not counted; the 401 is the caller's fault)",
+        breaker.state, breaker.calls, breaker.failures
+    );
     let tokens = &limiter.status(Default::default(), "acme").tiers[1];
     println!(
-        "\nprovider saw {} calls for 5 requests; total spend {spent}; acme has {} of {} tokens left this hour",
+        "provider saw {} calls for 5 requests; total spend {spent}; acme has {} of {} tokens left this hour",
         provider.calls(),
         tokens.remaining,
         tokens.tier.limit()
