@@ -6,7 +6,8 @@
 //! clone included: a layer's overhead is its time minus `bare`.
 //!
 //! Groups: `retry_success_path`, `circuit_breaker_closed` (the success path through a closed
-//! breaker) and `circuit_breaker_open` (a breaker held open: the fail-fast path).
+//! breaker), `circuit_breaker_open` (a breaker held open: the fail-fast path) and
+//! `health_success_path` (a call recorded in a 1,000-call window).
 //!
 //! Run: `cargo bench --bench stack`.
 
@@ -193,5 +194,20 @@ where
     poll_now(service.call(request.clone())).expect_err("refused")
 }
 
-criterion_group!(benches, retry, circuit_breaker);
+fn health(c: &mut Criterion) {
+    use tollgate::health::{HealthConfig, HealthLayer, HealthStats};
+
+    let req = request();
+    let mut group = c.benchmark_group("health_success_path");
+    let mut bare = Bare;
+    group.bench_function("bare", |b| b.iter(|| black_box(one_call(&mut bare, &req))));
+    let stats = HealthStats::new(HealthConfig::default()).expect("valid config");
+    let mut tollgate = HealthLayer::new(stats).layer(Bare);
+    group.bench_function("tollgate", |b| {
+        b.iter(|| black_box(one_call(&mut tollgate, &req)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, retry, circuit_breaker, health);
 criterion_main!(benches);

@@ -25,6 +25,13 @@ mod sealed {
 /// # }
 /// ```
 pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
+    /// Records every call's outcome and latency ([`HealthLayer`](crate::health::HealthLayer)).
+    #[cfg(feature = "health")]
+    fn health(
+        self,
+        layer: tollgate_health::HealthLayer,
+    ) -> ServiceBuilder<Stack<tollgate_health::HealthLayer, L>>;
+
     /// Guards calls with circuit breakers
     /// ([`CircuitBreakerLayer`](crate::circuit_breaker::CircuitBreakerLayer)).
     #[cfg(feature = "circuit-breaker")]
@@ -52,6 +59,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[cfg(feature = "health")]
+    fn health(
+        self,
+        layer: tollgate_health::HealthLayer,
+    ) -> ServiceBuilder<Stack<tollgate_health::HealthLayer, L>> {
+        self.layer(layer)
+    }
+
     #[cfg(feature = "circuit-breaker")]
     fn circuit_breaker(
         self,

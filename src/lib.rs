@@ -7,6 +7,7 @@
 //! | feature | module | layer |
 //! |---|---|---|
 //! | `circuit-breaker` (default) | [`circuit_breaker`] | `CircuitBreakerLayer`: per-key breakers, sliding windows, slow calls, half-open probes |
+//! | `health` (default) | [`health`] | `HealthLayer` + `HealthRegistry`: passive call statistics, active checks, health reports |
 //! | `ratelimit` (default) | [`ratelimit`] | `RateLimitLayer`: multi-tier request, token and cost quotas per key |
 //! | `retry` (default) | [`retry`] | `RetryLayer`: backoff with jitter, `Retry-After`, retry budget |
 //!
@@ -39,6 +40,12 @@ pub use builder::ServiceBuilderExt;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker {
     pub use tollgate_circuit_breaker::*;
+}
+
+/// Passive call statistics, active checks and health reports (crate `tollgate-health`).
+#[cfg(feature = "health")]
+pub mod health {
+    pub use tollgate_health::*;
 }
 
 /// Multi-tier request, token and cost quotas per key (crate `tollgate-ratelimit`).

@@ -1,0 +1,249 @@
+//! Active checks: the `HealthCheck` trait and the built-in checks.
+
+use std::{future::Future, pin::Pin, time::Duration};
+
+use tollgate_core::{LlmError, LlmRequest, LlmResponse, Message, duration};
+use tower_service::Service;
+
+use crate::{Status, stats::HealthStats};
+
+/// What one run of a check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOutcome {
+    /// The check's verdict.
+    pub status: Status,
+    /// A short human-readable explanation.
+    pub message: String,
+}
+
+impl CheckOutcome {
+    /// All is well.
+    pub fn healthy(message: impl Into<String>) -> Self {
+        Self {
+            status: Status::Healthy,
+            message: message.into(),
+        }
+    }
+
+    /// Working, but not well.
+    pub fn degraded(message: impl Into<String>) -> Self {
+        Self {
+            status: Status::Degraded,
+            message: message.into(),
+        }
+    }
+
+    /// Not working.
+    pub fn unhealthy(message: impl Into<String>) -> Self {
+        Self {
+            status: Status::Unhealthy,
+            message: message.into(),
+        }
+    }
+}
+
+/// The future a check returns.
+pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckOutcome> + Send + 'a>>;
+
+/// An active health check, run by a [`HealthRegistry`](crate::HealthRegistry) at its interval and
+/// under its timeout.
+///
+/// Checks are not on any call's path, so the future is boxed. A closure works through [`check_fn`].
+pub trait HealthCheck: Send + Sync + 'static {
+    /// The check's name in reports (`openai`, `redis`, ...).
+    fn name(&self) -> &str;
+
+    /// Runs the check once.
+    fn check(&self) -> CheckFuture<'_>;
+}
+
+/// A check from a name and an async closure.
+///
+/// ```
+/// use tollgate_health::{CheckOutcome, check_fn};
+///
+/// let disk = check_fn("disk", || async { CheckOutcome::healthy("42% used") });
+/// ```
+pub fn check_fn<F, Fut>(name: impl Into<String>, run: F) -> FnCheck<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = CheckOutcome> + Send + 'static,
+{
+    FnCheck {
+        name: name.into(),
+        run,
+    }
+}
+
+/// A check made by [`check_fn`].
+#[derive(Debug, Clone)]
+pub struct FnCheck<F> {
+    name: String,
+    run: F,
+}
+
+impl<F, Fut> HealthCheck for FnCheck<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = CheckOutcome> + Send + 'static,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin((self.run)())
+    }
+}
+
+/// Sends a cheap request (one token of output by default) through any `Service<LlmRequest>`: a
+/// provider client, or a whole stack.
+#[derive(Debug, Clone)]
+pub struct ProviderCheck<S> {
+    name: String,
+    service: S,
+    request: LlmRequest,
+}
+
+impl<S> ProviderCheck<S> {
+    /// Checks `service` by asking `model` for one token.
+    pub fn new(name: impl Into<String>, model: &str, service: S) -> Self {
+        let request = LlmRequest::new(model, vec![Message::user("ping")]).with_max_tokens(1);
+        Self {
+            name: name.into(),
+            service,
+            request,
+        }
+    }
+
+    /// Sends `request` instead of the default one.
+    #[must_use]
+    pub fn with_request(mut self, request: LlmRequest) -> Self {
+        self.request = request;
+        self
+    }
+}
+
+impl<S> HealthCheck for ProviderCheck<S>
+where
+    S: Service<LlmRequest, Response = LlmResponse> + Clone + Send + Sync + 'static,
+    S::Error: Into<LlmError>,
+    S::Future: Send,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        let mut service = self.service.clone();
+        let request = self.request.clone();
+        Box::pin(async move {
+            let started = tokio::time::Instant::now();
+            let result = async {
+                std::future::poll_fn(|cx| service.poll_ready(cx))
+                    .await
+                    .map_err(Into::into)?;
+                service.call(request).await.map_err(Into::into)
+            }
+            .await;
+            match result {
+                Ok(_) => CheckOutcome::healthy(format!(
+                    "answered in {}",
+                    duration::format(round_ms(started.elapsed()))
+                )),
+                Err(error) => CheckOutcome::unhealthy(error.to_string()),
+            }
+        })
+    }
+}
+
+fn round_ms(elapsed: Duration) -> Duration {
+    Duration::from_millis(elapsed.as_millis() as u64)
+}
+
+/// A component's status from the passive statistics a [`HealthLayer`](crate::HealthLayer) keeps.
+#[derive(Debug, Clone)]
+pub struct StatsCheck {
+    name: String,
+    stats: HealthStats,
+    component: String,
+}
+
+impl StatsCheck {
+    /// Reports `component`'s status from `stats` under `name`.
+    pub fn new(name: impl Into<String>, stats: HealthStats, component: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            stats,
+            component: component.into(),
+        }
+    }
+}
+
+impl HealthCheck for StatsCheck {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        let outcome = match self.stats.component_snapshot(&self.component) {
+            None => CheckOutcome::healthy("no calls yet"),
+            Some(snapshot) => CheckOutcome {
+                status: snapshot.status,
+                message: format!(
+                    "{} calls in window, {:.1}% failed, p95 {:.0} ms, {} failures in a row",
+                    snapshot.window.calls,
+                    snapshot.window.error_rate,
+                    snapshot.window.latency_ms.p95,
+                    snapshot.consecutive_failures
+                ),
+            },
+        };
+        Box::pin(std::future::ready(outcome))
+    }
+}
+
+/// Pings a Redis server over its own protocol (`PING` → `+PONG`), without a Redis client crate.
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone)]
+pub struct RedisCheck {
+    name: String,
+    address: String,
+}
+
+#[cfg(feature = "redis")]
+impl RedisCheck {
+    /// Pings the server at `address` (`host:port`).
+    pub fn new(name: impl Into<String>, address: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            address: address.into(),
+        }
+    }
+
+    async fn ping(&self) -> std::io::Result<String> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let mut stream = tokio::net::TcpStream::connect(&self.address).await?;
+        stream.write_all(b"*1\r\n$4\r\nPING\r\n").await?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).await?;
+        Ok(line.trim_end().to_owned())
+    }
+}
+
+#[cfg(feature = "redis")]
+impl HealthCheck for RedisCheck {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(async move {
+            match self.ping().await {
+                Ok(reply) if reply == "+PONG" => CheckOutcome::healthy("PONG"),
+                Ok(reply) => CheckOutcome::unhealthy(format!("unexpected reply {reply:?} to PING")),
+                Err(error) => CheckOutcome::unhealthy(format!("{}: {error}", self.address)),
+            }
+        })
+    }
+}
