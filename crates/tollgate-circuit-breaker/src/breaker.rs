@@ -153,6 +153,11 @@ struct Inner {
     last_used: u64,
 }
 
+/// Whether `part / calls` is at least `threshold_bp` basis points (hundredths of a percent).
+fn reaches(part: u64, calls: u64, threshold_bp: u64) -> bool {
+    u128::from(part) * 10_000 >= u128::from(threshold_bp) * u128::from(calls)
+}
+
 fn rate(part: u64, calls: u64) -> f64 {
     if calls == 0 {
         0.0
@@ -259,12 +264,11 @@ impl Breaker {
                 if totals.calls < settings.minimum_calls {
                     return None;
                 }
-                let failure_rate = rate(totals.failures, totals.calls);
-                let slow_rate = rate(totals.slow, totals.calls);
-                let reason = if failure_rate >= settings.failure_rate {
-                    Reason::FailureRate(failure_rate)
-                } else if slow_rate >= settings.slow_call_rate {
-                    Reason::SlowCallRate(slow_rate)
+                // Integer comparisons on the hot path; the rate as a float only for the event.
+                let reason = if reaches(totals.failures, totals.calls, settings.failure_bp) {
+                    Reason::FailureRate(rate(totals.failures, totals.calls))
+                } else if reaches(totals.slow, totals.calls, settings.slow_call_bp) {
+                    Reason::SlowCallRate(rate(totals.slow, totals.calls))
                 } else {
                     return None;
                 };
@@ -276,8 +280,8 @@ impl Breaker {
                     return None;
                 }
                 let probes = inner.probes;
-                if rate(probes.failures, probes.calls) >= settings.failure_rate
-                    || rate(probes.slow, probes.calls) >= settings.slow_call_rate
+                if reaches(probes.failures, probes.calls, settings.failure_bp)
+                    || reaches(probes.slow, probes.calls, settings.slow_call_bp)
                 {
                     Some(self.open(&mut inner, settings, Reason::ProbesFailed, now))
                 } else {

@@ -44,7 +44,8 @@ pub enum SlidingWindow {
 pub struct CircuitBreakerConfig {
     /// The window outcomes are counted over (default: the last 100 calls).
     pub window: SlidingWindow,
-    /// Open when at least this percent of the window's calls failed (default 50).
+    /// Open when at least this percent of the window's calls failed (default 50; judged to a
+    /// hundredth of a percent).
     pub failure_rate_threshold: f64,
     /// A call slower than this is slow, whether it succeeded or not (default 60 s).
     #[serde(with = "duration")]
@@ -96,9 +97,10 @@ impl Default for CircuitBreakerConfig {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
     pub(crate) window: WindowKind,
-    pub(crate) failure_rate: f64,
+    /// Thresholds in basis points: compared with integer arithmetic on every call.
+    pub(crate) failure_bp: u64,
     pub(crate) slow_call_nanos: u64,
-    pub(crate) slow_call_rate: f64,
+    pub(crate) slow_call_bp: u64,
     pub(crate) minimum_calls: u64,
     pub(crate) wait: Duration,
     pub(crate) wait_multiplier: f64,
@@ -117,6 +119,11 @@ impl Settings {
             Duration::from_secs_f64(wait)
         }
     }
+}
+
+/// A percentage in hundredths of a percent, the precision thresholds are judged at.
+fn basis_points(percent: f64) -> u64 {
+    (percent * 100.0).round().max(1.0) as u64
 }
 
 fn percent(path: &str, value: f64) -> Result<f64, ConfigError> {
@@ -200,9 +207,9 @@ impl CircuitBreakerConfig {
         tollgate_core::non_zero("idle_timeout", self.idle_timeout)?;
         Ok(Settings {
             window,
-            failure_rate,
+            failure_bp: basis_points(failure_rate),
             slow_call_nanos: u64::try_from(slow_call_duration.as_nanos()).unwrap_or(u64::MAX),
-            slow_call_rate,
+            slow_call_bp: basis_points(slow_call_rate),
             minimum_calls,
             wait,
             wait_multiplier: self.wait_multiplier,

@@ -108,10 +108,14 @@ impl Component {
         }
         let calls = self.window.len() as u64;
         if calls >= u64::from(config.minimum_calls) {
-            let rate = self.window_failures as f64 * 100.0 / calls as f64;
-            if rate >= config.unhealthy_error_rate {
+            // Integer comparisons in hundredths of a percent: no division on every call.
+            let reaches = |percent: f64| {
+                u128::from(self.window_failures) * 10_000
+                    >= u128::from((percent * 100.0).round() as u64) * u128::from(calls)
+            };
+            if reaches(config.unhealthy_error_rate) {
                 worsen(Status::Unhealthy);
-            } else if rate >= config.degraded_error_rate {
+            } else if reaches(config.degraded_error_rate) {
                 worsen(Status::Degraded);
             }
             let p95 = Duration::from_nanos(self.p95);
