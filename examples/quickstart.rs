@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tollgate::{
     ByTenant, Outcome, ServiceBuilderExt,
+    cache::{CacheConfig, CacheLayer, MemoryStore},
     circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakers},
     prelude::*,
     ratelimit::{Quota, RateLimitLayer, RateLimiter, Tier},
@@ -56,25 +57,33 @@ async fn main() {
     // resilience4j's defaults: judge the last 100 calls, open at a 50 % failure rate.
     let breakers = CircuitBreakers::new(CircuitBreakerConfig::default()).expect("valid config");
 
+    // Answers kept in memory for an hour, per tenant.
+    let cache =
+        CacheLayer::new(MemoryStore::new(64 << 20), CacheConfig::default()).expect("valid config");
+
+    // The cache answers repeats before the limiter: a hit costs no quota and no money.
     // The limiter admits each request once, outside the retries: a retried 429 costs no quota.
     // The breaker sits inside the retries, so it sees (and can stop) every attempt.
     let mut stack = ServiceBuilder::new()
         .map_request(|req: LlmRequest| req.with_tenant("acme"))
+        .cache(cache.clone())
         .rate_limits(RateLimitLayer::new(limiter.clone(), ByTenant))
         .retries(retries)
         .circuit_breaker(CircuitBreakerLayer::new(breakers.clone()))
         .service(provider.clone());
 
     println!(
-        "tollgate quickstart: 5 requests through a rate-limited, retrying stack to a simulated provider\n"
+        "tollgate quickstart: 6 requests through a cached, rate-limited, retrying stack to a simulated provider\n"
     );
     let mut spent = MicroUsd::ZERO;
-    for i in 1..=5 {
+    for i in 1..=6 {
+        // The sixth asks the first question again.
+        let question = if i == 6 { 1 } else { i };
         let req = LlmRequest::new(
             "sim-small",
             vec![
                 Message::system("Answer briefly."),
-                Message::user(format!("Question number {i}: what is a tollgate?")),
+                Message::user(format!("Question number {question}: what is a tollgate?")),
             ],
         )
         .with_max_tokens(64);
@@ -84,13 +93,21 @@ async fn main() {
         let took = started.elapsed();
         match result {
             Ok(answer) => {
-                let cost = pricing
-                    .cost(&answer.model, answer.usage)
-                    .unwrap_or_default();
+                let cached = answer.headers.get("x-cache").is_some_and(|v| v == "HIT");
+                // A hit keeps the original usage, so it is plain what the answer was worth; it
+                // cost nothing this time.
+                let cost = if cached {
+                    MicroUsd::ZERO
+                } else {
+                    pricing
+                        .cost(&answer.model, answer.usage)
+                        .unwrap_or_default()
+                };
                 spent = spent.saturating_add(cost);
                 println!(
-                    "  #{i} ok     {:?} after {} attempt(s) in {took:.0?}; tokens in/out {}/{}; cost {cost}",
+                    "  #{i} ok     {:?}{} after {} attempt(s) in {took:.0?}; tokens in/out {}/{}; cost {cost}",
                     answer.content,
+                    if cached { " from the cache" } else { "" },
                     Attempts::of(&answer),
                     answer.usage.input_tokens,
                     answer.usage.output_tokens
@@ -106,14 +123,19 @@ async fn main() {
             }
         }
     }
+    let hits = cache.metrics();
+    println!(
+        "\ncache: {} hit(s), {} miss(es), {} stored",
+        hits.hits, hits.misses, hits.stores
+    );
     let breaker = breakers.metrics("*").expect("the layer's breaker");
     println!(
-        "\nbreaker {:?}: {} attempts counted, {} failed (the 429 is not counted; the 401 is the caller's fault)",
+        "breaker {:?}: {} attempts counted, {} failed (the 429 is not counted; the 401 is the caller's fault)",
         breaker.state, breaker.calls, breaker.failures
     );
     let tokens = &limiter.status(Default::default(), "acme").tiers[1];
     println!(
-        "provider saw {} calls for 5 requests; total spend {spent}; acme has {} of {} tokens left this hour",
+        "provider saw {} calls for 6 requests; total spend {spent}; acme has {} of {} tokens left this hour",
         provider.calls(),
         tokens.remaining,
         tokens.tier.limit()

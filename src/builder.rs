@@ -25,6 +25,13 @@ mod sealed {
 /// # }
 /// ```
 pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
+    /// Answers repeated requests from a cache ([`CacheLayer`](crate::cache::CacheLayer)).
+    #[cfg(feature = "cache")]
+    fn cache(
+        self,
+        layer: tollgate_cache::CacheLayer,
+    ) -> ServiceBuilder<Stack<tollgate_cache::CacheLayer, L>>;
+
     /// Records every call's outcome and latency ([`HealthLayer`](crate::health::HealthLayer)).
     #[cfg(feature = "health")]
     fn health(
@@ -59,6 +66,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[cfg(feature = "cache")]
+    fn cache(
+        self,
+        layer: tollgate_cache::CacheLayer,
+    ) -> ServiceBuilder<Stack<tollgate_cache::CacheLayer, L>> {
+        self.layer(layer)
+    }
+
     #[cfg(feature = "health")]
     fn health(
         self,

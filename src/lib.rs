@@ -6,6 +6,7 @@
 //!
 //! | feature | module | layer |
 //! |---|---|---|
+//! | `cache` (default) | [`cache`] | `CacheLayer`: exact-match response cache, memory and file stores, single-flight |
 //! | `circuit-breaker` (default) | [`circuit_breaker`] | `CircuitBreakerLayer`: per-key breakers, sliding windows, slow calls, half-open probes |
 //! | `health` (default) | [`health`] | `HealthLayer` + `HealthRegistry`: passive call statistics, active checks, health reports |
 //! | `ratelimit` (default) | [`ratelimit`] | `RateLimitLayer`: multi-tier request, token and cost quotas per key |
@@ -35,6 +36,12 @@ pub use tollgate_core::*;
 
 mod builder;
 pub use builder::ServiceBuilderExt;
+
+/// Exact-match response caching with memory and file stores (crate `tollgate-cache`).
+#[cfg(feature = "cache")]
+pub mod cache {
+    pub use tollgate_cache::*;
+}
 
 /// Circuit breakers per key with count or time windows (crate `tollgate-circuit-breaker`).
 #[cfg(feature = "circuit-breaker")]

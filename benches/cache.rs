@@ -1,0 +1,137 @@
+//! The cache's hit path beside its floor, and its miss path beside a bare service.
+//!
+//! - `cache_hit/<prompt size>`: a repeated request answered from a `MemoryStore` through the
+//!   layer (key, lookup, response built and marked), beside the floor a hand-rolled cache cannot
+//!   go under: SHA-256 of the same prompt bytes plus a moka `get` of a present key.
+//! - `cache_miss`: a new prompt each call (looked up, called, stored), beside the bare service
+//!   answering the same new prompts.
+//!
+//! Run: `cargo bench --bench cache`.
+
+use std::{
+    future::Future,
+    hint::black_box,
+    pin::pin,
+    sync::Arc,
+    task::{Context, Poll, Waker},
+};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use sha2::{Digest, Sha256};
+use tollgate::{
+    LlmError, LlmRequest, LlmResponse, Message,
+    cache::{CacheConfig, CacheLayer, MemoryStore},
+};
+use tower::{Layer, Service};
+
+#[derive(Clone, Copy)]
+struct Bare;
+
+impl Service<LlmRequest> for Bare {
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = std::future::Ready<Result<LlmResponse, LlmError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: LlmRequest) -> Self::Future {
+        std::future::ready(Ok(LlmResponse::new(
+            &*request.model,
+            "A short answer of about fifty bytes, as many are.",
+        )))
+    }
+}
+
+fn poll_now<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("the benched stack must answer at once"),
+    }
+}
+
+fn one_call<S>(service: &mut S, request: LlmRequest) -> LlmResponse
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
+{
+    poll_now(std::future::poll_fn(|cx| service.poll_ready(cx))).expect("ready");
+    poll_now(service.call(request)).expect("success")
+}
+
+fn prompt(bytes: usize) -> String {
+    "The quick brown fox jumps over the lazy dog. ".repeat(bytes / 45 + 1)[..bytes].to_owned()
+}
+
+fn request(text: &str) -> LlmRequest {
+    LlmRequest::new(
+        "gpt-4o-mini",
+        vec![Message::system("Answer briefly."), Message::user(text)],
+    )
+    .with_tenant("acme")
+    .with_temperature(0.0)
+}
+
+fn hit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cache_hit");
+    for (name, size) in [("200B", 200), ("8KiB", 8 * 1024)] {
+        let text = prompt(size);
+        let req = request(&text);
+
+        // The floor: hash the prompt's bytes, then a moka get of an entry that is there.
+        let moka: moka::sync::Cache<[u8; 32], Arc<LlmResponse>> = moka::sync::Cache::new(10_000);
+        let key: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        moka.insert(
+            key,
+            Arc::new(LlmResponse::new("gpt-4o-mini", "A short answer.")),
+        );
+        group.bench_function(BenchmarkId::new("floor_sha256_moka_get", name), |b| {
+            b.iter(|| {
+                let mut hasher = Sha256::new();
+                hasher.update(b"gpt-4o-mini");
+                hasher.update(b"Answer briefly.");
+                hasher.update(black_box(text.as_bytes()));
+                let key: [u8; 32] = hasher.finalize().into();
+                black_box(moka.get(&key))
+            })
+        });
+
+        let cache = CacheLayer::new(MemoryStore::new(64 << 20), CacheConfig::default()).unwrap();
+        let mut stack = cache.layer(Bare);
+        one_call(&mut stack, req.clone());
+        group.bench_function(BenchmarkId::new("tollgate", name), |b| {
+            b.iter(|| black_box(one_call(&mut stack, req.clone())))
+        });
+    }
+    group.finish();
+}
+
+fn miss(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cache_miss");
+    let text = prompt(200);
+    let mut n = 0_u64;
+    let mut bare = Bare;
+    group.bench_function("bare", |b| {
+        b.iter(|| {
+            n += 1;
+            black_box(one_call(&mut bare, request(&text).with_seed(n as i64)))
+        })
+    });
+    let cache = CacheLayer::new(MemoryStore::new(256 << 20), CacheConfig::default()).unwrap();
+    let mut stack = cache.layer(Bare);
+    let mut n = 0_u64;
+    group.bench_function("tollgate", |b| {
+        b.iter(|| {
+            n += 1;
+            black_box(one_call(&mut stack, request(&text).with_seed(n as i64)))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, hit, miss);
+criterion_main!(benches);

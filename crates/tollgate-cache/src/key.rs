@@ -1,0 +1,259 @@
+//! Cache keys: SHA-256 over a canonical, versioned encoding of everything that changes the answer.
+//!
+//! # Encoding (version 1)
+//!
+//! The hasher is fed, in order, with no intermediate string:
+//!
+//! 1. the tag `tollgate-cache-key/v1`;
+//! 2. the scope: `T` and the tenant (`-` when the request has none), or `S` for a shared scope;
+//! 3. the provider (or nothing) and the model;
+//! 4. the number of messages, then per message its role, its content and its other fields
+//!    (`name`, `tool_calls`, `tool_call_id`, ...);
+//! 5. `temperature`, `max_tokens`, `top_p`, `stop` and `seed`, each present or absent;
+//! 6. the remaining parameters (`tools`, `response_format`, anything else), keys sorted.
+//!
+//! Every string is written as its byte length (8 bytes, little-endian) then its bytes, and every
+//! optional value, list and JSON value carries a tag first, so no two different requests encode
+//! alike. JSON objects are written with their keys sorted (arrival order does not matter; array
+//! order does). Text content is trimmed, and with whitespace collapsing every run of whitespace
+//! inside it counts as one space. The request id, priority, cache control, principal, role and
+//! extensions never enter the key: they do not change the answer.
+
+use std::fmt;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tollgate_core::{Content, JsonMap, LlmRequest};
+
+/// A SHA-256 cache key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CacheKey(pub [u8; 32]);
+
+impl CacheKey {
+    /// The key as 64 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        let mut out = String::with_capacity(64);
+        for byte in self.0 {
+            out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+            out.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+        }
+        out
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let digit = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        };
+        let mut key = [0; 32];
+        for (i, pair) in bytes.chunks(2).enumerate() {
+            key[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+        }
+        Some(Self(key))
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CacheKey({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// Whose answers a request may share.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Each tenant has its own entries (the default): an answer cached for one tenant is never
+    /// served to another.
+    #[default]
+    Tenant,
+    /// Every tenant shares entries. Choose it only when prompts carry nothing private.
+    Shared,
+}
+
+/// Feeds SHA-256 through a small buffer: a key is dozens of short fields, and one `update` per
+/// field costs more than the hashing itself for a short prompt.
+struct Hasher {
+    sha: Sha256,
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Hasher {
+    fn new() -> Self {
+        Self {
+            sha: Sha256::new(),
+            buf: [0; 256],
+            len: 0,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() <= self.buf.len() {
+            self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+            return;
+        }
+        self.sha.update(&self.buf[..self.len]);
+        self.len = 0;
+        if bytes.len() <= self.buf.len() {
+            self.buf[..bytes.len()].copy_from_slice(bytes);
+            self.len = bytes.len();
+        } else {
+            self.sha.update(bytes);
+        }
+    }
+
+    fn finish(mut self) -> [u8; 32] {
+        self.sha.update(&self.buf[..self.len]);
+        self.sha.finalize().into()
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.write(&(bytes.len() as u64).to_le_bytes());
+        self.write(bytes);
+    }
+
+    fn tag(&mut self, tag: u8) {
+        self.write(&[tag]);
+    }
+
+    fn opt_str(&mut self, value: Option<&str>) {
+        match value {
+            Some(text) => {
+                self.tag(b'1');
+                self.bytes(text.as_bytes());
+            }
+            None => self.tag(b'0'),
+        }
+    }
+
+    fn opt_u64(&mut self, value: Option<u64>) {
+        match value {
+            Some(n) => {
+                self.tag(b'1');
+                self.write(&n.to_le_bytes());
+            }
+            None => self.tag(b'0'),
+        }
+    }
+
+    fn opt_f64(&mut self, value: Option<f64>) {
+        // Bit patterns: 0.7 and 0.70 are the same number; -0.0 and 0.0 are not worth merging.
+        self.opt_u64(value.map(f64::to_bits));
+    }
+
+    /// Text, trimmed, optionally with inner whitespace runs collapsed to one space, streamed as
+    /// length-prefixed segments followed by an end marker.
+    fn text(&mut self, text: &str, collapse: bool) {
+        let text = text.trim();
+        self.tag(b't');
+        if !collapse {
+            self.bytes(text.as_bytes());
+            return;
+        }
+        let mut words = text.split_whitespace();
+        if let Some(first) = words.next() {
+            self.bytes(first.as_bytes());
+            for word in words {
+                self.bytes(word.as_bytes());
+            }
+        }
+        self.tag(b'e');
+    }
+
+    /// JSON with object keys sorted.
+    fn json(&mut self, value: &Value, collapse: bool) {
+        match value {
+            Value::Null => self.tag(b'n'),
+            Value::Bool(b) => self.tag(if *b { b'T' } else { b'F' }),
+            Value::Number(n) => {
+                self.tag(b'#');
+                self.bytes(n.to_string().as_bytes());
+            }
+            Value::String(s) => {
+                self.tag(b's');
+                self.bytes(s.as_bytes());
+            }
+            Value::Array(items) => self.array(items, collapse),
+            Value::Object(map) => self.object(map, collapse),
+        }
+    }
+
+    fn array(&mut self, items: &[Value], collapse: bool) {
+        self.tag(b'[');
+        self.write(&(items.len() as u64).to_le_bytes());
+        for item in items {
+            self.json(item, collapse);
+        }
+    }
+
+    fn object(&mut self, map: &JsonMap, collapse: bool) {
+        self.tag(b'{');
+        self.write(&(map.len() as u64).to_le_bytes());
+        if map.is_empty() {
+            return;
+        }
+        let mut keys: Vec<&String> = map.keys().collect();
+        keys.sort_unstable();
+        for key in keys {
+            self.bytes(key.as_bytes());
+            // A text part's text is normalized like plain content.
+            match (&**key, &map[key]) {
+                ("text", Value::String(text)) => self.text(text, collapse),
+                (_, value) => self.json(value, collapse),
+            }
+        }
+    }
+}
+
+/// The cache key of `request` under `scope`, with whitespace collapsed when `collapse` is set.
+pub fn cache_key(request: &LlmRequest, scope: Scope, collapse: bool) -> CacheKey {
+    let mut h = Hasher::new();
+    h.write(b"tollgate-cache-key/v1");
+    match scope {
+        Scope::Tenant => {
+            h.tag(b'T');
+            h.bytes(request.meta.tenant.as_deref().unwrap_or("-").as_bytes());
+        }
+        Scope::Shared => h.tag(b'S'),
+    }
+    h.opt_str(request.provider.as_deref());
+    h.bytes(request.model.as_bytes());
+    h.write(&(request.messages.len() as u64).to_le_bytes());
+    for message in request.messages.iter() {
+        h.bytes(message.role.as_str().as_bytes());
+        match &message.content {
+            None => h.tag(b'0'),
+            Some(Content::Text(text)) => h.text(text, collapse),
+            Some(Content::Parts(parts)) => {
+                h.tag(b'p');
+                h.array(parts, collapse);
+            }
+        }
+        h.object(&message.extra, collapse);
+    }
+    let params = &request.params;
+    h.opt_f64(params.temperature);
+    h.opt_u64(params.max_tokens.map(u64::from));
+    h.opt_f64(params.top_p);
+    h.write(&(params.stop.len() as u64).to_le_bytes());
+    for stop in &params.stop {
+        h.bytes(stop.as_bytes());
+    }
+    h.opt_u64(params.seed.map(|seed| seed as u64));
+    h.object(&params.extra, collapse);
+    CacheKey(h.finish())
+}

@@ -1,0 +1,117 @@
+//! Response caching for LLM calls as a tower layer: exact-match keys over everything that changes
+//! the answer, tenant isolation, memory and file stores, and single-flight for identical misses.
+//!
+//! # Example
+//!
+//! ```
+//! use tollgate_cache::{CacheConfig, CacheLayer, CacheStatus, MemoryStore};
+//! use tollgate_core::{LlmRequest, Message, SimulatedProvider};
+//! use tower::{Layer, Service, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let cache = CacheLayer::new(MemoryStore::new(64 << 20), CacheConfig::default()).unwrap();
+//! let provider = SimulatedProvider::new();
+//! let mut stack = cache.layer(provider.clone());
+//!
+//! let ask = || LlmRequest::new("sim", vec![Message::user("What is a tollgate?")]).with_tenant("acme");
+//! let first = stack.ready().await.unwrap().call(ask()).await.unwrap();
+//! let second = stack.ready().await.unwrap().call(ask()).await.unwrap();
+//! assert_eq!(first.headers["x-cache"], "MISS");
+//! assert_eq!(second.headers["x-cache"], "HIT");
+//! assert!(matches!(second.extensions.get::<CacheStatus>(), Some(CacheStatus::Hit { .. })));
+//! assert_eq!(second.usage, first.usage); // the original cost, so reports stay honest
+//! assert_eq!(provider.calls(), 1);
+//!
+//! // Another tenant never sees acme's answer.
+//! let other = stack.ready().await.unwrap().call(ask().with_tenant("globex")).await.unwrap();
+//! assert_eq!(other.headers["x-cache"], "MISS");
+//! # }
+//! ```
+//!
+//! # What is cached
+//!
+//! Successful answers only (errors never), no longer than `max_entry_bytes`, for the configured
+//! time to live; [`CacheConfig`] switches providers and models on or off, gives them their own
+//! TTL, and can limit caching to reproducible requests (temperature 0 or a seed). A request's own
+//! cache control wins: `no_cache` skips the lookup (the fresh answer may still be stored),
+//! `no_store` does not store, `ttl` overrides the TTL.
+//!
+//! # Keys
+//!
+//! SHA-256 over a canonical encoding of tenant scope, provider, model, normalized messages and
+//! every output-affecting parameter; see [`key`] for the exact encoding. Tenants are isolated by
+//! default; [`Scope::Shared`] shares answers across tenants on purpose.
+//!
+//! # Single-flight
+//!
+//! Concurrent identical misses make one upstream call: the first caller leads, the rest wait for
+//! its answer ([`CacheStatus::Coalesced`]) or its error. If the leader is dropped mid-call, a
+//! waiter takes over.
+//!
+//! # Stores
+//!
+//! [`MemoryStore`] (moka, bounded in bytes, per-entry TTL) and [`FileStore`] (a file per entry,
+//! atomic writes, size-bounded with oldest-first eviction, background cleanup, survives restarts,
+//! corrupt files are misses). Both implement [`CacheStore`]; a store never fails a request.
+
+use std::{
+    fmt,
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use tollgate_core::clock::{Clock, QuantaClock};
+
+mod config;
+mod entry;
+mod flight;
+pub mod key;
+mod layer;
+pub mod store;
+
+pub use config::{CacheConfig, Override};
+pub use entry::CachedResponse;
+pub use key::{CacheKey, Scope, cache_key};
+pub use layer::{Cache, CacheLayer, CacheMetrics, CacheStatus, ResponseFuture, X_CACHE};
+pub use store::{CacheStore, FileStore, MemoryStore, StoreStats};
+
+/// Wall-clock milliseconds, read as a start time plus a monotonic [`Clock`]'s elapsed time, so
+/// that entries carry real expiry times (which survive a restart) and tests on paused time can
+/// still move them.
+#[derive(Clone)]
+pub struct WallClock {
+    epoch_ms: u64,
+    clock: Arc<dyn Clock>,
+}
+
+impl WallClock {
+    /// The system time, advanced by the TSC clock.
+    pub fn system() -> Self {
+        Self::new(SystemTime::now(), QuantaClock::new())
+    }
+
+    /// `epoch` now, advancing as `clock` does.
+    pub fn new(epoch: SystemTime, clock: impl Clock) -> Self {
+        let epoch_ms = epoch
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self {
+            epoch_ms,
+            clock: Arc::new(clock),
+        }
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.epoch_ms + self.clock.now_nanos() / 1_000_000
+    }
+}
+
+impl fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WallClock")
+            .field("now_ms", &self.now_ms())
+            .finish()
+    }
+}

@@ -1,0 +1,111 @@
+//! The memory store: moka, weighed in bytes, with a per-entry time to live.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use moka::{notification::RemovalCause, sync::Cache};
+
+use super::{CacheStore, Lookup, StoreFuture, StoreStats};
+use crate::{CacheKey, CachedResponse};
+
+/// Entries in memory, bounded in bytes (moka's TinyLFU admission and LRU eviction).
+///
+/// Each entry leaves memory when its time to live is up, even if it is never read again.
+#[derive(Clone)]
+pub struct MemoryStore {
+    cache: Cache<CacheKey, Arc<CachedResponse>, foldhash::fast::RandomState>,
+    counts: Arc<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    evictions: AtomicU64,
+    expirations: AtomicU64,
+}
+
+struct TimeToLive;
+
+impl moka::Expiry<CacheKey, Arc<CachedResponse>> for TimeToLive {
+    fn expire_after_create(
+        &self,
+        _: &CacheKey,
+        entry: &Arc<CachedResponse>,
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(Duration::from_millis(
+            entry.expires_at_ms.saturating_sub(entry.stored_at_ms),
+        ))
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl MemoryStore {
+    /// A store holding at most `max_bytes` of entries.
+    pub fn new(max_bytes: u64) -> Self {
+        let counts = Arc::new(Counts::default());
+        let listener = counts.clone();
+        let cache = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_, entry: &Arc<CachedResponse>| {
+                u32::try_from(entry.weight()).unwrap_or(u32::MAX)
+            })
+            .expire_after(TimeToLive)
+            .eviction_listener(move |_, _, cause| match cause {
+                RemovalCause::Size => {
+                    listener.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+                RemovalCause::Expired => {
+                    listener.expirations.fetch_add(1, Ordering::Relaxed);
+                }
+                RemovalCause::Explicit | RemovalCause::Replaced => {}
+            })
+            // Keys are SHA-256 outputs already: a fast hasher is enough to spread them.
+            .build_with_hasher(foldhash::fast::RandomState::default());
+        Self { cache, counts }
+    }
+}
+
+impl CacheStore for MemoryStore {
+    fn get(&self, key: CacheKey) -> Lookup {
+        Lookup::Ready(self.cache.get(&key))
+    }
+
+    fn put(&self, key: CacheKey, entry: Arc<CachedResponse>) -> StoreFuture<()> {
+        self.cache.insert(key, entry);
+        Box::pin(std::future::ready(()))
+    }
+
+    fn remove(&self, key: CacheKey) -> StoreFuture<()> {
+        self.cache.invalidate(&key);
+        Box::pin(std::future::ready(()))
+    }
+
+    fn clear(&self) -> StoreFuture<()> {
+        self.cache.invalidate_all();
+        self.cache.run_pending_tasks();
+        Box::pin(std::future::ready(()))
+    }
+
+    fn stats(&self) -> StoreStats {
+        // Moka applies writes and evictions in batches; settle them so the counts are current.
+        self.cache.run_pending_tasks();
+        StoreStats {
+            entries: self.cache.entry_count(),
+            bytes: self.cache.weighted_size(),
+            evictions: self.counts.evictions.load(Ordering::Relaxed),
+            expirations: self.counts.expirations.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Where entries live: the [`CacheStore`] trait and its stores.
+
+use std::{future::Future, pin::Pin, sync::Arc};
+
+use crate::{CacheKey, CachedResponse};
+
+mod file;
+mod memory;
+
+pub use file::{FileStore, FileStoreBuilder};
+pub use memory::MemoryStore;
+
+/// A boxed store operation.
+pub type StoreFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// The result of a lookup: at once for stores that can answer without waiting, or later.
+pub enum Lookup {
+    /// The answer, available now (the memory store).
+    Ready(Option<Arc<CachedResponse>>),
+    /// The answer, once the store has read it (the file store).
+    Pending(StoreFuture<Option<Arc<CachedResponse>>>),
+}
+
+/// Counts a store keeps about itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Entries held.
+    pub entries: u64,
+    /// Bytes held (as the store weighs them).
+    pub bytes: u64,
+    /// Entries dropped to stay under the size bound.
+    pub evictions: u64,
+    /// Entries dropped because their time was up.
+    pub expirations: u64,
+}
+
+/// Keeps cached answers. A store never fails a request: an error reading is a miss and an error
+/// writing is a lost entry, each reported through `tracing`.
+pub trait CacheStore: Send + Sync + 'static {
+    /// The entry under `key`, if any. Entries past their time may be returned; the layer checks.
+    fn get(&self, key: CacheKey) -> Lookup;
+
+    /// Stores `entry` under `key`, replacing any other.
+    fn put(&self, key: CacheKey, entry: Arc<CachedResponse>) -> StoreFuture<()>;
+
+    /// Removes the entry under `key`.
+    fn remove(&self, key: CacheKey) -> StoreFuture<()>;
+
+    /// Removes every entry.
+    fn clear(&self) -> StoreFuture<()>;
+
+    /// The store's own counts.
+    fn stats(&self) -> StoreStats;
+}

@@ -1,0 +1,482 @@
+//! CacheLayer and its stores through their public API, on tokio's paused clock.
+
+use std::{
+    path::PathBuf,
+    time::{Duration, SystemTime},
+};
+
+use tollgate_cache::{
+    CacheConfig, CacheLayer, CacheStatus, CacheStore, FileStore, MemoryStore, Override, Scope,
+    WallClock, cache_key,
+};
+use tollgate_core::{
+    CacheControl, ErrorKind, LlmError, LlmRequest, LlmResponse, Message, Outcome,
+    SimulatedProvider, clock::TokioClock,
+};
+use tower::{Layer, Service, ServiceExt};
+
+fn clock() -> WallClock {
+    WallClock::new(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        TokioClock::new(),
+    )
+}
+
+fn layer(store: impl CacheStore, config: CacheConfig) -> CacheLayer {
+    CacheLayer::with_clock(store, config, clock()).unwrap()
+}
+
+fn memory() -> MemoryStore {
+    MemoryStore::new(16 << 20)
+}
+
+fn ask(text: &str) -> LlmRequest {
+    LlmRequest::new(
+        "sim",
+        vec![Message::system("Be brief."), Message::user(text)],
+    )
+    .with_tenant("acme")
+}
+
+async fn call<S>(stack: &mut S, request: LlmRequest) -> Result<LlmResponse, LlmError>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
+{
+    stack.ready().await?.call(request).await
+}
+
+fn served(response: &LlmResponse) -> &str {
+    response.headers["x-cache"].to_str().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_same_prompt_hits_and_what_changes_the_answer_misses() {
+    let provider = SimulatedProvider::new();
+    let cache = layer(memory(), CacheConfig::default());
+    let mut stack = cache.layer(provider.clone());
+
+    let first = call(&mut stack, ask("hi")).await.unwrap();
+    assert_eq!(served(&first), "MISS");
+    let again = call(&mut stack, ask("hi")).await.unwrap();
+    assert_eq!(served(&again), "HIT");
+    assert_eq!(again.content, first.content);
+    assert_eq!(again.usage, first.usage);
+
+    // Caller metadata that does not change the answer does not change the key.
+    let mut same = ask("hi").with_request_id("req-2");
+    same.meta.principal = Some("bob".into());
+    assert_eq!(served(&call(&mut stack, same).await.unwrap()), "HIT");
+
+    for changed in [
+        ask("hi").with_temperature(0.2),
+        LlmRequest::new("sim-2", ask("hi").messages.to_vec()).with_tenant("acme"),
+        ask("hi").with_tenant("globex"),
+        ask("hi").with_max_tokens(5),
+        ask("hi ").with_seed(7),
+        ask("hello"),
+    ] {
+        assert_eq!(served(&call(&mut stack, changed).await.unwrap()), "MISS");
+    }
+    assert_eq!(provider.calls(), 7);
+    let metrics = cache.metrics();
+    assert_eq!((metrics.hits, metrics.misses, metrics.stores), (2, 7, 7));
+    assert_eq!(metrics.entries, 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn whitespace_only_changes_hit_when_normalizing() {
+    let provider = SimulatedProvider::new();
+    let mut stack = layer(memory(), CacheConfig::default()).layer(provider.clone());
+    call(&mut stack, ask("what is  a tollgate?")).await.unwrap();
+    // Trimming is always on; inner whitespace counts without normalization.
+    assert_eq!(
+        served(
+            &call(&mut stack, ask("  what is  a tollgate?\n"))
+                .await
+                .unwrap()
+        ),
+        "HIT"
+    );
+    assert_eq!(
+        served(&call(&mut stack, ask("what is a tollgate?")).await.unwrap()),
+        "MISS"
+    );
+
+    let config = CacheConfig {
+        normalize_whitespace: true,
+        ..Default::default()
+    };
+    let mut stack = layer(memory(), config).layer(provider.clone());
+    call(&mut stack, ask("what is  a tollgate?")).await.unwrap();
+    assert_eq!(
+        served(
+            &call(&mut stack, ask("what is a\ttollgate? "))
+                .await
+                .unwrap()
+        ),
+        "HIT"
+    );
+    assert_eq!(
+        served(&call(&mut stack, ask("what isa tollgate?")).await.unwrap()),
+        "MISS"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_cache_and_no_store_are_honored() {
+    let provider = SimulatedProvider::new();
+    let mut stack = layer(memory(), CacheConfig::default()).layer(provider.clone());
+    let with = |control: CacheControl| ask("hi").with_cache_control(control);
+
+    // no_store: answered, not kept.
+    let no_store = CacheControl {
+        no_store: true,
+        ..Default::default()
+    };
+    call(&mut stack, with(no_store)).await.unwrap();
+    assert_eq!(served(&call(&mut stack, ask("hi")).await.unwrap()), "MISS");
+    // no_cache: the stored answer is skipped and the fresh one replaces it.
+    let no_cache = CacheControl {
+        no_cache: true,
+        ..Default::default()
+    };
+    let fresh = call(&mut stack, with(no_cache)).await.unwrap();
+    assert_eq!(served(&fresh), "MISS");
+    let hit = call(&mut stack, ask("hi")).await.unwrap();
+    assert_eq!(hit.content, fresh.content);
+    assert_eq!(provider.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn entries_expire_on_time() {
+    let provider = SimulatedProvider::new();
+    let config = CacheConfig {
+        default_ttl: Duration::from_secs(60),
+        models: [(
+            "short".to_owned(),
+            Override {
+                ttl: Some(Duration::from_secs(5)),
+                ..Default::default()
+            },
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let mut stack = layer(memory(), config).layer(provider.clone());
+    call(&mut stack, ask("hi")).await.unwrap();
+    tokio::time::advance(Duration::from_secs(59)).await;
+    let hit = call(&mut stack, ask("hi")).await.unwrap();
+    assert_eq!(
+        hit.extensions.get::<CacheStatus>(),
+        Some(&CacheStatus::Hit {
+            age: Duration::from_secs(59)
+        })
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(served(&call(&mut stack, ask("hi")).await.unwrap()), "MISS");
+
+    // A per-model TTL, and a request's own TTL, win over the default.
+    let short = LlmRequest::new("short", vec![Message::user("hi")]);
+    call(&mut stack, short.clone()).await.unwrap();
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert_eq!(served(&call(&mut stack, short).await.unwrap()), "MISS");
+    let own = ask("own").with_cache_control(CacheControl {
+        ttl: Some(Duration::from_secs(2)),
+        ..Default::default()
+    });
+    call(&mut stack, own.clone()).await.unwrap();
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(served(&call(&mut stack, own).await.unwrap()), "MISS");
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_are_never_cached() {
+    let provider = SimulatedProvider::builder()
+        .script([Outcome::Server, Outcome::Success])
+        .build();
+    let cache = layer(memory(), CacheConfig::default());
+    let mut stack = cache.layer(provider.clone());
+    assert_eq!(
+        call(&mut stack, ask("hi")).await.unwrap_err().kind(),
+        ErrorKind::Server
+    );
+    assert_eq!(cache.metrics().entries, 0);
+    assert_eq!(served(&call(&mut stack, ask("hi")).await.unwrap()), "MISS");
+    assert_eq!(provider.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn policy_bypasses_what_it_should_not_cache() {
+    let provider = SimulatedProvider::builder().output_tokens(4).build();
+    let config = CacheConfig {
+        deterministic_only: true,
+        max_entry_bytes: 10,
+        providers: [(
+            "live".to_owned(),
+            Override {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let cache = layer(memory(), config);
+    let mut stack = cache.layer(provider.clone());
+    // Not deterministic: untouched, no header.
+    let random = call(&mut stack, ask("hi")).await.unwrap();
+    assert!(random.headers.get("x-cache").is_none());
+    // Temperature 0 is cached; so is a seed.
+    let zero = ask("hi").with_temperature(0.0);
+    call(&mut stack, zero.clone()).await.unwrap();
+    assert_eq!(served(&call(&mut stack, zero).await.unwrap()), "MISS"); // "simulated reply #2" is 18 bytes: too big
+    let seeded = ask("hi").with_seed(1).with_provider("live");
+    assert!(
+        call(&mut stack, seeded)
+            .await
+            .unwrap()
+            .headers
+            .get("x-cache")
+            .is_none()
+    );
+    assert_eq!(cache.metrics().bypassed, 2);
+    assert_eq!(cache.metrics().stores, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hundred_identical_misses_make_one_call() {
+    let provider = SimulatedProvider::builder()
+        .latency(Duration::from_millis(500))
+        .build();
+    let cache = layer(memory(), CacheConfig::default());
+    let stack = cache.layer(provider.clone());
+    let calls: Vec<_> = (0..100)
+        .map(|_| tokio::spawn(stack.clone().oneshot(ask("hi"))))
+        .collect();
+    let mut statuses = Vec::new();
+    for call in calls {
+        let response = call.await.unwrap().unwrap();
+        statuses.push(*response.extensions.get::<CacheStatus>().unwrap());
+    }
+    assert_eq!(provider.calls(), 1);
+    assert_eq!(
+        statuses.iter().filter(|s| **s == CacheStatus::Miss).count(),
+        1
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == CacheStatus::Coalesced)
+            .count(),
+        99
+    );
+    let metrics = cache.metrics();
+    assert_eq!(
+        (metrics.misses, metrics.coalesced, metrics.stores),
+        (1, 99, 1)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shared_failure_reaches_every_waiter_and_stores_nothing() {
+    let provider = SimulatedProvider::builder()
+        .latency(Duration::from_millis(500))
+        .script([Outcome::Overloaded])
+        .build();
+    let cache = layer(memory(), CacheConfig::default());
+    let stack = cache.layer(provider.clone());
+    let calls: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(stack.clone().oneshot(ask("hi"))))
+        .collect();
+    for call in calls {
+        assert_eq!(
+            call.await.unwrap().unwrap_err().kind(),
+            ErrorKind::Overloaded
+        );
+    }
+    assert_eq!(provider.calls(), 1);
+    assert_eq!(cache.metrics().entries, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_takes_over_when_the_leader_is_dropped() {
+    let provider = SimulatedProvider::builder()
+        .latency(Duration::from_millis(500))
+        .build();
+    let stack = layer(memory(), CacheConfig::default()).layer(provider.clone());
+    let leader = tokio::spawn(stack.clone().oneshot(ask("hi")));
+    tokio::task::yield_now().await;
+    let follower = tokio::spawn(stack.clone().oneshot(ask("hi")));
+    tokio::time::advance(Duration::from_millis(100)).await;
+    leader.abort();
+    let response = follower.await.unwrap().unwrap();
+    assert_eq!(served(&response), "MISS");
+    assert_eq!(provider.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shared_scope_shares_across_tenants() {
+    let provider = SimulatedProvider::new();
+    let config = CacheConfig {
+        scope: Scope::Shared,
+        ..Default::default()
+    };
+    let mut stack = layer(memory(), config).layer(provider.clone());
+    call(&mut stack, ask("hi")).await.unwrap();
+    assert_eq!(
+        served(
+            &call(&mut stack, ask("hi").with_tenant("globex"))
+                .await
+                .unwrap()
+        ),
+        "HIT"
+    );
+    assert_ne!(
+        cache_key(&ask("hi"), Scope::Tenant, false),
+        cache_key(&ask("hi").with_tenant("globex"), Scope::Tenant, false)
+    );
+}
+
+#[test]
+fn extra_parameters_are_keyed_in_sorted_order() {
+    let a: LlmRequest = serde_json::from_str(
+        r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"},"tools":[]}"#,
+    )
+    .unwrap();
+    let b: LlmRequest = serde_json::from_str(
+        r#"{"model":"m","tools":[],"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"}}"#,
+    )
+    .unwrap();
+    let c: LlmRequest = serde_json::from_str(
+        r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"text"},"tools":[]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        cache_key(&a, Scope::Shared, false),
+        cache_key(&b, Scope::Shared, false)
+    );
+    assert_ne!(
+        cache_key(&a, Scope::Shared, false),
+        cache_key(&c, Scope::Shared, false)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_memory_store_stays_under_its_byte_bound() {
+    let store = MemoryStore::new(64 * 1024);
+    let cache = layer(store.clone(), CacheConfig::default());
+    // A flood of 4 KiB answers: the inner service returns a large body for every prompt.
+    let big = tower::service_fn(|req: LlmRequest| async move {
+        Ok::<_, LlmError>(LlmResponse::new(&*req.model, "x".repeat(4 * 1024)))
+    });
+    let mut stack = cache.layer(big);
+    for i in 0..200 {
+        call(&mut stack, ask(&format!("question {i}")))
+            .await
+            .unwrap();
+    }
+    let stats = store.stats();
+    assert!(stats.bytes <= 64 * 1024, "{stats:?}");
+    assert!(stats.evictions > 0, "{stats:?}");
+    assert!(stats.entries < 200);
+}
+
+/// A fresh directory under the system's temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("tollgate-cache-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn entry_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for shard in std::fs::read_dir(dir).unwrap() {
+        let shard = shard.unwrap().path();
+        if shard.is_dir() {
+            for file in std::fs::read_dir(shard).unwrap() {
+                files.push(file.unwrap().path());
+            }
+        }
+    }
+    files
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_file_store_survives_a_restart_and_drops_corrupt_files() {
+    let dir = TempDir::new("restart");
+    let provider = SimulatedProvider::new();
+    {
+        let store = FileStore::builder(&dir.0).clock(clock()).open().unwrap();
+        let mut stack = layer(store, CacheConfig::default()).layer(provider.clone());
+        call(&mut stack, ask("one")).await.unwrap();
+        call(&mut stack, ask("two")).await.unwrap();
+    }
+    let files = entry_files(&dir.0);
+    assert_eq!(files.len(), 2);
+
+    // A new store on the same directory serves what the old one wrote.
+    let store = FileStore::builder(&dir.0).clock(clock()).open().unwrap();
+    assert_eq!(store.stats().entries, 2);
+    let mut stack = layer(store.clone(), CacheConfig::default()).layer(provider.clone());
+    assert_eq!(served(&call(&mut stack, ask("one")).await.unwrap()), "HIT");
+
+    // Damage one file: it is a miss, and it is removed.
+    let key = cache_key(&ask("two"), Scope::Tenant, false).to_hex();
+    let path = files
+        .iter()
+        .find(|p| p.to_string_lossy().contains(&key))
+        .unwrap();
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
+    assert_eq!(served(&call(&mut stack, ask("two")).await.unwrap()), "MISS");
+    // ...and the fresh answer was written in its place.
+    assert_eq!(served(&call(&mut stack, ask("two")).await.unwrap()), "HIT");
+    assert_eq!(provider.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_file_store_evicts_oldest_first_and_cleans_up_in_the_background() {
+    let dir = TempDir::new("bound");
+    let store = FileStore::builder(&dir.0)
+        .clock(clock())
+        .max_bytes(2_000)
+        .cleanup_every(Duration::from_secs(10))
+        .open()
+        .unwrap();
+    let config = CacheConfig {
+        default_ttl: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let mut stack = layer(store.clone(), config).layer(SimulatedProvider::new());
+    for i in 0..10 {
+        call(&mut stack, ask(&format!("q{i}"))).await.unwrap();
+        tokio::time::advance(Duration::from_millis(10)).await;
+    }
+    let stats = store.stats();
+    assert!(stats.bytes <= 2_000, "{stats:?}");
+    assert!(stats.evictions > 0);
+    let on_disk: u64 = entry_files(&dir.0)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(on_disk, stats.bytes);
+    // The newest survive; the oldest went first.
+    assert_eq!(served(&call(&mut stack, ask("q9")).await.unwrap()), "HIT");
+    assert_eq!(served(&call(&mut stack, ask("q0")).await.unwrap()), "MISS");
+
+    // Past the TTL the cleanup task removes every file, without any read.
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    assert_eq!(store.stats().entries, 0);
+    assert!(entry_files(&dir.0).is_empty());
+}
