@@ -6,13 +6,13 @@
 //! ```
 //! use tollgate_cache::{CacheConfig, CacheLayer, CacheStatus, MemoryStore};
 //! use tollgate_core::{LlmRequest, Message, SimulatedProvider};
-//! use tower::{Layer, Service, ServiceExt};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let cache = CacheLayer::new(MemoryStore::new(64 << 20), CacheConfig::default()).unwrap();
 //! let provider = SimulatedProvider::new();
-//! let mut stack = cache.layer(provider.clone());
+//! let mut stack = ServiceBuilder::new().layer(cache.clone()).service(provider.clone());
 //!
 //! let ask = || LlmRequest::new("sim", vec![Message::user("What is a tollgate?")]).with_tenant("acme");
 //! let first = stack.ready().await.unwrap().call(ask()).await.unwrap();

@@ -9,7 +9,7 @@
 //!     CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakers, SlidingWindow, State,
 //! };
 //! use tollgate_core::{ErrorKind, LlmRequest, Message, Outcome, SimulatedProvider, clock::TokioClock};
-//! use tower::{Layer, Service, ServiceExt};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
@@ -25,7 +25,9 @@
 //! let provider = SimulatedProvider::builder()
 //!     .script([Outcome::Success, Outcome::Server, Outcome::Success, Outcome::Server])
 //!     .build();
-//! let mut stack = CircuitBreakerLayer::new(breakers.clone()).layer(provider.clone());
+//! let mut stack = ServiceBuilder::new()
+//!     .layer(CircuitBreakerLayer::new(breakers.clone()))
+//!     .service(provider.clone());
 //! let req = LlmRequest::new("sim", vec![Message::user("hi")]);
 //!
 //! for _ in 0..4 {

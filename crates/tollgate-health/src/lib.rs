@@ -7,7 +7,7 @@
 //! use std::time::Duration;
 //! use tollgate_core::{LlmRequest, Message, Outcome, SimulatedProvider, clock::TokioClock};
 //! use tollgate_health::{HealthConfig, HealthLayer, HealthStats, Status};
-//! use tower::{Layer, Service, ServiceExt};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
@@ -18,7 +18,7 @@
 //!     .latency(Duration::from_millis(200))
 //!     .script([Outcome::Success, Outcome::Server, Outcome::Success, Outcome::Success])
 //!     .build();
-//! let mut stack = HealthLayer::new(stats.clone()).layer(provider);
+//! let mut stack = ServiceBuilder::new().layer(HealthLayer::new(stats.clone())).service(provider);
 //! for _ in 0..4 {
 //!     let _ = stack.ready().await.unwrap().call(LlmRequest::new("sim", vec![Message::user("hi")])).await;
 //! }
