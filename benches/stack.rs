@@ -11,12 +11,11 @@
 //!
 //! Run: `cargo bench --bench stack`.
 
-use std::{
-    future::Future,
-    hint::black_box,
-    pin::pin,
-    task::{Context, Poll, Waker},
-};
+use std::hint::black_box;
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{Bare, one_call, poll_now};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tollgate::{LlmError, LlmRequest, LlmResponse, Message};
@@ -24,46 +23,6 @@ use tower::{Layer, Service};
 
 fn request() -> LlmRequest {
     LlmRequest::new("sim", vec![Message::user("What is a tollgate?")]).with_tenant("acme")
-}
-
-/// The floor: a service that answers every request at once with an empty response.
-#[derive(Clone, Copy)]
-struct Bare;
-
-impl Service<LlmRequest> for Bare {
-    type Response = LlmResponse;
-    type Error = LlmError;
-    type Future = std::future::Ready<Result<LlmResponse, LlmError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: LlmRequest) -> Self::Future {
-        drop(request);
-        std::future::ready(Ok(LlmResponse::default()))
-    }
-}
-
-/// Drives a future that must complete without waiting.
-fn poll_now<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("the benched stack must answer at once"),
-    }
-}
-
-fn one_call<S, E>(service: &mut S, request: &LlmRequest) -> LlmResponse
-where
-    S: Service<LlmRequest, Response = LlmResponse, Error = E>,
-    E: std::fmt::Debug,
-{
-    poll_now(std::future::poll_fn(|cx| service.poll_ready(cx))).expect("ready");
-    poll_now(service.call(request.clone())).expect("success")
 }
 
 /// tower's own retry, with the simplest policy that retries errors up to 3 times.
@@ -96,11 +55,11 @@ fn retry(c: &mut Criterion) {
     let req = request();
     let mut group = c.benchmark_group("retry_success_path");
 
-    let mut bare = Bare;
+    let mut bare = Bare(None);
     group.bench_function("bare", |b| b.iter(|| black_box(one_call(&mut bare, &req))));
 
     let mut ours =
-        tollgate::retry::RetryLayer::new(tollgate::retry::RetryPolicy::default()).layer(Bare);
+        tollgate::retry::RetryLayer::new(tollgate::retry::RetryPolicy::default()).layer(Bare(None));
     group.bench_function("tollgate", |b| {
         b.iter(|| black_box(one_call(&mut ours, &req)))
     });
@@ -111,12 +70,12 @@ fn retry(c: &mut Criterion) {
             .build()
             .unwrap(),
     )
-    .layer(Bare);
+    .layer(Bare(None));
     group.bench_function("tollgate_no_budget", |b| {
         b.iter(|| black_box(one_call(&mut nob, &req)))
     });
 
-    let mut tower_retry = tower::retry::RetryLayer::new(TowerAttempts(3)).layer(Bare);
+    let mut tower_retry = tower::retry::RetryLayer::new(TowerAttempts(3)).layer(Bare(None));
     group.bench_function("tower", |b| {
         b.iter(|| black_box(one_call(&mut tower_retry, &req)))
     });
@@ -126,7 +85,7 @@ fn retry(c: &mut Criterion) {
             .max_attempts(4)
             .exponential_backoff(std::time::Duration::from_secs(1))
             .build()
-            .layer(Bare);
+            .layer(Bare(None));
     group.bench_function("tower_resilience", |b| {
         b.iter(|| black_box(one_call(&mut resilience, &req)))
     });
@@ -156,13 +115,13 @@ fn circuit_breaker(c: &mut Criterion) {
     let ours = || CircuitBreakers::new(CircuitBreakerConfig::default()).expect("valid config");
 
     let mut group = c.benchmark_group("circuit_breaker_closed");
-    let mut bare = Bare;
+    let mut bare = Bare(None);
     group.bench_function("bare", |b| b.iter(|| black_box(one_call(&mut bare, &req))));
-    let mut tollgate = CircuitBreakerLayer::new(ours()).layer(Bare);
+    let mut tollgate = CircuitBreakerLayer::new(ours()).layer(Bare(None));
     group.bench_function("tollgate", |b| {
         b.iter(|| black_box(one_call(&mut tollgate, &req)))
     });
-    let mut peer = peer_layer().layer(Bare);
+    let mut peer = peer_layer().layer(Bare(None));
     group.bench_function("tower_resilience", |b| {
         b.iter(|| black_box(one_call(&mut peer, &req)))
     });
@@ -171,12 +130,12 @@ fn circuit_breaker(c: &mut Criterion) {
     // Held open: every call fails fast without reaching the service.
     let mut group = c.benchmark_group("circuit_breaker_open");
     let breakers = ours();
-    let mut tollgate = CircuitBreakerLayer::new(breakers.clone()).layer(Bare);
+    let mut tollgate = CircuitBreakerLayer::new(breakers.clone()).layer(Bare(None));
     breakers.force_open("*");
     group.bench_function("tollgate", |b| {
         b.iter(|| black_box(one_refusal(&mut tollgate, &req)))
     });
-    let mut peer = peer_layer().layer_fn(Bare);
+    let mut peer = peer_layer().layer_fn(Bare(None));
     poll_now(peer.force_open());
     group.bench_function("tower_resilience", |b| {
         b.iter(|| black_box(one_refusal(&mut peer, &req)))
@@ -199,10 +158,10 @@ fn health(c: &mut Criterion) {
 
     let req = request();
     let mut group = c.benchmark_group("health_success_path");
-    let mut bare = Bare;
+    let mut bare = Bare(None);
     group.bench_function("bare", |b| b.iter(|| black_box(one_call(&mut bare, &req))));
     let stats = HealthStats::new(HealthConfig::default()).expect("valid config");
-    let mut tollgate = HealthLayer::new(stats).layer(Bare);
+    let mut tollgate = HealthLayer::new(stats).layer(Bare(None));
     group.bench_function("tollgate", |b| {
         b.iter(|| black_box(one_call(&mut tollgate, &req)))
     });

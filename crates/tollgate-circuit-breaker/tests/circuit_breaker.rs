@@ -120,12 +120,14 @@ async fn open_fails_fast_without_calling_the_provider() {
     assert_eq!(breakers.metrics("*").unwrap().not_permitted, 5);
 }
 
-#[tokio::test(start_paused = true)]
-async fn after_the_wait_exactly_the_permitted_probes_go_through() {
-    let (breakers, seen) = watched(CircuitBreakerConfig {
-        permitted_calls_in_half_open: 3,
-        ..config(2, 2)
-    });
+/// A slow provider whose first two calls fail, behind `breakers` (a window of 2 opens on them),
+/// driven open and then past its 30 s wait: the next call probes.
+async fn opened_then_waited(
+    breakers: &CircuitBreakers,
+) -> (
+    SimulatedProvider,
+    impl Service<LlmRequest, Response = LlmResponse, Error = LlmError, Future: Send + 'static> + use<>,
+) {
     let provider = SimulatedProvider::builder()
         .latency(SEC)
         .script([Outcome::Server, Outcome::Server])
@@ -134,6 +136,16 @@ async fn after_the_wait_exactly_the_permitted_probes_go_through() {
     call(&mut stack, request()).await.unwrap_err();
     call(&mut stack, request()).await.unwrap_err();
     advance(Duration::from_secs(30)).await;
+    (provider, stack)
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_the_wait_exactly_the_permitted_probes_go_through() {
+    let (breakers, seen) = watched(CircuitBreakerConfig {
+        permitted_calls_in_half_open: 3,
+        ..config(2, 2)
+    });
+    let (provider, mut stack) = opened_then_waited(&breakers).await;
 
     // Five calls at once: three probes reach the provider, two fail fast.
     let mut calls = Vec::new();
@@ -279,14 +291,7 @@ async fn each_key_has_its_own_breaker() {
 #[tokio::test(start_paused = true)]
 async fn a_dropped_probe_gives_its_slot_back() {
     let (breakers, _) = watched(config(2, 2));
-    let provider = SimulatedProvider::builder()
-        .latency(SEC)
-        .script([Outcome::Server, Outcome::Server])
-        .build();
-    let mut stack = CircuitBreakerLayer::new(breakers.clone()).layer(provider.clone());
-    call(&mut stack, request()).await.unwrap_err();
-    call(&mut stack, request()).await.unwrap_err();
-    advance(Duration::from_secs(30)).await;
+    let (_, mut stack) = opened_then_waited(&breakers).await;
     let probe = stack.ready().await.unwrap().call(request());
     // The only probe slot is taken...
     assert_eq!(
