@@ -102,15 +102,19 @@ where
                 .wait_after(keys.as_slice(), reservation.amounts, denial, max_wait)
                 .await
                 .map_err(LlmError::from)?;
-            std::future::poll_fn(|cx| inner.poll_ready(cx))
-                .await
-                .map_err(Into::into)?;
             let settle = shared.settles().then(|| Settle {
                 layer: layer.clone(),
                 keys,
                 reservation,
             });
-            let result = inner.call(request).await.map_err(Into::into);
+            // Admitted: from here on, a failure settles the reservation like any failed call.
+            let ready: Result<(), LlmError> = std::future::poll_fn(|cx| inner.poll_ready(cx))
+                .await
+                .map_err(Into::into);
+            let result = match ready {
+                Ok(()) => inner.call(request).await.map_err(Into::into),
+                Err(error) => Err(error),
+            };
             let mut response = crate::future::settle(settle, result)?;
             if waited > Duration::ZERO {
                 response.extensions.insert(Waited(waited));
