@@ -246,7 +246,11 @@ impl fmt::Display for LlmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &*self.inner;
         f.write_str(inner.kind.as_str())?;
-        match (inner.status, inner.retry_after) {
+        // Whole milliseconds: a wait of 14.24144795s reads better as 14.241s, and nobody waits less.
+        let retry_after = inner
+            .retry_after
+            .map(|after| Duration::from_millis(after.as_nanos().div_ceil(1_000_000) as u64));
+        match (inner.status, retry_after) {
             (Some(status), Some(after)) => {
                 write!(f, " (HTTP {}, retry after {after:?})", status.as_u16())?
             }
@@ -387,6 +391,11 @@ mod tests {
             err.to_string(),
             "provider overloaded (retry after 1.5s): try later"
         );
+        // Printed in whole milliseconds, rounded up; the value itself stays exact.
+        let exact = Duration::from_nanos(14_241_447_950);
+        let err = LlmError::new(ErrorKind::RateLimited, "").with_retry_after(exact);
+        assert_eq!(err.to_string(), "rate limited (retry after 14.242s)");
+        assert_eq!(err.retry_after(), Some(exact));
         assert_eq!(
             LlmError::new(ErrorKind::Auth, "").to_string(),
             "authentication failed"
