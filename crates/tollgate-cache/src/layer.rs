@@ -304,7 +304,20 @@ where
                     None
                 } else {
                     match shared.flights.join(key) {
-                        Role::Leader(lead) => Some(lead),
+                        Role::Leader(lead) => {
+                            // A leader that just landed may have stored the answer after this
+                            // call's lookup missed: look once more where that is free.
+                            if let Lookup::Ready(Some(entry)) = shared.store.get(key) {
+                                let now = shared.clock.now_ms();
+                                if !entry.is_expired(now) {
+                                    shared.hits.fetch_add(1, Ordering::Relaxed);
+                                    let response = hit(&entry, now);
+                                    lead.land(Landing::Answer(entry.to_response()));
+                                    return Ok(response);
+                                }
+                            }
+                            Some(lead)
+                        }
                         Role::Follower(flight) => match flight.wait().await {
                             Landing::Answer(response) => {
                                 shared.coalesced.fetch_add(1, Ordering::Relaxed);
