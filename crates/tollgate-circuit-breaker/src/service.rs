@@ -79,7 +79,7 @@ where
                 let key = extract.extract(&request);
                 match shared.breakers.breaker(&key) {
                     Some(breaker) => (key, Some(breaker)),
-                    None => return ResponseFuture::unguarded(self.inner.call(request)),
+                    None => return ResponseFuture::unwatched(self.inner.call(request)),
                 }
             }
         };
@@ -95,7 +95,7 @@ where
             breakers.announce(&key, change);
         }
         match admitted {
-            Ok(admission) => ResponseFuture::guarded(
+            Ok(admission) => ResponseFuture::watched(
                 self.inner.call(request),
                 Guard::new(self.layer.shared.clone(), keyed, key, admission, now),
             ),

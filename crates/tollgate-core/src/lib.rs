@@ -38,6 +38,7 @@
 pub mod clock;
 mod config;
 mod error;
+pub mod future;
 mod key;
 mod pricing;
 mod request;

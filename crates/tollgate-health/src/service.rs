@@ -51,7 +51,7 @@ where
                 let key = extract.extract(&request);
                 match shared.stats.component(&key) {
                     Some(component) => Some((key, component)),
-                    None => return ResponseFuture::unrecorded(self.inner.call(request)),
+                    None => return ResponseFuture::unwatched(self.inner.call(request)),
                 }
             }
         };
@@ -73,6 +73,6 @@ where
             component: keyed.map(|(_, component)| component),
             started,
         };
-        ResponseFuture::recorded(self.inner.call(request), record)
+        ResponseFuture::watched(self.inner.call(request), record)
     }
 }

@@ -1,0 +1,89 @@
+//! A response future shared by layers that watch how a call ends without changing it.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+
+use pin_project_lite::pin_project;
+
+use crate::LlmError;
+
+/// Told once how a watched call ended: `Ok(())` for a response, or its error.
+///
+/// A layer's observer is dropped unnotified when the call is dropped before it ends, so its
+/// `Drop` can tell the difference.
+pub trait Observer {
+    /// The call ended with `outcome`.
+    fn observe(self, outcome: Result<(), &LlmError>);
+}
+
+pin_project! {
+    /// A call's future watched by an [`Observer`], passed through unwatched, or refused before it
+    /// started. The circuit breaker and the health layer return it.
+    pub struct Observed<F, O> {
+        #[pin]
+        state: State<F, O>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, O> {
+        Watched { #[pin] future: F, observer: Option<O> },
+        Unwatched { #[pin] future: F },
+        Refused { error: Option<LlmError> },
+    }
+}
+
+impl<F, O> Observed<F, O> {
+    /// `future`, with `observer` told how it ends.
+    pub fn watched(future: F, observer: O) -> Self {
+        Self {
+            state: State::Watched {
+                future,
+                observer: Some(observer),
+            },
+        }
+    }
+
+    /// `future`, passed through as it is.
+    pub fn unwatched(future: F) -> Self {
+        Self {
+            state: State::Unwatched { future },
+        }
+    }
+
+    /// No call: `error` at once.
+    pub fn refused(error: LlmError) -> Self {
+        Self {
+            state: State::Refused { error: Some(error) },
+        }
+    }
+}
+
+impl<F, O, R, E> Future for Observed<F, O>
+where
+    F: Future<Output = Result<R, E>>,
+    E: Into<LlmError>,
+    O: Observer,
+{
+    type Output = Result<R, LlmError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Watched { future, observer } => {
+                let result = ready!(future.poll(cx)).map_err(Into::into);
+                if let Some(observer) = observer.take() {
+                    observer.observe(result.as_ref().map(|_| ()));
+                }
+                Poll::Ready(result)
+            }
+            StateProj::Unwatched { future } => future.poll(cx).map_err(Into::into),
+            StateProj::Refused { error } => {
+                Poll::Ready(Err(error.take().expect("polled after completion")))
+            }
+        }
+    }
+}
