@@ -422,8 +422,11 @@ impl RateLimiter {
         };
         let mut denial = self.denial_for(target.scope, target.key, reason, retry_after, 0);
         if let Some(index) = tier {
-            let quota = self.inner.store.state(target).0;
-            let tier = self.inner.store.quotas().all[quota as usize].tiers()[index];
+            // Quotas are fixed once built, so a key's quota is its override or its scope's
+            // default: no need to lock its shard again to read it from the slot.
+            let quotas = self.inner.store.quotas();
+            let quota = quotas.resolve(target.scope, target.key);
+            let tier = quotas.all[quota as usize].tiers()[index];
             denial.0.needed = amounts.get(tier.dimension());
             denial.0.tier = Some((index, tier));
         }

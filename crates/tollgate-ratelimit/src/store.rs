@@ -231,7 +231,7 @@ pub(crate) struct Quotas {
 }
 
 impl Quotas {
-    fn resolve(&self, scope: u32, key: &str) -> u32 {
+    pub(crate) fn resolve(&self, scope: u32, key: &str) -> u32 {
         let scope = scope as usize;
         self.overrides[scope]
             .get(key)
