@@ -22,6 +22,8 @@ pub enum DenialReason {
     Capacity,
     /// The call named more keys than one call may (8).
     TooManyKeys,
+    /// The shared store (Redis) did not answer in time and the failure policy is fail-closed.
+    Unavailable,
 }
 
 /// A refusal from a [`RateLimiter`](crate::RateLimiter).
@@ -34,7 +36,7 @@ pub enum DenialReason {
 /// | `Exhausted` | cost | `BudgetExceeded`, with `retry_after` |
 /// | `TooLarge` | requests, tokens | `InvalidRequest` (retrying cannot help) |
 /// | `TooLarge` | cost | `BudgetExceeded` |
-/// | `Capacity` | | `Unavailable` |
+/// | `Capacity`, `Unavailable` | | `Unavailable` |
 /// | `TooManyKeys` | | `InvalidRequest` |
 ///
 /// The error also carries the `Denial` itself as an extension.
@@ -92,7 +94,7 @@ impl Denial {
             DenialReason::Exhausted | DenialReason::TooLarge if cost => ErrorKind::BudgetExceeded,
             DenialReason::Exhausted | DenialReason::Queued => ErrorKind::RateLimited,
             DenialReason::TooLarge | DenialReason::TooManyKeys => ErrorKind::InvalidRequest,
-            DenialReason::Capacity => ErrorKind::Unavailable,
+            DenialReason::Capacity | DenialReason::Unavailable => ErrorKind::Unavailable,
         }
     }
 }
@@ -132,6 +134,10 @@ impl Denial {
             DenialReason::Capacity => write!(
                 f,
                 "rate limiter full: {who} is new and no tracked key is idle enough to forget"
+            )?,
+            DenialReason::Unavailable => write!(
+                f,
+                "{who}: the shared rate-limit store did not answer and the policy is to fail closed"
             )?,
             DenialReason::TooManyKeys => write!(
                 f,

@@ -40,17 +40,17 @@ pub(crate) fn settle(
         return result;
     };
     let shared = &layer.shared;
+    let Some(limiter) = shared.limiter.local() else {
+        return result;
+    };
     let reserved = reservation.amounts;
     match &result {
         Ok(response) => {
             if let Some(actual) = shared.actual(&reservation, response.usage) {
-                shared.limiter.reconcile(keys.as_slice(), reserved, actual);
+                limiter.reconcile(keys.as_slice(), reserved, actual);
             }
         }
-        Err(_) => {
-            let unused = reserved.saturating_sub(&crate::quota::Amounts::requests(1));
-            shared.limiter.refund(keys.as_slice(), unused);
-        }
+        Err(_) => limiter.refund(keys.as_slice(), reservation.unused_on_failure()),
     }
     result
 }

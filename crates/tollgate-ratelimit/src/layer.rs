@@ -40,14 +40,71 @@ pub enum UnpricedModels {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Waited(pub Duration);
 
-/// Applies a [`RateLimiter`] to every request: see the [crate docs](crate) for an example.
+/// The limiter a [`RateLimitLayer`] asks: one in this process, or one shared through Redis.
+///
+/// Both convert into it, so [`RateLimitLayer::new`] takes either.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Limiter {
+    /// Quotas held in this process.
+    Local(RateLimiter),
+    /// Quotas shared by every process through Redis.
+    #[cfg(feature = "redis")]
+    Redis(crate::RedisRateLimiter),
+}
+
+impl Limiter {
+    /// The handle of the scope named `name`.
+    pub fn scope(&self, name: &str) -> Option<Scope> {
+        self.definition().scope(name)
+    }
+
+    /// The names of the scopes, in the order they were added.
+    pub fn scope_names(&self) -> impl Iterator<Item = &str> {
+        self.definition().scope_names()
+    }
+
+    /// The in-process limiter, when that is what this is.
+    pub(crate) fn local(&self) -> Option<&RateLimiter> {
+        match self {
+            Self::Local(limiter) => Some(limiter),
+            #[cfg(feature = "redis")]
+            Self::Redis(_) => None,
+        }
+    }
+
+    /// The limiter that holds the scopes and quotas (for Redis, its definition).
+    pub(crate) fn definition(&self) -> &RateLimiter {
+        match self {
+            Self::Local(limiter) => limiter,
+            #[cfg(feature = "redis")]
+            Self::Redis(limiter) => limiter.definition(),
+        }
+    }
+}
+
+impl From<RateLimiter> for Limiter {
+    fn from(limiter: RateLimiter) -> Self {
+        Self::Local(limiter)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl From<crate::RedisRateLimiter> for Limiter {
+    fn from(limiter: crate::RedisRateLimiter) -> Self {
+        Self::Redis(limiter)
+    }
+}
+
+/// Applies a [`RateLimiter`] (or a [`RedisRateLimiter`](crate::RedisRateLimiter) with the `redis`
+/// feature) to every request: see the [crate docs](crate) for an example.
 #[derive(Clone)]
 pub struct RateLimitLayer {
     pub(crate) shared: Arc<Shared>,
 }
 
 pub(crate) struct Shared {
-    pub(crate) limiter: RateLimiter,
+    pub(crate) limiter: Limiter,
     pub(crate) bindings: Vec<(Scope, Box<dyn KeyExtractor>)>,
     pub(crate) on_limit: OnLimit,
     tokens: bool,
@@ -63,6 +120,13 @@ pub(crate) struct Shared {
 pub(crate) struct Reservation {
     pub(crate) amounts: Amounts,
     price: Option<ModelPrice>,
+}
+
+impl Reservation {
+    /// What a failed call gives back: everything but the request itself, which stays counted.
+    pub(crate) fn unused_on_failure(&self) -> Amounts {
+        self.amounts.saturating_sub(&Amounts::requests(1))
+    }
 }
 
 impl Shared {
@@ -138,7 +202,7 @@ impl RateLimitLayer {
     /// # Panics
     ///
     /// If the limiter's quotas count cost (that needs a pricing table: use [`builder`](Self::builder)).
-    pub fn new(limiter: RateLimiter, key: impl KeyExtractor) -> Self {
+    pub fn new(limiter: impl Into<Limiter>, key: impl KeyExtractor) -> Self {
         Self::builder(limiter)
             .key(Scope::default(), key)
             .build()
@@ -146,9 +210,9 @@ impl RateLimitLayer {
     }
 
     /// A builder: one key extractor per scope, the denial mode, the token estimator and prices.
-    pub fn builder(limiter: RateLimiter) -> RateLimitLayerBuilder {
+    pub fn builder(limiter: impl Into<Limiter>) -> RateLimitLayerBuilder {
         RateLimitLayerBuilder {
-            limiter,
+            limiter: limiter.into(),
             bindings: Vec::new(),
             on_limit: OnLimit::Reject,
             estimator: Box::new(CharEstimator),
@@ -159,7 +223,7 @@ impl RateLimitLayer {
     }
 
     /// The limiter, e.g. to read its metrics or a key's status.
-    pub fn limiter(&self) -> &RateLimiter {
+    pub fn limiter(&self) -> &Limiter {
         &self.shared.limiter
     }
 }
@@ -187,7 +251,7 @@ pub const DEFAULT_OUTPUT_TOKENS: u64 = 1_024;
 /// Builds a [`RateLimitLayer`].
 #[must_use]
 pub struct RateLimitLayerBuilder {
-    limiter: RateLimiter,
+    limiter: Limiter,
     bindings: Vec<(Scope, Box<dyn KeyExtractor>)>,
     on_limit: OnLimit,
     estimator: Box<dyn TokenEstimator>,
@@ -260,7 +324,7 @@ impl RateLimitLayerBuilder {
                 format!("at most {} scopes per request", crate::store::MAX_TARGETS),
             ));
         }
-        let counts = |dimension| self.limiter.counts(dimension);
+        let counts = |dimension| self.limiter.definition().counts(dimension);
         let (tokens, cost) = (counts(Dimension::Tokens), counts(Dimension::Cost));
         if cost && self.pricing.is_none() {
             return Err(ConfigError::new(

@@ -90,15 +90,23 @@ mod layer;
 mod limiter;
 mod metrics;
 mod quota;
+#[cfg(feature = "redis")]
+mod redis;
 mod service;
 mod store;
 
 pub use config::{KeyBy, RateLimitConfig, ScopeConfig, TierConfig};
 pub use denial::{Denial, DenialReason};
 pub use layer::{
-    DEFAULT_OUTPUT_TOKENS, OnLimit, RateLimitLayer, RateLimitLayerBuilder, UnpricedModels, Waited,
+    DEFAULT_OUTPUT_TOKENS, Limiter, OnLimit, RateLimitLayer, RateLimitLayerBuilder, UnpricedModels,
+    Waited,
 };
 pub use limiter::{DEFAULT_MAX_KEYS, RateLimiter, RateLimiterBuilder, Scope, Status, TierStatus};
 pub use metrics::Metrics;
 pub use quota::{Amounts, Dimension, Quota, Tier};
+#[cfg(feature = "redis")]
+pub use redis::{
+    Backend, DEFAULT_FAILURE_THRESHOLD, DEFAULT_PREFIX, DEFAULT_PROBE_INTERVAL,
+    DEFAULT_REDIS_TIMEOUT, OnRedisFailure, RedisMetrics, RedisRateLimiter, RedisRateLimiterBuilder,
+};
 pub use service::RateLimit;

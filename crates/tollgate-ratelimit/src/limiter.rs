@@ -191,7 +191,7 @@ impl RateLimiter {
 
     fn target<'a>(&self, scope: Scope, key: &'a str) -> Target<'a> {
         assert!(
-            (scope.0 as usize) < self.inner.scopes.len(),
+            self.owns(scope),
             "scope {} does not belong to this RateLimiter (it has {} scopes)",
             scope.0,
             self.inner.scopes.len()
@@ -420,17 +420,36 @@ impl RateLimiter {
             Reason::Queued => (DenialReason::Queued, None, None),
             Reason::Capacity => (DenialReason::Capacity, None, None),
         };
-        let mut denial = self.denial_for(target.scope, target.key, reason, retry_after, 0);
+        let mut denial = self.make_denial(
+            Scope(target.scope),
+            target.key,
+            reason,
+            tier,
+            amounts,
+            retry_after,
+        );
+        denial.0.waited = waited;
+        denial
+    }
+
+    /// A denial of `key` in `scope`, naming tier `tier` of its quota when one refused, traced.
+    pub(crate) fn make_denial(
+        &self,
+        scope: Scope,
+        key: &str,
+        reason: DenialReason,
+        tier: Option<usize>,
+        amounts: &Amounts,
+        retry_after: Option<Duration>,
+    ) -> Denial {
+        let mut denial = self.denial_for(scope.0, key, reason, retry_after, 0);
         if let Some(index) = tier {
             // Quotas are fixed once built, so a key's quota is its override or its scope's
             // default: no need to lock its shard again to read it from the slot.
-            let quotas = self.inner.store.quotas();
-            let quota = quotas.resolve(target.scope, target.key);
-            let tier = quotas.all[quota as usize].tiers()[index];
+            let tier = self.quota_of(scope, key).tiers()[index];
             denial.0.needed = amounts.get(tier.dimension());
             denial.0.tier = Some((index, tier));
         }
-        denial.0.waited = waited;
         tracing::debug!(
             target: "tollgate::ratelimit",
             scope = &*denial.0.scope,
@@ -441,6 +460,55 @@ impl RateLimiter {
             "rate limit denied a call"
         );
         denial
+    }
+
+    /// The quota `key` is limited by in `scope`: its override, or the scope's default.
+    pub(crate) fn quota_of(&self, scope: Scope, key: &str) -> &Quota {
+        let quotas = self.inner.store.quotas();
+        &quotas.all[quotas.resolve(scope.0, key) as usize]
+    }
+
+    /// Every quota: the scopes' defaults, then the overrides.
+    #[cfg(feature = "redis")]
+    pub(crate) fn all_quotas(&self) -> &[Quota] {
+        &self.inner.store.quotas().all
+    }
+
+    /// The name of `scope`.
+    #[cfg(feature = "redis")]
+    pub(crate) fn scope_name(&self, scope: Scope) -> &str {
+        &self.inner.scopes[scope.0 as usize]
+    }
+
+    /// Whether `scope` is one of this limiter's.
+    pub(crate) fn owns(&self, scope: Scope) -> bool {
+        (scope.0 as usize) < self.inner.scopes.len()
+    }
+
+    /// The same scopes and overrides with every tier scaled to `share` of its limit and burst
+    /// (at least one unit each), on the same clock: a process's part of a shared quota.
+    #[cfg(feature = "redis")]
+    pub(crate) fn scaled(&self, share: f64) -> Result<RateLimiter, ConfigError> {
+        let scale = |quota: &Quota| {
+            let part = |n: u64| ((n as f64 * share).ceil() as u64).max(1);
+            Quota::new(quota.tiers().iter().map(|tier| {
+                Tier::new(tier.dimension(), part(tier.limit()), tier.period())
+                    .with_burst(part(tier.burst()))
+            }))
+        };
+        let quotas = self.inner.store.quotas();
+        let mut builder = RateLimiter::builder()
+            .max_keys(self.inner.store.max_keys())
+            .clock(SharedClock(self.inner.clock.clone()));
+        for (i, name) in self.inner.scopes.iter().enumerate() {
+            let quota = &quotas.all[quotas.defaults[i] as usize];
+            builder = builder.scope(&**name, scale(quota)?);
+            for (key, index) in &quotas.overrides[i] {
+                builder =
+                    builder.override_quota(&**name, &**key, scale(&quotas.all[*index as usize])?);
+            }
+        }
+        builder.build()
     }
 
     fn denial_for(
@@ -520,6 +588,18 @@ impl RateLimiter {
     /// How many keys the limiter tracks now.
     pub fn live_keys(&self) -> usize {
         self.inner.store.live_keys()
+    }
+}
+
+/// A clock shared with another limiter, so a scaled copy keeps the original's time.
+#[cfg(feature = "redis")]
+#[derive(Debug)]
+struct SharedClock(Arc<dyn Clock>);
+
+#[cfg(feature = "redis")]
+impl Clock for SharedClock {
+    fn now_nanos(&self) -> u64 {
+        self.0.now_nanos()
     }
 }
 

@@ -10,7 +10,7 @@ use tower_service::Service;
 
 use crate::{
     future::{ResponseFuture, Settle},
-    layer::{OnLimit, RateLimitLayer, Waited},
+    layer::{Limiter, OnLimit, RateLimitLayer, Waited},
     limiter::Scope,
 };
 
@@ -73,10 +73,12 @@ where
             Ok(reservation) => reservation,
             Err(error) => return ResponseFuture::failed(error),
         };
-        let denial = match shared
-            .limiter
-            .check_and_consume(keys.as_slice(), reservation.amounts)
-        {
+        let limiter = match &shared.limiter {
+            Limiter::Local(limiter) => limiter,
+            #[cfg(feature = "redis")]
+            Limiter::Redis(_) => return self.call_redis(request, keys, reservation),
+        };
+        let denial = match limiter.check_and_consume(keys.as_slice(), reservation.amounts) {
             Ok(()) => {
                 let settle = shared.settles().then(|| Settle {
                     layer: self.layer.clone(),
@@ -92,13 +94,12 @@ where
         };
         // The ready inner service goes with the waiting call; this one keeps a fresh clone, which
         // `poll_ready` drives before the next call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let inner = self.take_inner();
         let layer = self.layer.clone();
         ResponseFuture::waiting(Box::pin(async move {
             let shared = &layer.shared;
-            let waited = shared
-                .limiter
+            let limiter = shared.limiter.local().expect("matched above");
+            let waited = limiter
                 .wait_after(keys.as_slice(), reservation.amounts, denial, max_wait)
                 .await
                 .map_err(LlmError::from)?;
@@ -108,18 +109,96 @@ where
                 reservation,
             });
             // Admitted: from here on, a failure settles the reservation like any failed call.
-            let ready: Result<(), LlmError> = std::future::poll_fn(|cx| inner.poll_ready(cx))
-                .await
-                .map_err(Into::into);
-            let result = match ready {
-                Ok(()) => inner.call(request).await.map_err(Into::into),
-                Err(error) => Err(error),
-            };
-            let mut response = crate::future::settle(settle, result)?;
-            if waited > Duration::ZERO {
-                response.extensions.insert(Waited(waited));
-            }
-            Ok(response)
+            let result = call_when_ready(inner, request).await;
+            marked(crate::future::settle(settle, result)?, waited)
         }))
     }
+}
+
+impl<S> RateLimit<S>
+where
+    S: Service<LlmRequest, Response = LlmResponse> + Clone + Send + 'static,
+    S::Error: Into<LlmError>,
+    S::Future: Send + 'static,
+{
+    /// The ready inner service, for a call that finishes in a future of its own; this one keeps a
+    /// fresh clone, which `poll_ready` drives before the next call.
+    fn take_inner(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
+
+    /// A call decided by Redis: one round trip (or the failure policy) before the inner call,
+    /// and the settlement sent afterwards without holding up the response.
+    #[cfg(feature = "redis")]
+    fn call_redis(
+        &mut self,
+        request: LlmRequest,
+        keys: Keys,
+        reservation: crate::layer::Reservation,
+    ) -> ResponseFuture<S::Future> {
+        let inner = self.take_inner();
+        let layer = self.layer.clone();
+        ResponseFuture::waiting(Box::pin(async move {
+            let shared = &layer.shared;
+            let Limiter::Redis(limiter) = &shared.limiter else {
+                unreachable!("only a Redis limiter calls through here")
+            };
+            let amounts = reservation.amounts;
+            let (via, waited) = match shared.on_limit {
+                OnLimit::Reject => (
+                    limiter.admit(keys.as_slice(), amounts).await,
+                    Duration::ZERO,
+                ),
+                OnLimit::Wait(max_wait) => match limiter
+                    .admit_waiting(keys.as_slice(), amounts, max_wait)
+                    .await
+                {
+                    Ok((via, waited)) => (Ok(via), waited),
+                    Err(denial) => (Err(denial), Duration::ZERO),
+                },
+            };
+            let via = via.map_err(LlmError::from)?;
+            let result = call_when_ready(inner, request).await;
+            if shared.settles() {
+                let actual = match &result {
+                    Ok(response) => shared.actual(&reservation, response.usage),
+                    Err(_) => None,
+                };
+                let failed = result.is_err();
+                let limiter = limiter.clone();
+                tokio::spawn(async move {
+                    let keys = keys.as_slice();
+                    if failed {
+                        limiter
+                            .refund_via(keys, reservation.unused_on_failure(), via)
+                            .await;
+                    } else if let Some(actual) = actual {
+                        limiter.reconcile_via(keys, amounts, actual, via).await;
+                    }
+                });
+            }
+            marked(result?, waited)
+        }))
+    }
+}
+
+/// Calls `inner` once it is ready.
+async fn call_when_ready<S>(mut inner: S, request: LlmRequest) -> Result<LlmResponse, LlmError>
+where
+    S: Service<LlmRequest, Response = LlmResponse>,
+    S::Error: Into<LlmError>,
+{
+    std::future::poll_fn(|cx| inner.poll_ready(cx))
+        .await
+        .map_err(Into::into)?;
+    inner.call(request).await.map_err(Into::into)
+}
+
+/// Marks a response that waited for the limiter.
+fn marked(mut response: LlmResponse, waited: Duration) -> Result<LlmResponse, LlmError> {
+    if waited > Duration::ZERO {
+        response.extensions.insert(Waited(waited));
+    }
+    Ok(response)
 }

@@ -280,6 +280,11 @@ impl Store {
         }
     }
 
+    #[cfg(feature = "redis")]
+    pub(crate) fn max_keys(&self) -> usize {
+        self.max_keys
+    }
+
     pub(crate) fn quotas(&self) -> &Quotas {
         &self.quotas
     }

@@ -74,24 +74,21 @@ impl RedisServer {
             STARTED.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir)?;
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
+        let child = spawn(port, &dir)?;
         let mut server = Self { child, port, dir };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn wait_ready(&mut self) -> io::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(Reply::Status(pong)) = server.command(&["PING"]) {
+            if let Ok(Reply::Status(pong)) = self.command(&["PING"]) {
                 if pong == "PONG" {
-                    return Ok(server);
+                    return Ok(());
                 }
             }
-            if let Some(status) = server.child.try_wait()? {
+            if let Some(status) = self.child.try_wait()? {
                 return Err(io::Error::other(format!(
                     "redis-server exited with {status}"
                 )));
@@ -103,6 +100,23 @@ impl RedisServer {
             }
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Kills the server as a crash would (SIGKILL), keeping its port for [`restart`](Self::restart).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port, with empty memory, and waits until it answers.
+    ///
+    /// # Panics
+    ///
+    /// When it does not start.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(self.port, &self.dir).expect("redis-server restarts");
+        self.wait_ready().expect("restarted redis-server answers");
     }
 
     /// The port the server listens on (on 127.0.0.1).
@@ -198,6 +212,18 @@ fn read_reply(reader: &mut impl BufRead) -> io::Result<Reply> {
         }
         _ => Err(bad()),
     }
+}
+
+fn spawn(port: u16, dir: &std::path::Path) -> io::Result<Child> {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
 }
 
 fn free_port() -> io::Result<u16> {

@@ -1,0 +1,576 @@
+//! RedisRateLimiter against a real redis-server started on a free port by the test fixture.
+//!
+//! These tests use real time (Redis keeps its own clock), so every quota here refills slowly
+//! enough (per hour or per day) that the few milliseconds a test takes cannot add a permit.
+#![cfg(feature = "redis")]
+
+use std::{
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use tollgate_core::{ByTenant, ErrorKind, LlmError, LlmRequest, Message, SimulatedProvider};
+use tollgate_ratelimit::{
+    Amounts, Backend, DenialReason, OnRedisFailure, Quota, RateLimitLayer, RedisRateLimiter,
+    RedisRateLimiterBuilder, Tier,
+};
+use tollgate_testkit::RedisServer;
+use tower::{Service, ServiceExt};
+
+const HOUR: Duration = Duration::from_secs(3_600);
+const DAY: Duration = Duration::from_secs(86_400);
+/// Long enough that a loaded CI machine never turns a slow answer into a failure-policy decision
+/// in tests that count exact admissions.
+const PATIENT: Duration = Duration::from_secs(5);
+
+fn quota(tiers: impl IntoIterator<Item = Tier>) -> Quota {
+    Quota::new(tiers).expect("valid quota")
+}
+
+/// A fail-closed limiter with one scope, `tenant`, so any Redis trouble fails the test loudly.
+fn builder(redis: &RedisServer, quota: Quota) -> RedisRateLimiterBuilder {
+    RedisRateLimiter::builder(redis.url())
+        .scope("tenant", quota)
+        .timeout(PATIENT)
+        .on_failure(OnRedisFailure::FailClosed)
+}
+
+/// Hammers `key` with `attempts` calls from `tasks` concurrent tasks; returns how many were admitted.
+async fn hammer(limiter: &RedisRateLimiter, key: &str, tasks: usize, attempts: usize) -> u64 {
+    let admitted = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let (limiter, admitted, key) = (limiter.clone(), admitted.clone(), key.to_owned());
+        handles.push(tokio::spawn(async move {
+            let tenant = limiter.scope("tenant").unwrap();
+            for _ in 0..attempts {
+                match limiter
+                    .check_and_consume(&[(tenant, &key)], Amounts::requests(1))
+                    .await
+                {
+                    Ok(()) => {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(denial) => assert_eq!(denial.reason(), DenialReason::Exhausted, "{denial}"),
+                }
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    admitted.load(Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_limiters_on_two_connections_admit_exactly_the_quota() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let quota = quota([Tier::requests(100, HOUR)]);
+    let a = builder(&redis, quota.clone()).build().unwrap();
+    let b = builder(&redis, quota).build().unwrap();
+    let (left, right) = tokio::join!(hammer(&a, "acme", 8, 40), hammer(&b, "acme", 8, 40));
+    assert_eq!(left + right, 100, "{left} + {right}");
+    for limiter in [&a, &b] {
+        let metrics = limiter.metrics();
+        assert_eq!(metrics.redis_errors + metrics.redis_timeouts, 0);
+        assert_eq!(metrics.failure_decisions, 0);
+    }
+    assert_eq!(a.metrics().allowed + b.metrics().allowed, 100);
+    assert_eq!(a.metrics().denied + b.metrics().denied, 640 - 100);
+}
+
+#[tokio::test]
+async fn every_tier_of_every_key_is_consumed_together_or_not_at_all() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let limiter = RedisRateLimiter::builder(redis.url())
+        .scope(
+            "user",
+            quota([Tier::requests(5, HOUR), Tier::requests(20, DAY)]),
+        )
+        .scope("org", quota([Tier::requests(8, HOUR)]))
+        .timeout(PATIENT)
+        .on_failure(OnRedisFailure::FailClosed)
+        .build()
+        .unwrap();
+    let (user, org) = (
+        limiter.scope("user").unwrap(),
+        limiter.scope("org").unwrap(),
+    );
+    for _ in 0..5 {
+        limiter
+            .check_and_consume(&[(user, "alice"), (org, "acme")], Amounts::requests(1))
+            .await
+            .unwrap();
+    }
+    // Alice's hour tier refuses, naming itself; nothing is taken from the organization.
+    let denial = limiter
+        .check_and_consume(&[(user, "alice"), (org, "acme")], Amounts::requests(1))
+        .await
+        .unwrap_err();
+    assert_eq!((denial.scope(), denial.key()), ("user", "alice"));
+    assert_eq!(denial.tier().map(|(i, _)| i), Some(0));
+    assert_eq!(denial.reason(), DenialReason::Exhausted);
+    let after = denial.retry_after().unwrap();
+    assert!(
+        after > Duration::from_secs(700) && after <= Duration::from_secs(720),
+        "{after:?}"
+    );
+    let remaining = |status: tollgate_ratelimit::Status| {
+        status.tiers.iter().map(|t| t.remaining).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        remaining(limiter.status(user, "alice").await.unwrap()),
+        [0, 15]
+    );
+    assert_eq!(remaining(limiter.status(org, "acme").await.unwrap()), [3]);
+
+    // Bob is refused by the organization after 3; his own tiers keep what the refusal did not take.
+    for _ in 0..3 {
+        limiter
+            .check_and_consume(&[(user, "bob"), (org, "acme")], Amounts::requests(1))
+            .await
+            .unwrap();
+    }
+    let denial = limiter
+        .check_and_consume(&[(user, "bob"), (org, "acme")], Amounts::requests(1))
+        .await
+        .unwrap_err();
+    assert_eq!((denial.scope(), denial.key()), ("org", "acme"));
+    assert_eq!(
+        remaining(limiter.status(user, "bob").await.unwrap()),
+        [2, 17]
+    );
+
+    // A call larger than a tier's burst is refused without a round trip.
+    let calls = limiter.metrics().redis_calls;
+    let denial = limiter
+        .check_and_consume(&[(user, "carol")], Amounts::requests(6))
+        .await
+        .unwrap_err();
+    assert_eq!(denial.reason(), DenialReason::TooLarge);
+    assert_eq!(limiter.metrics().redis_calls, calls);
+
+    assert!(limiter.reset(user, "alice").await.unwrap());
+    assert_eq!(
+        remaining(limiter.status(user, "alice").await.unwrap()),
+        [5, 20]
+    );
+}
+
+#[tokio::test]
+async fn tokens_are_reconciled_in_one_script() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let limiter = builder(&redis, quota([Tier::tokens(8_640, DAY)]))
+        .build()
+        .unwrap();
+    let tenant = limiter.scope("tenant").unwrap();
+    let keys = [(tenant, "acme")];
+    limiter
+        .check_and_consume(&keys, Amounts::tokens(1_000))
+        .await
+        .unwrap();
+    let remaining = || async { limiter.status(tenant, "acme").await.unwrap().tiers[0].remaining };
+    assert_eq!(remaining().await, 7_640);
+    limiter
+        .reconcile(&keys, Amounts::tokens(1_000), Amounts::tokens(300))
+        .await;
+    assert_eq!(remaining().await, 8_340);
+    limiter
+        .reconcile(&keys, Amounts::tokens(300), Amounts::tokens(2_300))
+        .await;
+    assert_eq!(remaining().await, 6_340);
+    limiter.refund(&keys, Amounts::tokens(100_000)).await;
+    assert_eq!(
+        remaining().await,
+        8_640,
+        "a refund never passes a full tier"
+    );
+}
+
+#[tokio::test]
+async fn noscript_after_script_flush_is_recovered() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let limiter = builder(&redis, quota([Tier::requests(3, HOUR)]))
+        .build()
+        .unwrap();
+    let tenant = limiter.scope("tenant").unwrap();
+    limiter
+        .check_and_consume(&[(tenant, "acme")], Amounts::requests(1))
+        .await
+        .unwrap();
+    redis.command(&["SCRIPT", "FLUSH"]).unwrap();
+    limiter
+        .check_and_consume(&[(tenant, "acme")], Amounts::requests(1))
+        .await
+        .unwrap();
+    limiter
+        .check_and_consume(&[(tenant, "acme")], Amounts::requests(1))
+        .await
+        .unwrap();
+    let denial = limiter
+        .check_and_consume(&[(tenant, "acme")], Amounts::requests(1))
+        .await
+        .unwrap_err();
+    assert_eq!(denial.reason(), DenialReason::Exhausted);
+    assert_eq!(limiter.metrics().redis_errors, 0);
+    assert_eq!(limiter.metrics().failure_decisions, 0);
+}
+
+#[tokio::test]
+async fn keys_expire_once_every_tier_is_full_again_and_carry_a_hash_tag() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let limiter = RedisRateLimiter::builder(redis.url())
+        .scope("user", quota([Tier::requests(10, HOUR)]))
+        .scope("org", quota([Tier::requests(100, DAY)]))
+        .prefix("app")
+        .hash_tag_scope("org")
+        .timeout(PATIENT)
+        .build()
+        .unwrap();
+    let (user, org) = (
+        limiter.scope("user").unwrap(),
+        limiter.scope("org").unwrap(),
+    );
+    limiter
+        .check_and_consume(&[(user, "a{l}ice"), (org, "acme")], Amounts::requests(1))
+        .await
+        .unwrap();
+    let ttl = |key: &str| match redis.command(&["PTTL", key]).unwrap() {
+        tollgate_testkit::Reply::Integer(ms) => ms,
+        other => panic!("{other:?}"),
+    };
+    // One request of 10 an hour is 6 minutes of schedule; one of 100 a day, 14.4 minutes.
+    let user_ttl = ttl("app:{org:acme}:user:a%7Bl%7Dice");
+    assert!(user_ttl > 359_000 && user_ttl <= 360_000, "{user_ttl}");
+    let org_ttl = ttl("app:{org:acme}");
+    assert!(org_ttl > 863_000 && org_ttl <= 864_000, "{org_ttl}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_policy_keeps_every_call_going_while_redis_is_down_and_returns_by_itself() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let limiter = RedisRateLimiter::builder(redis.url())
+        .scope("tenant", quota([Tier::requests(1_000_000, HOUR)]))
+        .timeout(Duration::from_millis(500))
+        .on_failure(OnRedisFailure::Local { share: 0.5 })
+        .failure_threshold(2)
+        .probe_interval(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let tenant = limiter.scope("tenant").unwrap();
+    // Eight callers hammer the limiter for the whole test; every call must be admitted.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..8)
+        .map(|_| {
+            let (limiter, stop) = (limiter.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    limiter
+                        .check_and_consume(&[(tenant, "acme")], Amounts::requests(1))
+                        .await
+                        .expect("no call fails because of the limiter");
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    until(&limiter, |m| m.allowed >= 200).await;
+    assert_eq!(limiter.backend(), Backend::Redis);
+    redis.kill();
+    until(&limiter, |m| m.failure_decisions >= 500).await;
+    assert_eq!(limiter.backend(), Backend::Fallback);
+    assert_eq!(limiter.metrics().switched_to_fallback, 1);
+
+    redis.restart();
+    // Within a few probes one reaches the new server and brings every caller back.
+    until(&limiter, |m| m.switched_to_redis == 1).await;
+    let back = limiter.metrics();
+    until(&limiter, |m| m.allowed >= back.allowed + 200).await;
+    stop.store(true, Ordering::Relaxed);
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let end = limiter.metrics();
+    assert_eq!(limiter.backend(), Backend::Redis);
+    assert_eq!((end.switched_to_fallback, end.switched_to_redis), (1, 1));
+    assert_eq!(end.denied, 0);
+    assert!(
+        end.redis_calls - back.redis_calls >= 150,
+        "decided by Redis again: {back:?} → {end:?}"
+    );
+    let status = limiter.status(tenant, "acme").await.unwrap();
+    assert!(
+        status.tiers[0].remaining < 1_000_000,
+        "the restarted Redis counts again"
+    );
+}
+
+#[tokio::test]
+async fn fail_closed_refuses_with_unavailable_when_redis_is_gone() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let limiter = builder(&redis, quota([Tier::requests(10, HOUR)]))
+        .build()
+        .unwrap();
+    let tenant = limiter.scope("tenant").unwrap();
+    limiter
+        .check_and_consume(&[(tenant, "acme")], Amounts::requests(1))
+        .await
+        .unwrap();
+    redis.kill();
+    let denial = limiter
+        .check_and_consume(&[(tenant, "acme")], Amounts::requests(1))
+        .await
+        .unwrap_err();
+    assert_eq!(denial.reason(), DenialReason::Unavailable);
+    let error = LlmError::from(denial);
+    assert_eq!(error.kind(), ErrorKind::Unavailable);
+    assert!(error.to_string().contains("fail closed"), "{error}");
+}
+
+/// Waits (yielding to the callers) until the limiter's metrics satisfy `done`.
+async fn until(
+    limiter: &RedisRateLimiter,
+    done: impl Fn(tollgate_ratelimit::RedisMetrics) -> bool,
+) {
+    for _ in 0..10_000_000 {
+        if done(limiter.metrics()) {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("never happened: {:?}", limiter.metrics());
+}
+
+/// A server that accepts connections and never answers: only the timeout can end a call.
+#[tokio::test(start_paused = true)]
+async fn fail_closed_answers_within_the_timeout_when_redis_hangs() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let timeout = Duration::from_millis(20);
+    let limiter = RedisRateLimiter::builder(format!("redis://127.0.0.1:{port}/"))
+        .scope("tenant", quota([Tier::requests(10, HOUR)]))
+        .timeout(timeout)
+        .on_failure(OnRedisFailure::FailClosed)
+        .build()
+        .unwrap();
+    let tenant = limiter.scope("tenant").unwrap();
+    let started = tokio::time::Instant::now();
+    let denial = limiter
+        .check_and_consume(&[(tenant, "acme")], Amounts::requests(1))
+        .await
+        .unwrap_err();
+    assert_eq!(denial.reason(), DenialReason::Unavailable);
+    assert_eq!(
+        started.elapsed(),
+        timeout,
+        "on tokio's paused clock: exactly the timeout"
+    );
+    assert_eq!(limiter.metrics().redis_timeouts, 1);
+    hold.abort();
+}
+
+#[tokio::test]
+async fn a_rate_limit_layer_shares_its_limit_through_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let quota = quota([Tier::requests(3, HOUR)]);
+    let provider = SimulatedProvider::new();
+    let mut stacks = Vec::new();
+    for _ in 0..2 {
+        let limiter = builder(&redis, quota.clone()).build().unwrap();
+        let layer = RateLimitLayer::new(limiter, ByTenant);
+        stacks.push(
+            tower::ServiceBuilder::new()
+                .layer(layer)
+                .service(provider.clone()),
+        );
+    }
+    let request = LlmRequest::new("sim", vec![Message::user("hi")]).with_tenant("acme");
+    for i in 0..3 {
+        let stack = &mut stacks[i % 2];
+        stack
+            .ready()
+            .await
+            .unwrap()
+            .call(request.clone())
+            .await
+            .unwrap();
+    }
+    let error = stacks[1]
+        .ready()
+        .await
+        .unwrap()
+        .call(request)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::RateLimited);
+    assert!(error.retry_after().unwrap() > Duration::from_secs(1_100));
+    assert_eq!(provider.calls(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hybrid_leases_never_admit_more_than_the_quota_and_save_round_trips() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let quota = quota([Tier::requests(1_000, HOUR)]);
+    let a = builder(&redis, quota.clone())
+        .lease(10, HOUR)
+        .build()
+        .unwrap();
+    let b = builder(&redis, quota).lease(10, HOUR).build().unwrap();
+    let (left, right) = tokio::join!(hammer(&a, "acme", 8, 80), hammer(&b, "acme", 8, 80));
+    assert_eq!(left + right, 1_000, "{left} + {right}");
+    let calls = a.metrics().redis_calls + b.metrics().redis_calls;
+    // 100 leases of 10, plus the refusals once the quota is spent (one per refused call).
+    assert!(calls <= 100 + 280 + 2, "{calls}");
+    assert!(a.metrics().lease_admits + b.metrics().lease_admits >= 900);
+}
+
+#[tokio::test]
+async fn an_ended_lease_hands_its_unused_permits_back() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let quota = quota([Tier::requests(100, HOUR)]);
+    // A lease that is over as soon as it is taken: every call after the first returns the last.
+    let hybrid = builder(&redis, quota.clone())
+        .lease(10, Duration::from_nanos(1))
+        .build()
+        .unwrap();
+    let direct = builder(&redis, quota).build().unwrap();
+    let tenant = hybrid.scope("tenant").unwrap();
+    let remaining = || async { direct.status(tenant, "acme").await.unwrap().tiers[0].remaining };
+    hybrid
+        .check_and_consume(&[(tenant, "acme")], Amounts::requests(1))
+        .await
+        .unwrap();
+    assert_eq!(remaining().await, 90, "one used, nine held");
+    hybrid
+        .check_and_consume(&[(tenant, "acme")], Amounts::requests(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        remaining().await,
+        89,
+        "nine returned, then a new lease of ten"
+    );
+    hybrid.release_leases().await;
+    assert_eq!(remaining().await, 98, "two used, the rest back");
+    assert_eq!(hybrid.metrics().lease_returned, 18);
+}
+
+#[tokio::test]
+async fn bad_settings_are_refused_with_the_field() {
+    let quota = quota([Tier::requests(10, HOUR)]);
+    let path = |builder: RedisRateLimiterBuilder| builder.build().unwrap_err().path().to_owned();
+    let base = || RedisRateLimiter::builder("redis://127.0.0.1:1/").scope("t", quota.clone());
+    assert_eq!(path(base().timeout(Duration::ZERO)), "redis.timeout");
+    assert_eq!(
+        path(base().on_failure(OnRedisFailure::Local { share: 1.5 })),
+        "redis.on_failure.share"
+    );
+    assert_eq!(path(base().lease(0, HOUR)), "redis.lease.batch");
+    assert_eq!(path(base().hash_tag_scope("nope")), "redis.hash_tag_scope");
+    assert_eq!(path(base().prefix("a{b}")), "redis.prefix");
+    assert_eq!(
+        path(RedisRateLimiter::builder("http://x").scope("t", quota.clone())),
+        "redis.url"
+    );
+    let long = Quota::new([Tier::requests(1, Duration::from_secs(200 * 86_400))]).unwrap();
+    assert_eq!(
+        path(RedisRateLimiter::builder("redis://127.0.0.1:1/").scope("t", long)),
+        "tiers.1 requests per 200d"
+    );
+}
+
+const CHILD_URL: &str = "TOLLGATE_TEST_HAMMER_URL";
+
+/// Run by `four_processes_hammering_one_key_admit_exactly_the_quota`, in a child process.
+#[test]
+#[ignore = "a child process of four_processes_hammering_one_key_admit_exactly_the_quota"]
+fn hammer_in_a_child_process() {
+    let url = std::env::var(CHILD_URL).expect("run by the parent test");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let admitted = runtime.block_on(async {
+        let limiter = RedisRateLimiter::builder(url)
+            .scope("tenant", quota([Tier::requests(200, HOUR)]))
+            .timeout(PATIENT)
+            .on_failure(OnRedisFailure::FailClosed)
+            .build()
+            .unwrap();
+        hammer(&limiter, "shared", 16, 20).await
+    });
+    println!("admitted={admitted}");
+}
+
+#[test]
+fn four_processes_hammering_one_key_admit_exactly_the_quota() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // All four start before any is waited for, so they hammer at the same time.
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "hammer_in_a_child_process",
+                    "--nocapture",
+                ])
+                .env(CHILD_URL, redis.url())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("the test binary runs")
+        })
+        .collect();
+    let mut total = 0;
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "child failed: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let admitted: u64 = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("admitted="))
+            .expect("the child reports")
+            .trim()
+            .parse()
+            .unwrap();
+        total += admitted;
+    }
+    assert_eq!(total, 200, "4 processes × 320 attempts on a quota of 200");
+}
