@@ -53,7 +53,10 @@
 //!
 //! [`MemoryStore`] (moka, bounded in bytes, per-entry TTL) and [`FileStore`] (a file per entry,
 //! atomic writes, size-bounded with oldest-first eviction, background cleanup, survives restarts,
-//! corrupt files are misses). Both implement [`CacheStore`]; a store never fails a request.
+//! corrupt files are misses); with the `redis` feature, `RedisStore` (shared by every process,
+//! `PX` expiry, optional LZ4 compression, bounded values, corrupt values are misses). A
+//! [`TieredStore`] puts one in front of another (memory before Redis). All implement
+//! [`CacheStore`]; a store never fails a request.
 
 use std::{
     fmt,
@@ -74,7 +77,9 @@ pub use config::{CacheConfig, Override};
 pub use entry::CachedResponse;
 pub use key::{CacheKey, Scope, cache_key};
 pub use layer::{Cache, CacheLayer, CacheMetrics, CacheStatus, ResponseFuture, X_CACHE};
-pub use store::{CacheStore, FileStore, MemoryStore, StoreStats};
+pub use store::{CacheStore, FileStore, MemoryStore, StoreStats, TieredStore};
+#[cfg(feature = "redis")]
+pub use store::{RedisStore, RedisStoreBuilder};
 
 /// Wall-clock milliseconds, read as a start time plus a monotonic [`Clock`]'s elapsed time, so
 /// that entries carry real expiry times (which survive a restart) and tests on paused time can

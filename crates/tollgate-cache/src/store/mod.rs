@@ -6,9 +6,18 @@ use crate::{CacheKey, CachedResponse};
 
 mod file;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+mod tiered;
 
 pub use file::{FileStore, FileStoreBuilder};
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::{
+    DEFAULT_CACHE_PREFIX, DEFAULT_CACHE_TIMEOUT, DEFAULT_MAX_VALUE_BYTES, RedisStore,
+    RedisStoreBuilder, RedisStoreErrors,
+};
+pub use tiered::TieredStore;
 
 /// A boxed store operation.
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
