@@ -1,19 +1,21 @@
 //! Hybrid mode: permits leased from Redis in batches and spent locally.
 //!
-//! One lease per set of keys, refilled by one caller at a time (the others wait on the lease's
-//! lock), so a process holds at most one batch per key set at any moment: the bound on how far
-//! the fleet can run ahead of the quota within a window.
+//! One lease per set of keys, refilled by one caller at a time (the others wait for that refill),
+//! so a process holds at most one batch per key set at any moment: the bound on how far the fleet
+//! can run ahead of the quota within a window. Spending a permit is one short lock of the lease
+//! table, no allocation and no round trip.
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+    hash::{BuildHasher, Hash, Hasher},
+    sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
+use hashbrown::HashTable;
 use tokio::time::Instant;
 
 use super::{RedisRateLimiter, Via, counts, script::Op};
-use crate::{Amounts, Denial, Scope};
+use crate::{Amounts, Denial, DenialReason, Dimension, Scope};
 
 /// Lease sets kept before idle ones are dropped (their permits handed back).
 const MAX_LEASES: usize = 10_000;
@@ -21,55 +23,75 @@ const MAX_LEASES: usize = 10_000;
 pub(super) struct Leases {
     batch: u32,
     ttl: Duration,
-    map: Mutex<HashMap<String, Shared>>,
+    table: Mutex<HashTable<Lease>>,
+    hasher: foldhash::fast::RandomState,
 }
 
-#[derive(Debug)]
 struct Lease {
+    hash: u64,
+    /// Whose permits these are, to find the lease and to hand its permits back.
+    keys: Box<[(Scope, Box<str>)]>,
     remaining: u64,
     expires: Instant,
-    /// Whose permits these are, to hand them back when the lease is dropped.
-    keys: Vec<(Scope, Box<str>)>,
+    /// Redis's last refusal and until when it holds: callers are refused locally until then,
+    /// rather than each asking Redis the same question in turn.
+    refused: Option<(Instant, Denial)>,
+    /// Held by the one caller refilling this lease; the others wait on it.
+    refill: Arc<tokio::sync::Mutex<()>>,
 }
 
-type Shared = Arc<tokio::sync::Mutex<Lease>>;
+impl Lease {
+    fn is_for(&self, keys: &[(Scope, impl AsRef<str>)]) -> bool {
+        self.keys.len() == keys.len()
+            && self
+                .keys
+                .iter()
+                .zip(keys)
+                .all(|((s, k), (scope, key))| s == scope && **k == *key.as_ref())
+    }
+
+    /// Takes one permit if the lease has one and is still running (`Some(Ok)`), or repeats Redis's
+    /// refusal while it holds (`Some(Err)`); `None` when Redis must be asked.
+    fn take(&mut self, now: Instant) -> Option<Result<Via, Denial>> {
+        if self.remaining > 0 && now < self.expires {
+            self.remaining -= 1;
+            return Some(Ok(Via::Lease));
+        }
+        match &self.refused {
+            Some((until, denial)) if now < *until => {
+                let mut denial = denial.clone();
+                denial.0.retry_after = Some(*until - now);
+                Some(Err(denial))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Permits to hand back to Redis, once no lock is held.
+type Unused = Vec<(Box<[(Scope, Box<str>)]>, u64)>;
 
 impl Leases {
     pub(super) fn new(batch: u32, ttl: Duration) -> Self {
         Self {
             batch,
             ttl,
-            map: Mutex::new(HashMap::new()),
+            table: Mutex::new(HashTable::new()),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 
-    fn entry(&self, name: String, keys: &[(Scope, impl AsRef<str>)]) -> (Shared, Vec<Shared>) {
-        let mut map = self.map.lock().expect("never poisoned");
-        let mut dropped = Vec::new();
-        if map.len() >= MAX_LEASES && !map.contains_key(&name) {
-            // Drop leases nobody is using; their permits go back below.
-            map.retain(|_, lease| {
-                let idle = Arc::strong_count(lease) == 1;
-                if idle {
-                    dropped.push(lease.clone());
-                }
-                !idle
-            });
+    fn lock(&self) -> MutexGuard<'_, HashTable<Lease>> {
+        self.table.lock().expect("never poisoned")
+    }
+
+    fn hash(&self, keys: &[(Scope, impl AsRef<str>)]) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        for (scope, key) in keys {
+            scope.hash(&mut hasher);
+            key.as_ref().hash(&mut hasher);
         }
-        let lease = map
-            .entry(name)
-            .or_insert_with(|| {
-                Arc::new(tokio::sync::Mutex::new(Lease {
-                    remaining: 0,
-                    expires: Instant::now(),
-                    keys: keys
-                        .iter()
-                        .map(|(scope, key)| (*scope, key.as_ref().into()))
-                        .collect(),
-                }))
-            })
-            .clone();
-        (lease, dropped)
+        hasher.finish()
     }
 
     /// Admits one call of one request from the lease of `keys`, leasing a new batch when it is
@@ -80,45 +102,104 @@ impl Leases {
         keys: &[(Scope, impl AsRef<str>)],
         amounts: &Amounts,
     ) -> Result<Via, Denial> {
-        let name = keys
-            .iter()
-            .map(|(scope, key)| limiter.redis_key(keys, *scope, key.as_ref()))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let (lease, dropped) = self.entry(name, keys);
-        for old in dropped {
-            let mut old = old.lock().await;
-            let unused = std::mem::take(&mut old.remaining);
-            give_back(limiter, &old.keys, unused).await;
-        }
-        let mut lease = lease.lock().await;
-        let now = Instant::now();
-        if lease.remaining > 0 {
-            if now < lease.expires {
-                lease.remaining -= 1;
-                counts::bump(&limiter.inner.counts.lease_admits, 1);
-                return Ok(Via::Lease);
+        let hash = self.hash(keys);
+        let mut unused = Unused::new();
+        let refill = {
+            let mut table = self.lock();
+            if let Some(lease) = table.find_mut(hash, |lease| lease.is_for(keys)) {
+                if let Some(decided) = lease.take(Instant::now()) {
+                    return counted(limiter, decided);
+                }
+                lease.refill.clone()
+            } else {
+                if table.len() >= MAX_LEASES {
+                    // Drop the leases nobody is refilling; their permits go back below.
+                    table.retain(|lease| {
+                        let idle = Arc::strong_count(&lease.refill) == 1;
+                        if idle {
+                            unused.push((std::mem::take(&mut lease.keys), lease.remaining));
+                        }
+                        !idle
+                    });
+                }
+                let refill = Arc::new(tokio::sync::Mutex::new(()));
+                table.insert_unique(
+                    hash,
+                    Lease {
+                        hash,
+                        keys: keys
+                            .iter()
+                            .map(|(scope, key)| (*scope, key.as_ref().into()))
+                            .collect(),
+                        remaining: 0,
+                        expires: Instant::now(),
+                        refused: None,
+                        refill: refill.clone(),
+                    },
+                    |lease| lease.hash,
+                );
+                refill
             }
-            let unused = std::mem::take(&mut lease.remaining);
-            give_back(limiter, keys, unused).await;
+        };
+        for (keys, count) in unused {
+            give_back(limiter, &keys, count).await;
         }
-        let (via, granted) = limiter.decide(keys, amounts, Op::Lease(self.batch)).await?;
-        if via == Via::Redis {
-            counts::bump(&limiter.inner.counts.leases, 1);
-            lease.remaining = granted.saturating_sub(1);
-            lease.expires = now + self.ttl;
+        let _turn = refill.lock().await;
+        // Whoever refilled while this caller waited may have left permits.
+        let leftover = {
+            let mut table = self.lock();
+            match table.find_mut(hash, |lease| lease.is_for(keys)) {
+                Some(lease) => {
+                    if let Some(decided) = lease.take(Instant::now()) {
+                        return counted(limiter, decided);
+                    }
+                    std::mem::take(&mut lease.remaining)
+                }
+                None => 0,
+            }
+        };
+        give_back(limiter, keys, leftover).await;
+        let decided = limiter.decide(keys, amounts, Op::Lease(self.batch)).await;
+        let mut table = self.lock();
+        let lease = table.find_mut(hash, |lease| lease.is_for(keys));
+        match (decided, lease) {
+            (Ok((Via::Redis, granted)), Some(lease)) => {
+                counts::bump(&limiter.inner.counts.leases, 1);
+                lease.remaining = granted.saturating_sub(1);
+                lease.expires = Instant::now() + self.ttl;
+                lease.refused = None;
+                Ok(Via::Redis)
+            }
+            (Err(denial), Some(lease)) => {
+                if let (DenialReason::Exhausted, Some(after)) =
+                    (denial.reason(), denial.retry_after())
+                {
+                    lease.refused = Some((Instant::now() + after, denial.clone()));
+                }
+                Err(denial)
+            }
+            (decided, _) => decided.map(|(via, _)| via),
         }
-        Ok(via)
     }
 
     pub(super) async fn release_all(&self, limiter: &RedisRateLimiter) {
-        let all: Vec<_> = self.map.lock().expect("never poisoned").drain().collect();
-        for (_, lease) in all {
-            let mut lease = lease.lock().await;
-            let unused = std::mem::take(&mut lease.remaining);
-            give_back(limiter, &lease.keys, unused).await;
+        let all: Unused = self
+            .lock()
+            .drain()
+            .map(|lease| (lease.keys, lease.remaining))
+            .collect();
+        for (keys, count) in all {
+            give_back(limiter, &keys, count).await;
         }
     }
+}
+
+/// Counts a decision made from the lease alone.
+fn counted(limiter: &RedisRateLimiter, decided: Result<Via, Denial>) -> Result<Via, Denial> {
+    if decided.is_ok() {
+        counts::bump(&limiter.inner.counts.lease_admits, 1);
+    }
+    decided
 }
 
 /// Hands `unused` request permits of `keys` back to Redis.
@@ -129,7 +210,7 @@ async fn give_back(limiter: &RedisRateLimiter, keys: &[(Scope, impl AsRef<str>)]
     counts::bump(&limiter.inner.counts.lease_returned, unused);
     limiter
         .adjust_signed(keys, |dimension| match dimension {
-            crate::Dimension::Requests => -i128::from(unused),
+            Dimension::Requests => -i128::from(unused),
             _ => 0,
         })
         .await;

@@ -244,6 +244,13 @@ impl RedisRateLimiter {
         }
     }
 
+    /// The Lua script every decision runs, for those who audit what runs on their Redis (or
+    /// measure it: `benches/redis.rs` sends it raw as the floor). Its layout is documented at its
+    /// top; it is not a stable interface.
+    pub fn script() -> &'static str {
+        script::SOURCE
+    }
+
     /// The handle of the scope named `name`.
     pub fn scope(&self, name: &str) -> Option<Scope> {
         self.inner.definition.scope(name)

@@ -20,6 +20,9 @@
 /// - `d` adjust: add each (signed) cost to its debt, into debt or down to zero. Reply `{1}`.
 /// - `s` status: the debts of the one key, changing nothing. Reply `{d1, d2, ...}`.
 pub(super) const SOURCE: &str = r#"
+-- tollgate rate limiter v1: GCRA per tier, as nanoseconds of debt since the key's last write.
+-- ARGV: op (a admit, c check, l lease, d adjust, s status), lease batch, then per key: tier count,
+-- then per tier: field, cost (ns), window (ns).
 local op = ARGV[1]
 local batch = tonumber(ARGV[2])
 local time = redis.call('TIME')
