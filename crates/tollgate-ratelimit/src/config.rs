@@ -9,7 +9,7 @@ use tollgate_core::{
 };
 
 use crate::{
-    layer::{DEFAULT_OUTPUT_TOKENS, OnLimit, RateLimitLayer, UnpricedModels},
+    layer::{DEFAULT_OUTPUT_TOKENS, Limiter, OnLimit, RateLimitLayer, UnpricedModels},
     limiter::{DEFAULT_MAX_KEYS, RateLimiter},
     quota::{Dimension, Quota, Tier},
 };
@@ -46,7 +46,7 @@ use crate::{
 /// let err = bad.build(None).unwrap_err();
 /// assert_eq!(err.path(), "scopes[0].tiers[0].requests");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Wait up to this long for room before refusing (`"2s"`); absent, refuse at once.
@@ -70,6 +70,121 @@ pub struct RateLimitConfig {
     pub unpriced_models: UnpricedModels,
     /// The scopes every request is checked against, all at once.
     pub scopes: Vec<ScopeConfig>,
+    /// Share the quotas through Redis (needs the `redis` feature); absent, they live in this
+    /// process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisConfig>,
+}
+
+/// Where and how quotas are shared through Redis. Unknown fields are errors.
+///
+/// ```yaml
+/// redis:
+///   url: redis://127.0.0.1:6379/   # REDIS_URL overrides it
+///   prefix: myapp:rl                # default tollgate:rl
+///   timeout: 5ms                    # per Redis call (default 5ms)
+///   on_failure: local               # local (default), fail_open or fail_closed
+///   local_share: 0.25               # of each tier, for `local` (default 0.5)
+///   failure_threshold: 3            # failures in a row before Redis is left alone
+///   probe_interval: 500ms           # how often a call tries it again
+///   hash_tag_scope: org             # put a call's keys in this scope's Cluster slot
+///   lease: { batch: 100, ttl: 1s }  # hybrid mode
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`; the `REDIS_URL` environment variable overrides it
+    /// ([`RateLimitConfig::with_env`]).
+    pub url: String,
+    /// Key prefix (default `tollgate:rl`).
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// Per Redis call (default 5 ms).
+    #[serde(default = "default_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// What decides when Redis does not answer.
+    #[serde(default)]
+    pub on_failure: OnFailureConfig,
+    /// The share of each tier the local fallback holds (default 0.5).
+    #[serde(default = "default_share")]
+    pub local_share: f64,
+    /// Failed calls in a row before Redis is left alone (default 3).
+    #[serde(default = "default_threshold")]
+    pub failure_threshold: u32,
+    /// How often one call probes a Redis that was left alone (default 500 ms).
+    #[serde(default = "default_probe", with = "duration")]
+    pub probe_interval: Duration,
+    /// The scope whose key gives every key of a call its Redis Cluster hash tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_tag_scope: Option<String>,
+    /// Hybrid mode: lease permits in batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseConfig>,
+}
+
+/// What decides while Redis does not answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailureConfig {
+    /// An in-process limiter with `local_share` of each tier.
+    #[default]
+    Local,
+    /// Admit.
+    FailOpen,
+    /// Refuse with `Unavailable`.
+    FailClosed,
+}
+
+/// Hybrid mode's leases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseConfig {
+    /// Permits per lease.
+    pub batch: u32,
+    /// How long a lease's permits may be spent before the rest go back.
+    #[serde(with = "duration")]
+    pub ttl: Duration,
+}
+
+fn default_prefix() -> String {
+    "tollgate:rl".to_owned()
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_millis(5)
+}
+
+fn default_share() -> f64 {
+    0.5
+}
+
+fn default_threshold() -> u32 {
+    3
+}
+
+fn default_probe() -> Duration {
+    Duration::from_millis(500)
+}
+
+/// The environment variable whose value replaces `redis.url`.
+pub const REDIS_URL_VAR: &str = "REDIS_URL";
+
+/// The environment variable that replaces scope `scope`'s default tiers:
+/// `TOLLGATE_RATELIMIT_<SCOPE>_TIERS`, the scope's name upper-cased with every other character than
+/// letters and digits as `_`. Its value is the tiers as JSON, in the configuration's shape:
+/// `[{"requests": 60, "per": "1m"}]`.
+pub fn tiers_var(scope: &str) -> String {
+    let name: String = scope
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("TOLLGATE_RATELIMIT_{name}_TIERS")
 }
 
 fn default_max_keys() -> usize {
@@ -255,6 +370,61 @@ fn quota(tiers: &[TierConfig]) -> Result<Quota, ConfigError> {
 }
 
 impl RateLimitConfig {
+    /// This configuration with the environment's overrides: [`REDIS_URL_VAR`] replaces
+    /// `redis.url` (when there is a `redis` section), and [`tiers_var`] replaces a scope's default
+    /// tiers.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the variable when its value is not valid tiers.
+    pub fn with_env(self) -> Result<Self, ConfigError> {
+        self.with_env_from(|name| std::env::var(name).ok())
+    }
+
+    /// [`with_env`](Self::with_env), reading variables through `lookup` (for tests and for
+    /// sources other than the process environment).
+    ///
+    /// ```
+    /// use tollgate_ratelimit::RateLimitConfig;
+    ///
+    /// let config: RateLimitConfig = serde_json::from_str(r#"{
+    ///     "scopes": [ { "name": "user", "key": "principal", "tiers": [ { "requests": 60, "per": "1m" } ] } ],
+    ///     "redis": { "url": "redis://config-host/" }
+    /// }"#).unwrap();
+    /// let env = |name: &str| match name {
+    ///     "REDIS_URL" => Some("redis://env-host:6380/".to_owned()),
+    ///     "TOLLGATE_RATELIMIT_USER_TIERS" => Some(r#"[{ "requests": 600, "per": "1m" }]"#.to_owned()),
+    ///     _ => None,
+    /// };
+    /// let config = config.with_env_from(env).unwrap();
+    /// assert_eq!(config.redis.unwrap().url, "redis://env-host:6380/");
+    /// assert_eq!(config.scopes[0].tiers[0].requests, Some(tollgate_ratelimit::Amount::Whole(600)));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`with_env`](Self::with_env).
+    pub fn with_env_from(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        if let (Some(redis), Some(url)) = (&mut self.redis, lookup(REDIS_URL_VAR)) {
+            redis.url = url;
+        }
+        for scope in &mut self.scopes {
+            let var = tiers_var(&scope.name);
+            if let Some(value) = lookup(&var) {
+                scope.tiers = serde_json::from_str(&value).map_err(|e| {
+                    ConfigError::new(
+                        format!("env.{var}"),
+                        format!("expected tiers as JSON, e.g. [{{\"requests\": 60, \"per\": \"1m\"}}]: {e}"),
+                    )
+                })?;
+            }
+        }
+        Ok(self)
+    }
+
     /// The limiter this configuration describes.
     ///
     /// # Errors
@@ -289,13 +459,67 @@ impl RateLimitConfig {
         builder.build()
     }
 
+    /// The limiter this configuration describes: in this process, or through Redis when there is
+    /// a `redis` section (which needs the `redis` feature and a Tokio runtime).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the field.
+    pub fn limiter(&self) -> Result<Limiter, ConfigError> {
+        let local = self.build_limiter()?;
+        let Some(redis) = &self.redis else {
+            return Ok(Limiter::Local(local));
+        };
+        self.redis_limiter(redis)
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn redis_limiter(&self, _: &RedisConfig) -> Result<Limiter, ConfigError> {
+        Err(ConfigError::new(
+            "redis",
+            "this build has no Redis support: enable the `redis` feature of tollgate-ratelimit (or tollgate)",
+        ))
+    }
+
+    #[cfg(feature = "redis")]
+    fn redis_limiter(&self, redis: &RedisConfig) -> Result<Limiter, ConfigError> {
+        use crate::redis::{OnRedisFailure, RedisRateLimiter};
+        let mut builder = RedisRateLimiter::builder(&redis.url)
+            .prefix(&redis.prefix)
+            .timeout(redis.timeout)
+            .failure_threshold(redis.failure_threshold)
+            .probe_interval(redis.probe_interval)
+            .on_failure(match redis.on_failure {
+                OnFailureConfig::Local => OnRedisFailure::Local {
+                    share: redis.local_share,
+                },
+                OnFailureConfig::FailOpen => OnRedisFailure::FailOpen,
+                OnFailureConfig::FailClosed => OnRedisFailure::FailClosed,
+            });
+        if let Some(scope) = &redis.hash_tag_scope {
+            builder = builder.hash_tag_scope(scope);
+        }
+        if let Some(lease) = redis.lease {
+            builder = builder.lease(lease.batch, lease.ttl);
+        }
+        for (i, scope) in self.scopes.iter().enumerate() {
+            let at = format!("scopes[{i}]");
+            builder = builder.scope(&scope.name, quota(&scope.tiers).map_err(|e| e.under(&at))?);
+            for (key, tiers) in &scope.overrides {
+                let quota = quota(tiers).map_err(|e| e.under(&format!("{at}.overrides.{key}")))?;
+                builder = builder.override_quota(&scope.name, key, quota);
+            }
+        }
+        builder.build().map(Limiter::Redis)
+    }
+
     /// The layer this configuration describes, pricing cost tiers with `pricing`.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] naming the field; `pricing` when a tier counts cost and no table is given.
     pub fn build(&self, pricing: Option<PricingTable>) -> Result<RateLimitLayer, ConfigError> {
-        let limiter = self.build_limiter()?;
+        let limiter = self.limiter()?;
         let mut builder = RateLimitLayer::builder(limiter.clone())
             .on_limit(self.wait.map_or(OnLimit::Reject, OnLimit::Wait))
             .default_output_tokens(self.default_output_tokens)

@@ -95,7 +95,10 @@ mod redis;
 mod service;
 mod store;
 
-pub use config::{KeyBy, RateLimitConfig, ScopeConfig, TierConfig};
+pub use config::{
+    Amount, KeyBy, KeyField, LeaseConfig, OnFailureConfig, REDIS_URL_VAR, RateLimitConfig,
+    RedisConfig, ScopeConfig, TierConfig, tiers_var,
+};
 pub use denial::{Denial, DenialReason};
 pub use layer::{
     DEFAULT_OUTPUT_TOKENS, Limiter, OnLimit, RateLimitLayer, RateLimitLayerBuilder, UnpricedModels,

@@ -574,3 +574,69 @@ fn four_processes_hammering_one_key_admit_exactly_the_quota() {
     }
     assert_eq!(total, 200, "4 processes × 320 attempts on a quota of 200");
 }
+
+#[tokio::test]
+async fn a_configuration_with_a_redis_section_shares_through_redis_and_the_environment_overrides_it()
+ {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let config: tollgate_ratelimit::RateLimitConfig = serde_json::from_str(
+        r#"{
+            "scopes": [ { "name": "tenant", "key": "tenant", "tiers": [ { "requests": 100, "per": "1h" } ] } ],
+            "redis": { "url": "redis://127.0.0.1:1/", "prefix": "cfg", "timeout": "5s", "on_failure": "fail_closed" }
+        }"#,
+    )
+    .unwrap();
+    let url = redis.url();
+    let env = |name: &str| match name {
+        "REDIS_URL" => Some(url.clone()),
+        "TOLLGATE_RATELIMIT_TENANT_TIERS" => {
+            Some(r#"[ { "requests": 2, "per": "1h" } ]"#.to_owned())
+        }
+        _ => None,
+    };
+    let config = config.with_env_from(env).unwrap();
+    let provider = SimulatedProvider::new();
+    let mut a = tower::ServiceBuilder::new()
+        .layer(config.build(None).unwrap())
+        .service(provider.clone());
+    let mut b = tower::ServiceBuilder::new()
+        .layer(config.build(None).unwrap())
+        .service(provider.clone());
+    let request = LlmRequest::new("sim", vec![Message::user("hi")]).with_tenant("acme");
+    a.ready()
+        .await
+        .unwrap()
+        .call(request.clone())
+        .await
+        .unwrap();
+    b.ready()
+        .await
+        .unwrap()
+        .call(request.clone())
+        .await
+        .unwrap();
+    let error = a.ready().await.unwrap().call(request).await.unwrap_err();
+    assert_eq!(
+        error.kind(),
+        ErrorKind::RateLimited,
+        "two an hour, from the environment"
+    );
+    assert_eq!(
+        redis.command(&["EXISTS", "cfg:{tenant:acme}"]).unwrap(),
+        tollgate_testkit::Reply::Integer(1)
+    );
+
+    let bad = config
+        .clone()
+        .with_env_from(|name| {
+            (name == "TOLLGATE_RATELIMIT_TENANT_TIERS").then(|| "60/min".to_owned())
+        })
+        .unwrap_err();
+    assert_eq!(bad.path(), "env.TOLLGATE_RATELIMIT_TENANT_TIERS");
+    let typo = serde_json::from_str::<tollgate_ratelimit::RateLimitConfig>(
+        r#"{ "scopes": [], "redis": { "url": "redis://x/", "timout": "5ms" } }"#,
+    );
+    assert!(typo.unwrap_err().to_string().contains("timout"));
+}
