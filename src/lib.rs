@@ -85,6 +85,7 @@ pub mod prelude {
 }
 
 // Compiles and runs the README's Rust blocks as doctests, so the README cannot drift from the API.
-#[cfg(doctest)]
+// They use every layer and Redis, so they run with `--all-features` (the README's test command).
+#[cfg(all(doctest, feature = "redis"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

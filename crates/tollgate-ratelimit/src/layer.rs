@@ -96,8 +96,7 @@ impl From<crate::RedisRateLimiter> for Limiter {
     }
 }
 
-/// Applies a [`RateLimiter`] (or a [`RedisRateLimiter`](crate::RedisRateLimiter) with the `redis`
-/// feature) to every request: see the [crate docs](crate) for an example.
+/// Applies a [`RateLimiter`] (or a `RedisRateLimiter` with the `redis` feature) to every request: see the [crate docs](crate) for an example.
 #[derive(Clone)]
 pub struct RateLimitLayer {
     pub(crate) shared: Arc<Shared>,

@@ -73,6 +73,16 @@
 //! few nanoseconds where `Instant::now` costs 20–30. Tests on tokio's paused time give the builder
 //! a [`TokioClock`](tollgate_core::clock::TokioClock), as the example above does.
 //!
+//! # Shared through Redis
+//!
+//! With the `redis` feature, a `RedisRateLimiter` holds the same quotas in Redis, so every
+//! process shares them and a restart forgets nothing: one Lua script per decision checks and
+//! consumes every tier of every key atomically on the server's clock. When Redis does not answer
+//! within its timeout, an `OnRedisFailure` policy decides (fail open, fail closed, or a local
+//! limiter with a share of each tier); a small breaker stops calling a dead Redis and probes it
+//! back. Hybrid mode leases batches of permits to cut round trips. [`RateLimitLayer`] takes
+//! either limiter. See the type's docs for keys, Redis Cluster and the hybrid bound.
+//!
 //! # Memory
 //!
 //! A key whose tiers are all full again is the same as a key never seen, so it is forgotten: by a

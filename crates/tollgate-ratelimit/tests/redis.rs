@@ -640,3 +640,54 @@ async fn a_configuration_with_a_redis_section_shares_through_redis_and_the_envir
     );
     assert!(typo.unwrap_err().to_string().contains("timout"));
 }
+
+#[tokio::test]
+async fn a_process_runs_ahead_of_the_shared_quota_by_at_most_its_lease() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let quota = quota([Tier::requests(20, HOUR)]);
+    let hybrid = builder(&redis, quota.clone())
+        .lease(10, HOUR)
+        .build()
+        .unwrap();
+    let direct = builder(&redis, quota).build().unwrap();
+    let tenant = hybrid.scope("tenant").unwrap();
+    let keys = [(tenant, "acme")];
+    // The hybrid process leases ten and uses one; the other process spends the remaining ten.
+    hybrid
+        .check_and_consume(&keys, Amounts::requests(1))
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        direct
+            .check_and_consume(&keys, Amounts::requests(1))
+            .await
+            .unwrap();
+    }
+    direct
+        .check_and_consume(&keys, Amounts::requests(1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        direct.status(tenant, "acme").await.unwrap().tiers[0].remaining,
+        0
+    );
+    // Redis has nothing left, yet the hybrid process still admits what it leased: nine, no more.
+    for _ in 0..9 {
+        hybrid
+            .check_and_consume(&keys, Amounts::requests(1))
+            .await
+            .unwrap();
+    }
+    let denial = hybrid
+        .check_and_consume(&keys, Amounts::requests(1))
+        .await
+        .unwrap_err();
+    assert_eq!(denial.reason(), DenialReason::Exhausted);
+    assert_eq!(
+        hybrid.metrics().allowed + direct.metrics().allowed,
+        20,
+        "the quota, in total"
+    );
+}

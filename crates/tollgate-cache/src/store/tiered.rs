@@ -8,7 +8,7 @@ use crate::{CacheKey, CachedResponse};
 /// Reads the front store first and the back store on a front miss, copying what the back store
 /// had into the front; writes and removals go to both.
 ///
-/// With a [`MemoryStore`](super::MemoryStore) in front of a [`RedisStore`](super::RedisStore),
+/// With a [`MemoryStore`](super::MemoryStore) in front of a `RedisStore` (feature `redis`),
 /// an answer any process stored is served from memory after this process's first read of it.
 /// Each process's memory copy lives until its own TTL, so a [`remove`](CacheStore::remove) or
 /// [`clear`](CacheStore::clear) in one process reaches the other processes' memory only when
