@@ -262,3 +262,29 @@ async fn memory_in_front_of_redis_serves_other_processes_answers_from_memory() {
     assert_eq!(served(&from_memory), "HIT");
     assert_eq!(provider.calls(), 1);
 }
+
+#[tokio::test]
+async fn clear_removes_this_prefix_only_even_with_glob_characters_in_it() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let provider = SimulatedProvider::new();
+    let ours = RedisStore::builder(redis.url())
+        .prefix("app*")
+        .build()
+        .unwrap();
+    let cache = CacheLayer::new(ours, CacheConfig::default()).unwrap();
+    let mut stack = cache.clone().layer(provider.clone());
+    call(&mut stack, ask("one")).await.unwrap();
+    call(&mut stack, ask("two")).await.unwrap();
+    // A neighbour whose keys the glob `app*:*` would match if the `*` were not escaped.
+    redis.command(&["SET", "apple:x", "keep"]).unwrap();
+    assert_eq!(redis.command(&["DBSIZE"]).unwrap(), Reply::Integer(3));
+    cache.clear().await;
+    assert_eq!(redis.command(&["DBSIZE"]).unwrap(), Reply::Integer(1));
+    assert_eq!(
+        redis.command(&["GET", "apple:x"]).unwrap(),
+        Reply::Bulk(b"keep".to_vec())
+    );
+    assert_eq!(served(&call(&mut stack, ask("one")).await.unwrap()), "MISS");
+}

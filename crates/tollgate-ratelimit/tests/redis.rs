@@ -258,6 +258,15 @@ async fn keys_expire_once_every_tier_is_full_again_and_carry_a_hash_tag() {
     assert!(user_ttl > 359_000 && user_ttl <= 360_000, "{user_ttl}");
     let org_ttl = ttl("app:{org:acme}");
     assert!(org_ttl > 863_000 && org_ttl <= 864_000, "{org_ttl}");
+    // Alice's state lives under her organization's tag: ask for it there.
+    let alice = limiter.status_under(user, "a{l}ice", "acme").await.unwrap();
+    assert_eq!(alice.tiers[0].remaining, 9);
+    assert_eq!(
+        limiter.status(user, "a{l}ice").await.unwrap().tiers[0].remaining,
+        10
+    );
+    assert!(limiter.reset_under(user, "a{l}ice", "acme").await.unwrap());
+    assert_eq!(ttl("app:{org:acme}:user:a%7Bl%7Dice"), -2, "gone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

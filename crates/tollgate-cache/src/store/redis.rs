@@ -202,7 +202,15 @@ impl Inner {
     }
 
     async fn clear(self: Arc<Self>) {
-        let pattern = format!("{}:*", self.prefix);
+        // SCAN's MATCH is a glob: a prefix's own glob characters must match only themselves.
+        let mut pattern = String::with_capacity(self.prefix.len() + 2);
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push_str(":*");
         let mut cursor: u64 = 0;
         loop {
             let scan = redis::cmd("SCAN")

@@ -141,8 +141,14 @@ impl Leases {
                 refill
             }
         };
-        for (keys, count) in unused {
-            give_back(limiter, &keys, count).await;
+        if unused.iter().any(|(_, count)| *count > 0) {
+            // Handing back thousands of evicted leases must not hold up this caller.
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                for (keys, count) in unused {
+                    give_back(&limiter, &keys, count).await;
+                }
+            });
         }
         let _turn = refill.lock().await;
         // Whoever refilled while this caller waited may have left permits.
@@ -159,18 +165,21 @@ impl Leases {
             }
         };
         give_back(limiter, keys, leftover).await;
-        let decided = limiter.decide(keys, amounts, Op::Lease(self.batch)).await;
+        let (via, decided) = limiter
+            .decide_by(keys, amounts, Op::Lease(self.batch))
+            .await;
         let mut table = self.lock();
         let lease = table.find_mut(hash, |lease| lease.is_for(keys));
-        match (decided, lease) {
-            (Ok((Via::Redis, granted)), Some(lease)) => {
+        match (via, decided, lease) {
+            (Via::Redis, Ok(granted), Some(lease)) => {
                 counts::bump(&limiter.inner.counts.leases, 1);
                 lease.remaining = granted.saturating_sub(1);
                 lease.expires = Instant::now() + self.ttl;
                 lease.refused = None;
                 Ok(Via::Redis)
             }
-            (Err(denial), Some(lease)) => {
+            // Only Redis's own refusal holds for the fleet; the fallback's is asked anew.
+            (Via::Redis, Err(denial), Some(lease)) => {
                 if let (DenialReason::Exhausted, Some(after)) =
                     (denial.reason(), denial.retry_after())
                 {
@@ -178,7 +187,7 @@ impl Leases {
                 }
                 Err(denial)
             }
-            (decided, _) => decided.map(|(via, _)| via),
+            (via, decided, _) => decided.map(|_| via),
         }
     }
 

@@ -490,14 +490,46 @@ impl RedisRateLimiter {
 
     /// The state of every tier of `key`'s quota in `scope`, as Redis holds it.
     ///
+    /// With [`hash_tag_scope`](RedisRateLimiterBuilder::hash_tag_scope), a key of another scope is
+    /// named after its call's key in the tag scope: ask with [`status_under`](Self::status_under).
+    ///
     /// # Errors
     ///
     /// An `Unavailable` [`LlmError`] when Redis does not answer in time.
     pub async fn status(&self, scope: Scope, key: &str) -> Result<Status, LlmError> {
+        self.status_of(self.redis_key(&[(scope, key)], scope, key), scope, key)
+            .await
+    }
+
+    /// [`status`](Self::status) of `key` in `scope` as calls that also name `tag_key` in the hash
+    /// tag scope store it (e.g. user `alice` under organization `acme`).
+    ///
+    /// # Errors
+    ///
+    /// As [`status`](Self::status).
+    pub async fn status_under(
+        &self,
+        scope: Scope,
+        key: &str,
+        tag_key: &str,
+    ) -> Result<Status, LlmError> {
+        let name = self.tagged_key(scope, key, tag_key);
+        self.status_of(name, scope, key).await
+    }
+
+    /// The Redis name of `key` in `scope` when its call names `tag_key` in the hash tag scope.
+    fn tagged_key(&self, scope: Scope, key: &str, tag_key: &str) -> String {
+        match self.inner.hash_tag {
+            Some(tag) => self.redis_key(&[(scope, key), (tag, tag_key)], scope, key),
+            None => self.redis_key(&[(scope, key)], scope, key),
+        }
+    }
+
+    async fn status_of(&self, name: String, scope: Scope, key: &str) -> Result<Status, LlmError> {
         let quota = self.inner.definition.quota_of(scope, key);
         let mut invocation = Invocation::new(Op::Status);
         invocation.key(
-            self.redis_key(&[(scope, key)], scope, key),
+            name,
             quota
                 .tiers()
                 .iter()
@@ -528,12 +560,32 @@ impl RedisRateLimiter {
     }
 
     /// Forgets `key` in `scope` in Redis: every tier is full again. Returns whether it was held.
+    /// With a hash tag scope, see [`reset_under`](Self::reset_under).
     ///
     /// # Errors
     ///
     /// An `Unavailable` [`LlmError`] when Redis does not answer in time.
     pub async fn reset(&self, scope: Scope, key: &str) -> Result<bool, LlmError> {
-        let name = self.redis_key(&[(scope, key)], scope, key);
+        self.reset_named(self.redis_key(&[(scope, key)], scope, key))
+            .await
+    }
+
+    /// [`reset`](Self::reset) of `key` in `scope` as calls that also name `tag_key` in the hash tag
+    /// scope store it.
+    ///
+    /// # Errors
+    ///
+    /// As [`reset`](Self::reset).
+    pub async fn reset_under(
+        &self,
+        scope: Scope,
+        key: &str,
+        tag_key: &str,
+    ) -> Result<bool, LlmError> {
+        self.reset_named(self.tagged_key(scope, key, tag_key)).await
+    }
+
+    async fn reset_named(&self, name: String) -> Result<bool, LlmError> {
         let mut connection = self.inner.connection.clone();
         let deleted: i64 = tokio::time::timeout(
             self.inner.timeout,
@@ -559,22 +611,43 @@ impl RedisRateLimiter {
         amounts: &Amounts,
         op: Op,
     ) -> Result<(Via, u64), Denial> {
-        let invocation = self.invocation(keys, amounts, op)?;
+        let (via, decided) = self.decide_by(keys, amounts, op).await;
+        decided.map(|granted| (via, granted))
+    }
+
+    /// [`decide`](Self::decide), saying who decided even when the answer is a refusal.
+    async fn decide_by(
+        &self,
+        keys: &[(Scope, impl AsRef<str>)],
+        amounts: &Amounts,
+        op: Op,
+    ) -> (Via, Result<u64, Denial>) {
+        let invocation = match self.invocation(keys, amounts, op) {
+            Ok(invocation) => invocation,
+            Err(denial) => return (Via::Local, Err(denial)),
+        };
         match self.run(op, &invocation).await {
-            Ok(Reply::Admitted(granted)) => Ok((Via::Redis, granted)),
+            Ok(Reply::Admitted(granted)) => (Via::Redis, Ok(granted)),
             Ok(Reply::Refused { key, tier, wait }) => {
                 let (scope, name) = &keys[key];
-                Err(self.inner.definition.make_denial(
+                let denial = self.inner.definition.make_denial(
                     *scope,
                     name.as_ref(),
                     DenialReason::Exhausted,
                     Some(tier),
                     amounts,
                     Some(Duration::from_nanos(wait)),
-                ))
+                );
+                (Via::Redis, Err(denial))
             }
             Ok(Reply::Debts(_)) => unreachable!("only status replies with debts"),
-            Err(_) => self.on_failure(keys, amounts, op).await.map(|via| (via, 1)),
+            Err(_) => {
+                let via = match self.inner.policy {
+                    OnRedisFailure::FailOpen => Via::Open,
+                    _ => Via::Local,
+                };
+                (via, self.on_failure(keys, amounts, op).await.map(|_| 1))
+            }
         }
     }
 
