@@ -41,6 +41,8 @@ mod error;
 pub mod future;
 mod key;
 mod pricing;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod request;
 mod response;
 pub mod rng;

@@ -700,3 +700,12 @@ async fn a_process_runs_ahead_of_the_shared_quota_by_at_most_its_lease() {
         "the quota, in total"
     );
 }
+
+#[test]
+fn building_outside_a_tokio_runtime_is_an_error_not_a_panic() {
+    let error = RedisRateLimiter::builder("redis://127.0.0.1:1/")
+        .scope("t", quota([Tier::requests(10, HOUR)]))
+        .build()
+        .unwrap_err();
+    assert_eq!(error.path(), "redis");
+}

@@ -327,19 +327,8 @@ impl RedisStoreBuilder {
         if self.prefix.is_empty() {
             return Err(ConfigError::new("redis.prefix", "must not be empty"));
         }
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(ConfigError::new(
-                "redis",
-                "build the Redis store inside a Tokio runtime (its connection runs on it)",
-            ));
-        }
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| ConfigError::new("redis.url", e.to_string()))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout.max(Duration::from_millis(100))))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| ConfigError::new("redis.url", e.to_string()))?;
+        let connection =
+            tollgate_core::redis::lazy_connection(&self.url, self.timeout, Duration::from_secs(1))?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 connection,

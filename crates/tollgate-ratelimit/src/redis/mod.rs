@@ -988,20 +988,8 @@ impl RedisRateLimiterBuilder {
                 Some(Leases::new(batch, ttl))
             }
         };
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(ConfigError::new(
-                "redis",
-                "build the Redis limiter inside a Tokio runtime (its connection runs on it)",
-            ));
-        }
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| ConfigError::new("redis.url", e.to_string()))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout.max(Duration::from_millis(100))))
-            .set_number_of_retries(1)
-            .set_max_delay(self.probe_interval);
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| ConfigError::new("redis.url", e.to_string()))?;
+        let connection =
+            tollgate_core::redis::lazy_connection(&self.url, self.timeout, self.probe_interval)?;
         Ok(RedisRateLimiter {
             inner: Arc::new(Inner {
                 definition,
