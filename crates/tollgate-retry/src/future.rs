@@ -27,6 +27,10 @@ pin_project! {
         #[pin]
         state: State<S::Future>,
         retry: Option<(S, R)>,
+        // The running attempt's bound (attempt timeout or deadline), when one is configured.
+        // Boxed: it exists only with a timeout, and inline it would make every call's future
+        // (and its moves) much larger.
+        limit: Option<(Pin<Box<Sleep>>, Bound)>,
         policy: RetryPolicy,
         backoff: Option<Backoff>,
         attempt: u32,
@@ -38,13 +42,11 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F> {
-        // Timers are boxed: they exist only with a timeout or a retry, and inline they would
-        // make every call's future (and its moves) much larger.
         Calling {
             #[pin]
             future: F,
-            limit: Option<(Pin<Box<Sleep>>, Bound)>,
         },
+        // Boxed like the limit: a sleep exists only between attempts.
         Waiting {
             sleep: Pin<Box<Sleep>>,
         },
@@ -75,11 +77,13 @@ impl Bound {
     }
 }
 
+#[inline]
 fn limit_timer(limit: Option<(Duration, Bound)>) -> Option<(Pin<Box<Sleep>>, Bound)> {
     limit.map(|(left, bound)| (Box::pin(tokio::time::sleep(left)), bound))
 }
 
 /// The per-attempt bound: the attempt timeout, or what is left of the deadline, whichever is less.
+#[inline]
 pub(crate) fn attempt_limit(policy: &RetryPolicy, elapsed: Duration) -> Option<(Duration, Bound)> {
     let attempt = policy.attempt_timeout().map(|t| (t, Bound::AttemptTimeout));
     let deadline = policy
@@ -115,16 +119,30 @@ impl<S, R> ResponseFuture<S, R>
 where
     S: Service<R>,
 {
-    #[inline]
-    pub(crate) fn new(future: S::Future, retry: Option<(S, R)>, policy: &RetryPolicy) -> Self {
+    /// Calls `service` with `request`, keeping a clone of each for retries when the policy allows
+    /// any.
+    ///
+    /// Out of line, so the future is written once into its caller's slot rather than assembled
+    /// in the caller's frame and copied over (a 500-byte future: the copies were most of this
+    /// layer's cost).
+    #[inline(never)]
+    pub(crate) fn start(service: &mut S, request: R, policy: &RetryPolicy) -> Self
+    where
+        S: Clone,
+        R: Clone,
+    {
         policy.begin();
         Self {
+            retry: if policy.max_retries() > 0 {
+                Some((service.clone(), request.clone()))
+            } else {
+                None
+            },
             started: policy.deadline().map(|_| Instant::now()),
             state: State::Calling {
-                future,
-                limit: limit_timer(attempt_limit(policy, Duration::ZERO)),
+                future: service.call(request),
             },
-            retry,
+            limit: limit_timer(attempt_limit(policy, Duration::ZERO)),
             policy: policy.clone(),
             backoff: None,
             attempt: 1,
@@ -141,24 +159,15 @@ where
 {
     type Output = Result<S::Response, LlmError>;
 
-    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Calling { future, limit } => {
-                    let result = match future.poll(cx) {
-                        Poll::Ready(result) => result.map_err(Into::into),
-                        Poll::Pending => match limit {
-                            Some((timer, bound)) => {
-                                ready!(timer.as_mut().poll(cx));
-                                Err(limit_error(*this.attempt, this.policy, *bound))
-                            }
-                            None => return Poll::Pending,
-                        },
-                    };
-                    let error = match result {
-                        Ok(mut response) => {
+                StateProj::Calling { future } => {
+                    // The success arm returns the inner result as it came: re-wrapping a large
+                    // response costs copies on the path every call takes.
+                    let error = match future.poll(cx) {
+                        Poll::Ready(Ok(mut response)) => {
                             // A first-attempt success is left unmarked: inserting into an empty
                             // extensions map allocates, which would double this layer's cost.
                             if *this.attempt > 1 {
@@ -166,7 +175,14 @@ where
                             }
                             return Poll::Ready(Ok(response));
                         }
-                        Err(error) => error,
+                        Poll::Ready(Err(error)) => error.into(),
+                        Poll::Pending => match this.limit {
+                            Some((timer, bound)) => {
+                                ready!(timer.as_mut().poll(cx));
+                                limit_error(*this.attempt, this.policy, *bound)
+                            }
+                            None => return Poll::Pending,
+                        },
                     };
                     if this.retry.is_none() {
                         return Poll::Ready(Err(finish(error, *this.attempt, None)));
@@ -177,6 +193,7 @@ where
                         .decide(*this.attempt, &error, elapsed, this.backoff)
                     {
                         Decision::Retry(delay) => {
+                            *this.limit = None;
                             this.state.set(State::Waiting {
                                 sleep: Box::pin(tokio::time::sleep(delay)),
                             });
@@ -198,8 +215,8 @@ where
                     let future = service.call(request.clone());
                     *this.attempt += 1;
                     let elapsed = this.started.map_or(Duration::ZERO, |s| s.elapsed());
-                    let limit = limit_timer(attempt_limit(this.policy, elapsed));
-                    this.state.set(State::Calling { future, limit });
+                    *this.limit = limit_timer(attempt_limit(this.policy, elapsed));
+                    this.state.set(State::Calling { future });
                 }
             }
         }

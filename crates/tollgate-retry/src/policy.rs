@@ -181,6 +181,7 @@ impl RetryPolicy {
     }
 
     /// Retries after the first attempt.
+    #[inline]
     pub fn max_retries(&self) -> u32 {
         self.shared.config.max_retries
     }
@@ -196,6 +197,7 @@ impl RetryPolicy {
     }
 
     /// Records a new logical call: the budget earns its share.
+    #[inline]
     pub(crate) fn begin(&self) {
         if let Some(budget) = &self.shared.budget {
             budget.deposit();
@@ -214,10 +216,12 @@ impl RetryPolicy {
         }
     }
 
+    #[inline]
     pub(crate) fn attempt_timeout(&self) -> Option<Duration> {
         self.shared.config.attempt_timeout
     }
 
+    #[inline]
     pub(crate) fn deadline(&self) -> Option<Duration> {
         self.shared.config.deadline
     }
@@ -336,6 +340,7 @@ pub struct RetryPolicyBuilder {
 
 impl RetryPolicyBuilder {
     /// Retries after the first attempt (default 3).
+    #[inline]
     pub fn max_retries(mut self, retries: u32) -> Self {
         self.config.max_retries = retries;
         self

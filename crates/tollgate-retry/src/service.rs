@@ -46,12 +46,6 @@ where
 
     #[inline]
     fn call(&mut self, request: R) -> Self::Future {
-        let retry = if self.policy.max_retries() > 0 {
-            Some((self.inner.clone(), request.clone()))
-        } else {
-            None
-        };
-        let future = self.inner.call(request);
-        ResponseFuture::new(future, retry, &self.policy)
+        ResponseFuture::start(&mut self.inner, request, &self.policy)
     }
 }
