@@ -55,6 +55,12 @@ pub mod health {
     pub use tollgate_health::*;
 }
 
+/// Provider clients: OpenAI-compatible servers and Anthropic (crate `tollgate-providers`).
+#[cfg(feature = "providers")]
+pub mod providers {
+    pub use tollgate_providers::*;
+}
+
 /// Multi-tier request, token and cost quotas per key (crate `tollgate-ratelimit`).
 #[cfg(feature = "ratelimit")]
 pub mod ratelimit {

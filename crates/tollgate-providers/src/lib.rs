@@ -1,0 +1,48 @@
+//! LLM provider clients as tower services: [`OpenAiCompatible`] (OpenAI, vLLM, Ollama and any
+//! server speaking chat completions) and [`Anthropic`] (the Messages API), over reqwest with
+//! rustls and the system's root certificates.
+//!
+//! Each is a `Service<LlmRequest, Response = LlmResponse, Error = LlmError>` that the tollgate
+//! layers wrap like any other. What every layer needs from a provider is filled in: `usage` for
+//! token and cost limits, the provider's headers, a [`RateLimitSnapshot`] of its rate-limit
+//! headers, and errors whose [`ErrorKind`](tollgate_core::ErrorKind) says what went wrong:
+//!
+//! | what happened | kind |
+//! |---|---|
+//! | 429 | `RateLimited`, with `retry_after` from `Retry-After` (seconds or an HTTP date) |
+//! | 503, 529 | `Overloaded` (with `retry_after` when sent) |
+//! | 500, 502, 504 and other 5xx | `Server` |
+//! | 401, 403 | `Auth` |
+//! | 400, 404, 422 and other 4xx | `InvalidRequest` |
+//! | a `content_filter` finish, a `refusal` stop | `ContentFilter` |
+//! | no connection (refused, reset, DNS) | `Connect` |
+//! | no answer within the timeout | `Timeout` |
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tollgate_core::{LlmRequest, Message};
+//! use tollgate_providers::OpenAiCompatible;
+//! use tower::ServiceExt;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let ollama = OpenAiCompatible::builder("http://localhost:11434/v1")
+//!     .name("ollama")
+//!     .timeout(Duration::from_secs(120))
+//!     .build()?;
+//! let answer = ollama.oneshot(LlmRequest::new("llama3.2", vec![Message::user("Say hi")])).await?;
+//! println!("{}", answer.content);
+//! # Ok(()) }
+//! ```
+//!
+//! Streaming responses are not implemented yet: both clients read one JSON answer (a `stream`
+//! field in the request is removed).
+
+mod anthropic;
+mod headers;
+mod openai;
+mod transport;
+
+pub use anthropic::{Anthropic, AnthropicBuilder, DEFAULT_ANTHROPIC_VERSION, DEFAULT_MAX_TOKENS};
+pub use headers::{LimitWindow, RateLimitSnapshot, retry_after};
+pub use openai::{CallFuture, OpenAiCompatible, OpenAiCompatibleBuilder};
+pub use transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};

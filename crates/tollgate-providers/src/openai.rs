@@ -1,0 +1,287 @@
+//! `OpenAiCompatible`: the chat-completions API of OpenAI and of every server that speaks it
+//! (vLLM, Ollama, llama.cpp, LiteLLM, Azure-style gateways).
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, SystemTime},
+};
+
+use serde::Deserialize;
+use tollgate_core::{
+    ConfigError, ErrorKind, FinishReason, LlmError, LlmRequest, LlmResponse, Usage,
+};
+use tower_service::Service;
+
+use crate::{
+    headers::RateLimitSnapshot,
+    transport::{Settings, malformed, post, status_error},
+};
+
+/// The future of a provider call.
+pub type CallFuture = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>> + Send>>;
+
+/// A client for `POST {base_url}/chat/completions`, as a `Service<LlmRequest>`.
+///
+/// The request goes out in the OpenAI shape [`LlmRequest`] serializes to (its `extra` fields
+/// included, `stream` removed). The answer's first choice becomes the [`LlmResponse`]: its text,
+/// finish reason, the model that answered, usage, the provider's headers, and a
+/// [`RateLimitSnapshot`] extension when the provider sent rate-limit headers. Failures map to
+/// [`ErrorKind`]s by status (429 → `RateLimited`, 503 / 529 → `Overloaded`, other 5xx → `Server`,
+/// 401 / 403 → `Auth`, other 4xx → `InvalidRequest`), with the provider's message and its
+/// `Retry-After`; a `content_filter` finish is a `ContentFilter` error; an unreachable server is
+/// `Connect` and one that does not answer in time is `Timeout`.
+///
+/// ```no_run
+/// use tollgate_core::{LlmRequest, Message};
+/// use tollgate_providers::OpenAiCompatible;
+/// use tower::ServiceExt;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// // OpenAI itself; for Ollama: OpenAiCompatible::builder("http://localhost:11434/v1").
+/// let openai = OpenAiCompatible::builder("https://api.openai.com/v1")
+///     .api_key(std::env::var("OPENAI_API_KEY")?)
+///     .build()?;
+/// let answer = openai
+///     .oneshot(LlmRequest::new("gpt-4o-mini", vec![Message::user("Say hi")]))
+///     .await?;
+/// println!("{} ({} tokens)", answer.content, answer.usage.total());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct OpenAiCompatible {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: reqwest::Client,
+    url: String,
+    name: String,
+}
+
+impl fmt::Debug for OpenAiCompatible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiCompatible")
+            .field("url", &self.inner.url)
+            .field("name", &self.inner.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenAiCompatible {
+    /// A builder for the server at `base_url`, the part before `/chat/completions`
+    /// (`https://api.openai.com/v1`, `http://localhost:11434/v1`, `http://vllm:8000/v1`).
+    pub fn builder(base_url: &str) -> OpenAiCompatibleBuilder {
+        OpenAiCompatibleBuilder {
+            settings: Settings::new(base_url),
+            api_key: None,
+            organization: None,
+            project: None,
+            headers: Vec::new(),
+            name: "openai".to_owned(),
+        }
+    }
+}
+
+impl Service<LlmRequest> for OpenAiCompatible {
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = CallFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: LlmRequest) -> CallFuture {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.complete(request).await })
+    }
+}
+
+impl Inner {
+    async fn complete(&self, request: LlmRequest) -> Result<LlmResponse, LlmError> {
+        let name = &self.name;
+        let body = body(&request).map_err(|e| {
+            LlmError::new(
+                ErrorKind::InvalidRequest,
+                format!("{name}: the request does not serialize: {e}"),
+            )
+        })?;
+        let answer = post(&self.client, &self.url, body, name).await?;
+        if !answer.status.is_success() {
+            return Err(status_error(&answer, name));
+        }
+        let wire: Completion =
+            serde_json::from_slice(&answer.body).map_err(|e| malformed(name, e))?;
+        let choice = wire
+            .choices
+            .into_iter()
+            .next()
+            .ok_or_else(|| malformed(name, "no choices"))?;
+        let finish = choice
+            .finish_reason
+            .as_deref()
+            .map(FinishReason::from_provider);
+        let snapshot = RateLimitSnapshot::from_headers(&answer.headers, SystemTime::now());
+        if finish == Some(FinishReason::ContentFilter) {
+            let mut error = LlmError::new(
+                ErrorKind::ContentFilter,
+                format!("{name} withheld the answer (finish reason content_filter)"),
+            )
+            .with_status(answer.status);
+            if let Some(snapshot) = snapshot {
+                error = error.with_extension(snapshot);
+            }
+            return Err(error);
+        }
+        let usage = wire.usage.unwrap_or_default();
+        let mut response = LlmResponse::new(
+            wire.model.unwrap_or_else(|| request.model.to_string()),
+            choice.message.and_then(|m| m.content).unwrap_or_default(),
+        )
+        .with_usage(Usage::new(usage.prompt_tokens, usage.completion_tokens));
+        response.finish_reason = finish;
+        response.headers = answer.headers;
+        if let Some(snapshot) = snapshot {
+            response.extensions.insert(snapshot);
+        }
+        Ok(response)
+    }
+}
+
+/// The request in OpenAI's shape, without `stream` (this client reads one JSON answer).
+fn body(request: &LlmRequest) -> Result<Vec<u8>, serde_json::Error> {
+    if !request.params.extra.contains_key("stream") {
+        return serde_json::to_vec(request);
+    }
+    let mut value = serde_json::to_value(request)?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("stream");
+        fields.remove("stream_options");
+    }
+    serde_json::to_vec(&value)
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    #[serde(default)]
+    message: Option<WireMessage>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+/// Builds an [`OpenAiCompatible`] client; checks everything in [`build`](Self::build).
+#[must_use]
+pub struct OpenAiCompatibleBuilder {
+    settings: Settings,
+    api_key: Option<String>,
+    organization: Option<String>,
+    project: Option<String>,
+    headers: Vec<(String, String)>,
+    name: String,
+}
+
+impl OpenAiCompatibleBuilder {
+    /// Sent as `Authorization: Bearer <key>` (local servers often need none).
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Sent as `OpenAI-Organization`.
+    pub fn organization(mut self, organization: impl Into<String>) -> Self {
+        self.organization = Some(organization.into());
+        self
+    }
+
+    /// Sent as `OpenAI-Project`.
+    pub fn project(mut self, project: impl Into<String>) -> Self {
+        self.project = Some(project.into());
+        self
+    }
+
+    /// Another header every call carries (a gateway's key, a tenant header).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Bound on a whole call (default [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT)); past it the
+    /// call fails with `Timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.settings.timeout = timeout;
+        self
+    }
+
+    /// Bound on opening a connection (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT)).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.connect_timeout = timeout;
+        self
+    }
+
+    /// The name errors use for this provider (default `openai`), e.g. `ollama`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The client.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for a base URL that is not `http(s)://`, a zero timeout, or a header
+    /// that is not valid HTTP.
+    pub fn build(mut self) -> Result<OpenAiCompatible, ConfigError> {
+        if let Some(key) = &self.api_key {
+            self.settings
+                .header("authorization", &format!("Bearer {key}"), "api_key")?;
+        }
+        if let Some(organization) = &self.organization {
+            self.settings
+                .header("openai-organization", organization, "organization")?;
+        }
+        if let Some(project) = &self.project {
+            self.settings.header("openai-project", project, "project")?;
+        }
+        for (i, (name, value)) in self.headers.iter().enumerate() {
+            self.settings
+                .header(name, value, &format!("headers[{i}]"))?;
+        }
+        let client = self.settings.client()?;
+        Ok(OpenAiCompatible {
+            inner: Arc::new(Inner {
+                client,
+                url: format!("{}/chat/completions", self.settings.base_url),
+                name: self.name,
+            }),
+        })
+    }
+}

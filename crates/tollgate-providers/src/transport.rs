@@ -1,0 +1,169 @@
+//! What both clients share: the HTTP client, sending a JSON body, and turning failures into
+//! `LlmError`s a caller can match on.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use serde_json::Value;
+use tollgate_core::{ConfigError, ErrorKind, LlmError};
+
+use crate::headers::{RateLimitSnapshot, retry_after};
+
+/// Default bound on a whole call: generations can take minutes.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Default bound on opening a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The settings every client has.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) base_url: String,
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) headers: HeaderMap,
+}
+
+impl Settings {
+    pub(crate) fn new(base_url: &str) -> Self {
+        Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            headers: HeaderMap::new(),
+        }
+    }
+
+    /// Adds a header every call carries; a bad name or value is a [`ConfigError`] at build time.
+    pub(crate) fn header(
+        &mut self,
+        name: &str,
+        value: &str,
+        path: &str,
+    ) -> Result<(), ConfigError> {
+        let name: http::HeaderName = name
+            .parse()
+            .map_err(|_| ConfigError::new(path, format!("{name:?} is not a header name")))?;
+        let mut value: http::HeaderValue = value
+            .parse()
+            .map_err(|_| ConfigError::new(path, "the value is not a valid header value"))?;
+        if name == http::header::AUTHORIZATION || name.as_str().contains("key") {
+            value.set_sensitive(true);
+        }
+        self.headers.insert(name, value);
+        Ok(())
+    }
+
+    pub(crate) fn client(&self) -> Result<reqwest::Client, ConfigError> {
+        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+            return Err(ConfigError::new(
+                "base_url",
+                format!("{:?} must start with http:// or https://", self.base_url),
+            ));
+        }
+        tollgate_core::non_zero("timeout", self.timeout)?;
+        tollgate_core::non_zero("connect_timeout", self.connect_timeout)?;
+        reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.connect_timeout)
+            .default_headers(self.headers.clone())
+            .build()
+            .map_err(|e| ConfigError::new("client", e.to_string()))
+    }
+}
+
+/// A provider's answer before it is read: status, headers and body.
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+/// POSTs `body` as JSON to `url`; transport failures come back as `Connect` or `Timeout`.
+pub(crate) async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    provider: &str,
+) -> Result<Answer, LlmError> {
+    let response = client
+        .post(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| transport_error(e, provider))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| transport_error(e, provider))?;
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// `Timeout` for a call that ran out of time, `Connect` for one that could not reach the provider
+/// (or lost the connection), `Server` for anything else on the wire.
+pub(crate) fn transport_error(error: reqwest::Error, provider: &str) -> LlmError {
+    let kind = if error.is_timeout() {
+        ErrorKind::Timeout
+    } else if error.is_connect() || error.is_request() || error.is_body() {
+        ErrorKind::Connect
+    } else {
+        ErrorKind::Server
+    };
+    LlmError::new(kind, format!("{provider}: {error}")).with_source(error)
+}
+
+/// The error for a non-success answer: the kind from its status, the provider's own message,
+/// `Retry-After`, and the rate-limit snapshot when present.
+pub(crate) fn status_error(answer: &Answer, provider: &str) -> LlmError {
+    let message = serde_json::from_slice::<Value>(&answer.body)
+        .ok()
+        .and_then(|body| {
+            let error = body.get("error")?;
+            error
+                .get("message")
+                .and_then(Value::as_str)
+                .or_else(|| error.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(&answer.body);
+            let text = text.trim();
+            if text.is_empty() {
+                answer
+                    .status
+                    .canonical_reason()
+                    .unwrap_or("no message")
+                    .to_owned()
+            } else {
+                text.chars().take(500).collect()
+            }
+        });
+    let mut error = LlmError::from_status(
+        answer.status,
+        format!("{provider} answered {}: {message}", answer.status.as_u16()),
+    );
+    let now = SystemTime::now();
+    if let Some(after) = retry_after(&answer.headers, now) {
+        error = error.with_retry_after(after);
+    }
+    if let Some(snapshot) = RateLimitSnapshot::from_headers(&answer.headers, now) {
+        error = error.with_extension(snapshot);
+    }
+    error
+}
+
+/// A body that is not the JSON a provider promised.
+pub(crate) fn malformed(provider: &str, error: impl std::fmt::Display) -> LlmError {
+    LlmError::new(
+        ErrorKind::Server,
+        format!("{provider} sent a response that could not be read: {error}"),
+    )
+}
