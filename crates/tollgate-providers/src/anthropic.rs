@@ -17,7 +17,8 @@ use tower_service::Service;
 use crate::{
     headers::RateLimitSnapshot,
     openai::CallFuture,
-    transport::{Settings, malformed, post, status_error},
+    stream::{ChatStream, Dialect},
+    transport::{Settings, malformed, open_stream, post, status_error},
 };
 
 /// The API version sent as `anthropic-version` unless another is set.
@@ -80,6 +81,23 @@ impl Anthropic {
             default_max_tokens: DEFAULT_MAX_TOKENS,
             headers: Vec::new(),
         }
+    }
+}
+
+impl Anthropic {
+    /// Sends `request` with `stream: true` and returns the stream once Anthropic has accepted it.
+    ///
+    /// # Errors
+    ///
+    /// The same errors as a call, for everything that happens before the stream starts.
+    pub async fn stream(&self, request: LlmRequest) -> Result<ChatStream, LlmError> {
+        let mut body = self.inner.body(&request);
+        if let Some(fields) = body.as_object_mut() {
+            fields.insert("stream".into(), true.into());
+        }
+        let body = serde_json::to_vec(&body).expect("a JSON value serializes");
+        let response = open_stream(&self.inner.client, &self.inner.url, body, NAME).await?;
+        Ok(ChatStream::new(response, Dialect::Anthropic, NAME))
     }
 }
 

@@ -34,15 +34,22 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Streaming responses are not implemented yet: both clients read one JSON answer (a `stream`
-//! field in the request is removed).
+//! # Streaming
+//!
+//! As a service, each client reads one JSON answer (a `stream` field in the request is removed).
+//! [`OpenAiCompatible::stream`] and [`Anthropic::stream`] are the second mode: they return a
+//! [`ChatStream`] of [`StreamEvent`]s (model, text pieces, finish reason, usage) read from the
+//! provider's server-sent events as they arrive, or [`ChatStream::collect`]ed into one response.
+//! The tollgate layers do not wrap streams yet: streamed calls go to the client directly.
 
 mod anthropic;
 mod headers;
 mod openai;
+mod stream;
 mod transport;
 
 pub use anthropic::{Anthropic, AnthropicBuilder, DEFAULT_ANTHROPIC_VERSION, DEFAULT_MAX_TOKENS};
 pub use headers::{LimitWindow, RateLimitSnapshot, retry_after};
 pub use openai::{CallFuture, OpenAiCompatible, OpenAiCompatibleBuilder};
+pub use stream::{ChatStream, StreamEvent};
 pub use transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};

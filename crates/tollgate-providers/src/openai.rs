@@ -18,7 +18,8 @@ use tower_service::Service;
 
 use crate::{
     headers::RateLimitSnapshot,
-    transport::{Settings, malformed, post, status_error},
+    stream::{ChatStream, Dialect},
+    transport::{Settings, malformed, open_stream, post, status_error},
 };
 
 /// The future of a provider call.
@@ -83,6 +84,34 @@ impl OpenAiCompatible {
             headers: Vec::new(),
             name: "openai".to_owned(),
         }
+    }
+}
+
+impl OpenAiCompatible {
+    /// Sends `request` with `stream: true` (and usage included) and returns the stream once the
+    /// provider has accepted it.
+    ///
+    /// # Errors
+    ///
+    /// The same errors as a call, for everything that happens before the stream starts.
+    pub async fn stream(&self, request: LlmRequest) -> Result<ChatStream, LlmError> {
+        let inner = &self.inner;
+        let mut body = serde_json::to_value(&request).map_err(|e| {
+            LlmError::new(
+                ErrorKind::InvalidRequest,
+                format!("{}: the request does not serialize: {e}", inner.name),
+            )
+        })?;
+        if let Some(fields) = body.as_object_mut() {
+            fields.insert("stream".into(), true.into());
+            fields.insert(
+                "stream_options".into(),
+                serde_json::json!({ "include_usage": true }),
+            );
+        }
+        let body = serde_json::to_vec(&body).expect("a JSON value serializes");
+        let response = open_stream(&inner.client, &inner.url, body, &inner.name).await?;
+        Ok(ChatStream::new(response, Dialect::OpenAi, &inner.name))
     }
 }
 

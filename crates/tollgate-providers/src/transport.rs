@@ -107,6 +107,41 @@ pub(crate) async fn post(
     })
 }
 
+/// POSTs `body` asking for server-sent events; the response once the provider accepted the call,
+/// or the error its status says.
+pub(crate) async fn open_stream(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    provider: &str,
+) -> Result<reqwest::Response, LlmError> {
+    let response = client
+        .post(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, "text/event-stream")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| transport_error(e, provider))?;
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| transport_error(e, provider))?;
+    Err(status_error(
+        &Answer {
+            status,
+            headers,
+            body,
+        },
+        provider,
+    ))
+}
+
 /// `Timeout` for a call that ran out of time, `Connect` for one that could not reach the provider
 /// (or lost the connection), `Server` for anything else on the wire.
 pub(crate) fn transport_error(error: reqwest::Error, provider: &str) -> LlmError {

@@ -173,3 +173,79 @@ fn an_empty_key_or_zero_max_tokens_is_refused() {
         "default_max_tokens"
     );
 }
+
+#[tokio::test]
+async fn a_stream_of_messages_api_events_assembles_with_input_and_output_usage() {
+    let server = Server::start().await;
+    let events = [
+        (
+            "message_start",
+            json!({ "type": "message_start", "message": { "id": "msg_1", "model": "claude-haiku-4-5-20251001", "content": [], "usage": { "input_tokens": 25, "output_tokens": 1 } } }),
+        ),
+        (
+            "content_block_start",
+            json!({ "type": "content_block_start", "index": 0, "content_block": { "type": "text", "text": "" } }),
+        ),
+        ("ping", json!({ "type": "ping" })),
+        (
+            "content_block_delta",
+            json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "text_delta", "text": "Hello" } }),
+        ),
+        (
+            "content_block_delta",
+            json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "text_delta", "text": " there" } }),
+        ),
+        (
+            "content_block_stop",
+            json!({ "type": "content_block_stop", "index": 0 }),
+        ),
+        (
+            "message_delta",
+            json!({ "type": "message_delta", "delta": { "stop_reason": "end_turn" }, "usage": { "output_tokens": 12 } }),
+        ),
+        ("message_stop", json!({ "type": "message_stop" })),
+    ];
+    let body: String = events
+        .iter()
+        .map(|(name, data)| format!("event: {name}\r\ndata: {data}\r\n\r\n"))
+        .collect();
+    server.reply(Reply {
+        status: 200,
+        headers: vec![("content-type", "text/event-stream".to_owned())],
+        body,
+        stall: false,
+    });
+    let request = LlmRequest::new("claude-haiku-4-5", vec![Message::user("Hi")]);
+    let answer = client(&server)
+        .stream(request)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(answer.content, "Hello there");
+    assert_eq!(answer.model, "claude-haiku-4-5-20251001");
+    assert_eq!(answer.usage, Usage::new(25, 12));
+    assert_eq!(answer.finish_reason, Some(FinishReason::Stop));
+    assert_eq!(server.seen()[0].body["stream"], true);
+
+    // An overloaded error mid-stream keeps its kind.
+    server.reply(Reply {
+        status: 200,
+        headers: vec![("content-type", "text/event-stream".to_owned())],
+        body: format!(
+            "event: error\ndata: {}\n\n",
+            json!({ "type": "error", "error": { "type": "overloaded_error", "message": "Overloaded" } })
+        ),
+        stall: false,
+    });
+    let request = LlmRequest::new("claude-haiku-4-5", vec![Message::user("Hi")]);
+    let error = client(&server)
+        .stream(request)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Overloaded);
+}

@@ -246,3 +246,107 @@ fn bad_settings_name_their_field() {
         "headers[0]"
     );
 }
+
+fn sse(events: &[serde_json::Value]) -> String {
+    let mut body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+    body.push_str("data: [DONE]\n\n");
+    body
+}
+
+fn event_stream(body: String) -> Reply {
+    Reply {
+        status: 200,
+        headers: vec![
+            ("content-type", "text/event-stream".to_owned()),
+            ("x-ratelimit-remaining-tokens", "999".to_owned()),
+        ],
+        body,
+        stall: false,
+    }
+}
+
+#[tokio::test]
+async fn a_stream_is_read_event_by_event_and_assembles_into_the_same_answer() {
+    let server = Server::start().await;
+    let chunk = |delta: serde_json::Value, finish: serde_json::Value| json!({ "model": "gpt-4o-mini-2024-07-18", "choices": [ { "index": 0, "delta": delta, "finish_reason": finish } ] });
+    let body = sse(&[
+        chunk(json!({ "role": "assistant", "content": "" }), json!(null)),
+        chunk(json!({ "content": "Hel" }), json!(null)),
+        chunk(json!({ "content": "lo!" }), json!(null)),
+        chunk(json!({}), json!("stop")),
+        json!({ "model": "gpt-4o-mini-2024-07-18", "choices": [], "usage": { "prompt_tokens": 9, "completion_tokens": 2 } }),
+    ]);
+    let client = client(&server);
+
+    server.reply(event_stream(body.clone()));
+    let mut stream = client.stream(request()).await.unwrap();
+    let mut events = Vec::new();
+    while let Some(event) = stream.next().await {
+        events.push(event.unwrap());
+    }
+    use tollgate_providers::StreamEvent::{Finish, Model, Text};
+    assert_eq!(
+        events,
+        [
+            Model("gpt-4o-mini-2024-07-18".into()),
+            Text("Hel".into()),
+            Text("lo!".into()),
+            Finish(FinishReason::Stop),
+            tollgate_providers::StreamEvent::Usage(Usage::new(9, 2)),
+        ]
+    );
+    let seen = &server.seen()[0];
+    assert_eq!(seen.body["stream"], true);
+    assert_eq!(seen.body["stream_options"]["include_usage"], true);
+    assert_eq!(seen.headers["accept"], "text/event-stream");
+
+    server.reply(event_stream(body));
+    let answer = client
+        .stream(request())
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(answer.content, "Hello!");
+    assert_eq!(answer.model, "gpt-4o-mini-2024-07-18");
+    assert_eq!(answer.usage, Usage::new(9, 2));
+    assert_eq!(answer.finish_reason, Some(FinishReason::Stop));
+    assert_eq!(
+        answer
+            .extensions
+            .get::<RateLimitSnapshot>()
+            .unwrap()
+            .tokens
+            .remaining,
+        Some(999)
+    );
+}
+
+#[tokio::test]
+async fn a_stream_fails_before_it_starts_by_status_and_after_by_its_error_event() {
+    let server = Server::start().await;
+    let client = client(&server);
+    server.reply(
+        Reply::json(429, json!({ "error": { "message": "slow down" } })).header("retry-after", "2"),
+    );
+    let error = client.stream(request()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::RateLimited);
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(2)));
+
+    let body = format!(
+        "data: {}\n\ndata: {}\n\n",
+        json!({ "choices": [ { "delta": { "content": "partial" } } ] }),
+        json!({ "error": { "message": "upstream went away", "type": "server_error" } })
+    );
+    server.reply(event_stream(body));
+    let mut stream = client.stream(request()).await.unwrap();
+    assert_eq!(
+        stream.next().await.unwrap().unwrap(),
+        tollgate_providers::StreamEvent::Text("partial".into())
+    );
+    let error = stream.next().await.unwrap().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Server);
+    assert!(error.to_string().contains("upstream went away"), "{error}");
+    assert!(stream.next().await.is_none(), "nothing after the error");
+}
