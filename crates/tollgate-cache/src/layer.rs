@@ -14,7 +14,7 @@ use std::{
 
 use http::HeaderValue;
 use pin_project_lite::pin_project;
-use tollgate_core::{ConfigError, LlmError, LlmRequest, LlmResponse};
+use tollgate_core::{ConfigError, LlmError, LlmRequest, LlmResponse, stream::LlmStream};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -224,9 +224,15 @@ fn mark(mut response: LlmResponse, status: CacheStatus) -> LlmResponse {
     response
 }
 
-fn hit(entry: &CachedResponse, now_ms: u64) -> LlmResponse {
+fn hit(entry: &CachedResponse, now_ms: u64, stream: bool) -> LlmResponse {
     let age = Duration::from_millis(now_ms.saturating_sub(entry.stored_at_ms));
-    mark(entry.to_response(), CacheStatus::Hit { age })
+    let response = mark(entry.to_response(), CacheStatus::Hit { age });
+    if stream {
+        // A streaming caller reads events: replay the stored answer as one.
+        let replay = LlmStream::replay(&response);
+        return response.with_stream(replay);
+    }
+    response
 }
 
 impl Shared {
@@ -268,6 +274,7 @@ where
             shared.config.normalize_whitespace,
         );
         let control = request.meta.cache;
+        let stream = request.meta.stream;
         let mut pending = None;
         if !control.no_cache {
             match shared.store.get(key) {
@@ -275,7 +282,7 @@ where
                     let now = shared.clock.now_ms();
                     if !entry.is_expired(now) {
                         shared.hits.fetch_add(1, Ordering::Relaxed);
-                        return ResponseFuture::ready(Ok(hit(&entry, now)));
+                        return ResponseFuture::ready(Ok(hit(&entry, now, stream)));
                     }
                     drop(shared.store.remove(key));
                 }
@@ -293,14 +300,15 @@ where
                     let now = shared.clock.now_ms();
                     if !entry.is_expired(now) {
                         shared.hits.fetch_add(1, Ordering::Relaxed);
-                        return Ok(hit(&entry, now));
+                        return Ok(hit(&entry, now, stream));
                     }
                     shared.store.remove(key).await;
                 }
             }
             let mut request = Some(request);
             loop {
-                let lead = if control.no_cache {
+                // Each streaming caller gets its own stream, so streams never coalesce.
+                let lead = if control.no_cache || stream {
                     None
                 } else {
                     match shared.flights.join(key) {
@@ -311,7 +319,7 @@ where
                                 let now = shared.clock.now_ms();
                                 if !entry.is_expired(now) {
                                     shared.hits.fetch_add(1, Ordering::Relaxed);
-                                    let response = hit(&entry, now);
+                                    let response = hit(&entry, now, stream);
                                     lead.land(Landing::Answer(entry.to_response()));
                                     return Ok(response);
                                 }
@@ -339,6 +347,20 @@ where
                 }
                 .await;
                 match result {
+                    Ok(mut response) if response.is_stream() => {
+                        let stream = response.take_stream().expect("checked");
+                        let keeper = shared.clone();
+                        let stream = stream.on_complete(move |answer| {
+                            let answer = answer.clone();
+                            // Stored off the caller's path; without a runtime, not at all.
+                            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                                runtime.spawn(async move {
+                                    keeper.keep(key, &answer, ttl, control.no_store).await;
+                                });
+                            }
+                        });
+                        return Ok(mark(response.with_stream(stream), CacheStatus::Miss));
+                    }
                     Ok(response) => {
                         shared.keep(key, &response, ttl, control.no_store).await;
                         if let Some(lead) = lead {

@@ -480,3 +480,79 @@ async fn the_file_store_evicts_oldest_first_and_cleans_up_in_the_background() {
     assert_eq!(store.stats().entries, 0);
     assert!(entry_files(&dir.0).is_empty());
 }
+
+/// An upstream that answers streaming requests with a stream of `answer`, counting its calls.
+fn streaming_upstream(
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> impl Service<LlmRequest, Response = LlmResponse, Error = LlmError, Future = impl Send> + Clone + Send
+{
+    tower::service_fn(move |request: LlmRequest| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        async move {
+            let answer = LlmResponse::new(&*request.model, "streamed words")
+                .with_usage(tollgate_core::Usage::new(5, 2));
+            assert!(request.meta.stream);
+            let stream = tollgate_core::stream::LlmStream::replay(&answer);
+            Ok::<_, LlmError>(LlmResponse::new(&*request.model, "").with_stream(stream))
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_completed_stream_is_stored_and_replayed_and_a_broken_one_is_not() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    use tollgate_core::stream::StreamEvent;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let cache = layer(memory(), CacheConfig::default());
+    let mut stack = cache.layer(streaming_upstream(calls.clone()));
+
+    // A caller that stops reading midway: nothing is stored.
+    let mut first = call(&mut stack, ask("stream me").streaming())
+        .await
+        .unwrap();
+    assert_eq!(served(&first), "MISS");
+    let mut stream = first.take_stream().unwrap();
+    assert_eq!(
+        stream.next().await.unwrap().unwrap(),
+        StreamEvent::Model("sim".into())
+    );
+    drop(stream);
+    tokio::task::yield_now().await;
+    let mut second = call(&mut stack, ask("stream me").streaming())
+        .await
+        .unwrap();
+    assert_eq!(
+        served(&second),
+        "MISS",
+        "an unfinished stream is not an answer"
+    );
+
+    // Read to the end: stored once the stream ends.
+    let whole = second.take_stream().unwrap().collect().await.unwrap();
+    assert_eq!(whole.content, "streamed words");
+    tokio::task::yield_now().await;
+    let mut third = call(&mut stack, ask("stream me").streaming())
+        .await
+        .unwrap();
+    assert_eq!(served(&third), "HIT");
+    let replayed = third
+        .take_stream()
+        .expect("a hit replays as a stream")
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        (replayed.content.as_str(), replayed.usage),
+        ("streamed words", whole.usage)
+    );
+    // The same answer serves a caller that does not stream.
+    let plain = call(&mut stack, ask("stream me")).await.unwrap();
+    assert_eq!(
+        (served(&plain), plain.content.as_str()),
+        ("HIT", "streamed words")
+    );
+    assert_eq!(calls.load(Ordering::Relaxed), 2);
+}

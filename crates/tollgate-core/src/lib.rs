@@ -47,6 +47,7 @@ mod request;
 mod response;
 pub mod rng;
 mod simulated;
+pub mod stream;
 mod tokens;
 
 pub use config::{ConfigError, duration, non_zero};

@@ -58,6 +58,13 @@ impl LlmRequest {
         }
     }
 
+    /// Asks for the answer as a stream of events; see [`crate::stream`].
+    #[must_use]
+    pub fn streaming(mut self) -> Self {
+        self.meta.stream = true;
+        self
+    }
+
     /// Sets the provider that should serve this request.
     #[must_use]
     pub fn with_provider(mut self, provider: impl Into<Arc<str>>) -> Self {
@@ -364,6 +371,10 @@ pub struct RequestMeta {
     pub priority: Priority,
     /// An id for tracing; never part of a cache key.
     pub request_id: Option<Arc<str>>,
+    /// Ask for the answer as a stream ([`LlmResponse::take_stream`](crate::LlmResponse::take_stream)).
+    /// A stream and a whole answer to the same request are the same answer, so this is not part
+    /// of a cache key either.
+    pub stream: bool,
 }
 
 /// Per-request cache control, in the spirit of HTTP's `Cache-Control`.

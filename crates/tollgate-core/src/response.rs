@@ -34,6 +34,33 @@ impl LlmResponse {
         }
     }
 
+    /// Carries `stream` as this response's answer (a provider answering a streaming request).
+    #[must_use]
+    pub fn with_stream(mut self, stream: crate::stream::LlmStream) -> Self {
+        self.extensions
+            .insert(crate::stream::StreamSlot(std::sync::Arc::new(
+                std::sync::Mutex::new(Some(stream)),
+            )));
+        self
+    }
+
+    /// Whether the answer is a stream still to be taken.
+    pub fn is_stream(&self) -> bool {
+        self.extensions
+            .get::<crate::stream::StreamSlot>()
+            .is_some_and(|slot| slot.0.lock().is_ok_and(|s| s.is_some()))
+    }
+
+    /// Takes the answer's stream, when it is one (the first taker of a cloned response has it).
+    pub fn take_stream(&mut self) -> Option<crate::stream::LlmStream> {
+        let slot = self.extensions.remove::<crate::stream::StreamSlot>()?;
+        let mut guard = slot
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        guard.take()
+    }
+
     /// Sets the usage.
     #[must_use]
     pub fn with_usage(mut self, usage: Usage) -> Self {

@@ -36,11 +36,15 @@
 //!
 //! # Streaming
 //!
-//! As a service, each client reads one JSON answer (a `stream` field in the request is removed).
-//! [`OpenAiCompatible::stream`] and [`Anthropic::stream`] are the second mode: they return a
-//! [`ChatStream`] of [`StreamEvent`]s (model, text pieces, finish reason, usage) read from the
-//! provider's server-sent events as they arrive, or [`ChatStream::collect`]ed into one response.
-//! The tollgate layers do not wrap streams yet: streamed calls go to the client directly.
+//! A request marked [`LlmRequest::streaming`](tollgate_core::LlmRequest::streaming) is sent
+//! with `stream: true`, and the service answers as soon as the provider accepts it, with a response
+//! whose [`LlmStream`] the caller takes ([`LlmResponse::take_stream`](tollgate_core::LlmResponse::take_stream)):
+//! [`StreamEvent`]s (model, text pieces, finish reason, usage) read from the provider's
+//! server-sent events as they arrive. Through a tollgate stack, the layers treat the stream as
+//! [`tollgate_core::stream`] describes (retried only before it starts; cached once complete and
+//! replayed; usage settled when it ends). Other requests get one JSON answer (a `stream` field
+//! in their `extra` is removed). [`OpenAiCompatible::stream`] and [`Anthropic::stream`] open a
+//! [`ChatStream`] directly, outside any stack.
 
 mod anthropic;
 mod headers;
@@ -51,5 +55,6 @@ mod transport;
 pub use anthropic::{Anthropic, AnthropicBuilder, DEFAULT_ANTHROPIC_VERSION, DEFAULT_MAX_TOKENS};
 pub use headers::{LimitWindow, RateLimitSnapshot, retry_after};
 pub use openai::{CallFuture, OpenAiCompatible, OpenAiCompatibleBuilder};
-pub use stream::{ChatStream, StreamEvent};
+pub use stream::ChatStream;
+pub use tollgate_core::stream::{LlmStream, StreamEvent};
 pub use transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};

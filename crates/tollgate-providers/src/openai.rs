@@ -125,8 +125,15 @@ impl Service<LlmRequest> for OpenAiCompatible {
     }
 
     fn call(&mut self, request: LlmRequest) -> CallFuture {
-        let inner = self.inner.clone();
-        Box::pin(async move { inner.complete(request).await })
+        let client = self.clone();
+        Box::pin(async move {
+            if request.meta.stream {
+                let model = request.model.clone();
+                let stream = client.stream(request).await?;
+                return Ok(stream.into_response(&model));
+            }
+            client.inner.complete(request).await
+        })
     }
 }
 

@@ -5,23 +5,12 @@ use std::time::SystemTime;
 use bytes::BytesMut;
 use http::HeaderMap;
 use serde_json::Value;
-use tollgate_core::{ErrorKind, FinishReason, LlmError, LlmResponse, Usage};
+use tollgate_core::{
+    ErrorKind, FinishReason, LlmError, LlmResponse, Usage,
+    stream::{LlmStream, StreamEvent},
+};
 
 use crate::{headers::RateLimitSnapshot, transport::transport_error};
-
-/// One thing a streamed answer said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StreamEvent {
-    /// The model that answers (sent once, first).
-    Model(String),
-    /// The next piece of text.
-    Text(String),
-    /// Why generation stopped.
-    Finish(FinishReason),
-    /// Tokens consumed so far (the last one sent is the total).
-    Usage(Usage),
-}
 
 /// Which provider's event format a stream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +106,26 @@ impl ChatStream {
         &self.headers
     }
 
+    /// This stream as the response of a streaming call through a tollgate stack: an empty
+    /// response (the model asked for, the provider's headers, the rate-limit snapshot) carrying
+    /// the events as its [`LlmStream`].
+    pub(crate) fn into_response(self, model: &str) -> LlmResponse {
+        let mut response = LlmResponse::new(model, "");
+        response.headers = self.headers.clone();
+        if let Some(snapshot) = RateLimitSnapshot::from_headers(&self.headers, SystemTime::now()) {
+            response.extensions.insert(snapshot);
+        }
+        response.with_stream(self.into_stream())
+    }
+
+    /// The events as an [`LlmStream`].
+    pub fn into_stream(self) -> LlmStream {
+        LlmStream::new(futures_util::stream::unfold(
+            self,
+            |mut stream| async move { stream.next().await.map(|event| (event, stream)) },
+        ))
+    }
+
     /// The next event; `None` once the provider has said it is done (or closed the stream).
     ///
     /// # Errors
@@ -171,26 +180,19 @@ impl ChatStream {
     /// # Errors
     ///
     /// As [`next`](Self::next); a `content_filter` or `refusal` finish is a `ContentFilter` error.
-    pub async fn collect(mut self) -> Result<LlmResponse, LlmError> {
-        let mut response = LlmResponse::default();
-        while let Some(event) = self.next().await {
-            match event? {
-                StreamEvent::Model(model) => response.model = model,
-                StreamEvent::Text(text) => response.content.push_str(&text),
-                StreamEvent::Finish(reason) => response.finish_reason = Some(reason),
-                StreamEvent::Usage(usage) => response.usage = usage,
-            }
-        }
+    pub async fn collect(self) -> Result<LlmResponse, LlmError> {
+        let (headers, provider) = (self.headers.clone(), self.provider.clone());
+        let mut response = self.into_stream().collect().await?;
         if response.finish_reason == Some(FinishReason::ContentFilter) {
             return Err(LlmError::new(
                 ErrorKind::ContentFilter,
-                format!("{} withheld the rest of the answer", self.provider),
+                format!("{provider} withheld the rest of the answer"),
             ));
         }
-        if let Some(snapshot) = RateLimitSnapshot::from_headers(&self.headers, SystemTime::now()) {
+        if let Some(snapshot) = RateLimitSnapshot::from_headers(&headers, SystemTime::now()) {
             response.extensions.insert(snapshot);
         }
-        response.headers = std::mem::take(&mut self.headers);
+        response.headers = headers;
         Ok(response)
     }
 }

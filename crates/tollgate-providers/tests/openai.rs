@@ -350,3 +350,32 @@ async fn a_stream_fails_before_it_starts_by_status_and_after_by_its_error_event(
     assert!(error.to_string().contains("upstream went away"), "{error}");
     assert!(stream.next().await.is_none(), "nothing after the error");
 }
+
+#[tokio::test]
+async fn a_streaming_request_through_the_service_answers_with_the_stream() {
+    let server = Server::start().await;
+    server.reply(event_stream(sse(&[
+        json!({ "model": "m-1", "choices": [ { "delta": { "content": "Hi" }, "finish_reason": "stop" } ] }),
+        json!({ "model": "m-1", "choices": [], "usage": { "prompt_tokens": 4, "completion_tokens": 1 } }),
+    ])));
+    let mut response = call(&client(&server), request().streaming()).await.unwrap();
+    assert_eq!(response.content, "", "the text comes with the stream");
+    assert_eq!(
+        response
+            .extensions
+            .get::<RateLimitSnapshot>()
+            .unwrap()
+            .tokens
+            .remaining,
+        Some(999)
+    );
+    let answer = response
+        .take_stream()
+        .expect("a stream")
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(answer.content, "Hi");
+    assert_eq!(answer.usage, Usage::new(4, 1));
+    assert_eq!(server.seen()[0].body["stream"], true);
+}

@@ -40,17 +40,40 @@ pub(crate) fn settle(
         return result;
     };
     let shared = &layer.shared;
-    let Some(limiter) = shared.limiter.local() else {
+    if shared.limiter.local().is_none() {
         return result;
-    };
+    }
     let reserved = reservation.amounts;
-    match &result {
+    let mut result = result;
+    match &mut result {
+        Ok(response) if response.is_stream() => {
+            // A stream's usage is known when it ends: settle then.
+            let stream = response.take_stream().expect("checked");
+            let layer = layer.clone();
+            let stream = stream.on_complete(move |answer| {
+                let shared = &layer.shared;
+                if let (Some(limiter), Some(actual)) = (
+                    shared.limiter.local(),
+                    shared.actual(&reservation, answer.usage),
+                ) {
+                    limiter.reconcile(keys.as_slice(), reserved, actual);
+                }
+            });
+            *response = std::mem::take(response).with_stream(stream);
+        }
         Ok(response) => {
-            if let Some(actual) = shared.actual(&reservation, response.usage) {
+            if let (Some(limiter), Some(actual)) = (
+                shared.limiter.local(),
+                shared.actual(&reservation, response.usage),
+            ) {
                 limiter.reconcile(keys.as_slice(), reserved, actual);
             }
         }
-        Err(_) => limiter.refund(keys.as_slice(), reservation.unused_on_failure()),
+        Err(_) => {
+            if let Some(limiter) = shared.limiter.local() {
+                limiter.refund(keys.as_slice(), reservation.unused_on_failure());
+            }
+        }
     }
     result
 }

@@ -159,24 +159,47 @@ where
                 },
             };
             let via = via.map_err(LlmError::from)?;
-            let result = call_when_ready(inner, request).await;
+            let mut result = call_when_ready(inner, request).await;
             if shared.settles() {
-                let actual = match &result {
-                    Ok(response) => shared.actual(&reservation, response.usage),
-                    Err(_) => None,
-                };
-                let failed = result.is_err();
                 let limiter = limiter.clone();
-                tokio::spawn(async move {
-                    let keys = keys.as_slice();
-                    if failed {
-                        limiter
-                            .refund_via(keys, reservation.unused_on_failure(), via)
-                            .await;
-                    } else if let Some(actual) = actual {
-                        limiter.reconcile_via(keys, amounts, actual, via).await;
+                match &mut result {
+                    Ok(response) if response.is_stream() => {
+                        // A stream's usage is known when it ends: settle then.
+                        let stream = response.take_stream().expect("checked");
+                        let layer = layer.clone();
+                        let stream = stream.on_complete(move |answer| {
+                            let Some(actual) = layer.shared.actual(&reservation, answer.usage)
+                            else {
+                                return;
+                            };
+                            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                                runtime.spawn(async move {
+                                    limiter
+                                        .reconcile_via(keys.as_slice(), amounts, actual, via)
+                                        .await;
+                                });
+                            }
+                        });
+                        *response = std::mem::take(response).with_stream(stream);
                     }
-                });
+                    settled => {
+                        let actual = match settled {
+                            Ok(response) => shared.actual(&reservation, response.usage),
+                            Err(_) => None,
+                        };
+                        let failed = settled.is_err();
+                        tokio::spawn(async move {
+                            let keys = keys.as_slice();
+                            if failed {
+                                limiter
+                                    .refund_via(keys, reservation.unused_on_failure(), via)
+                                    .await;
+                            } else if let Some(actual) = actual {
+                                limiter.reconcile_via(keys, amounts, actual, via).await;
+                            }
+                        });
+                    }
+                }
             }
             marked(result?, waited)
         }))

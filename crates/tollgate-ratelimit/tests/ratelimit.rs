@@ -554,3 +554,35 @@ fn a_limiter_runs_without_tokio_on_a_manual_clock() {
         .check_and_consume(&keys, Amounts::requests(1))
         .unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_streamed_call_keeps_its_reservation_until_the_stream_ends_then_settles() {
+    let limiter = limiter(quota([Tier::tokens(10_000, DAY)]));
+    let upstream = tower::service_fn(|request: LlmRequest| async move {
+        let answer = LlmResponse::new(&*request.model, "streamed")
+            .with_usage(tollgate_core::Usage::new(5, 2));
+        let stream = tollgate_core::stream::LlmStream::replay(&answer);
+        Ok::<_, LlmError>(LlmResponse::new(&*request.model, "").with_stream(stream))
+    });
+    let mut stack = RateLimitLayer::new(limiter.clone(), ByTenant).layer(upstream);
+    let tenant = limiter.scope("default").unwrap();
+    let remaining = || limiter.status(tenant, "acme").tiers[0].remaining;
+
+    let ask = request("acme").with_max_tokens(100).streaming();
+    let prompt =
+        tollgate_core::TokenEstimator::estimate_prompt(&tollgate_core::CharEstimator, &ask);
+    let mut response = call(&mut stack, ask).await.unwrap();
+    // The prompt's estimate plus the 100 the answer may take.
+    assert_eq!(
+        remaining(),
+        10_000 - prompt - 100,
+        "reserved while the stream runs"
+    );
+    let answer = response.take_stream().unwrap().collect().await.unwrap();
+    assert_eq!(answer.usage.total(), 7);
+    assert_eq!(
+        remaining(),
+        10_000 - 7,
+        "settled with the usage the stream reported"
+    );
+}

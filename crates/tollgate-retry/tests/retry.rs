@@ -496,3 +496,64 @@ async fn a_first_try_success_is_one_attempt() {
         "first-try successes stay unmarked"
     );
 }
+
+/// A stream is retried only until it starts: a failure before is retried, one inside is not.
+#[tokio::test(start_paused = true)]
+async fn a_stream_is_retried_before_it_starts_and_never_after() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tollgate_core::{LlmResponse, stream::LlmStream};
+    let calls = std::sync::Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let upstream = tower::service_fn(move |request: LlmRequest| {
+        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        async move {
+            if n == 1 {
+                return Err(LlmError::new(ErrorKind::Overloaded, "busy"));
+            }
+            // Starts, says one thing, then fails midway.
+            let events = [
+                Ok(tollgate_core::stream::StreamEvent::Text("part".into())),
+                Err(LlmError::new(ErrorKind::Server, "connection lost")),
+            ];
+            let stream = LlmStream::new(Events(events.into_iter()));
+            Ok(LlmResponse::new(&*request.model, "").with_stream(stream))
+        }
+    });
+    let mut stack = ServiceBuilder::new()
+        .layer(RetryLayer::new(exact().build().unwrap()))
+        .service(upstream);
+    let mut response = stack
+        .ready()
+        .await
+        .unwrap()
+        .call(request().streaming())
+        .await
+        .unwrap();
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        2,
+        "the failure before the stream was retried"
+    );
+    let error = response.take_stream().unwrap().collect().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Server);
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        2,
+        "the failure inside it was not"
+    );
+}
+
+struct Events<I>(I);
+
+impl<I: Iterator<Item = Result<tollgate_core::stream::StreamEvent, LlmError>> + Unpin>
+    futures_core::Stream for Events<I>
+{
+    type Item = I::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::task::Poll::Ready(self.0.next())
+    }
+}
