@@ -18,19 +18,32 @@
 //! | no connection (refused, reset, DNS) | `Connect` |
 //! | no answer within the timeout | `Timeout` |
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
 //! use tollgate_core::{LlmRequest, Message};
 //! use tollgate_providers::OpenAiCompatible;
-//! use tower::ServiceExt;
+//! use tower::{ServiceBuilder, ServiceExt};
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let ollama = OpenAiCompatible::builder("http://localhost:11434/v1")
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # // A compatible server for the example to talk to (Ollama would be at localhost:11434).
+//! # let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(|| async {
+//! #     axum::Json(serde_json::json!({ "model": "llama3.2", "choices": [ { "message":
+//! #         { "role": "assistant", "content": "Hi!" }, "finish_reason": "stop" } ],
+//! #         "usage": { "prompt_tokens": 8, "completion_tokens": 2 } }))
+//! # }));
+//! # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! # let base_url = format!("http://{}/v1", listener.local_addr()?);
+//! # tokio::spawn(async move { axum::serve(listener, app).await });
+//! let ollama = OpenAiCompatible::builder(&base_url) // e.g. http://localhost:11434/v1
 //!     .name("ollama")
 //!     .timeout(Duration::from_secs(120))
 //!     .build()?;
-//! let answer = ollama.oneshot(LlmRequest::new("llama3.2", vec![Message::user("Say hi")])).await?;
-//! println!("{}", answer.content);
+//! // The innermost service of a stack: tollgate's layers go around it.
+//! let stack = ServiceBuilder::new().service(ollama);
+//! let answer = stack.oneshot(LlmRequest::new("llama3.2", vec![Message::user("Say hi")])).await?;
+//! assert_eq!(answer.content, "Hi!");
+//! assert_eq!(answer.usage.total(), 10);
 //! # Ok(()) }
 //! ```
 //!
