@@ -4,7 +4,7 @@ use std::{
     fmt,
     sync::Arc,
     task::{Context, Poll},
-    time::{Duration, SystemTime},
+    time::SystemTime,
 };
 
 use serde::Deserialize;
@@ -18,7 +18,7 @@ use crate::{
     headers::RateLimitSnapshot,
     openai::CallFuture,
     stream::{ChatStream, Dialect},
-    transport::{Settings, malformed, open_stream, post, status_error},
+    transport::{Settings, common_builder_methods, malformed, open_stream, post, status_error},
 };
 
 /// The API version sent as `anthropic-version` unless another is set.
@@ -79,7 +79,6 @@ impl Anthropic {
             api_key: api_key.into(),
             version: DEFAULT_ANTHROPIC_VERSION.to_owned(),
             default_max_tokens: DEFAULT_MAX_TOKENS,
-            headers: Vec::new(),
         }
     }
 }
@@ -266,7 +265,6 @@ pub struct AnthropicBuilder {
     api_key: String,
     version: String,
     default_max_tokens: u32,
-    headers: Vec<(String, String)>,
 }
 
 impl AnthropicBuilder {
@@ -289,24 +287,7 @@ impl AnthropicBuilder {
         self
     }
 
-    /// Another header every call carries (e.g. `anthropic-beta`).
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// Bound on a whole call (default [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT)).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.settings.timeout = timeout;
-        self
-    }
-
-    /// Bound on opening a connection (default
-    /// [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT)).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.connect_timeout = timeout;
-        self
-    }
+    common_builder_methods!();
 
     /// The client.
     ///
@@ -325,15 +306,12 @@ impl AnthropicBuilder {
             .header("x-api-key", &self.api_key, "api_key")?;
         self.settings
             .header("anthropic-version", &self.version, "version")?;
-        for (i, (name, value)) in self.headers.iter().enumerate() {
-            self.settings
-                .header(name, value, &format!("headers[{i}]"))?;
-        }
+        let url = format!("{}/v1/messages", self.settings.base_url);
         let client = self.settings.client()?;
         Ok(Anthropic {
             inner: Arc::new(Inner {
                 client,
-                url: format!("{}/v1/messages", self.settings.base_url),
+                url,
                 default_max_tokens: self.default_max_tokens,
             }),
         })

@@ -7,7 +7,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::{Duration, SystemTime},
+    time::SystemTime,
 };
 
 use serde::Deserialize;
@@ -19,7 +19,7 @@ use tower_service::Service;
 use crate::{
     headers::RateLimitSnapshot,
     stream::{ChatStream, Dialect},
-    transport::{Settings, malformed, open_stream, post, status_error},
+    transport::{Settings, common_builder_methods, malformed, open_stream, post, status_error},
 };
 
 /// The future of a provider call.
@@ -81,7 +81,6 @@ impl OpenAiCompatible {
             api_key: None,
             organization: None,
             project: None,
-            headers: Vec::new(),
             name: "openai".to_owned(),
         }
     }
@@ -240,7 +239,6 @@ pub struct OpenAiCompatibleBuilder {
     api_key: Option<String>,
     organization: Option<String>,
     project: Option<String>,
-    headers: Vec<(String, String)>,
     name: String,
 }
 
@@ -263,25 +261,7 @@ impl OpenAiCompatibleBuilder {
         self
     }
 
-    /// Another header every call carries (a gateway's key, a tenant header).
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// Bound on a whole call (default [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT)); past it the
-    /// call fails with `Timeout`.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.settings.timeout = timeout;
-        self
-    }
-
-    /// Bound on opening a connection (default
-    /// [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT)).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.connect_timeout = timeout;
-        self
-    }
+    common_builder_methods!();
 
     /// The name errors use for this provider (default `openai`), e.g. `ollama`.
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -307,15 +287,12 @@ impl OpenAiCompatibleBuilder {
         if let Some(project) = &self.project {
             self.settings.header("openai-project", project, "project")?;
         }
-        for (i, (name, value)) in self.headers.iter().enumerate() {
-            self.settings
-                .header(name, value, &format!("headers[{i}]"))?;
-        }
+        let url = format!("{}/chat/completions", self.settings.base_url);
         let client = self.settings.client()?;
         Ok(OpenAiCompatible {
             inner: Arc::new(Inner {
                 client,
-                url: format!("{}/chat/completions", self.settings.base_url),
+                url,
                 name: self.name,
             }),
         })

@@ -23,6 +23,8 @@ pub(crate) struct Settings {
     pub(crate) timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) headers: HeaderMap,
+    /// Headers the caller added, checked when the client is built.
+    pub(crate) extra: Vec<(String, String)>,
 }
 
 impl Settings {
@@ -32,6 +34,7 @@ impl Settings {
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             headers: HeaderMap::new(),
+            extra: Vec::new(),
         }
     }
 
@@ -55,7 +58,10 @@ impl Settings {
         Ok(())
     }
 
-    pub(crate) fn client(&self) -> Result<reqwest::Client, ConfigError> {
+    pub(crate) fn client(mut self) -> Result<reqwest::Client, ConfigError> {
+        for (i, (name, value)) in std::mem::take(&mut self.extra).iter().enumerate() {
+            self.header(name, value, &format!("headers[{i}]"))?;
+        }
         if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
             return Err(ConfigError::new(
                 "base_url",
@@ -67,7 +73,7 @@ impl Settings {
         reqwest::Client::builder()
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
-            .default_headers(self.headers.clone())
+            .default_headers(self.headers)
             .build()
             .map_err(|e| ConfigError::new("client", e.to_string()))
     }
@@ -87,13 +93,28 @@ pub(crate) async fn post(
     body: Vec<u8>,
     provider: &str,
 ) -> Result<Answer, LlmError> {
-    let response = client
+    let response = send(client, url, body, "application/json", provider).await?;
+    read(response, provider).await
+}
+
+async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    accept: &'static str,
+    provider: &str,
+) -> Result<reqwest::Response, LlmError> {
+    client
         .post(url)
         .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, accept)
         .body(body)
         .send()
         .await
-        .map_err(|e| transport_error(e, provider))?;
+        .map_err(|e| transport_error(e, provider))
+}
+
+async fn read(response: reqwest::Response, provider: &str) -> Result<Answer, LlmError> {
     let status = response.status();
     let headers = response.headers().clone();
     let body = response
@@ -115,31 +136,11 @@ pub(crate) async fn open_stream(
     body: Vec<u8>,
     provider: &str,
 ) -> Result<reqwest::Response, LlmError> {
-    let response = client
-        .post(url)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::ACCEPT, "text/event-stream")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| transport_error(e, provider))?;
+    let response = send(client, url, body, "text/event-stream", provider).await?;
     if response.status().is_success() {
         return Ok(response);
     }
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| transport_error(e, provider))?;
-    Err(status_error(
-        &Answer {
-            status,
-            headers,
-            body,
-        },
-        provider,
-    ))
+    Err(status_error(&read(response, provider).await?, provider))
 }
 
 /// `Timeout` for a call that ran out of time, `Connect` for one that could not reach the provider
@@ -194,6 +195,33 @@ pub(crate) fn status_error(answer: &Answer, provider: &str) -> LlmError {
     }
     error
 }
+
+/// The builder methods every client has, over a `settings: Settings` field.
+macro_rules! common_builder_methods {
+    () => {
+        /// Another header every call carries (a gateway's key, a tenant header, a beta flag).
+        pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+            self.settings.extra.push((name.into(), value.into()));
+            self
+        }
+
+        /// Bound on a whole call (default [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT)); past it
+        /// the call fails with `Timeout`.
+        pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.settings.timeout = timeout;
+            self
+        }
+
+        /// Bound on opening a connection (default
+        /// [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT)).
+        pub fn connect_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.settings.connect_timeout = timeout;
+            self
+        }
+    };
+}
+
+pub(crate) use common_builder_methods;
 
 /// A body that is not the JSON a provider promised.
 pub(crate) fn malformed(provider: &str, error: impl std::fmt::Display) -> LlmError {
