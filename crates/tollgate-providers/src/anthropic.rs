@@ -1,24 +1,19 @@
 //! `Anthropic`: the Messages API (`POST /v1/messages`).
 
-use std::{
-    fmt,
-    sync::Arc,
-    task::{Context, Poll},
-    time::SystemTime,
-};
+use std::{fmt, sync::Arc};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tollgate_core::{
-    ConfigError, Content, ErrorKind, FinishReason, LlmError, LlmRequest, LlmResponse, Role, Usage,
+    ConfigError, Content, ErrorKind, LlmError, LlmRequest, LlmResponse, Role, Usage,
 };
-use tower_service::Service;
 
 use crate::{
-    headers::RateLimitSnapshot,
-    openai::CallFuture,
     stream::{ChatStream, Dialect},
-    transport::{Settings, common_builder_methods, malformed, open_stream, post, status_error},
+    transport::{
+        Settings, answered, common_builder_methods, malformed, open_stream, post, provider_service,
+        status_error,
+    },
 };
 
 /// The API version sent as `anthropic-version` unless another is set.
@@ -100,27 +95,7 @@ impl Anthropic {
     }
 }
 
-impl Service<LlmRequest> for Anthropic {
-    type Response = LlmResponse;
-    type Error = LlmError;
-    type Future = CallFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: LlmRequest) -> CallFuture {
-        let client = self.clone();
-        Box::pin(async move {
-            if request.meta.stream {
-                let model = request.model.clone();
-                let stream = client.stream(request).await?;
-                return Ok(stream.into_response(&model));
-            }
-            client.inner.complete(request).await
-        })
-    }
-}
+provider_service!(Anthropic);
 
 const NAME: &str = "anthropic";
 
@@ -137,26 +112,13 @@ impl Inner {
             return Err(status_error(&answer, NAME));
         }
         let wire: Message = serde_json::from_slice(&answer.body).map_err(|e| malformed(NAME, e))?;
-        let finish = wire.stop_reason.as_deref().map(FinishReason::from_provider);
-        let snapshot = RateLimitSnapshot::from_headers(&answer.headers, SystemTime::now());
-        if finish == Some(FinishReason::ContentFilter) {
-            let mut error = LlmError::new(
-                ErrorKind::ContentFilter,
-                format!("{NAME} refused to answer (stop reason refusal)"),
-            )
-            .with_status(answer.status);
-            if let Some(snapshot) = snapshot {
-                error = error.with_extension(snapshot);
-            }
-            return Err(error);
-        }
         let text: String = wire
             .content
             .iter()
             .filter(|block| block.kind == "text")
             .filter_map(|block| block.text.as_deref())
             .collect();
-        let mut response = LlmResponse::new(
+        let response = LlmResponse::new(
             wire.model.unwrap_or_else(|| request.model.to_string()),
             text,
         )
@@ -164,12 +126,7 @@ impl Inner {
             wire.usage.input_tokens,
             wire.usage.output_tokens,
         ));
-        response.finish_reason = finish;
-        response.headers = answer.headers;
-        if let Some(snapshot) = snapshot {
-            response.extensions.insert(snapshot);
-        }
-        Ok(response)
+        answered(answer, response, wire.stop_reason.as_deref(), NAME)
     }
 
     /// The Messages API body for `request`.

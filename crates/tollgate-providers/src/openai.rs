@@ -1,25 +1,17 @@
 //! `OpenAiCompatible`: the chat-completions API of OpenAI and of every server that speaks it
 //! (vLLM, Ollama, llama.cpp, LiteLLM, Azure-style gateways).
 
-use std::{
-    fmt,
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-    time::SystemTime,
-};
+use std::{fmt, future::Future, pin::Pin, sync::Arc};
 
 use serde::Deserialize;
-use tollgate_core::{
-    ConfigError, ErrorKind, FinishReason, LlmError, LlmRequest, LlmResponse, Usage,
-};
-use tower_service::Service;
+use tollgate_core::{ConfigError, ErrorKind, LlmError, LlmRequest, LlmResponse, Usage};
 
 use crate::{
-    headers::RateLimitSnapshot,
     stream::{ChatStream, Dialect},
-    transport::{Settings, common_builder_methods, malformed, open_stream, post, status_error},
+    transport::{
+        Settings, answered, common_builder_methods, malformed, open_stream, post, provider_service,
+        status_error,
+    },
 };
 
 /// The future of a provider call.
@@ -30,7 +22,7 @@ pub type CallFuture = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>>
 /// The request goes out in the OpenAI shape [`LlmRequest`] serializes to (its `extra` fields
 /// included, `stream` removed). The answer's first choice becomes the [`LlmResponse`]: its text,
 /// finish reason, the model that answered, usage, the provider's headers, and a
-/// [`RateLimitSnapshot`] extension when the provider sent rate-limit headers. Failures map to
+/// [`RateLimitSnapshot`](crate::RateLimitSnapshot) extension when the provider sent rate-limit headers. Failures map to
 /// [`ErrorKind`]s by status (429 → `RateLimited`, 503 / 529 → `Overloaded`, other 5xx → `Server`,
 /// 401 / 403 → `Auth`, other 4xx → `InvalidRequest`), with the provider's message and its
 /// `Retry-After`; a `content_filter` finish is a `ContentFilter` error; an unreachable server is
@@ -114,27 +106,7 @@ impl OpenAiCompatible {
     }
 }
 
-impl Service<LlmRequest> for OpenAiCompatible {
-    type Response = LlmResponse;
-    type Error = LlmError;
-    type Future = CallFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: LlmRequest) -> CallFuture {
-        let client = self.clone();
-        Box::pin(async move {
-            if request.meta.stream {
-                let model = request.model.clone();
-                let stream = client.stream(request).await?;
-                return Ok(stream.into_response(&model));
-            }
-            client.inner.complete(request).await
-        })
-    }
-}
+provider_service!(OpenAiCompatible);
 
 impl Inner {
     async fn complete(&self, request: LlmRequest) -> Result<LlmResponse, LlmError> {
@@ -156,34 +128,13 @@ impl Inner {
             .into_iter()
             .next()
             .ok_or_else(|| malformed(name, "no choices"))?;
-        let finish = choice
-            .finish_reason
-            .as_deref()
-            .map(FinishReason::from_provider);
-        let snapshot = RateLimitSnapshot::from_headers(&answer.headers, SystemTime::now());
-        if finish == Some(FinishReason::ContentFilter) {
-            let mut error = LlmError::new(
-                ErrorKind::ContentFilter,
-                format!("{name} withheld the answer (finish reason content_filter)"),
-            )
-            .with_status(answer.status);
-            if let Some(snapshot) = snapshot {
-                error = error.with_extension(snapshot);
-            }
-            return Err(error);
-        }
         let usage = wire.usage.unwrap_or_default();
-        let mut response = LlmResponse::new(
+        let response = LlmResponse::new(
             wire.model.unwrap_or_else(|| request.model.to_string()),
             choice.message.and_then(|m| m.content).unwrap_or_default(),
         )
         .with_usage(Usage::new(usage.prompt_tokens, usage.completion_tokens));
-        response.finish_reason = finish;
-        response.headers = answer.headers;
-        if let Some(snapshot) = snapshot {
-            response.extensions.insert(snapshot);
-        }
-        Ok(response)
+        answered(answer, response, choice.finish_reason.as_deref(), name)
     }
 }
 

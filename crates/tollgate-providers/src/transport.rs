@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use serde_json::Value;
-use tollgate_core::{ConfigError, ErrorKind, LlmError};
+use tollgate_core::{ConfigError, ErrorKind, FinishReason, LlmError, LlmResponse};
 
 use crate::headers::{RateLimitSnapshot, retry_after};
 
@@ -195,6 +195,69 @@ pub(crate) fn status_error(answer: &Answer, provider: &str) -> LlmError {
     }
     error
 }
+
+/// The response for a successful answer: `response` (text, model, usage) with its finish reason,
+/// the provider's headers and the rate-limit snapshot; or a `ContentFilter` error when the
+/// provider withheld the answer.
+pub(crate) fn answered(
+    answer: Answer,
+    mut response: LlmResponse,
+    finish: Option<&str>,
+    provider: &str,
+) -> Result<LlmResponse, LlmError> {
+    let finish = finish.map(FinishReason::from_provider);
+    let snapshot = RateLimitSnapshot::from_headers(&answer.headers, SystemTime::now());
+    if finish == Some(FinishReason::ContentFilter) {
+        let mut error = LlmError::new(
+            ErrorKind::ContentFilter,
+            format!("{provider} withheld the answer (its content filter stopped it)"),
+        )
+        .with_status(answer.status);
+        if let Some(snapshot) = snapshot {
+            error = error.with_extension(snapshot);
+        }
+        return Err(error);
+    }
+    response.finish_reason = finish;
+    response.headers = answer.headers;
+    if let Some(snapshot) = snapshot {
+        response.extensions.insert(snapshot);
+    }
+    Ok(response)
+}
+
+/// `Service<LlmRequest>` for a client with `stream(request)` and `inner.complete(request)`: a
+/// streaming request answers with the stream, any other with one JSON answer.
+macro_rules! provider_service {
+    ($client:ty) => {
+        impl tower_service::Service<tollgate_core::LlmRequest> for $client {
+            type Response = tollgate_core::LlmResponse;
+            type Error = tollgate_core::LlmError;
+            type Future = crate::CallFuture;
+
+            fn poll_ready(
+                &mut self,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), tollgate_core::LlmError>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, request: tollgate_core::LlmRequest) -> crate::CallFuture {
+                let client = self.clone();
+                Box::pin(async move {
+                    if request.meta.stream {
+                        let model = request.model.clone();
+                        let stream = client.stream(request).await?;
+                        return Ok(stream.into_response(&model));
+                    }
+                    client.inner.complete(request).await
+                })
+            }
+        }
+    };
+}
+
+pub(crate) use provider_service;
 
 /// The builder methods every client has, over a `settings: Settings` field.
 macro_rules! common_builder_methods {
