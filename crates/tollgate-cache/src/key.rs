@@ -83,15 +83,26 @@ pub enum Scope {
     Shared,
 }
 
+/// Where the encoding goes: SHA-256 for a key, or a byte vector to look at.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
 /// Feeds SHA-256 through a small buffer: a key is dozens of short fields, and one `update` per
 /// field costs more than the hashing itself for a short prompt.
-struct Hasher {
+struct Sha {
     sha: Sha256,
     buf: [u8; 256],
     len: usize,
 }
 
-impl Hasher {
+impl Sha {
     fn new() -> Self {
         Self {
             sha: Sha256::new(),
@@ -100,7 +111,15 @@ impl Hasher {
         }
     }
 
-    fn write(&mut self, bytes: &[u8]) {
+    fn finish(mut self) -> [u8; 32] {
+        self.sha.update(&self.buf[..self.len]);
+        self.sha.finalize().into()
+    }
+}
+
+impl Sink for Sha {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
         if self.len + bytes.len() <= self.buf.len() {
             self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
             self.len += bytes.len();
@@ -115,10 +134,17 @@ impl Hasher {
             self.sha.update(bytes);
         }
     }
+}
 
-    fn finish(mut self) -> [u8; 32] {
-        self.sha.update(&self.buf[..self.len]);
-        self.sha.finalize().into()
+/// Writes the canonical encoding of a request's parts into a [`Sink`].
+struct Hasher<S> {
+    sink: S,
+}
+
+impl<S: Sink> Hasher<S> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        self.sink.put(bytes);
     }
 
     fn bytes(&mut self, bytes: &[u8]) {
@@ -221,7 +247,31 @@ impl Hasher {
 
 /// The cache key of `request` under `scope`, with whitespace collapsed when `collapse` is set.
 pub fn cache_key(request: &LlmRequest, scope: Scope, collapse: bool) -> CacheKey {
-    let mut h = Hasher::new();
+    let mut h = Hasher { sink: Sha::new() };
+    encode(&mut h, request, scope, collapse);
+    CacheKey(h.sink.finish())
+}
+
+/// The exact bytes [`cache_key`] hashes for `request`: the encoding above, for inspecting why two
+/// requests share a key or not (and for the bench's floor, which hashes these same bytes).
+///
+/// ```
+/// use sha2::{Digest, Sha256};
+/// use tollgate_cache::{Scope, cache_key, key::canonical_bytes};
+/// use tollgate_core::{LlmRequest, Message};
+///
+/// let request = LlmRequest::new("m", vec![Message::user("hi")]).with_tenant("acme");
+/// let bytes = canonical_bytes(&request, Scope::Tenant, false);
+/// assert!(bytes.starts_with(b"tollgate-cache-key/v1"));
+/// assert_eq!(<[u8; 32]>::from(Sha256::digest(&bytes)), cache_key(&request, Scope::Tenant, false).0);
+/// ```
+pub fn canonical_bytes(request: &LlmRequest, scope: Scope, collapse: bool) -> Vec<u8> {
+    let mut h = Hasher { sink: Vec::new() };
+    encode(&mut h, request, scope, collapse);
+    h.sink
+}
+
+fn encode<S: Sink>(h: &mut Hasher<S>, request: &LlmRequest, scope: Scope, collapse: bool) {
     h.write(b"tollgate-cache-key/v1");
     match scope {
         Scope::Tenant => {
@@ -255,5 +305,4 @@ pub fn cache_key(request: &LlmRequest, scope: Scope, collapse: bool) -> CacheKey
     }
     h.opt_u64(params.seed.map(|seed| seed as u64));
     h.object(&params.extra, collapse);
-    CacheKey(h.finish())
 }
