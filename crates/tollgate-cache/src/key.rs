@@ -86,6 +86,12 @@ pub enum Scope {
 /// Where the encoding goes: SHA-256 for a key, or a byte vector to look at.
 trait Sink {
     fn put(&mut self, bytes: &[u8]);
+
+    /// A fixed-size piece (a tag, a length): most of a key's writes, worth a path without a
+    /// variable-length copy.
+    fn put_array<const N: usize>(&mut self, bytes: [u8; N]) {
+        self.put(&bytes);
+    }
 }
 
 impl Sink for Vec<u8> {
@@ -119,6 +125,15 @@ impl Sha {
 
 impl Sink for Sha {
     #[inline]
+    fn put_array<const N: usize>(&mut self, bytes: [u8; N]) {
+        if let Some(room) = self.buf.get_mut(self.len..self.len + N) {
+            room.copy_from_slice(&bytes);
+            self.len += N;
+        } else {
+            self.put(&bytes);
+        }
+    }
+
     fn put(&mut self, bytes: &[u8]) {
         if self.len + bytes.len() <= self.buf.len() {
             self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
@@ -148,12 +163,12 @@ impl<S: Sink> Hasher<S> {
     }
 
     fn bytes(&mut self, bytes: &[u8]) {
-        self.write(&(bytes.len() as u64).to_le_bytes());
+        self.sink.put_array((bytes.len() as u64).to_le_bytes());
         self.write(bytes);
     }
 
     fn tag(&mut self, tag: u8) {
-        self.write(&[tag]);
+        self.sink.put_array([tag]);
     }
 
     fn opt_str(&mut self, value: Option<&str>) {
@@ -170,7 +185,7 @@ impl<S: Sink> Hasher<S> {
         match value {
             Some(n) => {
                 self.tag(b'1');
-                self.write(&n.to_le_bytes());
+                self.sink.put_array(n.to_le_bytes());
             }
             None => self.tag(b'0'),
         }
@@ -220,7 +235,7 @@ impl<S: Sink> Hasher<S> {
 
     fn array(&mut self, items: &[Value], collapse: bool) {
         self.tag(b'[');
-        self.write(&(items.len() as u64).to_le_bytes());
+        self.sink.put_array((items.len() as u64).to_le_bytes());
         for item in items {
             self.json(item, collapse);
         }
@@ -228,7 +243,7 @@ impl<S: Sink> Hasher<S> {
 
     fn object(&mut self, map: &JsonMap, collapse: bool) {
         self.tag(b'{');
-        self.write(&(map.len() as u64).to_le_bytes());
+        self.sink.put_array((map.len() as u64).to_le_bytes());
         if map.is_empty() {
             return;
         }
@@ -282,7 +297,8 @@ fn encode<S: Sink>(h: &mut Hasher<S>, request: &LlmRequest, scope: Scope, collap
     }
     h.opt_str(request.provider.as_deref());
     h.bytes(request.model.as_bytes());
-    h.write(&(request.messages.len() as u64).to_le_bytes());
+    h.sink
+        .put_array((request.messages.len() as u64).to_le_bytes());
     for message in request.messages.iter() {
         h.bytes(message.role.as_str().as_bytes());
         match &message.content {
@@ -299,7 +315,7 @@ fn encode<S: Sink>(h: &mut Hasher<S>, request: &LlmRequest, scope: Scope, collap
     h.opt_f64(params.temperature);
     h.opt_u64(params.max_tokens.map(u64::from));
     h.opt_f64(params.top_p);
-    h.write(&(params.stop.len() as u64).to_le_bytes());
+    h.sink.put_array((params.stop.len() as u64).to_le_bytes());
     for stop in &params.stop {
         h.bytes(stop.as_bytes());
     }
