@@ -2,12 +2,29 @@
 //! never needs `protoc`); this test regenerates it with `protoc` (Debian's `protobuf-compiler`,
 //! which `.ci/run` installs) and fails if the checked-in file is stale.
 //!
-//! `TOLLGATE_REGENERATE=1 cargo test --test tonic_codegen` rewrites it.
+//! Without `protoc` the test says so and skips, unless `TOLLGATE_REQUIRE_PROTOC=1` (CI sets it), as
+//! the Redis tests do without `redis-server`. `TOLLGATE_REGENERATE=1 cargo test --test
+//! tonic_codegen` rewrites the file.
 
 use std::path::Path;
 
 #[test]
 fn the_checked_in_grpc_code_matches_the_proto() {
+    let has_protoc = std::process::Command::new("protoc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !has_protoc {
+        let required = std::env::var("TOLLGATE_REQUIRE_PROTOC").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "protoc is not installed but TOLLGATE_REQUIRE_PROTOC=1 (apt-get install protobuf-compiler)"
+        );
+        eprintln!(
+            "skipped: protoc is not installed (set TOLLGATE_REQUIRE_PROTOC=1 to fail instead)"
+        );
+        return;
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = std::env::temp_dir().join(format!("tollgate-tonic-codegen-{}", std::process::id()));
     std::fs::create_dir_all(&out).unwrap();
