@@ -709,3 +709,33 @@ fn building_outside_a_tokio_runtime_is_an_error_not_a_panic() {
         .unwrap_err();
     assert_eq!(error.path(), "redis");
 }
+
+#[tokio::test]
+async fn the_layer_settles_token_usage_in_redis_after_the_call() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let limiter = builder(&redis, quota([Tier::tokens(86_400, DAY)]))
+        .build()
+        .unwrap();
+    let provider = SimulatedProvider::builder().output_tokens(40).build();
+    let mut stack = tower::ServiceBuilder::new()
+        .layer(RateLimitLayer::new(limiter.clone(), ByTenant))
+        .service(provider);
+    let request = LlmRequest::new("sim", vec![Message::user("hi")])
+        .with_tenant("acme")
+        .with_max_tokens(500);
+    let answer = stack.ready().await.unwrap().call(request).await.unwrap();
+    let used = answer.usage.total();
+    assert!(used < 100, "{used}");
+    // The settlement goes to Redis off the response's path: wait for it to land.
+    let tenant = limiter.scope("tenant").unwrap();
+    for _ in 0..10_000 {
+        let remaining = limiter.status(tenant, "acme").await.unwrap().tiers[0].remaining;
+        if remaining == 86_400 - used {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the reservation was never settled to the {used} tokens used");
+}
