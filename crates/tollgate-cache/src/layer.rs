@@ -14,7 +14,9 @@ use std::{
 
 use http::HeaderValue;
 use pin_project_lite::pin_project;
-use tollgate_core::{ConfigError, LlmError, LlmRequest, LlmResponse, stream::LlmStream};
+use tollgate_core::{
+    ConfigError, LlmError, LlmRequest, LlmResponse, future::call_when_ready, stream::LlmStream,
+};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -339,18 +341,11 @@ where
                 };
                 shared.misses.fetch_add(1, Ordering::Relaxed);
                 let request = request.take().expect("only one upstream call is made");
-                let result: Result<LlmResponse, LlmError> = async {
-                    std::future::poll_fn(|cx| inner.poll_ready(cx))
-                        .await
-                        .map_err(Into::into)?;
-                    inner.call(request).await.map_err(Into::into)
-                }
-                .await;
+                let result = call_when_ready(&mut inner, request).await;
                 match result {
                     Ok(mut response) if response.is_stream() => {
-                        let stream = response.take_stream().expect("checked");
                         let keeper = shared.clone();
-                        let stream = stream.on_complete(move |answer| {
+                        response.on_stream_complete(move |answer| {
                             let answer = answer.clone();
                             // Stored off the caller's path; without a runtime, not at all.
                             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -359,7 +354,7 @@ where
                                 });
                             }
                         });
-                        return Ok(mark(response.with_stream(stream), CacheStatus::Miss));
+                        return Ok(mark(response, CacheStatus::Miss));
                     }
                     Ok(response) => {
                         shared.keep(key, &response, ttl, control.no_store).await;

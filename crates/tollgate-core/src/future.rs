@@ -10,6 +10,20 @@ use pin_project_lite::pin_project;
 
 use crate::LlmError;
 
+/// Waits for `service` to be ready, then calls it with `request`; either step's error becomes an
+/// [`LlmError`]. For a layer that finishes a call in a future of its own (after a cache miss, a
+/// wait for quota, a health probe).
+pub async fn call_when_ready<S, R>(service: &mut S, request: R) -> Result<S::Response, LlmError>
+where
+    S: tower_service::Service<R>,
+    S::Error: Into<LlmError>,
+{
+    std::future::poll_fn(|cx| service.poll_ready(cx))
+        .await
+        .map_err(Into::into)?;
+    service.call(request).await.map_err(Into::into)
+}
+
 /// Told once how a watched call ended: `Ok(())` for a response, or its error.
 ///
 /// A layer's observer is dropped unnotified when the call is dropped before it ends, so its

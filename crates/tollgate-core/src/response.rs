@@ -61,6 +61,26 @@ impl LlmResponse {
         guard.take()
     }
 
+    /// When the answer is a stream, has `done` called with the assembled answer once the stream
+    /// ends without an error ([`LlmStream::on_complete`](crate::stream::LlmStream::on_complete));
+    /// returns whether it is a stream (otherwise `done` is dropped uncalled).
+    pub fn on_stream_complete(&mut self, done: impl FnOnce(&LlmResponse) + Send + 'static) -> bool {
+        let Some(slot) = self.extensions.get::<crate::stream::StreamSlot>() else {
+            return false;
+        };
+        let mut guard = slot
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match guard.take() {
+            Some(stream) => {
+                *guard = Some(stream.on_complete(done));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Sets the usage.
     #[must_use]
     pub fn with_usage(mut self, usage: Usage) -> Self {

@@ -139,13 +139,7 @@ where
         let request = self.request.clone();
         Box::pin(async move {
             let started = tokio::time::Instant::now();
-            let result = async {
-                std::future::poll_fn(|cx| service.poll_ready(cx))
-                    .await
-                    .map_err(Into::into)?;
-                service.call(request).await.map_err(Into::into)
-            }
-            .await;
+            let result = tollgate_core::future::call_when_ready(&mut service, request).await;
             match result {
                 Ok(_) => CheckOutcome::healthy(format!(
                     "answered in {}",

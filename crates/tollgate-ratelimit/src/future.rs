@@ -48,9 +48,8 @@ pub(crate) fn settle(
     match &mut result {
         Ok(response) if response.is_stream() => {
             // A stream's usage is known when it ends: settle then.
-            let stream = response.take_stream().expect("checked");
             let layer = layer.clone();
-            let stream = stream.on_complete(move |answer| {
+            response.on_stream_complete(move |answer| {
                 let shared = &layer.shared;
                 if let (Some(limiter), Some(actual)) = (
                     shared.limiter.local(),
@@ -59,7 +58,6 @@ pub(crate) fn settle(
                     limiter.reconcile(keys.as_slice(), reserved, actual);
                 }
             });
-            *response = std::mem::take(response).with_stream(stream);
         }
         Ok(response) => {
             if let (Some(limiter), Some(actual)) = (

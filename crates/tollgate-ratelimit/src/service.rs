@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use tollgate_core::{Key, LlmError, LlmRequest, LlmResponse};
+use tollgate_core::{Key, LlmError, LlmRequest, LlmResponse, future::call_when_ready};
 use tower_service::Service;
 
 use crate::{
@@ -94,7 +94,7 @@ where
         };
         // The ready inner service goes with the waiting call; this one keeps a fresh clone, which
         // `poll_ready` drives before the next call.
-        let inner = self.take_inner();
+        let mut inner = self.take_inner();
         let layer = self.layer.clone();
         ResponseFuture::waiting(Box::pin(async move {
             let shared = &layer.shared;
@@ -109,7 +109,7 @@ where
                 reservation,
             });
             // Admitted: from here on, a failure settles the reservation like any failed call.
-            let result = call_when_ready(inner, request).await;
+            let result = call_when_ready(&mut inner, request).await;
             marked(crate::future::settle(settle, result)?, waited)
         }))
     }
@@ -137,7 +137,7 @@ where
         keys: Keys,
         reservation: crate::layer::Reservation,
     ) -> ResponseFuture<S::Future> {
-        let inner = self.take_inner();
+        let mut inner = self.take_inner();
         let layer = self.layer.clone();
         ResponseFuture::waiting(Box::pin(async move {
             let shared = &layer.shared;
@@ -159,15 +159,14 @@ where
                 },
             };
             let via = via.map_err(LlmError::from)?;
-            let mut result = call_when_ready(inner, request).await;
+            let mut result = call_when_ready(&mut inner, request).await;
             if shared.settles() {
                 let limiter = limiter.clone();
                 match &mut result {
                     Ok(response) if response.is_stream() => {
                         // A stream's usage is known when it ends: settle then.
-                        let stream = response.take_stream().expect("checked");
                         let layer = layer.clone();
-                        let stream = stream.on_complete(move |answer| {
+                        response.on_stream_complete(move |answer| {
                             let Some(actual) = layer.shared.actual(&reservation, answer.usage)
                             else {
                                 return;
@@ -180,7 +179,6 @@ where
                                 });
                             }
                         });
-                        *response = std::mem::take(response).with_stream(stream);
                     }
                     settled => {
                         let actual = match settled {
@@ -204,18 +202,6 @@ where
             marked(result?, waited)
         }))
     }
-}
-
-/// Calls `inner` once it is ready.
-async fn call_when_ready<S>(mut inner: S, request: LlmRequest) -> Result<LlmResponse, LlmError>
-where
-    S: Service<LlmRequest, Response = LlmResponse>,
-    S::Error: Into<LlmError>,
-{
-    std::future::poll_fn(|cx| inner.poll_ready(cx))
-        .await
-        .map_err(Into::into)?;
-    inner.call(request).await.map_err(Into::into)
 }
 
 /// Marks a response that waited for the limiter.
