@@ -146,6 +146,34 @@ pub struct LeaseConfig {
     pub ttl: Duration,
 }
 
+#[cfg(feature = "redis")]
+impl RedisConfig {
+    /// A [`RedisRateLimiter`](crate::redis::RedisRateLimiter) builder with every setting of this
+    /// section applied; add the scopes and build.
+    pub fn builder(&self) -> crate::redis::RedisRateLimiterBuilder {
+        use crate::redis::{OnRedisFailure, RedisRateLimiter};
+        let mut builder = RedisRateLimiter::builder(&self.url)
+            .prefix(&self.prefix)
+            .timeout(self.timeout)
+            .failure_threshold(self.failure_threshold)
+            .probe_interval(self.probe_interval)
+            .on_failure(match self.on_failure {
+                OnFailureConfig::Local => OnRedisFailure::Local {
+                    share: self.local_share,
+                },
+                OnFailureConfig::FailOpen => OnRedisFailure::FailOpen,
+                OnFailureConfig::FailClosed => OnRedisFailure::FailClosed,
+            });
+        if let Some(scope) = &self.hash_tag_scope {
+            builder = builder.hash_tag_scope(scope);
+        }
+        if let Some(lease) = self.lease {
+            builder = builder.lease(lease.batch, lease.ttl);
+        }
+        builder
+    }
+}
+
 fn default_prefix() -> String {
     "tollgate:rl".to_owned()
 }
@@ -295,7 +323,13 @@ pub struct TierConfig {
 }
 
 impl TierConfig {
-    fn to_tier(&self) -> Result<Tier, ConfigError> {
+    /// The tier this describes.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] whose path is the offending field (`requests`, `burst`, ...), or empty
+    /// when not exactly one of `requests`, `tokens` and `cost` is given.
+    pub fn to_tier(&self) -> Result<Tier, ConfigError> {
         let given = [
             ("requests", Dimension::Requests, &self.requests),
             ("tokens", Dimension::Tokens, &self.tokens),
@@ -483,25 +517,7 @@ impl RateLimitConfig {
 
     #[cfg(feature = "redis")]
     fn redis_limiter(&self, redis: &RedisConfig) -> Result<Limiter, ConfigError> {
-        use crate::redis::{OnRedisFailure, RedisRateLimiter};
-        let mut builder = RedisRateLimiter::builder(&redis.url)
-            .prefix(&redis.prefix)
-            .timeout(redis.timeout)
-            .failure_threshold(redis.failure_threshold)
-            .probe_interval(redis.probe_interval)
-            .on_failure(match redis.on_failure {
-                OnFailureConfig::Local => OnRedisFailure::Local {
-                    share: redis.local_share,
-                },
-                OnFailureConfig::FailOpen => OnRedisFailure::FailOpen,
-                OnFailureConfig::FailClosed => OnRedisFailure::FailClosed,
-            });
-        if let Some(scope) = &redis.hash_tag_scope {
-            builder = builder.hash_tag_scope(scope);
-        }
-        if let Some(lease) = redis.lease {
-            builder = builder.lease(lease.batch, lease.ttl);
-        }
+        let mut builder = redis.builder();
         for (i, scope) in self.scopes.iter().enumerate() {
             let at = format!("scopes[{i}]");
             builder = builder.scope(&scope.name, quota(&scope.tiers).map_err(|e| e.under(&at))?);

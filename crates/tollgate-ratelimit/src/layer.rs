@@ -104,7 +104,7 @@ pub struct RateLimitLayer {
 
 pub(crate) struct Shared {
     pub(crate) limiter: Limiter,
-    pub(crate) bindings: Vec<(Scope, Box<dyn KeyExtractor>)>,
+    pub(crate) bindings: Vec<Binding>,
     pub(crate) on_limit: OnLimit,
     tokens: bool,
     cost: bool,
@@ -112,6 +112,22 @@ pub(crate) struct Shared {
     default_output_tokens: u64,
     pricing: Option<PricingTable>,
     unpriced: UnpricedModels,
+}
+
+type Applies = dyn Fn(&LlmRequest) -> bool + Send + Sync;
+
+/// A scope a request is checked against, the key it is checked under, and (for a scope that
+/// limits only some requests) which requests.
+pub(crate) struct Binding {
+    pub(crate) scope: Scope,
+    pub(crate) key: Box<dyn KeyExtractor>,
+    pub(crate) when: Option<Box<Applies>>,
+}
+
+impl Binding {
+    pub(crate) fn applies(&self, request: &LlmRequest) -> bool {
+        self.when.as_ref().is_none_or(|when| when(request))
+    }
 }
 
 /// What a call reserved, to settle with its real usage once the answer is in.
@@ -251,7 +267,7 @@ pub const DEFAULT_OUTPUT_TOKENS: u64 = 1_024;
 #[must_use]
 pub struct RateLimitLayerBuilder {
     limiter: Limiter,
-    bindings: Vec<(Scope, Box<dyn KeyExtractor>)>,
+    bindings: Vec<Binding>,
     on_limit: OnLimit,
     estimator: Box<dyn TokenEstimator>,
     default_output_tokens: u64,
@@ -264,7 +280,58 @@ impl RateLimitLayerBuilder {
     /// `ByTenant` for organizations, `Global` for a pool everyone shares). Add one per scope the
     /// request is checked against; all are checked and consumed as one step.
     pub fn key(mut self, scope: Scope, key: impl KeyExtractor) -> Self {
-        self.bindings.push((scope, Box::new(key)));
+        self.bindings.push(Binding {
+            scope,
+            key: Box::new(key),
+            when: None,
+        });
+        self
+    }
+
+    /// Like [`key`](Self::key), but only requests for which `when` holds are checked against
+    /// `scope`; the others pass it by. A request that no bound scope applies to is not limited
+    /// at all (nothing is reserved or settled for it).
+    ///
+    /// For limits that cover some requests only, such as one provider's quota:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tollgate_core::{ByProvider, ErrorKind, LlmRequest, SimulatedProvider};
+    /// use tollgate_ratelimit::{Quota, RateLimitLayer, RateLimiter, Tier};
+    /// use tower::{Layer, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let limiter = RateLimiter::builder()
+    ///     .scope("provider", Quota::new([Tier::requests(1, Duration::from_secs(60))]).unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// let scope = limiter.scope("provider").unwrap();
+    /// let layer = RateLimitLayer::builder(limiter)
+    ///     .key_if(scope, ByProvider, |req: &LlmRequest| req.provider.as_deref() == Some("openai"))
+    ///     .build()
+    ///     .unwrap();
+    /// let service = layer.layer(SimulatedProvider::new());
+    /// let call = |provider: &str| {
+    ///     service.clone().oneshot(LlmRequest::new("m", vec![]).with_provider(provider))
+    /// };
+    /// assert!(call("openai").await.is_ok());
+    /// assert_eq!(call("openai").await.unwrap_err().kind(), ErrorKind::RateLimited);
+    /// assert!(call("local").await.is_ok()); // not limited by this scope
+    /// assert!(call("local").await.is_ok());
+    /// # }
+    /// ```
+    pub fn key_if(
+        mut self,
+        scope: Scope,
+        key: impl KeyExtractor,
+        when: impl Fn(&LlmRequest) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.bindings.push(Binding {
+            scope,
+            key: Box::new(key),
+            when: Some(Box::new(when)),
+        });
         self
     }
 
@@ -307,10 +374,14 @@ impl RateLimitLayerBuilder {
     /// pricing table was given. With no key bound, the limiter's first scope is keyed by [`Global`].
     pub fn build(mut self) -> Result<RateLimitLayer, ConfigError> {
         if self.bindings.is_empty() {
-            self.bindings.push((Scope::default(), Box::new(Global)));
+            self.bindings.push(Binding {
+                scope: Scope::default(),
+                key: Box::new(Global),
+                when: None,
+            });
         }
-        for (i, (scope, _)) in self.bindings.iter().enumerate() {
-            if self.bindings[..i].iter().any(|(s, _)| s == scope) {
+        for (i, binding) in self.bindings.iter().enumerate() {
+            if self.bindings[..i].iter().any(|b| b.scope == binding.scope) {
                 return Err(ConfigError::new(
                     format!("keys[{i}]"),
                     "this scope already has a key; a request is checked once per scope",

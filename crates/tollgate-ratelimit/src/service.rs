@@ -62,13 +62,18 @@ where
     fn call(&mut self, request: LlmRequest) -> Self::Future {
         let shared = &self.layer.shared;
         let keys = match shared.bindings.as_slice() {
-            [(scope, key)] => Keys::One([(*scope, key.extract(&request))]),
+            [one] if one.when.is_none() => Keys::One([(one.scope, one.key.extract(&request))]),
             many => Keys::Many(
                 many.iter()
-                    .map(|(scope, key)| (*scope, key.extract(&request)))
+                    .filter(|binding| binding.applies(&request))
+                    .map(|binding| (binding.scope, binding.key.extract(&request)))
                     .collect(),
             ),
         };
+        if keys.as_slice().is_empty() {
+            // No scope limits this request: nothing to reserve, so nothing to settle.
+            return ResponseFuture::called(self.inner.call(request), None);
+        }
         let reservation = match shared.reserve(&request) {
             Ok(reservation) => reservation,
             Err(error) => return ResponseFuture::failed(error),
