@@ -1,7 +1,6 @@
 //! `ServiceBuilder` methods for tollgate's layers, so a stack reads in order.
 
 use tower::ServiceBuilder;
-use tower_layer::Stack;
 
 mod sealed {
     pub trait Sealed {}
@@ -30,14 +29,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     fn cache(
         self,
         layer: tollgate_cache::CacheLayer,
-    ) -> ServiceBuilder<Stack<tollgate_cache::CacheLayer, L>>;
+    ) -> ServiceBuilder<tower_layer::Stack<tollgate_cache::CacheLayer, L>>;
 
     /// Records every call's outcome and latency ([`HealthLayer`](crate::health::HealthLayer)).
     #[cfg(feature = "health")]
     fn health(
         self,
         layer: tollgate_health::HealthLayer,
-    ) -> ServiceBuilder<Stack<tollgate_health::HealthLayer, L>>;
+    ) -> ServiceBuilder<tower_layer::Stack<tollgate_health::HealthLayer, L>>;
 
     /// Guards calls with circuit breakers
     /// ([`CircuitBreakerLayer`](crate::circuit_breaker::CircuitBreakerLayer)).
@@ -45,7 +44,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     fn circuit_breaker(
         self,
         layer: tollgate_circuit_breaker::CircuitBreakerLayer,
-    ) -> ServiceBuilder<Stack<tollgate_circuit_breaker::CircuitBreakerLayer, L>>;
+    ) -> ServiceBuilder<tower_layer::Stack<tollgate_circuit_breaker::CircuitBreakerLayer, L>>;
 
     /// Limits calls by quotas ([`RateLimitLayer`](crate::ratelimit::RateLimitLayer)).
     ///
@@ -55,14 +54,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     fn rate_limits(
         self,
         layer: tollgate_ratelimit::RateLimitLayer,
-    ) -> ServiceBuilder<Stack<tollgate_ratelimit::RateLimitLayer, L>>;
+    ) -> ServiceBuilder<tower_layer::Stack<tollgate_ratelimit::RateLimitLayer, L>>;
 
     /// Retries failed calls under `policy` ([`RetryLayer`](crate::retry::RetryLayer)).
     #[cfg(feature = "retry")]
     fn retries(
         self,
         policy: tollgate_retry::RetryPolicy,
-    ) -> ServiceBuilder<Stack<tollgate_retry::RetryLayer, L>>;
+    ) -> ServiceBuilder<tower_layer::Stack<tollgate_retry::RetryLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -70,7 +69,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     fn cache(
         self,
         layer: tollgate_cache::CacheLayer,
-    ) -> ServiceBuilder<Stack<tollgate_cache::CacheLayer, L>> {
+    ) -> ServiceBuilder<tower_layer::Stack<tollgate_cache::CacheLayer, L>> {
         self.layer(layer)
     }
 
@@ -78,7 +77,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     fn health(
         self,
         layer: tollgate_health::HealthLayer,
-    ) -> ServiceBuilder<Stack<tollgate_health::HealthLayer, L>> {
+    ) -> ServiceBuilder<tower_layer::Stack<tollgate_health::HealthLayer, L>> {
         self.layer(layer)
     }
 
@@ -86,7 +85,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     fn circuit_breaker(
         self,
         layer: tollgate_circuit_breaker::CircuitBreakerLayer,
-    ) -> ServiceBuilder<Stack<tollgate_circuit_breaker::CircuitBreakerLayer, L>> {
+    ) -> ServiceBuilder<tower_layer::Stack<tollgate_circuit_breaker::CircuitBreakerLayer, L>> {
         self.layer(layer)
     }
 
@@ -94,7 +93,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     fn rate_limits(
         self,
         layer: tollgate_ratelimit::RateLimitLayer,
-    ) -> ServiceBuilder<Stack<tollgate_ratelimit::RateLimitLayer, L>> {
+    ) -> ServiceBuilder<tower_layer::Stack<tollgate_ratelimit::RateLimitLayer, L>> {
         self.layer(layer)
     }
 
@@ -102,7 +101,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     fn retries(
         self,
         policy: tollgate_retry::RetryPolicy,
-    ) -> ServiceBuilder<Stack<tollgate_retry::RetryLayer, L>> {
+    ) -> ServiceBuilder<tower_layer::Stack<tollgate_retry::RetryLayer, L>> {
         self.layer(tollgate_retry::RetryLayer::new(policy))
     }
 }

@@ -37,6 +37,23 @@ pub use tollgate_core::*;
 mod builder;
 pub use builder::ServiceBuilderExt;
 
+#[cfg(feature = "config")]
+mod config;
+#[cfg(feature = "config")]
+mod cost;
+#[cfg(feature = "config")]
+mod stack;
+#[cfg(feature = "config")]
+pub use config::{
+    CachingConfig, Config, ConfigErrors, DEFAULT_QUOTA_VAR, DEFAULT_ROLE, Limits, ProviderConfig,
+    ProviderKind, REDIS_URL_VAR, RateLimitingConfig, RedisSection, ResolvedRole, RoleConfig,
+    StoreKind, Switch,
+};
+#[cfg(feature = "config")]
+pub use cost::{Budget, CostReport, CostTracker, NO_TENANT, Spend, TenantSpend};
+#[cfg(feature = "config")]
+pub use stack::{BoxedProvider, Stack, StackBuilder};
+
 /// Exact-match response caching with memory and file stores (crate `tollgate-cache`).
 #[cfg(feature = "cache")]
 pub mod cache {

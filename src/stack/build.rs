@@ -1,0 +1,430 @@
+//! Turns a checked [`Config`] into the layers and clients of a [`Stack`].
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+};
+
+use tollgate_cache::{CacheLayer, FileStore, MemoryStore};
+use tollgate_circuit_breaker::{CircuitBreakerLayer, CircuitBreakers};
+use tollgate_core::{
+    ByProvider, ByTenant, ConfigError, LlmRequest, PricingTable, SimulatedProvider, clock::Clock,
+};
+use tollgate_health::{HealthLayer, HealthStats};
+use tollgate_ratelimit::{Limiter, OnLimit, Quota, RateLimitLayer, RateLimiter};
+use tollgate_retry::{RetryLayer, RetryPolicy};
+use tower::{ServiceBuilder, util::BoxCloneSyncService};
+
+use super::{BoxedProvider, Limits, Parts, Stack, route::Router};
+use crate::{
+    CachingConfig, Config, ConfigErrors, DEFAULT_ROLE, ProviderConfig, ProviderKind,
+    RateLimitingConfig, RedisSection, StoreKind, Switch, cost::CostTracker,
+};
+
+/// One clock for every layer that reads time.
+#[derive(Debug, Clone)]
+pub(super) struct SharedClock(pub(super) Arc<dyn Clock>);
+
+impl Clock for SharedClock {
+    fn now_nanos(&self) -> u64 {
+        self.0.now_nanos()
+    }
+}
+
+pub(super) fn build(
+    config: &Config,
+    mut given: HashMap<String, BoxedProvider>,
+    env: &dyn Fn(&str) -> Option<String>,
+    clock: Option<SharedClock>,
+) -> Result<Stack, ConfigErrors> {
+    config.validate()?;
+    let mut errors = Vec::new();
+    for name in given.keys() {
+        if !config.providers.contains_key(name) {
+            errors.push(ConfigError::new(
+                format!("providers.{name}"),
+                "a service was given for a provider the configuration does not have",
+            ));
+        }
+    }
+    let mut providers = HashMap::new();
+    for (name, provider) in &config.providers {
+        let client = match given.remove(name) {
+            Some(client) => Ok(client),
+            None => client(name, provider, env),
+        };
+        match client {
+            Ok(client) => {
+                providers.insert(Arc::<str>::from(name.as_str()), client);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    let cache = match &config.caching {
+        Switch::On(caching) => cache(caching, config.redis.as_ref())
+            .map_err(|e| errors.push(e))
+            .ok(),
+        Switch::Off => None,
+    };
+    let limits = match &config.rate_limiting {
+        Switch::On(limiting) => rate_limits(
+            limiting,
+            config.redis.as_ref(),
+            &config.pricing,
+            clock.clone(),
+        )
+        .map_err(|e| errors.push(e))
+        .ok(),
+        Switch::Off => None,
+    };
+    ConfigErrors::check(errors)?;
+
+    // Each section was validated above, so these cannot fail.
+    let retry = config
+        .retry
+        .get()
+        .map(|retry| RetryLayer::new(RetryPolicy::from_config(retry.clone()).expect("validated")));
+    let breakers = config.circuit_breaker.get().map(|breaker| {
+        let mut builder = CircuitBreakers::builder(breaker.clone());
+        if let Some(clock) = &clock {
+            builder = builder.clock(clock.clone());
+        }
+        builder.build().expect("validated")
+    });
+    let health = config.health.get().map(|health| {
+        match &clock {
+            Some(clock) => HealthStats::with_clock(health.clone(), clock.clone()),
+            None => HealthStats::new(health.clone()),
+        }
+        .expect("validated")
+    });
+
+    let costs = CostTracker::new(config.pricing.clone());
+    let provider_names: Vec<Arc<str>> = providers.keys().cloned().collect();
+    let router = Router {
+        providers: Arc::new(providers),
+        costs: costs.clone(),
+    };
+    let service = ServiceBuilder::new()
+        .option_layer(cache.clone())
+        .option_layer(limits.as_ref().map(|(layer, _)| layer.clone()))
+        .option_layer(retry)
+        .option_layer(breakers.as_ref().map(|breakers| {
+            CircuitBreakerLayer::builder(breakers.clone())
+                .key(ByProvider)
+                .build()
+        }))
+        .option_layer(
+            health
+                .as_ref()
+                .map(|stats| HealthLayer::builder(stats.clone()).key(ByProvider).build()),
+        )
+        .service(router);
+
+    let roles = config
+        .roles
+        .keys()
+        .filter_map(|name| Some((Arc::from(name.as_str()), config.role(name)?)))
+        .collect();
+    Ok(Stack {
+        service: BoxCloneSyncService::new(service),
+        parts: Arc::new(Parts {
+            roles,
+            default_role: Arc::from(DEFAULT_ROLE),
+            providers: provider_names,
+            costs,
+            cache,
+            limits: limits.map(|(_, limits)| limits),
+            breakers,
+            health,
+        }),
+    })
+}
+
+/// The client a provider's section describes.
+fn client(
+    name: &str,
+    provider: &ProviderConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<BoxedProvider, ConfigError> {
+    let at = |field: &str| format!("providers.{name}.{field}");
+    if provider.kind == ProviderKind::Simulated {
+        let mut simulated = SimulatedProvider::builder();
+        if let Some(latency) = provider.latency {
+            simulated = simulated.latency(latency);
+        }
+        if let Some(tokens) = provider.output_tokens {
+            simulated = simulated.output_tokens(tokens);
+        }
+        return Ok(BoxCloneSyncService::new(simulated.build()));
+    }
+    let key = match &provider.api_key_env {
+        Some(var) => match env(var).filter(|key| !key.trim().is_empty()) {
+            Some(key) => Some(key),
+            None => {
+                return Err(ConfigError::new(
+                    at("api_key_env"),
+                    format!("the environment variable {var} is not set"),
+                ));
+            }
+        },
+        None => None,
+    };
+    network_client(name, provider, key)
+}
+
+#[cfg(feature = "providers")]
+fn network_client(
+    name: &str,
+    provider: &ProviderConfig,
+    key: Option<String>,
+) -> Result<BoxedProvider, ConfigError> {
+    use tollgate_providers::{Anthropic, OpenAiCompatible};
+
+    let under = |e: ConfigError| e.under(&format!("providers.{name}"));
+    macro_rules! common {
+        ($builder:expr) => {{
+            let mut builder = $builder;
+            if let Some(timeout) = provider.timeout {
+                builder = builder.timeout(timeout);
+            }
+            if let Some(timeout) = provider.connect_timeout {
+                builder = builder.connect_timeout(timeout);
+            }
+            for (header, value) in &provider.headers {
+                builder = builder.header(header, value);
+            }
+            builder
+        }};
+    }
+    match provider.kind {
+        ProviderKind::Openai => {
+            let url = provider
+                .base_url
+                .as_deref()
+                .unwrap_or("https://api.openai.com/v1");
+            let mut builder = common!(OpenAiCompatible::builder(url).name(name));
+            if let Some(key) = key {
+                builder = builder.api_key(key);
+            }
+            builder.build().map(BoxCloneSyncService::new).map_err(under)
+        }
+        ProviderKind::Anthropic => {
+            let Some(key) = key else {
+                return Err(ConfigError::new(
+                    format!("providers.{name}.api_key_env"),
+                    "missing: Anthropic needs an API key (e.g. api_key_env: ANTHROPIC_API_KEY)",
+                ));
+            };
+            let mut builder = common!(Anthropic::builder(key));
+            if let Some(url) = &provider.base_url {
+                builder = builder.base_url(url);
+            }
+            builder.build().map(BoxCloneSyncService::new).map_err(under)
+        }
+        ProviderKind::Simulated => unreachable!("handled by the caller"),
+    }
+}
+
+#[cfg(not(feature = "providers"))]
+fn network_client(
+    name: &str,
+    _: &ProviderConfig,
+    _: Option<String>,
+) -> Result<BoxedProvider, ConfigError> {
+    Err(ConfigError::new(
+        format!("providers.{name}.kind"),
+        "this build has no provider clients: enable tollgate's `providers` feature (or give the \
+         stack a service for it with StackBuilder::provider)",
+    ))
+}
+
+fn cache(caching: &CachingConfig, redis: Option<&RedisSection>) -> Result<CacheLayer, ConfigError> {
+    let rules = caching.rules();
+    let layer = match caching.store {
+        StoreKind::Memory => CacheLayer::new(MemoryStore::new(caching.max_bytes), rules),
+        StoreKind::File => {
+            let path = caching.path.clone().expect("validated");
+            let store = FileStore::builder(&path)
+                .max_bytes(caching.max_bytes)
+                .open()
+                .map_err(|e| {
+                    ConfigError::new(
+                        "caching.path",
+                        format!("cannot open {}: {e}", path.display()),
+                    )
+                })?;
+            CacheLayer::new(store, rules)
+        }
+        StoreKind::Redis | StoreKind::Tiered => {
+            let redis = redis.expect("validated");
+            let shared = redis_store(redis)?;
+            if caching.store == StoreKind::Tiered {
+                let front = MemoryStore::new(caching.max_bytes);
+                CacheLayer::new(tollgate_cache::TieredStore::new(front, shared), rules)
+            } else {
+                CacheLayer::new(shared, rules)
+            }
+        }
+    };
+    layer.map_err(|e| e.under("caching"))
+}
+
+#[cfg(feature = "redis")]
+fn redis_store(redis: &RedisSection) -> Result<tollgate_cache::RedisStore, ConfigError> {
+    tollgate_cache::RedisStore::builder(&redis.url)
+        .prefix(format!("{}:cache", redis.prefix))
+        .timeout(redis.cache_timeout)
+        .build()
+        .map_err(|e| e.under("redis"))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_store(_: &RedisSection) -> Result<MemoryStore, ConfigError> {
+    Err(no_redis("caching.store"))
+}
+
+#[cfg(not(feature = "redis"))]
+fn no_redis(path: &str) -> ConfigError {
+    ConfigError::new(
+        path,
+        "this build has no Redis support: enable tollgate's `redis` feature",
+    )
+}
+
+/// A scope's name, default quota, per-key quotas, and the keys it covers (`None`: every key).
+type ScopeSpec<'a> = (
+    &'a str,
+    Quota,
+    Vec<(String, Quota)>,
+    Option<BTreeSet<String>>,
+);
+
+/// The rate-limit layer: a `tenant` scope keyed by tenant and a `provider` scope keyed by provider,
+/// checked together, each only for the requests its section covers.
+fn rate_limits(
+    limiting: &RateLimitingConfig,
+    redis: Option<&RedisSection>,
+    pricing: &PricingTable,
+    clock: Option<SharedClock>,
+) -> Result<(RateLimitLayer, Limits), ConfigError> {
+    let quota =
+        |limits: &crate::Limits, at: &str| limits.quota(at).map_err(|mut errors| errors.remove(0));
+    let mut scopes: Vec<ScopeSpec<'_>> = Vec::new();
+    for (scope, section) in [
+        ("tenant", &limiting.tenants),
+        ("provider", &limiting.providers),
+    ] {
+        let mut entries = Vec::new();
+        for (key, limits) in section {
+            entries.push((
+                key.clone(),
+                quota(limits, &format!("rate_limiting.{scope}s.{key}"))?,
+            ));
+        }
+        // Only tenants have a `default` for every key not listed.
+        let default = (scope == "tenant")
+            .then(|| entries.iter().position(|(key, _)| key == DEFAULT_ROLE))
+            .flatten()
+            .map(|i| entries.remove(i).1);
+        let covered = default
+            .is_none()
+            .then(|| entries.iter().map(|(key, _)| key.clone()).collect());
+        let Some(first) = default
+            .clone()
+            .or_else(|| entries.first().map(|(_, q)| q.clone()))
+        else {
+            continue;
+        };
+        scopes.push((scope, first, entries, covered));
+    }
+    if scopes.is_empty() {
+        return Err(ConfigError::new(
+            "rate_limiting",
+            "no limits: add providers or tenants (or set rate_limiting: false)",
+        ));
+    }
+    let limiter = match redis {
+        None => {
+            let mut builder = RateLimiter::builder().max_keys(limiting.max_keys);
+            if let Some(clock) = clock {
+                builder = builder.clock(clock);
+            }
+            for (scope, default, overrides, _) in &scopes {
+                builder = builder.scope(*scope, default.clone());
+                for (key, quota) in overrides {
+                    builder = builder.override_quota(*scope, key, quota.clone());
+                }
+            }
+            Limiter::Local(builder.build().map_err(|e| e.under("rate_limiting"))?)
+        }
+        Some(redis) => redis_limiter(redis, &scopes)?,
+    };
+    let mut builder = RateLimitLayer::builder(limiter.clone())
+        .on_limit(limiting.wait.map_or(OnLimit::Reject, OnLimit::Wait))
+        .default_output_tokens(limiting.default_output_tokens)
+        .unpriced_models(limiting.unpriced_models);
+    if !pricing.is_empty() {
+        builder = builder.pricing(pricing.clone());
+    }
+    let mut tenant_scope = None;
+    for (name, _, _, covered) in scopes {
+        let scope = limiter.scope(name).expect("built with this scope");
+        let by_provider = name == "provider";
+        if name == "tenant" {
+            tenant_scope = Some(scope);
+        }
+        builder = match (covered, by_provider) {
+            (None, _) => builder.key(scope, ByTenant),
+            (Some(covered), false) => builder.key_if(scope, ByTenant, move |req: &LlmRequest| {
+                req.meta
+                    .tenant
+                    .as_deref()
+                    .is_some_and(|t| covered.contains(t))
+            }),
+            (Some(covered), true) => builder.key_if(scope, ByProvider, move |req: &LlmRequest| {
+                req.provider.as_deref().is_some_and(|p| covered.contains(p))
+            }),
+        };
+    }
+    let layer = builder.build().map_err(|e| e.under("rate_limiting"))?;
+    Ok((
+        layer,
+        Limits {
+            limiter,
+            tenant_scope,
+            config: limiting.clone(),
+        },
+    ))
+}
+
+#[cfg(feature = "redis")]
+fn redis_limiter(redis: &RedisSection, scopes: &[ScopeSpec<'_>]) -> Result<Limiter, ConfigError> {
+    let section = tollgate_ratelimit::RedisConfig {
+        url: redis.url.clone(),
+        prefix: format!("{}:rl", redis.prefix),
+        timeout: redis.limiter_timeout,
+        on_failure: redis.on_failure,
+        local_share: redis.local_share,
+        failure_threshold: redis.failure_threshold,
+        probe_interval: redis.probe_interval,
+        hash_tag_scope: None,
+        lease: redis.lease,
+    };
+    let mut builder = section.builder();
+    for (scope, default, overrides, _) in scopes {
+        builder = builder.scope(*scope, default.clone());
+        for (key, quota) in overrides {
+            builder = builder.override_quota(*scope, key, quota.clone());
+        }
+    }
+    builder
+        .build()
+        .map(Limiter::Redis)
+        .map_err(|e| e.under("redis"))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_limiter(_: &RedisSection, _: &[ScopeSpec<'_>]) -> Result<Limiter, ConfigError> {
+    Err(no_redis("redis"))
+}

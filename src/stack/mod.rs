@@ -1,0 +1,302 @@
+//! `Stack`: the recommended layer order around a client per provider, built from a [`Config`].
+
+mod build;
+mod route;
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use tollgate_core::{ErrorKind, LlmError, LlmRequest, LlmResponse};
+use tower::util::BoxCloneSyncService;
+use tower_service::Service;
+
+use crate::{
+    Config, ConfigErrors, RateLimitingConfig, ResolvedRole,
+    cost::{Budget, CostReport, CostTracker},
+};
+
+/// A provider client as the stack holds it: any `Service<LlmRequest>`, boxed.
+pub type BoxedProvider = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
+
+/// The whole stack a [`Config`] describes, as one `Service<LlmRequest>`.
+///
+/// Each request is routed by its role (`meta.role`, else `default`): the role's provider serves
+/// it, and the role's model, temperature and answer bound fill in what the request leaves unset (an
+/// empty model, no temperature, no `max_tokens`). Around the providers, in this order from the
+/// outside in:
+///
+/// 1. **cache**: a repeat is answered before it costs any quota or money;
+/// 2. **rate limits** (per tenant, per provider, budgets): each request is admitted once, outside
+///    the retries, so a retried 429 costs no second permit;
+/// 3. **retry**: backoff, `Retry-After`, a retry budget;
+/// 4. **circuit breaker** per provider: inside the retries, so it sees and can stop every attempt;
+/// 5. **health** per provider: records every attempt's outcome and latency;
+/// 6. the provider, with each answered call's usage added to the [`CostTracker`].
+///
+/// A layer whose section is `false` (or, for `caching` and `rate_limiting`, absent) is left out.
+///
+/// ```
+/// use tollgate::{Config, LlmRequest, Message, Stack};
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let config = Config::from_yaml(r#"
+/// providers:
+///   local: { kind: simulated, output_tokens: 10 }
+/// roles:
+///   default: { provider: local, model: sim-small }
+/// pricing:
+///   sim-small: { input: "1.00", output: "2.00" }
+/// caching: { store: memory }
+/// "#).unwrap();
+/// let stack = Stack::from_config(&config).unwrap();
+///
+/// // No model: the role gives it.
+/// let ask = || LlmRequest::new("", vec![Message::user("hi")]).with_tenant("acme");
+/// let first = stack.clone().oneshot(ask()).await.unwrap();
+/// assert_eq!(first.model, "sim-small");
+/// let again = stack.clone().oneshot(ask()).await.unwrap();
+/// assert_eq!(again.headers["x-cache"], "HIT");
+///
+/// // One call reached the provider: 7 tokens in, 10 out.
+/// let report = stack.cost_report();
+/// assert_eq!(report.total.calls, 1);
+/// assert_eq!(report.by_tenant["acme"].spend.cost.0, 7 + 20); // micro-dollars
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Stack {
+    service: BoxedProvider,
+    parts: Arc<Parts>,
+}
+
+/// What the stack keeps besides its service: how to resolve roles, and handles on each layer.
+struct Parts {
+    roles: HashMap<Arc<str>, ResolvedRole>,
+    default_role: Arc<str>,
+    providers: Vec<Arc<str>>,
+    costs: CostTracker,
+    cache: Option<tollgate_cache::CacheLayer>,
+    limits: Option<Limits>,
+    breakers: Option<tollgate_circuit_breaker::CircuitBreakers>,
+    health: Option<tollgate_health::HealthStats>,
+}
+
+/// The rate limiter and what the cost report needs of it.
+struct Limits {
+    limiter: tollgate_ratelimit::Limiter,
+    tenant_scope: Option<tollgate_ratelimit::Scope>,
+    config: RateLimitingConfig,
+}
+
+impl Stack {
+    /// The stack `config` describes, with a client for each provider (API keys read from the
+    /// environment variables the configuration names).
+    ///
+    /// # Errors
+    ///
+    /// Every mistake in the configuration, and what cannot be set up: an API key variable that is
+    /// not set, a cache directory that cannot be opened, a provider kind or Redis this build has
+    /// no support for (the `providers` and `redis` features).
+    pub fn from_config(config: &Config) -> Result<Self, ConfigErrors> {
+        Self::builder(config).build()
+    }
+
+    /// A builder, to swap in services of your own for some providers.
+    pub fn builder(config: &Config) -> StackBuilder<'_> {
+        StackBuilder {
+            config,
+            providers: HashMap::new(),
+            env: Box::new(|name| std::env::var(name).ok()),
+            clock: None,
+        }
+    }
+
+    /// Spend so far per tenant, provider, model and role, with each tenant's budgets and (for a
+    /// limiter in this process) what is left of them.
+    pub fn cost_report(&self) -> CostReport {
+        let mut report = self.parts.costs.report();
+        let Some(limits) = &self.parts.limits else {
+            return report;
+        };
+        for (tenant, spend) in &mut report.by_tenant {
+            let Some(own) = limits.config.tenant_limits(tenant) else {
+                continue;
+            };
+            let remaining = match (&limits.limiter, limits.tenant_scope) {
+                (tollgate_ratelimit::Limiter::Local(limiter), Some(scope)) => {
+                    limiter.status(scope, tenant).tiers
+                }
+                _ => Vec::new(),
+            };
+            spend.budgets = own
+                .budgets()
+                .into_iter()
+                .map(|(per, limit)| Budget {
+                    per,
+                    limit,
+                    remaining: remaining
+                        .iter()
+                        .find(|status| {
+                            status.tier.dimension() == tollgate_ratelimit::Dimension::Cost
+                                && status.tier.period() == per
+                        })
+                        .map(|status| tollgate_core::MicroUsd(status.remaining)),
+                })
+                .collect();
+        }
+        report
+    }
+
+    /// The cost tracker.
+    pub fn costs(&self) -> &CostTracker {
+        &self.parts.costs
+    }
+
+    /// The cache layer, when caching is on (for its metrics).
+    pub fn cache(&self) -> Option<&tollgate_cache::CacheLayer> {
+        self.parts.cache.as_ref()
+    }
+
+    /// The rate limiter, when rate limiting is on (for its status and metrics).
+    pub fn limiter(&self) -> Option<&tollgate_ratelimit::Limiter> {
+        self.parts.limits.as_ref().map(|limits| &limits.limiter)
+    }
+
+    /// The circuit breakers (one per provider), when the breaker is on.
+    pub fn breakers(&self) -> Option<&tollgate_circuit_breaker::CircuitBreakers> {
+        self.parts.breakers.as_ref()
+    }
+
+    /// The call statistics (one component per provider), when health is on.
+    pub fn health(&self) -> Option<&tollgate_health::HealthStats> {
+        self.parts.health.as_ref()
+    }
+
+    /// `request` with its role's settings filled in, as the stack sends it on.
+    fn resolve(&self, mut request: LlmRequest) -> Result<LlmRequest, LlmError> {
+        let parts = &*self.parts;
+        let role_name = request
+            .meta
+            .role
+            .get_or_insert_with(|| parts.default_role.clone());
+        let Some(role) = parts.roles.get(role_name) else {
+            let mut known: Vec<&str> = parts.roles.keys().map(|r| &**r).collect();
+            known.sort_unstable();
+            return Err(LlmError::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "no role named {role_name:?} in the configuration (roles: {})",
+                    known.join(", ")
+                ),
+            ));
+        };
+        match &request.provider {
+            None => request.provider = Some(role.provider.clone()),
+            Some(provider) if !parts.providers.contains(provider) => {
+                return Err(LlmError::new(
+                    ErrorKind::InvalidRequest,
+                    format!("no provider named {provider:?} in the configuration"),
+                ));
+            }
+            Some(_) => {}
+        }
+        if request.model.is_empty() {
+            request.model = role.model.clone();
+        }
+        if request.params.temperature.is_none() {
+            request.params.temperature = role.temperature;
+        }
+        if request.params.max_tokens.is_none() {
+            request.params.max_tokens = role.max_tokens;
+        }
+        Ok(request)
+    }
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("providers", &self.parts.providers)
+            .field("cache", &self.parts.cache.is_some())
+            .field("rate_limiting", &self.parts.limits.is_some())
+            .field("circuit_breaker", &self.parts.breakers.is_some())
+            .field("health", &self.parts.health.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service<LlmRequest> for Stack {
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = <BoxedProvider as Service<LlmRequest>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        self.service.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: LlmRequest) -> Self::Future {
+        match self.resolve(request) {
+            Ok(request) => self.service.call(request),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
+}
+
+type EnvLookup = Box<dyn Fn(&str) -> Option<String>>;
+
+/// Builds a [`Stack`]; see [`Stack::builder`].
+#[must_use]
+pub struct StackBuilder<'a> {
+    config: &'a Config,
+    providers: HashMap<String, BoxedProvider>,
+    env: EnvLookup,
+    clock: Option<build::SharedClock>,
+}
+
+impl StackBuilder<'_> {
+    /// Serves provider `name` with `service` instead of the client its section describes (a
+    /// [`SimulatedProvider`](crate::SimulatedProvider) when there is no key, a test double, a
+    /// client of your own).
+    pub fn provider<S>(mut self, name: impl Into<String>, service: S) -> Self
+    where
+        S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.providers
+            .insert(name.into(), BoxCloneSyncService::new(service));
+        self
+    }
+
+    /// Reads API keys through `lookup` instead of the process environment.
+    pub fn env(mut self, lookup: impl Fn(&str) -> Option<String> + 'static) -> Self {
+        self.env = Box::new(lookup);
+        self
+    }
+
+    /// Reads time for the rate limiter, the circuit breakers and the health statistics from
+    /// `clock` (default: each its own monotonic clock). Tests pass a
+    /// [`ManualClock`](crate::clock::ManualClock) or a [`TokioClock`](crate::clock::TokioClock)
+    /// on paused time. A limiter in Redis keeps the server's time.
+    pub fn clock(mut self, clock: impl tollgate_core::clock::Clock) -> Self {
+        self.clock = Some(build::SharedClock(Arc::new(clock)));
+        self
+    }
+
+    /// The stack.
+    ///
+    /// # Errors
+    ///
+    /// As [`Stack::from_config`].
+    pub fn build(self) -> Result<Stack, ConfigErrors> {
+        build::build(self.config, self.providers, &*self.env, self.clock)
+    }
+}

@@ -1,0 +1,586 @@
+//! The one-file configuration: the example loads and builds a stack that behaves as configured,
+//! mistakes are reported together with their paths, keys never come from the file, and the cost
+//! report adds up exactly.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tollgate::{
+    Config, ErrorKind, LlmError, LlmRequest, LlmResponse, Message, Outcome, SimulatedProvider,
+    Stack, Switch, clock::ManualClock, ratelimit::Denial,
+};
+use tower::{Service, ServiceExt, service_fn};
+
+const EXAMPLE: &str = include_str!("../examples/config.yaml");
+
+/// The example configuration, without whatever the test's environment holds.
+fn example() -> Config {
+    Config::from_yaml(EXAMPLE)
+        .and_then(|config| config.with_env_from(|_| None))
+        .expect("the example configuration is valid")
+}
+
+/// A provider that answers at once and keeps every request it was sent.
+fn recording() -> (
+    impl Service<LlmRequest, Response = LlmResponse, Error = LlmError, Future: Send>
+    + Clone
+    + Send
+    + Sync
+    + 'static,
+    Arc<Mutex<Vec<LlmRequest>>>,
+) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let service = service_fn(move |request: LlmRequest| {
+        log.lock().unwrap().push(request.clone());
+        let answer = LlmResponse::new(&*request.model, "ok");
+        async move { Ok::<_, LlmError>(answer) }
+    });
+    (service, seen)
+}
+
+fn ask(role: &str, text: &str) -> LlmRequest {
+    LlmRequest::new("", vec![Message::user(text)])
+        .with_role(role)
+        .with_tenant("globex")
+}
+
+#[tokio::test]
+async fn a_role_falls_back_to_the_default_role_field_by_field() {
+    let config = example();
+    let summarize = config.role("summarize").unwrap();
+    assert_eq!(
+        (&*summarize.provider, &*summarize.model),
+        ("openai", "gpt-4o-mini")
+    );
+    assert_eq!(
+        (summarize.temperature, summarize.max_tokens),
+        (Some(0.2), Some(256))
+    );
+    let reason = config.role("reason").unwrap();
+    assert_eq!(
+        (&*reason.provider, &*reason.model),
+        ("anthropic", "claude-sonnet-4-5")
+    );
+    assert_eq!(
+        (reason.temperature, reason.max_tokens),
+        (Some(1.0), Some(1024))
+    );
+
+    // Through the stack: each request reaches its role's provider, filled in; what a request sets
+    // itself wins.
+    let (openai, to_openai) = recording();
+    let (anthropic, to_anthropic) = recording();
+    let stack = Stack::builder(&config)
+        .provider("openai", openai)
+        .provider("anthropic", anthropic)
+        .build()
+        .unwrap();
+    stack.clone().oneshot(ask("summarize", "a")).await.unwrap();
+    stack
+        .clone()
+        .oneshot(ask("reason", "b").with_max_tokens(99))
+        .await
+        .unwrap();
+    stack
+        .clone()
+        .oneshot(LlmRequest::new(
+            "gpt-4o-mini-2024-07-18",
+            vec![Message::user("c")],
+        ))
+        .await
+        .unwrap();
+
+    let sent = to_openai.lock().unwrap();
+    let fields = |r: &LlmRequest| {
+        (
+            r.provider.as_deref().map(str::to_owned),
+            r.model.to_string(),
+            r.params.temperature,
+            r.params.max_tokens,
+            r.meta.role.as_deref().map(str::to_owned),
+        )
+    };
+    let own = |p: &str, m: &str, t, n, role: &str| {
+        (
+            Some(p.to_owned()),
+            m.to_owned(),
+            t,
+            n,
+            Some(role.to_owned()),
+        )
+    };
+    assert_eq!(
+        sent.iter().map(fields).collect::<Vec<_>>(),
+        [
+            own("openai", "gpt-4o-mini", Some(0.2), Some(256), "summarize"),
+            own(
+                "openai",
+                "gpt-4o-mini-2024-07-18",
+                Some(0.2),
+                Some(1024),
+                "default"
+            ),
+        ]
+    );
+    assert_eq!(
+        to_anthropic
+            .lock()
+            .unwrap()
+            .iter()
+            .map(fields)
+            .collect::<Vec<_>>(),
+        [own(
+            "anthropic",
+            "claude-sonnet-4-5",
+            Some(1.0),
+            Some(99),
+            "reason"
+        )]
+    );
+}
+
+#[tokio::test]
+async fn a_per_provider_limit_denies_the_call_past_it_and_only_that_provider() {
+    let config = example();
+    let (openai, _) = recording();
+    let (anthropic, to_anthropic) = recording();
+    let stack = Stack::builder(&config)
+        .provider("openai", openai)
+        .provider("anthropic", anthropic)
+        .clock(ManualClock::new()) // time stands still: the figures are exact
+        .build()
+        .unwrap();
+    // anthropic: 50 a minute. globex has the default tenant quota, 60 a minute. Small answers, so
+    // the token tiers stay out of it.
+    let ask = |role: &str, text: &str| ask(role, text).with_max_tokens(10);
+    for i in 0..50 {
+        let answer = stack.clone().oneshot(ask("reason", &format!("q{i}"))).await;
+        assert!(answer.is_ok(), "call {i}: {answer:?}");
+    }
+    let denied = stack
+        .clone()
+        .oneshot(ask("reason", "q50"))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.kind(), ErrorKind::RateLimited);
+    let denial = denied
+        .extensions()
+        .get::<Denial>()
+        .expect("a limiter's denial");
+    assert_eq!((denial.scope(), denial.key()), ("provider", "anthropic"));
+    assert_eq!(denied.retry_after(), Some(Duration::from_millis(1_200)));
+    assert_eq!(to_anthropic.lock().unwrap().len(), 50);
+
+    // The same tenant still reaches openai: its own quota had room for 10 more.
+    for i in 0..10 {
+        let answer = stack
+            .clone()
+            .oneshot(ask("summarize", &format!("s{i}")))
+            .await;
+        assert!(answer.is_ok(), "call {i}: {answer:?}");
+    }
+    // ...and now it is the tenant's quota that says no.
+    let denied = stack
+        .clone()
+        .oneshot(ask("summarize", "s10"))
+        .await
+        .unwrap_err();
+    let denial = denied.extensions().get::<Denial>().unwrap();
+    assert_eq!((denial.scope(), denial.key()), ("tenant", "globex"));
+}
+
+#[tokio::test]
+async fn caching_is_off_for_the_provider_configured_so() {
+    let config = example();
+    let (openai, to_openai) = recording();
+    let (anthropic, to_anthropic) = recording();
+    let stack = Stack::builder(&config)
+        .provider("openai", openai)
+        .provider("anthropic", anthropic)
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        stack
+            .clone()
+            .oneshot(ask("summarize", "same"))
+            .await
+            .unwrap();
+        stack.clone().oneshot(ask("reason", "same")).await.unwrap();
+    }
+    assert_eq!(
+        to_openai.lock().unwrap().len(),
+        1,
+        "openai's repeat is a hit"
+    );
+    assert_eq!(
+        to_anthropic.lock().unwrap().len(),
+        2,
+        "anthropic is never cached"
+    );
+    let metrics = stack.cache().unwrap().metrics();
+    assert_eq!((metrics.hits, metrics.stores), (1, 1));
+}
+
+#[test]
+fn three_mistakes_are_reported_together_with_their_paths() {
+    let yaml = EXAMPLE
+        .replace("      per_minute: 500", "      per_minute: 0")
+        .replace(
+            "  summarize:                         # openai, gpt-4o-mini and temperature 0.2 from default",
+            "  summarize:\n    provider: opnai",
+        )
+        .replace("  multiplier: 2.0", "  multiplier: \"twice\"");
+    let err = Config::from_yaml(&yaml).unwrap_err();
+    assert_eq!(
+        err.paths(),
+        [
+            "retry.multiplier",
+            "roles.summarize.provider",
+            "rate_limiting.providers.openai.per_minute",
+        ]
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with("invalid configuration (3 mistakes):"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rate_limiting.providers.openai.per_minute: must be > 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "roles.summarize.provider: unknown provider \"opnai\" (providers: anthropic, openai)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("retry.multiplier: invalid type: string \"twice\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unknown_field_is_rejected_with_its_name() {
+    let yaml = EXAMPLE.replace("    temperature: 0.2", "    temprature: 0.2");
+    let err = Config::from_yaml(&yaml).unwrap_err();
+    assert_eq!(err.errors().len(), 1, "{err}");
+    let error = &err.errors()[0];
+    assert_eq!(error.path(), "roles.default.temprature");
+    assert!(
+        error.reason().starts_with("unknown field `temprature`"),
+        "{err}"
+    );
+
+    let err = Config::from_yaml(&format!("{EXAMPLE}\nlogging: {{ level: debug }}\n")).unwrap_err();
+    assert_eq!(err.paths(), ["logging"]);
+    assert!(
+        err.errors()[0]
+            .reason()
+            .contains("unknown section `logging`")
+    );
+
+    let yaml = EXAMPLE.replace(
+        "    anthropic: { enabled: false }",
+        "    anthropic: { enable: false }",
+    );
+    assert_eq!(
+        Config::from_yaml(&yaml).unwrap_err().paths(),
+        ["caching.providers.anthropic.enable"]
+    );
+}
+
+#[test]
+fn a_key_in_the_file_is_refused_without_being_repeated() {
+    let secret = "sk-proj-a1b2c3d4e5f6";
+    for (yaml, path) in [
+        (
+            EXAMPLE.replace(
+                "    api_key_env: OPENAI_API_KEY ",
+                &format!("    api_key: {secret} "),
+            ),
+            "providers.openai.api_key",
+        ),
+        (
+            EXAMPLE.replace(
+                "    api_key_env: OPENAI_API_KEY ",
+                &format!("    api_key_env: {secret} "),
+            ),
+            "providers.openai.api_key_env",
+        ),
+    ] {
+        let err = Config::from_yaml(&yaml).unwrap_err();
+        assert_eq!(err.paths(), [path]);
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(secret), "the key leaked: {shown}");
+        assert!(shown.contains("environment variable"), "{shown}");
+    }
+}
+
+#[test]
+fn a_key_variable_that_is_not_set_stops_the_build() {
+    let config = example();
+    let err = Stack::builder(&config).env(|_| None).build().unwrap_err();
+    assert_eq!(
+        err.errors()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        [
+            "providers.anthropic.api_key_env: the environment variable ANTHROPIC_API_KEY is not set",
+            "providers.openai.api_key_env: the environment variable OPENAI_API_KEY is not set",
+        ]
+    );
+}
+
+#[test]
+fn the_environment_overrides_the_redis_url_and_the_default_quota() {
+    let yaml = format!("{EXAMPLE}\nredis: {{ url: \"redis://config-host:6379/\" }}\n");
+    let config = Config::from_yaml(&yaml)
+        .unwrap()
+        .with_env_from(|name| match name {
+            "REDIS_URL" => Some("redis://env-host:6380/".into()),
+            "TOLLGATE_DEFAULT_QUOTA" => Some("{per_minute: 5, cost_per_day: \"1.50\"}".into()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(config.redis.unwrap().url, "redis://env-host:6380/");
+    let Switch::On(limiting) = &config.rate_limiting else {
+        panic!("rate limiting is on")
+    };
+    let default = &limiting.tenants["default"];
+    assert_eq!(default.per_minute, Some(5));
+    assert_eq!(default.tokens_per_hour, None, "replaced, not merged");
+
+    let err = Config::from_yaml(EXAMPLE)
+        .unwrap()
+        .with_env_from(|name| (name == "TOLLGATE_DEFAULT_QUOTA").then(|| "{per_minute: 0}".into()))
+        .unwrap_err();
+    assert_eq!(err.paths(), ["env.TOLLGATE_DEFAULT_QUOTA.per_minute"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_layer_can_be_turned_off() {
+    let yaml = "
+providers:
+  sim: { kind: simulated }
+roles:
+  default: { provider: sim, model: sim-small }
+retry: false
+circuit_breaker: false
+health: false
+";
+    let config = Config::from_yaml(yaml).unwrap();
+    let provider = SimulatedProvider::builder()
+        .script([Outcome::rate_limited(Duration::from_millis(10))])
+        .build();
+    let stack = Stack::builder(&config)
+        .provider("sim", provider.clone())
+        .build()
+        .unwrap();
+    assert!(stack.cache().is_none() && stack.limiter().is_none());
+    assert!(stack.breakers().is_none() && stack.health().is_none());
+    let err = stack
+        .clone()
+        .oneshot(ask("default", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RateLimited);
+    assert_eq!(provider.calls(), 1, "no retry");
+
+    // The same with the defaults: the 429 is retried.
+    let config = Config::from_yaml(&yaml.replace(": false", ": true")).unwrap();
+    let provider = SimulatedProvider::builder()
+        .script([Outcome::rate_limited(Duration::from_millis(10))])
+        .build();
+    let stack = Stack::builder(&config)
+        .provider("sim", provider.clone())
+        .build()
+        .unwrap();
+    stack.clone().oneshot(ask("default", "x")).await.unwrap();
+    assert_eq!(provider.calls(), 2);
+    assert!(stack.breakers().is_some() && stack.health().is_some());
+}
+
+#[tokio::test]
+async fn an_unknown_role_or_provider_is_an_invalid_request() {
+    let stack = Stack::builder(&example())
+        .provider("openai", recording().0)
+        .provider("anthropic", recording().0)
+        .build()
+        .unwrap();
+    let err = stack
+        .clone()
+        .oneshot(ask("summarise", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+    assert!(
+        err.to_string().contains("no role named \"summarise\""),
+        "{err}"
+    );
+    let err = stack
+        .clone()
+        .oneshot(ask("default", "x").with_provider("azure"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cost_report_is_exact_for_a_scripted_run() {
+    // Prices chosen so every figure is a whole number of micro-dollars: $1 and $2 per million
+    // tokens are 1 and 2 micro-dollars per token.
+    let yaml = "
+providers:
+  fast: { kind: simulated, output_tokens: 10 }
+  slow: { kind: simulated, output_tokens: 100 }
+roles:
+  default: { provider: fast, model: small }
+  deep: { provider: slow, model: large }
+pricing:
+  small: { input: \"1.00\", output: \"2.00\" }
+  large: { input: \"10.00\", output: \"20.00\" }
+caching: true
+rate_limiting:
+  tenants:
+    default: { cost_per_day: \"1.00\" }
+    acme: { per_minute: 100, cost_per_day: \"2.50\" }
+retry: { base_delay: 10ms, budget: null }
+";
+    let config = Config::from_yaml(yaml).unwrap();
+    // `slow` answers its first call with a 429: retried, and only the answer is counted.
+    let slow = SimulatedProvider::builder()
+        .output_tokens(100)
+        .script([Outcome::rate_limited(Duration::from_millis(10))])
+        .build();
+    let stack = Stack::builder(&config)
+        .provider("slow", slow.clone())
+        .clock(ManualClock::new())
+        .build()
+        .unwrap();
+    let call = |role: &str, tenant: Option<&str>, text: &str| {
+        let mut request = LlmRequest::new("", vec![Message::user(text)]).with_role(role);
+        if let Some(tenant) = tenant {
+            request = request.with_tenant(tenant);
+        }
+        stack.clone().oneshot(request)
+    };
+    // "hi" is 7 prompt tokens (1 + 3 framing + 3 priming); "hello there" 9.
+    call("default", Some("acme"), "hi").await.unwrap(); // small: 7 in, 10 out = 7 + 20 = 27
+    call("default", Some("acme"), "hi").await.unwrap(); // a cache hit: not counted
+    call("deep", Some("acme"), "hi").await.unwrap(); // large: 70 + 2000 = 2070, after a retry
+    call("default", Some("initech"), "hello there")
+        .await
+        .unwrap(); // small: 9 + 20 = 29
+    call("default", None, "hi").await.unwrap(); // no tenant: its own cache entry; 27
+    assert_eq!(slow.calls(), 2);
+
+    let report = stack.cost_report();
+    assert_eq!(report.total.cost.0, 27 + 2_070 + 29 + 27);
+    let expected = r#"{
+  "total": {
+    "calls": 4,
+    "input_tokens": 30,
+    "output_tokens": 130,
+    "cost_usd": "0.002153",
+    "unpriced_calls": 0
+  },
+  "by_tenant": {
+    "-": {
+      "calls": 1,
+      "input_tokens": 7,
+      "output_tokens": 10,
+      "cost_usd": "0.000027",
+      "unpriced_calls": 0,
+      "budgets": [
+        {
+          "per": "1d",
+          "limit_usd": "1.000000",
+          "remaining_usd": "0.999973"
+        }
+      ]
+    },
+    "acme": {
+      "calls": 2,
+      "input_tokens": 14,
+      "output_tokens": 110,
+      "cost_usd": "0.002097",
+      "unpriced_calls": 0,
+      "budgets": [
+        {
+          "per": "1d",
+          "limit_usd": "2.500000",
+          "remaining_usd": "2.497903"
+        }
+      ]
+    },
+    "initech": {
+      "calls": 1,
+      "input_tokens": 9,
+      "output_tokens": 10,
+      "cost_usd": "0.000029",
+      "unpriced_calls": 0,
+      "budgets": [
+        {
+          "per": "1d",
+          "limit_usd": "1.000000",
+          "remaining_usd": "0.999971"
+        }
+      ]
+    }
+  },
+  "by_provider": {
+    "fast": {
+      "calls": 3,
+      "input_tokens": 23,
+      "output_tokens": 30,
+      "cost_usd": "0.000083",
+      "unpriced_calls": 0
+    },
+    "slow": {
+      "calls": 1,
+      "input_tokens": 7,
+      "output_tokens": 100,
+      "cost_usd": "0.002070",
+      "unpriced_calls": 0
+    }
+  },
+  "by_model": {
+    "large": {
+      "calls": 1,
+      "input_tokens": 7,
+      "output_tokens": 100,
+      "cost_usd": "0.002070",
+      "unpriced_calls": 0
+    },
+    "small": {
+      "calls": 3,
+      "input_tokens": 23,
+      "output_tokens": 30,
+      "cost_usd": "0.000083",
+      "unpriced_calls": 0
+    }
+  },
+  "by_role": {
+    "deep": {
+      "calls": 1,
+      "input_tokens": 7,
+      "output_tokens": 100,
+      "cost_usd": "0.002070",
+      "unpriced_calls": 0
+    },
+    "default": {
+      "calls": 3,
+      "input_tokens": 23,
+      "output_tokens": 30,
+      "cost_usd": "0.000083",
+      "unpriced_calls": 0
+    }
+  }
+}"#;
+    assert_eq!(report.to_json(), expected);
+}
