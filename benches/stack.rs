@@ -9,6 +9,10 @@
 //! breaker), `circuit_breaker_open` (a breaker held open: the fail-fast path) and
 //! `health_success_path` (a call recorded in a 1,000-call window).
 //!
+//! `config_stack_miss_1k` and `config_stack_hit_1k`: the whole recommended stack built by
+//! `Stack::from_config` (cache, limits, retry, breaker, health, cost tracking) beside `Bare` alone,
+//! for a cache miss and a cache hit of a 1 KiB prompt.
+//!
 //! Run: `cargo bench --bench stack`.
 
 use std::hint::black_box;
@@ -168,5 +172,78 @@ fn health(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, retry, circuit_breaker, health);
+/// The full recommended stack built from a configuration (memory cache, tenant and provider
+/// limits with a token tier, retry, breaker, health, cost tracking), over `Bare`.
+const STACK_CONFIG: &str = "
+providers:
+  main: { kind: simulated }
+roles:
+  default: { provider: main, model: bench-model, max_tokens: 256 }
+pricing:
+  bench-model: { input: \"1.00\", output: \"2.00\" }
+caching: { store: memory, max_bytes: 67108864 }
+rate_limiting:
+  providers:
+    main: { per_minute: 1000000000 }
+  tenants:
+    default: { per_minute: 1000000000, tokens_per_hour: 600000000000 }
+retry: {}
+circuit_breaker: {}
+health: {}
+";
+
+fn full_stack(c: &mut Criterion) {
+    let config = tollgate::Config::from_yaml(STACK_CONFIG).expect("valid configuration");
+    let mut stack = tollgate::Stack::builder(&config)
+        .provider("main", Bare(None))
+        .build()
+        .expect("builds");
+    let mut bare = Bare(None);
+    // A 1 KiB prompt, made unique per call on the miss path by a counter in front.
+    let prompt = "tollgate ".repeat(114);
+    let ask = |text: String| LlmRequest::new("", vec![Message::user(text)]).with_tenant("acme");
+
+    let mut group = c.benchmark_group("config_stack_miss_1k");
+    let mut n = 0u64;
+    group.bench_function("bare", |b| {
+        b.iter(|| {
+            n += 1;
+            let req = ask(format!("{n:016}{prompt}"));
+            black_box(one_owned_call(&mut bare, req))
+        })
+    });
+    group.bench_function("stack", |b| {
+        b.iter(|| {
+            n += 1;
+            let req = ask(format!("{n:016}{prompt}"));
+            black_box(one_owned_call(&mut stack, req))
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("config_stack_hit_1k");
+    let req = ask(prompt.clone());
+    one_call(&mut stack, &req);
+    group.bench_function("bare", |b| b.iter(|| black_box(one_call(&mut bare, &req))));
+    group.bench_function("stack", |b| {
+        b.iter(|| {
+            let answer = one_call(&mut stack, &req);
+            debug_assert!(answer.headers.contains_key("x-cache"));
+            black_box(answer)
+        })
+    });
+    group.finish();
+}
+
+/// One call with a request built for it, expected to succeed.
+fn one_owned_call<S, E>(service: &mut S, request: LlmRequest) -> LlmResponse
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = E>,
+    E: std::fmt::Debug,
+{
+    poll_now(std::future::poll_fn(|cx| service.poll_ready(cx))).expect("ready");
+    poll_now(service.call(request)).expect("success")
+}
+
+criterion_group!(benches, retry, circuit_breaker, health, full_stack);
 criterion_main!(benches);

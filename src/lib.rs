@@ -12,7 +12,10 @@
 //! | `ratelimit` (default) | [`ratelimit`] | `RateLimitLayer`: multi-tier request, token and cost quotas per key |
 //! | `retry` (default) | [`retry`] | `RetryLayer`: backoff with jitter, `Retry-After`, retry budget |
 //!
-//! [`ServiceBuilderExt`] adds one method per layer to tower's `ServiceBuilder`.
+//! With the `config` feature (default), [`Config`] reads the whole stack from one YAML file and
+//! [`Stack::from_config`] builds it in the recommended order, with a [`CostReport`] of spend per
+//! tenant, provider, model and role. [`ServiceBuilderExt`] adds one method per layer to tower's
+//! `ServiceBuilder`, for stacks built by hand.
 //!
 //! # Example
 //!
