@@ -26,8 +26,9 @@ use tollgate_retry::{RetryConfig, RetryPolicy};
 pub use limits::Limits;
 pub use switch::Switch;
 
-/// The environment variable that replaces `redis.url`.
-pub const REDIS_URL_VAR: &str = "REDIS_URL";
+/// The environment variable that replaces `redis.url`: the same one the rate limiter's own
+/// configuration reads.
+pub use tollgate_ratelimit::REDIS_URL_VAR;
 
 /// The environment variable that replaces `rate_limiting.tenants.default`: the quota every tenant
 /// without its own gets, in the same shape as in the file (`{per_minute: 600, cost_per_day: "20"}`;
