@@ -430,9 +430,7 @@ impl Config {
     ///
     /// As [`load`](Self::load).
     pub fn from_yaml(text: &str) -> Result<Self, ConfigErrors> {
-        let config = Self::parse(text)?;
-        config.validate()?;
-        Ok(config)
+        Self::parse(text)
     }
 
     /// Parses each section on its own, so a mistake in one does not hide those in the others;
