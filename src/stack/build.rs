@@ -15,7 +15,7 @@ use tollgate_ratelimit::{Limiter, OnLimit, Quota, RateLimitLayer, RateLimiter};
 use tollgate_retry::{RetryLayer, RetryPolicy};
 use tower::{ServiceBuilder, util::BoxCloneSyncService};
 
-use super::{BoxedProvider, Limits, Parts, Stack, route::Router};
+use super::{BoxedProvider, LimitHandles, Parts, Stack, route::Router};
 use crate::{
     CachingConfig, Config, ConfigErrors, DEFAULT_ROLE, ProviderConfig, ProviderKind,
     RateLimitingConfig, RedisSection, StoreKind, Switch, cost::CostTracker,
@@ -307,7 +307,7 @@ fn rate_limits(
     redis: Option<&RedisSection>,
     pricing: &PricingTable,
     clock: Option<SharedClock>,
-) -> Result<(RateLimitLayer, Limits), ConfigError> {
+) -> Result<(RateLimitLayer, LimitHandles), ConfigError> {
     let quota =
         |limits: &crate::Limits, at: &str| limits.quota(at).map_err(|mut errors| errors.remove(0));
     let mut scopes: Vec<ScopeSpec<'_>> = Vec::new();
@@ -390,7 +390,7 @@ fn rate_limits(
     let layer = builder.build().map_err(|e| e.under("rate_limiting"))?;
     Ok((
         layer,
-        Limits {
+        LimitHandles {
             limiter,
             tenant_scope,
             config: limiting.clone(),

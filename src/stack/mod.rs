@@ -81,13 +81,13 @@ struct Parts {
     providers: Vec<Arc<str>>,
     costs: CostTracker,
     cache: Option<tollgate_cache::CacheLayer>,
-    limits: Option<Limits>,
+    limits: Option<LimitHandles>,
     breakers: Option<tollgate_circuit_breaker::CircuitBreakers>,
     health: Option<tollgate_health::HealthStats>,
 }
 
 /// The rate limiter and what the cost report needs of it.
-struct Limits {
+struct LimitHandles {
     limiter: tollgate_ratelimit::Limiter,
     tenant_scope: Option<tollgate_ratelimit::Scope>,
     config: RateLimitingConfig,
