@@ -22,6 +22,7 @@ use tollgate_core::{ConfigError, duration};
 const SLOTS: u64 = 10;
 // Deposits between two clock reads.
 const CLOCK_EVERY: u64 = 32;
+
 // A retry costs this many units; a request deposits `ratio × UNIT` units.
 const UNIT: i64 = 1_000;
 
@@ -66,8 +67,8 @@ impl BudgetConfig {
 
 /// A retry budget shared by every clone (and every clone of the stack it sits in).
 ///
-/// Lock-free on the request path: a deposit is two atomic adds, and reads the clock only every
-/// 32nd time (a clock read costs about as much as the rest of the retry layer's success path).
+/// Lock-free on the request path: a deposit is one atomic add, and reads the clock only once in
+/// 32 to 64 deposits (a clock read costs about as much as the rest of the retry layer's success path).
 /// Deposits in between are counted in the tenth of the window current at the last clock read, so
 /// at low traffic a deposit may leave the window early — never late: the budget can only err
 /// toward fewer retries. Withdrawals always read the clock. The window advances under a short lock
@@ -81,12 +82,13 @@ pub struct RetryBudget {
 struct Shared {
     slots: [AtomicI64; SLOTS as usize],
     generation: AtomicU64,
-    deposits: AtomicU64,
     rotate: Mutex<()>,
     start: Instant,
     slot_nanos: u64,
     reserve: i64,
     deposit: i64,
+    // log2 of CLOCK_EVERY deposits, rounded up.
+    clock_shift: u32,
 }
 
 impl RetryBudget {
@@ -98,16 +100,19 @@ impl RetryBudget {
     pub fn new(config: BudgetConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let window_secs = config.window.as_secs_f64();
+        let deposit = (config.ratio * UNIT as f64).round() as i64;
         Ok(Self {
             shared: Arc::new(Shared {
                 slots: Default::default(),
                 generation: AtomicU64::new(0),
-                deposits: AtomicU64::new(0),
                 rotate: Mutex::new(()),
                 start: Instant::now(),
                 slot_nanos: (config.window.as_nanos() / u128::from(SLOTS)) as u64,
                 reserve: (f64::from(config.min_per_second) * window_secs * UNIT as f64) as i64,
-                deposit: (config.ratio * UNIT as f64).round() as i64,
+                deposit,
+                clock_shift: (deposit.max(1).unsigned_abs() * CLOCK_EVERY)
+                    .next_power_of_two()
+                    .ilog2(),
             }),
         })
     }
@@ -115,12 +120,17 @@ impl RetryBudget {
     /// Records a request: it earns `ratio` of a retry.
     pub fn deposit(&self) {
         let shared = &*self.shared;
-        let slot = if shared.deposits.fetch_add(1, Ordering::Relaxed) % CLOCK_EVERY == 0 {
-            shared.current_slot()
-        } else {
-            (shared.generation.load(Ordering::Acquire) % SLOTS) as usize
-        };
-        shared.slots[slot].fetch_add(shared.deposit, Ordering::Relaxed);
+        if shared.deposit == 0 {
+            return;
+        }
+        let slot = (shared.generation.load(Ordering::Acquire) % SLOTS) as usize;
+        let before = shared.slots[slot].fetch_add(shared.deposit, Ordering::Relaxed);
+        // The slot's own count says when to look at the clock, so a deposit is a single atomic
+        // add: the deposits that carry it across a multiple of 2^clock_shift (one in every 32
+        // to 64) read it.
+        if (before + shared.deposit) >> shared.clock_shift != before >> shared.clock_shift {
+            shared.current_slot();
+        }
     }
 
     /// Takes one retry from the budget; `false` (and nothing taken) when there is not a whole one.

@@ -27,15 +27,28 @@ pin_project! {
         #[pin]
         state: State<S::Future>,
         retry: Option<(S, R)>,
-        // The running attempt's bound (attempt timeout or deadline), when one is configured.
-        // Boxed: it exists only with a timeout, and inline it would make every call's future
-        // (and its moves) much larger.
-        limit: Option<(Pin<Box<Sleep>>, Bound)>,
         policy: RetryPolicy,
-        backoff: Option<Backoff>,
+        // Only a policy with a time bound, or a call whose attempt failed, needs these: boxed, so
+        // the future of a call that succeeds at once stays small (its moves were most of this
+        // layer's cost).
+        later: Option<Box<Later>>,
         attempt: u32,
-        // Read from the clock only when a deadline needs it.
-        started: Option<Instant>,
+    }
+}
+
+/// A call's time bounds and backoff.
+#[derive(Default)]
+struct Later {
+    // Read from the clock only when a deadline needs it.
+    started: Option<Instant>,
+    // The running attempt's bound (attempt timeout or deadline), when one is configured.
+    limit: Option<(Pin<Box<Sleep>>, Bound)>,
+    backoff: Option<Backoff>,
+}
+
+impl Later {
+    fn elapsed(&self) -> Duration {
+        self.started.map_or(Duration::ZERO, |s| s.elapsed())
     }
 }
 
@@ -123,8 +136,8 @@ where
     /// any.
     ///
     /// Out of line, so the future is written once into its caller's slot rather than assembled
-    /// in the caller's frame and copied over (a 500-byte future: the copies were most of this
-    /// layer's cost).
+    /// in the caller's frame and copied over (a future of some 460 bytes, most of it the request
+    /// kept for a retry and the inner future: copies are most of this layer's cost).
     #[inline(never)]
     pub(crate) fn start(service: &mut S, request: R, policy: &RetryPolicy) -> Self
     where
@@ -132,19 +145,26 @@ where
         R: Clone,
     {
         policy.begin();
+        // Taken first: a reference count is a locked instruction, which waits for every pending
+        // store, and after the copies below there are hundreds of bytes of them.
+        let kept = policy.clone();
         Self {
             retry: if policy.max_retries() > 0 {
                 Some((service.clone(), request.clone()))
             } else {
                 None
             },
-            started: policy.deadline().map(|_| Instant::now()),
             state: State::Calling {
                 future: service.call(request),
             },
-            limit: limit_timer(attempt_limit(policy, Duration::ZERO)),
-            policy: policy.clone(),
-            backoff: None,
+            later: policy.time_bound().then(|| {
+                Box::new(Later {
+                    started: policy.deadline().map(|_| Instant::now()),
+                    limit: limit_timer(attempt_limit(policy, Duration::ZERO)),
+                    backoff: None,
+                })
+            }),
+            policy: kept,
             attempt: 1,
         }
     }
@@ -176,7 +196,7 @@ where
                             return Poll::Ready(Ok(response));
                         }
                         Poll::Ready(Err(error)) => error.into(),
-                        Poll::Pending => match this.limit {
+                        Poll::Pending => match this.later.as_mut().and_then(|l| l.limit.as_mut()) {
                             Some((timer, bound)) => {
                                 ready!(timer.as_mut().poll(cx));
                                 limit_error(*this.attempt, this.policy, *bound)
@@ -187,13 +207,15 @@ where
                     if this.retry.is_none() {
                         return Poll::Ready(Err(finish(error, *this.attempt, None)));
                     }
-                    let elapsed = this.started.map_or(Duration::ZERO, |s| s.elapsed());
-                    match this
-                        .policy
-                        .decide(*this.attempt, &error, elapsed, this.backoff)
-                    {
+                    let later = this.later.get_or_insert_with(Box::default);
+                    match this.policy.decide(
+                        *this.attempt,
+                        &error,
+                        later.elapsed(),
+                        &mut later.backoff,
+                    ) {
                         Decision::Retry(delay) => {
-                            *this.limit = None;
+                            later.limit = None;
                             this.state.set(State::Waiting {
                                 sleep: Box::pin(tokio::time::sleep(delay)),
                             });
@@ -214,8 +236,8 @@ where
                     }
                     let future = service.call(request.clone());
                     *this.attempt += 1;
-                    let elapsed = this.started.map_or(Duration::ZERO, |s| s.elapsed());
-                    *this.limit = limit_timer(attempt_limit(this.policy, elapsed));
+                    let later = this.later.as_mut().expect("made by the failed attempt");
+                    later.limit = limit_timer(attempt_limit(this.policy, later.elapsed()));
                     this.state.set(State::Calling { future });
                 }
             }

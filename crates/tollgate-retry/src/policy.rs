@@ -141,6 +141,7 @@ struct Shared {
     seed: u64,
     // Failed calls so far: each one's jitter sequence is seeded from this, so runs repeat.
     calls: AtomicU64,
+    time_bound: bool,
 }
 
 /// What the policy decided after a failed attempt.
@@ -224,6 +225,12 @@ impl RetryPolicy {
     #[inline]
     pub(crate) fn deadline(&self) -> Option<Duration> {
         self.shared.config.deadline
+    }
+
+    /// Whether calls have a deadline or an attempt timeout.
+    #[inline]
+    pub(crate) fn time_bound(&self) -> bool {
+        self.shared.time_bound
     }
 
     fn should_retry(&self, error: &LlmError) -> bool {
@@ -430,6 +437,7 @@ impl RetryPolicyBuilder {
         });
         Ok(RetryPolicy {
             shared: Arc::new(Shared {
+                time_bound: self.config.deadline.is_some() || self.config.attempt_timeout.is_some(),
                 config: self.config,
                 budget,
                 retry_if: self.retry_if,
