@@ -55,6 +55,66 @@ impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for TowerAttempts {
     }
 }
 
+/// tower's retry configured like tollgate's default policy: 3 retries, tower's own exponential
+/// backoff with jitter (1 s base), and a shared `TpsBudget` (10 s window, 10 retries per second of
+/// reserve, 20 % of requests), deposited on success and withdrawn per retry as tower's budget
+/// documentation shows.
+#[derive(Clone)]
+struct TowerAlike {
+    retries: usize,
+    backoff: tower::retry::backoff::ExponentialBackoff,
+    budget: std::sync::Arc<tower::retry::budget::TpsBudget>,
+}
+
+impl TowerAlike {
+    fn new() -> Self {
+        use tower::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
+        let mut maker = ExponentialBackoffMaker::new(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(60),
+            1.0,
+            tower::util::rng::HasherRng::default(),
+        )
+        .expect("valid backoff");
+        Self {
+            retries: 3,
+            backoff: maker.make_backoff(),
+            budget: std::sync::Arc::new(tower::retry::budget::TpsBudget::new(
+                std::time::Duration::from_secs(10),
+                10,
+                0.2,
+            )),
+        }
+    }
+}
+
+impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for TowerAlike {
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        _: &mut LlmRequest,
+        result: &mut Result<LlmResponse, LlmError>,
+    ) -> Option<Self::Future> {
+        use tower::retry::{backoff::Backoff, budget::Budget};
+        match result {
+            Ok(_) => {
+                self.budget.deposit();
+                None
+            }
+            Err(err) if err.is_retryable() && self.retries > 0 && self.budget.withdraw() => {
+                self.retries -= 1;
+                Some(self.backoff.next_backoff())
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn clone_request(&mut self, request: &LlmRequest) -> Option<LlmRequest> {
+        Some(request.clone())
+    }
+}
+
 fn retry(c: &mut Criterion) {
     let req = request();
     let mut group = c.benchmark_group("retry_success_path");
@@ -82,6 +142,11 @@ fn retry(c: &mut Criterion) {
     let mut tower_retry = tower::retry::RetryLayer::new(TowerAttempts(3)).layer(Bare(None));
     group.bench_function("tower", |b| {
         b.iter(|| black_box(one_call(&mut tower_retry, &req)))
+    });
+
+    let mut tower_alike = tower::retry::RetryLayer::new(TowerAlike::new()).layer(Bare(None));
+    group.bench_function("tower_configured_alike", |b| {
+        b.iter(|| black_box(one_call(&mut tower_alike, &req)))
     });
 
     let mut resilience =
