@@ -100,26 +100,50 @@ impl Sink for Vec<u8> {
     }
 }
 
-/// Feeds SHA-256 through a small buffer: a key is dozens of short fields, and one `update` per
-/// field costs more than the hashing itself for a short prompt.
+/// Feeds SHA-256 through one buffer: a key is dozens of short fields, and one `update` per field
+/// costs more than the hashing itself for a short prompt. A key that fits (most: a few hundred
+/// bytes) is hashed in one call, exactly as if it had been written out first; a longer one
+/// streams, with each piece too large for the buffer hashed where it lies.
 struct Sha {
     sha: Sha256,
-    buf: [u8; 256],
+    buf: [u8; BUF],
     len: usize,
+    // Whether anything went to `sha` yet: if not, the key is the hash of `buf` alone.
+    spilled: bool,
 }
+
+const BUF: usize = 512;
 
 impl Sha {
     fn new() -> Self {
         Self {
             sha: Sha256::new(),
-            buf: [0; 256],
+            buf: [0; BUF],
             len: 0,
+            spilled: false,
         }
     }
 
     fn finish(mut self) -> [u8; 32] {
+        if !self.spilled {
+            return Sha256::digest(&self.buf[..self.len]).into();
+        }
         self.sha.update(&self.buf[..self.len]);
         self.sha.finalize().into()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn spill(&mut self, bytes: &[u8]) {
+        self.spilled = true;
+        self.sha.update(&self.buf[..self.len]);
+        self.len = 0;
+        if bytes.len() <= BUF {
+            self.buf[..bytes.len()].copy_from_slice(bytes);
+            self.len = bytes.len();
+        } else {
+            self.sha.update(bytes);
+        }
     }
 }
 
@@ -130,23 +154,18 @@ impl Sink for Sha {
             room.copy_from_slice(&bytes);
             self.len += N;
         } else {
-            self.put(&bytes);
+            self.spill(&bytes);
         }
     }
 
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
-        if self.len + bytes.len() <= self.buf.len() {
-            self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-            self.len += bytes.len();
-            return;
-        }
-        self.sha.update(&self.buf[..self.len]);
-        self.len = 0;
-        if bytes.len() <= self.buf.len() {
-            self.buf[..bytes.len()].copy_from_slice(bytes);
-            self.len = bytes.len();
-        } else {
-            self.sha.update(bytes);
+        match self.buf.get_mut(self.len..self.len + bytes.len()) {
+            Some(room) => {
+                room.copy_from_slice(bytes);
+                self.len += bytes.len();
+            }
+            None => self.spill(bytes),
         }
     }
 }
@@ -321,4 +340,38 @@ fn encode<S: Sink>(h: &mut Hasher<S>, request: &LlmRequest, scope: Scope, collap
     }
     h.opt_u64(params.seed.map(|seed| seed as u64));
     h.object(&params.extra, collapse);
+}
+
+#[cfg(test)]
+mod tests {
+    use tollgate_core::Message;
+
+    use super::*;
+
+    /// The buffered hasher must hash exactly the canonical bytes, whether the key fits its buffer,
+    /// fills it to the byte, or spills once or many times (long fields hashed where they lie).
+    #[test]
+    fn the_key_is_the_hash_of_the_canonical_bytes_at_every_length() {
+        for len in [
+            0, 1, 100, 300, 400, 450, 470, 480, 500, 511, 512, 513, 600, 1024, 5_000,
+        ] {
+            for collapse in [false, true] {
+                let text = "word  ".repeat(len / 6 + 1)[..len].to_owned();
+                let request = LlmRequest::new(
+                    "m".repeat(len % 97),
+                    vec![Message::system(text.clone()), Message::user(text.as_str())],
+                )
+                .with_tenant("t".repeat(len % 53))
+                .with_temperature(0.5);
+                for scope in [Scope::Tenant, Scope::Shared] {
+                    let bytes = canonical_bytes(&request, scope, collapse);
+                    assert_eq!(
+                        cache_key(&request, scope, collapse).0,
+                        <[u8; 32]>::from(Sha256::digest(&bytes)),
+                        "length {len}, collapse {collapse}, {scope:?}"
+                    );
+                }
+            }
+        }
+    }
 }
