@@ -20,9 +20,8 @@ use tokio::time::Instant;
 use tollgate_core::{ConfigError, duration};
 
 const SLOTS: u64 = 10;
-// Deposits between two clock reads.
+// At least this many deposits between two clock reads (at most twice as many).
 const CLOCK_EVERY: u64 = 32;
-
 // A retry costs this many units; a request deposits `ratio × UNIT` units.
 const UNIT: i64 = 1_000;
 
@@ -68,7 +67,8 @@ impl BudgetConfig {
 /// A retry budget shared by every clone (and every clone of the stack it sits in).
 ///
 /// Lock-free on the request path: a deposit is one atomic add, and reads the clock only once in
-/// 32 to 64 deposits (a clock read costs about as much as the rest of the retry layer's success path).
+/// 32 to 64 deposits (a clock read costs about as much as the rest of the retry layer's success
+/// path).
 /// Deposits in between are counted in the tenth of the window current at the last clock read, so
 /// at low traffic a deposit may leave the window early — never late: the budget can only err
 /// toward fewer retries. Withdrawals always read the clock. The window advances under a short lock
