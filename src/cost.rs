@@ -111,7 +111,9 @@ pub(crate) struct Labels {
 #[derive(Debug, Clone)]
 pub struct CostTracker {
     pricing: Arc<PricingTable>,
-    spend: Arc<Mutex<HashMap<Labels, Spend>>>,
+    // Every answered call hashes its four labels; foldhash (randomly seeded, like the limiter's and
+    // the breakers' maps) does that several times faster than SipHash.
+    spend: Arc<Mutex<HashMap<Labels, Spend, foldhash::fast::RandomState>>>,
 }
 
 impl CostTracker {

@@ -2,7 +2,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use tokio::sync::Notify;
@@ -40,10 +43,16 @@ impl Flight {
     }
 }
 
+// Keys are SHA-256 outputs: a fast hasher spreads them as well as SipHash would.
+type FlightMap = HashMap<CacheKey, Arc<Flight>, foldhash::fast::RandomState>;
+
 /// The calls in flight, by key.
 #[derive(Default)]
 pub(crate) struct Flights {
-    flights: Mutex<HashMap<CacheKey, Arc<Flight>>>,
+    flights: Mutex<FlightMap>,
+    /// Flights landed so far: a new leader looks in the store again only if one landed since its
+    /// own lookup, which is what lets a lone miss skip that second lookup.
+    landings: AtomicU64,
 }
 
 /// Either lead a new call or follow the one in flight.
@@ -61,31 +70,50 @@ pub(crate) struct Lead {
 }
 
 impl Lead {
-    pub(crate) fn land(mut self, landing: Landing) {
+    /// Lands with `landing()`, made only if a follower is waiting for it (an answer is cloned for
+    /// followers, and most misses have none).
+    pub(crate) fn land(mut self, landing: impl FnOnce() -> Landing) {
         self.finish(landing);
     }
 
-    fn finish(&mut self, landing: Landing) {
+    fn finish(&mut self, landing: impl FnOnce() -> Landing) {
         self.landed = true;
-        self.flights.lock().remove(&self.key);
-        let _ = self.flight.landing.set(landing);
-        self.flight.landed.notify_waiters();
+        {
+            let mut flights = self.flights.lock();
+            flights.remove(&self.key);
+            // Counted after the answer was stored (Release) and before the lock is let go, so a
+            // leader that joins after this sees the count change.
+            self.flights.landings.fetch_add(1, Ordering::Release);
+        }
+        // Out of the map, the flight gains no new followers: if the lead holds the only handle,
+        // nobody waits.
+        if Arc::strong_count(&self.flight) > 1 {
+            let _ = self.flight.landing.set(landing());
+            self.flight.landed.notify_waiters();
+        }
     }
 }
 
 impl Drop for Lead {
     fn drop(&mut self) {
         if !self.landed {
-            self.finish(Landing::Abandoned);
+            self.finish(|| Landing::Abandoned);
         }
     }
 }
 
 impl Flights {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Arc<Flight>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FlightMap> {
         self.flights
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Flights landed so far; read it before a lookup, and compare after [`Self::join`] leads.
+    pub(crate) fn landings(&self) -> u64 {
+        // Acquire: a landing seen here was stored before it was counted, so the lookup after
+        // this read finds the answer.
+        self.landings.load(Ordering::Acquire)
     }
 
     pub(crate) fn join(self: &Arc<Self>, key: CacheKey) -> Role {

@@ -277,6 +277,7 @@ where
         );
         let control = request.meta.cache;
         let stream = request.meta.stream;
+        let landings = shared.flights.landings();
         let mut pending = None;
         if !control.no_cache {
             match shared.store.get(key) {
@@ -315,15 +316,17 @@ where
                 } else {
                     match shared.flights.join(key) {
                         Role::Leader(lead) => {
-                            // A leader that just landed may have stored the answer after this
-                            // call's lookup missed: look once more where that is free.
-                            if let Lookup::Ready(Some(entry)) = shared.store.get(key) {
-                                let now = shared.clock.now_ms();
-                                if !entry.is_expired(now) {
-                                    shared.hits.fetch_add(1, Ordering::Relaxed);
-                                    let response = hit(&entry, now, stream);
-                                    lead.land(Landing::Answer(entry.to_response()));
-                                    return Ok(response);
+                            // A leader that landed after this call's lookup may have stored the
+                            // answer: look once more, where that is free.
+                            if shared.flights.landings() != landings {
+                                if let Lookup::Ready(Some(entry)) = shared.store.get(key) {
+                                    let now = shared.clock.now_ms();
+                                    if !entry.is_expired(now) {
+                                        shared.hits.fetch_add(1, Ordering::Relaxed);
+                                        let response = hit(&entry, now, stream);
+                                        lead.land(|| Landing::Answer(entry.to_response()));
+                                        return Ok(response);
+                                    }
                                 }
                             }
                             Some(lead)
@@ -359,13 +362,13 @@ where
                     Ok(response) => {
                         shared.keep(key, &response, ttl, control.no_store).await;
                         if let Some(lead) = lead {
-                            lead.land(Landing::Answer(response.clone()));
+                            lead.land(|| Landing::Answer(response.clone()));
                         }
                         return Ok(mark(response, CacheStatus::Miss));
                     }
                     Err(error) => {
                         if let Some(lead) = lead {
-                            lead.land(Landing::Error(error.clone()));
+                            lead.land(|| Landing::Error(error.clone()));
                         }
                         return Err(error);
                     }

@@ -2,12 +2,17 @@
 
 use std::{
     path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
 use tollgate_cache::{
-    CacheConfig, CacheLayer, CacheStatus, CacheStore, FileStore, MemoryStore, Override, Scope,
-    WallClock, cache_key,
+    CacheConfig, CacheKey, CacheLayer, CacheStatus, CacheStore, CachedResponse, FileStore,
+    MemoryStore, Override, Scope, StoreStats, WallClock, cache_key,
+    store::{Lookup, StoreFuture},
 };
 use tollgate_core::{
     CacheControl, ErrorKind, LlmError, LlmRequest, LlmResponse, Message, Outcome,
@@ -312,6 +317,78 @@ async fn a_waiter_takes_over_when_the_leader_is_dropped() {
     let response = follower.await.unwrap().unwrap();
     assert_eq!(served(&response), "MISS");
     assert_eq!(provider.calls(), 2);
+}
+
+/// A memory store that counts lookups and can hold one back: the held lookup reads the store at
+/// once but answers only when the gate opens, like a slow read that missed before another call
+/// stored the answer.
+#[derive(Clone)]
+struct GatedStore {
+    inner: MemoryStore,
+    gets: Arc<AtomicUsize>,
+    gate: Arc<Mutex<Option<tokio::sync::oneshot::Receiver<()>>>>,
+}
+
+impl CacheStore for GatedStore {
+    fn get(&self, key: CacheKey) -> Lookup {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        let read = match self.inner.get(key) {
+            Lookup::Ready(entry) => entry,
+            Lookup::Pending(_) => unreachable!("the memory store answers at once"),
+        };
+        match self.gate.lock().unwrap().take() {
+            Some(gate) => Lookup::Pending(Box::pin(async move {
+                let _ = gate.await;
+                read
+            })),
+            None => Lookup::Ready(read),
+        }
+    }
+    fn put(&self, key: CacheKey, entry: Arc<CachedResponse>) -> StoreFuture<()> {
+        self.inner.put(key, entry)
+    }
+    fn remove(&self, key: CacheKey) -> StoreFuture<()> {
+        self.inner.remove(key)
+    }
+    fn clear(&self) -> StoreFuture<()> {
+        self.inner.clear()
+    }
+    fn stats(&self) -> StoreStats {
+        self.inner.stats()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_looks_again_only_when_another_call_landed_since_its_lookup() {
+    let provider = SimulatedProvider::new();
+    let store = GatedStore {
+        inner: memory(),
+        gets: Arc::default(),
+        gate: Arc::default(),
+    };
+    let stack = layer(store.clone(), CacheConfig::default()).layer(provider.clone());
+
+    // Alone, a miss looks once: nothing landed between its lookup and its call.
+    let alone = stack.clone().oneshot(ask("alone")).await.unwrap();
+    assert_eq!(served(&alone), "MISS");
+    assert_eq!(
+        (store.gets.load(Ordering::SeqCst), provider.calls()),
+        (1, 1)
+    );
+
+    // A's lookup misses but is held; B misses, calls and stores meanwhile. When A then leads, it
+    // looks again and finds B's answer instead of calling a second time.
+    let (open, gate) = tokio::sync::oneshot::channel();
+    *store.gate.lock().unwrap() = Some(gate);
+    let a = tokio::spawn(stack.clone().oneshot(ask("hi")));
+    tokio::task::yield_now().await;
+    let b = stack.clone().oneshot(ask("hi")).await.unwrap();
+    assert_eq!(served(&b), "MISS");
+    open.send(()).unwrap();
+    let a = a.await.unwrap().unwrap();
+    assert_eq!(served(&a), "HIT");
+    assert_eq!(provider.calls(), 2);
+    assert_eq!(store.gets.load(Ordering::SeqCst), 1 + 3);
 }
 
 #[tokio::test(start_paused = true)]
