@@ -15,14 +15,15 @@ use std::{
 use http::HeaderValue;
 use pin_project_lite::pin_project;
 use tollgate_core::{
-    ConfigError, LlmError, LlmRequest, LlmResponse, future::call_when_ready, stream::LlmStream,
+    CacheControl, ConfigError, LlmError, LlmRequest, LlmResponse, future::call_when_ready,
+    stream::LlmStream,
 };
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
     CacheConfig, CacheKey, CachedResponse, WallClock,
-    flight::{Flights, Landing, Role},
+    flight::{Flights, Landing, Lead, Role},
     key::cache_key,
     store::{CacheStore, Lookup, StoreStats},
 };
@@ -237,7 +238,77 @@ fn hit(entry: &CachedResponse, now_ms: u64, stream: bool) -> LlmResponse {
     response
 }
 
+/// What a new leader does after its last look in the store.
+enum Leading {
+    /// Calls upstream.
+    Call(Lead),
+    /// Serves the answer another flight stored meanwhile.
+    Landed(LlmResponse),
+}
+
 impl Shared {
+    /// A new leader's last look before it calls upstream: if a flight landed since this call's
+    /// lookup (`landings` was read before it), its stored answer is served as a hit and the lead
+    /// lands with it.
+    fn lead_unless_landed(&self, lead: Lead, landings: u64, key: CacheKey) -> Leading {
+        // Nothing landed since the lookup: it would miss again, so it is not made.
+        if self.flights.landings() == landings {
+            return Leading::Call(lead);
+        }
+        // Looked again only where that is free. A streaming call never leads, so a hit here is
+        // a plain response.
+        let Lookup::Ready(Some(entry)) = self.store.get(key) else {
+            return Leading::Call(lead);
+        };
+        let now = self.clock.now_ms();
+        if entry.is_expired(now) {
+            return Leading::Call(lead);
+        }
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        lead.land(|| Landing::Answer(entry.to_response()));
+        Leading::Landed(hit(&entry, now, false))
+    }
+
+    /// What an upstream call's result becomes: stored when it may be, shared with the followers,
+    /// marked as a miss.
+    async fn settle(
+        self: Arc<Self>,
+        key: CacheKey,
+        ttl: Duration,
+        control: CacheControl,
+        lead: Option<Lead>,
+        result: Result<LlmResponse, LlmError>,
+    ) -> Result<LlmResponse, LlmError> {
+        match result {
+            Ok(mut response) if response.is_stream() => {
+                let keeper = self.clone();
+                response.on_stream_complete(move |answer| {
+                    let answer = answer.clone();
+                    // Stored off the caller's path; without a runtime, not at all.
+                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                        runtime.spawn(async move {
+                            keeper.keep(key, &answer, ttl, control.no_store).await;
+                        });
+                    }
+                });
+                Ok(mark(response, CacheStatus::Miss))
+            }
+            Ok(response) => {
+                self.keep(key, &response, ttl, control.no_store).await;
+                if let Some(lead) = lead {
+                    lead.land(|| Landing::Answer(response.clone()));
+                }
+                Ok(mark(response, CacheStatus::Miss))
+            }
+            Err(error) => {
+                if let Some(lead) = lead {
+                    lead.land(|| Landing::Error(error.clone()));
+                }
+                Err(error)
+            }
+        }
+    }
+
     /// Stores a fresh answer when the policy allows it.
     async fn keep(&self, key: CacheKey, response: &LlmResponse, ttl: Duration, no_store: bool) {
         if no_store || response.content.len() > self.config.max_entry_bytes {
@@ -293,7 +364,39 @@ where
                 Lookup::Pending(lookup) => pending = Some(lookup),
             }
         }
-        // A miss: the ready inner service goes with the call, this one keeps a clone.
+        let mut following = None;
+        if pending.is_none() {
+            // The store answered at once, so whether this call leads, follows or stands alone is
+            // known now: a leader (or a call that never coalesces) goes upstream through the
+            // service its caller readied, with no clone of it and no second readiness check.
+            // Each streaming caller gets its own stream, so streams never coalesce.
+            let lead = if control.no_cache || stream {
+                None
+            } else {
+                match shared.flights.join(key) {
+                    Role::Leader(lead) => match shared.lead_unless_landed(lead, landings, key) {
+                        Leading::Call(lead) => Some(lead),
+                        Leading::Landed(hit) => return ResponseFuture::ready(Ok(hit)),
+                    },
+                    // Waiting, and calling in the leader's place if it goes away, happens below.
+                    Role::Follower(flight) => {
+                        following = Some(flight);
+                        None
+                    }
+                }
+            };
+            if following.is_none() {
+                shared.misses.fetch_add(1, Ordering::Relaxed);
+                let future = self.inner.call(request);
+                let shared = shared.clone();
+                return ResponseFuture::boxed(Box::pin(async move {
+                    let result = future.await.map_err(Into::into);
+                    shared.settle(key, ttl, control, lead, result).await
+                }));
+            }
+        }
+        // A lookup still to finish, or a follower: the ready inner service goes with the call,
+        // this one keeps a clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = shared.clone();
@@ -314,22 +417,16 @@ where
                 let lead = if control.no_cache || stream {
                     None
                 } else {
-                    match shared.flights.join(key) {
+                    let role = match following.take() {
+                        Some(flight) => Role::Follower(flight),
+                        None => shared.flights.join(key),
+                    };
+                    match role {
                         Role::Leader(lead) => {
-                            // A leader that landed after this call's lookup may have stored the
-                            // answer: look once more, where that is free.
-                            if shared.flights.landings() != landings {
-                                if let Lookup::Ready(Some(entry)) = shared.store.get(key) {
-                                    let now = shared.clock.now_ms();
-                                    if !entry.is_expired(now) {
-                                        shared.hits.fetch_add(1, Ordering::Relaxed);
-                                        let response = hit(&entry, now, stream);
-                                        lead.land(|| Landing::Answer(entry.to_response()));
-                                        return Ok(response);
-                                    }
-                                }
+                            match shared.lead_unless_landed(lead, landings, key) {
+                                Leading::Call(lead) => Some(lead),
+                                Leading::Landed(hit) => return Ok(hit),
                             }
-                            Some(lead)
                         }
                         Role::Follower(flight) => match flight.wait().await {
                             Landing::Answer(response) => {
@@ -345,34 +442,7 @@ where
                 shared.misses.fetch_add(1, Ordering::Relaxed);
                 let request = request.take().expect("only one upstream call is made");
                 let result = call_when_ready(&mut inner, request).await;
-                match result {
-                    Ok(mut response) if response.is_stream() => {
-                        let keeper = shared.clone();
-                        response.on_stream_complete(move |answer| {
-                            let answer = answer.clone();
-                            // Stored off the caller's path; without a runtime, not at all.
-                            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                                runtime.spawn(async move {
-                                    keeper.keep(key, &answer, ttl, control.no_store).await;
-                                });
-                            }
-                        });
-                        return Ok(mark(response, CacheStatus::Miss));
-                    }
-                    Ok(response) => {
-                        shared.keep(key, &response, ttl, control.no_store).await;
-                        if let Some(lead) = lead {
-                            lead.land(|| Landing::Answer(response.clone()));
-                        }
-                        return Ok(mark(response, CacheStatus::Miss));
-                    }
-                    Err(error) => {
-                        if let Some(lead) = lead {
-                            lead.land(|| Landing::Error(error.clone()));
-                        }
-                        return Err(error);
-                    }
-                }
+                return shared.settle(key, ttl, control, lead, result).await;
             }
         }))
     }
