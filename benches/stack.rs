@@ -11,7 +11,9 @@
 //!
 //! `config_stack_miss_1k` and `config_stack_hit_1k`: the whole recommended stack built by
 //! `Stack::from_config` (cache, limits, retry, breaker, health, cost tracking) beside `Bare` alone,
-//! for a cache miss and a cache hit of a 1 KiB prompt.
+//! for a cache miss and a cache hit of a 1 KiB prompt. The miss group also has `Bare` plus the
+//! cache's own store work without any layer (the key, a lookup that misses, an insert into a
+//! `MemoryStore` of the same bound), to show how much of the stack's figure is the store's.
 //!
 //! Run: `cargo bench --bench stack`.
 
@@ -258,6 +260,10 @@ health: {}
 ";
 
 fn full_stack(c: &mut Criterion) {
+    use std::sync::Arc;
+    use tollgate::cache::store::CacheStore as _;
+    use tollgate::cache::{CachedResponse, MemoryStore, Scope, cache_key, store::Lookup};
+
     let config = tollgate::Config::from_yaml(STACK_CONFIG).expect("valid configuration");
     let mut stack = tollgate::Stack::builder(&config)
         .provider("main", Bare(None))
@@ -282,6 +288,22 @@ fn full_stack(c: &mut Criterion) {
             n += 1;
             let req = ask(format!("{n:016}{prompt}"));
             black_box(one_owned_call(&mut stack, req))
+        })
+    });
+    // What the cache's store costs on a miss, without any layer: the key, a lookup that misses
+    // and an insert, in a memory store of the same bound filling the same way, beside the bare
+    // call. The stack's figure less this one is what the layers themselves add.
+    let store = MemoryStore::new(64 << 20);
+    group.bench_function("bare_plus_key_and_store", |b| {
+        b.iter(|| {
+            n += 1;
+            let req = ask(format!("{n:016}{prompt}"));
+            let key = cache_key(&req, Scope::Tenant, false);
+            let missed = matches!(store.get(key), Lookup::Ready(None));
+            let response = one_owned_call(&mut bare, req);
+            let entry = CachedResponse::from_response(&response, 0, 3_600_000);
+            poll_now(store.put(key, Arc::new(entry)));
+            black_box((missed, response))
         })
     });
     group.finish();
