@@ -11,7 +11,9 @@ use tollgate_core::{
     ByProvider, ByTenant, ConfigError, LlmRequest, PricingTable, SimulatedProvider, clock::Clock,
 };
 use tollgate_health::{HealthLayer, HealthStats};
-use tollgate_ratelimit::{Limiter, OnLimit, Quota, RateLimitLayer, RateLimiter};
+use tollgate_ratelimit::{
+    Limiter, OnLimit, Quota, RateLimitLayer, RateLimiter, RateLimiterBuilder,
+};
 use tollgate_retry::{RetryLayer, RetryPolicy};
 use tower::{ServiceBuilder, util::BoxCloneSyncService};
 
@@ -344,21 +346,19 @@ fn rate_limits(
             "no limits: add providers or tenants (or set rate_limiting: false)",
         ));
     }
-    let limiter = match redis {
-        None => {
-            let mut builder = RateLimiter::builder().max_keys(limiting.max_keys);
-            if let Some(clock) = clock {
-                builder = builder.clock(clock);
-            }
-            for (scope, default, overrides, _) in &scopes {
-                builder = builder.scope(*scope, default.clone());
-                for (key, quota) in overrides {
-                    builder = builder.override_quota(*scope, key, quota.clone());
-                }
-            }
-            Limiter::Local(builder.build().map_err(|e| e.under("rate_limiting"))?)
+    let mut limits = RateLimiter::builder().max_keys(limiting.max_keys);
+    if let Some(clock) = clock {
+        limits = limits.clock(clock);
+    }
+    for (scope, default, overrides, _) in &scopes {
+        limits = limits.scope(*scope, default.clone());
+        for (key, quota) in overrides {
+            limits = limits.override_quota(*scope, key, quota.clone());
         }
-        Some(redis) => redis_limiter(redis, &scopes)?,
+    }
+    let limiter = match redis {
+        None => Limiter::Local(limits.build().map_err(|e| e.under("rate_limiting"))?),
+        Some(redis) => redis_limiter(redis, limits)?,
     };
     let mut builder = RateLimitLayer::builder(limiter.clone())
         .on_limit(limiting.wait.map_or(OnLimit::Reject, OnLimit::Wait))
@@ -399,7 +399,7 @@ fn rate_limits(
 }
 
 #[cfg(feature = "redis")]
-fn redis_limiter(redis: &RedisSection, scopes: &[ScopeSpec<'_>]) -> Result<Limiter, ConfigError> {
+fn redis_limiter(redis: &RedisSection, limits: RateLimiterBuilder) -> Result<Limiter, ConfigError> {
     let section = tollgate_ratelimit::RedisConfig {
         url: redis.url.clone(),
         prefix: format!("{}:rl", redis.prefix),
@@ -411,20 +411,15 @@ fn redis_limiter(redis: &RedisSection, scopes: &[ScopeSpec<'_>]) -> Result<Limit
         hash_tag_scope: None,
         lease: redis.lease,
     };
-    let mut builder = section.builder();
-    for (scope, default, overrides, _) in scopes {
-        builder = builder.scope(*scope, default.clone());
-        for (key, quota) in overrides {
-            builder = builder.override_quota(*scope, key, quota.clone());
-        }
-    }
-    builder
+    section
+        .builder()
+        .limits(limits)
         .build()
         .map(Limiter::Redis)
         .map_err(|e| e.under("redis"))
 }
 
 #[cfg(not(feature = "redis"))]
-fn redis_limiter(_: &RedisSection, _: &[ScopeSpec<'_>]) -> Result<Limiter, ConfigError> {
+fn redis_limiter(_: &RedisSection, _: RateLimiterBuilder) -> Result<Limiter, ConfigError> {
     Err(no_redis("redis"))
 }

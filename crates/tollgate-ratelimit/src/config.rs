@@ -10,7 +10,7 @@ use tollgate_core::{
 
 use crate::{
     layer::{DEFAULT_OUTPUT_TOKENS, Limiter, OnLimit, RateLimitLayer, UnpricedModels},
-    limiter::{DEFAULT_MAX_KEYS, RateLimiter},
+    limiter::{DEFAULT_MAX_KEYS, RateLimiter, RateLimiterBuilder},
     quota::{Dimension, Quota, Tier},
 };
 
@@ -403,6 +403,19 @@ fn quota(tiers: &[TierConfig]) -> Result<Quota, ConfigError> {
     })
 }
 
+#[cfg(not(feature = "redis"))]
+fn redis_limiter(_: &RedisConfig, _: RateLimiterBuilder) -> Result<Limiter, ConfigError> {
+    Err(ConfigError::new(
+        "redis",
+        "this build has no Redis support: enable the `redis` feature of tollgate-ratelimit (or tollgate)",
+    ))
+}
+
+#[cfg(feature = "redis")]
+fn redis_limiter(redis: &RedisConfig, limits: RateLimiterBuilder) -> Result<Limiter, ConfigError> {
+    redis.builder().limits(limits).build().map(Limiter::Redis)
+}
+
 impl RateLimitConfig {
     /// This configuration with the environment's overrides: [`REDIS_URL_VAR`] replaces
     /// `redis.url` (when there is a `redis` section), and [`tiers_var`] replaces a scope's default
@@ -465,6 +478,11 @@ impl RateLimitConfig {
     ///
     /// A [`ConfigError`] naming the field, e.g. `scopes[1].tiers[0].burst`.
     pub fn build_limiter(&self) -> Result<RateLimiter, ConfigError> {
+        self.limits()?.build()
+    }
+
+    /// The scopes, quotas and key cap, checked, for whichever limiter is built from them.
+    fn limits(&self) -> Result<RateLimiterBuilder, ConfigError> {
         if self.scopes.is_empty() {
             return Err(ConfigError::new("scopes", "add at least one scope"));
         }
@@ -490,7 +508,7 @@ impl RateLimitConfig {
                 builder = builder.override_quota(&scope.name, key, quota);
             }
         }
-        builder.build()
+        Ok(builder)
     }
 
     /// The limiter this configuration describes: in this process, or through Redis when there is
@@ -500,33 +518,11 @@ impl RateLimitConfig {
     ///
     /// A [`ConfigError`] naming the field.
     pub fn limiter(&self) -> Result<Limiter, ConfigError> {
-        let local = self.build_limiter()?;
-        let Some(redis) = &self.redis else {
-            return Ok(Limiter::Local(local));
-        };
-        self.redis_limiter(redis)
-    }
-
-    #[cfg(not(feature = "redis"))]
-    fn redis_limiter(&self, _: &RedisConfig) -> Result<Limiter, ConfigError> {
-        Err(ConfigError::new(
-            "redis",
-            "this build has no Redis support: enable the `redis` feature of tollgate-ratelimit (or tollgate)",
-        ))
-    }
-
-    #[cfg(feature = "redis")]
-    fn redis_limiter(&self, redis: &RedisConfig) -> Result<Limiter, ConfigError> {
-        let mut builder = redis.builder();
-        for (i, scope) in self.scopes.iter().enumerate() {
-            let at = format!("scopes[{i}]");
-            builder = builder.scope(&scope.name, quota(&scope.tiers).map_err(|e| e.under(&at))?);
-            for (key, tiers) in &scope.overrides {
-                let quota = quota(tiers).map_err(|e| e.under(&format!("{at}.overrides.{key}")))?;
-                builder = builder.override_quota(&scope.name, key, quota);
-            }
+        let limits = self.limits()?;
+        match &self.redis {
+            None => limits.build().map(Limiter::Local),
+            Some(redis) => redis_limiter(redis, limits),
         }
-        builder.build().map(Limiter::Redis)
     }
 
     /// The layer this configuration describes, pricing cost tiers with `pricing`.

@@ -15,8 +15,8 @@ use std::{
 
 use tollgate_core::{ByTenant, ErrorKind, LlmError, LlmRequest, Message, SimulatedProvider};
 use tollgate_ratelimit::{
-    Amounts, Backend, DenialReason, OnRedisFailure, Quota, RateLimitLayer, RedisRateLimiter,
-    RedisRateLimiterBuilder, Tier,
+    Amounts, Backend, DenialReason, OnRedisFailure, Quota, RateLimitLayer, RateLimiter,
+    RedisRateLimiter, RedisRateLimiterBuilder, Tier,
 };
 use tollgate_testkit::RedisServer;
 use tower::{Service, ServiceExt};
@@ -328,6 +328,44 @@ async fn fallback_policy_keeps_every_call_going_while_redis_is_down_and_returns_
         status.tiers[0].remaining < 1_000_000,
         "the restarted Redis counts again"
     );
+}
+
+#[tokio::test]
+async fn one_description_of_the_limits_builds_the_redis_limiter_and_caps_its_fallback() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    // The scopes and the key cap come from the in-process builder; with Redis gone, the
+    // fallback holds one key, so a second new key is refused for capacity.
+    let limits = RateLimiter::builder()
+        .scope("tenant", quota([Tier::requests(1_000_000, HOUR)]))
+        .max_keys(1);
+    let limiter = RedisRateLimiter::builder(redis.url())
+        .limits(limits)
+        .timeout(PATIENT)
+        .on_failure(OnRedisFailure::Local { share: 1.0 })
+        .failure_threshold(1)
+        .build()
+        .unwrap();
+    let tenant = limiter
+        .scope("tenant")
+        .expect("the scope of the given limits");
+    let one = |key: &'static str| {
+        let limiter = limiter.clone();
+        async move {
+            limiter
+                .check_and_consume(&[(tenant, key)], Amounts::requests(1))
+                .await
+        }
+    };
+    one("a").await.unwrap();
+    one("b").await.unwrap();
+    assert_eq!(limiter.metrics().redis_calls, 2);
+    redis.kill();
+    one("a").await.unwrap();
+    assert_eq!(limiter.backend(), Backend::Fallback);
+    let denial = one("b").await.unwrap_err();
+    assert_eq!(denial.reason(), DenialReason::Capacity);
 }
 
 #[tokio::test]

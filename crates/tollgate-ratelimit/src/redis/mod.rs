@@ -854,6 +854,15 @@ pub struct RedisRateLimiterBuilder {
 }
 
 impl RedisRateLimiterBuilder {
+    /// Takes the scopes and quotas (defaults and overrides) of `limits`, replacing any added so
+    /// far, and for the in-process fallback ([`OnRedisFailure::Local`]) its key cap and clock.
+    /// One description of the quotas can then build either limiter: `limits.build()` for this
+    /// process alone, or this builder for Redis.
+    pub fn limits(mut self, limits: RateLimiterBuilder) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Adds a scope: a family of keys with `quota` as their default.
     pub fn scope(mut self, name: impl Into<String>, quota: Quota) -> Self {
         self.limits = self.limits.scope(name, quota);
