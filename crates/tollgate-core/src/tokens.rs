@@ -39,9 +39,10 @@ pub trait TokenEstimator: Send + Sync + 'static {
 /// BPE tokenizers; prose usually lands within a quarter of the real count, code and numbers are
 /// denser and may be under-counted by up to half. Counting each non-ASCII character as a whole token
 /// over-counts accented Latin text (often 2–3×) and is close for CJK, where a character is roughly
-/// one token. It never looks at the model, so it is equally rough for every provider. It costs one
-/// pass over the bytes and no allocation. Where a limiter needs exact token budgets, reconciliation
-/// with the provider's reported usage corrects the estimate after each call.
+/// one token. It never looks at the model, so it is equally rough for every provider. It reads
+/// all-ASCII text once, a word at a time, other text three times with loops that vectorize, and
+/// allocates nothing. Where a limiter needs exact token budgets, reconciliation with the
+/// provider's reported usage corrects the estimate after each call.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CharEstimator;
 
