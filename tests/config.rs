@@ -584,3 +584,19 @@ retry: { base_delay: 10ms, budget: null }
 }"#;
     assert_eq!(report.to_json(), expected);
 }
+
+#[test]
+fn the_redis_section_refuses_a_zero_cache_bound_with_its_path() {
+    let yaml = "
+providers:
+  sim: { kind: simulated }
+roles:
+  default: { provider: sim, model: m }
+redis: { url: \"redis://127.0.0.1:6379/\", cache_timeout: 0s, cache_max_value_bytes: 0 }
+";
+    let err = Config::from_yaml(yaml).unwrap_err();
+    assert_eq!(
+        err.paths(),
+        ["redis.cache_max_value_bytes", "redis.cache_timeout"]
+    );
+}

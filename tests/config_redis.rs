@@ -79,3 +79,75 @@ redis: {{ url: \"{}\", prefix: cfgtest, limiter_timeout: 1s, cache_timeout: 1s, 
         "the shared answer and the 4 admitted calls'"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_section_compresses_and_bounds_cached_answers() {
+    let Some(redis) = RedisServer::start() else {
+        return; // the fixture said why; TOLLGATE_REQUIRE_REDIS=1 makes this a failure instead
+    };
+    let stack = |prefix: &str, cache: &str| {
+        let yaml = format!(
+            "
+providers:
+  sim: {{ kind: simulated }}
+roles:
+  default: {{ provider: sim, model: sim-small }}
+caching: {{ store: redis }}
+redis: {{ url: \"{}\", prefix: {prefix}, cache_timeout: 1s, {cache} }}
+",
+            redis.url()
+        );
+        let provider = SimulatedProvider::new();
+        let stack = Stack::builder(&Config::from_yaml(&yaml).unwrap())
+            .provider("sim", provider.clone())
+            .build()
+            .unwrap();
+        (stack, provider)
+    };
+    let ask = || LlmRequest::new("", vec![Message::user("hi")]).with_tenant("acme");
+    let stored = |prefix: &str| {
+        let Reply::Array(keys) = redis
+            .command(&["KEYS", &format!("{prefix}:cache:*")])
+            .unwrap()
+        else {
+            panic!("KEYS answers an array")
+        };
+        keys.into_iter()
+            .map(|key| {
+                let Reply::Bulk(key) = key else {
+                    panic!("a key is a bulk string")
+                };
+                let key = String::from_utf8(key).unwrap();
+                match redis.command(&["GET", &key]).unwrap() {
+                    Reply::Bulk(value) => value,
+                    other => panic!("GET {key}: {other:?}"),
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // Compressed: the value in Redis is the LZ4 form, and it is served back.
+    let (lz4, provider) = stack("lz4", "cache_compress: true");
+    lz4.clone().oneshot(ask()).await.unwrap();
+    assert_eq!(
+        lz4.clone().oneshot(ask()).await.unwrap().headers["x-cache"],
+        "HIT"
+    );
+    assert_eq!(provider.calls(), 1);
+    let values = stored("lz4");
+    assert_eq!(values.len(), 1);
+    assert!(values[0].starts_with(b"tollgate-cache v1 lz4\n"));
+
+    // The default is the plain form.
+    let (plain, _) = stack("plain", "cache_compress: false");
+    plain.clone().oneshot(ask()).await.unwrap();
+    assert!(stored("plain")[0].starts_with(b"tollgate-cache v1\n"));
+
+    // An answer over the bound is never written, so the same question misses again.
+    let (bounded, provider) = stack("tiny", "cache_max_value_bytes: 16");
+    bounded.clone().oneshot(ask()).await.unwrap();
+    let again = bounded.clone().oneshot(ask()).await.unwrap();
+    assert_eq!(again.headers["x-cache"], "MISS");
+    assert_eq!(provider.calls(), 2);
+    assert!(stored("tiny").is_empty());
+}

@@ -326,6 +326,14 @@ pub struct RedisSection {
     /// Bound on each cache call to Redis (default 50 ms).
     #[serde(default = "default_cache_timeout", with = "duration")]
     pub cache_timeout: Duration,
+    /// Cached answers larger than this in Redis (after compression) are not written there
+    /// (default 512 KiB).
+    #[serde(default = "default_cache_max_value_bytes")]
+    pub cache_max_value_bytes: usize,
+    /// Compress cached answers in Redis with LZ4 (default false): natural-language answers shrink
+    /// to about half, for a few microseconds per kilobyte on each write and read.
+    #[serde(default)]
+    pub cache_compress: bool,
     /// Hybrid mode for request limits: lease permits in batches (`{ batch: 100, ttl: 1s }`).
     #[serde(default)]
     pub lease: Option<LeaseConfig>,
@@ -351,6 +359,12 @@ fn default_limiter_timeout() -> Duration {
     // The limiter's own default (`tollgate_ratelimit::DEFAULT_REDIS_TIMEOUT`, behind its `redis`
     // feature): a limit decision must not hold a call up for longer.
     Duration::from_millis(5)
+}
+
+fn default_cache_max_value_bytes() -> usize {
+    // The Redis store's own default (`tollgate_cache::store::DEFAULT_MAX_VALUE_BYTES`, behind its
+    // `redis` feature).
+    512 * 1024
 }
 
 fn default_cache_timeout() -> Duration {
@@ -858,6 +872,12 @@ fn check_redis(redis: &RedisSection, errors: &mut Vec<ConfigError>) {
     }
     if redis.failure_threshold == 0 {
         errors.push(ConfigError::new("redis.failure_threshold", "must be > 0"));
+    }
+    if redis.cache_max_value_bytes == 0 {
+        errors.push(ConfigError::new(
+            "redis.cache_max_value_bytes",
+            "must be > 0",
+        ));
     }
     for (field, value) in [
         ("probe_interval", redis.probe_interval),

@@ -277,6 +277,8 @@ fn redis_store(redis: &RedisSection) -> Result<tollgate_cache::RedisStore, Confi
     tollgate_cache::RedisStore::builder(&redis.url)
         .prefix(format!("{}:cache", redis.prefix))
         .timeout(redis.cache_timeout)
+        .max_value_bytes(redis.cache_max_value_bytes)
+        .compress(redis.cache_compress)
         .build()
         .map_err(|e| e.under("redis"))
 }
