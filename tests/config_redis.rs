@@ -7,11 +7,9 @@ use tollgate::{Config, ErrorKind, LlmRequest, Message, SimulatedProvider, Stack}
 use tollgate_testkit::{RedisServer, Reply};
 use tower::ServiceExt;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_stacks_share_the_quota_and_the_cache_through_redis() {
-    let Some(redis) = RedisServer::start() else {
-        return; // the fixture said why; TOLLGATE_REQUIRE_REDIS=1 makes this a failure instead
-    };
+/// A simulated provider's configuration caching in `redis`: `redis_settings` follow the URL in
+/// the `redis` section, and `rest` (more sections) comes after it.
+fn config(redis: &RedisServer, redis_settings: &str, rest: &str) -> Config {
     let yaml = format!(
         "
 providers:
@@ -19,14 +17,24 @@ providers:
 roles:
   default: {{ provider: sim, model: sim-small }}
 caching: {{ store: redis }}
-rate_limiting:
-  tenants:
-    default: {{ per_hour: 5 }}
-redis: {{ url: \"{}\", prefix: cfgtest, limiter_timeout: 1s, cache_timeout: 1s, on_failure: fail_closed }}
+redis: {{ url: \"{}\", {redis_settings} }}
+{rest}
 ",
         redis.url()
     );
-    let config = Config::from_yaml(&yaml).unwrap();
+    Config::from_yaml(&yaml).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stacks_share_the_quota_and_the_cache_through_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return; // the fixture said why; TOLLGATE_REQUIRE_REDIS=1 makes this a failure instead
+    };
+    let config = config(
+        &redis,
+        "prefix: cfgtest, limiter_timeout: 1s, cache_timeout: 1s, on_failure: fail_closed",
+        "rate_limiting:\n  tenants:\n    default: { per_hour: 5 }",
+    );
     let provider = SimulatedProvider::new();
     let stacks: Vec<Stack> = (0..2)
         .map(|_| {
@@ -86,19 +94,13 @@ async fn the_redis_section_compresses_and_bounds_cached_answers() {
         return; // the fixture said why; TOLLGATE_REQUIRE_REDIS=1 makes this a failure instead
     };
     let stack = |prefix: &str, cache: &str| {
-        let yaml = format!(
-            "
-providers:
-  sim: {{ kind: simulated }}
-roles:
-  default: {{ provider: sim, model: sim-small }}
-caching: {{ store: redis }}
-redis: {{ url: \"{}\", prefix: {prefix}, cache_timeout: 1s, {cache} }}
-",
-            redis.url()
+        let config = config(
+            &redis,
+            &format!("prefix: {prefix}, cache_timeout: 1s, {cache}"),
+            "",
         );
         let provider = SimulatedProvider::new();
-        let stack = Stack::builder(&Config::from_yaml(&yaml).unwrap())
+        let stack = Stack::builder(&config)
             .provider("sim", provider.clone())
             .build()
             .unwrap();
