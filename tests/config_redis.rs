@@ -1,5 +1,6 @@
-//! A configuration with a `redis` section: two stacks (two processes' worth) share one tenant
-//! quota and one cache through a real `redis-server`.
+//! A configuration with a `redis` section, against a real `redis-server`: two stacks (two
+//! processes' worth) share one tenant quota and one cache, and the section's cache settings
+//! (compression, value bound) reach the store.
 
 #![cfg(feature = "redis")]
 
