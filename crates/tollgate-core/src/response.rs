@@ -65,6 +65,23 @@ impl LlmResponse {
     /// ends without an error ([`LlmStream::on_complete`](crate::stream::LlmStream::on_complete));
     /// returns whether it is a stream (otherwise `done` is dropped uncalled).
     pub fn on_stream_complete(&mut self, done: impl FnOnce(&LlmResponse) + Send + 'static) -> bool {
+        self.wrap_stream(|stream| stream.on_complete(done))
+    }
+
+    /// When the answer is a stream, has `done` called once it ends however it ends, with what was
+    /// read of it and how it ended ([`LlmStream::on_end`](crate::stream::LlmStream::on_end));
+    /// returns whether it is a stream (otherwise `done` is dropped uncalled).
+    pub fn on_stream_end(
+        &mut self,
+        done: impl FnOnce(&LlmResponse, crate::stream::StreamEnd) + Send + 'static,
+    ) -> bool {
+        self.wrap_stream(|stream| stream.on_end(done))
+    }
+
+    fn wrap_stream(
+        &mut self,
+        wrap: impl FnOnce(crate::stream::LlmStream) -> crate::stream::LlmStream,
+    ) -> bool {
         let Some(slot) = self.extensions.get::<crate::stream::StreamSlot>() else {
             return false;
         };
@@ -74,7 +91,7 @@ impl LlmResponse {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match guard.take() {
             Some(stream) => {
-                *guard = Some(stream.on_complete(done));
+                *guard = Some(wrap(stream));
                 true
             }
             None => false,

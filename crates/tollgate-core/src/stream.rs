@@ -13,7 +13,9 @@
 //!   the stream has ended without an error (a stream dropped or failed midway stores nothing).
 //!   Streaming misses do not coalesce: each caller gets its own stream;
 //! - rate limit: the reservation (estimated tokens) is taken when the call starts and settled
-//!   with the usage the stream reports when it ends.
+//!   with the usage the stream reports when it ends;
+//! - cost tracking (the `tollgate` facade): a stream is counted when it ends, however it ends
+//!   ([`LlmStream::on_end`]), since a provider bills a stream the caller stopped reading.
 
 use std::{
     fmt,
@@ -73,7 +75,30 @@ impl LlmStream {
             events.push(StreamEvent::Finish(reason.clone()));
         }
         events.push(StreamEvent::Usage(response.usage));
-        Self::new(Replay(events.into_iter()))
+        Self::from_events(events.into_iter().map(Ok))
+    }
+
+    /// A stream of events already at hand, each ready at once: a scripted upstream in a test, an
+    /// answer kept elsewhere.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use tollgate_core::{ErrorKind, LlmError, stream::{LlmStream, StreamEvent}};
+    ///
+    /// // Says one thing, then the connection drops.
+    /// let stream = LlmStream::from_events([
+    ///     Ok(StreamEvent::Text("Once upon".into())),
+    ///     Err(LlmError::new(ErrorKind::Connect, "connection reset")),
+    /// ]);
+    /// assert_eq!(stream.collect().await.unwrap_err().kind(), ErrorKind::Connect);
+    /// # });
+    /// ```
+    pub fn from_events<I>(events: I) -> Self
+    where
+        I: IntoIterator<Item = Result<StreamEvent, LlmError>>,
+        I::IntoIter: Send + 'static,
+    {
+        Self::new(Ready(events.into_iter()))
     }
 
     /// The next event, or `None` once the stream has ended.
@@ -102,12 +127,51 @@ impl LlmStream {
     /// fails or is dropped midway); the events pass through unchanged. How the cache stores a
     /// streamed answer and the limiter settles its usage.
     pub fn on_complete(self, done: impl FnOnce(&LlmResponse) + Send + 'static) -> Self {
-        Self::new(OnComplete {
+        self.on_end(move |answer, end| {
+            if end == StreamEnd::Complete {
+                done(answer);
+            }
+        })
+    }
+
+    /// Calls `done` exactly once, when the stream ends however it ends, with what was read of the
+    /// answer by then and how it ended; the events pass through unchanged. A stream dropped
+    /// before its end (the caller stopped reading, or never took the stream) calls it from its
+    /// drop. How the cost tracker counts a stream the caller abandoned.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::sync::{Arc, Mutex};
+    /// use tollgate_core::{LlmResponse, stream::{LlmStream, StreamEnd}};
+    ///
+    /// let ended = Arc::new(Mutex::new(None));
+    /// let seen = ended.clone();
+    /// let mut stream = LlmStream::replay(&LlmResponse::new("m", "hello"))
+    ///     .on_end(move |answer, end| *seen.lock().unwrap() = Some((answer.model.clone(), end)));
+    /// stream.next().await; // the model
+    /// drop(stream);
+    /// assert_eq!(*ended.lock().unwrap(), Some(("m".to_owned(), StreamEnd::Dropped)));
+    /// # });
+    /// ```
+    pub fn on_end(self, done: impl FnOnce(&LlmResponse, StreamEnd) + Send + 'static) -> Self {
+        Self::new(OnEnd {
             inner: self.events,
             answer: Assembled::default(),
             done: Some(Box::new(done)),
         })
     }
+}
+
+/// How a stream ended, as [`LlmStream::on_end`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamEnd {
+    /// It ran to its end: the answer is whole.
+    Complete,
+    /// It ended with an error midway.
+    Failed,
+    /// It was dropped before its end.
+    Dropped,
 }
 
 impl Stream for LlmStream {
@@ -136,25 +200,37 @@ impl Assembled {
     }
 }
 
-struct Replay(std::vec::IntoIter<StreamEvent>);
+/// Events from an iterator, each ready at once.
+struct Ready<I>(I);
 
-impl Stream for Replay {
+// The iterator is never pinned (it is only ever used through `&mut`), so any iterator will do.
+impl<I> Unpin for Ready<I> {}
+
+impl<I: Iterator<Item = Result<StreamEvent, LlmError>>> Stream for Ready<I> {
     type Item = Result<StreamEvent, LlmError>;
 
     fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Poll::Ready(self.0.next().map(Ok))
+        Poll::Ready(self.0.next())
     }
 }
 
-type Done = Box<dyn FnOnce(&LlmResponse) + Send>;
+type Done = Box<dyn FnOnce(&LlmResponse, StreamEnd) + Send>;
 
-struct OnComplete {
+struct OnEnd {
     inner: Events,
     answer: Assembled,
     done: Option<Done>,
 }
 
-impl Stream for OnComplete {
+impl OnEnd {
+    fn end(&mut self, end: StreamEnd) {
+        if let Some(done) = self.done.take() {
+            done(&self.answer.response, end);
+        }
+    }
+}
+
+impl Stream for OnEnd {
     type Item = Result<StreamEvent, LlmError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -162,15 +238,17 @@ impl Stream for OnComplete {
         let item = ready!(this.inner.as_mut().poll_next(cx));
         match &item {
             Some(Ok(event)) => this.answer.add(event),
-            // A failed stream is not a complete answer.
-            Some(Err(_)) => this.done = None,
-            None => {
-                if let Some(done) = this.done.take() {
-                    done(&this.answer.response);
-                }
-            }
+            Some(Err(_)) => this.end(StreamEnd::Failed),
+            None => this.end(StreamEnd::Complete),
         }
         Poll::Ready(item)
+    }
+}
+
+impl Drop for OnEnd {
+    fn drop(&mut self) {
+        // Still unreported: the stream never reached its end or an error.
+        self.end(StreamEnd::Dropped);
     }
 }
 
@@ -211,5 +289,83 @@ mod tests {
         let done = seen.lock().unwrap().clone().expect("called at the end");
         assert_eq!(done.content, "hello");
         assert_eq!(done.finish_reason, Some(FinishReason::Stop));
+    }
+
+    fn script(fails: bool) -> LlmStream {
+        let mut events = vec![
+            Ok(StreamEvent::Usage(Usage::new(6, 0))),
+            Ok(StreamEvent::Text("abc".into())),
+            Ok(StreamEvent::Text("def".into())),
+        ];
+        if fails {
+            events.push(Err(LlmError::new(crate::ErrorKind::Server, "cut off")));
+        }
+        LlmStream::from_events(events)
+    }
+
+    type Ends = Arc<Mutex<Vec<(String, Usage, StreamEnd)>>>;
+
+    fn watched(stream: LlmStream) -> (LlmStream, Ends) {
+        let ends = Ends::default();
+        let sink = ends.clone();
+        let stream = stream.on_end(move |answer, end| {
+            sink.lock()
+                .unwrap()
+                .push((answer.content.clone(), answer.usage, end));
+        });
+        (stream, ends)
+    }
+
+    #[test]
+    fn on_end_reports_each_ending_once_with_what_was_read() {
+        let (stream, ends) = watched(script(false));
+        block_on(stream.collect()).unwrap();
+        assert_eq!(
+            *ends.lock().unwrap(),
+            [("abcdef".to_owned(), Usage::new(6, 0), StreamEnd::Complete)]
+        );
+
+        let (stream, ends) = watched(script(true));
+        assert_eq!(
+            block_on(stream.collect()).unwrap_err().kind(),
+            crate::ErrorKind::Server
+        );
+        assert_eq!(
+            *ends.lock().unwrap(),
+            [("abcdef".to_owned(), Usage::new(6, 0), StreamEnd::Failed)]
+        );
+
+        // Two events read (the usage, then "abc"), then dropped.
+        let (mut stream, ends) = watched(script(false));
+        block_on(async {
+            stream.next().await;
+            stream.next().await;
+        });
+        drop(stream);
+        assert_eq!(
+            *ends.lock().unwrap(),
+            [("abc".to_owned(), Usage::new(6, 0), StreamEnd::Dropped)]
+        );
+
+        // Never read at all.
+        let (stream, ends) = watched(script(false));
+        drop(stream);
+        assert_eq!(
+            *ends.lock().unwrap(),
+            [(String::new(), Usage::default(), StreamEnd::Dropped)]
+        );
+    }
+
+    #[test]
+    fn on_complete_is_not_called_for_a_stream_that_fails_or_is_dropped() {
+        let called = Arc::new(Mutex::new(0));
+        for fails in [false, true] {
+            let count = called.clone();
+            let stream = script(fails).on_complete(move |_| *count.lock().unwrap() += 1);
+            let _ = block_on(stream.collect());
+        }
+        let count = called.clone();
+        drop(script(false).on_complete(move |_| *count.lock().unwrap() += 1));
+        assert_eq!(*called.lock().unwrap(), 1);
     }
 }

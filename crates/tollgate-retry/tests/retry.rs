@@ -515,7 +515,7 @@ async fn a_stream_is_retried_before_it_starts_and_never_after() {
                 Ok(tollgate_core::stream::StreamEvent::Text("part".into())),
                 Err(LlmError::new(ErrorKind::Server, "connection lost")),
             ];
-            let stream = LlmStream::new(Events(events.into_iter()));
+            let stream = LlmStream::from_events(events);
             Ok(LlmResponse::new(&*request.model, "").with_stream(stream))
         }
     });
@@ -541,19 +541,4 @@ async fn a_stream_is_retried_before_it_starts_and_never_after() {
         2,
         "the failure inside it was not"
     );
-}
-
-struct Events<I>(I);
-
-impl<I: Iterator<Item = Result<tollgate_core::stream::StreamEvent, LlmError>> + Unpin>
-    futures_core::Stream for Events<I>
-{
-    type Item = I::Item;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        std::task::Poll::Ready(self.0.next())
-    }
 }
