@@ -26,6 +26,11 @@ pub struct Spend {
     pub cost: MicroUsd,
     /// Calls to models the pricing table has no price for (counted, but not in `cost`).
     pub unpriced_calls: u64,
+    /// Streamed calls that ended before their answer did (the caller dropped the stream, or it
+    /// failed midway). A provider bills them all the same, so they are counted with the usage it
+    /// had reported by then; a side it had not reported is estimated (the prompt from the
+    /// request, the answer from the text read), so their tokens and cost are approximate.
+    pub incomplete_calls: u64,
 }
 
 impl Spend {
@@ -35,6 +40,7 @@ impl Spend {
         self.output_tokens += other.output_tokens;
         self.cost = self.cost.saturating_add(other.cost);
         self.unpriced_calls += other.unpriced_calls;
+        self.incomplete_calls += other.incomplete_calls;
     }
 }
 
@@ -124,7 +130,8 @@ impl CostTracker {
         }
     }
 
-    pub(crate) fn record(&self, labels: Labels, usage: Usage) {
+    /// Adds one answered call; `incomplete` for a stream that ended before its answer did.
+    pub(crate) fn record(&self, labels: Labels, usage: Usage, incomplete: bool) {
         let cost = self.pricing.cost(&labels.model, usage);
         let call = Spend {
             calls: 1,
@@ -132,6 +139,7 @@ impl CostTracker {
             output_tokens: usage.output_tokens,
             cost: cost.unwrap_or_default(),
             unpriced_calls: u64::from(cost.is_none()),
+            incomplete_calls: u64::from(incomplete),
         };
         let mut spend = self.spend.lock().unwrap_or_else(|p| p.into_inner());
         spend.entry(labels).or_default().add(&call);

@@ -487,7 +487,8 @@ retry: { base_delay: 10ms, budget: null }
     "input_tokens": 30,
     "output_tokens": 130,
     "cost_usd": "0.002153",
-    "unpriced_calls": 0
+    "unpriced_calls": 0,
+    "incomplete_calls": 0
   },
   "by_tenant": {
     "-": {
@@ -496,6 +497,7 @@ retry: { base_delay: 10ms, budget: null }
       "output_tokens": 10,
       "cost_usd": "0.000027",
       "unpriced_calls": 0,
+      "incomplete_calls": 0,
       "budgets": [
         {
           "per": "1d",
@@ -510,6 +512,7 @@ retry: { base_delay: 10ms, budget: null }
       "output_tokens": 110,
       "cost_usd": "0.002097",
       "unpriced_calls": 0,
+      "incomplete_calls": 0,
       "budgets": [
         {
           "per": "1d",
@@ -524,6 +527,7 @@ retry: { base_delay: 10ms, budget: null }
       "output_tokens": 10,
       "cost_usd": "0.000029",
       "unpriced_calls": 0,
+      "incomplete_calls": 0,
       "budgets": [
         {
           "per": "1d",
@@ -539,14 +543,16 @@ retry: { base_delay: 10ms, budget: null }
       "input_tokens": 23,
       "output_tokens": 30,
       "cost_usd": "0.000083",
-      "unpriced_calls": 0
+      "unpriced_calls": 0,
+      "incomplete_calls": 0
     },
     "slow": {
       "calls": 1,
       "input_tokens": 7,
       "output_tokens": 100,
       "cost_usd": "0.002070",
-      "unpriced_calls": 0
+      "unpriced_calls": 0,
+      "incomplete_calls": 0
     }
   },
   "by_model": {
@@ -555,14 +561,16 @@ retry: { base_delay: 10ms, budget: null }
       "input_tokens": 7,
       "output_tokens": 100,
       "cost_usd": "0.002070",
-      "unpriced_calls": 0
+      "unpriced_calls": 0,
+      "incomplete_calls": 0
     },
     "small": {
       "calls": 3,
       "input_tokens": 23,
       "output_tokens": 30,
       "cost_usd": "0.000083",
-      "unpriced_calls": 0
+      "unpriced_calls": 0,
+      "incomplete_calls": 0
     }
   },
   "by_role": {
@@ -571,14 +579,16 @@ retry: { base_delay: 10ms, budget: null }
       "input_tokens": 7,
       "output_tokens": 100,
       "cost_usd": "0.002070",
-      "unpriced_calls": 0
+      "unpriced_calls": 0,
+      "incomplete_calls": 0
     },
     "default": {
       "calls": 3,
       "input_tokens": 23,
       "output_tokens": 30,
       "cost_usd": "0.000083",
-      "unpriced_calls": 0
+      "unpriced_calls": 0,
+      "incomplete_calls": 0
     }
   }
 }"#;
@@ -599,4 +609,95 @@ redis: { url: \"redis://127.0.0.1:6379/\", cache_timeout: 0s, cache_max_value_by
         err.paths(),
         ["redis.cache_max_value_bytes", "redis.cache_timeout"]
     );
+}
+
+/// A stream the caller drops, or that fails midway, is billed by the provider all the same: the
+/// report counts it, with the usage reported by then and the rest estimated.
+#[tokio::test(start_paused = true)]
+async fn a_stream_is_counted_however_it_ends() {
+    use tollgate::{
+        TokenEstimator,
+        stream::{LlmStream, StreamEvent},
+    };
+    let yaml = "
+providers:
+  fast: { kind: simulated }
+roles:
+  default: { provider: fast, model: small }
+pricing:
+  small: { input: \"1.00\", output: \"2.00\" }
+";
+    let config = Config::from_yaml(yaml).unwrap();
+    // The tenant picks what the stream says.
+    let streaming = service_fn(|request: LlmRequest| {
+        let events = match request.meta.tenant.as_deref() {
+            Some("whole") => vec![
+                Ok(StreamEvent::Text("abcdefgh".into())),
+                Ok(StreamEvent::Usage(tollgate::Usage::new(5, 3))),
+            ],
+            // Anthropic's way: the prompt's size first, with a placeholder answer count.
+            Some("failed") => vec![
+                Ok(StreamEvent::Usage(tollgate::Usage::new(6, 1))),
+                Ok(StreamEvent::Text("abcdefghijkl".into())),
+                Err(LlmError::new(ErrorKind::Server, "connection lost")),
+            ],
+            _ => vec![
+                Ok(StreamEvent::Text("abcd".into())),
+                Ok(StreamEvent::Text("efgh".into())),
+                Ok(StreamEvent::Usage(tollgate::Usage::new(7, 2))),
+            ],
+        };
+        let stream = LlmStream::from_events(events);
+        async move { Ok::<_, LlmError>(LlmResponse::new(&*request.model, "").with_stream(stream)) }
+    });
+    let stack = Stack::builder(&config)
+        .provider("fast", streaming)
+        .build()
+        .unwrap();
+    let call = |tenant: &str| {
+        let request = LlmRequest::new("", vec![Message::user("hi")])
+            .with_tenant(tenant)
+            .streaming();
+        stack.clone().oneshot(request)
+    };
+
+    let whole = call("whole").await.unwrap().take_stream().unwrap();
+    whole.collect().await.unwrap();
+    let failed = call("failed").await.unwrap().take_stream().unwrap();
+    assert_eq!(
+        failed.collect().await.unwrap_err().kind(),
+        ErrorKind::Server
+    );
+    let mut dropped = call("dropped").await.unwrap().take_stream().unwrap();
+    dropped.next().await.unwrap().unwrap(); // "abcd", then the caller stops reading
+    drop(dropped);
+    drop(call("untaken").await.unwrap()); // the stream is never taken
+
+    // No usage reported before the end: the prompt is estimated as the limiter would.
+    let prompt = tollgate::CharEstimator
+        .estimate_prompt(&LlmRequest::new("small", vec![Message::user("hi")]));
+    assert_eq!(prompt, 7);
+    let report = stack.cost_report();
+    let spent = |tenant: &str| {
+        let spend = report.by_tenant[tenant].spend;
+        (
+            spend.calls,
+            spend.incomplete_calls,
+            spend.input_tokens,
+            spend.output_tokens,
+            spend.cost.0,
+        )
+    };
+    // At $1 and $2 per million tokens, each prompt token is 1 micro-dollar, each answer token 2.
+    assert_eq!(
+        spent("whole"),
+        (1, 0, 5, 3, 5 + 6),
+        "as reported at its end"
+    );
+    // Reported: 6 in, 1 out; but 12 characters (3 tokens) were read, which is more.
+    assert_eq!(spent("failed"), (1, 1, 6, 3, 6 + 6));
+    // Nothing reported: the prompt estimated, "abcd" read (1 token).
+    assert_eq!(spent("dropped"), (1, 1, 7, 1, 7 + 2));
+    assert_eq!(spent("untaken"), (1, 1, 7, 0, 7));
+    assert_eq!((report.total.calls, report.total.incomplete_calls), (4, 3));
 }

@@ -10,7 +10,10 @@ use std::{
 };
 
 use pin_project_lite::pin_project;
-use tollgate_core::{ErrorKind, LlmError, LlmRequest, LlmResponse};
+use tollgate_core::{
+    CharEstimator, ErrorKind, LlmError, LlmRequest, LlmResponse, TokenEstimator, Usage,
+    stream::StreamEnd,
+};
 use tower::util::Oneshot;
 use tower_service::Service;
 
@@ -47,17 +50,71 @@ impl Service<LlmRequest> for Router {
                 )),
             };
         };
-        let labels = Labels {
-            tenant: request.meta.tenant.clone(),
-            provider,
-            model: request.model.clone(),
-            role: request.meta.role.clone().unwrap_or_default(),
+        let record = Record {
+            costs: self.costs.clone(),
+            labels: Labels {
+                tenant: request.meta.tenant.clone(),
+                provider,
+                model: request.model.clone(),
+                role: request.meta.role.clone().unwrap_or_default(),
+            },
+            // Estimated now, while the request is at hand, in case the stream ends before the
+            // provider reports the prompt's size.
+            prompt_estimate: if request.meta.stream {
+                CharEstimator.estimate_prompt(&request)
+            } else {
+                0
+            },
         };
         RouteFuture::Called {
             call: Oneshot::new(client.clone(), request),
-            record: Some((self.costs.clone(), labels)),
+            record: Some(record),
         }
     }
+}
+
+/// What a routed call adds to the cost tracker once it is answered.
+struct Record {
+    costs: CostTracker,
+    labels: Labels,
+    prompt_estimate: u64,
+}
+
+impl Record {
+    fn answered(self, response: &mut LlmResponse) {
+        let Self {
+            costs,
+            labels,
+            prompt_estimate,
+        } = self;
+        if !response.is_stream() {
+            costs.record(labels, response.usage, false);
+            return;
+        }
+        // A stream's usage is known at its end. One the caller drops, or that fails midway, is
+        // billed all the same: it counts with what the provider reported by then.
+        response.on_stream_end(move |answer, end| match end {
+            StreamEnd::Complete => costs.record(labels, answer.usage, false),
+            _ => costs.record(labels, partial_usage(answer, prompt_estimate), true),
+        });
+    }
+}
+
+/// The usage of a stream that ended early: what the provider reported, with the prompt estimated
+/// when it reported none, and the answer at least the estimate of the text read (a provider may
+/// report a placeholder count when the stream starts).
+fn partial_usage(answer: &LlmResponse, prompt_estimate: u64) -> Usage {
+    let reported = answer.usage;
+    Usage::new(
+        if reported.input_tokens > 0 {
+            reported.input_tokens
+        } else {
+            prompt_estimate
+        },
+        reported
+            .output_tokens
+            .max(CharEstimator.estimate_text(&answer.content)),
+    )
 }
 
 pin_project! {
@@ -67,7 +124,7 @@ pin_project! {
         Called {
             #[pin]
             call: Oneshot<BoxedProvider, LlmRequest>,
-            record: Option<(CostTracker, Labels)>,
+            record: Option<Record>,
         },
         Failed {
             error: Option<LlmError>,
@@ -85,14 +142,8 @@ impl Future for RouteFuture {
             }
             RouteProj::Called { call, record } => {
                 let mut response = std::task::ready!(call.poll(cx))?;
-                if let Some((costs, labels)) = record.take() {
-                    if response.is_stream() {
-                        // A stream's usage is known at its end; an abandoned stream records
-                        // nothing, as its usage is unknown.
-                        response.on_stream_complete(move |done| costs.record(labels, done.usage));
-                    } else {
-                        costs.record(labels, response.usage);
-                    }
+                if let Some(record) = record.take() {
+                    record.answered(&mut response);
                 }
                 Poll::Ready(Ok(response))
             }
