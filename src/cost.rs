@@ -54,8 +54,9 @@ pub struct Budget {
     /// Dollars per period.
     #[serde(rename = "limit_usd", serialize_with = "dollars")]
     pub limit: MicroUsd,
-    /// Dollars left now, from the rate limiter (absent when the limiter lives in Redis, whose
-    /// state is read asynchronously).
+    /// Dollars left now, from the rate limiter. With the limiter in Redis it is read only by
+    /// [`Stack::cost_report_with_remaining`](crate::Stack::cost_report_with_remaining), and absent
+    /// when Redis does not answer.
     #[serde(
         rename = "remaining_usd",
         serialize_with = "maybe_dollars",

@@ -154,3 +154,48 @@ async fn the_redis_section_compresses_and_bounds_cached_answers() {
     assert_eq!(provider.calls(), 2);
     assert!(stored("tiny").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cost_report_reads_what_is_left_of_a_budget_from_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return; // the fixture said why; TOLLGATE_REQUIRE_REDIS=1 makes this a failure instead
+    };
+    // $1 and $2 per million tokens: 1 micro-dollar per prompt token, 2 per answer token.
+    let config = config(
+        &redis,
+        "prefix: budget, limiter_timeout: 1s, cache_timeout: 1s",
+        "pricing:
+  sim-small: { input: \"1.00\", output: \"2.00\" }
+rate_limiting:
+  tenants:
+    default: { cost_per_day: \"1.00\" }",
+    );
+    let provider = SimulatedProvider::builder().output_tokens(10).build();
+    let stack = Stack::builder(&config)
+        .provider("sim", provider)
+        .build()
+        .unwrap();
+    let ask = LlmRequest::new("", vec![Message::user("hi")]).with_tenant("acme");
+    stack.clone().oneshot(ask).await.unwrap();
+
+    let remaining = |report: &tollgate::CostReport| {
+        let budgets = &report.by_tenant["acme"].budgets;
+        assert_eq!(budgets.len(), 1);
+        budgets[0].remaining.map(|left| left.0)
+    };
+    // 7 prompt tokens and 10 answer tokens: 27 micro-dollars of the day's million.
+    assert_eq!(stack.cost_report().by_tenant["acme"].spend.cost.0, 27);
+    assert_eq!(
+        remaining(&stack.cost_report()),
+        None,
+        "not read without waiting"
+    );
+    let report = stack.cost_report_with_remaining().await;
+    assert_eq!(remaining(&report), Some(1_000_000 - 27));
+
+    // With Redis gone, the report is whole but says nothing of what is left.
+    drop(redis);
+    let report = stack.cost_report_with_remaining().await;
+    assert_eq!(report.by_tenant["acme"].spend.cost.0, 27);
+    assert_eq!(remaining(&report), None);
+}

@@ -117,29 +117,88 @@ impl Stack {
     }
 
     /// Spend so far per tenant, provider, model and role, with each tenant's budgets and (for a
-    /// limiter in this process) what is left of them.
+    /// limiter in this process) what is left of them. With the limiter in Redis, whose state is
+    /// read over the network, [`cost_report_with_remaining`](Self::cost_report_with_remaining)
+    /// gives what is left.
     pub fn cost_report(&self) -> CostReport {
         let mut report = self.parts.costs.report();
-        let Some(limits) = &self.parts.limits else {
+        let local = match &self.parts.limits {
+            Some(LimitHandles {
+                limiter: tollgate_ratelimit::Limiter::Local(limiter),
+                tenant_scope: Some(scope),
+                ..
+            }) => Some((limiter, *scope)),
+            _ => None,
+        };
+        self.add_budgets(&mut report, |tenant| match local {
+            Some((limiter, scope)) => limiter.status(scope, tenant).tiers,
+            None => Vec::new(),
+        });
+        report
+    }
+
+    /// [`cost_report`](Self::cost_report), with what is left of each tenant's budgets wherever
+    /// the limiter keeps them: in this process, or in Redis (one read per tenant with budgets).
+    /// A tenant whose state Redis does not give in time has no `remaining` figure, and a
+    /// warning says why; the rest of the report is whole.
+    pub async fn cost_report_with_remaining(&self) -> CostReport {
+        #[cfg(feature = "redis")]
+        if let Some(LimitHandles {
+            limiter: tollgate_ratelimit::Limiter::Redis(limiter),
+            tenant_scope: Some(scope),
+            config,
+        }) = &self.parts.limits
+        {
+            let mut report = self.parts.costs.report();
+            let mut states = HashMap::new();
+            for tenant in report.by_tenant.keys() {
+                if config
+                    .tenant_limits(tenant)
+                    .is_none_or(|l| l.budgets().is_empty())
+                {
+                    continue;
+                }
+                match limiter.status(*scope, tenant).await {
+                    Ok(status) => {
+                        states.insert(tenant.clone(), status.tiers);
+                    }
+                    Err(error) => tracing::warn!(
+                        tenant = tenant.as_str(),
+                        %error,
+                        "the cost report has no remaining budget for this tenant"
+                    ),
+                }
+            }
+            self.add_budgets(&mut report, |tenant| {
+                states.remove(tenant).unwrap_or_default()
+            });
             return report;
+        }
+        self.cost_report()
+    }
+
+    /// Gives each tenant of `report` its budgets, with what is left of each from `state` (the
+    /// limiter's tiers for the tenant; a budget without its tier there has no `remaining`).
+    fn add_budgets(
+        &self,
+        report: &mut CostReport,
+        mut state: impl FnMut(&str) -> Vec<tollgate_ratelimit::TierStatus>,
+    ) {
+        let Some(limits) = &self.parts.limits else {
+            return;
         };
         for (tenant, spend) in &mut report.by_tenant {
             let Some(own) = limits.config.tenant_limits(tenant) else {
                 continue;
             };
-            let remaining = match (&limits.limiter, limits.tenant_scope) {
-                (tollgate_ratelimit::Limiter::Local(limiter), Some(scope)) => {
-                    limiter.status(scope, tenant).tiers
-                }
-                _ => Vec::new(),
-            };
+            let tiers = state(tenant);
             spend.budgets = own
                 .budgets()
                 .into_iter()
                 .map(|(per, limit)| Budget {
                     per,
                     limit,
-                    remaining: remaining
+                    remaining: tiers
                         .iter()
                         .find(|status| {
                             status.tier.dimension() == tollgate_ratelimit::Dimension::Cost
@@ -149,7 +208,6 @@ impl Stack {
                 })
                 .collect();
         }
-        report
     }
 
     /// The cost tracker.
