@@ -11,8 +11,7 @@ use std::{
 
 use pin_project_lite::pin_project;
 use tollgate_core::{
-    CharEstimator, ErrorKind, LlmError, LlmRequest, LlmResponse, TokenEstimator, Usage,
-    stream::StreamEnd,
+    CharEstimator, ErrorKind, LlmError, LlmRequest, LlmResponse, TokenEstimator, stream::StreamEnd,
 };
 use tower::util::Oneshot;
 use tower_service::Service;
@@ -93,28 +92,16 @@ impl Record {
         }
         // A stream's usage is known at its end. One the caller drops, or that fails midway, is
         // billed all the same: it counts with what the provider reported by then.
+        // The same estimator as the limiter's, so both count an unfinished stream alike.
         response.on_stream_end(move |answer, end| match end {
             StreamEnd::Complete => costs.record(labels, answer.usage, false),
-            _ => costs.record(labels, partial_usage(answer, prompt_estimate), true),
+            _ => {
+                let read = CharEstimator.estimate_text(&answer.content);
+                let usage = answer.usage.of_unfinished_stream(prompt_estimate, read);
+                costs.record(labels, usage, true);
+            }
         });
     }
-}
-
-/// The usage of a stream that ended early: what the provider reported, with the prompt estimated
-/// when it reported none, and the answer at least the estimate of the text read (a provider may
-/// report a placeholder count when the stream starts).
-fn partial_usage(answer: &LlmResponse, prompt_estimate: u64) -> Usage {
-    let reported = answer.usage;
-    Usage::new(
-        if reported.input_tokens > 0 {
-            reported.input_tokens
-        } else {
-            prompt_estimate
-        },
-        reported
-            .output_tokens
-            .max(CharEstimator.estimate_text(&answer.content)),
-    )
 }
 
 pin_project! {

@@ -135,6 +135,36 @@ impl Usage {
     pub const fn total(&self) -> u64 {
         self.input_tokens.saturating_add(self.output_tokens)
     }
+
+    /// What to count for a streamed answer that ended early (dropped or failed midway), when
+    /// this is the usage it reported by then: a provider bills such a stream all the same. The
+    /// prompt is `prompt_estimate` when none was reported, and the answer at least
+    /// `read_estimate`, the estimate of the text read (a provider may report a placeholder count
+    /// when the stream starts and the real one only at its end).
+    ///
+    /// ```
+    /// use tollgate_core::Usage;
+    ///
+    /// // Nothing reported: both sides estimated.
+    /// assert_eq!(Usage::default().of_unfinished_stream(12, 3), Usage::new(12, 3));
+    /// // The prompt's size reported with a placeholder answer count, then 40 tokens of text read.
+    /// assert_eq!(Usage::new(30, 1).of_unfinished_stream(12, 40), Usage::new(30, 40));
+    /// ```
+    #[must_use]
+    pub const fn of_unfinished_stream(self, prompt_estimate: u64, read_estimate: u64) -> Self {
+        Self {
+            input_tokens: if self.input_tokens > 0 {
+                self.input_tokens
+            } else {
+                prompt_estimate
+            },
+            output_tokens: if self.output_tokens > read_estimate {
+                self.output_tokens
+            } else {
+                read_estimate
+            },
+        }
+    }
 }
 
 /// Why the model stopped generating, normalized across providers.

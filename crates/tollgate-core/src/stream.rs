@@ -14,8 +14,10 @@
 //!   Streaming misses do not coalesce: each caller gets its own stream;
 //! - rate limit: the reservation (estimated tokens) is taken when the call starts and settled
 //!   with the usage the stream reports when it ends;
-//! - cost tracking (the `tollgate` facade): a stream is counted when it ends, however it ends
-//!   ([`LlmStream::on_end`]), since a provider bills a stream the caller stopped reading.
+//! - rate limit and cost tracking (the `tollgate` facade) count a stream however it ends
+//!   ([`LlmStream::on_end`]), since a provider bills a stream the caller stopped reading: one
+//!   dropped or failed midway counts the usage reported by then, estimated where it was not
+//!   ([`Usage::of_unfinished_stream`](crate::Usage::of_unfinished_stream)).
 
 use std::{
     fmt,

@@ -49,11 +49,11 @@ pub(crate) fn settle(
         Ok(response) if response.is_stream() => {
             // A stream's usage is known when it ends: settle then.
             let layer = layer.clone();
-            response.on_stream_complete(move |answer| {
+            response.on_stream_end(move |answer, end| {
                 let shared = &layer.shared;
                 if let (Some(limiter), Some(actual)) = (
                     shared.limiter.local(),
-                    shared.actual(&reservation, answer.usage),
+                    shared.streamed(&reservation, answer, end),
                 ) {
                     limiter.reconcile(keys.as_slice(), reserved, actual);
                 }

@@ -3,8 +3,8 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use tollgate_core::{
-    CharEstimator, ConfigError, ErrorKind, Global, KeyExtractor, LlmError, LlmRequest, ModelPrice,
-    PricingTable, TokenEstimator, Usage,
+    CharEstimator, ConfigError, ErrorKind, Global, KeyExtractor, LlmError, LlmRequest, LlmResponse,
+    ModelPrice, PricingTable, TokenEstimator, Usage, stream::StreamEnd,
 };
 use tower_layer::Layer;
 
@@ -135,6 +135,8 @@ impl Binding {
 pub(crate) struct Reservation {
     pub(crate) amounts: Amounts,
     price: Option<ModelPrice>,
+    // The prompt's estimated tokens: what a stream that ends before reporting its usage counts.
+    prompt_estimate: u64,
 }
 
 impl Reservation {
@@ -155,11 +157,13 @@ impl Shared {
         let mut reservation = Reservation {
             amounts: Amounts::requests(1),
             price: None,
+            prompt_estimate: 0,
         };
         if !self.settles() {
             return Ok(reservation);
         }
         let input = self.estimator.estimate_prompt(request);
+        reservation.prompt_estimate = input;
         let output = request
             .params
             .max_output_tokens()
@@ -195,6 +199,26 @@ impl Shared {
 
     /// What a call actually drew, or `None` when the provider reported no usage (then the
     /// reservation stands, which errs on the safe side).
+    /// What a streamed call used, once its stream ended as `end` with `answer` read.
+    pub(crate) fn streamed(
+        &self,
+        reservation: &Reservation,
+        answer: &LlmResponse,
+        end: StreamEnd,
+    ) -> Option<Amounts> {
+        let usage = match end {
+            StreamEnd::Complete => answer.usage,
+            // Dropped or failed midway: billed all the same, so it is settled with what it used
+            // (estimated where unreported) rather than kept at its reservation, which counts
+            // the whole answer it may have taken.
+            _ => answer.usage.of_unfinished_stream(
+                reservation.prompt_estimate,
+                self.estimator.estimate_text(&answer.content),
+            ),
+        };
+        self.actual(reservation, usage)
+    }
+
     pub(crate) fn actual(&self, reservation: &Reservation, usage: Usage) -> Option<Amounts> {
         if usage == Usage::default() {
             return None;

@@ -173,8 +173,8 @@ where
                     Ok(response) if response.is_stream() => {
                         // A stream's usage is known when it ends: settle then.
                         let layer = layer.clone();
-                        response.on_stream_complete(move |answer| {
-                            let Some(actual) = layer.shared.actual(&reservation, answer.usage)
+                        response.on_stream_end(move |answer, end| {
+                            let Some(actual) = layer.shared.streamed(&reservation, answer, end)
                             else {
                                 return;
                             };

@@ -586,3 +586,62 @@ async fn a_streamed_call_keeps_its_reservation_until_the_stream_ends_then_settle
         "settled with the usage the stream reported"
     );
 }
+
+/// A stream the caller drops, or that fails midway, is settled with what it used rather than
+/// kept at its reservation (which counts the whole answer it was allowed).
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_ends_early_settles_with_what_it_used() {
+    use tollgate_core::{
+        Usage,
+        stream::{LlmStream, StreamEvent},
+    };
+    let limiter = limiter(quota([Tier::tokens(10_000, DAY)]));
+    // The tenant picks the script.
+    let upstream = tower::service_fn(|request: LlmRequest| async move {
+        let events = match request.meta.tenant.as_deref() {
+            // The prompt's size first, with a placeholder answer count; then 12 characters.
+            Some("failed") => vec![
+                Ok(StreamEvent::Usage(Usage::new(6, 1))),
+                Ok(StreamEvent::Text("abcdefghijkl".into())),
+                Err(LlmError::new(ErrorKind::Server, "connection lost")),
+            ],
+            _ => vec![
+                Ok(StreamEvent::Text("abcd".into())),
+                Ok(StreamEvent::Text("efgh".into())),
+                Ok(StreamEvent::Usage(Usage::new(7, 2))),
+            ],
+        };
+        let stream = LlmStream::from_events(events);
+        Ok::<_, LlmError>(LlmResponse::new(&*request.model, "").with_stream(stream))
+    });
+    let mut stack = RateLimitLayer::new(limiter.clone(), ByTenant).layer(upstream);
+    let tenant = limiter.scope("default").unwrap();
+    let remaining = |key: &str| limiter.status(tenant, key).tiers[0].remaining;
+    let ask = |tenant: &str| request(tenant).with_max_tokens(1_000).streaming();
+    let prompt =
+        tollgate_core::TokenEstimator::estimate_prompt(&tollgate_core::CharEstimator, &ask("x"));
+
+    // Dropped after "abcd" (1 token), with no usage reported: the prompt's estimate and 1.
+    let mut stream = call(&mut stack, ask("dropped"))
+        .await
+        .unwrap()
+        .take_stream()
+        .unwrap();
+    assert_eq!(remaining("dropped"), 10_000 - prompt - 1_000, "reserved");
+    stream.next().await.unwrap().unwrap();
+    drop(stream);
+    assert_eq!(remaining("dropped"), 10_000 - prompt - 1);
+
+    // Failed after reporting 6 and 1, with 12 characters (3 tokens) read: 6 and 3.
+    let stream = call(&mut stack, ask("failed"))
+        .await
+        .unwrap()
+        .take_stream()
+        .unwrap();
+    stream.collect().await.unwrap_err();
+    assert_eq!(remaining("failed"), 10_000 - 6 - 3);
+
+    // Never taken: the prompt's estimate alone.
+    drop(call(&mut stack, ask("untaken")).await.unwrap());
+    assert_eq!(remaining("untaken"), 10_000 - prompt);
+}

@@ -777,3 +777,48 @@ async fn the_layer_settles_token_usage_in_redis_after_the_call() {
     }
     panic!("the reservation was never settled to the {used} tokens used");
 }
+
+#[tokio::test]
+async fn a_stream_dropped_midway_settles_in_redis_with_what_it_used() {
+    use tollgate_core::{
+        CharEstimator, LlmError, LlmResponse, TokenEstimator, Usage,
+        stream::{LlmStream, StreamEvent},
+    };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let limiter = builder(&redis, quota([Tier::tokens(86_400, DAY)]))
+        .build()
+        .unwrap();
+    let upstream = tower::service_fn(|request: LlmRequest| async move {
+        let stream = LlmStream::from_events([
+            Ok(StreamEvent::Text("abcd".into())),
+            Ok(StreamEvent::Text("efgh".into())),
+            Ok(StreamEvent::Usage(Usage::new(7, 2))),
+        ]);
+        Ok::<_, LlmError>(LlmResponse::new(&*request.model, "").with_stream(stream))
+    });
+    let mut stack = tower::ServiceBuilder::new()
+        .layer(RateLimitLayer::new(limiter.clone(), ByTenant))
+        .service(upstream);
+    let request = LlmRequest::new("sim", vec![Message::user("hi")])
+        .with_tenant("acme")
+        .with_max_tokens(500)
+        .streaming();
+    let prompt = CharEstimator.estimate_prompt(&request);
+    let mut response = stack.ready().await.unwrap().call(request).await.unwrap();
+    let mut stream = response.take_stream().unwrap();
+    stream.next().await.unwrap().unwrap(); // "abcd": 1 token, then the caller stops reading
+    drop(stream);
+    // Settled off the caller's path, as a finished call is: wait for it to land.
+    let tenant = limiter.scope("tenant").unwrap();
+    let mut remaining = 0;
+    for _ in 0..10_000 {
+        remaining = limiter.status(tenant, "acme").await.unwrap().tiers[0].remaining;
+        if remaining == 86_400 - prompt - 1 {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("left at {remaining}: never settled to the prompt's {prompt} tokens and 1 read");
+}
