@@ -91,8 +91,8 @@ impl Record {
             return;
         }
         // A stream's usage is known at its end. One the caller drops, or that fails midway, is
-        // billed all the same: it counts with what the provider reported by then.
-        // The same estimator as the limiter's, so both count an unfinished stream alike.
+        // billed all the same: it counts with what the provider reported by then, estimated
+        // where it reported nothing by the limiter's estimator, so both count it alike.
         response.on_stream_end(move |answer, end| match end {
             StreamEnd::Complete => costs.record(labels, answer.usage, false),
             _ => {

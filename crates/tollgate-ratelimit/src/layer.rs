@@ -197,8 +197,6 @@ impl Shared {
         Ok(reservation)
     }
 
-    /// What a call actually drew, or `None` when the provider reported no usage (then the
-    /// reservation stands, which errs on the safe side).
     /// What a streamed call used, once its stream ended as `end` with `answer` read.
     pub(crate) fn streamed(
         &self,
@@ -219,6 +217,8 @@ impl Shared {
         self.actual(reservation, usage)
     }
 
+    /// What a call actually drew, or `None` when the provider reported no usage (then the
+    /// reservation stands, which errs on the safe side).
     pub(crate) fn actual(&self, reservation: &Reservation, usage: Usage) -> Option<Amounts> {
         if usage == Usage::default() {
             return None;
