@@ -21,7 +21,7 @@ use std::hint::black_box;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{Bare, one_call, poll_now};
+use support::{Bare, one_call, one_owned_call, poll_now};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tollgate::{LlmError, LlmRequest, LlmResponse, Message};
@@ -320,16 +320,6 @@ fn full_stack(c: &mut Criterion) {
         })
     });
     group.finish();
-}
-
-/// One call with a request built for it, expected to succeed.
-fn one_owned_call<S, E>(service: &mut S, request: LlmRequest) -> LlmResponse
-where
-    S: Service<LlmRequest, Response = LlmResponse, Error = E>,
-    E: std::fmt::Debug,
-{
-    poll_now(std::future::poll_fn(|cx| service.poll_ready(cx))).expect("ready");
-    poll_now(service.call(request)).expect("success")
 }
 
 criterion_group!(benches, retry, circuit_breaker, health, full_stack);

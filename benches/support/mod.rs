@@ -50,6 +50,15 @@ where
     S: Service<LlmRequest, Response = LlmResponse, Error = E>,
     E: std::fmt::Debug,
 {
+    one_owned_call(service, request.clone())
+}
+
+/// One call with a request the caller hands over, expected to succeed.
+pub(crate) fn one_owned_call<S, E>(service: &mut S, request: LlmRequest) -> LlmResponse
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = E>,
+    E: std::fmt::Debug,
+{
     poll_now(std::future::poll_fn(|cx| service.poll_ready(cx))).expect("ready");
-    poll_now(service.call(request.clone())).expect("success")
+    poll_now(service.call(request)).expect("success")
 }
