@@ -253,10 +253,7 @@ impl RetryPolicy {
             return Decision::Stop(None);
         }
         if attempt > config.max_retries {
-            return Decision::Stop(Some(format!(
-                "gave up after {attempt} attempt{}",
-                if attempt == 1 { "" } else { "s" }
-            )));
+            return Decision::Stop(Some(format!("gave up after {}", attempts(attempt))));
         }
         let delay = match error.retry_after() {
             Some(after) => after.min(config.max_delay),
@@ -267,7 +264,8 @@ impl RetryPolicy {
         if let Some(deadline) = config.deadline {
             if elapsed + delay >= deadline {
                 return Decision::Stop(Some(format!(
-                    "stopped after {attempt} attempts: waiting {} would pass the {} deadline",
+                    "stopped after {}: waiting {} would pass the {} deadline",
+                    attempts(attempt),
                     duration::format(delay),
                     duration::format(deadline)
                 )));
@@ -276,7 +274,8 @@ impl RetryPolicy {
         if let Some(budget) = &self.shared.budget {
             if !budget.withdraw() {
                 return Decision::Stop(Some(format!(
-                    "stopped after {attempt} attempts: retry budget exhausted"
+                    "stopped after {}: retry budget exhausted",
+                    attempts(attempt)
                 )));
             }
         }
@@ -334,6 +333,11 @@ impl fmt::Debug for RetryPolicy {
             .field("budget", &self.shared.budget)
             .finish_non_exhaustive()
     }
+}
+
+/// `1 attempt`, `2 attempts`.
+fn attempts(count: u32) -> String {
+    format!("{count} attempt{}", if count == 1 { "" } else { "s" })
 }
 
 /// Builds a [`RetryPolicy`]; every setting starts at the [`RetryConfig`] default and is checked in

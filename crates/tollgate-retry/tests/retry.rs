@@ -269,7 +269,11 @@ async fn an_exhausted_budget_stops_retries_until_successes_refill_it() {
     assert_eq!(policy.budget().unwrap().available(), 0);
 
     let err = stack.clone().oneshot(request()).await.unwrap_err();
-    assert!(err.to_string().contains("retry budget exhausted"), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("stopped after 1 attempt: retry budget exhausted"),
+        "{err}"
+    );
     assert_eq!(policy.budget().unwrap().available(), 0);
 
     // Successes refill it: the next two requests succeed and earn one retry between them.
