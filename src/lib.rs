@@ -49,8 +49,8 @@ mod stack;
 #[cfg(feature = "config")]
 pub use config::{
     CachingConfig, Config, ConfigErrors, DEFAULT_QUOTA_VAR, DEFAULT_ROLE, Limits, ProviderConfig,
-    ProviderKind, REDIS_URL_VAR, RateLimitingConfig, RedisSection, ResolvedRole, RoleConfig,
-    StoreKind, Switch,
+    ProviderKind, REDIS_URL_VAR, RateLimitingConfig, RedisSection, ResolvedRole, RetrySection,
+    RoleConfig, StoreKind, Switch,
 };
 #[cfg(feature = "config")]
 pub use cost::{Budget, CostReport, CostTracker, NO_TENANT, Spend, TenantSpend};

@@ -405,6 +405,128 @@ health: false
     assert!(stack.breakers().is_some() && stack.health().is_some());
 }
 
+/// A provider scripted to fail with a server error `failures` times, then answer.
+fn failing(failures: usize) -> SimulatedProvider {
+    SimulatedProvider::builder()
+        .script(std::iter::repeat_n(
+            Outcome::fail(ErrorKind::Server),
+            failures,
+        ))
+        .build()
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_providers_outage_does_not_spend_the_retries_of_another() {
+    // A budget of one retry (1 a second over a 1 s window) and nothing earned per call.
+    let yaml = "
+providers:
+  down: { kind: simulated }
+  up: { kind: simulated }
+roles:
+  default: { provider: down, model: m }
+  other: { provider: up, model: m }
+retry:
+  max_retries: 1
+  base_delay: 10ms
+  jitter: none
+  budget: { window: 1s, min_per_second: 1, ratio: 0.0 }
+circuit_breaker: false
+health: false
+";
+    let config = Config::from_yaml(yaml).unwrap();
+    let (down, up) = (failing(10), failing(1));
+    let stack = Stack::builder(&config)
+        .provider("down", down.clone())
+        .provider("up", up.clone())
+        .build()
+        .unwrap();
+    let call = |role: &str| stack.clone().oneshot(ask(role, "x"));
+
+    call("default").await.unwrap_err();
+    assert_eq!(down.calls(), 2, "retried once, spending its budget");
+    call("default").await.unwrap_err();
+    assert_eq!(down.calls(), 3, "no budget left: tried once");
+    call("other").await.unwrap();
+    assert_eq!(up.calls(), 2, "its own budget is whole: retried");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_can_change_its_retry_settings_or_turn_them_off() {
+    let yaml = "
+providers:
+  plain: { kind: simulated }
+  never: { kind: simulated }
+  patient: { kind: simulated }
+roles:
+  default: { provider: plain, model: m }
+  never: { provider: never, model: m }
+  patient: { provider: patient, model: m }
+retry:
+  max_retries: 1
+  base_delay: 10ms
+  jitter: none
+  budget: null
+  providers:
+    never: false
+    patient: { max_retries: 3 }
+circuit_breaker: false
+health: false
+";
+    let config = Config::from_yaml(yaml).unwrap();
+    let (plain, never, patient) = (failing(3), failing(3), failing(3));
+    let stack = Stack::builder(&config)
+        .provider("plain", plain.clone())
+        .provider("never", never.clone())
+        .provider("patient", patient.clone())
+        .build()
+        .unwrap();
+    let call = |role: &str| stack.clone().oneshot(ask(role, "x"));
+
+    call("default").await.unwrap_err();
+    assert_eq!(plain.calls(), 2, "the section's policy: one retry");
+    call("never").await.unwrap_err();
+    assert_eq!(never.calls(), 1, "retries off");
+    // Three retries of its own, with the section's base delay and no jitter: 10 + 20 + 40 ms.
+    let start = tokio::time::Instant::now();
+    call("patient").await.unwrap();
+    assert_eq!(patient.calls(), 4);
+    assert_eq!(start.elapsed(), Duration::from_millis(70));
+}
+
+#[test]
+fn a_providers_retry_settings_are_checked_with_their_paths() {
+    let yaml = "
+providers:
+  sim: { kind: simulated }
+roles:
+  default: { provider: sim, model: m }
+retry:
+  providers:
+    nowhere: { max_retries: 2 }
+    sim: { max_retrie: 2 }
+";
+    let err = Config::from_yaml(yaml).unwrap_err();
+    assert_eq!(
+        err.paths(),
+        ["retry.providers.sim.max_retrie", "retry.providers.nowhere"],
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("retry.providers.nowhere: unknown provider (providers: sim)"),
+        "{err}"
+    );
+
+    // A value that is checked after parsing, and one that is neither false nor settings.
+    let yaml = yaml
+        .replace("nowhere: { max_retries: 2 }", "sim: { multiplier: 0.5 }")
+        .replace("    sim: { max_retrie: 2 }\n", "");
+    let err = Config::from_yaml(&yaml).unwrap_err();
+    assert_eq!(err.paths(), ["retry.providers.sim.multiplier"], "{err}");
+    let err = Config::from_yaml(&yaml.replace("{ multiplier: 0.5 }", "3")).unwrap_err();
+    assert_eq!(err.paths(), ["retry.providers.sim"], "{err}");
+}
+
 #[tokio::test]
 async fn an_unknown_role_or_provider_is_an_invalid_request() {
     let stack = Stack::builder(&example())

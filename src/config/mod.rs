@@ -81,9 +81,10 @@ pub struct Config {
     /// Quotas per provider and per tenant, budgets included (off when absent).
     #[serde(default = "Switch::off")]
     pub rate_limiting: Switch<RateLimitingConfig>,
-    /// Retries (on with its defaults when absent).
+    /// Retries (on with its defaults when absent), with a policy and a retry budget of its own
+    /// for each provider.
     #[serde(default)]
-    pub retry: Switch<RetryConfig>,
+    pub retry: Switch<RetrySection>,
     /// A circuit breaker per provider (on with its defaults when absent).
     #[serde(default)]
     pub circuit_breaker: Switch<CircuitBreakerConfig>,
@@ -93,6 +94,134 @@ pub struct Config {
     /// Redis, for limits and a cache shared by every process (needs the `redis` feature).
     #[serde(default)]
     pub redis: Option<RedisSection>,
+}
+
+/// The `retry` section: the policy every provider gets, and per-provider replacements.
+///
+/// Each provider has a policy, and so a retry budget, of its own: one provider's outage spends its
+/// own budget, not the retries of the others. A provider under `providers` is either `false`
+/// (never retried) or a mapping of the fields it changes; the rest come from the section. A field
+/// that is a mapping itself (`budget`) is replaced whole.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate::Config;
+///
+/// let config = Config::from_yaml(r#"
+/// providers:
+///   openai: { kind: simulated }
+///   local: { kind: simulated }
+///   batch: { kind: simulated }
+/// roles:
+///   default: { provider: openai, model: gpt-4o-mini }
+/// retry:
+///   max_retries: 2
+///   base_delay: 500ms
+///   providers:
+///     local: false
+///     batch: { max_retries: 5 }
+/// "#).unwrap();
+/// let retry = config.retry.get().unwrap();
+/// assert_eq!(retry.for_provider("openai").unwrap().max_retries, 2);
+/// assert!(retry.for_provider("local").is_none());
+/// let batch = retry.for_provider("batch").unwrap();
+/// assert_eq!((batch.max_retries, batch.base_delay), (5, Duration::from_millis(500)));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RetrySection {
+    /// The policy of every provider without its own.
+    pub policy: RetryConfig,
+    /// Per provider: off, or its own policy (already filled in from `policy`).
+    pub providers: BTreeMap<String, Switch<RetryConfig>>,
+}
+
+impl RetrySection {
+    /// The policy `provider` is retried under, or `None` when its retries are off.
+    pub fn for_provider(&self, provider: &str) -> Option<&RetryConfig> {
+        match self.providers.get(provider) {
+            Some(own) => own.get(),
+            None => Some(&self.policy),
+        }
+    }
+
+    /// Reads the section's mapping: what parsed, and each mistake with its path under `at`. A
+    /// provider whose settings do not parse is left out; the others are kept, so that the checks
+    /// after parsing still see them.
+    fn read(
+        mut section: serde_json::Map<String, serde_json::Value>,
+        at: &str,
+    ) -> (Option<Self>, Vec<ConfigError>) {
+        use serde_json::Value as Json;
+
+        let providers = section.remove("providers");
+        let policy = match from_json::<RetryConfig>(Json::Object(section.clone()), at) {
+            Ok(policy) => policy,
+            Err(e) => return (None, vec![e]),
+        };
+        let mut read = Self {
+            policy,
+            providers: BTreeMap::new(),
+        };
+        let providers = match providers {
+            None | Some(Json::Null) => return (Some(read), Vec::new()),
+            Some(Json::Object(providers)) => providers,
+            Some(_) => {
+                let error = ConfigError::new(
+                    format!("{at}.providers"),
+                    "expected a mapping of provider names to false or retry settings",
+                );
+                return (Some(read), vec![error]);
+            }
+        };
+        let mut errors = Vec::new();
+        for (name, own) in providers {
+            let at = format!("{at}.providers.{name}");
+            let fields = match own {
+                Json::Bool(false) => {
+                    read.providers.insert(name, Switch::Off);
+                    continue;
+                }
+                Json::Bool(true) | Json::Null => serde_json::Map::new(),
+                Json::Object(fields) => fields,
+                _ => {
+                    errors.push(ConfigError::new(
+                        at,
+                        "expected false (no retries) or the retry settings it changes",
+                    ));
+                    continue;
+                }
+            };
+            // Its own fields alone first, so that a mistake in them is named where it was made;
+            // then over the section's, which fill in the rest.
+            let mut merged = section.clone();
+            merged.extend(fields.clone());
+            match from_json::<RetryConfig>(Json::Object(fields), &at)
+                .and_then(|_| from_json(Json::Object(merged), &at))
+            {
+                Ok(policy) => {
+                    read.providers.insert(name, Switch::On(policy));
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        (Some(read), errors)
+    }
+}
+
+impl<'de> Deserialize<'de> for RetrySection {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let section = serde_json::Map::deserialize(deserializer)?;
+        match Self::read(section, "retry") {
+            (Some(read), errors) if errors.is_empty() => Ok(read),
+            (_, errors) => Err(serde::de::Error::custom(
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )),
+        }
+    }
 }
 
 /// One upstream. The API key is never written here: `api_key_env` names the environment variable
@@ -498,7 +627,7 @@ impl Config {
             pricing: read.optional("pricing").unwrap_or_default(),
             caching: read.optional("caching").unwrap_or_else(Switch::off),
             rate_limiting: read.optional("rate_limiting").unwrap_or_else(Switch::off),
-            retry: read.optional("retry").unwrap_or_default(),
+            retry: read.retry(),
             circuit_breaker: read.optional("circuit_breaker").unwrap_or_default(),
             health: read.optional("health").unwrap_or_default(),
             redis: read.optional("redis"),
@@ -603,8 +732,22 @@ impl Config {
             self.check_rate_limiting(&mut errors);
         }
         if let Switch::On(retry) = &self.retry {
-            if let Err(e) = RetryPolicy::from_config(retry.clone()) {
+            if let Err(e) = RetryPolicy::from_config(retry.policy.clone()) {
                 errors.push(e.under("retry"));
+            }
+            for (name, own) in &retry.providers {
+                let at = format!("retry.providers.{name}");
+                if ok(&["providers"]) && !self.providers.contains_key(name) {
+                    errors.push(ConfigError::new(
+                        &at,
+                        format!("unknown provider (providers: {})", self.provider_names()),
+                    ));
+                }
+                if let Switch::On(policy) = own {
+                    if let Err(e) = RetryPolicy::from_config(policy.clone()) {
+                        errors.push(e.under(&at));
+                    }
+                }
             }
         }
         if let Switch::On(breaker) = &self.circuit_breaker {
@@ -918,6 +1061,41 @@ impl Reader<'_> {
         }
     }
 
+    /// The `retry` section, read piece by piece so that every mistake in it has its own path.
+    fn retry(&mut self) -> Switch<RetrySection> {
+        let Some(value) = self.sections.remove("retry") else {
+            return Switch::default();
+        };
+        let (read, errors) = match serde_json::to_value(value) {
+            Ok(serde_json::Value::Object(section)) => {
+                let (read, errors) = RetrySection::read(section, "retry");
+                (read.map(Switch::On), errors)
+            }
+            Ok(other) => match from_json::<Switch<RetryConfig>>(other, "retry") {
+                Ok(switch) => (
+                    Some(match switch {
+                        Switch::On(policy) => Switch::On(RetrySection {
+                            policy,
+                            providers: BTreeMap::new(),
+                        }),
+                        Switch::Off => Switch::Off,
+                    }),
+                    Vec::new(),
+                ),
+                Err(e) => (None, vec![e]),
+            },
+            Err(e) => (
+                None,
+                vec![ConfigError::new("retry", format!("cannot be read: {e}"))],
+            ),
+        };
+        if !errors.is_empty() {
+            self.errors.extend(errors);
+            self.broken.insert("retry");
+        }
+        read.unwrap_or_default()
+    }
+
     fn required<T: serde::de::DeserializeOwned + Default>(&mut self, name: &'static str) -> T {
         if !self.sections.contains_key(name) {
             self.errors.push(ConfigError::new(name, "missing"));
@@ -934,6 +1112,14 @@ impl Reader<'_> {
 fn typed<T: serde::de::DeserializeOwned>(value: Value, at: &str) -> Result<T, ConfigError> {
     let json = serde_json::to_value(value)
         .map_err(|e| ConfigError::new(at, format!("cannot be read: {e}")))?;
+    from_json(json, at)
+}
+
+/// `json` as a `T`, or the mistake with its path under `at`.
+fn from_json<T: serde::de::DeserializeOwned>(
+    json: serde_json::Value,
+    at: &str,
+) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize::<_, T>(json).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." {

@@ -17,7 +17,10 @@ use tollgate_ratelimit::{
 use tollgate_retry::{RetryLayer, RetryPolicy};
 use tower::{ServiceBuilder, util::BoxCloneSyncService};
 
-use super::{BoxedProvider, LimitHandles, Parts, Stack, route::Router};
+use super::{
+    BoxedProvider, LimitHandles, Parts, Stack,
+    route::{ProviderStack, Router},
+};
 use crate::{
     CachingConfig, Config, ConfigErrors, DEFAULT_ROLE, ProviderConfig, ProviderKind,
     RateLimitingConfig, RedisSection, StoreKind, Switch, cost::CostTracker,
@@ -82,10 +85,6 @@ pub(super) fn build(
     ConfigErrors::check(errors)?;
 
     // Each section was validated above, so these cannot fail.
-    let retry = config
-        .retry
-        .get()
-        .map(|retry| RetryLayer::new(RetryPolicy::from_config(retry.clone()).expect("validated")));
     let breakers = config.circuit_breaker.get().map(|breaker| {
         let mut builder = CircuitBreakers::builder(breaker.clone());
         if let Some(clock) = &clock {
@@ -100,9 +99,38 @@ pub(super) fn build(
         }
         .expect("validated")
     });
+    // Below the router, each provider has its own retry policy (its own budget: one provider's
+    // outage does not spend the others' retries) over the shared breakers and statistics, which
+    // key by provider.
+    let breaker = breakers.as_ref().map(|breakers| {
+        CircuitBreakerLayer::builder(breakers.clone())
+            .key(ByProvider)
+            .build()
+    });
+    let observe = health
+        .as_ref()
+        .map(|stats| HealthLayer::builder(stats.clone()).key(ByProvider).build());
+    let provider_names: Vec<Arc<str>> = providers.keys().cloned().collect();
+    let providers: HashMap<Arc<str>, ProviderStack> = providers
+        .into_iter()
+        .map(|(name, client)| {
+            let retry = config
+                .retry
+                .get()
+                .and_then(|retry| retry.for_provider(&name))
+                .map(|policy| {
+                    RetryLayer::new(RetryPolicy::from_config(policy.clone()).expect("validated"))
+                });
+            let stack = ServiceBuilder::new()
+                .option_layer(retry)
+                .option_layer(breaker.clone())
+                .option_layer(observe.clone())
+                .service(client);
+            (name, stack)
+        })
+        .collect();
 
     let costs = CostTracker::new(config.pricing.clone());
-    let provider_names: Vec<Arc<str>> = providers.keys().cloned().collect();
     let router = Router {
         providers: Arc::new(providers),
         costs: costs.clone(),
@@ -110,17 +138,6 @@ pub(super) fn build(
     let service = ServiceBuilder::new()
         .option_layer(cache.clone())
         .option_layer(limits.as_ref().map(|(layer, _)| layer.clone()))
-        .option_layer(retry)
-        .option_layer(breakers.as_ref().map(|breakers| {
-            CircuitBreakerLayer::builder(breakers.clone())
-                .key(ByProvider)
-                .build()
-        }))
-        .option_layer(
-            health
-                .as_ref()
-                .map(|stats| HealthLayer::builder(stats.clone()).key(ByProvider).build()),
-        )
         .service(router);
 
     let roles = config

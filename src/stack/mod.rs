@@ -31,10 +31,12 @@ pub type BoxedProvider = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
 /// 1. **cache**: a repeat is answered before it costs any quota or money;
 /// 2. **rate limits** (per tenant, per provider, budgets): each request is admitted once, outside
 ///    the retries, so a retried 429 costs no second permit;
-/// 3. **retry**: backoff, `Retry-After`, a retry budget;
-/// 4. **circuit breaker** per provider: inside the retries, so it sees and can stop every attempt;
-/// 5. **health** per provider: records every attempt's outcome and latency;
-/// 6. the provider, with each answered call's usage added to the [`CostTracker`].
+/// 3. the route to the provider, which adds each answered call's usage to the [`CostTracker`];
+/// 4. **retry**, with the provider's own policy and retry budget (`retry.providers`): backoff,
+///    `Retry-After`;
+/// 5. **circuit breaker** per provider: inside the retries, so it sees and can stop every attempt;
+/// 6. **health** per provider: records every attempt's outcome and latency;
+/// 7. the provider's client.
 ///
 /// A layer whose section is `false` (or, for `caching` and `rate_limiting`, absent) is left out.
 ///

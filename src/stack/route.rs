@@ -1,5 +1,5 @@
-//! The bottom of the stack: each request to its provider's client, and each answer's usage to the
-//! cost tracker.
+//! The bottom of the stack: each request to its provider's own layers and client, and each
+//! answer's usage to the cost tracker.
 
 use std::{
     collections::HashMap,
@@ -10,19 +10,27 @@ use std::{
 };
 
 use pin_project_lite::pin_project;
+use tollgate_circuit_breaker::CircuitBreaker;
 use tollgate_core::{
     CharEstimator, ErrorKind, LlmError, LlmRequest, LlmResponse, TokenEstimator, stream::StreamEnd,
 };
-use tower::util::Oneshot;
+use tollgate_health::Health;
+use tollgate_retry::Retry;
+use tower::util::{Either, Oneshot};
 use tower_service::Service;
 
 use super::BoxedProvider;
 use crate::cost::{CostTracker, Labels};
 
-/// Sends each request to the client of its provider (set by role resolution above it).
+/// A provider's client with its statistics, breaker and retries, each when configured.
+pub(super) type ProviderStack = Either<Retry<Guarded>, Guarded>;
+type Guarded = Either<CircuitBreaker<Observed>, Observed>;
+type Observed = Either<Health<BoxedProvider>, BoxedProvider>;
+
+/// Sends each request to its provider's stack (the provider is set by role resolution above it).
 #[derive(Clone)]
 pub(super) struct Router {
-    pub(super) providers: Arc<HashMap<Arc<str>, BoxedProvider>>,
+    pub(super) providers: Arc<HashMap<Arc<str>, ProviderStack>>,
     pub(super) costs: CostTracker,
 }
 
@@ -110,7 +118,7 @@ pin_project! {
     pub(super) enum RouteFuture {
         Called {
             #[pin]
-            call: Oneshot<BoxedProvider, LlmRequest>,
+            call: Oneshot<ProviderStack, LlmRequest>,
             record: Option<Record>,
         },
         Failed {
