@@ -185,16 +185,22 @@ impl HealthCheck for StatsCheck {
             Some(snapshot) => CheckOutcome {
                 status: snapshot.status,
                 message: format!(
-                    "{} calls in window, {:.1}% failed, p95 {:.0} ms, {} failures in a row",
-                    snapshot.window.calls,
+                    "{} in window, {:.1}% failed, p95 {:.0} ms, {} in a row",
+                    counted(snapshot.window.calls, "call"),
                     snapshot.window.error_rate,
                     snapshot.window.latency_ms.p95,
-                    snapshot.consecutive_failures
+                    counted(snapshot.consecutive_failures, "failure")
                 ),
             },
         };
         Box::pin(std::future::ready(outcome))
     }
+}
+
+/// `1 call`, `3 calls`.
+fn counted(count: impl Into<u64>, noun: &str) -> String {
+    let count = count.into();
+    format!("{count} {noun}{}", if count == 1 { "" } else { "s" })
 }
 
 /// Pings a Redis server over its own protocol (`PING` → `+PONG`), without a Redis client crate.

@@ -307,6 +307,31 @@ async fn the_json_report_matches_the_golden_file() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn the_statistics_check_says_what_it_counted() {
+    use tollgate_health::HealthCheck;
+
+    let stats = stats(HealthConfig::default());
+    let check = StatsCheck::new("sim:calls", stats.clone(), "*");
+    assert_eq!(check.check().await.message, "no calls yet");
+    let mut stack = HealthLayer::new(stats).layer(
+        SimulatedProvider::builder()
+            .script([Outcome::fail(ErrorKind::Server)])
+            .build(),
+    );
+    let request = || LlmRequest::new("sim", vec![Message::user("hi")]);
+    call(&mut stack, request()).await.unwrap_err();
+    assert_eq!(
+        check.check().await.message,
+        "1 call in window, 100.0% failed, p95 0 ms, 1 failure in a row"
+    );
+    call(&mut stack, request()).await.unwrap();
+    assert_eq!(
+        check.check().await.message,
+        "2 calls in window, 50.0% failed, p95 0 ms, 0 failures in a row"
+    );
+}
+
 #[test]
 fn configuration_mistakes_name_the_field() {
     let err = HealthStats::new(HealthConfig {
