@@ -136,6 +136,8 @@ pub struct BreakerMetrics {
 }
 
 pub(crate) struct Breaker {
+    // Its own rules: a key may have settings of its own.
+    settings: Settings,
     // A copy of the state, read without the lock on the closed path.
     state: AtomicU8,
     pinned: AtomicBool,
@@ -167,8 +169,9 @@ fn rate(part: u64, calls: u64) -> f64 {
 }
 
 impl Breaker {
-    pub(crate) fn new(settings: &Settings, now: u64) -> Self {
+    pub(crate) fn new(settings: Settings, now: u64) -> Self {
         Self {
+            settings,
             state: AtomicU8::new(State::Closed.code()),
             pinned: AtomicBool::new(false),
             inner: Mutex::new(Inner {
@@ -200,11 +203,7 @@ impl Breaker {
     }
 
     /// Lets a call through or refuses it; may move open → half-open on the way.
-    pub(crate) fn acquire(
-        &self,
-        settings: &Settings,
-        now: u64,
-    ) -> (Result<Admission, Refusal>, Option<Change>) {
+    pub(crate) fn acquire(&self, now: u64) -> (Result<Admission, Refusal>, Option<Change>) {
         if State::flows_freely(self.state.load(Ordering::Acquire)) {
             return (Ok(Admission::Normal), None);
         }
@@ -217,7 +216,7 @@ impl Breaker {
                 retry_after: Duration::from_nanos(inner.open_until - now),
             }),
             State::Open => {
-                inner.probes_left = settings.half_open_calls - 1;
+                inner.probes_left = self.settings.half_open_calls - 1;
                 inner.probes = Totals::default();
                 change = Some(self.set(&mut inner, State::HalfOpen, Reason::WaitElapsed));
                 Ok(Admission::Probe)
@@ -237,12 +236,12 @@ impl Breaker {
     /// Counts a finished call; may open or close the breaker.
     pub(crate) fn record(
         &self,
-        settings: &Settings,
         admission: Admission,
         verdict: Verdict,
         elapsed: u64,
         now: u64,
     ) -> Option<Change> {
+        let settings = &self.settings;
         let mut inner = self.lock();
         inner.last_used = now;
         let sample = match verdict {

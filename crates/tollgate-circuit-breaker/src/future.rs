@@ -57,13 +57,7 @@ impl Observer for Guard {
         let verdict = self.shared.classifier.classify(outcome);
         let now = breakers.now();
         let elapsed = now.saturating_sub(self.started);
-        let change = self.breaker().record(
-            &breakers.inner.settings,
-            self.admission,
-            verdict,
-            elapsed,
-            now,
-        );
+        let change = self.breaker().record(self.admission, verdict, elapsed, now);
         if let Some(change) = change {
             breakers.announce(&self.key, change);
         }

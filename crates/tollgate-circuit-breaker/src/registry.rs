@@ -55,6 +55,8 @@ pub struct CircuitBreakers {
 
 pub(crate) struct Registry {
     pub(crate) settings: Settings,
+    // Keys with rules of their own.
+    own: HashMap<Key, Settings, RandomState>,
     pub(crate) config: CircuitBreakerConfig,
     pub(crate) clock: Arc<dyn Clock>,
     map: RwLock<HashMap<Key, Arc<Breaker>, RandomState>>,
@@ -80,10 +82,11 @@ impl CircuitBreakers {
         Self::builder(config).build()
     }
 
-    /// A builder, to set a clock or a transition callback.
+    /// A builder, to set a clock, a transition callback or a key's own settings.
     pub fn builder(config: CircuitBreakerConfig) -> CircuitBreakersBuilder {
         CircuitBreakersBuilder {
             config,
+            own: Vec::new(),
             clock: None,
             listener: None,
         }
@@ -155,7 +158,12 @@ impl CircuitBreakers {
                 }
             }
         }
-        let breaker = Arc::new(Breaker::new(&self.inner.settings, now));
+        let settings = self
+            .inner
+            .own
+            .get(key.as_str())
+            .unwrap_or(&self.inner.settings);
+        let breaker = Arc::new(Breaker::new(*settings, now));
         map.insert(key.clone(), breaker.clone());
         Some(breaker)
     }
@@ -234,6 +242,7 @@ impl CircuitBreakers {
 #[must_use]
 pub struct CircuitBreakersBuilder {
     config: CircuitBreakerConfig,
+    own: Vec<(Key, CircuitBreakerConfig)>,
     clock: Option<Arc<dyn Clock>>,
     listener: Option<Listener>,
 }
@@ -243,6 +252,28 @@ impl CircuitBreakersBuilder {
     /// [`TokioClock`](tollgate_core::clock::TokioClock)).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Gives `key`'s breaker rules of its own (window, thresholds, waits, probes) instead of the
+    /// main configuration's: a local model judged slow after 5 s, a hosted one after 30 s. Its
+    /// `max_keys` and `idle_timeout` are not read: they bound the whole set of breakers.
+    ///
+    /// ```
+    /// use tollgate_circuit_breaker::{CircuitBreakerConfig, CircuitBreakers, SlidingWindow};
+    ///
+    /// let strict = CircuitBreakerConfig {
+    ///     window: SlidingWindow::Count(10),
+    ///     minimum_calls: 5,
+    ///     ..CircuitBreakerConfig::default()
+    /// };
+    /// let breakers = CircuitBreakers::builder(CircuitBreakerConfig::default())
+    ///     .key_config("local", strict)
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn key_config(mut self, key: impl Into<Key>, config: CircuitBreakerConfig) -> Self {
+        self.own.push((key.into(), config));
         self
     }
 
@@ -256,12 +287,19 @@ impl CircuitBreakersBuilder {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] naming the first field of the configuration that is out of range.
+    /// A [`ConfigError`] naming the first field of the configuration that is out of range; in a
+    /// key's own settings, under the key (`local.minimum_calls`).
     pub fn build(self) -> Result<CircuitBreakers, ConfigError> {
         let settings = self.config.settings()?;
+        let mut own = HashMap::with_hasher(RandomState::default());
+        for (key, config) in self.own {
+            let settings = config.settings().map_err(|e| e.under(key.as_str()))?;
+            own.insert(key, settings);
+        }
         Ok(CircuitBreakers {
             inner: Arc::new(Registry {
                 settings,
+                own,
                 config: self.config,
                 clock: self.clock.unwrap_or_else(|| Arc::new(QuantaClock::new())),
                 map: RwLock::new(HashMap::with_hasher(RandomState::default())),

@@ -90,7 +90,7 @@ where
         };
         let breakers = &shared.breakers;
         let now = breakers.now();
-        let (admitted, change) = breaker.acquire(&breakers.inner.settings, now);
+        let (admitted, change) = breaker.acquire(now);
         if let Some(change) = change {
             breakers.announce(&key, change);
         }

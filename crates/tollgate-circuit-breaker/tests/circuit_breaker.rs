@@ -289,6 +289,49 @@ async fn each_key_has_its_own_breaker() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_key_with_settings_of_its_own_is_judged_by_them() {
+    // Every key is judged over 3 calls but "strict", over 2 with a 1 s wait in open.
+    let breakers = CircuitBreakers::builder(config(3, 3))
+        .key_config(
+            "strict",
+            CircuitBreakerConfig {
+                wait_in_open: SEC,
+                ..config(2, 2)
+            },
+        )
+        .clock(TokioClock::new())
+        .build()
+        .unwrap();
+    let mut stack = CircuitBreakerLayer::builder(breakers.clone())
+        .key(ByProvider)
+        .build()
+        .layer(scripted("FFFFS"));
+    let to = |provider: &str| request().with_provider(provider);
+
+    for _ in 0..2 {
+        call(&mut stack, to("strict")).await.unwrap_err();
+        call(&mut stack, to("lenient")).await.unwrap_err();
+    }
+    assert_eq!(breakers.state("strict"), Some(State::Open), "2 of 2 failed");
+    assert_eq!(
+        breakers.state("lenient"),
+        Some(State::Closed),
+        "2 calls of 3"
+    );
+    let open = call(&mut stack, to("strict")).await.unwrap_err();
+    assert_eq!(open.retry_after(), Some(SEC), "its own wait in open");
+    advance(SEC).await;
+    call(&mut stack, to("strict")).await.unwrap(); // the probe
+    assert_eq!(breakers.state("strict"), Some(State::Closed));
+
+    let err = CircuitBreakers::builder(config(3, 3))
+        .key_config("strict", config(2, 0))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.path(), "strict.minimum_calls");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_dropped_probe_gives_its_slot_back() {
     let (breakers, _) = watched(config(2, 2));
     let (_, mut stack) = opened_then_waited(&breakers).await;
