@@ -48,8 +48,8 @@ mod cost;
 mod stack;
 #[cfg(feature = "config")]
 pub use config::{
-    CachingConfig, Config, ConfigErrors, DEFAULT_QUOTA_VAR, DEFAULT_ROLE, Limits, ProviderConfig,
-    ProviderKind, REDIS_URL_VAR, RateLimitingConfig, RedisSection, ResolvedRole, RetrySection,
+    CachingConfig, Config, ConfigErrors, DEFAULT_QUOTA_VAR, DEFAULT_ROLE, Limits, PerProvider,
+    ProviderConfig, ProviderKind, REDIS_URL_VAR, RateLimitingConfig, RedisSection, ResolvedRole,
     RoleConfig, StoreKind, Switch,
 };
 #[cfg(feature = "config")]

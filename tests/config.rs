@@ -9,7 +9,7 @@ use std::{
 
 use tollgate::{
     Config, ErrorKind, LlmError, LlmRequest, LlmResponse, Message, Outcome, SimulatedProvider,
-    Stack, Switch, clock::ManualClock, ratelimit::Denial,
+    Stack, Switch, circuit_breaker::State, clock::ManualClock, ratelimit::Denial,
 };
 use tower::{Service, ServiceExt, service_fn};
 
@@ -491,6 +491,63 @@ health: false
     call("patient").await.unwrap();
     assert_eq!(patient.calls(), 4);
     assert_eq!(start.elapsed(), Duration::from_millis(70));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_can_have_breaker_rules_of_its_own_or_none() {
+    let yaml = "
+providers:
+  hosted: { kind: simulated }
+  local: { kind: simulated }
+  bare: { kind: simulated }
+roles:
+  default: { provider: hosted, model: m }
+  local: { provider: local, model: m }
+  bare: { provider: bare, model: m }
+retry: false
+circuit_breaker:
+  window: { count: 10 }
+  minimum_calls: 10
+  providers:
+    local: { window: { count: 2 }, minimum_calls: 2 }
+    bare: false
+";
+    let config = Config::from_yaml(yaml).unwrap();
+    let (hosted, local, bare) = (failing(10), failing(10), failing(10));
+    let stack = Stack::builder(&config)
+        .provider("hosted", hosted.clone())
+        .provider("local", local.clone())
+        .provider("bare", bare.clone())
+        .build()
+        .unwrap();
+    let call = |role: &str| stack.clone().oneshot(ask(role, "x"));
+    for _ in 0..2 {
+        for role in ["default", "local", "bare"] {
+            assert_eq!(call(role).await.unwrap_err().kind(), ErrorKind::Server);
+        }
+    }
+    let breakers = stack.breakers().unwrap();
+    assert_eq!(breakers.state("local"), Some(State::Open), "2 of 2 failed");
+    assert_eq!(
+        breakers.state("hosted"),
+        Some(State::Closed),
+        "2 calls of 10"
+    );
+    assert_eq!(breakers.state("bare"), None, "no breaker");
+    assert_eq!(
+        call("local").await.unwrap_err().kind(),
+        ErrorKind::CircuitOpen
+    );
+    assert_eq!(call("bare").await.unwrap_err().kind(), ErrorKind::Server);
+    assert_eq!((hosted.calls(), local.calls(), bare.calls()), (2, 2, 3));
+
+    // What bounds every breaker together is set once, for the section.
+    let err = Config::from_yaml(&yaml.replace("bare: false", "bare: { max_keys: 5 }")).unwrap_err();
+    assert_eq!(
+        err.paths(),
+        ["circuit_breaker.providers.bare.max_keys"],
+        "{err}"
+    );
 }
 
 #[test]

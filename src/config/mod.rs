@@ -82,12 +82,13 @@ pub struct Config {
     #[serde(default = "Switch::off")]
     pub rate_limiting: Switch<RateLimitingConfig>,
     /// Retries (on with its defaults when absent), with a policy and a retry budget of its own
-    /// for each provider.
+    /// for each provider, which `retry.providers` may change.
     #[serde(default)]
-    pub retry: Switch<RetrySection>,
-    /// A circuit breaker per provider (on with its defaults when absent).
+    pub retry: Switch<PerProvider<RetryConfig>>,
+    /// A circuit breaker per provider (on with its defaults when absent), whose rules
+    /// `circuit_breaker.providers` may change.
     #[serde(default)]
-    pub circuit_breaker: Switch<CircuitBreakerConfig>,
+    pub circuit_breaker: Switch<PerProvider<CircuitBreakerConfig>>,
     /// Call statistics per provider (on with its defaults when absent).
     #[serde(default)]
     pub health: Switch<HealthConfig>,
@@ -96,12 +97,13 @@ pub struct Config {
     pub redis: Option<RedisSection>,
 }
 
-/// The `retry` section: the policy every provider gets, and per-provider replacements.
+/// A layer's section that each provider may change: the settings every provider gets, and
+/// per-provider replacements (the `retry` and `circuit_breaker` sections).
 ///
-/// Each provider has a policy, and so a retry budget, of its own: one provider's outage spends its
-/// own budget, not the retries of the others. A provider under `providers` is either `false`
-/// (never retried) or a mapping of the fields it changes; the rest come from the section. A field
-/// that is a mapping itself (`budget`) is replaced whole.
+/// Under `providers`, a provider is either `false` (the layer is off for it) or a mapping of the
+/// fields it changes; the rest come from the section. A field that is a mapping itself (`budget`,
+/// `window`) is replaced whole. Each provider has its own instance of the layer's state either
+/// way: its own retry budget, its own breaker.
 ///
 /// ```
 /// use std::time::Duration;
@@ -120,46 +122,56 @@ pub struct Config {
 ///   providers:
 ///     local: false
 ///     batch: { max_retries: 5 }
+/// circuit_breaker:
+///   slow_call_duration: 30s
+///   providers:
+///     local: { slow_call_duration: 5s }
 /// "#).unwrap();
 /// let retry = config.retry.get().unwrap();
 /// assert_eq!(retry.for_provider("openai").unwrap().max_retries, 2);
 /// assert!(retry.for_provider("local").is_none());
 /// let batch = retry.for_provider("batch").unwrap();
 /// assert_eq!((batch.max_retries, batch.base_delay), (5, Duration::from_millis(500)));
+/// let breaker = config.circuit_breaker.get().unwrap();
+/// assert_eq!(breaker.for_provider("local").unwrap().slow_call_duration, Duration::from_secs(5));
+/// assert_eq!(breaker.for_provider("batch").unwrap().slow_call_duration, Duration::from_secs(30));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RetrySection {
-    /// The policy of every provider without its own.
-    pub policy: RetryConfig,
-    /// Per provider: off, or its own policy (already filled in from `policy`).
-    pub providers: BTreeMap<String, Switch<RetryConfig>>,
+pub struct PerProvider<T> {
+    /// The settings of every provider without its own.
+    pub defaults: T,
+    /// Per provider: off, or its own settings (already filled in from `defaults`).
+    pub providers: BTreeMap<String, Switch<T>>,
 }
 
-impl RetrySection {
-    /// The policy `provider` is retried under, or `None` when its retries are off.
-    pub fn for_provider(&self, provider: &str) -> Option<&RetryConfig> {
+impl<T> PerProvider<T> {
+    /// The settings `provider` gets, or `None` when the layer is off for it.
+    pub fn for_provider(&self, provider: &str) -> Option<&T> {
         match self.providers.get(provider) {
             Some(own) => own.get(),
-            None => Some(&self.policy),
+            None => Some(&self.defaults),
         }
     }
+}
 
-    /// Reads the section's mapping: what parsed, and each mistake with its path under `at`. A
+impl<T: serde::de::DeserializeOwned> PerProvider<T> {
+    /// Reads a section's mapping: what parsed, and each mistake with its path under `at`. A
     /// provider whose settings do not parse is left out; the others are kept, so that the checks
-    /// after parsing still see them.
+    /// after parsing still see them. `section_only` names the fields a provider may not change.
     fn read(
         mut section: serde_json::Map<String, serde_json::Value>,
         at: &str,
+        section_only: &[&str],
     ) -> (Option<Self>, Vec<ConfigError>) {
         use serde_json::Value as Json;
 
         let providers = section.remove("providers");
-        let policy = match from_json::<RetryConfig>(Json::Object(section.clone()), at) {
-            Ok(policy) => policy,
+        let defaults = match from_json::<T>(Json::Object(section.clone()), at) {
+            Ok(defaults) => defaults,
             Err(e) => return (None, vec![e]),
         };
         let mut read = Self {
-            policy,
+            defaults,
             providers: BTreeMap::new(),
         };
         let providers = match providers {
@@ -167,15 +179,15 @@ impl RetrySection {
             Some(Json::Object(providers)) => providers,
             Some(_) => {
                 let error = ConfigError::new(
-                    format!("{at}.providers"),
-                    "expected a mapping of provider names to false or retry settings",
+                    under(at, "providers"),
+                    "expected a mapping of provider names to false or the settings they change",
                 );
                 return (Some(read), vec![error]);
             }
         };
         let mut errors = Vec::new();
         for (name, own) in providers {
-            let at = format!("{at}.providers.{name}");
+            let at = under(at, &format!("providers.{name}"));
             let fields = match own {
                 Json::Bool(false) => {
                     read.providers.insert(name, Switch::Off);
@@ -186,20 +198,27 @@ impl RetrySection {
                 _ => {
                     errors.push(ConfigError::new(
                         at,
-                        "expected false (no retries) or the retry settings it changes",
+                        "expected false (the layer off) or the settings it changes",
                     ));
                     continue;
                 }
             };
+            if let Some(field) = section_only.iter().find(|f| fields.contains_key(**f)) {
+                errors.push(ConfigError::new(
+                    under(&at, field),
+                    "set for the whole section only: it bounds every provider together",
+                ));
+                continue;
+            }
             // Its own fields alone first, so that a mistake in them is named where it was made;
             // then over the section's, which fill in the rest.
             let mut merged = section.clone();
             merged.extend(fields.clone());
-            match from_json::<RetryConfig>(Json::Object(fields), &at)
+            match from_json::<T>(Json::Object(fields), &at)
                 .and_then(|_| from_json(Json::Object(merged), &at))
             {
-                Ok(policy) => {
-                    read.providers.insert(name, Switch::On(policy));
+                Ok(settings) => {
+                    read.providers.insert(name, Switch::On(settings));
                 }
                 Err(e) => errors.push(e),
             }
@@ -208,10 +227,10 @@ impl RetrySection {
     }
 }
 
-impl<'de> Deserialize<'de> for RetrySection {
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for PerProvider<T> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let section = serde_json::Map::deserialize(deserializer)?;
-        match Self::read(section, "retry") {
+        match Self::read(section, "", &[]) {
             (Some(read), errors) if errors.is_empty() => Ok(read),
             (_, errors) => Err(serde::de::Error::custom(
                 errors
@@ -221,6 +240,15 @@ impl<'de> Deserialize<'de> for RetrySection {
                     .join("; "),
             )),
         }
+    }
+}
+
+/// `path` under `at`, or `path` alone when `at` is the root.
+fn under(at: &str, path: &str) -> String {
+    if at.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{at}.{path}")
     }
 }
 
@@ -627,8 +655,8 @@ impl Config {
             pricing: read.optional("pricing").unwrap_or_default(),
             caching: read.optional("caching").unwrap_or_else(Switch::off),
             rate_limiting: read.optional("rate_limiting").unwrap_or_else(Switch::off),
-            retry: read.retry(),
-            circuit_breaker: read.optional("circuit_breaker").unwrap_or_default(),
+            retry: read.per_provider("retry", &[]),
+            circuit_breaker: read.per_provider("circuit_breaker", &["max_keys", "idle_timeout"]),
             health: read.optional("health").unwrap_or_default(),
             redis: read.optional("redis"),
         };
@@ -732,28 +760,18 @@ impl Config {
             self.check_rate_limiting(&mut errors);
         }
         if let Switch::On(retry) = &self.retry {
-            if let Err(e) = RetryPolicy::from_config(retry.policy.clone()) {
-                errors.push(e.under("retry"));
-            }
-            for (name, own) in &retry.providers {
-                let at = format!("retry.providers.{name}");
-                if ok(&["providers"]) && !self.providers.contains_key(name) {
-                    errors.push(ConfigError::new(
-                        &at,
-                        format!("unknown provider (providers: {})", self.provider_names()),
-                    ));
-                }
-                if let Switch::On(policy) = own {
-                    if let Err(e) = RetryPolicy::from_config(policy.clone()) {
-                        errors.push(e.under(&at));
-                    }
-                }
-            }
+            self.check_per_provider("retry", retry, &ok, &mut errors, |policy| {
+                RetryPolicy::from_config(policy.clone()).map(|_| ())
+            });
         }
         if let Switch::On(breaker) = &self.circuit_breaker {
-            if let Err(e) = breaker.validate() {
-                errors.push(e.under("circuit_breaker"));
-            }
+            self.check_per_provider(
+                "circuit_breaker",
+                breaker,
+                &ok,
+                &mut errors,
+                CircuitBreakerConfig::validate,
+            );
         }
         if let Switch::On(health) = &self.health {
             if let Err(e) = health.validate() {
@@ -764,6 +782,35 @@ impl Config {
             check_redis(redis, &mut errors);
         }
         errors
+    }
+
+    /// A per-provider section: its settings and each provider's are valid, and every provider it
+    /// names exists.
+    fn check_per_provider<T>(
+        &self,
+        name: &str,
+        section: &PerProvider<T>,
+        ok: &dyn Fn(&[&str]) -> bool,
+        errors: &mut Vec<ConfigError>,
+        validate: impl Fn(&T) -> Result<(), ConfigError>,
+    ) {
+        if let Err(e) = validate(&section.defaults) {
+            errors.push(e.under(name));
+        }
+        for (provider, own) in &section.providers {
+            let at = format!("{name}.providers.{provider}");
+            if ok(&["providers"]) && !self.providers.contains_key(provider) {
+                errors.push(ConfigError::new(
+                    &at,
+                    format!("unknown provider (providers: {})", self.provider_names()),
+                ));
+            }
+            if let Switch::On(settings) = own {
+                if let Err(e) = validate(settings) {
+                    errors.push(e.under(&at));
+                }
+            }
+        }
     }
 
     fn check_providers(&self, errors: &mut Vec<ConfigError>) {
@@ -1061,21 +1108,26 @@ impl Reader<'_> {
         }
     }
 
-    /// The `retry` section, read piece by piece so that every mistake in it has its own path.
-    fn retry(&mut self) -> Switch<RetrySection> {
-        let Some(value) = self.sections.remove("retry") else {
+    /// A section each provider may change, read piece by piece so that every mistake in it has
+    /// its own path.
+    fn per_provider<T: serde::de::DeserializeOwned + Default>(
+        &mut self,
+        name: &'static str,
+        section_only: &[&str],
+    ) -> Switch<PerProvider<T>> {
+        let Some(value) = self.sections.remove(name) else {
             return Switch::default();
         };
         let (read, errors) = match serde_json::to_value(value) {
             Ok(serde_json::Value::Object(section)) => {
-                let (read, errors) = RetrySection::read(section, "retry");
+                let (read, errors) = PerProvider::read(section, name, section_only);
                 (read.map(Switch::On), errors)
             }
-            Ok(other) => match from_json::<Switch<RetryConfig>>(other, "retry") {
+            Ok(other) => match from_json::<Switch<T>>(other, name) {
                 Ok(switch) => (
                     Some(match switch {
-                        Switch::On(policy) => Switch::On(RetrySection {
-                            policy,
+                        Switch::On(defaults) => Switch::On(PerProvider {
+                            defaults,
                             providers: BTreeMap::new(),
                         }),
                         Switch::Off => Switch::Off,
@@ -1086,12 +1138,12 @@ impl Reader<'_> {
             },
             Err(e) => (
                 None,
-                vec![ConfigError::new("retry", format!("cannot be read: {e}"))],
+                vec![ConfigError::new(name, format!("cannot be read: {e}"))],
             ),
         };
         if !errors.is_empty() {
             self.errors.extend(errors);
-            self.broken.insert("retry");
+            self.broken.insert(name);
         }
         read.unwrap_or_default()
     }

@@ -85,8 +85,13 @@ pub(super) fn build(
     ConfigErrors::check(errors)?;
 
     // Each section was validated above, so these cannot fail.
-    let breakers = config.circuit_breaker.get().map(|breaker| {
-        let mut builder = CircuitBreakers::builder(breaker.clone());
+    let breakers = config.circuit_breaker.get().map(|section| {
+        let mut builder = CircuitBreakers::builder(section.defaults.clone());
+        for (provider, own) in &section.providers {
+            if let Switch::On(rules) = own {
+                builder = builder.key_config(provider.as_str(), rules.clone());
+            }
+        }
         if let Some(clock) = &clock {
             builder = builder.clock(clock.clone());
         }
@@ -121,9 +126,14 @@ pub(super) fn build(
                 .map(|policy| {
                     RetryLayer::new(RetryPolicy::from_config(policy.clone()).expect("validated"))
                 });
+            let breaker = config
+                .circuit_breaker
+                .get()
+                .and_then(|section| section.for_provider(&name))
+                .and(breaker.clone());
             let stack = ServiceBuilder::new()
                 .option_layer(retry)
-                .option_layer(breaker.clone())
+                .option_layer(breaker)
                 .option_layer(observe.clone())
                 .service(client);
             (name, stack)

@@ -34,7 +34,8 @@ pub type BoxedProvider = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
 /// 3. the route to the provider, which adds each answered call's usage to the [`CostTracker`];
 /// 4. **retry**, with the provider's own policy and retry budget (`retry.providers`): backoff,
 ///    `Retry-After`;
-/// 5. **circuit breaker** per provider: inside the retries, so it sees and can stop every attempt;
+/// 5. **circuit breaker** per provider, with the provider's own rules (`circuit_breaker.providers`):
+///    inside the retries, so it sees and can stop every attempt;
 /// 6. **health** per provider: records every attempt's outcome and latency;
 /// 7. the provider's client.
 ///
