@@ -415,6 +415,18 @@ fn failing(failures: usize) -> SimulatedProvider {
         .build()
 }
 
+/// The stack `yaml` describes, each named provider served by its simulated provider.
+fn stack_over(yaml: &str, providers: &[(&str, &SimulatedProvider)]) -> Stack {
+    let config = Config::from_yaml(yaml).unwrap();
+    providers
+        .iter()
+        .fold(Stack::builder(&config), |stack, (name, provider)| {
+            stack.provider(*name, (*provider).clone())
+        })
+        .build()
+        .unwrap()
+}
+
 #[tokio::test(start_paused = true)]
 async fn one_providers_outage_does_not_spend_the_retries_of_another() {
     // A budget of one retry (1 a second over a 1 s window) and nothing earned per call.
@@ -433,13 +445,8 @@ retry:
 circuit_breaker: false
 health: false
 ";
-    let config = Config::from_yaml(yaml).unwrap();
     let (down, up) = (failing(10), failing(1));
-    let stack = Stack::builder(&config)
-        .provider("down", down.clone())
-        .provider("up", up.clone())
-        .build()
-        .unwrap();
+    let stack = stack_over(yaml, &[("down", &down), ("up", &up)]);
     let call = |role: &str| stack.clone().oneshot(ask(role, "x"));
 
     call("default").await.unwrap_err();
@@ -472,14 +479,11 @@ retry:
 circuit_breaker: false
 health: false
 ";
-    let config = Config::from_yaml(yaml).unwrap();
     let (plain, never, patient) = (failing(3), failing(3), failing(3));
-    let stack = Stack::builder(&config)
-        .provider("plain", plain.clone())
-        .provider("never", never.clone())
-        .provider("patient", patient.clone())
-        .build()
-        .unwrap();
+    let stack = stack_over(
+        yaml,
+        &[("plain", &plain), ("never", &never), ("patient", &patient)],
+    );
     let call = |role: &str| stack.clone().oneshot(ask(role, "x"));
 
     call("default").await.unwrap_err();
@@ -512,14 +516,11 @@ circuit_breaker:
     local: { window: { count: 2 }, minimum_calls: 2 }
     bare: false
 ";
-    let config = Config::from_yaml(yaml).unwrap();
     let (hosted, local, bare) = (failing(10), failing(10), failing(10));
-    let stack = Stack::builder(&config)
-        .provider("hosted", hosted.clone())
-        .provider("local", local.clone())
-        .provider("bare", bare.clone())
-        .build()
-        .unwrap();
+    let stack = stack_over(
+        yaml,
+        &[("hosted", &hosted), ("local", &local), ("bare", &bare)],
+    );
     let call = |role: &str| stack.clone().oneshot(ask(role, "x"));
     for _ in 0..2 {
         for role in ["default", "local", "bare"] {
