@@ -583,6 +583,26 @@ retry:
     assert_eq!(err.paths(), ["retry.providers.sim.multiplier"], "{err}");
     let err = Config::from_yaml(&yaml.replace("{ multiplier: 0.5 }", "3")).unwrap_err();
     assert_eq!(err.paths(), ["retry.providers.sim"], "{err}");
+
+    // Through serde alone (a configuration read from JSON), the same rules, with the mistakes in
+    // one message.
+    let json = r#"{
+        "providers": { "sim": { "kind": "simulated" } },
+        "roles": { "default": { "provider": "sim", "model": "m" } },
+        "retry": { "max_retries": 1, "providers": { "sim": { "base_delay": "2s" } } }
+    }"#;
+    let config: Config = serde_json::from_str(json).unwrap();
+    let sim = config.retry.get().unwrap().for_provider("sim").unwrap();
+    assert_eq!(
+        (sim.max_retries, sim.base_delay),
+        (1, Duration::from_secs(2))
+    );
+    let err = serde_json::from_str::<Config>(&json.replace("base_delay", "base_dlay")).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("providers.sim.base_dlay: unknown field `base_dlay`"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
