@@ -30,7 +30,6 @@ impl Observer for Record {
         };
         let now = stats.now();
         component.record(
-            &stats.inner.config,
             error.map(LlmError::kind),
             now.saturating_sub(self.started),
             now,

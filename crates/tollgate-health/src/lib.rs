@@ -76,7 +76,9 @@ pub use layer::{HealthLayer, HealthLayerBuilder};
 pub use registry::{CheckOptions, HealthRegistry, HealthRegistryBuilder};
 pub use report::{CheckReport, HealthReport, Probe};
 pub use service::Health;
-pub use stats::{ComponentSnapshot, HealthStats, LatencySnapshot, WindowSnapshot};
+pub use stats::{
+    ComponentSnapshot, HealthStats, HealthStatsBuilder, LatencySnapshot, WindowSnapshot,
+};
 
 /// How healthy something is; serialized as `pass`, `warn` or `fail`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

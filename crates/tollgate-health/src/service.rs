@@ -60,7 +60,7 @@ where
             (None, Keying::One(component)) => component,
             (None, Keying::By(_)) => unreachable!("a keyed call has its component"),
         };
-        if shared.stats.inner.config.fail_fast && component.status() == Status::Unhealthy {
+        if component.fails_fast() && component.status() == Status::Unhealthy {
             let key = keyed.as_ref().map_or("*", |(key, _)| key.as_str());
             return ResponseFuture::refused(LlmError::new(
                 ErrorKind::Unavailable,

@@ -140,16 +140,24 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 
 /// Statistics and status of one component, kept behind one short lock.
 pub(crate) struct ComponentStats {
+    // Its own judgement: a component may have thresholds of its own.
+    config: Arc<HealthConfig>,
     status: AtomicU8,
     inner: Mutex<Component>,
 }
 
 impl ComponentStats {
-    fn new(config: &HealthConfig) -> Self {
+    fn new(config: Arc<HealthConfig>) -> Self {
         Self {
             status: AtomicU8::new(Status::Healthy as u8),
             inner: Mutex::new(Component::new(config.window_calls)),
+            config,
         }
+    }
+
+    /// Whether an unhealthy status refuses calls.
+    pub(crate) fn fails_fast(&self) -> bool {
+        self.config.fail_fast
     }
 
     fn lock(&self) -> MutexGuard<'_, Component> {
@@ -165,13 +173,8 @@ impl ComponentStats {
     }
 
     /// Records a finished call: `error` is its error kind when it failed.
-    pub(crate) fn record(
-        &self,
-        config: &HealthConfig,
-        error: Option<ErrorKind>,
-        latency: u64,
-        now: u64,
-    ) {
+    pub(crate) fn record(&self, error: Option<ErrorKind>, latency: u64, now: u64) {
+        let config = &*self.config;
         let mut c = self.lock();
         c.calls += 1;
         let failed = match error {
@@ -213,7 +216,8 @@ impl ComponentStats {
         self.status.store(status as u8, Ordering::Relaxed);
     }
 
-    fn snapshot(&self, config: &HealthConfig, now: u64) -> ComponentSnapshot {
+    fn snapshot(&self, now: u64) -> ComponentSnapshot {
+        let config = &*self.config;
         let mut c = self.lock();
         c.expire(config, now);
         let latencies = c.latencies();
@@ -334,7 +338,9 @@ pub struct HealthStats {
 }
 
 pub(crate) struct StatsInner {
-    pub(crate) config: HealthConfig,
+    pub(crate) config: Arc<HealthConfig>,
+    // Components judged by settings of their own.
+    own: HashMap<Key, Arc<HealthConfig>, RandomState>,
     pub(crate) clock: Arc<dyn Clock>,
     components: RwLock<HashMap<Key, Arc<ComponentStats>, RandomState>>,
 }
@@ -364,14 +370,25 @@ impl HealthStats {
     ///
     /// A [`ConfigError`] naming the first field out of range.
     pub fn with_clock(config: HealthConfig, clock: impl Clock) -> Result<Self, ConfigError> {
-        config.validate()?;
-        Ok(Self {
-            inner: Arc::new(StatsInner {
-                config,
-                clock: Arc::new(clock),
-                components: RwLock::new(HashMap::with_hasher(RandomState::default())),
-            }),
-        })
+        Self::builder(config).clock(clock).build()
+    }
+
+    /// A builder, to set a clock or a component's own settings.
+    pub fn builder(config: HealthConfig) -> HealthStatsBuilder {
+        HealthStatsBuilder {
+            config,
+            own: Vec::new(),
+            clock: None,
+        }
+    }
+
+    /// A new component's settings: its own, or the main configuration.
+    fn config_of(&self, key: &Key) -> Arc<HealthConfig> {
+        self.inner
+            .own
+            .get(key.as_str())
+            .unwrap_or(&self.inner.config)
+            .clone()
     }
 
     pub(crate) fn now(&self) -> u64 {
@@ -387,7 +404,7 @@ impl HealthStats {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         write
             .entry(key.clone())
-            .or_insert_with(|| Arc::new(ComponentStats::new(&self.inner.config)))
+            .or_insert_with(|| Arc::new(ComponentStats::new(self.config_of(key))))
             .clone()
     }
 
@@ -419,18 +436,14 @@ impl HealthStats {
             );
             return None;
         }
-        let stats = Arc::new(ComponentStats::new(&self.inner.config));
+        let stats = Arc::new(ComponentStats::new(self.config_of(key)));
         write.insert(key.clone(), stats.clone());
         Some(stats)
     }
 
     /// The status of `component` from its passive statistics, or `None` if it has none.
     pub fn status(&self, component: &str) -> Option<Status> {
-        Some(
-            self.get(component)?
-                .snapshot(&self.inner.config, self.now())
-                .status,
-        )
+        Some(self.get(component)?.snapshot(self.now()).status)
     }
 
     fn get(&self, component: &str) -> Option<Arc<ComponentStats>> {
@@ -444,10 +457,7 @@ impl HealthStats {
 
     /// One component's statistics.
     pub fn component_snapshot(&self, component: &str) -> Option<ComponentSnapshot> {
-        Some(
-            self.get(component)?
-                .snapshot(&self.inner.config, self.now()),
-        )
+        Some(self.get(component)?.snapshot(self.now()))
     }
 
     /// Every component's statistics, by key: the telemetry view, serializable as JSON.
@@ -463,8 +473,70 @@ impl HealthStats {
         let now = self.now();
         components
             .into_iter()
-            .map(|(key, stats)| (key.to_string(), stats.snapshot(&self.inner.config, now)))
+            .map(|(key, stats)| (key.to_string(), stats.snapshot(now)))
             .collect()
+    }
+}
+
+/// Builds [`HealthStats`].
+#[must_use]
+pub struct HealthStatsBuilder {
+    config: HealthConfig,
+    own: Vec<(Key, HealthConfig)>,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl HealthStatsBuilder {
+    /// Reads time from `clock` (default: a [`QuantaClock`]).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Judges `component` by settings of its own (window, thresholds, ignored kinds, fail-fast)
+    /// instead of the main configuration's: a local model's p95 of 10 s is normal, a hosted
+    /// one's is not. Its `max_components` is not read: it bounds every component together.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tollgate_health::{HealthConfig, HealthStats};
+    ///
+    /// let local = HealthConfig {
+    ///     degraded_p95: Some(Duration::from_secs(10)),
+    ///     ..HealthConfig::default()
+    /// };
+    /// let stats = HealthStats::builder(HealthConfig::default())
+    ///     .component_config("local", local)
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(stats.status("local").is_none()); // no call yet
+    /// ```
+    pub fn component_config(mut self, component: impl Into<Key>, config: HealthConfig) -> Self {
+        self.own.push((component.into(), config));
+        self
+    }
+
+    /// The statistics.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first field out of range; in a component's own settings,
+    /// under the component (`local.degraded_error_rate`).
+    pub fn build(self) -> Result<HealthStats, ConfigError> {
+        self.config.validate()?;
+        let mut own = HashMap::with_hasher(RandomState::default());
+        for (component, config) in self.own {
+            config.validate().map_err(|e| e.under(component.as_str()))?;
+            own.insert(component, Arc::new(config));
+        }
+        Ok(HealthStats {
+            inner: Arc::new(StatsInner {
+                config: Arc::new(self.config),
+                own,
+                clock: self.clock.unwrap_or_else(|| Arc::new(QuantaClock::new())),
+                components: RwLock::new(HashMap::with_hasher(RandomState::default())),
+            }),
+        })
     }
 }
 

@@ -308,6 +308,63 @@ async fn the_json_report_matches_the_golden_file() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_component_with_settings_of_its_own_is_judged_by_them() {
+    // "strict" is judged from its first call and fails fast; every other component from 20 calls.
+    let strict = HealthConfig {
+        minimum_calls: 1,
+        fail_fast: true,
+        ..HealthConfig::default()
+    };
+    let stats = HealthStats::builder(HealthConfig::default())
+        .component_config("strict", strict)
+        .clock(TokioClock::new())
+        .build()
+        .unwrap();
+    let provider = SimulatedProvider::builder()
+        .script([
+            Outcome::fail(ErrorKind::Server),
+            Outcome::fail(ErrorKind::Server),
+        ])
+        .build();
+    let mut stack = HealthLayer::builder(stats.clone())
+        .key(ByProvider)
+        .build()
+        .layer(provider.clone());
+    let to = |component: &str| {
+        LlmRequest::new("sim", vec![Message::user("hi")]).with_provider(component)
+    };
+
+    call(&mut stack, to("strict")).await.unwrap_err();
+    call(&mut stack, to("lenient")).await.unwrap_err();
+    assert_eq!(
+        stats.status("strict"),
+        Some(Status::Unhealthy),
+        "1 of 1 failed"
+    );
+    assert_eq!(
+        stats.status("lenient"),
+        Some(Status::Healthy),
+        "1 call of 20"
+    );
+    let refused = call(&mut stack, to("strict")).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Unavailable, "its own fail-fast");
+    call(&mut stack, to("lenient")).await.unwrap();
+    assert_eq!(provider.calls(), 3);
+
+    let err = HealthStats::builder(HealthConfig::default())
+        .component_config(
+            "strict",
+            HealthConfig {
+                window_calls: 0,
+                ..HealthConfig::default()
+            },
+        )
+        .build()
+        .unwrap_err();
+    assert_eq!(err.path(), "strict.window_calls");
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_statistics_check_says_what_it_counted() {
     use tollgate_health::HealthCheck;
 
