@@ -9,7 +9,7 @@ use std::{
 
 use tollgate::{
     Config, ErrorKind, LlmError, LlmRequest, LlmResponse, Message, Outcome, SimulatedProvider,
-    Stack, Switch, circuit_breaker::State, clock::ManualClock, ratelimit::Denial,
+    Stack, Switch, circuit_breaker::State, clock::ManualClock, health::Status, ratelimit::Denial,
 };
 use tower::{Service, ServiceExt, service_fn};
 
@@ -547,6 +547,56 @@ circuit_breaker:
     assert_eq!(
         err.paths(),
         ["circuit_breaker.providers.bare.max_keys"],
+        "{err}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_can_have_health_thresholds_of_its_own_or_none() {
+    let yaml = "
+providers:
+  hosted: { kind: simulated }
+  local: { kind: simulated }
+  bare: { kind: simulated }
+roles:
+  default: { provider: hosted, model: m }
+  local: { provider: local, model: m }
+  bare: { provider: bare, model: m }
+retry: false
+circuit_breaker: false
+health:
+  minimum_calls: 10
+  providers:
+    local: { minimum_calls: 1 }
+    bare: false
+";
+    let (hosted, local, bare) = (failing(1), failing(1), failing(1));
+    let stack = stack_over(
+        yaml,
+        &[("hosted", &hosted), ("local", &local), ("bare", &bare)],
+    );
+    for role in ["default", "local", "bare"] {
+        stack.clone().oneshot(ask(role, "x")).await.unwrap_err();
+    }
+    let health = stack.health().unwrap();
+    assert_eq!(
+        health.status("local"),
+        Some(Status::Unhealthy),
+        "1 of 1 failed"
+    );
+    assert_eq!(
+        health.status("hosted"),
+        Some(Status::Healthy),
+        "1 call of 10"
+    );
+    assert_eq!(health.status("bare"), None, "no statistics");
+
+    // What bounds every component together is set once, for the section.
+    let yaml = yaml.replace("bare: false", "bare: { max_components: 5 }");
+    let err = Config::from_yaml(&yaml).unwrap_err();
+    assert_eq!(
+        err.paths(),
+        ["health.providers.bare.max_components"],
         "{err}"
     );
 }

@@ -89,21 +89,22 @@ pub struct Config {
     /// `circuit_breaker.providers` may change.
     #[serde(default)]
     pub circuit_breaker: Switch<PerProvider<CircuitBreakerConfig>>,
-    /// Call statistics per provider (on with its defaults when absent).
+    /// Call statistics per provider (on with its defaults when absent), whose thresholds
+    /// `health.providers` may change.
     #[serde(default)]
-    pub health: Switch<HealthConfig>,
+    pub health: Switch<PerProvider<HealthConfig>>,
     /// Redis, for limits and a cache shared by every process (needs the `redis` feature).
     #[serde(default)]
     pub redis: Option<RedisSection>,
 }
 
 /// A layer's section that each provider may change: the settings every provider gets, and
-/// per-provider replacements (the `retry` and `circuit_breaker` sections).
+/// per-provider replacements (the `retry`, `circuit_breaker` and `health` sections).
 ///
 /// Under `providers`, a provider is either `false` (the layer is off for it) or a mapping of the
 /// fields it changes; the rest come from the section. A field that is a mapping itself (`budget`,
 /// `window`) is replaced whole. Each provider has its own instance of the layer's state either
-/// way: its own retry budget, its own breaker.
+/// way: its own retry budget, its own breaker, its own statistics.
 ///
 /// ```
 /// use std::time::Duration;
@@ -126,6 +127,9 @@ pub struct Config {
 ///   slow_call_duration: 30s
 ///   providers:
 ///     local: { slow_call_duration: 5s }
+/// health:
+///   providers:
+///     batch: false
 /// "#).unwrap();
 /// let retry = config.retry.get().unwrap();
 /// assert_eq!(retry.for_provider("openai").unwrap().max_retries, 2);
@@ -135,6 +139,7 @@ pub struct Config {
 /// let breaker = config.circuit_breaker.get().unwrap();
 /// assert_eq!(breaker.for_provider("local").unwrap().slow_call_duration, Duration::from_secs(5));
 /// assert_eq!(breaker.for_provider("batch").unwrap().slow_call_duration, Duration::from_secs(30));
+/// assert!(config.health.get().unwrap().for_provider("batch").is_none());
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PerProvider<T> {
@@ -657,7 +662,7 @@ impl Config {
             rate_limiting: read.optional("rate_limiting").unwrap_or_else(Switch::off),
             retry: read.per_provider("retry", &[]),
             circuit_breaker: read.per_provider("circuit_breaker", &["max_keys", "idle_timeout"]),
-            health: read.optional("health").unwrap_or_default(),
+            health: read.per_provider("health", &["max_components"]),
             redis: read.optional("redis"),
         };
         errors.extend(config.mistakes(&broken));
@@ -774,9 +779,7 @@ impl Config {
             );
         }
         if let Switch::On(health) = &self.health {
-            if let Err(e) = health.validate() {
-                errors.push(e.under("health"));
-            }
+            self.check_per_provider("health", health, &ok, &mut errors, HealthConfig::validate);
         }
         if let Some(redis) = &self.redis {
             check_redis(redis, &mut errors);

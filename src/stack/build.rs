@@ -97,12 +97,17 @@ pub(super) fn build(
         }
         builder.build().expect("validated")
     });
-    let health = config.health.get().map(|health| {
-        match &clock {
-            Some(clock) => HealthStats::with_clock(health.clone(), clock.clone()),
-            None => HealthStats::new(health.clone()),
+    let health = config.health.get().map(|section| {
+        let mut builder = HealthStats::builder(section.defaults.clone());
+        for (provider, own) in &section.providers {
+            if let Switch::On(thresholds) = own {
+                builder = builder.component_config(provider.as_str(), thresholds.clone());
+            }
         }
-        .expect("validated")
+        if let Some(clock) = &clock {
+            builder = builder.clock(clock.clone());
+        }
+        builder.build().expect("validated")
     });
     // Below the router, each provider has its own retry policy (its own budget: one provider's
     // outage does not spend the others' retries) over the shared breakers and statistics, which
@@ -131,10 +136,15 @@ pub(super) fn build(
                 .get()
                 .and_then(|section| section.for_provider(&name))
                 .and(breaker.clone());
+            let observe = config
+                .health
+                .get()
+                .and_then(|section| section.for_provider(&name))
+                .and(observe.clone());
             let stack = ServiceBuilder::new()
                 .option_layer(retry)
                 .option_layer(breaker)
-                .option_layer(observe.clone())
+                .option_layer(observe)
                 .service(client);
             (name, stack)
         })

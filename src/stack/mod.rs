@@ -36,7 +36,8 @@ pub type BoxedProvider = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
 ///    `Retry-After`;
 /// 5. **circuit breaker** per provider, with the provider's own rules (`circuit_breaker.providers`):
 ///    inside the retries, so it sees and can stop every attempt;
-/// 6. **health** per provider: records every attempt's outcome and latency;
+/// 6. **health** per provider, with the provider's own thresholds (`health.providers`): records
+///    every attempt's outcome and latency;
 /// 7. the provider's client.
 ///
 /// A layer whose section is `false` (or, for `caching` and `rate_limiting`, absent) is left out.
@@ -233,7 +234,8 @@ impl Stack {
         self.parts.breakers.as_ref()
     }
 
-    /// The call statistics (one component per provider), when health is on.
+    /// The call statistics (one component per provider whose statistics are on), when health is
+    /// on.
     pub fn health(&self) -> Option<&tollgate_health::HealthStats> {
         self.parts.health.as_ref()
     }
