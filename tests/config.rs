@@ -497,9 +497,8 @@ health: false
     assert_eq!(start.elapsed(), Duration::from_millis(70));
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_provider_can_have_breaker_rules_of_its_own_or_none() {
-    let yaml = "
+/// Three simulated providers, each with a role of its own (`hosted` is the default one).
+const THREE_PROVIDERS: &str = "
 providers:
   hosted: { kind: simulated }
   local: { kind: simulated }
@@ -508,6 +507,12 @@ roles:
   default: { provider: hosted, model: m }
   local: { provider: local, model: m }
   bare: { provider: bare, model: m }
+";
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_can_have_breaker_rules_of_its_own_or_none() {
+    let yaml = THREE_PROVIDERS.to_owned()
+        + "
 retry: false
 circuit_breaker:
   window: { count: 10 }
@@ -518,7 +523,7 @@ circuit_breaker:
 ";
     let (hosted, local, bare) = (failing(10), failing(10), failing(10));
     let stack = stack_over(
-        yaml,
+        &yaml,
         &[("hosted", &hosted), ("local", &local), ("bare", &bare)],
     );
     let call = |role: &str| stack.clone().oneshot(ask(role, "x"));
@@ -553,15 +558,8 @@ circuit_breaker:
 
 #[tokio::test(start_paused = true)]
 async fn a_provider_can_have_health_thresholds_of_its_own_or_none() {
-    let yaml = "
-providers:
-  hosted: { kind: simulated }
-  local: { kind: simulated }
-  bare: { kind: simulated }
-roles:
-  default: { provider: hosted, model: m }
-  local: { provider: local, model: m }
-  bare: { provider: bare, model: m }
+    let yaml = THREE_PROVIDERS.to_owned()
+        + "
 retry: false
 circuit_breaker: false
 health:
@@ -572,7 +570,7 @@ health:
 ";
     let (hosted, local, bare) = (failing(1), failing(1), failing(1));
     let stack = stack_over(
-        yaml,
+        &yaml,
         &[("hosted", &hosted), ("local", &local), ("bare", &bare)],
     );
     for role in ["default", "local", "bare"] {
