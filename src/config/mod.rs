@@ -563,11 +563,10 @@ impl ConfigErrors {
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0.len();
         write!(
             f,
-            "invalid configuration ({n} {}):",
-            if n == 1 { "mistake" } else { "mistakes" }
+            "invalid configuration ({}):",
+            tollgate_core::counted(self.0.len() as u64, "mistake")
         )?;
         for error in &self.0 {
             write!(f, "\n  {error}")?;

@@ -9,6 +9,16 @@ use http::StatusCode;
 /// A type-erased error, as tower's middleware uses.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 
+/// `count` of `noun`, for messages people read: `1 attempt`, `3 attempts`, `0 failures`.
+///
+/// ```
+/// assert_eq!(tollgate_core::counted(1, "call"), "1 call");
+/// assert_eq!(tollgate_core::counted(4, "attempt"), "4 attempts");
+/// ```
+pub fn counted(count: u64, noun: &str) -> String {
+    format!("{count} {noun}{}", if count == 1 { "" } else { "s" })
+}
+
 /// What went wrong, in terms a caller can act on.
 ///
 /// [`ErrorKind::is_retryable`] is the one place that says which kinds are transient.

@@ -2,7 +2,7 @@
 
 use std::{future::Future, pin::Pin, time::Duration};
 
-use tollgate_core::{LlmError, LlmRequest, LlmResponse, Message, duration};
+use tollgate_core::{LlmError, LlmRequest, LlmResponse, Message, counted, duration};
 use tower_service::Service;
 
 use crate::{Status, stats::HealthStats};
@@ -195,12 +195,6 @@ impl HealthCheck for StatsCheck {
         };
         Box::pin(std::future::ready(outcome))
     }
-}
-
-/// `1 call`, `3 calls`.
-fn counted(count: impl Into<u64>, noun: &str) -> String {
-    let count = count.into();
-    format!("{count} {noun}{}", if count == 1 { "" } else { "s" })
 }
 
 /// Pings a Redis server over its own protocol (`PING` → `+PONG`), without a Redis client crate.

@@ -337,7 +337,7 @@ impl fmt::Debug for RetryPolicy {
 
 /// `1 attempt`, `2 attempts`.
 fn attempts(count: u32) -> String {
-    format!("{count} attempt{}", if count == 1 { "" } else { "s" })
+    tollgate_core::counted(count.into(), "attempt")
 }
 
 /// Builds a [`RetryPolicy`]; every setting starts at the [`RetryConfig`] default and is checked in
