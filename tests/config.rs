@@ -640,7 +640,7 @@ retry:
         "retry": { "max_retries": 1, "providers": { "sim": { "base_delay": "2s" } } }
     }"#;
     let config: Config = serde_json::from_str(json).unwrap();
-    let sim = config.retry.get().unwrap().for_provider("sim").unwrap();
+    let sim = config.retry.for_provider("sim").unwrap();
     assert_eq!(
         (sim.max_retries, sim.base_delay),
         (1, Duration::from_secs(2))

@@ -131,15 +131,15 @@ pub struct Config {
 ///   providers:
 ///     batch: false
 /// "#).unwrap();
-/// let retry = config.retry.get().unwrap();
+/// let retry = &config.retry;
 /// assert_eq!(retry.for_provider("openai").unwrap().max_retries, 2);
 /// assert!(retry.for_provider("local").is_none());
 /// let batch = retry.for_provider("batch").unwrap();
 /// assert_eq!((batch.max_retries, batch.base_delay), (5, Duration::from_millis(500)));
-/// let breaker = config.circuit_breaker.get().unwrap();
+/// let breaker = &config.circuit_breaker;
 /// assert_eq!(breaker.for_provider("local").unwrap().slow_call_duration, Duration::from_secs(5));
 /// assert_eq!(breaker.for_provider("batch").unwrap().slow_call_duration, Duration::from_secs(30));
-/// assert!(config.health.get().unwrap().for_provider("batch").is_none());
+/// assert!(config.health.for_provider("batch").is_none());
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PerProvider<T> {
@@ -156,6 +156,14 @@ impl<T> PerProvider<T> {
             Some(own) => own.get(),
             None => Some(&self.defaults),
         }
+    }
+}
+
+impl<T> Switch<PerProvider<T>> {
+    /// The settings `provider` gets, or `None` when the layer is off, for every provider or for
+    /// this one.
+    pub fn for_provider(&self, provider: &str) -> Option<&T> {
+        self.get()?.for_provider(provider)
     }
 }
 

@@ -124,23 +124,14 @@ pub(super) fn build(
     let providers: HashMap<Arc<str>, ProviderStack> = providers
         .into_iter()
         .map(|(name, client)| {
-            let retry = config
-                .retry
-                .get()
-                .and_then(|retry| retry.for_provider(&name))
-                .map(|policy| {
-                    RetryLayer::new(RetryPolicy::from_config(policy.clone()).expect("validated"))
-                });
+            let retry = config.retry.for_provider(&name).map(|policy| {
+                RetryLayer::new(RetryPolicy::from_config(policy.clone()).expect("validated"))
+            });
             let breaker = config
                 .circuit_breaker
-                .get()
-                .and_then(|section| section.for_provider(&name))
+                .for_provider(&name)
                 .and(breaker.clone());
-            let observe = config
-                .health
-                .get()
-                .and_then(|section| section.for_provider(&name))
-                .and(observe.clone());
+            let observe = config.health.for_provider(&name).and(observe.clone());
             let stack = ServiceBuilder::new()
                 .option_layer(retry)
                 .option_layer(breaker)
