@@ -121,7 +121,7 @@ pub(super) fn build(
         .as_ref()
         .map(|stats| HealthLayer::builder(stats.clone()).key(ByProvider).build());
     let provider_names: Vec<Arc<str>> = providers.keys().cloned().collect();
-    let providers: HashMap<Arc<str>, ProviderStack> = providers
+    let providers: HashMap<Arc<str>, ProviderStack, _> = providers
         .into_iter()
         .map(|(name, client)| {
             let retry = config.retry.for_provider(&name).map(|policy| {

@@ -80,7 +80,8 @@ pub struct Stack {
 
 /// What the stack keeps besides its service: how to resolve roles, and handles on each layer.
 struct Parts {
-    roles: HashMap<Arc<str>, ResolvedRole>,
+    // Looked up on every call; the names come from the configuration (see the router's map).
+    roles: HashMap<Arc<str>, ResolvedRole, foldhash::fast::RandomState>,
     default_role: Arc<str>,
     providers: Vec<Arc<str>>,
     costs: CostTracker,

@@ -30,7 +30,9 @@ type Observed = Either<Health<BoxedProvider>, BoxedProvider>;
 /// Sends each request to its provider's stack (the provider is set by role resolution above it).
 #[derive(Clone)]
 pub(super) struct Router {
-    pub(super) providers: Arc<HashMap<Arc<str>, ProviderStack>>,
+    // Every call looks its provider up here; the names come from the configuration, so a fast
+    // hash needs no protection from keys chosen to collide.
+    pub(super) providers: Arc<HashMap<Arc<str>, ProviderStack, foldhash::fast::RandomState>>,
     pub(super) costs: CostTracker,
 }
 
