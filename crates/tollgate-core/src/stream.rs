@@ -49,6 +49,10 @@ type Events = Pin<Box<dyn Stream<Item = Result<StreamEvent, LlmError>> + Send>>;
 /// A streamed answer: [`StreamEvent`]s as they arrive, ending with `None` (done) or an error.
 pub struct LlmStream {
     events: Events,
+    // The callbacks of `on_end`, sharing one assembled copy of the answer: a stack registers one
+    // per layer that settles a stream (limits, costs, cache), and a copy each would hold the
+    // text that many times. Boxed, so a stream nobody watches stays two words.
+    watch: Option<Box<Watch>>,
 }
 
 impl fmt::Debug for LlmStream {
@@ -62,6 +66,7 @@ impl LlmStream {
     pub fn new(events: impl Stream<Item = Result<StreamEvent, LlmError>> + Send + 'static) -> Self {
         Self {
             events: Box::pin(events),
+            watch: None,
         }
     }
 
@@ -109,7 +114,7 @@ impl LlmStream {
     ///
     /// What the provider or the connection failed with; the stream ends after it.
     pub async fn next(&mut self) -> Option<Result<StreamEvent, LlmError>> {
-        std::future::poll_fn(|cx| self.events.as_mut().poll_next(cx)).await
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
     /// Reads the whole stream into one response (text joined, last finish reason and usage).
@@ -141,6 +146,9 @@ impl LlmStream {
     /// before its end (the caller stopped reading, or never took the stream) calls it from its
     /// drop. How the cost tracker counts a stream the caller abandoned.
     ///
+    /// Every `done` given to one stream shares one assembled answer (read from the first
+    /// registration on), and they are called in the order they were given.
+    ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// use std::sync::{Arc, Mutex};
@@ -155,12 +163,12 @@ impl LlmStream {
     /// assert_eq!(*ended.lock().unwrap(), Some(("m".to_owned(), StreamEnd::Dropped)));
     /// # });
     /// ```
-    pub fn on_end(self, done: impl FnOnce(&LlmResponse, StreamEnd) + Send + 'static) -> Self {
-        Self::new(OnEnd {
-            inner: self.events,
-            answer: Assembled::default(),
-            done: Some(Box::new(done)),
-        })
+    pub fn on_end(mut self, done: impl FnOnce(&LlmResponse, StreamEnd) + Send + 'static) -> Self {
+        self.watch
+            .get_or_insert_with(Box::default)
+            .done
+            .push(Box::new(done));
+        self
     }
 }
 
@@ -180,7 +188,25 @@ impl Stream for LlmStream {
     type Item = Result<StreamEvent, LlmError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.events.as_mut().poll_next(cx)
+        let this = &mut *self;
+        let item = ready!(this.events.as_mut().poll_next(cx));
+        if let Some(watch) = &mut this.watch {
+            match &item {
+                Some(Ok(event)) => watch.answer.add(event),
+                Some(Err(_)) => watch.end(StreamEnd::Failed),
+                None => watch.end(StreamEnd::Complete),
+            }
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl Drop for LlmStream {
+    fn drop(&mut self) {
+        // Still unreported: the stream never reached its end or an error.
+        if let Some(watch) = &mut self.watch {
+            watch.end(StreamEnd::Dropped);
+        }
     }
 }
 
@@ -218,39 +244,20 @@ impl<I: Iterator<Item = Result<StreamEvent, LlmError>>> Stream for Ready<I> {
 
 type Done = Box<dyn FnOnce(&LlmResponse, StreamEnd) + Send>;
 
-struct OnEnd {
-    inner: Events,
+/// What a watched stream has read, and who is still to be told how it ended.
+#[derive(Default)]
+struct Watch {
     answer: Assembled,
-    done: Option<Done>,
+    done: Vec<Done>,
 }
 
-impl OnEnd {
+impl Watch {
+    /// Tells each one still waiting, once: a later end (a poll after the stream's end, or its
+    /// drop) finds nobody left, except those given after the first end.
     fn end(&mut self, end: StreamEnd) {
-        if let Some(done) = self.done.take() {
+        for done in self.done.drain(..) {
             done(&self.answer.response, end);
         }
-    }
-}
-
-impl Stream for OnEnd {
-    type Item = Result<StreamEvent, LlmError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        let item = ready!(this.inner.as_mut().poll_next(cx));
-        match &item {
-            Some(Ok(event)) => this.answer.add(event),
-            Some(Err(_)) => this.end(StreamEnd::Failed),
-            None => this.end(StreamEnd::Complete),
-        }
-        Poll::Ready(item)
-    }
-}
-
-impl Drop for OnEnd {
-    fn drop(&mut self) {
-        // Still unreported: the stream never reached its end or an error.
-        self.end(StreamEnd::Dropped);
     }
 }
 
@@ -356,6 +363,42 @@ mod tests {
             *ends.lock().unwrap(),
             [(String::new(), Usage::default(), StreamEnd::Dropped)]
         );
+    }
+
+    #[test]
+    fn every_callback_on_one_stream_sees_the_whole_answer_in_the_order_given() {
+        let ends = Ends::default();
+        let watch = |stream: LlmStream, name: &'static str| {
+            let sink = ends.clone();
+            stream.on_end(move |answer, end| {
+                sink.lock().unwrap().push((
+                    format!("{name}: {}", answer.content),
+                    answer.usage,
+                    end,
+                ));
+            })
+        };
+        let stream = watch(watch(watch(script(false), "limits"), "costs"), "cache");
+        block_on(stream.collect()).unwrap();
+        let complete = |name: &str| {
+            (
+                format!("{name}: abcdef"),
+                Usage::new(6, 0),
+                StreamEnd::Complete,
+            )
+        };
+        assert_eq!(
+            *ends.lock().unwrap(),
+            [complete("limits"), complete("costs"), complete("cache")]
+        );
+
+        ends.lock().unwrap().clear();
+        let mut stream = watch(watch(script(false), "limits"), "costs");
+        block_on(stream.next());
+        block_on(stream.next());
+        drop(stream);
+        let dropped = |name: &str| (format!("{name}: abc"), Usage::new(6, 0), StreamEnd::Dropped);
+        assert_eq!(*ends.lock().unwrap(), [dropped("limits"), dropped("costs")]);
     }
 
     #[test]
