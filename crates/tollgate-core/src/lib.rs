@@ -55,7 +55,8 @@ pub use error::{BoxError, ErrorKind, LlmError, counted};
 pub use key::{ByModel, ByPrincipal, ByProvider, ByRole, ByTenant, Global, Key, KeyExtractor};
 pub use pricing::{InvalidPrice, MicroUsd, ModelPrice, PricingTable};
 pub use request::{
-    CacheControl, Content, JsonMap, LlmRequest, Message, Params, Priority, RequestMeta, Role,
+    CacheControl, Content, ExtraParams, JsonMap, LlmRequest, Message, Params, Priority,
+    RequestMeta, Role,
 };
 pub use response::{FinishReason, LlmResponse, Usage};
 pub use simulated::{Outcome, SimulatedFuture, SimulatedProvider, SimulatedProviderBuilder};
