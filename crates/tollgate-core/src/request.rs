@@ -344,8 +344,8 @@ impl Params {
 /// The request fields tollgate does not model ([`Params::extra`]): a [`JsonMap`] that clones of a
 /// request share, and that is not allocated until something is put in it.
 ///
-/// Most requests carry none, and each request built with no extra fields used to allocate an empty
-/// shared map, and every clone to count a reference to it. It reads as the map itself:
+/// Most requests carry none, so an empty one holds no allocation and a clone of it counts no
+/// reference. It reads as the map itself:
 ///
 /// ```
 /// use serde_json::json;
