@@ -157,6 +157,13 @@ impl<T> PerProvider<T> {
             None => Some(&self.defaults),
         }
     }
+
+    /// The providers with settings of their own (not those turned off), by name.
+    pub fn own_settings(&self) -> impl Iterator<Item = (&str, &T)> {
+        self.providers
+            .iter()
+            .filter_map(|(provider, own)| Some((provider.as_str(), own.get()?)))
+    }
 }
 
 impl<T> Switch<PerProvider<T>> {

@@ -87,10 +87,8 @@ pub(super) fn build(
     // Each section was validated above, so these cannot fail.
     let breakers = config.circuit_breaker.get().map(|section| {
         let mut builder = CircuitBreakers::builder(section.defaults.clone());
-        for (provider, own) in &section.providers {
-            if let Switch::On(rules) = own {
-                builder = builder.key_config(provider.as_str(), rules.clone());
-            }
+        for (provider, rules) in section.own_settings() {
+            builder = builder.key_config(provider, rules.clone());
         }
         if let Some(clock) = &clock {
             builder = builder.clock(clock.clone());
@@ -99,10 +97,8 @@ pub(super) fn build(
     });
     let health = config.health.get().map(|section| {
         let mut builder = HealthStats::builder(section.defaults.clone());
-        for (provider, own) in &section.providers {
-            if let Switch::On(thresholds) = own {
-                builder = builder.component_config(provider.as_str(), thresholds.clone());
-            }
+        for (provider, thresholds) in section.own_settings() {
+            builder = builder.component_config(provider, thresholds.clone());
         }
         if let Some(clock) = &clock {
             builder = builder.clock(clock.clone());
