@@ -1,5 +1,20 @@
 //! Spend per tenant, provider, model and role, from the usage providers report and the pricing
 //! table.
+//!
+//! # Memory
+//!
+//! Spend by provider, model and role is exact and needs one line per (provider, model, role)
+//! answered: the providers and roles come from the configuration, and the models are those the
+//! providers answer to, so no number of tenants grows it. Spend per tenant is kept for at most
+//! `costs.max_tenants` tenants ([`DEFAULT_MAX_TENANTS`] unless configured). When a call comes from a
+//! new tenant and the table is full, the eighth of the tenants idle longest (by their last
+//! answered call) are folded into [`CostReport::other_tenants`] in one pass, so every sum stays
+//! exact and the work is spread over many calls. A tenant still calling keeps its own line; one
+//! that stopped is the one whose line says least about what happens next.
+//!
+//! To keep every tenant's line, hand spend off on a timer with [`CostTracker::drain`]: it returns
+//! the spend since the last drain and starts again from zero, so a drain taken before
+//! `max_tenants` tenants have called folds nothing, and the drains add up to every call.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -7,8 +22,8 @@ use std::{
     time::Duration,
 };
 
-use serde::{Serialize, Serializer};
-use tollgate_core::{MicroUsd, PricingTable, Usage, duration};
+use serde::{Deserialize, Serialize, Serializer};
+use tollgate_core::{ConfigError, MicroUsd, PricingTable, Usage, duration};
 
 /// What a group of calls used and cost. Dollars are exact (integer micro-dollars), written in
 /// JSON as decimal strings (`"0.001250"`).
@@ -77,15 +92,23 @@ pub struct TenantSpend {
     pub budgets: Vec<Budget>,
 }
 
-/// Spend since the stack was built (or last [`reset`](CostTracker::reset)), in total and per
-/// tenant, provider, model and role. [`to_json`](Self::to_json) writes it out.
+/// Spend since the stack was built (or since the last [`drain`](CostTracker::drain) or
+/// [`reset`](CostTracker::reset)), in total and per tenant, provider, model and role.
+/// [`to_json`](Self::to_json) writes it out.
+///
+/// The lines of each breakdown add up to `total`; for tenants, `by_tenant` and `other_tenants`
+/// together do.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct CostReport {
     /// Every call.
     pub total: Spend,
-    /// Per tenant ([`NO_TENANT`] for calls without one).
+    /// Per tenant ([`NO_TENANT`] for calls without one), for the tenants the tracker holds.
     pub by_tenant: BTreeMap<String, TenantSpend>,
+    /// The tenants folded out of `by_tenant` to keep it within `costs.max_tenants`, together.
+    /// Absent from the JSON while no tenant was folded.
+    #[serde(skip_serializing_if = "OtherTenants::is_empty")]
+    pub other_tenants: OtherTenants,
     /// Per provider.
     pub by_provider: BTreeMap<String, Spend>,
     /// Per model.
@@ -101,39 +124,155 @@ impl CostReport {
     }
 }
 
+/// The spend of tenants that no longer have a line of their own in the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct OtherTenants {
+    /// Tenant lines folded in. A tenant that called again after its line was folded, and was
+    /// folded again, counts once each time.
+    pub folded: u64,
+    /// What their calls used and cost.
+    #[serde(flatten)]
+    pub spend: Spend,
+}
+
+impl OtherTenants {
+    fn is_empty(&self) -> bool {
+        self.folded == 0
+    }
+}
+
 /// The name the report gives calls without a tenant: the key the rate limiter counts them under
 /// ([`Key::NONE`](tollgate_core::Key::NONE)).
 pub const NO_TENANT: &str = "-";
 
+/// Tenants whose spend the tracker keeps apart unless `costs.max_tenants` says otherwise: about
+/// 1.3 MB of lines, and a report a person can still read.
+pub const DEFAULT_MAX_TENANTS: usize = 10_000;
+
+/// The `costs` section: how the cost tracker keeps spend.
+///
+/// ```
+/// use tollgate::Config;
+///
+/// let config = Config::from_yaml(r#"
+/// providers: { local: { kind: simulated } }
+/// roles: { default: { provider: local, model: sim-small } }
+/// costs: { max_tenants: 50000 }
+/// "#).unwrap();
+/// assert_eq!(config.costs.max_tenants, 50_000);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct CostsConfig {
+    /// Tenants whose spend is kept apart (default [`DEFAULT_MAX_TENANTS`]); past it, those idle
+    /// longest are folded into [`CostReport::other_tenants`]. At least 1.
+    pub max_tenants: usize,
+}
+
+impl Default for CostsConfig {
+    fn default() -> Self {
+        Self {
+            max_tenants: DEFAULT_MAX_TENANTS,
+        }
+    }
+}
+
+impl CostsConfig {
+    /// Checks every field.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the field out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_tenants == 0 {
+            return Err(ConfigError::new("max_tenants", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// What one answered call is counted under.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Labels {
     pub(crate) tenant: Option<Arc<str>>,
+    pub(crate) route: Route,
+}
+
+/// The provider, model and role of a call: the lines that stay exact.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Route {
     pub(crate) provider: Arc<str>,
     pub(crate) model: Arc<str>,
     pub(crate) role: Arc<str>,
 }
 
 /// Adds up the usage of every answered call, priced by the pricing table. Cheap to clone; clones
-/// share the totals.
+/// share the totals. The module docs say how its memory is bounded.
 #[derive(Debug, Clone)]
 pub struct CostTracker {
     pricing: Arc<PricingTable>,
-    // Every answered call hashes its four labels; foldhash (randomly seeded, like the limiter's and
-    // the breakers' maps) does that several times faster than SipHash.
-    spend: Arc<Mutex<HashMap<Labels, Spend, foldhash::fast::RandomState>>>,
+    max_tenants: usize,
+    ledger: Arc<Mutex<Ledger>>,
+}
+
+// Every answered call hashes its labels; foldhash (randomly seeded, like the limiter's and the
+// breakers' maps) does that several times faster than SipHash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+#[derive(Debug, Default)]
+struct Ledger {
+    routes: FastMap<Route, Spend>,
+    tenants: FastMap<Option<Arc<str>>, TenantLine>,
+    other: OtherTenants,
+    /// Answered calls so far: each tenant line remembers the number of its last one.
+    calls: u64,
+}
+
+#[derive(Debug)]
+struct TenantLine {
+    spend: Spend,
+    last_call: u64,
+}
+
+impl Ledger {
+    /// Folds the eighth of the tenant lines idle longest (at least one) into `other`.
+    fn fold_idle(&mut self) {
+        let fold = (self.tenants.len() / 8).max(1);
+        let mut last_calls: Vec<u64> = self.tenants.values().map(|line| line.last_call).collect();
+        // Call numbers are unique, so exactly `fold` lines are at or before this one.
+        let newest_folded = *last_calls.select_nth_unstable(fold - 1).1;
+        let other = &mut self.other;
+        self.tenants.retain(|_, line| {
+            let keep = line.last_call > newest_folded;
+            if !keep {
+                other.folded += 1;
+                other.spend.add(&line.spend);
+            }
+            keep
+        });
+    }
 }
 
 impl CostTracker {
-    pub(crate) fn new(pricing: PricingTable) -> Self {
+    pub(crate) fn new(pricing: PricingTable, config: &CostsConfig) -> Self {
+        debug_assert!(config.max_tenants > 0, "checked with the configuration");
         Self {
             pricing: Arc::new(pricing),
-            spend: Arc::default(),
+            max_tenants: config.max_tenants,
+            ledger: Arc::default(),
         }
+    }
+
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        // Each update leaves the ledger whole, so one a panic interrupted is still good to use.
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Adds one answered call; `incomplete` for a stream that ended before its answer did.
     pub(crate) fn record(&self, labels: Labels, usage: Usage, incomplete: bool) {
-        let cost = self.pricing.cost(&labels.model, usage);
+        let cost = self.pricing.cost(&labels.route.model, usage);
         let call = Spend {
             calls: 1,
             input_tokens: usage.input_tokens,
@@ -142,41 +281,113 @@ impl CostTracker {
             unpriced_calls: u64::from(cost.is_none()),
             incomplete_calls: u64::from(incomplete),
         };
-        let mut spend = self.spend.lock().unwrap_or_else(|p| p.into_inner());
-        spend.entry(labels).or_default().add(&call);
+        let mut ledger = self.ledger();
+        ledger.calls += 1;
+        let number = ledger.calls;
+        ledger.routes.entry(labels.route).or_default().add(&call);
+        if let Some(line) = ledger.tenants.get_mut(&labels.tenant) {
+            line.spend.add(&call);
+            line.last_call = number;
+            return;
+        }
+        if ledger.tenants.len() >= self.max_tenants {
+            ledger.fold_idle();
+        }
+        ledger.tenants.insert(
+            labels.tenant,
+            TenantLine {
+                spend: call,
+                last_call: number,
+            },
+        );
     }
 
     /// Spend so far, without budgets (see [`Stack::cost_report`](crate::Stack::cost_report)).
     pub fn report(&self) -> CostReport {
-        let spend = self.spend.lock().unwrap_or_else(|p| p.into_inner());
-        let mut report = CostReport::default();
-        for (labels, call) in spend.iter() {
-            report.total.add(call);
-            let tenant = labels.tenant.as_deref().unwrap_or(NO_TENANT).to_owned();
-            report
-                .by_tenant
-                .entry(tenant)
-                .or_insert_with(|| TenantSpend {
-                    spend: Spend::default(),
-                    budgets: Vec::new(),
-                })
-                .spend
-                .add(call);
-            for (map, key) in [
-                (&mut report.by_provider, &labels.provider),
-                (&mut report.by_model, &labels.model),
-                (&mut report.by_role, &labels.role),
-            ] {
-                map.entry(key.to_string()).or_default().add(call);
-            }
-        }
-        report
+        report_of(&self.ledger())
+    }
+
+    /// Spend since the last drain (or since the stack was built), and starts again from zero, in
+    /// one step: no call is counted twice or lost between two drains. Ship it to a database or a
+    /// metrics pipeline on a timer; the drains add up to every call.
+    ///
+    /// ```
+    /// use tollgate::{Config, LlmRequest, Message, Stack};
+    /// use tower::ServiceExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let config = Config::from_yaml(r#"
+    /// providers:
+    ///   local: { kind: simulated, output_tokens: 10 }
+    /// roles:
+    ///   default: { provider: local, model: sim-small }
+    /// pricing:
+    ///   sim-small: { input: "1.00", output: "2.00" }
+    /// costs: { max_tenants: 50000 }
+    /// "#).unwrap();
+    /// let stack = Stack::from_config(&config).unwrap();
+    /// let ask = |tenant: &str| LlmRequest::new("", vec![Message::user("hi")]).with_tenant(tenant);
+    ///
+    /// stack.clone().oneshot(ask("acme")).await.unwrap();
+    /// let first = stack.costs().drain();
+    /// assert_eq!(first.by_tenant["acme"].spend.cost.0, 7 + 20); // micro-dollars
+    ///
+    /// stack.clone().oneshot(ask("initech")).await.unwrap();
+    /// let second = stack.costs().drain();
+    /// assert_eq!(second.total.calls, 1);
+    /// assert!(!second.by_tenant.contains_key("acme"));
+    /// # }
+    /// ```
+    pub fn drain(&self) -> CostReport {
+        let taken = std::mem::take(&mut *self.ledger());
+        report_of(&taken)
     }
 
     /// Forgets all spend so far.
     pub fn reset(&self) {
-        self.spend.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        *self.ledger() = Ledger::default();
     }
+
+    /// Tenants with a line of their own now: never more than [`max_tenants`](Self::max_tenants).
+    pub fn tenants(&self) -> usize {
+        self.ledger().tenants.len()
+    }
+
+    /// The most tenants kept apart (`costs.max_tenants`).
+    pub fn max_tenants(&self) -> usize {
+        self.max_tenants
+    }
+}
+
+fn report_of(ledger: &Ledger) -> CostReport {
+    let mut report = CostReport {
+        other_tenants: ledger.other,
+        ..CostReport::default()
+    };
+    for (route, spend) in &ledger.routes {
+        report.total.add(spend);
+        for (map, key) in [
+            (&mut report.by_provider, &route.provider),
+            (&mut report.by_model, &route.model),
+            (&mut report.by_role, &route.role),
+        ] {
+            map.entry(key.to_string()).or_default().add(spend);
+        }
+    }
+    for (tenant, line) in &ledger.tenants {
+        // A tenant named like NO_TENANT shares its line, as it shares the limiter's key.
+        report
+            .by_tenant
+            .entry(tenant.as_deref().unwrap_or(NO_TENANT).to_owned())
+            .or_insert_with(|| TenantSpend {
+                spend: Spend::default(),
+                budgets: Vec::new(),
+            })
+            .spend
+            .add(&line.spend);
+    }
+    report
 }
 
 fn dollars<S: Serializer>(amount: &MicroUsd, serializer: S) -> Result<S::Ok, S::Error> {

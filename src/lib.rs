@@ -53,7 +53,10 @@ pub use config::{
     RoleConfig, StoreKind, Switch,
 };
 #[cfg(feature = "config")]
-pub use cost::{Budget, CostReport, CostTracker, NO_TENANT, Spend, TenantSpend};
+pub use cost::{
+    Budget, CostReport, CostTracker, CostsConfig, DEFAULT_MAX_TENANTS, NO_TENANT, OtherTenants,
+    Spend, TenantSpend,
+};
 #[cfg(feature = "config")]
 pub use stack::{BoxedProvider, Stack, StackBuilder};
 

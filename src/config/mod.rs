@@ -23,6 +23,8 @@ use tollgate_health::HealthConfig;
 use tollgate_ratelimit::{LeaseConfig, OnFailureConfig, UnpricedModels};
 use tollgate_retry::{RetryConfig, RetryPolicy};
 
+use crate::cost::CostsConfig;
+
 pub use limits::Limits;
 pub use switch::Switch;
 
@@ -96,6 +98,9 @@ pub struct Config {
     /// Redis, for limits and a cache shared by every process (needs the `redis` feature).
     #[serde(default)]
     pub redis: Option<RedisSection>,
+    /// How the cost report keeps spend: how many tenants it keeps apart.
+    #[serde(default)]
+    pub costs: CostsConfig,
 }
 
 /// A layer's section that each provider may change: the settings every provider gets, and
@@ -649,6 +654,7 @@ impl Config {
             "circuit_breaker",
             "health",
             "redis",
+            "costs",
         ];
         for (name, _) in sections.iter() {
             let name = name.as_str().unwrap_or("?");
@@ -678,6 +684,7 @@ impl Config {
             circuit_breaker: read.per_provider("circuit_breaker", &["max_keys", "idle_timeout"]),
             health: read.per_provider("health", &["max_components"]),
             redis: read.optional("redis"),
+            costs: read.optional("costs").unwrap_or_default(),
         };
         errors.extend(config.mistakes(&broken));
         ConfigErrors::check(errors)?;
@@ -797,6 +804,9 @@ impl Config {
         }
         if let Some(redis) = &self.redis {
             check_redis(redis, &mut errors);
+        }
+        if let Err(error) = self.costs.validate() {
+            errors.push(error.under("costs"));
         }
         errors
     }

@@ -137,7 +137,7 @@ pub(super) fn build(
         })
         .collect();
 
-    let costs = CostTracker::new(config.pricing.clone());
+    let costs = CostTracker::new(config.pricing.clone(), &config.costs);
     let router = Router {
         providers: Arc::new(providers),
         costs: costs.clone(),

@@ -20,7 +20,7 @@ use tower::util::{Either, Oneshot};
 use tower_service::Service;
 
 use super::BoxedProvider;
-use crate::cost::{CostTracker, Labels};
+use crate::cost::{CostTracker, Labels, Route};
 
 /// A provider's client with its statistics, breaker and retries, each when configured.
 pub(super) type ProviderStack = Either<Retry<Guarded>, Guarded>;
@@ -63,9 +63,11 @@ impl Service<LlmRequest> for Router {
             costs: self.costs.clone(),
             labels: Labels {
                 tenant: request.meta.tenant.clone(),
-                provider,
-                model: request.model.clone(),
-                role: request.meta.role.clone().unwrap_or_default(),
+                route: Route {
+                    provider,
+                    model: request.model.clone(),
+                    role: request.meta.role.clone().unwrap_or_default(),
+                },
             },
             // Estimated now, while the request is at hand, in case the stream ends before the
             // provider reports the prompt's size.
