@@ -585,9 +585,16 @@ impl RateLimiter {
         self.inner.store.sweep(self.now())
     }
 
-    /// How many keys the limiter tracks now.
+    /// How many keys the limiter tracks now: at most the key cap
+    /// ([`RateLimiterBuilder::max_keys`]).
     pub fn live_keys(&self) -> usize {
         self.inner.store.live_keys()
+    }
+
+    /// How many keys have callers waiting for room now (wait mode): a queue lives only while a
+    /// caller is in it, so this is never more than the callers waiting.
+    pub fn queued_keys(&self) -> usize {
+        self.inner.store.queued_keys()
     }
 }
 

@@ -670,6 +670,15 @@ impl Store {
     /// Forgets a key's state: its tiers are full again. Returns whether it was live.
     pub(crate) fn remove(&self, target: &Target<'_>) -> bool {
         let mut shard = self.lock(self.shard_of(target));
+        // Its counts go with it, as when a sweep drops it: otherwise keys reset one after another
+        // would each leave counts behind that no sweep is due to clear.
+        if let Some(per_key) = &mut shard.per_key
+            && let Ok(stats) = per_key.find_entry(target.hash, |s| {
+                s.scope == target.scope && *s.key == *target.key
+            })
+        {
+            stats.remove();
+        }
         match shard.slots.find_entry(target.hash, eq(target)) {
             Ok(entry) => {
                 entry.remove();
@@ -678,6 +687,13 @@ impl Store {
             }
             Err(_) => false,
         }
+    }
+
+    /// Keys that have callers waiting now.
+    pub(crate) fn queued_keys(&self) -> usize {
+        (0..self.shards.len())
+            .map(|i| self.lock(i).queues.len())
+            .sum()
     }
 
     pub(crate) fn metrics(&self) -> Metrics {

@@ -408,11 +408,15 @@ async fn a_dropped_waiter_does_not_block_the_next() {
         }
     });
     tokio::task::yield_now().await;
+    // B and C wait on one key: one queue.
+    assert_eq!(limiter.queued_keys(), 1);
     advance(Duration::from_millis(500)).await;
     b.abort();
     assert!(b.await.unwrap_err().is_cancelled());
     // B held the first turn (due at 1 s); C takes it and is served then, not a second later.
     assert_eq!(c.await.unwrap(), SEC);
+    // The last waiter out took the queue with it.
+    assert_eq!(limiter.queued_keys(), 0);
 }
 
 #[test]
@@ -532,6 +536,30 @@ async fn keys_that_refill_are_forgotten_and_the_cap_refuses_new_keys() {
     advance(SEC).await;
     limiter.sweep();
     assert_eq!(limiter.live_keys(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reset_key_takes_its_counts_with_it() {
+    let limiter = RateLimiter::builder()
+        .clock(TokioClock::new())
+        .scope("k", quota([Tier::requests(10, HOUR)]))
+        .per_key_metrics(true)
+        .build()
+        .unwrap();
+    let s = Scope::default();
+    // Keys used once and reset, one after another: none leaves counts behind.
+    for n in 0..1_000 {
+        let key = format!("k{n}");
+        limiter
+            .check_and_consume(&[(s, key.as_str())], Amounts::requests(1))
+            .unwrap();
+        assert_eq!(limiter.key_metrics(s, &key).unwrap().allowed, 1);
+        assert!(limiter.reset(s, &key));
+        assert_eq!(limiter.key_metrics(s, &key), Some(Default::default()));
+    }
+    assert_eq!(limiter.live_keys(), 0);
+    // The totals keep every decision.
+    assert_eq!(limiter.metrics().allowed, 1_000);
 }
 
 #[test]
