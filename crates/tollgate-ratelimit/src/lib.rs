@@ -120,6 +120,7 @@ pub use quota::{Amounts, Dimension, Quota, Tier};
 #[cfg(feature = "redis")]
 pub use redis::{
     Backend, DEFAULT_FAILURE_THRESHOLD, DEFAULT_PREFIX, DEFAULT_PROBE_INTERVAL,
-    DEFAULT_REDIS_TIMEOUT, OnRedisFailure, RedisMetrics, RedisRateLimiter, RedisRateLimiterBuilder,
+    DEFAULT_REDIS_TIMEOUT, MAX_LEASE_SETS, OnRedisFailure, RedisMetrics, RedisRateLimiter,
+    RedisRateLimiterBuilder,
 };
 pub use service::RateLimit;

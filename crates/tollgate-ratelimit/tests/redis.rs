@@ -533,6 +533,49 @@ async fn an_ended_lease_hands_its_unused_permits_back() {
 }
 
 #[tokio::test]
+async fn past_the_lease_set_bound_idle_leases_are_dropped_and_their_permits_handed_back() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let quota = quota([Tier::requests(100, HOUR)]);
+    let hybrid = builder(&redis, quota.clone())
+        .lease(2, HOUR)
+        .build()
+        .unwrap();
+    let direct = builder(&redis, quota).build().unwrap();
+    let tenant = hybrid.scope("tenant").unwrap();
+    // One call per key: each key set leases two permits and holds the second.
+    for n in 0..tollgate_ratelimit::MAX_LEASE_SETS {
+        hybrid
+            .check_and_consume(&[(tenant, format!("t{n}"))], Amounts::requests(1))
+            .await
+            .unwrap();
+    }
+    assert_eq!(hybrid.metrics().lease_sets, 10_000);
+    assert_eq!(
+        direct.status(tenant, "t0").await.unwrap().tiers[0].remaining,
+        98
+    );
+
+    // One more key set: nobody is refilling the others, so they all go.
+    hybrid
+        .check_and_consume(&[(tenant, "newcomer")], Amounts::requests(1))
+        .await
+        .unwrap();
+    assert_eq!(hybrid.metrics().lease_sets, 1);
+    // Their held permits go back in the background.
+    let deadline = tokio::time::Instant::now() + PATIENT;
+    while hybrid.metrics().lease_returned < 10_000 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(hybrid.metrics().lease_returned, 10_000);
+    assert_eq!(
+        direct.status(tenant, "t0").await.unwrap().tiers[0].remaining,
+        99
+    );
+}
+
+#[tokio::test]
 async fn bad_settings_are_refused_with_the_field() {
     let quota = quota([Tier::requests(10, HOUR)]);
     let path = |builder: RedisRateLimiterBuilder| builder.build().unwrap_err().path().to_owned();

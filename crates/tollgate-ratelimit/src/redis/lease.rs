@@ -17,8 +17,8 @@ use tokio::time::Instant;
 use super::{RedisRateLimiter, Via, counts, script::Op};
 use crate::{Amounts, Denial, DenialReason, Dimension, Scope};
 
-/// Lease sets kept before idle ones are dropped (their permits handed back).
-const MAX_LEASES: usize = 10_000;
+/// Key sets holding a lease before idle ones are dropped (their permits handed back).
+pub const MAX_LEASE_SETS: usize = 10_000;
 
 pub(super) struct Leases {
     batch: u32,
@@ -112,7 +112,7 @@ impl Leases {
                 }
                 lease.refill.clone()
             } else {
-                if table.len() >= MAX_LEASES {
+                if table.len() >= MAX_LEASE_SETS {
                     // Drop the leases nobody is refilling; their permits go back below.
                     table.retain(|lease| {
                         let idle = Arc::strong_count(&lease.refill) == 1;
@@ -189,6 +189,11 @@ impl Leases {
             }
             (via, decided, _) => decided.map(|_| via),
         }
+    }
+
+    /// Key sets holding a lease now.
+    pub(super) fn len(&self) -> usize {
+        self.lock().len()
     }
 
     pub(super) async fn release_all(&self, limiter: &RedisRateLimiter) {

@@ -21,6 +21,7 @@ use crate::{
 };
 use health::{Gate, Health};
 use lease::Leases;
+pub use lease::MAX_LEASE_SETS;
 use script::{Invocation, Op, Reply};
 
 pub use health::Backend;
@@ -83,6 +84,9 @@ pub struct RedisMetrics {
     pub lease_admits: u64,
     /// Permits handed back to Redis unused when their lease ended (hybrid mode).
     pub lease_returned: u64,
+    /// Key sets holding a lease now (hybrid mode). When a new key set would pass
+    /// [`MAX_LEASE_SETS`], every lease nobody is refilling is dropped and its permits handed back.
+    pub lease_sets: u64,
 }
 
 /// Multi-tier quotas shared through Redis by every process that uses the same key prefix.
@@ -187,6 +191,7 @@ mod counts {
                 leases: get(&self.leases),
                 lease_admits: get(&self.lease_admits),
                 lease_returned: get(&self.lease_returned),
+                lease_sets: 0,
             }
         }
     }
@@ -270,6 +275,7 @@ impl RedisRateLimiter {
     pub fn metrics(&self) -> RedisMetrics {
         let mut metrics = self.inner.counts.snapshot();
         (metrics.switched_to_fallback, metrics.switched_to_redis) = self.inner.health.switches();
+        metrics.lease_sets = self.inner.leases.as_ref().map_or(0, |l| l.len() as u64);
         metrics
     }
 
