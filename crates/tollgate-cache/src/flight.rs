@@ -116,6 +116,12 @@ impl Flights {
         self.landings.load(Ordering::Acquire)
     }
 
+    /// Calls in flight now: one per distinct request that missed and has not landed, so never
+    /// more than the calls under way.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
     pub(crate) fn join(self: &Arc<Self>, key: CacheKey) -> Role {
         let mut flights = self.lock();
         if let Some(flight) = flights.get(&key) {

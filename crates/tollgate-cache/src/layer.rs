@@ -67,6 +67,9 @@ pub struct CacheMetrics {
     pub bytes: u64,
     /// Entries held by the store.
     pub entries: u64,
+    /// Distinct requests calling upstream now, each with any identical ones waiting on it: an
+    /// entry lives in the single-flight table only while its call is under way.
+    pub in_flight: u64,
     /// `(hits + coalesced) / (hits + coalesced + misses)`, 0 before any lookup.
     pub hit_rate: f64,
 }
@@ -179,6 +182,7 @@ impl CacheLayer {
             expirations,
             bytes,
             entries,
+            in_flight: shared.flights.len() as u64,
             hit_rate: if looked == 0 {
                 0.0
             } else {

@@ -51,9 +51,9 @@
 //!
 //! # Stores
 //!
-//! [`MemoryStore`] (moka, bounded in bytes, per-entry TTL) and [`FileStore`] (a file per entry,
-//! atomic writes, size-bounded with oldest-first eviction, background cleanup, survives restarts,
-//! corrupt files are misses); with the `redis` feature, `RedisStore` (shared by every process,
+//! [`MemoryStore`] (moka, bounded in bytes of memory with its bookkeeping counted, per-entry TTL)
+//! and [`FileStore`] (a file per entry, atomic writes, bounded in bytes and in entries with
+//! oldest-first eviction, background cleanup, survives restarts, corrupt files are misses); with the `redis` feature, `RedisStore` (shared by every process,
 //! `PX` expiry, optional LZ4 compression, bounded values, corrupt values are misses). A
 //! [`TieredStore`] puts one in front of another (memory before Redis). All implement
 //! [`CacheStore`]; a store never fails a request.

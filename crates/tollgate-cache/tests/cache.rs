@@ -308,15 +308,22 @@ async fn a_waiter_takes_over_when_the_leader_is_dropped() {
     let provider = SimulatedProvider::builder()
         .latency(Duration::from_millis(500))
         .build();
-    let stack = layer(memory(), CacheConfig::default()).layer(provider.clone());
+    let cache = layer(memory(), CacheConfig::default());
+    let stack = cache.layer(provider.clone());
     let leader = tokio::spawn(stack.clone().oneshot(ask("hi")));
     tokio::task::yield_now().await;
     let follower = tokio::spawn(stack.clone().oneshot(ask("hi")));
+    let other = tokio::spawn(stack.clone().oneshot(ask("something else")));
     tokio::time::advance(Duration::from_millis(100)).await;
+    // Two distinct requests under way: two flights, the follower riding on the leader's.
+    assert_eq!(cache.metrics().in_flight, 2);
     leader.abort();
     let response = follower.await.unwrap().unwrap();
     assert_eq!(served(&response), "MISS");
-    assert_eq!(provider.calls(), 2);
+    other.await.unwrap().unwrap();
+    assert_eq!(provider.calls(), 3);
+    // Every flight landed or was abandoned: the table is empty again.
+    assert_eq!(cache.metrics().in_flight, 0);
 }
 
 /// A memory store that counts lookups and can hold one back: the held lookup reads the store at
@@ -523,11 +530,54 @@ async fn the_file_store_survives_a_restart_and_drops_corrupt_files() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_file_store_holds_at_most_its_entry_bound_however_small_the_answers() {
+    // By default one entry per 4 KiB of bytes: 8 KiB holds two small answers, oldest out first.
+    let dir = TempDir::new("entries");
+    let store = FileStore::builder(&dir.0)
+        .clock(clock())
+        .max_bytes(8 * 1024)
+        .open()
+        .unwrap();
+    let mut stack = layer(store.clone(), CacheConfig::default()).layer(SimulatedProvider::new());
+    for i in 0..5 {
+        call(&mut stack, ask(&format!("q{i}"))).await.unwrap();
+        tokio::time::advance(Duration::from_millis(10)).await;
+    }
+    let stats = store.stats();
+    assert_eq!((stats.entries, stats.evictions), (2, 3), "{stats:?}");
+    assert!(
+        stats.bytes < 8 * 1024,
+        "the byte bound alone would have kept all five"
+    );
+    assert_eq!(entry_files(&dir.0).len(), 2);
+    assert_eq!(served(&call(&mut stack, ask("q4")).await.unwrap()), "HIT");
+    assert_eq!(served(&call(&mut stack, ask("q0")).await.unwrap()), "MISS");
+
+    // A bound of its own, on reopening: the oldest of what is there goes at once.
+    drop(stack);
+    let store = FileStore::builder(&dir.0)
+        .clock(clock())
+        .max_entries(1)
+        .open()
+        .unwrap();
+    assert_eq!(store.stats().entries, 1);
+    assert_eq!(entry_files(&dir.0).len(), 1);
+
+    let zero = FileStore::builder(&dir.0)
+        .max_entries(0)
+        .open()
+        .unwrap_err();
+    assert_eq!(zero.kind(), std::io::ErrorKind::InvalidInput);
+    assert_eq!(zero.to_string(), "max_entries: must be at least 1");
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_file_store_evicts_oldest_first_and_cleans_up_in_the_background() {
     let dir = TempDir::new("bound");
     let store = FileStore::builder(&dir.0)
         .clock(clock())
         .max_bytes(2_000)
+        .max_entries(100) // the byte bound is the one under test
         .cleanup_every(Duration::from_secs(10))
         .open()
         .unwrap();

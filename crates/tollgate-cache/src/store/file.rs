@@ -35,6 +35,7 @@ pub struct FileStore {
 struct Inner {
     dir: PathBuf,
     max_bytes: u64,
+    max_entries: usize,
     clock: WallClock,
     index: Mutex<Index>,
     evictions: AtomicU64,
@@ -55,6 +56,9 @@ impl Drop for Inner {
         }
     }
 }
+
+/// The smallest space a file takes on a typical filesystem.
+const BLOCK: u64 = 4096;
 
 #[derive(Default)]
 struct Index {
@@ -100,6 +104,7 @@ impl std::fmt::Debug for FileStore {
 pub struct FileStoreBuilder {
     dir: PathBuf,
     max_bytes: u64,
+    max_entries: Option<usize>,
     clock: WallClock,
     cleanup_every: Option<Duration>,
 }
@@ -108,6 +113,15 @@ impl FileStoreBuilder {
     /// At most `max_bytes` of files (default 1 GiB).
     pub fn max_bytes(mut self, max_bytes: u64) -> Self {
         self.max_bytes = max_bytes;
+        self
+    }
+
+    /// At most `max_entries` files (default: one per 4 KiB of `max_bytes`, at least one). Each
+    /// entry costs 150 to 200 bytes of index in memory, and a file takes at least one 4 KiB block
+    /// on disk whatever its length, so the default keeps both in proportion to `max_bytes` however
+    /// small the answers are: past it, the oldest entries go first, as past `max_bytes`.
+    pub fn max_entries(mut self, max_entries: usize) -> Self {
+        self.max_entries = Some(max_entries);
         self
     }
 
@@ -129,8 +143,20 @@ impl FileStoreBuilder {
     ///
     /// # Errors
     ///
-    /// The I/O error when the directory cannot be created or read.
+    /// The I/O error when the directory cannot be created or read, and
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) when `max_entries` is zero.
     pub fn open(self) -> io::Result<FileStore> {
+        let max_entries = self.max_entries.unwrap_or_else(|| {
+            usize::try_from(self.max_bytes / BLOCK)
+                .unwrap_or(usize::MAX)
+                .max(1)
+        });
+        if max_entries == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "max_entries: must be at least 1",
+            ));
+        }
         std::fs::create_dir_all(&self.dir)?;
         let now = self.clock.now_ms();
         let mut index = Index::default();
@@ -181,6 +207,7 @@ impl FileStoreBuilder {
             inner: Arc::new(Inner {
                 dir: self.dir,
                 max_bytes: self.max_bytes,
+                max_entries,
                 clock: self.clock,
                 index: Mutex::new(index),
                 evictions: AtomicU64::new(0),
@@ -229,12 +256,12 @@ impl Inner {
         self.dir.join(&hex[..2]).join(format!("{hex}.entry"))
     }
 
-    /// Removes the oldest entries until the total is under the bound.
+    /// Removes the oldest entries until the total and the count are under their bounds.
     fn evict_to_bound(&self) {
         let mut doomed = Vec::new();
         {
             let mut index = self.lock();
-            while index.bytes > self.max_bytes {
+            while index.bytes > self.max_bytes || index.entries.len() > self.max_entries {
                 let Some(&(_, key)) = index.by_age.iter().next() else {
                     break;
                 };
@@ -331,6 +358,7 @@ impl FileStore {
         FileStoreBuilder {
             dir: dir.into(),
             max_bytes: 1 << 30,
+            max_entries: None,
             clock: WallClock::system(),
             cleanup_every: None,
         }

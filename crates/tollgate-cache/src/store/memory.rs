@@ -15,12 +15,20 @@ use crate::{CacheKey, CachedResponse};
 
 /// Entries in memory, bounded in bytes (moka's TinyLFU admission and LRU eviction).
 ///
-/// Each entry leaves memory when its time to live is up, even if it is never read again.
+/// An entry weighs its answer's text and record plus [`MEMORY_ENTRY_OVERHEAD`], what moka and the
+/// allocator spend on it besides, so the bound is on the memory the store takes, however small
+/// the answers. Each entry leaves memory when its time to live is up, even if it is never read
+/// again.
 #[derive(Clone)]
 pub struct MemoryStore {
     cache: Cache<CacheKey, Arc<CachedResponse>, foldhash::fast::RandomState>,
     counts: Arc<Counts>,
 }
+
+/// Bytes an entry costs beyond its [`CachedResponse::weight`]: the key, moka's node, deque and
+/// timer entries, the `Arc`, and the allocator's rounding. Measured: 100,000 short answers in a
+/// 64 MiB store took 584 bytes of resident memory each, against a weight of 127.
+pub const MEMORY_ENTRY_OVERHEAD: usize = 456;
 
 #[derive(Default)]
 struct Counts {
@@ -59,7 +67,8 @@ impl MemoryStore {
         let cache = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_, entry: &Arc<CachedResponse>| {
-                u32::try_from(entry.weight()).unwrap_or(u32::MAX)
+                u32::try_from(entry.weight().saturating_add(MEMORY_ENTRY_OVERHEAD))
+                    .unwrap_or(u32::MAX)
             })
             .expire_after(TimeToLive)
             .eviction_listener(move |_, _, cause| match cause {

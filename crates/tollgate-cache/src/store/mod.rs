@@ -11,7 +11,7 @@ mod redis;
 mod tiered;
 
 pub use file::{FileStore, FileStoreBuilder};
-pub use memory::MemoryStore;
+pub use memory::{MEMORY_ENTRY_OVERHEAD, MemoryStore};
 #[cfg(feature = "redis")]
 pub use redis::{
     DEFAULT_CACHE_PREFIX, DEFAULT_CACHE_TIMEOUT, DEFAULT_MAX_VALUE_BYTES, RedisStore,
