@@ -204,6 +204,17 @@ impl CircuitBreakers {
         Some(breaker.metrics(self.now()))
     }
 
+    /// Keys with a breaker now: at most `max_keys`, but for the one breaker a layer without a
+    /// key extractor keeps past it.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Whether no key has a breaker yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Every key with a breaker, and its state.
     pub fn states(&self) -> Vec<(Key, State)> {
         self.read()

@@ -444,17 +444,20 @@ async fn keys_are_bounded_and_idle_breakers_make_room() {
     let provider = SimulatedProvider::new();
     let mut stack = layer.layer(provider.clone());
     let to = |provider: &str| request().with_provider(provider);
+    assert!(breakers.is_empty());
     call(&mut stack, to("a")).await.unwrap();
     advance(Duration::from_secs(30)).await;
     call(&mut stack, to("b")).await.unwrap();
     // At the cap with nobody idle long enough: c's call still goes through, unguarded.
     call(&mut stack, to("c")).await.unwrap();
     assert_eq!(breakers.state("c"), None);
+    assert_eq!(breakers.len(), 2);
     // Once a has been idle for a minute it is forgotten, and c gets a breaker of its own.
     advance(Duration::from_secs(31)).await;
     call(&mut stack, to("c")).await.unwrap();
     assert_eq!(breakers.state("a"), None);
     assert_eq!(breakers.state("c"), Some(State::Closed));
     assert_eq!(breakers.states().len(), 2);
+    assert_eq!(breakers.len(), 2);
     assert_eq!(provider.calls(), 4);
 }

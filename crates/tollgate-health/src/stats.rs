@@ -441,6 +441,21 @@ impl HealthStats {
         Some(stats)
     }
 
+    /// Components with statistics now: at most `max_components`, but for the one component a
+    /// layer without a key extractor keeps past it.
+    pub fn len(&self) -> usize {
+        self.inner
+            .components
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether no component has statistics yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The status of `component` from its passive statistics, or `None` if it has none.
     pub fn status(&self, component: &str) -> Option<Status> {
         Some(self.get(component)?.snapshot(self.now()).status)

@@ -453,3 +453,45 @@ async fn a_slow_p95_degrades_then_fails_the_component() {
         4_000.0
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn components_past_the_cap_are_not_recorded_and_their_calls_go_through() {
+    let stats = stats(HealthConfig {
+        max_components: 2,
+        ..HealthConfig::default()
+    });
+    let mut stack = HealthLayer::builder(stats.clone())
+        .key(ByProvider)
+        .build()
+        .layer(SimulatedProvider::new());
+    let to = |provider: &str| req(0, "t").with_provider(provider);
+    assert!(stats.is_empty());
+    for provider in ["a", "b", "c", "d", "a"] {
+        call(&mut stack, to(provider)).await.unwrap();
+    }
+    // The first two keep their statistics; the rest are served but not recorded.
+    assert_eq!(stats.len(), 2);
+    assert_eq!(stats.component_snapshot("a").unwrap().calls, 2);
+    assert!(stats.component_snapshot("c").is_none());
+    assert_eq!(stats.snapshot().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_components_window_keeps_at_most_window_calls() {
+    let stats = stats(HealthConfig {
+        window_calls: 10,
+        ..HealthConfig::default()
+    });
+    let mut stack = HealthLayer::new(stats.clone()).layer(timed());
+    for _ in 0..25 {
+        call(&mut stack, req(0, "fail")).await.unwrap_err();
+    }
+    for _ in 0..4 {
+        call(&mut stack, req(0, "ok")).await.unwrap();
+    }
+    let snapshot = stats.component_snapshot("*").unwrap();
+    // Every call counted; only the last ten judged: 6 failures and 4 successes.
+    assert_eq!(snapshot.calls, 29);
+    assert_eq!(snapshot.window.calls, 10);
+    assert_eq!(snapshot.window.error_rate, 60.0);
+}
