@@ -80,16 +80,14 @@ fn run(scenario: &str) {
                 .with_tenant(format!("user-{tenant}"));
             stack.ready().await.unwrap().call(request).await.unwrap();
             if (n + 1) % SAMPLE_EVERY == 0 {
+                let sizes = stack.sizes();
                 println!(
                     "sample {} {:.1} {} {} {}",
                     n + 1,
                     rss_mib(),
-                    stack.costs().tenants(),
-                    stack.limiter().map_or(0, |l| match l {
-                        tollgate::ratelimit::Limiter::Local(limiter) => limiter.live_keys(),
-                        _ => 0,
-                    }),
-                    stack.cache().map_or(0, |c| c.metrics().entries),
+                    sizes.tenants,
+                    sizes.limiter_keys,
+                    sizes.cache_entries,
                 );
             }
         }

@@ -34,6 +34,33 @@
 //! assert_eq!(provider.calls(), 1);
 //! # }
 //! ```
+//!
+//! # Memory
+//!
+//! Every table that grows with the keys it sees (tenants, users, providers, prompts) has a bound
+//! and a stated policy at the bound, so a process that lives for weeks, or whose tenants are end
+//! users, stays the size it was after warm-up. [`Stack::sizes`] tells how full each table is.
+//! `benches/tenants.rs` measures the process under two million new tenants.
+//!
+//! | table | bounded by | at the bound | shown by |
+//! |---|---|---|---|
+//! | cost report, per tenant | `costs.max_tenants` (default [`DEFAULT_MAX_TENANTS`]) | the eighth idle longest are folded into [`CostReport::other_tenants`], every sum exact; [`CostTracker::drain`] hands spend off first | `tests/bounded_memory.rs`, `tests/costs.rs` |
+//! | cost report, per provider / model / role | the configuration's providers and roles, and the models they answer to | never folded: exact | `tests/bounded_memory.rs` |
+//! | limiter keys (in this process, or Redis's local fallback) | `rate_limiting.max_keys` (default 100,000) | keys whose tiers are full again are dropped first; if none is, the new key is refused (`Unavailable`), never evicting one that still owes time | `keys_that_refill_are_forgotten_and_the_cap_refuses_new_keys`, `one_description_of_the_limits_builds_the_redis_limiter_and_caps_its_fallback` |
+//! | limiter counts per key (opt-in) | the live keys | a key's counts go when it is dropped or reset | `a_reset_key_takes_its_counts_with_it` |
+//! | limiter wait queues | the callers waiting | the last caller out (served, timed out or dropped) removes its queue | `a_dropped_waiter_does_not_block_the_next` |
+//! | limiter keys in Redis | Redis's memory, not this process's | each key expires once every tier is full again | `keys_expire_once_every_tier_is_full_again_and_carry_a_hash_tag` |
+//! | Redis leases (hybrid mode) | 10,000 key sets (`ratelimit::MAX_LEASE_SETS`, feature `redis`) | every lease nobody is refilling is dropped and its permits handed back to Redis | `past_the_lease_set_bound_idle_leases_are_dropped_and_their_permits_handed_back` |
+//! | circuit breakers | `max_keys` (default 1,000) | the breaker idle longest past `idle_timeout` (default 1 h) is forgotten; if none is, the call goes through unguarded, with a warning | `keys_are_bounded_and_idle_breakers_make_room` |
+//! | a breaker's window | its size: a ring of `count` calls, or one bucket per second of `time` | old calls leave as new ones come | `a_time_window_forgets_old_failures` |
+//! | health components | `max_components` (default 100) | calls for a new component are served but not recorded, with a warning | `components_past_the_cap_are_not_recorded_and_their_calls_go_through` |
+//! | a component's window | `window_calls` (default 1,000) and `window_span` (default 5 m) | the oldest call leaves | `a_components_window_keeps_at_most_window_calls`, `failures_in_a_row_and_an_old_window_are_judged_too` |
+//! | cache single-flight | the distinct requests calling upstream | an entry leaves when its call lands, or its leader is dropped | `a_waiter_takes_over_when_the_leader_is_dropped` |
+//! | memory cache store | `max_bytes` of memory: each answer's text and record, plus [`cache::store::MEMORY_ENTRY_OVERHEAD`] for what moka and the allocator spend on it | moka evicts (TinyLFU admission, LRU eviction); each entry also leaves when its TTL is up | `the_memory_store_stays_under_its_byte_bound` |
+//! | file cache store and its index | `max_bytes`, and `max_entries` (default one per 4 KiB of `max_bytes`; 150 to 200 bytes of index each) | the oldest entries are removed first | `the_file_store_evicts_oldest_first_and_cleans_up_in_the_background`, `the_file_store_holds_at_most_its_entry_bound_however_small_the_answers` |
+//! | retry budget | fixed: ten counters per budget, one budget per provider | no per-key state | `an_exhausted_budget_stops_retries_until_successes_refill_it` |
+//!
+//! The tests are in the `tests/` folder of the crate that owns the table.
 
 pub use tollgate_core::*;
 
@@ -58,7 +85,7 @@ pub use cost::{
     Spend, TenantSpend,
 };
 #[cfg(feature = "config")]
-pub use stack::{BoxedProvider, Stack, StackBuilder};
+pub use stack::{BoxedProvider, Sizes, Stack, StackBuilder};
 
 /// Exact-match response caching with memory and file stores (crate `tollgate-cache`).
 #[cfg(feature = "cache")]

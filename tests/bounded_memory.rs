@@ -84,6 +84,11 @@ async fn two_million_new_tenants_keep_the_cost_tracker_within_its_bound() {
                 "a drain is the report, taken"
             );
         } else if n >= CALLS / 2 && (n + 1) % 100_000 == 0 {
+            // Every other table is bounded too, and an operator can see it.
+            let sizes = stack.sizes();
+            assert_eq!(sizes.tenants, stack.costs().tenants());
+            assert!(sizes.limiter_keys <= tollgate::ratelimit::DEFAULT_MAX_KEYS);
+            assert_eq!((sizes.breaker_keys, sizes.health_components), (1, 1));
             let report = stack.costs().drain();
             assert_lines_add_up(&report);
             assert!(report.by_tenant.len() <= MAX_TENANTS);
@@ -120,4 +125,5 @@ async fn two_million_new_tenants_keep_the_cost_tracker_within_its_bound() {
     // Nothing is left after the last drain.
     assert_eq!(stack.costs().report().total.calls, 0);
     assert_eq!(stack.costs().tenants(), 0);
+    assert_eq!(stack.sizes().queued_keys, 0);
 }

@@ -215,6 +215,34 @@ impl Stack {
         }
     }
 
+    /// How much each per-key table of the stack holds now, for an operator watching memory:
+    /// every one has a bound (see the crate docs' table of bounds).
+    pub fn sizes(&self) -> Sizes {
+        let parts = &*self.parts;
+        let (limiter_keys, queued_keys, lease_sets) =
+            match parts.limits.as_ref().map(|l| &l.limiter) {
+                Some(tollgate_ratelimit::Limiter::Local(limiter)) => {
+                    (limiter.live_keys(), limiter.queued_keys(), 0)
+                }
+                #[cfg(feature = "redis")]
+                Some(tollgate_ratelimit::Limiter::Redis(limiter)) => {
+                    (0, 0, limiter.metrics().lease_sets as usize)
+                }
+                _ => (0, 0, 0),
+            };
+        let cache = parts.cache.as_ref().map(|cache| cache.metrics());
+        Sizes {
+            tenants: parts.costs.tenants(),
+            limiter_keys,
+            queued_keys,
+            lease_sets,
+            breaker_keys: parts.breakers.as_ref().map_or(0, |b| b.len()),
+            health_components: parts.health.as_ref().map_or(0, |h| h.len()),
+            cache_entries: cache.map_or(0, |c| c.entries as usize),
+            cache_in_flight: cache.map_or(0, |c| c.in_flight as usize),
+        }
+    }
+
     /// The cost tracker.
     pub fn costs(&self) -> &CostTracker {
         &self.parts.costs
@@ -280,6 +308,29 @@ impl Stack {
         }
         Ok(request)
     }
+}
+
+/// What each per-key table of a [`Stack`] holds now ([`Stack::sizes`]); 0 for a layer that is off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Sizes {
+    /// Tenants with a line of their own in the cost report (at most `costs.max_tenants`).
+    pub tenants: usize,
+    /// Keys the rate limiter tracks in this process (at most `rate_limiting.max_keys`); 0 with
+    /// the limiter in Redis, where idle keys expire by themselves.
+    pub limiter_keys: usize,
+    /// Keys with callers waiting for room (`rate_limiting.wait`).
+    pub queued_keys: usize,
+    /// Key sets holding a lease from Redis (`redis.lease`).
+    pub lease_sets: usize,
+    /// Providers with a circuit breaker.
+    pub breaker_keys: usize,
+    /// Providers with call statistics.
+    pub health_components: usize,
+    /// Answers in the cache's store.
+    pub cache_entries: usize,
+    /// Distinct requests the cache has calling upstream.
+    pub cache_in_flight: usize,
 }
 
 impl std::fmt::Debug for Stack {
