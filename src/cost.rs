@@ -15,6 +15,18 @@
 //! To keep every tenant's line, hand spend off on a timer with [`CostTracker::drain`]: it returns
 //! the spend since the last drain and starts again from zero, so a drain taken before
 //! `max_tenants` tenants have called folds nothing, and the drains add up to every call.
+//!
+//! # With Redis
+//!
+//! The report is this process's: it counts the calls this process answered, and each process of a
+//! fleet keeps its own, bounded the same way. What a tenant may still spend is not in the report
+//! but in the rate limiter. With the limiter in Redis it is the fleet's: every process admits
+//! against the same budget there, and a key expires there once its tiers are full again, so Redis
+//! holds the fleet's budgets and no process holds them all. Folding a tenant's line out of a report
+//! never touches its budget, and the budget is still enforced.
+//! [`Stack::cost_report_with_remaining`](crate::Stack::cost_report_with_remaining) reads what is
+//! left of each tenant's budgets from Redis, for the tenants the report holds. For the fleet's
+//! spend per tenant, drain every process on a timer and add the drains up where they are shipped.
 
 use std::{
     collections::{BTreeMap, HashMap},
