@@ -97,6 +97,39 @@ impl ErrorKind {
         }
     }
 
+    /// The kind's stable snake_case name, e.g. `rate_limited`: what configuration files,
+    /// reports, metric labels and logs call it. Serde reads and writes a kind as its name.
+    ///
+    /// ```
+    /// use tollgate_core::ErrorKind;
+    ///
+    /// assert_eq!(ErrorKind::InvalidRequest.name(), "invalid_request");
+    /// assert_eq!(ErrorKind::from_name("circuit_open"), Some(ErrorKind::CircuitOpen));
+    /// let kinds: Vec<ErrorKind> = serde_json::from_str(r#"["timeout", "server"]"#).unwrap();
+    /// assert_eq!(kinds, [ErrorKind::Timeout, ErrorKind::Server]);
+    /// ```
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::RateLimited => "rate_limited",
+            Self::Overloaded => "overloaded",
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Server => "server",
+            Self::Auth => "auth",
+            Self::InvalidRequest => "invalid_request",
+            Self::ContentFilter => "content_filter",
+            Self::CircuitOpen => "circuit_open",
+            Self::BudgetExceeded => "budget_exceeded",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The kind whose [`name`](Self::name) is `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
     /// A short lowercase description, e.g. `rate limited`.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -113,6 +146,25 @@ impl ErrorKind {
             Self::Unavailable => "unavailable",
             Self::Internal => "internal error",
         }
+    }
+}
+
+impl serde::Serialize for ErrorKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ErrorKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::from_name(&name).ok_or_else(|| {
+            let known: Vec<&str> = Self::ALL.iter().map(|kind| kind.name()).collect();
+            serde::de::Error::custom(format!(
+                "unknown error kind {name:?}; known: {}",
+                known.join(", ")
+            ))
+        })
     }
 }
 
@@ -335,6 +387,21 @@ fn is_tower_elapsed(error: &(dyn StdError + 'static)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_name_and_comes_back_from_it() {
+        let mut names: Vec<&str> = ErrorKind::ALL.iter().map(|kind| kind.name()).collect();
+        for kind in ErrorKind::ALL {
+            assert_eq!(ErrorKind::from_name(kind.name()), Some(kind));
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.name()));
+            assert_eq!(serde_json::from_str::<ErrorKind>(&json).unwrap(), kind);
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ErrorKind::ALL.len());
+        assert_eq!(ErrorKind::from_name("Timeout"), None);
+    }
 
     #[test]
     fn every_kind_has_a_deliberate_retry_classification() {

@@ -5,8 +5,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tollgate_core::{ConfigError, ErrorKind, duration};
 
-use crate::stats::kind_name;
-
 /// How a [`HealthLayer`](crate::HealthLayer) windows and judges each component; unknown fields are
 /// errors.
 ///
@@ -54,7 +52,7 @@ pub struct HealthConfig {
     pub unhealthy_p95: Option<Duration>,
     /// Error kinds that say nothing about the component's health: counted by kind, but not as
     /// failures (default: `invalid_request`, `content_filter`).
-    pub ignore: Vec<String>,
+    pub ignore: Vec<ErrorKind>,
     /// At most this many components are tracked (default 100).
     pub max_components: usize,
     /// Refuse calls with `Unavailable` while the component is unhealthy (default false). The
@@ -74,7 +72,7 @@ impl Default for HealthConfig {
             unhealthy_consecutive_failures: 5,
             degraded_p95: None,
             unhealthy_p95: None,
-            ignore: vec!["invalid_request".into(), "content_filter".into()],
+            ignore: vec![ErrorKind::InvalidRequest, ErrorKind::ContentFilter],
             max_components: 100,
             fail_fast: false,
         }
@@ -137,15 +135,6 @@ impl HealthConfig {
                 ));
             }
         }
-        for (i, name) in self.ignore.iter().enumerate() {
-            if !ErrorKind::ALL.iter().any(|kind| kind_name(*kind) == name) {
-                let known: Vec<_> = ErrorKind::ALL.iter().map(|k| kind_name(*k)).collect();
-                return Err(ConfigError::new(
-                    format!("ignore[{i}]"),
-                    format!("unknown error kind {name:?}; known: {}", known.join(", ")),
-                ));
-            }
-        }
         if self.max_components == 0 {
             return Err(ConfigError::new("max_components", "must be at least 1"));
         }
@@ -153,8 +142,7 @@ impl HealthConfig {
     }
 
     pub(crate) fn ignored(&self, kind: ErrorKind) -> bool {
-        let name = kind_name(kind);
-        self.ignore.iter().any(|ignored| ignored == name)
+        self.ignore.contains(&kind)
     }
 
     pub(crate) fn judges_latency(&self) -> bool {

@@ -234,7 +234,7 @@ impl ComponentStats {
                 .iter()
                 .zip(c.failures_by_kind)
                 .filter(|(_, n)| *n > 0)
-                .map(|(kind, n)| (kind_name(*kind), n))
+                .map(|(kind, n)| (kind.name(), n))
                 .collect(),
             consecutive_failures: c.consecutive_failures,
             window: WindowSnapshot {
@@ -259,24 +259,6 @@ impl ComponentStats {
                 },
             },
         }
-    }
-}
-
-/// The snake-case name of an error kind, as snapshots print it.
-pub(crate) fn kind_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::RateLimited => "rate_limited",
-        ErrorKind::Overloaded => "overloaded",
-        ErrorKind::Timeout => "timeout",
-        ErrorKind::Connect => "connect",
-        ErrorKind::Server => "server",
-        ErrorKind::Auth => "auth",
-        ErrorKind::InvalidRequest => "invalid_request",
-        ErrorKind::ContentFilter => "content_filter",
-        ErrorKind::CircuitOpen => "circuit_open",
-        ErrorKind::BudgetExceeded => "budget_exceeded",
-        ErrorKind::Unavailable => "unavailable",
-        _ => "internal",
     }
 }
 

@@ -391,12 +391,17 @@ async fn the_statistics_check_says_what_it_counted() {
 
 #[test]
 fn configuration_mistakes_name_the_field() {
+    // Kinds are typed: a name that is not one is refused as the configuration is read.
+    let err = serde_json::from_str::<HealthConfig>(r#"{ "ignore": ["server_error"] }"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with(r#"unknown error kind "server_error"; known: rate_limited, "#));
     let err = HealthStats::new(HealthConfig {
-        ignore: vec!["server_error".into()],
+        minimum_calls: 0,
         ..Default::default()
     })
     .unwrap_err();
-    assert_eq!(err.path(), "ignore[0]");
+    assert_eq!(err.path(), "minimum_calls");
     let err = HealthRegistry::builder()
         .check(
             check_fn("db", || async { CheckOutcome::healthy("") }),
