@@ -26,21 +26,11 @@ use crate::{
     RateLimitingConfig, RedisSection, StoreKind, Switch, cost::CostTracker,
 };
 
-/// One clock for every layer that reads time.
-#[derive(Debug, Clone)]
-pub(super) struct SharedClock(pub(super) Arc<dyn Clock>);
-
-impl Clock for SharedClock {
-    fn now_nanos(&self) -> u64 {
-        self.0.now_nanos()
-    }
-}
-
 pub(super) fn build(
     config: &Config,
     mut given: HashMap<String, BoxedProvider>,
     env: &dyn Fn(&str) -> Option<String>,
-    clock: Option<SharedClock>,
+    clock: Option<Arc<dyn Clock>>,
 ) -> Result<Stack, ConfigErrors> {
     config.validate()?;
     let mut errors = Vec::new();
@@ -334,7 +324,7 @@ fn rate_limits(
     limiting: &RateLimitingConfig,
     redis: Option<&RedisSection>,
     pricing: &PricingTable,
-    clock: Option<SharedClock>,
+    clock: Option<Arc<dyn Clock>>,
 ) -> Result<(RateLimitLayer, LimitHandles), ConfigError> {
     let quota =
         |limits: &crate::Limits, at: &str| limits.quota(at).map_err(|mut errors| errors.remove(0));

@@ -370,7 +370,7 @@ pub struct StackBuilder<'a> {
     config: &'a Config,
     providers: HashMap<String, BoxedProvider>,
     env: EnvLookup,
-    clock: Option<build::SharedClock>,
+    clock: Option<Arc<dyn tollgate_core::clock::Clock>>,
 }
 
 impl StackBuilder<'_> {
@@ -402,7 +402,7 @@ impl StackBuilder<'_> {
     /// [`ManualClock`](crate::clock::ManualClock) or a [`TokioClock`](crate::clock::TokioClock)
     /// on paused time. A limiter in Redis keeps the server's time.
     pub fn clock(mut self, clock: impl tollgate_core::clock::Clock) -> Self {
-        self.clock = Some(build::SharedClock(Arc::new(clock)));
+        self.clock = Some(Arc::new(clock));
         self
     }
 

@@ -58,14 +58,6 @@
 //! [`TieredStore`] puts one in front of another (memory before Redis). All implement
 //! [`CacheStore`]; a store never fails a request.
 
-use std::{
-    fmt,
-    sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
-};
-
-use tollgate_core::clock::{Clock, QuantaClock};
-
 mod config;
 mod entry;
 mod flight;
@@ -80,43 +72,5 @@ pub use layer::{Cache, CacheLayer, CacheMetrics, CacheStatus, ResponseFuture, X_
 pub use store::{CacheStore, FileStore, MemoryStore, StoreStats, TieredStore};
 #[cfg(feature = "redis")]
 pub use store::{RedisStore, RedisStoreBuilder};
-
-/// Wall-clock milliseconds, read as a start time plus a monotonic [`Clock`]'s elapsed time, so
-/// that entries carry real expiry times (which survive a restart) and tests on paused time can
-/// still move them.
-#[derive(Clone)]
-pub struct WallClock {
-    epoch_ms: u64,
-    clock: Arc<dyn Clock>,
-}
-
-impl WallClock {
-    /// The system time, advanced by the TSC clock.
-    pub fn system() -> Self {
-        Self::new(SystemTime::now(), QuantaClock::new())
-    }
-
-    /// `epoch` now, advancing as `clock` does.
-    pub fn new(epoch: SystemTime, clock: impl Clock) -> Self {
-        let epoch_ms = epoch
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        Self {
-            epoch_ms,
-            clock: Arc::new(clock),
-        }
-    }
-
-    /// Milliseconds since the Unix epoch.
-    pub fn now_ms(&self) -> u64 {
-        self.epoch_ms + self.clock.now_nanos() / 1_000_000
-    }
-}
-
-impl fmt::Debug for WallClock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WallClock")
-            .field("now_ms", &self.now_ms())
-            .finish()
-    }
-}
+/// The wall clock the stores read expiry times from (core's, re-exported where stores take it).
+pub use tollgate_core::clock::WallClock;

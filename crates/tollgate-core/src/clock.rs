@@ -6,7 +6,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 /// A monotonic clock that reads nanoseconds since its own origin.
@@ -22,6 +22,54 @@ use std::{
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// Nanoseconds since this clock's origin; never decreases.
     fn now_nanos(&self) -> u64;
+}
+
+/// A shared clock is a clock: one `Arc` handed to every layer that reads time keeps them on the
+/// same time.
+impl Clock for Arc<dyn Clock> {
+    fn now_nanos(&self) -> u64 {
+        (**self).now_nanos()
+    }
+}
+
+/// Wall-clock milliseconds, read as a start time plus a monotonic [`Clock`]'s elapsed time, so
+/// that stored entries carry real expiry times (which survive a restart) and tests on paused time
+/// can still move them.
+#[derive(Clone)]
+pub struct WallClock {
+    epoch_ms: u64,
+    clock: Arc<dyn Clock>,
+}
+
+impl WallClock {
+    /// The system time, advanced by the TSC clock.
+    pub fn system() -> Self {
+        Self::new(SystemTime::now(), QuantaClock::new())
+    }
+
+    /// `epoch` now, advancing as `clock` does.
+    pub fn new(epoch: SystemTime, clock: impl Clock) -> Self {
+        let epoch_ms = epoch
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self {
+            epoch_ms,
+            clock: Arc::new(clock),
+        }
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.epoch_ms + self.clock.now_nanos() / 1_000_000
+    }
+}
+
+impl fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WallClock")
+            .field("now_ms", &self.now_ms())
+            .finish()
+    }
 }
 
 /// The machine's fastest monotonic clock (the time-stamp counter where it is reliable, calibrated

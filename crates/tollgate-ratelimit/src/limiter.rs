@@ -499,7 +499,7 @@ impl RateLimiter {
         let quotas = self.inner.store.quotas();
         let mut builder = RateLimiter::builder()
             .max_keys(self.inner.store.max_keys())
-            .clock(SharedClock(self.inner.clock.clone()));
+            .clock(self.inner.clock.clone()); // a scaled copy keeps the original's time
         for (i, name) in self.inner.scopes.iter().enumerate() {
             let quota = &quotas.all[quotas.defaults[i] as usize];
             builder = builder.scope(&**name, scale(quota)?);
@@ -595,18 +595,6 @@ impl RateLimiter {
     /// caller is in it, so this is never more than the callers waiting.
     pub fn queued_keys(&self) -> usize {
         self.inner.store.queued_keys()
-    }
-}
-
-/// A clock shared with another limiter, so a scaled copy keeps the original's time.
-#[cfg(feature = "redis")]
-#[derive(Debug)]
-struct SharedClock(Arc<dyn Clock>);
-
-#[cfg(feature = "redis")]
-impl Clock for SharedClock {
-    fn now_nanos(&self) -> u64 {
-        self.0.now_nanos()
     }
 }
 
