@@ -63,14 +63,14 @@
 //! [`Retry`] works for any `Clone` request type whose response implements [`RecordAttempts`].
 
 mod budget;
-mod func;
+mod operation;
 pub mod future;
 mod layer;
 mod policy;
 mod service;
 
 pub use budget::{BudgetConfig, RetryBudget};
-pub use func::retry;
+pub use operation::retry;
 pub use layer::RetryLayer;
 pub use policy::{Jitter, RetryConfig, RetryPolicy, RetryPolicyBuilder};
 pub use service::Retry;

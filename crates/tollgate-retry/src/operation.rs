@@ -1,3 +1,5 @@
+//! `retry`: the layer's decisions for a plain async operation, without tower.
+
 use std::future::Future;
 
 use tokio::time::Instant;
