@@ -373,6 +373,15 @@ pub struct StackBuilder<'a> {
     clock: Option<Arc<dyn tollgate_core::clock::Clock>>,
 }
 
+impl std::fmt::Debug for StackBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackBuilder")
+            .field("config", &self.config)
+            .field("providers", &self.providers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
 impl StackBuilder<'_> {
     /// Serves provider `name` with `service` instead of the client its section describes (a
     /// [`SimulatedProvider`](crate::SimulatedProvider) when there is no key, a test double, a

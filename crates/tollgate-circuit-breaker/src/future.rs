@@ -23,6 +23,15 @@ pub struct Guard {
     done: bool,
 }
 
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("key", &self.key)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Guard {
     pub(crate) fn new(
         shared: Arc<Shared>,

@@ -79,6 +79,15 @@ pub struct CircuitBreakerLayerBuilder {
     classifier: Box<dyn Classifier>,
 }
 
+impl std::fmt::Debug for CircuitBreakerLayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreakerLayerBuilder")
+            .field("breakers", &self.breakers)
+            .field("keyed", &self.key.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl CircuitBreakerLayerBuilder {
     /// A breaker per key (`ByProvider`, `ByModel`, `(ByProvider, ByModel)`, a closure);
     /// default: one breaker for every call.

@@ -258,6 +258,17 @@ pub struct CircuitBreakersBuilder {
     listener: Option<Listener>,
 }
 
+impl std::fmt::Debug for CircuitBreakersBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreakersBuilder")
+            .field("config", &self.config)
+            .field("own", &self.own)
+            .field("clock", &self.clock)
+            .field("listener", &self.listener.is_some())
+            .finish()
+    }
+}
+
 impl CircuitBreakersBuilder {
     /// Reads time from `clock` (default: a [`QuantaClock`]; tests on tokio's paused time use a
     /// [`TokioClock`](tollgate_core::clock::TokioClock)).

@@ -274,6 +274,18 @@ pub struct SimulatedProviderBuilder {
     seed: u64,
 }
 
+impl std::fmt::Debug for SimulatedProviderBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulatedProviderBuilder")
+            .field("latency", &self.latency)
+            .field("output_tokens", &self.output_tokens)
+            .field("script", &self.script)
+            .field("random", &self.random)
+            .field("seed", &self.seed)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for SimulatedProviderBuilder {
     fn default() -> Self {
         Self {

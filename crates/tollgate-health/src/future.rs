@@ -19,6 +19,15 @@ pub struct Record {
     pub(crate) started: u64,
 }
 
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Record")
+            .field("recorded", &self.component.is_some())
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Observer for Record {
     fn observe(self, outcome: Result<(), &LlmError>) {
         let error = outcome.err();

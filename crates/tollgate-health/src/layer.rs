@@ -66,6 +66,15 @@ pub struct HealthLayerBuilder {
     key: Option<Box<dyn KeyExtractor>>,
 }
 
+impl std::fmt::Debug for HealthLayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthLayerBuilder")
+            .field("stats", &self.stats)
+            .field("keyed", &self.key.is_some())
+            .finish()
+    }
+}
+
 impl HealthLayerBuilder {
     /// One component per key; default: every call is component `*`.
     pub fn key<E: KeyExtractor>(mut self, key: E) -> Self {

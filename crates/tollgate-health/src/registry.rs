@@ -318,6 +318,15 @@ pub struct HealthRegistryBuilder {
     epoch: Option<SystemTime>,
 }
 
+impl std::fmt::Debug for HealthRegistryBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthRegistryBuilder")
+            .field("checks", &self.checks.len())
+            .field("epoch", &self.epoch)
+            .finish()
+    }
+}
+
 impl HealthRegistryBuilder {
     /// Registers `check` under `options`.
     pub fn check(mut self, check: impl HealthCheck, options: CheckOptions) -> Self {

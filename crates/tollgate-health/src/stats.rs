@@ -477,6 +477,7 @@ impl HealthStats {
 
 /// Builds [`HealthStats`].
 #[must_use]
+#[derive(Debug)]
 pub struct HealthStatsBuilder {
     config: HealthConfig,
     own: Vec<(Key, HealthConfig)>,

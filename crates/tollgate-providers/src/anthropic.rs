@@ -224,6 +224,16 @@ pub struct AnthropicBuilder {
     default_max_tokens: u32,
 }
 
+impl std::fmt::Debug for AnthropicBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnthropicBuilder")
+            .field("api_key", &"<redacted>")
+            .field("version", &self.version)
+            .field("default_max_tokens", &self.default_max_tokens)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AnthropicBuilder {
     /// Another server speaking the Messages API (a proxy, a test server), the part before
     /// `/v1/messages` (default `https://api.anthropic.com`).

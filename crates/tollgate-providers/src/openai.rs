@@ -193,6 +193,17 @@ pub struct OpenAiCompatibleBuilder {
     name: String,
 }
 
+impl std::fmt::Debug for OpenAiCompatibleBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiCompatibleBuilder")
+            .field("name", &self.name)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("organization", &self.organization)
+            .field("project", &self.project)
+            .finish_non_exhaustive()
+    }
+}
+
 impl OpenAiCompatibleBuilder {
     /// Sent as `Authorization: Bearer <key>` (local servers often need none).
     pub fn api_key(mut self, key: impl Into<String>) -> Self {

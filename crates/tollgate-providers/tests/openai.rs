@@ -379,3 +379,13 @@ async fn a_streaming_request_through_the_service_answers_with_the_stream() {
     assert_eq!(answer.usage, Usage::new(4, 1));
     assert_eq!(server.seen()[0].body["stream"], true);
 }
+
+#[test]
+fn a_builder_shown_for_debugging_never_shows_its_key() {
+    let openai = OpenAiCompatible::builder("http://127.0.0.1:1/v1").api_key("sk-very-secret");
+    let anthropic = tollgate_providers::Anthropic::builder("sk-ant-very-secret");
+    for shown in [format!("{openai:?}"), format!("{anthropic:?}")] {
+        assert!(!shown.contains("very-secret"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+}

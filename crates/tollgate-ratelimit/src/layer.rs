@@ -299,6 +299,17 @@ pub struct RateLimitLayerBuilder {
     unpriced: UnpricedModels,
 }
 
+impl std::fmt::Debug for RateLimitLayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitLayerBuilder")
+            .field("on_limit", &self.on_limit)
+            .field("default_output_tokens", &self.default_output_tokens)
+            .field("pricing", &self.pricing)
+            .field("unpriced", &self.unpriced)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RateLimitLayerBuilder {
     /// Limits each request by `scope`, under the key `key` extracts (`ByPrincipal` for users,
     /// `ByTenant` for organizations, `Global` for a pool everyone shares). Add one per scope the

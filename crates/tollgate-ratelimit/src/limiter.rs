@@ -632,6 +632,7 @@ impl Drop for Place<'_> {
 
 /// Builds a [`RateLimiter`]; checks everything in [`build`](Self::build).
 #[must_use]
+#[derive(Debug)]
 pub struct RateLimiterBuilder {
     scopes: Vec<(String, Quota)>,
     overrides: Vec<(String, String, Quota)>,

@@ -63,15 +63,15 @@
 //! [`Retry`] works for any `Clone` request type whose response implements [`RecordAttempts`].
 
 mod budget;
-mod operation;
 pub mod future;
 mod layer;
+mod operation;
 mod policy;
 mod service;
 
 pub use budget::{BudgetConfig, RetryBudget};
-pub use operation::retry;
 pub use layer::RetryLayer;
+pub use operation::retry;
 pub use policy::{Jitter, RetryConfig, RetryPolicy, RetryPolicyBuilder};
 pub use service::Retry;
 

@@ -349,6 +349,16 @@ pub struct RetryPolicyBuilder {
     on_retry: Option<Box<OnRetry>>,
 }
 
+impl std::fmt::Debug for RetryPolicyBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryPolicyBuilder")
+            .field("config", &self.config)
+            .field("retry_if", &self.retry_if.is_some())
+            .field("on_retry", &self.on_retry.is_some())
+            .finish()
+    }
+}
+
 impl RetryPolicyBuilder {
     /// Retries after the first attempt (default 3).
     #[inline]

@@ -101,6 +101,7 @@ impl std::fmt::Debug for FileStore {
 
 /// Opens a [`FileStore`].
 #[must_use]
+#[derive(Debug)]
 pub struct FileStoreBuilder {
     dir: PathBuf,
     max_bytes: u64,

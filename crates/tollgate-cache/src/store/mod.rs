@@ -30,6 +30,15 @@ pub enum Lookup {
     Pending(StoreFuture<Option<Arc<CachedResponse>>>),
 }
 
+impl std::fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ready(entry) => f.debug_tuple("Ready").field(entry).finish(),
+            Self::Pending(_) => f.write_str("Pending"),
+        }
+    }
+}
+
 /// Counts a store keeps about itself.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]

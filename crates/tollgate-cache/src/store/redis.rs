@@ -275,6 +275,18 @@ pub struct RedisStoreBuilder {
     clock: Option<WallClock>,
 }
 
+impl std::fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: left out.
+        f.debug_struct("RedisStoreBuilder")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .field("compress", &self.compress)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RedisStoreBuilder {
     /// Names keys `<prefix>:<key hex>` (default [`DEFAULT_CACHE_PREFIX`]).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {

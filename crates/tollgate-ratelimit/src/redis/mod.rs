@@ -859,6 +859,19 @@ pub struct RedisRateLimiterBuilder {
     lease: Option<(u32, Duration)>,
 }
 
+impl std::fmt::Debug for RedisRateLimiterBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: left out.
+        f.debug_struct("RedisRateLimiterBuilder")
+            .field("limits", &self.limits)
+            .field("prefix", &self.prefix)
+            .field("hash_tag_scope", &self.hash_tag_scope)
+            .field("timeout", &self.timeout)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RedisRateLimiterBuilder {
     /// Takes the scopes and quotas (defaults and overrides) of `limits`, replacing any added so
     /// far, and for the in-process fallback ([`OnRedisFailure::Local`]) its key cap and clock.
