@@ -62,7 +62,15 @@
 //!
 //! The tests are in the `tests/` folder of the crate that owns the table.
 
-pub use tollgate_core::*;
+// Core's types and the modules a user reads time, streams and HTTP types through; its internal
+// helpers (`counted`, `non_zero`, `rng`, `duration`, its Redis connection) stay in core.
+pub use tollgate_core::{
+    BoxError, ByModel, ByPrincipal, ByProvider, ByRole, ByTenant, CacheControl, CharEstimator,
+    ConfigError, Content, ErrorKind, ExtraParams, FinishReason, Global, InvalidPrice, JsonMap, Key,
+    KeyExtractor, LlmError, LlmRequest, LlmResponse, Message, MicroUsd, ModelPrice, Outcome,
+    Params, PricingTable, Priority, RequestMeta, Role, SimulatedFuture, SimulatedProvider,
+    SimulatedProviderBuilder, TokenEstimator, Usage, clock, future, http, stream,
+};
 
 mod builder;
 pub use builder::ServiceBuilderExt;
