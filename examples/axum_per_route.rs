@@ -27,7 +27,7 @@ use tollgate::{
     ByTenant, ErrorKind, LlmError, LlmRequest, LlmResponse, ServiceBuilderExt,
     cache::{CacheConfig, CacheLayer, MemoryStore},
     ratelimit::{Quota, RateLimitLayer, RateLimiter, Tier},
-    retry::RetryPolicy,
+    retry::{RetryLayer, RetryPolicy},
 };
 use tower::{Service, ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
 
@@ -62,13 +62,13 @@ where
         .rate_limits(RateLimitLayer::new(limiter, ByTenant))
         .service(upstream.clone());
     let relaxed = ServiceBuilder::new()
-        .retries(
+        .retries(RetryLayer::new(
             RetryPolicy::builder()
                 .max_retries(2)
                 .base_delay(Duration::from_millis(200))
                 .build()
                 .expect("a valid policy"),
-        )
+        ))
         .service(upstream);
     let route = |stack: Stack| Route {
         stack,

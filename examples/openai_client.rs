@@ -24,7 +24,7 @@ use tollgate::{
     health::{HealthLayer, HealthStats},
     providers::{OpenAiCompatible, RateLimitSnapshot},
     ratelimit::{Quota, RateLimitLayer, RateLimiter, Tier},
-    retry::{Attempts, RetryPolicy},
+    retry::{Attempts, RetryLayer, RetryPolicy},
 };
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -57,13 +57,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             CacheConfig::default(),
         )?)
         .rate_limits(RateLimitLayer::new(limiter, ByTenant))
-        .retries(
+        .retries(RetryLayer::new(
             RetryPolicy::builder()
                 .max_retries(3)
                 .base_delay(Duration::from_millis(500))
                 .deadline(Duration::from_secs(60))
                 .build()?,
-        )
+        ))
         .circuit_breaker(
             CircuitBreakerLayer::builder(breakers)
                 .key(ByProvider)

@@ -7,17 +7,17 @@ mod sealed {
     impl<L> Sealed for tower::ServiceBuilder<L> {}
 }
 
-/// Adds one method per tollgate layer to [`ServiceBuilder`].
+/// Adds one method per tollgate layer to [`ServiceBuilder`]; each takes the layer.
 ///
 /// ```
 /// use std::time::Duration;
-/// use tollgate::{ServiceBuilderExt, prelude::*, retry::RetryPolicy};
+/// use tollgate::{ServiceBuilderExt, prelude::*};
 /// use tower::{ServiceBuilder, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let stack = ServiceBuilder::new()
-///     .retries(RetryPolicy::builder().max_retries(2).build().unwrap())
+///     .retries(RetryLayer::new(RetryPolicy::builder().max_retries(2).build().unwrap()))
 ///     .service(SimulatedProvider::new());
 /// let answer = stack.oneshot(LlmRequest::new("sim", vec![Message::user("hi")])).await.unwrap();
 /// assert_eq!(answer.usage.input_tokens, 7); // "hi" is 1 token, plus 3 framing and 3 priming
@@ -56,11 +56,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
         layer: tollgate_ratelimit::RateLimitLayer,
     ) -> ServiceBuilder<tower_layer::Stack<tollgate_ratelimit::RateLimitLayer, L>>;
 
-    /// Retries failed calls under `policy` ([`RetryLayer`](crate::retry::RetryLayer)).
+    /// Retries failed calls ([`RetryLayer`](crate::retry::RetryLayer)).
+    ///
+    /// Named so that tower's own `ServiceBuilder::retry` (which takes a tower policy) cannot
+    /// shadow it.
     #[cfg(feature = "retry")]
     fn retries(
         self,
-        policy: tollgate_retry::RetryPolicy,
+        layer: tollgate_retry::RetryLayer,
     ) -> ServiceBuilder<tower_layer::Stack<tollgate_retry::RetryLayer, L>>;
 }
 
@@ -100,8 +103,8 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "retry")]
     fn retries(
         self,
-        policy: tollgate_retry::RetryPolicy,
+        layer: tollgate_retry::RetryLayer,
     ) -> ServiceBuilder<tower_layer::Stack<tollgate_retry::RetryLayer, L>> {
-        self.layer(tollgate_retry::RetryLayer::new(policy))
+        self.layer(layer)
     }
 }
