@@ -154,3 +154,65 @@ fn the_costs_section_is_checked_with_its_paths() {
         "{typo}"
     );
 }
+
+/// Ten tokens a word: nothing like the default estimator's count, so its use shows.
+struct TenPerWord;
+
+impl tollgate::TokenEstimator for TenPerWord {
+    fn estimate_text(&self, text: &str) -> u64 {
+        10 * text.split_whitespace().count() as u64
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_estimator_counts_for_the_limiter_and_for_an_unfinished_stream() {
+    use tollgate::{
+        ErrorKind, LlmError, LlmResponse,
+        stream::{LlmStream, StreamEvent},
+    };
+    let yaml = r#"
+providers:
+  sim: { kind: simulated }
+roles:
+  default: { provider: sim, model: small, max_tokens: 1 }
+pricing:
+  small: { input: "1.00", output: "2.00" }
+rate_limiting:
+  tenants:
+    default: { tokens_per_minute: 30 }
+"#;
+    // The stream says two words, then stops without reporting usage.
+    let streaming = tower::service_fn(|request: LlmRequest| async move {
+        let stream = LlmStream::from_events(vec![Ok(StreamEvent::Text("two words".into()))]);
+        Ok::<_, LlmError>(LlmResponse::new(&*request.model, "").with_stream(stream))
+    });
+    let stack = Stack::builder(&Config::from_yaml(yaml).unwrap())
+        .provider("sim", streaming)
+        .estimator(TenPerWord)
+        .build()
+        .unwrap();
+    let ask = |text: &str| {
+        LlmRequest::new("", vec![Message::user(text)])
+            .with_tenant("acme")
+            .streaming()
+    };
+
+    // The limiter reserves by it: "hi" is 10 + 6 framing + 1 answer token = 17, which fits in 30;
+    // "a b" is 20 + 6 + 1 = 27, which does not fit beside it.
+    let mut stream = stack
+        .clone()
+        .oneshot(ask("hi"))
+        .await
+        .unwrap()
+        .take_stream()
+        .unwrap();
+    let refused = stack.clone().oneshot(ask("a b")).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::RateLimited);
+
+    // The report estimates the unfinished stream by it too: 16 in, 20 out ("two words").
+    stream.next().await.unwrap().unwrap();
+    drop(stream);
+    let spend = stack.costs().report().by_tenant["acme"].spend;
+    assert_eq!((spend.input_tokens, spend.output_tokens), (16, 20));
+    assert_eq!(spend.incomplete_calls, 1);
+}

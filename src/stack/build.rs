@@ -8,7 +8,8 @@ use std::{
 use tollgate_cache::{CacheLayer, FileStore, MemoryStore};
 use tollgate_circuit_breaker::{CircuitBreakerLayer, CircuitBreakers};
 use tollgate_core::{
-    ByProvider, ByTenant, ConfigError, LlmRequest, PricingTable, SimulatedProvider, clock::Clock,
+    ByProvider, ByTenant, ConfigError, LlmRequest, PricingTable, SimulatedProvider, TokenEstimator,
+    clock::Clock,
 };
 use tollgate_health::{HealthLayer, HealthStats};
 use tollgate_ratelimit::{
@@ -31,6 +32,7 @@ pub(super) fn build(
     mut given: HashMap<String, BoxedProvider>,
     env: &dyn Fn(&str) -> Option<String>,
     clock: Option<Arc<dyn Clock>>,
+    estimator: Arc<dyn TokenEstimator>,
 ) -> Result<Stack, ConfigErrors> {
     config.validate()?;
     let mut errors = Vec::new();
@@ -67,6 +69,7 @@ pub(super) fn build(
             config.redis.as_ref(),
             &config.pricing,
             clock.clone(),
+            estimator.clone(),
         )
         .map_err(|e| errors.push(e))
         .ok(),
@@ -131,6 +134,7 @@ pub(super) fn build(
     let router = Router {
         providers: Arc::new(providers),
         costs: costs.clone(),
+        estimator,
     };
     let service = ServiceBuilder::new()
         .option_layer(cache.clone())
@@ -325,6 +329,7 @@ fn rate_limits(
     redis: Option<&RedisSection>,
     pricing: &PricingTable,
     clock: Option<Arc<dyn Clock>>,
+    estimator: Arc<dyn TokenEstimator>,
 ) -> Result<(RateLimitLayer, LimitHandles), ConfigError> {
     let quota =
         |limits: &crate::Limits, at: &str| limits.quota(at).map_err(|mut errors| errors.remove(0));
@@ -379,6 +384,7 @@ fn rate_limits(
     let mut builder = RateLimitLayer::builder(limiter.clone())
         .on_limit(limiting.wait.map_or(OnLimit::Reject, OnLimit::Wait))
         .default_output_tokens(limiting.default_output_tokens)
+        .estimator(estimator)
         .unpriced_models(limiting.unpriced_models);
     if !pricing.is_empty() {
         builder = builder.pricing(pricing.clone());

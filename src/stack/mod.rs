@@ -118,6 +118,7 @@ impl Stack {
             providers: HashMap::new(),
             env: Box::new(|name| std::env::var(name).ok()),
             clock: None,
+            estimator: Arc::new(tollgate_core::CharEstimator),
         }
     }
 
@@ -371,6 +372,7 @@ pub struct StackBuilder<'a> {
     providers: HashMap<String, BoxedProvider>,
     env: EnvLookup,
     clock: Option<Arc<dyn tollgate_core::clock::Clock>>,
+    estimator: Arc<dyn tollgate_core::TokenEstimator>,
 }
 
 impl std::fmt::Debug for StackBuilder<'_> {
@@ -415,12 +417,27 @@ impl StackBuilder<'_> {
         self
     }
 
+    /// Counts tokens with `estimator` wherever the stack estimates them (default
+    /// [`CharEstimator`](crate::CharEstimator)): the limiter's reservation before a call, and the
+    /// cost report's figures for a stream that ended before the provider reported its usage. One
+    /// estimator for both keeps a quota and the report counting alike.
+    pub fn estimator(mut self, estimator: impl tollgate_core::TokenEstimator) -> Self {
+        self.estimator = Arc::new(estimator);
+        self
+    }
+
     /// The stack.
     ///
     /// # Errors
     ///
     /// As [`Stack::from_config`].
     pub fn build(self) -> Result<Stack, ConfigErrors> {
-        build::build(self.config, self.providers, &*self.env, self.clock)
+        build::build(
+            self.config,
+            self.providers,
+            &*self.env,
+            self.clock,
+            self.estimator,
+        )
     }
 }

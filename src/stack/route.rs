@@ -12,7 +12,7 @@ use std::{
 use pin_project_lite::pin_project;
 use tollgate_circuit_breaker::CircuitBreaker;
 use tollgate_core::{
-    CharEstimator, ErrorKind, LlmError, LlmRequest, LlmResponse, TokenEstimator, stream::StreamEnd,
+    ErrorKind, LlmError, LlmRequest, LlmResponse, TokenEstimator, stream::StreamEnd,
 };
 use tollgate_health::Health;
 use tollgate_retry::Retry;
@@ -34,6 +34,8 @@ pub(super) struct Router {
     // hash needs no protection from keys chosen to collide.
     pub(super) providers: Arc<HashMap<Arc<str>, ProviderStack, foldhash::fast::RandomState>>,
     pub(super) costs: CostTracker,
+    /// The limiter's estimator, so an unfinished stream is counted as the limiter counted it.
+    pub(super) estimator: Arc<dyn TokenEstimator>,
 }
 
 impl Service<LlmRequest> for Router {
@@ -72,10 +74,11 @@ impl Service<LlmRequest> for Router {
             // Estimated now, while the request is at hand, in case the stream ends before the
             // provider reports the prompt's size.
             prompt_estimate: if request.meta.stream {
-                CharEstimator.estimate_prompt(&request)
+                self.estimator.estimate_prompt(&request)
             } else {
                 0
             },
+            estimator: self.estimator.clone(),
         };
         RouteFuture::Called {
             call: Oneshot::new(client.clone(), request),
@@ -89,6 +92,7 @@ struct Record {
     costs: CostTracker,
     labels: Labels,
     prompt_estimate: u64,
+    estimator: Arc<dyn TokenEstimator>,
 }
 
 impl Record {
@@ -97,6 +101,7 @@ impl Record {
             costs,
             labels,
             prompt_estimate,
+            estimator,
         } = self;
         if !response.is_stream() {
             costs.record(labels, response.usage, false);
@@ -108,7 +113,7 @@ impl Record {
         response.on_stream_end(move |answer, end| match end {
             StreamEnd::Complete => costs.record(labels, answer.usage, false),
             _ => {
-                let read = CharEstimator.estimate_text(&answer.content);
+                let read = estimator.estimate_text(&answer.content);
                 let usage = answer.usage.of_unfinished_stream(prompt_estimate, read);
                 costs.record(labels, usage, true);
             }

@@ -61,6 +61,18 @@ impl TokenEstimator for CharEstimator {
     }
 }
 
+/// A shared estimator is an estimator: one `Arc` handed to every part of a stack that counts
+/// tokens keeps their counts alike.
+impl TokenEstimator for std::sync::Arc<dyn TokenEstimator> {
+    fn estimate_text(&self, text: &str) -> u64 {
+        (**self).estimate_text(text)
+    }
+
+    fn estimate_prompt(&self, request: &LlmRequest) -> u64 {
+        (**self).estimate_prompt(request)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
