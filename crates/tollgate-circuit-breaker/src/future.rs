@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use tollgate_core::{Key, LlmError, future::Observer};
+use tollgate_core::{Key, LlmError, future::Observer, key::Found};
 
 use crate::{
     breaker::{Admission, Breaker},
-    layer::{Keying, Shared},
+    shared::Shared,
 };
 
 /// The future [`CircuitBreaker`](crate::CircuitBreaker) returns.
@@ -16,7 +16,7 @@ pub type ResponseFuture<F> = tollgate_core::future::Observed<F, Guard>;
 /// call is dropped before it ends.
 pub struct Guard {
     shared: Arc<Shared>,
-    keyed: Option<Arc<Breaker>>,
+    found: Found<Breaker>,
     key: Key,
     admission: Admission,
     started: u64,
@@ -35,14 +35,14 @@ impl std::fmt::Debug for Guard {
 impl Guard {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        keyed: Option<Arc<Breaker>>,
+        found: Found<Breaker>,
         key: Key,
         admission: Admission,
         started: u64,
     ) -> Self {
         Self {
             shared,
-            keyed,
+            found,
             key,
             admission,
             started,
@@ -51,11 +51,7 @@ impl Guard {
     }
 
     fn breaker(&self) -> &Breaker {
-        match (&self.keyed, &self.shared.keying) {
-            (Some(breaker), _) => breaker,
-            (None, Keying::One(_, breaker)) => breaker,
-            (None, Keying::By(_)) => unreachable!("a keyed call has its breaker"),
-        }
+        self.shared.keyed.get(&self.found)
     }
 }
 

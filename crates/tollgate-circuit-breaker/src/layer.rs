@@ -2,32 +2,23 @@
 
 use std::{fmt, sync::Arc};
 
-use tollgate_core::{Global, Key, KeyExtractor};
+use tollgate_core::{
+    Key, KeyExtractor,
+    key::{Keyed, extractor},
+};
 use tower_layer::Layer;
 
 use crate::{
-    breaker::Breaker,
     classify::{Classifier, DefaultClassifier},
     registry::CircuitBreakers,
     service::CircuitBreaker,
+    shared::Shared,
 };
 
 /// Guards an inner service with [`CircuitBreakers`]: see the [crate docs](crate) for an example.
 #[derive(Clone)]
 pub struct CircuitBreakerLayer {
     pub(crate) shared: Arc<Shared>,
-}
-
-pub(crate) struct Shared {
-    pub(crate) breakers: CircuitBreakers,
-    pub(crate) keying: Keying,
-    pub(crate) classifier: Box<dyn Classifier>,
-}
-
-/// One breaker for every call, held directly; or one per key.
-pub(crate) enum Keying {
-    One(Key, Arc<Breaker>),
-    By(Box<dyn KeyExtractor>),
 }
 
 impl CircuitBreakerLayer {
@@ -71,6 +62,13 @@ impl<S> Layer<S> for CircuitBreakerLayer {
     }
 }
 
+impl<S> CircuitBreaker<S> {
+    /// Wraps `inner` in `layer`'s breakers.
+    pub fn new(inner: S, layer: CircuitBreakerLayer) -> Self {
+        Self::from_shared(inner, layer.shared)
+    }
+}
+
 /// Builds a [`CircuitBreakerLayer`].
 #[must_use]
 pub struct CircuitBreakerLayerBuilder {
@@ -92,9 +90,7 @@ impl CircuitBreakerLayerBuilder {
     /// A breaker per key (`ByProvider`, `ByModel`, `(ByProvider, ByModel)`, a closure);
     /// default: one breaker for every call.
     pub fn key<E: KeyExtractor>(mut self, key: E) -> Self {
-        // `Global` is one breaker: held directly, without a key lookup per call.
-        self.key = (std::any::TypeId::of::<E>() != std::any::TypeId::of::<Global>())
-            .then(|| Box::new(key) as Box<dyn KeyExtractor>);
+        self.key = extractor(key);
         self
     }
 
@@ -106,14 +102,11 @@ impl CircuitBreakerLayerBuilder {
 
     /// The layer.
     pub fn build(self) -> CircuitBreakerLayer {
-        let keying = match self.key {
-            None => Keying::One(Key::GLOBAL, self.breakers.pinned(&Key::GLOBAL)),
-            Some(key) => Keying::By(key),
-        };
+        let keyed = Keyed::new(self.key, || self.breakers.pinned(&Key::GLOBAL));
         CircuitBreakerLayer {
             shared: Arc::new(Shared {
                 breakers: self.breakers,
-                keying,
+                keyed,
                 classifier: self.classifier,
             }),
         }

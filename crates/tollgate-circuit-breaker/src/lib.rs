@@ -80,6 +80,7 @@ pub mod future;
 mod layer;
 mod registry;
 mod service;
+mod shared;
 mod window;
 
 pub use breaker::{BreakerMetrics, Reason, State};

@@ -9,22 +9,31 @@ use tollgate_core::{ErrorKind, Key, LlmError, LlmRequest, duration};
 use tower_service::Service;
 
 use crate::{
-    breaker::{Breaker, Refusal},
+    breaker::Refusal,
     future::{Guard, ResponseFuture},
-    layer::{CircuitBreakerLayer, Keying},
+    shared::Shared,
 };
 
-/// Guards calls to `S` with a circuit breaker; built by [`CircuitBreakerLayer`].
-#[derive(Clone, Debug)]
+/// Guards calls to `S` with a circuit breaker; built by
+/// [`CircuitBreakerLayer`](crate::CircuitBreakerLayer).
+#[derive(Clone)]
 pub struct CircuitBreaker<S> {
     inner: S,
-    layer: CircuitBreakerLayer,
+    shared: Arc<Shared>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for CircuitBreaker<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("inner", &self.inner)
+            .field("breakers", &self.shared.breakers)
+            .finish()
+    }
 }
 
 impl<S> CircuitBreaker<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S, layer: CircuitBreakerLayer) -> Self {
-        Self { inner, layer }
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
     }
 
     tollgate_core::define_inner_service_accessors!();
@@ -72,32 +81,21 @@ where
     }
 
     fn call(&mut self, request: LlmRequest) -> Self::Future {
-        let shared = &self.layer.shared;
-        let (key, keyed): (Key, Option<Arc<Breaker>>) = match &shared.keying {
-            Keying::One(key, _) => (key.clone(), None),
-            Keying::By(extract) => {
-                let key = extract.extract(&request);
-                match shared.breakers.breaker(&key) {
-                    Some(breaker) => (key, Some(breaker)),
-                    None => return ResponseFuture::unwatched(self.inner.call(request)),
-                }
-            }
-        };
-        let breaker = match (&keyed, &shared.keying) {
-            (Some(breaker), _) => breaker,
-            (None, Keying::One(_, breaker)) => breaker,
-            (None, Keying::By(_)) => unreachable!("a keyed call has its breaker"),
-        };
+        let shared = &self.shared;
         let breakers = &shared.breakers;
+        // Past the key cap the call goes unguarded (the registry warns) rather than failing.
+        let Some((key, found)) = shared.keyed.find(&request, |key| breakers.breaker(key)) else {
+            return ResponseFuture::unwatched(self.inner.call(request));
+        };
         let now = breakers.now();
-        let (admitted, change) = breaker.acquire(now);
+        let (admitted, change) = shared.keyed.get(&found).acquire(now);
         if let Some(change) = change {
             breakers.announce(&key, change);
         }
         match admitted {
             Ok(admission) => ResponseFuture::watched(
                 self.inner.call(request),
-                Guard::new(self.layer.shared.clone(), keyed, key, admission, now),
+                Guard::new(shared.clone(), found, key, admission, now),
             ),
             Err(refusal) => ResponseFuture::refused(open_error(&key, refusal)),
         }

@@ -142,6 +142,87 @@ pub trait KeyExtractor: Send + Sync + 'static {
     fn extract(&self, request: &LlmRequest) -> Key;
 }
 
+/// A layer's per-key state, found for each call: one state for every call, held directly so a
+/// call costs no lookup, or one state per key an extractor gives, looked up in a bounded table.
+/// The circuit breaker and the health statistics share it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tollgate_core::{ByTenant, Global, Key, LlmRequest, Message, key::{Keyed, extractor}};
+///
+/// let request = LlmRequest::new("m", vec![Message::user("hi")]).with_tenant("acme");
+/// let one = Keyed::new(extractor(Global), || Arc::new(0_u32));
+/// let (key, found) = one.find(&request, |_| unreachable!("one state: no lookup")).unwrap();
+/// assert_eq!((key, *one.get(&found)), (Key::GLOBAL, 0));
+///
+/// let by_tenant: Keyed<u32> = Keyed::new(extractor(ByTenant), || unreachable!());
+/// let (key, found) = by_tenant.find(&request, |key| Some(Arc::new(key.as_str().len() as u32))).unwrap();
+/// assert_eq!((key.as_str(), *by_tenant.get(&found)), ("acme", 4));
+/// // A full table has no state for a new key: the call goes on unwatched.
+/// assert!(by_tenant.find(&request, |_| None).is_none());
+/// ```
+pub enum Keyed<T> {
+    /// One state for every call (the [`Global`] key).
+    One(Arc<T>),
+    /// A state per key.
+    By(Box<dyn KeyExtractor>),
+}
+
+/// The state one call found in a [`Keyed`]: read it with [`Keyed::get`].
+#[derive(Debug)]
+pub struct Found<T>(Option<Arc<T>>);
+
+/// `extractor` as a layer's builder keeps it for [`Keyed::new`]: `None` for [`Global`], whose
+/// one state is held directly rather than looked up per call.
+pub fn extractor<E: KeyExtractor>(extractor: E) -> Option<Box<dyn KeyExtractor>> {
+    (std::any::TypeId::of::<E>() != std::any::TypeId::of::<Global>())
+        .then(|| Box::new(extractor) as Box<dyn KeyExtractor>)
+}
+
+impl<T> Keyed<T> {
+    /// A state per key `extractor` gives, or, without one, the state `one` makes, for every call.
+    pub fn new(extractor: Option<Box<dyn KeyExtractor>>, one: impl FnOnce() -> Arc<T>) -> Self {
+        match extractor {
+            Some(extractor) => Self::By(extractor),
+            None => Self::One(one()),
+        }
+    }
+
+    /// The key of `request` and the state it goes to, found by `lookup` for a keyed call; `None`
+    /// when `lookup` has no state for the key (its table is full).
+    pub fn find(
+        &self,
+        request: &LlmRequest,
+        lookup: impl FnOnce(&Key) -> Option<Arc<T>>,
+    ) -> Option<(Key, Found<T>)> {
+        match self {
+            Self::One(_) => Some((Key::GLOBAL, Found(None))),
+            Self::By(extract) => {
+                let key = extract.extract(request);
+                let state = lookup(&key)?;
+                Some((key, Found(Some(state))))
+            }
+        }
+    }
+
+    /// The state a call found.
+    pub fn get<'a>(&'a self, found: &'a Found<T>) -> &'a T {
+        match (&found.0, self) {
+            (Some(state), _) | (None, Self::One(state)) => state,
+            (None, Self::By(_)) => unreachable!("find gives a keyed call a state of its own"),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Keyed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::One(_) => "Keyed::One",
+            Self::By(_) => "Keyed::By",
+        })
+    }
+}
+
 impl<F> KeyExtractor for F
 where
     F: Fn(&LlmRequest) -> Key + Send + Sync + 'static,

@@ -39,7 +39,7 @@ pub mod clock;
 mod config;
 mod error;
 pub mod future;
-mod key;
+pub mod key;
 mod pricing;
 #[cfg(feature = "redis")]
 pub mod redis;

@@ -2,12 +2,9 @@
 
 use std::sync::Arc;
 
-use tollgate_core::{LlmError, future::Observer};
+use tollgate_core::{LlmError, future::Observer, key::Found};
 
-use crate::{
-    layer::{Keying, Shared},
-    stats::ComponentStats,
-};
+use crate::{shared::Shared, stats::ComponentStats};
 
 /// The future [`Health`](crate::Health) returns.
 pub type ResponseFuture<F> = tollgate_core::future::Observed<F, Record>;
@@ -15,14 +12,13 @@ pub type ResponseFuture<F> = tollgate_core::future::Observed<F, Record>;
 /// Where and since when a call is being timed.
 pub struct Record {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) component: Option<Arc<ComponentStats>>,
+    pub(crate) found: Found<ComponentStats>,
     pub(crate) started: u64,
 }
 
 impl std::fmt::Debug for Record {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Record")
-            .field("recorded", &self.component.is_some())
             .field("started", &self.started)
             .finish_non_exhaustive()
     }
@@ -32,11 +28,7 @@ impl Observer for Record {
     fn observe(self, outcome: Result<(), &LlmError>) {
         let error = outcome.err();
         let stats = &self.shared.stats;
-        let component = match (&self.component, &self.shared.keying) {
-            (Some(component), _) => component,
-            (None, Keying::One(component)) => component,
-            (None, Keying::By(_)) => unreachable!("a keyed call has its component"),
-        };
+        let component = self.shared.keyed.get(&self.found);
         let now = stats.now();
         component.record(
             error.map(LlmError::kind),

@@ -2,28 +2,18 @@
 
 use std::{fmt, sync::Arc};
 
-use tollgate_core::{Global, Key, KeyExtractor};
+use tollgate_core::{
+    Key, KeyExtractor,
+    key::{Keyed, extractor},
+};
 use tower_layer::Layer;
 
-use crate::{
-    service::Health,
-    stats::{ComponentStats, HealthStats},
-};
+use crate::{service::Health, shared::Shared, stats::HealthStats};
 
 /// Records each call's outcome and latency in [`HealthStats`]: see the [crate docs](crate).
 #[derive(Clone)]
 pub struct HealthLayer {
     pub(crate) shared: Arc<Shared>,
-}
-
-pub(crate) struct Shared {
-    pub(crate) stats: HealthStats,
-    pub(crate) keying: Keying,
-}
-
-pub(crate) enum Keying {
-    One(Arc<ComponentStats>),
-    By(Box<dyn KeyExtractor>),
 }
 
 impl HealthLayer {
@@ -59,6 +49,13 @@ impl<S> Layer<S> for HealthLayer {
     }
 }
 
+impl<S> Health<S> {
+    /// Wraps `inner`, recording its calls in `layer`'s statistics.
+    pub fn new(inner: S, layer: HealthLayer) -> Self {
+        Self::from_shared(inner, layer.shared)
+    }
+}
+
 /// Builds a [`HealthLayer`].
 #[must_use]
 pub struct HealthLayerBuilder {
@@ -78,22 +75,18 @@ impl std::fmt::Debug for HealthLayerBuilder {
 impl HealthLayerBuilder {
     /// One component per key; default: every call is component `*`.
     pub fn key<E: KeyExtractor>(mut self, key: E) -> Self {
-        self.key = (std::any::TypeId::of::<E>() != std::any::TypeId::of::<Global>())
-            .then(|| Box::new(key) as Box<dyn KeyExtractor>);
+        self.key = extractor(key);
         self
     }
 
     /// The layer.
     pub fn build(self) -> HealthLayer {
-        let keying = match self.key {
-            // `*` always has its record: it is created here even past the component cap.
-            None => Keying::One(self.stats.pinned(&Key::GLOBAL)),
-            Some(key) => Keying::By(key),
-        };
+        // `*` always has its record: it is created here even past the component cap.
+        let keyed = Keyed::new(self.key, || self.stats.pinned(&Key::GLOBAL));
         HealthLayer {
             shared: Arc::new(Shared {
                 stats: self.stats,
-                keying,
+                keyed,
             }),
         }
     }

@@ -64,6 +64,7 @@ mod layer;
 mod registry;
 mod report;
 mod service;
+mod shared;
 mod stats;
 
 #[cfg(feature = "redis")]

@@ -11,20 +11,29 @@ use tower_service::Service;
 use crate::{
     Status,
     future::{Record, ResponseFuture},
-    layer::{HealthLayer, Keying},
+    shared::Shared,
 };
 
-/// Records calls to `S` in [`HealthStats`](crate::HealthStats); built by [`HealthLayer`].
-#[derive(Clone, Debug)]
+/// Records calls to `S` in [`HealthStats`](crate::HealthStats); built by
+/// [`HealthLayer`](crate::HealthLayer).
+#[derive(Clone)]
 pub struct Health<S> {
     inner: S,
-    layer: HealthLayer,
+    shared: Arc<Shared>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Health<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("inner", &self.inner)
+            .field("stats", &self.shared.stats)
+            .finish()
+    }
 }
 
 impl<S> Health<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S, layer: HealthLayer) -> Self {
-        Self { inner, layer }
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
     }
 
     tollgate_core::define_inner_service_accessors!();
@@ -44,33 +53,25 @@ where
     }
 
     fn call(&mut self, request: LlmRequest) -> Self::Future {
-        let shared = &self.layer.shared;
-        let keyed = match &shared.keying {
-            Keying::One(..) => None,
-            Keying::By(extract) => {
-                let key = extract.extract(&request);
-                match shared.stats.component(&key) {
-                    Some(component) => Some((key, component)),
-                    None => return ResponseFuture::unwatched(self.inner.call(request)),
-                }
-            }
+        let shared = &self.shared;
+        // Past the component cap the call is served but not recorded (the statistics warn).
+        let Some((key, found)) = shared
+            .keyed
+            .find(&request, |key| shared.stats.component(key))
+        else {
+            return ResponseFuture::unwatched(self.inner.call(request));
         };
-        let component = match (&keyed, &shared.keying) {
-            (Some((_, component)), _) => component,
-            (None, Keying::One(component)) => component,
-            (None, Keying::By(_)) => unreachable!("a keyed call has its component"),
-        };
+        let component = shared.keyed.get(&found);
         if component.fails_fast() && component.status() == Status::Unhealthy {
-            let key = keyed.as_ref().map_or("*", |(key, _)| key.as_str());
             return ResponseFuture::refused(LlmError::new(
                 ErrorKind::Unavailable,
-                format!("component {key:?} is unhealthy; failing fast"),
+                format!("component {:?} is unhealthy; failing fast", key.as_str()),
             ));
         }
         let started = shared.stats.now();
         let record = Record {
             shared: Arc::clone(shared),
-            component: keyed.map(|(_, component)| component),
+            found,
             started,
         };
         ResponseFuture::watched(self.inner.call(request), record)
