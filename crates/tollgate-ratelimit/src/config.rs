@@ -9,8 +9,9 @@ use tollgate_core::{
 };
 
 use crate::{
-    layer::{DEFAULT_OUTPUT_TOKENS, Limiter, OnLimit, RateLimitLayer, UnpricedModels},
+    layer::{DEFAULT_OUTPUT_TOKENS, RateLimitLayer},
     limiter::{DEFAULT_MAX_KEYS, RateLimiter, RateLimiterBuilder},
+    policy::{Limiter, OnLimit, UnpricedModels},
     quota::{Dimension, Quota, Tier},
 };
 

@@ -9,16 +9,15 @@ use std::{
 use pin_project_lite::pin_project;
 use tollgate_core::{LlmError, LlmResponse};
 
-use crate::{
-    layer::{RateLimitLayer, Reservation},
-    service::Keys,
-};
+use std::sync::Arc;
+
+use crate::shared::{Keys, Reservation, Shared};
 
 type Waiting = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>> + Send>>;
 
 /// What a call must settle with its limiter once its real usage is known.
 pub(crate) struct Settle {
-    pub(crate) layer: RateLimitLayer,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) keys: Keys,
     pub(crate) reservation: Reservation,
 }
@@ -32,14 +31,13 @@ pub(crate) fn settle(
     result: Result<LlmResponse, LlmError>,
 ) -> Result<LlmResponse, LlmError> {
     let Some(Settle {
-        layer,
+        shared,
         keys,
         reservation,
     }) = settle
     else {
         return result;
     };
-    let shared = &layer.shared;
     if shared.limiter.local().is_none() {
         return result;
     }
@@ -48,9 +46,8 @@ pub(crate) fn settle(
     match &mut result {
         Ok(response) if response.is_stream() => {
             // A stream's usage is known when it ends: settle then.
-            let layer = layer.clone();
+            let shared = shared.clone();
             response.on_stream_end(move |answer, end| {
-                let shared = &layer.shared;
                 if let (Some(limiter), Some(actual)) = (
                     shared.limiter.local(),
                     shared.streamed(&reservation, answer, end),

@@ -1,237 +1,24 @@
 //! `RateLimitLayer`: which keys a request is limited by, what it draws, and what to do on denial.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc};
 
 use tollgate_core::{
-    CharEstimator, ConfigError, ErrorKind, Global, KeyExtractor, LlmError, LlmRequest, LlmResponse,
-    ModelPrice, PricingTable, TokenEstimator, Usage, stream::StreamEnd,
+    CharEstimator, ConfigError, Global, KeyExtractor, LlmRequest, PricingTable, TokenEstimator,
 };
 use tower_layer::Layer;
 
 use crate::{
-    limiter::{RateLimiter, Scope},
-    quota::{Amounts, Dimension},
+    limiter::Scope,
+    policy::{Limiter, OnLimit, UnpricedModels},
+    quota::Dimension,
     service::RateLimit,
+    shared::{Binding, Shared},
 };
-
-/// What a layer does when its limiter refuses a call.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum OnLimit {
-    /// Fail at once with `RateLimited` (or `BudgetExceeded`) and the exact `retry_after`.
-    #[default]
-    Reject,
-    /// Wait in a first-come-first-served line for up to this long, then fail as `Reject` does.
-    /// A call whose wait is already known to be longer fails at once.
-    Wait(Duration),
-}
-
-/// What to do with a call to a model the pricing table has no price for, when a quota counts cost.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UnpricedModels {
-    /// Refuse it (`InvalidRequest`): a budget that cannot price a call cannot bound it.
-    #[default]
-    Reject,
-    /// Let it through at zero cost.
-    Free,
-}
-
-/// How long a response waited for the limiter, marked on responses that did wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Waited(pub Duration);
-
-/// The limiter a [`RateLimitLayer`] asks: one in this process, or one shared through Redis.
-///
-/// Both convert into it, so [`RateLimitLayer::new`] takes either.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum Limiter {
-    /// Quotas held in this process.
-    Local(RateLimiter),
-    /// Quotas shared by every process through Redis.
-    #[cfg(feature = "redis")]
-    Redis(crate::RedisRateLimiter),
-}
-
-impl Limiter {
-    /// The handle of the scope named `name`.
-    pub fn scope(&self, name: &str) -> Option<Scope> {
-        self.definition().scope(name)
-    }
-
-    /// The names of the scopes, in the order they were added.
-    pub fn scope_names(&self) -> impl Iterator<Item = &str> {
-        self.definition().scope_names()
-    }
-
-    /// The in-process limiter, when that is what this is.
-    pub(crate) fn local(&self) -> Option<&RateLimiter> {
-        match self {
-            Self::Local(limiter) => Some(limiter),
-            #[cfg(feature = "redis")]
-            Self::Redis(_) => None,
-        }
-    }
-
-    /// The limiter that holds the scopes and quotas (for Redis, its definition).
-    pub(crate) fn definition(&self) -> &RateLimiter {
-        match self {
-            Self::Local(limiter) => limiter,
-            #[cfg(feature = "redis")]
-            Self::Redis(limiter) => limiter.definition(),
-        }
-    }
-}
-
-impl From<RateLimiter> for Limiter {
-    fn from(limiter: RateLimiter) -> Self {
-        Self::Local(limiter)
-    }
-}
-
-#[cfg(feature = "redis")]
-impl From<crate::RedisRateLimiter> for Limiter {
-    fn from(limiter: crate::RedisRateLimiter) -> Self {
-        Self::Redis(limiter)
-    }
-}
 
 /// Applies a [`RateLimiter`] (or a `RedisRateLimiter` with the `redis` feature) to every request: see the [crate docs](crate) for an example.
 #[derive(Clone)]
 pub struct RateLimitLayer {
     pub(crate) shared: Arc<Shared>,
-}
-
-pub(crate) struct Shared {
-    pub(crate) limiter: Limiter,
-    pub(crate) bindings: Vec<Binding>,
-    pub(crate) on_limit: OnLimit,
-    tokens: bool,
-    cost: bool,
-    estimator: Box<dyn TokenEstimator>,
-    default_output_tokens: u64,
-    pricing: Option<PricingTable>,
-    unpriced: UnpricedModels,
-}
-
-type Applies = dyn Fn(&LlmRequest) -> bool + Send + Sync;
-
-/// A scope a request is checked against, the key it is checked under, and (for a scope that
-/// limits only some requests) which requests.
-pub(crate) struct Binding {
-    pub(crate) scope: Scope,
-    pub(crate) key: Box<dyn KeyExtractor>,
-    pub(crate) when: Option<Box<Applies>>,
-}
-
-impl Binding {
-    pub(crate) fn applies(&self, request: &LlmRequest) -> bool {
-        self.when.as_ref().is_none_or(|when| when(request))
-    }
-}
-
-/// What a call reserved, to settle with its real usage once the answer is in.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Reservation {
-    pub(crate) amounts: Amounts,
-    price: Option<ModelPrice>,
-    // The prompt's estimated tokens: what a stream that ends before reporting its usage counts.
-    prompt_estimate: u64,
-}
-
-impl Reservation {
-    /// What a failed call gives back: everything but the request itself, which stays counted.
-    pub(crate) fn unused_on_failure(&self) -> Amounts {
-        self.amounts.saturating_sub(&Amounts::requests(1))
-    }
-}
-
-impl Shared {
-    /// Whether anything beyond the request count needs settling after the call.
-    pub(crate) fn settles(&self) -> bool {
-        self.tokens || self.cost
-    }
-
-    /// What `request` draws: one request, and estimated tokens and cost where quotas count them.
-    pub(crate) fn reserve(&self, request: &LlmRequest) -> Result<Reservation, LlmError> {
-        let mut reservation = Reservation {
-            amounts: Amounts::requests(1),
-            price: None,
-            prompt_estimate: 0,
-        };
-        if !self.settles() {
-            return Ok(reservation);
-        }
-        let input = self.estimator.estimate_prompt(request);
-        reservation.prompt_estimate = input;
-        let output = request
-            .params
-            .max_output_tokens()
-            .unwrap_or(self.default_output_tokens);
-        if self.tokens {
-            reservation.amounts = reservation
-                .amounts
-                .with_tokens(input.saturating_add(output));
-        }
-        if self.cost {
-            let pricing = self.pricing.as_ref().expect("checked when built");
-            match pricing.get(&request.model) {
-                Some(price) => {
-                    reservation.price = Some(*price);
-                    reservation.amounts = reservation
-                        .amounts
-                        .with_cost(price.cost(Usage::new(input, output)));
-                }
-                None if self.unpriced == UnpricedModels::Free => {}
-                None => {
-                    return Err(LlmError::new(
-                        ErrorKind::InvalidRequest,
-                        format!(
-                            "model {:?} has no price in the pricing table, so its cost budget cannot be enforced (set unpriced_models: free to let such calls through)",
-                            &*request.model
-                        ),
-                    ));
-                }
-            }
-        }
-        Ok(reservation)
-    }
-
-    /// What a streamed call used, once its stream ended as `end` with `answer` read.
-    pub(crate) fn streamed(
-        &self,
-        reservation: &Reservation,
-        answer: &LlmResponse,
-        end: StreamEnd,
-    ) -> Option<Amounts> {
-        let usage = match end {
-            StreamEnd::Complete => answer.usage,
-            // Dropped or failed midway: billed all the same, so it is settled with what it used
-            // (estimated where unreported) rather than kept at its reservation, which counts
-            // the whole answer it may have taken.
-            _ => answer.usage.of_unfinished_stream(
-                reservation.prompt_estimate,
-                self.estimator.estimate_text(&answer.content),
-            ),
-        };
-        self.actual(reservation, usage)
-    }
-
-    /// What a call actually drew, or `None` when the provider reported no usage (then the
-    /// reservation stands, which errs on the safe side).
-    pub(crate) fn actual(&self, reservation: &Reservation, usage: Usage) -> Option<Amounts> {
-        if usage == Usage::default() {
-            return None;
-        }
-        let mut amounts = Amounts::requests(1);
-        if self.tokens {
-            amounts = amounts.with_tokens(usage.input_tokens + usage.output_tokens);
-        }
-        if let Some(price) = reservation.price {
-            amounts = amounts.with_cost(price.cost(usage));
-        }
-        Some(amounts)
-    }
 }
 
 impl RateLimitLayer {
@@ -281,6 +68,13 @@ impl<S> Layer<S> for RateLimitLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         RateLimit::new(inner, self.clone())
+    }
+}
+
+impl<S> RateLimit<S> {
+    /// Wraps `inner` in `layer`'s limits.
+    pub fn new(inner: S, layer: RateLimitLayer) -> Self {
+        Self::from_shared(inner, layer.shared)
     }
 }
 

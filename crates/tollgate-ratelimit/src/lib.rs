@@ -99,10 +99,12 @@ mod gcra;
 mod layer;
 mod limiter;
 mod metrics;
+mod policy;
 mod quota;
 #[cfg(feature = "redis")]
 mod redis;
 mod service;
+mod shared;
 mod store;
 
 pub use config::{
@@ -110,12 +112,10 @@ pub use config::{
     RedisConfig, ScopeConfig, TierConfig, tiers_var,
 };
 pub use denial::{Denial, DenialReason};
-pub use layer::{
-    DEFAULT_OUTPUT_TOKENS, Limiter, OnLimit, RateLimitLayer, RateLimitLayerBuilder, UnpricedModels,
-    Waited,
-};
+pub use layer::{DEFAULT_OUTPUT_TOKENS, RateLimitLayer, RateLimitLayerBuilder};
 pub use limiter::{DEFAULT_MAX_KEYS, RateLimiter, RateLimiterBuilder, Scope, Status, TierStatus};
 pub use metrics::Metrics;
+pub use policy::{Limiter, OnLimit, UnpricedModels, Waited};
 pub use quota::{Amounts, Dimension, Quota, Tier};
 #[cfg(feature = "redis")]
 pub use redis::{

@@ -1,45 +1,40 @@
 //! `RateLimit<S>`: admits, waits for or refuses each call, then settles its real usage.
 
 use std::{
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
-use tollgate_core::{Key, LlmError, LlmRequest, LlmResponse, future::call_when_ready};
+use tollgate_core::{LlmError, LlmRequest, LlmResponse, future::call_when_ready};
 use tower_service::Service;
 
 use crate::{
     future::{ResponseFuture, Settle},
-    layer::{Limiter, OnLimit, RateLimitLayer, Waited},
-    limiter::Scope,
+    policy::{Limiter, OnLimit, Waited},
+    shared::{Keys, Shared},
 };
 
-/// The keys one request is limited by: one per bound scope, kept inline for the common single scope.
-pub(crate) enum Keys {
-    One([(Scope, Key); 1]),
-    Many(Vec<(Scope, Key)>),
+/// Limits calls to `S` by a [`RateLimiter`](crate::RateLimiter); built by
+/// [`RateLimitLayer`](crate::RateLimitLayer).
+#[derive(Clone)]
+pub struct RateLimit<S> {
+    inner: S,
+    shared: Arc<Shared>,
 }
 
-impl Keys {
-    pub(crate) fn as_slice(&self) -> &[(Scope, Key)] {
-        match self {
-            Self::One(one) => one,
-            Self::Many(many) => many,
-        }
+impl<S: std::fmt::Debug> std::fmt::Debug for RateLimit<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .field("limiter", &self.shared.limiter)
+            .finish_non_exhaustive()
     }
 }
 
-/// Limits calls to `S` by a [`RateLimiter`](crate::RateLimiter); built by [`RateLimitLayer`].
-#[derive(Clone, Debug)]
-pub struct RateLimit<S> {
-    inner: S,
-    layer: RateLimitLayer,
-}
-
 impl<S> RateLimit<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S, layer: RateLimitLayer) -> Self {
-        Self { inner, layer }
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
     }
 
     tollgate_core::define_inner_service_accessors!();
@@ -60,7 +55,7 @@ where
     }
 
     fn call(&mut self, request: LlmRequest) -> Self::Future {
-        let shared = &self.layer.shared;
+        let shared = &self.shared;
         let keys = match shared.bindings.as_slice() {
             [one] if one.when.is_none() => Keys::One([(one.scope, one.key.extract(&request))]),
             many => Keys::Many(
@@ -88,7 +83,7 @@ where
         let denial = match limiter.check_and_consume(keys.as_slice(), reservation.amounts) {
             Ok(()) => {
                 let settle = shared.settles().then(|| Settle {
-                    layer: self.layer.clone(),
+                    shared: shared.clone(),
                     keys,
                     reservation,
                 });
@@ -101,17 +96,16 @@ where
         };
         // The ready inner service goes with the waiting call; this one keeps a fresh clone, which
         // `poll_ready` drives before the next call.
+        let shared = shared.clone();
         let mut inner = self.take_inner();
-        let layer = self.layer.clone();
         ResponseFuture::waiting(Box::pin(async move {
-            let shared = &layer.shared;
             let limiter = shared.limiter.local().expect("matched above");
             let waited = limiter
                 .wait_after(keys.as_slice(), reservation.amounts, denial, max_wait)
                 .await
                 .map_err(LlmError::from)?;
             let settle = shared.settles().then(|| Settle {
-                layer: layer.clone(),
+                shared: shared.clone(),
                 keys,
                 reservation,
             });
@@ -142,12 +136,11 @@ where
         &mut self,
         request: LlmRequest,
         keys: Keys,
-        reservation: crate::layer::Reservation,
+        reservation: crate::shared::Reservation,
     ) -> ResponseFuture<S::Future> {
         let mut inner = self.take_inner();
-        let layer = self.layer.clone();
+        let shared = self.shared.clone();
         ResponseFuture::waiting(Box::pin(async move {
-            let shared = &layer.shared;
             let Limiter::Redis(limiter) = &shared.limiter else {
                 unreachable!("only a Redis limiter calls through here")
             };
@@ -172,10 +165,9 @@ where
                 match &mut result {
                     Ok(response) if response.is_stream() => {
                         // A stream's usage is known when it ends: settle then.
-                        let layer = layer.clone();
+                        let shared = shared.clone();
                         response.on_stream_end(move |answer, end| {
-                            let Some(actual) = layer.shared.streamed(&reservation, answer, end)
-                            else {
+                            let Some(actual) = shared.streamed(&reservation, answer, end) else {
                                 return;
                             };
                             if let Ok(runtime) = tokio::runtime::Handle::try_current() {

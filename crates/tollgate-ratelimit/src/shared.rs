@@ -1,0 +1,161 @@
+//! What every clone of a rate-limit layer, its services and their futures share, and what one
+//! call carries from its admission to its settlement.
+
+use tollgate_core::{
+    ErrorKind, Key, KeyExtractor, LlmError, LlmRequest, LlmResponse, ModelPrice, PricingTable,
+    TokenEstimator, Usage, stream::StreamEnd,
+};
+
+use crate::{
+    limiter::Scope,
+    policy::{Limiter, OnLimit, UnpricedModels},
+    quota::Amounts,
+};
+
+/// The limiter, the scopes a request is checked against, and how its draw is estimated and settled.
+pub(crate) struct Shared {
+    pub(crate) limiter: Limiter,
+    pub(crate) bindings: Vec<Binding>,
+    pub(crate) on_limit: OnLimit,
+    pub(crate) tokens: bool,
+    pub(crate) cost: bool,
+    pub(crate) estimator: Box<dyn TokenEstimator>,
+    pub(crate) default_output_tokens: u64,
+    pub(crate) pricing: Option<PricingTable>,
+    pub(crate) unpriced: UnpricedModels,
+}
+
+type Applies = dyn Fn(&LlmRequest) -> bool + Send + Sync;
+
+/// A scope a request is checked against, the key it is checked under, and (for a scope that
+/// limits only some requests) which requests.
+pub(crate) struct Binding {
+    pub(crate) scope: Scope,
+    pub(crate) key: Box<dyn KeyExtractor>,
+    pub(crate) when: Option<Box<Applies>>,
+}
+
+impl Binding {
+    pub(crate) fn applies(&self, request: &LlmRequest) -> bool {
+        self.when.as_ref().is_none_or(|when| when(request))
+    }
+}
+
+/// What a call reserved, to settle with its real usage once the answer is in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reservation {
+    pub(crate) amounts: Amounts,
+    price: Option<ModelPrice>,
+    // The prompt's estimated tokens: what a stream that ends before reporting its usage counts.
+    prompt_estimate: u64,
+}
+
+impl Reservation {
+    /// What a failed call gives back: everything but the request itself, which stays counted.
+    pub(crate) fn unused_on_failure(&self) -> Amounts {
+        self.amounts.saturating_sub(&Amounts::requests(1))
+    }
+}
+
+impl Shared {
+    /// Whether anything beyond the request count needs settling after the call.
+    pub(crate) fn settles(&self) -> bool {
+        self.tokens || self.cost
+    }
+
+    /// What `request` draws: one request, and estimated tokens and cost where quotas count them.
+    pub(crate) fn reserve(&self, request: &LlmRequest) -> Result<Reservation, LlmError> {
+        let mut reservation = Reservation {
+            amounts: Amounts::requests(1),
+            price: None,
+            prompt_estimate: 0,
+        };
+        if !self.settles() {
+            return Ok(reservation);
+        }
+        let input = self.estimator.estimate_prompt(request);
+        reservation.prompt_estimate = input;
+        let output = request
+            .params
+            .max_output_tokens()
+            .unwrap_or(self.default_output_tokens);
+        if self.tokens {
+            reservation.amounts = reservation
+                .amounts
+                .with_tokens(input.saturating_add(output));
+        }
+        if self.cost {
+            let pricing = self.pricing.as_ref().expect("checked when built");
+            match pricing.get(&request.model) {
+                Some(price) => {
+                    reservation.price = Some(*price);
+                    reservation.amounts = reservation
+                        .amounts
+                        .with_cost(price.cost(Usage::new(input, output)));
+                }
+                None if self.unpriced == UnpricedModels::Free => {}
+                None => {
+                    return Err(LlmError::new(
+                        ErrorKind::InvalidRequest,
+                        format!(
+                            "model {:?} has no price in the pricing table, so its cost budget cannot be enforced (set unpriced_models: free to let such calls through)",
+                            &*request.model
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(reservation)
+    }
+
+    /// What a streamed call used, once its stream ended as `end` with `answer` read.
+    pub(crate) fn streamed(
+        &self,
+        reservation: &Reservation,
+        answer: &LlmResponse,
+        end: StreamEnd,
+    ) -> Option<Amounts> {
+        let usage = match end {
+            StreamEnd::Complete => answer.usage,
+            // Dropped or failed midway: billed all the same, so it is settled with what it used
+            // (estimated where unreported) rather than kept at its reservation, which counts
+            // the whole answer it may have taken.
+            _ => answer.usage.of_unfinished_stream(
+                reservation.prompt_estimate,
+                self.estimator.estimate_text(&answer.content),
+            ),
+        };
+        self.actual(reservation, usage)
+    }
+
+    /// What a call actually drew, or `None` when the provider reported no usage (then the
+    /// reservation stands, which errs on the safe side).
+    pub(crate) fn actual(&self, reservation: &Reservation, usage: Usage) -> Option<Amounts> {
+        if usage == Usage::default() {
+            return None;
+        }
+        let mut amounts = Amounts::requests(1);
+        if self.tokens {
+            amounts = amounts.with_tokens(usage.input_tokens + usage.output_tokens);
+        }
+        if let Some(price) = reservation.price {
+            amounts = amounts.with_cost(price.cost(usage));
+        }
+        Some(amounts)
+    }
+}
+
+/// The keys one request is limited by: one per bound scope, kept inline for the common single scope.
+pub(crate) enum Keys {
+    One([(Scope, Key); 1]),
+    Many(Vec<(Scope, Key)>),
+}
+
+impl Keys {
+    pub(crate) fn as_slice(&self) -> &[(Scope, Key)] {
+        match self {
+            Self::One(one) => one,
+            Self::Many(many) => many,
+        }
+    }
+}
