@@ -61,14 +61,21 @@
 mod config;
 mod entry;
 mod flight;
+mod future;
 pub mod key;
 mod layer;
+mod service;
+mod shared;
+mod status;
 pub mod store;
 
 pub use config::{CacheConfig, Override};
 pub use entry::CachedResponse;
+pub use future::ResponseFuture;
 pub use key::{CacheKey, Scope, cache_key};
-pub use layer::{Cache, CacheLayer, CacheMetrics, CacheStatus, ResponseFuture, X_CACHE};
+pub use layer::{CacheLayer, CacheMetrics};
+pub use service::Cache;
+pub use status::{CacheStatus, X_CACHE};
 pub use store::{CacheStore, FileStore, MemoryStore, StoreStats, TieredStore};
 #[cfg(feature = "redis")]
 pub use store::{RedisStore, RedisStoreBuilder};
