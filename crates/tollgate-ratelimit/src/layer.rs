@@ -15,7 +15,7 @@ use crate::{
     shared::{Binding, Shared},
 };
 
-/// Applies a [`RateLimiter`] (or a `RedisRateLimiter` with the `redis` feature) to every request: see the [crate docs](crate) for an example.
+/// Applies a [`RateLimiter`](crate::RateLimiter) (or a `RedisRateLimiter` with the `redis` feature) to every request: see the [crate docs](crate) for an example.
 #[derive(Clone)]
 pub struct RateLimitLayer {
     pub(crate) shared: Arc<Shared>,

@@ -30,9 +30,9 @@ pub enum UnpricedModels {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Waited(pub Duration);
 
-/// The limiter a [`RateLimitLayer`] asks: one in this process, or one shared through Redis.
+/// The limiter a [`RateLimitLayer`](crate::RateLimitLayer) asks: one in this process, or one shared through Redis.
 ///
-/// Both convert into it, so [`RateLimitLayer::new`] takes either.
+/// Both convert into it, so [`RateLimitLayer::new`](crate::RateLimitLayer::new) takes either.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Limiter {

@@ -14,7 +14,7 @@ use std::{
 use hashbrown::HashTable;
 use tokio::time::Instant;
 
-use super::{RedisRateLimiter, Via, counts, script::Op};
+use super::{RedisRateLimiter, Via, metrics::bump, script::Op};
 use crate::{Amounts, Denial, DenialReason, Dimension, Scope};
 
 /// Key sets holding a lease before idle ones are dropped (their permits handed back).
@@ -172,7 +172,7 @@ impl Leases {
         let lease = table.find_mut(hash, |lease| lease.is_for(keys));
         match (via, decided, lease) {
             (Via::Redis, Ok(granted), Some(lease)) => {
-                counts::bump(&limiter.inner.counts.leases, 1);
+                bump(&limiter.inner.counts.leases, 1);
                 lease.remaining = granted.saturating_sub(1);
                 lease.expires = Instant::now() + self.ttl;
                 lease.refused = None;
@@ -211,7 +211,7 @@ impl Leases {
 /// Counts a decision made from the lease alone.
 fn counted(limiter: &RedisRateLimiter, decided: Result<Via, Denial>) -> Result<Via, Denial> {
     if decided.is_ok() {
-        counts::bump(&limiter.inner.counts.lease_admits, 1);
+        bump(&limiter.inner.counts.lease_admits, 1);
     }
     decided
 }
@@ -221,7 +221,7 @@ async fn give_back(limiter: &RedisRateLimiter, keys: &[(Scope, impl AsRef<str>)]
     if unused == 0 {
         return;
     }
-    counts::bump(&limiter.inner.counts.lease_returned, unused);
+    bump(&limiter.inner.counts.lease_returned, unused);
     limiter
         .adjust_signed(keys, |dimension| match dimension {
             Dimension::Requests => -i128::from(unused),

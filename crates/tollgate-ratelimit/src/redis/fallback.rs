@@ -1,4 +1,4 @@
-//! A small breaker in front of Redis: after enough failures in a row, stop calling it (and pay no
+//! The fallback breaker: a small breaker in front of Redis: after enough failures in a row, stop calling it (and pay no
 //! timeout per call), let one call probe it now and then, and go back when a probe answers.
 
 use std::{
@@ -19,7 +19,7 @@ pub enum Backend {
     Fallback,
 }
 
-pub(super) struct Health {
+pub(super) struct FallbackBreaker {
     down: AtomicBool,
     failures: AtomicU32,
     probing: AtomicBool,
@@ -41,7 +41,7 @@ pub(super) enum Gate<'a> {
 }
 
 /// Ends a probe even when its call is dropped mid-flight, so a later call can probe again.
-pub(super) struct ProbeGuard<'a>(&'a Health);
+pub(super) struct ProbeGuard<'a>(&'a FallbackBreaker);
 
 impl Drop for ProbeGuard<'_> {
     fn drop(&mut self) {
@@ -49,7 +49,7 @@ impl Drop for ProbeGuard<'_> {
     }
 }
 
-impl Health {
+impl FallbackBreaker {
     pub(super) fn new(threshold: u32, probe_interval: Duration) -> Self {
         Self {
             down: AtomicBool::new(false),
