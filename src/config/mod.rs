@@ -526,31 +526,27 @@ fn default_prefix() -> String {
 }
 
 fn default_threshold() -> u32 {
-    3
+    tollgate_ratelimit::DEFAULT_FAILURE_THRESHOLD
 }
 
 fn default_probe() -> Duration {
-    Duration::from_millis(500)
+    tollgate_ratelimit::DEFAULT_PROBE_INTERVAL
 }
 
 fn default_share() -> f64 {
-    0.5
+    tollgate_ratelimit::DEFAULT_LOCAL_SHARE
 }
 
 fn default_limiter_timeout() -> Duration {
-    // The limiter's own default (`tollgate_ratelimit::DEFAULT_REDIS_TIMEOUT`, behind its `redis`
-    // feature): a limit decision must not hold a call up for longer.
-    Duration::from_millis(5)
+    tollgate_ratelimit::DEFAULT_REDIS_TIMEOUT
 }
 
 fn default_cache_max_value_bytes() -> usize {
-    // The Redis store's own default (`tollgate_cache::store::DEFAULT_MAX_VALUE_BYTES`, behind its
-    // `redis` feature).
-    512 * 1024
+    tollgate_cache::store::DEFAULT_MAX_VALUE_BYTES
 }
 
 fn default_cache_timeout() -> Duration {
-    Duration::from_millis(50)
+    tollgate_cache::store::DEFAULT_CACHE_TIMEOUT
 }
 
 /// Every mistake found in a configuration, each with its path; displayed one per line.

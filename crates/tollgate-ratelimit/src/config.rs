@@ -176,23 +176,23 @@ impl RedisConfig {
 }
 
 fn default_prefix() -> String {
-    "tollgate:rl".to_owned()
+    crate::DEFAULT_PREFIX.to_owned()
 }
 
 fn default_timeout() -> Duration {
-    Duration::from_millis(5)
+    crate::DEFAULT_REDIS_TIMEOUT
 }
 
 fn default_share() -> f64 {
-    0.5
+    crate::DEFAULT_LOCAL_SHARE
 }
 
 fn default_threshold() -> u32 {
-    3
+    crate::DEFAULT_FAILURE_THRESHOLD
 }
 
 fn default_probe() -> Duration {
-    Duration::from_millis(500)
+    crate::DEFAULT_PROBE_INTERVAL
 }
 
 /// The environment variable whose value replaces `redis.url`.

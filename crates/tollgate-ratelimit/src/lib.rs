@@ -93,6 +93,7 @@
 //! no allocation of its own.
 
 mod config;
+mod defaults;
 mod denial;
 pub mod future;
 mod gcra;
@@ -111,6 +112,10 @@ pub use config::{
     Amount, KeyBy, KeyField, LeaseConfig, OnFailureConfig, REDIS_URL_VAR, RateLimitConfig,
     RedisConfig, ScopeConfig, TierConfig, tiers_var,
 };
+pub use defaults::{
+    DEFAULT_FAILURE_THRESHOLD, DEFAULT_LOCAL_SHARE, DEFAULT_PREFIX, DEFAULT_PROBE_INTERVAL,
+    DEFAULT_REDIS_TIMEOUT,
+};
 pub use denial::{Denial, DenialReason};
 pub use layer::{DEFAULT_OUTPUT_TOKENS, RateLimitLayer, RateLimitLayerBuilder};
 pub use limiter::{DEFAULT_MAX_KEYS, RateLimiter, RateLimiterBuilder, Scope, Status, TierStatus};
@@ -119,8 +124,7 @@ pub use policy::{Limiter, OnLimit, UnpricedModels, Waited};
 pub use quota::{Amounts, Dimension, Quota, Tier};
 #[cfg(feature = "redis")]
 pub use redis::{
-    Backend, DEFAULT_FAILURE_THRESHOLD, DEFAULT_PREFIX, DEFAULT_PROBE_INTERVAL,
-    DEFAULT_REDIS_TIMEOUT, MAX_LEASE_SETS, OnRedisFailure, RedisMetrics, RedisRateLimiter,
+    Backend, MAX_LEASE_SETS, OnRedisFailure, RedisMetrics, RedisRateLimiter,
     RedisRateLimiterBuilder,
 };
 pub use service::RateLimit;

@@ -13,11 +13,19 @@ mod tiered;
 pub use file::{FileStore, FileStoreBuilder};
 pub use memory::{MEMORY_ENTRY_OVERHEAD, MemoryStore};
 #[cfg(feature = "redis")]
-pub use redis::{
-    DEFAULT_CACHE_PREFIX, DEFAULT_CACHE_TIMEOUT, DEFAULT_MAX_VALUE_BYTES, RedisStore,
-    RedisStoreBuilder, RedisStoreErrors,
-};
+pub use redis::{RedisStore, RedisStoreBuilder, RedisStoreErrors};
 pub use tiered::TieredStore;
+
+// The Redis store's defaults, named whatever features are on, so configurations read them here.
+
+/// Default key prefix of a Redis store (feature `redis`).
+pub const DEFAULT_CACHE_PREFIX: &str = "tollgate:cache";
+
+/// Default time a Redis read or write may take before it counts as a miss or a skipped write.
+pub const DEFAULT_CACHE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Default largest value written to Redis, after compression.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 512 * 1024;
 
 /// A boxed store operation.
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

@@ -12,19 +12,11 @@ use redis::aio::ConnectionManager;
 use tollgate_core::ConfigError;
 
 use super::{CacheStore, Lookup, StoreFuture, StoreStats};
+use super::{DEFAULT_CACHE_PREFIX, DEFAULT_CACHE_TIMEOUT, DEFAULT_MAX_VALUE_BYTES};
 use crate::{
     CacheKey, CachedResponse, WallClock,
     entry::{decode, encode},
 };
-
-/// Default key prefix of a [`RedisStore`].
-pub const DEFAULT_CACHE_PREFIX: &str = "tollgate:cache";
-
-/// Default time a Redis read or write may take before it counts as a miss or a skipped write.
-pub const DEFAULT_CACHE_TIMEOUT: Duration = Duration::from_millis(50);
-
-/// Default largest value written to Redis, after compression.
-pub const DEFAULT_MAX_VALUE_BYTES: usize = 512 * 1024;
 
 /// Values compressed with LZ4 start with this line instead of the plain format's magic.
 const LZ4_MAGIC: &[u8] = b"tollgate-cache v1 lz4\n";

@@ -5,16 +5,13 @@ use std::{sync::Arc, time::Duration};
 use tollgate_core::ConfigError;
 
 use super::{
-    DEFAULT_FAILURE_THRESHOLD, DEFAULT_PROBE_INTERVAL, DEFAULT_REDIS_TIMEOUT, FallbackBreaker,
-    Inner, OnRedisFailure, RedisRateLimiter, lease::Leases, metrics, script,
+    FallbackBreaker, Inner, OnRedisFailure, RedisRateLimiter, lease::Leases, metrics, script,
 };
 use crate::{
+    DEFAULT_FAILURE_THRESHOLD, DEFAULT_PREFIX, DEFAULT_PROBE_INTERVAL, DEFAULT_REDIS_TIMEOUT,
     limiter::{RateLimiter, RateLimiterBuilder},
     quota::Quota,
 };
-
-/// The default key prefix.
-pub const DEFAULT_PREFIX: &str = "tollgate:rl";
 
 /// Builds a [`RedisRateLimiter`]; checks everything in [`build`](Self::build).
 #[must_use]

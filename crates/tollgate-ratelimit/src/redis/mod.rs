@@ -23,7 +23,7 @@ use crate::{
     limiter::{RateLimiter, Scope, Status, TierStatus},
     quota::Amounts,
 };
-pub use builder::{DEFAULT_PREFIX, RedisRateLimiterBuilder};
+pub use builder::RedisRateLimiterBuilder;
 use decide::{Failure, unavailable};
 pub use fallback::Backend;
 use fallback::FallbackBreaker;
@@ -53,18 +53,11 @@ pub enum OnRedisFailure {
 impl Default for OnRedisFailure {
     /// Half of each tier, locally.
     fn default() -> Self {
-        Self::Local { share: 0.5 }
+        Self::Local {
+            share: crate::DEFAULT_LOCAL_SHARE,
+        }
     }
 }
-
-/// Default time a Redis call may take before the failure policy decides instead.
-pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(5);
-
-/// Default number of consecutive failed calls after which Redis is left alone.
-pub const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
-
-/// Default time between probes of a Redis that was left alone.
-pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Multi-tier quotas shared through Redis by every process that uses the same key prefix.
 ///
