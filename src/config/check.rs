@@ -1,0 +1,373 @@
+//! The checks of a configuration that parsed: every section's values, and what the sections say
+//! of each other (a role's provider exists, a budget's model has a price, ...).
+
+use std::{collections::BTreeSet, time::Duration};
+
+use tollgate_circuit_breaker::CircuitBreakerConfig;
+use tollgate_core::ConfigError;
+use tollgate_health::HealthConfig;
+use tollgate_ratelimit::UnpricedModels;
+use tollgate_retry::RetryPolicy;
+
+use super::{
+    sections::{Config, DEFAULT_ROLE, PerProvider, ProviderKind, RedisSection, StoreKind},
+    switch::Switch,
+};
+
+impl Config {
+    /// Every mistake, skipping the checks that need a section that did not parse.
+    pub(super) fn mistakes(&self, broken: &BTreeSet<&str>) -> Vec<ConfigError> {
+        let ok = |names: &[&str]| names.iter().all(|name| !broken.contains(name));
+        let mut errors = Vec::new();
+        if ok(&["providers"]) {
+            self.check_providers(&mut errors);
+        }
+        if ok(&["providers", "roles"]) {
+            self.check_roles(&mut errors);
+        }
+        if ok(&["providers", "roles", "pricing", "rate_limiting"]) {
+            self.check_pricing(&mut errors);
+        }
+        if ok(&["providers", "caching", "redis"]) {
+            self.check_caching(&mut errors);
+        }
+        if ok(&["providers", "rate_limiting"]) {
+            self.check_rate_limiting(&mut errors);
+        }
+        if let Switch::On(retry) = &self.retry {
+            self.check_per_provider("retry", retry, &ok, &mut errors, |policy| {
+                RetryPolicy::from_config(policy.clone()).map(|_| ())
+            });
+        }
+        if let Switch::On(breaker) = &self.circuit_breaker {
+            self.check_per_provider(
+                "circuit_breaker",
+                breaker,
+                &ok,
+                &mut errors,
+                CircuitBreakerConfig::validate,
+            );
+        }
+        if let Switch::On(health) = &self.health {
+            self.check_per_provider("health", health, &ok, &mut errors, HealthConfig::validate);
+        }
+        if let Some(redis) = &self.redis {
+            check_redis(redis, &mut errors);
+        }
+        if let Err(error) = self.costs.validate() {
+            errors.push(error.under("costs"));
+        }
+        errors
+    }
+
+    /// A per-provider section: its settings and each provider's are valid, and every provider it
+    /// names exists.
+    fn check_per_provider<T>(
+        &self,
+        name: &str,
+        section: &PerProvider<T>,
+        ok: &dyn Fn(&[&str]) -> bool,
+        errors: &mut Vec<ConfigError>,
+        validate: impl Fn(&T) -> Result<(), ConfigError>,
+    ) {
+        if let Err(e) = validate(&section.defaults) {
+            errors.push(e.under(name));
+        }
+        for (provider, own) in &section.providers {
+            let at = format!("{name}.providers.{provider}");
+            if ok(&["providers"]) && !self.providers.contains_key(provider) {
+                errors.push(ConfigError::new(
+                    &at,
+                    format!("unknown provider (providers: {})", self.provider_names()),
+                ));
+            }
+            if let Switch::On(settings) = own {
+                if let Err(e) = validate(settings) {
+                    errors.push(e.under(&at));
+                }
+            }
+        }
+    }
+
+    fn check_providers(&self, errors: &mut Vec<ConfigError>) {
+        if self.providers.is_empty() {
+            errors.push(ConfigError::new("providers", "name at least one provider"));
+        }
+        for (name, provider) in &self.providers {
+            let at = |field: &str| format!("providers.{name}.{field}");
+            if provider.pasted_key.is_some() {
+                errors.push(ConfigError::new(
+                    at("api_key"),
+                    "API keys never go in the file: put the key in an environment variable and name \
+                     it with api_key_env (e.g. api_key_env: OPENAI_API_KEY)",
+                ));
+            }
+            if let Some(var) = &provider.api_key_env {
+                if !is_env_var_name(var) {
+                    // The value is not repeated: it may well be the key itself.
+                    errors.push(ConfigError::new(
+                        at("api_key_env"),
+                        "must be the name of an environment variable (letters, digits and _, \
+                         e.g. OPENAI_API_KEY), not the key itself",
+                    ));
+                }
+            }
+            for (field, value) in [
+                ("timeout", provider.timeout),
+                ("connect_timeout", provider.connect_timeout),
+            ] {
+                if let Some(value) = value {
+                    if let Err(e) = tollgate_core::non_zero(&at(field), value) {
+                        errors.push(e);
+                    }
+                }
+            }
+            if let Some(url) = &provider.base_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    errors.push(ConfigError::new(
+                        at("base_url"),
+                        format!("expected an http:// or https:// URL, got {url:?}"),
+                    ));
+                }
+            }
+            match provider.kind {
+                ProviderKind::Simulated => {
+                    for (field, set) in [
+                        ("base_url", provider.base_url.is_some()),
+                        ("api_key_env", provider.api_key_env.is_some()),
+                    ] {
+                        if set {
+                            errors.push(ConfigError::new(
+                                at(field),
+                                "a simulated provider makes no network calls",
+                            ));
+                        }
+                    }
+                }
+                kind => {
+                    for (field, set) in [
+                        ("latency", provider.latency.is_some()),
+                        ("output_tokens", provider.output_tokens.is_some()),
+                    ] {
+                        if set {
+                            errors.push(ConfigError::new(
+                                at(field),
+                                format!("only for kind: simulated, not {kind:?}").to_lowercase(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_roles(&self, errors: &mut Vec<ConfigError>) {
+        if !self.roles.contains_key(DEFAULT_ROLE) {
+            errors.push(ConfigError::new(
+                "roles.default",
+                "missing: a request without a role uses it, and other roles fall back to it",
+            ));
+        }
+        let fallback = self.roles.get(DEFAULT_ROLE);
+        for (name, role) in &self.roles {
+            let at = |field: &str| format!("roles.{name}.{field}");
+            match role
+                .provider
+                .as_ref()
+                .or_else(|| fallback.and_then(|d| d.provider.as_ref()))
+            {
+                None => errors.push(ConfigError::new(at("provider"), "missing (and no default)")),
+                Some(provider) if !self.providers.contains_key(provider) => {
+                    errors.push(ConfigError::new(
+                        at("provider"),
+                        format!(
+                            "unknown provider {provider:?} (providers: {})",
+                            self.provider_names()
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+            match role
+                .model
+                .as_ref()
+                .or_else(|| fallback.and_then(|d| d.model.as_ref()))
+            {
+                None => errors.push(ConfigError::new(at("model"), "missing (and no default)")),
+                Some(model) if model.trim().is_empty() => {
+                    errors.push(ConfigError::new(at("model"), "must not be empty"));
+                }
+                Some(_) => {}
+            }
+            if let Some(t) = role.temperature {
+                if !(0.0..=2.0).contains(&t) {
+                    errors.push(ConfigError::new(
+                        at("temperature"),
+                        format!("must be between 0 and 2, got {t}"),
+                    ));
+                }
+            }
+            if role.max_tokens == Some(0) {
+                errors.push(ConfigError::new(at("max_tokens"), "must be > 0"));
+            }
+        }
+    }
+
+    fn check_pricing(&self, errors: &mut Vec<ConfigError>) {
+        let Switch::On(limiting) = &self.rate_limiting else {
+            return;
+        };
+        if !limiting.has_budget() || limiting.unpriced_models == UnpricedModels::Free {
+            return;
+        }
+        for name in self.roles.keys() {
+            let Some(role) = self.role(name) else {
+                continue;
+            };
+            if self.pricing.get(&role.model).is_none() {
+                errors.push(ConfigError::new(
+                    format!("pricing.{}", role.model),
+                    format!(
+                        "missing: role {name:?} uses this model and rate_limiting has dollar \
+                         budgets (or set rate_limiting.unpriced_models: free)"
+                    ),
+                ));
+            }
+        }
+        errors.dedup();
+    }
+
+    fn check_caching(&self, errors: &mut Vec<ConfigError>) {
+        let Switch::On(caching) = &self.caching else {
+            return;
+        };
+        if let Err(e) = caching.rules().validate() {
+            // The rules name the time to live `default_ttl`; this section calls it `ttl`.
+            let path = if e.path() == "default_ttl" {
+                "ttl"
+            } else {
+                e.path()
+            };
+            errors.push(ConfigError::new(format!("caching.{path}"), e.reason()));
+        }
+        if caching.max_bytes == 0 {
+            errors.push(ConfigError::new("caching.max_bytes", "must be > 0"));
+        }
+        match caching.store {
+            StoreKind::File if caching.path.is_none() => errors.push(ConfigError::new(
+                "caching.path",
+                "missing: the file store needs a directory",
+            )),
+            StoreKind::Redis | StoreKind::Tiered if self.redis.is_none() => {
+                errors.push(ConfigError::new(
+                    "caching.store",
+                    "needs the redis section (url, prefix)",
+                ));
+            }
+            _ => {}
+        }
+        for name in caching.providers.keys() {
+            if !self.providers.contains_key(name) {
+                errors.push(ConfigError::new(
+                    format!("caching.providers.{name}"),
+                    format!("unknown provider (providers: {})", self.provider_names()),
+                ));
+            }
+        }
+    }
+
+    fn check_rate_limiting(&self, errors: &mut Vec<ConfigError>) {
+        let Switch::On(limiting) = &self.rate_limiting else {
+            return;
+        };
+        if limiting.max_keys == 0 {
+            errors.push(ConfigError::new("rate_limiting.max_keys", "must be > 0"));
+        }
+        if limiting.wait == Some(Duration::ZERO) {
+            errors.push(ConfigError::new(
+                "rate_limiting.wait",
+                "must be > 0 (leave it out to refuse at once)",
+            ));
+        }
+        for (name, limits) in &limiting.providers {
+            let at = format!("rate_limiting.providers.{name}");
+            if !self.providers.contains_key(name) {
+                errors.push(ConfigError::new(
+                    &at,
+                    format!("unknown provider (providers: {})", self.provider_names()),
+                ));
+            }
+            if let Err(mistakes) = limits.quota(&at) {
+                errors.extend(mistakes);
+            }
+        }
+        for (name, limits) in &limiting.tenants {
+            if let Err(mistakes) = limits.quota(&format!("rate_limiting.tenants.{name}")) {
+                errors.extend(mistakes);
+            }
+        }
+    }
+
+    fn provider_names(&self) -> String {
+        self.providers
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn check_redis(redis: &RedisSection, errors: &mut Vec<ConfigError>) {
+    if !["redis://", "rediss://", "unix://", "redis+unix://"]
+        .iter()
+        .any(|scheme| redis.url.starts_with(scheme))
+    {
+        errors.push(ConfigError::new(
+            "redis.url",
+            "expected redis://host:port/db (or rediss://, unix://)",
+        ));
+    }
+    if redis.prefix.is_empty() {
+        errors.push(ConfigError::new("redis.prefix", "must not be empty"));
+    }
+    if !(redis.local_share > 0.0 && redis.local_share <= 1.0) {
+        errors.push(ConfigError::new(
+            "redis.local_share",
+            format!("must be above 0 and at most 1, got {}", redis.local_share),
+        ));
+    }
+    if redis.failure_threshold == 0 {
+        errors.push(ConfigError::new("redis.failure_threshold", "must be > 0"));
+    }
+    if redis.cache_max_value_bytes == 0 {
+        errors.push(ConfigError::new(
+            "redis.cache_max_value_bytes",
+            "must be > 0",
+        ));
+    }
+    for (field, value) in [
+        ("probe_interval", redis.probe_interval),
+        ("limiter_timeout", redis.limiter_timeout),
+        ("cache_timeout", redis.cache_timeout),
+    ] {
+        if let Err(e) = tollgate_core::non_zero(&format!("redis.{field}"), value) {
+            errors.push(e);
+        }
+    }
+    if let Some(lease) = redis.lease {
+        if lease.batch == 0 {
+            errors.push(ConfigError::new("redis.lease.batch", "must be > 0"));
+        }
+        if let Err(e) = tollgate_core::non_zero("redis.lease.ttl", lease.ttl) {
+            errors.push(e);
+        }
+    }
+}
+
+fn is_env_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

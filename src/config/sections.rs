@@ -1,0 +1,436 @@
+//! The sections of a configuration, as types: providers, roles, caching, rate limiting, Redis, and
+//! the per-provider form of the retry, breaker and health sections.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, de::IgnoredAny};
+use tollgate_cache::{CacheConfig, Override, Scope as CacheScope};
+use tollgate_core::duration;
+use tollgate_ratelimit::{LeaseConfig, OnFailureConfig, UnpricedModels};
+
+use tollgate_circuit_breaker::CircuitBreakerConfig;
+use tollgate_core::PricingTable;
+use tollgate_health::HealthConfig;
+use tollgate_retry::RetryConfig;
+
+use super::{limits::Limits, switch::Switch};
+use crate::cost::CostsConfig;
+
+/// The environment variable that replaces `rate_limiting.tenants.default`: the quota every tenant
+/// without its own gets, in the same shape as in the file (`{per_minute: 600, cost_per_day: "20"}`;
+/// YAML or JSON).
+pub const DEFAULT_QUOTA_VAR: &str = "TOLLGATE_DEFAULT_QUOTA";
+
+/// The role a request without one takes, and that every other role falls back to.
+pub const DEFAULT_ROLE: &str = "default";
+
+/// Everything one YAML document configures. Unknown fields are errors everywhere.
+///
+/// ```
+/// use tollgate::Config;
+///
+/// let config = Config::from_yaml(r#"
+/// providers:
+///   local: { kind: simulated }
+/// roles:
+///   default: { provider: local, model: sim-small, temperature: 0.2 }
+///   summarize: { max_tokens: 256 }
+/// "#).unwrap();
+/// let summarize = config.role("summarize").unwrap();
+/// assert_eq!((&*summarize.provider, &*summarize.model), ("local", "sim-small"));
+/// assert_eq!((summarize.temperature, summarize.max_tokens), (Some(0.2), Some(256)));
+///
+/// // Every mistake at once, each with its path.
+/// let err = Config::from_yaml(r#"
+/// providers:
+///   local: { kind: simulated, timeout: 0s }
+/// roles:
+///   default: { provider: nowhere, model: sim-small, temperature: 7 }
+/// "#).unwrap_err();
+/// assert_eq!(err.paths(), ["providers.local.timeout", "roles.default.provider", "roles.default.temperature"]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The upstreams, by the name roles use.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Model settings per role; `default` is required, and the others fall back to it field by
+    /// field.
+    pub roles: BTreeMap<String, RoleConfig>,
+    /// Dollars per million tokens, per model (or model-name prefix): `{ input: "2.50", output:
+    /// "10.00" }`.
+    #[serde(default)]
+    pub pricing: PricingTable,
+    /// The response cache (off when absent).
+    #[serde(default = "Switch::off")]
+    pub caching: Switch<CachingConfig>,
+    /// Quotas per provider and per tenant, budgets included (off when absent).
+    #[serde(default = "Switch::off")]
+    pub rate_limiting: Switch<RateLimitingConfig>,
+    /// Retries (on with its defaults when absent), with a policy and a retry budget of its own
+    /// for each provider, which `retry.providers` may change.
+    #[serde(default)]
+    pub retry: Switch<PerProvider<RetryConfig>>,
+    /// A circuit breaker per provider (on with its defaults when absent), whose rules
+    /// `circuit_breaker.providers` may change.
+    #[serde(default)]
+    pub circuit_breaker: Switch<PerProvider<CircuitBreakerConfig>>,
+    /// Call statistics per provider (on with its defaults when absent), whose thresholds
+    /// `health.providers` may change.
+    #[serde(default)]
+    pub health: Switch<PerProvider<HealthConfig>>,
+    /// Redis, for limits and a cache shared by every process (needs the `redis` feature).
+    #[serde(default)]
+    pub redis: Option<RedisSection>,
+    /// How the cost report keeps spend: how many tenants it keeps apart.
+    #[serde(default)]
+    pub costs: CostsConfig,
+}
+
+/// A layer's section that each provider may change: the settings every provider gets, and
+/// per-provider replacements (the `retry`, `circuit_breaker` and `health` sections).
+///
+/// Under `providers`, a provider is either `false` (the layer is off for it) or a mapping of the
+/// fields it changes; the rest come from the section. A field that is a mapping itself (`budget`,
+/// `window`) is replaced whole. Each provider has its own instance of the layer's state either
+/// way: its own retry budget, its own breaker, its own statistics.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate::Config;
+///
+/// let config = Config::from_yaml(r#"
+/// providers:
+///   openai: { kind: simulated }
+///   local: { kind: simulated }
+///   batch: { kind: simulated }
+/// roles:
+///   default: { provider: openai, model: gpt-4o-mini }
+/// retry:
+///   max_retries: 2
+///   base_delay: 500ms
+///   providers:
+///     local: false
+///     batch: { max_retries: 5 }
+/// circuit_breaker:
+///   slow_call_duration: 30s
+///   providers:
+///     local: { slow_call_duration: 5s }
+/// health:
+///   providers:
+///     batch: false
+/// "#).unwrap();
+/// let retry = &config.retry;
+/// assert_eq!(retry.for_provider("openai").unwrap().max_retries, 2);
+/// assert!(retry.for_provider("local").is_none());
+/// let batch = retry.for_provider("batch").unwrap();
+/// assert_eq!((batch.max_retries, batch.base_delay), (5, Duration::from_millis(500)));
+/// let breaker = &config.circuit_breaker;
+/// assert_eq!(breaker.for_provider("local").unwrap().slow_call_duration, Duration::from_secs(5));
+/// assert_eq!(breaker.for_provider("batch").unwrap().slow_call_duration, Duration::from_secs(30));
+/// assert!(config.health.for_provider("batch").is_none());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PerProvider<T> {
+    /// The settings of every provider without its own.
+    pub defaults: T,
+    /// Per provider: off, or its own settings (already filled in from `defaults`).
+    pub providers: BTreeMap<String, Switch<T>>,
+}
+
+impl<T> PerProvider<T> {
+    /// The settings `provider` gets, or `None` when the layer is off for it.
+    pub fn for_provider(&self, provider: &str) -> Option<&T> {
+        match self.providers.get(provider) {
+            Some(own) => own.get(),
+            None => Some(&self.defaults),
+        }
+    }
+
+    /// The providers with settings of their own (not those turned off), by name.
+    pub fn own_settings(&self) -> impl Iterator<Item = (&str, &T)> {
+        self.providers
+            .iter()
+            .filter_map(|(provider, own)| Some((provider.as_str(), own.get()?)))
+    }
+}
+
+impl<T> Switch<PerProvider<T>> {
+    /// The settings `provider` gets, or `None` when the layer is off, for every provider or for
+    /// this one.
+    pub fn for_provider(&self, provider: &str) -> Option<&T> {
+        self.get()?.for_provider(provider)
+    }
+}
+
+/// One upstream. The API key is never written here: `api_key_env` names the environment variable
+/// that holds it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// `openai` (any OpenAI-compatible server: OpenAI, vLLM, Ollama, ...), `anthropic`, or
+    /// `simulated` (the [`SimulatedProvider`](crate::SimulatedProvider), for trying a
+    /// configuration out).
+    pub kind: ProviderKind,
+    /// The API's base URL (default: the provider's public API; required for other servers).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The name of the environment variable holding the API key (`OPENAI_API_KEY`); absent for
+    /// servers that need none.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Bound on a whole call (default 10 min).
+    #[serde(default, with = "duration::option")]
+    pub timeout: Option<Duration>,
+    /// Bound on opening a connection (default 10 s).
+    #[serde(default, with = "duration::option")]
+    pub connect_timeout: Option<Duration>,
+    /// Extra headers every call carries.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// `simulated` only: how long each answer takes (default 0).
+    #[serde(default, with = "duration::option")]
+    pub latency: Option<Duration>,
+    /// `simulated` only: tokens in each answer (default 16).
+    #[serde(default)]
+    pub output_tokens: Option<u64>,
+    /// Never accepted: read so that a key pasted into the file is refused by name without its
+    /// value being kept or shown.
+    #[serde(default, rename = "api_key")]
+    pub(super) pasted_key: Option<IgnoredAny>,
+}
+
+/// Which client serves a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// An OpenAI-compatible `/chat/completions` server.
+    Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// The simulated provider: answers from memory, no network.
+    Simulated,
+}
+
+/// One role's model settings; an absent field falls back to the `default` role's.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoleConfig {
+    /// A provider named in `providers`.
+    pub provider: Option<String>,
+    /// The model.
+    pub model: Option<String>,
+    /// Sampling temperature, 0 to 2.
+    pub temperature: Option<f64>,
+    /// Most tokens in an answer.
+    pub max_tokens: Option<u32>,
+}
+
+/// A role with the `default` role's fields filled in.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ResolvedRole {
+    /// The provider's name.
+    pub provider: std::sync::Arc<str>,
+    /// The model.
+    pub model: std::sync::Arc<str>,
+    /// The temperature, when set.
+    pub temperature: Option<f64>,
+    /// The answer's token bound, when set.
+    pub max_tokens: Option<u32>,
+}
+
+/// Where the cache keeps answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// In this process, bounded by `max_bytes` (default).
+    #[default]
+    Memory,
+    /// Files under `path`, bounded by `max_bytes`; survives restarts.
+    File,
+    /// Redis (the `redis` section), shared by every process.
+    Redis,
+    /// Memory in front of Redis.
+    Tiered,
+}
+
+/// The response cache. Unknown fields are errors.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CachingConfig {
+    /// `memory` (default), `file`, `redis` or `tiered` (memory in front of Redis).
+    pub store: StoreKind,
+    /// Bytes the memory or file store holds (default 64 MiB).
+    pub max_bytes: u64,
+    /// The file store's directory.
+    pub path: Option<PathBuf>,
+    /// How long an answer is served (default 1 h).
+    #[serde(with = "duration")]
+    pub ttl: Duration,
+    /// Answers longer than this are not stored (default 1 MiB).
+    pub max_entry_bytes: usize,
+    /// Cache only reproducible requests (temperature 0, or a seed).
+    pub deterministic_only: bool,
+    /// Treat runs of whitespace in message text as one space.
+    pub normalize_whitespace: bool,
+    /// `tenant` (default: tenants never see each other's answers) or `shared`.
+    pub scope: CacheScope,
+    /// Per provider: `enabled: false` to never cache it, or its own `ttl`.
+    pub providers: BTreeMap<String, Override>,
+    /// Per model (wins over its provider's rule).
+    pub models: BTreeMap<String, Override>,
+}
+
+impl Default for CachingConfig {
+    fn default() -> Self {
+        let rules = CacheConfig::default();
+        Self {
+            store: StoreKind::Memory,
+            max_bytes: 64 << 20,
+            path: None,
+            ttl: rules.default_ttl,
+            max_entry_bytes: rules.max_entry_bytes,
+            deterministic_only: rules.deterministic_only,
+            normalize_whitespace: rules.normalize_whitespace,
+            scope: rules.scope,
+            providers: BTreeMap::new(),
+            models: BTreeMap::new(),
+        }
+    }
+}
+
+impl CachingConfig {
+    /// The cache layer's own rules.
+    pub fn rules(&self) -> CacheConfig {
+        CacheConfig {
+            default_ttl: self.ttl,
+            max_entry_bytes: self.max_entry_bytes,
+            deterministic_only: self.deterministic_only,
+            normalize_whitespace: self.normalize_whitespace,
+            scope: self.scope,
+            providers: self.providers.clone(),
+            models: self.models.clone(),
+        }
+    }
+}
+
+/// Quotas per provider and per tenant. Unknown fields are errors.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitingConfig {
+    /// Wait up to this long for room before refusing; absent, refuse at once.
+    #[serde(with = "duration::option")]
+    pub wait: Option<Duration>,
+    /// Per provider, shared by everyone calling it; providers not listed are not limited here.
+    pub providers: BTreeMap<String, Limits>,
+    /// Per tenant: `default` for every tenant not listed, and a tenant's own entry instead of it.
+    /// Cost tiers here are the tenants' budgets.
+    pub tenants: BTreeMap<String, Limits>,
+    /// Tokens reserved for an answer when neither the request nor its role bounds it (default
+    /// 1,024); the real usage settles it afterwards.
+    pub default_output_tokens: u64,
+    /// Calls to models without a price when a budget counts dollars: `reject` (default) or `free`.
+    pub unpriced_models: UnpricedModels,
+    /// At most this many keys tracked at once (default 100,000).
+    pub max_keys: usize,
+}
+
+impl Default for RateLimitingConfig {
+    fn default() -> Self {
+        Self {
+            wait: None,
+            providers: BTreeMap::new(),
+            tenants: BTreeMap::new(),
+            default_output_tokens: 1_024,
+            unpriced_models: UnpricedModels::default(),
+            max_keys: tollgate_ratelimit::DEFAULT_MAX_KEYS,
+        }
+    }
+}
+
+impl RateLimitingConfig {
+    /// The quota a tenant has: its own, else `default`.
+    pub fn tenant_limits(&self, tenant: &str) -> Option<&Limits> {
+        self.tenants
+            .get(tenant)
+            .or_else(|| self.tenants.get(DEFAULT_ROLE))
+    }
+
+    pub(super) fn has_budget(&self) -> bool {
+        self.tenants
+            .values()
+            .chain(self.providers.values())
+            .any(Limits::has_budget)
+    }
+}
+
+/// Redis, shared by the rate limiter (keys under `<prefix>:rl`) and the cache (`<prefix>:cache`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSection {
+    /// `redis://host:port/db`; the `REDIS_URL` environment variable replaces it.
+    pub url: String,
+    /// Key prefix (default `tollgate`).
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// What the limiter does while Redis does not answer: `local` (default: an in-process limiter
+    /// with `local_share` of each tier), `fail_open` or `fail_closed`. The cache always treats an
+    /// unanswered read as a miss.
+    #[serde(default)]
+    pub on_failure: OnFailureConfig,
+    /// The share of each tier the local fallback holds (default 0.5).
+    #[serde(default = "default_share")]
+    pub local_share: f64,
+    /// Limiter calls failed in a row before Redis is left alone for a while (default 3).
+    #[serde(default = "default_threshold")]
+    pub failure_threshold: u32,
+    /// How often one limiter call probes a Redis that was left alone (default 500 ms).
+    #[serde(default = "default_probe", with = "duration")]
+    pub probe_interval: Duration,
+    /// Bound on each limiter call to Redis (default 5 ms).
+    #[serde(default = "default_limiter_timeout", with = "duration")]
+    pub limiter_timeout: Duration,
+    /// Bound on each cache call to Redis (default 50 ms).
+    #[serde(default = "default_cache_timeout", with = "duration")]
+    pub cache_timeout: Duration,
+    /// Cached answers larger than this in Redis (after compression) are not written there
+    /// (default 512 KiB).
+    #[serde(default = "default_cache_max_value_bytes")]
+    pub cache_max_value_bytes: usize,
+    /// Compress cached answers in Redis with LZ4 (default false): natural-language answers shrink
+    /// to about half, for a few microseconds per kilobyte on each write and read.
+    #[serde(default)]
+    pub cache_compress: bool,
+    /// Hybrid mode for request limits: lease permits in batches (`{ batch: 100, ttl: 1s }`).
+    #[serde(default)]
+    pub lease: Option<LeaseConfig>,
+}
+
+fn default_prefix() -> String {
+    "tollgate".to_owned()
+}
+
+fn default_threshold() -> u32 {
+    tollgate_ratelimit::DEFAULT_FAILURE_THRESHOLD
+}
+
+fn default_probe() -> Duration {
+    tollgate_ratelimit::DEFAULT_PROBE_INTERVAL
+}
+
+fn default_share() -> f64 {
+    tollgate_ratelimit::DEFAULT_LOCAL_SHARE
+}
+
+fn default_limiter_timeout() -> Duration {
+    tollgate_ratelimit::DEFAULT_REDIS_TIMEOUT
+}
+
+fn default_cache_max_value_bytes() -> usize {
+    tollgate_cache::store::DEFAULT_MAX_VALUE_BYTES
+}
+
+fn default_cache_timeout() -> Duration {
+    tollgate_cache::store::DEFAULT_CACHE_TIMEOUT
+}
