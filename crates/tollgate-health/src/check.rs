@@ -197,31 +197,78 @@ impl HealthCheck for StatsCheck {
     }
 }
 
-/// Pings a Redis server over its own protocol (`PING` → `+PONG`), without a Redis client crate.
+/// Pings a Redis server with `PING`, through the same redis-rs connection the rate limiter and
+/// the cache store open (so `rediss://` TLS and passwords in the URL work as they do there).
+///
+/// The connection is made on the first check, inside the runtime that runs it, and reconnects by
+/// itself; a server that does not answer is unhealthy until it answers again.
 #[cfg(feature = "redis")]
-#[derive(Debug, Clone)]
 pub struct RedisCheck {
     name: String,
-    address: String,
+    url: String,
+    /// The URL without its password, for messages.
+    shown: String,
+    connection: std::sync::OnceLock<Result<redis::aio::ConnectionManager, String>>,
+}
+
+#[cfg(feature = "redis")]
+impl std::fmt::Debug for RedisCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCheck")
+            .field("name", &self.name)
+            .field("url", &self.shown)
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(feature = "redis")]
 impl RedisCheck {
-    /// Pings the server at `address` (`host:port`).
-    pub fn new(name: impl Into<String>, address: impl Into<String>) -> Self {
+    /// Pings the server at `target`: a Redis URL (`redis://user:secret@host:6379/0`,
+    /// `rediss://...`) or a bare `host:port`.
+    pub fn new(name: impl Into<String>, target: impl Into<String>) -> Self {
+        let target = target.into();
+        let url = if target.contains("://") {
+            target
+        } else {
+            format!("redis://{target}/")
+        };
         Self {
             name: name.into(),
-            address: address.into(),
+            shown: without_password(&url),
+            url,
+            connection: std::sync::OnceLock::new(),
         }
     }
 
-    async fn ping(&self) -> std::io::Result<String> {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-        let mut stream = tokio::net::TcpStream::connect(&self.address).await?;
-        stream.write_all(b"*1\r\n$4\r\nPING\r\n").await?;
-        let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line).await?;
-        Ok(line.trim_end().to_owned())
+    async fn ping(&self) -> Result<String, String> {
+        let connection = self.connection.get_or_init(|| {
+            tollgate_core::redis::lazy_connection(
+                &self.url,
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            )
+            .map_err(|error| error.to_string())
+        });
+        let mut connection = connection.clone()?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+            .map_err(|error| error.to_string())
+    }
+}
+
+/// `url` with the password (if any) replaced, so no message repeats it.
+#[cfg(feature = "redis")]
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -234,10 +281,24 @@ impl HealthCheck for RedisCheck {
     fn check(&self) -> CheckFuture<'_> {
         Box::pin(async move {
             match self.ping().await {
-                Ok(reply) if reply == "+PONG" => CheckOutcome::healthy("PONG"),
+                Ok(reply) if reply == "PONG" => CheckOutcome::healthy("PONG"),
                 Ok(reply) => CheckOutcome::unhealthy(format!("unexpected reply {reply:?} to PING")),
-                Err(error) => CheckOutcome::unhealthy(format!("{}: {error}", self.address)),
+                Err(error) => CheckOutcome::unhealthy(format!("{}: {error}", self.shown)),
             }
         })
+    }
+}
+
+#[cfg(all(test, feature = "redis"))]
+mod tests {
+    #[test]
+    fn a_password_in_the_url_is_never_shown() {
+        let check = super::RedisCheck::new("r", "rediss://app:hunter2@cache.internal:6380/0");
+        assert_eq!(check.shown, "rediss://app:***@cache.internal:6380/0");
+        assert!(!format!("{check:?}").contains("hunter2"));
+        assert_eq!(
+            super::RedisCheck::new("r", "127.0.0.1:6379").url,
+            "redis://127.0.0.1:6379/"
+        );
     }
 }
