@@ -20,7 +20,7 @@ use tower::{ServiceBuilder, util::BoxCloneSyncService};
 
 use super::{
     BoxedProvider, LimitHandles, Parts, Stack,
-    route::{ProviderStack, Router},
+    route::{Providers, Router},
 };
 use crate::{
     CachingConfig, Config, ConfigErrors, DEFAULT_ROLE, ProviderConfig, ProviderKind,
@@ -109,30 +109,31 @@ pub(super) fn build(
     let observe = health
         .as_ref()
         .map(|stats| HealthLayer::builder(stats.clone()).key(ByProvider).build());
-    let provider_names: Vec<Arc<str>> = providers.keys().cloned().collect();
-    let providers: HashMap<Arc<str>, ProviderStack, _> = providers
-        .into_iter()
-        .map(|(name, client)| {
-            let retry = config.retry.for_provider(&name).map(|policy| {
-                RetryLayer::new(RetryPolicy::from_config(policy.clone()).expect("validated"))
-            });
-            let breaker = config
-                .circuit_breaker
-                .for_provider(&name)
-                .and(breaker.clone());
-            let observe = config.health.for_provider(&name).and(observe.clone());
-            let stack = ServiceBuilder::new()
-                .option_layer(retry)
-                .option_layer(breaker)
-                .option_layer(observe)
-                .service(client);
-            (name, stack)
-        })
-        .collect();
+    let providers: Arc<Providers> = Arc::new(
+        providers
+            .into_iter()
+            .map(|(name, client)| {
+                let retry = config.retry.for_provider(&name).map(|policy| {
+                    RetryLayer::new(RetryPolicy::from_config(policy.clone()).expect("validated"))
+                });
+                let breaker = config
+                    .circuit_breaker
+                    .for_provider(&name)
+                    .and(breaker.clone());
+                let observe = config.health.for_provider(&name).and(observe.clone());
+                let stack = ServiceBuilder::new()
+                    .option_layer(retry)
+                    .option_layer(breaker)
+                    .option_layer(observe)
+                    .service(client);
+                (name, stack)
+            })
+            .collect(),
+    );
 
     let costs = CostTracker::new(config.pricing.clone(), &config.costs);
     let router = Router {
-        providers: Arc::new(providers),
+        providers: providers.clone(),
         costs: costs.clone(),
         estimator,
     };
@@ -151,7 +152,7 @@ pub(super) fn build(
         parts: Arc::new(Parts {
             roles,
             default_role: Arc::from(DEFAULT_ROLE),
-            providers: provider_names,
+            providers,
             costs,
             cache,
             limits: limits.map(|(_, limits)| limits),

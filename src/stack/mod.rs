@@ -83,7 +83,8 @@ struct Parts {
     // Looked up on every call; the names come from the configuration (see the router's map).
     roles: HashMap<Arc<str>, ResolvedRole, foldhash::fast::RandomState>,
     default_role: Arc<str>,
-    providers: Vec<Arc<str>>,
+    /// The router's own table, so a request's provider is checked against what serves it.
+    providers: Arc<route::Providers>,
     costs: CostTracker,
     cache: Option<tollgate_cache::CacheLayer>,
     limits: Option<LimitHandles>,
@@ -290,11 +291,8 @@ impl Stack {
         };
         match &request.provider {
             None => request.provider = Some(role.provider.clone()),
-            Some(provider) if !parts.providers.contains(provider) => {
-                return Err(LlmError::new(
-                    ErrorKind::InvalidRequest,
-                    format!("no provider named {provider:?} in the configuration"),
-                ));
+            Some(provider) if !parts.providers.contains_key(provider) => {
+                return Err(route::unknown_provider(provider));
             }
             Some(_) => {}
         }
@@ -337,7 +335,10 @@ pub struct Sizes {
 impl std::fmt::Debug for Stack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stack")
-            .field("providers", &self.parts.providers)
+            .field(
+                "providers",
+                &self.parts.providers.keys().collect::<Vec<_>>(),
+            )
             .field("cache", &self.parts.cache.is_some())
             .field("rate_limiting", &self.parts.limits.is_some())
             .field("circuit_breaker", &self.parts.breakers.is_some())

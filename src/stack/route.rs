@@ -27,12 +27,24 @@ pub(super) type ProviderStack = Either<Retry<Guarded>, Guarded>;
 type Guarded = Either<CircuitBreaker<Observed>, Observed>;
 type Observed = Either<Health<BoxedProvider>, BoxedProvider>;
 
-/// Sends each request to its provider's stack (the provider is set by role resolution above it).
+/// Each provider's stack, by name: what the router sends to, and what role resolution checks a
+/// request's provider against before the cache and the limiter spend anything on it. The names
+/// come from the configuration, so a fast hash needs no protection from keys chosen to collide.
+pub(super) type Providers = HashMap<Arc<str>, ProviderStack, foldhash::fast::RandomState>;
+
+/// The error for a request naming a provider the configuration does not have.
+pub(super) fn unknown_provider(name: &str) -> LlmError {
+    LlmError::new(
+        ErrorKind::InvalidRequest,
+        format!("no provider named {name:?} in the configuration"),
+    )
+}
+
+/// Sends each request to its provider's stack (the provider is set, and checked, by role
+/// resolution above it).
 #[derive(Clone)]
 pub(super) struct Router {
-    // Every call looks its provider up here; the names come from the configuration, so a fast
-    // hash needs no protection from keys chosen to collide.
-    pub(super) providers: Arc<HashMap<Arc<str>, ProviderStack, foldhash::fast::RandomState>>,
+    pub(super) providers: Arc<Providers>,
     pub(super) costs: CostTracker,
     /// The limiter's estimator, so an unfinished stream is counted as the limiter counted it.
     pub(super) estimator: Arc<dyn TokenEstimator>,
@@ -54,11 +66,10 @@ impl Service<LlmRequest> for Router {
             .as_deref()
             .and_then(|provider| self.providers.get(provider));
         let (Some(client), Some(provider)) = (client, request.provider.clone()) else {
+            // Only a router used without role resolution in front of it gets here.
+            let name = request.provider.as_deref().unwrap_or_default();
             return RouteFuture::Failed {
-                error: Some(LlmError::new(
-                    ErrorKind::InvalidRequest,
-                    format!("no provider named {:?}", request.provider),
-                )),
+                error: Some(unknown_provider(name)),
             };
         };
         let record = Record {
