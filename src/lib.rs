@@ -66,9 +66,9 @@
 // helpers (`counted`, `non_zero`, `rng`, `duration`, its Redis connection) stay in core.
 pub use tollgate_core::{
     BoxError, ByModel, ByPrincipal, ByProvider, ByRole, ByTenant, CacheControl, CharEstimator,
-    ConfigError, Content, ErrorKind, ExtraParams, FinishReason, Global, InvalidPrice, JsonMap, Key,
-    KeyExtractor, LlmError, LlmRequest, LlmResponse, Message, MicroUsd, ModelPrice, Outcome,
-    Params, PricingTable, Priority, RequestMeta, Role, SimulatedFuture, SimulatedProvider,
+    ConfigError, Content, ErrorKind, ExtraParams, Fault, FinishReason, Global, InvalidPrice,
+    JsonMap, Key, KeyExtractor, LlmError, LlmRequest, LlmResponse, Message, MicroUsd, ModelPrice,
+    Outcome, Params, PricingTable, Priority, RequestMeta, Role, SimulatedFuture, SimulatedProvider,
     SimulatedProviderBuilder, TokenEstimator, Usage, clock, future, http, stream,
 };
 

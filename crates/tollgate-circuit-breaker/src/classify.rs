@@ -1,6 +1,6 @@
 //! Which outcomes a breaker counts as failures, which as successes, and which it ignores.
 
-use tollgate_core::{ErrorKind, LlmError};
+use tollgate_core::{Fault, LlmError};
 
 /// How a breaker counts one finished call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,7 @@ where
     }
 }
 
-/// The default classifier.
+/// The default classifier, from the outcome's [`Fault`].
 ///
 /// | outcome | verdict |
 /// |---|---|
@@ -59,14 +59,10 @@ impl Classifier for DefaultClassifier {
         let Err(error) = outcome else {
             return Verdict::Success;
         };
-        match error.kind() {
-            ErrorKind::Server | ErrorKind::Timeout | ErrorKind::Connect | ErrorKind::Overloaded => {
-                Verdict::Failure
-            }
-            ErrorKind::RateLimited if self.rate_limited_is_failure => Verdict::Failure,
-            ErrorKind::InvalidRequest | ErrorKind::Auth | ErrorKind::ContentFilter => {
-                Verdict::Success
-            }
+        match error.kind().fault() {
+            Fault::Upstream => Verdict::Failure,
+            Fault::Throttled if self.rate_limited_is_failure => Verdict::Failure,
+            Fault::Caller => Verdict::Success,
             _ => Verdict::Ignore,
         }
     }

@@ -19,6 +19,32 @@ pub fn counted(count: u64, noun: &str) -> String {
     format!("{count} {noun}{}", if count == 1 { "" } else { "s" })
 }
 
+/// Whose doing a failed call was ([`ErrorKind::fault`]): one classification of every outcome,
+/// on which each layer builds its own policy, as tower-http's classifiers do.
+///
+/// | fault | kinds | retry's default | breaker's default | health's default |
+/// |---|---|---|---|---|
+/// | `Upstream` | `Server`, `Timeout`, `Connect`, `Overloaded` | retried | a failure | a failure |
+/// | `Throttled` | `RateLimited` | retried | ignored (or a failure, when configured) | a failure |
+/// | `Caller` | `InvalidRequest`, `Auth`, `ContentFilter` | never | a success: the upstream answered | ignored, but `Auth` (a bad key is the component's) |
+/// | `Tollgate` | `CircuitOpen`, `BudgetExceeded`, `Unavailable` | never | ignored | a failure |
+/// | `Internal` | `Internal` | never | ignored | a failure |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The upstream failed in a way that may pass: it is broken, slow, unreachable or overloaded.
+    Upstream,
+    /// The upstream is limiting this caller: it works, and asks for less.
+    Throttled,
+    /// The request, its key or its content was refused: the upstream answered, and sending the
+    /// same request again will not help.
+    Caller,
+    /// tollgate decided, not the upstream: a breaker open, a budget spent, a dependency away.
+    Tollgate,
+    /// A bug, or a failure nobody classified.
+    Internal,
+}
+
 /// What went wrong, in terms a caller can act on.
 ///
 /// [`ErrorKind::is_retryable`] is the one place that says which kinds are transient.
@@ -68,17 +94,27 @@ impl ErrorKind {
         Self::Internal,
     ];
 
-    /// Whether the same request may succeed if sent again later.
+    /// Whose doing a failure of this kind is: the one classification the retry, breaker and health
+    /// layers each build their own policy on.
+    pub const fn fault(self) -> Fault {
+        match self {
+            Self::Server | Self::Timeout | Self::Connect | Self::Overloaded => Fault::Upstream,
+            Self::RateLimited => Fault::Throttled,
+            Self::InvalidRequest | Self::Auth | Self::ContentFilter => Fault::Caller,
+            Self::CircuitOpen | Self::BudgetExceeded | Self::Unavailable => Fault::Tollgate,
+            Self::Internal => Fault::Internal,
+        }
+    }
+
+    /// Whether the same request may succeed if sent again later: an [`Upstream`](Fault::Upstream)
+    /// or [`Throttled`](Fault::Throttled) fault.
     ///
     /// True for `RateLimited`, `Overloaded`, `Timeout`, `Connect` and `Server`. Never for caller
     /// mistakes (`Auth`, `InvalidRequest`, `ContentFilter`), spent budgets (`BudgetExceeded`), or
     /// decisions tollgate made to protect the provider (`CircuitOpen`, `Unavailable`): retrying those
     /// would defeat them.
     pub const fn is_retryable(self) -> bool {
-        matches!(
-            self,
-            Self::RateLimited | Self::Overloaded | Self::Timeout | Self::Connect | Self::Server
-        )
+        matches!(self.fault(), Fault::Upstream | Fault::Throttled)
     }
 
     /// The kind an HTTP error status means.
@@ -387,6 +423,17 @@ fn is_tower_elapsed(error: &(dyn StdError + 'static)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retrying_follows_the_fault() {
+        for kind in ErrorKind::ALL {
+            let transient = matches!(kind.fault(), Fault::Upstream | Fault::Throttled);
+            assert_eq!(kind.is_retryable(), transient, "{kind:?}");
+        }
+        assert_eq!(ErrorKind::RateLimited.fault(), Fault::Throttled);
+        assert_eq!(ErrorKind::Auth.fault(), Fault::Caller);
+        assert_eq!(ErrorKind::BudgetExceeded.fault(), Fault::Tollgate);
+    }
 
     #[test]
     fn every_kind_has_its_own_name_and_comes_back_from_it() {

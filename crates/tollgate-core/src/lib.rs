@@ -51,7 +51,7 @@ pub mod stream;
 mod tokens;
 
 pub use config::{ConfigError, duration, non_zero};
-pub use error::{BoxError, ErrorKind, LlmError, counted};
+pub use error::{BoxError, ErrorKind, Fault, LlmError, counted};
 pub use key::{ByModel, ByPrincipal, ByProvider, ByRole, ByTenant, Global, Key, KeyExtractor};
 pub use pricing::{InvalidPrice, MicroUsd, ModelPrice, PricingTable};
 pub use request::{

@@ -51,7 +51,8 @@ pub struct HealthConfig {
     #[serde(with = "duration::option", skip_serializing_if = "Option::is_none")]
     pub unhealthy_p95: Option<Duration>,
     /// Error kinds that say nothing about the component's health: counted by kind, but not as
-    /// failures (default: `invalid_request`, `content_filter`).
+    /// failures. Default: the [`Caller`](tollgate_core::Fault::Caller) faults but `auth`
+    /// (`invalid_request`, `content_filter`): a refused key is the component's own problem.
     pub ignore: Vec<ErrorKind>,
     /// At most this many components are tracked (default 100).
     pub max_components: usize,
@@ -152,5 +153,19 @@ impl HealthConfig {
     pub(crate) fn window_span_nanos(&self) -> Option<u64> {
         self.window_span
             .map(|span| u64::try_from(span.as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tollgate_core::{ErrorKind, Fault};
+
+    #[test]
+    fn the_default_ignores_the_caller_faults_but_a_refused_key() {
+        let expected: Vec<ErrorKind> = ErrorKind::ALL
+            .into_iter()
+            .filter(|kind| kind.fault() == Fault::Caller && *kind != ErrorKind::Auth)
+            .collect();
+        assert_eq!(super::HealthConfig::default().ignore, expected);
     }
 }
