@@ -84,12 +84,11 @@ impl Service<LlmRequest> for Router {
             },
             // Estimated now, while the request is at hand, in case the stream ends before the
             // provider reports the prompt's size.
-            prompt_estimate: if request.meta.stream {
-                self.estimator.estimate_prompt(&request)
-            } else {
-                0
-            },
-            estimator: self.estimator.clone(),
+            // Only a stream can end unfinished, so only a stream carries the estimator.
+            stream: request.meta.stream.then(|| Unfinished {
+                prompt_estimate: self.estimator.estimate_prompt(&request),
+                estimator: self.estimator.clone(),
+            }),
         };
         RouteFuture::Called {
             call: Oneshot::new(client.clone(), request),
@@ -102,6 +101,11 @@ impl Service<LlmRequest> for Router {
 struct Record {
     costs: CostTracker,
     labels: Labels,
+    stream: Option<Unfinished>,
+}
+
+/// What a stream that ends before its answer does is counted with.
+struct Unfinished {
     prompt_estimate: u64,
     estimator: Arc<dyn TokenEstimator>,
 }
@@ -111,8 +115,7 @@ impl Record {
         let Self {
             costs,
             labels,
-            prompt_estimate,
-            estimator,
+            stream,
         } = self;
         if !response.is_stream() {
             costs.record(labels, response.usage, false);
@@ -120,14 +123,18 @@ impl Record {
         }
         // A stream's usage is known at its end. One the caller drops, or that fails midway, is
         // billed all the same: it counts with what the provider reported by then, estimated
-        // where it reported nothing by the limiter's estimator, so both count it alike.
-        response.on_stream_end(move |answer, end| match end {
-            StreamEnd::Complete => costs.record(labels, answer.usage, false),
-            _ => {
-                let read = estimator.estimate_text(&answer.content);
-                let usage = answer.usage.of_unfinished_stream(prompt_estimate, read);
+        // where it reported nothing by the limiter's estimator, so both count it alike. (A
+        // service that streams unasked has no estimate: it counts what it reported.)
+        response.on_stream_end(move |answer, end| match (end, stream) {
+            (StreamEnd::Complete, _) => costs.record(labels, answer.usage, false),
+            (_, Some(unfinished)) => {
+                let read = unfinished.estimator.estimate_text(&answer.content);
+                let usage = answer
+                    .usage
+                    .of_unfinished_stream(unfinished.prompt_estimate, read);
                 costs.record(labels, usage, true);
             }
+            (_, None) => costs.record(labels, answer.usage, true),
         });
     }
 }
