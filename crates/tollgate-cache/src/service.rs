@@ -5,7 +5,10 @@ use std::{
     task::{Context, Poll},
 };
 
-use tollgate_core::{LlmError, LlmRequest, LlmResponse, future::call_when_ready};
+use tollgate_core::{
+    LlmError, LlmRequest, LlmResponse,
+    future::{call_when_ready, take_ready},
+};
 use tower_service::Service;
 
 use crate::{
@@ -105,8 +108,7 @@ where
         lookup: Option<StoreFuture<Option<Arc<CachedResponse>>>>,
         mut following: Option<Arc<Flight>>,
     ) -> ResponseFuture<S::Future> {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let shared = self.shared.clone();
         ResponseFuture::boxed(Box::pin(async move {
             if let Some(lookup) = lookup

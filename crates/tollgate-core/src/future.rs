@@ -24,6 +24,14 @@ where
     service.call(request).await.map_err(Into::into)
 }
 
+/// The ready `service`, taken for a call that finishes in a future of its own; `service` keeps a
+/// fresh clone in its place, which the layer's `poll_ready` drives before its next call. The
+/// taken one goes to [`call_when_ready`], so the readiness the caller obtained is not wasted.
+pub fn take_ready<S: Clone>(service: &mut S) -> S {
+    let clone = service.clone();
+    std::mem::replace(service, clone)
+}
+
 /// Told once how a watched call ended: `Ok(())` for a response, or its error.
 ///
 /// A layer's observer is dropped unnotified when the call is dropped before it ends, so its

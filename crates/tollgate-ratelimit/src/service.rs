@@ -6,7 +6,10 @@ use std::{
     time::Duration,
 };
 
-use tollgate_core::{LlmError, LlmRequest, LlmResponse, future::call_when_ready};
+use tollgate_core::{
+    LlmError, LlmRequest, LlmResponse,
+    future::{call_when_ready, take_ready},
+};
 use tower_service::Service;
 
 use crate::{
@@ -97,7 +100,7 @@ where
         // The ready inner service goes with the waiting call; this one keeps a fresh clone, which
         // `poll_ready` drives before the next call.
         let shared = shared.clone();
-        let mut inner = self.take_inner();
+        let mut inner = take_ready(&mut self.inner);
         ResponseFuture::waiting(Box::pin(async move {
             let limiter = shared.limiter.local().expect("matched above");
             let waited = limiter
@@ -116,29 +119,22 @@ where
     }
 }
 
+#[cfg(feature = "redis")]
 impl<S> RateLimit<S>
 where
     S: Service<LlmRequest, Response = LlmResponse> + Clone + Send + 'static,
     S::Error: Into<LlmError>,
     S::Future: Send + 'static,
 {
-    /// The ready inner service, for a call that finishes in a future of its own; this one keeps a
-    /// fresh clone, which `poll_ready` drives before the next call.
-    fn take_inner(&mut self) -> S {
-        let clone = self.inner.clone();
-        std::mem::replace(&mut self.inner, clone)
-    }
-
     /// A call decided by Redis: one round trip (or the failure policy) before the inner call,
     /// and the settlement sent afterwards without holding up the response.
-    #[cfg(feature = "redis")]
     fn call_redis(
         &mut self,
         request: LlmRequest,
         keys: Keys,
         reservation: crate::shared::Reservation,
     ) -> ResponseFuture<S::Future> {
-        let mut inner = self.take_inner();
+        let mut inner = take_ready(&mut self.inner);
         let shared = self.shared.clone();
         ResponseFuture::waiting(Box::pin(async move {
             let Limiter::Redis(limiter) = &shared.limiter else {
