@@ -4,7 +4,7 @@ use std::{
     collections::{HashMap, VecDeque},
     fmt,
     sync::{
-        Arc, Mutex, MutexGuard, RwLock,
+        Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
         atomic::{AtomicU8, Ordering},
     },
     time::Duration,
@@ -319,12 +319,14 @@ pub struct HealthStats {
     pub(crate) inner: Arc<StatsInner>,
 }
 
+type Components = HashMap<Key, Arc<ComponentStats>, RandomState>;
+
 pub(crate) struct StatsInner {
     pub(crate) config: Arc<HealthConfig>,
     // Components judged by settings of their own.
     own: HashMap<Key, Arc<HealthConfig>, RandomState>,
     pub(crate) clock: Arc<dyn Clock>,
-    components: RwLock<HashMap<Key, Arc<ComponentStats>, RandomState>>,
+    components: RwLock<Components>,
 }
 
 impl fmt::Debug for HealthStats {
@@ -364,6 +366,22 @@ impl HealthStats {
         }
     }
 
+    // A panic while a lock is held leaves the map whole (each change is one insert), so a
+    // poisoned lock is still good to use.
+    fn read(&self) -> RwLockReadGuard<'_, Components> {
+        self.inner
+            .components
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Components> {
+        self.inner
+            .components
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// A new component's settings: its own, or the main configuration.
     fn config_of(&self, key: &Key) -> Arc<HealthConfig> {
         self.inner
@@ -379,11 +397,7 @@ impl HealthStats {
 
     /// The stats of `key`, created even past `max_components` (a layer's only component).
     pub(crate) fn pinned(&self, key: &Key) -> Arc<ComponentStats> {
-        let mut write = self
-            .inner
-            .components
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut write = self.write();
         write
             .entry(key.clone())
             .or_insert_with(|| Arc::new(ComponentStats::new(self.config_of(key))))
@@ -393,20 +407,12 @@ impl HealthStats {
     /// The stats of `key`, created on first use; `None` past `max_components` (the call is then
     /// simply not recorded).
     pub(crate) fn component(&self, key: &Key) -> Option<Arc<ComponentStats>> {
-        let read = self
-            .inner
-            .components
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let read = self.read();
         if let Some(stats) = read.get(key.as_str()) {
             return Some(stats.clone());
         }
         drop(read);
-        let mut write = self
-            .inner
-            .components
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut write = self.write();
         if let Some(stats) = write.get(key.as_str()) {
             return Some(stats.clone());
         }
@@ -426,11 +432,7 @@ impl HealthStats {
     /// Components with statistics now: at most `max_components`, but for the one component a
     /// layer without a key extractor keeps past it.
     pub fn len(&self) -> usize {
-        self.inner
-            .components
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
+        self.read().len()
     }
 
     /// Whether no component has statistics yet.
@@ -444,12 +446,7 @@ impl HealthStats {
     }
 
     fn get(&self, component: &str) -> Option<Arc<ComponentStats>> {
-        self.inner
-            .components
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(component)
-            .cloned()
+        self.read().get(component).cloned()
     }
 
     /// One component's statistics.
@@ -460,10 +457,7 @@ impl HealthStats {
     /// Every component's statistics, by key: the telemetry view, serializable as JSON.
     pub fn snapshot(&self) -> std::collections::BTreeMap<String, ComponentSnapshot> {
         let components: Vec<(Key, Arc<ComponentStats>)> = self
-            .inner
-            .components
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
