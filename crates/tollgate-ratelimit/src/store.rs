@@ -44,6 +44,13 @@ pub(crate) struct Target<'a> {
     hash: u64,
 }
 
+impl Target<'_> {
+    /// Whether `scope` and `key` name this target (a wait queue's, or a key's counts).
+    fn is(&self, scope: u32, key: &str) -> bool {
+        self.scope == scope && self.key == key
+    }
+}
+
 /// Why the store refused a call, and which of its targets refused it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Refusal {
@@ -171,11 +178,7 @@ struct Shard {
 
 impl Shard {
     fn is_queued(&self, target: &Target<'_>) -> bool {
-        !self.queues.is_empty()
-            && self
-                .queues
-                .iter()
-                .any(|q| q.scope == target.scope && *q.key == *target.key)
+        !self.queues.is_empty() && self.queues.iter().any(|q| target.is(q.scope, &q.key))
     }
 
     fn slot(&self, target: &Target<'_>) -> Option<&Slot> {
@@ -189,9 +192,7 @@ impl Shard {
     fn count(&mut self, target: &Target<'_>, add: impl Fn(&mut Metrics)) {
         add(&mut self.metrics);
         if let Some(per_key) = &mut self.per_key {
-            match per_key.find_mut(target.hash, |s| {
-                s.scope == target.scope && *s.key == *target.key
-            }) {
+            match per_key.find_mut(target.hash, |s| target.is(s.scope, &s.key)) {
                 Some(stats) => add(&mut stats.metrics),
                 // Only tracked keys get counts of their own, so a flood of refused new keys
                 // cannot grow this table past the key cap.
@@ -673,9 +674,7 @@ impl Store {
         // Its counts go with it, as when a sweep drops it: otherwise keys reset one after another
         // would each leave counts behind that no sweep is due to clear.
         if let Some(per_key) = &mut shard.per_key
-            && let Ok(stats) = per_key.find_entry(target.hash, |s| {
-                s.scope == target.scope && *s.key == *target.key
-            })
+            && let Ok(stats) = per_key.find_entry(target.hash, |s| target.is(s.scope, &s.key))
         {
             stats.remove();
         }
@@ -705,9 +704,7 @@ impl Store {
         let per_key = shard.per_key.as_ref()?;
         Some(
             per_key
-                .find(target.hash, |s| {
-                    s.scope == target.scope && *s.key == *target.key
-                })
+                .find(target.hash, |s| target.is(s.scope, &s.key))
                 .map_or_else(Metrics::default, |s| s.metrics),
         )
     }
@@ -729,11 +726,7 @@ impl Store {
     /// Joins the wait queue of `target`, creating it for the first waiter.
     pub(crate) fn join_queue(&self, target: &Target<'_>) -> Arc<tokio::sync::Semaphore> {
         let mut shard = self.lock(self.shard_of(target));
-        if let Some(queue) = shard
-            .queues
-            .iter_mut()
-            .find(|q| q.scope == target.scope && *q.key == *target.key)
-        {
+        if let Some(queue) = shard.queues.iter_mut().find(|q| target.is(q.scope, &q.key)) {
             queue.waiters += 1;
             return queue.turn.clone();
         }
@@ -750,11 +743,7 @@ impl Store {
     /// Leaves the wait queue of `target`; the last waiter out removes it.
     pub(crate) fn leave_queue(&self, target: &Target<'_>) {
         let mut shard = self.lock(self.shard_of(target));
-        if let Some(i) = shard
-            .queues
-            .iter()
-            .position(|q| q.scope == target.scope && *q.key == *target.key)
-        {
+        if let Some(i) = shard.queues.iter().position(|q| target.is(q.scope, &q.key)) {
             shard.queues[i].waiters -= 1;
             if shard.queues[i].waiters == 0 {
                 shard.queues.swap_remove(i);
