@@ -198,7 +198,7 @@ impl HealthCheck for StatsCheck {
 }
 
 /// Pings a Redis server with `PING`, through the same redis-rs connection the rate limiter and
-/// the cache store open (so `rediss://` TLS and passwords in the URL work as they do there).
+/// the cache store open (so a user and password in the URL work as they do there).
 ///
 /// The connection is made on the first check, inside the runtime that runs it, and reconnects by
 /// itself; a server that does not answer is unhealthy until it answers again.
@@ -206,7 +206,7 @@ impl HealthCheck for StatsCheck {
 pub struct RedisCheck {
     name: String,
     url: String,
-    /// The URL without its password, for messages.
+    /// Where the URL points, without its user or password, for messages.
     shown: String,
     connection: std::sync::OnceLock<Result<redis::aio::ConnectionManager, String>>,
 }
@@ -223,8 +223,8 @@ impl std::fmt::Debug for RedisCheck {
 
 #[cfg(feature = "redis")]
 impl RedisCheck {
-    /// Pings the server at `target`: a Redis URL (`redis://user:secret@host:6379/0`,
-    /// `rediss://...`) or a bare `host:port`.
+    /// Pings the server at `target`: a Redis URL (`redis://user:secret@host:6379/0`) or a bare
+    /// `host:port`.
     pub fn new(name: impl Into<String>, target: impl Into<String>) -> Self {
         let target = target.into();
         let url = if target.contains("://") {
@@ -257,19 +257,14 @@ impl RedisCheck {
     }
 }
 
-/// `url` with the password (if any) replaced, so no message repeats it.
+/// Where `url` points (`host:port`, or a socket path), as redis-rs reads it: never the user or
+/// the password, so no message repeats them.
 #[cfg(feature = "redis")]
 fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((credentials, host)) => {
-            let user = credentials.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_owned(),
-    }
+    redis::IntoConnectionInfo::into_connection_info(url).map_or_else(
+        |_| "an invalid Redis URL".to_owned(),
+        |info| info.addr().to_string(),
+    )
 }
 
 #[cfg(feature = "redis")]
@@ -293,9 +288,13 @@ impl HealthCheck for RedisCheck {
 mod tests {
     #[test]
     fn a_password_in_the_url_is_never_shown() {
-        let check = super::RedisCheck::new("r", "rediss://app:hunter2@cache.internal:6380/0");
-        assert_eq!(check.shown, "rediss://app:***@cache.internal:6380/0");
+        let check = super::RedisCheck::new("r", "redis://app:hunter2@cache.internal:6380/0");
+        assert_eq!(check.shown, "cache.internal:6380");
         assert!(!format!("{check:?}").contains("hunter2"));
+        // A URL this build of redis-rs cannot use (TLS is not compiled in) is not echoed either.
+        let tls = super::RedisCheck::new("r", "rediss://app:hunter2@cache.internal:6380/0");
+        assert_eq!(tls.shown, "an invalid Redis URL");
+        assert!(!format!("{tls:?}").contains("hunter2"));
         assert_eq!(
             super::RedisCheck::new("r", "127.0.0.1:6379").url,
             "redis://127.0.0.1:6379/"
