@@ -10,7 +10,7 @@ use tollgate_ratelimit::UnpricedModels;
 use tollgate_retry::RetryPolicy;
 
 use super::{
-    sections::{Config, DEFAULT_ROLE, PerProvider, ProviderKind, RedisSection, StoreKind},
+    sections::{Config, DEFAULT_ROLE, PerProvider, ProviderKind, RedisSection},
     switch::Switch,
 };
 
@@ -241,30 +241,14 @@ impl Config {
         let Switch::On(caching) = &self.caching else {
             return;
         };
-        if let Err(e) = caching.rules().validate() {
-            // The rules name the time to live `default_ttl`; this section calls it `ttl`.
-            let path = if e.path() == "default_ttl" {
-                "ttl"
-            } else {
-                e.path()
-            };
-            errors.push(ConfigError::new(format!("caching.{path}"), e.reason()));
+        if let Err(e) = caching.validate() {
+            errors.push(e.under("caching"));
         }
-        if caching.max_bytes == 0 {
-            errors.push(ConfigError::new("caching.max_bytes", "must be > 0"));
-        }
-        match caching.store {
-            StoreKind::File if caching.path.is_none() => errors.push(ConfigError::new(
-                "caching.path",
-                "missing: the file store needs a directory",
-            )),
-            StoreKind::Redis | StoreKind::Tiered if self.redis.is_none() => {
-                errors.push(ConfigError::new(
-                    "caching.store",
-                    "needs the redis section (url, prefix)",
-                ));
-            }
-            _ => {}
+        if caching.store.is_shared() && self.redis.is_none() {
+            errors.push(ConfigError::new(
+                "caching.store",
+                "needs the redis section (url, prefix)",
+            ));
         }
         for name in caching.providers.keys() {
             if !self.providers.contains_key(name) {
@@ -280,6 +264,7 @@ impl Config {
         let Switch::On(limiting) = &self.rate_limiting else {
             return;
         };
+        let before = errors.len();
         if limiting.max_keys == 0 {
             errors.push(ConfigError::new("rate_limiting.max_keys", "must be > 0"));
         }
@@ -304,6 +289,26 @@ impl Config {
         for (name, limits) in &limiting.tenants {
             if let Err(mistakes) = limits.quota(&format!("rate_limiting.tenants.{name}")) {
                 errors.extend(mistakes);
+            }
+        }
+        if limiting.redis.is_some() {
+            errors.push(ConfigError::new(
+                "rate_limiting.redis",
+                "Redis is set in the top-level `redis` section, which the cache shares",
+            ));
+        }
+        if limiting.tenants.is_empty()
+            && limiting.providers.is_empty()
+            && limiting.scopes.is_empty()
+        {
+            errors.push(ConfigError::new(
+                "rate_limiting",
+                "no limits: add tenants, providers or scopes (or set rate_limiting: false)",
+            ));
+        } else if errors.len() == before {
+            // The tenants' and providers' quotas are sound; what is left to check is the scopes.
+            if let Err(e) = limiting.limits() {
+                errors.push(e.under("rate_limiting"));
             }
         }
     }

@@ -6,7 +6,6 @@
 
 mod check;
 mod errors;
-mod limits;
 mod read;
 mod sections;
 mod switch;
@@ -17,12 +16,13 @@ use serde_yaml_ng::Value;
 use tollgate_core::ConfigError;
 
 pub use errors::ConfigErrors;
-pub use limits::Limits;
 pub use sections::{
     CachingConfig, Config, DEFAULT_QUOTA_VAR, DEFAULT_ROLE, PerProvider, ProviderConfig,
-    ProviderKind, RateLimitingConfig, RedisSection, ResolvedRole, RoleConfig, StoreKind,
+    ProviderKind, RateLimitingConfig, RedisSection, ResolvedRole, RoleConfig,
 };
 pub use switch::Switch;
+pub use tollgate_cache::StoreKind;
+pub use tollgate_ratelimit::Limits;
 
 use read::typed;
 

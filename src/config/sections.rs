@@ -1,19 +1,19 @@
 //! The sections of a configuration, as types: providers, roles, caching, rate limiting, Redis, and
 //! the per-provider form of the retry, breaker and health sections.
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use serde::{Deserialize, de::IgnoredAny};
-use tollgate_cache::{CacheConfig, Override, Scope as CacheScope};
+use tollgate_cache::CacheConfig;
 use tollgate_core::duration;
-use tollgate_ratelimit::{LeaseConfig, OnFailureConfig, UnpricedModels};
+use tollgate_ratelimit::{LeaseConfig, OnFailureConfig, RateLimitConfig};
 
 use tollgate_circuit_breaker::CircuitBreakerConfig;
 use tollgate_core::PricingTable;
 use tollgate_health::HealthConfig;
 use tollgate_retry::RetryConfig;
 
-use super::{limits::Limits, switch::Switch};
+use super::switch::Switch;
 use crate::cost::CostsConfig;
 
 /// The environment variable that replaces `rate_limiting.tenants.default`: the quota every tenant
@@ -240,130 +240,12 @@ pub struct ResolvedRole {
     pub max_tokens: Option<u32>,
 }
 
-/// Where the cache keeps answers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StoreKind {
-    /// In this process, bounded by `max_bytes` (default).
-    #[default]
-    Memory,
-    /// Files under `path`, bounded by `max_bytes`; survives restarts.
-    File,
-    /// Redis (the `redis` section), shared by every process.
-    Redis,
-    /// Memory in front of Redis.
-    Tiered,
-}
+/// The response cache: the cache crate's own configuration, store and rules together.
+pub type CachingConfig = CacheConfig;
 
-/// The response cache. Unknown fields are errors.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CachingConfig {
-    /// `memory` (default), `file`, `redis` or `tiered` (memory in front of Redis).
-    pub store: StoreKind,
-    /// Bytes the memory or file store holds (default 64 MiB).
-    pub max_bytes: u64,
-    /// The file store's directory.
-    pub path: Option<PathBuf>,
-    /// How long an answer is served (default 1 h).
-    #[serde(with = "duration")]
-    pub ttl: Duration,
-    /// Answers longer than this are not stored (default 1 MiB).
-    pub max_entry_bytes: usize,
-    /// Cache only reproducible requests (temperature 0, or a seed).
-    pub deterministic_only: bool,
-    /// Treat runs of whitespace in message text as one space.
-    pub normalize_whitespace: bool,
-    /// `tenant` (default: tenants never see each other's answers) or `shared`.
-    pub scope: CacheScope,
-    /// Per provider: `enabled: false` to never cache it, or its own `ttl`.
-    pub providers: BTreeMap<String, Override>,
-    /// Per model (wins over its provider's rule).
-    pub models: BTreeMap<String, Override>,
-}
-
-impl Default for CachingConfig {
-    fn default() -> Self {
-        let rules = CacheConfig::default();
-        Self {
-            store: StoreKind::Memory,
-            max_bytes: 64 << 20,
-            path: None,
-            ttl: rules.default_ttl,
-            max_entry_bytes: rules.max_entry_bytes,
-            deterministic_only: rules.deterministic_only,
-            normalize_whitespace: rules.normalize_whitespace,
-            scope: rules.scope,
-            providers: BTreeMap::new(),
-            models: BTreeMap::new(),
-        }
-    }
-}
-
-impl CachingConfig {
-    /// The cache layer's own rules.
-    pub fn rules(&self) -> CacheConfig {
-        CacheConfig {
-            default_ttl: self.ttl,
-            max_entry_bytes: self.max_entry_bytes,
-            deterministic_only: self.deterministic_only,
-            normalize_whitespace: self.normalize_whitespace,
-            scope: self.scope,
-            providers: self.providers.clone(),
-            models: self.models.clone(),
-        }
-    }
-}
-
-/// Quotas per provider and per tenant. Unknown fields are errors.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RateLimitingConfig {
-    /// Wait up to this long for room before refusing; absent, refuse at once.
-    #[serde(with = "duration::option")]
-    pub wait: Option<Duration>,
-    /// Per provider, shared by everyone calling it; providers not listed are not limited here.
-    pub providers: BTreeMap<String, Limits>,
-    /// Per tenant: `default` for every tenant not listed, and a tenant's own entry instead of it.
-    /// Cost tiers here are the tenants' budgets.
-    pub tenants: BTreeMap<String, Limits>,
-    /// Tokens reserved for an answer when neither the request nor its role bounds it (default
-    /// 1,024); the real usage settles it afterwards.
-    pub default_output_tokens: u64,
-    /// Calls to models without a price when a budget counts dollars: `reject` (default) or `free`.
-    pub unpriced_models: UnpricedModels,
-    /// At most this many keys tracked at once (default 100,000).
-    pub max_keys: usize,
-}
-
-impl Default for RateLimitingConfig {
-    fn default() -> Self {
-        Self {
-            wait: None,
-            providers: BTreeMap::new(),
-            tenants: BTreeMap::new(),
-            default_output_tokens: 1_024,
-            unpriced_models: UnpricedModels::default(),
-            max_keys: tollgate_ratelimit::DEFAULT_MAX_KEYS,
-        }
-    }
-}
-
-impl RateLimitingConfig {
-    /// The quota a tenant has: its own, else `default`.
-    pub fn tenant_limits(&self, tenant: &str) -> Option<&Limits> {
-        self.tenants
-            .get(tenant)
-            .or_else(|| self.tenants.get(DEFAULT_ROLE))
-    }
-
-    pub(super) fn has_budget(&self) -> bool {
-        self.tenants
-            .values()
-            .chain(self.providers.values())
-            .any(Limits::has_budget)
-    }
-}
+/// Quotas per tenant, per provider and per any other scope, budgets included: the rate-limit
+/// crate's own configuration. Its Redis settings live in the top-level `redis` section.
+pub type RateLimitingConfig = RateLimitConfig;
 
 /// Redis, shared by the rate limiter (keys under `<prefix>:rl`) and the cache (`<prefix>:cache`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -1,20 +1,14 @@
 //! Turns a checked [`Config`] into the layers and clients of a [`Stack`].
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    sync::Arc,
-};
+use std::{collections::HashMap, sync::Arc};
 
-use tollgate_cache::{CacheLayer, FileStore, MemoryStore};
+use tollgate_cache::CacheLayer;
 use tollgate_circuit_breaker::{CircuitBreakerLayer, CircuitBreakers};
 use tollgate_core::{
-    ByProvider, ByTenant, ConfigError, LlmRequest, PricingTable, SimulatedProvider, TokenEstimator,
-    clock::Clock,
+    ByProvider, ConfigError, PricingTable, SimulatedProvider, TokenEstimator, clock::Clock,
 };
 use tollgate_health::{HealthLayer, HealthStats};
-use tollgate_ratelimit::{
-    Limiter, OnLimit, Quota, RateLimitLayer, RateLimiter, RateLimiterBuilder,
-};
+use tollgate_ratelimit::{Limiter, RateLimitLayer, RateLimiterBuilder, TENANT_SCOPE};
 use tollgate_retry::{RetryLayer, RetryPolicy};
 use tower::{ServiceBuilder, util::BoxCloneSyncService};
 
@@ -24,7 +18,7 @@ use super::{
 };
 use crate::{
     CachingConfig, Config, ConfigErrors, DEFAULT_ROLE, ProviderConfig, ProviderKind,
-    RateLimitingConfig, RedisSection, StoreKind, Switch, cost::CostTracker,
+    RateLimitingConfig, RedisSection, Switch, cost::CostTracker,
 };
 
 pub(super) fn build(
@@ -261,32 +255,10 @@ fn network_client(
 }
 
 fn cache(caching: &CachingConfig, redis: Option<&RedisSection>) -> Result<CacheLayer, ConfigError> {
-    let rules = caching.rules();
-    let layer = match caching.store {
-        StoreKind::Memory => CacheLayer::new(MemoryStore::new(caching.max_bytes), rules),
-        StoreKind::File => {
-            let path = caching.path.clone().expect("validated");
-            let store = FileStore::builder(&path)
-                .max_bytes(caching.max_bytes)
-                .open()
-                .map_err(|e| {
-                    ConfigError::new(
-                        "caching.path",
-                        format!("cannot open {}: {e}", path.display()),
-                    )
-                })?;
-            CacheLayer::new(store, rules)
-        }
-        StoreKind::Redis | StoreKind::Tiered => {
-            let redis = redis.expect("validated");
-            let shared = redis_store(redis)?;
-            if caching.store == StoreKind::Tiered {
-                let front = MemoryStore::new(caching.max_bytes);
-                CacheLayer::new(tollgate_cache::TieredStore::new(front, shared), rules)
-            } else {
-                CacheLayer::new(shared, rules)
-            }
-        }
+    let layer = if caching.store.is_shared() {
+        caching.build_with_shared(redis_store(redis.expect("validated"))?)
+    } else {
+        caching.build()
     };
     layer.map_err(|e| e.under("caching"))
 }
@@ -303,7 +275,7 @@ fn redis_store(redis: &RedisSection) -> Result<tollgate_cache::RedisStore, Confi
 }
 
 #[cfg(not(feature = "redis"))]
-fn redis_store(_: &RedisSection) -> Result<MemoryStore, ConfigError> {
+fn redis_store(_: &RedisSection) -> Result<tollgate_cache::MemoryStore, ConfigError> {
     Err(no_redis("caching.store"))
 }
 
@@ -315,16 +287,8 @@ fn no_redis(path: &str) -> ConfigError {
     )
 }
 
-/// A scope's name, default quota, per-key quotas, and the keys it covers (`None`: every key).
-type ScopeSpec<'a> = (
-    &'a str,
-    Quota,
-    Vec<(String, Quota)>,
-    Option<BTreeSet<String>>,
-);
-
-/// The rate-limit layer: a `tenant` scope keyed by tenant and a `provider` scope keyed by provider,
-/// checked together, each only for the requests its section covers.
+/// The rate-limit layer the section describes, its limiter shared through Redis when there is a
+/// `redis` section.
 fn rate_limits(
     limiting: &RateLimitingConfig,
     redis: Option<&RedisSection>,
@@ -332,90 +296,25 @@ fn rate_limits(
     clock: Option<Arc<dyn Clock>>,
     estimator: Arc<dyn TokenEstimator>,
 ) -> Result<(RateLimitLayer, LimitHandles), ConfigError> {
-    let quota =
-        |limits: &crate::Limits, at: &str| limits.quota(at).map_err(|mut errors| errors.remove(0));
-    let mut scopes: Vec<ScopeSpec<'_>> = Vec::new();
-    for (scope, section) in [
-        ("tenant", &limiting.tenants),
-        ("provider", &limiting.providers),
-    ] {
-        let mut entries = Vec::new();
-        for (key, limits) in section {
-            entries.push((
-                key.clone(),
-                quota(limits, &format!("rate_limiting.{scope}s.{key}"))?,
-            ));
-        }
-        // Only tenants have a `default` for every key not listed.
-        let default = (scope == "tenant")
-            .then(|| entries.iter().position(|(key, _)| key == DEFAULT_ROLE))
-            .flatten()
-            .map(|i| entries.remove(i).1);
-        let covered = default
-            .is_none()
-            .then(|| entries.iter().map(|(key, _)| key.clone()).collect());
-        let Some(first) = default
-            .clone()
-            .or_else(|| entries.first().map(|(_, q)| q.clone()))
-        else {
-            continue;
-        };
-        scopes.push((scope, first, entries, covered));
-    }
-    if scopes.is_empty() {
-        return Err(ConfigError::new(
-            "rate_limiting",
-            "no limits: add providers or tenants (or set rate_limiting: false)",
-        ));
-    }
-    let mut limits = RateLimiter::builder().max_keys(limiting.max_keys);
+    let under = |e: ConfigError| e.under("rate_limiting");
+    let mut limits = limiting.limits().map_err(under)?;
     if let Some(clock) = clock {
         limits = limits.clock(clock);
     }
-    for (scope, default, overrides, _) in &scopes {
-        limits = limits.scope(*scope, default.clone());
-        for (key, quota) in overrides {
-            limits = limits.override_quota(*scope, key, quota.clone());
-        }
-    }
     let limiter = match redis {
-        None => Limiter::Local(limits.build().map_err(|e| e.under("rate_limiting"))?),
+        None => Limiter::Local(limits.build().map_err(under)?),
         Some(redis) => redis_limiter(redis, limits)?,
     };
-    let mut builder = RateLimitLayer::builder(limiter.clone())
-        .on_limit(limiting.wait.map_or(OnLimit::Reject, OnLimit::Wait))
-        .default_output_tokens(limiting.default_output_tokens)
-        .estimator(estimator)
-        .unpriced_models(limiting.unpriced_models);
+    let mut builder = limiting.layer_builder(limiter.clone()).estimator(estimator);
     if !pricing.is_empty() {
         builder = builder.pricing(pricing.clone());
     }
-    let mut tenant_scope = None;
-    for (name, _, _, covered) in scopes {
-        let scope = limiter.scope(name).expect("built with this scope");
-        let by_provider = name == "provider";
-        if name == "tenant" {
-            tenant_scope = Some(scope);
-        }
-        builder = match (covered, by_provider) {
-            (None, _) => builder.key(scope, ByTenant),
-            (Some(covered), false) => builder.key_if(scope, ByTenant, move |req: &LlmRequest| {
-                req.meta
-                    .tenant
-                    .as_deref()
-                    .is_some_and(|t| covered.contains(t))
-            }),
-            (Some(covered), true) => builder.key_if(scope, ByProvider, move |req: &LlmRequest| {
-                req.provider.as_deref().is_some_and(|p| covered.contains(p))
-            }),
-        };
-    }
-    let layer = builder.build().map_err(|e| e.under("rate_limiting"))?;
+    let layer = builder.build().map_err(under)?;
     Ok((
         layer,
         LimitHandles {
+            tenant_scope: limiter.scope(TENANT_SCOPE),
             limiter,
-            tenant_scope,
             config: limiting.clone(),
         },
     ))

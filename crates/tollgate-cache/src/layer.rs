@@ -13,11 +13,12 @@ use tower_layer::Layer;
 
 use crate::{
     CacheConfig, CacheKey, WallClock,
+    config::StoreKind,
     flight::Flights,
     key::cache_key,
     service::Cache,
     shared::Shared,
-    store::{CacheStore, StoreStats},
+    store::{CacheStore, FileStore, MemoryStore, StoreStats, TieredStore},
 };
 
 /// What a cache did since it was built.
@@ -84,7 +85,7 @@ impl CacheLayer {
         config: CacheConfig,
         clock: WallClock,
     ) -> Result<Self, ConfigError> {
-        config.validate()?;
+        config.validate_rules()?;
         Ok(Self {
             shared: Arc::new(Shared {
                 store: Arc::new(store),
@@ -167,5 +168,58 @@ impl<S> Cache<S> {
     /// Wraps `inner` in `layer`'s cache.
     pub fn new(inner: S, layer: CacheLayer) -> Self {
         Self::from_shared(inner, layer.shared)
+    }
+}
+
+/// Building the cache a configuration describes, store included.
+impl CacheConfig {
+    /// The cache this describes, over a memory or file store.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first field out of range, `path` when the file store's
+    /// directory cannot be opened, or `store` for a store every process shares (build those with
+    /// [`build_with_shared`](Self::build_with_shared)).
+    pub fn build(&self) -> Result<CacheLayer, ConfigError> {
+        self.validate()?;
+        match self.store {
+            StoreKind::Memory => CacheLayer::new(MemoryStore::new(self.max_bytes), self.clone()),
+            StoreKind::File => {
+                let path = self.path.as_ref().expect("validated");
+                let store = FileStore::builder(path)
+                    .max_bytes(self.max_bytes)
+                    .open()
+                    .map_err(|e| {
+                        ConfigError::new("path", format!("cannot open {}: {e}", path.display()))
+                    })?;
+                CacheLayer::new(store, self.clone())
+            }
+            StoreKind::Redis | StoreKind::Tiered => Err(ConfigError::new(
+                "store",
+                "needs a store every process shares: build it with build_with_shared",
+            )),
+        }
+    }
+
+    /// The cache this describes, with `shared` (a `RedisStore`) as the store every process
+    /// shares: the store itself for `redis`, behind a memory store for `tiered`, and unused for
+    /// `memory` and `file`.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub fn build_with_shared(&self, shared: impl CacheStore) -> Result<CacheLayer, ConfigError> {
+        match self.store {
+            StoreKind::Memory | StoreKind::File => self.build(),
+            StoreKind::Redis => {
+                self.validate()?;
+                CacheLayer::new(shared, self.clone())
+            }
+            StoreKind::Tiered => {
+                self.validate()?;
+                let front = MemoryStore::new(self.max_bytes);
+                CacheLayer::new(TieredStore::new(front, shared), self.clone())
+            }
+        }
     }
 }

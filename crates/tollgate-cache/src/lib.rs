@@ -69,7 +69,7 @@ mod shared;
 mod status;
 pub mod store;
 
-pub use config::{CacheConfig, Override};
+pub use config::{CacheConfig, DEFAULT_MAX_BYTES, Override, StoreKind};
 pub use entry::CachedResponse;
 pub use future::ResponseFuture;
 pub use key::{CacheKey, Scope, cache_key};

@@ -99,6 +99,7 @@ pub mod future;
 mod gcra;
 mod layer;
 mod limiter;
+mod limits;
 mod metrics;
 mod policy;
 mod quota;
@@ -109,8 +110,8 @@ mod shared;
 mod store;
 
 pub use config::{
-    Amount, KeyBy, KeyField, LeaseConfig, OnFailureConfig, REDIS_URL_VAR, RateLimitConfig,
-    RedisConfig, ScopeConfig, TierConfig, tiers_var,
+    DEFAULT_TENANT, KeyBy, KeyField, LeaseConfig, OnFailureConfig, PROVIDER_SCOPE, REDIS_URL_VAR,
+    RateLimitConfig, RedisConfig, ScopeConfig, TENANT_SCOPE, tiers_var,
 };
 pub use defaults::{
     DEFAULT_FAILURE_THRESHOLD, DEFAULT_LOCAL_SHARE, DEFAULT_PREFIX, DEFAULT_PROBE_INTERVAL,
@@ -119,6 +120,7 @@ pub use defaults::{
 pub use denial::{Denial, DenialReason};
 pub use layer::{DEFAULT_OUTPUT_TOKENS, RateLimitLayer, RateLimitLayerBuilder};
 pub use limiter::{DEFAULT_MAX_KEYS, RateLimiter, RateLimiterBuilder, Scope, Status, TierStatus};
+pub use limits::{Amount, Limits, TierConfig};
 pub use metrics::Metrics;
 pub use policy::{Limiter, OnLimit, UnpricedModels, Waited};
 pub use quota::{Amounts, Dimension, Quota, Tier};
