@@ -142,7 +142,7 @@ impl Denial {
             DenialReason::TooManyKeys => write!(
                 f,
                 "a call may be checked against at most {} keys",
-                crate::store::MAX_TARGETS
+                crate::quota::MAX_TARGETS
             )?,
         }
         if !self.0.waited.is_zero() {

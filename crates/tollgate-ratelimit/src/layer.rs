@@ -217,10 +217,10 @@ impl RateLimitLayerBuilder {
                 ));
             }
         }
-        if self.bindings.len() > crate::store::MAX_TARGETS {
+        if self.bindings.len() > crate::quota::MAX_TARGETS {
             return Err(ConfigError::new(
                 "keys",
-                format!("at most {} scopes per request", crate::store::MAX_TARGETS),
+                format!("at most {} scopes per request", crate::quota::MAX_TARGETS),
             ));
         }
         let counts = |dimension| self.limiter.definition().counts(dimension);

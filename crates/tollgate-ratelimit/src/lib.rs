@@ -94,6 +94,7 @@
 
 mod config;
 mod defaults;
+mod definition;
 mod denial;
 pub mod future;
 mod gcra;

@@ -1,26 +1,21 @@
 //! `RateLimiter`: the quota engine, usable with or without tower.
 
-use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use tollgate_core::{
     ConfigError,
     clock::{Clock, QuantaClock},
 };
 
+pub use crate::definition::Scope;
 use crate::{
-    denial::{Denial, DenialDetail, DenialReason},
+    definition::Definition,
+    denial::{Denial, DenialReason},
     gcra,
     metrics::Metrics,
-    quota::{Amounts, Quota, Tier},
-    store::{MAX_TARGETS, Mode, Quotas, Reason, Refusal, Store, Target},
+    quota::{Amounts, MAX_TARGETS, Quota, Tier},
+    store::{Mode, Reason, Refusal, Store, Target},
 };
-
-/// A named family of keys sharing a default quota (`user`, `org`, `provider`), as a cheap handle.
-///
-/// Get one from [`RateLimiter::scope`]. `Scope::default()` is the first scope the limiter was built
-/// with, the only one of a [`RateLimiter::new`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct Scope(u32);
 
 /// One tier's state for a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,13 +81,12 @@ pub struct RateLimiter {
 struct Inner {
     store: Store,
     clock: Arc<dyn Clock>,
-    scopes: Vec<Arc<str>>,
 }
 
 impl fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiter")
-            .field("scopes", &self.inner.scopes)
+            .field("scopes", &self.scope_names().collect::<Vec<_>>())
             .field("live_keys", &self.live_keys())
             .finish_non_exhaustive()
     }
@@ -114,26 +108,17 @@ impl RateLimiter {
 
     /// The handle of the scope named `name`.
     pub fn scope(&self, name: &str) -> Option<Scope> {
-        self.inner
-            .scopes
-            .iter()
-            .position(|scope| &**scope == name)
-            .map(|i| Scope(i as u32))
-    }
-
-    /// Whether any quota (a scope's default or an override) counts `dimension`.
-    pub(crate) fn counts(&self, dimension: crate::quota::Dimension) -> bool {
-        self.inner
-            .store
-            .quotas()
-            .all
-            .iter()
-            .any(|quota| quota.counts(dimension))
+        self.definition().scope(name)
     }
 
     /// The names of the scopes, in the order they were added.
     pub fn scope_names(&self) -> impl Iterator<Item = &str> {
-        self.inner.scopes.iter().map(|s| &**s)
+        self.definition().scope_names()
+    }
+
+    /// The scopes and quotas this limiter keeps counts for.
+    pub(crate) fn definition(&self) -> &Definition {
+        self.inner.store.definition()
     }
 
     fn now(&self) -> u64 {
@@ -147,7 +132,10 @@ impl RateLimiter {
         let mut targets = [Target::default(); MAX_TARGETS];
         if keys.len() > MAX_TARGETS {
             let (scope, key) = &keys[0];
-            return Err(self.denial_for(scope.0, key.as_ref(), DenialReason::TooManyKeys, None, 0));
+            let denial =
+                self.definition()
+                    .denial(*scope, key.as_ref(), DenialReason::TooManyKeys, None);
+            return Err(denial);
         }
         for (slot, (scope, key)) in targets.iter_mut().zip(keys) {
             *slot = self.target(*scope, key.as_ref());
@@ -191,10 +179,10 @@ impl RateLimiter {
 
     fn target<'a>(&self, scope: Scope, key: &'a str) -> Target<'a> {
         assert!(
-            self.owns(scope),
+            self.definition().owns(scope),
             "scope {} does not belong to this RateLimiter (it has {} scopes)",
             scope.0,
-            self.inner.scopes.len()
+            self.definition().len()
         );
         self.inner.store.target(scope.0, key)
     }
@@ -316,7 +304,7 @@ impl RateLimiter {
             _ => false,
         };
         let line = keys.iter().position(|(scope, key)| {
-            *self.inner.scopes[scope.0 as usize] == *denial.0.scope
+            self.definition().scope_name(*scope) == &*denial.0.scope
                 && key.as_ref() == &*denial.0.key
         });
         let (Some(line), true) = (line, worth) else {
@@ -420,7 +408,7 @@ impl RateLimiter {
             Reason::Queued => (DenialReason::Queued, None, None),
             Reason::Capacity => (DenialReason::Capacity, None, None),
         };
-        let mut denial = self.make_denial(
+        let mut denial = self.definition().make_denial(
             Scope(target.scope),
             target.key,
             reason,
@@ -432,104 +420,6 @@ impl RateLimiter {
         denial
     }
 
-    /// A denial of `key` in `scope`, naming tier `tier` of its quota when one refused, traced.
-    pub(crate) fn make_denial(
-        &self,
-        scope: Scope,
-        key: &str,
-        reason: DenialReason,
-        tier: Option<usize>,
-        amounts: &Amounts,
-        retry_after: Option<Duration>,
-    ) -> Denial {
-        let mut denial = self.denial_for(scope.0, key, reason, retry_after, 0);
-        if let Some(index) = tier {
-            // Quotas are fixed once built, so a key's quota is its override or its scope's
-            // default: no need to lock its shard again to read it from the slot.
-            let tier = self.quota_of(scope, key).tiers()[index];
-            denial.0.needed = amounts.get(tier.dimension());
-            denial.0.tier = Some((index, tier));
-        }
-        tracing::debug!(
-            target: "tollgate::ratelimit",
-            scope = &*denial.0.scope,
-            key = &*denial.0.key,
-            tier = tier,
-            retry_after_ms = retry_after.map(|d| d.as_millis() as u64),
-            reason = ?reason,
-            "rate limit denied a call"
-        );
-        denial
-    }
-
-    /// The quota `key` is limited by in `scope`: its override, or the scope's default.
-    pub(crate) fn quota_of(&self, scope: Scope, key: &str) -> &Quota {
-        let quotas = self.inner.store.quotas();
-        &quotas.all[quotas.resolve(scope.0, key) as usize]
-    }
-
-    /// Every quota: the scopes' defaults, then the overrides.
-    #[cfg(feature = "redis")]
-    pub(crate) fn all_quotas(&self) -> &[Quota] {
-        &self.inner.store.quotas().all
-    }
-
-    /// The name of `scope`.
-    #[cfg(feature = "redis")]
-    pub(crate) fn scope_name(&self, scope: Scope) -> &str {
-        &self.inner.scopes[scope.0 as usize]
-    }
-
-    /// Whether `scope` is one of this limiter's.
-    pub(crate) fn owns(&self, scope: Scope) -> bool {
-        (scope.0 as usize) < self.inner.scopes.len()
-    }
-
-    /// The same scopes and overrides with every tier scaled to `share` of its limit and burst
-    /// (at least one unit each), on the same clock: a process's part of a shared quota.
-    #[cfg(feature = "redis")]
-    pub(crate) fn scaled(&self, share: f64) -> Result<RateLimiter, ConfigError> {
-        let scale = |quota: &Quota| {
-            let part = |n: u64| ((n as f64 * share).ceil() as u64).max(1);
-            Quota::new(quota.tiers().iter().map(|tier| {
-                Tier::new(tier.dimension(), part(tier.limit()), tier.period())
-                    .with_burst(part(tier.burst()))
-            }))
-        };
-        let quotas = self.inner.store.quotas();
-        let mut builder = RateLimiter::builder()
-            .max_keys(self.inner.store.max_keys())
-            .clock(self.inner.clock.clone()); // a scaled copy keeps the original's time
-        for (i, name) in self.inner.scopes.iter().enumerate() {
-            let quota = &quotas.all[quotas.defaults[i] as usize];
-            builder = builder.scope(&**name, scale(quota)?);
-            for (key, index) in &quotas.overrides[i] {
-                builder =
-                    builder.override_quota(&**name, &**key, scale(&quotas.all[*index as usize])?);
-            }
-        }
-        builder.build()
-    }
-
-    fn denial_for(
-        &self,
-        scope: u32,
-        key: &str,
-        reason: DenialReason,
-        retry_after: Option<Duration>,
-        needed: u64,
-    ) -> Denial {
-        Denial(Box::new(DenialDetail {
-            reason,
-            scope: self.inner.scopes[scope as usize].clone(),
-            key: key.into(),
-            tier: None,
-            needed,
-            retry_after,
-            waited: Duration::ZERO,
-        }))
-    }
-
     /// The state of every tier of `key`'s quota in `scope` (full tiers for a key never seen).
     ///
     /// # Panics
@@ -539,7 +429,7 @@ impl RateLimiter {
         let target = self.target(scope, key);
         let (quota, tats) = self.inner.store.state(&target);
         let now = self.now();
-        let tiers = self.inner.store.quotas().all[quota as usize].tiers();
+        let tiers = self.definition().quotas.all[quota as usize].tiers();
         Status {
             tiers: tiers
                 .iter()
@@ -707,53 +597,32 @@ impl RateLimiterBuilder {
     /// A [`ConfigError`] when there is no scope, a scope name repeats, an override names an
     /// unknown scope or repeats a key, or `max_keys` is zero.
     pub fn build(self) -> Result<RateLimiter, ConfigError> {
+        let definition = self.definition()?;
+        Ok(self.limiter_over(definition))
+    }
+
+    /// The scopes and quotas, checked, with the key cap.
+    pub(crate) fn definition(&self) -> Result<Definition, ConfigError> {
         if self.scopes.is_empty() {
             return Err(ConfigError::new("scopes", "add at least one scope"));
         }
         if self.max_keys == 0 {
             return Err(ConfigError::new("max_keys", "must be at least 1"));
         }
-        let mut names: Vec<Arc<str>> = Vec::new();
-        let mut all = Vec::new();
-        for (i, (name, quota)) in self.scopes.into_iter().enumerate() {
-            if names.iter().any(|n| **n == *name) {
-                return Err(ConfigError::new(
-                    format!("scopes[{i}].name"),
-                    format!("scope {name:?} is defined twice"),
-                ));
-            }
-            names.push(name.into());
-            all.push(quota);
-        }
-        let defaults = (0..names.len() as u32).collect();
-        let mut overrides = vec![HashMap::new(); names.len()];
-        for (scope, key, quota) in self.overrides {
-            let Some(index) = names.iter().position(|n| **n == *scope) else {
-                return Err(ConfigError::new(
-                    format!("overrides.{scope}"),
-                    format!("no scope is named {scope:?}"),
-                ));
-            };
-            if overrides[index].contains_key(key.as_str()) {
-                return Err(ConfigError::new(
-                    format!("overrides.{scope}.{key}"),
-                    "the key is overridden twice",
-                ));
-            }
-            overrides[index].insert(key.into_boxed_str(), all.len() as u32);
-            all.push(quota);
-        }
-        let quotas = Quotas {
-            all,
-            defaults,
-            overrides,
-        };
-        Ok(RateLimiter {
+        Definition::new(self.scopes.clone(), self.overrides.clone())
+    }
+
+    /// A limiter in this process keeping counts for `definition`, with this builder's key cap,
+    /// per-key metrics and clock.
+    pub(crate) fn limiter_over(&self, definition: Definition) -> RateLimiter {
+        RateLimiter {
             inner: Arc::new(Inner {
-                store: Store::new(quotas, self.max_keys, self.per_key_metrics),
-                clock: self.clock.unwrap_or_else(|| Arc::new(QuantaClock::new())),
-                scopes: names,
+                store: Store::new(definition, self.max_keys, self.per_key_metrics),
+                clock: self
+                    .clock
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(QuantaClock::new())),
             }),
-        })
+        }
     }
 }

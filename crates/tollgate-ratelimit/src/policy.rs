@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use crate::limiter::{RateLimiter, Scope};
+use crate::{
+    definition::Definition,
+    limiter::{RateLimiter, Scope},
+};
 
 /// What a layer does when its limiter refuses a call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,10 +66,10 @@ impl Limiter {
         }
     }
 
-    /// The limiter that holds the scopes and quotas (for Redis, its definition).
-    pub(crate) fn definition(&self) -> &RateLimiter {
+    /// The scopes and quotas the limiter keeps counts for.
+    pub(crate) fn definition(&self) -> &Definition {
         match self {
-            Self::Local(limiter) => limiter,
+            Self::Local(limiter) => limiter.definition(),
             #[cfg(feature = "redis")]
             Self::Redis(limiter) => limiter.definition(),
         }

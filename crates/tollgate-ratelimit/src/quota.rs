@@ -4,6 +4,9 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use tollgate_core::{ConfigError, MicroUsd, duration};
 
+/// Most keys one call may name (user, organization, pool, provider, ... with room to spare).
+pub(crate) const MAX_TARGETS: usize = 8;
+
 /// What a tier counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dimension {

@@ -24,13 +24,11 @@ use hashbrown::HashTable;
 use std::hash::BuildHasher;
 
 use crate::{
+    definition::Definition,
     gcra::{self, Verdict},
     metrics::Metrics,
-    quota::{Amounts, Quota},
+    quota::{Amounts, MAX_TARGETS},
 };
-
-/// Most keys one call may name (user, organization, pool, provider, ... with room to spare).
-pub(crate) const MAX_TARGETS: usize = 8;
 
 const INLINE_TIERS: usize = 3;
 
@@ -221,31 +219,11 @@ fn eq<'a>(target: &'a Target<'_>) -> impl Fn(&Slot) -> bool + 'a {
 #[derive(Default)]
 struct Padded<T>(T);
 
-/// Quotas resolved per (scope, key): a scope's default, or the key's override.
-pub(crate) struct Quotas {
-    /// Every quota, indexed by the `u32` a slot stores.
-    pub(crate) all: Vec<Quota>,
-    /// Per scope: its default quota's index.
-    pub(crate) defaults: Vec<u32>,
-    /// Per scope: overrides by key.
-    pub(crate) overrides: Vec<std::collections::HashMap<Box<str>, u32>>,
-}
-
-impl Quotas {
-    pub(crate) fn resolve(&self, scope: u32, key: &str) -> u32 {
-        let scope = scope as usize;
-        self.overrides[scope]
-            .get(key)
-            .copied()
-            .unwrap_or(self.defaults[scope])
-    }
-}
-
 pub(crate) struct Store {
     shards: Box<[Padded<Mutex<Shard>>]>,
     shift: u32,
     hasher: RandomState,
-    quotas: Quotas,
+    definition: Definition,
     live: AtomicUsize,
     max_keys: usize,
     last_full_sweep: AtomicU64,
@@ -255,7 +233,7 @@ pub(crate) struct Store {
 const FULL_SWEEP_EVERY: u64 = 10_000_000;
 
 impl Store {
-    pub(crate) fn new(quotas: Quotas, max_keys: usize, per_key_metrics: bool) -> Self {
+    pub(crate) fn new(definition: Definition, max_keys: usize, per_key_metrics: bool) -> Self {
         let shards = std::thread::available_parallelism()
             .map_or(4, usize::from)
             .saturating_mul(16)
@@ -274,20 +252,15 @@ impl Store {
             shift: 64 - shards.len().trailing_zeros(),
             shards,
             hasher: RandomState::default(),
-            quotas,
+            definition,
             live: AtomicUsize::new(0),
             max_keys,
             last_full_sweep: AtomicU64::new(u64::MAX),
         }
     }
 
-    #[cfg(feature = "redis")]
-    pub(crate) fn max_keys(&self) -> usize {
-        self.max_keys
-    }
-
-    pub(crate) fn quotas(&self) -> &Quotas {
-        &self.quotas
+    pub(crate) fn definition(&self) -> &Definition {
+        &self.definition
     }
 
     pub(crate) fn target<'a>(&self, scope: u32, key: &'a str) -> Target<'a> {
@@ -330,7 +303,7 @@ impl Store {
         }
         let verdict = match shard.slot_mut(target) {
             Some(slot) => {
-                let tiers = self.quotas.all[slot.quota as usize].tiers();
+                let tiers = self.definition.quotas.all[slot.quota as usize].tiers();
                 let tats = slot.tats.get_mut(tiers.len());
                 let verdict = gcra::evaluate(tiers, tats, amounts, now);
                 if verdict == Verdict::Admit && mode != Mode::Check {
@@ -343,8 +316,8 @@ impl Store {
                 verdict
             }
             None => {
-                let quota = self.quotas.resolve(target.scope, target.key);
-                let tiers = self.quotas.all[quota as usize].tiers();
+                let quota = self.definition.quotas.resolve(target.scope, target.key);
+                let tiers = self.definition.quotas.all[quota as usize].tiers();
                 let fresh = Tats::full(tiers.len());
                 let verdict = gcra::evaluate(tiers, fresh.get(tiers.len()), amounts, now);
                 if verdict == Verdict::Admit && mode != Mode::Check {
@@ -425,7 +398,7 @@ impl Store {
             }
             let verdict = match shard.slot(target) {
                 Some(slot) => {
-                    let tiers = self.quotas.all[slot.quota as usize].tiers();
+                    let tiers = self.definition.quotas.all[slot.quota as usize].tiers();
                     gcra::evaluate(tiers, slot.tats.get(tiers.len()), amounts, now)
                 }
                 None => {
@@ -433,8 +406,8 @@ impl Store {
                         first_new = i;
                     }
                     new_keys += 1;
-                    let quota = self.quotas.resolve(target.scope, target.key);
-                    let tiers = self.quotas.all[quota as usize].tiers();
+                    let quota = self.definition.quotas.resolve(target.scope, target.key);
+                    let tiers = self.definition.quotas.all[quota as usize].tiers();
                     gcra::evaluate(
                         tiers,
                         Tats::full(tiers.len()).get(tiers.len()),
@@ -526,7 +499,7 @@ impl Store {
             let mut shard = self.lock(self.shard_of(target));
             if refund {
                 if let Some(slot) = shard.slot_mut(target) {
-                    let tiers = self.quotas.all[slot.quota as usize].tiers();
+                    let tiers = self.definition.quotas.all[slot.quota as usize].tiers();
                     gcra::refund(tiers, slot.tats.get_mut(tiers.len()), amounts, now);
                 }
             } else if shard.slot(target).is_some() || self.has_room(&mut shard, 1, now) {
@@ -537,13 +510,13 @@ impl Store {
 
     fn charge_locked(&self, shard: &mut Shard, target: &Target<'_>, amounts: &Amounts, now: u64) {
         if let Some(slot) = shard.slot_mut(target) {
-            let tiers = self.quotas.all[slot.quota as usize].tiers();
+            let tiers = self.definition.quotas.all[slot.quota as usize].tiers();
             gcra::charge(tiers, slot.tats.get_mut(tiers.len()), amounts, now);
             return;
         }
         // A new key: the caller checked there is room for it.
-        let quota = self.quotas.resolve(target.scope, target.key);
-        let tiers = self.quotas.all[quota as usize].tiers();
+        let quota = self.definition.quotas.resolve(target.scope, target.key);
+        let tiers = self.definition.quotas.all[quota as usize].tiers();
         let mut slot = Slot {
             key: KeyText::new(target.key),
             scope: target.scope,
@@ -610,7 +583,7 @@ impl Store {
     }
 
     fn sweep_shard(&self, shard: &mut Shard, now: u64) -> usize {
-        let quotas = &self.quotas;
+        let quotas = &self.definition.quotas;
         let before = shard.slots.len();
         shard.slots.retain(|slot| {
             let tiers = quotas.all[slot.quota as usize].tiers().len();
@@ -655,14 +628,16 @@ impl Store {
         let shard = self.lock(self.shard_of(target));
         match shard.slot(target) {
             Some(slot) => {
-                let tiers = self.quotas.all[slot.quota as usize].tiers().len();
+                let tiers = self.definition.quotas.all[slot.quota as usize]
+                    .tiers()
+                    .len();
                 (slot.quota, slot.tats.get(tiers).to_vec())
             }
             None => {
-                let quota = self.quotas.resolve(target.scope, target.key);
+                let quota = self.definition.quotas.resolve(target.scope, target.key);
                 (
                     quota,
-                    vec![0; self.quotas.all[quota as usize].tiers().len()],
+                    vec![0; self.definition.quotas.all[quota as usize].tiers().len()],
                 )
             }
         }

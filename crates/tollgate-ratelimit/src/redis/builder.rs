@@ -140,7 +140,7 @@ impl RedisRateLimiterBuilder {
     /// days (the Redis script keeps nanoseconds in Lua's 53-bit integers), no Tokio runtime, or
     /// anything [`RateLimiterBuilder::build`] refuses.
     pub fn build(self) -> Result<RedisRateLimiter, ConfigError> {
-        let definition = self.limits.build()?;
+        let definition = self.limits.definition()?;
         tollgate_core::non_zero("redis.timeout", self.timeout)?;
         tollgate_core::non_zero("redis.probe_interval", self.probe_interval)?;
         if self.failure_threshold == 0 {
@@ -184,7 +184,7 @@ impl RedisRateLimiterBuilder {
                         format!("must be more than 0 and at most 1, got {share}"),
                     ));
                 }
-                Some(definition.scaled(share)?)
+                Some(self.limits.limiter_over(definition.scaled(share)?))
             }
             _ => None,
         };

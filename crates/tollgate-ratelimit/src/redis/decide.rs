@@ -75,7 +75,7 @@ impl RedisRateLimiter {
         op: Op,
     ) -> Result<Invocation, Denial> {
         let definition = &self.inner.definition;
-        if keys.len() > crate::store::MAX_TARGETS {
+        if keys.len() > crate::quota::MAX_TARGETS {
             let (scope, key) = &keys[0];
             return Err(definition.make_denial(
                 *scope,

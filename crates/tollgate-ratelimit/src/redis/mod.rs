@@ -19,6 +19,7 @@ use redis::aio::ConnectionManager;
 use tollgate_core::LlmError;
 
 use crate::{
+    definition::Definition,
     denial::{Denial, DenialReason},
     limiter::{RateLimiter, Scope, Status, TierStatus},
     quota::Amounts,
@@ -111,7 +112,7 @@ pub struct RedisRateLimiter {
 }
 
 struct Inner {
-    definition: RateLimiter,
+    definition: Definition,
     fallback: Option<RateLimiter>,
     connection: ConnectionManager,
     script: redis::Script,
@@ -179,7 +180,7 @@ impl RedisRateLimiter {
         metrics
     }
 
-    pub(crate) fn definition(&self) -> &RateLimiter {
+    pub(crate) fn definition(&self) -> &Definition {
         &self.inner.definition
     }
 

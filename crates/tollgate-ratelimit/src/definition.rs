@@ -1,0 +1,215 @@
+//! `Definition`: what a limiter limits (its scopes and their quotas), apart from where the counts
+//! live. The in-process store and Redis are two stores of one definition.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use tollgate_core::ConfigError;
+
+use crate::{
+    denial::{Denial, DenialDetail, DenialReason},
+    quota::{Amounts, Dimension, Quota},
+};
+
+/// A named family of keys sharing a default quota (`user`, `org`, `provider`), as a cheap handle.
+///
+/// Get one from [`RateLimiter::scope`](crate::RateLimiter::scope). `Scope::default()` is the first
+/// scope the limiter was built with, the only one of a
+/// [`RateLimiter::new`](crate::RateLimiter::new).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Scope(pub(crate) u32);
+
+/// Quotas resolved per (scope, key): a scope's default, or the key's override.
+pub(crate) struct Quotas {
+    /// Every quota, indexed by the `u32` a slot stores.
+    pub(crate) all: Vec<Quota>,
+    /// Per scope: its default quota's index.
+    pub(crate) defaults: Vec<u32>,
+    /// Per scope: overrides by key.
+    pub(crate) overrides: Vec<HashMap<Box<str>, u32>>,
+}
+
+impl Quotas {
+    pub(crate) fn resolve(&self, scope: u32, key: &str) -> u32 {
+        let scope = scope as usize;
+        self.overrides[scope]
+            .get(key)
+            .copied()
+            .unwrap_or(self.defaults[scope])
+    }
+}
+
+/// The scopes, by name, and their quotas; fixed once built.
+pub(crate) struct Definition {
+    scopes: Vec<Arc<str>>,
+    pub(crate) quotas: Quotas,
+}
+
+impl Definition {
+    /// The definition of `scopes` with `overrides` (scope, key, quota).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when there is no scope, a scope name repeats, or an override names an
+    /// unknown scope or repeats a key.
+    pub(crate) fn new(
+        scopes: Vec<(String, Quota)>,
+        overrides: Vec<(String, String, Quota)>,
+    ) -> Result<Self, ConfigError> {
+        if scopes.is_empty() {
+            return Err(ConfigError::new("scopes", "add at least one scope"));
+        }
+        let mut names: Vec<Arc<str>> = Vec::new();
+        let mut all = Vec::new();
+        for (i, (name, quota)) in scopes.into_iter().enumerate() {
+            if names.iter().any(|n| **n == *name) {
+                return Err(ConfigError::new(
+                    format!("scopes[{i}].name"),
+                    format!("scope {name:?} is defined twice"),
+                ));
+            }
+            names.push(name.into());
+            all.push(quota);
+        }
+        let defaults = (0..names.len() as u32).collect();
+        let mut by_key = vec![HashMap::new(); names.len()];
+        for (scope, key, quota) in overrides {
+            let Some(index) = names.iter().position(|n| **n == *scope) else {
+                return Err(ConfigError::new(
+                    format!("overrides.{scope}"),
+                    format!("no scope is named {scope:?}"),
+                ));
+            };
+            if by_key[index].contains_key(key.as_str()) {
+                return Err(ConfigError::new(
+                    format!("overrides.{scope}.{key}"),
+                    "the key is overridden twice",
+                ));
+            }
+            by_key[index].insert(key.into_boxed_str(), all.len() as u32);
+            all.push(quota);
+        }
+        Ok(Self {
+            scopes: names,
+            quotas: Quotas {
+                all,
+                defaults,
+                overrides: by_key,
+            },
+        })
+    }
+
+    /// The handle of the scope named `name`.
+    pub(crate) fn scope(&self, name: &str) -> Option<Scope> {
+        self.scopes
+            .iter()
+            .position(|scope| &**scope == name)
+            .map(|i| Scope(i as u32))
+    }
+
+    /// The names of the scopes, in the order they were added.
+    pub(crate) fn scope_names(&self) -> impl Iterator<Item = &str> {
+        self.scopes.iter().map(|s| &**s)
+    }
+
+    /// The name of `scope`.
+    pub(crate) fn scope_name(&self, scope: Scope) -> &str {
+        &self.scopes[scope.0 as usize]
+    }
+
+    /// How many scopes there are.
+    pub(crate) fn len(&self) -> usize {
+        self.scopes.len()
+    }
+
+    /// Whether `scope` is one of these.
+    pub(crate) fn owns(&self, scope: Scope) -> bool {
+        (scope.0 as usize) < self.scopes.len()
+    }
+
+    /// The quota `key` is limited by in `scope`: its override, or the scope's default.
+    pub(crate) fn quota_of(&self, scope: Scope, key: &str) -> &Quota {
+        &self.quotas.all[self.quotas.resolve(scope.0, key) as usize]
+    }
+
+    /// Every quota: the scopes' defaults, then the overrides.
+    #[cfg(feature = "redis")]
+    pub(crate) fn all_quotas(&self) -> &[Quota] {
+        &self.quotas.all
+    }
+
+    /// Whether any quota (a scope's default or an override) counts `dimension`.
+    pub(crate) fn counts(&self, dimension: Dimension) -> bool {
+        self.quotas.all.iter().any(|quota| quota.counts(dimension))
+    }
+
+    /// The same scopes and overrides with every tier scaled to `share` of its limit and burst
+    /// (at least one unit each): a process's part of a shared quota.
+    #[cfg(feature = "redis")]
+    pub(crate) fn scaled(&self, share: f64) -> Result<Self, ConfigError> {
+        use crate::quota::Tier;
+        let scale = |quota: &Quota| {
+            let part = |n: u64| ((n as f64 * share).ceil() as u64).max(1);
+            Quota::new(quota.tiers().iter().map(|tier| {
+                Tier::new(tier.dimension(), part(tier.limit()), tier.period())
+                    .with_burst(part(tier.burst()))
+            }))
+        };
+        let quotas = &self.quotas;
+        let all = quotas.all.iter().map(scale).collect::<Result<_, _>>()?;
+        Ok(Self {
+            scopes: self.scopes.clone(),
+            quotas: Quotas {
+                all,
+                defaults: quotas.defaults.clone(),
+                overrides: quotas.overrides.clone(),
+            },
+        })
+    }
+
+    /// A denial of `key` in `scope` for `reason`, naming no tier.
+    pub(crate) fn denial(
+        &self,
+        scope: Scope,
+        key: &str,
+        reason: DenialReason,
+        retry_after: Option<Duration>,
+    ) -> Denial {
+        Denial(Box::new(DenialDetail {
+            reason,
+            scope: self.scopes[scope.0 as usize].clone(),
+            key: key.into(),
+            tier: None,
+            needed: 0,
+            retry_after,
+            waited: Duration::ZERO,
+        }))
+    }
+
+    /// A denial of `key` in `scope`, naming tier `tier` of its quota when one refused, traced.
+    pub(crate) fn make_denial(
+        &self,
+        scope: Scope,
+        key: &str,
+        reason: DenialReason,
+        tier: Option<usize>,
+        amounts: &Amounts,
+        retry_after: Option<Duration>,
+    ) -> Denial {
+        let mut denial = self.denial(scope, key, reason, retry_after);
+        if let Some(index) = tier {
+            let tier = self.quota_of(scope, key).tiers()[index];
+            denial.0.needed = amounts.get(tier.dimension());
+            denial.0.tier = Some((index, tier));
+        }
+        tracing::debug!(
+            target: "tollgate::ratelimit",
+            scope = &*denial.0.scope,
+            key = &*denial.0.key,
+            tier = tier,
+            retry_after_ms = retry_after.map(|d| d.as_millis() as u64),
+            reason = ?reason,
+            "rate limit denied a call"
+        );
+        denial
+    }
+}
