@@ -598,7 +598,7 @@ impl RateLimiterBuilder {
     /// unknown scope or repeats a key, or `max_keys` is zero.
     pub fn build(self) -> Result<RateLimiter, ConfigError> {
         let definition = self.definition()?;
-        Ok(self.limiter_over(definition))
+        Ok(self.limiter_over(definition, self.per_key_metrics))
     }
 
     /// The scopes and quotas, checked, with the key cap.
@@ -612,12 +612,16 @@ impl RateLimiterBuilder {
         Definition::new(self.scopes.clone(), self.overrides.clone())
     }
 
-    /// A limiter in this process keeping counts for `definition`, with this builder's key cap,
-    /// per-key metrics and clock.
-    pub(crate) fn limiter_over(&self, definition: Definition) -> RateLimiter {
+    /// A limiter in this process keeping counts for `definition`, with this builder's key cap and
+    /// clock.
+    pub(crate) fn limiter_over(
+        &self,
+        definition: Definition,
+        per_key_metrics: bool,
+    ) -> RateLimiter {
         RateLimiter {
             inner: Arc::new(Inner {
-                store: Store::new(definition, self.max_keys, self.per_key_metrics),
+                store: Store::new(definition, self.max_keys, per_key_metrics),
                 clock: self
                     .clock
                     .clone()

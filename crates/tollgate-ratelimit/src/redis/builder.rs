@@ -184,7 +184,8 @@ impl RedisRateLimiterBuilder {
                         format!("must be more than 0 and at most 1, got {share}"),
                     ));
                 }
-                Some(self.limits.limiter_over(definition.scaled(share)?))
+                // Nobody reads the fallback's per-key counts, so it keeps none.
+                Some(self.limits.limiter_over(definition.scaled(share)?, false))
             }
             _ => None,
         };
