@@ -115,8 +115,8 @@ fn completion_response(answer: &LlmResponse) -> Response {
         "model": answer.model,
         "choices": [ {
             "index": 0,
-            "message": { "role": "assistant", "content": answer.content },
-            "finish_reason": answer.finish_reason.as_ref().map_or("stop", |r| r.as_str()),
+            "message": { "role": "assistant", "content": answer.content() },
+            "finish_reason": answer.finish_reason().as_ref().map_or("stop", |r| r.as_str()),
         } ],
         "usage": {
             "prompt_tokens": answer.usage.input_tokens,

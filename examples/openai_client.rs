@@ -89,7 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "#{round} ({cache}, {} attempt(s), {} tokens): {}",
             Attempts::of(&answer),
             answer.usage.total(),
-            answer.content
+            answer.content()
         );
         if let Some(limits) = answer.extensions.get::<RateLimitSnapshot>() {
             println!(

@@ -89,7 +89,7 @@ impl Chat for ChatService {
                 answer.extensions.get::<CacheStatus>(),
                 Some(CacheStatus::Hit { .. })
             ),
-            content: answer.content,
+            content: answer.content().to_owned(),
             input_tokens: answer.usage.input_tokens,
             output_tokens: answer.usage.output_tokens,
         }))

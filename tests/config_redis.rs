@@ -139,12 +139,12 @@ async fn the_redis_section_compresses_and_bounds_cached_answers() {
     assert_eq!(provider.calls(), 1);
     let values = stored("lz4");
     assert_eq!(values.len(), 1);
-    assert!(values[0].starts_with(b"tollgate-cache v1 lz4\n"));
+    assert!(values[0].starts_with(b"tollgate-cache v2 lz4\n"));
 
     // The default is the plain form.
     let (plain, _) = stack("plain", "cache_compress: false");
     plain.clone().oneshot(ask()).await.unwrap();
-    assert!(stored("plain")[0].starts_with(b"tollgate-cache v1\n"));
+    assert!(stored("plain")[0].starts_with(b"tollgate-cache v2\n"));
 
     // An answer over the bound is never written, so the same question misses again.
     let (bounded, provider) = stack("tiny", "cache_max_value_bytes: 16");

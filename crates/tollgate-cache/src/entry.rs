@@ -2,23 +2,25 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tollgate_core::{FinishReason, LlmResponse, Usage};
+use tollgate_core::{Choice, JsonMap, LlmResponse, Usage};
 
-/// A stored answer: the text, the model, why it stopped, and the original usage (a hit reports
-/// the tokens the first call cost, so cost reports stay honest about what the answer was worth).
+/// A stored answer, whole: every choice with its tool calls, refusal and reasoning, the original
+/// usage with its details (a hit reports the tokens the first call cost, so cost reports stay
+/// honest about what the answer was worth), and every field of the answer tollgate does not model.
 ///
 /// The provider's headers are not kept: they describe one HTTP exchange (request ids, rate-limit
 /// state), and replaying them on a hit would mislead whoever reads them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedResponse {
-    /// The generated text.
-    pub content: String,
     /// The model that answered.
     pub model: String,
-    /// Why generation stopped, as the provider said it.
-    pub finish_reason: Option<String>,
+    /// The answers, as the provider gave them.
+    pub choices: Vec<Choice>,
     /// Tokens the original call consumed.
     pub usage: Usage,
+    /// Every other field of the answer, as it came.
+    #[serde(default, skip_serializing_if = "JsonMap::is_empty")]
+    pub extra: JsonMap,
     /// When it was stored, in milliseconds since the Unix epoch.
     pub stored_at_ms: u64,
     /// When it stops being served, in milliseconds since the Unix epoch.
@@ -29,13 +31,10 @@ impl CachedResponse {
     /// What to keep of `response`, stored at `now_ms` for `ttl_ms`.
     pub fn from_response(response: &LlmResponse, now_ms: u64, ttl_ms: u64) -> Self {
         Self {
-            content: response.content.clone(),
             model: response.model.clone(),
-            finish_reason: response
-                .finish_reason
-                .as_ref()
-                .map(|r| r.as_str().to_owned()),
+            choices: response.choices.clone(),
             usage: response.usage,
+            extra: response.extra.clone(),
             stored_at_ms: now_ms,
             expires_at_ms: now_ms.saturating_add(ttl_ms),
         }
@@ -43,12 +42,9 @@ impl CachedResponse {
 
     /// The answer as a response (without the cache's marks).
     pub fn to_response(&self) -> LlmResponse {
-        let mut response =
-            LlmResponse::new(self.model.clone(), self.content.clone()).with_usage(self.usage);
-        response.finish_reason = self
-            .finish_reason
-            .as_deref()
-            .map(FinishReason::from_provider);
+        let mut response = LlmResponse::with_choices(self.model.clone(), self.choices.clone())
+            .with_usage(self.usage);
+        response.extra.clone_from(&self.extra);
         response
     }
 
@@ -57,19 +53,39 @@ impl CachedResponse {
         now_ms >= self.expires_at_ms
     }
 
-    /// Bytes it holds (what the stores weigh).
+    /// Bytes it holds (what the stores weigh): the answer as JSON, and the entry itself.
     pub fn weight(&self) -> usize {
-        self.content.len()
+        std::mem::size_of::<Self>()
             + self.model.len()
-            + self.finish_reason.as_ref().map_or(0, String::len)
-            + std::mem::size_of::<Self>()
+            + json_len(&self.choices)
+            + json_len(&self.extra)
     }
+}
+
+/// The length of `value` as JSON, counted without keeping the text.
+fn json_len(value: &impl Serialize) -> usize {
+    struct Counter(usize);
+
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, value).expect("an entry always serializes");
+    counter.0
 }
 
 /// The file format: a fixed header, then the entry as JSON.
 ///
 /// ```text
-/// tollgate-cache v1\n
+/// tollgate-cache v2\n
 /// <expires_at_ms> <body length> <sha-256 of body, hex>\n
 /// <body: the entry as JSON>
 /// ```
@@ -77,7 +93,7 @@ impl CachedResponse {
 /// A file whose header, length or checksum does not match is corrupt (a crash mid-write on a
 /// file system without atomic rename, a truncated copy, a disk error): the store treats it as a
 /// miss and removes it.
-pub(crate) const MAGIC: &str = "tollgate-cache v1\n";
+pub(crate) const MAGIC: &str = "tollgate-cache v2\n";
 
 pub(crate) fn encode(entry: &CachedResponse) -> Vec<u8> {
     let body = serde_json::to_vec(entry).expect("an entry always serializes");

@@ -64,7 +64,7 @@ async fn the_same_prompt_hits_and_what_changes_the_answer_misses() {
     assert_eq!(served(&first), "MISS");
     let again = call(&mut stack, ask("hi")).await.unwrap();
     assert_eq!(served(&again), "HIT");
-    assert_eq!(again.content, first.content);
+    assert_eq!(again.content(), first.content());
     assert_eq!(again.usage, first.usage);
 
     // Caller metadata that does not change the answer does not change the key.
@@ -148,7 +148,7 @@ async fn no_cache_and_no_store_are_honored() {
     let fresh = call(&mut stack, with(no_cache)).await.unwrap();
     assert_eq!(served(&fresh), "MISS");
     let hit = call(&mut stack, ask("hi")).await.unwrap();
-    assert_eq!(hit.content, fresh.content);
+    assert_eq!(hit.content(), fresh.content());
     assert_eq!(provider.calls(), 3);
 }
 
@@ -659,7 +659,7 @@ async fn a_completed_stream_is_stored_and_replayed_and_a_broken_one_is_not() {
 
     // Read to the end: stored once the stream ends.
     let whole = second.take_stream().unwrap().collect().await.unwrap();
-    assert_eq!(whole.content, "streamed words");
+    assert_eq!(whole.content(), "streamed words");
     tokio::task::yield_now().await;
     let mut third = call(&mut stack, ask("stream me").streaming())
         .await
@@ -672,14 +672,11 @@ async fn a_completed_stream_is_stored_and_replayed_and_a_broken_one_is_not() {
         .await
         .unwrap();
     assert_eq!(
-        (replayed.content.as_str(), replayed.usage),
+        (replayed.content(), replayed.usage),
         ("streamed words", whole.usage)
     );
     // The same answer serves a caller that does not stream.
     let plain = call(&mut stack, ask("stream me")).await.unwrap();
-    assert_eq!(
-        (served(&plain), plain.content.as_str()),
-        ("HIT", "streamed words")
-    );
+    assert_eq!((served(&plain), plain.content()), ("HIT", "streamed words"));
     assert_eq!(calls.load(Ordering::Relaxed), 2);
 }

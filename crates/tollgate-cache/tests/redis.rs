@@ -64,7 +64,7 @@ async fn two_instances_share_one_cache_with_the_entry_ttl() {
     assert_eq!(served(&first), "MISS");
     let second = call(&mut b, ask("hello")).await.unwrap();
     assert_eq!(served(&second), "HIT");
-    assert_eq!(second.content, first.content);
+    assert_eq!(second.content(), first.content());
     assert_eq!(second.usage, first.usage);
     assert_eq!(provider.calls(), 1);
     // Another tenant is another key, in Redis too.
@@ -93,7 +93,7 @@ fn only_key_of(redis: &RedisServer, response: &LlmResponse) -> String {
             other => panic!("{other:?}"),
         })
         .find(|key| match redis.command(&["GET", key]).unwrap() {
-            Reply::Bulk(value) => String::from_utf8_lossy(&value).contains(&response.content),
+            Reply::Bulk(value) => String::from_utf8_lossy(&value).contains(response.content()),
             _ => false,
         })
         .expect("stored")
@@ -113,8 +113,8 @@ async fn a_corrupt_value_is_a_miss_and_is_replaced() {
     let key = only_key(&redis);
     for garbage in [
         "not an entry",
-        "tollgate-cache v1\n9 9 00\n{}",
-        "tollgate-cache v1 lz4\n\u{ff}\u{ff}\u{ff}\u{7f}xx",
+        "tollgate-cache v2\n9 9 00\n{}",
+        "tollgate-cache v2 lz4\n\u{ff}\u{ff}\u{ff}\u{7f}xx",
     ] {
         redis.command(&["SET", &key, garbage]).unwrap();
         let response = call(&mut stack, ask("hello")).await.unwrap();
@@ -158,7 +158,7 @@ async fn compressed_values_shrink_and_are_read_by_any_instance() {
     call(&mut a, ask("tell me")).await.unwrap();
     let hit = call(&mut b, ask("tell me")).await.unwrap();
     assert_eq!(served(&hit), "HIT");
-    assert_eq!(hit.content, long);
+    assert_eq!(hit.content(), long);
     let Reply::Integer(stored) = redis.command(&["STRLEN", &only_key(&redis)]).unwrap() else {
         panic!()
     };

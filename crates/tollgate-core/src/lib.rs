@@ -35,6 +35,7 @@
 //! # }
 //! ```
 
+mod choice;
 pub mod clock;
 mod config;
 mod error;
@@ -49,7 +50,10 @@ pub mod rng;
 mod simulated;
 pub mod stream;
 mod tokens;
+mod usage;
+mod wire;
 
+pub use choice::{AssistantMessage, Choice, FunctionCall, ToolCall};
 pub use config::{ConfigError, duration, non_zero};
 pub use error::{BoxError, ErrorKind, Fault, LlmError, counted};
 pub use key::{ByModel, ByPrincipal, ByProvider, ByRole, ByTenant, Global, Key, KeyExtractor};
@@ -58,9 +62,10 @@ pub use request::{
     CacheControl, Content, ExtraParams, JsonMap, LlmRequest, Message, Params, Priority,
     RequestMeta, Role,
 };
-pub use response::{FinishReason, LlmResponse, Usage};
+pub use response::{FinishReason, LlmResponse};
 pub use simulated::{Outcome, SimulatedFuture, SimulatedProvider, SimulatedProviderBuilder};
 pub use tokens::{CharEstimator, TokenEstimator};
+pub use usage::Usage;
 
 /// Defines `get_ref`, `get_mut` and `into_inner` in an `impl<S> Layered<S>` block whose inner
 /// service is the field `inner: S`, so every layer's service has the same accessors.

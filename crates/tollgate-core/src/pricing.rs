@@ -78,12 +78,32 @@ impl FromStr for MicroUsd {
 }
 
 /// What one model costs, in micro-dollars per million tokens.
+///
+/// Prompt tokens read from the provider's prompt cache and those written to it have rates of
+/// their own when the provider prices them apart; absent, they cost the input rate.
+///
+/// ```
+/// use tollgate_core::{MicroUsd, ModelPrice, Usage};
+///
+/// let price = ModelPrice::per_million("3.00", "15.00").unwrap()
+///     .with_cached_input("0.30".parse().unwrap())
+///     .with_cache_write("3.75".parse().unwrap());
+/// // 1,000 cached and 200 uncached prompt tokens, 50 answer tokens:
+/// // 1,000 × $0.30/M + 200 × $3.00/M + 50 × $15.00/M = $0.0003 + $0.0006 + $0.00075
+/// let usage = Usage::new(1_200, 50).with_cached_input(1_000);
+/// assert_eq!(price.cost(usage), MicroUsd(1_650));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ModelPrice {
     /// Price of one million prompt tokens.
     pub input_per_mtok: MicroUsd,
     /// Price of one million generated tokens.
     pub output_per_mtok: MicroUsd,
+    /// Price of one million prompt tokens read from the provider's cache (`None`: the input rate).
+    pub cached_input_per_mtok: Option<MicroUsd>,
+    /// Price of one million prompt tokens written to the provider's cache (`None`: the input rate).
+    pub cache_write_per_mtok: Option<MicroUsd>,
 }
 
 impl ModelPrice {
@@ -96,16 +116,44 @@ impl ModelPrice {
         Ok(Self {
             input_per_mtok: input.parse()?,
             output_per_mtok: output.parse()?,
+            cached_input_per_mtok: None,
+            cache_write_per_mtok: None,
         })
+    }
+
+    /// With `price` per million prompt tokens read from the provider's cache.
+    #[must_use]
+    pub const fn with_cached_input(mut self, price: MicroUsd) -> Self {
+        self.cached_input_per_mtok = Some(price);
+        self
+    }
+
+    /// With `price` per million prompt tokens written to the provider's cache.
+    #[must_use]
+    pub const fn with_cache_write(mut self, price: MicroUsd) -> Self {
+        self.cache_write_per_mtok = Some(price);
+        self
     }
 
     /// The cost of `usage`, rounded up to a whole micro-dollar.
     ///
-    /// The exact product is summed over both directions first and rounded once, so rounding never
-    /// adds more than one micro-dollar per call; rounding up keeps budgets on the safe side.
+    /// Uncached prompt tokens cost the input rate, cached and cache-written ones their own rates
+    /// (the input rate where none is set), answer tokens the output rate. The exact products are
+    /// summed first and rounded once, so rounding never adds more than one micro-dollar per call;
+    /// rounding up keeps budgets on the safe side.
     pub fn cost(&self, usage: Usage) -> MicroUsd {
-        let nano_micros = u128::from(usage.input_tokens) * u128::from(self.input_per_mtok.0)
-            + u128::from(usage.output_tokens) * u128::from(self.output_per_mtok.0);
+        let input = self.input_per_mtok.0;
+        let times = |tokens: u64, rate: u64| u128::from(tokens) * u128::from(rate);
+        let nano_micros = times(usage.uncached_input_tokens(), input)
+            + times(
+                usage.cached_input_tokens,
+                self.cached_input_per_mtok.map_or(input, |p| p.0),
+            )
+            + times(
+                usage.cache_write_tokens,
+                self.cache_write_per_mtok.map_or(input, |p| p.0),
+            )
+            + times(usage.output_tokens, self.output_per_mtok.0);
         let micros = nano_micros.div_ceil(1_000_000);
         MicroUsd(u64::try_from(micros).unwrap_or(u64::MAX))
     }
@@ -115,19 +163,24 @@ impl ModelPrice {
 /// (so `gpt-4o` prices `gpt-4o-2024-08-06`).
 ///
 /// tollgate ships no prices of its own: they change too often to be trusted from a library. Load
-/// them from configuration:
+/// them from configuration. `cached_input` and `cache_write` price prompt tokens read from and
+/// written to the provider's prompt cache; absent, those cost the input rate.
 ///
 /// ```
 /// use tollgate_core::{MicroUsd, PricingTable, Usage};
 ///
 /// let table: PricingTable = serde_json::from_str(r#"{
-///     "gpt-4o": { "input": "2.50", "output": "10.00" },
-///     "gpt-4o-mini": { "input": "0.15", "output": "0.60" }
+///     "gpt-4o": { "input": "2.50", "output": "10.00", "cached_input": "1.25" },
+///     "gpt-4o-mini": { "input": "0.15", "output": "0.60" },
+///     "claude-sonnet-4": { "input": "3.00", "output": "15.00", "cached_input": "0.30", "cache_write": "3.75" }
 /// }"#).unwrap();
 ///
 /// let cost = table.cost("gpt-4o-2024-08-06", Usage::new(1_234, 567)).unwrap();
 /// assert_eq!(cost, MicroUsd(8_755));
 /// assert_eq!(cost.to_string(), "$0.008755");
+/// // 1,000 of 1,200 prompt tokens from OpenAI's cache: 1,000 × $1.25/M + 200 × $2.50/M + 50 × $10/M.
+/// let cached = Usage::new(1_200, 50).with_cached_input(1_000);
+/// assert_eq!(table.cost("gpt-4o", cached), Some(MicroUsd(2_250)));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PricingTable {
@@ -185,6 +238,10 @@ impl PricingTable {
 struct PriceEntry {
     input: Dollars,
     output: Dollars,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cached_input: Option<Dollars>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cache_write: Option<Dollars>,
 }
 
 /// Dollars per million tokens on the wire: a decimal string (`"2.50"`) or a plain number (`2.5`).
@@ -231,6 +288,8 @@ impl Serialize for PricingTable {
                 PriceEntry {
                     input: Dollars(price.input_per_mtok),
                     output: Dollars(price.output_per_mtok),
+                    cached_input: price.cached_input_per_mtok.map(Dollars),
+                    cache_write: price.cache_write_per_mtok.map(Dollars),
                 },
             )
         }))
@@ -249,6 +308,8 @@ impl<'de> Deserialize<'de> for PricingTable {
                         ModelPrice {
                             input_per_mtok: entry.input.0,
                             output_per_mtok: entry.output.0,
+                            cached_input_per_mtok: entry.cached_input.map(|d| d.0),
+                            cache_write_per_mtok: entry.cache_write.map(|d| d.0),
                         },
                     )
                 })

@@ -1,23 +1,55 @@
-//! What a model answered ([`LlmResponse`]) and what it cost in tokens ([`Usage`]).
+//! What a model answered ([`LlmResponse`]) and why it stopped ([`FinishReason`]).
 
 use std::{fmt, sync::Arc};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
 
-/// A completed LLM call.
+use crate::{
+    JsonMap,
+    choice::{AssistantMessage, Choice, ToolCall},
+    usage::Usage,
+    wire::{put, take},
+};
+
+/// A completed LLM call: every choice the provider returned, the usage, and everything else the
+/// answer said, in the shape of an OpenAI chat completion.
+///
+/// It reads and writes that shape losslessly (serde): an OpenAI-compatible answer read and written
+/// back is the same JSON, fields tollgate does not model included (`extra` at each level). The
+/// first choice's text, finish reason and tool calls have accessors, since most calls ask for one.
 ///
 /// `headers` keeps the provider's HTTP headers (rate-limit state, request ids); `extensions` is where
 /// layers mark what they did (a cache hit, the number of attempts, time spent waiting for quota).
+/// Neither is part of the JSON.
+///
+/// ```
+/// use tollgate_core::LlmResponse;
+///
+/// let wire = serde_json::json!({
+///     "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+///     "choices": [{ "index": 0, "finish_reason": "tool_calls", "logprobs": null,
+///         "message": { "role": "assistant", "content": null, "tool_calls": [{ "id": "call_1",
+///             "type": "function", "function": { "name": "weather", "arguments": "{\"city\":\"Oslo\"}" } }] } }],
+///     "usage": { "prompt_tokens": 80, "completion_tokens": 20, "total_tokens": 100,
+///         "prompt_tokens_details": { "cached_tokens": 64 } }
+/// });
+/// let answer: LlmResponse = serde_json::from_value(wire.clone()).unwrap();
+/// assert_eq!(answer.tool_calls()[0].function.name, "weather");
+/// assert_eq!(answer.usage.cached_input_tokens, 64);
+/// assert_eq!(serde_json::to_value(&answer).unwrap(), wire);
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct LlmResponse {
-    /// The generated text.
-    pub content: String,
     /// The model that actually answered (providers may resolve aliases).
     pub model: String,
-    /// Why generation stopped.
-    pub finish_reason: Option<FinishReason>,
+    /// The answers, in order (one unless the request asked for several with `n`).
+    pub choices: Vec<Choice>,
     /// Tokens consumed.
     pub usage: Usage,
+    /// Every other field of the answer (`id`, `created`, `system_fingerprint`, ...) as it came;
+    /// under `usage`, the usage fields [`Usage`] does not model.
+    pub extra: JsonMap,
     /// The provider's response headers.
     pub headers: http::HeaderMap,
     /// Annotations added by layers.
@@ -25,13 +57,59 @@ pub struct LlmResponse {
 }
 
 impl LlmResponse {
-    /// A response from `model` with the given text.
+    /// A response from `model` with one choice saying `content`.
     pub fn new(model: impl Into<String>, content: impl Into<String>) -> Self {
+        Self::with_choices(model, vec![Choice::new(0, AssistantMessage::text(content))])
+    }
+
+    /// A response from `model` with `choices`.
+    pub fn with_choices(model: impl Into<String>, choices: Vec<Choice>) -> Self {
         Self {
-            content: content.into(),
             model: model.into(),
+            choices,
             ..Self::default()
         }
+    }
+
+    /// The first choice's text, or `""` (no choice, or a choice that only calls tools).
+    pub fn content(&self) -> &str {
+        self.choices
+            .first()
+            .and_then(|choice| choice.message.content.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// Why the first choice stopped.
+    pub fn finish_reason(&self) -> Option<&FinishReason> {
+        self.choices.first()?.finish_reason.as_ref()
+    }
+
+    /// The first choice's tool calls.
+    pub fn tool_calls(&self) -> &[ToolCall] {
+        self.choices
+            .first()
+            .map_or(&[], |choice| &choice.message.tool_calls)
+    }
+
+    /// The text of every choice, in bytes: what a store holds of it, roughly.
+    pub fn text_len(&self) -> usize {
+        self.choices
+            .iter()
+            .map(|choice| {
+                let message = &choice.message;
+                let calls: usize = message
+                    .tool_calls
+                    .iter()
+                    .map(|call| {
+                        call.id.len() + call.function.name.len() + call.function.arguments.len()
+                    })
+                    .sum();
+                message.content.as_ref().map_or(0, String::len)
+                    + message.reasoning.as_ref().map_or(0, String::len)
+                    + message.refusal.as_ref().map_or(0, String::len)
+                    + calls
+            })
+            .sum()
     }
 
     /// Carries `stream` as this response's answer (a provider answering a streaming request).
@@ -105,65 +183,71 @@ impl LlmResponse {
         self
     }
 
-    /// Sets the finish reason.
+    /// Sets why the first choice stopped (making an empty first choice if there is none).
     #[must_use]
     pub fn with_finish_reason(mut self, reason: FinishReason) -> Self {
-        self.finish_reason = Some(reason);
+        self.first_choice_mut().finish_reason = Some(reason);
         self
     }
-}
 
-/// Tokens consumed by one call.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Usage {
-    /// Prompt tokens.
-    pub input_tokens: u64,
-    /// Generated tokens.
-    pub output_tokens: u64,
-}
-
-impl Usage {
-    /// Usage of `input_tokens` prompt and `output_tokens` generated tokens.
-    pub const fn new(input_tokens: u64, output_tokens: u64) -> Self {
-        Self {
-            input_tokens,
-            output_tokens,
+    /// The first choice, made empty if there is none.
+    pub fn first_choice_mut(&mut self) -> &mut Choice {
+        if self.choices.is_empty() {
+            self.choices.push(Choice::default());
         }
+        &mut self.choices[0]
     }
 
-    /// Prompt plus generated tokens.
-    pub const fn total(&self) -> u64 {
-        self.input_tokens.saturating_add(self.output_tokens)
+    /// Reads an OpenAI chat-completion object.
+    fn read(mut object: JsonMap) -> Result<Self, String> {
+        let choices: Vec<JsonMap> = take(&mut object, "choices")?;
+        let usage = match object.get_mut("usage") {
+            Some(Value::Object(usage)) => Usage::read_openai(usage)?,
+            None | Some(Value::Null) => Usage::default(),
+            Some(other) => return Err(format!("usage: expected an object, got {other}")),
+        };
+        Ok(Self {
+            model: take(&mut object, "model")?,
+            choices: choices
+                .into_iter()
+                .enumerate()
+                .map(|(i, choice)| Choice::read(choice).map_err(|e| format!("choices[{i}].{e}")))
+                .collect::<Result<_, _>>()?,
+            usage,
+            extra: object,
+            ..Self::default()
+        })
     }
 
-    /// What to count for a streamed answer that ended early (dropped or failed midway), when
-    /// this is the usage it reported by then: a provider bills such a stream all the same. The
-    /// prompt is `prompt_estimate` when none was reported, and the answer at least
-    /// `read_estimate`, the estimate of the text read (a provider may report a placeholder count
-    /// when the stream starts and the real one only at its end).
-    ///
-    /// ```
-    /// use tollgate_core::Usage;
-    ///
-    /// // Nothing reported: both sides estimated.
-    /// assert_eq!(Usage::default().of_unfinished_stream(12, 3), Usage::new(12, 3));
-    /// // The prompt's size reported with a placeholder answer count, then 40 tokens of text read.
-    /// assert_eq!(Usage::new(30, 1).of_unfinished_stream(12, 40), Usage::new(30, 40));
-    /// ```
-    #[must_use]
-    pub const fn of_unfinished_stream(self, prompt_estimate: u64, read_estimate: u64) -> Self {
-        Self {
-            input_tokens: if self.input_tokens > 0 {
-                self.input_tokens
-            } else {
-                prompt_estimate
-            },
-            output_tokens: if self.output_tokens > read_estimate {
-                self.output_tokens
-            } else {
-                read_estimate
-            },
+    /// Writes this answer as an OpenAI chat-completion object.
+    fn write(&self) -> JsonMap {
+        let mut object = self.extra.clone();
+        put(&mut object, "model", &self.model);
+        let choices: Vec<Value> = self.choices.iter().map(|c| c.write().into()).collect();
+        object.insert("choices".into(), choices.into());
+        let rest = match self.extra.get("usage") {
+            Some(Value::Object(rest)) => Some(rest),
+            _ => None,
+        };
+        if rest.is_some() || self.usage != Usage::default() {
+            object.insert("usage".into(), self.usage.write_openai(rest).into());
         }
+        object
+    }
+}
+
+impl Serialize for LlmResponse {
+    /// The answer as an OpenAI chat-completion object (headers and extensions are not part of it).
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.write().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for LlmResponse {
+    /// Reads an OpenAI chat-completion object, keeping every field it does not model.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let object = JsonMap::deserialize(deserializer)?;
+        Self::read(object).map_err(serde::de::Error::custom)
     }
 }
 

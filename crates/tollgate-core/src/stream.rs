@@ -75,10 +75,10 @@ impl LlmStream {
     pub fn replay(response: &LlmResponse) -> Self {
         let mut events = Vec::with_capacity(4);
         events.push(StreamEvent::Model(response.model.clone()));
-        if !response.content.is_empty() {
-            events.push(StreamEvent::Text(response.content.clone()));
+        if !response.content().is_empty() {
+            events.push(StreamEvent::Text(response.content().to_owned()));
         }
-        if let Some(reason) = &response.finish_reason {
+        if let Some(reason) = response.finish_reason() {
             events.push(StreamEvent::Finish(reason.clone()));
         }
         events.push(StreamEvent::Usage(response.usage));
@@ -221,8 +221,15 @@ impl Assembled {
         let response = &mut self.response;
         match event {
             StreamEvent::Model(model) => response.model.clone_from(model),
-            StreamEvent::Text(text) => response.content.push_str(text),
-            StreamEvent::Finish(reason) => response.finish_reason = Some(reason.clone()),
+            StreamEvent::Text(text) => response
+                .first_choice_mut()
+                .message
+                .content
+                .get_or_insert_default()
+                .push_str(text),
+            StreamEvent::Finish(reason) => {
+                response.first_choice_mut().finish_reason = Some(reason.clone());
+            }
             StreamEvent::Usage(usage) => response.usage = *usage,
         }
     }
@@ -290,14 +297,14 @@ mod tests {
         assert_eq!(
             (
                 collected.model.as_str(),
-                collected.content.as_str(),
+                collected.content(),
                 collected.usage
             ),
             ("m", "hello", Usage::new(3, 1))
         );
         let done = seen.lock().unwrap().clone().expect("called at the end");
-        assert_eq!(done.content, "hello");
-        assert_eq!(done.finish_reason, Some(FinishReason::Stop));
+        assert_eq!(done.content(), "hello");
+        assert_eq!(done.finish_reason(), Some(&FinishReason::Stop));
     }
 
     fn script(fails: bool) -> LlmStream {
@@ -320,7 +327,7 @@ mod tests {
         let stream = stream.on_end(move |answer, end| {
             sink.lock()
                 .unwrap()
-                .push((answer.content.clone(), answer.usage, end));
+                .push((answer.content().to_owned(), answer.usage, end));
         });
         (stream, ends)
     }
@@ -372,7 +379,7 @@ mod tests {
             let sink = ends.clone();
             stream.on_end(move |answer, end| {
                 sink.lock().unwrap().push((
-                    format!("{name}: {}", answer.content),
+                    format!("{name}: {}", answer.content()),
                     answer.usage,
                     end,
                 ));

@@ -98,7 +98,7 @@ async fn latency_is_on_tokios_clock_and_connect_errors_are_immediate() {
 
     let ok = provider.clone().oneshot(request()).await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_millis(500));
-    assert_eq!(ok.content, "simulated reply #3");
+    assert_eq!(ok.content(), "simulated reply #3");
 }
 
 #[tokio::test]
@@ -106,7 +106,7 @@ async fn usage_comes_from_the_estimator_and_max_tokens_caps_output() {
     let provider = SimulatedProvider::builder().output_tokens(100).build();
     let ok = provider.clone().oneshot(request()).await.unwrap();
     assert_eq!((ok.usage.input_tokens, ok.usage.output_tokens), (8, 100));
-    assert_eq!(ok.finish_reason.unwrap().as_str(), "stop");
+    assert_eq!(ok.finish_reason().unwrap().as_str(), "stop");
 
     let capped = provider
         .clone()
@@ -114,7 +114,7 @@ async fn usage_comes_from_the_estimator_and_max_tokens_caps_output() {
         .await
         .unwrap();
     assert_eq!(capped.usage.output_tokens, 10);
-    assert_eq!(capped.finish_reason.unwrap().as_str(), "length");
+    assert_eq!(capped.finish_reason().unwrap().as_str(), "length");
 }
 
 #[tokio::test(start_paused = true)]

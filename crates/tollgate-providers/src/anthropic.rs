@@ -44,7 +44,7 @@ pub const DEFAULT_MAX_TOKENS: u32 = 4_096;
 ///     "claude-sonnet-4-5",
 ///     vec![Message::system("Be brief."), Message::user("Say hi")],
 /// );
-/// println!("{}", claude.oneshot(request).await?.content);
+/// println!("{}", claude.oneshot(request).await?.content());
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -118,7 +118,7 @@ impl Inner {
             .filter(|block| block.kind == "text")
             .filter_map(|block| block.text.as_deref())
             .collect();
-        let response = LlmResponse::new(
+        let mut response = LlmResponse::new(
             wire.model.unwrap_or_else(|| request.model.to_string()),
             text,
         )
@@ -126,7 +126,11 @@ impl Inner {
             wire.usage.input_tokens,
             wire.usage.output_tokens,
         ));
-        answered(answer, response, wire.stop_reason.as_deref(), NAME)
+        if let Some(reason) = wire.stop_reason.as_deref() {
+            response =
+                response.with_finish_reason(tollgate_core::FinishReason::from_provider(reason));
+        }
+        answered(answer, response, NAME)
     }
 
     /// The Messages API body for `request`.

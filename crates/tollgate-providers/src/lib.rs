@@ -42,7 +42,7 @@
 //! // The innermost service of a stack: tollgate's layers go around it.
 //! let stack = ServiceBuilder::new().service(ollama);
 //! let answer = stack.oneshot(LlmRequest::new("llama3.2", vec![Message::user("Say hi")])).await?;
-//! assert_eq!(answer.content, "Hi!");
+//! assert_eq!(answer.content(), "Hi!");
 //! assert_eq!(answer.usage.total(), 10);
 //! # Ok(()) }
 //! ```

@@ -3,8 +3,7 @@
 
 use std::{fmt, future::Future, pin::Pin, sync::Arc};
 
-use serde::Deserialize;
-use tollgate_core::{ConfigError, ErrorKind, LlmError, LlmRequest, LlmResponse, Usage};
+use tollgate_core::{ConfigError, ErrorKind, LlmError, LlmRequest, LlmResponse};
 
 use crate::{
     stream::{ChatStream, Dialect},
@@ -20,9 +19,11 @@ pub type CallFuture = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>>
 /// A client for `POST {base_url}/chat/completions`, as a `Service<LlmRequest>`.
 ///
 /// The request goes out in the OpenAI shape [`LlmRequest`] serializes to (its `extra` fields
-/// included, `stream` removed). The answer's first choice becomes the [`LlmResponse`]: its text,
-/// finish reason, the model that answered, usage, the provider's headers, and a
-/// [`RateLimitSnapshot`](crate::RateLimitSnapshot) extension when the provider sent rate-limit headers. Failures map to
+/// included, `stream` removed). The answer becomes the [`LlmResponse`] whole: every choice with its
+/// tool calls, refusal, reasoning and log-probabilities, the usage with its cached and reasoning
+/// tokens, every field tollgate does not model as it came, the provider's headers, and a
+/// [`RateLimitSnapshot`](crate::RateLimitSnapshot) extension when the provider sent rate-limit
+/// headers. Failures map to
 /// [`ErrorKind`]s by status (429 → `RateLimited`, 503 / 529 → `Overloaded`, other 5xx → `Server`,
 /// 401 / 403 → `Auth`, other 4xx → `InvalidRequest`), with the provider's message and its
 /// `Retry-After`; a `content_filter` finish is a `ContentFilter` error; an unreachable server is
@@ -41,7 +42,7 @@ pub type CallFuture = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>>
 /// let answer = openai
 ///     .oneshot(LlmRequest::new("gpt-4o-mini", vec![Message::user("Say hi")]))
 ///     .await?;
-/// println!("{} ({} tokens)", answer.content, answer.usage.total());
+/// println!("{} ({} tokens)", answer.content(), answer.usage.total());
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -121,20 +122,15 @@ impl Inner {
         if !answer.status.is_success() {
             return Err(status_error(&answer, name));
         }
-        let wire: Completion =
+        let mut response: LlmResponse =
             serde_json::from_slice(&answer.body).map_err(|e| malformed(name, e))?;
-        let choice = wire
-            .choices
-            .into_iter()
-            .next()
-            .ok_or_else(|| malformed(name, "no choices"))?;
-        let usage = wire.usage.unwrap_or_default();
-        let response = LlmResponse::new(
-            wire.model.unwrap_or_else(|| request.model.to_string()),
-            choice.message.and_then(|m| m.content).unwrap_or_default(),
-        )
-        .with_usage(Usage::new(usage.prompt_tokens, usage.completion_tokens));
-        answered(answer, response, choice.finish_reason.as_deref(), name)
+        if response.choices.is_empty() {
+            return Err(malformed(name, "no choices"));
+        }
+        if response.model.is_empty() {
+            response.model = request.model.to_string();
+        }
+        answered(answer, response, name)
     }
 }
 
@@ -149,38 +145,6 @@ fn body(request: &LlmRequest) -> Result<Vec<u8>, serde_json::Error> {
         fields.remove("stream_options");
     }
     serde_json::to_vec(&value)
-}
-
-#[derive(Deserialize)]
-struct Completion {
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    choices: Vec<Choice>,
-    #[serde(default)]
-    usage: Option<WireUsage>,
-}
-
-#[derive(Deserialize)]
-struct Choice {
-    #[serde(default)]
-    message: Option<WireMessage>,
-    #[serde(default)]
-    finish_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WireMessage {
-    #[serde(default)]
-    content: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct WireUsage {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
 }
 
 /// Builds an [`OpenAiCompatible`] client; checks everything in [`build`](Self::build).

@@ -183,7 +183,7 @@ impl ChatStream {
     pub async fn collect(self) -> Result<LlmResponse, LlmError> {
         let (headers, provider) = (self.headers.clone(), self.provider.clone());
         let mut response = self.into_stream().collect().await?;
-        if response.finish_reason == Some(FinishReason::ContentFilter) {
+        if response.finish_reason() == Some(&FinishReason::ContentFilter) {
             return Err(LlmError::new(
                 ErrorKind::ContentFilter,
                 format!("{provider} withheld the rest of the answer"),

@@ -196,18 +196,15 @@ pub(crate) fn status_error(answer: &Answer, provider: &str) -> LlmError {
     error
 }
 
-/// The response for a successful answer: `response` (text, model, usage) with its finish reason,
-/// the provider's headers and the rate-limit snapshot; or a `ContentFilter` error when the
-/// provider withheld the answer.
+/// The response for a successful answer: `response` with the provider's headers and the
+/// rate-limit snapshot; or a `ContentFilter` error when the provider withheld the (first) answer.
 pub(crate) fn answered(
     answer: Answer,
     mut response: LlmResponse,
-    finish: Option<&str>,
     provider: &str,
 ) -> Result<LlmResponse, LlmError> {
-    let finish = finish.map(FinishReason::from_provider);
     let snapshot = RateLimitSnapshot::from_headers(&answer.headers, SystemTime::now());
-    if finish == Some(FinishReason::ContentFilter) {
+    if response.finish_reason() == Some(&FinishReason::ContentFilter) {
         let mut error = LlmError::new(
             ErrorKind::ContentFilter,
             format!("{provider} withheld the answer (its content filter stopped it)"),
@@ -218,7 +215,6 @@ pub(crate) fn answered(
         }
         return Err(error);
     }
-    response.finish_reason = finish;
     response.headers = answer.headers;
     if let Some(snapshot) = snapshot {
         response.extensions.insert(snapshot);

@@ -77,10 +77,10 @@ async fn the_request_is_mapped_to_the_messages_api_and_the_answer_back() {
     request.params.set_extra("top_k", json!(40));
     let answer = client(&server).oneshot(request).await.unwrap();
 
-    assert_eq!(answer.content, "Hello again");
+    assert_eq!(answer.content(), "Hello again");
     assert_eq!(answer.model, "claude-sonnet-4-5-20250929");
     assert_eq!(answer.usage, Usage::new(21, 7));
-    assert_eq!(answer.finish_reason, Some(FinishReason::Stop));
+    assert_eq!(answer.finish_reason(), Some(&FinishReason::Stop));
     assert_eq!(answer.headers["request-id"], "req_7");
     let snapshot = answer.extensions.get::<RateLimitSnapshot>().unwrap();
     assert_eq!(
@@ -124,7 +124,7 @@ async fn max_tokens_comes_from_the_request_when_it_sets_one() {
     let request =
         LlmRequest::new("claude-haiku-4-5", vec![Message::user("Hi")]).with_max_tokens(64);
     let answer = client(&server).oneshot(request).await.unwrap();
-    assert_eq!(answer.finish_reason, Some(FinishReason::Length));
+    assert_eq!(answer.finish_reason(), Some(&FinishReason::Length));
     assert_eq!(server.seen()[0].body["max_tokens"], 64);
 }
 
@@ -223,10 +223,10 @@ async fn a_stream_of_messages_api_events_assembles_with_input_and_output_usage()
         .collect()
         .await
         .unwrap();
-    assert_eq!(answer.content, "Hello there");
+    assert_eq!(answer.content(), "Hello there");
     assert_eq!(answer.model, "claude-haiku-4-5-20251001");
     assert_eq!(answer.usage, Usage::new(25, 12));
-    assert_eq!(answer.finish_reason, Some(FinishReason::Stop));
+    assert_eq!(answer.finish_reason(), Some(&FinishReason::Stop));
     assert_eq!(server.seen()[0].body["stream"], true);
 
     // An overloaded error mid-stream keeps its kind.

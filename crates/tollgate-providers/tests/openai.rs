@@ -56,10 +56,10 @@ async fn an_answer_fills_text_usage_finish_headers_and_the_rate_limit_snapshot()
             .header("x-ratelimit-reset-tokens", "6m0s"),
     );
     let answer = call(&client(&server), request()).await.unwrap();
-    assert_eq!(answer.content, "Hi!");
+    assert_eq!(answer.content(), "Hi!");
     assert_eq!(answer.model, "gpt-4o-mini-2024-07-18");
     assert_eq!(answer.usage, Usage::new(12, 5));
-    assert_eq!(answer.finish_reason, Some(FinishReason::Stop));
+    assert_eq!(answer.finish_reason(), Some(&FinishReason::Stop));
     assert_eq!(answer.headers["x-request-id"], "req-42");
     let snapshot = answer.extensions.get::<RateLimitSnapshot>().unwrap();
     assert_eq!(
@@ -178,7 +178,7 @@ async fn a_stream_flag_is_removed_because_this_client_reads_one_answer() {
     request.params.set_extra("stream", json!(true));
     request.params.set_extra("user", json!("u-1"));
     let answer = call(&client(&server), request).await.unwrap();
-    assert_eq!(answer.finish_reason, Some(FinishReason::Length));
+    assert_eq!(answer.finish_reason(), Some(&FinishReason::Length));
     let body = &server.seen()[0].body;
     assert_eq!(body.get("stream"), None);
     assert_eq!(body["user"], "u-1", "other extra fields go through");
@@ -308,10 +308,10 @@ async fn a_stream_is_read_event_by_event_and_assembles_into_the_same_answer() {
         .collect()
         .await
         .unwrap();
-    assert_eq!(answer.content, "Hello!");
+    assert_eq!(answer.content(), "Hello!");
     assert_eq!(answer.model, "gpt-4o-mini-2024-07-18");
     assert_eq!(answer.usage, Usage::new(9, 2));
-    assert_eq!(answer.finish_reason, Some(FinishReason::Stop));
+    assert_eq!(answer.finish_reason(), Some(&FinishReason::Stop));
     assert_eq!(
         answer
             .extensions
@@ -359,7 +359,7 @@ async fn a_streaming_request_through_the_service_answers_with_the_stream() {
         json!({ "model": "m-1", "choices": [], "usage": { "prompt_tokens": 4, "completion_tokens": 1 } }),
     ])));
     let mut response = call(&client(&server), request().streaming()).await.unwrap();
-    assert_eq!(response.content, "", "the text comes with the stream");
+    assert_eq!(response.content(), "", "the text comes with the stream");
     assert_eq!(
         response
             .extensions
@@ -375,7 +375,7 @@ async fn a_streaming_request_through_the_service_answers_with_the_stream() {
         .collect()
         .await
         .unwrap();
-    assert_eq!(answer.content, "Hi");
+    assert_eq!(answer.content(), "Hi");
     assert_eq!(answer.usage, Usage::new(4, 1));
     assert_eq!(server.seen()[0].body["stream"], true);
 }

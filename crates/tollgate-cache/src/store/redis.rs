@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// Values compressed with LZ4 start with this line instead of the plain format's magic.
-const LZ4_MAGIC: &[u8] = b"tollgate-cache v1 lz4\n";
+const LZ4_MAGIC: &[u8] = b"tollgate-cache v2 lz4\n";
 
 /// The most a compressed value may expand, so a corrupt size cannot make a read allocate more
 /// than this many times the value bound. Entries that would expand further are not written.
