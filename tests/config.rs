@@ -880,18 +880,18 @@ pricing:
     let streaming = service_fn(|request: LlmRequest| {
         let events = match request.meta.tenant.as_deref() {
             Some("whole") => vec![
-                Ok(StreamEvent::Text("abcdefgh".into())),
+                Ok(StreamEvent::text("abcdefgh")),
                 Ok(StreamEvent::Usage(tollgate::Usage::new(5, 3))),
             ],
             // Anthropic's way: the prompt's size first, with a placeholder answer count.
             Some("failed") => vec![
                 Ok(StreamEvent::Usage(tollgate::Usage::new(6, 1))),
-                Ok(StreamEvent::Text("abcdefghijkl".into())),
+                Ok(StreamEvent::text("abcdefghijkl")),
                 Err(LlmError::new(ErrorKind::Server, "connection lost")),
             ],
             _ => vec![
-                Ok(StreamEvent::Text("abcd".into())),
-                Ok(StreamEvent::Text("efgh".into())),
+                Ok(StreamEvent::text("abcd")),
+                Ok(StreamEvent::text("efgh")),
                 Ok(StreamEvent::Usage(tollgate::Usage::new(7, 2))),
             ],
         };

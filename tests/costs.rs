@@ -183,7 +183,7 @@ rate_limiting:
 "#;
     // The stream says two words, then stops without reporting usage.
     let streaming = tower::service_fn(|request: LlmRequest| async move {
-        let stream = LlmStream::from_events(vec![Ok(StreamEvent::Text("two words".into()))]);
+        let stream = LlmStream::from_events(vec![Ok(StreamEvent::text("two words"))]);
         Ok::<_, LlmError>(LlmResponse::new(&*request.model, "").with_stream(stream))
     });
     let stack = Stack::builder(&Config::from_yaml(yaml).unwrap())

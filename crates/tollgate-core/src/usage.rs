@@ -115,6 +115,16 @@ impl Usage {
         self
     }
 
+    /// The usage an OpenAI `usage` object reports: `prompt_tokens`, `completion_tokens`, and the
+    /// cached and reasoning tokens of its details objects.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the field that is not a token count.
+    pub fn from_openai(object: &JsonMap) -> Result<Self, String> {
+        Self::read_openai(&mut object.clone())
+    }
+
     /// Reads an OpenAI `usage` object, taking out the fields modeled here and leaving the rest
     /// (`total_tokens`, which is derived, is dropped; details objects stay, less the fields
     /// taken, so that [`write_openai`](Self::write_openai) puts them back where they were).

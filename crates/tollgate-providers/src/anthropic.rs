@@ -3,13 +3,15 @@
 use std::{fmt, sync::Arc};
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tollgate_core::{
-    ConfigError, Content, ErrorKind, LlmError, LlmRequest, LlmResponse, Role, Usage,
+    AssistantMessage, Choice, ConfigError, ErrorKind, FinishReason, LlmError, LlmRequest,
+    LlmResponse, ToolCall,
 };
 
 use crate::{
-    stream::{ChatStream, Dialect},
+    messages,
+    stream::{ChatStream, Dialect, anthropic_usage},
     transport::{
         Settings, answered, common_builder_methods, malformed, open_stream, post, provider_service,
         status_error,
@@ -25,12 +27,23 @@ pub const DEFAULT_MAX_TOKENS: u32 = 4_096;
 /// A client for Anthropic's Messages API, as a `Service<LlmRequest>`.
 ///
 /// The request is mapped from the OpenAI shape: system (and developer) messages become the
-/// top-level `system` prompt, tool and function results go as `user` turns, `stop` becomes
-/// `stop_sequences`, `max_tokens` (or `max_completion_tokens`, or [`DEFAULT_MAX_TOKENS`]) is always
-/// sent, `seed` is dropped (the API has none) and every other `extra` field is passed through
-/// (`top_k`, `metadata`, `tools`, ...). The answer's text blocks are joined; `stop_reason`
-/// becomes the finish reason (`refusal` is a `ContentFilter` error); usage, headers and the
-/// `anthropic-ratelimit-*` snapshot are kept. Failures map like
+/// top-level `system` prompt; assistant `tool_calls` become `tool_use` blocks and `tool` messages
+/// `tool_result` blocks answering their `tool_call_id` (a turn's results in one user turn);
+/// `image_url` parts become image blocks (a `data:` URL as base64, others as URL sources);
+/// function `tools` get their `parameters` as `input_schema`; `tool_choice` (`auto`, `required` →
+/// `any`, `none`, or a named function → `tool`) and `parallel_tool_calls: false` become
+/// Anthropic's `tool_choice`; `user` becomes `metadata.user_id`; `stop` becomes `stop_sequences`;
+/// `max_tokens` (or `max_completion_tokens`, or [`DEFAULT_MAX_TOKENS`]) is always sent; `seed` is
+/// dropped (the API has none) and every other `extra` field is passed through (`top_k`,
+/// `thinking`, ...). What the API cannot do is an `InvalidRequest` naming it, never silently
+/// dropped: a `response_format` other than `text` (the Messages API has none: describe the schema
+/// as a tool and force it with `tool_choice`), `n` above 1, tool-call arguments that are not
+/// JSON. The answer comes back in the OpenAI shape: text blocks
+/// joined as the content, `thinking` as the reasoning, `tool_use` blocks as tool calls (their
+/// `input` as the arguments' JSON text), `stop_reason` as the finish reason (`tool_use` →
+/// `tool_calls`, `max_tokens` → `length`; `refusal` is a `ContentFilter` error), the message id as
+/// `id`, and usage with the prompt counted whole (cache reads and writes included, and counted
+/// apart); headers and the `anthropic-ratelimit-*` snapshot are kept. Failures map like
 /// [`OpenAiCompatible`](crate::OpenAiCompatible)'s (529 `overloaded_error` → `Overloaded`).
 ///
 /// ```no_run
@@ -85,7 +98,7 @@ impl Anthropic {
     ///
     /// The same errors as a call, for everything that happens before the stream starts.
     pub async fn stream(&self, request: LlmRequest) -> Result<ChatStream, LlmError> {
-        let mut body = self.inner.body(&request);
+        let mut body = messages::body(&request, self.inner.default_max_tokens)?;
         if let Some(fields) = body.as_object_mut() {
             fields.insert("stream".into(), true.into());
         }
@@ -101,7 +114,8 @@ const NAME: &str = "anthropic";
 
 impl Inner {
     async fn complete(&self, request: LlmRequest) -> Result<LlmResponse, LlmError> {
-        let body = serde_json::to_vec(&self.body(&request)).map_err(|e| {
+        let body = messages::body(&request, self.default_max_tokens)?;
+        let body = serde_json::to_vec(&body).map_err(|e| {
             LlmError::new(
                 ErrorKind::InvalidRequest,
                 format!("{NAME}: the request does not serialize: {e}"),
@@ -112,111 +126,55 @@ impl Inner {
             return Err(status_error(&answer, NAME));
         }
         let wire: Message = serde_json::from_slice(&answer.body).map_err(|e| malformed(NAME, e))?;
-        let text: String = wire
-            .content
-            .iter()
-            .filter(|block| block.kind == "text")
-            .filter_map(|block| block.text.as_deref())
-            .collect();
-        let mut response = LlmResponse::new(
+        let mut message = AssistantMessage::default();
+        for block in &wire.content {
+            let string = |key: &str| block.get(key).and_then(Value::as_str);
+            match string("type") {
+                Some("text") => {
+                    let text = string("text").unwrap_or_default();
+                    message.content.get_or_insert_default().push_str(text);
+                }
+                Some("thinking") => {
+                    let text = string("thinking").unwrap_or_default();
+                    message.reasoning.get_or_insert_default().push_str(text);
+                }
+                Some("tool_use") => {
+                    let input = block.get("input").cloned().unwrap_or(Value::Null);
+                    message.tool_calls.push(ToolCall::function(
+                        string("id").unwrap_or_default(),
+                        string("name").unwrap_or_default(),
+                        input.to_string(),
+                    ));
+                }
+                _ => {} // redacted thinking, server tools' blocks: not in the OpenAI shape
+            }
+        }
+        let mut choice = Choice::new(0, message);
+        choice.finish_reason = wire.stop_reason.as_deref().map(FinishReason::from_provider);
+        let mut response = LlmResponse::with_choices(
             wire.model.unwrap_or_else(|| request.model.to_string()),
-            text,
+            vec![choice],
         )
-        .with_usage(Usage::new(
-            wire.usage.input_tokens,
-            wire.usage.output_tokens,
-        ));
-        if let Some(reason) = wire.stop_reason.as_deref() {
-            response =
-                response.with_finish_reason(tollgate_core::FinishReason::from_provider(reason));
+        .with_usage(anthropic_usage(&wire.usage).unwrap_or_default());
+        if let Some(id) = wire.id {
+            response.extra.insert("id".into(), id.into());
         }
         answered(answer, response, NAME)
-    }
-
-    /// The Messages API body for `request`.
-    fn body(&self, request: &LlmRequest) -> Value {
-        let params = &request.params;
-        let mut body = Map::new();
-        body.insert("model".into(), Value::from(&*request.model));
-        let max_tokens = params
-            .max_output_tokens()
-            .unwrap_or(u64::from(self.default_max_tokens));
-        body.insert("max_tokens".into(), Value::from(max_tokens));
-        let mut system = Vec::new();
-        let mut messages = Vec::new();
-        for message in request.messages.iter() {
-            match message.role {
-                Role::System | Role::Developer => {
-                    system.extend(message.content.iter().flat_map(Content::texts));
-                }
-                role => {
-                    let role = if role == Role::Assistant {
-                        "assistant"
-                    } else {
-                        "user"
-                    };
-                    let content = match &message.content {
-                        Some(Content::Text(text)) => Value::from(text.as_str()),
-                        Some(Content::Parts(parts)) => Value::from(parts.clone()),
-                        None => Value::from(""),
-                    };
-                    messages.push(serde_json::json!({ "role": role, "content": content }));
-                }
-            }
-        }
-        if !system.is_empty() {
-            body.insert("system".into(), Value::from(system.join("\n\n")));
-        }
-        body.insert("messages".into(), Value::from(messages));
-        if let Some(temperature) = params.temperature {
-            body.insert("temperature".into(), Value::from(temperature));
-        }
-        if let Some(top_p) = params.top_p {
-            body.insert("top_p".into(), Value::from(top_p));
-        }
-        if !params.stop.is_empty() {
-            body.insert("stop_sequences".into(), Value::from(params.stop.clone()));
-        }
-        for (key, value) in params.extra.iter() {
-            // Already mapped, or OpenAI-only and rejected by the Messages API.
-            if matches!(
-                key.as_str(),
-                "max_completion_tokens" | "stream" | "stream_options" | "n" | "seed"
-            ) {
-                continue;
-            }
-            body.entry(key.clone()).or_insert_with(|| value.clone());
-        }
-        Value::Object(body)
     }
 }
 
 #[derive(Deserialize)]
 struct Message {
     #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
     model: Option<String>,
     #[serde(default)]
-    content: Vec<Block>,
+    content: Vec<Value>,
     #[serde(default)]
     stop_reason: Option<String>,
     #[serde(default)]
-    usage: WireUsage,
-}
-
-#[derive(Deserialize)]
-struct Block {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    text: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct WireUsage {
-    #[serde(default)]
-    input_tokens: u64,
-    #[serde(default)]
-    output_tokens: u64,
+    usage: Value,
 }
 
 /// Builds an [`Anthropic`] client; checks everything in [`build`](Self::build).

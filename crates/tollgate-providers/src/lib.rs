@@ -61,6 +61,7 @@
 
 mod anthropic;
 mod headers;
+mod messages;
 mod openai;
 mod stream;
 mod transport;

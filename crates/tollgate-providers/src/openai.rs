@@ -80,8 +80,8 @@ impl OpenAiCompatible {
 }
 
 impl OpenAiCompatible {
-    /// Sends `request` with `stream: true` (and usage included) and returns the stream once the
-    /// provider has accepted it.
+    /// Sends `request` with `stream: true` and `stream_options.include_usage` (added to the
+    /// caller's stream options) and returns the stream once the provider has accepted it.
     ///
     /// # Errors
     ///
@@ -96,10 +96,14 @@ impl OpenAiCompatible {
         })?;
         if let Some(fields) = body.as_object_mut() {
             fields.insert("stream".into(), true.into());
-            fields.insert(
-                "stream_options".into(),
-                serde_json::json!({ "include_usage": true }),
-            );
+            // The limiter and the cost report settle on the usage chunk, so it is always asked
+            // for; the caller's other stream options stay.
+            let options = fields
+                .entry("stream_options")
+                .or_insert_with(|| serde_json::json!({}));
+            if let Some(options) = options.as_object_mut() {
+                options.insert("include_usage".into(), true.into());
+            }
         }
         let body = serde_json::to_vec(&body).expect("a JSON value serializes");
         let response = open_stream(&inner.client, &inner.url, body, &inner.name).await?;

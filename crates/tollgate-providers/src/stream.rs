@@ -6,8 +6,8 @@ use bytes::BytesMut;
 use http::HeaderMap;
 use serde_json::Value;
 use tollgate_core::{
-    ErrorKind, FinishReason, LlmError, LlmResponse, Usage,
-    stream::{LlmStream, StreamEvent},
+    ErrorKind, FinishReason, JsonMap, LlmError, LlmResponse, Usage,
+    stream::{LlmStream, StreamEvent, ToolCallDelta},
 };
 
 use crate::{headers::RateLimitSnapshot, transport::transport_error};
@@ -37,7 +37,7 @@ pub(crate) enum Dialect {
 ///     .stream(LlmRequest::new("llama3.2", vec![Message::user("Count to five")]))
 ///     .await?;
 /// while let Some(event) = stream.next().await {
-///     if let StreamEvent::Text(text) = event? {
+///     if let StreamEvent::Text { text, .. } = event? {
 ///         print!("{text}");
 ///     }
 /// }
@@ -52,7 +52,10 @@ pub struct ChatStream {
     pending: std::collections::VecDeque<StreamEvent>,
     done: bool,
     model_sent: bool,
+    meta_sent: bool,
     usage: Usage,
+    /// Anthropic: which content block opened which tool call.
+    blocks: Vec<(u64, u32)>,
 }
 
 impl std::fmt::Debug for ChatStream {
@@ -75,12 +78,15 @@ impl ChatStream {
             pending: std::collections::VecDeque::new(),
             done: false,
             model_sent: false,
+            meta_sent: false,
             usage: Usage::default(),
+            blocks: Vec::new(),
         }
     }
 
-    /// Queues `events`, once each model and with usage merged: OpenAI repeats the model in every
-    /// chunk, and Anthropic sends input tokens first and output tokens last.
+    /// Queues `events`, the model and the answer's fields once each and usage merged: OpenAI
+    /// repeats the model and fields in every chunk, and Anthropic sends the prompt's counts first
+    /// and the answer's last.
     fn queue(&mut self, events: Vec<StreamEvent>) {
         for event in events {
             match event {
@@ -89,9 +95,16 @@ impl ChatStream {
                     self.model_sent = true;
                     self.pending.push_back(StreamEvent::Model(model));
                 }
+                StreamEvent::Meta(_) if self.meta_sent => {}
+                StreamEvent::Meta(meta) => {
+                    self.meta_sent = true;
+                    self.pending.push_back(StreamEvent::Meta(meta));
+                }
                 StreamEvent::Usage(mut usage) => {
                     if usage.input_tokens == 0 {
                         usage.input_tokens = self.usage.input_tokens;
+                        usage.cached_input_tokens = self.usage.cached_input_tokens;
+                        usage.cache_write_tokens = self.usage.cache_write_tokens;
                     }
                     self.usage = usage;
                     self.pending.push_back(StreamEvent::Usage(usage));
@@ -142,7 +155,7 @@ impl ChatStream {
                 return None;
             }
             if let Some(raw) = take_event(&mut self.buffer) {
-                match parse(self.dialect, &raw, &self.provider) {
+                match parse(self.dialect, &raw, &self.provider, &mut self.blocks) {
                     Ok(Parsed::Events(events)) => self.queue(events),
                     Ok(Parsed::Done) => self.done = true,
                     Err(error) => {
@@ -159,7 +172,7 @@ impl ChatStream {
                     self.done = true;
                     let rest = std::mem::take(&mut self.buffer);
                     if !rest.iter().all(u8::is_ascii_whitespace) {
-                        match parse(self.dialect, &rest, &self.provider) {
+                        match parse(self.dialect, &rest, &self.provider, &mut self.blocks) {
                             Ok(Parsed::Events(events)) => self.queue(events),
                             Ok(Parsed::Done) => {}
                             Err(error) => return Some(Err(error)),
@@ -174,8 +187,9 @@ impl ChatStream {
         }
     }
 
-    /// Reads the whole stream into one response: the text joined, the last finish reason and
-    /// usage, the headers, and the rate-limit snapshot.
+    /// Reads the whole stream into one response, the same the call returns without streaming:
+    /// every choice with its text, reasoning, refusal and tool calls, the usage, the headers and
+    /// the rate-limit snapshot.
     ///
     /// # Errors
     ///
@@ -234,7 +248,12 @@ enum Parsed {
 }
 
 /// One server-sent event: its `data` lines joined, read in the provider's format.
-fn parse(dialect: Dialect, raw: &[u8], provider: &str) -> Result<Parsed, LlmError> {
+fn parse(
+    dialect: Dialect,
+    raw: &[u8],
+    provider: &str,
+    blocks: &mut Vec<(u64, u32)>,
+) -> Result<Parsed, LlmError> {
     let text = String::from_utf8_lossy(raw);
     let mut data = String::new();
     for line in text.lines() {
@@ -274,81 +293,194 @@ fn parse(dialect: Dialect, raw: &[u8], provider: &str) -> Result<Parsed, LlmErro
     }
     Ok(match dialect {
         Dialect::OpenAi => Parsed::Events(openai_events(&value)),
-        Dialect::Anthropic => anthropic_events(&value),
+        Dialect::Anthropic => anthropic_events(&value, blocks),
     })
 }
 
-fn usage_of(value: &Value, input: &str, output: &str) -> Option<Usage> {
-    let number = |key| value.get(key).and_then(Value::as_u64);
-    match (number(input), number(output)) {
-        (None, None) => None,
-        (i, o) => Some(Usage::new(i.unwrap_or(0), o.unwrap_or(0))),
-    }
-}
-
+/// What an OpenAI chunk says: each choice's pieces and finish, its usage, and (in the first) the
+/// answer's own fields.
 fn openai_events(chunk: &Value) -> Vec<StreamEvent> {
     let mut events = Vec::new();
-    let choice = chunk.get("choices").and_then(|c| c.get(0));
-    if let Some(text) = choice
-        .and_then(|c| c.pointer("/delta/content"))
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-    {
-        events.push(StreamEvent::Text(text.to_owned()));
+    if let Some(model) = chunk.get("model").and_then(Value::as_str) {
+        events.push(StreamEvent::Model(model.to_owned()));
     }
-    if let Some(reason) = choice
-        .and_then(|c| c.get("finish_reason"))
-        .and_then(Value::as_str)
-    {
-        events.push(StreamEvent::Finish(FinishReason::from_provider(reason)));
+    if let Value::Object(fields) = chunk {
+        let mut meta: JsonMap = fields
+            .iter()
+            // `obfuscation` pads each chunk against length side channels: it is not the answer's.
+            .filter(|(key, _)| {
+                !matches!(key.as_str(), "choices" | "model" | "usage" | "obfuscation")
+            })
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        if meta.get("object").and_then(Value::as_str) == Some("chat.completion.chunk") {
+            meta.insert("object".into(), "chat.completion".into());
+        }
+        if !meta.is_empty() {
+            events.push(StreamEvent::Meta(meta));
+        }
     }
-    if let Some(usage) = chunk
+    let choices = chunk.get("choices").and_then(Value::as_array);
+    for choice in choices.into_iter().flatten() {
+        let at = choice
+            .get("index")
+            .and_then(Value::as_u64)
+            .map_or(0, |i| i as u32);
+        let delta = choice.get("delta");
+        let text = |key: &str| {
+            delta
+                .and_then(|d| d.get(key))
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+        };
+        if let Some(text) = text("reasoning_content").or_else(|| text("reasoning")) {
+            events.push(StreamEvent::Reasoning { choice: at, text });
+        }
+        if let Some(text) = text("content") {
+            events.push(StreamEvent::Text { choice: at, text });
+        }
+        if let Some(text) = text("refusal") {
+            events.push(StreamEvent::Refusal { choice: at, text });
+        }
+        let calls = delta
+            .and_then(|d| d.get("tool_calls"))
+            .and_then(Value::as_array);
+        for (position, call) in calls.into_iter().flatten().enumerate() {
+            let string = |pointer: &str| {
+                call.pointer(pointer)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            let index = call
+                .get("index")
+                .and_then(Value::as_u64)
+                .map_or(position as u32, |i| i as u32);
+            events.push(StreamEvent::ToolCall {
+                choice: at,
+                call: ToolCallDelta::new(
+                    index,
+                    string("/id"),
+                    string("/function/name"),
+                    string("/function/arguments").unwrap_or_default(),
+                ),
+            });
+        }
+        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+            events.push(StreamEvent::Finish {
+                choice: at,
+                reason: FinishReason::from_provider(reason),
+            });
+        }
+    }
+    if let Some(Ok(usage)) = chunk
         .get("usage")
-        .and_then(|u| usage_of(u, "prompt_tokens", "completion_tokens"))
+        .and_then(Value::as_object)
+        .map(Usage::from_openai)
     {
         events.push(StreamEvent::Usage(usage));
-    }
-    if let Some(model) = chunk.get("model").and_then(Value::as_str) {
-        events.insert(0, StreamEvent::Model(model.to_owned()));
     }
     events
 }
 
-fn anthropic_events(event: &Value) -> Parsed {
+/// The usage an Anthropic `usage` object reports, with the prompt counted whole: Anthropic's
+/// `input_tokens` leaves out the tokens read from and written to its cache.
+pub(crate) fn anthropic_usage(usage: &Value) -> Option<Usage> {
+    let number = |key| usage.get(key).and_then(Value::as_u64);
+    if usage.as_object().is_none_or(|fields| fields.is_empty()) {
+        return None;
+    }
+    let read = number("cache_read_input_tokens").unwrap_or(0);
+    let written = number("cache_creation_input_tokens").unwrap_or(0);
+    let input = number("input_tokens").unwrap_or(0);
+    Some(
+        Usage::new(input + read + written, number("output_tokens").unwrap_or(0))
+            .with_cached_input(read)
+            .with_cache_write(written),
+    )
+}
+
+/// What one Anthropic event says. `blocks` maps the message's content blocks to the tool calls
+/// they open, so that `input_json_delta` pieces find their call.
+fn anthropic_events(event: &Value, blocks: &mut Vec<(u64, u32)>) -> Parsed {
     let mut events = Vec::new();
+    let block = || event.get("index").and_then(Value::as_u64).unwrap_or(0);
     match event.get("type").and_then(Value::as_str) {
         Some("message_start") => {
             let message = event.get("message");
             if let Some(model) = message.and_then(|m| m.get("model")).and_then(Value::as_str) {
                 events.push(StreamEvent::Model(model.to_owned()));
             }
+            if let Some(id) = message.and_then(|m| m.get("id")) {
+                let mut meta = JsonMap::new();
+                meta.insert("id".into(), id.clone());
+                events.push(StreamEvent::Meta(meta));
+            }
             if let Some(usage) = message
                 .and_then(|m| m.get("usage"))
-                .and_then(|u| usage_of(u, "input_tokens", "output_tokens"))
+                .and_then(anthropic_usage)
             {
                 events.push(StreamEvent::Usage(usage));
             }
         }
+        Some("content_block_start") => {
+            let content = event.get("content_block");
+            if content.and_then(|c| c.get("type")).and_then(Value::as_str) == Some("tool_use") {
+                let index = blocks.len() as u32;
+                blocks.push((block(), index));
+                let string = |key: &str| {
+                    content
+                        .and_then(|c| c.get(key))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                };
+                events.push(StreamEvent::ToolCall {
+                    choice: 0,
+                    call: ToolCallDelta::new(index, string("id"), string("name"), ""),
+                });
+            }
+        }
         Some("content_block_delta") => {
-            if let Some(text) = event.pointer("/delta/text").and_then(Value::as_str) {
-                events.push(StreamEvent::Text(text.to_owned()));
+            let delta = event.get("delta");
+            let string = |key: &str| {
+                delta
+                    .and_then(|d| d.get(key))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            match delta.and_then(|d| d.get("type")).and_then(Value::as_str) {
+                Some("thinking_delta") => {
+                    if let Some(text) = string("thinking") {
+                        events.push(StreamEvent::Reasoning { choice: 0, text });
+                    }
+                }
+                Some("input_json_delta") => {
+                    let at = block();
+                    let call = blocks.iter().find(|(b, _)| *b == at).map(|(_, i)| *i);
+                    if let (Some(index), Some(json)) = (call, string("partial_json")) {
+                        events.push(StreamEvent::ToolCall {
+                            choice: 0,
+                            call: ToolCallDelta::new(index, None, None, json),
+                        });
+                    }
+                }
+                _ => {
+                    if let Some(text) = string("text") {
+                        events.push(StreamEvent::text(text));
+                    }
+                }
             }
         }
         Some("message_delta") => {
             if let Some(reason) = event.pointer("/delta/stop_reason").and_then(Value::as_str) {
-                events.push(StreamEvent::Finish(FinishReason::from_provider(reason)));
+                events.push(StreamEvent::finish(FinishReason::from_provider(reason)));
             }
-            // The output count only: the input count came with message_start.
-            if let Some(output) = event
-                .pointer("/usage/output_tokens")
-                .and_then(Value::as_u64)
-            {
-                let input = event.pointer("/usage/input_tokens").and_then(Value::as_u64);
-                events.push(StreamEvent::Usage(Usage::new(input.unwrap_or(0), output)));
+            if let Some(usage) = event.get("usage").and_then(anthropic_usage) {
+                events.push(StreamEvent::Usage(usage));
             }
         }
         Some("message_stop") => return Parsed::Done,
-        _ => {} // ping, content_block_start / stop
+        _ => {} // ping, content_block_stop
     }
     Parsed::Events(events)
 }

@@ -284,14 +284,14 @@ async fn a_stream_is_read_event_by_event_and_assembles_into_the_same_answer() {
     while let Some(event) = stream.next().await {
         events.push(event.unwrap());
     }
-    use tollgate_providers::StreamEvent::{Finish, Model, Text};
+    use tollgate_providers::StreamEvent::Model;
     assert_eq!(
         events,
         [
             Model("gpt-4o-mini-2024-07-18".into()),
-            Text("Hel".into()),
-            Text("lo!".into()),
-            Finish(FinishReason::Stop),
+            tollgate_providers::StreamEvent::text("Hel"),
+            tollgate_providers::StreamEvent::text("lo!"),
+            tollgate_providers::StreamEvent::finish(FinishReason::Stop),
             tollgate_providers::StreamEvent::Usage(Usage::new(9, 2)),
         ]
     );
@@ -343,7 +343,7 @@ async fn a_stream_fails_before_it_starts_by_status_and_after_by_its_error_event(
     let mut stream = client.stream(request()).await.unwrap();
     assert_eq!(
         stream.next().await.unwrap().unwrap(),
-        tollgate_providers::StreamEvent::Text("partial".into())
+        tollgate_providers::StreamEvent::text("partial")
     );
     let error = stream.next().await.unwrap().unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Server);

@@ -630,12 +630,12 @@ async fn a_stream_that_ends_early_settles_with_what_it_used() {
             // The prompt's size first, with a placeholder answer count; then 12 characters.
             Some("failed") => vec![
                 Ok(StreamEvent::Usage(Usage::new(6, 1))),
-                Ok(StreamEvent::Text("abcdefghijkl".into())),
+                Ok(StreamEvent::text("abcdefghijkl")),
                 Err(LlmError::new(ErrorKind::Server, "connection lost")),
             ],
             _ => vec![
-                Ok(StreamEvent::Text("abcd".into())),
-                Ok(StreamEvent::Text("efgh".into())),
+                Ok(StreamEvent::text("abcd")),
+                Ok(StreamEvent::text("efgh")),
                 Ok(StreamEvent::Usage(Usage::new(7, 2))),
             ],
         };

@@ -835,8 +835,8 @@ async fn a_stream_dropped_midway_settles_in_redis_with_what_it_used() {
         .unwrap();
     let upstream = tower::service_fn(|request: LlmRequest| async move {
         let stream = LlmStream::from_events([
-            Ok(StreamEvent::Text("abcd".into())),
-            Ok(StreamEvent::Text("efgh".into())),
+            Ok(StreamEvent::text("abcd")),
+            Ok(StreamEvent::text("efgh")),
             Ok(StreamEvent::Usage(Usage::new(7, 2))),
         ]);
         Ok::<_, LlmError>(LlmResponse::new(&*request.model, "").with_stream(stream))

@@ -516,7 +516,7 @@ async fn a_stream_is_retried_before_it_starts_and_never_after() {
             }
             // Starts, says one thing, then fails midway.
             let events = [
-                Ok(tollgate_core::stream::StreamEvent::Text("part".into())),
+                Ok(tollgate_core::stream::StreamEvent::text("part")),
                 Err(LlmError::new(ErrorKind::Server, "connection lost")),
             ];
             let stream = LlmStream::from_events(events);

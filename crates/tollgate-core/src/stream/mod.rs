@@ -28,21 +28,13 @@ use std::{
 
 use futures_core::Stream;
 
-use crate::{FinishReason, LlmError, LlmResponse, Usage};
+mod assemble;
+mod event;
 
-/// One thing a streamed answer said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StreamEvent {
-    /// The model that answers (sent once, first).
-    Model(String),
-    /// The next piece of text.
-    Text(String),
-    /// Why generation stopped.
-    Finish(FinishReason),
-    /// Tokens consumed so far (the last one sent is the total).
-    Usage(Usage),
-}
+pub use event::{StreamEvent, ToolCallDelta};
+
+use crate::{LlmError, LlmResponse};
+use assemble::{Assembled, events_of};
 
 type Events = Pin<Box<dyn Stream<Item = Result<StreamEvent, LlmError>> + Send>>;
 
@@ -70,19 +62,11 @@ impl LlmStream {
         }
     }
 
-    /// A stream that says what `response` says: its model, its whole text in one event, its
-    /// finish reason and its usage (how a cached answer is replayed).
+    /// A stream that says what `response` says, each whole piece in one event: its model, its
+    /// fields, each choice's reasoning, text, refusal, tool calls and finish, and its usage (how a
+    /// cached answer is replayed). It assembles back into the same answer.
     pub fn replay(response: &LlmResponse) -> Self {
-        let mut events = Vec::with_capacity(4);
-        events.push(StreamEvent::Model(response.model.clone()));
-        if !response.content().is_empty() {
-            events.push(StreamEvent::Text(response.content().to_owned()));
-        }
-        if let Some(reason) = response.finish_reason() {
-            events.push(StreamEvent::Finish(reason.clone()));
-        }
-        events.push(StreamEvent::Usage(response.usage));
-        Self::from_events(events.into_iter().map(Ok))
+        Self::from_events(events_of(response).into_iter().map(Ok))
     }
 
     /// A stream of events already at hand, each ready at once: a scripted upstream in a test, an
@@ -94,7 +78,7 @@ impl LlmStream {
     ///
     /// // Says one thing, then the connection drops.
     /// let stream = LlmStream::from_events([
-    ///     Ok(StreamEvent::Text("Once upon".into())),
+    ///     Ok(StreamEvent::text("Once upon")),
     ///     Err(LlmError::new(ErrorKind::Connect, "connection reset")),
     /// ]);
     /// assert_eq!(stream.collect().await.unwrap_err().kind(), ErrorKind::Connect);
@@ -117,7 +101,8 @@ impl LlmStream {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
-    /// Reads the whole stream into one response (text joined, last finish reason and usage).
+    /// Reads the whole stream into one response: every choice with its text, reasoning, refusal
+    /// and tool calls (arguments joined in order), each choice's finish reason, the last usage.
     ///
     /// # Errors
     ///
@@ -210,31 +195,6 @@ impl Drop for LlmStream {
     }
 }
 
-/// An answer built from events.
-#[derive(Default)]
-struct Assembled {
-    response: LlmResponse,
-}
-
-impl Assembled {
-    fn add(&mut self, event: &StreamEvent) {
-        let response = &mut self.response;
-        match event {
-            StreamEvent::Model(model) => response.model.clone_from(model),
-            StreamEvent::Text(text) => response
-                .first_choice_mut()
-                .message
-                .content
-                .get_or_insert_default()
-                .push_str(text),
-            StreamEvent::Finish(reason) => {
-                response.first_choice_mut().finish_reason = Some(reason.clone());
-            }
-            StreamEvent::Usage(usage) => response.usage = *usage,
-        }
-    }
-}
-
 /// Events from an iterator, each ready at once.
 struct Ready<I>(I);
 
@@ -276,6 +236,7 @@ pub(crate) struct StreamSlot(pub(crate) Arc<Mutex<Option<LlmStream>>>);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{FinishReason, Usage};
 
     fn block_on<F: std::future::Future>(future: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
@@ -310,8 +271,8 @@ mod tests {
     fn script(fails: bool) -> LlmStream {
         let mut events = vec![
             Ok(StreamEvent::Usage(Usage::new(6, 0))),
-            Ok(StreamEvent::Text("abc".into())),
-            Ok(StreamEvent::Text("def".into())),
+            Ok(StreamEvent::text("abc")),
+            Ok(StreamEvent::text("def")),
         ];
         if fails {
             events.push(Err(LlmError::new(crate::ErrorKind::Server, "cut off")));
