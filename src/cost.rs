@@ -44,9 +44,15 @@ use tollgate_core::{ConfigError, MicroUsd, PricingTable, Usage, duration};
 pub struct Spend {
     /// Calls the providers answered.
     pub calls: u64,
-    /// Prompt tokens.
+    /// Prompt tokens, those from the provider's prompt cache included.
     pub input_tokens: u64,
-    /// Answer tokens.
+    /// Prompt tokens read from the provider's prompt cache (priced at its cached rate).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cached_input_tokens: u64,
+    /// Prompt tokens written to the provider's prompt cache (priced at its cache-write rate).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cache_write_tokens: u64,
+    /// Answer tokens, reasoning included.
     pub output_tokens: u64,
     /// What they cost.
     #[serde(rename = "cost_usd", serialize_with = "dollars")]
@@ -60,10 +66,16 @@ pub struct Spend {
     pub incomplete_calls: u64,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl Spend {
     fn add(&mut self, other: &Self) {
         self.calls += other.calls;
         self.input_tokens += other.input_tokens;
+        self.cached_input_tokens += other.cached_input_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
         self.output_tokens += other.output_tokens;
         self.cost = self.cost.saturating_add(other.cost);
         self.unpriced_calls += other.unpriced_calls;
@@ -289,6 +301,8 @@ impl CostTracker {
         let call = Spend {
             calls: 1,
             input_tokens: usage.input_tokens,
+            cached_input_tokens: usage.cached_input_tokens,
+            cache_write_tokens: usage.cache_write_tokens,
             output_tokens: usage.output_tokens,
             cost: cost.unwrap_or_default(),
             unpriced_calls: u64::from(cost.is_none()),

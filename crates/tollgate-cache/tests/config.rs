@@ -86,3 +86,53 @@ fn store_mistakes_name_their_field_and_ttl_has_two_names() {
     assert_eq!(CacheConfig::default().store, StoreKind::Memory);
     assert!(serde_json::from_str::<CacheConfig>(r#"{ "stor": "memory" }"#).is_err());
 }
+
+/// Every field that changes the answer changes the key: tools, tool choice, response format,
+/// several choices, and a tool turn's call id; the same request keys the same.
+#[test]
+fn tools_tool_choice_response_format_and_n_are_part_of_the_key() {
+    use serde_json::json;
+    use tollgate_cache::{Scope, cache_key};
+
+    let base = json!({
+        "model": "gpt-4o",
+        "messages": [
+            { "role": "user", "content": "Weather?" },
+            { "role": "assistant", "content": null, "tool_calls": [
+                { "id": "call_1", "type": "function", "function": { "name": "weather", "arguments": "{}" } } ] },
+            { "role": "tool", "tool_call_id": "call_1", "content": "sunny" }
+        ],
+        "tools": [{ "type": "function", "function": { "name": "weather", "parameters": { "type": "object" } } }],
+        "tool_choice": "auto",
+        "response_format": { "type": "text" },
+        "n": 1
+    });
+    let key = |value: &serde_json::Value| {
+        let request: LlmRequest = serde_json::from_value(value.clone()).unwrap();
+        cache_key(&request.with_tenant("acme"), Scope::Tenant, false)
+    };
+    assert_eq!(key(&base), key(&base.clone()));
+    let changes = [
+        ("/tools/0/function/name", json!("forecast")),
+        (
+            "/tools/0/function/parameters",
+            json!({ "type": "object", "required": ["city"] }),
+        ),
+        ("/tool_choice", json!("required")),
+        (
+            "/response_format",
+            json!({ "type": "json_schema", "json_schema": { "name": "w", "schema": {} } }),
+        ),
+        ("/n", json!(2)),
+        (
+            "/messages/1/tool_calls/0/function/arguments",
+            json!("{\"city\":\"Oslo\"}"),
+        ),
+        ("/messages/2/tool_call_id", json!("call_2")),
+    ];
+    for (pointer, value) in changes {
+        let mut changed = base.clone();
+        *changed.pointer_mut(pointer).unwrap() = value;
+        assert_ne!(key(&base), key(&changed), "{pointer}");
+    }
+}

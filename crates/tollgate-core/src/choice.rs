@@ -172,8 +172,13 @@ impl Choice {
                 object.insert("finish_reason".into(), Value::String(raw.clone()));
             }
         }
+        // Taken whatever its value: it is always written back.
+        let index = match object.remove("index") {
+            None | Some(Value::Null) => 0,
+            Some(value) => u32::deserialize(&value).map_err(|e| format!("index: {e}"))?,
+        };
         Ok(Self {
-            index: take(&mut object, "index")?,
+            index,
             message,
             finish_reason,
             logprobs: take(&mut object, "logprobs")?,
@@ -183,7 +188,8 @@ impl Choice {
 
     pub(crate) fn write(&self) -> JsonMap {
         let mut object = self.extra.clone();
-        put(&mut object, "index", &self.index);
+        // Always written: OpenAI's clients read it even for the only choice.
+        object.insert("index".into(), self.index.into());
         object.insert("message".into(), self.message.write().into());
         let kept = match object.get("finish_reason") {
             Some(Value::String(raw)) => {

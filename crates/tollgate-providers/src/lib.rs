@@ -63,6 +63,7 @@ mod anthropic;
 mod headers;
 mod messages;
 mod openai;
+mod sse;
 mod stream;
 mod transport;
 
