@@ -13,8 +13,8 @@ use crate::{
     messages,
     stream::{ChatStream, Dialect, anthropic_usage},
     transport::{
-        Settings, answered, common_builder_methods, malformed, open_stream, post, provider_service,
-        status_error,
+        Call, Http, Settings, answered, common_builder_methods, malformed, open_stream, post,
+        provider_service, status_error,
     },
 };
 
@@ -66,7 +66,7 @@ pub struct Anthropic {
 }
 
 struct Inner {
-    client: reqwest::Client,
+    http: Http,
     url: String,
     default_max_tokens: u32,
 }
@@ -103,7 +103,13 @@ impl Anthropic {
             fields.insert("stream".into(), true.into());
         }
         let body = serde_json::to_vec(&body).expect("a JSON value serializes");
-        let response = open_stream(&self.inner.client, &self.inner.url, body, NAME).await?;
+        let call = Call {
+            url: &self.inner.url,
+            body,
+            headers: request.extensions.get(),
+            provider: NAME,
+        };
+        let response = open_stream(&self.inner.http, call).await?;
         Ok(ChatStream::new(response, Dialect::Anthropic, NAME))
     }
 }
@@ -121,7 +127,13 @@ impl Inner {
                 format!("{NAME}: the request does not serialize: {e}"),
             )
         })?;
-        let answer = post(&self.client, &self.url, body, NAME).await?;
+        let call = Call {
+            url: &self.url,
+            body,
+            headers: request.extensions.get(),
+            provider: NAME,
+        };
+        let answer = post(&self.http, call).await?;
         if !answer.status.is_success() {
             return Err(status_error(&answer, NAME));
         }
@@ -236,10 +248,10 @@ impl AnthropicBuilder {
         self.settings
             .header("anthropic-version", &self.version, "version")?;
         let url = format!("{}/v1/messages", self.settings.base_url);
-        let client = self.settings.client()?;
+        let http = self.settings.http()?;
         Ok(Anthropic {
             inner: Arc::new(Inner {
-                client,
+                http,
                 url,
                 default_max_tokens: self.default_max_tokens,
             }),

@@ -72,4 +72,4 @@ pub use headers::{LimitWindow, RateLimitSnapshot, retry_after};
 pub use openai::{CallFuture, OpenAiCompatible, OpenAiCompatibleBuilder};
 pub use stream::ChatStream;
 pub use tollgate_core::stream::{LlmStream, StreamEvent};
-pub use transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
+pub use transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, RequestHeaders};

@@ -8,8 +8,8 @@ use tollgate_core::{ConfigError, ErrorKind, LlmError, LlmRequest, LlmResponse};
 use crate::{
     stream::{ChatStream, Dialect},
     transport::{
-        Settings, answered, common_builder_methods, malformed, open_stream, post, provider_service,
-        status_error,
+        Call, Http, Settings, answered, common_builder_methods, malformed, open_stream, post,
+        provider_service, status_error,
     },
 };
 
@@ -51,7 +51,7 @@ pub struct OpenAiCompatible {
 }
 
 struct Inner {
-    client: reqwest::Client,
+    http: Http,
     url: String,
     name: String,
 }
@@ -75,6 +75,32 @@ impl OpenAiCompatible {
             organization: None,
             project: None,
             name: "openai".to_owned(),
+            azure: None,
+        }
+    }
+
+    /// A builder for an Azure OpenAI deployment: calls go to
+    /// `{endpoint}/openai/deployments/{deployment}/chat/completions?api-version={api_version}`
+    /// and the [`api_key`](OpenAiCompatibleBuilder::api_key) is sent as `api-key`, as Azure
+    /// expects (<https://learn.microsoft.com/azure/ai-foundry/openai/reference>).
+    ///
+    /// ```
+    /// use tollgate_providers::OpenAiCompatible;
+    ///
+    /// let azure = OpenAiCompatible::azure("https://my-resource.openai.azure.com", "gpt-4o-prod", "2024-10-21")
+    ///     .api_key("azure-key")
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(format!("{azure:?}").contains("/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21"));
+    /// ```
+    pub fn azure(endpoint: &str, deployment: &str, api_version: &str) -> OpenAiCompatibleBuilder {
+        OpenAiCompatibleBuilder {
+            name: "azure".to_owned(),
+            azure: Some(Azure {
+                deployment: deployment.to_owned(),
+                api_version: api_version.to_owned(),
+            }),
+            ..Self::builder(endpoint)
         }
     }
 }
@@ -106,7 +132,13 @@ impl OpenAiCompatible {
             }
         }
         let body = serde_json::to_vec(&body).expect("a JSON value serializes");
-        let response = open_stream(&inner.client, &inner.url, body, &inner.name).await?;
+        let call = Call {
+            url: &inner.url,
+            body,
+            headers: request.extensions.get(),
+            provider: &inner.name,
+        };
+        let response = open_stream(&inner.http, call).await?;
         Ok(ChatStream::new(response, Dialect::OpenAi, &inner.name))
     }
 }
@@ -122,7 +154,13 @@ impl Inner {
                 format!("{name}: the request does not serialize: {e}"),
             )
         })?;
-        let answer = post(&self.client, &self.url, body, name).await?;
+        let call = Call {
+            url: &self.url,
+            body,
+            headers: request.extensions.get(),
+            provider: name,
+        };
+        let answer = post(&self.http, call).await?;
         if !answer.status.is_success() {
             return Err(status_error(&answer, name));
         }
@@ -159,6 +197,42 @@ pub struct OpenAiCompatibleBuilder {
     organization: Option<String>,
     project: Option<String>,
     name: String,
+    azure: Option<Azure>,
+}
+
+/// Where an Azure OpenAI deployment lives under its endpoint.
+#[derive(Debug)]
+struct Azure {
+    deployment: String,
+    api_version: String,
+}
+
+impl Azure {
+    /// The deployment's chat-completions URL under `endpoint`, or which field is unusable.
+    fn url(&self, endpoint: &str) -> Result<String, ConfigError> {
+        let plain = |value: &str| {
+            !value.is_empty()
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        if !plain(&self.deployment) {
+            return Err(ConfigError::new(
+                "deployment",
+                "must be a non-empty name of letters, digits, '-', '_' or '.'",
+            ));
+        }
+        if !plain(&self.api_version) {
+            return Err(ConfigError::new(
+                "api_version",
+                "must be a version such as 2024-10-21",
+            ));
+        }
+        Ok(format!(
+            "{endpoint}/openai/deployments/{}/chat/completions?api-version={}",
+            self.deployment, self.api_version
+        ))
+    }
 }
 
 impl std::fmt::Debug for OpenAiCompatibleBuilder {
@@ -168,12 +242,14 @@ impl std::fmt::Debug for OpenAiCompatibleBuilder {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("organization", &self.organization)
             .field("project", &self.project)
+            .field("azure", &self.azure)
             .finish_non_exhaustive()
     }
 }
 
 impl OpenAiCompatibleBuilder {
-    /// Sent as `Authorization: Bearer <key>` (local servers often need none).
+    /// Sent as `Authorization: Bearer <key>` (as `api-key` for [`azure`](OpenAiCompatible::azure));
+    /// local servers often need none.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = Some(key.into());
         self
@@ -203,12 +279,16 @@ impl OpenAiCompatibleBuilder {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] for a base URL that is not `http(s)://`, a zero timeout, or a header
-    /// that is not valid HTTP.
+    /// A [`ConfigError`] for a base URL that is not `http(s)://`, a zero timeout, a header that
+    /// is not valid HTTP, or an Azure deployment or API version that does not fit in a URL.
     pub fn build(mut self) -> Result<OpenAiCompatible, ConfigError> {
-        if let Some(key) = &self.api_key {
-            self.settings
-                .header("authorization", &format!("Bearer {key}"), "api_key")?;
+        match (&self.api_key, &self.azure) {
+            (Some(key), None) => {
+                self.settings
+                    .header("authorization", &format!("Bearer {key}"), "api_key")?;
+            }
+            (Some(key), Some(_)) => self.settings.header("api-key", key, "api_key")?,
+            (None, _) => {}
         }
         if let Some(organization) = &self.organization {
             self.settings
@@ -217,11 +297,14 @@ impl OpenAiCompatibleBuilder {
         if let Some(project) = &self.project {
             self.settings.header("openai-project", project, "project")?;
         }
-        let url = format!("{}/chat/completions", self.settings.base_url);
-        let client = self.settings.client()?;
+        let url = match &self.azure {
+            Some(azure) => azure.url(&self.settings.base_url)?,
+            None => format!("{}/chat/completions", self.settings.base_url),
+        };
+        let http = self.settings.http()?;
         Ok(OpenAiCompatible {
             inner: Arc::new(Inner {
-                client,
+                http,
                 url,
                 name: self.name,
             }),

@@ -25,7 +25,33 @@ pub(crate) struct Settings {
     pub(crate) headers: HeaderMap,
     /// Headers the caller added, checked when the client is built.
     pub(crate) extra: Vec<(String, String)>,
+    /// A client the caller built (proxies, mTLS, a shared pool), used instead of one of ours.
+    pub(crate) http_client: Option<reqwest::Client>,
 }
+
+/// How a client reaches its provider: the HTTP client and what every call carries.
+#[derive(Debug, Clone)]
+pub(crate) struct Http {
+    client: reqwest::Client,
+    /// Sent with each call when the client is the caller's (ours has them as defaults).
+    headers: Option<HeaderMap>,
+    /// Bounds each call when the client is the caller's (ours has it built in).
+    timeout: Option<Duration>,
+}
+
+/// Headers to send with one call, on top of the client's: put them in the request's extensions.
+///
+/// ```
+/// use tollgate_core::{LlmRequest, http::HeaderMap};
+/// use tollgate_providers::RequestHeaders;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("x-trace-id", "trace-42".parse().unwrap());
+/// let mut request = LlmRequest::new("gpt-4o-mini", vec![]);
+/// request.extensions.insert(RequestHeaders(headers));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct RequestHeaders(pub HeaderMap);
 
 impl Settings {
     pub(crate) fn new(base_url: &str) -> Self {
@@ -35,6 +61,7 @@ impl Settings {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             headers: HeaderMap::new(),
             extra: Vec::new(),
+            http_client: None,
         }
     }
 
@@ -58,7 +85,7 @@ impl Settings {
         Ok(())
     }
 
-    pub(crate) fn client(mut self) -> Result<reqwest::Client, ConfigError> {
+    pub(crate) fn http(mut self) -> Result<Http, ConfigError> {
         for (i, (name, value)) in std::mem::take(&mut self.extra).iter().enumerate() {
             self.header(name, value, &format!("headers[{i}]"))?;
         }
@@ -70,12 +97,24 @@ impl Settings {
         }
         tollgate_core::non_zero("timeout", self.timeout)?;
         tollgate_core::non_zero("connect_timeout", self.connect_timeout)?;
-        reqwest::Client::builder()
+        if let Some(client) = self.http_client {
+            return Ok(Http {
+                client,
+                headers: Some(self.headers),
+                timeout: Some(self.timeout),
+            });
+        }
+        let client = reqwest::Client::builder()
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
             .default_headers(self.headers)
             .build()
-            .map_err(|e| ConfigError::new("client", e.to_string()))
+            .map_err(|e| ConfigError::new("client", e.to_string()))?;
+        Ok(Http {
+            client,
+            headers: None,
+            timeout: None,
+        })
     }
 }
 
@@ -86,32 +125,43 @@ pub(crate) struct Answer {
     pub(crate) body: Bytes,
 }
 
-/// POSTs `body` as JSON to `url`; transport failures come back as `Connect` or `Timeout`.
-pub(crate) async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    body: Vec<u8>,
-    provider: &str,
-) -> Result<Answer, LlmError> {
-    let response = send(client, url, body, "application/json", provider).await?;
+/// One call to send: where, what, and the call's own headers.
+pub(crate) struct Call<'a> {
+    pub(crate) url: &'a str,
+    pub(crate) body: Vec<u8>,
+    pub(crate) headers: Option<&'a RequestHeaders>,
+    pub(crate) provider: &'a str,
+}
+
+/// POSTs the call's body as JSON; transport failures come back as `Connect` or `Timeout`.
+pub(crate) async fn post(http: &Http, call: Call<'_>) -> Result<Answer, LlmError> {
+    let provider = call.provider;
+    let response = send(http, call, "application/json").await?;
     read(response, provider).await
 }
 
 async fn send(
-    client: &reqwest::Client,
-    url: &str,
-    body: Vec<u8>,
+    http: &Http,
+    call: Call<'_>,
     accept: &'static str,
-    provider: &str,
 ) -> Result<reqwest::Response, LlmError> {
-    client
-        .post(url)
+    let mut builder = http.client.post(call.url);
+    if let Some(headers) = &http.headers {
+        builder = builder.headers(headers.clone());
+    }
+    if let Some(timeout) = http.timeout {
+        builder = builder.timeout(timeout);
+    }
+    if let Some(RequestHeaders(headers)) = call.headers {
+        builder = builder.headers(headers.clone());
+    }
+    builder
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::ACCEPT, accept)
-        .body(body)
+        .body(call.body)
         .send()
         .await
-        .map_err(|e| transport_error(e, provider))
+        .map_err(|e| transport_error(e, call.provider))
 }
 
 async fn read(response: reqwest::Response, provider: &str) -> Result<Answer, LlmError> {
@@ -131,12 +181,11 @@ async fn read(response: reqwest::Response, provider: &str) -> Result<Answer, Llm
 /// POSTs `body` asking for server-sent events; the response once the provider accepted the call,
 /// or the error its status says.
 pub(crate) async fn open_stream(
-    client: &reqwest::Client,
-    url: &str,
-    body: Vec<u8>,
-    provider: &str,
+    http: &Http,
+    call: Call<'_>,
 ) -> Result<reqwest::Response, LlmError> {
-    let response = send(client, url, body, "text/event-stream", provider).await?;
+    let provider = call.provider;
+    let response = send(http, call, "text/event-stream").await?;
     if response.status().is_success() {
         return Ok(response);
     }
@@ -275,6 +324,15 @@ macro_rules! common_builder_methods {
         /// [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT)).
         pub fn connect_timeout(mut self, timeout: std::time::Duration) -> Self {
             self.settings.connect_timeout = timeout;
+            self
+        }
+
+        /// Sends calls through `client`, one you built (proxies, mTLS, a pool shared with the
+        /// rest of your program), instead of one of tollgate's. The client's own settings stand
+        /// (its connect timeout among them); every call still carries this builder's headers and
+        /// is bounded by its [`timeout`](Self::timeout).
+        pub fn http_client(mut self, client: reqwest::Client) -> Self {
+            self.settings.http_client = Some(client);
             self
         }
     };

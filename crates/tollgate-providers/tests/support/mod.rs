@@ -94,7 +94,9 @@ impl Server {
 
 async fn answer(state: State, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     state.seen.lock().unwrap().push(Seen {
-        path: uri.path().to_owned(),
+        path: uri
+            .path_and_query()
+            .map_or_else(|| uri.path().to_owned(), ToString::to_string),
         headers,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     });
