@@ -6,6 +6,9 @@
 //!   computed once outside the loop) plus a moka `get` of a present key. The request is handed
 //!   over as a caller hands over its own: each one is a clone made outside the timed routine, as
 //!   neither the floor nor the layer copies a request.
+//! - `cache_hit/tool_calls_200B`: the 200 B prompt answered with the OpenAI tool-call fixture (a
+//!   call with its id and arguments, null markers and the answer's own fields), beside the same
+//!   floor: what a whole answer costs on a hit against a text answer.
 //! - `cache_miss`: a new prompt each call (looked up, called, stored), beside the bare service
 //!   answering the same new prompts.
 //!
@@ -73,6 +76,26 @@ fn hit(c: &mut Criterion) {
             )
         });
     }
+
+    // The same 200 B prompt, answered with a tool call kept whole.
+    let req = request(&prompt(200));
+    let answer: LlmResponse = serde_json::from_str(include_str!(
+        "../crates/tollgate-providers/tests/fixtures/openai/tool_call.json"
+    ))
+    .expect("the fixture is an answer");
+    let cache = CacheLayer::new(MemoryStore::new(64 << 20), CacheConfig::default()).unwrap();
+    let mut stack = cache.layer(tower::service_fn(move |_: LlmRequest| {
+        std::future::ready(Ok::<_, tollgate::LlmError>(answer.clone()))
+    }));
+    let first = one_call(&mut stack, &req);
+    assert_eq!(first.tool_calls().len(), 1);
+    group.bench_function(BenchmarkId::new("tollgate", "tool_calls_200B"), |b| {
+        b.iter_batched(
+            || req.clone(),
+            |owned| drop(black_box(one_owned_call(&mut stack, owned))),
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
 }
 

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use tollgate_core::LlmResponse;
+use tollgate_core::{LlmRequest, LlmResponse};
 
 /// Any JSON value, a few levels deep.
 fn any_json() -> impl Strategy<Value = Value> {
@@ -120,7 +120,25 @@ fn completion() -> impl Strategy<Value = Value> {
         })
 }
 
+/// A request with unknown fields at the top and in its messages.
+fn request() -> impl Strategy<Value = Value> {
+    let message = (
+        prop::sample::select(vec!["user", "assistant", "tool", "system"]),
+        ".{0,20}",
+        extra_fields(),
+    )
+        .prop_map(|(role, text, extra)| with(json!({ "role": role, "content": text }), extra));
+    (prop::collection::vec(message, 1..4), extra_fields())
+        .prop_map(|(messages, extra)| with(json!({ "model": "m", "messages": messages }), extra))
+}
+
 proptest! {
+    #[test]
+    fn any_request_fields_go_out_as_they_came(wire in request()) {
+        let request: LlmRequest = serde_json::from_value(wire.clone()).unwrap();
+        prop_assert_eq!(serde_json::to_value(&request).unwrap(), wire);
+    }
+
     #[test]
     fn any_completion_writes_back_as_the_same_json(wire in completion()) {
         let answer: LlmResponse = serde_json::from_value(wire.clone()).unwrap();

@@ -441,8 +441,10 @@ mod split_tests {
 
     use super::*;
 
-    const FIXTURES: [(&str, Dialect); 8] = [
+    const FIXTURES: [(&str, Dialect); 10] = [
         ("openai/tool_call.sse", Dialect::OpenAi),
+        ("openai/json_schema.sse", Dialect::OpenAi),
+        ("openai/reasoning_usage.sse", Dialect::OpenAi),
         ("openai/parallel_tool_calls.sse", Dialect::OpenAi),
         ("openai/n2.sse", Dialect::OpenAi),
         ("openai/refusal.sse", Dialect::OpenAi),
