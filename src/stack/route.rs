@@ -128,7 +128,7 @@ impl Record {
         response.on_stream_end(move |answer, end| match (end, stream) {
             (StreamEnd::Complete, _) => costs.record(labels, answer.usage, false),
             (_, Some(unfinished)) => {
-                let read = unfinished.estimator.estimate_text(answer.content());
+                let read = unfinished.estimator.estimate_answer(answer);
                 let usage = answer
                     .usage
                     .of_unfinished_stream(unfinished.prompt_estimate, read);

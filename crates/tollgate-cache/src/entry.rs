@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tollgate_core::{Choice, JsonMap, LlmResponse, Usage};
+use tollgate_core::{Choice, LlmResponse, SharedMap, Usage};
 
 /// A stored answer, whole: every choice with its tool calls, refusal and reasoning, the original
 /// usage with its details (a hit reports the tokens the first call cost, so cost reports stay
@@ -19,8 +19,8 @@ pub struct CachedResponse {
     /// Tokens the original call consumed.
     pub usage: Usage,
     /// Every other field of the answer, as it came.
-    #[serde(default, skip_serializing_if = "JsonMap::is_empty")]
-    pub extra: JsonMap,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub extra: SharedMap,
     /// When it was stored, in milliseconds since the Unix epoch.
     pub stored_at_ms: u64,
     /// When it stops being served, in milliseconds since the Unix epoch.
@@ -60,6 +60,10 @@ impl CachedResponse {
             + json_len(&self.choices)
             + json_len(&self.extra)
     }
+}
+
+fn is_empty(map: &SharedMap) -> bool {
+    map.is_empty()
 }
 
 /// The length of `value` as JSON, counted without keeping the text.

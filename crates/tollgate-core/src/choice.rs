@@ -5,7 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::{
-    FinishReason, JsonMap,
+    FinishReason, JsonMap, SharedMap,
     wire::{put, take, take_object},
 };
 
@@ -25,7 +25,7 @@ pub struct Choice {
     /// Token log-probabilities, when asked for, as the provider sent them.
     pub logprobs: Option<Value>,
     /// Every other field, as it came.
-    pub extra: JsonMap,
+    pub extra: SharedMap,
 }
 
 impl Choice {
@@ -64,7 +64,7 @@ pub struct AssistantMessage {
     pub tool_calls: Vec<ToolCall>,
     /// Every other field (`annotations`, `audio`, ...), as it came. (`role` is always
     /// `assistant`, and written so.)
-    pub extra: JsonMap,
+    pub extra: SharedMap,
     reasoning_field: ReasoningField,
 }
 
@@ -121,7 +121,7 @@ pub struct ToolCall {
     /// The function and its arguments.
     pub function: FunctionCall,
     /// Every other field, as it came.
-    pub extra: JsonMap,
+    pub extra: SharedMap,
 }
 
 impl ToolCall {
@@ -137,9 +137,9 @@ impl ToolCall {
             function: FunctionCall {
                 name: name.into(),
                 arguments: arguments.into(),
-                extra: JsonMap::new(),
+                extra: SharedMap::default(),
             },
-            extra: JsonMap::new(),
+            extra: SharedMap::default(),
         }
     }
 }
@@ -153,7 +153,7 @@ pub struct FunctionCall {
     /// The arguments: JSON text, exactly as the model produced it (it may not even parse).
     pub arguments: String,
     /// Every other field, as it came.
-    pub extra: JsonMap,
+    pub extra: SharedMap,
 }
 
 // --- OpenAI's JSON, both ways ---
@@ -182,12 +182,12 @@ impl Choice {
             message,
             finish_reason,
             logprobs: take(&mut object, "logprobs")?,
-            extra: object,
+            extra: object.into(),
         })
     }
 
     pub(crate) fn write(&self) -> JsonMap {
-        let mut object = self.extra.clone();
+        let mut object: JsonMap = (*self.extra).clone();
         // Always written: OpenAI's clients read it even for the only choice.
         object.insert("index".into(), self.index.into());
         object.insert("message".into(), self.message.write().into());
@@ -227,13 +227,13 @@ impl AssistantMessage {
                 .into_iter()
                 .map(ToolCall::read)
                 .collect::<Result<_, _>>()?,
-            extra: object,
+            extra: object.into(),
             reasoning_field,
         })
     }
 
     pub(crate) fn write(&self) -> JsonMap {
-        let mut object = self.extra.clone();
+        let mut object: JsonMap = (*self.extra).clone();
         if !object.contains_key("role") {
             object.insert("role".into(), "assistant".into());
         }
@@ -256,7 +256,7 @@ impl ToolCall {
             Some(mut function) => FunctionCall {
                 name: take(&mut function, "name")?,
                 arguments: take(&mut function, "arguments")?,
-                extra: function,
+                extra: function.into(),
             },
             None => FunctionCall::default(),
         };
@@ -264,15 +264,15 @@ impl ToolCall {
             id: take(&mut object, "id")?,
             kind: take(&mut object, "type")?,
             function,
-            extra: object,
+            extra: object.into(),
         })
     }
 
     pub(crate) fn write(&self) -> JsonMap {
-        let mut object = self.extra.clone();
+        let mut object: JsonMap = (*self.extra).clone();
         put(&mut object, "id", &self.id);
         put(&mut object, "type", &self.kind);
-        let mut function = self.function.extra.clone();
+        let mut function: JsonMap = (*self.function.extra).clone();
         put(&mut function, "name", &self.function.name);
         put(&mut function, "arguments", &self.function.arguments);
         object.insert("function".into(), function.into());

@@ -40,6 +40,7 @@ pub mod clock;
 mod config;
 mod error;
 pub mod future;
+mod json;
 pub mod key;
 mod pricing;
 #[cfg(feature = "redis")]
@@ -56,6 +57,7 @@ mod wire;
 pub use choice::{AssistantMessage, Choice, FunctionCall, ToolCall};
 pub use config::{ConfigError, duration, non_zero};
 pub use error::{BoxError, ErrorKind, Fault, LlmError, counted};
+pub use json::SharedMap;
 pub use key::{ByModel, ByPrincipal, ByProvider, ByRole, ByTenant, Global, Key, KeyExtractor};
 pub use pricing::{InvalidPrice, MicroUsd, ModelPrice, PricingTable};
 pub use request::{

@@ -10,8 +10,12 @@ use std::{fmt, sync::Arc, time::Duration};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-/// An insertion-ordered JSON object, used for fields tollgate does not model itself.
-pub type JsonMap = serde_json::Map<String, Value>;
+pub use crate::json::JsonMap;
+use crate::json::SharedMap;
+
+/// The request fields tollgate does not model ([`Params::extra`]): a [`SharedMap`] that clones of
+/// a request share, and that is not allocated until something is put in it.
+pub type ExtraParams = SharedMap;
 
 /// One LLM call: model, conversation, sampling parameters and caller metadata.
 ///
@@ -338,90 +342,6 @@ impl Params {
     /// Inserts or replaces a field of `extra` (copying the map only if another request shares it).
     pub fn set_extra(&mut self, key: impl Into<String>, value: Value) {
         self.extra.make_mut().insert(key.into(), value);
-    }
-}
-
-/// The request fields tollgate does not model ([`Params::extra`]): a [`JsonMap`] that clones of a
-/// request share, and that is not allocated until something is put in it.
-///
-/// Most requests carry none, so an empty one holds no allocation and a clone of it counts no
-/// reference. It reads as the map itself:
-///
-/// ```
-/// use serde_json::json;
-/// use tollgate_core::{ExtraParams, LlmRequest};
-///
-/// let mut request = LlmRequest::new("gpt-4o-mini", vec![]);
-/// assert!(request.params.extra.is_empty());
-/// request.params.set_extra("user", json!("u-42"));
-/// let clone = request.clone();
-/// assert_eq!(clone.params.extra["user"], "u-42");
-/// assert!(ExtraParams::ptr_eq(&request.params.extra, &clone.params.extra));
-/// ```
-#[derive(Clone, Default)]
-pub struct ExtraParams(Option<Arc<JsonMap>>);
-
-impl ExtraParams {
-    /// The map to change: allocated on the first change, and copied first if a clone shares it.
-    pub fn make_mut(&mut self) -> &mut JsonMap {
-        Arc::make_mut(self.0.get_or_insert_with(Arc::default))
-    }
-
-    /// Whether `a` and `b` share one map (a request and its clone do), or are both still empty
-    /// and unallocated.
-    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
-        match (&a.0, &b.0) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        }
-    }
-}
-
-impl std::ops::Deref for ExtraParams {
-    type Target = JsonMap;
-
-    fn deref(&self) -> &JsonMap {
-        static EMPTY: std::sync::OnceLock<JsonMap> = std::sync::OnceLock::new();
-        self.0
-            .as_deref()
-            .unwrap_or_else(|| EMPTY.get_or_init(JsonMap::new))
-    }
-}
-
-impl From<JsonMap> for ExtraParams {
-    fn from(map: JsonMap) -> Self {
-        Self((!map.is_empty()).then(|| Arc::new(map)))
-    }
-}
-
-impl From<Arc<JsonMap>> for ExtraParams {
-    fn from(map: Arc<JsonMap>) -> Self {
-        Self(Some(map))
-    }
-}
-
-impl PartialEq for ExtraParams {
-    fn eq(&self, other: &Self) -> bool {
-        **self == **other
-    }
-}
-
-impl fmt::Debug for ExtraParams {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl Serialize for ExtraParams {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        (**self).serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for ExtraParams {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        JsonMap::deserialize(deserializer).map(Self::from)
     }
 }
 

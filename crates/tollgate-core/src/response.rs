@@ -6,7 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::{
-    JsonMap,
+    JsonMap, SharedMap,
     choice::{AssistantMessage, Choice, ToolCall},
     usage::Usage,
     wire::{put, take},
@@ -49,7 +49,7 @@ pub struct LlmResponse {
     pub usage: Usage,
     /// Every other field of the answer (`id`, `created`, `system_fingerprint`, ...) as it came;
     /// under `usage`, the usage fields [`Usage`] does not model.
-    pub extra: JsonMap,
+    pub extra: SharedMap,
     /// The provider's response headers.
     pub headers: http::HeaderMap,
     /// Annotations added by layers.
@@ -214,14 +214,14 @@ impl LlmResponse {
                 .map(|(i, choice)| Choice::read(choice).map_err(|e| format!("choices[{i}].{e}")))
                 .collect::<Result<_, _>>()?,
             usage,
-            extra: object,
+            extra: object.into(),
             ..Self::default()
         })
     }
 
     /// Writes this answer as an OpenAI chat-completion object.
     fn write(&self) -> JsonMap {
-        let mut object = self.extra.clone();
+        let mut object: JsonMap = (*self.extra).clone();
         put(&mut object, "model", &self.model);
         let choices: Vec<Value> = self.choices.iter().map(|c| c.write().into()).collect();
         object.insert("choices".into(), choices.into());

@@ -1,6 +1,6 @@
 //! Estimating token counts before a call, when the provider has not yet said how many were used.
 
-use crate::LlmRequest;
+use crate::{LlmRequest, LlmResponse};
 
 /// Estimates how many tokens a prompt will cost, before the provider counts them.
 ///
@@ -28,6 +28,32 @@ pub trait TokenEstimator: Send + Sync + 'static {
             })
             .sum::<u64>()
             + REPLY_PRIMING
+    }
+
+    /// Tokens in what an answer said so far: every choice's text, reasoning and refusal, and its
+    /// tool calls' names and arguments (a provider bills them all as output).
+    fn estimate_answer(&self, answer: &LlmResponse) -> u64 {
+        answer
+            .choices
+            .iter()
+            .map(|choice| {
+                let message = &choice.message;
+                let texts = [&message.content, &message.reasoning, &message.refusal]
+                    .into_iter()
+                    .flatten()
+                    .map(|text| self.estimate_text(text))
+                    .sum::<u64>();
+                let calls = message
+                    .tool_calls
+                    .iter()
+                    .map(|call| {
+                        self.estimate_text(&call.function.name)
+                            + self.estimate_text(&call.function.arguments)
+                    })
+                    .sum::<u64>();
+                texts + calls
+            })
+            .sum()
     }
 }
 
@@ -71,6 +97,10 @@ impl TokenEstimator for std::sync::Arc<dyn TokenEstimator> {
     fn estimate_prompt(&self, request: &LlmRequest) -> u64 {
         (**self).estimate_prompt(request)
     }
+
+    fn estimate_answer(&self, answer: &LlmResponse) -> u64 {
+        (**self).estimate_answer(answer)
+    }
 }
 
 #[cfg(test)]
@@ -101,5 +131,22 @@ mod tests {
             vec![Message::system("abcd"), Message::user("abcdefgh")],
         );
         assert_eq!(CharEstimator.estimate_prompt(&req), (3 + 1) + (3 + 2) + 3);
+    }
+
+    #[test]
+    fn an_answer_counts_every_choice_its_reasoning_and_its_tool_calls() {
+        use crate::{AssistantMessage, Choice, ToolCall};
+        let calling =
+            AssistantMessage::tool_calls(vec![ToolCall::function("call_1", "abcd", "{\"a\":1}")])
+                .with_reasoning("abcdefgh");
+        let answer = LlmResponse::with_choices(
+            "m",
+            vec![
+                Choice::new(0, AssistantMessage::text("abcd")),
+                Choice::new(1, calling),
+            ],
+        );
+        // 1 (text) + 2 (reasoning) + 1 (name) + 2 (7 bytes of arguments).
+        assert_eq!(CharEstimator.estimate_answer(&answer), 6);
     }
 }

@@ -169,7 +169,7 @@ impl Inner {
         )
         .with_usage(anthropic_usage(&wire.usage).unwrap_or_default());
         if let Some(id) = wire.id {
-            response.extra.insert("id".into(), id.into());
+            response.extra.make_mut().insert("id".into(), id.into());
         }
         answered(answer, response, NAME)
     }

@@ -122,7 +122,7 @@ impl Shared {
             // the whole answer it may have taken.
             _ => answer.usage.of_unfinished_stream(
                 reservation.prompt_estimate,
-                self.estimator.estimate_text(answer.content()),
+                self.estimator.estimate_answer(answer),
             ),
         };
         self.actual(reservation, usage)

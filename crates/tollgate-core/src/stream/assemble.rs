@@ -16,8 +16,9 @@ impl Assembled {
         match event {
             StreamEvent::Model(model) => response.model.clone_from(model),
             StreamEvent::Meta(extra) => {
+                let fields = response.extra.make_mut();
                 for (key, value) in extra {
-                    response.extra.insert(key.clone(), value.clone());
+                    fields.insert(key.clone(), value.clone());
                 }
             }
             StreamEvent::Text { choice, text } => {
@@ -85,7 +86,7 @@ fn add_call(calls: &mut Vec<ToolCall>, delta: &ToolCallDelta) {
 pub(super) fn events_of(response: &LlmResponse) -> Vec<StreamEvent> {
     let mut events = vec![StreamEvent::Model(response.model.clone())];
     if !response.extra.is_empty() {
-        events.push(StreamEvent::Meta(response.extra.clone()));
+        events.push(StreamEvent::Meta((*response.extra).clone()));
     }
     for choice in &response.choices {
         let at = choice.index;
