@@ -8,7 +8,11 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
-use axum::{Json, Router, routing::post};
+use axum::{
+    Json, Router,
+    response::{IntoResponse, Response},
+    routing::post,
+};
 use serde_json::{Value, json};
 use tollgate::{Config, LlmRequest, Message, Stack};
 use tower::ServiceExt;
@@ -33,6 +37,19 @@ fn openai_answer() -> Value {
     answer
 }
 
+/// The tool-call fixture as JSON, or as its SSE form when the request asks for a stream.
+fn openai_reply(body: &Value) -> Response {
+    if body["stream"] != true {
+        return Json(openai_answer()).into_response();
+    }
+    let path = format!(
+        "{}/crates/tollgate-providers/tests/fixtures/openai/tool_call.sse",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let events = std::fs::read_to_string(path).unwrap();
+    ([("content-type", "text/event-stream")], events).into_response()
+}
+
 /// A server answering `/v1/chat/completions` and `/v1/messages`, counting the calls.
 async fn upstream() -> (String, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
@@ -40,9 +57,9 @@ async fn upstream() -> (String, Arc<AtomicUsize>) {
     let app = Router::new()
         .route(
             "/v1/chat/completions",
-            post(move || {
+            post(move |Json(body): Json<Value>| {
                 openai.fetch_add(1, Ordering::SeqCst);
-                async { Json(openai_answer()) }
+                async move { openai_reply(&body) }
             }),
         )
         .route(
@@ -171,4 +188,42 @@ async fn cached_prompt_tokens_cost_what_the_price_table_says_for_both_providers(
     );
     assert_eq!(anthropic.cost.0, 1_650);
     assert_eq!(report.total.cost.0, 3_900);
+}
+
+#[tokio::test]
+async fn a_streamed_tool_call_is_stored_and_answers_an_unstreamed_request_whole() {
+    let (url, calls) = upstream().await;
+    let stack = stack(&url);
+    let mut first = stack
+        .clone()
+        .oneshot(ask("default").streaming())
+        .await
+        .unwrap();
+    assert_eq!(first.headers["x-cache"], "MISS");
+    let streamed = first.take_stream().unwrap().collect().await.unwrap();
+    // The assembled answer is stored off the caller's path: let that task run.
+    while stack.cache().unwrap().metrics().stores == 0 {
+        tokio::task::yield_now().await;
+    }
+    let hit = stack.clone().oneshot(ask("default")).await.unwrap();
+    assert_eq!(hit.headers["x-cache"], "HIT");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(hit.tool_calls(), streamed.tool_calls());
+    let [call] = hit.tool_calls() else {
+        panic!("one call")
+    };
+    assert_eq!(
+        (
+            call.id.as_str(),
+            call.function.name.as_str(),
+            call.function.arguments.as_str()
+        ),
+        (
+            "call_12345xyz",
+            "get_weather",
+            r#"{"location":"Paris, France"}"#
+        )
+    );
+    assert_eq!(hit.usage, streamed.usage);
+    assert_eq!(hit.extra.get("id"), Some(&json!("chatcmpl-9tool01")));
 }

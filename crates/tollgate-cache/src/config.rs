@@ -45,7 +45,8 @@ pub struct CacheConfig {
     /// `ttl` (`default_ttl` is read too).
     #[serde(rename = "ttl", alias = "default_ttl", with = "duration")]
     pub default_ttl: Duration,
-    /// Answers longer than this many bytes are not stored (default 1 MiB).
+    /// Answers whose text (every choice's content, reasoning, refusal and tool calls) is longer
+    /// than this many bytes are not stored (default 1 MiB).
     pub max_entry_bytes: usize,
     /// Cache only requests that ask for a reproducible answer: temperature 0, or a seed.
     pub deterministic_only: bool,

@@ -211,7 +211,7 @@ impl Shared {
 
     /// Step 4: stores a fresh answer when the policy allows it.
     async fn store(&self, call: &Call, response: &LlmResponse) {
-        if call.control.no_store || response.content().len() > self.config.max_entry_bytes {
+        if call.control.no_store || response.text_len() > self.config.max_entry_bytes {
             return;
         }
         let ttl_ms = u64::try_from(call.ttl.as_millis()).unwrap_or(u64::MAX);
