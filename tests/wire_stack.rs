@@ -50,6 +50,19 @@ fn openai_reply(body: &Value) -> Response {
     ([("content-type", "text/event-stream")], events).into_response()
 }
 
+/// The Anthropic cache-usage fixture, as JSON or as its SSE form.
+fn anthropic_reply(body: &Value) -> Response {
+    if body["stream"] != true {
+        return Json(fixture("anthropic/cache_usage.json")).into_response();
+    }
+    let path = format!(
+        "{}/crates/tollgate-providers/tests/fixtures/anthropic/cache_usage.sse",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let events = std::fs::read_to_string(path).unwrap();
+    ([("content-type", "text/event-stream")], events).into_response()
+}
+
 /// A server answering `/v1/chat/completions` and `/v1/messages`, counting the calls.
 async fn upstream() -> (String, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
@@ -64,9 +77,9 @@ async fn upstream() -> (String, Arc<AtomicUsize>) {
         )
         .route(
             "/v1/messages",
-            post(move || {
+            post(move |Json(body): Json<Value>| {
                 anthropic.fetch_add(1, Ordering::SeqCst);
-                async { Json(fixture("anthropic/cache_usage.json")) }
+                async move { anthropic_reply(&body) }
             }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -106,6 +119,16 @@ fn ask(role: &str) -> LlmRequest {
         .with_tenant("acme")
 }
 
+/// A streaming request asking for usage, as the OpenAI clients do with
+/// `stream_options: { include_usage: true }`.
+fn ask_with_usage(role: &str) -> LlmRequest {
+    let mut request = ask(role).streaming();
+    request
+        .params
+        .set_extra("stream_options", json!({ "include_usage": true }));
+    request
+}
+
 #[tokio::test]
 async fn a_tool_call_comes_through_every_layer_and_back_from_the_cache_whole() {
     let (url, calls) = upstream().await;
@@ -126,7 +149,7 @@ async fn a_tool_call_comes_through_every_layer_and_back_from_the_cache_whole() {
     // (`"refusal": null`, `"annotations": []`), so those are left out of the comparison.
     let mut streamed = stack
         .clone()
-        .oneshot(ask("default").streaming())
+        .oneshot(ask_with_usage("default"))
         .await
         .unwrap();
     assert_eq!(streamed.headers["x-cache"], "HIT");
@@ -196,7 +219,7 @@ async fn a_streamed_tool_call_is_stored_and_answers_an_unstreamed_request_whole(
     let stack = stack(&url);
     let mut first = stack
         .clone()
-        .oneshot(ask("default").streaming())
+        .oneshot(ask_with_usage("default"))
         .await
         .unwrap();
     assert_eq!(first.headers["x-cache"], "MISS");
@@ -226,4 +249,30 @@ async fn a_streamed_tool_call_is_stored_and_answers_an_unstreamed_request_whole(
     );
     assert_eq!(hit.usage, streamed.usage);
     assert_eq!(hit.extra.get("id"), Some(&json!("chatcmpl-9tool01")));
+}
+
+#[tokio::test]
+async fn a_caller_who_did_not_ask_for_usage_gets_none_though_tollgate_counts_it() {
+    let (url, _) = upstream().await;
+    let stack = stack(&url);
+    let mut quiet = stack
+        .clone()
+        .oneshot(ask("claude").streaming())
+        .await
+        .unwrap();
+    let answer = quiet.take_stream().unwrap().collect().await.unwrap();
+    assert_eq!(answer.usage, tollgate::Usage::default());
+    // ...while the cost report counted what the provider reported.
+    assert_eq!(
+        stack.cost_report().by_provider["anthropic"].input_tokens,
+        1_200
+    );
+
+    let mut asked = ask("claude").streaming();
+    asked
+        .params
+        .set_extra("stream_options", json!({ "include_usage": true }));
+    let mut told = stack.clone().oneshot(asked).await.unwrap();
+    let answer = told.take_stream().unwrap().collect().await.unwrap();
+    assert_eq!(answer.usage.cached_input_tokens, 1_000);
 }

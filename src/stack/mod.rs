@@ -357,11 +357,35 @@ impl Service<LlmRequest> for Stack {
     }
 
     fn call(&mut self, request: LlmRequest) -> Self::Future {
+        let quiet = request.meta.stream && !asked_for_usage(&request);
         match self.resolve(request) {
+            Ok(request) if quiet => {
+                // The limiter, the cache and the cost report need the stream's usage, so the
+                // provider is asked for it; a caller who did not ask does not get it.
+                let call = self.service.call(request);
+                Box::pin(async move {
+                    let mut response = call.await?;
+                    if let Some(stream) = response.take_stream() {
+                        response = response.with_stream(stream.without_usage());
+                    }
+                    Ok(response)
+                })
+            }
             Ok(request) => self.service.call(request),
             Err(error) => Box::pin(std::future::ready(Err(error))),
         }
     }
+}
+
+/// Whether a streaming request asked for usage (`stream_options.include_usage: true`).
+fn asked_for_usage(request: &LlmRequest) -> bool {
+    request
+        .params
+        .extra
+        .get("stream_options")
+        .and_then(|options| options.get("include_usage"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
 }
 
 type EnvLookup = Box<dyn Fn(&str) -> Option<String>>;

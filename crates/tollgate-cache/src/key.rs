@@ -10,7 +10,8 @@
 //! 4. the number of messages, then per message its role, its content and its other fields
 //!    (`name`, `tool_calls`, `tool_call_id`, ...);
 //! 5. `temperature`, `max_tokens`, `top_p`, `stop` and `seed`, each present or absent;
-//! 6. the remaining parameters (`tools`, `response_format`, anything else), keys sorted.
+//! 6. the remaining parameters (`tools`, `response_format`, anything else), keys sorted; `stream`
+//!    and `stream_options` are left out, as a stream and a whole answer are the same answer.
 //!
 //! Every string is written as its byte length (8 bytes, little-endian) then its bytes, and every
 //! optional value, list and JSON value carries a tag first, so no two different requests encode
@@ -349,7 +350,15 @@ fn encode<S: Sink>(h: &mut Hasher<S>, request: &LlmRequest, scope: Scope, collap
         h.bytes(stop.as_bytes());
     }
     h.opt_u64(params.seed.map(|seed| seed as u64));
-    h.object(&params.extra, collapse);
+    // A stream and a whole answer are the same answer: how it is delivered is not in the key.
+    if params.extra.contains_key("stream") || params.extra.contains_key("stream_options") {
+        let mut answer_fields = (*params.extra).clone();
+        answer_fields.remove("stream");
+        answer_fields.remove("stream_options");
+        h.object(&answer_fields, collapse);
+    } else {
+        h.object(&params.extra, collapse);
+    }
 }
 
 #[cfg(test)]

@@ -68,6 +68,11 @@ pub struct AssistantMessage {
     reasoning_field: ReasoningField,
 }
 
+/// The message field holding the signature of its reasoning, where the provider signs it
+/// (Anthropic's `thinking` blocks): sent back with the reasoning, it lets a conversation that
+/// calls tools while thinking go on.
+pub const REASONING_SIGNATURE: &str = "reasoning_signature";
+
 /// Which field reasoning came in, so it goes back in the same one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 enum ReasoningField {

@@ -54,7 +54,7 @@ mod tokens;
 mod usage;
 mod wire;
 
-pub use choice::{AssistantMessage, Choice, FunctionCall, ToolCall};
+pub use choice::{AssistantMessage, Choice, FunctionCall, REASONING_SIGNATURE, ToolCall};
 pub use config::{ConfigError, duration, non_zero};
 pub use error::{BoxError, ErrorKind, Fault, LlmError, counted};
 pub use json::SharedMap;

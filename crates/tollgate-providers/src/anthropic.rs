@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tollgate_core::{
     AssistantMessage, Choice, ConfigError, ErrorKind, FinishReason, LlmError, LlmRequest,
-    LlmResponse, ToolCall,
+    LlmResponse, REASONING_SIGNATURE, ToolCall,
 };
 
 use crate::{
@@ -149,6 +149,12 @@ impl Inner {
                 Some("thinking") => {
                     let text = string("thinking").unwrap_or_default();
                     message.reasoning.get_or_insert_default().push_str(text);
+                    if let Some(signature) = string("signature") {
+                        message
+                            .extra
+                            .make_mut()
+                            .insert(REASONING_SIGNATURE.into(), signature.into());
+                    }
                 }
                 Some("tool_use") => {
                     let input = block.get("input").cloned().unwrap_or(Value::Null);

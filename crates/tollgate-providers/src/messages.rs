@@ -7,7 +7,7 @@
 //! by name, never dropped.
 
 use serde_json::{Map, Value, json};
-use tollgate_core::{Content, ErrorKind, LlmError, LlmRequest, Message, Role};
+use tollgate_core::{Content, ErrorKind, LlmError, LlmRequest, Message, REASONING_SIGNATURE, Role};
 
 const NAME: &str = "anthropic";
 
@@ -31,10 +31,15 @@ pub(crate) fn body(request: &LlmRequest, default_max_tokens: u32) -> Result<Valu
             Role::System | Role::Developer => {
                 system.extend(message.content.iter().flat_map(Content::texts));
             }
-            Role::Assistant if !message.extra.contains_key("tool_calls") => messages.push(json!({
-                "role": "assistant",
-                "content": user_content(message.content.as_ref()),
-            })),
+            Role::Assistant
+                if !message.extra.contains_key("tool_calls")
+                    && !message.extra.contains_key(REASONING_SIGNATURE) =>
+            {
+                messages.push(json!({
+                    "role": "assistant",
+                    "content": user_content(message.content.as_ref()),
+                }));
+            }
             Role::Assistant => messages.push(json!({
                 "role": "assistant",
                 "content": assistant_blocks(message).map_err(|e| refuse(format!("messages[{i}]: {e}")))?,
@@ -163,9 +168,17 @@ fn part(part: &Value) -> Value {
     json!({ "type": "image", "source": source })
 }
 
-/// An assistant turn's blocks: its text, then a `tool_use` block per tool call.
+/// An assistant turn's blocks: its signed reasoning (which Anthropic needs back to go on
+/// thinking across tool calls), its text, then a `tool_use` block per tool call.
 fn assistant_blocks(message: &Message) -> Result<Vec<Value>, String> {
     let mut blocks = Vec::new();
+    let field = |key: &str| message.extra.get(key).and_then(Value::as_str);
+    if let (Some(thinking), Some(signature)) = (
+        field("reasoning_content").or_else(|| field("reasoning")),
+        field(REASONING_SIGNATURE),
+    ) {
+        blocks.push(json!({ "type": "thinking", "thinking": thinking, "signature": signature }));
+    }
     let text: String = message.texts().collect();
     if !text.is_empty() {
         blocks.push(json!({ "type": "text", "text": text }));

@@ -372,6 +372,14 @@ fn anthropic_events(event: &Value, blocks: &mut Vec<(u64, u32)>) -> Parsed {
                         events.push(StreamEvent::Reasoning { choice: 0, text });
                     }
                 }
+                Some("signature_delta") => {
+                    if let Some(signature) = string("signature") {
+                        events.push(StreamEvent::ReasoningSignature {
+                            choice: 0,
+                            signature,
+                        });
+                    }
+                }
                 Some("input_json_delta") => {
                     let at = block();
                     let call = blocks.iter().find(|(b, _)| *b == at).map(|(_, i)| *i);

@@ -122,3 +122,29 @@ async fn what_the_messages_api_cannot_do_is_refused_by_name_before_any_call() {
     assert_eq!(body["tool_choice"], json!({ "type": "any" }));
     assert!(body.get("response_format").is_none());
 }
+
+// https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking#extended-thinking-with-tool-use
+#[tokio::test]
+async fn signed_reasoning_goes_back_as_a_thinking_block_before_the_tool_calls() {
+    let server = Server::start().await;
+    server.reply(Reply::json(200, answer()));
+    let request: LlmRequest = serde_json::from_value(json!({
+        "model": "claude-sonnet-4-5",
+        "messages": [
+            { "role": "user", "content": "Weather in Paris?" },
+            { "role": "assistant", "content": null, "reasoning_content": "I should call the tool.",
+              "reasoning_signature": "sig-1",
+              "tool_calls": [{ "id": "toolu_1", "type": "function", "function": { "name": "get_weather", "arguments": "{}" } }] },
+            { "role": "tool", "tool_call_id": "toolu_1", "content": "18°C" }
+        ]
+    }))
+    .unwrap();
+    client(&server).oneshot(request).await.unwrap();
+    assert_eq!(
+        server.seen()[0].body["messages"][1]["content"],
+        json!([
+            { "type": "thinking", "thinking": "I should call the tool.", "signature": "sig-1" },
+            { "type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {} }
+        ])
+    );
+}

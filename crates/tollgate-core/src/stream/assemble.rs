@@ -1,6 +1,6 @@
 //! From events to an answer ([`Assembled`]), and from an answer to events ([`events_of`]).
 
-use crate::{AssistantMessage, Choice, LlmResponse, ToolCall};
+use crate::{AssistantMessage, Choice, LlmResponse, REASONING_SIGNATURE, ToolCall};
 
 use super::event::{StreamEvent, ToolCallDelta};
 
@@ -26,6 +26,12 @@ impl Assembled {
             }
             StreamEvent::Reasoning { choice, text } => {
                 push(&mut message(response, *choice).reasoning, text);
+            }
+            StreamEvent::ReasoningSignature { choice, signature } => {
+                message(response, *choice)
+                    .extra
+                    .make_mut()
+                    .insert(REASONING_SIGNATURE.into(), signature.as_str().into());
             }
             StreamEvent::Refusal { choice, text } => {
                 push(&mut message(response, *choice).refusal, text);
@@ -95,6 +101,16 @@ pub(super) fn events_of(response: &LlmResponse) -> Vec<StreamEvent> {
             events.push(StreamEvent::Reasoning {
                 choice: at,
                 text: text.clone(),
+            });
+        }
+        if let Some(signature) = message
+            .extra
+            .get(REASONING_SIGNATURE)
+            .and_then(serde_json::Value::as_str)
+        {
+            events.push(StreamEvent::ReasoningSignature {
+                choice: at,
+                signature: signature.to_owned(),
             });
         }
         if let Some(text) = &message.content {

@@ -26,6 +26,14 @@ pub enum StreamEvent {
         /// The piece.
         text: String,
     },
+    /// The signature that lets a choice's reasoning be sent back to its provider (Anthropic's
+    /// `signature_delta`), kept as the message's `reasoning_signature`.
+    ReasoningSignature {
+        /// The choice it belongs to.
+        choice: u32,
+        /// The signature.
+        signature: String,
+    },
     /// The next piece of a choice's refusal.
     Refusal {
         /// The choice it belongs to.

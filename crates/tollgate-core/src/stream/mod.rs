@@ -115,6 +115,39 @@ impl LlmStream {
         Ok(answer.response)
     }
 
+    /// The same stream without its [`Usage`](StreamEvent::Usage) events, for a caller who did not
+    /// ask for usage (`stream_options.include_usage`) when tollgate asked for it on its own
+    /// account. Callbacks registered before this still see every event.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use tollgate_core::{LlmResponse, Usage, stream::LlmStream};
+    ///
+    /// let answer = LlmResponse::new("m", "hi").with_usage(Usage::new(3, 1));
+    /// let quiet = LlmStream::replay(&answer).without_usage().collect().await.unwrap();
+    /// assert_eq!((quiet.content(), quiet.usage), ("hi", Usage::default()));
+    /// # });
+    /// ```
+    #[must_use]
+    pub fn without_usage(self) -> Self {
+        struct Quiet(LlmStream);
+        impl Stream for Quiet {
+            type Item = Result<StreamEvent, LlmError>;
+            fn poll_next(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<Option<Self::Item>> {
+                loop {
+                    match ready!(Pin::new(&mut self.0).poll_next(cx)) {
+                        Some(Ok(StreamEvent::Usage(_))) => {}
+                        other => return Poll::Ready(other),
+                    }
+                }
+            }
+        }
+        Self::new(Quiet(self))
+    }
+
     /// Calls `done` with the assembled answer when the stream ends without an error (not when it
     /// fails or is dropped midway); the events pass through unchanged. How the cache stores a
     /// streamed answer and the limiter settles its usage.
