@@ -37,26 +37,13 @@ fn openai_answer() -> Value {
     answer
 }
 
-/// The tool-call fixture as JSON, or as its SSE form when the request asks for a stream.
-fn openai_reply(body: &Value) -> Response {
-    if body["stream"] != true {
-        return Json(openai_answer()).into_response();
+/// `answer` as JSON, or the SSE fixture at `events` when the request asks for a stream.
+fn reply(request: &Value, answer: Value, events: &str) -> Response {
+    if request["stream"] != true {
+        return Json(answer).into_response();
     }
     let path = format!(
-        "{}/crates/tollgate-providers/tests/fixtures/openai/tool_call.sse",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let events = std::fs::read_to_string(path).unwrap();
-    ([("content-type", "text/event-stream")], events).into_response()
-}
-
-/// The Anthropic cache-usage fixture, as JSON or as its SSE form.
-fn anthropic_reply(body: &Value) -> Response {
-    if body["stream"] != true {
-        return Json(fixture("anthropic/cache_usage.json")).into_response();
-    }
-    let path = format!(
-        "{}/crates/tollgate-providers/tests/fixtures/anthropic/cache_usage.sse",
+        "{}/crates/tollgate-providers/tests/fixtures/{events}",
         env!("CARGO_MANIFEST_DIR")
     );
     let events = std::fs::read_to_string(path).unwrap();
@@ -72,14 +59,20 @@ async fn upstream() -> (String, Arc<AtomicUsize>) {
             "/v1/chat/completions",
             post(move |Json(body): Json<Value>| {
                 openai.fetch_add(1, Ordering::SeqCst);
-                async move { openai_reply(&body) }
+                async move { reply(&body, openai_answer(), "openai/tool_call.sse") }
             }),
         )
         .route(
             "/v1/messages",
             post(move |Json(body): Json<Value>| {
                 anthropic.fetch_add(1, Ordering::SeqCst);
-                async move { anthropic_reply(&body) }
+                async move {
+                    reply(
+                        &body,
+                        fixture("anthropic/cache_usage.json"),
+                        "anthropic/cache_usage.sse",
+                    )
+                }
             }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

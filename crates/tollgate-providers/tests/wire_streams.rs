@@ -50,6 +50,15 @@ fn anthropic(server: &Server) -> Anthropic {
         .unwrap()
 }
 
+/// The answer a stream that opened assembles into.
+async fn collected(
+    opened: impl std::future::Future<
+        Output = Result<tollgate_providers::ChatStream, tollgate_core::LlmError>,
+    >,
+) -> LlmResponse {
+    opened.await.unwrap().collect().await.unwrap()
+}
+
 /// What a choice says, without the fields only one of the two forms carries (`annotations`,
 /// `logprobs`: a stream carries them per chunk, not per answer).
 fn said(choices: &[Choice]) -> Vec<Value> {
@@ -91,13 +100,7 @@ async fn every_openai_stream_assembles_into_the_unstreamed_answer() {
         ));
         server.reply(event_stream(read(&format!("openai/{name}.sse"))));
         let whole = openai(&server).oneshot(ask()).await.unwrap();
-        let streamed = openai(&server)
-            .stream(ask())
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        let streamed = collected(openai(&server).stream(ask())).await;
         assert_eq!(said(&streamed.choices), said(&whole.choices), "{name}");
         assert_eq!(streamed.usage, whole.usage, "{name}");
         assert_eq!(streamed.model, whole.model, "{name}");
@@ -144,13 +147,7 @@ async fn an_anthropic_tool_use_comes_back_as_openai_tool_calls_streamed_or_not()
             "usage": { "prompt_tokens": 472, "completion_tokens": 89, "total_tokens": 561 }
         })
     );
-    let streamed = anthropic(&server)
-        .stream(ask())
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let streamed = collected(anthropic(&server).stream(ask())).await;
     assert_eq!(streamed.content(), whole.content());
     assert_eq!(streamed.finish_reason(), whole.finish_reason());
     assert_eq!(streamed.usage, whole.usage);
@@ -187,13 +184,7 @@ async fn anthropic_thinking_comes_back_as_reasoning_streamed_or_not() {
         openai_shape(&whole)["choices"][0]["message"]["reasoning_content"],
         message.reasoning.as_deref().unwrap()
     );
-    let streamed = anthropic(&server)
-        .stream(ask())
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let streamed = collected(anthropic(&server).stream(ask())).await;
     assert_eq!(said(&streamed.choices), said(&whole.choices));
     assert_eq!(streamed.usage, whole.usage);
 }
@@ -225,13 +216,7 @@ async fn anthropic_cache_tokens_are_counted_into_the_prompt_and_apart() {
         openai_shape(&written)["usage"]["cache_creation_input_tokens"],
         1000
     );
-    let streamed = anthropic(&server)
-        .stream(ask())
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let streamed = collected(anthropic(&server).stream(ask())).await;
     assert_eq!(streamed.usage, read_hit.usage);
     assert_eq!(streamed.content(), read_hit.content());
 }
