@@ -8,8 +8,8 @@
 //! - retry: a call is retried only for failures before the stream starts; once the caller has
 //!   the stream, an error in it ends the stream and is the caller's to handle;
 //! - circuit breaker and health: the outcome is whether the stream started;
-//! - cache: a hit answers a streaming request with a replay of the stored answer (one text
-//!   event); a miss passes the provider's stream through and stores the assembled answer once
+//! - cache: a hit answers a streaming request with a replay of the stored answer, whole (each
+//!   piece in one event: reasoning, text, refusal, every tool call, finish and usage); a miss passes the provider's stream through and stores the assembled answer once
 //!   the stream has ended without an error (a stream dropped or failed midway stores nothing).
 //!   Streaming misses do not coalesce: each caller gets its own stream;
 //! - rate limit: the reservation (estimated tokens) is taken when the call starts and settled
@@ -18,6 +18,10 @@
 //!   ([`LlmStream::on_end`]), since a provider bills a stream the caller stopped reading: one
 //!   dropped or failed midway counts the usage reported by then, estimated where it was not
 //!   ([`Usage::of_unfinished_stream`](crate::Usage::of_unfinished_stream)).
+//!
+//! Events name the choice they belong to and carry text, reasoning, refusal and tool-call pieces,
+//! the answer's own fields and its usage ([`StreamEvent`]); they assemble into the answer the same
+//! call returns unstreamed ([`LlmStream::collect`]).
 
 use std::{
     fmt,
