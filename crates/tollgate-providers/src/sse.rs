@@ -255,6 +255,12 @@ fn openai_events(chunk: &Value) -> Vec<StreamEvent> {
         if let Some(text) = text("reasoning_content").or_else(|| text("reasoning")) {
             events.push(StreamEvent::Reasoning { choice: at, text });
         }
+        if let Some(signature) = text(tollgate_core::REASONING_SIGNATURE) {
+            events.push(StreamEvent::ReasoningSignature {
+                choice: at,
+                signature,
+            });
+        }
         if let Some(text) = text("content") {
             events.push(StreamEvent::Text { choice: at, text });
         }

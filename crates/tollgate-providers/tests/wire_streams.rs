@@ -220,3 +220,67 @@ async fn anthropic_cache_tokens_are_counted_into_the_prompt_and_apart() {
     assert_eq!(streamed.usage, read_hit.usage);
     assert_eq!(streamed.content(), read_hit.content());
 }
+
+/// The events of a stream written back as OpenAI chunks (what a gateway sends an OpenAI client)
+/// read as the same answer, whichever provider the stream came from.
+#[tokio::test]
+async fn events_written_as_openai_chunks_read_back_as_the_same_answer() {
+    use tollgate_core::stream::{ChunkWriter, StreamEvent};
+
+    let sources = [
+        ("openai/tool_call.sse", false),
+        ("openai/parallel_tool_calls.sse", false),
+        ("openai/n2.sse", false),
+        ("openai/refusal.sse", false),
+        ("openai/reasoning_content_vllm.sse", false),
+        ("anthropic/tool_use.sse", true),
+        ("anthropic/thinking.sse", true),
+        ("anthropic/cache_usage.sse", true),
+    ];
+    for (path, from_anthropic) in sources {
+        let server = Server::start().await;
+        server.reply(event_stream(read(path)));
+        let mut source = if from_anthropic {
+            anthropic(&server).stream(ask()).await.unwrap()
+        } else {
+            openai(&server).stream(ask()).await.unwrap()
+        };
+        let mut events: Vec<StreamEvent> = Vec::new();
+        while let Some(event) = source.next().await {
+            events.push(event.unwrap());
+        }
+        let original =
+            tollgate_core::stream::LlmStream::from_events(events.clone().into_iter().map(Ok))
+                .collect()
+                .await
+                .unwrap();
+
+        for include_usage in [true, false] {
+            let mut writer = ChunkWriter::new(include_usage);
+            let mut body = String::new();
+            for event in &events {
+                for chunk in writer.chunks(event) {
+                    body.push_str(&format!("data: {chunk}\n\n"));
+                }
+            }
+            body.push_str("data: [DONE]\n\n");
+            assert_eq!(body.contains("\"usage\""), include_usage, "{path}");
+            server.reply(event_stream(body));
+            let again = collected(openai(&server).stream(ask())).await;
+            assert_eq!(said(&again.choices), said(&original.choices), "{path}");
+            assert_eq!(again.model, original.model, "{path}");
+            assert_eq!(again.extra.get("id"), original.extra.get("id"), "{path}");
+            let signature = |answer: &LlmResponse| {
+                answer.choices[0]
+                    .message
+                    .extra
+                    .get(tollgate_core::REASONING_SIGNATURE)
+                    .cloned()
+            };
+            assert_eq!(signature(&again), signature(&original), "{path}");
+            if include_usage {
+                assert_eq!(again.usage, original.usage, "{path}");
+            }
+        }
+    }
+}
