@@ -1,6 +1,11 @@
-//! LLM provider clients as tower services: [`OpenAiCompatible`] (OpenAI, vLLM, Ollama and any
-//! server speaking chat completions) and [`Anthropic`] (the Messages API), over reqwest with
-//! rustls and the system's root certificates.
+//! LLM provider clients as tower services: [`OpenAiCompatible`] (OpenAI, Azure OpenAI, vLLM,
+//! Ollama and any server speaking chat completions) and [`Anthropic`] (the Messages API, mapped
+//! both ways from the OpenAI shape), over reqwest with rustls and the system's root certificates,
+//! or a client of your own.
+//!
+//! Answers are kept whole: every choice with its tool calls, refusal, reasoning and
+//! log-probabilities, usage with cached and reasoning tokens, and every field tollgate does not
+//! model (see [`LlmResponse`](tollgate_core::LlmResponse)).
 //!
 //! Each is a `Service<LlmRequest, Response = LlmResponse, Error = LlmError>` that the tollgate
 //! layers wrap like any other. What every layer needs from a provider is filled in: `usage` for
@@ -52,8 +57,9 @@
 //! A request marked [`LlmRequest::streaming`](tollgate_core::LlmRequest::streaming) is sent
 //! with `stream: true`, and the service answers as soon as the provider accepts it, with a response
 //! whose [`LlmStream`] the caller takes ([`LlmResponse::take_stream`](tollgate_core::LlmResponse::take_stream)):
-//! [`StreamEvent`]s (model, text pieces, finish reason, usage) read from the provider's
-//! server-sent events as they arrive. Through a tollgate stack, the layers treat the stream as
+//! [`StreamEvent`]s (model, the answer's fields, each choice's text, reasoning, refusal and
+//! tool-call pieces, finish reasons, usage) read from the provider's server-sent events as they
+//! arrive, whatever their chunking. Through a tollgate stack, the layers treat the stream as
 //! [`tollgate_core::stream`] describes (retried only before it starts; cached once complete and
 //! replayed; usage settled when it ends). Other requests get one JSON answer (a `stream` field
 //! in their `extra` is removed). [`OpenAiCompatible::stream`] and [`Anthropic::stream`] open a
