@@ -12,19 +12,22 @@ use crate::JsonMap;
 
 /// Takes `key` out of `object` as a `T`, unless it is absent, `null` or `T`'s empty value, which
 /// stay in `object` as they came (and `T::default()` is returned).
-pub(crate) fn take<T: DeserializeOwned + Default + PartialEq>(
+///
+/// The value is moved out, not copied: an answer's text is read once. An empty value is put back
+/// as its type writes it, which is how it came (`""`, `[]`).
+pub(crate) fn take<T: Serialize + DeserializeOwned + Default + PartialEq>(
     object: &mut JsonMap,
     key: &str,
 ) -> Result<T, String> {
-    let Some(value) = object.get(key) else {
-        return Ok(T::default());
-    };
-    if value.is_null() {
-        return Ok(T::default());
+    match object.get(key) {
+        None | Some(Value::Null) => return Ok(T::default()),
+        Some(_) => {}
     }
-    let typed: T = T::deserialize(value).map_err(|e| format!("{key}: {e}"))?;
-    if typed != T::default() {
-        object.remove(key);
+    let value = object.remove(key).expect("just looked it up");
+    let typed: T = serde_json::from_value(value).map_err(|e| format!("{key}: {e}"))?;
+    if typed == T::default() {
+        let empty = serde_json::to_value(&typed).expect("modeled fields serialize");
+        object.insert(key.to_owned(), empty);
     }
     Ok(typed)
 }
