@@ -259,7 +259,7 @@ impl<S: Sink> Hasher<S> {
                 self.bytes(s.as_bytes());
             }
             Value::Array(items) => self.array(items, collapse),
-            Value::Object(map) => self.object(map, collapse),
+            Value::Object(map) => self.object(map, &[], collapse),
         }
     }
 
@@ -271,13 +271,17 @@ impl<S: Sink> Hasher<S> {
         }
     }
 
-    fn object(&mut self, map: &JsonMap, collapse: bool) {
+    /// `map` with its keys sorted, leaving out the keys in `omit`.
+    fn object(&mut self, map: &JsonMap, omit: &[&str], collapse: bool) {
+        let mut keys: Vec<&String> = map
+            .keys()
+            .filter(|key| !omit.contains(&key.as_str()))
+            .collect();
         self.tag(b'{');
-        self.sink.put_array((map.len() as u64).to_le_bytes());
-        if map.is_empty() {
+        self.sink.put_array((keys.len() as u64).to_le_bytes());
+        if keys.is_empty() {
             return;
         }
-        let mut keys: Vec<&String> = map.keys().collect();
         keys.sort_unstable();
         for key in keys {
             self.bytes(key.as_bytes());
@@ -339,7 +343,7 @@ fn encode<S: Sink>(h: &mut Hasher<S>, request: &LlmRequest, scope: Scope, collap
                 h.array(parts, collapse);
             }
         }
-        h.object(&message.extra, collapse);
+        h.object(&message.extra, &[], collapse);
     }
     let params = &request.params;
     h.opt_f64(params.temperature);
@@ -351,14 +355,7 @@ fn encode<S: Sink>(h: &mut Hasher<S>, request: &LlmRequest, scope: Scope, collap
     }
     h.opt_u64(params.seed.map(|seed| seed as u64));
     // A stream and a whole answer are the same answer: how it is delivered is not in the key.
-    if params.extra.contains_key("stream") || params.extra.contains_key("stream_options") {
-        let mut answer_fields = (*params.extra).clone();
-        answer_fields.remove("stream");
-        answer_fields.remove("stream_options");
-        h.object(&answer_fields, collapse);
-    } else {
-        h.object(&params.extra, collapse);
-    }
+    h.object(&params.extra, &["stream", "stream_options"], collapse);
 }
 
 #[cfg(test)]
