@@ -25,9 +25,17 @@ pub(crate) struct Decoder {
     buffer: BytesMut,
     pending: VecDeque<Result<StreamEvent, LlmError>>,
     done: bool,
-    model_sent: bool,
-    meta_sent: bool,
     usage: Usage,
+    said: Said,
+}
+
+/// What the stream has said so far that shapes how the next event is read.
+#[derive(Default)]
+struct Said {
+    /// The model and the answer's fields go out once: OpenAI repeats them in every chunk, and
+    /// they are not even read again once sent.
+    model: bool,
+    meta: bool,
     /// Anthropic: which content block opened which tool call.
     blocks: Vec<(u64, u32)>,
 }
@@ -40,10 +48,8 @@ impl Decoder {
             buffer: BytesMut::new(),
             pending: VecDeque::new(),
             done: false,
-            model_sent: false,
-            meta_sent: false,
             usage: Usage::default(),
-            blocks: Vec::new(),
+            said: Said::default(),
         }
     }
 
@@ -87,7 +93,7 @@ impl Decoder {
     }
 
     fn decode(&mut self, raw: &[u8]) {
-        match parse(self.dialect, raw, &self.provider, &mut self.blocks) {
+        match parse(self.dialect, raw, &self.provider, &mut self.said) {
             Ok(Parsed::Events(events)) => self.queue(events),
             Ok(Parsed::Done) => self.done = true,
             Err(error) => {
@@ -97,22 +103,11 @@ impl Decoder {
         }
     }
 
-    /// Queues `events`, the model and the answer's fields once each and usage merged: OpenAI
-    /// repeats the model and fields in every chunk, and Anthropic sends the prompt's counts first
-    /// and the answer's last.
+    /// Queues `events` with usage merged: Anthropic sends the prompt's counts first and the
+    /// answer's last.
     fn queue(&mut self, events: Vec<StreamEvent>) {
         for event in events {
             let event = match event {
-                StreamEvent::Model(_) if self.model_sent => continue,
-                StreamEvent::Model(model) => {
-                    self.model_sent = true;
-                    StreamEvent::Model(model)
-                }
-                StreamEvent::Meta(_) if self.meta_sent => continue,
-                StreamEvent::Meta(meta) => {
-                    self.meta_sent = true;
-                    StreamEvent::Meta(meta)
-                }
                 StreamEvent::Usage(mut usage) => {
                     if usage.input_tokens == 0 {
                         usage.input_tokens = self.usage.input_tokens;
@@ -170,7 +165,7 @@ fn parse(
     dialect: Dialect,
     raw: &[u8],
     provider: &str,
-    blocks: &mut Vec<(u64, u32)>,
+    said: &mut Said,
 ) -> Result<Parsed, LlmError> {
     let text = String::from_utf8_lossy(raw);
     let mut data = String::new();
@@ -210,19 +205,24 @@ fn parse(
         ));
     }
     Ok(match dialect {
-        Dialect::OpenAi => Parsed::Events(openai_events(&value)),
-        Dialect::Anthropic => anthropic_events(&value, blocks),
+        Dialect::OpenAi => Parsed::Events(openai_events(&value, said)),
+        Dialect::Anthropic => anthropic_events(&value, said),
     })
 }
 
-/// What an OpenAI chunk says: each choice's pieces and finish, its usage, and (in the first) the
-/// answer's own fields.
-fn openai_events(chunk: &Value) -> Vec<StreamEvent> {
+/// What an OpenAI chunk says: each choice's pieces and finish, its usage, and (until they have
+/// been said) the model and the answer's own fields.
+fn openai_events(chunk: &Value, said: &mut Said) -> Vec<StreamEvent> {
     let mut events = Vec::new();
-    if let Some(model) = chunk.get("model").and_then(Value::as_str) {
+    if let Some(model) = chunk
+        .get("model")
+        .and_then(Value::as_str)
+        .filter(|_| !said.model)
+    {
+        said.model = true;
         events.push(StreamEvent::Model(model.to_owned()));
     }
-    if let Value::Object(fields) = chunk {
+    if let (false, Value::Object(fields)) = (said.meta, chunk) {
         let mut meta: JsonMap = fields
             .iter()
             // `obfuscation` pads each chunk against length side channels: it is not the answer's.
@@ -235,6 +235,7 @@ fn openai_events(chunk: &Value) -> Vec<StreamEvent> {
             meta.insert("object".into(), "chat.completion".into());
         }
         if !meta.is_empty() {
+            said.meta = true;
             events.push(StreamEvent::Meta(meta));
         }
     }
@@ -324,18 +325,22 @@ pub(crate) fn anthropic_usage(usage: &Value) -> Option<Usage> {
     )
 }
 
-/// What one Anthropic event says. `blocks` maps the message's content blocks to the tool calls
-/// they open, so that `input_json_delta` pieces find their call.
-fn anthropic_events(event: &Value, blocks: &mut Vec<(u64, u32)>) -> Parsed {
+/// What one Anthropic event says. `said.blocks` maps the message's content blocks to the tool
+/// calls they open, so that `input_json_delta` pieces find their call.
+fn anthropic_events(event: &Value, said: &mut Said) -> Parsed {
+    let blocks = &mut said.blocks;
     let mut events = Vec::new();
     let block = || event.get("index").and_then(Value::as_u64).unwrap_or(0);
     match event.get("type").and_then(Value::as_str) {
         Some("message_start") => {
             let message = event.get("message");
-            if let Some(model) = message.and_then(|m| m.get("model")).and_then(Value::as_str) {
+            let model = message.and_then(|m| m.get("model")).and_then(Value::as_str);
+            if let Some(model) = model.filter(|_| !said.model) {
+                said.model = true;
                 events.push(StreamEvent::Model(model.to_owned()));
             }
-            if let Some(id) = message.and_then(|m| m.get("id")) {
+            if let Some(id) = message.and_then(|m| m.get("id")).filter(|_| !said.meta) {
+                said.meta = true;
                 let mut meta = JsonMap::new();
                 meta.insert("id".into(), id.clone());
                 events.push(StreamEvent::Meta(meta));
