@@ -286,9 +286,14 @@ impl Config {
                 errors.extend(mistakes);
             }
         }
-        for (name, limits) in &limiting.tenants {
-            if let Err(mistakes) = limits.quota(&format!("rate_limiting.tenants.{name}")) {
-                errors.extend(mistakes);
+        for (field, entries) in [
+            ("tenants", &limiting.tenants),
+            ("principals", &limiting.principals),
+        ] {
+            for (name, limits) in entries {
+                if let Err(mistakes) = limits.quota(&format!("rate_limiting.{field}.{name}")) {
+                    errors.extend(mistakes);
+                }
             }
         }
         if limiting.redis.is_some() {
@@ -299,11 +304,13 @@ impl Config {
         }
         if limiting.tenants.is_empty()
             && limiting.providers.is_empty()
+            && limiting.principals.is_empty()
             && limiting.scopes.is_empty()
         {
             errors.push(ConfigError::new(
                 "rate_limiting",
-                "no limits: add tenants, providers or scopes (or set rate_limiting: false)",
+                "no limits: add tenants, providers, principals or scopes (or set \
+                 rate_limiting: false)",
             ));
         } else if errors.len() == before {
             // The tenants' and providers' quotas are sound; what is left to check is the scopes.

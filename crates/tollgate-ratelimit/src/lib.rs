@@ -111,8 +111,8 @@ mod shared;
 mod store;
 
 pub use config::{
-    DEFAULT_TENANT, KeyBy, KeyField, LeaseConfig, OnFailureConfig, PROVIDER_SCOPE, REDIS_URL_VAR,
-    RateLimitConfig, RedisConfig, ScopeConfig, TENANT_SCOPE, tiers_var,
+    DEFAULT_TENANT, KeyBy, KeyField, LeaseConfig, OnFailureConfig, PRINCIPAL_SCOPE, PROVIDER_SCOPE,
+    REDIS_URL_VAR, RateLimitConfig, RedisConfig, ScopeConfig, TENANT_SCOPE, tiers_var,
 };
 pub use defaults::{
     DEFAULT_FAILURE_THRESHOLD, DEFAULT_LOCAL_SHARE, DEFAULT_PREFIX, DEFAULT_PROBE_INTERVAL,

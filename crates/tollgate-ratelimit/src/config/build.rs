@@ -2,9 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tollgate_core::{ByProvider, ByTenant, ConfigError, LlmRequest, PricingTable};
+use tollgate_core::{ByPrincipal, ByProvider, ByTenant, ConfigError, LlmRequest, PricingTable};
 
-use super::{DEFAULT_TENANT, KeyBy, PROVIDER_SCOPE, RateLimitConfig, RedisConfig, TENANT_SCOPE};
+use super::{
+    DEFAULT_TENANT, KeyBy, PRINCIPAL_SCOPE, PROVIDER_SCOPE, RateLimitConfig, RedisConfig,
+    TENANT_SCOPE,
+};
 use crate::{
     layer::{RateLimitLayer, RateLimitLayerBuilder},
     limiter::{RateLimiter, RateLimiterBuilder},
@@ -26,7 +29,8 @@ fn redis_limiter(redis: &RedisConfig, limits: RateLimiterBuilder) -> Result<Limi
     redis.builder().limits(limits).build().map(Limiter::Redis)
 }
 
-/// The scope that `tenants` or `providers` makes: its name, the field it is in, and its entries.
+/// The scope that `tenants`, `providers` or `principals` makes: its name, the field it is in, and
+/// its entries.
 struct Section<'a> {
     scope: &'static str,
     field: &'static str,
@@ -42,7 +46,7 @@ impl Section<'_> {
 }
 
 impl RateLimitConfig {
-    /// The `tenant` and `provider` scopes, those of the two that have entries.
+    /// The `tenant`, `provider` and `principal` scopes, those that have entries.
     fn sections(&self) -> impl Iterator<Item = Section<'_>> {
         [
             Section {
@@ -54,6 +58,11 @@ impl RateLimitConfig {
                 scope: PROVIDER_SCOPE,
                 field: "providers",
                 entries: &self.providers,
+            },
+            Section {
+                scope: PRINCIPAL_SCOPE,
+                field: "principals",
+                entries: &self.principals,
             },
         ]
         .into_iter()
@@ -76,10 +85,10 @@ impl RateLimitConfig {
     ///
     /// A [`ConfigError`] naming the first field out of range.
     pub fn limits(&self) -> Result<RateLimiterBuilder, ConfigError> {
-        if self.scopes.is_empty() && self.tenants.is_empty() && self.providers.is_empty() {
+        if self.scopes.is_empty() && self.sections().next().is_none() {
             return Err(ConfigError::new(
                 "scopes",
-                "add at least one scope (or tenants, or providers)",
+                "add at least one scope (or tenants, providers or principals)",
             ));
         }
         let mut builder = RateLimiter::builder()
@@ -171,21 +180,27 @@ impl RateLimitConfig {
         };
         for section in self.sections() {
             let handle = scope(section.scope);
-            builder = match (section.covered(), section.scope == PROVIDER_SCOPE) {
-                (None, _) => builder.key(handle, ByTenant),
-                (Some(covered), false) => {
-                    builder.key_if(handle, ByTenant, move |req: &LlmRequest| {
+            builder = match section.covered() {
+                None => builder.key(handle, ByTenant),
+                Some(covered) => match section.scope {
+                    TENANT_SCOPE => builder.key_if(handle, ByTenant, move |req: &LlmRequest| {
                         req.meta
                             .tenant
                             .as_deref()
                             .is_some_and(|t| covered.contains(t))
-                    })
-                }
-                (Some(covered), true) => {
-                    builder.key_if(handle, ByProvider, move |req: &LlmRequest| {
-                        req.provider.as_deref().is_some_and(|p| covered.contains(p))
-                    })
-                }
+                    }),
+                    PROVIDER_SCOPE => {
+                        builder.key_if(handle, ByProvider, move |req: &LlmRequest| {
+                            req.provider.as_deref().is_some_and(|p| covered.contains(p))
+                        })
+                    }
+                    _ => builder.key_if(handle, ByPrincipal, move |req: &LlmRequest| {
+                        req.meta
+                            .principal
+                            .as_deref()
+                            .is_some_and(|p| covered.contains(p))
+                    }),
+                },
             };
         }
         for config in &self.scopes {

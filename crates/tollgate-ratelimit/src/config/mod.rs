@@ -25,6 +25,8 @@ use crate::{
 pub const TENANT_SCOPE: &str = "tenant";
 /// The scope the `providers` entries make, keyed by `provider`.
 pub const PROVIDER_SCOPE: &str = "provider";
+/// The scope the `principals` entries make, keyed by `meta.principal`.
+pub const PRINCIPAL_SCOPE: &str = "principal";
 /// The `tenants` entry every tenant without its own gets.
 pub const DEFAULT_TENANT: &str = "default";
 
@@ -107,6 +109,11 @@ pub struct RateLimitConfig {
     /// are not limited by it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub providers: BTreeMap<String, Limits>,
+    /// Per principal (the scope `principal`, keyed by `meta.principal`: a user, an API key, an
+    /// agent); principals not listed are not limited by it. The gateway puts each virtual key's
+    /// own limits here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub principals: BTreeMap<String, Limits>,
     /// More scopes, each keyed by the request fields it names. Every scope is checked against
     /// every request, all at once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -128,6 +135,7 @@ impl Default for RateLimitConfig {
             unpriced_models: UnpricedModels::default(),
             tenants: BTreeMap::new(),
             providers: BTreeMap::new(),
+            principals: BTreeMap::new(),
             scopes: Vec::new(),
             redis: None,
         }
