@@ -65,11 +65,12 @@
 // Core's types and the modules a user reads time, streams and HTTP types through; its internal
 // helpers (`counted`, `non_zero`, `rng`, `duration`, its Redis connection) stay in core.
 pub use tollgate_core::{
-    BoxError, ByModel, ByPrincipal, ByProvider, ByRole, ByTenant, CacheControl, CharEstimator,
-    ConfigError, Content, ErrorKind, ExtraParams, Fault, FinishReason, Global, InvalidPrice,
-    JsonMap, Key, KeyExtractor, LlmError, LlmRequest, LlmResponse, Message, MicroUsd, ModelPrice,
-    Outcome, Params, PricingTable, Priority, RequestMeta, Role, SimulatedFuture, SimulatedProvider,
-    SimulatedProviderBuilder, TokenEstimator, Usage, clock, future, http, stream,
+    AssistantMessage, BoxError, ByModel, ByPrincipal, ByProvider, ByRole, ByTenant, CacheControl,
+    CharEstimator, Choice, ConfigError, Content, ErrorKind, ExtraParams, Fault, FinishReason,
+    FunctionCall, Global, InvalidPrice, JsonMap, Key, KeyExtractor, LlmError, LlmRequest,
+    LlmResponse, Message, MicroUsd, ModelPrice, Outcome, Params, PricingTable, Priority,
+    REASONING_SIGNATURE, RequestMeta, Role, SharedMap, SimulatedFuture, SimulatedProvider,
+    SimulatedProviderBuilder, TokenEstimator, ToolCall, Usage, clock, future, http, stream,
 };
 
 mod builder;

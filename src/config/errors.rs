@@ -48,6 +48,14 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+impl FromIterator<ConfigError> for ConfigErrors {
+    /// Mistakes found by a reader of more sections than the stack's (the gateway's `keys`), to be
+    /// reported with the stack's own.
+    fn from_iter<I: IntoIterator<Item = ConfigError>>(errors: I) -> Self {
+        Self(errors.into_iter().collect())
+    }
+}
+
 impl From<ConfigError> for ConfigErrors {
     fn from(error: ConfigError) -> Self {
         Self::one(error)

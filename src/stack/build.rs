@@ -21,10 +21,21 @@ use crate::{
     RateLimitingConfig, RedisSection, Switch, cost::CostTracker,
 };
 
+/// Wraps a provider's client, given the provider's name ([`StackBuilder::wrap_clients`]).
+///
+/// [`StackBuilder::wrap_clients`]: super::StackBuilder::wrap_clients
+pub(super) type WrapClient = dyn Fn(&str, BoxedProvider) -> BoxedProvider;
+
+/// What the builder's caller plugs in: where API keys are read, and what wraps each client.
+pub(super) struct Hooks<'a> {
+    pub(super) env: &'a dyn Fn(&str) -> Option<String>,
+    pub(super) wrap: Option<&'a WrapClient>,
+}
+
 pub(super) fn build(
     config: &Config,
     mut given: HashMap<String, BoxedProvider>,
-    env: &dyn Fn(&str) -> Option<String>,
+    hooks: Hooks<'_>,
     clock: Option<Arc<dyn Clock>>,
     estimator: Arc<dyn TokenEstimator>,
 ) -> Result<Stack, ConfigErrors> {
@@ -42,10 +53,14 @@ pub(super) fn build(
     for (name, provider) in &config.providers {
         let client = match given.remove(name) {
             Some(client) => Ok(client),
-            None => client(name, provider, env),
+            None => client(name, provider, hooks.env),
         };
         match client {
             Ok(client) => {
+                let client = match hooks.wrap {
+                    Some(wrap) => wrap(name, client),
+                    None => client,
+                };
                 providers.insert(Arc::<str>::from(name.as_str()), client);
             }
             Err(e) => errors.push(e),

@@ -120,6 +120,7 @@ impl Stack {
             env: Box::new(|name| std::env::var(name).ok()),
             clock: None,
             estimator: Arc::new(tollgate_core::CharEstimator),
+            wrap: None,
         }
     }
 
@@ -398,6 +399,7 @@ pub struct StackBuilder<'a> {
     env: EnvLookup,
     clock: Option<Arc<dyn tollgate_core::clock::Clock>>,
     estimator: Arc<dyn tollgate_core::TokenEstimator>,
+    wrap: Option<Box<build::WrapClient>>,
 }
 
 impl std::fmt::Debug for StackBuilder<'_> {
@@ -451,6 +453,18 @@ impl StackBuilder<'_> {
         self
     }
 
+    /// Wraps each provider's client (the one its section describes, or the one given with
+    /// [`provider`](Self::provider)) in what `wrap` makes of it, given the provider's name, before
+    /// the provider's retries, breaker and statistics: to time or trace every attempt that reaches
+    /// the network, or to inject faults in a test.
+    pub fn wrap_clients(
+        mut self,
+        wrap: impl Fn(&str, BoxedProvider) -> BoxedProvider + 'static,
+    ) -> Self {
+        self.wrap = Some(Box::new(wrap));
+        self
+    }
+
     /// The stack.
     ///
     /// # Errors
@@ -460,7 +474,10 @@ impl StackBuilder<'_> {
         build::build(
             self.config,
             self.providers,
-            &*self.env,
+            build::Hooks {
+                env: &*self.env,
+                wrap: self.wrap.as_deref(),
+            },
             self.clock,
             self.estimator,
         )
