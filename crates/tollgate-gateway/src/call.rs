@@ -1,0 +1,270 @@
+//! What both front doors do with a call before and after the stack: the request id, the key, the
+//! body (bounded in size and time), the model the call names, and the headers on the answer.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    middleware::Next,
+    response::Response,
+};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tollgate::{LlmRequest, LlmResponse, stream::LlmStream};
+
+use crate::{
+    error::{ApiError, Dialect},
+    keys::VirtualKey,
+    state::{Gateway, Live},
+    upstream::UpstreamTime,
+};
+
+/// The header that carries a request's id, taken from the request or made.
+pub(crate) const REQUEST_ID: &str = "x-request-id";
+
+/// The header that carries the gateway's own time on a call: its total less the upstream's.
+const OVERHEAD: &str = "x-tollgate-overhead-ms";
+
+/// A call that is in: its key is known and its body read.
+pub(crate) struct Accepted {
+    pub(crate) live: Arc<Live>,
+    pub(crate) key: Arc<VirtualKey>,
+    pub(crate) body: Bytes,
+    pub(crate) meta: CallMeta,
+}
+
+/// What the answer's headers need, whatever becomes of the call.
+pub(crate) struct CallMeta {
+    pub(crate) id: HeaderValue,
+    pub(crate) dialect: Dialect,
+    /// When the gateway had the whole request: what the client takes to send its body is not
+    /// the gateway's overhead.
+    pub(crate) started: Instant,
+    pub(crate) upstream: UpstreamTime,
+}
+
+impl CallMeta {
+    /// The error as a response, with this call's headers.
+    pub(crate) fn fail(&self, error: ApiError) -> Response {
+        let response = error.into_response(self.dialect);
+        self.finish(response, None)
+    }
+
+    /// `response` with the headers every answer carries: its request id, the gateway's
+    /// overhead, and (for an answer from the stack) whether the cache answered.
+    pub(crate) fn finish(&self, mut response: Response, cache: Option<&str>) -> Response {
+        let overhead = self.started.elapsed().saturating_sub(self.upstream.get());
+        let headers = response.headers_mut();
+        headers.insert(REQUEST_ID, self.id.clone());
+        headers.insert(OVERHEAD, overhead_value(overhead));
+        if let Some(cache) = cache {
+            headers.insert(
+                "x-tollgate-cache",
+                HeaderValue::from_static(if cache == "HIT" { "HIT" } else { "MISS" }),
+            );
+        }
+        crate::metrics::answered(self.dialect, response.status(), overhead);
+        response
+    }
+
+    /// Marks `request` for the gateway's bookkeeping: its id, and the clock its upstream time
+    /// goes on.
+    pub(crate) fn tag(&self, request: &mut LlmRequest) {
+        request.meta.request_id = self.id.to_str().ok().map(Into::into);
+        request.extensions.insert(self.upstream.clone());
+    }
+}
+
+/// Gives every request an id (the caller's, or one made here) before any handler runs, and
+/// every answer its id and overhead headers, those that no handler set (health, 404s).
+pub(crate) async fn stamp(
+    State(gateway): State<Gateway>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let id = match request_id(request.headers()) {
+        Some(id) => id,
+        None => {
+            let id = HeaderValue::from_str(&gateway.next_id())
+                .expect("an id made here is a valid header");
+            request.headers_mut().insert(REQUEST_ID, id.clone());
+            id
+        }
+    };
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if !headers.contains_key(REQUEST_ID) {
+        headers.insert(REQUEST_ID, id);
+        headers.insert(OVERHEAD, overhead_value(started.elapsed()));
+    }
+    response
+}
+
+fn overhead_value(overhead: Duration) -> HeaderValue {
+    let millis = format!("{:.3}", overhead.as_secs_f64() * 1_000.0);
+    HeaderValue::from_str(&millis).expect("digits")
+}
+
+/// Identifies the caller and reads the body: 401 before anything else, 413 for a body over the
+/// limit, 408 for one that does not arrive in time.
+pub(crate) async fn accept(
+    gateway: &Gateway,
+    request: Request,
+    dialect: Dialect,
+) -> Result<Accepted, Response> {
+    let (parts, body) = request.into_parts();
+    // `stamp` made sure of one.
+    let id = request_id(&parts.headers).unwrap_or(HeaderValue::from_static("unknown"));
+    let mut meta = CallMeta {
+        id,
+        dialect,
+        started: Instant::now(),
+        upstream: UpstreamTime::default(),
+    };
+    let live = gateway.live();
+    let Some(key) = presented_key(&parts.headers).and_then(|k| live.keys.find(k)) else {
+        return Err(meta.fail(ApiError::unauthorized()));
+    };
+    let limit = live.config.gateway.max_body_bytes;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(meta.fail(too_large(limit)));
+    }
+    let read = Limited::new(body, limit).collect();
+    let body = match tokio::time::timeout(live.config.gateway.body_timeout, read).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => return Err(meta.fail(too_large(limit))),
+        Ok(Err(error)) => {
+            return Err(meta.fail(ApiError::invalid(format!(
+                "the request body could not be read: {error}"
+            ))));
+        }
+        Err(_) => {
+            return Err(meta.fail(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                "the request body did not arrive in time",
+            )));
+        }
+    };
+    meta.started = Instant::now();
+    Ok(Accepted {
+        live,
+        key,
+        body,
+        meta,
+    })
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_request_error",
+        format!("the request body is over the gateway's limit of {limit} bytes"),
+    )
+    .with_code("request_too_large")
+}
+
+/// The caller's id when it is a sensible one (printable, at most 128 bytes), else `None`.
+fn request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    let id = headers.get(REQUEST_ID)?;
+    let ok =
+        !id.is_empty() && id.len() <= 128 && id.as_bytes().iter().all(|b| b.is_ascii_graphic());
+    ok.then(|| id.clone())
+}
+
+/// The key from `Authorization: Bearer <key>` or `x-api-key: <key>`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        let (scheme, key) = value.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| key.trim());
+    }
+    headers.get("x-api-key")?.to_str().ok().map(str::trim)
+}
+
+/// Points `request` at what its `model` names, if `key` may use it: a role (`summarize`), or a
+/// provider's model (`openai/gpt-4o-mini`) the key lists. Sets the tenant and principal.
+pub(crate) fn route(
+    live: &Live,
+    key: &VirtualKey,
+    request: &mut LlmRequest,
+) -> Result<(), ApiError> {
+    let model = std::mem::take(&mut request.model);
+    let config = &live.config.stack;
+    if config.roles.contains_key(&*model) {
+        if !key.may_use_role(&model) {
+            return Err(forbidden(&model));
+        }
+        request.meta.role = Some(model);
+    } else if let Some((provider, name)) = model
+        .split_once('/')
+        .filter(|(provider, _)| config.providers.contains_key(*provider))
+    {
+        if !key.may_use_model(provider, name) {
+            return Err(forbidden(&model));
+        }
+        request.provider = Some(provider.into());
+        request.model = name.into();
+    } else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("the model `{model}` does not exist or you do not have access to it"),
+        )
+        .with_param("model")
+        .with_code("model_not_found"));
+    }
+    request.meta.tenant = Some(key.tenant.clone());
+    request.meta.principal = Some(key.name.clone());
+    Ok(())
+}
+
+fn forbidden(model: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "permission_error",
+        format!("this key may not use the model `{model}`"),
+    )
+    .with_param("model")
+    .with_code("model_not_allowed")
+}
+
+/// Checks the answer bound a request asks for against the gateway's.
+pub(crate) fn check_bounds(live: &Live, request: &LlmRequest) -> Result<(), ApiError> {
+    let most = live.config.gateway.max_output_tokens;
+    match request.params.max_output_tokens() {
+        Some(asked) if asked > most => Err(ApiError::invalid(format!(
+            "max_tokens is {asked}, over the gateway's limit of {most}"
+        ))
+        .with_param("max_tokens")),
+        _ => Ok(()),
+    }
+}
+
+/// The answer's stream; for a caller who asked for one from a service that answered whole (a
+/// simulated provider, a service of one's own), the whole answer replayed as one.
+pub(crate) fn stream_of(answer: &mut LlmResponse, streaming: bool) -> Option<LlmStream> {
+    answer
+        .take_stream()
+        .or_else(|| streaming.then(|| LlmStream::replay(answer)))
+}
+
+/// A JSON body, for an answer that is whole.
+pub(crate) fn json_response(body: Vec<u8>) -> Response {
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

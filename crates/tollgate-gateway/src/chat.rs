@@ -1,0 +1,183 @@
+//! `POST /v1/chat/completions`: the OpenAI front door, whole answers and streams.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::{extract::Request, extract::State, response::Response};
+use serde_json::Value;
+use tollgate::{
+    JsonMap, LlmRequest, LlmResponse,
+    stream::{ChunkWriter, StreamEvent},
+};
+use tower::ServiceExt;
+
+use crate::{
+    call::{self, Accepted, CallMeta},
+    error::{ApiError, Dialect},
+    sse::{self, EventWriter},
+    state::Gateway,
+};
+
+/// Answers a chat-completions call.
+pub(crate) async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
+    let Accepted {
+        live,
+        key,
+        body,
+        meta,
+    } = match call::accept(&gateway, request, Dialect::OpenAi).await {
+        Ok(accepted) => accepted,
+        Err(response) => return response,
+    };
+    let mut request = match parse(&body) {
+        Ok(request) => request,
+        Err(error) => return meta.fail(error),
+    };
+    if let Err(error) =
+        call::route(&live, &key, &mut request).and_then(|()| call::check_bounds(&live, &request))
+    {
+        return meta.fail(error);
+    }
+    meta.tag(&mut request);
+    let streaming = request.meta.stream;
+    let include_usage = asked_for_usage(&request);
+    match live.stack.clone().oneshot(request).await {
+        Ok(mut answer) => {
+            let cache = answer.headers.get("x-cache").cloned();
+            let cache = cache.as_ref().and_then(|v| v.to_str().ok());
+            match call::stream_of(&mut answer, streaming) {
+                Some(stream) => {
+                    let response = sse::response(stream, OpenAiEvents::new(include_usage, &meta));
+                    meta.finish(response, cache.or(Some("MISS")))
+                }
+                None => {
+                    fill_defaults(&mut answer, &meta);
+                    let body = serde_json::to_vec(&answer).expect("an answer serializes");
+                    meta.finish(call::json_response(body), cache.or(Some("MISS")))
+                }
+            }
+        }
+        Err(error) => meta.fail(ApiError::from_llm(&error)),
+    }
+}
+
+/// Reads an OpenAI chat request, naming the field at fault when it does not parse.
+pub(crate) fn parse(body: &[u8]) -> Result<LlmRequest, ApiError> {
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let mut request: LlmRequest = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
+        let path = e.path().to_string();
+        let error = e.into_inner();
+        let mut api = ApiError::invalid(format!(
+            "the request body is not a valid chat request: {error}"
+        ))
+        .with_code("invalid_json");
+        if path != "." {
+            api = api.with_param(path);
+        }
+        api
+    })?;
+    reader.end().map_err(|e| {
+        ApiError::invalid(format!(
+            "the request body has more after its JSON object: {e}"
+        ))
+        .with_code("invalid_json")
+    })?;
+    if request.messages.is_empty() {
+        return Err(ApiError::invalid("messages: must not be empty").with_param("messages"));
+    }
+    // The stack asks for a stream by `meta.stream`; each provider writes `stream` itself.
+    if let Some(stream) = request.params.extra.get("stream") {
+        match stream {
+            Value::Bool(stream) => request.meta.stream = *stream,
+            Value::Null => {}
+            _ => {
+                return Err(
+                    ApiError::invalid("stream: expected true or false").with_param("stream")
+                );
+            }
+        }
+        request.params.extra.make_mut().remove("stream");
+    }
+    Ok(request)
+}
+
+/// Whether a streaming request asked for usage (`stream_options.include_usage: true`).
+fn asked_for_usage(request: &LlmRequest) -> bool {
+    request
+        .params
+        .extra
+        .get("stream_options")
+        .and_then(|options| options.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// The fields OpenAI's clients expect in every answer, for an upstream (or a cached answer) that
+/// left them out.
+fn defaults(meta: &CallMeta, object: &str) -> JsonMap {
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |t| t.as_secs());
+    let id = meta.id.to_str().unwrap_or("request");
+    let mut fields = JsonMap::new();
+    fields.insert("id".into(), format!("chatcmpl-{id}").into());
+    fields.insert("object".into(), object.into());
+    fields.insert("created".into(), created.into());
+    fields
+}
+
+fn fill_defaults(answer: &mut LlmResponse, meta: &CallMeta) {
+    let missing: Vec<(String, Value)> = defaults(meta, "chat.completion")
+        .into_iter()
+        .filter(|(field, _)| !answer.extra.contains_key(field))
+        .collect();
+    if !missing.is_empty() {
+        let extra = answer.extra.make_mut();
+        for (field, value) in missing {
+            extra.insert(field, value);
+        }
+    }
+}
+
+/// A stream's events as OpenAI's `data:` lines, ending with `data: [DONE]`, or with an error
+/// event (`data: {"error": ...}`, which OpenAI's clients raise) when the stream fails midway.
+struct OpenAiEvents {
+    writer: ChunkWriter,
+    /// Given to the writer before the first piece, after the provider's own fields.
+    defaults: Option<JsonMap>,
+}
+
+impl OpenAiEvents {
+    fn new(include_usage: bool, meta: &CallMeta) -> Self {
+        Self {
+            writer: ChunkWriter::new(include_usage),
+            defaults: Some(defaults(meta, "chat.completion.chunk")),
+        }
+    }
+}
+
+impl EventWriter for OpenAiEvents {
+    fn write(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+        if !matches!(event, StreamEvent::Model(_) | StreamEvent::Meta(_)) {
+            if let Some(defaults) = self.defaults.take() {
+                // The writer keeps the first value of each field, so the provider's win.
+                self.writer.chunks(&StreamEvent::Meta(defaults));
+            }
+        }
+        for chunk in self.writer.chunks(event) {
+            out.extend_from_slice(b"data: ");
+            serde_json::to_writer(&mut *out, &chunk).expect("a chunk serializes");
+            out.extend_from_slice(b"\n\n");
+        }
+    }
+
+    fn end(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"data: [DONE]\n\n");
+    }
+
+    fn fail(&mut self, error: &ApiError, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"data: ");
+        serde_json::to_writer(&mut *out, &error.stream_event(Dialect::OpenAi))
+            .expect("an error serializes");
+        out.extend_from_slice(b"\n\n");
+    }
+}

@@ -1,0 +1,352 @@
+//! The gateway's configuration: the stack's sections (read by [`tollgate::Config`]), and the
+//! gateway's own, `keys` and `gateway`.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
+
+use serde::Deserialize;
+use serde_yaml_ng::{Mapping, Value};
+use tollgate::{Config, ConfigError, ConfigErrors, Limits, Switch};
+
+use crate::keys::{KeyTable, VirtualKey, parse_hash};
+
+/// The gateway's sections, read here; every other section is the stack's.
+const OWN_SECTIONS: [&str; 2] = ["keys", "gateway"];
+
+/// A whole gateway configuration: one YAML file.
+///
+/// ```
+/// use tollgate_gateway::GatewayConfig;
+///
+/// let config = GatewayConfig::from_yaml(&format!(r#"
+/// providers:
+///   local: {{ kind: simulated }}
+/// roles:
+///   default: {{ provider: local, model: sim-small }}
+/// keys:
+///   acme-backend:
+///     hash: "{}"
+///     tenant: acme
+///     limits: {{ per_minute: 600, cost_per_day: "20" }}
+/// gateway:
+///   listen: 127.0.0.1:8080
+/// "#, tollgate_gateway::hash_key("tg-example"))).unwrap();
+/// assert_eq!(config.gateway.listen.port(), 8080);
+/// assert_eq!(config.keys["acme-backend"].tenant, "acme");
+///
+/// // Every mistake at once, each with its path: the stack's and the gateway's.
+/// let err = GatewayConfig::from_yaml(r#"
+/// providers: { local: { kind: simulated } }
+/// roles: { default: { provider: local, model: m, temperature: 9 } }
+/// keys: { k: { hash: "md5:00", tenant: "" } }
+/// "#).unwrap_err();
+/// assert_eq!(err.paths(), ["roles.default.temperature", "keys.k.hash", "keys.k.tenant"]);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GatewayConfig {
+    /// The stack: providers, roles, pricing, caching, rate limits, retry, breaker, health, Redis.
+    pub stack: Config,
+    /// The virtual keys callers present, by name.
+    pub keys: BTreeMap<String, KeyConfig>,
+    /// How the server listens and what it accepts.
+    pub gateway: ServerConfig,
+}
+
+/// One virtual key. The key itself is never written here, only its hash.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct KeyConfig {
+    /// `sha256:` and 64 hex digits, as `tollgate keys hash` prints.
+    pub hash: String,
+    /// The tenant its calls are made for: its cost report line, its `rate_limiting.tenants`
+    /// quota, its cache scope.
+    pub tenant: String,
+    /// The roles it may name as `model`; absent, every role.
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+    /// The `provider/model` names it may use directly (`provider/*` for any model of the
+    /// provider); absent, none.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Its own limits and budgets, besides its tenant's (the key's name is its principal).
+    #[serde(default)]
+    pub limits: Option<Limits>,
+    /// Anything the operator wants to keep with the key (owner, ticket); not used.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, serde_json::Value>,
+    /// Never accepted: read so that a key pasted into the file is refused by name without its
+    /// value being kept or shown.
+    #[serde(default, rename = "key")]
+    pasted_key: Option<serde::de::IgnoredAny>,
+}
+
+/// How the server listens and what it accepts (the `gateway` section).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The address to listen on (default `127.0.0.1:4000`); `--listen` replaces it.
+    pub listen: SocketAddr,
+    /// The largest request body, in bytes (default 4 MiB); a larger one is a 413.
+    pub max_body_bytes: usize,
+    /// Time a client has to send a request's headers (default 10 s).
+    #[serde(with = "tollgate_core::duration")]
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's body once its headers are in (default 30 s).
+    #[serde(with = "tollgate_core::duration")]
+    pub body_timeout: Duration,
+    /// On SIGTERM, how long calls in flight (streams included) may take to finish (default 30 s).
+    #[serde(with = "tollgate_core::duration")]
+    pub drain_timeout: Duration,
+    /// The largest `max_tokens` (or `max_completion_tokens`) a request may ask for (default
+    /// 262,144).
+    pub max_output_tokens: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
+            max_body_bytes: 4 << 20,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(30),
+            max_output_tokens: 262_144,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Reads and checks the YAML file at `path`, with the stack's environment overrides
+    /// ([`Config::with_env`]).
+    ///
+    /// # Errors
+    ///
+    /// Every mistake found, each with its path.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigErrors> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(path.display().to_string(), format!("cannot read: {e}"))
+        })?;
+        Self::read(&text, true)
+    }
+
+    /// Reads and checks a YAML document (without environment overrides).
+    ///
+    /// # Errors
+    ///
+    /// Every mistake found, each with its path.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigErrors> {
+        Self::read(text, false)
+    }
+
+    fn read(text: &str, env: bool) -> Result<Self, ConfigErrors> {
+        let mut document: Value = serde_yaml_ng::from_str(text)
+            .map_err(|e| ConfigError::new("", format!("not valid YAML: {e}")))?;
+        document
+            .apply_merge()
+            .map_err(|e| ConfigError::new("", format!("not valid YAML: {e}")))?;
+        let mut sections = match document {
+            Value::Mapping(sections) => sections,
+            Value::Null => Mapping::new(),
+            _ => return Err(ConfigError::new("", "expected a mapping of sections").into()),
+        };
+        let own: Vec<Option<Value>> = OWN_SECTIONS.map(|name| sections.remove(name)).into();
+        // What keys may name, as written: checked even when those sections have mistakes.
+        let names = |section: &str| -> Vec<String> {
+            match sections.get(section) {
+                Some(Value::Mapping(entries)) => entries
+                    .keys()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let known = Known {
+            providers: names("providers"),
+            roles: names("roles"),
+        };
+        let mut errors = Vec::new();
+        let rest = serde_yaml_ng::to_string(&sections).expect("a mapping writes back");
+        let stack = Config::from_yaml(&rest).and_then(|c| if env { c.with_env() } else { Ok(c) });
+        let stack = stack
+            .map_err(|e| errors.extend(e.errors().iter().cloned()))
+            .ok();
+        let [keys, gateway] = <[Option<Value>; 2]>::try_from(own).expect("two sections");
+        let keys: BTreeMap<String, KeyConfig> = section(keys, "keys", &mut errors);
+        let gateway: ServerConfig = section(gateway, "gateway", &mut errors);
+        errors.extend(check_keys(&keys, &known, stack.as_ref()));
+        errors.extend(check_server(&gateway));
+        match stack {
+            Some(stack) if errors.is_empty() => Ok(Self {
+                stack,
+                keys,
+                gateway,
+            }),
+            _ => Err(errors.into_iter().collect()),
+        }
+    }
+
+    /// The stack's configuration with each key's own limits added under
+    /// `rate_limiting.principals`, keyed by the key's name.
+    pub fn stack_config(&self) -> Config {
+        let mut stack = self.stack.clone();
+        let own: Vec<(&String, &Limits)> = self
+            .keys
+            .iter()
+            .filter_map(|(name, key)| Some((name, key.limits.as_ref()?)))
+            .collect();
+        if own.is_empty() {
+            return stack;
+        }
+        if !matches!(stack.rate_limiting, Switch::On(_)) {
+            stack.rate_limiting = Switch::On(Default::default());
+        }
+        if let Switch::On(limiting) = &mut stack.rate_limiting {
+            for (name, limits) in own {
+                limiting.principals.insert(name.clone(), limits.clone());
+            }
+        }
+        stack
+    }
+
+    /// The keys, by digest.
+    pub(crate) fn key_table(&self) -> KeyTable {
+        let mut table = KeyTable::default();
+        for (name, key) in &self.keys {
+            let digest = parse_hash(&key.hash).expect("checked when read");
+            table.insert(
+                digest,
+                VirtualKey {
+                    name: name.as_str().into(),
+                    tenant: key.tenant.as_str().into(),
+                    roles: key.roles.clone(),
+                    models: key.models.clone(),
+                },
+            );
+        }
+        table
+    }
+}
+
+/// A section read through serde with every mistake's path, or its default when absent.
+fn section<T: serde::de::DeserializeOwned + Default>(
+    value: Option<Value>,
+    name: &str,
+    errors: &mut Vec<ConfigError>,
+) -> T {
+    let Some(value) = value else {
+        return T::default();
+    };
+    let json = match serde_json::to_value(value) {
+        Ok(json) => json,
+        Err(e) => {
+            errors.push(ConfigError::new(name, e.to_string()));
+            return T::default();
+        }
+    };
+    serde_path_to_error::deserialize(json).unwrap_or_else(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            name.to_owned()
+        } else {
+            format!("{name}.{path}")
+        };
+        errors.push(ConfigError::new(at, e.into_inner().to_string()));
+        T::default()
+    })
+}
+
+/// The providers and roles the configuration names.
+struct Known {
+    providers: Vec<String>,
+    roles: Vec<String>,
+}
+
+fn check_keys(
+    keys: &BTreeMap<String, KeyConfig>,
+    known: &Known,
+    stack: Option<&Config>,
+) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    if keys.is_empty() {
+        errors.push(ConfigError::new(
+            "keys",
+            "add at least one key: every call must present one (`tollgate keys hash` makes it)",
+        ));
+    }
+    let mut seen: BTreeMap<[u8; 32], &str> = BTreeMap::new();
+    for (name, key) in keys {
+        let at = |field: &str| format!("keys.{name}.{field}");
+        if key.pasted_key.is_some() {
+            errors.push(ConfigError::new(
+                at("key"),
+                "never write a key here: put its hash in `hash` (`tollgate keys hash` prints it)",
+            ));
+        }
+        match parse_hash(&key.hash) {
+            Ok(digest) => {
+                if let Some(other) = seen.insert(digest, name) {
+                    errors.push(ConfigError::new(
+                        at("hash"),
+                        format!("the same key as `keys.{other}`"),
+                    ));
+                }
+            }
+            Err(reason) => errors.push(ConfigError::new(at("hash"), reason)),
+        }
+        if key.tenant.trim().is_empty() {
+            errors.push(ConfigError::new(at("tenant"), "must not be empty"));
+        }
+        if let Some(limits) = &key.limits {
+            if let Err(mistakes) = limits.quota(&at("limits")) {
+                errors.extend(mistakes);
+            }
+        }
+        for (i, role) in key.roles.iter().flatten().enumerate() {
+            if !known.roles.contains(role) {
+                errors.push(ConfigError::new(
+                    format!("{}[{i}]", at("roles")),
+                    format!("no role `{role}` in `roles`"),
+                ));
+            }
+        }
+        for (i, model) in key.models.iter().enumerate() {
+            let reason = match model.split_once('/') {
+                Some((provider, model)) if !provider.is_empty() && !model.is_empty() => {
+                    (!known.providers.iter().any(|p| p == provider))
+                        .then(|| format!("no provider `{provider}` in `providers`"))
+                }
+                _ => Some("expected `provider/model` or `provider/*`".to_owned()),
+            };
+            if let Some(reason) = reason {
+                errors.push(ConfigError::new(format!("{}[{i}]", at("models")), reason));
+            }
+        }
+        if let Some(Switch::On(limiting)) = stack.map(|s| &s.rate_limiting) {
+            if key.limits.is_some() && limiting.principals.contains_key(name) {
+                errors.push(ConfigError::new(
+                    at("limits"),
+                    format!("`rate_limiting.principals.{name}` limits this key too: keep one"),
+                ));
+            }
+        }
+    }
+    errors
+}
+
+fn check_server(server: &ServerConfig) -> Vec<ConfigError> {
+    let zero = |field: &str, is_zero: bool| {
+        is_zero.then(|| ConfigError::new(format!("gateway.{field}"), "must be > 0"))
+    };
+    [
+        zero("max_body_bytes", server.max_body_bytes == 0),
+        zero("header_timeout", server.header_timeout.is_zero()),
+        zero("body_timeout", server.body_timeout.is_zero()),
+        zero("max_output_tokens", server.max_output_tokens == 0),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}

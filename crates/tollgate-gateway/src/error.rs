@@ -1,0 +1,226 @@
+//! Errors as clients expect them: OpenAI's error JSON (Anthropic's on `/v1/messages`), the status
+//! official clients map to their exception types, and the headers they back off by.
+
+use std::time::Duration;
+
+use axum::{
+    Json,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde_json::{Value, json};
+use tollgate::{ErrorKind, LlmError, ratelimit::Denial};
+use tollgate_core::duration;
+
+/// Which error shape a front door answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// `{"error": {"message", "type", "param", "code"}}`.
+    OpenAi,
+    /// `{"type": "error", "error": {"type", "message"}}`.
+    Anthropic,
+}
+
+/// An error on its way to a client (boxed: it travels in `Result`s on the request path).
+#[derive(Debug)]
+pub(crate) struct ApiError(Box<Detail>);
+
+#[derive(Debug)]
+struct Detail {
+    status: StatusCode,
+    /// OpenAI's `type`.
+    kind: &'static str,
+    code: Option<&'static str>,
+    /// The field at fault, when one is.
+    param: Option<String>,
+    message: String,
+    headers: HeaderMap,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self(Box::new(Detail {
+            status,
+            kind,
+            code: None,
+            param: None,
+            message: message.into(),
+            headers: HeaderMap::new(),
+        }))
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            message.into(),
+        )
+    }
+
+    pub(crate) fn with_code(mut self, code: &'static str) -> Self {
+        self.0.code = Some(code);
+        self
+    }
+
+    pub(crate) fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.0.param = Some(param.into());
+        self
+    }
+
+    pub(crate) fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "missing or unknown API key: send a tollgate key as `Authorization: Bearer <key>` or \
+             `x-api-key`",
+        )
+        .with_code("invalid_api_key")
+    }
+
+    /// The error a failed call becomes: its status from its kind, the limiter's denial as
+    /// OpenAI's rate-limit headers.
+    pub(crate) fn from_llm(error: &LlmError) -> Self {
+        use ErrorKind as K;
+        let (status, kind, code) = match error.kind() {
+            K::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "rate_limit_exceeded",
+            ),
+            K::BudgetExceeded => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                "budget_exceeded",
+            ),
+            K::InvalidRequest => (
+                // A provider's own 4xx (404, 413, 422, ...) keeps its status.
+                error
+                    .status()
+                    .filter(|s| s.is_client_error() && *s != StatusCode::TOO_MANY_REQUESTS)
+                    .unwrap_or(StatusCode::BAD_REQUEST),
+                "invalid_request_error",
+                "invalid_request",
+            ),
+            K::ContentFilter => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "content_filter",
+            ),
+            K::Overloaded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded_error",
+                "upstream_overloaded",
+            ),
+            K::CircuitOpen => (StatusCode::SERVICE_UNAVAILABLE, "api_error", "circuit_open"),
+            K::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "api_error", "unavailable"),
+            K::Timeout => (StatusCode::GATEWAY_TIMEOUT, "api_error", "upstream_timeout"),
+            K::Connect | K::Server => (StatusCode::BAD_GATEWAY, "api_error", "upstream_error"),
+            // The gateway's own key for the provider was refused: the caller can do nothing.
+            K::Auth => (StatusCode::BAD_GATEWAY, "api_error", "upstream_auth"),
+            _ => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "internal_error",
+            ),
+        };
+        let mut api = Self::new(status, kind, error.message()).with_code(code);
+        if let Some(wait) = error.retry_after() {
+            api.retry_after(wait);
+        }
+        if error.kind() == K::BudgetExceeded {
+            // Retrying a spent budget cannot help within any client's patience.
+            api.header("x-should-retry", HeaderValue::from_static("false"));
+        }
+        if let Some(denial) = error.extensions().get::<Denial>() {
+            api.denial_headers(denial);
+        }
+        api
+    }
+
+    fn header(&mut self, name: &'static str, value: HeaderValue) {
+        self.0.headers.insert(HeaderName::from_static(name), value);
+    }
+
+    /// `Retry-After` in whole seconds (rounded up) and `retry-after-ms`, which OpenAI's clients
+    /// read first.
+    fn retry_after(&mut self, wait: Duration) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.header("retry-after", HeaderValue::from(secs));
+        self.header("retry-after-ms", HeaderValue::from(wait.as_millis() as u64));
+    }
+
+    /// OpenAI's `x-ratelimit-*` headers for the tier that refused.
+    fn denial_headers(&mut self, denial: &Denial) {
+        use tollgate::ratelimit::Dimension;
+        let Some((_, tier)) = denial.tier() else {
+            return;
+        };
+        let names = match tier.dimension() {
+            Dimension::Requests => [
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ],
+            Dimension::Tokens => [
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+            ],
+            _ => return,
+        };
+        self.header(names[0], HeaderValue::from(tier.limit()));
+        self.header(names[1], HeaderValue::from(0u64));
+        if let Some(reset) = denial.retry_after() {
+            if let Ok(value) = HeaderValue::from_str(&duration::format(reset)) {
+                self.header(names[2], value);
+            }
+        }
+    }
+
+    /// The response in `dialect`'s shape, with `extra` headers (request id, overhead) added.
+    pub(crate) fn into_response(self, dialect: Dialect) -> Response {
+        let detail = *self.0;
+        let body = match dialect {
+            Dialect::OpenAi => json!({
+                "error": {
+                    "message": detail.message,
+                    "type": detail.kind,
+                    "param": detail.param,
+                    "code": detail.code,
+                }
+            }),
+            Dialect::Anthropic => json!({
+                "type": "error",
+                "error": { "type": anthropic_type(detail.status), "message": detail.message },
+            }),
+        };
+        (detail.status, detail.headers, Json(body)).into_response()
+    }
+
+    /// The error as the `error` object of an event in a stream that already began.
+    pub(crate) fn stream_event(&self, dialect: Dialect) -> Value {
+        match dialect {
+            Dialect::OpenAi => json!({
+                "error": { "message": self.0.message, "type": self.0.kind, "param": null, "code": self.0.code }
+            }),
+            Dialect::Anthropic => json!({
+                "type": "error",
+                "error": { "type": anthropic_type(self.0.status), "message": self.0.message },
+            }),
+        }
+    }
+}
+
+/// Anthropic's error type for a status, as its API documents them.
+fn anthropic_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 408 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        _ => "api_error",
+    }
+}

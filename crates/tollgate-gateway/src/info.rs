@@ -1,0 +1,142 @@
+//! The read-only endpoints: `/v1/models`, `/health`, `/health/live`, `/health/ready`, `/metrics`,
+//! and the 404 for everything else.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    Json,
+    extract::{Request, State},
+    response::{IntoResponse, Response},
+};
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+use tollgate::health::Status;
+
+use crate::{
+    call,
+    error::{ApiError, Dialect},
+    state::Gateway,
+};
+
+/// `GET /v1/models`: the roles the key may name, then the `provider/model` names it may use.
+pub(crate) async fn models(State(gateway): State<Gateway>, request: Request) -> Response {
+    let accepted = match call::accept(&gateway, request, Dialect::OpenAi).await {
+        Ok(accepted) => accepted,
+        Err(response) => return response,
+    };
+    let config = &accepted.live.config.stack;
+    let key = &accepted.key;
+    let mut data = Vec::new();
+    for role in config.roles.keys().filter(|role| key.may_use_role(role)) {
+        let owner = config.role(role).map(|r| r.provider.to_string());
+        data.push(json!({ "id": role, "object": "model", "created": 0, "owned_by": owner }));
+    }
+    for model in key.models.iter().filter(|m| !m.ends_with("/*")) {
+        let owner = model.split_once('/').map(|(provider, _)| provider);
+        data.push(json!({ "id": model, "object": "model", "created": 0, "owned_by": owner }));
+    }
+    let response = Json(json!({ "object": "list", "data": data })).into_response();
+    accepted.meta.finish(response, None)
+}
+
+/// `GET /health`: each provider's status and statistics, and its breaker's state; 503 when no
+/// provider can serve.
+pub(crate) async fn health(State(gateway): State<Gateway>) -> Response {
+    let stack = gateway.stack();
+    let mut providers: BTreeMap<String, Value> = BTreeMap::new();
+    if let Some(stats) = stack.health() {
+        for (provider, snapshot) in stats.snapshot() {
+            providers.insert(
+                provider,
+                json!({ "status": snapshot.status, "calls": snapshot }),
+            );
+        }
+    }
+    if let Some(breakers) = stack.breakers() {
+        for (provider, state) in breakers.states() {
+            let entry = providers
+                .entry(provider.to_string())
+                .or_insert_with(|| json!({}));
+            entry["breaker"] = format!("{state:?}").to_lowercase().into();
+        }
+    }
+    let ready = ready(&gateway);
+    let status = if ready { "pass" } else { "fail" };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({ "status": status, "providers": providers, "sizes": stack.sizes() });
+    (code, health_json(body)).into_response()
+}
+
+/// `GET /health/live`: the process answers.
+pub(crate) async fn live() -> Response {
+    health_json(json!({ "status": "pass" })).into_response()
+}
+
+/// `GET /health/ready`: 200 while some provider can serve, else 503.
+pub(crate) async fn ready_probe(State(gateway): State<Gateway>) -> Response {
+    if ready(&gateway) {
+        health_json(json!({ "status": "pass" })).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            health_json(json!({ "status": "fail" })),
+        )
+            .into_response()
+    }
+}
+
+/// Whether some provider can serve: not every provider's statistics say it is down.
+fn ready(gateway: &Gateway) -> bool {
+    let stack = gateway.stack();
+    let Some(stats) = stack.health() else {
+        return true;
+    };
+    let live = gateway.live();
+    live.config
+        .stack
+        .providers
+        .keys()
+        .any(|provider| stats.status(provider) != Some(Status::Unhealthy))
+}
+
+fn health_json(body: Value) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/health+json"),
+        )],
+        Json(body),
+    )
+}
+
+/// `GET /metrics`: Prometheus text.
+pub(crate) async fn metrics(State(gateway): State<Gateway>) -> Response {
+    let Some(handle) = gateway.metrics() else {
+        return not_found().await;
+    };
+    crate::metrics::record_stack(&gateway.stack());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        handle.render(),
+    )
+        .into_response()
+}
+
+/// Every other path: a 404 in OpenAI's shape.
+pub(crate) async fn not_found() -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        "no such endpoint: the gateway serves /v1/chat/completions, /v1/messages, \
+         /v1/embeddings, /v1/models, /health and /metrics",
+    )
+    .with_code("unknown_url")
+    .into_response(Dialect::OpenAi)
+}

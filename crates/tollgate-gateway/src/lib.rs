@@ -1,0 +1,69 @@
+//! The tollgate gateway: one binary, `tollgate`, that any OpenAI or Anthropic client can point its
+//! base URL at, with tollgate's stack (cache, rate limits and budgets, retries, circuit breakers,
+//! health) in front of every provider.
+//!
+//! This crate is the binary's library: [`GatewayConfig`] reads the configuration (the stack's
+//! sections, plus `keys` and `gateway`), [`Gateway`] builds it and gives its axum
+//! [`Router`](Gateway::router), and [`serve`] runs it with header and body timeouts and a drain on
+//! shutdown.
+//!
+//! | endpoint | what it does |
+//! |---|---|
+//! | `POST /v1/chat/completions` | OpenAI chat completions, whole or streamed (`stream: true`) |
+//! | `POST /v1/messages` | Anthropic Messages, whole or streamed, served by any provider |
+//! | `GET /v1/models` | the roles and `provider/model` names the caller's key may use |
+//! | `GET /health`, `/health/live`, `/health/ready` | each provider's status; liveness; readiness |
+//! | `GET /metrics` | Prometheus text, when the process installed the recorder |
+//!
+//! A call's `model` names a role of the configuration (`default`, `summarize`), or a
+//! `provider/model` its key lists. Every call presents a virtual key (`Authorization: Bearer` or
+//! `x-api-key`), stored in the configuration only as its SHA-256 hash ([`hash_key`]).
+//!
+//! ```
+//! use tollgate_gateway::{Gateway, GatewayConfig, hash_key};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let yaml = format!(r#"
+//! providers: {{ local: {{ kind: simulated }} }}
+//! roles: {{ default: {{ provider: local, model: sim-small }} }}
+//! keys: {{ demo: {{ hash: "{}", tenant: acme }} }}
+//! "#, hash_key("tg-demo"));
+//! let gateway = Gateway::new(GatewayConfig::from_yaml(&yaml).unwrap()).unwrap();
+//!
+//! let call = http::Request::post("/v1/chat/completions")
+//!     .header("authorization", "Bearer tg-demo")
+//!     .body(axum::body::Body::from(r#"{"model": "default", "messages": [{"role": "user", "content": "hi"}]}"#))
+//!     .unwrap();
+//! let answer = gateway.router().oneshot(call).await.unwrap();
+//! assert_eq!(answer.status(), 200);
+//! assert_eq!(answer.headers()["x-tollgate-cache"], "MISS");
+//! # }
+//! ```
+
+mod call;
+mod chat;
+mod config;
+mod error;
+mod info;
+mod keys;
+mod messages;
+mod metrics;
+mod server;
+mod sse;
+mod state;
+mod upstream;
+
+pub use config::{GatewayConfig, KeyConfig, ServerConfig};
+pub use keys::{HASH_PREFIX, KEY_PREFIX, hash_key, new_key};
+pub use metrics::install_prometheus;
+pub use server::serve;
+pub use state::Gateway;
+
+/// The configuration `tollgate serve` runs on when given none: two simulated providers, a cache,
+/// per-tenant limits, and one key, [`DEMO_KEY`], so a first call works at once.
+pub const EMBEDDED_CONFIG: &str = include_str!("embedded.yaml");
+
+/// The key [`EMBEDDED_CONFIG`] accepts. Never use it with a configuration of your own.
+pub const DEMO_KEY: &str = "tg-demo";

@@ -1,0 +1,253 @@
+//! `tollgate`: the gateway binary.
+
+use std::{
+    io::{BufRead, IsTerminal},
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::{
+    net::TcpListener,
+    signal::unix::{SignalKind, signal},
+};
+use tollgate_gateway::{
+    DEMO_KEY, EMBEDDED_CONFIG, Gateway, GatewayConfig, hash_key, install_prometheus, new_key, serve,
+};
+
+#[derive(Parser)]
+#[command(name = "tollgate", version, about = "The tollgate LLM gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serves the gateway (on the embedded demo configuration when given none).
+    Serve {
+        /// The configuration file; re-read on SIGHUP.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The address to listen on, instead of the configuration's `gateway.listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// How logs are written to standard error.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+        /// The least severe level logged: error, warn, info, debug or trace.
+        #[arg(long, default_value = "info")]
+        log_level: tracing::Level,
+    },
+    /// Checks a configuration and prints every mistake with its path (exit code 1 if any).
+    Check {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Virtual keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Makes a new key and prints it with the hash to put in the configuration (`keys.<name>.hash`);
+    /// with --stdin, prints the hash of the key read from standard input instead.
+    Hash {
+        /// Reads the key from standard input (one line) instead of making one.
+        #[arg(long)]
+        stdin: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Serve {
+            config,
+            listen,
+            log_format,
+            log_level,
+        } => {
+            init_logs(log_format, log_level);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("a Tokio runtime starts");
+            runtime.block_on(run(config, listen))
+        }
+        Command::Check { config } => check(&config),
+        Command::Keys {
+            command: KeysCommand::Hash { stdin },
+        } => keys_hash(stdin),
+    }
+}
+
+fn init_logs(format: LogFormat, level: tracing::Level) {
+    let logs = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
+fn read_config(path: Option<&PathBuf>) -> Result<GatewayConfig, tollgate::ConfigErrors> {
+    match path {
+        Some(path) => GatewayConfig::load(path),
+        None => GatewayConfig::from_yaml(EMBEDDED_CONFIG),
+    }
+}
+
+async fn run(path: Option<PathBuf>, listen: Option<SocketAddr>) -> ExitCode {
+    let config = match read_config(path.as_ref()) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let address = listen.unwrap_or(config.gateway.listen);
+    let metrics = match install_prometheus() {
+        Ok(handle) => Some(handle),
+        Err(error) => {
+            tracing::warn!(%error, "no /metrics: the Prometheus recorder did not install");
+            None
+        }
+    };
+    let gateway = match Gateway::with_metrics(config, metrics) {
+        Ok(gateway) => gateway,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("cannot listen on {address}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bound = listener.local_addr().unwrap_or(address);
+    // The first line on standard output says where to call; tests and scripts read it.
+    println!("tollgate listening on http://{bound}");
+    if path.is_none() {
+        println!(
+            "serving the embedded demo configuration (simulated providers). Try:\n  \
+             curl http://{bound}/v1/chat/completions -H 'Authorization: Bearer {DEMO_KEY}' \
+             -H 'Content-Type: application/json' \
+             -d '{{\"model\": \"default\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'"
+        );
+    }
+    tokio::spawn(reload_on_hangup(gateway.clone(), path));
+    match serve(gateway, listener, terminated()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn terminated() {
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM can be handled");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT can be handled");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+/// On each SIGHUP, reads the configuration file again and swaps it in if it is whole; a bad one
+/// is logged, mistake by mistake, and the old one keeps serving.
+async fn reload_on_hangup(gateway: Gateway, path: Option<PathBuf>) {
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("SIGHUP cannot be handled: no reloads");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let Some(path) = &path else {
+            tracing::info!("SIGHUP: the embedded configuration has no file to read again");
+            continue;
+        };
+        match GatewayConfig::load(path).and_then(|config| gateway.reload(config)) {
+            Ok(()) => tracing::info!(path = %path.display(), "SIGHUP: configuration reloaded"),
+            Err(errors) => {
+                for error in errors.errors() {
+                    tracing::error!(
+                        path = error.path(),
+                        reason = error.reason(),
+                        "SIGHUP: the configuration was not reloaded"
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn check(path: &PathBuf) -> ExitCode {
+    let built = GatewayConfig::load(path).and_then(|config| {
+        // Building finds what reading cannot: unset API key variables, cache directories.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a Tokio runtime starts");
+        let _inside = runtime.enter();
+        Gateway::new(config).map(|_| ())
+    });
+    match built {
+        Ok(()) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            println!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn keys_hash(from_stdin: bool) -> ExitCode {
+    if from_stdin {
+        let mut key = String::new();
+        if let Err(error) = std::io::stdin().lock().read_line(&mut key) {
+            eprintln!("cannot read a key from standard input: {error}");
+            return ExitCode::FAILURE;
+        }
+        let key = key.trim();
+        if key.is_empty() {
+            eprintln!("standard input held no key");
+            return ExitCode::FAILURE;
+        }
+        println!("{}", hash_key(key));
+        return ExitCode::SUCCESS;
+    }
+    match new_key() {
+        Ok(key) => {
+            println!("key:  {key}");
+            println!("hash: {}", hash_key(&key));
+            eprintln!(
+                "Give the key to its caller: it is stored nowhere. Put the hash in the \
+                 configuration under keys.<name>.hash."
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("no randomness from the operating system: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! `tollgate check` and `tollgate keys hash`, as an operator runs them.
+
+use std::{
+    io::Write,
+    process::{Command, Stdio},
+};
+
+fn tollgate(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn file(name: &str, text: &str) -> String {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn check_prints_every_mistake_with_its_path_and_exits_1() {
+    let path = file(
+        "broken.yaml",
+        r#"
+providers:
+  up: { kind: openai, base_url: "http://127.0.0.1:9/v1", timeout: 0s }
+roles:
+  default: { provider: up, model: m }
+keys:
+  team: { hash: "sha256:1234", tenant: acme, key: "tg-pasted-secret", models: [nowhere/x] }
+gateway: { max_body_bytes: 0, listen: "not an address" }
+"#,
+    );
+    let (code, out, _) = tollgate(&["check", "--config", &path], "");
+    assert_eq!(code, 1, "{out}");
+    for path in [
+        "providers.up.timeout",
+        "keys.team.hash",
+        "keys.team.key",
+        "keys.team.models[0]",
+        "gateway.listen",
+    ] {
+        assert!(out.contains(&format!("{path}:")), "no `{path}` in:\n{out}");
+    }
+    assert!(
+        !out.contains("tg-pasted-secret"),
+        "a pasted key is never shown"
+    );
+}
+
+#[test]
+fn check_accepts_the_embedded_configuration_and_a_sound_file() {
+    let path = file("embedded.yaml", tollgate_gateway::EMBEDDED_CONFIG);
+    let (code, out, _) = tollgate(&["check", "--config", &path], "");
+    assert_eq!((code, out.trim_end().ends_with(": ok")), (0, true), "{out}");
+
+    let path = file(
+        "unset.yaml",
+        &tollgate_gateway::EMBEDDED_CONFIG.replace(
+            "fast: { kind: simulated, latency: 20ms, output_tokens: 16 }",
+            "fast: { kind: openai, api_key_env: TOLLGATE_TEST_UNSET_VARIABLE }",
+        ),
+    );
+    let (code, out, _) = tollgate(&["check", "--config", &path], "");
+    assert_eq!(code, 1);
+    assert!(out.contains("providers.fast.api_key_env: the environment variable TOLLGATE_TEST_UNSET_VARIABLE is not set"), "{out}");
+}
+
+#[test]
+fn keys_hash_makes_a_key_or_hashes_one() {
+    let (code, out, _) = tollgate(&["keys", "hash"], "");
+    assert_eq!(code, 0);
+    let mut lines = out.lines();
+    let key = lines
+        .next()
+        .unwrap()
+        .strip_prefix("key:  ")
+        .unwrap()
+        .to_owned();
+    let hash = lines
+        .next()
+        .unwrap()
+        .strip_prefix("hash: ")
+        .unwrap()
+        .to_owned();
+    assert!(key.starts_with(tollgate_gateway::KEY_PREFIX));
+    assert_eq!(hash, tollgate_gateway::hash_key(&key));
+
+    let (code, out, _) = tollgate(&["keys", "hash", "--stdin"], &format!("{key}\n"));
+    assert_eq!((code, out.trim()), (0, hash.as_str()));
+
+    let (code, _, err) = tollgate(&["keys", "hash", "--stdin"], "");
+    assert_eq!(code, 1);
+    assert!(err.contains("no key"), "{err}");
+}
+
+#[test]
+fn the_demo_key_is_the_one_the_embedded_configuration_accepts() {
+    let hash = tollgate_gateway::hash_key(tollgate_gateway::DEMO_KEY);
+    assert!(tollgate_gateway::EMBEDDED_CONFIG.contains(&hash));
+}

@@ -1,0 +1,340 @@
+//! The OpenAI front door through the real binary, against a scripted OpenAI-compatible upstream.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+#[tokio::test]
+async fn a_chat_answer_and_its_request_pass_through_whole() {
+    let upstream = Upstream::start().await;
+    let gateway = GatewayProcess::start(&config(&upstream, "")).await;
+    let mut sent = answer("");
+    sent["choices"] = json!([
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": null,
+                "refusal": null,
+                "tool_calls": [{
+                    "id": "call_1", "type": "function",
+                    "function": { "name": "weather", "arguments": "{\"city\":\"Paris\"}" }
+                }],
+                "annotations": []
+            },
+            "finish_reason": "tool_calls",
+            "logprobs": { "content": [] }
+        },
+        {
+            "index": 1,
+            "message": { "role": "assistant", "content": "second", "reasoning_content": "why" },
+            "finish_reason": "stop",
+            "logprobs": null
+        }
+    ]);
+    sent["usage"] = json!({
+        "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+        "prompt_tokens_details": { "cached_tokens": 4, "audio_tokens": 0 },
+        "completion_tokens_details": { "reasoning_tokens": 2 }
+    });
+    sent["service_tier"] = json!("default");
+    upstream.push(Reply::Json(200, sent.clone(), vec![]));
+
+    let body = json!({
+        "model": "up/up-model",
+        "messages": [{ "role": "user", "content": "weather?" }],
+        "tools": [{ "type": "function", "function": { "name": "weather", "parameters": { "type": "object" } } }],
+        "tool_choice": "auto",
+        "n": 2,
+        "custom_knob": { "kept": true }
+    });
+    let response = client()
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .bearer_auth(ALICE)
+        .header("x-request-id", "my-id-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "my-id-1");
+    assert_eq!(response.headers()["x-tollgate-cache"], "MISS");
+    let overhead: f64 = response.headers()["x-tollgate-overhead-ms"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(overhead >= 0.0);
+    let got: Value = response.json().await.unwrap();
+    assert_eq!(
+        got, sent,
+        "the answer reaches the client as the upstream wrote it"
+    );
+
+    let seen = &upstream.bodies()[0];
+    assert_eq!(seen["model"], "up-model", "the provider's own model name");
+    for field in ["messages", "tools", "tool_choice", "n", "custom_knob"] {
+        assert_eq!(seen[field], body[field], "{field} reaches the upstream");
+    }
+}
+
+#[tokio::test]
+async fn a_stream_passes_through_and_ends_with_done() {
+    let upstream = Upstream::start().await;
+    let gateway = GatewayProcess::start(&config(&upstream, "")).await;
+    upstream.push(Reply::Stream {
+        chunks: vec![
+            chunk(json!({ "role": "assistant", "content": "Hel" }), None),
+            chunk(json!({ "content": "lo" }), None),
+            chunk(
+                json!({ "tool_calls": [{ "index": 0, "id": "call_9", "type": "function",
+                        "function": { "name": "f", "arguments": "{\"a\"" } }] }),
+                None,
+            ),
+            chunk(
+                json!({ "tool_calls": [{ "index": 0, "function": { "arguments": ":1}" } }] }),
+                None,
+            ),
+            chunk(json!({}), Some("tool_calls")),
+            usage_chunk(10, 5),
+        ],
+        done: true,
+    });
+    let response = client()
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .bearer_auth(ALICE)
+        .json(&json!({ "model": "default", "stream": true, "messages": [{ "role": "user", "content": "hi" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let body = response.text().await.unwrap();
+    let lines = data_lines(&body);
+    assert_eq!(lines.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = lines[..lines.len() - 1]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "Hello");
+    let arguments: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(arguments, "{\"a\":1}");
+    assert!(chunks.iter().all(|c| c["id"] == "chatcmpl-upstream"));
+    assert!(
+        chunks.iter().all(|c| c.get("usage").is_none()),
+        "no usage chunk for a caller who did not ask for one"
+    );
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "tool_calls"
+    );
+    assert_eq!(
+        upstream.bodies()[0]["stream_options"]["include_usage"],
+        true,
+        "the stack asks the provider for usage to bill by"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_that_fails_midway_ends_with_an_error_event() {
+    let upstream = Upstream::start().await;
+    let gateway = GatewayProcess::start(&config(&upstream, "")).await;
+    upstream.push(Reply::HeldStream {
+        first: vec![chunk(json!({ "content": "partial" }), None)],
+        rest: vec![chunk(json!({ "content": " more" }), None)],
+        done: false,
+    });
+    let mut response = client()
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .bearer_auth(ALICE)
+        .json(&json!({ "model": "default", "stream": true, "messages": [{ "role": "user", "content": "hi" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = String::new();
+    while !body.contains("partial") {
+        let piece = response.chunk().await.unwrap().expect("the first piece");
+        body.push_str(std::str::from_utf8(&piece).unwrap());
+    }
+    upstream.release();
+    while let Some(piece) = response.chunk().await.unwrap() {
+        body.push_str(std::str::from_utf8(&piece).unwrap());
+    }
+    let lines = data_lines(&body);
+    assert!(!lines.iter().any(|l| l == "[DONE]"), "{body}");
+    let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert!(last["error"]["message"].is_string(), "{last}");
+    assert_eq!(last["error"]["type"], "api_error");
+}
+
+#[tokio::test]
+async fn the_second_identical_request_is_a_cache_hit() {
+    let upstream = Upstream::start().await;
+    let gateway = GatewayProcess::start(&config(&upstream, "caching: { store: memory }")).await;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let response = client()
+            .post(format!("{}/v1/chat/completions", gateway.url))
+            .bearer_auth(ALICE)
+            .json(&ask("same question"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let cache = response.headers()["x-tollgate-cache"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let answer: Value = response.json().await.unwrap();
+        seen.push((cache, answer["choices"][0]["message"]["content"].clone()));
+    }
+    assert_eq!(
+        seen,
+        [
+            ("MISS".to_owned(), json!("echo: same question")),
+            ("HIT".to_owned(), json!("echo: same question"))
+        ]
+    );
+    assert_eq!(upstream.calls(), 1);
+}
+
+#[tokio::test]
+async fn two_keys_with_different_quotas_one_is_limited_and_the_other_is_not() {
+    let upstream = Upstream::start().await;
+    let more = r#"
+rate_limiting:
+  principals:
+    bob: { per_minute: 100 }
+"#;
+    let yaml = config(&upstream, more).replace(
+        "tenant: acme, models",
+        "tenant: acme, limits: { per_minute: 2 }, models",
+    );
+    let gateway = GatewayProcess::start(&yaml).await;
+    let mut statuses = Vec::new();
+    for key in [ALICE, BOB, ALICE, BOB, ALICE, BOB] {
+        let response = client()
+            .post(format!("{}/v1/chat/completions", gateway.url))
+            .bearer_auth(key)
+            .json(&ask("hi"))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            let headers = response.headers();
+            assert_eq!(headers["x-ratelimit-limit-requests"], "2");
+            assert_eq!(headers["x-ratelimit-remaining-requests"], "0");
+            assert!(
+                headers["x-ratelimit-reset-requests"]
+                    .to_str()
+                    .unwrap()
+                    .ends_with('s')
+            );
+            let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!(
+                (1..=30).contains(&wait),
+                "one request in 30 s comes back: {wait}"
+            );
+            assert!(headers.contains_key("retry-after-ms"));
+            let error: Value = response.json().await.unwrap();
+            assert_eq!(error["error"]["code"], "rate_limit_exceeded");
+            statuses.push(429);
+        } else {
+            statuses.push(response.status().as_u16());
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 200]);
+    assert_eq!(upstream.calls(), 5);
+}
+
+#[tokio::test]
+async fn a_budget_spent_to_the_cent_is_refused() {
+    let upstream = Upstream::start().await;
+    // Each call: 10 prompt tokens at $500 / M and 5 answer tokens at $1,000 / M: exactly one cent.
+    let yaml = config(&upstream, "")
+        .replace(
+            r#"up-model: { input: "1.00", output: "2.00" }"#,
+            r#"up-model: { input: "500.00", output: "1000.00" }"#,
+        )
+        .replace(
+            "tenant: acme, models",
+            r#"tenant: acme, limits: { cost_per_day: "0.02" }, models"#,
+        );
+    let gateway = GatewayProcess::start(&yaml).await;
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        let mut body = ask("hi");
+        body["max_tokens"] = json!(5);
+        let response = client()
+            .post(format!("{}/v1/chat/completions", gateway.url))
+            .bearer_auth(ALICE)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let should_retry = response
+            .headers()
+            .get("x-should-retry")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body: Value = response.json().await.unwrap();
+        outcomes.push((status, body["error"]["type"].clone(), should_retry));
+    }
+    assert_eq!(
+        outcomes,
+        [
+            (200, Value::Null, None),
+            (200, Value::Null, None),
+            (429, json!("insufficient_quota"), Some("false".to_owned())),
+        ]
+    );
+    assert_eq!(upstream.calls(), 2);
+}
+
+#[tokio::test]
+async fn models_lists_what_the_key_may_use() {
+    let upstream = Upstream::start().await;
+    let more = "  carol: { hash: \"HASH\", tenant: acme, roles: [], models: [up/up-model] }";
+    let yaml = config(&upstream, "").replace(
+        "\n\n",
+        &format!(
+            "\n{}\n",
+            more.replace("HASH", &tollgate_gateway::hash_key("tg-carol"))
+        ),
+    );
+    let gateway = GatewayProcess::start(&yaml).await;
+    let ids = |list: Value| -> Vec<String> {
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (key, expected) in [
+        (ALICE, vec!["default"]),
+        (BOB, vec!["default"]),
+        ("tg-carol", vec!["up/up-model"]),
+    ] {
+        let list: Value = client()
+            .get(format!("{}/v1/models", gateway.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["object"], "list");
+        assert_eq!(ids(list), expected, "{key}");
+    }
+}

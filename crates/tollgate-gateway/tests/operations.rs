@@ -1,0 +1,269 @@
+//! Running the real binary: drains on SIGTERM, reloads on SIGHUP, cuts off slow clients, and
+//! cancels (and bills) the upstream call of a client that hangs up.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn stream_body() -> Value {
+    json!({ "model": "default", "stream": true, "messages": [{ "role": "user", "content": "hi" }] })
+}
+
+/// Reads `response` until `needle` has arrived.
+async fn read_until(response: &mut reqwest::Response, body: &mut String, needle: &str) {
+    while !body.contains(needle) {
+        let piece = response.chunk().await.unwrap().expect("more of the stream");
+        body.push_str(std::str::from_utf8(&piece).unwrap());
+    }
+}
+
+#[tokio::test]
+async fn sigterm_during_a_stream_lets_it_finish_and_exits_0() {
+    let upstream = Upstream::start().await;
+    let mut gateway = GatewayProcess::start(&config(&upstream, "")).await;
+    upstream.push(Reply::HeldStream {
+        first: vec![chunk(
+            json!({ "role": "assistant", "content": "one" }),
+            None,
+        )],
+        rest: vec![
+            chunk(json!({ "content": " two" }), None),
+            chunk(json!({}), Some("stop")),
+        ],
+        done: true,
+    });
+    let mut response = client()
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .bearer_auth(ALICE)
+        .json(&stream_body())
+        .send()
+        .await
+        .unwrap();
+    let mut body = String::new();
+    read_until(&mut response, &mut body, "one").await;
+
+    gateway.signal("TERM");
+    // Once the gateway has stopped accepting, new connections are refused...
+    let address = gateway.url.trim_start_matches("http://").to_owned();
+    assert!(
+        eventually(Duration::from_secs(10), || std::net::TcpStream::connect(
+            &address
+        )
+        .is_err())
+        .await,
+        "still accepting after SIGTERM"
+    );
+    // ...while the stream in flight runs to its end.
+    upstream.release();
+    while let Some(piece) = response.chunk().await.unwrap() {
+        body.push_str(std::str::from_utf8(&piece).unwrap());
+    }
+    let lines = data_lines(&body);
+    assert_eq!(lines.last().map(String::as_str), Some("[DONE]"), "{body}");
+    assert!(body.contains(" two"));
+    let status = gateway.wait(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "{}", gateway.logs());
+}
+
+#[tokio::test]
+async fn sighup_with_a_broken_file_keeps_serving_and_a_good_one_is_taken() {
+    let upstream = Upstream::start().await;
+    let yaml = config(&upstream, "");
+    let gateway = GatewayProcess::start(&yaml).await;
+    let call = |key: &'static str| {
+        let url = format!("{}/v1/chat/completions", gateway.url);
+        async move {
+            client()
+                .post(url)
+                .bearer_auth(key)
+                .json(&ask("hi"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(call(ALICE).await, 200);
+
+    gateway.reload("providers: [this is not a configuration");
+    assert!(
+        eventually(Duration::from_secs(10), || gateway
+            .logs()
+            .contains("not reloaded"))
+        .await,
+        "{}",
+        gateway.logs()
+    );
+    assert_eq!(
+        call(ALICE).await,
+        200,
+        "the old configuration keeps serving"
+    );
+
+    // A good file is swapped in: a new key works, and alice's is gone.
+    let carol = format!(
+        "  carol: {{ hash: \"{}\", tenant: acme }}\n",
+        tollgate_gateway::hash_key("tg-carol")
+    );
+    let next = yaml.replace(
+        &format!(
+            "  alice: {{ hash: \"{}\", tenant: acme, models: [\"up/*\"] }}\n",
+            tollgate_gateway::hash_key(ALICE)
+        ),
+        &carol,
+    );
+    assert_ne!(next, yaml);
+    gateway.reload(&next);
+    assert!(
+        eventually(Duration::from_secs(10), || gateway
+            .logs()
+            .contains("configuration reloaded"))
+        .await,
+        "{}",
+        gateway.logs()
+    );
+    assert_eq!(call("tg-carol").await, 200);
+    assert_eq!(call(ALICE).await, 401);
+    assert!(!gateway.logs().contains(ALICE), "no key is ever logged");
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_stream_cancels_the_upstream_call_and_is_billed() {
+    let upstream = Upstream::start().await;
+    let gateway = GatewayProcess::start(&config(&upstream, "")).await;
+    upstream.push(Reply::HeldStream {
+        first: vec![chunk(
+            json!({ "role": "assistant", "content": "some words" }),
+            None,
+        )],
+        rest: vec![chunk(json!({}), Some("stop"))],
+        done: true,
+    });
+    let mut response = client()
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .bearer_auth(ALICE)
+        .json(&stream_body())
+        .send()
+        .await
+        .unwrap();
+    let mut body = String::new();
+    read_until(&mut response, &mut body, "some words").await;
+    drop(response);
+    assert!(
+        eventually(Duration::from_secs(10), || upstream.dropped() == 1).await,
+        "the upstream call was not cancelled"
+    );
+    let metrics = client()
+        .get(format!("{}/metrics", gateway.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let calls = metrics
+        .lines()
+        .find(|l| l.starts_with("tollgate_calls_total{provider=\"up\"}"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(
+        calls.ends_with(" 1"),
+        "the unfinished stream is billed: {calls}"
+    );
+    let output = metrics
+        .lines()
+        .find(|l| l.starts_with("tollgate_output_tokens_total{provider=\"up\"}"))
+        .unwrap();
+    assert!(
+        !output.ends_with(" 0"),
+        "what was read is counted: {output}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_client_is_cut_off() {
+    let upstream = Upstream::start().await;
+    let yaml = config(
+        &upstream,
+        "gateway: { header_timeout: 300ms, body_timeout: 300ms }",
+    );
+    let gateway = GatewayProcess::start(&yaml).await;
+    let address = gateway.url.trim_start_matches("http://").to_owned();
+
+    // Headers that never end: the connection is closed.
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut reply)).await;
+    assert!(read.is_ok(), "the connection stayed open");
+
+    // A body that never ends: 408.
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ALICE}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"model\""
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut reply))
+        .await
+        .expect("the gateway answers a stalled body");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert_eq!(upstream.calls(), 0);
+}
+
+#[tokio::test]
+async fn health_and_metrics_answer() {
+    let upstream = Upstream::start().await;
+    let gateway = GatewayProcess::start(&config(&upstream, "caching: { store: memory }")).await;
+    for _ in 0..2 {
+        let status = client()
+            .post(format!("{}/v1/chat/completions", gateway.url))
+            .bearer_auth(ALICE)
+            .json(&ask("hi"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    for path in ["/health", "/health/live", "/health/ready"] {
+        let response = client()
+            .get(format!("{}{path}", gateway.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["status"], "pass", "{path}");
+    }
+    let metrics = client()
+        .get(format!("{}/metrics", gateway.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "tollgate_gateway_requests_total{api=\"openai\",status=\"200\"} 2",
+        "tollgate_cache_hits_total 1",
+        "tollgate_cache_misses_total 1",
+        "tollgate_calls_total{provider=\"up\"} 1",
+        "tollgate_input_tokens_total{provider=\"up\"} 10",
+        "tollgate_cost_microdollars_total{provider=\"up\"} 20",
+        "tollgate_provider_health{provider=\"up\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in\n{metrics}"
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! What the gateway's black-box tests share: a scripted upstream, the real binary, and a
+//! configuration pointing one at the other.
+
+#![allow(dead_code, unused_imports, unreachable_pub)] // each test binary uses some
+
+pub mod gateway;
+pub mod upstream;
+
+use serde_json::Value;
+
+pub use gateway::GatewayProcess;
+pub use upstream::{Reply, Upstream, answer, chunk, eventually, usage_chunk};
+
+/// The keys the test configurations accept.
+pub const ALICE: &str = "tg-alice-key";
+pub const BOB: &str = "tg-bob-key";
+
+/// A configuration with one OpenAI-compatible provider `up` at `upstream` (role `default`,
+/// model `up-model`, $1 / $2 per million tokens), no retries, the keys `alice` (tenant acme,
+/// every `up/*` model) and `bob` (tenant globex, the `default` role only), and `more` appended.
+pub fn config(upstream: &Upstream, more: &str) -> String {
+    format!(
+        r#"
+providers:
+  up: {{ kind: openai, base_url: "{url}", timeout: 5s }}
+roles:
+  default: {{ provider: up, model: up-model }}
+pricing:
+  up-model: {{ input: "1.00", output: "2.00" }}
+retry: {{ max_retries: 0 }}
+keys:
+  alice: {{ hash: "{alice}", tenant: acme, models: ["up/*"] }}
+  bob: {{ hash: "{bob}", tenant: globex, roles: [default] }}
+{more}
+"#,
+        url = upstream.base_url(),
+        alice = tollgate_gateway::hash_key(ALICE),
+        bob = tollgate_gateway::hash_key(BOB),
+    )
+}
+
+/// A client with no retries of its own.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// A chat body asking the `default` role `text`.
+pub fn ask(text: &str) -> Value {
+    serde_json::json!({ "model": "default", "messages": [{ "role": "user", "content": text }] })
+}
+
+/// The `data:` payloads of an event-stream body, in order.
+pub fn data_lines(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(str::to_owned)
+        .collect()
+}

@@ -1,0 +1,328 @@
+//! A scripted OpenAI-compatible server for the gateway's black-box tests: plain axum, no tollgate
+//! code. It answers each call with the next scripted reply (or a default answer), and counts the
+//! calls it got, the bodies it was sent, and the calls whose client went away before the end.
+
+use std::{
+    collections::VecDeque,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    body::{Body, Bytes},
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+/// One scripted reply.
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // each test binary uses some
+pub enum Reply {
+    /// A status, a JSON body and headers.
+    Json(u16, Value, Vec<(&'static str, String)>),
+    /// A stream: these `data:` payloads, then `[DONE]` when `done`, else the connection is cut.
+    Stream { chunks: Vec<Value>, done: bool },
+    /// A stream that sends `first`, then waits for `Upstream::release` before the rest, then
+    /// `[DONE]` when `done`, else the connection is cut.
+    HeldStream {
+        first: Vec<Value>,
+        rest: Vec<Value>,
+        done: bool,
+    },
+    /// Never answers (until the caller goes away).
+    Hang,
+}
+
+#[derive(Default)]
+struct Script {
+    replies: Mutex<VecDeque<Reply>>,
+    bodies: Mutex<Vec<Value>>,
+    calls: AtomicUsize,
+    dropped: AtomicUsize,
+    release: Notify,
+}
+
+/// The running server.
+#[derive(Clone)]
+pub struct Upstream {
+    pub address: SocketAddr,
+    script: Arc<Script>,
+    stop: Arc<Notify>,
+}
+
+/// Counts a call whose future or stream was dropped before it finished.
+struct DropGuard {
+    script: Arc<Script>,
+    finished: bool,
+}
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.script.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[allow(dead_code)]
+impl Upstream {
+    pub async fn start() -> Self {
+        let script = Arc::new(Script::default());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/embeddings", post(embeddings))
+            .with_state(script.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let stop = Arc::new(Notify::new());
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stopped.notified().await })
+                .await
+                .unwrap();
+        });
+        Self {
+            address,
+            script,
+            stop,
+        }
+    }
+
+    /// The base URL a provider section points at.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.address)
+    }
+
+    pub fn push(&self, reply: Reply) {
+        self.script.replies.lock().unwrap().push_back(reply);
+    }
+
+    pub fn calls(&self) -> usize {
+        self.script.calls.load(Ordering::SeqCst)
+    }
+
+    pub fn dropped(&self) -> usize {
+        self.script.dropped.load(Ordering::SeqCst)
+    }
+
+    pub fn bodies(&self) -> Vec<Value> {
+        self.script.bodies.lock().unwrap().clone()
+    }
+
+    /// Lets a [`Reply::HeldStream`] go on.
+    pub fn release(&self) {
+        self.script.release.notify_waiters();
+    }
+
+    /// Stops accepting: the port refuses connections from now on.
+    pub fn stop(&self) {
+        self.stop.notify_waiters();
+    }
+}
+
+/// The default answer: an echo of the last message, 10 prompt tokens and 5 answer tokens.
+pub fn answer(text: &str) -> Value {
+    json!({
+        "id": "chatcmpl-upstream",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "up-model",
+        "system_fingerprint": "fp_test",
+        "choices": [{
+            "index": 0,
+            "message": { "role": "assistant", "content": text },
+            "finish_reason": "stop",
+            "logprobs": null
+        }],
+        "usage": { "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15 }
+    })
+}
+
+/// A chunk with `delta` for choice 0.
+pub fn chunk(delta: Value, finish: Option<&str>) -> Value {
+    json!({
+        "id": "chatcmpl-upstream",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "up-model",
+        "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }]
+    })
+}
+
+/// The usage chunk a stream ends with when usage was asked for.
+pub fn usage_chunk(prompt: u64, completion: u64) -> Value {
+    json!({
+        "id": "chatcmpl-upstream",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "up-model",
+        "choices": [],
+        "usage": { "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion }
+    })
+}
+
+async fn chat(State(script): State<Arc<Script>>, body: Bytes) -> Response {
+    script.calls.fetch_add(1, Ordering::SeqCst);
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let last = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_owned();
+    script.bodies.lock().unwrap().push(body);
+    let reply = script.replies.lock().unwrap().pop_front();
+    let mut guard = DropGuard {
+        script: script.clone(),
+        finished: false,
+    };
+    match reply {
+        None => {
+            guard.finished = true;
+            Json(answer(&format!("echo: {last}"))).into_response()
+        }
+        Some(Reply::Json(status, body, headers)) => {
+            guard.finished = true;
+            let mut map = HeaderMap::new();
+            for (name, value) in headers {
+                map.insert(name, value.parse().unwrap());
+            }
+            (StatusCode::from_u16(status).unwrap(), map, Json(body)).into_response()
+        }
+        Some(Reply::Hang) => {
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+        Some(Reply::Stream { chunks, done }) => {
+            let mut lines: Vec<Result<Bytes, std::io::Error>> = chunks
+                .iter()
+                .map(|c| Ok(Bytes::from(format!("data: {c}\n\n"))))
+                .collect();
+            if done {
+                lines.push(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
+            } else {
+                lines.push(Err(std::io::Error::other("cut")));
+            }
+            guard.finished = true;
+            sse(Body::from_stream(tokio_stream(lines)))
+        }
+        Some(Reply::HeldStream { first, rest, done }) => {
+            let body = async_stream(script.clone(), (first, rest, done), guard);
+            sse(body)
+        }
+    }
+}
+
+fn sse(body: Body) -> Response {
+    ([("content-type", "text/event-stream")], body).into_response()
+}
+
+/// A stream of ready items.
+fn tokio_stream<T: Send + Unpin + 'static>(
+    items: Vec<T>,
+) -> impl futures_core::Stream<Item = T> + Send + 'static {
+    Items(items.into_iter())
+}
+
+struct Items<I>(I);
+
+impl<I: Iterator + Unpin> futures_core::Stream for Items<I> {
+    type Item = I::Item;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<I::Item>> {
+        std::task::Poll::Ready(self.0.next())
+    }
+}
+
+/// `first`, then (once released) `rest` and `[DONE]`, through a channel; the guard goes with
+/// the body, so a client that hangs up mid-stream is counted.
+fn async_stream(
+    script: Arc<Script>,
+    (first, rest, done): (Vec<Value>, Vec<Value>, bool),
+    guard: DropGuard,
+) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    let released = script.clone();
+    tokio::spawn(async move {
+        let mut guard = guard;
+        for c in first {
+            if tx.send(Ok(format!("data: {c}\n\n").into())).await.is_err() {
+                return;
+            }
+        }
+        let notified = released.release.notified();
+        tokio::select! {
+            () = notified => {}
+            () = tx.closed() => return,
+        }
+        for c in rest {
+            if tx.send(Ok(format!("data: {c}\n\n").into())).await.is_err() {
+                return;
+            }
+        }
+        if done {
+            let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
+        } else {
+            let _ = tx.send(Err(std::io::Error::other("cut"))).await;
+        }
+        guard.finished = true;
+    });
+    Body::from_stream(Receiver(rx))
+}
+
+struct Receiver<T>(tokio::sync::mpsc::Receiver<T>);
+
+impl<T> futures_core::Stream for Receiver<T> {
+    type Item = T;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+async fn embeddings(State(script): State<Arc<Script>>, body: Bytes) -> Response {
+    script.calls.fetch_add(1, Ordering::SeqCst);
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    script.bodies.lock().unwrap().push(body.clone());
+    let inputs = match &body["input"] {
+        Value::Array(items) => items.len(),
+        _ => 1,
+    };
+    let data: Vec<Value> = (0..inputs)
+        .map(|i| json!({ "object": "embedding", "index": i, "embedding": [0.25, -0.5, 1.0] }))
+        .collect();
+    Json(json!({
+        "object": "list",
+        "data": data,
+        "model": body["model"],
+        "usage": { "prompt_tokens": 4 * inputs, "total_tokens": 4 * inputs }
+    }))
+    .into_response()
+}
+
+/// Waits up to `limit` for `done` to hold, checking every few milliseconds.
+#[allow(dead_code)]
+pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let until = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < until {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    done()
+}
