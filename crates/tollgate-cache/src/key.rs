@@ -6,6 +6,7 @@
 //!
 //! 1. the tag `tollgate-cache-key/v1`;
 //! 2. the scope: `T` and the tenant (`-` when the request has none), or `S` for a shared scope;
+//!    then, for an operation other than chat, `O` and its name (`embeddings`);
 //! 3. the provider (or nothing) and the model;
 //! 4. the number of messages, then per message its role, its content and its other fields
 //!    (`name`, `tool_calls`, `tool_call_id`, ...);
@@ -24,7 +25,7 @@ use std::fmt;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tollgate_core::{Content, JsonMap, LlmRequest};
+use tollgate_core::{Content, JsonMap, LlmRequest, Operation};
 
 /// A SHA-256 cache key.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -328,6 +329,11 @@ fn encode<S: Sink>(h: &mut Hasher<S>, request: &LlmRequest, scope: Scope, collap
             h.bytes(request.meta.tenant.as_deref().unwrap_or("-").as_bytes());
         }
         Scope::Shared => h.tag(b'S'),
+    }
+    // Chat keys stay as they were before there were other operations.
+    if request.meta.operation != Operation::Chat {
+        h.tag(b'O');
+        h.bytes(request.meta.operation.as_str().as_bytes());
     }
     h.opt_str(request.provider.as_deref());
     h.bytes(request.model.as_bytes());

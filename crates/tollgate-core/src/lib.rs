@@ -61,7 +61,7 @@ pub use json::SharedMap;
 pub use key::{ByModel, ByPrincipal, ByProvider, ByRole, ByTenant, Global, Key, KeyExtractor};
 pub use pricing::{InvalidPrice, MicroUsd, ModelPrice, PricingTable};
 pub use request::{
-    CacheControl, Content, ExtraParams, JsonMap, LlmRequest, Message, Params, Priority,
+    CacheControl, Content, ExtraParams, JsonMap, LlmRequest, Message, Operation, Params, Priority,
     RequestMeta, Role,
 };
 pub use response::{FinishReason, LlmResponse};

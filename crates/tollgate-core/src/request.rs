@@ -376,10 +376,38 @@ pub struct RequestMeta {
     pub priority: Priority,
     /// An id for tracing; never part of a cache key.
     pub request_id: Option<Arc<str>>,
+    /// What the call does: a chat completion (the default), or embeddings.
+    pub operation: Operation,
     /// Ask for the answer as a stream ([`LlmResponse::take_stream`](crate::LlmResponse::take_stream)).
     /// A stream and a whole answer to the same request are the same answer, so this is not part
     /// of a cache key either.
     pub stream: bool,
+}
+
+/// What a call asks of a model, named as the OpenTelemetry conventions for generative AI name it
+/// (`gen_ai.operation.name`).
+///
+/// An embeddings call carries the provider's fields (`input`, `dimensions`, `encoding_format`)
+/// in [`Params::extra`]; its answer has no choices, its vectors (`data`) in
+/// [`LlmResponse::extra`](crate::LlmResponse::extra) and its tokens in `usage.input_tokens`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// A chat completion.
+    #[default]
+    Chat,
+    /// Embeddings of the `input` texts.
+    Embeddings,
+}
+
+impl Operation {
+    /// The operation's name: `chat` or `embeddings`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Embeddings => "embeddings",
+        }
+    }
 }
 
 /// Per-request cache control, in the spirit of HTTP's `Cache-Control`.

@@ -11,6 +11,7 @@
 //! |---|---|
 //! | `POST /v1/chat/completions` | OpenAI chat completions, whole or streamed (`stream: true`) |
 //! | `POST /v1/messages` | Anthropic Messages, whole or streamed, served by any provider |
+//! | `POST /v1/embeddings` | OpenAI embeddings, from an OpenAI-compatible provider |
 //! | `GET /v1/models` | the roles and `provider/model` names the caller's key may use |
 //! | `GET /health`, `/health/live`, `/health/ready` | each provider's status; liveness; readiness |
 //! | `GET /metrics` | Prometheus text, when the process installed the recorder |
@@ -45,6 +46,7 @@
 mod call;
 mod chat;
 mod config;
+mod embeddings;
 mod error;
 mod info;
 mod keys;

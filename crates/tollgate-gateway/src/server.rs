@@ -14,7 +14,7 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 
-use crate::{call, chat, info, messages, state::Gateway};
+use crate::{call, chat, embeddings, info, messages, state::Gateway};
 
 impl Gateway {
     /// The gateway's routes, as an axum `Router`: serve it with [`serve`], or nest it in your
@@ -23,6 +23,7 @@ impl Gateway {
         Router::new()
             .route("/v1/chat/completions", post(chat::handle))
             .route("/v1/messages", post(messages::handle))
+            .route("/v1/embeddings", post(embeddings::handle))
             .route("/v1/models", get(info::models))
             .route("/health", get(info::health))
             .route("/health/live", get(info::live))

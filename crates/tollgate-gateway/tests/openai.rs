@@ -338,3 +338,81 @@ async fn models_lists_what_the_key_may_use() {
         assert_eq!(ids(list), expected, "{key}");
     }
 }
+
+#[tokio::test]
+async fn embeddings_pass_through_and_are_counted_and_cached() {
+    let upstream = Upstream::start().await;
+    let more = r#"caching: { store: memory }
+"#;
+    let yaml = config(&upstream, more).replace(
+        "pricing:\n",
+        "pricing:\n  text-embed: { input: \"0.10\", output: \"0\" }\n",
+    );
+    let gateway = GatewayProcess::start(&yaml).await;
+    let body =
+        json!({ "model": "up/text-embed", "input": ["one", "two"], "encoding_format": "float" });
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let response = client()
+            .post(format!("{}/v1/embeddings", gateway.url))
+            .bearer_auth(ALICE)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        seen.push(
+            response.headers()["x-tollgate-cache"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["object"], "list");
+        assert_eq!(answer["data"].as_array().unwrap().len(), 2);
+        assert_eq!(answer["data"][1]["embedding"], json!([0.25, -0.5, 1.0]));
+        assert_eq!(
+            answer["usage"],
+            json!({ "prompt_tokens": 8, "total_tokens": 8 })
+        );
+        assert_eq!(answer["model"], "text-embed");
+    }
+    assert_eq!(seen, ["MISS", "HIT"]);
+    assert_eq!(upstream.calls(), 1);
+    assert_eq!(
+        upstream.bodies()[0],
+        json!({ "model": "text-embed", "input": ["one", "two"], "encoding_format": "float" })
+    );
+    let metrics = client()
+        .get(format!("{}/metrics", gateway.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "tollgate_input_tokens_total{provider=\"up\"} 8"),
+        "{metrics}"
+    );
+
+    // bob may not name a provider's model, and a role that is not OpenAI-compatible has none.
+    let response = client()
+        .post(format!("{}/v1/embeddings", gateway.url))
+        .bearer_auth(BOB)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let response = client()
+        .post(format!("{}/v1/embeddings", gateway.url))
+        .bearer_auth(ALICE)
+        .json(&json!({ "model": "up/text-embed" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+}

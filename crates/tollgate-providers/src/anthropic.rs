@@ -119,6 +119,14 @@ provider_service!(Anthropic);
 const NAME: &str = "anthropic";
 
 impl Inner {
+    /// Anthropic has no embeddings API: refused before anything is sent.
+    async fn embed(&self, _: LlmRequest) -> Result<LlmResponse, LlmError> {
+        Err(LlmError::new(
+            ErrorKind::InvalidRequest,
+            "anthropic: the Messages API has no embeddings; use an OpenAI-compatible provider",
+        ))
+    }
+
     async fn complete(&self, request: LlmRequest) -> Result<LlmResponse, LlmError> {
         let body = messages::body(&request, self.default_max_tokens)?;
         let body = serde_json::to_vec(&body).map_err(|e| {

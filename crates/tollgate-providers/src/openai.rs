@@ -29,6 +29,11 @@ pub type CallFuture = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>>
 /// `Retry-After`; a `content_filter` finish is a `ContentFilter` error; an unreachable server is
 /// `Connect` and one that does not answer in time is `Timeout`.
 ///
+/// A request whose `meta.operation` is [`Embeddings`](tollgate_core::Operation::Embeddings) goes
+/// to `POST {base_url}/embeddings` instead, with its model and its `extra` fields (`input`,
+/// `dimensions`, ...); the answer has no choices, its `data` and other fields in `extra`, and its
+/// `prompt_tokens` as `usage.input_tokens`.
+///
 /// ```no_run
 /// use tollgate_core::{LlmRequest, Message};
 /// use tollgate_providers::OpenAiCompatible;
@@ -53,6 +58,7 @@ pub struct OpenAiCompatible {
 struct Inner {
     http: Http,
     url: String,
+    embeddings_url: String,
     name: String,
 }
 
@@ -174,6 +180,44 @@ impl Inner {
         }
         answered(answer, response, name)
     }
+
+    /// `POST /embeddings` with the model and the request's `extra` fields (`input`,
+    /// `dimensions`, ...): the answer's vectors and other fields in `extra`, its tokens as input.
+    async fn embed(&self, request: LlmRequest) -> Result<LlmResponse, LlmError> {
+        let name = &self.name;
+        let mut body = serde_json::Map::new();
+        body.insert("model".into(), request.model.as_ref().into());
+        for (field, value) in request.params.extra.iter() {
+            body.insert(field.clone(), value.clone());
+        }
+        let call = Call {
+            url: &self.embeddings_url,
+            body: serde_json::to_vec(&body).expect("a JSON object serializes"),
+            headers: request.extensions.get(),
+            provider: name,
+        };
+        let answer = post(&self.http, call).await?;
+        if !answer.status.is_success() {
+            return Err(status_error(&answer, name));
+        }
+        let mut fields: tollgate_core::JsonMap =
+            serde_json::from_slice(&answer.body).map_err(|e| malformed(name, e))?;
+        if !fields.get("data").is_some_and(serde_json::Value::is_array) {
+            return Err(malformed(name, "no data"));
+        }
+        let tokens = fields
+            .remove("usage")
+            .and_then(|usage| usage.get("prompt_tokens")?.as_u64())
+            .unwrap_or(0);
+        let model = match fields.remove("model") {
+            Some(serde_json::Value::String(model)) => model,
+            _ => request.model.to_string(),
+        };
+        let mut response = LlmResponse::with_choices(model, Vec::new())
+            .with_usage(tollgate_core::Usage::new(tokens, 0));
+        response.extra = fields.into();
+        answered(answer, response, name)
+    }
 }
 
 /// The request in OpenAI's shape, without `stream` (this client reads one JSON answer).
@@ -208,8 +252,9 @@ struct Azure {
 }
 
 impl Azure {
-    /// The deployment's chat-completions URL under `endpoint`, or which field is unusable.
-    fn url(&self, endpoint: &str) -> Result<String, ConfigError> {
+    /// The deployment's URL for `operation` (`chat/completions`, `embeddings`) under `endpoint`,
+    /// or which field is unusable.
+    fn url(&self, endpoint: &str, operation: &str) -> Result<String, ConfigError> {
         let plain = |value: &str| {
             !value.is_empty()
                 && value
@@ -229,7 +274,7 @@ impl Azure {
             ));
         }
         Ok(format!(
-            "{endpoint}/openai/deployments/{}/chat/completions?api-version={}",
+            "{endpoint}/openai/deployments/{}/{operation}?api-version={}",
             self.deployment, self.api_version
         ))
     }
@@ -297,15 +342,18 @@ impl OpenAiCompatibleBuilder {
         if let Some(project) = &self.project {
             self.settings.header("openai-project", project, "project")?;
         }
-        let url = match &self.azure {
-            Some(azure) => azure.url(&self.settings.base_url)?,
-            None => format!("{}/chat/completions", self.settings.base_url),
+        let url_of = |operation: &str| match &self.azure {
+            Some(azure) => azure.url(&self.settings.base_url, operation),
+            None => Ok(format!("{}/{operation}", self.settings.base_url)),
         };
+        let url = url_of("chat/completions")?;
+        let embeddings_url = url_of("embeddings")?;
         let http = self.settings.http()?;
         Ok(OpenAiCompatible {
             inner: Arc::new(Inner {
                 http,
                 url,
+                embeddings_url,
                 name: self.name,
             }),
         })

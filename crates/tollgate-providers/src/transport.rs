@@ -290,6 +290,9 @@ macro_rules! provider_service {
             fn call(&mut self, request: tollgate_core::LlmRequest) -> crate::CallFuture {
                 let client = self.clone();
                 Box::pin(async move {
+                    if request.meta.operation == tollgate_core::Operation::Embeddings {
+                        return client.inner.embed(request).await;
+                    }
                     if request.meta.stream {
                         let model = request.model.clone();
                         let stream = client.stream(request).await?;

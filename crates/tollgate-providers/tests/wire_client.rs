@@ -88,3 +88,49 @@ async fn a_callers_client_and_a_calls_own_headers_are_used() {
     assert_eq!(headers["x-gateway"], "tollgate");
     assert_eq!(headers["x-trace-id"], "trace-42");
 }
+
+// https://platform.openai.com/docs/api-reference/embeddings/create
+#[tokio::test]
+async fn an_embeddings_call_goes_to_embeddings_and_keeps_the_vectors() {
+    let server = Server::start().await;
+    let vectors = json!([{ "object": "embedding", "index": 0, "embedding": [0.5, -1.0] }]);
+    server.reply(Reply::json(
+        200,
+        json!({ "object": "list", "data": vectors, "model": "text-embedding-3-small",
+                "usage": { "prompt_tokens": 3, "total_tokens": 3 } }),
+    ));
+    let client = OpenAiCompatible::builder(&server.url).build().unwrap();
+    let mut request = LlmRequest::new("text-embedding-3-small", Vec::new());
+    request.meta.operation = tollgate_core::Operation::Embeddings;
+    request.params.set_extra("input", json!(["hello"]));
+    request.params.set_extra("dimensions", json!(2));
+    let answer = client.oneshot(request).await.unwrap();
+    assert_eq!(answer.extra["data"], vectors);
+    assert_eq!(answer.extra["object"], "list");
+    assert_eq!(
+        (answer.usage.input_tokens, answer.usage.output_tokens),
+        (3, 0)
+    );
+    assert!(answer.choices.is_empty());
+    let seen = &server.seen()[0];
+    assert_eq!(seen.path, "/embeddings");
+    assert_eq!(
+        seen.body,
+        json!({ "model": "text-embedding-3-small", "input": ["hello"], "dimensions": 2 })
+    );
+
+    let azure = OpenAiCompatible::azure(&server.url, "embed", "2024-10-21")
+        .build()
+        .unwrap();
+    server.reply(Reply::json(
+        200,
+        json!({ "object": "list", "data": [], "model": "m" }),
+    ));
+    let mut request = LlmRequest::new("m", Vec::new());
+    request.meta.operation = tollgate_core::Operation::Embeddings;
+    azure.oneshot(request).await.unwrap();
+    assert_eq!(
+        server.seen()[1].path,
+        "/openai/deployments/embed/embeddings?api-version=2024-10-21"
+    );
+}
