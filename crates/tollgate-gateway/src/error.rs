@@ -146,7 +146,12 @@ impl ApiError {
     fn retry_after(&mut self, wait: Duration) {
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         self.header("retry-after", HeaderValue::from(secs));
-        self.header("retry-after-ms", HeaderValue::from(wait.as_millis() as u64));
+        // Rounded up too: a client that waits exactly this long must find room.
+        let millis = wait.as_nanos().div_ceil(1_000_000);
+        self.header(
+            "retry-after-ms",
+            HeaderValue::from(u64::try_from(millis).unwrap_or(u64::MAX)),
+        );
     }
 
     /// OpenAI's `x-ratelimit-*` headers for the tier that refused.
