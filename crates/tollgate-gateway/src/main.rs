@@ -16,6 +16,9 @@ use tollgate_gateway::{
     DEMO_KEY, EMBEDDED_CONFIG, Gateway, GatewayConfig, hash_key, install_prometheus, new_key, serve,
 };
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "tollgate", version, about = "The tollgate LLM gateway")]
 struct Cli {

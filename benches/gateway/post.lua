@@ -1,0 +1,33 @@
+-- wrk script: POSTs a chat request with a prompt no other request has (a cache miss every time)
+-- and prints one machine-readable RESULT line at the end.
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+  thread:set("id", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  counter = 0
+  key = os.getenv("TOLLGATE_BENCH_KEY") or "tg-bench"
+end
+
+function request()
+  counter = counter + 1
+  local body = '{"model":"default","max_tokens":32,"messages":[{"role":"user","content":"question '
+    .. id .. "-" .. counter .. ' about the weather"}]}'
+  return wrk.format("POST", "/v1/chat/completions", {
+    ["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer " .. key,
+  }, body)
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  local errors = e.connect + e.read + e.write + e.status + e.timeout
+  io.write(string.format("RESULT rps=%.1f p50_ms=%.3f p99_ms=%.3f requests=%d errors=%d\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, summary.requests, errors))
+end

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# The gateway under load: wrk posting chat requests straight to an nginx that answers a fixed
+# chat completion, and through `tollgate serve` in front of the same nginx, in the same run, at
+# 1, 16 and 64 connections. Prints RPS, p50 / p99 latency, the p50 the gateway adds, and the
+# gateway's resident memory after the run.
+#
+#   bash benches/gateway/run.sh                 # 10 s per run
+#   DURATION=30s CONNECTIONS="16" bash benches/gateway/run.sh
+#   PROFILE=/tmp/gateway.perf bash benches/gateway/run.sh   # perf record of each tollgate run
+#
+# For a profile with symbols, build with CARGO_PROFILE_RELEASE_DEBUG=line-tables-only.
+# Needs nginx (Debian: nginx-light) and wrk (Debian: wrk). Run by hand; CI does not run it.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-1 16 64}"
+for tool in nginx wrk; do
+    command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install nginx-light wrk)" >&2; exit 1; }
+done
+
+# TOLLGATE_BIN runs another build (to compare two builds in one session).
+tollgate="${TOLLGATE_BIN:-}"
+if [ -z "$tollgate" ]; then
+    cargo build --quiet --release -p tollgate-gateway --bin tollgate
+    tollgate="${CARGO_TARGET_DIR:-target}/release/tollgate"
+fi
+
+work="$(mktemp -d)"
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# The upstream: one nginx worker answering every chat request with the same completion.
+answer='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench-model","choices":[{"index":0,"message":{"role":"assistant","content":"The weather is fine today, with a light breeze from the west."},"finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":13,"total_tokens":27}}'
+nginx_port="$(free_port)"
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/body;
+    proxy_temp_path $work/proxy;
+    fastcgi_temp_path $work/fastcgi;
+    uwsgi_temp_path $work/uwsgi;
+    scgi_temp_path $work/scgi;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        location = /v1/chat/completions {
+            default_type application/json;
+            return 200 '$answer';
+        }
+    }
+}
+CONF
+nginx -c "$work/nginx.conf" -e "$work/nginx-error.log" &
+pids+=($!)
+
+# The floor: a second nginx worker as a bare reverse proxy (keep-alive to the upstream, nothing
+# parsed or checked): what any proxy costs on this machine, where the load generator, the proxy
+# and the upstream share the cores.
+proxy_port="$(free_port)"
+cat > "$work/proxy.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/proxy.pid;
+error_log $work/proxy-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/pbody;
+    proxy_temp_path $work/pproxy;
+    fastcgi_temp_path $work/pfastcgi;
+    uwsgi_temp_path $work/puwsgi;
+    scgi_temp_path $work/pscgi;
+    keepalive_requests 1000000;
+    upstream up { server 127.0.0.1:$nginx_port; keepalive 64; keepalive_requests 1000000; }
+    server {
+        listen 127.0.0.1:$proxy_port;
+        location / {
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+CONF
+nginx -c "$work/proxy.conf" -e "$work/proxy-error.log" &
+pids+=($!)
+
+# The gateway's own HTTP stack with nothing on it: hyper's server and reqwest's client passing
+# bodies through (crates/tollgate-gateway/benches/forward.rs).
+forward="$(cargo bench --quiet -p tollgate-gateway --bench forward --no-run --message-format=json \
+    | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("executable") and m["target"]["name"] == "forward": print(m["executable"])')"
+forward_port="$(free_port)"
+"$forward" "127.0.0.1:$forward_port" "http://127.0.0.1:$nginx_port/v1" > "$work/forward.out" &
+pids+=($!)
+
+# The gateway: a key, tenant limits and a budget, the cache (every prompt is new: the miss
+# path), retry, breaker and health, all on.
+key_hash="$(printf 'tg-bench\n' | "$tollgate" keys hash --stdin)"
+gateway_port="$(free_port)"
+cat > "$work/tollgate.yaml" <<CONF
+providers:
+  up: { kind: openai, base_url: "http://127.0.0.1:$nginx_port/v1" }
+roles:
+  default: { provider: up, model: bench-model }
+pricing:
+  bench-model: { input: "0.15", output: "0.60" }
+caching: { store: memory, max_bytes: 8388608 }
+rate_limiting:
+  tenants:
+    default: { per_minute: 100000000, tokens_per_minute: 1000000000, cost_per_day: "1000000" }
+keys:
+  bench: { hash: "$key_hash", tenant: bench }
+gateway:
+  listen: 127.0.0.1:$gateway_port
+CONF
+"$tollgate" serve --config "$work/tollgate.yaml" --log-level warn > "$work/tollgate.out" 2> "$work/tollgate.err" &
+gateway_pid=$!
+pids+=("$gateway_pid")
+for _ in $(seq 100); do
+    grep -q listening "$work/tollgate.out" 2>/dev/null && curl -sf "http://127.0.0.1:$nginx_port/v1/chat/completions" -d '{}' >/dev/null && break
+    sleep 0.1
+done
+
+run() { # url connections -> "rps p50 p99 requests errors"
+    local threads=$(( $2 < 2 ? 1 : 2 ))
+    wrk -t"$threads" -c"$2" -d"$DURATION" --latency -s benches/gateway/post.lua "$1" \
+        | sed -n 's/^RESULT //p'
+}
+field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+
+# Warm both up (connections, the allocator, the limiter's tables).
+run "http://127.0.0.1:$nginx_port" 16 >/dev/null
+run "http://127.0.0.1:$proxy_port" 16 >/dev/null
+run "http://127.0.0.1:$forward_port" 16 >/dev/null
+run "http://127.0.0.1:$gateway_port" 16 >/dev/null
+
+printf '%-12s %-12s %10s %10s %10s %8s\n' connections target rps p50_ms p99_ms errors
+for c in $CONNECTIONS; do
+    direct="$(run "http://127.0.0.1:$nginx_port" "$c")"
+    proxy="$(run "http://127.0.0.1:$proxy_port" "$c")"
+    bare="$(run "http://127.0.0.1:$forward_port" "$c")"
+    if [ -n "${PROFILE:-}" ]; then
+        perf record -e cpu-clock -F 999 -g -p "$gateway_pid" -o "$PROFILE.$c" 2>/dev/null &
+        perf_pid=$!
+    fi
+    through="$(run "http://127.0.0.1:$gateway_port" "$c")"
+    if [ -n "${PROFILE:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+    for pair in "direct:$direct" "nginx-proxy:$proxy" "hyper-fwd:$bare" "tollgate:$through"; do
+        name="${pair%%:*}"; r="${pair#*:}"
+        printf '%-12s %-12s %10s %10s %10s %8s\n' "$c" "$name" "$(field "$r" rps)" \
+            "$(field "$r" p50_ms)" "$(field "$r" p99_ms)" "$(field "$r" errors)"
+    done
+    python3 - "$direct" "$proxy" "$bare" "$through" <<'PY'
+import sys
+direct, proxy, bare, through = ({k: float(v) for k, v in (f.split("=") for f in r.split())} for r in sys.argv[1:])
+print(f"             RPS / direct: nginx-proxy {proxy['rps'] / direct['rps']:.2f}x, "
+      f"hyper-fwd {bare['rps'] / direct['rps']:.2f}x, tollgate {through['rps'] / direct['rps']:.2f}x; "
+      f"tollgate / hyper-fwd {through['rps'] / bare['rps']:.2f}x")
+print(f"             p50 added over direct: nginx-proxy {proxy['p50_ms'] - direct['p50_ms']:.3f} ms, "
+      f"hyper-fwd {bare['p50_ms'] - direct['p50_ms']:.3f} ms, tollgate {through['p50_ms'] - direct['p50_ms']:.3f} ms")
+PY
+done
+rss_kb="$(awk '/^VmRSS/ { print $2 }' "/proc/$gateway_pid/status")"
+hwm_kb="$(awk '/^VmHWM/ { print $2 }' "/proc/$gateway_pid/status")"
+echo "tollgate resident memory after the run: $((rss_kb / 1024)) MiB (peak $((hwm_kb / 1024)) MiB)"
