@@ -10,7 +10,7 @@ use std::{
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::{
     net::TcpListener,
-    signal::unix::{SignalKind, signal},
+    signal::unix::{Signal, SignalKind, signal},
 };
 use tollgate_gateway::{
     DEMO_KEY, EMBEDDED_CONFIG, Gateway, GatewayConfig, hash_key, install_prometheus, new_key, serve,
@@ -143,6 +143,9 @@ async fn run(path: Option<PathBuf>, listen: Option<SocketAddr>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Every handler is in place before the address is printed: whoever reads it may signal.
+    let shutdown = terminated();
+    let hangups = signal(SignalKind::hangup()).expect("SIGHUP can be handled");
     let bound = listener.local_addr().unwrap_or(address);
     // The first line on standard output says where to call; tests and scripts read it.
     println!("tollgate listening on http://{bound}");
@@ -154,8 +157,8 @@ async fn run(path: Option<PathBuf>, listen: Option<SocketAddr>) -> ExitCode {
              -d '{{\"model\": \"default\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'"
         );
     }
-    tokio::spawn(reload_on_hangup(gateway.clone(), path));
-    match serve(gateway, listener, terminated()).await {
+    tokio::spawn(reload_on_hangup(hangups, gateway.clone(), path));
+    match serve(gateway, listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{error}");
@@ -164,23 +167,22 @@ async fn run(path: Option<PathBuf>, listen: Option<SocketAddr>) -> ExitCode {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn terminated() {
+/// Resolves on SIGTERM or SIGINT. The handlers are in place when this returns, so a signal sent
+/// once the address is printed is never missed.
+fn terminated() -> impl std::future::Future<Output = ()> {
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM can be handled");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT can be handled");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
     }
 }
 
 /// On each SIGHUP, reads the configuration file again and swaps it in if it is whole; a bad one
 /// is logged, mistake by mistake, and the old one keeps serving.
-async fn reload_on_hangup(gateway: Gateway, path: Option<PathBuf>) {
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!("SIGHUP cannot be handled: no reloads");
-        return;
-    };
+async fn reload_on_hangup(mut hangups: Signal, gateway: Gateway, path: Option<PathBuf>) {
     while hangups.recv().await.is_some() {
         let Some(path) = &path else {
             tracing::info!("SIGHUP: the embedded configuration has no file to read again");

@@ -118,3 +118,53 @@ fn the_demo_key_is_the_one_the_embedded_configuration_accepts() {
     let hash = tollgate_gateway::hash_key(tollgate_gateway::DEMO_KEY);
     assert!(tollgate_gateway::EMBEDDED_CONFIG.contains(&hash));
 }
+
+#[test]
+fn the_readme_configuration_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section = &readme[readme.find("## The gateway").expect("a gateway section")..];
+    let start = section.find("```yaml\n").expect("a YAML block") + "```yaml\n".len();
+    let yaml = &section[start..start + section[start..].find("```").unwrap()];
+    let config = tollgate_gateway::GatewayConfig::from_yaml(yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.keys["search-backend"].tenant, "search");
+    assert_eq!(config.gateway.listen.port(), 4000);
+}
+
+#[test]
+fn serve_writes_json_logs_when_asked() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(
+        first.starts_with("tollgate listening on http://"),
+        "{first}"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let logs = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            event["level"].is_string() && event["fields"]["message"].is_string(),
+            "{event}"
+        );
+    }
+}

@@ -225,3 +225,26 @@ async fn a_killed_upstream_gives_502_and_the_breaker_opens() {
         .unwrap();
     assert_eq!(health["providers"]["up"]["breaker"], "open", "{health}");
 }
+
+#[tokio::test]
+async fn an_upstream_that_does_not_answer_in_time_is_a_504() {
+    let upstream = Upstream::start().await;
+    let yaml = config(&upstream, "").replace("timeout: 5s", "timeout: 300ms");
+    let gateway = GatewayProcess::start(&yaml).await;
+    upstream.push(Reply::Hang);
+    let (status, error) = post(
+        &gateway,
+        "/v1/chat/completions",
+        Some(ALICE),
+        ask("slow").to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&error)),
+        (504, ("api_error", "upstream_timeout"))
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || upstream.dropped() == 1).await,
+        "the timed-out call was not dropped"
+    );
+}
