@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tollgate::{LlmRequest, LlmResponse, stream::LlmStream};
+use tower::ServiceExt;
 
 use crate::{
     error::{ApiError, Dialect},
@@ -57,16 +58,13 @@ impl CallMeta {
 
     /// `response` with the headers every answer carries: its request id, the gateway's
     /// overhead, and (for an answer from the stack) whether the cache answered.
-    pub(crate) fn finish(&self, mut response: Response, cache: Option<&str>) -> Response {
+    pub(crate) fn finish(&self, mut response: Response, cache: Option<&'static str>) -> Response {
         let overhead = self.started.elapsed().saturating_sub(self.upstream.get());
         let headers = response.headers_mut();
         headers.insert(REQUEST_ID, self.id.clone());
         headers.insert(OVERHEAD, overhead_value(overhead));
         if let Some(cache) = cache {
-            headers.insert(
-                "x-tollgate-cache",
-                HeaderValue::from_static(if cache == "HIT" { "HIT" } else { "MISS" }),
-            );
+            headers.insert("x-tollgate-cache", HeaderValue::from_static(cache));
         }
         crate::metrics::answered(self.dialect, response.status(), overhead);
         response
@@ -249,6 +247,83 @@ pub(crate) fn check_bounds(live: &Live, request: &LlmRequest) -> Result<(), ApiE
         .with_param("max_tokens")),
         _ => Ok(()),
     }
+}
+
+/// What a caller asked for besides the answer itself, read before the request goes down the stack.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Asked {
+    /// A stream.
+    pub(crate) stream: bool,
+    /// Usage at the end of the stream (`stream_options.include_usage`).
+    pub(crate) usage: bool,
+}
+
+/// A front door: how it reads a call, what it checks beyond the key and the model, and how it
+/// writes the answer.
+pub(crate) trait FrontDoor {
+    /// The error shape it answers in.
+    const DIALECT: Dialect;
+
+    /// Reads a body, naming the field at fault when it does not parse.
+    fn parse(body: &[u8]) -> Result<LlmRequest, ApiError>;
+
+    /// What else the routed request must satisfy (by default, the gateway's answer bound).
+    fn check(live: &Live, request: &LlmRequest) -> Result<(), ApiError> {
+        check_bounds(live, request)
+    }
+
+    /// The response for the stack's answer (without the headers every answer carries).
+    fn answer(answer: LlmResponse, meta: &CallMeta, asked: Asked) -> Response;
+}
+
+/// Serves one call through door `D`: the key, the body, the model, the stack, the answer.
+pub(crate) async fn handle<D: FrontDoor>(
+    State(gateway): State<Gateway>,
+    request: Request,
+) -> Response {
+    let Accepted {
+        live,
+        key,
+        body,
+        meta,
+    } = match accept(&gateway, request, D::DIALECT).await {
+        Ok(accepted) => accepted,
+        Err(response) => return response,
+    };
+    let mut request = match D::parse(&body) {
+        Ok(request) => request,
+        Err(error) => return meta.fail(error),
+    };
+    if let Err(error) = route(&live, &key, &mut request).and_then(|()| D::check(&live, &request)) {
+        return meta.fail(error);
+    }
+    meta.tag(&mut request);
+    let asked = Asked {
+        stream: request.meta.stream,
+        usage: asked_for_usage(&request),
+    };
+    match live.stack.clone().oneshot(request).await {
+        Ok(answer) => {
+            let hit = answer
+                .headers
+                .get("x-cache")
+                .is_some_and(|status| status == "HIT");
+            let response = D::answer(answer, &meta, asked);
+            meta.finish(response, Some(if hit { "HIT" } else { "MISS" }))
+        }
+        Err(error) => meta.fail(ApiError::from_llm(&error)),
+    }
+}
+
+/// Whether a request asked for usage at the end of its stream (`stream_options.include_usage`).
+fn asked_for_usage(request: &LlmRequest) -> bool {
+    request
+        .params
+        .extra
+        .get("stream_options")
+        .and_then(|options| options.get("include_usage"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
 }
 
 /// The answer's stream; for a caller who asked for one from a service that answered whole (a

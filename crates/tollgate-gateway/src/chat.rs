@@ -2,66 +2,43 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::{extract::Request, extract::State, response::Response};
+use axum::response::Response;
 use serde_json::Value;
 use tollgate::{
     JsonMap, LlmRequest, LlmResponse,
     stream::{ChunkWriter, StreamEvent},
 };
-use tower::ServiceExt;
 
 use crate::{
-    call::{self, Accepted, CallMeta},
+    call::{self, Asked, CallMeta, FrontDoor},
     error::{ApiError, Dialect},
     sse::{self, EventWriter},
-    state::Gateway,
 };
 
-/// Answers a chat-completions call.
-pub(crate) async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
-    let Accepted {
-        live,
-        key,
-        body,
-        meta,
-    } = match call::accept(&gateway, request, Dialect::OpenAi).await {
-        Ok(accepted) => accepted,
-        Err(response) => return response,
-    };
-    let mut request = match parse(&body) {
-        Ok(request) => request,
-        Err(error) => return meta.fail(error),
-    };
-    if let Err(error) =
-        call::route(&live, &key, &mut request).and_then(|()| call::check_bounds(&live, &request))
-    {
-        return meta.fail(error);
+/// The OpenAI front door.
+pub(crate) struct Chat;
+
+impl FrontDoor for Chat {
+    const DIALECT: Dialect = Dialect::OpenAi;
+
+    fn parse(body: &[u8]) -> Result<LlmRequest, ApiError> {
+        parse(body)
     }
-    meta.tag(&mut request);
-    let streaming = request.meta.stream;
-    let include_usage = asked_for_usage(&request);
-    match live.stack.clone().oneshot(request).await {
-        Ok(mut answer) => {
-            let cache = answer.headers.get("x-cache").cloned();
-            let cache = cache.as_ref().and_then(|v| v.to_str().ok());
-            match call::stream_of(&mut answer, streaming) {
-                Some(stream) => {
-                    let response = sse::response(stream, OpenAiEvents::new(include_usage, &meta));
-                    meta.finish(response, cache.or(Some("MISS")))
-                }
-                None => {
-                    fill_defaults(&mut answer, &meta);
-                    let body = serde_json::to_vec(&answer).expect("an answer serializes");
-                    meta.finish(call::json_response(body), cache.or(Some("MISS")))
-                }
+
+    fn answer(mut answer: LlmResponse, meta: &CallMeta, asked: Asked) -> Response {
+        match call::stream_of(&mut answer, asked.stream) {
+            Some(stream) => sse::response(stream, OpenAiEvents::new(asked.usage, meta)),
+            None => {
+                fill_defaults(&mut answer, meta);
+                let body = serde_json::to_vec(&answer).expect("an answer serializes");
+                call::json_response(body)
             }
         }
-        Err(error) => meta.fail(ApiError::from_llm(&error)),
     }
 }
 
 /// Reads an OpenAI chat request, naming the field at fault when it does not parse.
-pub(crate) fn parse(body: &[u8]) -> Result<LlmRequest, ApiError> {
+fn parse(body: &[u8]) -> Result<LlmRequest, ApiError> {
     let mut reader = serde_json::Deserializer::from_slice(body);
     let mut request: LlmRequest = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
         let path = e.path().to_string();
@@ -98,17 +75,6 @@ pub(crate) fn parse(body: &[u8]) -> Result<LlmRequest, ApiError> {
         request.params.extra.make_mut().remove("stream");
     }
     Ok(request)
-}
-
-/// Whether a streaming request asked for usage (`stream_options.include_usage: true`).
-fn asked_for_usage(request: &LlmRequest) -> bool {
-    request
-        .params
-        .extra
-        .get("stream_options")
-        .and_then(|options| options.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
 }
 
 /// The fields OpenAI's clients expect in every answer, for an upstream (or a cached answer) that

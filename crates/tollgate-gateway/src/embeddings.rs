@@ -1,74 +1,52 @@
 //! `POST /v1/embeddings`: passed to an OpenAI-compatible provider through the same stack as chat
 //! (keys, limits, budgets, cache, retries, breaker, cost report).
 
-use axum::{
-    extract::{Request, State},
-    response::Response,
-};
+use axum::response::Response;
 use serde_json::{Map, Value};
-use tollgate::{LlmRequest, Operation, ProviderKind};
-use tower::ServiceExt;
+use tollgate::{LlmRequest, LlmResponse, Operation, ProviderKind};
 
 use crate::{
-    call::{self, Accepted},
+    call::{self, Asked, CallMeta, FrontDoor},
     error::{ApiError, Dialect},
-    state::Gateway,
+    state::Live,
 };
 
-/// Answers an embeddings call.
-pub(crate) async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
-    let Accepted {
-        live,
-        key,
-        body,
-        meta,
-    } = match call::accept(&gateway, request, Dialect::OpenAi).await {
-        Ok(accepted) => accepted,
-        Err(response) => return response,
-    };
-    let mut request = match parse(&body) {
-        Ok(request) => request,
-        Err(error) => return meta.fail(error),
-    };
-    if let Err(error) = call::route(&live, &key, &mut request) {
-        return meta.fail(error);
+/// The embeddings front door.
+pub(crate) struct Embeddings;
+
+impl FrontDoor for Embeddings {
+    const DIALECT: Dialect = Dialect::OpenAi;
+
+    fn parse(body: &[u8]) -> Result<LlmRequest, ApiError> {
+        parse(body)
     }
-    let provider = request
-        .provider
-        .clone()
-        .or_else(|| {
-            let role = request.meta.role.as_deref()?;
-            Some(live.config.stack.role(role)?.provider)
-        })
-        .unwrap_or_default();
-    let kind = live.config.stack.providers.get(&*provider).map(|p| p.kind);
-    if kind != Some(ProviderKind::Openai) {
-        return meta.fail(
-            ApiError::invalid(format!(
+
+    /// Only an OpenAI-compatible provider has an embeddings API.
+    fn check(live: &Live, request: &LlmRequest) -> Result<(), ApiError> {
+        let config = &live.config.stack;
+        let provider = request
+            .provider
+            .clone()
+            .or_else(|| Some(config.role(request.meta.role.as_deref()?)?.provider))
+            .unwrap_or_default();
+        match config.providers.get(&*provider).map(|p| p.kind) {
+            Some(ProviderKind::Openai) => Ok(()),
+            _ => Err(ApiError::invalid(format!(
                 "the provider `{provider}` serves no embeddings: only OpenAI-compatible providers do"
             ))
-            .with_param("model"),
-        );
-    }
-    meta.tag(&mut request);
-    match live.stack.clone().oneshot(request).await {
-        Ok(answer) => {
-            let cache = answer.headers.get("x-cache").cloned();
-            let cache = cache
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .or(Some("MISS"));
-            let mut object: Map<String, Value> = (*answer.extra).clone();
-            object.insert("model".into(), answer.model.clone().into());
-            let tokens = answer.usage.input_tokens;
-            object.insert(
-                "usage".into(),
-                serde_json::json!({ "prompt_tokens": tokens, "total_tokens": tokens }),
-            );
-            let body = serde_json::to_vec(&object).expect("an answer serializes");
-            meta.finish(call::json_response(body), cache)
+            .with_param("model")),
         }
-        Err(error) => meta.fail(ApiError::from_llm(&error)),
+    }
+
+    fn answer(answer: LlmResponse, _: &CallMeta, _: Asked) -> Response {
+        let mut object: Map<String, Value> = (*answer.extra).clone();
+        object.insert("model".into(), answer.model.clone().into());
+        let tokens = answer.usage.input_tokens;
+        object.insert(
+            "usage".into(),
+            serde_json::json!({ "prompt_tokens": tokens, "total_tokens": tokens }),
+        );
+        call::json_response(serde_json::to_vec(&object).expect("an answer serializes"))
     }
 }
 

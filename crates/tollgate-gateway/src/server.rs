@@ -14,16 +14,16 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 
-use crate::{call, chat, embeddings, info, messages, state::Gateway};
+use crate::{call, chat::Chat, embeddings::Embeddings, info, messages::Messages, state::Gateway};
 
 impl Gateway {
     /// The gateway's routes, as an axum `Router`: serve it with [`serve`], or nest it in your
     /// own server.
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/v1/chat/completions", post(chat::handle))
-            .route("/v1/messages", post(messages::handle))
-            .route("/v1/embeddings", post(embeddings::handle))
+            .route("/v1/chat/completions", post(call::handle::<Chat>))
+            .route("/v1/messages", post(call::handle::<Messages>))
+            .route("/v1/embeddings", post(call::handle::<Embeddings>))
             .route("/v1/models", get(info::models))
             .route("/health", get(info::health))
             .route("/health/live", get(info::live))

@@ -5,66 +5,36 @@
 mod request;
 mod response;
 
-use axum::{
-    extract::{Request, State},
-    response::Response,
-};
-use tollgate::stream::StreamEvent;
-use tower::ServiceExt;
+use axum::response::Response;
+use tollgate::{LlmRequest, LlmResponse, stream::StreamEvent};
 
 use crate::{
-    call::{self, Accepted},
+    call::{self, Asked, CallMeta, FrontDoor},
     error::{ApiError, Dialect},
     sse::{self, EventWriter},
-    state::Gateway,
 };
 
-pub(crate) use request::parse;
 use response::{MessageEvents, event_line};
 
-/// Answers a Messages call.
-pub(crate) async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
-    let Accepted {
-        live,
-        key,
-        body,
-        meta,
-    } = match call::accept(&gateway, request, Dialect::Anthropic).await {
-        Ok(accepted) => accepted,
-        Err(response) => return response,
-    };
-    let mut request = match parse(&body) {
-        Ok(request) => request,
-        Err(error) => return meta.fail(error),
-    };
-    if let Err(error) =
-        call::route(&live, &key, &mut request).and_then(|()| call::check_bounds(&live, &request))
-    {
-        return meta.fail(error);
+/// The Anthropic front door.
+pub(crate) struct Messages;
+
+impl FrontDoor for Messages {
+    const DIALECT: Dialect = Dialect::Anthropic;
+
+    fn parse(body: &[u8]) -> Result<LlmRequest, ApiError> {
+        request::parse(body)
     }
-    meta.tag(&mut request);
-    let streaming = request.meta.stream;
-    let id = meta.id.to_str().unwrap_or("request").to_owned();
-    match live.stack.clone().oneshot(request).await {
-        Ok(mut answer) => {
-            let cache = answer.headers.get("x-cache").cloned();
-            let cache = cache
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .or(Some("MISS"));
-            match call::stream_of(&mut answer, streaming) {
-                Some(stream) => {
-                    let writer = MessageEvents::new(format!("msg_{id}"));
-                    meta.finish(sse::response(stream, writer), cache)
-                }
-                None => {
-                    let message = response::message(&answer, &id);
-                    let body = serde_json::to_vec(&message).expect("a message serializes");
-                    meta.finish(call::json_response(body), cache)
-                }
+
+    fn answer(mut answer: LlmResponse, meta: &CallMeta, asked: Asked) -> Response {
+        let id = meta.id.to_str().unwrap_or("request");
+        match call::stream_of(&mut answer, asked.stream) {
+            Some(stream) => sse::response(stream, MessageEvents::new(format!("msg_{id}"))),
+            None => {
+                let message = response::message(&answer, id);
+                call::json_response(serde_json::to_vec(&message).expect("a message serializes"))
             }
         }
-        Err(error) => meta.fail(ApiError::from_llm(&error)),
     }
 }
 
