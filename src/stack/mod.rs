@@ -358,7 +358,7 @@ impl Service<LlmRequest> for Stack {
     }
 
     fn call(&mut self, request: LlmRequest) -> Self::Future {
-        let quiet = request.meta.stream && !asked_for_usage(&request);
+        let quiet = request.meta.stream && !request.params.include_usage();
         match self.resolve(request) {
             Ok(request) if quiet => {
                 // The limiter, the cache and the cost report need the stream's usage, so the
@@ -376,17 +376,6 @@ impl Service<LlmRequest> for Stack {
             Err(error) => Box::pin(std::future::ready(Err(error))),
         }
     }
-}
-
-/// Whether a streaming request asked for usage (`stream_options.include_usage: true`).
-fn asked_for_usage(request: &LlmRequest) -> bool {
-    request
-        .params
-        .extra
-        .get("stream_options")
-        .and_then(|options| options.get("include_usage"))
-        .and_then(serde_json::Value::as_bool)
-        .unwrap_or(false)
 }
 
 type EnvLookup = Box<dyn Fn(&str) -> Option<String>>;

@@ -339,6 +339,16 @@ impl Params {
         })
     }
 
+    /// Whether the caller asked for a streamed answer to end with its usage
+    /// (`stream_options.include_usage: true`).
+    pub fn include_usage(&self) -> bool {
+        self.extra
+            .get("stream_options")
+            .and_then(|options| options.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
     /// Inserts or replaces a field of `extra` (copying the map only if another request shares it).
     pub fn set_extra(&mut self, key: impl Into<String>, value: Value) {
         self.extra.make_mut().insert(key.into(), value);

@@ -300,7 +300,7 @@ pub(crate) async fn handle<D: FrontDoor>(
     meta.tag(&mut request);
     let asked = Asked {
         stream: request.meta.stream,
-        usage: asked_for_usage(&request),
+        usage: request.params.include_usage(),
     };
     match live.stack.clone().oneshot(request).await {
         Ok(answer) => {
@@ -313,17 +313,6 @@ pub(crate) async fn handle<D: FrontDoor>(
         }
         Err(error) => meta.fail(ApiError::from_llm(&error)),
     }
-}
-
-/// Whether a request asked for usage at the end of its stream (`stream_options.include_usage`).
-fn asked_for_usage(request: &LlmRequest) -> bool {
-    request
-        .params
-        .extra
-        .get("stream_options")
-        .and_then(|options| options.get("include_usage"))
-        .and_then(serde_json::Value::as_bool)
-        .unwrap_or(false)
 }
 
 /// The answer's stream; for a caller who asked for one from a service that answered whole (a

@@ -127,14 +127,7 @@ async fn prometheus_clients_parser_reads_the_metrics() {
     let Some(python) = python() else { return };
     let upstream = Upstream::start().await;
     let gateway = GatewayProcess::start(&config(&upstream, "")).await;
-    let status = client()
-        .post(format!("{}/v1/chat/completions", gateway.url))
-        .bearer_auth(ALICE)
-        .json(&ask("hi"))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = chat(&gateway, ALICE, &ask("hi")).await.status();
     assert_eq!(status, 200);
     run(&python, &gateway, "metrics").await;
 }

@@ -101,13 +101,7 @@ async fn a_stream_passes_through_and_ends_with_done() {
         ],
         done: true,
     });
-    let response = client()
-        .post(format!("{}/v1/chat/completions", gateway.url))
-        .bearer_auth(ALICE)
-        .json(&json!({ "model": "default", "stream": true, "messages": [{ "role": "user", "content": "hi" }] }))
-        .send()
-        .await
-        .unwrap();
+    let response = chat(&gateway, ALICE, &json!({ "model": "default", "stream": true, "messages": [{ "role": "user", "content": "hi" }] })).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let body = response.text().await.unwrap();
@@ -152,13 +146,7 @@ async fn a_stream_that_fails_midway_ends_with_an_error_event() {
         rest: vec![chunk(json!({ "content": " more" }), None)],
         done: false,
     });
-    let mut response = client()
-        .post(format!("{}/v1/chat/completions", gateway.url))
-        .bearer_auth(ALICE)
-        .json(&json!({ "model": "default", "stream": true, "messages": [{ "role": "user", "content": "hi" }] }))
-        .send()
-        .await
-        .unwrap();
+    let mut response = chat(&gateway, ALICE, &json!({ "model": "default", "stream": true, "messages": [{ "role": "user", "content": "hi" }] })).await;
     assert_eq!(response.status(), 200);
     let mut body = String::new();
     while !body.contains("partial") {
@@ -182,13 +170,7 @@ async fn the_second_identical_request_is_a_cache_hit() {
     let gateway = GatewayProcess::start(&config(&upstream, "caching: { store: memory }")).await;
     let mut seen = Vec::new();
     for _ in 0..2 {
-        let response = client()
-            .post(format!("{}/v1/chat/completions", gateway.url))
-            .bearer_auth(ALICE)
-            .json(&ask("same question"))
-            .send()
-            .await
-            .unwrap();
+        let response = chat(&gateway, ALICE, &ask("same question")).await;
         assert_eq!(response.status(), 200);
         let cache = response.headers()["x-tollgate-cache"]
             .to_str()
@@ -222,13 +204,7 @@ rate_limiting:
     let gateway = GatewayProcess::start(&yaml).await;
     let mut statuses = Vec::new();
     for key in [ALICE, BOB, ALICE, BOB, ALICE, BOB] {
-        let response = client()
-            .post(format!("{}/v1/chat/completions", gateway.url))
-            .bearer_auth(key)
-            .json(&ask("hi"))
-            .send()
-            .await
-            .unwrap();
+        let response = chat(&gateway, key, &ask("hi")).await;
         if response.status() == 429 {
             let headers = response.headers();
             assert_eq!(headers["x-ratelimit-limit-requests"], "2");
@@ -274,13 +250,7 @@ async fn a_budget_spent_to_the_cent_is_refused() {
     for _ in 0..3 {
         let mut body = ask("hi");
         body["max_tokens"] = json!(5);
-        let response = client()
-            .post(format!("{}/v1/chat/completions", gateway.url))
-            .bearer_auth(ALICE)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = chat(&gateway, ALICE, &body).await;
         let status = response.status().as_u16();
         let should_retry = response
             .headers()
@@ -383,14 +353,7 @@ async fn embeddings_pass_through_and_are_counted_and_cached() {
         upstream.bodies()[0],
         json!({ "model": "text-embed", "input": ["one", "two"], "encoding_format": "float" })
     );
-    let metrics = client()
-        .get(format!("{}/metrics", gateway.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&gateway).await;
     assert!(
         metrics
             .lines()

@@ -36,13 +36,7 @@ async fn sigterm_during_a_stream_lets_it_finish_and_exits_0() {
         ],
         done: true,
     });
-    let mut response = client()
-        .post(format!("{}/v1/chat/completions", gateway.url))
-        .bearer_auth(ALICE)
-        .json(&stream_body())
-        .send()
-        .await
-        .unwrap();
+    let mut response = chat(&gateway, ALICE, &stream_body()).await;
     let mut body = String::new();
     read_until(&mut response, &mut body, "one").await;
 
@@ -144,13 +138,7 @@ async fn a_client_that_hangs_up_mid_stream_cancels_the_upstream_call_and_is_bill
         rest: vec![chunk(json!({}), Some("stop"))],
         done: true,
     });
-    let mut response = client()
-        .post(format!("{}/v1/chat/completions", gateway.url))
-        .bearer_auth(ALICE)
-        .json(&stream_body())
-        .send()
-        .await
-        .unwrap();
+    let mut response = chat(&gateway, ALICE, &stream_body()).await;
     let mut body = String::new();
     read_until(&mut response, &mut body, "some words").await;
     drop(response);
@@ -158,14 +146,7 @@ async fn a_client_that_hangs_up_mid_stream_cancels_the_upstream_call_and_is_bill
         eventually(Duration::from_secs(10), || upstream.dropped() == 1).await,
         "the upstream call was not cancelled"
     );
-    let metrics = client()
-        .get(format!("{}/metrics", gateway.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&gateway).await;
     let calls = metrics
         .lines()
         .find(|l| l.starts_with("tollgate_calls_total{provider=\"up\"}"))
@@ -224,14 +205,7 @@ async fn health_and_metrics_answer() {
     let upstream = Upstream::start().await;
     let gateway = GatewayProcess::start(&config(&upstream, "caching: { store: memory }")).await;
     for _ in 0..2 {
-        let status = client()
-            .post(format!("{}/v1/chat/completions", gateway.url))
-            .bearer_auth(ALICE)
-            .json(&ask("hi"))
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let status = chat(&gateway, ALICE, &ask("hi")).await.status();
         assert_eq!(status, 200);
     }
     for path in ["/health", "/health/live", "/health/ready"] {
@@ -244,14 +218,7 @@ async fn health_and_metrics_answer() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["status"], "pass", "{path}");
     }
-    let metrics = client()
-        .get(format!("{}/metrics", gateway.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&gateway).await;
     for line in [
         "tollgate_gateway_requests_total{api=\"openai\",status=\"200\"} 2",
         "tollgate_cache_hits_total 1",

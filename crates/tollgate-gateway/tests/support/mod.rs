@@ -44,6 +44,29 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// Posts `body` to `/v1/chat/completions` with `key`.
+pub async fn chat(gateway: &GatewayProcess, key: &str, body: &Value) -> reqwest::Response {
+    client()
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The gateway's `/metrics` text.
+pub async fn scrape(gateway: &GatewayProcess) -> String {
+    client()
+        .get(format!("{}/metrics", gateway.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// A chat body asking the `default` role `text`.
 pub fn ask(text: &str) -> Value {
     serde_json::json!({ "model": "default", "messages": [{ "role": "user", "content": text }] })
