@@ -1,4 +1,4 @@
-//! What both front doors do with a call before and after the stack: the request id, the key, the
+//! What every front door does with a call before and after the stack: the request id, the key, the
 //! body (bounded in size and time), the model the call names, and the headers on the answer.
 
 use std::{
