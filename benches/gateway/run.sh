@@ -7,6 +7,7 @@
 #   bash benches/gateway/run.sh                 # 10 s per run
 #   DURATION=30s CONNECTIONS="16" bash benches/gateway/run.sh
 #   PROFILE=/tmp/gateway.perf bash benches/gateway/run.sh   # perf record of each tollgate run
+#   CACHE=off bash benches/gateway/run.sh                   # the gateway with its cache off
 #
 # For a profile with symbols, build with CARGO_PROFILE_RELEASE_DEBUG=line-tables-only.
 # Needs nginx (Debian: nginx-light) and wrk (Debian: wrk). Run by hand; CI does not run it.
@@ -116,7 +117,7 @@ roles:
   default: { provider: up, model: bench-model }
 pricing:
   bench-model: { input: "0.15", output: "0.60" }
-caching: { store: memory, max_bytes: 8388608 }
+caching: $( [ "${CACHE:-on}" = off ] && echo false || echo '{ store: memory, max_bytes: 8388608 }' )
 rate_limiting:
   tenants:
     default: { per_minute: 100000000, tokens_per_minute: 1000000000, cost_per_day: "1000000" }
