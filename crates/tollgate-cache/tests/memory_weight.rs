@@ -1,6 +1,6 @@
-//! The memory store's bound is on the memory it takes: what an entry weighs must be what it costs
-//! on the heap (moka's bookkeeping and the allocator's rounding included), for the small answers
-//! a chat service mostly stores as for large ones. Measured with a counting allocator, so the
+//! The memory store's bound is on the memory it takes: what an entry weighs must cover what it
+//! costs on the heap (moka's bookkeeping included), for the small answers a chat service mostly
+//! stores as for large ones. Measured with a counting allocator, so the
 //! figures are the heap's own, not an estimate.
 
 use std::{alloc::System, sync::Arc};
