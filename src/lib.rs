@@ -84,9 +84,9 @@ mod cost;
 mod stack;
 #[cfg(feature = "config")]
 pub use config::{
-    CachingConfig, Config, ConfigErrors, DEFAULT_QUOTA_VAR, DEFAULT_ROLE, Limits, PerProvider,
-    ProviderConfig, ProviderKind, REDIS_URL_VAR, RateLimitingConfig, RedisSection, ResolvedRole,
-    RoleConfig, StoreKind, Switch,
+    CachingConfig, Config, ConfigDocument, ConfigErrors, DEFAULT_QUOTA_VAR, DEFAULT_ROLE, Limits,
+    PerProvider, ProviderConfig, ProviderKind, REDIS_URL_VAR, RateLimitingConfig, RedisSection,
+    ResolvedRole, RoleConfig, StoreKind, Switch,
 };
 #[cfg(feature = "config")]
 pub use cost::{

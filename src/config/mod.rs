@@ -16,6 +16,7 @@ use serde_yaml_ng::Value;
 use tollgate_core::ConfigError;
 
 pub use errors::ConfigErrors;
+pub use read::ConfigDocument;
 pub use sections::{
     CachingConfig, Config, DEFAULT_QUOTA_VAR, DEFAULT_ROLE, PerProvider, ProviderConfig,
     ProviderKind, RateLimitingConfig, RedisSection, ResolvedRole, RoleConfig,

@@ -18,18 +18,90 @@ impl Config {
     /// Parses each section on its own, so a mistake in one does not hide those in the others;
     /// then checks what parsed.
     pub(super) fn parse(text: &str) -> Result<Self, ConfigErrors> {
+        ConfigDocument::parse(text)?.into_config()
+    }
+}
+
+/// A YAML configuration read into its sections but not yet into a [`Config`]: for a program
+/// whose file holds sections of its own beside the stack's (the gateway's `keys` and `gateway`),
+/// which it takes out, read with the same paths in their mistakes, before the rest becomes the
+/// stack's configuration.
+///
+/// ```
+/// use tollgate::ConfigDocument;
+///
+/// let mut document = ConfigDocument::parse(r#"
+/// providers: { local: { kind: simulated } }
+/// roles: { default: { provider: local, model: sim-small } }
+/// server: { port: 80 }
+/// "#).unwrap();
+/// let port: std::collections::BTreeMap<String, u16> = document.take_section("server").unwrap();
+/// assert_eq!(port["port"], 80);
+/// assert_eq!(document.names("providers"), ["local"]);
+/// let config = document.into_config().unwrap();
+/// assert!(config.providers.contains_key("local"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConfigDocument {
+    sections: Mapping,
+}
+
+impl ConfigDocument {
+    /// Reads `text` as YAML (merge keys applied) into its sections.
+    ///
+    /// # Errors
+    ///
+    /// YAML that does not parse, or a document that is not a mapping of sections.
+    pub fn parse(text: &str) -> Result<Self, ConfigErrors> {
         let mut document: Value = serde_yaml_ng::from_str(text)
             .map_err(|e| ConfigError::new("", format!("not valid YAML: {e}")))?;
         document
             .apply_merge()
             .map_err(|e| ConfigError::new("", format!("not valid YAML: {e}")))?;
-        let mut sections = match document {
+        let sections = match document {
             Value::Mapping(sections) => sections,
             Value::Null => Mapping::new(),
             _ => {
                 return Err(ConfigError::new("", "expected a mapping of sections").into());
             }
         };
+        Ok(Self { sections })
+    }
+
+    /// Takes section `name` out of the document, read as a `T`; its default when absent.
+    ///
+    /// # Errors
+    ///
+    /// The section's first mistake, with its path (`keys.backend.tenant`).
+    pub fn take_section<T: serde::de::DeserializeOwned + Default>(
+        &mut self,
+        name: &str,
+    ) -> Result<T, ConfigError> {
+        match self.sections.remove(name) {
+            Some(value) => typed(value, name),
+            None => Ok(T::default()),
+        }
+    }
+
+    /// The names of the entries of section `name` as written (`providers`: each provider's), or
+    /// none when it is not a mapping; readable whatever mistakes the section holds.
+    pub fn names(&self, section: &str) -> Vec<String> {
+        match self.sections.get(section) {
+            Some(Value::Mapping(entries)) => entries
+                .keys()
+                .filter_map(|key| key.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The stack's configuration from the sections left, checked.
+    ///
+    /// # Errors
+    ///
+    /// Every mistake found, each with its path: unknown sections included.
+    pub fn into_config(self) -> Result<Config, ConfigErrors> {
+        let mut sections = self.sections;
         let mut errors = Vec::new();
         let known = [
             "providers",
@@ -61,7 +133,7 @@ impl Config {
             errors: &mut errors,
             broken: &mut broken,
         };
-        let config = Self {
+        let config = Config {
             providers: read.required("providers"),
             roles: read.required("roles"),
             pricing: read.optional("pricing").unwrap_or_default(),

@@ -4,13 +4,9 @@
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 
 use serde::Deserialize;
-use serde_yaml_ng::{Mapping, Value};
-use tollgate::{Config, ConfigError, ConfigErrors, Limits, Switch};
+use tollgate::{Config, ConfigDocument, ConfigError, ConfigErrors, Limits, Switch};
 
 use crate::keys::{KeyTable, VirtualKey, parse_hash};
-
-/// The gateway's sections, read here; every other section is the stack's.
-const OWN_SECTIONS: [&str; 2] = ["keys", "gateway"];
 
 /// A whole gateway configuration: one YAML file.
 ///
@@ -142,40 +138,29 @@ impl GatewayConfig {
     }
 
     fn read(text: &str, env: bool) -> Result<Self, ConfigErrors> {
-        let mut document: Value = serde_yaml_ng::from_str(text)
-            .map_err(|e| ConfigError::new("", format!("not valid YAML: {e}")))?;
-        document
-            .apply_merge()
-            .map_err(|e| ConfigError::new("", format!("not valid YAML: {e}")))?;
-        let mut sections = match document {
-            Value::Mapping(sections) => sections,
-            Value::Null => Mapping::new(),
-            _ => return Err(ConfigError::new("", "expected a mapping of sections").into()),
-        };
-        let own: Vec<Option<Value>> = OWN_SECTIONS.map(|name| sections.remove(name)).into();
+        let mut document = ConfigDocument::parse(text)?;
+        let mut own_errors = Vec::new();
+        let keys: BTreeMap<String, KeyConfig> = document.take_section("keys").unwrap_or_else(|e| {
+            own_errors.push(e);
+            BTreeMap::new()
+        });
+        let gateway: ServerConfig = document.take_section("gateway").unwrap_or_else(|e| {
+            own_errors.push(e);
+            ServerConfig::default()
+        });
         // What keys may name, as written: checked even when those sections have mistakes.
-        let names = |section: &str| -> Vec<String> {
-            match sections.get(section) {
-                Some(Value::Mapping(entries)) => entries
-                    .keys()
-                    .filter_map(|k| k.as_str().map(str::to_owned))
-                    .collect(),
-                _ => Vec::new(),
-            }
-        };
         let known = Known {
-            providers: names("providers"),
-            roles: names("roles"),
+            providers: document.names("providers"),
+            roles: document.names("roles"),
         };
+        let stack = document
+            .into_config()
+            .and_then(|c| if env { c.with_env() } else { Ok(c) });
         let mut errors = Vec::new();
-        let rest = serde_yaml_ng::to_string(&sections).expect("a mapping writes back");
-        let stack = Config::from_yaml(&rest).and_then(|c| if env { c.with_env() } else { Ok(c) });
         let stack = stack
             .map_err(|e| errors.extend(e.errors().iter().cloned()))
             .ok();
-        let [keys, gateway] = <[Option<Value>; 2]>::try_from(own).expect("two sections");
-        let keys: BTreeMap<String, KeyConfig> = section(keys, "keys", &mut errors);
-        let gateway: ServerConfig = section(gateway, "gateway", &mut errors);
+        errors.extend(own_errors);
         errors.extend(check_keys(&keys, &known, stack.as_ref()));
         errors.extend(check_server(&gateway));
         match stack {
@@ -228,34 +213,6 @@ impl GatewayConfig {
         }
         table
     }
-}
-
-/// A section read through serde with every mistake's path, or its default when absent.
-fn section<T: serde::de::DeserializeOwned + Default>(
-    value: Option<Value>,
-    name: &str,
-    errors: &mut Vec<ConfigError>,
-) -> T {
-    let Some(value) = value else {
-        return T::default();
-    };
-    let json = match serde_json::to_value(value) {
-        Ok(json) => json,
-        Err(e) => {
-            errors.push(ConfigError::new(name, e.to_string()));
-            return T::default();
-        }
-    };
-    serde_path_to_error::deserialize(json).unwrap_or_else(|e| {
-        let path = e.path().to_string();
-        let at = if path == "." {
-            name.to_owned()
-        } else {
-            format!("{name}.{path}")
-        };
-        errors.push(ConfigError::new(at, e.into_inner().to_string()));
-        T::default()
-    })
 }
 
 /// The providers and roles the configuration names.
