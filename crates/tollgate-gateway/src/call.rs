@@ -78,6 +78,10 @@ impl CallMeta {
     }
 }
 
+/// The id `stamp` gave a request, for its handler.
+#[derive(Clone)]
+struct RequestId(HeaderValue);
+
 /// Gives every request an id (the caller's, or one made here) before any handler runs, and
 /// every answer its id and overhead headers, those that no handler set (health, 404s).
 pub(crate) async fn stamp(
@@ -86,15 +90,10 @@ pub(crate) async fn stamp(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let id = match request_id(request.headers()) {
-        Some(id) => id,
-        None => {
-            let id = HeaderValue::from_str(&gateway.next_id())
-                .expect("an id made here is a valid header");
-            request.headers_mut().insert(REQUEST_ID, id.clone());
-            id
-        }
-    };
+    let id = request_id(request.headers()).unwrap_or_else(|| {
+        HeaderValue::from_str(&gateway.next_id()).expect("an id made here is a valid header")
+    });
+    request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     if !headers.contains_key(REQUEST_ID) {
@@ -117,8 +116,10 @@ pub(crate) async fn accept(
     dialect: Dialect,
 ) -> Result<Accepted, Response> {
     let (parts, body) = request.into_parts();
-    // `stamp` made sure of one.
-    let id = request_id(&parts.headers).unwrap_or(HeaderValue::from_static("unknown"));
+    let id = parts
+        .extensions
+        .get::<RequestId>()
+        .map_or_else(|| HeaderValue::from_static("unknown"), |id| id.0.clone());
     let mut meta = CallMeta {
         id,
         dialect,

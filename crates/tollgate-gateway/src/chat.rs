@@ -77,30 +77,32 @@ fn parse(body: &[u8]) -> Result<LlmRequest, ApiError> {
     Ok(request)
 }
 
-/// The fields OpenAI's clients expect in every answer, for an upstream (or a cached answer) that
-/// left them out.
-fn defaults(meta: &CallMeta, object: &str) -> JsonMap {
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |t| t.as_secs());
-    let id = meta.id.to_str().unwrap_or("request");
+/// The fields OpenAI's clients expect in every answer that `has` says the answer lacks (an
+/// upstream or a cached answer that left them out).
+fn defaults(meta: &CallMeta, object: &str, has: impl Fn(&str) -> bool) -> JsonMap {
     let mut fields = JsonMap::new();
-    fields.insert("id".into(), format!("chatcmpl-{id}").into());
-    fields.insert("object".into(), object.into());
-    fields.insert("created".into(), created.into());
+    if !has("id") {
+        let id = meta.id.to_str().unwrap_or("request");
+        fields.insert("id".into(), format!("chatcmpl-{id}").into());
+    }
+    if !has("object") {
+        fields.insert("object".into(), object.into());
+    }
+    if !has("created") {
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |t| t.as_secs());
+        fields.insert("created".into(), created.into());
+    }
     fields
 }
 
 fn fill_defaults(answer: &mut LlmResponse, meta: &CallMeta) {
-    let missing: Vec<(String, Value)> = defaults(meta, "chat.completion")
-        .into_iter()
-        .filter(|(field, _)| !answer.extra.contains_key(field))
-        .collect();
+    let missing = defaults(meta, "chat.completion", |field| {
+        answer.extra.contains_key(field)
+    });
     if !missing.is_empty() {
-        let extra = answer.extra.make_mut();
-        for (field, value) in missing {
-            extra.insert(field, value);
-        }
+        answer.extra.make_mut().extend(missing);
     }
 }
 
@@ -116,7 +118,7 @@ impl OpenAiEvents {
     fn new(include_usage: bool, meta: &CallMeta) -> Self {
         Self {
             writer: ChunkWriter::new(include_usage),
-            defaults: Some(defaults(meta, "chat.completion.chunk")),
+            defaults: Some(defaults(meta, "chat.completion.chunk", |_| false)),
         }
     }
 }

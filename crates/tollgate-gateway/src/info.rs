@@ -15,7 +15,7 @@ use tollgate::health::Status;
 use crate::{
     call,
     error::{ApiError, Dialect},
-    state::Gateway,
+    state::{Gateway, Live},
 };
 
 /// `GET /v1/models`: the roles the key may name, then the `provider/model` names it may use.
@@ -42,7 +42,8 @@ pub(crate) async fn models(State(gateway): State<Gateway>, request: Request) -> 
 /// `GET /health`: each provider's status and statistics, and its breaker's state; 503 when no
 /// provider can serve.
 pub(crate) async fn health(State(gateway): State<Gateway>) -> Response {
-    let stack = gateway.stack();
+    let live = gateway.live();
+    let stack = &live.stack;
     let mut providers: BTreeMap<String, Value> = BTreeMap::new();
     if let Some(stats) = stack.health() {
         for (provider, snapshot) in stats.snapshot() {
@@ -60,7 +61,7 @@ pub(crate) async fn health(State(gateway): State<Gateway>) -> Response {
             entry["breaker"] = format!("{state:?}").to_lowercase().into();
         }
     }
-    let ready = ready(&gateway);
+    let ready = ready(&live);
     let status = if ready { "pass" } else { "fail" };
     let code = if ready {
         StatusCode::OK
@@ -78,7 +79,7 @@ pub(crate) async fn live() -> Response {
 
 /// `GET /health/ready`: 200 while some provider can serve, else 503.
 pub(crate) async fn ready_probe(State(gateway): State<Gateway>) -> Response {
-    if ready(&gateway) {
+    if ready(&gateway.live()) {
         health_json(json!({ "status": "pass" })).into_response()
     } else {
         (
@@ -90,12 +91,10 @@ pub(crate) async fn ready_probe(State(gateway): State<Gateway>) -> Response {
 }
 
 /// Whether some provider can serve: not every provider's statistics say it is down.
-fn ready(gateway: &Gateway) -> bool {
-    let stack = gateway.stack();
-    let Some(stats) = stack.health() else {
+fn ready(live: &Live) -> bool {
+    let Some(stats) = live.stack.health() else {
         return true;
     };
-    let live = gateway.live();
     live.config
         .stack
         .providers
