@@ -34,23 +34,38 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-# The upstream: one nginx worker answering every chat request with the same completion.
-answer='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench-model","choices":[{"index":0,"message":{"role":"assistant","content":"The weather is fine today, with a light breeze from the west."},"finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":13,"total_tokens":27}}'
-nginx_port="$(free_port)"
-cat > "$work/nginx.conf" <<CONF
+# One nginx worker named $1, in the foreground, its files under $work, serving the `http` block's
+# rest from standard input.
+start_nginx() {
+    local name="$1"
+    mkdir -p "$work/$name"
+    {
+        cat <<CONF
 worker_processes 1;
 daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log warn;
+pid $work/$name/nginx.pid;
+error_log $work/$name/error.log warn;
 events { worker_connections 4096; }
 http {
     access_log off;
-    client_body_temp_path $work/body;
-    proxy_temp_path $work/proxy;
-    fastcgi_temp_path $work/fastcgi;
-    uwsgi_temp_path $work/uwsgi;
-    scgi_temp_path $work/scgi;
+    client_body_temp_path $work/$name/body;
+    proxy_temp_path $work/$name/proxy;
+    fastcgi_temp_path $work/$name/fastcgi;
+    uwsgi_temp_path $work/$name/uwsgi;
+    scgi_temp_path $work/$name/scgi;
     keepalive_requests 1000000;
+CONF
+        cat
+        echo "}"
+    } > "$work/$name/nginx.conf"
+    nginx -c "$work/$name/nginx.conf" -e "$work/$name/error.log" &
+    pids+=($!)
+}
+
+# The upstream: one nginx worker answering every chat request with the same completion.
+answer='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench-model","choices":[{"index":0,"message":{"role":"assistant","content":"The weather is fine today, with a light breeze from the west."},"finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":13,"total_tokens":27}}'
+nginx_port="$(free_port)"
+start_nginx upstream <<CONF
     server {
         listen 127.0.0.1:$nginx_port;
         location = /v1/chat/completions {
@@ -58,29 +73,13 @@ http {
             return 200 '$answer';
         }
     }
-}
 CONF
-nginx -c "$work/nginx.conf" -e "$work/nginx-error.log" &
-pids+=($!)
 
 # The floor: a second nginx worker as a bare reverse proxy (keep-alive to the upstream, nothing
 # parsed or checked): what any proxy costs on this machine, where the load generator, the proxy
 # and the upstream share the cores.
 proxy_port="$(free_port)"
-cat > "$work/proxy.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/proxy.pid;
-error_log $work/proxy-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $work/pbody;
-    proxy_temp_path $work/pproxy;
-    fastcgi_temp_path $work/pfastcgi;
-    uwsgi_temp_path $work/puwsgi;
-    scgi_temp_path $work/pscgi;
-    keepalive_requests 1000000;
+start_nginx proxy <<CONF
     upstream up { server 127.0.0.1:$nginx_port; keepalive 64; keepalive_requests 1000000; }
     server {
         listen 127.0.0.1:$proxy_port;
@@ -90,10 +89,7 @@ http {
             proxy_set_header Connection "";
         }
     }
-}
 CONF
-nginx -c "$work/proxy.conf" -e "$work/proxy-error.log" &
-pids+=($!)
 
 # The gateway's own HTTP stack with nothing on it: hyper's server and reqwest's client passing
 # bodies through (crates/tollgate-gateway/benches/forward.rs).
