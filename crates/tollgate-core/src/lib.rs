@@ -49,6 +49,7 @@ mod request;
 mod response;
 pub mod rng;
 mod simulated;
+mod snapshot;
 pub mod stream;
 mod tokens;
 mod usage;
@@ -66,6 +67,7 @@ pub use request::{
 };
 pub use response::{FinishReason, LlmResponse};
 pub use simulated::{Outcome, SimulatedFuture, SimulatedProvider, SimulatedProviderBuilder};
+pub use snapshot::{LimitWindow, RateLimitSnapshot};
 pub use tokens::{CharEstimator, TokenEstimator};
 pub use usage::Usage;
 

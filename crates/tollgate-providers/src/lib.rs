@@ -74,8 +74,9 @@ mod stream;
 mod transport;
 
 pub use anthropic::{Anthropic, AnthropicBuilder, DEFAULT_ANTHROPIC_VERSION, DEFAULT_MAX_TOKENS};
-pub use headers::{LimitWindow, RateLimitSnapshot, retry_after};
+pub use headers::retry_after;
 pub use openai::{CallFuture, OpenAiCompatible, OpenAiCompatibleBuilder};
 pub use stream::ChatStream;
 pub use tollgate_core::stream::{LlmStream, StreamEvent};
+pub use tollgate_core::{LimitWindow, RateLimitSnapshot};
 pub use transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, RequestHeaders};

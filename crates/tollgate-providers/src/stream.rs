@@ -9,7 +9,9 @@ use tollgate_core::{
 };
 
 pub(crate) use crate::sse::{Dialect, anthropic_usage};
-use crate::{headers::RateLimitSnapshot, sse::Decoder, transport::transport_error};
+use tollgate_core::RateLimitSnapshot;
+
+use crate::{sse::Decoder, transport::transport_error};
 
 /// A streamed answer, read event by event with [`next`](Self::next) or whole with
 /// [`collect`](Self::collect).

@@ -8,7 +8,9 @@ use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use tollgate_core::{ConfigError, ErrorKind, FinishReason, LlmError, LlmResponse};
 
-use crate::headers::{RateLimitSnapshot, retry_after};
+use tollgate_core::RateLimitSnapshot;
+
+use crate::headers::retry_after;
 
 /// Default bound on a whole call: generations can take minutes.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
