@@ -1,0 +1,95 @@
+//! Which failures move a call, and where to.
+
+use tollgate_core::{ErrorKind, LlmError};
+
+/// Where a failed call goes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Move {
+    /// To the next deployment of its group, then the group's `fallbacks`.
+    Next,
+    /// To the group's `context_window_fallbacks`: the prompt is too long for this model.
+    ContextWindow,
+    /// To the group's `content_policy_fallbacks`: the provider's filter refused it.
+    ContentPolicy,
+    /// Nowhere: the request itself is wrong (or a budget is spent), and another deployment
+    /// would say the same.
+    Stop,
+}
+
+impl Move {
+    pub(crate) fn after(error: &LlmError) -> Self {
+        match error.kind() {
+            ErrorKind::Overloaded
+            | ErrorKind::RateLimited
+            | ErrorKind::CircuitOpen
+            | ErrorKind::Server
+            | ErrorKind::Timeout
+            | ErrorKind::Connect
+            | ErrorKind::Unavailable
+            // The deployment's key was refused, not the request: another key may do.
+            | ErrorKind::Auth => Self::Next,
+            ErrorKind::InvalidRequest if is_context_window(error) => Self::ContextWindow,
+            ErrorKind::ContentFilter => Self::ContentPolicy,
+            _ => Self::Stop,
+        }
+    }
+}
+
+/// Whether a refused request was refused for its length: OpenAI's `context_length_exceeded`,
+/// vLLM's and Ollama's "maximum context length", Anthropic's "prompt is too long".
+pub(crate) fn is_context_window(error: &LlmError) -> bool {
+    const MARKS: [&str; 6] = [
+        "context_length_exceeded",
+        "maximum context length",
+        "context window",
+        "context length",
+        "prompt is too long",
+        "input is too long",
+    ];
+    let message = error.message().to_ascii_lowercase();
+    MARKS.iter().any(|mark| message.contains(mark))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_move_as_the_issue_says() {
+        let moves = |kind| Move::after(&LlmError::new(kind, "no"));
+        for kind in [
+            ErrorKind::Overloaded,
+            ErrorKind::RateLimited,
+            ErrorKind::CircuitOpen,
+            ErrorKind::Server,
+            ErrorKind::Timeout,
+            ErrorKind::Connect,
+            ErrorKind::Unavailable,
+            ErrorKind::Auth,
+        ] {
+            assert_eq!(moves(kind), Move::Next, "{kind:?}");
+        }
+        for kind in [
+            ErrorKind::InvalidRequest,
+            ErrorKind::BudgetExceeded,
+            ErrorKind::Internal,
+        ] {
+            assert_eq!(moves(kind), Move::Stop, "{kind:?}");
+        }
+        assert_eq!(moves(ErrorKind::ContentFilter), Move::ContentPolicy);
+    }
+
+    #[test]
+    fn context_window_errors_are_recognised_by_their_words() {
+        for message in [
+            "This model's maximum context length is 8192 tokens. (context_length_exceeded)",
+            "prompt is too long: 210000 tokens > 200000 maximum",
+            "Input is too long for requested model.",
+        ] {
+            let error = LlmError::new(ErrorKind::InvalidRequest, message);
+            assert_eq!(Move::after(&error), Move::ContextWindow, "{message}");
+        }
+        let other = LlmError::new(ErrorKind::InvalidRequest, "temperature must be <= 2");
+        assert_eq!(Move::after(&other), Move::Stop);
+    }
+}

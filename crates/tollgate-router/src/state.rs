@@ -1,0 +1,425 @@
+//! What the router knows about each deployment between calls: calls in flight, when it may be
+//! called again, what is left of its provider's limits, how fast it answers, how often it failed.
+//! Shared by every call, so it is all atomics except the rarely touched failure window.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use tokio::sync::Notify;
+use tollgate_core::RateLimitSnapshot;
+
+/// Why a deployment is left alone for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CooldownReason {
+    /// It answered 429 (or overloaded) with a `Retry-After`: skipped until then.
+    RetryAfter,
+    /// It answered 429 with no word on when to come back: skipped for the configured duration.
+    RateLimited,
+    /// Its rate-limit headers say a limit has nothing left: skipped until that limit resets.
+    QuotaExhausted,
+    /// It failed `cooldown.failures` times within `cooldown.window`.
+    Failures,
+    /// Its key was refused: left out for `cooldown.auth`.
+    Auth,
+    /// Its circuit breaker is open: skipped until the breaker lets a call through.
+    BreakerOpen,
+}
+
+impl CooldownReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [Self; 6] = [
+        Self::RetryAfter,
+        Self::RateLimited,
+        Self::QuotaExhausted,
+        Self::Failures,
+        Self::Auth,
+        Self::BreakerOpen,
+    ];
+
+    /// A short snake-case name, for logs and metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::RetryAfter => "retry_after",
+            Self::RateLimited => "rate_limited",
+            Self::QuotaExhausted => "quota_exhausted",
+            Self::Failures => "failures",
+            Self::Auth => "auth",
+            Self::BreakerOpen => "breaker_open",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Recent latencies kept for a hedge at the 95th percentile.
+const LATENCY_SAMPLES: usize = 64;
+/// Answers needed before a percentile is trusted.
+const MIN_SAMPLES: usize = 20;
+/// How fast an old latency estimate fades (peak-EWMA's decay, as in tower's `PeakEwma`).
+const DECAY_NANOS: f64 = 10e9;
+/// One call in flight, in [`DeploymentState::load`]; below it, the count of calls made (wrapping
+/// past 2^40, a trillion calls).
+const IN_FLIGHT: u64 = 1 << 40;
+const CALLS: u64 = IN_FLIGHT - 1;
+/// The permille that means "the whole limit is left".
+const FULL: u32 = 1_000;
+
+/// One deployment's shared state.
+#[derive(Debug)]
+pub(crate) struct DeploymentState {
+    pub(crate) name: Arc<str>,
+    pub(crate) weight: u32,
+    pub(crate) max_in_flight: u32,
+    /// Calls in flight (the bits from [`IN_FLIGHT`] up) and calls made (the bits below), in one
+    /// word so that starting a call is one atomic add.
+    load: AtomicU64,
+    /// Clock nanoseconds before which it is skipped (0: never cooled).
+    cool_until: AtomicU64,
+    /// What is left of its tightest provider limit, in permille, until `share_until`.
+    share: AtomicU32,
+    share_until: AtomicU64,
+    /// Peak-EWMA latency in nanoseconds (f64 bits) and when it was last updated.
+    ewma: AtomicU64,
+    ewma_at: AtomicU64,
+    timed: bool,
+    latencies: Option<Mutex<Samples>>,
+    p95: AtomicU64,
+    failures: Mutex<VecDeque<u64>>,
+    /// Groups that wait for room in this deployment, woken when a call ends.
+    pub(crate) wake: Vec<Arc<Notify>>,
+    counters: Counters,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    // Answers are what is left of the calls: the success path pays for one count, not two.
+    dropped: AtomicU64,
+    failures: AtomicU64,
+    cooldowns: [AtomicU64; CooldownReason::ALL.len()],
+}
+
+#[derive(Debug)]
+struct Samples {
+    nanos: [u64; LATENCY_SAMPLES],
+    len: usize,
+    next: usize,
+}
+
+impl DeploymentState {
+    /// `timed`: keep a latency estimate (for the latency strategy); `percentile`: keep recent
+    /// latencies too (for a hedge at the 95th percentile).
+    pub(crate) fn new(
+        name: Arc<str>,
+        weight: u32,
+        max_in_flight: Option<u32>,
+        timed: bool,
+        percentile: bool,
+    ) -> Self {
+        Self {
+            name,
+            weight,
+            max_in_flight: max_in_flight.unwrap_or(u32::MAX),
+            load: AtomicU64::new(0),
+            cool_until: AtomicU64::new(0),
+            share: AtomicU32::new(FULL),
+            share_until: AtomicU64::new(0),
+            ewma: AtomicU64::new(0f64.to_bits()),
+            ewma_at: AtomicU64::new(0),
+            timed: timed || percentile,
+            latencies: percentile.then(|| {
+                Mutex::new(Samples {
+                    nanos: [0; LATENCY_SAMPLES],
+                    len: 0,
+                    next: 0,
+                })
+            }),
+            p95: AtomicU64::new(0),
+            failures: Mutex::new(VecDeque::new()),
+            wake: Vec::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub(crate) fn in_flight(&self) -> u32 {
+        (self.load.load(Relaxed) / IN_FLIGHT) as u32
+    }
+
+    /// Takes a place in the bulkhead (and counts the call): false when it is full.
+    pub(crate) fn try_enter(&self) -> bool {
+        const ONE: u64 = IN_FLIGHT + 1;
+        if self.max_in_flight == u32::MAX {
+            // Without a bound a plain add will do: cheaper than a compare-and-swap.
+            self.load.fetch_add(ONE, Relaxed);
+            return true;
+        }
+        let bound = u64::from(self.max_in_flight);
+        self.load
+            .fetch_update(Relaxed, Relaxed, |n| {
+                (n / IN_FLIGHT < bound).then_some(n.wrapping_add(ONE))
+            })
+            .is_ok()
+    }
+
+    pub(crate) fn leave(&self) {
+        self.load.fetch_sub(IN_FLIGHT, Relaxed);
+        for notify in &self.wake {
+            notify.notify_one();
+        }
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.in_flight() >= self.max_in_flight
+    }
+
+    /// When it may be called again, if it is cooling down at `now`.
+    pub(crate) fn cooling_until(&self, now: u64) -> Option<u64> {
+        let until = self.cool_until.load(Relaxed);
+        (until > now).then_some(until)
+    }
+
+    /// Skips it until `now + for_`, unless it is already skipped for longer. Returns whether this
+    /// made it cool down for longer.
+    pub(crate) fn cool(&self, now: u64, for_: Duration, reason: CooldownReason) -> bool {
+        let until = now.saturating_add(nanos(for_));
+        let before = self.cool_until.fetch_max(until, Relaxed);
+        if before >= until {
+            return false;
+        }
+        self.counters.cooldowns[reason.index()].fetch_add(1, Relaxed);
+        tracing::info!(
+            deployment = &*self.name,
+            reason = reason.as_str(),
+            seconds = for_.as_secs_f64(),
+            "deployment cooling down"
+        );
+        true
+    }
+
+    /// How much of its usual traffic it gets at `now`: 1, or less when its provider said its
+    /// limit is running low (`share / below`, never quite 0).
+    pub(crate) fn traffic_factor(&self, now: u64, below: f64) -> f64 {
+        if below <= 0.0 || self.share_until.load(Relaxed) <= now {
+            return 1.0;
+        }
+        let share = f64::from(self.share.load(Relaxed)) / f64::from(FULL);
+        if share >= below {
+            1.0
+        } else {
+            (share / below).max(0.01)
+        }
+    }
+
+    /// Reads what the provider said of its limits: a limit with nothing left skips the
+    /// deployment until it resets (`fallback` when the provider gave no reset); a low one lowers
+    /// its share of traffic until then.
+    pub(crate) fn observe_limits(
+        &self,
+        now: u64,
+        snapshot: &RateLimitSnapshot,
+        fallback: Duration,
+    ) {
+        if let Some((share, reset)) = snapshot.lowest_share() {
+            let reset = reset.unwrap_or(fallback);
+            self.share.store((share * f64::from(FULL)) as u32, Relaxed);
+            self.share_until
+                .store(now.saturating_add(nanos(reset)), Relaxed);
+        }
+        if let Some(reset) = snapshot.exhausted_for() {
+            let reset = if reset.is_zero() { fallback } else { reset };
+            self.cool(now, reset, CooldownReason::QuotaExhausted);
+        }
+    }
+
+    /// Counts a failure worth moving for; true when it makes `threshold` within `window`.
+    pub(crate) fn failed(&self, now: u64, threshold: u32, window: Duration) -> bool {
+        self.counters.failures.fetch_add(1, Relaxed);
+        if threshold == 0 {
+            return false;
+        }
+        let mut recent = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let window = nanos(window);
+        while recent
+            .front()
+            .is_some_and(|at| at.saturating_add(window) <= now)
+        {
+            recent.pop_front();
+        }
+        recent.push_back(now);
+        if recent.len() >= threshold as usize {
+            recent.clear();
+            return true;
+        }
+        false
+    }
+
+    /// Whether its latency is measured: only a group that needs it pays for the clock reads.
+    pub(crate) fn tracks_latency(&self) -> bool {
+        self.timed
+    }
+
+    /// Counts a call dropped before it ended (a hedge that lost, a caller that left).
+    pub(crate) fn dropped(&self) {
+        self.counters.dropped.fetch_add(1, Relaxed);
+    }
+
+    /// Feeds the latency estimate and the percentile samples.
+    pub(crate) fn observe_latency(&self, now: u64, took: u64) {
+        let took = took as f64;
+        let estimate = self.latency_estimate(now);
+        // Peak-EWMA: a slower answer is believed at once; faster ones pull the estimate down
+        // gradually, weighted by how long it has been since the last.
+        let next = if took > estimate {
+            took
+        } else {
+            let elapsed = now.saturating_sub(self.ewma_at.load(Relaxed)) as f64;
+            let decay = (-elapsed / DECAY_NANOS).exp();
+            estimate * decay + took * (1.0 - decay)
+        };
+        self.ewma.store(next.to_bits(), Relaxed);
+        self.ewma_at.store(now, Relaxed);
+        if let Some(samples) = &self.latencies {
+            let mut samples = samples.lock().unwrap_or_else(|p| p.into_inner());
+            let slot = samples.next;
+            samples.nanos[slot] = took as u64;
+            samples.next = (slot + 1) % LATENCY_SAMPLES;
+            samples.len = (samples.len + 1).min(LATENCY_SAMPLES);
+            if samples.len >= MIN_SAMPLES && samples.next % 4 == 0 {
+                let mut sorted = samples.nanos;
+                let sorted = &mut sorted[..samples.len];
+                sorted.sort_unstable();
+                let rank = (sorted.len() * 95).div_ceil(100) - 1;
+                self.p95.store(sorted[rank], Relaxed);
+            }
+        }
+    }
+
+    /// The latency estimate at `now`: the peak-EWMA, fading while no answer refreshes it, so a
+    /// deployment that was slow once is tried again in time.
+    pub(crate) fn latency_estimate(&self, now: u64) -> f64 {
+        let ewma = f64::from_bits(self.ewma.load(Relaxed));
+        let idle = now.saturating_sub(self.ewma_at.load(Relaxed)) as f64;
+        ewma * (-idle / DECAY_NANOS).exp()
+    }
+
+    /// Its recent 95th-percentile latency, once it has answered enough calls.
+    pub(crate) fn p95(&self) -> Option<Duration> {
+        let p95 = self.p95.load(Relaxed);
+        (p95 > 0).then(|| Duration::from_nanos(p95))
+    }
+
+    pub(crate) fn stats(&self, now: u64) -> DeploymentStats {
+        let c = &self.counters;
+        let load = self.load.load(Relaxed);
+        let in_flight = (load / IN_FLIGHT) as u32;
+        let calls = load & CALLS;
+        let failures = c.failures.load(Relaxed);
+        let dropped = c.dropped.load(Relaxed);
+        DeploymentStats {
+            name: self.name.clone(),
+            in_flight,
+            cooling_for: self
+                .cooling_until(now)
+                .map(|until| Duration::from_nanos(until - now)),
+            traffic_share: self.traffic_factor(now, 1.0),
+            calls,
+            successes: calls
+                .saturating_sub(failures)
+                .saturating_sub(dropped)
+                .saturating_sub(u64::from(in_flight)),
+            failures,
+            dropped,
+            cooldowns: CooldownReason::ALL
+                .into_iter()
+                .map(|reason| (reason, c.cooldowns[reason.index()].load(Relaxed)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+        }
+    }
+}
+
+/// One deployment as the router sees it now ([`Router::stats`](crate::Router::stats)).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct DeploymentStats {
+    /// The deployment's name.
+    pub name: Arc<str>,
+    /// Calls in flight.
+    pub in_flight: u32,
+    /// How long it is still skipped, when it is cooling down.
+    pub cooling_for: Option<Duration>,
+    /// What is left of its tightest provider limit, 0 to 1 (1 when unknown or reset).
+    pub traffic_share: f64,
+    /// Calls sent to it.
+    pub calls: u64,
+    /// Calls it answered.
+    pub successes: u64,
+    /// Calls it failed.
+    pub failures: u64,
+    /// Calls dropped before they ended: hedges that lost, callers that went away.
+    pub dropped: u64,
+    /// Cooldowns it went into, by reason.
+    pub cooldowns: Vec<(CooldownReason, u64)>,
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_cooldown_only_ever_grows() {
+        let state = DeploymentState::new("a".into(), 1, None, false, false);
+        assert!(state.cool(0, Duration::from_secs(30), CooldownReason::RetryAfter));
+        assert!(!state.cool(S, Duration::from_secs(5), CooldownReason::RateLimited));
+        assert_eq!(state.cooling_until(29 * S), Some(30 * S));
+        assert_eq!(state.cooling_until(30 * S), None);
+    }
+
+    #[test]
+    fn failures_cool_only_within_the_window() {
+        let state = DeploymentState::new("a".into(), 1, None, false, false);
+        let minute = Duration::from_secs(60);
+        assert!(!state.failed(0, 3, minute));
+        assert!(!state.failed(30 * S, 3, minute));
+        // The first has left the window by now.
+        assert!(!state.failed(61 * S, 3, minute));
+        assert!(state.failed(62 * S, 3, minute));
+        // The count starts over after a cooldown.
+        assert!(!state.failed(63 * S, 3, minute));
+    }
+
+    #[test]
+    fn the_bulkhead_holds_its_bound() {
+        let state = DeploymentState::new("a".into(), 1, Some(2), false, false);
+        assert!(state.try_enter() && state.try_enter());
+        assert!(!state.try_enter());
+        state.leave();
+        assert!(state.try_enter());
+        assert_eq!(state.in_flight(), 2);
+    }
+
+    #[test]
+    fn the_percentile_waits_for_enough_answers() {
+        let state = DeploymentState::new("a".into(), 1, None, false, true);
+        for i in 1..=19 {
+            state.observe_latency(i * S, i * 1_000_000);
+        }
+        assert_eq!(state.p95(), None);
+        state.observe_latency(20 * S, 20_000_000);
+        assert_eq!(state.p95(), Some(Duration::from_millis(19)));
+    }
+}
