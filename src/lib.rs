@@ -86,7 +86,7 @@ mod stack;
 pub use config::{
     CachingConfig, Config, ConfigDocument, ConfigErrors, DEFAULT_QUOTA_VAR, DEFAULT_ROLE, Limits,
     PerProvider, ProviderConfig, ProviderKind, REDIS_URL_VAR, RateLimitingConfig, RedisSection,
-    ResolvedRole, RoleConfig, StoreKind, Switch,
+    ResolvedRole, ResolvedTarget, RoleConfig, RoutingConfig, StoreKind, Switch, TargetConfig,
 };
 #[cfg(feature = "config")]
 pub use cost::{
@@ -112,6 +112,13 @@ pub mod circuit_breaker {
 #[cfg(feature = "health")]
 pub mod health {
     pub use tollgate_health::*;
+}
+
+/// Routing over deployments: balancing, fallbacks, cooldowns, bulkheads and hedging (crate
+/// `tollgate-router`).
+#[cfg(feature = "router")]
+pub mod router {
+    pub use tollgate_router::*;
 }
 
 /// Provider clients: OpenAI-compatible servers and Anthropic (crate `tollgate-providers`).

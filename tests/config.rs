@@ -946,6 +946,8 @@ pricing:
     assert_eq!(spent("failed"), (1, 1, 6, 3, 6 + 6));
     // Nothing reported: the prompt estimated, "abcd" read (1 token).
     assert_eq!(spent("dropped"), (1, 1, 7, 1, 7 + 2));
-    assert_eq!(spent("untaken"), (1, 1, 7, 0, 7));
+    // Never taken, but the router read its first event ("abcd") to see the stream start before it
+    // answered: the provider sent it, and it is billed.
+    assert_eq!(spent("untaken"), (1, 1, 7, 1, 7 + 2));
     assert_eq!((report.total.calls, report.total.incomplete_calls), (4, 3));
 }

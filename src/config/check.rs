@@ -10,7 +10,7 @@ use tollgate_ratelimit::UnpricedModels;
 use tollgate_retry::RetryPolicy;
 
 use super::{
-    sections::{Config, DEFAULT_ROLE, PerProvider, ProviderKind, RedisSection},
+    sections::{Config, PerProvider, ProviderKind, RedisSection},
     switch::Switch,
 };
 
@@ -25,6 +25,12 @@ impl Config {
         if ok(&["providers", "roles"]) {
             self.check_roles(&mut errors);
         }
+        errors.extend(
+            self.routing
+                .mistakes()
+                .into_iter()
+                .map(|e| e.under("routing")),
+        );
         if ok(&["providers", "roles", "pricing", "rate_limiting"]) {
             self.check_pricing(&mut errors);
         }
@@ -33,6 +39,9 @@ impl Config {
         }
         if ok(&["providers", "rate_limiting"]) {
             self.check_rate_limiting(&mut errors);
+        }
+        if ok(&["providers", "roles", "rate_limiting"]) {
+            self.check_routed_limits(&mut errors);
         }
         if let Switch::On(retry) = &self.retry {
             self.check_per_provider("retry", retry, &ok, &mut errors, |policy| {
@@ -161,58 +170,6 @@ impl Config {
         }
     }
 
-    fn check_roles(&self, errors: &mut Vec<ConfigError>) {
-        if !self.roles.contains_key(DEFAULT_ROLE) {
-            errors.push(ConfigError::new(
-                "roles.default",
-                "missing: a request without a role uses it, and other roles fall back to it",
-            ));
-        }
-        let fallback = self.roles.get(DEFAULT_ROLE);
-        for (name, role) in &self.roles {
-            let at = |field: &str| format!("roles.{name}.{field}");
-            match role
-                .provider
-                .as_ref()
-                .or_else(|| fallback.and_then(|d| d.provider.as_ref()))
-            {
-                None => errors.push(ConfigError::new(at("provider"), "missing (and no default)")),
-                Some(provider) if !self.providers.contains_key(provider) => {
-                    errors.push(ConfigError::new(
-                        at("provider"),
-                        format!(
-                            "unknown provider {provider:?} (providers: {})",
-                            self.provider_names()
-                        ),
-                    ));
-                }
-                Some(_) => {}
-            }
-            match role
-                .model
-                .as_ref()
-                .or_else(|| fallback.and_then(|d| d.model.as_ref()))
-            {
-                None => errors.push(ConfigError::new(at("model"), "missing (and no default)")),
-                Some(model) if model.trim().is_empty() => {
-                    errors.push(ConfigError::new(at("model"), "must not be empty"));
-                }
-                Some(_) => {}
-            }
-            if let Some(t) = role.temperature {
-                if !(0.0..=2.0).contains(&t) {
-                    errors.push(ConfigError::new(
-                        at("temperature"),
-                        format!("must be between 0 and 2, got {t}"),
-                    ));
-                }
-            }
-            if role.max_tokens == Some(0) {
-                errors.push(ConfigError::new(at("max_tokens"), "must be > 0"));
-            }
-        }
-    }
-
     fn check_pricing(&self, errors: &mut Vec<ConfigError>) {
         let Switch::On(limiting) = &self.rate_limiting else {
             return;
@@ -224,17 +181,20 @@ impl Config {
             let Some(role) = self.role(name) else {
                 continue;
             };
-            if self.pricing.get(&role.model).is_none() {
-                errors.push(ConfigError::new(
-                    format!("pricing.{}", role.model),
-                    format!(
-                        "missing: role {name:?} uses this model and rate_limiting has dollar \
-                         budgets (or set rate_limiting.unpriced_models: free)"
-                    ),
-                ));
+            for target in &role.targets {
+                if self.pricing.get(&target.model).is_none() {
+                    errors.push(ConfigError::new(
+                        format!("pricing.{}", target.model),
+                        format!(
+                            "missing: role {name:?} uses this model and rate_limiting has dollar \
+                             budgets (or set rate_limiting.unpriced_models: free)"
+                        ),
+                    ));
+                }
             }
         }
-        errors.dedup();
+        errors.sort_by(|a, b| a.path().cmp(b.path()));
+        errors.dedup_by(|a, b| a.path() == b.path());
     }
 
     fn check_caching(&self, errors: &mut Vec<ConfigError>) {
@@ -320,7 +280,7 @@ impl Config {
         }
     }
 
-    fn provider_names(&self) -> String {
+    pub(super) fn provider_names(&self) -> String {
         self.providers
             .keys()
             .cloned()
@@ -376,7 +336,7 @@ fn check_redis(redis: &RedisSection, errors: &mut Vec<ConfigError>) {
     }
 }
 
-fn is_env_var_name(name: &str) -> bool {
+pub(super) fn is_env_var_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

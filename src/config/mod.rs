@@ -7,6 +7,8 @@
 mod check;
 mod errors;
 mod read;
+mod roles;
+mod routes;
 mod sections;
 mod switch;
 
@@ -17,9 +19,10 @@ use tollgate_core::ConfigError;
 
 pub use errors::ConfigErrors;
 pub use read::ConfigDocument;
+pub use roles::{ResolvedRole, ResolvedTarget, RoleConfig, TargetConfig};
 pub use sections::{
     CachingConfig, Config, DEFAULT_QUOTA_VAR, DEFAULT_ROLE, PerProvider, ProviderConfig,
-    ProviderKind, RateLimitingConfig, RedisSection, ResolvedRole, RoleConfig,
+    ProviderKind, RateLimitingConfig, RedisSection, RoutingConfig,
 };
 pub use switch::Switch;
 pub use tollgate_cache::StoreKind;
@@ -113,21 +116,5 @@ impl Config {
     /// Every mistake found, each with its path.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         ConfigErrors::check(self.mistakes(&BTreeSet::new()))
-    }
-
-    /// `role` with the `default` role's fields filled in, or `None` when there is no such role (or
-    /// it names no provider or model even with the default's).
-    pub fn role(&self, role: &str) -> Option<ResolvedRole> {
-        let own = self.roles.get(role)?;
-        let fallback = self.roles.get(DEFAULT_ROLE);
-        let pick = |field: fn(&RoleConfig) -> Option<&String>| {
-            field(own).or_else(|| fallback.and_then(field)).cloned()
-        };
-        Some(ResolvedRole {
-            provider: pick(|r| r.provider.as_ref())?.into(),
-            model: pick(|r| r.model.as_ref())?.into(),
-            temperature: own.temperature.or(fallback.and_then(|r| r.temperature)),
-            max_tokens: own.max_tokens.or(fallback.and_then(|r| r.max_tokens)),
-        })
     }
 }

@@ -106,6 +106,7 @@ impl ConfigDocument {
         let known = [
             "providers",
             "roles",
+            "routing",
             "pricing",
             "caching",
             "rate_limiting",
@@ -136,6 +137,7 @@ impl ConfigDocument {
         let config = Config {
             providers: read.required("providers"),
             roles: read.required("roles"),
+            routing: read.optional("routing").unwrap_or_default(),
             pricing: read.optional("pricing").unwrap_or_default(),
             caching: read.optional("caching").unwrap_or_else(Switch::off),
             rate_limiting: read.optional("rate_limiting").unwrap_or_else(Switch::off),

@@ -13,7 +13,7 @@ use tollgate_core::PricingTable;
 use tollgate_health::HealthConfig;
 use tollgate_retry::RetryConfig;
 
-use super::switch::Switch;
+use super::{roles::RoleConfig, switch::Switch};
 use crate::cost::CostsConfig;
 
 /// The environment variable that replaces `rate_limiting.tenants.default`: the quota every tenant
@@ -54,9 +54,12 @@ pub const DEFAULT_ROLE: &str = "default";
 pub struct Config {
     /// The upstreams, by the name roles use.
     pub providers: BTreeMap<String, ProviderConfig>,
-    /// Model settings per role; `default` is required, and the others fall back to it field by
-    /// field.
+    /// What serves each role, and its model settings; `default` is required, and the others
+    /// fall back to it.
     pub roles: BTreeMap<String, RoleConfig>,
+    /// How calls move between a role's targets and to its fallbacks: moves, deadline, cooldowns.
+    #[serde(default)]
+    pub routing: RoutingConfig,
     /// Dollars per million tokens, per model (or model-name prefix): `{ input: "2.50", output:
     /// "10.00" }`.
     #[serde(default)]
@@ -212,33 +215,8 @@ pub enum ProviderKind {
     Simulated,
 }
 
-/// One role's model settings; an absent field falls back to the `default` role's.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RoleConfig {
-    /// A provider named in `providers`.
-    pub provider: Option<String>,
-    /// The model.
-    pub model: Option<String>,
-    /// Sampling temperature, 0 to 2.
-    pub temperature: Option<f64>,
-    /// Most tokens in an answer.
-    pub max_tokens: Option<u32>,
-}
-
-/// A role with the `default` role's fields filled in.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct ResolvedRole {
-    /// The provider's name.
-    pub provider: std::sync::Arc<str>,
-    /// The model.
-    pub model: std::sync::Arc<str>,
-    /// The temperature, when set.
-    pub temperature: Option<f64>,
-    /// The answer's token bound, when set.
-    pub max_tokens: Option<u32>,
-}
+/// How calls move between a role's targets: the router crate's own settings.
+pub type RoutingConfig = tollgate_router::RouterConfig;
 
 /// The response cache: the cache crate's own configuration, store and rules together.
 pub type CachingConfig = CacheConfig;

@@ -5,20 +5,22 @@ use std::{collections::HashMap, sync::Arc};
 use tollgate_cache::CacheLayer;
 use tollgate_circuit_breaker::{CircuitBreakerLayer, CircuitBreakers};
 use tollgate_core::{
-    ByProvider, ConfigError, PricingTable, SimulatedProvider, TokenEstimator, clock::Clock,
+    ByProvider, ConfigError, ErrorKind, PricingTable, SimulatedProvider, TokenEstimator,
+    clock::Clock,
 };
 use tollgate_health::{HealthLayer, HealthStats};
 use tollgate_ratelimit::{Limiter, RateLimitLayer, RateLimiterBuilder, TENANT_SCOPE};
 use tollgate_retry::{RetryLayer, RetryPolicy};
+use tollgate_router::{Deployment, Group, GroupConfig, Router};
 use tower::{ServiceBuilder, util::BoxCloneSyncService};
 
 use super::{
     BoxedProvider, LimitHandles, Parts, Stack,
-    route::{Providers, Router},
+    route::{Billed, Dispatch, ProviderStack, Providers},
 };
 use crate::{
     CachingConfig, Config, ConfigErrors, DEFAULT_ROLE, ProviderConfig, ProviderKind,
-    RateLimitingConfig, RedisSection, Switch, cost::CostTracker,
+    RateLimitingConfig, RedisSection, ResolvedTarget, Switch, cost::CostTracker,
 };
 
 /// Wraps a provider's client, given the provider's name ([`StackBuilder::wrap_clients`]).
@@ -41,8 +43,10 @@ pub(super) fn build(
 ) -> Result<Stack, ConfigErrors> {
     config.validate()?;
     let mut errors = Vec::new();
+    let own = own_clients(config);
     for name in given.keys() {
-        if !config.providers.contains_key(name) {
+        let targets = own.iter().any(|(_, target)| *target.client == **name);
+        if !config.providers.contains_key(name) && !targets {
             errors.push(ConfigError::new(
                 format!("providers.{name}"),
                 "a service was given for a provider the configuration does not have",
@@ -61,9 +65,38 @@ pub(super) fn build(
                     Some(wrap) => wrap(name, client),
                     None => client,
                 };
-                providers.insert(Arc::<str>::from(name.as_str()), client);
+                providers.insert(Arc::<str>::from(name.as_str()), (name.clone(), client));
             }
             Err(e) => errors.push(e),
+        }
+    }
+    // Targets with a key or base URL of their own get a client of their own, from their
+    // provider's section with those replaced.
+    for (at, target) in &own {
+        let mut section = config.providers[&*target.provider].clone();
+        if let Some(var) = &target.api_key_env {
+            section.api_key_env = Some(var.clone());
+        }
+        if let Some(url) = &target.base_url {
+            section.base_url = Some(url.clone());
+        }
+        let client = match given.remove(&*target.client) {
+            Some(client) => Ok(client),
+            None => client(&target.client, &section, hooks.env),
+        };
+        match client {
+            Ok(client) => {
+                let client = match hooks.wrap {
+                    Some(wrap) => wrap(&target.client, client),
+                    None => client,
+                };
+                providers.insert(target.client.clone(), (target.provider.to_string(), client));
+            }
+            // Named where the target is, not under `providers`.
+            Err(e) => {
+                let field = e.path().rsplit('.').next().unwrap_or_default();
+                errors.push(ConfigError::new(format!("{at}.{field}"), e.reason()));
+            }
         }
     }
     let cache = match &config.caching {
@@ -92,6 +125,11 @@ pub(super) fn build(
         for (provider, rules) in section.own_settings() {
             builder = builder.key_config(provider, rules.clone());
         }
+        for (_, target) in &own {
+            if let Some(Switch::On(rules)) = section.providers.get(&*target.provider) {
+                builder = builder.key_config(&*target.client, rules.clone());
+            }
+        }
         if let Some(clock) = &clock {
             builder = builder.clock(clock.clone());
         }
@@ -101,6 +139,11 @@ pub(super) fn build(
         let mut builder = HealthStats::builder(section.defaults.clone());
         for (provider, thresholds) in section.own_settings() {
             builder = builder.component_config(provider, thresholds.clone());
+        }
+        for (_, target) in &own {
+            if let Some(Switch::On(thresholds)) = section.providers.get(&*target.provider) {
+                builder = builder.component_config(&*target.client, thresholds.clone());
+            }
         }
         if let Some(clock) = &clock {
             builder = builder.clock(clock.clone());
@@ -118,38 +161,55 @@ pub(super) fn build(
     let observe = health
         .as_ref()
         .map(|stats| HealthLayer::builder(stats.clone()).key(ByProvider).build());
+    let costs = CostTracker::new(config.pricing.clone(), &config.costs);
     let providers: Arc<Providers> = Arc::new(
         providers
             .into_iter()
-            .map(|(name, client)| {
-                let retry = config.retry.for_provider(&name).map(|policy| {
-                    RetryLayer::new(RetryPolicy::from_config(policy.clone()).expect("validated"))
+            .map(|(name, (section, client))| {
+                // A target's own client takes its provider's retry, breaker and health settings.
+                let moves_on = only_serves_moving_roles(config, &name);
+                let retry = config.retry.for_provider(&section).map(|policy| {
+                    let mut policy = RetryPolicy::builder().config(policy.clone());
+                    if moves_on {
+                        // Where the router has somewhere else to go, a throttled or overloaded
+                        // deployment is left to cool down rather than waited for.
+                        policy = policy.retry_if(|error| {
+                            error.is_retryable()
+                                && !matches!(
+                                    error.kind(),
+                                    ErrorKind::RateLimited | ErrorKind::Overloaded
+                                )
+                        });
+                    }
+                    RetryLayer::new(policy.build().expect("validated"))
                 });
                 let breaker = config
                     .circuit_breaker
-                    .for_provider(&name)
+                    .for_provider(&section)
                     .and(breaker.clone());
-                let observe = config.health.for_provider(&name).and(observe.clone());
+                let observe = config.health.for_provider(&section).and(observe.clone());
+                let billed = Billed {
+                    client,
+                    costs: costs.clone(),
+                    estimator: estimator.clone(),
+                };
                 let stack = ServiceBuilder::new()
                     .option_layer(retry)
                     .option_layer(breaker)
                     .option_layer(observe)
-                    .service(client);
+                    .service(billed);
                 (name, stack)
             })
             .collect(),
     );
-
-    let costs = CostTracker::new(config.pricing.clone(), &config.costs);
-    let router = Router {
-        providers: providers.clone(),
-        costs: costs.clone(),
-        estimator,
-    };
+    let router = router(config, &providers, clock.clone());
     let service = ServiceBuilder::new()
         .option_layer(cache.clone())
         .option_layer(limits.as_ref().map(|(layer, _)| layer.clone()))
-        .service(router);
+        .service(Dispatch {
+            router: router.clone(),
+            providers: providers.clone(),
+        });
 
     let roles = config
         .roles
@@ -162,6 +222,7 @@ pub(super) fn build(
             roles,
             default_role: Arc::from(DEFAULT_ROLE),
             providers,
+            router,
             costs,
             cache,
             limits: limits.map(|(_, limits)| limits),
@@ -169,6 +230,87 @@ pub(super) fn build(
             health,
         }),
     })
+}
+
+/// The router over every role's targets: one deployment per target name (a target listed in
+/// several roles is one deployment, with one state), one group per role.
+fn router(
+    config: &Config,
+    providers: &Providers,
+    clock: Option<Arc<dyn Clock>>,
+) -> Router<ProviderStack> {
+    let mut builder = Router::builder().config(config.routing.clone());
+    if let Some(clock) = clock {
+        builder = builder.clock(clock);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for name in config.roles.keys() {
+        let role = config.role(name).expect("validated");
+        for target in &role.targets {
+            if !seen.insert(target.name.clone()) {
+                continue;
+            }
+            let mut deployment =
+                Deployment::new(target.name.clone(), providers[&target.client].clone())
+                    .provider(target.client.clone())
+                    .model(target.model.clone())
+                    .weight(target.weight);
+            if let Some(max) = target.max_in_flight {
+                deployment = deployment.max_in_flight(max);
+            }
+            builder = builder.deployment(deployment);
+        }
+        let own = &config.roles[name];
+        builder = builder.group(
+            Group::new(
+                name.as_str(),
+                role.targets.iter().map(|t| t.name.to_string()),
+            )
+            .config(GroupConfig {
+                strategy: own.strategy,
+                fallbacks: own.fallbacks.clone(),
+                context_window_fallbacks: own.context_window_fallbacks.clone(),
+                content_policy_fallbacks: own.content_policy_fallbacks.clone(),
+                hedge_after: own.hedge_after,
+                wait: own.wait,
+            }),
+        );
+    }
+    builder
+        .default_group(DEFAULT_ROLE)
+        .build()
+        .expect("validated")
+}
+
+/// Whether every role that client `name` serves may move its calls elsewhere.
+fn only_serves_moving_roles(config: &Config, name: &str) -> bool {
+    let mut serves = false;
+    for role in config.roles.keys().filter_map(|role| config.role(role)) {
+        if role.targets.iter().any(|t| &*t.client == name) {
+            if !role.moves {
+                return false;
+            }
+            serves = true;
+        }
+    }
+    serves
+}
+
+/// The targets with a client of their own (a key or base URL), each once, with its path.
+fn own_clients(config: &Config) -> Vec<(String, ResolvedTarget)> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut found = Vec::new();
+    for name in config.roles.keys() {
+        let Some(role) = config.role(name) else {
+            continue;
+        };
+        for (i, target) in role.targets.into_iter().enumerate() {
+            if target.client != target.provider && seen.insert(target.client.clone()) {
+                found.push((format!("roles.{name}.targets.{i}"), target));
+            }
+        }
+    }
+    found
 }
 
 /// The client a provider's section describes.

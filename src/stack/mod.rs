@@ -83,8 +83,9 @@ struct Parts {
     // Looked up on every call; the names come from the configuration (see the router's map).
     roles: HashMap<Arc<str>, ResolvedRole, foldhash::fast::RandomState>,
     default_role: Arc<str>,
-    /// The router's own table, so a request's provider is checked against what serves it.
+    /// Each client's stack, so a request's provider is checked against what serves it.
     providers: Arc<route::Providers>,
+    router: tollgate_router::Router<route::ProviderStack>,
     costs: CostTracker,
     cache: Option<tollgate_cache::CacheLayer>,
     limits: Option<LimitHandles>,
@@ -272,6 +273,17 @@ impl Stack {
         self.parts.health.as_ref()
     }
 
+    /// Each deployment the router sends to, as it stands now: calls in flight, cooldown, what is
+    /// left of its provider's limits, and its counts.
+    pub fn deployments(&self) -> Vec<tollgate_router::DeploymentStats> {
+        self.parts.router.stats()
+    }
+
+    /// What the router has done: moves, hedges, waits, calls with no deployment free.
+    pub fn routing(&self) -> tollgate_router::RouterMetrics {
+        self.parts.router.metrics()
+    }
+
     /// `request` with its role's settings filled in, as the stack sends it on.
     fn resolve(&self, mut request: LlmRequest) -> Result<LlmRequest, LlmError> {
         let parts = &*self.parts;
@@ -291,14 +303,27 @@ impl Stack {
             ));
         };
         match &request.provider {
-            None => request.provider = Some(role.provider.clone()),
-            Some(provider) if !parts.providers.contains_key(provider) => {
-                return Err(route::unknown_provider(provider));
+            // The caller chose the provider: straight there.
+            Some(provider) => {
+                if !parts.providers.contains_key(provider) {
+                    return Err(route::unknown_provider(provider));
+                }
+                request.extensions.insert(route::Direct);
             }
-            Some(_) => {}
-        }
-        if request.model.is_empty() {
-            request.model = role.model.clone();
+            // The caller chose a model the role does not give: the role's first provider serves
+            // it, as asked.
+            None if !request.model.is_empty() && request.model != role.model => {
+                request.provider = Some(role.provider.clone());
+                request.extensions.insert(route::Direct);
+            }
+            None => {
+                // The router picks the deployment; the limiter and the cache see the role's
+                // first model, and its provider when the call cannot move elsewhere.
+                request.model = role.model.clone();
+                if !role.moves {
+                    request.provider = Some(role.provider.clone());
+                }
+            }
         }
         if request.params.temperature.is_none() {
             request.params.temperature = role.temperature;

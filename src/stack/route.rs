@@ -1,5 +1,5 @@
-//! The bottom of the stack: each request to its provider's own layers and client, and each
-//! answer's usage to the cost tracker.
+//! The bottom of the stack: each request to the router (by its role) or straight to the provider
+//! it names, and every call a provider bills to the cost tracker.
 
 use std::{
     collections::HashMap,
@@ -12,24 +12,25 @@ use std::{
 use pin_project_lite::pin_project;
 use tollgate_circuit_breaker::CircuitBreaker;
 use tollgate_core::{
-    ErrorKind, LlmError, LlmRequest, LlmResponse, TokenEstimator, stream::StreamEnd,
+    ErrorKind, LlmError, LlmRequest, LlmResponse, TokenEstimator, Usage, stream::StreamEnd,
 };
 use tollgate_health::Health;
 use tollgate_retry::Retry;
+use tollgate_router::{RouteFuture, Router};
 use tower::util::{Either, Oneshot};
 use tower_service::Service;
 
 use super::BoxedProvider;
 use crate::cost::{CostTracker, Labels, Route};
 
-/// A provider's client with its statistics, breaker and retries, each when configured.
+/// A provider's client with its billing, statistics, breaker and retries, each when configured.
 pub(super) type ProviderStack = Either<Retry<Guarded>, Guarded>;
 type Guarded = Either<CircuitBreaker<Observed>, Observed>;
-type Observed = Either<Health<BoxedProvider>, BoxedProvider>;
+type Observed = Either<Health<Billed>, Billed>;
 
-/// Each provider's stack, by name: what the router sends to, and what role resolution checks a
-/// request's provider against before the cache and the limiter spend anything on it. The names
-/// come from the configuration, so a fast hash needs no protection from keys chosen to collide.
+/// Each client's stack, by name (a provider's, or a target's with a key of its own): what the
+/// router's deployments call, and what a request naming its provider goes to. The names come
+/// from the configuration, so a fast hash needs no protection from keys chosen to collide.
 pub(super) type Providers = HashMap<Arc<str>, ProviderStack, foldhash::fast::RandomState>;
 
 /// The error for a request naming a provider the configuration does not have.
@@ -40,74 +41,133 @@ pub(super) fn unknown_provider(name: &str) -> LlmError {
     )
 }
 
-/// Sends each request to its provider's stack (the provider is set, and checked, by role
-/// resolution above it).
+/// Marks a request that names its provider itself (or a model its role does not serve): it goes
+/// to that provider's stack, not through the router.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Direct;
+
+/// Sends each request to the router, or, marked [`Direct`], straight to its provider's stack.
 #[derive(Clone)]
-pub(super) struct Router {
+pub(super) struct Dispatch {
+    pub(super) router: Router<ProviderStack>,
     pub(super) providers: Arc<Providers>,
-    pub(super) costs: CostTracker,
-    /// The limiter's estimator, so an unfinished stream is counted as the limiter counted it.
-    pub(super) estimator: Arc<dyn TokenEstimator>,
 }
 
-impl Service<LlmRequest> for Router {
+impl Service<LlmRequest> for Dispatch {
     type Response = LlmResponse;
     type Error = LlmError;
-    type Future = RouteFuture;
+    type Future = DispatchFuture;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
-        // Each call readies its own provider's client (a clone), so the router itself always is.
+        // Each call readies its own client (a clone), so this is always ready.
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: LlmRequest) -> RouteFuture {
+    fn call(&mut self, request: LlmRequest) -> DispatchFuture {
+        if request.extensions.get::<Direct>().is_none() {
+            return DispatchFuture::Routed {
+                call: self.router.call(request),
+            };
+        }
         let client = request
             .provider
             .as_deref()
             .and_then(|provider| self.providers.get(provider));
-        let (Some(client), Some(provider)) = (client, request.provider.clone()) else {
-            // Only a router used without role resolution in front of it gets here.
-            let name = request.provider.as_deref().unwrap_or_default();
-            return RouteFuture::Failed {
-                error: Some(unknown_provider(name)),
-            };
-        };
+        match client {
+            Some(client) => DispatchFuture::Direct {
+                call: Oneshot::new(client.clone(), request),
+            },
+            None => DispatchFuture::Failed {
+                error: Some(unknown_provider(
+                    request.provider.as_deref().unwrap_or_default(),
+                )),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// A dispatched call.
+    #[project = DispatchProj]
+    pub(super) enum DispatchFuture {
+        Routed {
+            #[pin]
+            call: RouteFuture<ProviderStack>,
+        },
+        Direct {
+            #[pin]
+            call: Oneshot<ProviderStack, LlmRequest>,
+        },
+        Failed {
+            error: Option<LlmError>,
+        },
+    }
+}
+
+impl Future for DispatchFuture {
+    type Output = Result<LlmResponse, LlmError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            DispatchProj::Routed { call } => call.poll(cx),
+            DispatchProj::Direct { call } => call.poll(cx),
+            DispatchProj::Failed { error } => {
+                Poll::Ready(Err(error.take().expect("polled after completion")))
+            }
+        }
+    }
+}
+
+/// A client whose every call the provider bills is added to the cost tracker: each answer, each
+/// stream however it ends, and each call dropped while the provider was working on it (a hedge
+/// that lost, a caller that left), which is counted with the prompt's estimate.
+#[derive(Clone)]
+pub(super) struct Billed {
+    pub(super) client: BoxedProvider,
+    pub(super) costs: CostTracker,
+    /// The limiter's estimator, so an unfinished call is counted as the limiter counted it.
+    pub(super) estimator: Arc<dyn TokenEstimator>,
+}
+
+impl Service<LlmRequest> for Billed {
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = BilledFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        self.client.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: LlmRequest) -> BilledFuture {
         let record = Record {
             costs: self.costs.clone(),
             labels: Labels {
                 tenant: request.meta.tenant.clone(),
                 route: Route {
-                    provider,
+                    provider: request.provider.clone().unwrap_or_default(),
                     model: request.model.clone(),
                     role: request.meta.role.clone().unwrap_or_default(),
                 },
             },
-            // Estimated now, while the request is at hand, in case the stream ends before the
-            // provider reports the prompt's size.
-            // Only a stream can end unfinished, so only a stream carries the estimator.
-            stream: request.meta.stream.then(|| Unfinished {
-                prompt_estimate: self.estimator.estimate_prompt(&request),
-                estimator: self.estimator.clone(),
-            }),
+            // Estimated now, while the request is at hand, in case the call ends unanswered.
+            prompt_estimate: self.estimator.estimate_prompt(&request),
+            estimator: self.estimator.clone(),
+            stream: request.meta.stream,
         };
-        RouteFuture::Called {
-            call: Oneshot::new(client.clone(), request),
+        BilledFuture {
+            call: self.client.call(request),
             record: Some(record),
         }
     }
 }
 
-/// What a routed call adds to the cost tracker once it is answered.
+/// What a call adds to the cost tracker once it is answered, or dropped.
 struct Record {
     costs: CostTracker,
     labels: Labels,
-    stream: Option<Unfinished>,
-}
-
-/// What a stream that ends before its answer does is counted with.
-struct Unfinished {
     prompt_estimate: u64,
     estimator: Arc<dyn TokenEstimator>,
+    stream: bool,
 }
 
 impl Record {
@@ -115,6 +175,8 @@ impl Record {
         let Self {
             costs,
             labels,
+            prompt_estimate,
+            estimator,
             stream,
         } = self;
         if !response.is_stream() {
@@ -125,50 +187,57 @@ impl Record {
         // billed all the same: it counts with what the provider reported by then, estimated
         // where it reported nothing by the limiter's estimator, so both count it alike. (A
         // service that streams unasked has no estimate: it counts what it reported.)
-        response.on_stream_end(move |answer, end| match (end, stream) {
-            (StreamEnd::Complete, _) => costs.record(labels, answer.usage, false),
-            (_, Some(unfinished)) => {
-                let read = unfinished.estimator.estimate_answer(answer);
-                let usage = answer
-                    .usage
-                    .of_unfinished_stream(unfinished.prompt_estimate, read);
+        response.on_stream_end(move |answer, end| match end {
+            StreamEnd::Complete => costs.record(labels, answer.usage, false),
+            _ if stream => {
+                let read = estimator.estimate_answer(answer);
+                let usage = answer.usage.of_unfinished_stream(prompt_estimate, read);
                 costs.record(labels, usage, true);
             }
-            (_, None) => costs.record(labels, answer.usage, true),
+            _ => costs.record(labels, answer.usage, true),
         });
+    }
+
+    /// The call was dropped before its answer: the provider read the prompt all the same.
+    fn dropped(self) {
+        let usage = Usage::default().of_unfinished_stream(self.prompt_estimate, 0);
+        self.costs.record(self.labels, usage, true);
     }
 }
 
 pin_project! {
-    /// A routed call; adds the answer's usage to the cost tracker (a stream's, when it ends).
-    #[project = RouteProj]
-    pub(super) enum RouteFuture {
-        Called {
-            #[pin]
-            call: Oneshot<ProviderStack, LlmRequest>,
-            record: Option<Record>,
-        },
-        Failed {
-            error: Option<LlmError>,
-        },
+    /// A billed call.
+    pub(super) struct BilledFuture {
+        #[pin]
+        call: <BoxedProvider as Service<LlmRequest>>::Future,
+        record: Option<Record>,
+    }
+
+    impl PinnedDrop for BilledFuture {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(record) = this.project().record.take() {
+                record.dropped();
+            }
+        }
     }
 }
 
-impl Future for RouteFuture {
+impl Future for BilledFuture {
     type Output = Result<LlmResponse, LlmError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            RouteProj::Failed { error } => {
-                Poll::Ready(Err(error.take().expect("polled after completion")))
-            }
-            RouteProj::Called { call, record } => {
-                let mut response = std::task::ready!(call.poll(cx))?;
-                if let Some(record) = record.take() {
+        let this = self.project();
+        let result = std::task::ready!(this.call.poll(cx));
+        let record = this.record.take();
+        match result {
+            Ok(mut response) => {
+                if let Some(record) = record {
                     record.answered(&mut response);
                 }
                 Poll::Ready(Ok(response))
             }
+            // A failed call is not billed.
+            Err(error) => Poll::Ready(Err(error)),
         }
     }
 }

@@ -15,7 +15,7 @@ use axum::{
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tollgate::{LlmRequest, LlmResponse, stream::LlmStream};
+use tollgate::{LlmRequest, LlmResponse, router::Served, stream::LlmStream};
 use tower::ServiceExt;
 
 use crate::{
@@ -309,11 +309,25 @@ pub(crate) async fn handle<D: FrontDoor>(
                 .headers
                 .get("x-cache")
                 .is_some_and(|status| status == "HIT");
+            let served = answer.extensions.get::<Served>().cloned();
             let response = D::answer(answer, &meta, asked);
-            meta.finish(response, Some(if hit { "HIT" } else { "MISS" }))
+            let mut response = meta.finish(response, Some(if hit { "HIT" } else { "MISS" }));
+            if let Some(served) = served {
+                served_headers(response.headers_mut(), &served);
+            }
+            response
         }
         Err(error) => meta.fail(ApiError::from_llm(&error)),
     }
+}
+
+/// Which deployment answered, and after how many moves (a cache hit has none).
+fn served_headers(headers: &mut HeaderMap, served: &Served) {
+    // Names come from the configuration; one that is no header value is left out.
+    if let Ok(name) = HeaderValue::from_str(&served.deployment) {
+        headers.insert("x-tollgate-deployment", name);
+    }
+    headers.insert("x-tollgate-moves", HeaderValue::from(served.moves));
 }
 
 /// The answer's stream; for a caller who asked for one from a service that answered whole (a

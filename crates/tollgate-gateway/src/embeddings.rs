@@ -21,18 +21,30 @@ impl FrontDoor for Embeddings {
         parse(body)
     }
 
-    /// Only an OpenAI-compatible provider has an embeddings API.
+    /// Only an OpenAI-compatible provider has an embeddings API: the one the request names, or
+    /// every one its role may route to.
     fn check(live: &Live, request: &LlmRequest) -> Result<(), ApiError> {
         let config = &live.config.stack;
-        let provider = request
-            .provider
-            .clone()
-            .or_else(|| Some(config.role(request.meta.role.as_deref()?)?.provider))
-            .unwrap_or_default();
-        match config.providers.get(&*provider).map(|p| p.kind) {
-            Some(ProviderKind::Openai) => Ok(()),
-            _ => Err(ApiError::invalid(format!(
-                "the provider `{provider}` serves no embeddings: only OpenAI-compatible providers do"
+        let providers: Vec<String> = match &request.provider {
+            Some(provider) => vec![provider.to_string()],
+            None => config
+                .role(request.meta.role.as_deref().unwrap_or_default())
+                .map(|role| {
+                    role.targets
+                        .iter()
+                        .map(|target| target.provider.to_string())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let refusing = providers.iter().find(|p| {
+            config.providers.get(p.as_str()).map(|p| p.kind) != Some(ProviderKind::Openai)
+        });
+        match (refusing, providers.is_empty()) {
+            (None, false) => Ok(()),
+            (provider, _) => Err(ApiError::invalid(format!(
+                "the provider `{}` serves no embeddings: only OpenAI-compatible providers do",
+                provider.map_or("", String::as_str)
             ))
             .with_param("model")),
         }

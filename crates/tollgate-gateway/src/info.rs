@@ -39,8 +39,8 @@ pub(crate) async fn models(State(gateway): State<Gateway>, request: Request) -> 
     accepted.meta.finish(response, None)
 }
 
-/// `GET /health`: each provider's status and statistics, and its breaker's state; 503 when no
-/// provider can serve.
+/// `GET /health`: each provider's status and statistics and its breaker's state, and each
+/// deployment's calls in flight and cooldown; 503 when no provider can serve.
 pub(crate) async fn health(State(gateway): State<Gateway>) -> Response {
     let live = gateway.live();
     let stack = &live.stack;
@@ -68,7 +68,34 @@ pub(crate) async fn health(State(gateway): State<Gateway>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({ "status": status, "providers": providers, "sizes": stack.sizes() });
+    let deployments: BTreeMap<String, Value> = stack
+        .deployments()
+        .into_iter()
+        .map(|d| {
+            let cooldowns: BTreeMap<&str, u64> = d
+                .cooldowns
+                .iter()
+                .map(|(reason, n)| (reason.as_str(), *n))
+                .collect();
+            let entry = json!({
+                "in_flight": d.in_flight,
+                "cooling_for_ms": d.cooling_for.map(|left| left.as_millis() as u64),
+                "limit_left": d.traffic_share,
+                "calls": d.calls,
+                "successes": d.successes,
+                "failures": d.failures,
+                "dropped": d.dropped,
+                "cooldowns": cooldowns,
+            });
+            (d.name.to_string(), entry)
+        })
+        .collect();
+    let body = json!({
+        "status": status,
+        "providers": providers,
+        "deployments": deployments,
+        "sizes": stack.sizes(),
+    });
     (code, health_json(body)).into_response()
 }
 

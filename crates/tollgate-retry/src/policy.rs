@@ -360,6 +360,13 @@ impl std::fmt::Debug for RetryPolicyBuilder {
 }
 
 impl RetryPolicyBuilder {
+    /// Takes every setting from `config` (what [`RetryPolicy::from_config`] builds), so that a
+    /// predicate or hook can be added to a policy read from a file.
+    pub fn config(mut self, config: RetryConfig) -> Self {
+        self.config = config;
+        self
+    }
+
     /// Retries after the first attempt (default 3).
     #[inline]
     pub fn max_retries(mut self, retries: u32) -> Self {

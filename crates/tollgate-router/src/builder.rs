@@ -305,7 +305,9 @@ impl<S> RouterBuilder<S> {
                 members.iter().for_each(|&i| wake[i].push(room.clone()));
             }
             let [fallbacks, context_window, content_policy] = lists;
+            let can_move = members.len() > 1 || config.has_fallbacks();
             groups.push(GroupEntry {
+                can_move,
                 name: group.name,
                 members,
                 config,

@@ -291,6 +291,7 @@ where
                 now,
                 below: table.config.adaptive_below,
                 rng: &table.rng,
+                cooldowns: group.can_move,
             };
             match view.pick(group.config.strategy, &group.members) {
                 // Filled up since it was looked at: look again.
@@ -530,6 +531,8 @@ where
         error.with_note(format_args!("tried {}", trail.join(", ")))
     }
 
+    /// Nothing could take the call: every deployment cooling down or full. A cooldown's error
+    /// says what the provider (or the breaker) said, and when to come back.
     fn none_available(&self) -> LlmError {
         let table = &*self.table;
         let group = &table.groups[self.origin].name;
@@ -538,27 +541,38 @@ where
             .as_ref()
             .map(|rare| rare.skipped)
             .unwrap_or_default();
-        match skipped.cooling_until {
-            Some(until) => {
-                let wait = Duration::from_nanos(until.saturating_sub(table.now()));
-                LlmError::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "no deployment of {group:?} can take a call now: they are cooling down{}",
-                        if skipped.full {
-                            " or at their max_in_flight"
-                        } else {
-                            ""
-                        }
-                    ),
-                )
-                .with_retry_after(wait)
-            }
-            None => LlmError::new(
+        let Some((until, reason)) = skipped.cooling else {
+            return LlmError::new(
                 ErrorKind::Overloaded,
                 format!("every deployment of {group:?} is at its max_in_flight"),
+            );
+        };
+        let wait = Duration::from_nanos(until.saturating_sub(table.now()));
+        let (kind, why) = match reason {
+            CooldownReason::RetryAfter | CooldownReason::RateLimited => {
+                (ErrorKind::RateLimited, "its provider asked for a pause")
+            }
+            CooldownReason::QuotaExhausted => (
+                ErrorKind::RateLimited,
+                "its provider's rate limit has nothing left",
             ),
-        }
+            CooldownReason::BreakerOpen => (ErrorKind::CircuitOpen, "its circuit breaker is open"),
+            CooldownReason::Auth => (ErrorKind::Auth, "its provider refused its key"),
+            CooldownReason::Failures => (ErrorKind::Unavailable, "it kept failing"),
+        };
+        let full = if skipped.full {
+            " (the others are at their max_in_flight)"
+        } else {
+            ""
+        };
+        LlmError::new(
+            kind,
+            format!(
+                "no deployment of {group:?} can take a call now{full}: the first free again is \
+                 cooling down because {why}"
+            ),
+        )
+        .with_retry_after(wait)
     }
 
     fn timed_out(&mut self) -> LlmError {

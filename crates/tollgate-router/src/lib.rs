@@ -70,6 +70,12 @@
 //! - it has failed `cooldown.failures` times within `cooldown.window`, for `cooldown.duration`;
 //! - its circuit breaker is open, for as long as the breaker says.
 //!
+//! A group with nowhere else to go (one deployment, no fallbacks) still calls its deployment,
+//! leaving the provider and its breaker to answer for themselves. When every deployment a call
+//! could go to is cooling down, the error says why, in the kind a direct call would have had
+//! (`RateLimited` for a pause the provider asked for or a spent limit, `CircuitOpen`, `Auth`,
+//! `Unavailable` after repeated failures), with a `retry_after` for when the first is free.
+//!
 //! A deployment whose provider says less than [`adaptive_below`](RouterConfig::adaptive_below)
 //! of a limit is left gets proportionally less traffic until that limit resets, so calls slow
 //! down before the provider says no. Every cooldown is logged (`tracing`, at info) and counted

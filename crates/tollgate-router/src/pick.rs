@@ -6,22 +6,25 @@ use std::sync::{
     atomic::{AtomicU64, Ordering::Relaxed},
 };
 
-use crate::{config::Strategy, state::DeploymentState};
+use crate::{
+    config::Strategy,
+    state::{CooldownReason, DeploymentState},
+};
 
 /// Why nothing in a group could take the call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Skipped {
     /// Some deployment was at its `max_in_flight`.
     pub(crate) full: bool,
-    /// The earliest end of a cooldown that kept one out.
-    pub(crate) cooling_until: Option<u64>,
+    /// The earliest end of a cooldown that kept one out, and that cooldown's reason.
+    pub(crate) cooling: Option<(u64, CooldownReason)>,
 }
 
 impl Skipped {
     pub(crate) fn merge(&mut self, other: Self) {
         self.full |= other.full;
-        self.cooling_until = match (self.cooling_until, other.cooling_until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
+        self.cooling = match (self.cooling, other.cooling) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
             (a, b) => a.or(b),
         };
     }
@@ -94,6 +97,9 @@ pub(crate) struct View<'a> {
     pub(crate) now: u64,
     pub(crate) below: f64,
     pub(crate) rng: &'a Rng,
+    /// Whether cooling deployments are skipped: not in a group with nowhere else to go, where
+    /// the provider is left to answer for itself.
+    pub(crate) cooldowns: bool,
 }
 
 impl View<'_> {
@@ -103,10 +109,10 @@ impl View<'_> {
             return false;
         }
         let state = &self.states[index];
-        if let Some(until) = state.cooling_until(self.now) {
+        if let Some(until) = state.cooling_until(self.now).filter(|_| self.cooldowns) {
             skipped.merge(Skipped {
                 full: false,
-                cooling_until: Some(until),
+                cooling: Some((until, state.cool_reason())),
             });
             return false;
         }
@@ -265,6 +271,7 @@ mod tests {
             now: 0,
             below: 0.5,
             rng: &rng,
+            cooldowns: true,
         };
         assert_eq!(view.pick(Strategy::Priority, &[0, 1, 2]), Ok(2));
         assert!(states[2].try_enter());
@@ -272,7 +279,7 @@ mod tests {
             view.pick(Strategy::Priority, &[0, 1, 2]),
             Err(Skipped {
                 full: true,
-                cooling_until: None
+                cooling: None
             })
         );
     }
@@ -291,6 +298,7 @@ mod tests {
             now: 0,
             below: 0.5,
             rng: &rng,
+            cooldowns: true,
         };
         let heavy = (0..4_000)
             .filter(|_| view.pick(Strategy::Weighted, &[0, 1]) == Ok(1))

@@ -6,7 +6,7 @@ use std::{
     collections::VecDeque,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU32, AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed},
     },
     time::Duration,
 };
@@ -82,8 +82,9 @@ pub(crate) struct DeploymentState {
     /// Calls in flight (the bits from [`IN_FLIGHT`] up) and calls made (the bits below), in one
     /// word so that starting a call is one atomic add.
     load: AtomicU64,
-    /// Clock nanoseconds before which it is skipped (0: never cooled).
+    /// Clock nanoseconds before which it is skipped (0: never cooled), and why.
     cool_until: AtomicU64,
+    cool_reason: AtomicU8,
     /// What is left of its tightest provider limit, in permille, until `share_until`.
     share: AtomicU32,
     share_until: AtomicU64,
@@ -130,6 +131,7 @@ impl DeploymentState {
             max_in_flight: max_in_flight.unwrap_or(u32::MAX),
             load: AtomicU64::new(0),
             cool_until: AtomicU64::new(0),
+            cool_reason: AtomicU8::new(0),
             share: AtomicU32::new(FULL),
             share_until: AtomicU64::new(0),
             ewma: AtomicU64::new(0f64.to_bits()),
@@ -186,6 +188,11 @@ impl DeploymentState {
         (until > now).then_some(until)
     }
 
+    /// Why it is cooling down (the reason of the cooldown that set its end).
+    pub(crate) fn cool_reason(&self) -> CooldownReason {
+        CooldownReason::ALL[usize::from(self.cool_reason.load(Relaxed))]
+    }
+
     /// Skips it until `now + for_`, unless it is already skipped for longer. Returns whether this
     /// made it cool down for longer.
     pub(crate) fn cool(&self, now: u64, for_: Duration, reason: CooldownReason) -> bool {
@@ -194,6 +201,7 @@ impl DeploymentState {
         if before >= until {
             return false;
         }
+        self.cool_reason.store(reason.index() as u8, Relaxed);
         self.counters.cooldowns[reason.index()].fetch_add(1, Relaxed);
         tracing::info!(
             deployment = &*self.name,

@@ -36,6 +36,9 @@ pub(crate) struct GroupEntry {
     pub(crate) content_policy: Vec<usize>,
     /// Woken when a member has room, for calls waiting in line (`wait: true`).
     pub(crate) room: Option<Arc<Notify>>,
+    /// Whether a call may go elsewhere: more than one member, or fallbacks. A group with
+    /// nowhere else to go does not skip its cooling deployment.
+    pub(crate) can_move: bool,
 }
 
 pub(crate) struct Table<S> {

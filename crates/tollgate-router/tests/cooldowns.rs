@@ -192,27 +192,62 @@ async fn an_open_breaker_is_skipped_for_as_long_as_it_says() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn with_everything_cooling_the_error_says_when_to_come_back() {
-    let only = SimulatedProvider::builder()
+async fn with_everything_cooling_the_error_says_why_and_when_to_come_back() {
+    let a = SimulatedProvider::builder()
         .script([Outcome::rate_limited(Duration::from_secs(30))])
+        .build();
+    let b = SimulatedProvider::builder()
+        .script([Outcome::rate_limited(Duration::from_secs(20))])
+        .build();
+    let router = builder()
+        .deployment(deployment("a", &a))
+        .deployment(deployment("b", &b))
+        .group(Group::new("default", ["a", "b"]).strategy(Strategy::Priority))
+        .build()
+        .unwrap();
+    let error = call(&router, ask()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::RateLimited);
+    assert!(
+        error
+            .message()
+            .ends_with("tried a (rate_limited), b (rate_limited)")
+    );
+
+    advance(Duration::from_secs(10)).await;
+    let error = call(&router, ask()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::RateLimited);
+    // b is free first: 20 s after it said so.
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(10)));
+    assert!(
+        error.message().contains("asked for a pause"),
+        "{}",
+        error.message()
+    );
+    assert_eq!((a.calls(), b.calls()), (1, 1));
+    assert_eq!(router.metrics().none_available, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_with_nowhere_else_to_go_leaves_its_provider_to_answer() {
+    let only = SimulatedProvider::builder()
+        .script([
+            Outcome::rate_limited(Duration::from_secs(30)),
+            Outcome::rate_limited(Duration::from_secs(30)),
+        ])
         .build();
     let router = builder()
         .deployment(deployment("only", &only))
         .group(Group::new("default", ["only"]))
         .build()
         .unwrap();
-    let error = call(&router, ask()).await.unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::RateLimited);
-
-    advance(Duration::from_secs(10)).await;
-    let error = call(&router, ask()).await.unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::Unavailable);
-    assert_eq!(error.retry_after(), Some(Duration::from_secs(20)));
-    assert!(
-        error.message().contains("cooling down"),
-        "{}",
-        error.message()
+    // Skipping the only deployment would only turn the provider's answer into ours.
+    for _ in 0..3 {
+        let _ = call(&router, ask()).await;
+    }
+    assert_eq!(only.calls(), 3);
+    // The cooldown is still kept, for another group that lists it and has a spare.
+    assert_eq!(
+        router.stats()[0].cooldowns,
+        [(CooldownReason::RetryAfter, 1)]
     );
-    assert_eq!(only.calls(), 1);
-    assert_eq!(router.metrics().none_available, 1);
 }
