@@ -5,6 +5,9 @@
 //! cargo run --example quickstart -- --config examples/config.yaml   # any configuration file
 //! ```
 //!
+//! It also sends 40 calls to the `bulk` role, whose two targets the router balances by latency,
+//! and prints how many each served.
+//!
 //! A provider whose API key variable is not set (or every network provider, in a build without
 //! the `providers` feature) is served by the simulated provider, so this runs with no network and
 //! no keys. Set `OPENAI_API_KEY` / `ANTHROPIC_API_KEY` and build with `--features providers` to
@@ -125,6 +128,31 @@ async fn main() -> ExitCode {
                 );
             }
             Err(err) => println!("#{} {tenant:<6} {role:<9} -> refused: {err}", i + 1),
+        }
+    }
+
+    if config.roles.contains_key("bulk") {
+        // The `bulk` role's targets: the router sends most calls to the faster one.
+        println!("\n40 calls to `bulk`, 4 at a time:");
+        for round in 0..10 {
+            let batch = (0..4).map(|i| {
+                let text = format!("Item {}", round * 4 + i);
+                let request = LlmRequest::new("", vec![Message::user(text)])
+                    .with_tenant("initech")
+                    .with_role("bulk");
+                stack.clone().oneshot(request)
+            });
+            for answer in futures_util::future::join_all(batch).await {
+                if let Err(err) = answer {
+                    println!("  refused: {err}");
+                }
+            }
+        }
+        for deployment in stack.deployments() {
+            println!(
+                "  {:<28} {:>3} calls, {} failed",
+                deployment.name, deployment.calls, deployment.failures
+            );
         }
     }
 

@@ -257,6 +257,14 @@ roles:
             "rate_limiting.providers.first"
         ]
     );
+    // A fallback role's provider is reached after the limiter too.
+    assert_eq!(
+        mistakes(
+            "  default: { provider: first, model: m, fallbacks: [backup] }\n  backup: { provider: second, model: m }",
+            "rate_limiting: { providers: { second: { per_minute: 10 } } }"
+        ),
+        ["rate_limiting.providers.second"]
+    );
     assert_eq!(
         mistakes(
             "  default: { provider: first, model: m, strategy: latency, hedge_after: soon }",

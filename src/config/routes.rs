@@ -354,6 +354,14 @@ impl Config {
                         .or_insert_with(|| name.clone());
                 }
             }
+            // A call that moves to a fallback role reaches its providers unlimited too.
+            for (_, other) in fallback_names(&self.roles[name]) {
+                for target in self.role(other).map(|r| r.targets).unwrap_or_default() {
+                    routed
+                        .entry(target.provider.to_string())
+                        .or_insert_with(|| name.clone());
+                }
+            }
         }
         routed
     }

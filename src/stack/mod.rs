@@ -23,22 +23,28 @@ pub type BoxedProvider = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
 
 /// The whole stack a [`Config`] describes, as one `Service<LlmRequest>`.
 ///
-/// Each request is routed by its role (`meta.role`, else `default`): the role's provider serves
-/// it, and the role's model, temperature and answer bound fill in what the request leaves unset (an
-/// empty model, no temperature, no `max_tokens`). Around the providers, in this order from the
-/// outside in:
+/// Each request is routed by its role (`meta.role`, else `default`): the router sends it to one of
+/// the role's targets (its provider and model, or one of its `targets`), moving to the next, and
+/// then to the role's fallback roles, when one fails. The role's model, temperature and answer
+/// bound fill in what the request leaves unset (an empty model, no temperature, no
+/// `max_tokens`); a request that names its own provider, or a model the role does not give, goes
+/// straight to that provider. Around the providers, in this order from the outside in:
 ///
 /// 1. **cache**: a repeat is answered before it costs any quota or money;
 /// 2. **rate limits** (per tenant, per provider, budgets): each request is admitted once, outside
-///    the retries, so a retried 429 costs no second permit;
-/// 3. the route to the provider, which adds each answered call's usage to the [`CostTracker`];
+///    the retries and moves, so a retried 429 costs no second permit;
+/// 3. the **router** ([`tollgate_router`](crate::router)): balancing, fallbacks, cooldowns from
+///    the providers' own headers, bulkheads and hedging, with its `routing` settings;
 /// 4. **retry**, with the provider's own policy and retry budget (`retry.providers`): backoff,
-///    `Retry-After`;
+///    `Retry-After` (a provider whose every role may move leaves 429s and overloads to the
+///    router);
 /// 5. **circuit breaker** per provider, with the provider's own rules (`circuit_breaker.providers`):
 ///    inside the retries, so it sees and can stop every attempt;
 /// 6. **health** per provider, with the provider's own thresholds (`health.providers`): records
 ///    every attempt's outcome and latency;
-/// 7. the provider's client.
+/// 7. the provider's client, each call of which the provider bills is added to the
+///    [`CostTracker`]: an answer's usage (a stream's at its end), or, for a call dropped while
+///    the provider worked on it, the prompt it read.
 ///
 /// A layer whose section is `false` (or, for `caching` and `rate_limiting`, absent) is left out.
 ///

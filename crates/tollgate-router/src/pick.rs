@@ -70,10 +70,8 @@ impl Rng {
     }
 
     pub(crate) fn next_u64(&self) -> u64 {
-        let mut z = self
-            .0
-            .fetch_add(Self::GAMMA, Relaxed)
-            .wrapping_add(Self::GAMMA);
+        let mut z = self.0.load(Relaxed).wrapping_add(Self::GAMMA);
+        self.0.store(z, Relaxed);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)

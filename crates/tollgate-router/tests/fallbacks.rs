@@ -453,3 +453,49 @@ async fn a_request_with_a_role_goes_to_that_group() {
     );
     assert_eq!(router.members("summarize"), Some(vec!["b"]));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hedge_at_the_95th_percentile_fires_for_a_call_slower_than_usual() {
+    // 100 ms usually; the 25th call hangs for a minute.
+    let mut script = vec![Outcome::Success; 24];
+    script.push(Outcome::Timeout);
+    let usual = SimulatedProvider::builder()
+        .latency(Duration::from_millis(100))
+        .script(script)
+        .build();
+    let spare = SimulatedProvider::builder()
+        .latency(Duration::from_millis(50))
+        .build();
+    let router = builder()
+        .deployment(Deployment::new(
+            "usual",
+            BoxCloneSyncService::new(tower::ServiceExt::map_future(
+                usual.clone(),
+                |answer| async move {
+                    let answer = answer.await;
+                    if answer.is_err() {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    answer
+                },
+            )),
+        ))
+        .deployment(deployment("spare", &spare))
+        .group(
+            Group::new("default", ["usual", "spare"])
+                .strategy(Strategy::Priority)
+                .hedge_after(HedgeAfter::P95),
+        )
+        .build()
+        .unwrap();
+    for _ in 0..24 {
+        assert_eq!(served(&call(&router, ask()).await.unwrap()).0, "usual");
+    }
+    // None was slower than the percentile (the first 20 had none yet): no hedge left.
+    assert_eq!(spare.calls(), 0);
+    let started = Instant::now();
+    let answer = call(&router, ask()).await.unwrap();
+    // The hedge left at the 95th percentile (100 ms) and answered 50 ms later.
+    assert_eq!(started.elapsed(), Duration::from_millis(150));
+    assert_eq!(served(&answer), ("spare".to_owned(), 1));
+}
