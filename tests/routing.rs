@@ -248,13 +248,14 @@ roles:
     assert_eq!(
         mistakes(
             "  default: { model: m, targets: [{ provider: first }, { provider: second }] }\n  other: { model: m, targets: [{ provider: first, max_in_flight: 2 }] }",
-            "routing: { timeout: 0s, adaptive_below: 2 }\nrate_limiting: { providers: { first: { per_minute: 10 } } }"
+            "routing: { timeout: 0s, adaptive_below: 2 }\nrate_limiting: { providers: { first: { per_minute: 10 } } }\ncaching: { providers: { second: { enabled: false } } }"
         ),
         [
             "roles.other.targets.0",
             "routing.timeout",
             "routing.adaptive_below",
-            "rate_limiting.providers.first"
+            "rate_limiting.providers.first",
+            "caching.providers.second"
         ]
     );
     // A fallback role's provider is reached after the limiter too.

@@ -40,8 +40,8 @@ impl Config {
         if ok(&["providers", "rate_limiting"]) {
             self.check_rate_limiting(&mut errors);
         }
-        if ok(&["providers", "roles", "rate_limiting"]) {
-            self.check_routed_limits(&mut errors);
+        if ok(&["providers", "roles", "rate_limiting", "caching"]) {
+            self.check_routed_rules(&mut errors);
         }
         if let Switch::On(retry) = &self.retry {
             self.check_per_provider("retry", retry, &ok, &mut errors, |policy| {

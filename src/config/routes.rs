@@ -316,25 +316,38 @@ impl Config {
         }
     }
 
-    /// A provider's own quota is taken before a call is routed, so it cannot hold for a
-    /// provider that serves a role whose calls may move (or through a key of a target's own):
-    /// refused, rather than silently not applied.
-    pub(super) fn check_routed_limits(&self, errors: &mut Vec<ConfigError>) {
-        let Some(limiting) = self.rate_limiting.get() else {
-            return;
-        };
+    /// A provider's own quota, and its own cache rule, are applied before a call is routed, so
+    /// they cannot hold for a provider that serves a role whose calls may move (or through a key
+    /// of a target's own): refused, rather than silently not applied.
+    pub(super) fn check_routed_rules(&self, errors: &mut Vec<ConfigError>) {
         let routed = self.routed_providers();
-        for provider in limiting.providers.keys() {
-            if let Some(role) = routed.get(provider) {
-                errors.push(ConfigError::new(
-                    format!("rate_limiting.providers.{provider}"),
-                    format!(
-                        "role {role:?} routes calls to this provider among others, after the \
-                         limiter has admitted them, so a quota of its own cannot apply: limit \
-                         tenants or scopes instead, and let the router read the provider's own \
-                         rate-limit headers"
-                    ),
-                ));
+        if let Some(limiting) = self.rate_limiting.get() {
+            for provider in limiting.providers.keys() {
+                if let Some(role) = routed.get(provider) {
+                    errors.push(ConfigError::new(
+                        format!("rate_limiting.providers.{provider}"),
+                        format!(
+                            "role {role:?} routes calls to this provider among others, after the \
+                             limiter has admitted them, so a quota of its own cannot apply: limit \
+                             tenants or scopes instead, and let the router read the provider's \
+                             own rate-limit headers"
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(caching) = self.caching.get() {
+            for provider in caching.providers.keys() {
+                if let Some(role) = routed.get(provider) {
+                    errors.push(ConfigError::new(
+                        format!("caching.providers.{provider}"),
+                        format!(
+                            "role {role:?} routes calls to this provider among others, after the \
+                             cache has looked them up, so a rule of its own cannot apply: set the \
+                             rule for the role's model under caching.models instead"
+                        ),
+                    ));
+                }
             }
         }
     }
