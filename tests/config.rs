@@ -253,7 +253,7 @@ fn three_mistakes_are_reported_together_with_their_paths() {
     );
     assert!(
         text.contains(
-            "roles.summarize.provider: unknown provider \"opnai\" (providers: anthropic, openai)"
+            "roles.summarize.provider: unknown provider \"opnai\" (providers: anthropic, local_fast, local_slow, openai)"
         ),
         "{text}"
     );

@@ -149,8 +149,13 @@ impl Service<LlmRequest> for Billed {
                     role: request.meta.role.clone().unwrap_or_default(),
                 },
             },
-            // Estimated now, while the request is at hand, in case the call ends unanswered.
-            prompt_estimate: self.estimator.estimate_prompt(&request),
+            // A stream's prompt is estimated now, in case it ends before the provider says; any
+            // other call keeps its messages, to estimate them only if it is dropped.
+            prompt: if request.meta.stream {
+                Prompt::Estimated(self.estimator.estimate_prompt(&request))
+            } else {
+                Prompt::Kept(request.messages.clone())
+            },
             estimator: self.estimator.clone(),
             stream: request.meta.stream,
         };
@@ -165,9 +170,26 @@ impl Service<LlmRequest> for Billed {
 struct Record {
     costs: CostTracker,
     labels: Labels,
-    prompt_estimate: u64,
+    prompt: Prompt,
     estimator: Arc<dyn TokenEstimator>,
     stream: bool,
+}
+
+/// The prompt, for a call that ends before the provider reported its size.
+enum Prompt {
+    Estimated(u64),
+    Kept(Arc<[tollgate_core::Message]>),
+}
+
+impl Prompt {
+    fn estimate(self, model: &Arc<str>, estimator: &dyn TokenEstimator) -> u64 {
+        match self {
+            Self::Estimated(tokens) => tokens,
+            Self::Kept(messages) => {
+                estimator.estimate_prompt(&LlmRequest::new(model.clone(), messages))
+            }
+        }
+    }
 }
 
 impl Record {
@@ -175,7 +197,7 @@ impl Record {
         let Self {
             costs,
             labels,
-            prompt_estimate,
+            prompt,
             estimator,
             stream,
         } = self;
@@ -191,7 +213,8 @@ impl Record {
             StreamEnd::Complete => costs.record(labels, answer.usage, false),
             _ if stream => {
                 let read = estimator.estimate_answer(answer);
-                let usage = answer.usage.of_unfinished_stream(prompt_estimate, read);
+                let prompt = prompt.estimate(&labels.route.model, &*estimator);
+                let usage = answer.usage.of_unfinished_stream(prompt, read);
                 costs.record(labels, usage, true);
             }
             _ => costs.record(labels, answer.usage, true),
@@ -200,7 +223,10 @@ impl Record {
 
     /// The call was dropped before its answer: the provider read the prompt all the same.
     fn dropped(self) {
-        let usage = Usage::default().of_unfinished_stream(self.prompt_estimate, 0);
+        let prompt = self
+            .prompt
+            .estimate(&self.labels.route.model, &*self.estimator);
+        let usage = Usage::default().of_unfinished_stream(prompt, 0);
         self.costs.record(self.labels, usage, true);
     }
 }
