@@ -24,6 +24,8 @@ pub struct RoleConfig {
     pub max_tokens: Option<u32>,
     /// The deployments that serve this role, in order.
     pub targets: Option<Vec<TargetConfig>>,
+    // The router's `GroupConfig` fields, written out: serde cannot flatten a struct into one that
+    // refuses unknown fields, and a typo here must be an error.
     /// How a target is chosen: `weighted` (default), `priority`, `least_in_flight`, `latency`.
     pub strategy: Strategy,
     /// Roles whose targets are tried, in order, once every target of this one has failed.
