@@ -19,6 +19,7 @@ use crate::{
     service::Cache,
     shared::Shared,
     store::{CacheStore, FileStore, MemoryStore, StoreStats, TieredStore},
+    telemetry::Telemetry,
 };
 
 /// What a cache did since it was built.
@@ -97,6 +98,7 @@ impl CacheLayer {
                 misses: AtomicU64::new(0),
                 bypassed: AtomicU64::new(0),
                 stores: AtomicU64::new(0),
+                telemetry: Telemetry::register(),
             }),
         })
     }

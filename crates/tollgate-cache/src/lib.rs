@@ -68,6 +68,7 @@ mod service;
 mod shared;
 mod status;
 pub mod store;
+mod telemetry;
 
 pub use config::{CacheConfig, DEFAULT_MAX_BYTES, Override, StoreKind};
 pub use entry::CachedResponse;

@@ -91,6 +91,7 @@ where
         lead: Option<Lead>,
     ) -> ResponseFuture<S::Future> {
         self.shared.misses.fetch_add(1, Ordering::Relaxed);
+        self.shared.telemetry.misses.increment(1);
         let future = self.inner.call(request);
         let shared = self.shared.clone();
         ResponseFuture::boxed(Box::pin(async move {
@@ -132,6 +133,7 @@ where
                 }
             };
             shared.misses.fetch_add(1, Ordering::Relaxed);
+            shared.telemetry.misses.increment(1);
             let result = call_when_ready(&mut inner, request).await;
             shared.settle(call, lead, result).await
         }))

@@ -17,6 +17,7 @@ use crate::{
     key::cache_key,
     status::{CacheStatus, mark},
     store::{CacheStore, Lookup, StoreFuture},
+    telemetry::Telemetry,
 };
 
 /// The store, the rules, the calls in flight and the counts.
@@ -30,6 +31,7 @@ pub(crate) struct Shared {
     pub(crate) misses: AtomicU64,
     pub(crate) bypassed: AtomicU64,
     pub(crate) stores: AtomicU64,
+    pub(crate) telemetry: Telemetry,
 }
 
 /// What one cacheable call carries from its lookup to its settlement.
@@ -120,6 +122,7 @@ impl Shared {
             return None;
         }
         self.hits.fetch_add(1, Ordering::Relaxed);
+        self.telemetry.hits.increment(1);
         Some(hit(entry, now, call.stream))
     }
 
@@ -166,6 +169,7 @@ impl Shared {
         match flight.wait().await {
             Landing::Answer(response) => {
                 self.coalesced.fetch_add(1, Ordering::Relaxed);
+                self.telemetry.coalesced.increment(1);
                 Some(Ok(mark(response, CacheStatus::Coalesced)))
             }
             Landing::Error(error) => Some(Err(error)),
@@ -218,6 +222,7 @@ impl Shared {
         let entry = CachedResponse::from_response(response, self.clock.now_ms(), ttl_ms);
         self.store.put(call.key, Arc::new(entry)).await;
         self.stores.fetch_add(1, Ordering::Relaxed);
+        self.telemetry.stores.increment(1);
     }
 }
 

@@ -9,6 +9,8 @@ use std::{
     time::Duration,
 };
 
+use tollgate_core::telemetry::{BREAKER_REFUSALS, BREAKER_STATE, Counter, Gauge};
+
 use crate::{
     classify::Verdict,
     config::Settings,
@@ -38,6 +40,17 @@ impl State {
 
     fn flows_freely(code: u8) -> bool {
         code == Self::Closed.code() || code == Self::ForcedClosed.code()
+    }
+}
+
+impl State {
+    /// The state as the `tollgate.breaker.state` gauge reads it: 0 closed, 1 open, 2 half-open.
+    pub(crate) fn gauge(self) -> f64 {
+        match self {
+            Self::Closed | Self::ForcedClosed => 0.0,
+            Self::Open | Self::ForcedOpen => 1.0,
+            Self::HalfOpen => 2.0,
+        }
     }
 }
 
@@ -143,6 +156,8 @@ pub(crate) struct Breaker {
     pinned: AtomicBool,
     inner: Mutex<Inner>,
     not_permitted: AtomicU64,
+    // Registered when the breaker is made, under its key (feature `metrics`).
+    refusals: Counter,
 }
 
 struct Inner {
@@ -169,7 +184,10 @@ fn rate(part: u64, calls: u64) -> f64 {
 }
 
 impl Breaker {
-    pub(crate) fn new(settings: Settings, now: u64) -> Self {
+    pub(crate) fn new(settings: Settings, now: u64, key: &str) -> Self {
+        if cfg!(feature = "metrics") {
+            Gauge::new(BREAKER_STATE, &[("key", key.to_owned())]).set(State::Closed.gauge());
+        }
         Self {
             settings,
             state: AtomicU8::new(State::Closed.code()),
@@ -184,6 +202,7 @@ impl Breaker {
                 last_used: now,
             }),
             not_permitted: AtomicU64::new(0),
+            refusals: Counter::new(BREAKER_REFUSALS, &[("key", key.to_owned())]),
         }
     }
 
@@ -229,6 +248,7 @@ impl Breaker {
         };
         if result.is_err() {
             self.not_permitted.fetch_add(1, Ordering::Relaxed);
+            self.refusals.increment(1);
         }
         (result, change)
     }

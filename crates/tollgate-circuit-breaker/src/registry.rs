@@ -10,6 +10,7 @@ use foldhash::fast::RandomState;
 use tollgate_core::{
     ConfigError, Key,
     clock::{Clock, QuantaClock},
+    telemetry::{BREAKER_STATE, BREAKER_TRANSITIONS, Counter, Gauge},
 };
 
 use crate::{
@@ -163,13 +164,22 @@ impl CircuitBreakers {
             .own
             .get(key.as_str())
             .unwrap_or(&self.inner.settings);
-        let breaker = Arc::new(Breaker::new(*settings, now));
+        let breaker = Arc::new(Breaker::new(*settings, now, key.as_str()));
         map.insert(key.clone(), breaker.clone());
         Some(breaker)
     }
 
     /// Reports a state change to tracing and the callback.
     pub(crate) fn announce(&self, key: &Key, change: Change) {
+        if cfg!(feature = "metrics") {
+            let labelled = [("key", key.as_str().to_owned())];
+            Gauge::new(BREAKER_STATE, &labelled).set(change.to.gauge());
+            let to = [
+                ("key", key.as_str().to_owned()),
+                ("to", change.to.to_string()),
+            ];
+            Counter::new(BREAKER_TRANSITIONS, &to).increment(1);
+        }
         if change.to == State::Open || change.to == State::ForcedOpen {
             tracing::warn!(
                 target: "tollgate::circuit_breaker",

@@ -51,6 +51,7 @@ pub mod rng;
 mod simulated;
 mod snapshot;
 pub mod stream;
+pub mod telemetry;
 mod tokens;
 mod usage;
 mod wire;

@@ -227,6 +227,11 @@ async fn health_and_metrics_answer() {
         "tollgate_input_tokens_total{provider=\"up\"} 10",
         "tollgate_cost_microdollars_total{provider=\"up\"} 20",
         "tollgate_provider_health{provider=\"up\"} 1",
+        // Recorded by the layers themselves, through the same recorder.
+        "tollgate_cache_hits 1",
+        "tollgate_cache_misses 1",
+        "tollgate_cache_stores 1",
+        "tollgate_health_status{key=\"up\"} 1",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),

@@ -15,6 +15,7 @@ use serde::Serialize;
 use tollgate_core::{
     ConfigError, ErrorKind, Key,
     clock::{Clock, QuantaClock},
+    telemetry::{Gauge, HEALTH_STATUS},
 };
 
 use crate::{Status, config::HealthConfig};
@@ -138,20 +139,42 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// A status as the `tollgate.health.status` gauge reads it.
+fn gauge_of(status: Status) -> f64 {
+    match status {
+        Status::Healthy => 1.0,
+        Status::Degraded => 0.5,
+        Status::Unhealthy => 0.0,
+    }
+}
+
 /// Statistics and status of one component, kept behind one short lock.
 pub(crate) struct ComponentStats {
     // Its own judgement: a component may have thresholds of its own.
     config: Arc<HealthConfig>,
     status: AtomicU8,
     inner: Mutex<Component>,
+    // The status as a gauge under the component's key (feature `metrics`), set when it changes.
+    gauge: Gauge,
 }
 
 impl ComponentStats {
-    fn new(config: Arc<HealthConfig>) -> Self {
+    fn new(config: Arc<HealthConfig>, key: &str) -> Self {
+        let gauge = Gauge::new(HEALTH_STATUS, &[("key", key.to_owned())]);
+        gauge.set(gauge_of(Status::Healthy));
         Self {
             status: AtomicU8::new(Status::Healthy as u8),
             inner: Mutex::new(Component::new(config.window_calls)),
             config,
+            gauge,
+        }
+    }
+
+    /// Stores the status, and sets the gauge when it changed.
+    fn set_status(&self, status: Status) {
+        let before = self.status.swap(status as u8, Ordering::Relaxed);
+        if before != status as u8 {
+            self.gauge.set(gauge_of(status));
         }
     }
 
@@ -213,7 +236,7 @@ impl ComponentStats {
             }
         }
         let status = c.status(config);
-        self.status.store(status as u8, Ordering::Relaxed);
+        self.set_status(status);
     }
 
     fn snapshot(&self, now: u64) -> ComponentSnapshot {
@@ -223,7 +246,7 @@ impl ComponentStats {
         let latencies = c.latencies();
         c.p95 = percentile(&latencies, 95.0);
         let status = c.status(config);
-        self.status.store(status as u8, Ordering::Relaxed);
+        self.set_status(status);
         let ms = |nanos: u64| nanos as f64 / 1e6;
         let window_calls = c.window.len() as u64;
         ComponentSnapshot {
@@ -400,7 +423,7 @@ impl HealthStats {
         let mut write = self.write();
         write
             .entry(key.clone())
-            .or_insert_with(|| Arc::new(ComponentStats::new(self.config_of(key))))
+            .or_insert_with(|| Arc::new(ComponentStats::new(self.config_of(key), key.as_str())))
             .clone()
     }
 
@@ -424,7 +447,7 @@ impl HealthStats {
             );
             return None;
         }
-        let stats = Arc::new(ComponentStats::new(self.config_of(key)));
+        let stats = Arc::new(ComponentStats::new(self.config_of(key), key.as_str()));
         write.insert(key.clone(), stats.clone());
         Some(stats)
     }

@@ -245,6 +245,7 @@ impl RateLimitLayerBuilder {
                 default_output_tokens: self.default_output_tokens,
                 pricing: self.pricing,
                 unpriced: self.unpriced,
+                telemetry: crate::telemetry::Telemetry::register(),
             }),
         })
     }

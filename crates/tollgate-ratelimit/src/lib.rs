@@ -109,6 +109,7 @@ mod redis;
 mod service;
 mod shared;
 mod store;
+mod telemetry;
 
 pub use config::{
     DEFAULT_TENANT, KeyBy, KeyField, LeaseConfig, OnFailureConfig, PRINCIPAL_SCOPE, PROVIDER_SCOPE,

@@ -85,6 +85,7 @@ where
         };
         let denial = match limiter.check_and_consume(keys.as_slice(), reservation.amounts) {
             Ok(()) => {
+                shared.telemetry.admitted();
                 let settle = shared.settles().then(|| Settle {
                     shared: shared.clone(),
                     keys,
@@ -95,6 +96,7 @@ where
             Err(denial) => denial,
         };
         let OnLimit::Wait(max_wait) = shared.on_limit else {
+            shared.telemetry.denied(&denial);
             return ResponseFuture::failed(denial.into());
         };
         // The ready inner service goes with the waiting call; this one keeps a fresh clone, which
@@ -103,10 +105,18 @@ where
         let mut inner = take_ready(&mut self.inner);
         ResponseFuture::waiting(Box::pin(async move {
             let limiter = shared.limiter.local().expect("matched above");
-            let waited = limiter
+            let waited = match limiter
                 .wait_after(keys.as_slice(), reservation.amounts, denial, max_wait)
                 .await
-                .map_err(LlmError::from)?;
+            {
+                Ok(waited) => waited,
+                Err(denial) => {
+                    shared.telemetry.denied(&denial);
+                    return Err(denial.into());
+                }
+            };
+            shared.telemetry.admitted();
+            shared.telemetry.waited(waited);
             let settle = shared.settles().then(|| Settle {
                 shared: shared.clone(),
                 keys,
@@ -154,7 +164,15 @@ where
                     Err(denial) => (Err(denial), Duration::ZERO),
                 },
             };
-            let via = via.map_err(LlmError::from)?;
+            let via = match via {
+                Ok(via) => via,
+                Err(denial) => {
+                    shared.telemetry.denied(&denial);
+                    return Err(denial.into());
+                }
+            };
+            shared.telemetry.admitted();
+            shared.telemetry.waited(waited);
             let mut result = call_when_ready(&mut inner, request).await;
             if shared.settles() {
                 let limiter = limiter.clone();

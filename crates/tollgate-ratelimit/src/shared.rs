@@ -23,6 +23,7 @@ pub(crate) struct Shared {
     pub(crate) default_output_tokens: u64,
     pub(crate) pricing: Option<PricingTable>,
     pub(crate) unpriced: UnpricedModels,
+    pub(crate) telemetry: crate::telemetry::Telemetry,
 }
 
 type Applies = dyn Fn(&LlmRequest) -> bool + Send + Sync;

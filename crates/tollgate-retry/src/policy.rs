@@ -13,6 +13,8 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tollgate_core::{ConfigError, LlmError, duration, rng::SplitMix64};
 
+use tollgate_core::telemetry::{Counter, RETRY_ATTEMPTS, RETRY_BUDGET_REFUSALS};
+
 use crate::budget::{BudgetConfig, RetryBudget};
 
 /// How much randomness to add to each backoff delay, so clients that failed together do not all
@@ -142,6 +144,9 @@ struct Shared {
     // Failed calls so far: each one's jitter sequence is seeded from this, so runs repeat.
     calls: AtomicU64,
     time_bound: bool,
+    // Registered when the policy is built (feature `metrics`).
+    retries: Counter,
+    budget_refusals: Counter,
 }
 
 /// What the policy decided after a failed attempt.
@@ -273,12 +278,14 @@ impl RetryPolicy {
         }
         if let Some(budget) = &self.shared.budget {
             if !budget.withdraw() {
+                self.shared.budget_refusals.increment(1);
                 return Decision::Stop(Some(format!(
                     "stopped after {}: retry budget exhausted",
                     attempts(attempt)
                 )));
             }
         }
+        self.shared.retries.increment(1);
         if let Some(hook) = &self.shared.on_retry {
             hook(attempt, delay, error);
         }
@@ -465,6 +472,8 @@ impl RetryPolicyBuilder {
                 on_retry: self.on_retry,
                 seed,
                 calls: AtomicU64::new(0),
+                retries: Counter::new(RETRY_ATTEMPTS, &[]),
+                budget_refusals: Counter::new(RETRY_BUDGET_REFUSALS, &[]),
             }),
         })
     }

@@ -362,7 +362,7 @@ impl<S> RouterBuilder<S> {
                 clock: self.clock.unwrap_or_else(|| Arc::new(QuantaClock::new())),
                 rng: Rng::new(seed),
                 config: self.config,
-                counters: Counters::default(),
+                counters: Counters::register(),
                 clocked: std::sync::atomic::AtomicBool::new(clocked),
             }),
         })

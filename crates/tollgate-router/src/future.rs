@@ -252,6 +252,7 @@ where
                     let slot = this.second.get_or_insert_with(|| Box::pin(Attempt::Idle));
                     if let Next::Started = plan.next(cx, slot.as_mut(), true) {
                         Counters::bump(&plan.table.counters.hedges);
+                        plan.table.counters.recorded_hedges.increment(1);
                         plan.running[1] = plan.attempts - 1;
                         continue;
                     }
@@ -330,6 +331,7 @@ where
         self.attempts += 1;
         if self.attempts > 1 && !hedge {
             Counters::bump(&table.counters.moves);
+            table.counters.recorded_moves.increment(1);
         }
         // The last call this one may make takes the request instead of a copy.
         let last = self.attempts > table.config.max_fallbacks;

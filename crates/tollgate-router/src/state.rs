@@ -12,7 +12,10 @@ use std::{
 };
 
 use tokio::sync::Notify;
-use tollgate_core::RateLimitSnapshot;
+use tollgate_core::{
+    RateLimitSnapshot,
+    telemetry::{Counter, ROUTER_COOLDOWNS},
+};
 
 /// Why a deployment is left alone for a while.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -203,6 +206,13 @@ impl DeploymentState {
         }
         self.cool_reason.store(reason.index() as u8, Relaxed);
         self.counters.cooldowns[reason.index()].fetch_add(1, Relaxed);
+        if cfg!(feature = "metrics") {
+            let labels = [
+                ("deployment", self.name.to_string()),
+                ("reason", reason.as_str().to_owned()),
+            ];
+            Counter::new(ROUTER_COOLDOWNS, &labels).increment(1);
+        }
         tracing::info!(
             deployment = &*self.name,
             reason = reason.as_str(),

@@ -88,9 +88,11 @@ impl<S> Table<S> {
     }
 }
 
-/// Router-wide counts.
+/// Router-wide counts, and (feature `metrics`) their handles in the process's recorder.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    pub(crate) recorded_moves: tollgate_core::telemetry::Counter,
+    pub(crate) recorded_hedges: tollgate_core::telemetry::Counter,
     pub(crate) moves: AtomicU64,
     pub(crate) hedges: AtomicU64,
     pub(crate) hedge_wins: AtomicU64,
@@ -100,6 +102,16 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Counts with their handles registered in the recorder installed now.
+    pub(crate) fn register() -> Self {
+        use tollgate_core::telemetry::{Counter, ROUTER_HEDGES, ROUTER_MOVES};
+        Self {
+            recorded_moves: Counter::new(ROUTER_MOVES, &[]),
+            recorded_hedges: Counter::new(ROUTER_HEDGES, &[]),
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
     }

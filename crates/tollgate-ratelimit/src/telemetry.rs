@@ -1,0 +1,58 @@
+//! What the limiter layer records through the `metrics` facade (feature `metrics`): admits
+//! counted on a handle made when the layer is built; a denial or a wait, rarer, registers its
+//! labelled series when it happens.
+
+use std::time::Duration;
+
+use tollgate_core::telemetry::{
+    Counter, Histogram, LIMITER_ADMITS, LIMITER_DENIALS, LIMITER_WAIT_DURATION, LIMITER_WAITS,
+};
+
+use crate::{Denial, quota::Dimension};
+
+/// The limiter layer's handles.
+#[derive(Debug, Default)]
+pub(crate) struct Telemetry {
+    admits: Counter,
+}
+
+impl Telemetry {
+    /// Registers the handles with the recorder installed now.
+    pub(crate) fn register() -> Self {
+        Self {
+            admits: Counter::new(LIMITER_ADMITS, &[]),
+        }
+    }
+
+    pub(crate) fn admitted(&self) {
+        self.admits.increment(1);
+    }
+
+    /// A refusal, by the scope that refused and the dimension of its tier (`none` when no tier
+    /// was at fault: a queue, the key cap, Redis away).
+    pub(crate) fn denied(&self, denial: &Denial) {
+        if !cfg!(feature = "metrics") {
+            return;
+        }
+        let dimension = match denial.tier().map(|(_, tier)| tier.dimension()) {
+            Some(Dimension::Requests) => "requests",
+            Some(Dimension::Tokens) => "tokens",
+            Some(Dimension::Cost) => "cost",
+            None => "none",
+        };
+        let labels = [
+            ("scope", denial.scope().to_owned()),
+            ("dimension", dimension.to_owned()),
+        ];
+        Counter::new(LIMITER_DENIALS, &labels).increment(1);
+    }
+
+    /// A call admitted after waiting `waited`.
+    pub(crate) fn waited(&self, waited: Duration) {
+        if !cfg!(feature = "metrics") || waited.is_zero() {
+            return;
+        }
+        Counter::new(LIMITER_WAITS, &[]).increment(1);
+        Histogram::new(LIMITER_WAIT_DURATION, &[]).record(waited.as_secs_f64());
+    }
+}
