@@ -71,17 +71,22 @@ pub use tollgate_core::{
     LlmResponse, Message, MicroUsd, ModelPrice, Operation, Outcome, Params, PricingTable, Priority,
     REASONING_SIGNATURE, RequestMeta, Role, SharedMap, SimulatedFuture, SimulatedProvider,
     SimulatedProviderBuilder, TokenEstimator, ToolCall, Usage, clock, future, http, stream,
+    telemetry,
 };
 
 mod builder;
 pub use builder::ServiceBuilderExt;
 
 #[cfg(feature = "config")]
+mod call_metrics;
+#[cfg(feature = "config")]
 mod config;
 #[cfg(feature = "config")]
 mod cost;
 #[cfg(feature = "config")]
 mod stack;
+#[cfg(feature = "config")]
+pub use call_metrics::MetricsConfig;
 #[cfg(feature = "config")]
 pub use config::{
     CachingConfig, Config, ConfigDocument, ConfigErrors, DEFAULT_QUOTA_VAR, DEFAULT_ROLE, Limits,

@@ -116,3 +116,150 @@ async fn every_counter_has_its_exact_value_and_labels() {
     .collect();
     assert_eq!(got, expected);
 }
+
+/// A stack built from configuration, recording into `recorder`.
+fn stack_from(yaml: &str) -> tollgate::Stack {
+    tollgate::Stack::from_config(&tollgate::Config::from_yaml(yaml).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn each_call_is_counted_with_its_provider_model_outcome_tokens_and_cost() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let stack = stack_from(
+        r#"
+providers:
+  sim: { kind: simulated, output_tokens: 10 }
+roles:
+  default: { provider: sim, model: small }
+pricing:
+  small: { input: "1.00", output: "2.00" }
+retry: false
+"#,
+    );
+    let ask = |model: &str| LlmRequest::new(model, vec![Message::user("hi")]).with_tenant("acme");
+    stack.clone().oneshot(ask("")).await.unwrap();
+    stack.clone().oneshot(ask("")).await.unwrap();
+    // A model the configuration does not name is labelled `other`.
+    stack.clone().oneshot(ask("made-up-model")).await.unwrap();
+
+    let got = series(&snapshotter);
+    let line = |name: &str, labels: &str| {
+        let key = format!(
+            "{name}{{gen_ai.operation.name=chat,gen_ai.provider.name=sim,gen_ai.request.model={labels}}}"
+        );
+        *got.get(&key)
+            .unwrap_or_else(|| panic!("no {key} in {got:#?}"))
+    };
+    assert_eq!(line("tollgate.requests", "small,outcome=ok"), 2.0);
+    assert_eq!(line("tollgate.requests", "other,outcome=ok"), 1.0);
+    // 7 prompt tokens and 10 answer tokens a call: 7 + 20 micro-dollars.
+    assert_eq!(
+        line("tollgate.tokens", "small,gen_ai.token.type=input"),
+        14.0
+    );
+    assert_eq!(
+        line("tollgate.tokens", "small,gen_ai.token.type=output"),
+        20.0
+    );
+    assert_eq!(line("tollgate.cost.microdollars", "small"), 54.0);
+    // Histograms: how many values each holds.
+    assert_eq!(line("gen_ai.client.operation.duration", "small"), 2.0);
+    assert_eq!(
+        line(
+            "gen_ai.client.token.usage",
+            "small,gen_ai.token.type=output"
+        ),
+        2.0
+    );
+    assert!(
+        !got.keys().any(|k| k.contains("tollgate.tenant")),
+        "tenants are off by default"
+    );
+}
+
+#[tokio::test]
+async fn a_failure_is_labelled_with_its_kind() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let config = tollgate::Config::from_yaml(
+        r#"
+providers:
+  sim: { kind: simulated }
+roles:
+  default: { provider: sim, model: small }
+retry: false
+"#,
+    )
+    .unwrap();
+    let provider = SimulatedProvider::builder()
+        .script([Outcome::Overloaded])
+        .build();
+    let stack = tollgate::Stack::builder(&config)
+        .provider("sim", provider)
+        .build()
+        .unwrap();
+    stack
+        .oneshot(LlmRequest::new("", vec![Message::user("hi")]))
+        .await
+        .unwrap_err();
+    let got = series(&snapshotter);
+    let labels = "gen_ai.operation.name=chat,gen_ai.provider.name=sim,gen_ai.request.model=small";
+    assert_eq!(
+        got[&format!("tollgate.requests{{{labels},outcome=overloaded}}")],
+        1.0
+    );
+    assert_eq!(
+        got[&format!("gen_ai.client.operation.duration{{error.type=overloaded,{labels}}}")],
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn ten_thousand_tenants_make_the_cap_plus_one_labels() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let stack = stack_from(
+        r#"
+providers:
+  sim: { kind: simulated }
+roles:
+  default: { provider: sim, model: small }
+retry: false
+metrics: { tenant_labels: true, max_tenant_labels: 100 }
+"#,
+    );
+    for i in 0..10_000 {
+        let request = LlmRequest::new("", vec![Message::user("hi")]).with_tenant(format!("t{i}"));
+        stack.clone().oneshot(request).await.unwrap();
+    }
+    let snapshot = snapshotter.snapshot().into_vec();
+    let tenants: std::collections::BTreeSet<String> = snapshot
+        .iter()
+        .filter(|(key, ..)| key.key().name() == "tollgate.requests")
+        .flat_map(|(key, ..)| {
+            key.key()
+                .labels()
+                .filter(|label| label.key() == "tollgate.tenant")
+                .map(|label| label.value().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(tenants.len(), 101);
+    assert!(tenants.contains("other") && tenants.contains("t0") && tenants.contains("t99"));
+    assert!(!tenants.contains("t100"));
+    // Every call is counted, the ones past the cap under `other` (a snapshot drains the
+    // counters, so this reads the same one).
+    let other = snapshot
+        .iter()
+        .find(|(key, ..)| {
+            key.key().name() == "tollgate.requests"
+                && key.key().labels().any(|l| l.value() == "other")
+        })
+        .map(|(.., value)| value)
+        .unwrap();
+    assert_eq!(*other, DebugValue::Counter(9_900));
+}

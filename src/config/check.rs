@@ -66,6 +66,9 @@ impl Config {
         if let Err(error) = self.costs.validate() {
             errors.push(error.under("costs"));
         }
+        if let Err(error) = self.metrics.validate() {
+            errors.push(error.under("metrics"));
+        }
         errors
     }
 

@@ -115,6 +115,7 @@ impl ConfigDocument {
             "health",
             "redis",
             "costs",
+            "metrics",
         ];
         for (name, _) in sections.iter() {
             let name = name.as_str().unwrap_or("?");
@@ -146,6 +147,7 @@ impl ConfigDocument {
             health: read.per_provider("health", &["max_components"]),
             redis: read.optional("redis"),
             costs: read.optional("costs").unwrap_or_default(),
+            metrics: read.optional("metrics").unwrap_or_default(),
         };
         errors.extend(config.mistakes(&broken));
         ConfigErrors::check(errors)?;

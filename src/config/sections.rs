@@ -88,6 +88,9 @@ pub struct Config {
     /// How the cost report keeps spend: how many tenants it keeps apart.
     #[serde(default)]
     pub costs: CostsConfig,
+    /// What per-call metrics carry besides provider and model (feature `metrics`).
+    #[serde(default)]
+    pub metrics: crate::MetricsConfig,
 }
 
 /// A layer's section that each provider may change: the settings every provider gets, and

@@ -20,7 +20,8 @@ use super::{
 };
 use crate::{
     CachingConfig, Config, ConfigErrors, DEFAULT_ROLE, ProviderConfig, ProviderKind,
-    RateLimitingConfig, RedisSection, ResolvedTarget, Switch, cost::CostTracker,
+    RateLimitingConfig, RedisSection, ResolvedTarget, Switch, call_metrics::CallMetrics,
+    cost::CostTracker,
 };
 
 /// Wraps a provider's client, given the provider's name ([`StackBuilder::wrap_clients`]).
@@ -162,6 +163,15 @@ pub(super) fn build(
         .as_ref()
         .map(|stats| HealthLayer::builder(stats.clone()).key(ByProvider).build());
     let costs = CostTracker::new(config.pricing.clone(), &config.costs);
+    // The models per-call metrics may name: those the roles use, and those the pricing table
+    // prices; any other is `other`.
+    let models = config
+        .roles
+        .keys()
+        .filter_map(|role| config.role(role))
+        .flat_map(|role| role.targets.into_iter().map(|target| target.model))
+        .chain(config.pricing.models().map(Arc::from));
+    let calls = CallMetrics::new(&config.metrics, models, config.pricing.clone());
     let providers: Arc<Providers> = Arc::new(
         providers
             .into_iter()
@@ -192,6 +202,9 @@ pub(super) fn build(
                     client,
                     costs: costs.clone(),
                     estimator: estimator.clone(),
+                    calls: calls
+                        .as_ref()
+                        .map(|calls| Arc::new(calls.for_client(&name))),
                 };
                 let stack = ServiceBuilder::new()
                     .option_layer(retry)

@@ -21,7 +21,10 @@ use tower::util::{Either, Oneshot};
 use tower_service::Service;
 
 use super::BoxedProvider;
-use crate::cost::{CostTracker, Labels, Route};
+use crate::{
+    call_metrics::{ClientMetrics, Series},
+    cost::{CostTracker, Labels, Route},
+};
 
 /// A provider's client with its billing, statistics, breaker and retries, each when configured.
 pub(super) type ProviderStack = Either<Retry<Guarded>, Guarded>;
@@ -127,6 +130,8 @@ pub(super) struct Billed {
     pub(super) costs: CostTracker,
     /// The limiter's estimator, so an unfinished call is counted as the limiter counted it.
     pub(super) estimator: Arc<dyn TokenEstimator>,
+    /// Per-call metrics, when a recorder takes them.
+    pub(super) calls: Option<Arc<ClientMetrics>>,
 }
 
 impl Service<LlmRequest> for Billed {
@@ -139,7 +144,16 @@ impl Service<LlmRequest> for Billed {
     }
 
     fn call(&mut self, request: LlmRequest) -> BilledFuture {
+        let series = self.calls.as_ref().map(|calls| {
+            calls.series(
+                request.meta.operation,
+                &request.model,
+                request.meta.tenant.as_ref(),
+            )
+        });
+        let started = series.as_ref().map(|series| series.now());
         let record = Record {
+            series,
             costs: self.costs.clone(),
             labels: Labels {
                 tenant: request.meta.tenant.clone(),
@@ -162,12 +176,14 @@ impl Service<LlmRequest> for Billed {
         BilledFuture {
             call: self.client.call(request),
             record: Some(record),
+            started,
         }
     }
 }
 
 /// What a call adds to the cost tracker once it is answered, or dropped.
 struct Record {
+    series: Option<Arc<Series>>,
     costs: CostTracker,
     labels: Labels,
     prompt: Prompt,
@@ -195,14 +211,21 @@ impl Prompt {
 impl Record {
     fn answered(self, response: &mut LlmResponse) {
         let Self {
+            series,
             costs,
             labels,
             prompt,
             estimator,
             stream,
         } = self;
+        let charge = move |labels: Labels, usage: Usage, incomplete: bool| {
+            if let Some(series) = &series {
+                series.billed(&labels.route.model, usage);
+            }
+            costs.record(labels, usage, incomplete);
+        };
         if !response.is_stream() {
-            costs.record(labels, response.usage, false);
+            charge(labels, response.usage, false);
             return;
         }
         // A stream's usage is known at its end. One the caller drops, or that fails midway, is
@@ -210,14 +233,14 @@ impl Record {
         // where it reported nothing by the limiter's estimator, so both count it alike. (A
         // service that streams unasked has no estimate: it counts what it reported.)
         response.on_stream_end(move |answer, end| match end {
-            StreamEnd::Complete => costs.record(labels, answer.usage, false),
+            StreamEnd::Complete => charge(labels, answer.usage, false),
             _ if stream => {
                 let read = estimator.estimate_answer(answer);
                 let prompt = prompt.estimate(&labels.route.model, &*estimator);
                 let usage = answer.usage.of_unfinished_stream(prompt, read);
-                costs.record(labels, usage, true);
+                charge(labels, usage, true);
             }
-            _ => costs.record(labels, answer.usage, true),
+            _ => charge(labels, answer.usage, true),
         });
     }
 
@@ -227,6 +250,9 @@ impl Record {
             .prompt
             .estimate(&self.labels.route.model, &*self.estimator);
         let usage = Usage::default().of_unfinished_stream(prompt, 0);
+        if let Some(series) = &self.series {
+            series.billed(&self.labels.route.model, usage);
+        }
         self.costs.record(self.labels, usage, true);
     }
 }
@@ -237,6 +263,8 @@ pin_project! {
         #[pin]
         call: <BoxedProvider as Service<LlmRequest>>::Future,
         record: Option<Record>,
+        // When the call was sent, when it is timed.
+        started: Option<u64>,
     }
 
     impl PinnedDrop for BilledFuture {
@@ -255,6 +283,14 @@ impl Future for BilledFuture {
         let this = self.project();
         let result = std::task::ready!(this.call.poll(cx));
         let record = this.record.take();
+        let series = record.as_ref().and_then(|record| record.series.as_ref());
+        if let (Some(series), Some(started)) = (series, this.started.take()) {
+            let took = series.now().saturating_sub(started);
+            match &result {
+                Ok(_) => series.answered(took),
+                Err(error) => series.failed(error.kind(), took),
+            }
+        }
         match result {
             Ok(mut response) => {
                 if let Some(record) = record {

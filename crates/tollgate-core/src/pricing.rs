@@ -222,7 +222,12 @@ impl PricingTable {
         self.get(model).map(|price| price.cost(usage))
     }
 
-    /// Number of entries.
+    /// The models (or model-name prefixes) with a price, in order.
+    pub fn models(&self) -> impl Iterator<Item = &str> {
+        self.prices.keys().map(String::as_str)
+    }
+
+    /// How many models have a price.
     pub fn len(&self) -> usize {
         self.prices.len()
     }

@@ -13,13 +13,21 @@ const REQUESTS: &str = "tollgate_gateway_requests_total";
 const OVERHEAD: &str = "tollgate_gateway_overhead_seconds";
 
 /// Installs a Prometheus recorder as the process's `metrics` recorder and returns the handle
-/// `/metrics` renders from, with histogram buckets for the gateway's overhead (0.1 ms to 100 ms).
+/// `/metrics` renders from, with histogram buckets for the gateway's overhead (0.1 ms to 100 ms)
+/// and OpenTelemetry's for call durations and token counts.
 ///
 /// # Errors
 ///
 /// When a recorder is installed already.
 pub fn install_prometheus() -> Result<PrometheusHandle, BuildError> {
+    use tollgate::telemetry::{DURATION_BUCKETS, OPERATION_DURATION, TOKEN_BUCKETS, TOKEN_USAGE};
     PrometheusBuilder::new()
+        // The bounds OpenTelemetry's generative-AI conventions give these two.
+        .set_buckets_for_metric(
+            Matcher::Full(OPERATION_DURATION.to_owned()),
+            &DURATION_BUCKETS,
+        )?
+        .set_buckets_for_metric(Matcher::Full(TOKEN_USAGE.to_owned()), &TOKEN_BUCKETS)?
         .set_buckets_for_metric(
             Matcher::Full(OVERHEAD.to_owned()),
             &[

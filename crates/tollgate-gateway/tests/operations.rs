@@ -232,6 +232,9 @@ async fn health_and_metrics_answer() {
         "tollgate_cache_misses 1",
         "tollgate_cache_stores 1",
         "tollgate_health_status{key=\"up\"} 1",
+        "tollgate_requests{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"up\",gen_ai_request_model=\"up-model\",outcome=\"ok\"} 1",
+        // OpenTelemetry's bucket bounds for the call duration.
+        "gen_ai_client_operation_duration_count{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"up\",gen_ai_request_model=\"up-model\"} 1",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
