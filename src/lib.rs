@@ -99,7 +99,7 @@ pub use cost::{
     Spend, TenantSpend,
 };
 #[cfg(feature = "config")]
-pub use stack::{BoxedProvider, Sizes, Stack, StackBuilder};
+pub use stack::{BoxedProvider, Sizes, Stack, StackBuilder, StackFuture};
 
 /// Exact-match response caching with memory and file stores (crate `tollgate-cache`).
 #[cfg(feature = "cache")]

@@ -1,6 +1,7 @@
 //! `Stack`: the recommended layer order around a client per provider, built from a [`Config`].
 
 mod build;
+mod future;
 mod route;
 
 use std::{
@@ -12,6 +13,8 @@ use std::{
 use tollgate_core::{ErrorKind, LlmError, LlmRequest, LlmResponse};
 use tower::util::BoxCloneSyncService;
 use tower_service::Service;
+
+pub use future::StackFuture;
 
 use crate::{
     Config, ConfigErrors, RateLimitingConfig, ResolvedRole,
@@ -382,29 +385,26 @@ impl std::fmt::Debug for Stack {
 impl Service<LlmRequest> for Stack {
     type Response = LlmResponse;
     type Error = LlmError;
-    type Future = <BoxedProvider as Service<LlmRequest>>::Future;
+    type Future = StackFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
         self.service.poll_ready(cx)
     }
 
     fn call(&mut self, request: LlmRequest) -> Self::Future {
+        // The limiter, the cache and the cost report need a stream's usage, so the provider is
+        // asked for it; a caller who did not ask does not get it.
         let quiet = request.meta.stream && !request.params.include_usage();
         match self.resolve(request) {
-            Ok(request) if quiet => {
-                // The limiter, the cache and the cost report need the stream's usage, so the
-                // provider is asked for it; a caller who did not ask does not get it.
-                let call = self.service.call(request);
-                Box::pin(async move {
-                    let mut response = call.await?;
-                    if let Some(stream) = response.take_stream() {
-                        response = response.with_stream(stream.without_usage());
-                    }
-                    Ok(response)
-                })
+            Ok(request) => {
+                let span = future::call_span(&request);
+                let call = {
+                    let _entered = span.enter();
+                    self.service.call(request)
+                };
+                StackFuture::called(call, span, quiet)
             }
-            Ok(request) => self.service.call(request),
-            Err(error) => Box::pin(std::future::ready(Err(error))),
+            Err(error) => StackFuture::failed(error, tracing::Span::none()),
         }
     }
 }

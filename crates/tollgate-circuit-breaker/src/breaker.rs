@@ -249,6 +249,8 @@ impl Breaker {
         if result.is_err() {
             self.not_permitted.fetch_add(1, Ordering::Relaxed);
             self.refusals.increment(1);
+            // In the call's span, so a trace shows why no attempt went out.
+            tracing::debug!(target: "tollgate::circuit_breaker", "circuit breaker refused the call");
         }
         (result, change)
     }

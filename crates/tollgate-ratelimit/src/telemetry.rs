@@ -1,6 +1,6 @@
 //! What the limiter layer records through the `metrics` facade (feature `metrics`): admits
 //! counted on a handle made when the layer is built; a denial or a wait, rarer, registers its
-//! labelled series when it happens.
+//! labelled series when it happens. A denial is also a `tracing` event in the call's span.
 
 use std::time::Duration;
 
@@ -31,15 +31,23 @@ impl Telemetry {
     /// A refusal, by the scope that refused and the dimension of its tier (`none` when no tier
     /// was at fault: a queue, the key cap, Redis away).
     pub(crate) fn denied(&self, denial: &Denial) {
-        if !cfg!(feature = "metrics") {
-            return;
-        }
         let dimension = match denial.tier().map(|(_, tier)| tier.dimension()) {
             Some(Dimension::Requests) => "requests",
             Some(Dimension::Tokens) => "tokens",
             Some(Dimension::Cost) => "cost",
             None => "none",
         };
+        // An event in the call's span, for a trace; the counter, for a dashboard.
+        tracing::event!(
+            target: "tollgate::ratelimit",
+            tracing::Level::INFO,
+            "tollgate.limiter.scope" = denial.scope(),
+            "tollgate.limiter.dimension" = dimension,
+            "rate limited"
+        );
+        if !cfg!(feature = "metrics") {
+            return;
+        }
         let labels = [
             ("scope", denial.scope().to_owned()),
             ("dimension", dimension.to_owned()),

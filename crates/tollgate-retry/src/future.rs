@@ -33,6 +33,8 @@ pin_project! {
         // layer's cost).
         later: Option<Box<Later>>,
         attempt: u32,
+        // The running attempt's span (a child of the caller's), entered while it runs.
+        span: tracing::Span,
     }
 }
 
@@ -148,6 +150,11 @@ where
         // Taken first: a reference count is a locked instruction, which waits for every pending
         // store, and after the copies below there are hundreds of bytes of them.
         let kept = policy.clone();
+        let span = attempt_span(1);
+        // The first attempt's call is made inside its span; a clone enters it, since the span
+        // itself moves into the future.
+        let entered = span.clone();
+        let _entered = entered.enter();
         Self {
             retry: if policy.max_retries() > 0 {
                 Some((service.clone(), request.clone()))
@@ -166,8 +173,14 @@ where
             }),
             policy: kept,
             attempt: 1,
+            span,
         }
     }
+}
+
+/// The span of attempt `attempt`: `attempt`, with `tollgate.attempt`.
+fn attempt_span(attempt: u32) -> tracing::Span {
+    tracing::info_span!("attempt", tollgate.attempt = attempt)
 }
 
 impl<S, R> Future for ResponseFuture<S, R>
@@ -186,7 +199,11 @@ where
                 StateProj::Calling { future } => {
                     // The success arm returns the inner result as it came: re-wrapping a large
                     // response costs copies on the path every call takes.
-                    let error = match future.poll(cx) {
+                    let polled = {
+                        let _entered = this.span.enter();
+                        future.poll(cx)
+                    };
+                    let error = match polled {
                         Poll::Ready(Ok(mut response)) => {
                             // A first-attempt success is left unmarked: inserting into an empty
                             // extensions map allocates, which would double this layer's cost.
@@ -234,8 +251,12 @@ where
                     if let Err(error) = ready!(service.poll_ready(cx)) {
                         return Poll::Ready(Err(finish(error.into(), *this.attempt, None)));
                     }
-                    let future = service.call(request.clone());
                     *this.attempt += 1;
+                    *this.span = attempt_span(*this.attempt);
+                    let future = {
+                        let _entered = this.span.enter();
+                        service.call(request.clone())
+                    };
                     let later = this.later.as_mut().expect("made by the failed attempt");
                     later.limit = limit_timer(attempt_limit(this.policy, later.elapsed()));
                     this.state.set(State::Calling { future });

@@ -89,6 +89,8 @@ struct Plan<S> {
     /// Which attempt (0-based) each slot runs, for [`Served::moves`].
     running: [u32; 2],
     hedged: bool,
+    /// The running attempt's span: `deployment`, a child of the caller's.
+    span: tracing::Span,
     // What only a call that fails, waits, hedges or has a deadline needs: boxed on first use, so
     // the future every call carries stays small.
     rare: Option<Box<Rare>>,
@@ -103,6 +105,7 @@ struct Rare {
     hedge: Option<Pin<Box<Sleep>>>,
     deadline: Option<Pin<Box<Sleep>>>,
     waiting: Option<Pin<Box<OwnedNotified>>>,
+    hedge_span: Option<tracing::Span>,
     /// A call refused before any attempt (an unknown group).
     refused: Option<LlmError>,
 }
@@ -178,6 +181,7 @@ where
                 last_started: 0,
                 running: [0; 2],
                 hedged: false,
+                span: tracing::Span::none(),
                 rare,
             },
         }
@@ -199,7 +203,11 @@ where
         }
         loop {
             // The calls in flight first: an answer wins, a failure decides where to go next.
-            if let Poll::Ready(Some(ended)) = this.first.as_mut().poll_end(cx) {
+            let polled = {
+                let _entered = plan.span.enter();
+                this.first.as_mut().poll_end(cx)
+            };
+            if let Poll::Ready(Some(ended)) = polled {
                 let hedge_running = this.second.as_ref().is_some_and(|a| a.is_running());
                 if let Some(result) = plan.ended(ended, 0, hedge_running) {
                     // The hedge, if any, lost: dropping it cancels it.
@@ -210,7 +218,12 @@ where
                 }
             }
             if let Some(second) = this.second.as_mut() {
-                if let Poll::Ready(Some(ended)) = second.as_mut().poll_end(cx) {
+                let polled = {
+                    let span = plan.rare.as_ref().and_then(|rare| rare.hedge_span.as_ref());
+                    let _entered = span.map(tracing::Span::enter);
+                    second.as_mut().poll_end(cx)
+                };
+                if let Poll::Ready(Some(ended)) = polled {
                     if let Some(result) = plan.ended(ended, 1, this.first.is_running()) {
                         plan.drop_attempt(this.first.as_mut());
                         return Poll::Ready(result);
@@ -347,7 +360,21 @@ where
             request.model = model.clone();
         }
         let ticket = Ticket { index, sent: now };
-        slot.set(Attempt::start(target.service.clone(), request, ticket, cx));
+        let span = tracing::info_span!(
+            "deployment",
+            tollgate.deployment = &*table.states[index].name,
+            gen_ai.provider.name = request.provider.as_deref(),
+            gen_ai.request.model = &*request.model,
+        );
+        {
+            let _entered = span.enter();
+            slot.set(Attempt::start(target.service.clone(), request, ticket, cx));
+        }
+        if hedge {
+            self.rare().hedge_span = Some(span);
+        } else {
+            self.span = span;
+        }
     }
 
     /// Drops a running attempt that lost, giving its place back.

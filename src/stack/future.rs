@@ -1,0 +1,173 @@
+//! The response future of [`Stack`](super::Stack): the call inside its span, and what the span
+//! learns from the answer.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+
+use pin_project_lite::pin_project;
+use tollgate_core::{LlmError, LlmRequest, LlmResponse, Operation};
+use tracing::{Span, field::Empty};
+
+use super::BoxedProvider;
+
+type Inner = <BoxedProvider as Service<LlmRequest>>::Future;
+use tower_service::Service;
+
+/// The span of one call through a stack, named after OpenTelemetry's convention for generative AI
+/// (`chat {model}` as `otel.name`), with the request's attributes now and the answer's later.
+/// Prompts and answers are never recorded.
+pub(super) fn call_span(request: &LlmRequest) -> Span {
+    let span = match request.meta.operation {
+        Operation::Embeddings => tracing::info_span!(
+            "embeddings",
+            otel.name = Empty,
+            gen_ai.operation.name = "embeddings",
+            gen_ai.request.model = &*request.model,
+            gen_ai.provider.name = Empty,
+            gen_ai.response.model = Empty,
+            gen_ai.usage.input_tokens = Empty,
+            gen_ai.usage.output_tokens = Empty,
+            gen_ai.response.finish_reasons = Empty,
+            error.type = Empty,
+            tollgate.role = request.meta.role.as_deref(),
+            tollgate.deployment = Empty,
+            tollgate.cache = Empty,
+        ),
+        _ => tracing::info_span!(
+            "chat",
+            otel.name = Empty,
+            gen_ai.operation.name = "chat",
+            gen_ai.request.model = &*request.model,
+            gen_ai.provider.name = Empty,
+            gen_ai.response.model = Empty,
+            gen_ai.usage.input_tokens = Empty,
+            gen_ai.usage.output_tokens = Empty,
+            gen_ai.response.finish_reasons = Empty,
+            error.type = Empty,
+            tollgate.role = request.meta.role.as_deref(),
+            tollgate.deployment = Empty,
+            tollgate.cache = Empty,
+        ),
+    };
+    if !span.is_disabled() {
+        span.record(
+            "otel.name",
+            format!("{} {}", request.meta.operation.as_str(), request.model),
+        );
+        if let Some(provider) = &request.provider {
+            span.record("gen_ai.provider.name", &**provider);
+        }
+    }
+    span
+}
+
+pin_project! {
+    /// The future [`Stack`](super::Stack) returns.
+    pub struct StackFuture {
+        #[pin]
+        state: State,
+        span: Span,
+        // The caller did not ask for a stream's usage: it is taken out of the answer's stream.
+        quiet: bool,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State {
+        Called { #[pin] call: Inner },
+        Failed { error: Option<LlmError> },
+    }
+}
+
+impl std::fmt::Debug for StackFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackFuture").finish_non_exhaustive()
+    }
+}
+
+impl StackFuture {
+    pub(super) fn called(call: Inner, span: Span, quiet: bool) -> Self {
+        Self {
+            state: State::Called { call },
+            span,
+            quiet,
+        }
+    }
+
+    pub(super) fn failed(error: LlmError, span: Span) -> Self {
+        Self {
+            state: State::Failed { error: Some(error) },
+            span,
+            quiet: false,
+        }
+    }
+}
+
+impl Future for StackFuture {
+    type Output = Result<LlmResponse, LlmError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let result = match this.state.project() {
+            StateProj::Called { call } => ready!(call.poll(cx)),
+            StateProj::Failed { error } => Err(error.take().expect("polled after completion")),
+        };
+        let result = result.map(|mut response| {
+            if *this.quiet {
+                if let Some(stream) = response.take_stream() {
+                    response = response.with_stream(stream.without_usage());
+                }
+            }
+            response
+        });
+        if !this.span.is_disabled() {
+            describe(this.span, &result);
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// What the span learns from the answer (a stream's usage is not known yet).
+fn describe(span: &Span, result: &Result<LlmResponse, LlmError>) {
+    match result {
+        Ok(response) => {
+            span.record("gen_ai.response.model", response.model.as_str());
+            span.record(
+                "tollgate.cache",
+                if response
+                    .headers
+                    .get("x-cache")
+                    .is_some_and(|status| status == "HIT")
+                {
+                    "hit"
+                } else {
+                    "miss"
+                },
+            );
+            if !response.is_stream() {
+                span.record("gen_ai.usage.input_tokens", response.usage.input_tokens);
+                span.record("gen_ai.usage.output_tokens", response.usage.output_tokens);
+                let reasons: Vec<&str> = response
+                    .choices
+                    .iter()
+                    .filter_map(|choice| choice.finish_reason.as_ref().map(|r| r.as_str()))
+                    .collect();
+                span.record(
+                    "gen_ai.response.finish_reasons",
+                    tracing::field::debug(&reasons),
+                );
+            }
+            if let Some(served) = response.extensions.get::<tollgate_router::Served>() {
+                span.record("tollgate.deployment", &*served.deployment);
+            }
+        }
+        Err(error) => {
+            span.record("error.type", error.kind().name());
+        }
+    }
+}
