@@ -41,7 +41,10 @@ fn every_query_reads_series_tollgate_exports() {
     .collect();
 
     let panels = dashboard["panels"].as_array().unwrap();
-    let titles: Vec<&str> = panels.iter().map(|p| p["title"].as_str().unwrap()).collect();
+    let titles: Vec<&str> = panels
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
     for wanted in [
         "Requests per second by provider",
         "Error rate by provider",
@@ -52,7 +55,10 @@ fn every_query_reads_series_tollgate_exports() {
         "Breaker state by key (0 closed, 1 open, 2 half-open)",
         "Call latency percentiles",
     ] {
-        assert!(titles.contains(&wanted), "no panel {wanted:?} in {titles:?}");
+        assert!(
+            titles.contains(&wanted),
+            "no panel {wanted:?} in {titles:?}"
+        );
     }
     for panel in panels {
         for target in panel["targets"].as_array().unwrap() {

@@ -175,6 +175,7 @@ retry: { base_delay: 10ms, budget: null }
         ("gen_ai.usage.output_tokens", "5"),
         ("gen_ai.response.finish_reasons", "[\"stop\"]"),
         ("tollgate.deployment", "second/m"),
+        ("gen_ai.provider.name", "second"),
         ("tollgate.cache", "miss"),
         ("tollgate.role", "default"),
     ] {

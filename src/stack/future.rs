@@ -137,21 +137,28 @@ fn describe(span: &Span, result: &Result<LlmResponse, LlmError>) {
     match result {
         Ok(response) => {
             span.record("gen_ai.response.model", response.model.as_str());
-            span.record(
-                "tollgate.cache",
-                if response
-                    .headers
-                    .get("x-cache")
-                    .is_some_and(|status| status == "HIT")
-                {
-                    "hit"
-                } else {
-                    "miss"
-                },
-            );
+            // Only a cache that looked marks the answer.
+            match response
+                .headers
+                .get("x-cache")
+                .map(|status| status.as_bytes())
+            {
+                Some(b"HIT") => span.record("tollgate.cache", "hit"),
+                Some(_) => span.record("tollgate.cache", "miss"),
+                None => span,
+            };
             if !response.is_stream() {
-                span.record("gen_ai.usage.input_tokens", response.usage.input_tokens);
-                span.record("gen_ai.usage.output_tokens", response.usage.output_tokens);
+                // As signed integers: OpenTelemetry has no unsigned ones, and an exporter would
+                // write a u64 as text.
+                let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                span.record(
+                    "gen_ai.usage.input_tokens",
+                    int(response.usage.input_tokens),
+                );
+                span.record(
+                    "gen_ai.usage.output_tokens",
+                    int(response.usage.output_tokens),
+                );
                 let reasons: Vec<&str> = response
                     .choices
                     .iter()
@@ -164,6 +171,9 @@ fn describe(span: &Span, result: &Result<LlmResponse, LlmError>) {
             }
             if let Some(served) = response.extensions.get::<tollgate_router::Served>() {
                 span.record("tollgate.deployment", &*served.deployment);
+                if let Some(provider) = &served.provider {
+                    span.record("gen_ai.provider.name", &**provider);
+                }
             }
         }
         Err(error) => {

@@ -465,6 +465,7 @@ where
                 }
                 response.extensions.insert(Served {
                     deployment: state.name.clone(),
+                    provider: table.targets[ticket.index].provider.clone(),
                     group: table.groups[self.group].name.clone(),
                     moves: self.running[slot],
                     hedged: slot == 1 && hedged,

@@ -10,6 +10,8 @@ use std::sync::Arc;
 pub struct Served {
     /// The deployment's name.
     pub deployment: Arc<str>,
+    /// The provider it sets on requests, when it sets one.
+    pub provider: Option<Arc<str>>,
     /// The group it belongs to that the call was in when it answered.
     pub group: Arc<str>,
     /// Calls sent before the one that answered: 0 when the first deployment answered.
