@@ -20,8 +20,9 @@ use axum::{
     extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::post,
+    routing::{get, post},
 };
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
 use tollgate::{
     ByTenant, ErrorKind, LlmError, LlmRequest, LlmResponse, ServiceBuilderExt,
@@ -40,8 +41,14 @@ struct Route {
     tenants: Arc<HashMap<String, String>>,
 }
 
-/// The app over `upstream`, with API keys mapped to tenants by `tenants`.
-pub(crate) fn app<S>(upstream: S, tenants: HashMap<String, String>) -> Router
+/// The app over `upstream`, with API keys mapped to tenants by `tenants`, and `/metrics` in
+/// Prometheus's text from `metrics` (the handle of the recorder installed before the layers were
+/// built, which they record into).
+pub(crate) fn app<S>(
+    upstream: S,
+    tenants: HashMap<String, String>,
+    metrics: PrometheusHandle,
+) -> Router
 where
     S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>
         + Clone
@@ -83,6 +90,22 @@ where
             "/relaxed/v1/chat/completions",
             post(complete).with_state(route(BoxCloneSyncService::new(relaxed))),
         )
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        )
+}
+
+/// The process's `metrics` recorder: Prometheus's, installed once, before any layer is built.
+pub(crate) fn prometheus() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .expect("no other recorder is installed")
+        })
+        .clone()
 }
 
 async fn complete(State(route): State<Route>, headers: HeaderMap, body: Json<Value>) -> Response {
@@ -167,7 +190,7 @@ async fn main() {
         ("key-acme".to_owned(), "acme".to_owned()),
         ("key-globex".to_owned(), "globex".to_owned()),
     ]);
-    let app = app(upstream(), tenants);
+    let app = app(upstream(), tenants, prometheus());
     let serve = std::env::args().any(|a| a == "--serve");
     let address = if serve {
         "127.0.0.1:8080"
