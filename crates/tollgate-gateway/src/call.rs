@@ -182,7 +182,7 @@ fn request_id(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// The key from `Authorization: Bearer <key>` or `x-api-key: <key>`.
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, key) = value.split_once(' ')?;
@@ -317,7 +317,16 @@ pub(crate) async fn handle<D: FrontDoor>(
             }
             response
         }
-        Err(error) => meta.fail(ApiError::from_llm(&error)),
+        Err(error) => {
+            if matches!(
+                error.kind(),
+                tollgate::ErrorKind::RateLimited | tollgate::ErrorKind::BudgetExceeded
+            ) {
+                let mut denials = live.denials.lock().unwrap_or_else(|e| e.into_inner());
+                *denials.entry(key.tenant.clone()).or_default() += 1;
+            }
+            meta.fail(ApiError::from_llm(&error))
+        }
     }
 }
 

@@ -98,6 +98,9 @@ pub struct ServerConfig {
     /// The largest `max_tokens` (or `max_completion_tokens`) a request may ask for (default
     /// 262,144).
     pub max_output_tokens: u64,
+    /// The hash (`tollgate keys hash`) of the key that opens the live page `/ui`; without one
+    /// the page is refused.
+    pub admin_key_hash: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -109,6 +112,7 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
             max_output_tokens: 262_144,
+            admin_key_hash: None,
         }
     }
 }
@@ -297,11 +301,17 @@ fn check_server(server: &ServerConfig) -> Vec<ConfigError> {
     let zero = |field: &str, is_zero: bool| {
         is_zero.then(|| ConfigError::new(format!("gateway.{field}"), "must be > 0"))
     };
+    let admin = server.admin_key_hash.as_deref().and_then(|hash| {
+        crate::keys::parse_hash(hash)
+            .err()
+            .map(|reason| ConfigError::new("gateway.admin_key_hash", reason))
+    });
     [
         zero("max_body_bytes", server.max_body_bytes == 0),
         zero("header_timeout", server.header_timeout.is_zero()),
         zero("body_timeout", server.body_timeout.is_zero()),
         zero("max_output_tokens", server.max_output_tokens == 0),
+        admin,
     ]
     .into_iter()
     .flatten()

@@ -11,7 +11,7 @@ pub const HASH_PREFIX: &str = "sha256:";
 /// What new keys start with, so a leaked one is recognisable (secret scanners, logs).
 pub const KEY_PREFIX: &str = "tg-";
 
-type Digest32 = [u8; 32];
+pub(crate) type Digest32 = [u8; 32];
 
 /// The line to put in a key's `hash:` field for `key`.
 ///
@@ -45,6 +45,11 @@ pub fn new_key() -> Result<String, getrandom::Error> {
 
 fn digest(key: &str) -> Digest32 {
     Sha256::digest(key.as_bytes()).into()
+}
+
+/// Whether `presented` hashes to `stored`, compared in constant time.
+pub(crate) fn matches(stored: &Digest32, presented: &str) -> bool {
+    bool::from(stored.ct_eq(&digest(presented)))
 }
 
 /// Reads a `sha256:<hex>` line back into the digest, or says what is wrong with it.

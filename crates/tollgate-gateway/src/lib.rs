@@ -55,6 +55,7 @@ mod metrics;
 mod server;
 mod sse;
 mod state;
+mod ui;
 mod upstream;
 
 pub use config::{GatewayConfig, KeyConfig, ServerConfig};

@@ -14,7 +14,9 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 
-use crate::{call, chat::Chat, embeddings::Embeddings, info, messages::Messages, state::Gateway};
+use crate::{
+    call, chat::Chat, embeddings::Embeddings, info, messages::Messages, state::Gateway, ui,
+};
 
 impl Gateway {
     /// The gateway's routes, as an axum `Router`: serve it with [`serve`], or nest it in your
@@ -29,6 +31,8 @@ impl Gateway {
             .route("/health/live", get(info::live))
             .route("/health/ready", get(info::ready_probe))
             .route("/metrics", get(info::metrics))
+            .route("/ui", get(ui::page))
+            .route("/ui/data", get(ui::data))
             .fallback(info::not_found)
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),

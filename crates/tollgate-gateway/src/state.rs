@@ -47,6 +47,11 @@ pub(crate) struct Live {
     pub(crate) stack: Stack,
     pub(crate) keys: KeyTable,
     pub(crate) config: GatewayConfig,
+    /// The digest of the key that opens `/ui`.
+    pub(crate) admin: Option<crate::keys::Digest32>,
+    /// Calls refused by a rate limit or a budget, per tenant: the tenants come from the keys,
+    /// so the map is bounded by the configuration.
+    pub(crate) denials: std::sync::Mutex<std::collections::BTreeMap<Arc<str>, u64>>,
 }
 
 impl Gateway {
@@ -139,10 +144,17 @@ impl Live {
         let stack = Stack::builder(&stack_config)
             .wrap_clients(|_, client| upstream::timed(client))
             .build()?;
+        let admin = config
+            .gateway
+            .admin_key_hash
+            .as_deref()
+            .map(|hash| crate::keys::parse_hash(hash).expect("checked when read"));
         Ok(Self {
             stack,
             keys: config.key_table(),
             config,
+            admin,
+            denials: std::sync::Mutex::default(),
         })
     }
 }

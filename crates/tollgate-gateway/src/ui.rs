@@ -1,0 +1,151 @@
+//! `/ui`: a live page for an operator with no Prometheus yet, embedded in the binary (no build
+//! step, nothing from a CDN), and `/ui/data`, the JSON it redraws from every few seconds. Both
+//! need the admin key (`gateway.admin_key_hash`), as a bearer token or (for the page, which a
+//! browser opens by address) a `key` query parameter, which the page then drops from the address.
+
+use std::{
+    collections::BTreeMap,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    extract::{Request, State},
+    response::{Html, IntoResponse, Response},
+};
+use http::{StatusCode, header};
+use serde_json::{Value, json};
+use tollgate::{circuit_breaker::State as Breaker, health::Status};
+
+use crate::{
+    call::presented_key,
+    error::{ApiError, Dialect},
+    keys,
+    state::{Gateway, Live},
+};
+
+const PAGE: &str = include_str!("ui.html");
+
+/// `GET /ui`: the page.
+pub(crate) async fn page(State(gateway): State<Gateway>, request: Request) -> Response {
+    let live = gateway.live();
+    if let Some(refused) = refusal(&live, &request) {
+        return refused;
+    }
+    ([(header::CACHE_CONTROL, "no-store")], Html(PAGE)).into_response()
+}
+
+/// `GET /ui/data`: what the page draws, now.
+pub(crate) async fn data(State(gateway): State<Gateway>, request: Request) -> Response {
+    let live = gateway.live();
+    if let Some(refused) = refusal(&live, &request) {
+        return refused;
+    }
+    let body = snapshot(&live);
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+}
+
+/// The refusal, unless the request carries the admin key (in `Authorization: Bearer`,
+/// `x-api-key`, or the `key` query parameter).
+fn refusal(live: &Live, request: &Request) -> Option<Response> {
+    let Some(admin) = &live.admin else {
+        return Some(
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "the live page is off: set gateway.admin_key_hash to open it",
+            )
+            .into_response(Dialect::OpenAi),
+        );
+    };
+    let from_query = request
+        .uri()
+        .query()
+        .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("key=")));
+    let presented = presented_key(request.headers()).or(from_query);
+    match presented {
+        Some(key) if keys::matches(admin, key) => None,
+        _ => Some(ApiError::unauthorized().into_response(Dialect::OpenAi)),
+    }
+}
+
+/// Every figure the page draws, from the stack's own state.
+fn snapshot(live: &Live) -> Value {
+    let stack = &live.stack;
+    let report = stack.cost_report();
+    let mut providers: BTreeMap<String, Value> = BTreeMap::new();
+    if let Some(health) = stack.health() {
+        for (name, component) in health.snapshot() {
+            let latency = &component.window.latency_ms;
+            providers.insert(
+                name,
+                json!({
+                    "calls": component.calls,
+                    "failures": component.failures.values().sum::<u64>(),
+                    "status": match component.status {
+                        Status::Healthy => "healthy",
+                        Status::Degraded => "degraded",
+                        Status::Unhealthy => "unhealthy",
+                    },
+                    "p50_ms": latency.p50,
+                    "p95_ms": latency.p95,
+                    "p99_ms": latency.p99,
+                }),
+            );
+        }
+    }
+    if let Some(breakers) = stack.breakers() {
+        for (name, state) in breakers.states() {
+            let entry = providers
+                .entry(name.to_string())
+                .or_insert_with(|| json!({}));
+            entry["breaker"] = match state {
+                Breaker::Closed | Breaker::ForcedClosed => "closed",
+                Breaker::Open | Breaker::ForcedOpen => "open",
+                Breaker::HalfOpen => "half-open",
+            }
+            .into();
+        }
+    }
+    let cache = stack.cache().map(|cache| {
+        let m = cache.metrics();
+        json!({ "hits": m.hits, "misses": m.misses })
+    });
+    let denials = live
+        .denials
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let tenants: BTreeMap<String, Value> = report
+        .by_tenant
+        .iter()
+        .map(|(tenant, line)| {
+            let budget = line.budgets.first();
+            (
+                tenant.clone(),
+                json!({
+                    "spent_usd": line.spend.cost.0 as f64 / 1e6,
+                    "budget_usd": budget.map(|b| b.limit.0 as f64 / 1e6),
+                    "budget_per_s": budget.map(|b| b.per.as_secs()),
+                    "denials": denials.get(tenant.as_str()).copied().unwrap_or(0),
+                }),
+            )
+        })
+        .chain(
+            denials
+                .iter()
+                .filter(|(t, _)| !report.by_tenant.contains_key(&***t))
+                .map(|(tenant, n)| {
+                    (
+                        tenant.to_string(),
+                        json!({ "spent_usd": 0.0, "denials": n }),
+                    )
+                }),
+        )
+        .collect();
+    json!({
+        "time_ms": SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+        "providers": providers,
+        "cache": cache,
+        "tenants": tenants,
+    })
+}

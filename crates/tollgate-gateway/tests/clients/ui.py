@@ -1,0 +1,50 @@
+"""The live page in a real headless browser (Chromium through Selenium).
+
+Usage: ui.py URL ADMIN_KEY EXPECTED_HIT_RATE EXPECTED_DENIALS_JSON
+Prints `ok`, or raises with what the page showed.
+"""
+import json
+import sys
+
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+url, key, hit_rate, denials = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+
+options = Options()
+for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+    options.add_argument(flag)
+driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+try:
+    driver.get(f"{url}/ui?key={key}")
+    wait = WebDriverWait(driver, 20)
+    # The figure the page renders from /ui/data equals the gateway's metrics.
+    wait.until(lambda d: d.find_element(By.ID, "hit-rate").text == hit_rate)
+    # The key left the address bar once the page had it.
+    assert "key=" not in driver.current_url, driver.current_url
+    # Each provider has a breaker badge; each tenant its denials.
+    badges = driver.find_elements(By.CSS_SELECTOR, "#breakers .badge")
+    assert badges and all(b.get_attribute("data-state") == "closed" for b in badges), [
+        b.text for b in badges
+    ]
+    drawn = json.loads(driver.find_element(By.ID, "denials").get_attribute("data-values"))
+    assert drawn == denials, (drawn, denials)
+    # The charts were drawn: each canvas has pixels that are not blank.
+    for chart in ("hits", "rps", "latency", "denials", "spend"):
+        painted = driver.execute_script(
+            "const c = document.getElementById(arguments[0]);"
+            "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            "for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true; return false;",
+            chart,
+        )
+        assert painted, f"the {chart} chart is blank"
+    # Without the key the page is refused.
+    driver.get(f"{url}/ui")
+    assert "invalid_api_key" in driver.page_source, driver.page_source[:300]
+    assert driver.find_elements(By.ID, "hit-rate") == []
+    print("ok")
+finally:
+    driver.quit()
