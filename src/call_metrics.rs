@@ -18,8 +18,9 @@ use tollgate_core::{
     ConfigError, ErrorKind, ModelPrice, Operation, PricingTable, Usage,
     clock::{Clock, QuantaClock},
     telemetry::{
-        COST, Counter, ERROR_TYPE, Histogram, MODEL, OPERATION, OPERATION_DURATION, OTHER_TENANTS,
-        PROVIDER, REQUESTS, TENANT, TOKEN_TYPE, TOKEN_USAGE, TOKENS,
+        CALL_DURATION, COST, Counter, ERROR_TYPE, Histogram, MODEL, OPERATION, OPERATION_DURATION,
+        OTHER_TENANTS, PROVIDER, REQUESTS, TENANT, TIME_TO_FIRST_TOKEN, TOKEN_TYPE, TOKEN_USAGE,
+        TOKENS,
     },
 };
 
@@ -195,6 +196,69 @@ impl CallMetrics {
                 ))
             })
             .clone()
+    }
+}
+
+/// Whole calls through the stack, by operation and model: duration, and time to a stream's first
+/// event. Built once, read without a lock.
+pub(crate) struct WholeCalls {
+    by_model: HashMap<Arc<str>, [Arc<Timed>; 2], foldhash::fast::RandomState>,
+    other: [Arc<Timed>; 2],
+}
+
+/// One (operation, model)'s whole-call histograms, and the clock they are timed with.
+pub(crate) struct Timed {
+    duration: Histogram,
+    first_event: Histogram,
+    clock: QuantaClock,
+}
+
+impl CallMetrics {
+    /// The whole-call histograms for every model the configuration names.
+    pub(crate) fn whole_calls(&self) -> WholeCalls {
+        let of = |model: &str| {
+            OPERATIONS.map(|op| {
+                let labels = [
+                    (OPERATION, op.as_str().to_owned()),
+                    (MODEL, model.to_owned()),
+                ];
+                Arc::new(Timed {
+                    duration: Histogram::new(CALL_DURATION, &labels),
+                    first_event: Histogram::new(TIME_TO_FIRST_TOKEN, &labels),
+                    clock: self.clock.clone(),
+                })
+            })
+        };
+        WholeCalls {
+            by_model: self.models.iter().map(|m| (m.clone(), of(m))).collect(),
+            other: of("other"),
+        }
+    }
+}
+
+impl WholeCalls {
+    /// The histograms a call for `model` records into.
+    pub(crate) fn of(&self, operation: Operation, model: &str) -> &Arc<Timed> {
+        let of_model = self.by_model.get(model).unwrap_or(&self.other);
+        &of_model[operation_index(operation)]
+    }
+}
+
+impl Timed {
+    /// Nanoseconds on the clock the call is timed with.
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.now_nanos()
+    }
+
+    /// A call that ended (answered, refused or failed) `took` nanoseconds after it began. A
+    /// stream's answer is its first event when the router chose its deployment (the router reads
+    /// that event before it answers), and the stream's start for a call sent straight to a
+    /// provider.
+    pub(crate) fn ended(&self, took: u64, stream: bool) {
+        self.duration.record(seconds(took));
+        if stream {
+            self.first_event.record(seconds(took));
+        }
     }
 }
 

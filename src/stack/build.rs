@@ -236,6 +236,7 @@ pub(super) fn build(
             default_role: Arc::from(DEFAULT_ROLE),
             providers,
             router,
+            whole: calls.as_ref().map(|calls| calls.whole_calls()),
             costs,
             cache,
             limits: limits.map(|(_, limits)| limits),

@@ -4,6 +4,7 @@
 use std::{
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll, ready},
 };
 
@@ -12,6 +13,7 @@ use tollgate_core::{LlmError, LlmRequest, LlmResponse, Operation};
 use tracing::{Span, field::Empty};
 
 use super::BoxedProvider;
+use crate::call_metrics::Timed;
 
 type Inner = <BoxedProvider as Service<LlmRequest>>::Future;
 use tower_service::Service;
@@ -72,6 +74,8 @@ pin_project! {
         span: Span,
         // The caller did not ask for a stream's usage: it is taken out of the answer's stream.
         quiet: bool,
+        // The whole call's histograms and when it began, when a recorder takes them.
+        timing: Option<(Arc<Timed>, u64)>,
     }
 }
 
@@ -90,11 +94,17 @@ impl std::fmt::Debug for StackFuture {
 }
 
 impl StackFuture {
-    pub(super) fn called(call: Inner, span: Span, quiet: bool) -> Self {
+    pub(super) fn called(
+        call: Inner,
+        span: Span,
+        quiet: bool,
+        timing: Option<(Arc<Timed>, u64)>,
+    ) -> Self {
         Self {
             state: State::Called { call },
             span,
             quiet,
+            timing,
         }
     }
 
@@ -103,6 +113,7 @@ impl StackFuture {
             state: State::Failed { error: Some(error) },
             span,
             quiet: false,
+            timing: None,
         }
     }
 }
@@ -125,6 +136,10 @@ impl Future for StackFuture {
             }
             response
         });
+        if let Some((timed, started)) = this.timing.take() {
+            let stream = result.as_ref().is_ok_and(LlmResponse::is_stream);
+            timed.ended(timed.now().saturating_sub(started), stream);
+        }
         if !this.span.is_disabled() {
             describe(this.span, &result);
         }

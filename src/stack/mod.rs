@@ -95,6 +95,8 @@ struct Parts {
     /// Each client's stack, so a request's provider is checked against what serves it.
     providers: Arc<route::Providers>,
     router: tollgate_router::Router<route::ProviderStack>,
+    /// Whole-call histograms, when a recorder takes them.
+    whole: Option<crate::call_metrics::WholeCalls>,
     costs: CostTracker,
     cache: Option<tollgate_cache::CacheLayer>,
     limits: Option<LimitHandles>,
@@ -398,11 +400,16 @@ impl Service<LlmRequest> for Stack {
         match self.resolve(request) {
             Ok(request) => {
                 let span = future::call_span(&request);
+                let timing = self.parts.whole.as_ref().map(|whole| {
+                    let timed = whole.of(request.meta.operation, &request.model).clone();
+                    let started = timed.now();
+                    (timed, started)
+                });
                 let call = {
                     let _entered = span.enter();
                     self.service.call(request)
                 };
-                StackFuture::called(call, span, quiet)
+                StackFuture::called(call, span, quiet, timing)
             }
             Err(error) => StackFuture::failed(error, tracing::Span::none()),
         }

@@ -23,8 +23,12 @@ pub const REQUESTS: &str = "tollgate.requests";
 pub const TOKENS: &str = "tollgate.tokens";
 /// Cost in micro-dollars, with `gen_ai.provider.name` and `gen_ai.request.model`.
 pub const COST: &str = "tollgate.cost.microdollars";
-/// Seconds from a stream's start to its first event.
+/// Seconds from a streamed call's start to its first event, with `gen_ai.operation.name` and
+/// `gen_ai.request.model`.
 pub const TIME_TO_FIRST_TOKEN: &str = "tollgate.time_to_first_token";
+/// Seconds per call through a whole stack (cache hits, limits and moves included), with
+/// `gen_ai.operation.name`, `gen_ai.request.model` and `outcome`.
+pub const CALL_DURATION: &str = "tollgate.call.duration";
 
 /// Cache hits.
 pub const CACHE_HITS: &str = "tollgate.cache.hits";
@@ -34,6 +38,12 @@ pub const CACHE_MISSES: &str = "tollgate.cache.misses";
 pub const CACHE_COALESCED: &str = "tollgate.cache.coalesced";
 /// Answers stored.
 pub const CACHE_STORES: &str = "tollgate.cache.stores";
+/// Answers the store evicted to stay within its bound.
+pub const CACHE_EVICTIONS: &str = "tollgate.cache.evictions";
+/// Bytes the store holds (as it weighs its entries).
+pub const CACHE_BYTES: &str = "tollgate.cache.bytes";
+/// Answers the store holds.
+pub const CACHE_ENTRIES: &str = "tollgate.cache.entries";
 
 /// Calls the limiter admitted.
 pub const LIMITER_ADMITS: &str = "tollgate.limiter.admits";
@@ -139,6 +149,14 @@ impl Counter {
     pub fn increment(&self, by: u64) {
         #[cfg(feature = "metrics")]
         self.inner.increment(by);
+    }
+
+    /// Sets the count to `value`, for a count kept elsewhere (if it is higher).
+    #[inline]
+    #[allow(unused_variables)]
+    pub fn absolute(&self, value: u64) {
+        #[cfg(feature = "metrics")]
+        self.inner.absolute(value);
     }
 }
 
