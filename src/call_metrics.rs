@@ -59,7 +59,8 @@ impl MetricsConfig {
 }
 
 /// Whether a recorder is installed: `metrics` falls back to a recorder of size zero when none is,
-/// and a recorder that records anything keeps its storage in itself.
+/// and a recorder that records anything keeps its storage in itself (a recorder of size zero,
+/// one that forwards to a static of its own, is taken for none).
 #[cfg(feature = "metrics")]
 fn recorder_installed() -> bool {
     metrics::with_recorder(|recorder| size_of_val(recorder) > 0)
