@@ -318,10 +318,12 @@ pub(crate) async fn handle<D: FrontDoor>(
             response
         }
         Err(error) => {
-            if matches!(
-                error.kind(),
-                tollgate::ErrorKind::RateLimited | tollgate::ErrorKind::BudgetExceeded
-            ) {
+            // The limiter's own refusals (a provider's 429 is not one).
+            if error
+                .extensions()
+                .get::<tollgate::ratelimit::Denial>()
+                .is_some()
+            {
                 let mut denials = live.denials.lock().unwrap_or_else(|e| e.into_inner());
                 *denials.entry(key.tenant.clone()).or_default() += 1;
             }
