@@ -22,37 +22,29 @@ use tower_service::Service;
 /// (`chat {model}` as `otel.name`), with the request's attributes now and the answer's later.
 /// Prompts and answers are never recorded.
 pub(super) fn call_span(request: &LlmRequest) -> Span {
+    // A span's name is fixed where it is written, so there is one call of the macro per name.
+    macro_rules! span_named {
+        ($name:literal) => {
+            tracing::info_span!(
+                $name,
+                otel.name = Empty,
+                gen_ai.operation.name = $name,
+                gen_ai.request.model = &*request.model,
+                gen_ai.provider.name = Empty,
+                gen_ai.response.model = Empty,
+                gen_ai.usage.input_tokens = Empty,
+                gen_ai.usage.output_tokens = Empty,
+                gen_ai.response.finish_reasons = Empty,
+                error.type = Empty,
+                tollgate.role = request.meta.role.as_deref(),
+                tollgate.deployment = Empty,
+                tollgate.cache = Empty,
+            )
+        };
+    }
     let span = match request.meta.operation {
-        Operation::Embeddings => tracing::info_span!(
-            "embeddings",
-            otel.name = Empty,
-            gen_ai.operation.name = "embeddings",
-            gen_ai.request.model = &*request.model,
-            gen_ai.provider.name = Empty,
-            gen_ai.response.model = Empty,
-            gen_ai.usage.input_tokens = Empty,
-            gen_ai.usage.output_tokens = Empty,
-            gen_ai.response.finish_reasons = Empty,
-            error.type = Empty,
-            tollgate.role = request.meta.role.as_deref(),
-            tollgate.deployment = Empty,
-            tollgate.cache = Empty,
-        ),
-        _ => tracing::info_span!(
-            "chat",
-            otel.name = Empty,
-            gen_ai.operation.name = "chat",
-            gen_ai.request.model = &*request.model,
-            gen_ai.provider.name = Empty,
-            gen_ai.response.model = Empty,
-            gen_ai.usage.input_tokens = Empty,
-            gen_ai.usage.output_tokens = Empty,
-            gen_ai.response.finish_reasons = Empty,
-            error.type = Empty,
-            tollgate.role = request.meta.role.as_deref(),
-            tollgate.deployment = Empty,
-            tollgate.cache = Empty,
-        ),
+        Operation::Embeddings => span_named!("embeddings"),
+        _ => span_named!("chat"),
     };
     if !span.is_disabled() {
         span.record(
