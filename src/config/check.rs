@@ -135,12 +135,7 @@ impl Config {
                 }
             }
             if let Some(url) = &provider.base_url {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    errors.push(ConfigError::new(
-                        at("base_url"),
-                        format!("expected an http:// or https:// URL, got {url:?}"),
-                    ));
-                }
+                errors.extend(base_url_mistake(url, &at("base_url")));
             }
             match provider.kind {
                 ProviderKind::Simulated => {
@@ -337,6 +332,16 @@ fn check_redis(redis: &RedisSection, errors: &mut Vec<ConfigError>) {
             errors.push(e);
         }
     }
+}
+
+/// The mistake in a base URL that is not http or https, if any.
+pub(super) fn base_url_mistake(url: &str, at: &str) -> Option<ConfigError> {
+    (!(url.starts_with("http://") || url.starts_with("https://"))).then(|| {
+        ConfigError::new(
+            at,
+            format!("expected an http:// or https:// URL, got {url:?}"),
+        )
+    })
 }
 
 pub(super) fn is_env_var_name(name: &str) -> bool {

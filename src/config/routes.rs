@@ -7,7 +7,7 @@ use tollgate_core::ConfigError;
 use tollgate_router::{HedgeAfter, Strategy};
 
 use super::{
-    check::is_env_var_name,
+    check::{base_url_mistake, is_env_var_name},
     roles::{ResolvedRole, ResolvedTarget, RoleConfig, fallback_names, has_fallbacks, single},
     sections::{Config, DEFAULT_ROLE, ProviderKind},
 };
@@ -241,12 +241,7 @@ impl Config {
                     }
                 }
                 if let Some(url) = &target.base_url {
-                    if !(url.starts_with("http://") || url.starts_with("https://")) {
-                        errors.push(ConfigError::new(
-                            at("base_url"),
-                            format!("expected an http:// or https:// URL, got {url:?}"),
-                        ));
-                    }
+                    errors.extend(base_url_mistake(url, &at("base_url")));
                 }
                 let simulated = self
                     .providers
