@@ -347,7 +347,10 @@ fn the_environment_overrides_the_redis_url_and_the_default_quota() {
             _ => None,
         })
         .unwrap();
-    assert_eq!(config.redis.unwrap().url, "redis://env-host:6380/");
+    assert_eq!(
+        config.redis.unwrap().url.as_deref(),
+        Some("redis://env-host:6380/")
+    );
     let Switch::On(limiting) = &config.rate_limiting else {
         panic!("rate limiting is on")
     };

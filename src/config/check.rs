@@ -62,6 +62,9 @@ impl Config {
         }
         if let Some(redis) = &self.redis {
             check_redis(redis, &mut errors);
+            if let (Switch::On(limiting), true) = (&self.rate_limiting, ok(&["rate_limiting"])) {
+                check_slots(redis, limiting, &mut errors);
+            }
         }
         if let Err(error) = self.costs.validate() {
             errors.push(error.under("costs"));
@@ -288,14 +291,9 @@ impl Config {
 }
 
 fn check_redis(redis: &RedisSection, errors: &mut Vec<ConfigError>) {
-    if !["redis://", "rediss://", "unix://", "redis+unix://"]
-        .iter()
-        .any(|scheme| redis.url.starts_with(scheme))
-    {
-        errors.push(ConfigError::new(
-            "redis.url",
-            "expected redis://host:port/db (or rediss://, unix://)",
-        ));
+    // Password variables are read when the stack is built; here only the shape is checked.
+    if let Err(e) = target_shape(redis) {
+        errors.push(e);
     }
     if redis.prefix.is_empty() {
         errors.push(ConfigError::new("redis.prefix", "must not be empty"));
@@ -350,4 +348,80 @@ pub(super) fn is_env_var_name(name: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether the section names exactly one Redis, well formed.
+fn target_shape(redis: &RedisSection) -> Result<(), ConfigError> {
+    check_target_shape(
+        redis.url.as_deref(),
+        redis.cluster.as_ref(),
+        redis.sentinel.as_ref(),
+    )
+}
+
+#[cfg(feature = "redis")]
+fn check_target_shape(
+    url: Option<&str>,
+    cluster: Option<&tollgate_core::redis::ClusterConfig>,
+    sentinel: Option<&tollgate_core::redis::SentinelConfig>,
+) -> Result<(), ConfigError> {
+    tollgate_core::redis::target_of(url, cluster, sentinel, |_| Some(String::new())).map(drop)
+}
+
+#[cfg(not(feature = "redis"))]
+fn check_target_shape(
+    _: Option<&str>,
+    _: Option<&tollgate_core::redis::ClusterConfig>,
+    _: Option<&tollgate_core::redis::SentinelConfig>,
+) -> Result<(), ConfigError> {
+    Ok(())
+}
+
+/// On a Redis Cluster, one script checks all of a call's keys, so they must share a slot: with
+/// several scopes, `redis.hash_tag_scope` must name a scope every call has a key in.
+fn check_slots(
+    redis: &RedisSection,
+    limiting: &crate::RateLimitingConfig,
+    errors: &mut Vec<ConfigError>,
+) {
+    use tollgate_ratelimit::{DEFAULT_TENANT, PRINCIPAL_SCOPE, PROVIDER_SCOPE, TENANT_SCOPE};
+    if redis.cluster.is_none() {
+        return;
+    }
+    let mut scopes: Vec<&str> = Vec::new();
+    for (scope, entries) in [
+        (TENANT_SCOPE, &limiting.tenants),
+        (PROVIDER_SCOPE, &limiting.providers),
+        (PRINCIPAL_SCOPE, &limiting.principals),
+    ] {
+        if !entries.is_empty() {
+            scopes.push(scope);
+        }
+    }
+    scopes.extend(limiting.scopes.iter().map(|scope| scope.name.as_str()));
+    let every_call = |name: &str| {
+        (name == TENANT_SCOPE && limiting.tenants.contains_key(DEFAULT_TENANT))
+            || limiting.scopes.iter().any(|scope| scope.name == name)
+    };
+    match &redis.hash_tag_scope {
+        None if scopes.len() > 1 => errors.push(tollgate_ratelimit::cross_slot_error(&scopes)),
+        None => {}
+        Some(name) if !scopes.contains(&name.as_str()) => errors.push(ConfigError::new(
+            "redis.hash_tag_scope",
+            format!(
+                "no rate-limit scope is named {name:?} (scopes: {})",
+                scopes.join(", ")
+            ),
+        )),
+        Some(name) if scopes.len() > 1 && !every_call(name) => errors.push(ConfigError::new(
+            "redis.hash_tag_scope",
+            format!(
+                "`{name}` limits only the keys listed under it, so a call without one would \
+                 still check keys of {} in different Cluster slots; name a scope every call has \
+                 (`tenant` with a `default` entry, or one of `scopes`)",
+                scopes.join(", ")
+            ),
+        )),
+        Some(_) => {}
+    }
 }

@@ -59,8 +59,8 @@ impl Config {
         Self::parse(text)
     }
 
-    /// This configuration with the environment's overrides: [`REDIS_URL_VAR`] replaces
-    /// `redis.url`, and [`DEFAULT_QUOTA_VAR`] replaces `rate_limiting.tenants.default`.
+    /// This configuration with the environment's overrides: [`REDIS_URL_VAR`] replaces the Redis
+    /// the `redis` section names (its `url`, `cluster` or `sentinel`), and [`DEFAULT_QUOTA_VAR`] replaces `rate_limiting.tenants.default`.
     ///
     /// # Errors
     ///
@@ -80,7 +80,9 @@ impl Config {
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigErrors> {
         if let (Some(redis), Some(url)) = (&mut self.redis, lookup(REDIS_URL_VAR)) {
-            redis.url = url;
+            redis.url = Some(url);
+            redis.cluster = None;
+            redis.sentinel = None;
         }
         if let Some(text) = lookup(DEFAULT_QUOTA_VAR) {
             let at = format!("env.{DEFAULT_QUOTA_VAR}");

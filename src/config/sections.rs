@@ -5,7 +5,10 @@ use std::{collections::BTreeMap, time::Duration};
 
 use serde::{Deserialize, de::IgnoredAny};
 use tollgate_cache::CacheConfig;
-use tollgate_core::duration;
+use tollgate_core::{
+    duration,
+    redis::{ClusterConfig, SentinelConfig},
+};
 use tollgate_ratelimit::{LeaseConfig, OnFailureConfig, RateLimitConfig};
 
 use tollgate_circuit_breaker::CircuitBreakerConfig;
@@ -232,8 +235,22 @@ pub type RateLimitingConfig = RateLimitConfig;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSection {
-    /// `redis://host:port/db`; the `REDIS_URL` environment variable replaces it.
-    pub url: String,
+    /// One server, `redis://host:port/db`. Exactly one of `url`, `cluster` and `sentinel`; the
+    /// `REDIS_URL` environment variable replaces whichever is given.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A Redis Cluster, found through some of its nodes (`{ nodes: [redis://host:7000/, ...] }`).
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
+    /// The master Redis Sentinel names
+    /// (`{ master_name: mymaster, nodes: [redis://host:26379/], password_env: REDIS_PASSWORD }`).
+    #[serde(default)]
+    pub sentinel: Option<SentinelConfig>,
+    /// The rate-limit scope whose key gives every key of a call its Cluster slot (e.g.
+    /// `tenant`). Required on a cluster when the limits have several scopes, since one script
+    /// checks a call's keys together and a cluster runs a script only within one slot.
+    #[serde(default)]
+    pub hash_tag_scope: Option<String>,
     /// Key prefix (default `tollgate`).
     #[serde(default = "default_prefix")]
     pub prefix: String,

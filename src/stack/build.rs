@@ -100,8 +100,18 @@ pub(super) fn build(
             }
         }
     }
+    // One connection, shared by the cache and the limiter.
+    let redis = match config
+        .redis
+        .as_ref()
+        .map(|section| open_redis(section, hooks.env))
+    {
+        Some(Ok(redis)) => Some(redis),
+        Some(Err(e)) => return Err(e.into()),
+        None => None,
+    };
     let cache = match &config.caching {
-        Switch::On(caching) => cache(caching, config.redis.as_ref())
+        Switch::On(caching) => cache(caching, redis.as_ref())
             .map_err(|e| errors.push(e))
             .ok(),
         Switch::Off => None,
@@ -109,7 +119,7 @@ pub(super) fn build(
     let limits = match &config.rate_limiting {
         Switch::On(limiting) => rate_limits(
             limiting,
-            config.redis.as_ref(),
+            redis.as_ref(),
             &config.pricing,
             clock.clone(),
             estimator.clone(),
@@ -425,7 +435,7 @@ fn network_client(
     ))
 }
 
-fn cache(caching: &CachingConfig, redis: Option<&RedisSection>) -> Result<CacheLayer, ConfigError> {
+fn cache(caching: &CachingConfig, redis: Option<&Redis<'_>>) -> Result<CacheLayer, ConfigError> {
     let layer = if caching.store.is_shared() {
         caching.build_with_shared(redis_store(redis.expect("validated"))?)
     } else {
@@ -434,19 +444,58 @@ fn cache(caching: &CachingConfig, redis: Option<&RedisSection>) -> Result<CacheL
     layer.map_err(|e| e.under("caching"))
 }
 
+/// The `redis` section and the connection opened from it.
+pub(super) struct Redis<'a> {
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    section: &'a RedisSection,
+    #[cfg(feature = "redis")]
+    connection: tollgate_core::redis::RedisConnection,
+}
+
 #[cfg(feature = "redis")]
-fn redis_store(redis: &RedisSection) -> Result<tollgate_cache::RedisStore, ConfigError> {
-    tollgate_cache::RedisStore::builder(&redis.url)
-        .prefix(format!("{}:cache", redis.prefix))
-        .timeout(redis.cache_timeout)
-        .max_value_bytes(redis.cache_max_value_bytes)
-        .compress(redis.cache_compress)
+fn open_redis<'a>(
+    section: &'a RedisSection,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Redis<'a>, ConfigError> {
+    let target = tollgate_core::redis::target_of(
+        section.url.as_deref(),
+        section.cluster.as_ref(),
+        section.sentinel.as_ref(),
+        env,
+    )?;
+    let connection = tollgate_core::redis::RedisConnection::open(
+        &target,
+        section.limiter_timeout.max(section.cache_timeout),
+        section.probe_interval,
+    )?;
+    Ok(Redis {
+        section,
+        connection,
+    })
+}
+
+#[cfg(not(feature = "redis"))]
+fn open_redis<'a>(
+    section: &'a RedisSection,
+    _: &dyn Fn(&str) -> Option<String>,
+) -> Result<Redis<'a>, ConfigError> {
+    Ok(Redis { section })
+}
+
+#[cfg(feature = "redis")]
+fn redis_store(redis: &Redis<'_>) -> Result<tollgate_cache::RedisStore, ConfigError> {
+    let section = redis.section;
+    tollgate_cache::RedisStore::builder(redis.connection.clone())
+        .prefix(format!("{}:cache", section.prefix))
+        .timeout(section.cache_timeout)
+        .max_value_bytes(section.cache_max_value_bytes)
+        .compress(section.cache_compress)
         .build()
         .map_err(|e| e.under("redis"))
 }
 
 #[cfg(not(feature = "redis"))]
-fn redis_store(_: &RedisSection) -> Result<tollgate_cache::MemoryStore, ConfigError> {
+fn redis_store(_: &Redis<'_>) -> Result<tollgate_cache::MemoryStore, ConfigError> {
     Err(no_redis("caching.store"))
 }
 
@@ -462,7 +511,7 @@ fn no_redis(path: &str) -> ConfigError {
 /// `redis` section.
 fn rate_limits(
     limiting: &RateLimitingConfig,
-    redis: Option<&RedisSection>,
+    redis: Option<&Redis<'_>>,
     pricing: &PricingTable,
     clock: Option<Arc<dyn Clock>>,
     estimator: Arc<dyn TokenEstimator>,
@@ -492,27 +541,35 @@ fn rate_limits(
 }
 
 #[cfg(feature = "redis")]
-fn redis_limiter(redis: &RedisSection, limits: RateLimiterBuilder) -> Result<Limiter, ConfigError> {
-    let section = tollgate_ratelimit::RedisConfig {
-        url: redis.url.clone(),
-        prefix: format!("{}:rl", redis.prefix),
-        timeout: redis.limiter_timeout,
-        on_failure: redis.on_failure,
-        local_share: redis.local_share,
-        failure_threshold: redis.failure_threshold,
-        probe_interval: redis.probe_interval,
-        hash_tag_scope: None,
-        lease: redis.lease,
-    };
-    section
-        .builder()
+fn redis_limiter(redis: &Redis<'_>, limits: RateLimiterBuilder) -> Result<Limiter, ConfigError> {
+    use tollgate_ratelimit::{OnFailureConfig, OnRedisFailure, RedisRateLimiter};
+    let section = redis.section;
+    let mut builder = RedisRateLimiter::builder(redis.connection.clone())
         .limits(limits)
+        .prefix(format!("{}:rl", section.prefix))
+        .timeout(section.limiter_timeout)
+        .failure_threshold(section.failure_threshold)
+        .probe_interval(section.probe_interval)
+        .on_failure(match section.on_failure {
+            OnFailureConfig::Local => OnRedisFailure::Local {
+                share: section.local_share,
+            },
+            OnFailureConfig::FailOpen => OnRedisFailure::FailOpen,
+            OnFailureConfig::FailClosed => OnRedisFailure::FailClosed,
+        });
+    if let Some(scope) = &section.hash_tag_scope {
+        builder = builder.hash_tag_scope(scope);
+    }
+    if let Some(lease) = section.lease {
+        builder = builder.lease(lease.batch, lease.ttl);
+    }
+    builder
         .build()
         .map(Limiter::Redis)
         .map_err(|e| e.under("redis"))
 }
 
 #[cfg(not(feature = "redis"))]
-fn redis_limiter(_: &RedisSection, _: RateLimiterBuilder) -> Result<Limiter, ConfigError> {
+fn redis_limiter(_: &Redis<'_>, _: RateLimiterBuilder) -> Result<Limiter, ConfigError> {
     Err(no_redis("redis"))
 }

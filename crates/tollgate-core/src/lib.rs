@@ -43,7 +43,6 @@ pub mod future;
 mod json;
 pub mod key;
 mod pricing;
-#[cfg(feature = "redis")]
 pub mod redis;
 mod request;
 mod response;

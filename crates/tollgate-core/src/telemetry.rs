@@ -76,6 +76,13 @@ pub const ROUTER_HEDGES: &str = "tollgate.router.hedges";
 /// Cooldowns, with `deployment` and `reason`.
 pub const ROUTER_COOLDOWNS: &str = "tollgate.router.cooldowns";
 
+/// Counter: masters replaced under a Redis connection (a Cluster failover, or Sentinel naming
+/// another master), by `topology`.
+pub const REDIS_MASTER_SWITCHES: &str = "tollgate.redis.master_switches";
+/// Counter: a Redis rate limiter's switches between Redis and its failure policy, by `to`
+/// (`fallback` or `redis`).
+pub const LIMITER_BACKEND_SWITCHES: &str = "tollgate.limiter.backend_switches";
+
 /// Label: the provider (`gen_ai.provider.name`).
 pub const PROVIDER: &str = "gen_ai.provider.name";
 /// Label: the model asked for (`gen_ai.request.model`).

@@ -197,18 +197,19 @@ impl HealthCheck for StatsCheck {
     }
 }
 
-/// Pings a Redis server with `PING`, through the same redis-rs connection the rate limiter and
-/// the cache store open (so a user and password in the URL work as they do there).
+/// Pings Redis with `PING`, through the same connection type the rate limiter and the cache
+/// store use (so a user and password in the URL work as they do there): one server, every node
+/// of a Redis Cluster (healthy only when all answer), or the master Sentinel names.
 ///
 /// The connection is made on the first check, inside the runtime that runs it, and reconnects by
-/// itself; a server that does not answer is unhealthy until it answers again.
+/// itself; a Redis that does not answer is unhealthy until it answers again.
 #[cfg(feature = "redis")]
 pub struct RedisCheck {
     name: String,
-    url: String,
-    /// Where the URL points, without its user or password, for messages.
+    target: tollgate_core::redis::RedisTarget,
+    /// Where the target points, without a user or password, for messages.
     shown: String,
-    connection: std::sync::OnceLock<Result<redis::aio::ConnectionManager, String>>,
+    connection: std::sync::OnceLock<Result<tollgate_core::redis::RedisConnection, String>>,
 }
 
 #[cfg(feature = "redis")]
@@ -232,18 +233,40 @@ impl RedisCheck {
         } else {
             format!("redis://{target}/")
         };
+        Self::on(name, tollgate_core::redis::RedisTarget::Server(url))
+    }
+
+    /// Pings `target`: a cluster, a Sentinel-named master, or a connection shared with the
+    /// limiter and the cache.
+    pub fn on(name: impl Into<String>, target: tollgate_core::redis::RedisTarget) -> Self {
+        use tollgate_core::redis::RedisTarget;
+        let shown = match &target {
+            RedisTarget::Server(url) => tollgate_core::redis::shown(url),
+            RedisTarget::Cluster(nodes) => format!(
+                "the cluster at {}",
+                nodes
+                    .iter()
+                    .map(|node| tollgate_core::redis::shown(node))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            RedisTarget::Sentinel(sentinel) => {
+                format!("the master Sentinel names {:?}", sentinel.master_name)
+            }
+            _ => "the shared Redis connection".to_owned(),
+        };
         Self {
             name: name.into(),
-            shown: without_password(&url),
-            url,
+            shown,
+            target,
             connection: std::sync::OnceLock::new(),
         }
     }
 
     async fn ping(&self) -> Result<String, String> {
         let connection = self.connection.get_or_init(|| {
-            tollgate_core::redis::lazy_connection(
-                &self.url,
+            tollgate_core::redis::RedisConnection::open(
+                &self.target,
                 Duration::from_secs(1),
                 Duration::from_secs(1),
             )
@@ -255,16 +278,6 @@ impl RedisCheck {
             .await
             .map_err(|error| error.to_string())
     }
-}
-
-/// Where `url` points (`host:port`, or a socket path), as redis-rs reads it: never the user or
-/// the password, so no message repeats them.
-#[cfg(feature = "redis")]
-fn without_password(url: &str) -> String {
-    redis::IntoConnectionInfo::into_connection_info(url).map_or_else(
-        |_| "an invalid Redis URL".to_owned(),
-        |info| info.addr().to_string(),
-    )
 }
 
 #[cfg(feature = "redis")]
@@ -296,8 +309,8 @@ mod tests {
         assert_eq!(tls.shown, "an invalid Redis URL");
         assert!(!format!("{tls:?}").contains("hunter2"));
         assert_eq!(
-            super::RedisCheck::new("r", "127.0.0.1:6379").url,
-            "redis://127.0.0.1:6379/"
+            super::RedisCheck::new("r", "127.0.0.1:6379").shown,
+            "127.0.0.1:6379"
         );
     }
 }

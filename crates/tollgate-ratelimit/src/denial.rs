@@ -24,6 +24,9 @@ pub enum DenialReason {
     TooManyKeys,
     /// The shared store (Redis) did not answer in time and the failure policy is fail-closed.
     Unavailable,
+    /// On Redis Cluster, the call named keys of several scopes but none of the hash-tag scope,
+    /// so they would live in different slots and no script could check them together.
+    CrossSlot,
 }
 
 /// A refusal from a [`RateLimiter`](crate::RateLimiter).
@@ -38,6 +41,7 @@ pub enum DenialReason {
 /// | `TooLarge` | cost | `BudgetExceeded` |
 /// | `Capacity`, `Unavailable` | | `Unavailable` |
 /// | `TooManyKeys` | | `InvalidRequest` |
+/// | `CrossSlot` | | `Internal` (the limiter's configuration) |
 ///
 /// The error also carries the `Denial` itself as an extension.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +99,7 @@ impl Denial {
             DenialReason::Exhausted | DenialReason::Queued => ErrorKind::RateLimited,
             DenialReason::TooLarge | DenialReason::TooManyKeys => ErrorKind::InvalidRequest,
             DenialReason::Capacity | DenialReason::Unavailable => ErrorKind::Unavailable,
+            DenialReason::CrossSlot => ErrorKind::Internal,
         }
     }
 }
@@ -143,6 +148,11 @@ impl Denial {
                 f,
                 "a call may be checked against at most {} keys",
                 crate::quota::MAX_TARGETS
+            )?,
+            DenialReason::CrossSlot => write!(
+                f,
+                "{who}: on Redis Cluster this call's keys would span slots; set the limiter's \
+                 hash_tag_scope to a scope every call names"
             )?,
         }
         if !self.0.waited.is_zero() {

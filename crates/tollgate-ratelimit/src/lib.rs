@@ -113,7 +113,8 @@ mod telemetry;
 
 pub use config::{
     DEFAULT_TENANT, KeyBy, KeyField, LeaseConfig, OnFailureConfig, PRINCIPAL_SCOPE, PROVIDER_SCOPE,
-    REDIS_URL_VAR, RateLimitConfig, RedisConfig, ScopeConfig, TENANT_SCOPE, tiers_var,
+    REDIS_URL_VAR, RateLimitConfig, RedisConfig, ScopeConfig, TENANT_SCOPE, cross_slot_error,
+    tiers_var,
 };
 pub use defaults::{
     DEFAULT_FAILURE_THRESHOLD, DEFAULT_LOCAL_SHARE, DEFAULT_PREFIX, DEFAULT_PROBE_INTERVAL,

@@ -8,8 +8,10 @@ use std::{
     time::Duration,
 };
 
-use redis::aio::ConnectionManager;
-use tollgate_core::ConfigError;
+use tollgate_core::{
+    ConfigError,
+    redis::{RedisConnection, RedisTarget},
+};
 
 use super::{CacheStore, Lookup, StoreFuture, StoreStats};
 use super::{DEFAULT_CACHE_PREFIX, DEFAULT_CACHE_TIMEOUT, DEFAULT_MAX_VALUE_BYTES};
@@ -35,6 +37,10 @@ const MAX_EXPANSION: usize = 16;
 /// In front of it, a [`MemoryStore`](super::MemoryStore) in a [`TieredStore`](super::TieredStore)
 /// answers repeated reads without a round trip.
 ///
+/// On a Redis Cluster each entry lands in its own key's slot, so entries spread over every
+/// master, and [`clear`](CacheStore::clear) scans each master in turn. Behind Sentinel the store
+/// follows the master the Sentinels name.
+///
 /// ```no_run
 /// use tollgate_cache::{CacheConfig, CacheLayer, MemoryStore, RedisStore, TieredStore};
 ///
@@ -50,7 +56,7 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     prefix: String,
     timeout: Duration,
     max_value_bytes: usize,
@@ -88,10 +94,11 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// A builder for a store on the Redis at `url`.
-    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+    /// A builder for a store on `redis`: a URL (`redis://host:port/db`), a [`RedisTarget`] (a
+    /// cluster, Sentinel), or a [`RedisConnection`] shared with other layers.
+    pub fn builder(redis: impl Into<RedisTarget>) -> RedisStoreBuilder {
         RedisStoreBuilder {
-            url: url.into(),
+            target: redis.into(),
             prefix: DEFAULT_CACHE_PREFIX.to_owned(),
             timeout: DEFAULT_CACHE_TIMEOUT,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
@@ -125,9 +132,13 @@ impl Inner {
                 Ok(Err(error)) => error.to_string(),
                 Err(_) => format!("no answer within {:?}", self.timeout),
             };
+        self.failed(what, &failure);
+        None
+    }
+
+    fn failed(&self, what: &str, failure: &str) {
         self.counts.errors.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(target: "tollgate::cache", error = %failure, "Redis cache {what} failed; treated as a miss");
-        None
     }
 
     async fn read(self: Arc<Self>, key: CacheKey) -> Option<Arc<CachedResponse>> {
@@ -203,18 +214,35 @@ impl Inner {
             pattern.push(c);
         }
         pattern.push_str(":*");
+        // Every master holds part of a cluster's keys; SCAN sees one node's.
+        let masters = match tokio::time::timeout(self.timeout, self.connection.masters()).await {
+            Ok(Ok(masters)) => masters,
+            Ok(Err(error)) => return self.failed("clear", &error.to_string()),
+            Err(_) => return self.failed("clear", &format!("no answer within {:?}", self.timeout)),
+        };
+        for master in masters {
+            self.clear_on(&master, &pattern).await;
+        }
+    }
+
+    async fn clear_on(&self, master: &str, pattern: &str) {
         let mut cursor: u64 = 0;
         loop {
             let scan = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
-                .arg(&pattern)
+                .arg(pattern)
                 .arg("COUNT")
                 .arg(500)
                 .to_owned();
-            let Some((next, keys)): Option<(u64, Vec<String>)> = self.query(&scan, "clear").await
-            else {
-                return;
+            let scanned =
+                tokio::time::timeout(self.timeout, self.connection.query_on(master, &scan)).await;
+            let (next, keys): (u64, Vec<String>) = match scanned {
+                Ok(Ok(page)) => page,
+                Ok(Err(error)) => return self.failed("clear", &error.to_string()),
+                Err(_) => {
+                    return self.failed("clear", &format!("no answer within {:?}", self.timeout));
+                }
             };
             if !keys.is_empty() {
                 let _: Option<i64> = self.query(redis::cmd("UNLINK").arg(keys), "clear").await;
@@ -259,7 +287,7 @@ impl CacheStore for RedisStore {
 /// Builds a [`RedisStore`].
 #[must_use]
 pub struct RedisStoreBuilder {
-    url: String,
+    target: RedisTarget,
     prefix: String,
     timeout: Duration,
     max_value_bytes: usize,
@@ -269,8 +297,8 @@ pub struct RedisStoreBuilder {
 
 impl std::fmt::Debug for RedisStoreBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The URL may carry a password: left out.
         f.debug_struct("RedisStoreBuilder")
+            .field("target", &self.target)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("max_value_bytes", &self.max_value_bytes)
@@ -331,8 +359,7 @@ impl RedisStoreBuilder {
         if self.prefix.is_empty() {
             return Err(ConfigError::new("redis.prefix", "must not be empty"));
         }
-        let connection =
-            tollgate_core::redis::lazy_connection(&self.url, self.timeout, Duration::from_secs(1))?;
+        let connection = RedisConnection::open(&self.target, self.timeout, Duration::from_secs(1))?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 connection,

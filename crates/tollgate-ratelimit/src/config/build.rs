@@ -26,7 +26,7 @@ fn redis_limiter(_: &RedisConfig, _: RateLimiterBuilder) -> Result<Limiter, Conf
 
 #[cfg(feature = "redis")]
 fn redis_limiter(redis: &RedisConfig, limits: RateLimiterBuilder) -> Result<Limiter, ConfigError> {
-    redis.builder().limits(limits).build().map(Limiter::Redis)
+    redis.builder()?.limits(limits).build().map(Limiter::Redis)
 }
 
 /// The scope that `tenants`, `providers` or `principals` makes: its name, the field it is in, and

@@ -12,7 +12,7 @@ use tollgate_core::{
     LlmRequest, duration,
 };
 
-pub use redis::{LeaseConfig, OnFailureConfig, RedisConfig};
+pub use redis::{LeaseConfig, OnFailureConfig, RedisConfig, cross_slot_error};
 
 use crate::{
     layer::DEFAULT_OUTPUT_TOKENS,
@@ -240,8 +240,8 @@ impl KeyExtractor for KeyBy {
 }
 
 impl RateLimitConfig {
-    /// This configuration with the environment's overrides: [`REDIS_URL_VAR`] replaces
-    /// `redis.url` (when there is a `redis` section), and [`tiers_var`] replaces a scope's default
+    /// This configuration with the environment's overrides: [`REDIS_URL_VAR`] replaces the Redis
+    /// the `redis` section names (its `url`, `cluster` or `sentinel`; when there is a section), and [`tiers_var`] replaces a scope's default
     /// tiers.
     ///
     /// # Errors
@@ -267,7 +267,7 @@ impl RateLimitConfig {
     ///     _ => None,
     /// };
     /// let config = config.with_env_from(env).unwrap();
-    /// assert_eq!(config.redis.unwrap().url, "redis://env-host:6380/");
+    /// assert_eq!(config.redis.unwrap().url.unwrap(), "redis://env-host:6380/");
     /// assert_eq!(config.scopes[0].tiers[0].requests, Some(tollgate_ratelimit::Amount::Whole(600)));
     /// ```
     ///
@@ -279,7 +279,9 @@ impl RateLimitConfig {
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         if let (Some(redis), Some(url)) = (&mut self.redis, lookup(REDIS_URL_VAR)) {
-            redis.url = url;
+            redis.url = Some(url);
+            redis.cluster = None;
+            redis.sentinel = None;
         }
         for scope in &mut self.scopes {
             let var = tiers_var(&scope.name);

@@ -3,13 +3,18 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tollgate_core::duration;
+use tollgate_core::{
+    duration,
+    redis::{ClusterConfig, SentinelConfig},
+};
 
 /// Where and how quotas are shared through Redis. Unknown fields are errors.
 ///
 /// ```yaml
 /// redis:
-///   url: redis://127.0.0.1:6379/   # REDIS_URL overrides it
+///   url: redis://127.0.0.1:6379/   # one server; REDIS_URL overrides it
+///   # or: cluster: { nodes: [redis://10.0.0.1:7000/, redis://10.0.0.2:7000/] }
+///   # or: sentinel: { master_name: mymaster, nodes: [redis://10.0.0.5:26379/], password_env: REDIS_PASSWORD }
 ///   prefix: myapp:rl                # default tollgate:rl
 ///   timeout: 5ms                    # per Redis call (default 5ms)
 ///   on_failure: local               # local (default), fail_open or fail_closed
@@ -22,9 +27,18 @@ use tollgate_core::duration;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://host:port/db`; the `REDIS_URL` environment variable overrides it
-    /// ([`RateLimitConfig::with_env`](crate::RateLimitConfig::with_env)).
-    pub url: String,
+    /// One server, `redis://host:port/db`; the `REDIS_URL` environment variable replaces
+    /// whichever Redis the section names with it
+    /// ([`RateLimitConfig::with_env`](crate::RateLimitConfig::with_env)). Exactly one of `url`,
+    /// `cluster` and `sentinel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A Redis Cluster, found through some of its nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
+    /// The master Redis Sentinel names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel: Option<SentinelConfig>,
     /// Key prefix (default `tollgate:rl`).
     #[serde(default = "default_prefix")]
     pub prefix: String,
@@ -78,10 +92,24 @@ pub struct LeaseConfig {
 #[cfg(feature = "redis")]
 impl RedisConfig {
     /// A [`RedisRateLimiter`](crate::redis::RedisRateLimiter) builder with every setting of this
-    /// section applied; add the scopes and build.
-    pub fn builder(&self) -> crate::redis::RedisRateLimiterBuilder {
+    /// section applied; add the scopes and build. `sentinel.password_env` is read from the
+    /// process environment.
+    ///
+    /// # Errors
+    ///
+    /// None or several of `url`, `cluster` and `sentinel`, a URL that is not `redis://`, an
+    /// empty node list, or an unset password variable.
+    pub fn builder(
+        &self,
+    ) -> Result<crate::redis::RedisRateLimiterBuilder, tollgate_core::ConfigError> {
         use crate::redis::{OnRedisFailure, RedisRateLimiter};
-        let mut builder = RedisRateLimiter::builder(&self.url)
+        let target = tollgate_core::redis::target_of(
+            self.url.as_deref(),
+            self.cluster.as_ref(),
+            self.sentinel.as_ref(),
+            |var| std::env::var(var).ok(),
+        )?;
+        let mut builder = RedisRateLimiter::builder(target)
             .prefix(&self.prefix)
             .timeout(self.timeout)
             .failure_threshold(self.failure_threshold)
@@ -99,7 +127,7 @@ impl RedisConfig {
         if let Some(lease) = self.lease {
             builder = builder.lease(lease.batch, lease.ttl);
         }
-        builder
+        Ok(builder)
     }
 }
 
@@ -121,4 +149,23 @@ fn default_threshold() -> u32 {
 
 fn default_probe() -> Duration {
     crate::DEFAULT_PROBE_INTERVAL
+}
+
+/// The refusal of scopes whose keys one call could name together, in different Redis Cluster
+/// slots, with the fix (`redis.hash_tag_scope`). The limiter's builder and the facade's
+/// configuration check both refuse with it.
+pub fn cross_slot_error(scopes: &[&str]) -> tollgate_core::ConfigError {
+    tollgate_core::ConfigError::new(
+        "redis.hash_tag_scope",
+        format!(
+            "on Redis Cluster, one call's keys must share a slot, but a call limited by the scopes {} \
+             would check keys in different slots (CROSSSLOT); set redis.hash_tag_scope to the scope \
+             every call names (e.g. tenant), so each call's keys are stored in its key's slot",
+            scopes
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
 }

@@ -2,7 +2,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tollgate_core::ConfigError;
+use tollgate_core::{
+    ConfigError,
+    redis::{RedisConnection, RedisTarget},
+};
 
 use super::{
     FallbackBreaker, Inner, OnRedisFailure, RedisRateLimiter, lease::Leases, metrics, script,
@@ -16,7 +19,7 @@ use crate::{
 /// Builds a [`RedisRateLimiter`]; checks everything in [`build`](Self::build).
 #[must_use]
 pub struct RedisRateLimiterBuilder {
-    url: String,
+    target: RedisTarget,
     limits: RateLimiterBuilder,
     prefix: String,
     hash_tag_scope: Option<String>,
@@ -29,8 +32,8 @@ pub struct RedisRateLimiterBuilder {
 
 impl std::fmt::Debug for RedisRateLimiterBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The URL may carry a password: left out.
         f.debug_struct("RedisRateLimiterBuilder")
+            .field("target", &self.target)
             .field("limits", &self.limits)
             .field("prefix", &self.prefix)
             .field("hash_tag_scope", &self.hash_tag_scope)
@@ -41,9 +44,9 @@ impl std::fmt::Debug for RedisRateLimiterBuilder {
 }
 
 impl RedisRateLimiterBuilder {
-    pub(super) fn new(url: String) -> Self {
+    pub(super) fn new(target: RedisTarget) -> Self {
         Self {
-            url,
+            target,
             limits: RateLimiter::builder(),
             prefix: DEFAULT_PREFIX.to_owned(),
             hash_tag_scope: None,
@@ -89,8 +92,9 @@ impl RedisRateLimiterBuilder {
     }
 
     /// Puts every key of a call in the Redis Cluster slot of its key in scope `scope` (e.g.
-    /// `org`), so calls limited by a user and its organization stay in one slot. See
-    /// [the type's docs](RedisRateLimiter#keys-and-redis-cluster) for the trade-off.
+    /// `org`), so calls limited by a user and its organization stay in one slot. Required on a
+    /// cluster when there are several scopes; calls that name one key are stored as without it.
+    /// See [the type's docs](RedisRateLimiter#keys-and-redis-cluster) for the trade-off.
     pub fn hash_tag_scope(mut self, scope: impl Into<String>) -> Self {
         self.hash_tag_scope = Some(scope.into());
         self
@@ -136,7 +140,8 @@ impl RedisRateLimiterBuilder {
     /// # Errors
     ///
     /// A [`ConfigError`] for a bad URL, a zero timeout, threshold, batch or lease time, a share
-    /// outside (0, 1], an unknown hash-tag scope, a tier whose burst spans more than about 104
+    /// outside (0, 1], an unknown hash-tag scope, several scopes on a Redis Cluster without a
+    /// hash-tag scope (a call naming two of them would span slots), a tier whose burst spans more than about 104
     /// days (the Redis script keeps nanoseconds in Lua's 53-bit integers), no Tokio runtime, or
     /// anything [`RateLimiterBuilder::build`] refuses.
     pub fn build(self) -> Result<RedisRateLimiter, ConfigError> {
@@ -164,6 +169,12 @@ impl RedisRateLimiterBuilder {
                 )
             })?),
         };
+        if self.target.is_cluster() && hash_tag.is_none() {
+            let scopes: Vec<&str> = definition.scope_names().collect();
+            if scopes.len() > 1 {
+                return Err(crate::cross_slot_error(&scopes));
+            }
+        }
         for quota in definition.all_quotas() {
             let too_long = quota
                 .tiers()
@@ -199,8 +210,8 @@ impl RedisRateLimiterBuilder {
                 Some(Leases::new(batch, ttl))
             }
         };
-        let connection =
-            tollgate_core::redis::lazy_connection(&self.url, self.timeout, self.probe_interval)?;
+        let connection = RedisConnection::open(&self.target, self.timeout, self.probe_interval)?;
+        let cluster = connection.topology() == tollgate_core::redis::Topology::Cluster;
         Ok(RedisRateLimiter {
             inner: Arc::new(Inner {
                 definition,
@@ -209,6 +220,7 @@ impl RedisRateLimiterBuilder {
                 script: redis::Script::new(script::SOURCE),
                 prefix: self.prefix,
                 hash_tag,
+                cluster,
                 timeout: self.timeout,
                 policy: self.policy,
                 breaker: FallbackBreaker::new(self.failure_threshold, self.probe_interval),

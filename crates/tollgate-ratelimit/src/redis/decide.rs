@@ -86,6 +86,17 @@ impl RedisRateLimiter {
                 None,
             ));
         }
+        if self.inner.cluster && !self.one_slot(keys) {
+            let (scope, key) = &keys[0];
+            return Err(definition.make_denial(
+                *scope,
+                key.as_ref(),
+                DenialReason::CrossSlot,
+                None,
+                amounts,
+                None,
+            ));
+        }
         let mut invocation = Invocation::new(op);
         for (scope, key) in keys {
             assert!(

@@ -10,6 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tollgate_core::telemetry::{Counter, LIMITER_BACKEND_SWITCHES};
+
 /// Where a [`RedisRateLimiter`](super::RedisRateLimiter) decides now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -28,6 +30,8 @@ pub(super) struct FallbackBreaker {
     probe_interval: Duration,
     to_fallback: AtomicU64,
     to_redis: AtomicU64,
+    /// The same switches, for a metrics recorder.
+    recorded: [Counter; 2],
 }
 
 /// Whether a call may go to Redis.
@@ -60,6 +64,8 @@ impl FallbackBreaker {
             probe_interval,
             to_fallback: AtomicU64::new(0),
             to_redis: AtomicU64::new(0),
+            recorded: ["fallback", "redis"]
+                .map(|to| Counter::new(LIMITER_BACKEND_SWITCHES, &[("to", to.to_owned())])),
         }
     }
 
@@ -98,6 +104,7 @@ impl FallbackBreaker {
         self.failures.store(0, Ordering::Relaxed);
         if probe.is_some() && self.down.swap(false, Ordering::AcqRel) {
             self.to_redis.fetch_add(1, Ordering::Relaxed);
+            self.recorded[1].increment(1);
             tracing::info!(
                 target: "tollgate::ratelimit",
                 "Redis answers again; rate limits are shared through it once more"
@@ -116,6 +123,7 @@ impl FallbackBreaker {
             *self.next_probe.lock().expect("never poisoned") = Instant::now() + self.probe_interval;
             if !self.down.swap(true, Ordering::AcqRel) {
                 self.to_fallback.fetch_add(1, Ordering::Relaxed);
+                self.recorded[0].increment(1);
                 tracing::warn!(
                     target: "tollgate::ratelimit",
                     error = %failure,

@@ -13,6 +13,19 @@ impl RedisRateLimiter {
         }
     }
 
+    /// Whether every key of a call is stored under one hash tag, so one Cluster slot: a call of
+    /// one key, or one that names a key of the hash-tag scope.
+    pub(super) fn one_slot(&self, keys: &[(Scope, impl AsRef<str>)]) -> bool {
+        keys.len() < 2
+            || self
+                .inner
+                .hash_tag
+                .is_some_and(|tag| keys.iter().any(|(scope, _)| *scope == tag))
+            || keys
+                .iter()
+                .all(|(scope, key)| *scope == keys[0].0 && key.as_ref() == keys[0].1.as_ref())
+    }
+
     /// `<prefix>:{<scope>:<key>}`, or with a hash tag scope, `<prefix>:{<tag scope>:<its key>}:<scope>:<key>`.
     pub(super) fn redis_key(
         &self,

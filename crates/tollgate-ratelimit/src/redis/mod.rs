@@ -15,8 +15,10 @@ mod script;
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use redis::aio::ConnectionManager;
-use tollgate_core::LlmError;
+use tollgate_core::{
+    LlmError,
+    redis::{RedisConnection, RedisTarget},
+};
 
 use crate::{
     definition::Definition,
@@ -93,8 +95,29 @@ impl Default for OnRedisFailure {
 /// slot: [`hash_tag_scope`](RedisRateLimiterBuilder::hash_tag_scope) names `<prefix>:{org:acme}:user:alice`
 /// after the organization, putting the whole call in the organization's slot. The trade-off:
 /// every key under one organization lands on one node, and a user who moves to another
-/// organization starts afresh. On a single Redis server (what this crate connects to) any keys
-/// can be checked together. Idle keys expire (`PEXPIRE`) as soon as every tier is full again.
+/// organization starts afresh. On a cluster ([`RedisTarget::Cluster`]), a limiter with several
+/// scopes and no hash-tag scope is refused by `build()`, and a call that names keys of two scopes
+/// but none of the hash-tag scope is refused before it is sent
+/// ([`DenialReason::CrossSlot`]); on a single server or behind Sentinel any keys can be checked
+/// together. Idle keys expire (`PEXPIRE`) as soon as every tier is full again.
+///
+/// # Failover
+///
+/// On a cluster, redis-rs follows `MOVED` and re-reads the slot map when a master stops
+/// answering; behind Sentinel, the connection asks the Sentinels again. While a master is being
+/// replaced, its keys' calls fail or time out and the [`OnRedisFailure`] policy decides them
+/// (after [`failure_threshold`](RedisRateLimiterBuilder::failure_threshold) failures in a row,
+/// without asking Redis at all); a probe every
+/// [`probe_interval`](RedisRateLimiterBuilder::probe_interval) brings calls back once the
+/// promoted replica answers. Each switch is logged, counted in [`metrics`](Self::metrics) and
+/// [`RedisConnection::master_switches`], and recorded as `tollgate.limiter.backend_switches`
+/// and `tollgate.redis.master_switches`.
+///
+/// What the fleet may admit beyond a quota across a failover is bounded: with `n` processes
+/// under `Local { share }`, each admits at most `share` of every tier on its own while Redis is
+/// away, so at most `n × share × limit` more than the quota; and the replica may miss the writes
+/// of the last moment before its master died (Redis replicates asynchronously), which a fleet
+/// admits again. `FailClosed` admits nothing while Redis is away, `FailOpen` everything.
 ///
 /// # Hybrid mode
 ///
@@ -114,10 +137,12 @@ pub struct RedisRateLimiter {
 struct Inner {
     definition: Definition,
     fallback: Option<RateLimiter>,
-    connection: ConnectionManager,
+    connection: RedisConnection,
     script: redis::Script,
     prefix: String,
     hash_tag: Option<Scope>,
+    /// On a Redis Cluster, a call whose keys would span slots is refused before it is sent.
+    cluster: bool,
     timeout: Duration,
     policy: OnRedisFailure,
     breaker: FallbackBreaker,
@@ -145,9 +170,16 @@ impl fmt::Debug for RedisRateLimiter {
 }
 
 impl RedisRateLimiter {
-    /// A builder for a limiter on the Redis at `url` (`redis://host:port/db`).
-    pub fn builder(url: impl Into<String>) -> RedisRateLimiterBuilder {
-        RedisRateLimiterBuilder::new(url.into())
+    /// A builder for a limiter on `redis`: a URL (`redis://host:port/db`), a
+    /// [`RedisTarget`] (a cluster, Sentinel), or a [`RedisConnection`] shared with other layers.
+    pub fn builder(redis: impl Into<RedisTarget>) -> RedisRateLimiterBuilder {
+        RedisRateLimiterBuilder::new(redis.into())
+    }
+
+    /// The connection decisions go through (to share it, or to read its
+    /// [`master_switches`](RedisConnection::master_switches)).
+    pub fn connection(&self) -> &RedisConnection {
+        &self.inner.connection
     }
 
     /// The Lua script every decision runs, for those who audit what runs on their Redis (or

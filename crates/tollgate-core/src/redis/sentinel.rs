@@ -1,0 +1,212 @@
+//! The master Redis Sentinel names, asked again whenever the one in use stops answering or
+//! answers as a replica.
+
+use std::{
+    future::Future,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use redis::{
+    RedisConnectionInfo, RedisResult,
+    aio::ConnectionManager,
+    sentinel::{Sentinel as Sentinels, SentinelNodeConnectionInfo},
+};
+
+use super::{
+    SentinelTarget,
+    cluster::Unanswered,
+    connection::{lost_master, manager},
+};
+use crate::{
+    ConfigError,
+    telemetry::{self, Counter},
+};
+
+/// The least time between two questions to the Sentinels.
+const ASK_EVERY: Duration = Duration::from_millis(100);
+
+pub(super) struct Sentinel {
+    sentinels: tokio::sync::Mutex<Sentinels>,
+    master_name: String,
+    node: SentinelNodeConnectionInfo,
+    db: i64,
+    timeout: Duration,
+    max_backoff: Duration,
+    /// The master in use (`host:port`) and its connection; `None` until the Sentinels first answer.
+    current: RwLock<Option<(String, ConnectionManager)>>,
+    /// Set when the master in use failed as a replaced master would, or a call to it was dropped
+    /// unanswered: the next call asks the Sentinels again.
+    suspect: AtomicBool,
+    asking: AtomicBool,
+    asked: Mutex<Option<Instant>>,
+    switches: AtomicU64,
+    counter: Counter,
+}
+
+impl Sentinel {
+    pub(super) fn new(
+        target: &SentinelTarget,
+        timeout: Duration,
+        max_backoff: Duration,
+    ) -> Result<Self, ConfigError> {
+        if target.sentinels.is_empty() {
+            return Err(ConfigError::new(
+                "redis.sentinel.nodes",
+                "list at least one Sentinel",
+            ));
+        }
+        let sentinels = Sentinels::build(target.sentinels.clone())
+            .map_err(|e| ConfigError::new("redis.sentinel.nodes", e.to_string()))?;
+        let mut info = RedisConnectionInfo::default().set_db(target.db);
+        if let Some(username) = &target.username {
+            info = info.set_username(username.clone());
+        }
+        if let Some(password) = &target.password {
+            info = info.set_password(password.clone());
+        }
+        Ok(Self {
+            sentinels: tokio::sync::Mutex::new(sentinels),
+            master_name: target.master_name.clone(),
+            node: SentinelNodeConnectionInfo::default().set_redis_connection_info(info),
+            db: target.db,
+            timeout,
+            max_backoff,
+            current: RwLock::new(None),
+            suspect: AtomicBool::new(false),
+            asking: AtomicBool::new(false),
+            asked: Mutex::new(None),
+            switches: AtomicU64::new(0),
+            counter: Counter::new(
+                telemetry::REDIS_MASTER_SWITCHES,
+                &[("topology", "sentinel".to_owned())],
+            ),
+        })
+    }
+
+    pub(super) fn db(&self) -> i64 {
+        self.db
+    }
+
+    pub(super) fn switches(&self) -> u64 {
+        self.switches.load(Ordering::Relaxed)
+    }
+
+    /// The connection to the master in use, asking the Sentinels first when there is none yet
+    /// or the last one looked replaced.
+    pub(super) async fn connection(self: &Arc<Self>) -> RedisResult<ConnectionManager> {
+        if self.suspect.load(Ordering::Relaxed) {
+            self.ask_later();
+        }
+        if let Some((_, connection)) = &*self.current.read().expect("never poisoned") {
+            return Ok(connection.clone());
+        }
+        self.ask().await?;
+        let current = self.current.read().expect("never poisoned");
+        Ok(current.as_ref().expect("set by ask").1.clone())
+    }
+
+    /// The master in use, as `host:port`.
+    pub(super) async fn master(self: &Arc<Self>) -> RedisResult<String> {
+        self.connection().await?;
+        let current = self.current.read().expect("never poisoned");
+        Ok(current.as_ref().expect("connected").0.clone())
+    }
+
+    /// Runs `call` on the master, noting whether its outcome says the master may have changed.
+    pub(super) async fn observe<T>(
+        self: Arc<Self>,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> RedisResult<T> {
+        let mut unanswered = Unanswered(&self.suspect, true);
+        let result = call.await;
+        unanswered.1 = false;
+        if let Err(error) = &result {
+            if lost_master(error) {
+                self.suspect.store(true, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    /// Asks the Sentinels in the background: one question at a time, at most every
+    /// [`ASK_EVERY`].
+    fn ask_later(self: &Arc<Self>) {
+        if self.asking.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let recent = self
+            .asked
+            .lock()
+            .expect("never poisoned")
+            .is_some_and(|at| at.elapsed() < ASK_EVERY);
+        if recent {
+            self.asking.store(false, Ordering::Release);
+            return;
+        }
+        self.suspect.store(false, Ordering::Relaxed);
+        let sentinel = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = sentinel.ask().await {
+                tracing::debug!(target: "tollgate::redis", %error, "the Sentinels did not name a master");
+            }
+            sentinel.asking.store(false, Ordering::Release);
+        });
+    }
+
+    /// Asks the Sentinels which master serves the name, and switches to it when it changed.
+    async fn ask(&self) -> RedisResult<()> {
+        let client = {
+            let mut sentinels = self.sentinels.lock().await;
+            *self.asked.lock().expect("never poisoned") = Some(Instant::now());
+            let asking = sentinels.async_master_for(&self.master_name, Some(&self.node));
+            tokio::time::timeout(self.timeout.max(Duration::from_secs(1)), asking)
+                .await
+                .map_err(|_| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "the Sentinels did not answer in time",
+                    ))
+                })??
+        };
+        let address = client.get_connection_info().addr().to_string();
+        let mut current = self.current.write().expect("never poisoned");
+        let before = match &*current {
+            Some((before, _)) if *before == address => return Ok(()),
+            Some((before, _)) => Some(before.clone()),
+            None => None,
+        };
+        let connection = manager(client, self.timeout, self.max_backoff).map_err(|error| {
+            redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "cannot connect to the master",
+                error.to_string(),
+            ))
+        })?;
+        *current = Some((address.clone(), connection));
+        drop(current);
+        match before {
+            None => tracing::debug!(
+                target: "tollgate::redis",
+                master = %address,
+                name = %self.master_name,
+                "the Sentinels name the master"
+            ),
+            Some(before) => {
+                self.switches.fetch_add(1, Ordering::Relaxed);
+                self.counter.increment(1);
+                tracing::warn!(
+                    target: "tollgate::redis",
+                    from = %before,
+                    to = %address,
+                    name = %self.master_name,
+                    "the Sentinels name a new master; calls go to {address} now"
+                );
+            }
+        }
+        Ok(())
+    }
+}
