@@ -13,12 +13,13 @@ use std::{
     time::Duration,
 };
 
+use tollgate_core::redis::{RedisTarget, SentinelTarget};
 use tollgate_core::{ByTenant, ErrorKind, LlmError, LlmRequest, Message, SimulatedProvider};
 use tollgate_ratelimit::{
     Amounts, Backend, DenialReason, OnRedisFailure, Quota, RateLimitLayer, RateLimiter,
     RedisRateLimiter, RedisRateLimiterBuilder, Tier,
 };
-use tollgate_testkit::RedisServer;
+use tollgate_testkit::{RedisCluster, TestRedis, Topology, each_topology};
 use tower::{Service, ServiceExt};
 
 const HOUR: Duration = Duration::from_secs(3_600);
@@ -32,8 +33,8 @@ fn quota(tiers: impl IntoIterator<Item = Tier>) -> Quota {
 }
 
 /// A fail-closed limiter with one scope, `tenant`, so any Redis trouble fails the test loudly.
-fn builder(redis: &RedisServer, quota: Quota) -> RedisRateLimiterBuilder {
-    RedisRateLimiter::builder(redis.url())
+fn builder(redis: &TestRedis, quota: Quota) -> RedisRateLimiterBuilder {
+    RedisRateLimiter::builder(redis.target())
         .scope("tenant", quota)
         .timeout(PATIENT)
         .on_failure(OnRedisFailure::FailClosed)
@@ -66,9 +67,8 @@ async fn hammer(limiter: &RedisRateLimiter, key: &str, tasks: usize, attempts: u
     admitted.load(Ordering::Relaxed)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_limiters_on_two_connections_admit_exactly_the_quota() {
-    let Some(redis) = RedisServer::start() else {
+async fn two_limiters_on_two_connections_admit_exactly_the_quota(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return;
     };
     let quota = quota([Tier::requests(100, HOUR)]);
@@ -84,18 +84,20 @@ async fn two_limiters_on_two_connections_admit_exactly_the_quota() {
     assert_eq!(a.metrics().allowed + b.metrics().allowed, 100);
     assert_eq!(a.metrics().denied + b.metrics().denied, 640 - 100);
 }
+each_topology!(two_limiters_on_two_connections_admit_exactly_the_quota, #[tokio::test(flavor = "multi_thread", worker_threads = 2)]);
 
-#[tokio::test]
-async fn every_tier_of_every_key_is_consumed_together_or_not_at_all() {
-    let Some(redis) = RedisServer::start() else {
+async fn every_tier_of_every_key_is_consumed_together_or_not_at_all(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return;
     };
-    let limiter = RedisRateLimiter::builder(redis.url())
+    let limiter = RedisRateLimiter::builder(redis.target())
         .scope(
             "user",
             quota([Tier::requests(5, HOUR), Tier::requests(20, DAY)]),
         )
         .scope("org", quota([Tier::requests(8, HOUR)]))
+        // A call names a user and its organization: on a cluster, in the organization's slot.
+        .hash_tag_scope("org")
         .timeout(PATIENT)
         .on_failure(OnRedisFailure::FailClosed)
         .build()
@@ -127,7 +129,7 @@ async fn every_tier_of_every_key_is_consumed_together_or_not_at_all() {
         status.tiers.iter().map(|t| t.remaining).collect::<Vec<_>>()
     };
     assert_eq!(
-        remaining(limiter.status(user, "alice").await.unwrap()),
+        remaining(limiter.status_under(user, "alice", "acme").await.unwrap()),
         [0, 15]
     );
     assert_eq!(remaining(limiter.status(org, "acme").await.unwrap()), [3]);
@@ -145,7 +147,7 @@ async fn every_tier_of_every_key_is_consumed_together_or_not_at_all() {
         .unwrap_err();
     assert_eq!((denial.scope(), denial.key()), ("org", "acme"));
     assert_eq!(
-        remaining(limiter.status(user, "bob").await.unwrap()),
+        remaining(limiter.status_under(user, "bob", "acme").await.unwrap()),
         [2, 17]
     );
 
@@ -158,16 +160,16 @@ async fn every_tier_of_every_key_is_consumed_together_or_not_at_all() {
     assert_eq!(denial.reason(), DenialReason::TooLarge);
     assert_eq!(limiter.metrics().redis_calls, calls);
 
-    assert!(limiter.reset(user, "alice").await.unwrap());
+    assert!(limiter.reset_under(user, "alice", "acme").await.unwrap());
     assert_eq!(
-        remaining(limiter.status(user, "alice").await.unwrap()),
+        remaining(limiter.status_under(user, "alice", "acme").await.unwrap()),
         [5, 20]
     );
 }
+each_topology!(every_tier_of_every_key_is_consumed_together_or_not_at_all);
 
-#[tokio::test]
-async fn tokens_are_reconciled_in_one_script() {
-    let Some(redis) = RedisServer::start() else {
+async fn tokens_are_reconciled_in_one_script(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return;
     };
     let limiter = builder(&redis, quota([Tier::tokens(8_640, DAY)]))
@@ -196,10 +198,10 @@ async fn tokens_are_reconciled_in_one_script() {
         "a refund never passes a full tier"
     );
 }
+each_topology!(tokens_are_reconciled_in_one_script);
 
-#[tokio::test]
-async fn noscript_after_script_flush_is_recovered() {
-    let Some(redis) = RedisServer::start() else {
+async fn noscript_after_script_flush_is_recovered(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return;
     };
     let limiter = builder(&redis, quota([Tier::requests(3, HOUR)]))
@@ -227,13 +229,13 @@ async fn noscript_after_script_flush_is_recovered() {
     assert_eq!(limiter.metrics().redis_errors, 0);
     assert_eq!(limiter.metrics().failure_decisions, 0);
 }
+each_topology!(noscript_after_script_flush_is_recovered);
 
-#[tokio::test]
-async fn keys_expire_once_every_tier_is_full_again_and_carry_a_hash_tag() {
-    let Some(redis) = RedisServer::start() else {
+async fn keys_expire_once_every_tier_is_full_again_and_carry_a_hash_tag(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return;
     };
-    let limiter = RedisRateLimiter::builder(redis.url())
+    let limiter = RedisRateLimiter::builder(redis.target())
         .scope("user", quota([Tier::requests(10, HOUR)]))
         .scope("org", quota([Tier::requests(100, DAY)]))
         .prefix("app")
@@ -268,14 +270,21 @@ async fn keys_expire_once_every_tier_is_full_again_and_carry_a_hash_tag() {
     assert!(limiter.reset_under(user, "a{l}ice", "acme").await.unwrap());
     assert_eq!(ttl("app:{org:acme}:user:a%7Bl%7Dice"), -2, "gone");
 }
+each_topology!(keys_expire_once_every_tier_is_full_again_and_carry_a_hash_tag);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fallback_policy_keeps_every_call_going_while_redis_is_down_and_returns_by_itself() {
-    let Some(mut redis) = RedisServer::start() else {
+async fn fallback_policy_keeps_every_call_going_while_redis_is_down_and_returns_by_itself(
+    topology: Topology,
+) {
+    let Some(mut redis) = TestRedis::start(topology) else {
         return;
     };
-    let limiter = RedisRateLimiter::builder(redis.url())
-        .scope("tenant", quota([Tier::requests(1_000_000, HOUR)]))
+    // A quota no caller can spend while Redis is away, however long a cluster takes to re-form,
+    // refilling one permit every 3.6 ms.
+    let limiter = RedisRateLimiter::builder(redis.target())
+        .scope(
+            "tenant",
+            quota([Tier::requests(1_000_000_000, 1_000 * HOUR)]),
+        )
         .timeout(Duration::from_millis(500))
         .on_failure(OnRedisFailure::Local { share: 0.5 })
         .failure_threshold(2)
@@ -325,14 +334,16 @@ async fn fallback_policy_keeps_every_call_going_while_redis_is_down_and_returns_
     );
     let status = limiter.status(tenant, "acme").await.unwrap();
     assert!(
-        status.tiers[0].remaining < 1_000_000,
+        status.tiers[0].remaining < 1_000_000_000,
         "the restarted Redis counts again"
     );
 }
+each_topology!(fallback_policy_keeps_every_call_going_while_redis_is_down_and_returns_by_itself, #[tokio::test(flavor = "multi_thread", worker_threads = 2)]);
 
-#[tokio::test]
-async fn one_description_of_the_limits_builds_the_redis_limiter_and_caps_its_fallback() {
-    let Some(mut redis) = RedisServer::start() else {
+async fn one_description_of_the_limits_builds_the_redis_limiter_and_caps_its_fallback(
+    topology: Topology,
+) {
+    let Some(mut redis) = TestRedis::start(topology) else {
         return;
     };
     // The scopes and the key cap come from the in-process builder; with Redis gone, the
@@ -340,7 +351,7 @@ async fn one_description_of_the_limits_builds_the_redis_limiter_and_caps_its_fal
     let limits = RateLimiter::builder()
         .scope("tenant", quota([Tier::requests(1_000_000, HOUR)]))
         .max_keys(1);
-    let limiter = RedisRateLimiter::builder(redis.url())
+    let limiter = RedisRateLimiter::builder(redis.target())
         .limits(limits)
         .timeout(PATIENT)
         .on_failure(OnRedisFailure::Local { share: 1.0 })
@@ -367,10 +378,10 @@ async fn one_description_of_the_limits_builds_the_redis_limiter_and_caps_its_fal
     let denial = one("b").await.unwrap_err();
     assert_eq!(denial.reason(), DenialReason::Capacity);
 }
+each_topology!(one_description_of_the_limits_builds_the_redis_limiter_and_caps_its_fallback);
 
-#[tokio::test]
-async fn fail_closed_refuses_with_unavailable_when_redis_is_gone() {
-    let Some(mut redis) = RedisServer::start() else {
+async fn fail_closed_refuses_with_unavailable_when_redis_is_gone(topology: Topology) {
+    let Some(mut redis) = TestRedis::start(topology) else {
         return;
     };
     let limiter = builder(&redis, quota([Tier::requests(10, HOUR)]))
@@ -391,13 +402,16 @@ async fn fail_closed_refuses_with_unavailable_when_redis_is_gone() {
     assert_eq!(error.kind(), ErrorKind::Unavailable);
     assert!(error.to_string().contains("fail closed"), "{error}");
 }
+each_topology!(fail_closed_refuses_with_unavailable_when_redis_is_gone);
 
-/// Waits (yielding to the callers) until the limiter's metrics satisfy `done`.
+/// Waits (yielding to the callers) until the limiter's metrics satisfy `done`, for at most 30
+/// seconds: a cluster's nodes take a while to find each other again after a restart.
 async fn until(
     limiter: &RedisRateLimiter,
     done: impl Fn(tollgate_ratelimit::RedisMetrics) -> bool,
 ) {
-    for _ in 0..10_000_000 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         if done(limiter.metrics()) {
             return;
         }
@@ -440,9 +454,8 @@ async fn fail_closed_answers_within_the_timeout_when_redis_hangs() {
     hold.abort();
 }
 
-#[tokio::test]
-async fn a_rate_limit_layer_shares_its_limit_through_redis() {
-    let Some(redis) = RedisServer::start() else {
+async fn a_rate_limit_layer_shares_its_limit_through_redis(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return;
     };
     let quota = quota([Tier::requests(3, HOUR)]);
@@ -479,10 +492,10 @@ async fn a_rate_limit_layer_shares_its_limit_through_redis() {
     assert!(error.retry_after().unwrap() > Duration::from_secs(1_100));
     assert_eq!(provider.calls(), 3);
 }
+each_topology!(a_rate_limit_layer_shares_its_limit_through_redis);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hybrid_leases_never_admit_more_than_the_quota_and_save_round_trips() {
-    let Some(redis) = RedisServer::start() else {
+async fn hybrid_leases_never_admit_more_than_the_quota_and_save_round_trips(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return;
     };
     let quota = quota([Tier::requests(1_000, HOUR)]);
@@ -498,10 +511,10 @@ async fn hybrid_leases_never_admit_more_than_the_quota_and_save_round_trips() {
     assert!(calls <= 100 + 280 + 2, "{calls}");
     assert!(a.metrics().lease_admits + b.metrics().lease_admits >= 900);
 }
+each_topology!(hybrid_leases_never_admit_more_than_the_quota_and_save_round_trips, #[tokio::test(flavor = "multi_thread", worker_threads = 2)]);
 
-#[tokio::test]
-async fn an_ended_lease_hands_its_unused_permits_back() {
-    let Some(redis) = RedisServer::start() else {
+async fn an_ended_lease_hands_its_unused_permits_back(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return;
     };
     let quota = quota([Tier::requests(100, HOUR)]);
@@ -531,10 +544,12 @@ async fn an_ended_lease_hands_its_unused_permits_back() {
     assert_eq!(remaining().await, 98, "two used, the rest back");
     assert_eq!(hybrid.metrics().lease_returned, 18);
 }
+each_topology!(an_ended_lease_hands_its_unused_permits_back);
 
-#[tokio::test]
-async fn past_the_lease_set_bound_idle_leases_are_dropped_and_their_permits_handed_back() {
-    let Some(redis) = RedisServer::start() else {
+async fn past_the_lease_set_bound_idle_leases_are_dropped_and_their_permits_handed_back(
+    topology: Topology,
+) {
+    let Some(redis) = TestRedis::start(topology) else {
         return;
     };
     let quota = quota([Tier::requests(100, HOUR)]);
@@ -574,6 +589,7 @@ async fn past_the_lease_set_bound_idle_leases_are_dropped_and_their_permits_hand
         99
     );
 }
+each_topology!(past_the_lease_set_bound_idle_leases_are_dropped_and_their_permits_handed_back);
 
 #[tokio::test]
 async fn bad_settings_are_refused_with_the_field() {
@@ -599,34 +615,76 @@ async fn bad_settings_are_refused_with_the_field() {
     );
 }
 
-const CHILD_URL: &str = "TOLLGATE_TEST_HAMMER_URL";
+const CHILD_TARGET: &str = "TOLLGATE_TEST_HAMMER_TARGET";
+const CHILD_KEYS: &str = "TOLLGATE_TEST_HAMMER_KEYS";
 
-/// Run by `four_processes_hammering_one_key_admit_exactly_the_quota`, in a child process.
+/// The Redis a child process connects to, as one environment variable.
+fn encode(redis: &TestRedis) -> String {
+    match redis.target() {
+        RedisTarget::Server(url) => format!("server {url}"),
+        RedisTarget::Cluster(nodes) => format!("cluster {}", nodes.join(",")),
+        RedisTarget::Sentinel(sentinel) => format!("sentinel {}", sentinel.sentinels.join(",")),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn decode(text: &str) -> RedisTarget {
+    let (kind, urls) = text.split_once(' ').unwrap();
+    let urls = urls.split(',').map(str::to_owned);
+    match kind {
+        "server" => RedisTarget::Server(urls.into_iter().next().unwrap()),
+        "cluster" => RedisTarget::cluster(urls),
+        _ => RedisTarget::Sentinel(SentinelTarget::new(tollgate_testkit::MASTER_NAME, urls)),
+    }
+}
+
+/// Run by `four_processes_admit_exactly_the_quota`, in a child process: hammers every key at
+/// once and reports what each admitted.
 #[test]
-#[ignore = "a child process of four_processes_hammering_one_key_admit_exactly_the_quota"]
+#[ignore = "a child process of four_processes_admit_exactly_the_quota"]
 fn hammer_in_a_child_process() {
-    let url = std::env::var(CHILD_URL).expect("run by the parent test");
+    let target = decode(&std::env::var(CHILD_TARGET).expect("run by the parent test"));
+    let keys = std::env::var(CHILD_KEYS).expect("run by the parent test");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let admitted = runtime.block_on(async {
-        let limiter = RedisRateLimiter::builder(url)
+    runtime.block_on(async {
+        let limiter = RedisRateLimiter::builder(target)
             .scope("tenant", quota([Tier::requests(200, HOUR)]))
             .timeout(PATIENT)
             .on_failure(OnRedisFailure::FailClosed)
             .build()
             .unwrap();
-        hammer(&limiter, "shared", 16, 20).await
+        let counts = join_spawned(keys.split(',').map(|key| {
+            let limiter = limiter.clone();
+            let key = key.to_owned();
+            async move { (key.clone(), hammer(&limiter, &key, 16, 20).await) }
+        }))
+        .await;
+        for (key, admitted) in counts {
+            println!("admitted {key}={admitted}");
+        }
     });
-    println!("admitted={admitted}");
 }
 
-#[test]
-fn four_processes_hammering_one_key_admit_exactly_the_quota() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+/// Runs every future on its own task, at once, and collects their outputs in order.
+async fn join_spawned<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+/// Four processes, each with 16 callers per key making 20 attempts, on a quota of 200 per key:
+/// exactly 200 of each key's 1,280 attempts are admitted, whichever master holds the key.
+fn four_processes_admit_exactly_the_quota(redis: &TestRedis, keys: &[String]) {
     // All four start before any is waited for, so they hammer at the same time.
     let children: Vec<_> = (0..4)
         .map(|_| {
@@ -637,14 +695,15 @@ fn four_processes_hammering_one_key_admit_exactly_the_quota() {
                     "hammer_in_a_child_process",
                     "--nocapture",
                 ])
-                .env(CHILD_URL, redis.url())
+                .env(CHILD_TARGET, encode(redis))
+                .env(CHILD_KEYS, keys.join(","))
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .expect("the test binary runs")
         })
         .collect();
-    let mut total = 0;
+    let mut totals = vec![0_u64; keys.len()];
     for child in children {
         let output = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -653,34 +712,89 @@ fn four_processes_hammering_one_key_admit_exactly_the_quota() {
             "child failed: {stdout}{}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let admitted: u64 = stdout
-            .lines()
-            .find_map(|line| line.strip_prefix("admitted="))
-            .expect("the child reports")
-            .trim()
-            .parse()
-            .unwrap();
-        total += admitted;
+        for (i, key) in keys.iter().enumerate() {
+            let admitted: u64 = stdout
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("admitted {key}=")))
+                .expect("the child reports")
+                .trim()
+                .parse()
+                .unwrap();
+            totals[i] += admitted;
+        }
     }
-    assert_eq!(total, 200, "4 processes × 320 attempts on a quota of 200");
+    assert_eq!(
+        totals,
+        vec![200; keys.len()],
+        "4 processes × 320 attempts per key on a quota of 200"
+    );
 }
 
-#[tokio::test]
-async fn a_configuration_with_a_redis_section_shares_through_redis_and_the_environment_overrides_it()
- {
-    let Some(redis) = RedisServer::start() else {
+#[test]
+fn four_processes_hammering_one_key_admit_exactly_the_quota() {
+    for topology in [Topology::Server, Topology::Cluster, Topology::Sentinel] {
+        let Some(redis) = TestRedis::start(topology) else {
+            return;
+        };
+        four_processes_admit_exactly_the_quota(&redis, &["shared".to_owned()]);
+    }
+}
+
+#[test]
+fn four_processes_on_a_three_master_cluster_admit_exactly_the_quota_of_keys_on_every_master() {
+    let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let config: tollgate_ratelimit::RateLimitConfig = serde_json::from_str(
-        r#"{
-            "scopes": [ { "name": "tenant", "key": "tenant", "tiers": [ { "requests": 100, "per": "1h" } ] } ],
-            "redis": { "url": "redis://127.0.0.1:1/", "prefix": "cfg", "timeout": "5s", "on_failure": "fail_closed" }
-        }"#,
-    )
+    // The limiter names a key `tollgate:rl:{tenant:<key>}`; pick tenants whose slots are on
+    // three different masters.
+    let mut tenants: Vec<(usize, String)> = Vec::new();
+    for n in 0.. {
+        let tenant = format!("t{n}");
+        let master = cluster.master_of(&format!("tollgate:rl:{{tenant:{tenant}}}"));
+        if !tenants.iter().any(|(m, _)| *m == master) {
+            tenants.push((master, tenant));
+        }
+        if tenants.len() == 3 {
+            break;
+        }
+    }
+    let keys: Vec<String> = tenants.into_iter().map(|(_, tenant)| tenant).collect();
+    four_processes_admit_exactly_the_quota(&TestRedis::Cluster(cluster), &keys);
+}
+
+async fn a_configuration_with_a_redis_section_shares_through_redis_and_the_environment_overrides_it(
+    topology: Topology,
+) {
+    let Some(redis) = TestRedis::start(topology) else {
+        return;
+    };
+    // One server is named by a wrong URL that REDIS_URL replaces; a cluster and Sentinel are
+    // named in the section itself.
+    let target = match redis.target() {
+        RedisTarget::Server(_) => serde_json::json!({ "url": "redis://127.0.0.1:1/" }),
+        RedisTarget::Cluster(nodes) => serde_json::json!({ "cluster": { "nodes": nodes } }),
+        RedisTarget::Sentinel(sentinel) => serde_json::json!({
+            "sentinel": { "master_name": sentinel.master_name, "nodes": sentinel.sentinels }
+        }),
+        other => panic!("{other:?}"),
+    };
+    let mut section =
+        serde_json::json!({ "prefix": "cfg", "timeout": "5s", "on_failure": "fail_closed" });
+    section
+        .as_object_mut()
+        .unwrap()
+        .extend(target.as_object().unwrap().clone());
+    let config: tollgate_ratelimit::RateLimitConfig = serde_json::from_value(serde_json::json!({
+        "scopes": [ { "name": "tenant", "key": "tenant", "tiers": [ { "requests": 100, "per": "1h" } ] } ],
+        "redis": section,
+    }))
     .unwrap();
-    let url = redis.url();
+    let url = match redis.target() {
+        RedisTarget::Server(url) => Some(url),
+        _ => None,
+    };
     let env = |name: &str| match name {
-        "REDIS_URL" => Some(url.clone()),
+        "REDIS_URL" => url.clone(),
         "TOLLGATE_RATELIMIT_TENANT_TIERS" => {
             Some(r#"[ { "requests": 2, "per": "1h" } ]"#.to_owned())
         }
@@ -730,10 +844,12 @@ async fn a_configuration_with_a_redis_section_shares_through_redis_and_the_envir
     );
     assert!(typo.unwrap_err().to_string().contains("timout"));
 }
+each_topology!(
+    a_configuration_with_a_redis_section_shares_through_redis_and_the_environment_overrides_it
+);
 
-#[tokio::test]
-async fn a_process_runs_ahead_of_the_shared_quota_by_at_most_its_lease() {
-    let Some(redis) = RedisServer::start() else {
+async fn a_process_runs_ahead_of_the_shared_quota_by_at_most_its_lease(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return;
     };
     let quota = quota([Tier::requests(20, HOUR)]);
@@ -781,6 +897,7 @@ async fn a_process_runs_ahead_of_the_shared_quota_by_at_most_its_lease() {
         "the quota, in total"
     );
 }
+each_topology!(a_process_runs_ahead_of_the_shared_quota_by_at_most_its_lease);
 
 #[test]
 fn building_outside_a_tokio_runtime_is_an_error_not_a_panic() {
@@ -791,9 +908,8 @@ fn building_outside_a_tokio_runtime_is_an_error_not_a_panic() {
     assert_eq!(error.path(), "redis");
 }
 
-#[tokio::test]
-async fn the_layer_settles_token_usage_in_redis_after_the_call() {
-    let Some(redis) = RedisServer::start() else {
+async fn the_layer_settles_token_usage_in_redis_after_the_call(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return;
     };
     let limiter = builder(&redis, quota([Tier::tokens(86_400, DAY)]))
@@ -820,14 +936,14 @@ async fn the_layer_settles_token_usage_in_redis_after_the_call() {
     }
     panic!("the reservation was never settled to the {used} tokens used");
 }
+each_topology!(the_layer_settles_token_usage_in_redis_after_the_call);
 
-#[tokio::test]
-async fn a_stream_dropped_midway_settles_in_redis_with_what_it_used() {
+async fn a_stream_dropped_midway_settles_in_redis_with_what_it_used(topology: Topology) {
     use tollgate_core::{
         CharEstimator, LlmError, LlmResponse, TokenEstimator, Usage,
         stream::{LlmStream, StreamEvent},
     };
-    let Some(redis) = RedisServer::start() else {
+    let Some(redis) = TestRedis::start(topology) else {
         return;
     };
     let limiter = builder(&redis, quota([Tier::tokens(86_400, DAY)]))
@@ -865,3 +981,4 @@ async fn a_stream_dropped_midway_settles_in_redis_with_what_it_used() {
     }
     panic!("left at {remaining}: never settled to the prompt's {prompt} tokens and 1 read");
 }
+each_topology!(a_stream_dropped_midway_settles_in_redis_with_what_it_used);

@@ -1,6 +1,8 @@
-//! Watching a Redis Cluster's masters, so a failover that hands a master's slots to its replica
-//! is logged and counted. redis-rs's cluster client follows the move by itself (`MOVED`, a slot
-//! map refresh after connection errors); this only notices it happened.
+//! A Redis Cluster connection, and watching its masters so a failover that hands a master's
+//! slots to its replica is logged and counted. redis-rs's cluster client follows the move by
+//! itself (`MOVED`, a slot map refresh after connection errors); this notices it happened, and
+//! opens the client afresh from its seed nodes when no node has answered for a while (redis-rs's
+//! client can stay without a connection to any node after every node was down at once).
 
 use std::{
     future::Future,
@@ -13,6 +15,7 @@ use std::{
 
 use redis::{
     RedisResult, Value,
+    cluster::{ClusterClient, ClusterConfig},
     cluster_async::ClusterConnection,
     cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
 };
@@ -22,12 +25,21 @@ use crate::telemetry::{self, Counter};
 
 /// The least time between two reads of the slot map.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// How long calls may fail for want of a connection before the client is opened afresh, and the
+/// least time between two fresh opens.
+const REOPEN_AFTER: Duration = Duration::from_secs(1);
 
 /// A slot range and the master serving it (`host:port`).
 pub(super) type SlotRange = (u16, u16, String);
 
 pub(super) struct Watch {
-    connection: ClusterConnection,
+    client: ClusterClient,
+    connect_timeout: Duration,
+    connection: std::sync::RwLock<ClusterConnection>,
+    opened: Instant,
+    /// Milliseconds after `opened` of the last answer, and of the last fresh open.
+    answered_ms: AtomicU64,
+    reopened_ms: AtomicU64,
     /// The slot map as last read; empty until the first call answers.
     map: Mutex<(Vec<SlotRange>, Option<Instant>)>,
     /// Set when a call failed in a way a failover explains (or was dropped unanswered): the next
@@ -40,9 +52,15 @@ pub(super) struct Watch {
 }
 
 impl Watch {
-    pub(super) fn new(connection: ClusterConnection) -> Self {
+    pub(super) fn new(client: ClusterClient, connect_timeout: Duration) -> Self {
+        let connection = open(&client, connect_timeout);
         Self {
-            connection,
+            client,
+            connect_timeout,
+            connection: std::sync::RwLock::new(connection),
+            opened: Instant::now(),
+            answered_ms: AtomicU64::new(0),
+            reopened_ms: AtomicU64::new(0),
             map: Mutex::new((Vec::new(), None)),
             suspect: AtomicBool::new(false),
             known: AtomicBool::new(false),
@@ -59,6 +77,37 @@ impl Watch {
         self.switches.load(Ordering::Relaxed)
     }
 
+    /// The client's connection now (a handle: cheap to clone).
+    pub(super) fn connection(&self) -> ClusterConnection {
+        self.connection.read().expect("never poisoned").clone()
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Opens the client afresh when calls have found no node for [`REOPEN_AFTER`].
+    fn reopen_if_stuck(&self) {
+        let now = self.now_ms();
+        let limit = REOPEN_AFTER.as_millis() as u64;
+        let reopened = self.reopened_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(self.answered_ms.load(Ordering::Relaxed)) < limit
+            || now.saturating_sub(reopened) < limit
+            || self
+                .reopened_ms
+                .compare_exchange(reopened, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        tracing::info!(
+            target: "tollgate::redis",
+            "no Redis Cluster node answered for {REOPEN_AFTER:?}; connecting afresh through the seed nodes"
+        );
+        *self.connection.write().expect("never poisoned") =
+            open(&self.client, self.connect_timeout);
+    }
+
     /// Runs `call`, noting whether its outcome says the masters may have changed.
     pub(super) async fn observe<T>(
         self: Arc<Self>,
@@ -68,13 +117,17 @@ impl Watch {
         let result = call.await;
         unanswered.1 = false;
         match &result {
-            Err(error) if lost_master(error) => self.suspect.store(true, Ordering::Relaxed),
-            Ok(_)
-                if self.suspect.load(Ordering::Relaxed) || !self.known.load(Ordering::Relaxed) =>
-            {
-                self.check();
+            Err(error) if lost_master(error) => {
+                self.suspect.store(true, Ordering::Relaxed);
+                self.reopen_if_stuck();
             }
-            _ => {}
+            Ok(_) => {
+                self.answered_ms.store(self.now_ms(), Ordering::Relaxed);
+                if self.suspect.load(Ordering::Relaxed) || !self.known.load(Ordering::Relaxed) {
+                    self.check();
+                }
+            }
+            Err(_) => {}
         }
         result
     }
@@ -98,7 +151,7 @@ impl Watch {
         self.suspect.store(false, Ordering::Relaxed);
         let watch = self.clone();
         tokio::spawn(async move {
-            if let Ok(now) = masters(&watch.connection).await {
+            if let Ok(now) = masters(&watch.connection()).await {
                 watch.compare(now);
             }
             watch.checking.store(false, Ordering::Release);
@@ -145,6 +198,13 @@ impl Drop for Unanswered<'_> {
             self.0.store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// A connection through `client` that connects in the background, so opening never waits.
+fn open(client: &ClusterClient, connect_timeout: Duration) -> ClusterConnection {
+    client.get_pending_async_connection_with_config(
+        ClusterConfig::new().set_connection_timeout(connect_timeout),
+    )
 }
 
 /// The cluster's slot map (`CLUSTER SLOTS`), as one node sees it.

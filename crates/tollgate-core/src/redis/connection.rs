@@ -7,7 +7,6 @@ use redis::{
     Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value,
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     cluster::ClusterClient,
-    cluster_async::ClusterConnection,
     cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
 };
 
@@ -51,7 +50,7 @@ pub struct RedisConnection {
 #[derive(Clone)]
 enum Kind {
     Server(ConnectionManager, Arc<str>),
-    Cluster(ClusterConnection, Arc<Watch>),
+    Cluster(Arc<Watch>),
     Sentinel(Arc<Sentinel>),
 }
 
@@ -101,10 +100,7 @@ impl RedisConnection {
                     .max_retry_wait(max_backoff.as_millis().clamp(5, 1_000) as u64)
                     .build()
                     .map_err(|e| ConfigError::new("redis.cluster.nodes", e.to_string()))?;
-                let config = redis::cluster::ClusterConfig::new()
-                    .set_connection_timeout(connect_timeout(timeout));
-                let connection = client.get_pending_async_connection_with_config(config);
-                Kind::Cluster(connection.clone(), Arc::new(Watch::new(connection)))
+                Kind::Cluster(Arc::new(Watch::new(client, connect_timeout(timeout))))
             }
             RedisTarget::Sentinel(sentinel) => {
                 Kind::Sentinel(Arc::new(Sentinel::new(sentinel, timeout, max_backoff)?))
@@ -128,7 +124,7 @@ impl RedisConnection {
     pub fn master_switches(&self) -> u64 {
         match &self.kind {
             Kind::Server(..) => 0,
-            Kind::Cluster(_, watch) => watch.switches(),
+            Kind::Cluster(watch) => watch.switches(),
             Kind::Sentinel(sentinel) => sentinel.switches(),
         }
     }
@@ -143,7 +139,7 @@ impl RedisConnection {
     pub async fn masters(&self) -> RedisResult<Vec<String>> {
         match &self.kind {
             Kind::Server(_, shown) => Ok(vec![shown.to_string()]),
-            Kind::Cluster(connection, _) => Ok(super::cluster::masters(connection)
+            Kind::Cluster(watch) => Ok(super::cluster::masters(&watch.connection())
                 .await?
                 .into_iter()
                 .map(|(_, _, master)| master)
@@ -162,8 +158,8 @@ impl RedisConnection {
     /// When Redis does not answer, or answers with an error.
     pub async fn query_on<T: FromRedisValue>(&self, master: &str, cmd: &Cmd) -> RedisResult<T> {
         let mut connection = self.clone();
-        let value = match &mut connection.kind {
-            Kind::Cluster(cluster, _) => {
+        let value = match &connection.kind {
+            Kind::Cluster(watch) => {
                 let (host, port) = master.rsplit_once(':').ok_or_else(|| {
                     redis::RedisError::from((
                         redis::ErrorKind::InvalidClientConfig,
@@ -177,7 +173,9 @@ impl RedisConnection {
                     host: host.to_owned(),
                     port,
                 });
-                cluster.route_command(cmd.clone(), routing).await?
+                let mut cluster = watch.connection();
+                let call = cluster.route_command(cmd.clone(), routing);
+                watch.clone().observe(call).await?
             }
             _ => connection.req_packed_command(cmd).await?,
         };
@@ -189,9 +187,15 @@ impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match &mut self.kind {
             Kind::Server(connection, _) => connection.req_packed_command(cmd),
-            Kind::Cluster(connection, watch) => {
-                let call = connection.req_packed_command(cmd);
-                Box::pin(watch.clone().observe(call))
+            Kind::Cluster(watch) => {
+                let watch = watch.clone();
+                Box::pin(async move {
+                    let mut connection = watch.connection();
+                    watch
+                        .clone()
+                        .observe(connection.req_packed_command(cmd))
+                        .await
+                })
             }
             Kind::Sentinel(sentinel) => {
                 let sentinel = sentinel.clone();
@@ -211,9 +215,13 @@ impl ConnectionLike for RedisConnection {
     ) -> RedisFuture<'a, Vec<Value>> {
         match &mut self.kind {
             Kind::Server(connection, _) => connection.req_packed_commands(pipeline, offset, count),
-            Kind::Cluster(connection, watch) => {
-                let call = connection.req_packed_commands(pipeline, offset, count);
-                Box::pin(watch.clone().observe(call))
+            Kind::Cluster(watch) => {
+                let watch = watch.clone();
+                Box::pin(async move {
+                    let mut connection = watch.connection();
+                    let call = connection.req_packed_commands(pipeline, offset, count);
+                    watch.clone().observe(call).await
+                })
             }
             Kind::Sentinel(sentinel) => {
                 let sentinel = sentinel.clone();
@@ -230,7 +238,7 @@ impl ConnectionLike for RedisConnection {
     fn get_db(&self) -> i64 {
         match &self.kind {
             Kind::Server(connection, _) => connection.get_db(),
-            Kind::Cluster(..) => 0,
+            Kind::Cluster(_) => 0,
             Kind::Sentinel(sentinel) => sentinel.db(),
         }
     }

@@ -134,16 +134,10 @@ impl RedisRateLimiter {
             Gate::Probe(guard) => Some(guard),
         };
         bump(&inner.counts.redis_calls, 1);
-        let mut call = inner.script.prepare_invoke();
-        for key in &invocation.keys {
-            call.key(key);
-        }
-        for arg in &invocation.args {
-            call.arg(arg);
-        }
         let mut connection = inner.connection.clone();
+        let call = invoke(&inner.script, invocation, &mut connection);
         let answer: Result<Vec<i64>, Failure> =
-            match tokio::time::timeout(inner.timeout, call.invoke_async(&mut connection)).await {
+            match tokio::time::timeout(inner.timeout, call).await {
                 Ok(Ok(reply)) => Ok(reply),
                 Ok(Err(error)) => {
                     bump(&inner.counts.redis_errors, 1);
@@ -193,6 +187,39 @@ impl RedisRateLimiter {
                 decided.map(|()| Via::Local)
             }
         }
+    }
+}
+
+/// Runs the script by its SHA, and by its source when the node has not seen it (`NOSCRIPT`, after
+/// a restart, a failover or `SCRIPT FLUSH`). `EVAL` caches it on the node that holds the call's
+/// keys; redis-rs's own `SCRIPT LOAD` would go to every master of a cluster at once, and fail for
+/// as long as any one of them is unreachable.
+async fn invoke(
+    script: &redis::Script,
+    invocation: &Invocation,
+    connection: &mut tollgate_core::redis::RedisConnection,
+) -> redis::RedisResult<Vec<i64>> {
+    let call = |command: &str, script: &str| {
+        let mut call = redis::cmd(command);
+        call.arg(script).arg(invocation.keys.len());
+        for key in &invocation.keys {
+            call.arg(key);
+        }
+        for arg in &invocation.args {
+            call.arg(arg);
+        }
+        call
+    };
+    match call("EVALSHA", script.get_hash())
+        .query_async(connection)
+        .await
+    {
+        Err(error)
+            if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+        {
+            call("EVAL", script::SOURCE).query_async(connection).await
+        }
+        answer => answer,
     }
 }
 
