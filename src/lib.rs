@@ -138,6 +138,13 @@ pub mod ratelimit {
     pub use tollgate_ratelimit::*;
 }
 
+/// Where Redis is (one server, a Redis Cluster, Sentinel) and the one connection the limiter, the
+/// cache and the health check share (feature `redis`).
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use tollgate_core::redis::*;
+}
+
 /// Retries with backoff, jitter, `Retry-After` and a retry budget (crate `tollgate-retry`).
 #[cfg(feature = "retry")]
 pub mod retry {

@@ -1,16 +1,38 @@
-//! A configuration with a `redis` section, against a real `redis-server`: two stacks (two
-//! processes' worth) share one tenant quota and one cache, and the section's cache settings
-//! (compression, value bound) reach the store.
+//! A configuration with a `redis` section, against a real Redis (one server, a three-master
+//! cluster, and a master behind Sentinel): two stacks (two processes' worth) share one tenant
+//! quota and one cache, and the section's cache settings (compression, value bound) reach the
+//! store.
 
 #![cfg(feature = "redis")]
 
+use tollgate::redis::RedisTarget;
 use tollgate::{Config, ErrorKind, LlmRequest, Message, SimulatedProvider, Stack};
-use tollgate_testkit::{RedisServer, Reply};
+use tollgate_testkit::{Reply, TestRedis, Topology, each_topology};
 use tower::ServiceExt;
 
-/// A simulated provider's configuration caching in `redis`: `redis_settings` follow the URL in
-/// the `redis` section, and `rest` (more sections) comes after it.
-fn config(redis: &RedisServer, redis_settings: &str, rest: &str) -> Config {
+/// Where the `redis` section points for `redis`.
+fn target(redis: &TestRedis) -> String {
+    let list = |urls: Vec<String>| {
+        urls.iter()
+            .map(|url| format!("\"{url}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match redis.target() {
+        RedisTarget::Server(url) => format!("url: \"{url}\""),
+        RedisTarget::Cluster(nodes) => format!("cluster: {{ nodes: [{}] }}", list(nodes)),
+        RedisTarget::Sentinel(sentinel) => format!(
+            "sentinel: {{ master_name: {}, nodes: [{}] }}",
+            sentinel.master_name,
+            list(sentinel.sentinels)
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A simulated provider's configuration caching in `redis`: `redis_settings` follow the target
+/// in the `redis` section, and `rest` (more sections) comes after it.
+fn config(redis: &TestRedis, redis_settings: &str, rest: &str) -> Config {
     let yaml = format!(
         "
 providers:
@@ -18,17 +40,16 @@ providers:
 roles:
   default: {{ provider: sim, model: sim-small }}
 caching: {{ store: redis }}
-redis: {{ url: \"{}\", {redis_settings} }}
+redis: {{ {}, {redis_settings} }}
 {rest}
 ",
-        redis.url()
+        target(redis)
     );
     Config::from_yaml(&yaml).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_stacks_share_the_quota_and_the_cache_through_redis() {
-    let Some(redis) = RedisServer::start() else {
+async fn two_stacks_share_the_quota_and_the_cache_through_redis(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return; // the fixture said why; TOLLGATE_REQUIRE_REDIS=1 makes this a failure instead
     };
     let config = config(
@@ -88,10 +109,10 @@ async fn two_stacks_share_the_quota_and_the_cache_through_redis() {
         "the shared answer and the 4 admitted calls'"
     );
 }
+each_topology!(two_stacks_share_the_quota_and_the_cache_through_redis, #[tokio::test(flavor = "multi_thread", worker_threads = 2)]);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_redis_section_compresses_and_bounds_cached_answers() {
-    let Some(redis) = RedisServer::start() else {
+async fn the_redis_section_compresses_and_bounds_cached_answers(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return; // the fixture said why; TOLLGATE_REQUIRE_REDIS=1 makes this a failure instead
     };
     let stack = |prefix: &str, cache: &str| {
@@ -154,10 +175,10 @@ async fn the_redis_section_compresses_and_bounds_cached_answers() {
     assert_eq!(provider.calls(), 2);
     assert!(stored("tiny").is_empty());
 }
+each_topology!(the_redis_section_compresses_and_bounds_cached_answers, #[tokio::test(flavor = "multi_thread", worker_threads = 2)]);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cost_report_reads_what_is_left_of_a_budget_from_redis() {
-    let Some(redis) = RedisServer::start() else {
+async fn the_cost_report_reads_what_is_left_of_a_budget_from_redis(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return; // the fixture said why; TOLLGATE_REQUIRE_REDIS=1 makes this a failure instead
     };
     // $1 and $2 per million tokens: 1 micro-dollar per prompt token, 2 per answer token.
@@ -198,4 +219,111 @@ rate_limiting:
     let report = stack.cost_report_with_remaining().await;
     assert_eq!(report.by_tenant["acme"].spend.cost.0, 27);
     assert_eq!(remaining(&report), None);
+}
+each_topology!(the_cost_report_reads_what_is_left_of_a_budget_from_redis, #[tokio::test(flavor = "multi_thread", worker_threads = 2)]);
+
+/// Limits with a tenant scope and a provider scope, on the cluster at `nodes`, with `tag` as the
+/// hash-tag scope.
+fn cluster_config(nodes: &str, tag: Option<&str>, tenants: &str) -> Result<Config, String> {
+    let tag = tag.map_or(String::new(), |tag| format!(", hash_tag_scope: {tag}"));
+    Config::from_yaml(&format!(
+        "
+providers:
+  sim: {{ kind: simulated }}
+roles:
+  default: {{ provider: sim, model: sim-small }}
+redis: {{ cluster: {{ nodes: [{nodes}] }}{tag} }}
+rate_limiting:
+  tenants: {tenants}
+  providers:
+    sim: {{ per_minute: 1000 }}
+"
+    ))
+    .map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_configuration_whose_calls_would_span_cluster_slots_is_refused_naming_the_scopes_and_the_fix() {
+    let nodes = "\"redis://127.0.0.1:7000/\"";
+    let every_tenant = "{ default: { per_minute: 60 } }";
+    let error = cluster_config(nodes, None, every_tenant).unwrap_err();
+    assert!(
+        error.contains("redis.hash_tag_scope: on Redis Cluster, one call's keys must share a slot, but a call limited by the scopes `tenant`, `provider` would check keys in different slots (CROSSSLOT); set redis.hash_tag_scope to the scope every call names (e.g. tenant)"),
+        "{error}"
+    );
+    // The provider scope limits only the providers listed: a call to another has no key in it.
+    let error = cluster_config(nodes, Some("provider"), every_tenant).unwrap_err();
+    assert!(
+        error.contains("redis.hash_tag_scope: `provider` limits only the keys listed under it"),
+        "{error}"
+    );
+    // Tenants without a `default` entry are the same.
+    let error = cluster_config(nodes, Some("tenant"), "{ acme: { per_minute: 60 } }").unwrap_err();
+    assert!(
+        error.contains("redis.hash_tag_scope: `tenant` limits only the keys listed"),
+        "{error}"
+    );
+    let error = cluster_config(nodes, Some("org"), every_tenant).unwrap_err();
+    assert!(
+        error.contains("redis.hash_tag_scope: no rate-limit scope is named \"org\""),
+        "{error}"
+    );
+    // Every call names a tenant: its slot holds the call's keys.
+    cluster_config(nodes, Some("tenant"), every_tenant).unwrap();
+    // One server, or Sentinel, runs any keys together.
+    let single = Config::from_yaml(
+        "
+providers:
+  sim: { kind: simulated }
+roles:
+  default: { provider: sim, model: sim-small }
+redis: { url: \"redis://127.0.0.1:6379/\" }
+rate_limiting:
+  tenants: { default: { per_minute: 60 } }
+  providers:
+    sim: { per_minute: 1000 }
+",
+    );
+    assert!(single.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_tenant_as_hash_tag_a_call_limited_by_tenant_and_provider_runs_in_one_cluster_slot()
+ {
+    let Some(cluster) = tollgate_testkit::RedisCluster::start() else {
+        return;
+    };
+    let nodes = cluster
+        .urls()
+        .iter()
+        .map(|url| format!("\"{url}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let config = cluster_config(&nodes, Some("tenant"), "{ default: { per_hour: 2 } }").unwrap();
+    let provider = SimulatedProvider::new();
+    let stack = Stack::builder(&config)
+        .provider("sim", provider.clone())
+        .build()
+        .unwrap();
+    let ask = |tenant: &str| LlmRequest::new("", vec![Message::user("hi")]).with_tenant(tenant);
+    for tenant in ["acme", "acme", "globex"] {
+        stack.clone().oneshot(ask(tenant)).await.unwrap();
+    }
+    let refused = stack.clone().oneshot(ask("acme")).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::RateLimited);
+    assert_eq!(provider.calls(), 3);
+    // Each tenant's provider key lives in its tenant's slot, on that tenant's master.
+    for tenant in ["acme", "globex"] {
+        let own = format!("tollgate:rl:{{tenant:{tenant}}}");
+        let provider_key = format!("tollgate:rl:{{tenant:{tenant}}}:provider:sim");
+        assert_eq!(
+            cluster.command(&["EXISTS", &own]).unwrap(),
+            Reply::Integer(1)
+        );
+        assert_eq!(
+            cluster.command(&["EXISTS", &provider_key]).unwrap(),
+            Reply::Integer(1)
+        );
+        assert_eq!(cluster.master_of(&own), cluster.master_of(&provider_key));
+    }
 }

@@ -248,7 +248,9 @@ pub struct RedisSection {
     pub sentinel: Option<SentinelConfig>,
     /// The rate-limit scope whose key gives every key of a call its Cluster slot (e.g.
     /// `tenant`). Required on a cluster when the limits have several scopes, since one script
-    /// checks a call's keys together and a cluster runs a script only within one slot.
+    /// checks a call's keys together and a cluster runs a script only within one slot. The
+    /// other scopes' quotas then count per key of this scope: with `tenant`, a provider's
+    /// quota is each tenant's.
     #[serde(default)]
     pub hash_tag_scope: Option<String>,
     /// Key prefix (default `tollgate`).

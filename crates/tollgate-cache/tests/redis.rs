@@ -1,4 +1,5 @@
-//! RedisStore (and TieredStore in front of it) against a real redis-server started by the fixture.
+//! RedisStore (and TieredStore in front of it) against a real Redis started by the fixture: each
+//! test runs on one server, on a three-master Redis Cluster and behind Sentinel.
 #![cfg(feature = "redis")]
 
 use std::time::Duration;
@@ -7,7 +8,7 @@ use tollgate_cache::{
     CacheConfig, CacheLayer, CacheStatus, CacheStore, MemoryStore, RedisStore, TieredStore,
 };
 use tollgate_core::{LlmError, LlmRequest, LlmResponse, Message, SimulatedProvider, Usage};
-use tollgate_testkit::{RedisServer, Reply};
+use tollgate_testkit::{Reply, TestRedis, Topology, each_topology};
 use tower::{Layer, Service, ServiceExt};
 
 fn ask(text: &str) -> LlmRequest {
@@ -25,15 +26,15 @@ fn served(response: &LlmResponse) -> &str {
     response.headers["x-cache"].to_str().unwrap()
 }
 
-fn store(redis: &RedisServer) -> RedisStore {
-    RedisStore::builder(redis.url())
+fn store(redis: &TestRedis) -> RedisStore {
+    RedisStore::builder(redis.target())
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap()
 }
 
 /// The one cache key the test wrote.
-fn only_key(redis: &RedisServer) -> String {
+fn only_key(redis: &TestRedis) -> String {
     match redis.command(&["KEYS", "tollgate:cache:*"]).unwrap() {
         Reply::Array(keys) => match keys.as_slice() {
             [Reply::Bulk(key)] => String::from_utf8(key.clone()).unwrap(),
@@ -43,9 +44,8 @@ fn only_key(redis: &RedisServer) -> String {
     }
 }
 
-#[tokio::test]
-async fn two_instances_share_one_cache_with_the_entry_ttl() {
-    let Some(redis) = RedisServer::start() else {
+async fn two_instances_share_one_cache_with_the_entry_ttl(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return;
     };
     let provider = SimulatedProvider::new();
@@ -81,9 +81,10 @@ async fn two_instances_share_one_cache_with_the_entry_ttl() {
     };
     assert!(ttl > 590_000 && ttl <= 600_000, "{ttl}");
 }
+each_topology!(two_instances_share_one_cache_with_the_entry_ttl);
 
 /// The key of the entry whose content is `response`'s.
-fn only_key_of(redis: &RedisServer, response: &LlmResponse) -> String {
+fn only_key_of(redis: &TestRedis, response: &LlmResponse) -> String {
     let Reply::Array(keys) = redis.command(&["KEYS", "tollgate:cache:*"]).unwrap() else {
         panic!()
     };
@@ -99,9 +100,8 @@ fn only_key_of(redis: &RedisServer, response: &LlmResponse) -> String {
         .expect("stored")
 }
 
-#[tokio::test]
-async fn a_corrupt_value_is_a_miss_and_is_replaced() {
-    let Some(redis) = RedisServer::start() else {
+async fn a_corrupt_value_is_a_miss_and_is_replaced(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return;
     };
     let provider = SimulatedProvider::new();
@@ -126,10 +126,10 @@ async fn a_corrupt_value_is_a_miss_and_is_replaced() {
     assert_eq!(shared.errors().corrupt, 3);
     assert_eq!(provider.calls(), 4);
 }
+each_topology!(a_corrupt_value_is_a_miss_and_is_replaced);
 
-#[tokio::test]
-async fn compressed_values_shrink_and_are_read_by_any_instance() {
-    let Some(redis) = RedisServer::start() else {
+async fn compressed_values_shrink_and_are_read_by_any_instance(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return;
     };
     let long = "The tollgate admits the traveller who has paid. ".repeat(200);
@@ -143,7 +143,7 @@ async fn compressed_values_shrink_and_are_read_by_any_instance() {
         }
     });
     let compressed = || {
-        RedisStore::builder(redis.url())
+        RedisStore::builder(redis.target())
             .compress(true)
             .timeout(Duration::from_secs(5))
             .build()
@@ -168,14 +168,14 @@ async fn compressed_values_shrink_and_are_read_by_any_instance() {
         long.len()
     );
 }
+each_topology!(compressed_values_shrink_and_are_read_by_any_instance);
 
-#[tokio::test]
-async fn a_value_over_the_bound_is_not_written() {
-    let Some(redis) = RedisServer::start() else {
+async fn a_value_over_the_bound_is_not_written(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return;
     };
     let provider = SimulatedProvider::new();
-    let small = RedisStore::builder(redis.url())
+    let small = RedisStore::builder(redis.target())
         .max_value_bytes(64)
         .build()
         .unwrap();
@@ -188,14 +188,14 @@ async fn a_value_over_the_bound_is_not_written() {
     assert_eq!(small.errors().skipped_writes, 2);
     assert_eq!(redis.command(&["DBSIZE"]).unwrap(), Reply::Integer(0));
 }
+each_topology!(a_value_over_the_bound_is_not_written);
 
-#[tokio::test]
-async fn redis_going_away_is_a_miss_never_a_failed_request() {
-    let Some(mut redis) = RedisServer::start() else {
+async fn redis_going_away_is_a_miss_never_a_failed_request(topology: Topology) {
+    let Some(mut redis) = TestRedis::start(topology) else {
         return;
     };
     let provider = SimulatedProvider::new();
-    let shared = RedisStore::builder(redis.url())
+    let shared = RedisStore::builder(redis.target())
         .timeout(Duration::from_millis(200))
         .build()
         .unwrap();
@@ -230,10 +230,10 @@ async fn redis_going_away_is_a_miss_never_a_failed_request() {
         tokio::task::yield_now().await;
     }
 }
+each_topology!(redis_going_away_is_a_miss_never_a_failed_request);
 
-#[tokio::test]
-async fn memory_in_front_of_redis_serves_other_processes_answers_from_memory() {
-    let Some(mut redis) = RedisServer::start() else {
+async fn memory_in_front_of_redis_serves_other_processes_answers_from_memory(topology: Topology) {
+    let Some(mut redis) = TestRedis::start(topology) else {
         return;
     };
     let provider = SimulatedProvider::new();
@@ -262,29 +262,52 @@ async fn memory_in_front_of_redis_serves_other_processes_answers_from_memory() {
     assert_eq!(served(&from_memory), "HIT");
     assert_eq!(provider.calls(), 1);
 }
+each_topology!(memory_in_front_of_redis_serves_other_processes_answers_from_memory);
 
-#[tokio::test]
-async fn clear_removes_this_prefix_only_even_with_glob_characters_in_it() {
-    let Some(redis) = RedisServer::start() else {
+async fn clear_removes_this_prefix_only_even_with_glob_characters_in_it(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return;
     };
     let provider = SimulatedProvider::new();
-    let ours = RedisStore::builder(redis.url())
+    let ours = RedisStore::builder(redis.target())
         .prefix("app*")
         .build()
         .unwrap();
     let cache = CacheLayer::new(ours, CacheConfig::default()).unwrap();
     let mut stack = cache.clone().layer(provider.clone());
-    call(&mut stack, ask("one")).await.unwrap();
-    call(&mut stack, ask("two")).await.unwrap();
+    // Thirty entries: on a cluster, spread over every master.
+    for n in 0..30 {
+        call(&mut stack, ask(&format!("question {n}")))
+            .await
+            .unwrap();
+    }
+    if let TestRedis::Cluster(cluster) = &redis {
+        let Reply::Array(keys) = redis.command(&["KEYS", "app\\*:*"]).unwrap() else {
+            panic!("KEYS answers");
+        };
+        let mut masters: Vec<usize> = keys
+            .iter()
+            .map(|key| match key {
+                Reply::Bulk(key) => cluster.master_of(&String::from_utf8_lossy(key)),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        masters.sort_unstable();
+        masters.dedup();
+        assert_eq!(masters.len(), 3, "entries on every master");
+    }
     // A neighbour whose keys the glob `app*:*` would match if the `*` were not escaped.
     redis.command(&["SET", "apple:x", "keep"]).unwrap();
-    assert_eq!(redis.command(&["DBSIZE"]).unwrap(), Reply::Integer(3));
+    assert_eq!(redis.command(&["DBSIZE"]).unwrap(), Reply::Integer(31));
     cache.clear().await;
     assert_eq!(redis.command(&["DBSIZE"]).unwrap(), Reply::Integer(1));
     assert_eq!(
         redis.command(&["GET", "apple:x"]).unwrap(),
         Reply::Bulk(b"keep".to_vec())
     );
-    assert_eq!(served(&call(&mut stack, ask("one")).await.unwrap()), "MISS");
+    assert_eq!(
+        served(&call(&mut stack, ask("question 0")).await.unwrap()),
+        "MISS"
+    );
 }
+each_topology!(clear_removes_this_prefix_only_even_with_glob_characters_in_it);

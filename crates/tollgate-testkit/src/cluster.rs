@@ -137,6 +137,15 @@ impl RedisCluster {
         query(&mut connection, args)
     }
 
+    /// Sends one command to node `index` alone (`WAIT`, `INFO`, ...).
+    ///
+    /// # Errors
+    ///
+    /// When the node cannot be reached.
+    pub fn node_command(&self, index: usize, args: &[&str]) -> io::Result<Reply> {
+        self.nodes[index].command(args)
+    }
+
     /// The node (an index into [`urls`](Self::urls)) serving `key`'s slot as master now.
     ///
     /// # Panics

@@ -25,6 +25,8 @@ use crate::telemetry::{self, Counter};
 
 /// The least time between two reads of the slot map.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// How long a read of the slot map may take: a node that died may never answer.
+const READ_WITHIN: Duration = Duration::from_secs(1);
 /// How long calls may fail for want of a connection before the client is opened afresh, and the
 /// least time between two fresh opens.
 const REOPEN_AFTER: Duration = Duration::from_secs(1);
@@ -40,8 +42,8 @@ pub(super) struct Watch {
     /// Milliseconds after `opened` of the last answer, and of the last fresh open.
     answered_ms: AtomicU64,
     reopened_ms: AtomicU64,
-    /// The slot map as last read; empty until the first call answers.
-    map: Mutex<(Vec<SlotRange>, Option<Instant>)>,
+    /// The slot map as last confirmed; empty until the first call answers.
+    map: Mutex<SlotMap>,
     /// Set when a call failed in a way a failover explains (or was dropped unanswered): the next
     /// answer reads the slot map again.
     suspect: AtomicBool,
@@ -61,7 +63,7 @@ impl Watch {
             opened: Instant::now(),
             answered_ms: AtomicU64::new(0),
             reopened_ms: AtomicU64::new(0),
-            map: Mutex::new((Vec::new(), None)),
+            map: Mutex::new(SlotMap::default()),
             suspect: AtomicBool::new(false),
             known: AtomicBool::new(false),
             checking: AtomicBool::new(false),
@@ -142,26 +144,50 @@ impl Watch {
             .map
             .lock()
             .expect("never poisoned")
-            .1
+            .read_at
             .is_some_and(|at| at.elapsed() < CHECK_EVERY);
         if recent {
             self.checking.store(false, Ordering::Release);
             return;
         }
-        self.suspect.store(false, Ordering::Relaxed);
+        // After trouble, nodes may disagree for a while (one that has not heard of a failover
+        // yet still names the old master): read until a change is confirmed, for up to
+        // 50 reads. Without trouble, one read (the first, for a baseline) is enough.
+        let suspected = self.suspect.swap(false, Ordering::Relaxed);
+        let reads = if suspected { 50 } else { 1 };
         let watch = self.clone();
         tokio::spawn(async move {
-            if let Ok(now) = masters(&watch.connection()).await {
-                watch.compare(now);
+            for _ in 0..reads {
+                let read = tokio::time::timeout(READ_WITHIN, masters(&watch.connection())).await;
+                if let Ok(Ok(now)) = read {
+                    if watch.compare(now) == Read::Counted {
+                        break;
+                    }
+                }
+                tokio::time::sleep(CHECK_EVERY).await;
             }
             watch.checking.store(false, Ordering::Release);
         });
     }
 
-    fn compare(&self, now: Vec<SlotRange>) {
+    /// Takes a slot map just read. A change counts once two reads in a row agree on it.
+    fn compare(&self, now: Vec<SlotRange>) -> Read {
         let mut map = self.map.lock().expect("never poisoned");
+        map.read_at = Some(Instant::now());
+        if !self.known.swap(true, Ordering::Relaxed) || map.current.is_empty() {
+            map.current = now;
+            return Read::Same;
+        }
+        if now == map.current {
+            map.candidate = None;
+            return Read::Same;
+        }
+        if map.candidate.as_ref() != Some(&now) {
+            map.candidate = Some(now);
+            return Read::Changed;
+        }
         let mut replaced: Vec<(&str, &str)> = Vec::new();
-        for (start, end, before) in &map.0 {
+        for (start, end, before) in &map.current {
             let after = now
                 .iter()
                 .find(|(s, e, _)| s <= start && start <= e)
@@ -184,9 +210,30 @@ impl Watch {
             self.switches.fetch_add(count, Ordering::Relaxed);
             self.counter.increment(count);
         }
-        *map = (now, Some(Instant::now()));
-        self.known.store(true, Ordering::Relaxed);
+        map.current = now;
+        map.candidate = None;
+        Read::Counted
     }
+}
+
+/// What a read of the slot map showed.
+#[derive(Debug, PartialEq, Eq)]
+enum Read {
+    /// The map held.
+    Same,
+    /// A different map, not confirmed yet.
+    Changed,
+    /// The change confirmed, and each replaced master counted.
+    Counted,
+}
+
+/// The slot map a [`Watch`] holds.
+#[derive(Default)]
+struct SlotMap {
+    current: Vec<SlotRange>,
+    /// A different map read once, counted when the next read agrees.
+    candidate: Option<Vec<SlotRange>>,
+    read_at: Option<Instant>,
 }
 
 /// Sets the flag when a call is dropped before it answered (a caller's timeout), unless disarmed.

@@ -160,7 +160,8 @@ pub fn cross_slot_error(scopes: &[&str]) -> tollgate_core::ConfigError {
         format!(
             "on Redis Cluster, one call's keys must share a slot, but a call limited by the scopes {} \
              would check keys in different slots (CROSSSLOT); set redis.hash_tag_scope to the scope \
-             every call names (e.g. tenant), so each call's keys are stored in its key's slot",
+             every call names (e.g. tenant), so each call's keys are stored in its key's slot (the \
+             other scopes' quotas then count per key of that scope)",
             scopes
                 .iter()
                 .map(|s| format!("`{s}`"))
