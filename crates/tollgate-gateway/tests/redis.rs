@@ -1,14 +1,29 @@
 //! Several gateway processes over one Redis share their limits and their cache, as library stacks
-//! do.
+//! do: on one server, on a three-master Redis Cluster and behind Sentinel.
 
 mod support;
 
 use support::*;
-use tollgate_testkit::RedisServer;
+use tollgate::redis::RedisTarget;
+use tollgate_testkit::{TestRedis, Topology, each_topology};
 
-#[tokio::test]
-async fn two_gateways_share_one_quota_and_one_cache() {
-    let Some(redis) = RedisServer::start() else {
+/// The `redis` section's target for `redis`, in YAML's flow style.
+fn target(redis: &TestRedis) -> String {
+    let list = |urls: Vec<String>| format!("[{}]", urls.join(", "));
+    match redis.target() {
+        RedisTarget::Server(url) => format!("url: \"{url}\""),
+        RedisTarget::Cluster(nodes) => format!("cluster: {{ nodes: {} }}", list(nodes)),
+        RedisTarget::Sentinel(sentinel) => format!(
+            "sentinel: {{ master_name: {}, nodes: {} }}",
+            sentinel.master_name,
+            list(sentinel.sentinels)
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn two_gateways_share_one_quota_and_one_cache(topology: Topology) {
+    let Some(redis) = TestRedis::start(topology) else {
         return;
     };
     let upstream = Upstream::start().await;
@@ -18,9 +33,9 @@ caching: {{ store: redis }}
 rate_limiting:
   tenants:
     acme: {{ per_minute: 3 }}
-redis: {{ url: "{}" }}
+redis: {{ {} }}
 "#,
-        redis.url()
+        target(&redis)
     );
     let yaml = config(&upstream, &more);
     let first = GatewayProcess::start(&yaml).await;
@@ -51,3 +66,4 @@ redis: {{ url: "{}" }}
     assert_eq!(call(&first, "five").await.0, 429);
     assert_eq!(upstream.calls(), 3);
 }
+each_topology!(two_gateways_share_one_quota_and_one_cache);

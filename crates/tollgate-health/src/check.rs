@@ -198,7 +198,7 @@ impl HealthCheck for StatsCheck {
 }
 
 /// Pings Redis with `PING`, through the same connection type the rate limiter and the cache
-/// store use (so a user and password in the URL work as they do there): one server, every node
+/// store use (so a user and password in the URL work as they do there): one server, every master
 /// of a Redis Cluster (healthy only when all answer), or the master Sentinel names.
 ///
 /// The connection is made on the first check, inside the runtime that runs it, and reconnects by
@@ -272,11 +272,24 @@ impl RedisCheck {
             )
             .map_err(|error| error.to_string())
         });
-        let mut connection = connection.clone()?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut connection)
-            .await
-            .map_err(|error| error.to_string())
+        let connection = connection.clone()?;
+        // Each master on its own: one that does not answer makes the whole check fail, with its
+        // address.
+        let masters = connection.masters().await.map_err(|e| e.to_string())?;
+        let mut reply = String::new();
+        for master in &masters {
+            reply = connection
+                .query_on::<String>(master, &redis::cmd("PING"))
+                .await
+                .map_err(|error| {
+                    if masters.len() > 1 {
+                        format!("master {master}: {error}")
+                    } else {
+                        error.to_string()
+                    }
+                })?;
+        }
+        Ok(reply)
     }
 }
 

@@ -413,27 +413,83 @@ fn configuration_mistakes_name_the_field() {
     assert!(serde_json::from_str::<HealthConfig>(r#"{ "window": 10 }"#).is_err());
 }
 
+/// The check pings one server, every master of a cluster, or Sentinel's master; a Redis that
+/// went away is unhealthy, and healthy again once it is back.
 #[cfg(feature = "redis")]
-#[tokio::test]
-async fn the_redis_check_pings_a_real_server() {
+async fn the_redis_check_pings_a_real_redis(topology: tollgate_testkit::Topology) {
     use tollgate_health::RedisCheck;
-    let Some(server) = tollgate_testkit::RedisServer::start() else {
+    let Some(mut redis) = tollgate_testkit::TestRedis::start(topology) else {
         return;
     };
-    let address = format!("127.0.0.1:{}", server.port());
+    let check = match &redis {
+        // A bare host:port works too.
+        tollgate_testkit::TestRedis::Server(server) => {
+            RedisCheck::new("redis", format!("127.0.0.1:{}", server.port()))
+        }
+        _ => RedisCheck::on("redis", redis.target()),
+    };
+    let registry = HealthRegistry::builder()
+        .check(check, CheckOptions::default().thresholds(1, 1))
+        .build()
+        .unwrap();
+    registry.run_all().await;
+    let report = registry.report();
+    assert_eq!(report.checks["redis"].status, Status::Healthy, "{report:?}");
+    assert_eq!(report.checks["redis"].output, "PONG");
+    redis.kill();
+    registry.run_all().await;
+    assert_eq!(registry.report().checks["redis"].status, Status::Unhealthy);
+    redis.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        registry.run_all().await;
+        if registry.report().checks["redis"].status == Status::Healthy {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            registry.report()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+#[cfg(feature = "redis")]
+tollgate_testkit::each_topology!(the_redis_check_pings_a_real_redis);
+
+/// One master of three gone: the cluster check fails, naming it.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_cluster_with_one_master_down_is_unhealthy_naming_it() {
+    use tollgate_health::RedisCheck;
+    let Some(mut cluster) = tollgate_testkit::RedisCluster::start() else {
+        return;
+    };
+    let target = tollgate_core::redis::RedisTarget::Cluster(cluster.urls());
     let registry = HealthRegistry::builder()
         .check(
-            RedisCheck::new("redis", &address),
+            RedisCheck::on("redis", target),
             CheckOptions::default().thresholds(1, 1),
         )
         .build()
         .unwrap();
     registry.run_all().await;
     assert_eq!(registry.report().checks["redis"].status, Status::Healthy);
-    assert_eq!(registry.report().checks["redis"].output, "PONG");
-    drop(server);
+    let gone = cluster.master_of("k");
+    let port = cluster.urls()[gone]
+        .trim_start_matches("redis://127.0.0.1:")
+        .trim_end_matches('/')
+        .to_owned();
+    cluster.kill_node(gone);
     registry.run_all().await;
-    assert_eq!(registry.report().checks["redis"].status, Status::Unhealthy);
+    let report = registry.report();
+    assert_eq!(report.checks["redis"].status, Status::Unhealthy);
+    assert!(
+        report.checks["redis"]
+            .output
+            .contains(&format!("127.0.0.1:{port}")),
+        "{report:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
