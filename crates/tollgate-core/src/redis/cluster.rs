@@ -20,7 +20,7 @@ use redis::{
     cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
 };
 
-use super::connection::lost_master;
+use super::node::{Unanswered, lost_master};
 use crate::telemetry::{self, Counter};
 
 /// The least time between two reads of the slot map.
@@ -37,10 +37,12 @@ pub(super) type SlotRange = (u16, u16, String);
 pub(super) struct Watch {
     client: ClusterClient,
     connect_timeout: Duration,
-    connection: std::sync::RwLock<ClusterConnection>,
+    /// Swapped whole when the client is opened afresh; read without a lock on every call.
+    connection: arc_swap::ArcSwap<ClusterConnection>,
     opened: Instant,
-    /// Milliseconds after `opened` of the last answer, and of the last fresh open.
-    answered_ms: AtomicU64,
+    /// Milliseconds after `opened` (at least 1) since when calls have found no node, 0 while they
+    /// answer; and of the last fresh open.
+    failing_since_ms: AtomicU64,
     reopened_ms: AtomicU64,
     /// The slot map as last confirmed; empty until the first call answers.
     map: Mutex<SlotMap>,
@@ -59,9 +61,9 @@ impl Watch {
         Self {
             client,
             connect_timeout,
-            connection: std::sync::RwLock::new(connection),
+            connection: arc_swap::ArcSwap::from_pointee(connection),
             opened: Instant::now(),
-            answered_ms: AtomicU64::new(0),
+            failing_since_ms: AtomicU64::new(0),
             reopened_ms: AtomicU64::new(0),
             map: Mutex::new(SlotMap::default()),
             suspect: AtomicBool::new(false),
@@ -81,19 +83,30 @@ impl Watch {
 
     /// The client's connection now (a handle: cheap to clone).
     pub(super) fn connection(&self) -> ClusterConnection {
-        self.connection.read().expect("never poisoned").clone()
+        ClusterConnection::clone(&self.connection.load())
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
+        u64::try_from(self.opened.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     /// Opens the client afresh when calls have found no node for [`REOPEN_AFTER`].
     fn reopen_if_stuck(&self) {
         let now = self.now_ms();
+        let since = match self.failing_since_ms.compare_exchange(
+            0,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => now,
+            Err(since) => since,
+        };
         let limit = REOPEN_AFTER.as_millis() as u64;
         let reopened = self.reopened_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(self.answered_ms.load(Ordering::Relaxed)) < limit
+        if now.saturating_sub(since) < limit
             || now.saturating_sub(reopened) < limit
             || self
                 .reopened_ms
@@ -106,8 +119,8 @@ impl Watch {
             target: "tollgate::redis",
             "no Redis Cluster node answered for {REOPEN_AFTER:?}; connecting afresh through the seed nodes"
         );
-        *self.connection.write().expect("never poisoned") =
-            open(&self.client, self.connect_timeout);
+        self.connection
+            .store(Arc::new(open(&self.client, self.connect_timeout)));
     }
 
     /// Runs `call`, noting whether its outcome says the masters may have changed.
@@ -124,7 +137,10 @@ impl Watch {
                 self.reopen_if_stuck();
             }
             Ok(_) => {
-                self.answered_ms.store(self.now_ms(), Ordering::Relaxed);
+                // Written only when it changes, so answers do not contend for its cache line.
+                if self.failing_since_ms.load(Ordering::Relaxed) != 0 {
+                    self.failing_since_ms.store(0, Ordering::Relaxed);
+                }
                 if self.suspect.load(Ordering::Relaxed) || !self.known.load(Ordering::Relaxed) {
                     self.check();
                 }
@@ -234,17 +250,6 @@ struct SlotMap {
     /// A different map read once, counted when the next read agrees.
     candidate: Option<Vec<SlotRange>>,
     read_at: Option<Instant>,
-}
-
-/// Sets the flag when a call is dropped before it answered (a caller's timeout), unless disarmed.
-pub(super) struct Unanswered<'a>(pub(super) &'a AtomicBool, pub(super) bool);
-
-impl Drop for Unanswered<'_> {
-    fn drop(&mut self) {
-        if self.1 {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
 }
 
 /// A connection through `client` that connects in the background, so opening never waits.

@@ -5,7 +5,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use redis::{
     Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value,
-    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    aio::{ConnectionLike, ConnectionManager},
     cluster::ClusterClient,
     cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
 };
@@ -13,8 +13,9 @@ use redis::{
 use super::{
     RedisTarget,
     cluster::Watch,
+    node::{connect_timeout, in_runtime, manager},
     sentinel::Sentinel,
-    target::{connect_timeout, in_runtime, shown},
+    target::shown,
 };
 use crate::ConfigError;
 
@@ -242,34 +243,4 @@ impl ConnectionLike for RedisConnection {
             Kind::Sentinel(sentinel) => sentinel.db(),
         }
     }
-}
-
-/// A connection manager for `client` that connects on first use and backs off up to
-/// `max_backoff` between attempts.
-pub(super) fn manager(
-    client: redis::Client,
-    timeout: Duration,
-    max_backoff: Duration,
-) -> Result<ConnectionManager, ConfigError> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(connect_timeout(timeout)))
-        .set_number_of_retries(1)
-        .set_max_delay(max_backoff);
-    ConnectionManager::new_lazy_with_config(client, config)
-        .map_err(|e| ConfigError::new("redis.url", e.to_string()))
-}
-
-/// Whether `error` says the node answering may no longer be the master: it is gone, slow, or
-/// now a replica.
-pub(super) fn lost_master(error: &redis::RedisError) -> bool {
-    use redis::{ErrorKind, ServerErrorKind};
-    error.is_io_error()
-        || error.is_connection_refusal()
-        || error.is_connection_dropped()
-        || error.is_timeout()
-        || error.is_cluster_error()
-        || matches!(
-            error.kind(),
-            ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
-        )
 }

@@ -30,6 +30,8 @@ mod cluster;
 #[cfg(feature = "redis")]
 mod connection;
 #[cfg(feature = "redis")]
+mod node;
+#[cfg(feature = "redis")]
 mod sentinel;
 #[cfg(feature = "redis")]
 mod target;

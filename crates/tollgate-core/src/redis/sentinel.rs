@@ -18,8 +18,7 @@ use redis::{
 
 use super::{
     SentinelTarget,
-    cluster::Unanswered,
-    connection::{lost_master, manager},
+    node::{Unanswered, lost_master, manager},
 };
 use crate::{
     ConfigError,

@@ -1,6 +1,6 @@
 //! [`RedisTarget`]: where Redis is, from code or from a configuration's `redis` section.
 
-use std::{fmt, time::Duration};
+use std::fmt;
 
 use super::{ClusterConfig, RedisConnection, SentinelConfig, Topology};
 use crate::ConfigError;
@@ -214,20 +214,4 @@ pub fn shown(url: &str) -> String {
         |_| "an invalid Redis URL".to_owned(),
         |info| info.addr().to_string(),
     )
-}
-
-/// How long a first connection may take: at least 100 ms, so a tight per-call timeout does not
-/// make connecting impossible.
-pub(super) fn connect_timeout(timeout: Duration) -> Duration {
-    timeout.max(Duration::from_millis(100))
-}
-
-pub(super) fn in_runtime() -> Result<(), ConfigError> {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return Err(ConfigError::new(
-            "redis",
-            "open Redis connections inside a Tokio runtime (they run on it)",
-        ));
-    }
-    Ok(())
 }

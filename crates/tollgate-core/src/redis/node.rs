@@ -1,0 +1,67 @@
+//! What every connection to one Redis node needs: opening it, and reading its failures.
+
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::ConfigError;
+
+/// How long a first connection may take: at least 100 ms, so a tight per-call timeout does not
+/// make connecting impossible.
+pub(super) fn connect_timeout(timeout: Duration) -> Duration {
+    timeout.max(Duration::from_millis(100))
+}
+
+pub(super) fn in_runtime() -> Result<(), ConfigError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(ConfigError::new(
+            "redis",
+            "open Redis connections inside a Tokio runtime (they run on it)",
+        ));
+    }
+    Ok(())
+}
+
+/// A connection manager for `client` that connects on first use and backs off up to
+/// `max_backoff` between attempts.
+pub(super) fn manager(
+    client: redis::Client,
+    timeout: Duration,
+    max_backoff: Duration,
+) -> Result<ConnectionManager, ConfigError> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(connect_timeout(timeout)))
+        .set_number_of_retries(1)
+        .set_max_delay(max_backoff);
+    ConnectionManager::new_lazy_with_config(client, config)
+        .map_err(|e| ConfigError::new("redis.url", e.to_string()))
+}
+
+/// Whether `error` says the node answering may no longer be the master: it is gone, slow, or
+/// now a replica.
+pub(super) fn lost_master(error: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    error.is_io_error()
+        || error.is_connection_refusal()
+        || error.is_connection_dropped()
+        || error.is_timeout()
+        || error.is_cluster_error()
+        || matches!(
+            error.kind(),
+            ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
+        )
+}
+
+/// Sets the flag when a call is dropped before it answered (a caller's timeout), unless disarmed.
+pub(super) struct Unanswered<'a>(pub(super) &'a AtomicBool, pub(super) bool);
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+}
