@@ -201,7 +201,7 @@ fn main() {
         })
     });
     let ours = runtime.block_on(async {
-        tollgate::redis::RedisConnection::open(
+        RedisConnection::open(
             &RedisTarget::Cluster(cluster.urls()),
             Duration::from_secs(1),
             Duration::from_millis(100),
