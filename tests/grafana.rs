@@ -27,6 +27,8 @@ fn every_query_reads_series_tollgate_exports() {
         names::ROUTER_MOVES,
         names::ROUTER_HEDGES,
         names::ROUTER_COOLDOWNS,
+        names::REDIS_MASTER_SWITCHES,
+        names::LIMITER_BACKEND_SWITCHES,
     ];
     let mut known: BTreeSet<String> = counters.iter().map(|n| prometheus(n)).collect();
     known.insert(format!("{}_bucket", prometheus(names::OPERATION_DURATION)));
@@ -54,6 +56,7 @@ fn every_query_reads_series_tollgate_exports() {
         "Limiter denials by scope and dimension",
         "Breaker state by key (0 closed, 1 open, 2 half-open)",
         "Call latency percentiles",
+        "Redis failovers: master switches and limiter fallbacks",
     ] {
         assert!(
             titles.contains(&wanted),
