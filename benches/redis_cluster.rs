@@ -98,6 +98,45 @@ fn evalsha(script: &redis::Script, key: &str) -> redis::Cmd {
     command
 }
 
+/// One call per key, each on `connection`.
+fn every_key<C: Clone>(
+    connection: &C,
+    keys: &[String],
+    script: &redis::Script,
+) -> Arc<Vec<(C, redis::Cmd)>> {
+    Arc::new(
+        keys.iter()
+            .map(|key| (connection.clone(), evalsha(script, key)))
+            .collect(),
+    )
+}
+
+/// Caller `i` sends the `i`th command on the `i`th connection; each must answer "admitted".
+fn raw<C: ConnectionLike + Clone + Send + Sync + 'static>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    calls: Arc<Vec<(C, redis::Cmd)>>,
+) {
+    group.bench_function(BenchmarkId::new(name, CALLERS), |b| {
+        b.iter_custom(|iters| {
+            let calls = calls.clone();
+            runtime.block_on(spread(iters, move |i| {
+                let calls = calls.clone();
+                async move {
+                    let (connection, command) = &calls[i];
+                    let reply = connection
+                        .clone()
+                        .req_packed_command(command)
+                        .await
+                        .expect("answers");
+                    assert_eq!(reply, redis::Value::Array(vec![redis::Value::Int(1)]));
+                }
+            }))
+        })
+    });
+}
+
 fn main() {
     let (Some(server), Some(cluster)) = (RedisServer::start(), RedisCluster::start()) else {
         println!("skipped: redis-server or redis-cli is not installed");
@@ -183,63 +222,27 @@ fn main() {
             })
         });
     }
-    let commands: Arc<Vec<redis::Cmd>> =
-        Arc::new(keys.iter().map(|key| evalsha(&script, key)).collect());
-    group.bench_function(BenchmarkId::new("cluster_raw_client", CALLERS), |b| {
-        b.iter_custom(|iters| {
-            let (connection, commands) = (cluster_client.clone(), commands.clone());
-            runtime.block_on(spread(iters, move |i| {
-                let (mut connection, commands) = (connection.clone(), commands.clone());
-                async move {
-                    let reply = connection
-                        .req_packed_command(&commands[i])
-                        .await
-                        .expect("answers");
-                    assert_eq!(reply, redis::Value::Array(vec![redis::Value::Int(1)]));
-                }
-            }))
-        })
-    });
     let ours = runtime.block_on(async {
         RedisConnection::open(
             &RedisTarget::Cluster(cluster.urls()),
             Duration::from_secs(1),
             Duration::from_millis(100),
         )
-        .unwrap()
+        .expect("opens")
     });
-    group.bench_function(BenchmarkId::new("cluster_raw_ours", CALLERS), |b| {
-        b.iter_custom(|iters| {
-            let (connection, commands) = (ours.clone(), commands.clone());
-            runtime.block_on(spread(iters, move |i| {
-                let (mut connection, commands) = (connection.clone(), commands.clone());
-                async move {
-                    let reply = connection
-                        .req_packed_command(&commands[i])
-                        .await
-                        .expect("answers");
-                    assert_eq!(reply, redis::Value::Array(vec![redis::Value::Int(1)]));
-                }
-            }))
-        })
-    });
-    group.bench_function(BenchmarkId::new("cluster_raw_direct", CALLERS), |b| {
-        b.iter_custom(|iters| {
-            let direct = direct.clone();
-            runtime.block_on(spread(iters, move |i| {
-                let direct = direct.clone();
-                async move {
-                    let (connection, command) = &direct[i];
-                    let reply = connection
-                        .clone()
-                        .req_packed_command(command)
-                        .await
-                        .expect("answers");
-                    assert_eq!(reply, redis::Value::Array(vec![redis::Value::Int(1)]));
-                }
-            }))
-        })
-    });
+    raw(
+        &mut group,
+        &runtime,
+        "cluster_raw_client",
+        every_key(&cluster_client, &keys, &script),
+    );
+    raw(
+        &mut group,
+        &runtime,
+        "cluster_raw_ours",
+        every_key(&ours, &keys, &script),
+    );
+    raw(&mut group, &runtime, "cluster_raw_direct", direct);
     group.finish();
     criterion.final_summary();
 }

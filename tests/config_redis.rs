@@ -5,30 +5,9 @@
 
 #![cfg(feature = "redis")]
 
-use tollgate::redis::RedisTarget;
 use tollgate::{Config, ErrorKind, LlmRequest, Message, SimulatedProvider, Stack};
 use tollgate_testkit::{Reply, TestRedis, Topology, each_topology};
 use tower::ServiceExt;
-
-/// Where the `redis` section points for `redis`.
-fn target(redis: &TestRedis) -> String {
-    let list = |urls: Vec<String>| {
-        urls.iter()
-            .map(|url| format!("\"{url}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match redis.target() {
-        RedisTarget::Server(url) => format!("url: \"{url}\""),
-        RedisTarget::Cluster(nodes) => format!("cluster: {{ nodes: [{}] }}", list(nodes)),
-        RedisTarget::Sentinel(sentinel) => format!(
-            "sentinel: {{ master_name: {}, nodes: [{}] }}",
-            sentinel.master_name,
-            list(sentinel.sentinels)
-        ),
-        other => panic!("{other:?}"),
-    }
-}
 
 /// A simulated provider's configuration caching in `redis`: `redis_settings` follow the target
 /// in the `redis` section, and `rest` (more sections) comes after it.
@@ -43,7 +22,7 @@ caching: {{ store: redis }}
 redis: {{ {}, {redis_settings} }}
 {rest}
 ",
-        target(redis)
+        redis.yaml()
     );
     Config::from_yaml(&yaml).unwrap()
 }

@@ -542,28 +542,23 @@ fn rate_limits(
 
 #[cfg(feature = "redis")]
 fn redis_limiter(redis: &Redis<'_>, limits: RateLimiterBuilder) -> Result<Limiter, ConfigError> {
-    use tollgate_ratelimit::{OnFailureConfig, OnRedisFailure, RedisRateLimiter};
     let section = redis.section;
-    let mut builder = RedisRateLimiter::builder(redis.connection.clone())
+    let settings = tollgate_ratelimit::RedisConfig {
+        url: None,
+        cluster: None,
+        sentinel: None,
+        prefix: format!("{}:rl", section.prefix),
+        timeout: section.limiter_timeout,
+        on_failure: section.on_failure,
+        local_share: section.local_share,
+        failure_threshold: section.failure_threshold,
+        probe_interval: section.probe_interval,
+        hash_tag_scope: section.hash_tag_scope.clone(),
+        lease: section.lease,
+    };
+    settings
+        .builder_on(redis.connection.clone())
         .limits(limits)
-        .prefix(format!("{}:rl", section.prefix))
-        .timeout(section.limiter_timeout)
-        .failure_threshold(section.failure_threshold)
-        .probe_interval(section.probe_interval)
-        .on_failure(match section.on_failure {
-            OnFailureConfig::Local => OnRedisFailure::Local {
-                share: section.local_share,
-            },
-            OnFailureConfig::FailOpen => OnRedisFailure::FailOpen,
-            OnFailureConfig::FailClosed => OnRedisFailure::FailClosed,
-        });
-    if let Some(scope) = &section.hash_tag_scope {
-        builder = builder.hash_tag_scope(scope);
-    }
-    if let Some(lease) = section.lease {
-        builder = builder.lease(lease.batch, lease.ttl);
-    }
-    builder
         .build()
         .map(Limiter::Redis)
         .map_err(|e| e.under("redis"))

@@ -4,23 +4,7 @@
 mod support;
 
 use support::*;
-use tollgate::redis::RedisTarget;
 use tollgate_testkit::{TestRedis, Topology, each_topology};
-
-/// The `redis` section's target for `redis`, in YAML's flow style.
-fn target(redis: &TestRedis) -> String {
-    let list = |urls: Vec<String>| format!("[{}]", urls.join(", "));
-    match redis.target() {
-        RedisTarget::Server(url) => format!("url: \"{url}\""),
-        RedisTarget::Cluster(nodes) => format!("cluster: {{ nodes: {} }}", list(nodes)),
-        RedisTarget::Sentinel(sentinel) => format!(
-            "sentinel: {{ master_name: {}, nodes: {} }}",
-            sentinel.master_name,
-            list(sentinel.sentinels)
-        ),
-        other => panic!("{other:?}"),
-    }
-}
 
 async fn two_gateways_share_one_quota_and_one_cache(topology: Topology) {
     let Some(redis) = TestRedis::start(topology) else {
@@ -35,7 +19,7 @@ rate_limiting:
     acme: {{ per_minute: 3 }}
 redis: {{ {} }}
 "#,
-        target(&redis)
+        redis.yaml()
     );
     let yaml = config(&upstream, &more);
     let first = GatewayProcess::start(&yaml).await;

@@ -78,6 +78,20 @@ impl TestRedis {
         }
     }
 
+    /// How a configuration's `redis` section names it, in YAML's flow style: `url: "..."`,
+    /// `cluster: { nodes: [...] }` or `sentinel: { master_name: ..., nodes: [...] }`.
+    pub fn yaml(&self) -> String {
+        let list = |urls: Vec<String>| format!("[{}]", urls.join(", "));
+        match self {
+            Self::Server(server) => format!("url: \"{}\"", server.url()),
+            Self::Cluster(cluster) => format!("cluster: {{ nodes: {} }}", list(cluster.urls())),
+            Self::Sentinel(sentinel) => format!(
+                "sentinel: {{ master_name: {MASTER_NAME}, nodes: {} }}",
+                list(sentinel.urls())
+            ),
+        }
+    }
+
     /// Sends one command where it belongs (on a cluster, by its key; keyless ones to every
     /// master); a Redis error reply is `Ok(Reply::Error)`.
     ///

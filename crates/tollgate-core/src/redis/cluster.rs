@@ -20,7 +20,7 @@ use redis::{
     cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
 };
 
-use super::node::{Unanswered, lost_master};
+use super::node::{Throttle, lost_master, watched};
 use crate::telemetry::{self, Counter};
 
 /// The least time between two reads of the slot map.
@@ -50,7 +50,7 @@ pub(super) struct Watch {
     /// answer reads the slot map again.
     suspect: AtomicBool,
     known: AtomicBool,
-    checking: AtomicBool,
+    checking: Throttle,
     switches: AtomicU64,
     counter: Counter,
 }
@@ -68,7 +68,7 @@ impl Watch {
             map: Mutex::new(SlotMap::default()),
             suspect: AtomicBool::new(false),
             known: AtomicBool::new(false),
-            checking: AtomicBool::new(false),
+            checking: Throttle::new(CHECK_EVERY),
             switches: AtomicU64::new(0),
             counter: Counter::new(
                 telemetry::REDIS_MASTER_SWITCHES,
@@ -128,14 +128,9 @@ impl Watch {
         self: Arc<Self>,
         call: impl Future<Output = RedisResult<T>>,
     ) -> RedisResult<T> {
-        let mut unanswered = Unanswered(&self.suspect, true);
-        let result = call.await;
-        unanswered.1 = false;
+        let result = watched(&self.suspect, call).await;
         match &result {
-            Err(error) if lost_master(error) => {
-                self.suspect.store(true, Ordering::Relaxed);
-                self.reopen_if_stuck();
-            }
+            Err(error) if lost_master(error) => self.reopen_if_stuck(),
             Ok(_) => {
                 // Written only when it changes, so answers do not contend for its cache line.
                 if self.failing_since_ms.load(Ordering::Relaxed) != 0 {
@@ -153,17 +148,7 @@ impl Watch {
     /// Reads the slot map in the background (one read at a time, at most every
     /// [`CHECK_EVERY`]) and counts every master that was replaced.
     fn check(self: &Arc<Self>) {
-        if self.checking.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let recent = self
-            .map
-            .lock()
-            .expect("never poisoned")
-            .read_at
-            .is_some_and(|at| at.elapsed() < CHECK_EVERY);
-        if recent {
-            self.checking.store(false, Ordering::Release);
+        if !self.checking.start() {
             return;
         }
         // After trouble, nodes may disagree for a while (one that has not heard of a failover
@@ -182,14 +167,13 @@ impl Watch {
                 }
                 tokio::time::sleep(CHECK_EVERY).await;
             }
-            watch.checking.store(false, Ordering::Release);
+            watch.checking.done();
         });
     }
 
     /// Takes a slot map just read. A change counts once two reads in a row agree on it.
     fn compare(&self, now: Vec<SlotRange>) -> Read {
         let mut map = self.map.lock().expect("never poisoned");
-        map.read_at = Some(Instant::now());
         if !self.known.swap(true, Ordering::Relaxed) || map.current.is_empty() {
             map.current = now;
             return Read::Same;
@@ -249,7 +233,6 @@ struct SlotMap {
     current: Vec<SlotRange>,
     /// A different map read once, counted when the next read agrees.
     candidate: Option<Vec<SlotRange>>,
-    read_at: Option<Instant>,
 }
 
 /// A connection through `client` that connects in the background, so opening never waits.

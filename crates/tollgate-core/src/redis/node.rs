@@ -1,8 +1,11 @@
 //! What every connection to one Redis node needs: opening it, and reading its failures.
 
 use std::{
-    sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -55,13 +58,64 @@ pub(super) fn lost_master(error: &redis::RedisError) -> bool {
         )
 }
 
-/// Sets the flag when a call is dropped before it answered (a caller's timeout), unless disarmed.
-pub(super) struct Unanswered<'a>(pub(super) &'a AtomicBool, pub(super) bool);
+/// Runs `call`, setting `suspect` when it fails as a replaced master would, or is dropped before
+/// it answered (a caller's timeout).
+pub(super) async fn watched<T>(
+    suspect: &AtomicBool,
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    let mut unanswered = Unanswered(suspect, true);
+    let result = call.await;
+    unanswered.1 = false;
+    if result.as_ref().is_err_and(lost_master) {
+        suspect.store(true, Ordering::Relaxed);
+    }
+    result
+}
+
+/// Sets the flag when dropped, unless disarmed.
+struct Unanswered<'a>(&'a AtomicBool, bool);
 
 impl Drop for Unanswered<'_> {
     fn drop(&mut self) {
         if self.1 {
             self.0.store(true, Ordering::Relaxed);
         }
+    }
+}
+
+/// One background job at a time, started at most once every `every`: re-reading a cluster's slot
+/// map, asking the Sentinels again.
+pub(super) struct Throttle {
+    busy: AtomicBool,
+    started: Mutex<Option<Instant>>,
+    every: Duration,
+}
+
+impl Throttle {
+    pub(super) fn new(every: Duration) -> Self {
+        Self {
+            busy: AtomicBool::new(false),
+            started: Mutex::new(None),
+            every,
+        }
+    }
+
+    /// Whether a job may start now; one that may must call [`done`](Self::done) when it ends.
+    pub(super) fn start(&self) -> bool {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let mut started = self.started.lock().expect("never poisoned");
+        if started.is_some_and(|at| at.elapsed() < self.every) {
+            self.busy.store(false, Ordering::Release);
+            return false;
+        }
+        *started = Some(Instant::now());
+        true
+    }
+
+    pub(super) fn done(&self) {
+        self.busy.store(false, Ordering::Release);
     }
 }

@@ -4,10 +4,10 @@
 use std::{
     future::Future,
     sync::{
-        Arc, Mutex, RwLock,
+        Arc, RwLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use redis::{
@@ -18,7 +18,7 @@ use redis::{
 
 use super::{
     SentinelTarget,
-    node::{Unanswered, lost_master, manager},
+    node::{Throttle, manager, watched},
 };
 use crate::{
     ConfigError,
@@ -40,8 +40,7 @@ pub(super) struct Sentinel {
     /// Set when the master in use failed as a replaced master would, or a call to it was dropped
     /// unanswered: the next call asks the Sentinels again.
     suspect: AtomicBool,
-    asking: AtomicBool,
-    asked: Mutex<Option<Instant>>,
+    asking: Throttle,
     switches: AtomicU64,
     counter: Counter,
 }
@@ -76,8 +75,7 @@ impl Sentinel {
             max_backoff,
             current: RwLock::new(None),
             suspect: AtomicBool::new(false),
-            asking: AtomicBool::new(false),
-            asked: Mutex::new(None),
+            asking: Throttle::new(ASK_EVERY),
             switches: AtomicU64::new(0),
             counter: Counter::new(
                 telemetry::REDIS_MASTER_SWITCHES,
@@ -120,30 +118,13 @@ impl Sentinel {
         self: Arc<Self>,
         call: impl Future<Output = RedisResult<T>>,
     ) -> RedisResult<T> {
-        let mut unanswered = Unanswered(&self.suspect, true);
-        let result = call.await;
-        unanswered.1 = false;
-        if let Err(error) = &result {
-            if lost_master(error) {
-                self.suspect.store(true, Ordering::Relaxed);
-            }
-        }
-        result
+        watched(&self.suspect, call).await
     }
 
     /// Asks the Sentinels in the background: one question at a time, at most every
     /// [`ASK_EVERY`].
     fn ask_later(self: &Arc<Self>) {
-        if self.asking.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let recent = self
-            .asked
-            .lock()
-            .expect("never poisoned")
-            .is_some_and(|at| at.elapsed() < ASK_EVERY);
-        if recent {
-            self.asking.store(false, Ordering::Release);
+        if !self.asking.start() {
             return;
         }
         self.suspect.store(false, Ordering::Relaxed);
@@ -152,7 +133,7 @@ impl Sentinel {
             if let Err(error) = sentinel.ask().await {
                 tracing::debug!(target: "tollgate::redis", %error, "the Sentinels did not name a master");
             }
-            sentinel.asking.store(false, Ordering::Release);
+            sentinel.asking.done();
         });
     }
 
@@ -160,7 +141,6 @@ impl Sentinel {
     async fn ask(&self) -> RedisResult<()> {
         let client = {
             let mut sentinels = self.sentinels.lock().await;
-            *self.asked.lock().expect("never poisoned") = Some(Instant::now());
             let asking = sentinels.async_master_for(&self.master_name, Some(&self.node));
             tokio::time::timeout(self.timeout.max(Duration::from_secs(1)), asking)
                 .await

@@ -102,14 +102,23 @@ impl RedisConfig {
     pub fn builder(
         &self,
     ) -> Result<crate::redis::RedisRateLimiterBuilder, tollgate_core::ConfigError> {
-        use crate::redis::{OnRedisFailure, RedisRateLimiter};
         let target = tollgate_core::redis::target_of(
             self.url.as_deref(),
             self.cluster.as_ref(),
             self.sentinel.as_ref(),
             |var| std::env::var(var).ok(),
         )?;
-        let mut builder = RedisRateLimiter::builder(target)
+        Ok(self.builder_on(target))
+    }
+
+    /// A builder with every setting of this section but the Redis it names: on `redis`
+    /// instead (a connection shared with other layers, say).
+    pub fn builder_on(
+        &self,
+        redis: impl Into<tollgate_core::redis::RedisTarget>,
+    ) -> crate::redis::RedisRateLimiterBuilder {
+        use crate::redis::{OnRedisFailure, RedisRateLimiter};
+        let mut builder = RedisRateLimiter::builder(redis)
             .prefix(&self.prefix)
             .timeout(self.timeout)
             .failure_threshold(self.failure_threshold)
@@ -127,7 +136,7 @@ impl RedisConfig {
         if let Some(lease) = self.lease {
             builder = builder.lease(lease.batch, lease.ttl);
         }
-        Ok(builder)
+        builder
     }
 }
 
