@@ -306,3 +306,54 @@ async fn with_the_tenant_as_hash_tag_a_call_limited_by_tenant_and_provider_runs_
         assert_eq!(cluster.master_of(&own), cluster.master_of(&provider_key));
     }
 }
+
+#[tokio::test]
+async fn the_redis_section_names_exactly_one_redis_and_its_password_variable_must_be_set() {
+    let with = |redis: &str| {
+        Config::from_yaml(&format!(
+            "
+providers:
+  sim: {{ kind: simulated }}
+roles:
+  default: {{ provider: sim, model: sim-small }}
+caching: {{ store: redis }}
+redis: {{ {redis} }}
+"
+        ))
+    };
+    let both =
+        with("url: \"redis://127.0.0.1:6379/\", cluster: { nodes: [\"redis://127.0.0.1:7000/\"] }");
+    assert_eq!(both.unwrap_err().paths(), ["redis"]);
+    assert_eq!(with("prefix: app").unwrap_err().paths(), ["redis"]);
+    assert_eq!(
+        with("cluster: { nodes: [] }").unwrap_err().paths(),
+        ["redis.cluster.nodes"]
+    );
+    assert_eq!(
+        with("cluster: { nodes: [\"http://127.0.0.1:7000/\"] }")
+            .unwrap_err()
+            .paths(),
+        ["redis.cluster.nodes.0"]
+    );
+    // The master's password comes from a variable, read when the stack is built; never shown.
+    let config = with(
+        "sentinel: { master_name: main, nodes: [\"redis://127.0.0.1:26379/\"], password_env: REDIS_PASSWORD }",
+    )
+    .unwrap();
+    let error = Stack::builder(&config)
+        .provider("sim", SimulatedProvider::new())
+        .env(|_| None)
+        .build()
+        .unwrap_err();
+    assert_eq!(error.paths(), ["redis.sentinel.password_env"]);
+    assert!(
+        error.to_string().contains("REDIS_PASSWORD is not set"),
+        "{error}"
+    );
+    let built = Stack::builder(&config)
+        .provider("sim", SimulatedProvider::new())
+        .env(|name| (name == "REDIS_PASSWORD").then(|| "hunter2".to_owned()))
+        .build()
+        .unwrap();
+    assert!(!format!("{built:?}").contains("hunter2"));
+}

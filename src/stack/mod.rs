@@ -456,7 +456,8 @@ impl StackBuilder<'_> {
         self
     }
 
-    /// Reads API keys through `lookup` instead of the process environment.
+    /// Reads API keys (and `redis.sentinel.password_env`) through `lookup` instead of the
+    /// process environment.
     pub fn env(mut self, lookup: impl Fn(&str) -> Option<String> + 'static) -> Self {
         self.env = Box::new(lookup);
         self
