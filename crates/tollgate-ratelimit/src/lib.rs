@@ -80,8 +80,10 @@
 //! consumes every tier of every key atomically on the server's clock. When Redis does not answer
 //! within its timeout, an `OnRedisFailure` policy decides (fail open, fail closed, or a local
 //! limiter with a share of each tier); a small breaker stops calling a dead Redis and probes it
-//! back. Hybrid mode leases batches of permits to cut round trips. [`RateLimitLayer`] takes
-//! either limiter. See the type's docs for keys, Redis Cluster and the hybrid bound.
+//! back. Redis is one server, a Redis Cluster or the master Sentinel names, and a failover is
+//! followed by itself. Hybrid mode leases batches of permits to cut round trips.
+//! [`RateLimitLayer`] takes either limiter. See the type's docs for keys, Redis Cluster,
+//! failover and the hybrid bound.
 //!
 //! # Memory
 //!
