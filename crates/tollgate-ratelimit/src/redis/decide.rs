@@ -200,8 +200,9 @@ async fn invoke(
     connection: &mut tollgate_core::redis::RedisConnection,
 ) -> redis::RedisResult<Vec<i64>> {
     let call = |command: &str, script: &str| {
-        let mut call = redis::cmd(command);
-        call.arg(script).arg(invocation.keys.len());
+        let count = 3 + invocation.keys.len() + invocation.args.len();
+        let mut call = redis::Cmd::with_capacity(count, 64 * count + script.len());
+        call.arg(command).arg(script).arg(invocation.keys.len());
         for key in &invocation.keys {
             call.arg(key);
         }

@@ -51,18 +51,46 @@ impl RedisRateLimiter {
     }
 }
 
-/// A tier's field in a key's hash, named after its parameters.
-pub(super) fn field(tier: &crate::quota::Tier) -> String {
+/// A tier's field in a key's hash, named after its parameters: `r:<interval>:<window>`.
+pub(super) fn field(tier: &crate::quota::Tier) -> Field {
     let dimension = match tier.dimension() {
-        crate::quota::Dimension::Requests => 'r',
-        crate::quota::Dimension::Tokens => 't',
-        crate::quota::Dimension::Cost => 'c',
+        crate::quota::Dimension::Requests => b'r',
+        crate::quota::Dimension::Tokens => b't',
+        crate::quota::Dimension::Cost => b'c',
     };
-    format!(
-        "{dimension}:{}:{}",
-        tier.interval_nanos(),
-        tier.window_nanos()
-    )
+    Field {
+        dimension,
+        interval: tier.interval_nanos(),
+        window: tier.window_nanos(),
+    }
+}
+
+/// A field's name, written straight into the command (no string is built for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Field {
+    dimension: u8,
+    interval: u64,
+    window: u64,
+}
+
+impl redis::ToRedisArgs for Field {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        let (mut interval, mut window) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let (interval, window) = (interval.format(self.interval), window.format(self.window));
+        // `r:` + two u64s and a colon: at most 43 bytes.
+        let mut name = [0_u8; 48];
+        let mut at = 0;
+        for part in [
+            &[self.dimension, b':'][..],
+            interval.as_bytes(),
+            b":",
+            window.as_bytes(),
+        ] {
+            name[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        out.write_arg(&name[..at]);
+    }
 }
 
 /// Keeps `{`, `}` (hash tags) and `:` (our separator) out of key parts.
@@ -81,4 +109,43 @@ fn escape(part: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use redis::ToRedisArgs;
+
+    use super::{Field, field};
+    use crate::quota::{Quota, Tier};
+
+    /// A tier as a quota holds it (its schedule worked out).
+    fn held(tier: Tier) -> Tier {
+        Quota::new([tier]).unwrap().tiers()[0]
+    }
+
+    #[test]
+    fn a_field_is_written_as_its_dimension_interval_and_window() {
+        let hour = Duration::from_secs(3_600);
+        let written = |field: Field| String::from_utf8(field.to_redis_args().concat()).unwrap();
+        assert_eq!(
+            written(field(&held(Tier::requests(60, hour)))),
+            "r:60000000000:3600000000000"
+        );
+        assert_eq!(
+            written(field(&held(Tier::tokens(1_000, Duration::from_secs(1))))),
+            "t:1000000:1000000000"
+        );
+        let widest = Field {
+            dimension: b'c',
+            interval: u64::MAX,
+            window: u64::MAX,
+        };
+        assert_eq!(
+            written(widest),
+            format!("c:{}:{}", u64::MAX, u64::MAX),
+            "the longest name fits its buffer"
+        );
+    }
 }

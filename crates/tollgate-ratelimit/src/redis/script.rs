@@ -141,7 +141,25 @@ pub(super) enum Reply {
 /// The arguments of one invocation, built once per call.
 pub(super) struct Invocation {
     pub(super) keys: Vec<String>,
-    pub(super) args: Vec<String>,
+    pub(super) args: Vec<Arg>,
+}
+
+/// One argument: numbers and field names stay numbers until redis-rs writes them, so building a
+/// call allocates only its key names.
+pub(super) enum Arg {
+    Code(&'static str),
+    Field(super::keys::Field),
+    Number(i128),
+}
+
+impl redis::ToRedisArgs for Arg {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        match self {
+            Self::Code(code) => out.write_arg(code.as_bytes()),
+            Self::Field(field) => field.write_redis_args(out),
+            Self::Number(number) => number.write_redis_args(out),
+        }
+    }
 }
 
 impl Invocation {
@@ -150,9 +168,11 @@ impl Invocation {
             Op::Lease(batch) => batch,
             _ => 0,
         };
+        let mut args = Vec::with_capacity(8);
+        args.extend([Arg::Code(op.code()), Arg::Number(i128::from(batch))]);
         Self {
-            keys: Vec::new(),
-            args: vec![op.code().to_owned(), batch.to_string()],
+            keys: Vec::with_capacity(1),
+            args,
         }
     }
 
@@ -160,20 +180,20 @@ impl Invocation {
     pub(super) fn key(
         &mut self,
         name: String,
-        tiers: impl ExactSizeIterator<Item = (String, i128, u64)>,
+        tiers: impl ExactSizeIterator<Item = (super::keys::Field, i128, u64)>,
     ) {
         self.keys.push(name);
-        self.args.push(tiers.len().to_string());
+        self.args.push(Arg::Number(tiers.len() as i128));
         for (field, cost, window) in tiers {
-            self.args.push(field);
+            self.args.push(Arg::Field(field));
             // Beyond 2^53 a cost only needs to stay larger than any window; clamping keeps it a
             // number Lua reads exactly.
             let cost = cost.clamp(
                 -(MAX_WINDOW_NANOS as i128) - 1,
                 MAX_WINDOW_NANOS as i128 + 1,
             );
-            self.args.push(cost.to_string());
-            self.args.push(window.to_string());
+            self.args.push(Arg::Number(cost));
+            self.args.push(Arg::Number(i128::from(window)));
         }
     }
 }
