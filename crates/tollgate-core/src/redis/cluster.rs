@@ -49,6 +49,7 @@ pub(super) struct Watch {
     /// Set when a call failed in a way a failover explains (or was dropped unanswered): the next
     /// answer reads the slot map again.
     suspect: AtomicBool,
+    /// Whether `map` holds a baseline, readable on every call without its lock.
     known: AtomicBool,
     checking: Throttle,
     switches: AtomicU64,
@@ -174,8 +175,10 @@ impl Watch {
     /// Takes a slot map just read. A change counts once two reads in a row agree on it.
     fn compare(&self, now: Vec<SlotRange>) -> Read {
         let mut map = self.map.lock().expect("never poisoned");
-        if !self.known.swap(true, Ordering::Relaxed) || map.current.is_empty() {
+        if map.current.is_empty() {
+            // The first read: the baseline.
             map.current = now;
+            self.known.store(true, Ordering::Relaxed);
             return Read::Same;
         }
         if now == map.current {

@@ -211,7 +211,6 @@ impl RedisRateLimiterBuilder {
             }
         };
         let connection = RedisConnection::open(&self.target, self.timeout, self.probe_interval)?;
-        let cluster = connection.topology() == tollgate_core::redis::Topology::Cluster;
         Ok(RedisRateLimiter {
             inner: Arc::new(Inner {
                 definition,
@@ -220,7 +219,6 @@ impl RedisRateLimiterBuilder {
                 script: redis::Script::new(script::SOURCE),
                 prefix: self.prefix,
                 hash_tag,
-                cluster,
                 timeout: self.timeout,
                 policy: self.policy,
                 breaker: FallbackBreaker::new(self.failure_threshold, self.probe_interval),

@@ -3,7 +3,7 @@
 
 use std::{fmt, time::Duration};
 
-use tollgate_core::{ErrorKind, LlmError};
+use tollgate_core::{ErrorKind, LlmError, redis::Topology};
 
 use super::{
     OnRedisFailure, RedisRateLimiter, Via,
@@ -86,7 +86,8 @@ impl RedisRateLimiter {
                 None,
             ));
         }
-        if self.inner.cluster && !self.one_slot(keys) {
+        // On a Redis Cluster, a call whose keys would span slots is refused before it is sent.
+        if self.inner.connection.topology() == Topology::Cluster && !self.one_slot(keys) {
             let (scope, key) = &keys[0];
             return Err(definition.make_denial(
                 *scope,

@@ -141,8 +141,6 @@ struct Inner {
     script: redis::Script,
     prefix: String,
     hash_tag: Option<Scope>,
-    /// On a Redis Cluster, a call whose keys would span slots is refused before it is sent.
-    cluster: bool,
     timeout: Duration,
     policy: OnRedisFailure,
     breaker: FallbackBreaker,
