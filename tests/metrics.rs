@@ -1,5 +1,6 @@
 //! Every layer's counters through the `metrics` facade, read back from a debugging recorder after a
-//! scripted run: one hit, one denial, two retries, a breaker that opens and then refuses.
+//! scripted run: one hit, one denial, two retries, a breaker that opens and then refuses; and, with
+//! Redis, a Sentinel failover.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -266,4 +267,77 @@ metrics: { tenant_labels: true, max_tenant_labels: 100 }
         .map(|(.., value)| value)
         .unwrap();
     assert_eq!(*other, DebugValue::Counter(9_900));
+}
+
+/// Redis failovers are counted: a master Sentinel replaces, and the limiter's switches to its
+/// failure policy and back.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_master_and_the_limiters_switches_are_counted() {
+    use tollgate::{
+        ratelimit::{Amounts, Backend, OnRedisFailure, RedisRateLimiter},
+        redis::{RedisTarget, SentinelTarget},
+    };
+    use tollgate_testkit::{MASTER_NAME, RedisSentinel};
+
+    let Some(mut sentinel) = RedisSentinel::with_replica() else {
+        return;
+    };
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // Handles are registered when the limiter and its connection are built, on this thread.
+    let limiter = {
+        let _local = metrics::set_default_local_recorder(&recorder);
+        RedisRateLimiter::builder(RedisTarget::Sentinel(SentinelTarget::new(
+            MASTER_NAME,
+            sentinel.urls(),
+        )))
+        .scope(
+            "tenant",
+            Quota::new([Tier::requests(1_000, Duration::from_secs(3_600))]).unwrap(),
+        )
+        .timeout(Duration::from_millis(50))
+        .on_failure(OnRedisFailure::Local { share: 0.5 })
+        .failure_threshold(1)
+        .probe_interval(Duration::from_millis(50))
+        .build()
+        .unwrap()
+    };
+    let tenant = limiter.scope("tenant").unwrap();
+    let keys = [(tenant, "acme")];
+    let call = || limiter.check_and_consume(&keys, Amounts::requests(1));
+    call().await.unwrap();
+    let old = sentinel.kill_master();
+    call().await.unwrap();
+    assert_eq!(limiter.backend(), Backend::Fallback);
+    let sentinel = tokio::task::spawn_blocking(move || {
+        sentinel.wait_for_new_master(old);
+        sentinel
+    })
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while limiter.backend() != Backend::Redis || limiter.connection().master_switches() == 0 {
+        assert!(std::time::Instant::now() < deadline, "followed within 30s");
+        call().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let counted = series(&snapshotter);
+    let get = |name: &str| counted.get(name).copied().unwrap_or_default();
+    assert_eq!(
+        get("tollgate.redis.master_switches{topology=sentinel}"),
+        1.0,
+        "{counted:?}"
+    );
+    assert_eq!(
+        get("tollgate.limiter.backend_switches{to=fallback}"),
+        1.0,
+        "{counted:?}"
+    );
+    assert_eq!(
+        get("tollgate.limiter.backend_switches{to=redis}"),
+        1.0,
+        "{counted:?}"
+    );
+    drop(sentinel);
 }
