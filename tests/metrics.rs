@@ -110,6 +110,8 @@ async fn every_counter_has_its_exact_value_and_labels() {
             "tollgate.limiter.denials{dimension=requests,scope=default}",
             1.0,
         ),
+        ("tollgate.limiter.overrun.tokens", 0.0),
+        ("tollgate.limiter.overrun.microdollars", 0.0),
         ("tollgate.retry.attempts", 2.0),
         ("tollgate.retry.budget_refusals", 0.0),
         ("tollgate.breaker.state{key=sim}", 1.0),
@@ -120,6 +122,44 @@ async fn every_counter_has_its_exact_value_and_labels() {
     .map(|(name, value)| (name.to_owned(), value))
     .collect();
     assert_eq!(got, expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_a_provider_bills_past_its_reservation_is_counted_as_overrun() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let limiter = RateLimiter::new(
+        Quota::new([
+            Tier::tokens(1_000_000, Duration::from_secs(86_400)),
+            Tier::cost(tollgate::MicroUsd(1_000_000), Duration::from_secs(86_400)),
+        ])
+        .unwrap(),
+    );
+    let pricing = tollgate::PricingTable::new()
+        .with("m", tollgate::ModelPrice::per_million("0", "10").unwrap());
+    let layer = RateLimitLayer::builder(limiter)
+        .key(tollgate::ratelimit::Scope::default(), ByTenant)
+        .pricing(pricing)
+        .build()
+        .unwrap();
+    // Sent a bound of 100 tokens, it writes 400: 300 past what was reserved, $0.003.
+    let writes_past = tower::service_fn(|request: LlmRequest| async move {
+        assert_eq!(request.params.max_tokens, Some(100));
+        Ok::<_, tollgate::LlmError>(
+            tollgate::LlmResponse::new("m", "long").with_usage(tollgate::Usage::new(7, 400)),
+        )
+    });
+    let stack = ServiceBuilder::new()
+        .rate_limits(layer)
+        .service(writes_past);
+    let ask = LlmRequest::new("m", vec![Message::user("hi")])
+        .with_tenant("acme")
+        .with_max_tokens(100);
+    stack.oneshot(ask).await.unwrap();
+    let got = series(&snapshotter);
+    assert_eq!(got["tollgate.limiter.overrun.tokens"], 300.0);
+    assert_eq!(got["tollgate.limiter.overrun.microdollars"], 3_000.0);
 }
 
 /// A stack built from configuration, recording into `recorder`.

@@ -1,16 +1,17 @@
 //! Cache keys: SHA-256 over a canonical, versioned encoding of everything that changes the answer.
 //!
-//! # Encoding (version 1)
+//! # Encoding (version 2)
 //!
 //! The hasher is fed, in order, with no intermediate string:
 //!
-//! 1. the tag `tollgate-cache-key/v1`;
+//! 1. the tag `tollgate-cache-key/v2`;
 //! 2. the scope: `T` and the tenant (`-` when the request has none), or `S` for a shared scope;
 //!    then, for an operation other than chat, `O` and its name (`embeddings`);
 //! 3. the provider (or nothing) and the model;
 //! 4. the number of messages, then per message its role, its content and its other fields
 //!    (`name`, `tool_calls`, `tool_call_id`, ...);
-//! 5. `temperature`, `max_tokens`, `top_p`, `stop` and `seed`, each present or absent;
+//! 5. `temperature`, `max_tokens` (under whichever name it came: the bound is the same), `top_p`,
+//!    `stop`, `seed`, `n`, `best_of` and `top_logprobs`, each present or absent;
 //! 6. the remaining parameters (`tools`, `response_format`, anything else), keys sorted; `stream`
 //!    and `stream_options` are left out, as a stream and a whole answer are the same answer.
 //!
@@ -20,6 +21,10 @@
 //! order does). Text content is trimmed, and with whitespace collapsing every run of whitespace
 //! inside it counts as one space. The request id, priority, cache control, principal, role and
 //! extensions never enter the key: they do not change the answer.
+//!
+//! Version 2 read `n`, `best_of` and `top_logprobs` as typed numbers, where version 1 read them
+//! among the remaining parameters: an entry stored under version 1 is not found again, and leaves
+//! the store when its time is up.
 
 use std::fmt;
 
@@ -312,7 +317,7 @@ pub fn cache_key(request: &LlmRequest, scope: Scope, collapse: bool) -> CacheKey
 ///
 /// let request = LlmRequest::new("m", vec![Message::user("hi")]).with_tenant("acme");
 /// let bytes = canonical_bytes(&request, Scope::Tenant, false);
-/// assert!(bytes.starts_with(b"tollgate-cache-key/v1"));
+/// assert!(bytes.starts_with(b"tollgate-cache-key/v2"));
 /// assert_eq!(<[u8; 32]>::from(Sha256::digest(&bytes)), cache_key(&request, Scope::Tenant, false).0);
 /// ```
 pub fn canonical_bytes(request: &LlmRequest, scope: Scope, collapse: bool) -> Vec<u8> {
@@ -322,7 +327,7 @@ pub fn canonical_bytes(request: &LlmRequest, scope: Scope, collapse: bool) -> Ve
 }
 
 fn encode<S: Sink>(h: &mut Hasher<S>, request: &LlmRequest, scope: Scope, collapse: bool) {
-    h.write(b"tollgate-cache-key/v1");
+    h.write(b"tollgate-cache-key/v2");
     match scope {
         Scope::Tenant => {
             h.tag(b'T');
@@ -360,6 +365,9 @@ fn encode<S: Sink>(h: &mut Hasher<S>, request: &LlmRequest, scope: Scope, collap
         h.bytes(stop.as_bytes());
     }
     h.opt_u64(params.seed.map(|seed| seed as u64));
+    for count in [params.n, params.best_of, params.top_logprobs] {
+        h.opt_u64(count.map(u64::from));
+    }
     // A stream and a whole answer are the same answer: how it is delivered is not in the key.
     h.object(&params.extra, &["stream", "stream_options"], collapse);
 }

@@ -210,6 +210,21 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+/// Marks a failure that sending the same call to the same upstream again would only repeat,
+/// whatever its kind: an answer past the client's size bound, an upstream silent past its
+/// first-byte timeout. [`LlmError::is_retryable`] is false for it, so a retry layer leaves it
+/// alone; a router may still send the call to another deployment.
+///
+/// ```
+/// use tollgate_core::{ErrorKind, LlmError, NoRetry};
+///
+/// let silent = LlmError::new(ErrorKind::Timeout, "no first byte in 60s").with_extension(NoRetry);
+/// assert!(!silent.is_retryable());
+/// assert!(LlmError::new(ErrorKind::Timeout, "slow").is_retryable());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoRetry;
+
 /// The error of an LLM call through tollgate.
 ///
 /// Cheap to move (one pointer) and to clone (a cache's single-flight hands one failure to every
@@ -324,9 +339,10 @@ impl LlmError {
         self.inner.retry_after
     }
 
-    /// Whether the call may succeed if sent again (see [`ErrorKind::is_retryable`]).
+    /// Whether the call may succeed if sent again: its kind's [`ErrorKind::is_retryable`],
+    /// unless it is marked [`NoRetry`].
     pub fn is_retryable(&self) -> bool {
-        self.inner.kind.is_retryable()
+        self.inner.kind.is_retryable() && self.inner.extensions.get::<NoRetry>().is_none()
     }
 
     /// Typed details attached by layers.

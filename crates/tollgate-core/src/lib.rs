@@ -42,6 +42,8 @@ mod error;
 pub mod future;
 mod json;
 pub mod key;
+mod models;
+mod params;
 mod pricing;
 pub mod redis;
 mod request;
@@ -52,23 +54,28 @@ mod snapshot;
 pub mod stream;
 pub mod telemetry;
 mod tokens;
+mod upstream;
 mod usage;
 mod wire;
 
 pub use choice::{AssistantMessage, Choice, FunctionCall, REASONING_SIGNATURE, ToolCall};
 pub use config::{ConfigError, duration, non_zero};
-pub use error::{BoxError, ErrorKind, Fault, LlmError, counted};
+pub use error::{BoxError, ErrorKind, Fault, LlmError, NoRetry, counted};
 pub use json::SharedMap;
 pub use key::{ByModel, ByPrincipal, ByProvider, ByRole, ByTenant, Global, Key, KeyExtractor};
+pub use models::{DEFAULT_MAX_TOKENS, known_output_limit};
+pub use params::{ExtraParams, MaxTokensName, NotAWholeNumber, Params, whole_number};
 pub use pricing::{InvalidPrice, MicroUsd, ModelPrice, PricingTable};
 pub use request::{
-    CacheControl, Content, ExtraParams, JsonMap, LlmRequest, Message, Operation, Params, Priority,
-    RequestMeta, Role,
+    CacheControl, Content, JsonMap, LlmRequest, Message, Operation, Priority, RequestMeta, Role,
 };
 pub use response::{FinishReason, LlmResponse};
 pub use simulated::{Outcome, SimulatedFuture, SimulatedProvider, SimulatedProviderBuilder};
 pub use snapshot::{LimitWindow, RateLimitSnapshot};
 pub use tokens::{CharEstimator, TokenEstimator};
+pub use upstream::{
+    MAX_UPSTREAM_MESSAGE, UpstreamError, is_context_window, redact, upstream_summary,
+};
 pub use usage::Usage;
 
 /// Defines `get_ref`, `get_mut` and `into_inner` in an `impl<S> Layered<S>` block whose inner

@@ -11,11 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 pub use crate::json::JsonMap;
-use crate::json::SharedMap;
-
-/// The request fields tollgate does not model ([`Params::extra`]): a [`SharedMap`] that clones of
-/// a request share, and that is not allocated until something is put in it.
-pub type ExtraParams = SharedMap;
+use crate::params::Params;
 
 /// One LLM call: model, conversation, sampling parameters and caller metadata.
 ///
@@ -295,79 +291,6 @@ impl Message {
     pub fn texts(&self) -> impl Iterator<Item = &str> {
         self.content.iter().flat_map(Content::texts)
     }
-}
-
-/// Sampling and output parameters.
-///
-/// The common ones are typed; everything else the caller sent (`tools`, `response_format`,
-/// `stream`, `user`, provider-specific knobs, unknown future fields) lands in `extra`, in the order
-/// it arrived, and is sent on unchanged.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Params {
-    /// Sampling temperature.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f64>,
-    /// Upper bound on generated tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_tokens: Option<u32>,
-    /// Nucleus sampling mass.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top_p: Option<f64>,
-    /// Stop sequences. A single string on the wire is read as a list of one.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "one_or_many"
-    )]
-    pub stop: Vec<String>,
-    /// Seed for providers that support reproducible sampling.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<i64>,
-    /// All other top-level request fields, in arrival order.
-    #[serde(flatten)]
-    pub extra: ExtraParams,
-}
-
-impl Params {
-    /// The output bound the provider will apply: `max_tokens`, or OpenAI's newer
-    /// `max_completion_tokens` when only that one is set.
-    pub fn max_output_tokens(&self) -> Option<u64> {
-        self.max_tokens.map(u64::from).or_else(|| {
-            self.extra
-                .get("max_completion_tokens")
-                .and_then(Value::as_u64)
-        })
-    }
-
-    /// Whether the caller asked for a streamed answer to end with its usage
-    /// (`stream_options.include_usage: true`).
-    pub fn include_usage(&self) -> bool {
-        self.extra
-            .get("stream_options")
-            .and_then(|options| options.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    }
-
-    /// Inserts or replaces a field of `extra` (copying the map only if another request shares it).
-    pub fn set_extra(&mut self, key: impl Into<String>, value: Value) {
-        self.extra.make_mut().insert(key.into(), value);
-    }
-}
-
-fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-        None(()),
-    }
-    Ok(match OneOrMany::deserialize(deserializer)? {
-        OneOrMany::One(one) => vec![one],
-        OneOrMany::Many(many) => many,
-        OneOrMany::None(()) => Vec::new(),
-    })
 }
 
 /// Facts about the caller, not the prompt. None of it is sent to the provider, and none of it but

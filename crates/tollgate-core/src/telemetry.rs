@@ -53,6 +53,12 @@ pub const LIMITER_DENIALS: &str = "tollgate.limiter.denials";
 pub const LIMITER_WAITS: &str = "tollgate.limiter.waits";
 /// Seconds a call waited for room.
 pub const LIMITER_WAIT_DURATION: &str = "tollgate.limiter.wait.duration";
+/// Tokens calls used beyond what the limiter reserved for them, charged when they settled: a
+/// provider that wrote past the `max_tokens` it was sent, or a prompt the estimate undercounted.
+pub const LIMITER_OVERRUN_TOKENS: &str = "tollgate.limiter.overrun.tokens";
+/// Micro-dollars calls cost beyond what the limiter reserved for them, charged when they
+/// settled: the most a cost budget can be passed by.
+pub const LIMITER_OVERRUN_COST: &str = "tollgate.limiter.overrun.microdollars";
 
 /// Retries sent (attempts after the first).
 pub const RETRY_ATTEMPTS: &str = "tollgate.retry.attempts";

@@ -1,6 +1,12 @@
 //! Estimating token counts before a call, when the provider has not yet said how many were used.
 
-use crate::{LlmRequest, LlmResponse};
+use serde_json::Value;
+
+use crate::{Content, LlmRequest, LlmResponse};
+
+/// What an image part is counted as: about what a large image costs at Anthropic (a 1,092 ×
+/// 1,092 image) and at OpenAI's high detail.
+const IMAGE_TOKENS: u64 = 1_600;
 
 /// Estimates how many tokens a prompt will cost, before the provider counts them.
 ///
@@ -11,23 +17,47 @@ pub trait TokenEstimator: Send + Sync + 'static {
     /// Tokens in a piece of text.
     fn estimate_text(&self, text: &str) -> u64;
 
-    /// Tokens in the whole prompt: every message's text plus the per-message framing providers add.
+    /// Tokens in the whole prompt: everything the provider reads, with the framing it adds.
+    ///
+    /// That is each message's text and its other fields (tool calls, names, content parts), and
+    /// every other field of the request (tools and their schemas, the response format, ...),
+    /// each JSON string as text and each other value as one token, plus OpenAI's framing per
+    /// message. An image part counts 1,600 tokens, about what a large image costs at Anthropic
+    /// and at OpenAI's high detail; a provider that bills more for one (`gpt-4o-mini` counts
+    /// image tiles many times over, at a price cut to match) is charged the difference when the
+    /// call settles.
     fn estimate_prompt(&self, request: &LlmRequest) -> u64 {
         // OpenAI's chat format costs about 3 tokens of framing per message and 3 to prime the reply.
         const PER_MESSAGE: u64 = 3;
         const REPLY_PRIMING: u64 = 3;
-        request
+        let messages = request
             .messages
             .iter()
             .map(|message| {
-                PER_MESSAGE
-                    + message
-                        .texts()
-                        .map(|text| self.estimate_text(text))
-                        .sum::<u64>()
+                let content = match &message.content {
+                    None => 0,
+                    Some(Content::Text(text)) => self.estimate_text(text),
+                    Some(Content::Parts(parts)) => {
+                        parts.iter().map(|part| part_tokens(self, part)).sum()
+                    }
+                };
+                let fields: u64 = message
+                    .extra
+                    .iter()
+                    .map(|(key, value)| self.estimate_text(key) + json_tokens(self, value))
+                    .sum();
+                PER_MESSAGE + content + fields
             })
-            .sum::<u64>()
-            + REPLY_PRIMING
+            .sum::<u64>();
+        let params: u64 = request
+            .params
+            .extra
+            .iter()
+            // How the answer is delivered, not what the model reads.
+            .filter(|(key, _)| !matches!(key.as_str(), "stream" | "stream_options"))
+            .map(|(key, value)| self.estimate_text(key) + json_tokens(self, value))
+            .sum();
+        messages + params + REPLY_PRIMING
     }
 
     /// Tokens in what an answer said so far: every choice's text, reasoning and refusal, and its
@@ -54,6 +84,33 @@ pub trait TokenEstimator: Send + Sync + 'static {
                 texts + calls
             })
             .sum()
+    }
+}
+
+/// One content part: a text part's text, an image's [`IMAGE_TOKENS`], and any other part (audio,
+/// a file, a document) as the JSON it is, its data counted as text, which errs on the high side.
+fn part_tokens<E: TokenEstimator + ?Sized>(estimator: &E, part: &Value) -> u64 {
+    match part.get("type").and_then(Value::as_str) {
+        Some("text") => part
+            .get("text")
+            .and_then(Value::as_str)
+            .map_or(0, |text| estimator.estimate_text(text)),
+        Some("image_url" | "image" | "input_image") => IMAGE_TOKENS,
+        _ => json_tokens(estimator, part),
+    }
+}
+
+/// A JSON value as the provider reads it: strings (keys included) as text, anything else as one
+/// token.
+fn json_tokens<E: TokenEstimator + ?Sized>(estimator: &E, value: &Value) -> u64 {
+    match value {
+        Value::String(text) => estimator.estimate_text(text),
+        Value::Array(items) => items.iter().map(|item| json_tokens(estimator, item)).sum(),
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(key, value)| estimator.estimate_text(key) + json_tokens(estimator, value))
+            .sum(),
+        Value::Null | Value::Bool(_) | Value::Number(_) => 1,
     }
 }
 

@@ -42,7 +42,7 @@ impl RateLimitLayer {
             bindings: Vec::new(),
             on_limit: OnLimit::Reject,
             estimator: Box::new(CharEstimator),
-            default_output_tokens: DEFAULT_OUTPUT_TOKENS,
+            default_output_tokens: None,
             pricing: None,
             unpriced: UnpricedModels::Reject,
         }
@@ -78,9 +78,6 @@ impl<S> RateLimit<S> {
     }
 }
 
-/// Tokens reserved for the answer when a request sets no `max_tokens`, until usage settles it.
-pub const DEFAULT_OUTPUT_TOKENS: u64 = 1_024;
-
 /// Builds a [`RateLimitLayer`].
 #[must_use]
 pub struct RateLimitLayerBuilder {
@@ -88,7 +85,7 @@ pub struct RateLimitLayerBuilder {
     bindings: Vec<Binding>,
     on_limit: OnLimit,
     estimator: Box<dyn TokenEstimator>,
-    default_output_tokens: u64,
+    default_output_tokens: Option<u32>,
     pricing: Option<PricingTable>,
     unpriced: UnpricedModels,
 }
@@ -176,10 +173,16 @@ impl RateLimitLayerBuilder {
         self
     }
 
-    /// Tokens to reserve for the answer of a request without `max_tokens`
-    /// (default [`DEFAULT_OUTPUT_TOKENS`]); the real usage settles it afterwards.
-    pub fn default_output_tokens(mut self, tokens: u64) -> Self {
-        self.default_output_tokens = tokens;
+    /// The output bound of a request without `max_tokens`, where quotas count tokens or cost
+    /// (default: the model's own limit where [`known_output_limit`](tollgate_core::known_output_limit)
+    /// knows it, else [`DEFAULT_MAX_TOKENS`](tollgate_core::DEFAULT_MAX_TOKENS)).
+    ///
+    /// It is reserved (times the answers the request asks for), and set as the request's
+    /// `max_tokens` on its way to the provider, so the answer cannot outgrow its reservation;
+    /// the real usage settles it afterwards. Set it lower for a model with a small context
+    /// window, where a prompt and this bound must fit together.
+    pub fn default_output_tokens(mut self, tokens: u32) -> Self {
+        self.default_output_tokens = Some(tokens);
         self
     }
 
@@ -233,6 +236,12 @@ impl RateLimitLayerBuilder {
         }
         if let OnLimit::Wait(wait) = self.on_limit {
             tollgate_core::non_zero("wait", wait)?;
+        }
+        if self.default_output_tokens == Some(0) {
+            return Err(ConfigError::new(
+                "default_output_tokens",
+                "must be at least 1: it is the answer's bound",
+            ));
         }
         Ok(RateLimitLayer {
             shared: Arc::new(Shared {

@@ -123,7 +123,7 @@ pub use defaults::{
     DEFAULT_REDIS_TIMEOUT,
 };
 pub use denial::{Denial, DenialReason};
-pub use layer::{DEFAULT_OUTPUT_TOKENS, RateLimitLayer, RateLimitLayerBuilder};
+pub use layer::{RateLimitLayer, RateLimitLayerBuilder};
 pub use limiter::{DEFAULT_MAX_KEYS, RateLimiter, RateLimiterBuilder, Scope, Status, TierStatus};
 pub use limits::{Amount, Limits, TierConfig};
 pub use metrics::Metrics;

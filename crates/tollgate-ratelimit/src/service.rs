@@ -57,7 +57,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: LlmRequest) -> Self::Future {
+    fn call(&mut self, mut request: LlmRequest) -> Self::Future {
         let shared = &self.shared;
         let keys = match shared.bindings.as_slice() {
             [one] if one.when.is_none() => Keys::One([(one.scope, one.key.extract(&request))]),
@@ -76,6 +76,10 @@ where
             Ok(reservation) => reservation,
             Err(error) => return ResponseFuture::failed(error),
         };
+        if let Some(bound) = reservation.bound {
+            // What was reserved is what the provider may write, and no more.
+            request.params.max_tokens = Some(bound);
+        }
         // One arm when Redis is compiled out; the match keeps both builds on one path.
         #[cfg_attr(not(feature = "redis"), allow(clippy::infallible_destructuring_match))]
         let limiter = match &shared.limiter {

@@ -2,8 +2,8 @@
 //! call carries from its admission to its settlement.
 
 use tollgate_core::{
-    ErrorKind, Key, KeyExtractor, LlmError, LlmRequest, LlmResponse, ModelPrice, PricingTable,
-    TokenEstimator, Usage, stream::StreamEnd,
+    ErrorKind, Key, KeyExtractor, LlmError, LlmRequest, LlmResponse, ModelPrice, Operation,
+    PricingTable, TokenEstimator, Usage, stream::StreamEnd,
 };
 
 use crate::{
@@ -20,7 +20,9 @@ pub(crate) struct Shared {
     pub(crate) tokens: bool,
     pub(crate) cost: bool,
     pub(crate) estimator: Box<dyn TokenEstimator>,
-    pub(crate) default_output_tokens: u64,
+    /// The output bound of a request that sets none; `None`: the model's known limit, else
+    /// [`DEFAULT_MAX_TOKENS`](tollgate_core::DEFAULT_MAX_TOKENS).
+    pub(crate) default_output_tokens: Option<u32>,
     pub(crate) pricing: Option<PricingTable>,
     pub(crate) unpriced: UnpricedModels,
     pub(crate) telemetry: crate::telemetry::Telemetry,
@@ -49,6 +51,9 @@ pub(crate) struct Reservation {
     price: Option<ModelPrice>,
     // The prompt's estimated tokens: what a stream that ends before reporting its usage counts.
     prompt_estimate: u64,
+    /// The output bound reserved for a request that set none: the request must carry it to the
+    /// provider, so that the answer cannot outgrow the reservation.
+    pub(crate) bound: Option<u32>,
 }
 
 impl Reservation {
@@ -64,22 +69,35 @@ impl Shared {
         self.tokens || self.cost
     }
 
-    /// What `request` draws: one request, and estimated tokens and cost where quotas count them.
+    /// What `request` draws: one request, and where quotas count them, its tokens and cost at
+    /// the most the provider can bill: the prompt's estimate, and its output bound times the
+    /// answers it asks for (`n`, `best_of`).
     pub(crate) fn reserve(&self, request: &LlmRequest) -> Result<Reservation, LlmError> {
         let mut reservation = Reservation {
             amounts: Amounts::requests(1),
             price: None,
             prompt_estimate: 0,
+            bound: None,
         };
         if !self.settles() {
             return Ok(reservation);
         }
         let input = self.estimator.estimate_prompt(request);
         reservation.prompt_estimate = input;
-        let output = request
-            .params
-            .max_output_tokens()
-            .unwrap_or(self.default_output_tokens);
+        let params = &request.params;
+        let output = if request.meta.operation == Operation::Embeddings {
+            0
+        } else {
+            let bound = params.max_tokens.unwrap_or_else(|| {
+                let bound = self.default_output_tokens.unwrap_or_else(|| {
+                    tollgate_core::known_output_limit(&request.model)
+                        .unwrap_or(tollgate_core::DEFAULT_MAX_TOKENS)
+                });
+                reservation.bound = Some(bound);
+                bound
+            });
+            u64::from(bound).saturating_mul(u64::from(params.choices()))
+        };
         if self.tokens {
             reservation.amounts = reservation
                 .amounts
@@ -142,6 +160,7 @@ impl Shared {
         if let Some(price) = reservation.price {
             amounts = amounts.with_cost(price.cost(usage));
         }
+        self.telemetry.overran(&reservation.amounts, &amounts);
         Some(amounts)
     }
 }

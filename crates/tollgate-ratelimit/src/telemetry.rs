@@ -5,15 +5,21 @@
 use std::time::Duration;
 
 use tollgate_core::telemetry::{
-    Counter, Histogram, LIMITER_ADMITS, LIMITER_DENIALS, LIMITER_WAIT_DURATION, LIMITER_WAITS,
+    Counter, Histogram, LIMITER_ADMITS, LIMITER_DENIALS, LIMITER_OVERRUN_COST,
+    LIMITER_OVERRUN_TOKENS, LIMITER_WAIT_DURATION, LIMITER_WAITS,
 };
 
-use crate::{Denial, quota::Dimension};
+use crate::{
+    Denial,
+    quota::{Amounts, Dimension},
+};
 
 /// The limiter layer's handles.
 #[derive(Debug, Default)]
 pub(crate) struct Telemetry {
     admits: Counter,
+    overrun_tokens: Counter,
+    overrun_cost: Counter,
 }
 
 impl Telemetry {
@@ -21,11 +27,31 @@ impl Telemetry {
     pub(crate) fn register() -> Self {
         Self {
             admits: Counter::new(LIMITER_ADMITS, &[]),
+            overrun_tokens: Counter::new(LIMITER_OVERRUN_TOKENS, &[]),
+            overrun_cost: Counter::new(LIMITER_OVERRUN_COST, &[]),
         }
     }
 
     pub(crate) fn admitted(&self) {
         self.admits.increment(1);
+    }
+
+    /// A call that used more than it reserved (a provider that wrote past the `max_tokens` it was
+    /// sent, or a prompt the estimate undercounted): what it used beyond, charged at settlement.
+    pub(crate) fn overran(&self, reserved: &Amounts, actual: &Amounts) {
+        let beyond = actual.saturating_sub(reserved);
+        let (tokens, cost) = (beyond.get(Dimension::Tokens), beyond.get(Dimension::Cost));
+        if tokens == 0 && cost == 0 {
+            return;
+        }
+        tracing::debug!(
+            target: "tollgate::ratelimit",
+            tokens,
+            cost_microdollars = cost,
+            "a call used more than its reservation; the difference is charged"
+        );
+        self.overrun_tokens.increment(tokens);
+        self.overrun_cost.increment(cost);
     }
 
     /// A refusal, by the scope that refused and the dimension of its tier (`none` when no tier

@@ -195,7 +195,8 @@ async fn tokens_are_reserved_then_reconciled_with_usage() {
     call(&mut stack, big.clone()).await.unwrap();
     assert_eq!(tokens_left(), 1_000 - 34);
 
-    // A call that uses more than it reserved is charged the difference.
+    // A request without `max_tokens` reserves the default bound and is sent it: the provider,
+    // which would have written 500 tokens, stops at 100.
     let provider = SimulatedProvider::builder().output_tokens(500).build();
     let mut stack = RateLimitLayer::builder(limiter.clone())
         .key(Scope::default(), ByTenant)
@@ -203,12 +204,29 @@ async fn tokens_are_reserved_then_reconciled_with_usage() {
         .build()
         .unwrap()
         .layer(provider);
-    call(&mut stack, request("acme")).await.unwrap(); // reserved 107, used 507
-    assert_eq!(tokens_left(), 1_000 - 34 - 507);
-    // 459 left: a 607-token reservation is refused now, with the wait for 148 tokens.
+    let response = call(&mut stack, request("acme")).await.unwrap(); // reserved 107, used 107
+    assert_eq!(response.usage.output_tokens, 100);
+    assert_eq!(tokens_left(), 1_000 - 34 - 107);
+
+    // A provider that writes past the bound it was sent is charged the difference.
+    let ignores_bounds = tower::service_fn(|request: LlmRequest| async move {
+        assert_eq!(request.params.max_tokens, Some(100));
+        Ok::<_, LlmError>(
+            LlmResponse::new("sim", "long").with_usage(tollgate_core::Usage::new(7, 400)),
+        )
+    });
+    let mut stack = RateLimitLayer::builder(limiter.clone())
+        .key(Scope::default(), ByTenant)
+        .default_output_tokens(100)
+        .build()
+        .unwrap()
+        .layer(ignores_bounds);
+    call(&mut stack, request("acme")).await.unwrap(); // reserved 107, used 407
+    assert_eq!(tokens_left(), 1_000 - 34 - 107 - 407);
+    // 452 left: a 607-token reservation is refused now, with the wait for 155 tokens.
     let err = call(&mut stack, big).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::RateLimited);
-    assert_eq!(err.retry_after(), Some(Duration::from_millis(148 * 60)));
+    assert_eq!(err.retry_after(), Some(Duration::from_millis(155 * 60)));
 }
 
 #[tokio::test(start_paused = true)]

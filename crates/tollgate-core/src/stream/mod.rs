@@ -25,6 +25,7 @@
 
 use std::{
     fmt,
+    future::Future,
     pin::Pin,
     sync::{Arc, Mutex},
     task::{Context, Poll, ready},
@@ -152,6 +153,61 @@ impl LlmStream {
             }
         }
         Self::new(Quiet(self))
+    }
+
+    /// The same stream, cut off with a `Timeout` error if it has not ended by `deadline`: a whole
+    /// call's bound, kept while the answer streams. Callbacks registered before this see the
+    /// stream as dropped at the deadline, which is how they bill what it had used.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// use std::{pin::Pin, task::{Context, Poll}, time::Duration};
+    /// use tollgate_core::{ErrorKind, LlmError, stream::{LlmStream, StreamEvent}};
+    ///
+    /// struct Silent; // an upstream that never says another word
+    /// impl futures_core::Stream for Silent {
+    ///     type Item = Result<StreamEvent, LlmError>;
+    ///     fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    ///         Poll::Pending
+    ///     }
+    /// }
+    /// let endless = LlmStream::new(Silent);
+    /// let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    /// let error = endless.with_deadline(deadline).collect().await.unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::Timeout);
+    /// # });
+    /// ```
+    #[must_use]
+    pub fn with_deadline(self, deadline: tokio::time::Instant) -> Self {
+        struct Bounded {
+            events: Option<LlmStream>,
+            deadline: Pin<Box<tokio::time::Sleep>>,
+        }
+        impl Stream for Bounded {
+            type Item = Result<StreamEvent, LlmError>;
+            fn poll_next(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<Option<Self::Item>> {
+                let Some(events) = self.events.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                if let Poll::Ready(item) = Pin::new(events).poll_next(cx) {
+                    return Poll::Ready(item);
+                }
+                ready!(self.deadline.as_mut().poll(cx));
+                // Dropped here, so what it read is settled as a stream cut off.
+                self.events = None;
+                Poll::Ready(Some(Err(LlmError::new(
+                    crate::ErrorKind::Timeout,
+                    "the answer did not end within the call's deadline",
+                ))))
+            }
+        }
+        Self::new(Bounded {
+            events: Some(self),
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+        })
     }
 
     /// Calls `done` with the assembled answer when the stream ends without an error (not when it

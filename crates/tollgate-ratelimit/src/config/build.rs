@@ -171,8 +171,10 @@ impl RateLimitConfig {
     pub fn layer_builder(&self, limiter: Limiter) -> RateLimitLayerBuilder {
         let mut builder = RateLimitLayer::builder(limiter.clone())
             .on_limit(self.wait.map_or(OnLimit::Reject, OnLimit::Wait))
-            .default_output_tokens(self.default_output_tokens)
             .unpriced_models(self.unpriced_models);
+        if let Some(tokens) = self.default_output_tokens {
+            builder = builder.default_output_tokens(tokens);
+        }
         let scope = |name: &str| {
             limiter
                 .scope(name)

@@ -15,7 +15,6 @@ use tollgate_core::{
 pub use redis::{LeaseConfig, OnFailureConfig, RedisConfig, cross_slot_error};
 
 use crate::{
-    layer::DEFAULT_OUTPUT_TOKENS,
     limiter::DEFAULT_MAX_KEYS,
     limits::{Limits, TierConfig},
     policy::UnpricedModels,
@@ -94,9 +93,11 @@ pub struct RateLimitConfig {
     /// Count decisions per key too.
     #[serde(default)]
     pub per_key_metrics: bool,
-    /// Tokens reserved for an answer when a request sets no `max_tokens` (default 1,024).
-    #[serde(default = "default_output_tokens")]
-    pub default_output_tokens: u64,
+    /// The output bound of a request that sets no `max_tokens`, where a quota counts tokens or
+    /// cost: reserved, and sent to the provider as the request's `max_tokens` (default: the
+    /// model's own limit where tollgate knows it, else 4,096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_output_tokens: Option<u32>,
     /// Calls to models without a price, when a quota counts cost: `reject` (default) or `free`.
     #[serde(default)]
     pub unpriced_models: UnpricedModels,
@@ -131,7 +132,7 @@ impl Default for RateLimitConfig {
             wait: None,
             max_keys: DEFAULT_MAX_KEYS,
             per_key_metrics: false,
-            default_output_tokens: DEFAULT_OUTPUT_TOKENS,
+            default_output_tokens: None,
             unpriced_models: UnpricedModels::default(),
             tenants: BTreeMap::new(),
             providers: BTreeMap::new(),
@@ -165,10 +166,6 @@ pub fn tiers_var(scope: &str) -> String {
 
 fn default_max_keys() -> usize {
     DEFAULT_MAX_KEYS
-}
-
-fn default_output_tokens() -> u64 {
-    DEFAULT_OUTPUT_TOKENS
 }
 
 /// One scope: how a request's key is made, its default tiers, and per-key overrides.
