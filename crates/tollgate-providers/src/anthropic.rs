@@ -21,8 +21,9 @@ use crate::{
 /// The API version sent as `anthropic-version` unless another is set.
 pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
-/// `max_tokens` sent for a request that sets none (the Messages API requires one).
-pub const DEFAULT_MAX_TOKENS: u32 = 4_096;
+/// `max_tokens` sent for a request that sets none (the Messages API requires one): core's
+/// [`DEFAULT_MAX_TOKENS`](tollgate_core::DEFAULT_MAX_TOKENS).
+pub const DEFAULT_MAX_TOKENS: u32 = tollgate_core::DEFAULT_MAX_TOKENS;
 
 /// A client for Anthropic's Messages API, as a `Service<LlmRequest>`.
 ///
@@ -33,12 +34,12 @@ pub const DEFAULT_MAX_TOKENS: u32 = 4_096;
 /// function `tools` get their `parameters` as `input_schema`; `tool_choice` (`auto`, `required` →
 /// `any`, `none`, or a named function → `tool`) and `parallel_tool_calls: false` become
 /// Anthropic's `tool_choice`; `user` becomes `metadata.user_id`; `stop` becomes `stop_sequences`;
-/// `max_tokens` (or `max_completion_tokens`, or [`DEFAULT_MAX_TOKENS`]) is always sent; `seed` is
-/// dropped (the API has none) and every other `extra` field is passed through (`top_k`,
+/// `max_tokens` (under whichever name it came, or [`DEFAULT_MAX_TOKENS`]) is always sent; `seed`
+/// is dropped (the API has none) and every other `extra` field is passed through (`top_k`,
 /// `thinking`, ...). What the API cannot do is an `InvalidRequest` naming it, never silently
 /// dropped: a `response_format` other than `text` (the Messages API has none: describe the schema
-/// as a tool and force it with `tool_choice`), `n` above 1, tool-call arguments that are not
-/// JSON. The answer comes back in the OpenAI shape: text blocks
+/// as a tool and force it with `tool_choice`), `n` or `best_of` above 1, `top_logprobs`,
+/// tool-call arguments that are not JSON. The answer comes back in the OpenAI shape: text blocks
 /// joined as the content, `thinking` as the reasoning, `tool_use` blocks as tool calls (their
 /// `input` as the arguments' JSON text), `stop_reason` as the finish reason (`tool_use` →
 /// `tool_calls`, `max_tokens` → `length`; `refusal` is a `ContentFilter` error), the message id as
@@ -109,8 +110,14 @@ impl Anthropic {
             headers: request.extensions.get(),
             provider: NAME,
         };
-        let response = open_stream(&self.inner.http, call).await?;
-        Ok(ChatStream::new(response, Dialect::Anthropic, NAME))
+        let (response, first_byte) = open_stream(&self.inner.http, call).await?;
+        Ok(ChatStream::new(
+            response,
+            Dialect::Anthropic,
+            NAME,
+            self.inner.http.limits,
+            first_byte,
+        ))
     }
 }
 

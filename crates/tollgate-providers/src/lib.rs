@@ -66,6 +66,7 @@
 //! [`ChatStream`] directly, outside any stack.
 
 mod anthropic;
+mod failure;
 mod headers;
 mod messages;
 mod openai;
@@ -79,4 +80,7 @@ pub use openai::{CallFuture, OpenAiCompatible, OpenAiCompatibleBuilder};
 pub use stream::ChatStream;
 pub use tollgate_core::stream::{LlmStream, StreamEvent};
 pub use tollgate_core::{LimitWindow, RateLimitSnapshot};
-pub use transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, RequestHeaders};
+pub use transport::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_FIRST_BYTE_TIMEOUT, DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_TIMEOUT, RequestHeaders,
+};

@@ -20,9 +20,7 @@ pub(crate) fn body(request: &LlmRequest, default_max_tokens: u32) -> Result<Valu
     let params = &request.params;
     let mut body = Map::new();
     body.insert("model".into(), Value::from(&*request.model));
-    let max_tokens = params
-        .max_output_tokens()
-        .unwrap_or(u64::from(default_max_tokens));
+    let max_tokens = params.max_tokens.unwrap_or(default_max_tokens);
     body.insert("max_tokens".into(), Value::from(max_tokens));
     let mut system = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
@@ -95,13 +93,14 @@ pub(crate) fn body(request: &LlmRequest, default_max_tokens: u32) -> Result<Valu
             )));
         }
     }
-    if extra
-        .get("n")
-        .and_then(Value::as_u64)
-        .is_some_and(|n| n > 1)
-    {
+    if params.choices() > 1 {
         return Err(refuse(
-            "the Messages API returns one answer per call: n must be 1",
+            "the Messages API returns one answer per call: n (and best_of) must be 1",
+        ));
+    }
+    if params.top_logprobs.is_some() {
+        return Err(refuse(
+            "the Messages API has no log-probabilities: leave out top_logprobs",
         ));
     }
     if let Some(user) = extra.get("user").and_then(Value::as_str) {
@@ -111,10 +110,8 @@ pub(crate) fn body(request: &LlmRequest, default_max_tokens: u32) -> Result<Valu
         // Already mapped, or OpenAI-only and rejected by the Messages API.
         if matches!(
             key.as_str(),
-            "max_completion_tokens"
-                | "stream"
+            "stream"
                 | "stream_options"
-                | "n"
                 | "seed"
                 | "tools"
                 | "tool_choice"

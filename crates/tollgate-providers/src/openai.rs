@@ -3,7 +3,7 @@
 
 use std::{fmt, future::Future, pin::Pin, sync::Arc};
 
-use tollgate_core::{ConfigError, ErrorKind, LlmError, LlmRequest, LlmResponse};
+use tollgate_core::{ConfigError, ErrorKind, LlmError, LlmRequest, LlmResponse, MaxTokensName};
 
 use crate::{
     stream::{ChatStream, Dialect},
@@ -60,6 +60,8 @@ struct Inner {
     url: String,
     embeddings_url: String,
     name: String,
+    /// The name an output bound goes under when the caller gave none (a layer set it).
+    max_tokens_name: MaxTokensName,
 }
 
 impl fmt::Debug for OpenAiCompatible {
@@ -82,6 +84,7 @@ impl OpenAiCompatible {
             project: None,
             name: "openai".to_owned(),
             azure: None,
+            max_tokens_name: None,
         }
     }
 
@@ -118,8 +121,12 @@ impl OpenAiCompatible {
     /// # Errors
     ///
     /// The same errors as a call, for everything that happens before the stream starts.
-    pub async fn stream(&self, request: LlmRequest) -> Result<ChatStream, LlmError> {
+    pub async fn stream(&self, mut request: LlmRequest) -> Result<ChatStream, LlmError> {
         let inner = &self.inner;
+        request
+            .params
+            .max_tokens_name
+            .get_or_insert(inner.max_tokens_name);
         let mut body = serde_json::to_value(&request).map_err(|e| {
             LlmError::new(
                 ErrorKind::InvalidRequest,
@@ -144,16 +151,26 @@ impl OpenAiCompatible {
             headers: request.extensions.get(),
             provider: &inner.name,
         };
-        let response = open_stream(&inner.http, call).await?;
-        Ok(ChatStream::new(response, Dialect::OpenAi, &inner.name))
+        let (response, first_byte) = open_stream(&inner.http, call).await?;
+        Ok(ChatStream::new(
+            response,
+            Dialect::OpenAi,
+            &inner.name,
+            inner.http.limits,
+            first_byte,
+        ))
     }
 }
 
 provider_service!(OpenAiCompatible);
 
 impl Inner {
-    async fn complete(&self, request: LlmRequest) -> Result<LlmResponse, LlmError> {
+    async fn complete(&self, mut request: LlmRequest) -> Result<LlmResponse, LlmError> {
         let name = &self.name;
+        request
+            .params
+            .max_tokens_name
+            .get_or_insert(self.max_tokens_name);
         let body = body(&request).map_err(|e| {
             LlmError::new(
                 ErrorKind::InvalidRequest,
@@ -242,6 +259,7 @@ pub struct OpenAiCompatibleBuilder {
     project: Option<String>,
     name: String,
     azure: Option<Azure>,
+    max_tokens_name: Option<MaxTokensName>,
 }
 
 /// Where an Azure OpenAI deployment lives under its endpoint.
@@ -314,6 +332,16 @@ impl OpenAiCompatibleBuilder {
 
     common_builder_methods!();
 
+    /// The field an output bound is sent as when the caller gave none, because a layer set it
+    /// (a rate limiter's reserved bound, a role's default): `max_tokens`, which most compatible
+    /// servers take, or `max_completion_tokens`, the only one OpenAI's reasoning models take.
+    /// Default: `max_completion_tokens` for `https://api.openai.com`, `max_tokens` for any other
+    /// server. A bound the caller sent goes under the name it came under.
+    pub fn max_tokens_name(mut self, name: MaxTokensName) -> Self {
+        self.max_tokens_name = Some(name);
+        self
+    }
+
     /// The name errors use for this provider (default `openai`), e.g. `ollama`.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -348,6 +376,13 @@ impl OpenAiCompatibleBuilder {
         };
         let url = url_of("chat/completions")?;
         let embeddings_url = url_of("embeddings")?;
+        let max_tokens_name = self.max_tokens_name.unwrap_or(
+            if self.settings.base_url.starts_with("https://api.openai.com") {
+                MaxTokensName::MaxCompletionTokens
+            } else {
+                MaxTokensName::MaxTokens
+            },
+        );
         let http = self.settings.http()?;
         Ok(OpenAiCompatible {
             inner: Arc::new(Inner {
@@ -355,6 +390,7 @@ impl OpenAiCompatibleBuilder {
                 url,
                 embeddings_url,
                 name: self.name,
+                max_tokens_name,
             }),
         })
     }

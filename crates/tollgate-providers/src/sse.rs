@@ -10,6 +10,8 @@ use tollgate_core::{
     stream::{StreamEvent, ToolCallDelta},
 };
 
+use crate::failure::stream_error;
+
 /// Which provider's event format a stream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
@@ -23,6 +25,10 @@ pub(crate) struct Decoder {
     dialect: Dialect,
     provider: String,
     buffer: BytesMut,
+    /// How far `buffer` has been looked through for the end of an event.
+    scan: Scan,
+    /// The largest event taken, in bytes.
+    max_event: usize,
     pending: VecDeque<Result<StreamEvent, LlmError>>,
     done: bool,
     usage: Usage,
@@ -38,14 +44,19 @@ struct Said {
     meta: bool,
     /// Anthropic: which content block opened which tool call.
     blocks: Vec<(u64, u32)>,
+    /// OpenAI: the answers (choices) the stream spoke of, and those it finished.
+    choices: Vec<u32>,
+    finished: Vec<u32>,
 }
 
 impl Decoder {
-    pub(crate) fn new(dialect: Dialect, provider: &str) -> Self {
+    pub(crate) fn new(dialect: Dialect, provider: &str, max_event: usize) -> Self {
         Self {
             dialect,
             provider: provider.to_owned(),
             buffer: BytesMut::new(),
+            scan: Scan::default(),
+            max_event,
             pending: VecDeque::new(),
             done: false,
             usage: Usage::default(),
@@ -58,11 +69,22 @@ impl Decoder {
         self.buffer.extend_from_slice(bytes);
     }
 
-    /// The body ended: whatever is left is the last event.
+    /// The body ended: whatever is left is the last event, and a stream that has not said its
+    /// proper end by then is cut short.
     pub(crate) fn end(&mut self) {
         let rest = std::mem::take(&mut self.buffer);
         if !self.done && !rest.iter().all(u8::is_ascii_whitespace) {
             self.decode(&rest);
+        }
+        if !self.done {
+            let end = match self.dialect {
+                Dialect::OpenAi => "[DONE]",
+                Dialect::Anthropic => "message_stop",
+            };
+            self.fail(cut_short(
+                &self.provider,
+                &format!("the upstream closed the stream before its end ({end})"),
+            ));
         }
         self.done = true;
     }
@@ -87,7 +109,21 @@ impl Decoder {
             if self.done {
                 return None;
             }
-            let raw = take_event(&mut self.buffer)?;
+            let Some(raw) = take_event(&mut self.buffer, &mut self.scan) else {
+                if self.buffer.len() > self.max_event {
+                    let most = self.max_event;
+                    self.buffer = BytesMut::new();
+                    self.fail(LlmError::new(
+                        ErrorKind::Server,
+                        format!(
+                            "{}: the upstream sent a stream event over the limit of {most} bytes",
+                            self.provider
+                        ),
+                    ));
+                    continue;
+                }
+                return None;
+            };
             self.decode(&raw);
         }
     }
@@ -95,12 +131,25 @@ impl Decoder {
     fn decode(&mut self, raw: &[u8]) {
         match parse(self.dialect, raw, &self.provider, &mut self.said) {
             Ok(Parsed::Events(events)) => self.queue(events),
-            Ok(Parsed::Done) => self.done = true,
-            Err(error) => {
+            Ok(Parsed::Done) => {
                 self.done = true;
-                self.pending.push_back(Err(error));
+                let said = &self.said;
+                let unfinished = said.choices.iter().any(|c| !said.finished.contains(c));
+                if self.dialect == Dialect::OpenAi && (unfinished || said.finished.is_empty()) {
+                    self.pending.push_back(Err(cut_short(
+                        &self.provider,
+                        "the upstream ended the stream without a finish reason for every answer",
+                    )));
+                }
             }
+            Err(error) => self.fail(error),
         }
+    }
+
+    /// Ends the stream with `error`, after what was already decoded.
+    fn fail(&mut self, error: LlmError) {
+        self.done = true;
+        self.pending.push_back(Err(error));
     }
 
     /// Queues `events` with usage merged: Anthropic sends the prompt's counts first and the
@@ -124,11 +173,21 @@ impl Decoder {
     }
 }
 
+/// How far a buffer has been looked through: where to go on, and where the line there began.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Scan {
+    at: usize,
+    line_start: usize,
+}
+
 /// The next whole event in `buffer` (up to an empty line, with lines ended by LF, CRLF or CR),
-/// removed from it.
-fn take_event(buffer: &mut BytesMut) -> Option<BytesMut> {
-    let mut line_start = 0;
-    let mut i = 0;
+/// removed from it. `scan` keeps how far an earlier look got, so an event that arrives in many
+/// pieces is looked through once.
+fn take_event(buffer: &mut BytesMut, scan: &mut Scan) -> Option<BytesMut> {
+    let Scan {
+        at: mut i,
+        mut line_start,
+    } = *scan;
     while i < buffer.len() {
         let byte = buffer[i];
         if byte != b'\n' && byte != b'\r' {
@@ -141,18 +200,25 @@ fn take_event(buffer: &mut BytesMut) -> Option<BytesMut> {
                 Some(b'\n') => next += 1,
                 Some(_) => {}
                 // A CR last in the buffer may be half of a CRLF: wait for the next chunk.
-                None => return None,
+                None => break,
             }
         }
         if i == line_start {
             let mut event = buffer.split_to(next);
             event.truncate(line_start);
+            *scan = Scan::default();
             return Some(event);
         }
         line_start = next;
         i = next;
     }
+    *scan = Scan { at: i, line_start };
     None
+}
+
+/// A stream that ended without its proper end: a `Server` error, billed as incomplete.
+fn cut_short(provider: &str, why: &str) -> LlmError {
+    LlmError::new(ErrorKind::Server, format!("{provider}: {why}"))
 }
 
 enum Parsed {
@@ -184,25 +250,14 @@ fn parse(
         return Ok(Parsed::Done);
     }
     let value: Value = serde_json::from_str(&data).map_err(|e| {
+        tracing::debug!(provider, error = %e, "a stream event could not be read");
         LlmError::new(
             ErrorKind::Server,
-            format!("{provider} sent a stream event that could not be read: {e}"),
+            format!("{provider}: the upstream sent a stream event that could not be read"),
         )
     })?;
     if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
-        let kind = match error.get("type").and_then(Value::as_str) {
-            Some("overloaded_error") => ErrorKind::Overloaded,
-            Some("rate_limit_error") => ErrorKind::RateLimited,
-            _ => ErrorKind::Server,
-        };
-        let message = error
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("no message");
-        return Err(LlmError::new(
-            kind,
-            format!("{provider} failed mid-stream: {message}"),
-        ));
+        return Err(stream_error(provider, error));
     }
     Ok(match dialect {
         Dialect::OpenAi => Parsed::Events(openai_events(&value, said)),
@@ -245,6 +300,9 @@ fn openai_events(chunk: &Value, said: &mut Said) -> Vec<StreamEvent> {
             .get("index")
             .and_then(Value::as_u64)
             .map_or(0, |i| i as u32);
+        if !said.choices.contains(&at) {
+            said.choices.push(at);
+        }
         let delta = choice.get("delta");
         let text = |key: &str| {
             delta
@@ -292,6 +350,9 @@ fn openai_events(chunk: &Value, said: &mut Said) -> Vec<StreamEvent> {
             });
         }
         if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+            if !said.finished.contains(&at) {
+                said.finished.push(at);
+            }
             events.push(StreamEvent::Finish {
                 choice: at,
                 reason: FinishReason::from_provider(reason),
@@ -432,10 +493,11 @@ mod tests {
             b"data: {\"a\":1}\n\nevent: x\r\ndata: two\r\n\r\n: keep-alive\n\ndata: [DONE]\n\n";
         for split in 0..body.len() {
             let mut buffer = BytesMut::new();
+            let mut scan = Scan::default();
             let mut events = Vec::new();
             for part in [&body[..split], &body[split..]] {
                 buffer.extend_from_slice(part);
-                while let Some(event) = take_event(&mut buffer) {
+                while let Some(event) = take_event(&mut buffer, &mut scan) {
                     events.push(String::from_utf8(event.to_vec()).unwrap());
                 }
             }
@@ -450,6 +512,113 @@ mod tests {
                 "split at {split}"
             );
         }
+    }
+
+    /// What `body` decodes to, fed whole, then ended.
+    fn decoded(
+        dialect: Dialect,
+        body: &str,
+        max_event: usize,
+    ) -> Vec<Result<StreamEvent, LlmError>> {
+        let mut decoder = Decoder::new(dialect, "up", max_event);
+        decoder.feed(body.as_bytes());
+        let mut events: Vec<_> = std::iter::from_fn(|| decoder.next()).collect();
+        decoder.end();
+        events.extend(std::iter::from_fn(|| decoder.next()));
+        events
+    }
+
+    fn last_error(events: &[Result<StreamEvent, LlmError>]) -> String {
+        let last = events.last().expect("something was decoded");
+        let error = last.as_ref().expect_err("the stream ends with an error");
+        assert_eq!(error.kind(), ErrorKind::Server);
+        assert_eq!(
+            events.iter().filter(|e| e.is_err()).count(),
+            1,
+            "one error, last"
+        );
+        error.message().to_owned()
+    }
+
+    #[test]
+    fn a_stream_ends_well_only_with_its_proper_end() {
+        let text = r#"data: {"model":"m","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#;
+        let stop = r#"data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#;
+        let openai = [
+            (format!("{text}\n\n{stop}\n\n"), "before its end ([DONE])"),
+            (
+                format!("{text}\n\ndata: [DONE]\n\n"),
+                "without a finish reason",
+            ),
+            ("data: [DONE]\n\n".to_owned(), "without a finish reason"),
+        ];
+        for (body, why) in openai {
+            let message = last_error(&decoded(Dialect::OpenAi, &body, 1 << 20));
+            assert!(message.contains(why), "{body}: {message}");
+        }
+        let whole = decoded(
+            Dialect::OpenAi,
+            &format!("{text}\n\n{stop}\n\ndata: [DONE]\n\n"),
+            1 << 20,
+        );
+        assert!(whole.iter().all(Result::is_ok));
+
+        // Two answers: both must finish.
+        let two = r#"data: {"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"stop"},{"index":1,"delta":{"content":"b"}}]}"#;
+        let message = last_error(&decoded(
+            Dialect::OpenAi,
+            &format!("{two}\n\ndata: [DONE]\n\n"),
+            1 << 20,
+        ));
+        assert!(message.contains("every answer"), "{message}");
+
+        let start = r#"event: message_start
+data: {"type":"message_start","message":{"id":"msg_1","model":"claude","usage":{"input_tokens":3}}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}
+
+"#;
+        let message = last_error(&decoded(Dialect::Anthropic, start, 1 << 20));
+        assert!(message.contains("(message_stop)"), "{message}");
+        let stop = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        assert!(
+            decoded(Dialect::Anthropic, &format!("{start}{stop}"), 1 << 20)
+                .iter()
+                .all(Result::is_ok)
+        );
+    }
+
+    #[test]
+    fn an_event_over_its_bound_ends_the_stream_without_holding_it() {
+        let huge = format!("data: {{\"pad\":\"{}\"}}", "x".repeat(10_000));
+        let events = decoded(Dialect::OpenAi, &huge, 4_096);
+        let message = last_error(&events);
+        assert!(
+            message.contains("over the limit of 4096 bytes"),
+            "{message}"
+        );
+        // The same event within a larger bound is read (and is no answer).
+        let events = decoded(Dialect::OpenAi, &format!("{huge}\n\n"), 1 << 20);
+        assert!(!last_error(&events).contains("over the limit"));
+    }
+
+    #[test]
+    fn an_error_event_names_no_secret_and_keeps_its_kind() {
+        let body = r#"data: {"type":"error","error":{"type":"overloaded_error","message":"node 10.1.2.3 with key sk-live-abcdefgh is busy"}}"#;
+        let events = decoded(Dialect::Anthropic, &format!("{body}\n\n"), 1 << 20);
+        let error = events[0].as_ref().unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Overloaded);
+        assert_eq!(
+            error.message(),
+            "up: the upstream is overloaded (mid-stream)"
+        );
+        let said = error
+            .extensions()
+            .get::<tollgate_core::UpstreamError>()
+            .unwrap();
+        assert_eq!(said.error_type.as_deref(), Some("overloaded_error"));
+        assert_eq!(said.message, None);
     }
 }
 
@@ -487,7 +656,7 @@ mod split_tests {
         bytes: &[u8],
         cuts: &[usize],
     ) -> Vec<Result<StreamEvent, LlmError>> {
-        let mut decoder = Decoder::new(dialect, "test");
+        let mut decoder = Decoder::new(dialect, "test", 1 << 20);
         let mut events = Vec::new();
         let mut from = 0;
         for &cut in cuts.iter().chain([&bytes.len()]) {

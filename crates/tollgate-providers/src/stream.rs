@@ -3,6 +3,7 @@
 use std::time::SystemTime;
 
 use http::HeaderMap;
+use tokio::time::Instant;
 use tollgate_core::{
     ErrorKind, FinishReason, LlmError, LlmResponse,
     stream::{LlmStream, StreamEvent},
@@ -11,7 +12,10 @@ use tollgate_core::{
 pub(crate) use crate::sse::{Dialect, anthropic_usage};
 use tollgate_core::RateLimitSnapshot;
 
-use crate::{sse::Decoder, transport::transport_error};
+use crate::{
+    sse::Decoder,
+    transport::{Limits, silent, too_large, transport_error},
+};
 
 /// A streamed answer, read event by event with [`next`](Self::next) or whole with
 /// [`collect`](Self::collect).
@@ -20,6 +24,12 @@ use crate::{sse::Decoder, transport::transport_error};
 /// are the client's usual errors. After that, a connection lost or an error event sent by the
 /// provider ends the stream with an error, and what arrived before it has been delivered: a
 /// caller that retries must not do so after the first event without accepting a repeated start.
+///
+/// A stream is trusted no further than it proves itself. It ends well only with its proper end
+/// (OpenAI's `[DONE]` after a finish reason for every answer, Anthropic's `message_stop`); one the
+/// upstream closes before that ends with a `Server` error, never as an answer that looks whole.
+/// It is bounded in time (the first byte within the client's first-byte timeout, then no silence
+/// longer than its idle timeout) and in size (each event, and the whole).
 ///
 /// ```no_run
 /// use tollgate_core::{LlmRequest, Message};
@@ -42,6 +52,11 @@ pub struct ChatStream {
     headers: HeaderMap,
     provider: String,
     decoder: Decoder,
+    limits: Limits,
+    /// When the first byte is due, until it has come.
+    first_byte: Option<Instant>,
+    /// Bytes read so far.
+    read: usize,
 }
 
 impl std::fmt::Debug for ChatStream {
@@ -54,12 +69,21 @@ impl std::fmt::Debug for ChatStream {
 }
 
 impl ChatStream {
-    pub(crate) fn new(response: reqwest::Response, dialect: Dialect, provider: &str) -> Self {
+    pub(crate) fn new(
+        response: reqwest::Response,
+        dialect: Dialect,
+        provider: &str,
+        limits: Limits,
+        first_byte: Instant,
+    ) -> Self {
         Self {
             headers: response.headers().clone(),
             response,
             provider: provider.to_owned(),
-            decoder: Decoder::new(dialect, provider),
+            decoder: Decoder::new(dialect, provider, limits.max_event_bytes),
+            limits,
+            first_byte: Some(first_byte),
+            read: 0,
         }
     }
 
@@ -93,8 +117,10 @@ impl ChatStream {
     /// # Errors
     ///
     /// The connection failing (`Connect` or `Timeout`), an error event from the provider (its
-    /// kind: `overloaded_error` is `Overloaded`, others `Server`), or an event that is not the
-    /// JSON the provider promised (`Server`).
+    /// kind: `overloaded_error` is `Overloaded`, others `Server`), an event that is not the JSON
+    /// the provider promised, an event or a stream over its size bound, or a stream that closed
+    /// before its proper end (`Server`); no first byte in time, or a silence past the idle
+    /// timeout (`Timeout`).
     pub async fn next(&mut self) -> Option<Result<StreamEvent, LlmError>> {
         loop {
             if let Some(event) = self.decoder.next() {
@@ -103,14 +129,42 @@ impl ChatStream {
             if self.decoder.is_done() {
                 return None;
             }
-            match self.response.chunk().await {
-                Ok(Some(bytes)) => self.decoder.feed(&bytes),
-                Ok(None) => self.decoder.end(),
-                Err(error) => {
-                    self.decoder.stop();
-                    return Some(Err(transport_error(error, &self.provider)));
+            let chunk = match self.first_byte {
+                Some(due) => tokio::time::timeout_at(due, self.response.chunk()).await,
+                None => {
+                    tokio::time::timeout(self.limits.stream_idle_timeout, self.response.chunk())
+                        .await
                 }
-            }
+            };
+            let failed = match chunk {
+                Ok(Ok(Some(bytes))) => {
+                    self.first_byte = None;
+                    self.read += bytes.len();
+                    if self.read <= self.limits.max_response_bytes {
+                        self.decoder.feed(&bytes);
+                        continue;
+                    }
+                    too_large(&self.provider, self.limits.max_response_bytes)
+                }
+                Ok(Ok(None)) => {
+                    self.decoder.end();
+                    continue;
+                }
+                Ok(Err(error)) => transport_error(error, &self.provider),
+                Err(_) if self.first_byte.is_some() => {
+                    silent(&self.provider, self.limits.stream_first_byte())
+                }
+                Err(_) => LlmError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{}: the upstream fell silent mid-stream for {}",
+                        self.provider,
+                        tollgate_core::duration::format(self.limits.stream_idle_timeout)
+                    ),
+                ),
+            };
+            self.decoder.stop();
+            return Some(Err(failed));
         }
     }
 

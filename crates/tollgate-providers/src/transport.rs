@@ -5,12 +5,12 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use serde_json::Value;
+use tokio::time::Instant;
 use tollgate_core::{ConfigError, ErrorKind, FinishReason, LlmError, LlmResponse};
 
 use tollgate_core::RateLimitSnapshot;
 
-use crate::headers::retry_after;
+pub(crate) use crate::failure::{malformed, silent, too_large, transport_error};
 
 /// Default bound on a whole call: generations can take minutes.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -18,12 +18,72 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default bound on opening a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Default time a streamed call waits for its first byte: an upstream silent this long is taken
+/// for stuck, not slow.
+pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Default longest silence between two pieces of a stream once it has begun.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Default bound on an answer's size: a whole answer's body, or everything a stream sends.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 << 20;
+
+/// Default bound on one server-sent event (or line) of a stream.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 4 << 20;
+
+/// What a client accepts of an upstream: how long it waits, how much it reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Set: the bound on every attempt's first byte (a whole answer's first byte is all of it).
+    /// Unset: [`DEFAULT_FIRST_BYTE_TIMEOUT`] for streams, and only `timeout` for whole answers.
+    pub(crate) first_byte_timeout: Option<Duration>,
+    pub(crate) stream_idle_timeout: Duration,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) max_event_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            first_byte_timeout: None,
+            stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+        }
+    }
+}
+
+impl Limits {
+    /// How long a stream waits for its first byte.
+    pub(crate) fn stream_first_byte(&self) -> Duration {
+        self.first_byte_timeout
+            .unwrap_or(DEFAULT_FIRST_BYTE_TIMEOUT)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if let Some(wait) = self.first_byte_timeout {
+            tollgate_core::non_zero("first_byte_timeout", wait)?;
+        }
+        tollgate_core::non_zero("stream_idle_timeout", self.stream_idle_timeout)?;
+        let positive = |field: &str, value: usize| {
+            if value == 0 {
+                Err(ConfigError::new(field, "must be > 0"))
+            } else {
+                Ok(())
+            }
+        };
+        positive("max_response_bytes", self.max_response_bytes)?;
+        positive("max_event_bytes", self.max_event_bytes)
+    }
+}
+
 /// The settings every client has.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) base_url: String,
     pub(crate) timeout: Duration,
     pub(crate) connect_timeout: Duration,
+    pub(crate) limits: Limits,
     pub(crate) headers: HeaderMap,
     /// Headers the caller added, checked when the client is built.
     pub(crate) extra: Vec<(String, String)>,
@@ -34,6 +94,7 @@ pub(crate) struct Settings {
 /// How a client reaches its provider: the HTTP client and what every call carries.
 #[derive(Debug, Clone)]
 pub(crate) struct Http {
+    pub(crate) limits: Limits,
     client: reqwest::Client,
     /// Sent with each call when the client is the caller's (ours has them as defaults).
     headers: Option<HeaderMap>,
@@ -61,6 +122,7 @@ impl Settings {
             base_url: base_url.trim_end_matches('/').to_owned(),
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            limits: Limits::default(),
             headers: HeaderMap::new(),
             extra: Vec::new(),
             http_client: None,
@@ -99,8 +161,10 @@ impl Settings {
         }
         tollgate_core::non_zero("timeout", self.timeout)?;
         tollgate_core::non_zero("connect_timeout", self.connect_timeout)?;
+        self.limits.check()?;
         if let Some(client) = self.http_client {
             return Ok(Http {
+                limits: self.limits,
                 client,
                 headers: Some(self.headers),
                 timeout: Some(self.timeout),
@@ -113,6 +177,7 @@ impl Settings {
             .build()
             .map_err(|e| ConfigError::new("client", e.to_string()))?;
         Ok(Http {
+            limits: self.limits,
             client,
             headers: None,
             timeout: None,
@@ -127,6 +192,11 @@ pub(crate) struct Answer {
     pub(crate) body: Bytes,
 }
 
+/// The error an answer with a failure status means.
+pub(crate) fn status_error(answer: &Answer, provider: &str) -> LlmError {
+    crate::failure::refusal(answer.status, &answer.headers, &answer.body, provider)
+}
+
 /// One call to send: where, what, and the call's own headers.
 pub(crate) struct Call<'a> {
     pub(crate) url: &'a str,
@@ -135,11 +205,26 @@ pub(crate) struct Call<'a> {
     pub(crate) provider: &'a str,
 }
 
-/// POSTs the call's body as JSON; transport failures come back as `Connect` or `Timeout`.
+/// POSTs the call's body as JSON and reads the whole answer, within the client's bounds: the
+/// first byte within `first_byte_timeout` when one is set, and at most `max_response_bytes`.
+/// Transport failures come back as `Connect` or `Timeout`.
 pub(crate) async fn post(http: &Http, call: Call<'_>) -> Result<Answer, LlmError> {
     let provider = call.provider;
-    let response = send(http, call, "application/json").await?;
-    read(response, provider).await
+    let sent = send(http, call, "application/json");
+    let Some(wait) = http.limits.first_byte_timeout else {
+        return read(sent.await?, provider, http.limits.max_response_bytes, None).await;
+    };
+    let due = Instant::now() + wait;
+    let response = tokio::time::timeout_at(due, sent)
+        .await
+        .map_err(|_| silent(provider, wait))??;
+    read(
+        response,
+        provider,
+        http.limits.max_response_bytes,
+        Some((due, wait)),
+    )
+    .await
 }
 
 async fn send(
@@ -166,13 +251,58 @@ async fn send(
         .map_err(|e| transport_error(e, call.provider))
 }
 
-async fn read(response: reqwest::Response, provider: &str) -> Result<Answer, LlmError> {
+/// The answer's body, refused past `most` bytes: at once when its length says so, else as soon
+/// as what arrived passes it, so a huge answer is never held whole.
+async fn read(
+    mut response: reqwest::Response,
+    provider: &str,
+    most: usize,
+    mut first_byte: Option<(Instant, Duration)>,
+) -> Result<Answer, LlmError> {
     let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| transport_error(e, provider))?;
+    let headers = std::mem::take(response.headers_mut());
+    // An error's body is read for its message only: the first part of it will do.
+    let keep = if status.is_success() {
+        most
+    } else {
+        most.min(MAX_ERROR_BODY)
+    };
+    if status.is_success()
+        && response
+            .content_length()
+            .is_some_and(|len| len > most as u64)
+    {
+        return Err(too_large(provider, most));
+    }
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = 0;
+    loop {
+        let next = match first_byte.take() {
+            // Headers are not an answer: the body's first byte is due by then too.
+            Some((due, wait)) => tokio::time::timeout_at(due, response.chunk())
+                .await
+                .map_err(|_| silent(provider, wait))?,
+            None => response.chunk().await,
+        };
+        let Some(chunk) = next.map_err(|e| transport_error(e, provider))? else {
+            break;
+        };
+        total += chunk.len();
+        if total > keep {
+            if status.is_success() {
+                return Err(too_large(provider, most));
+            }
+            let room = chunk.len() - (total - keep);
+            chunks.push(chunk.slice(..room));
+            break;
+        }
+        chunks.push(chunk);
+    }
+    let body = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().expect("one chunk"),
+        _ => chunks.concat().into(),
+    };
     Ok(Answer {
         status,
         headers,
@@ -180,71 +310,28 @@ async fn read(response: reqwest::Response, provider: &str) -> Result<Answer, Llm
     })
 }
 
+/// How much of an error answer's body is read: enough for any provider's error JSON.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
 /// POSTs `body` asking for server-sent events; the response once the provider accepted the call,
-/// or the error its status says.
+/// or the error its status says. The provider has `first_byte_timeout` to start answering.
 pub(crate) async fn open_stream(
     http: &Http,
     call: Call<'_>,
-) -> Result<reqwest::Response, LlmError> {
+) -> Result<(reqwest::Response, Instant), LlmError> {
     let provider = call.provider;
-    let response = send(http, call, "text/event-stream").await?;
+    let wait = http.limits.stream_first_byte();
+    let deadline = Instant::now() + wait;
+    let response = tokio::time::timeout_at(deadline, send(http, call, "text/event-stream"))
+        .await
+        .map_err(|_| silent(provider, wait))??;
     if response.status().is_success() {
-        return Ok(response);
+        return Ok((response, deadline));
     }
-    Err(status_error(&read(response, provider).await?, provider))
-}
-
-/// `Timeout` for a call that ran out of time, `Connect` for one that could not reach the provider
-/// (or lost the connection), `Server` for anything else on the wire.
-pub(crate) fn transport_error(error: reqwest::Error, provider: &str) -> LlmError {
-    let kind = if error.is_timeout() {
-        ErrorKind::Timeout
-    } else if error.is_connect() || error.is_request() || error.is_body() {
-        ErrorKind::Connect
-    } else {
-        ErrorKind::Server
-    };
-    LlmError::new(kind, format!("{provider}: {error}")).with_source(error)
-}
-
-/// The error for a non-success answer: the kind from its status, the provider's own message,
-/// `Retry-After`, and the rate-limit snapshot when present.
-pub(crate) fn status_error(answer: &Answer, provider: &str) -> LlmError {
-    let message = serde_json::from_slice::<Value>(&answer.body)
-        .ok()
-        .and_then(|body| {
-            let error = body.get("error")?;
-            error
-                .get("message")
-                .and_then(Value::as_str)
-                .or_else(|| error.as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(&answer.body);
-            let text = text.trim();
-            if text.is_empty() {
-                answer
-                    .status
-                    .canonical_reason()
-                    .unwrap_or("no message")
-                    .to_owned()
-            } else {
-                text.chars().take(500).collect()
-            }
-        });
-    let mut error = LlmError::from_status(
-        answer.status,
-        format!("{provider} answered {}: {message}", answer.status.as_u16()),
-    );
-    let now = SystemTime::now();
-    if let Some(after) = retry_after(&answer.headers, now) {
-        error = error.with_retry_after(after);
-    }
-    if let Some(snapshot) = RateLimitSnapshot::from_headers(&answer.headers, now) {
-        error = error.with_extension(snapshot);
-    }
-    error
+    Err(status_error(
+        &read(response, provider, http.limits.max_response_bytes, None).await?,
+        provider,
+    ))
 }
 
 /// The response for a successful answer: `response` with the provider's headers and the
@@ -332,6 +419,42 @@ macro_rules! common_builder_methods {
             self
         }
 
+        /// Bound on the wait for an attempt's first byte, separate from
+        /// [`stream_idle_timeout`](Self::stream_idle_timeout): an upstream silent this long is
+        /// taken for stuck, and the attempt fails with a `Timeout` that is not retried on this
+        /// client (a router may still move the call). Unset, a stream waits
+        /// [`DEFAULT_FIRST_BYTE_TIMEOUT`](crate::DEFAULT_FIRST_BYTE_TIMEOUT) and a whole answer,
+        /// whose first byte comes only once all of it is written, [`timeout`](Self::timeout).
+        pub fn first_byte_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.settings.limits.first_byte_timeout = Some(timeout);
+            self
+        }
+
+        /// The longest silence between two pieces of a stream once it has begun (default
+        /// [`DEFAULT_STREAM_IDLE_TIMEOUT`](crate::DEFAULT_STREAM_IDLE_TIMEOUT)); past it the
+        /// stream ends with a `Timeout` error.
+        pub fn stream_idle_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.settings.limits.stream_idle_timeout = timeout;
+            self
+        }
+
+        /// The largest answer read, in bytes: a whole answer's body, or all a stream sends
+        /// (default [`DEFAULT_MAX_RESPONSE_BYTES`](crate::DEFAULT_MAX_RESPONSE_BYTES)). A larger
+        /// one fails the call with a `Server` error that is not retried, without being read
+        /// whole.
+        pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+            self.settings.limits.max_response_bytes = bytes;
+            self
+        }
+
+        /// The largest server-sent event (or line) of a stream, in bytes (default
+        /// [`DEFAULT_MAX_EVENT_BYTES`](crate::DEFAULT_MAX_EVENT_BYTES)); a larger one ends the
+        /// stream with a `Server` error.
+        pub fn max_event_bytes(mut self, bytes: usize) -> Self {
+            self.settings.limits.max_event_bytes = bytes;
+            self
+        }
+
         /// Sends calls through `client`, one you built (proxies, mTLS, a pool shared with the
         /// rest of your program), instead of one of tollgate's. The client's own settings stand
         /// (its connect timeout among them); every call still carries this builder's headers and
@@ -344,11 +467,3 @@ macro_rules! common_builder_methods {
 }
 
 pub(crate) use common_builder_methods;
-
-/// A body that is not the JSON a provider promised.
-pub(crate) fn malformed(provider: &str, error: impl std::fmt::Display) -> LlmError {
-    LlmError::new(
-        ErrorKind::Server,
-        format!("{provider} sent a response that could not be read: {error}"),
-    )
-}

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use support::{Reply, Server};
-use tollgate_core::{ErrorKind, FinishReason, LlmRequest, Message, Usage};
+use tollgate_core::{ErrorKind, FinishReason, LlmRequest, Message, UpstreamError, Usage};
 use tollgate_providers::{Anthropic, RateLimitSnapshot};
 use tower::ServiceExt;
 
@@ -143,15 +143,29 @@ async fn overloaded_and_refusals_map_to_their_kinds() {
     let error = client.clone().oneshot(request()).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Overloaded);
     assert_eq!(error.retry_after(), Some(Duration::from_secs(3)));
-    assert!(error.to_string().contains("Overloaded"), "{error}");
+    assert_eq!(
+        error.message(),
+        "anthropic: the upstream is overloaded (HTTP 529)"
+    );
+    let said = error.extensions().get::<UpstreamError>().unwrap();
+    assert_eq!(said.error_type.as_deref(), Some("overloaded_error"));
 
+    // What the upstream said of its key stays out of the message; its error type is kept.
     server.reply(Reply::json(
         401,
-        json!({ "type": "error", "error": { "type": "authentication_error", "message": "invalid x-api-key" } }),
+        json!({ "type": "error", "error": { "type": "authentication_error", "message": "invalid x-api-key sk-ant-api03-secret" } }),
     ));
     let error = client.clone().oneshot(request()).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Auth);
-    assert!(error.to_string().contains("invalid x-api-key"), "{error}");
+    assert_eq!(
+        error.message(),
+        "anthropic: the upstream refused the credentials it was sent (HTTP 401)"
+    );
+    let said = error.extensions().get::<UpstreamError>().unwrap();
+    assert_eq!(
+        (said.error_type.as_deref(), said.message.as_deref()),
+        (Some("authentication_error"), None)
+    );
 
     server.reply(Reply::json(200, message("", "refusal")));
     let error = client.oneshot(request()).await.unwrap_err();

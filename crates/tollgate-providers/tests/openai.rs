@@ -6,7 +6,10 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use support::{Reply, Server};
-use tollgate_core::{ErrorKind, FinishReason, LlmError, LlmRequest, LlmResponse, Message, Usage};
+use tollgate_core::{
+    ErrorKind, FinishReason, LlmError, LlmRequest, LlmResponse, Message, UpstreamError, Usage,
+    upstream_summary,
+};
 use tollgate_providers::{OpenAiCompatible, RateLimitSnapshot};
 use tower::ServiceExt;
 
@@ -89,7 +92,7 @@ async fn an_answer_fills_text_usage_finish_headers_and_the_rate_limit_snapshot()
 }
 
 #[tokio::test]
-async fn every_failure_status_maps_to_its_kind_with_the_providers_message() {
+async fn every_failure_status_maps_to_its_kind_and_only_a_bad_request_keeps_its_explanation() {
     let server = Server::start().await;
     let client = client(&server);
     let cases = [
@@ -113,21 +116,33 @@ async fn every_failure_status_maps_to_its_kind_with_the_providers_message() {
         let error = call(&client, request()).await.unwrap_err();
         assert_eq!(error.kind(), kind, "{status}");
         assert_eq!(error.status().map(|s| s.as_u16()), Some(status));
+        let said = error.extensions().get::<UpstreamError>().unwrap();
+        assert_eq!(said.error_type.as_deref(), Some("x"), "{status}");
+        // The upstream's words are kept only where they explain the caller's own request.
+        let kept = matches!(status, 400 | 422);
+        assert_eq!(
+            error.message().contains(&format!("problem {status}")),
+            kept,
+            "{error}"
+        );
+        assert_eq!(said.message.is_some(), kept, "{status}");
         assert!(
-            error.to_string().contains(&format!("problem {status}")),
+            error
+                .message()
+                .starts_with(&format!("openai: {}", upstream_summary(kind))),
             "{error}"
         );
     }
-    // A body that is not JSON still gives a readable message.
+    // A body that is not JSON gives the fixed sentence, never the page.
     server.reply(Reply {
         status: 502,
         headers: Vec::new(),
-        body: "<html>Bad Gateway</html>".into(),
+        body: "<html><script>alert(1)</script>Bad Gateway</html>".into(),
         stall: false,
     });
     let error = call(&client, request()).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Server);
-    assert!(error.to_string().contains("Bad Gateway"), "{error}");
+    assert_eq!(error.message(), "openai: the upstream failed (HTTP 502)");
 }
 
 #[tokio::test]
@@ -347,7 +362,16 @@ async fn a_stream_fails_before_it_starts_by_status_and_after_by_its_error_event(
     );
     let error = stream.next().await.unwrap().unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Server);
-    assert!(error.to_string().contains("upstream went away"), "{error}");
+    assert_eq!(error.message(), "openai: the upstream failed (mid-stream)");
+    assert_eq!(
+        error
+            .extensions()
+            .get::<UpstreamError>()
+            .unwrap()
+            .error_type
+            .as_deref(),
+        Some("server_error")
+    );
     assert!(stream.next().await.is_none(), "nothing after the error");
 }
 

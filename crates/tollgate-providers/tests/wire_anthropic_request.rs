@@ -102,8 +102,22 @@ async fn what_the_messages_api_cannot_do_is_refused_by_name_before_any_call() {
     let error = refused(schema).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidRequest);
     assert!(error.to_string().contains("response_format"), "{error}");
-    let error = refused(json!({ "n": 2 })).await.unwrap_err();
-    assert!(error.to_string().contains("n must be 1"), "{error}");
+    for (n, best_of, top_logprobs) in [
+        (Some(2), None, None),
+        (None, Some(3), None),
+        (None, None, Some(1)),
+    ] {
+        let mut asks = tool_turn();
+        (asks.params.n, asks.params.best_of, asks.params.top_logprobs) = (n, best_of, top_logprobs);
+        let error = client(&server).oneshot(asks).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidRequest);
+        let named = if top_logprobs.is_some() {
+            "top_logprobs"
+        } else {
+            "n (and best_of) must be 1"
+        };
+        assert!(error.to_string().contains(named), "{error}");
+    }
     assert_eq!(
         refused(json!({ "tool_choice": "sometimes" }))
             .await
