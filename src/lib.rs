@@ -73,6 +73,11 @@ pub use tollgate_core::{
     SimulatedProviderBuilder, TokenEstimator, ToolCall, Usage, clock, future, http, stream,
     telemetry,
 };
+// What a request may cost, and what an upstream may be shown saying.
+pub use tollgate_core::{
+    DEFAULT_MAX_TOKENS, MaxTokensName, NoRetry, NotAWholeNumber, UpstreamError, known_output_limit,
+    redact, upstream_summary, whole_number,
+};
 
 mod builder;
 pub use builder::ServiceBuilderExt;

@@ -56,7 +56,7 @@ async fn a_role_falls_back_to_the_default_role_field_by_field() {
         ("openai", "gpt-4o-mini")
     );
     assert_eq!(
-        (summarize.temperature, summarize.max_tokens),
+        (summarize.temperature, summarize.default_max_tokens),
         (Some(0.2), Some(256))
     );
     let reason = config.role("reason").unwrap();
@@ -65,7 +65,7 @@ async fn a_role_falls_back_to_the_default_role_field_by_field() {
         ("anthropic", "claude-sonnet-4-5")
     );
     assert_eq!(
-        (reason.temperature, reason.max_tokens),
+        (reason.temperature, reason.default_max_tokens),
         (Some(1.0), Some(1024))
     );
 

@@ -130,12 +130,28 @@ impl Config {
             for (field, value) in [
                 ("timeout", provider.timeout),
                 ("connect_timeout", provider.connect_timeout),
+                ("first_byte_timeout", provider.first_byte_timeout),
+                ("stream_idle_timeout", provider.stream_idle_timeout),
             ] {
                 if let Some(value) = value {
                     if let Err(e) = tollgate_core::non_zero(&at(field), value) {
                         errors.push(e);
                     }
                 }
+            }
+            for (field, value) in [
+                ("max_response_bytes", provider.max_response_bytes),
+                ("max_event_bytes", provider.max_event_bytes),
+            ] {
+                if value == Some(0) {
+                    errors.push(ConfigError::new(at(field), "must be > 0"));
+                }
+            }
+            if provider.max_tokens_name.is_some() && provider.kind != ProviderKind::Openai {
+                errors.push(ConfigError::new(
+                    at("max_tokens_name"),
+                    "only for kind: openai (Anthropic's API has one name, max_tokens)",
+                ));
             }
             if let Some(url) = &provider.base_url {
                 errors.extend(base_url_mistake(url, &at("base_url")));

@@ -20,8 +20,16 @@ pub struct RoleConfig {
     pub model: Option<String>,
     /// Sampling temperature, 0 to 2.
     pub temperature: Option<f64>,
-    /// Most tokens in an answer.
-    pub max_tokens: Option<u32>,
+    /// The output bound of a call to this role that sets none (`max_tokens` is the same field):
+    /// sent to the provider, and what a token or cost budget reserves. Without one, a budget
+    /// reserves, and sends, the model's own output limit where tollgate knows it, else 4,096.
+    #[serde(alias = "max_tokens")]
+    pub default_max_tokens: Option<u32>,
+    /// Bound on a whole call to this role, every attempt and move included (its first event, for
+    /// a stream, and its end); none by default. A gateway's `request_timeout` and a caller's
+    /// timeout header bound it further.
+    #[serde(with = "tollgate_core::duration::option")]
+    pub timeout: Option<std::time::Duration>,
     /// The deployments that serve this role, in order.
     pub targets: Option<Vec<TargetConfig>>,
     // The router's `GroupConfig` fields, written out: serde cannot flatten a struct into one that
@@ -91,8 +99,10 @@ pub struct ResolvedRole {
     pub model: Arc<str>,
     /// The temperature, when set.
     pub temperature: Option<f64>,
-    /// The answer's token bound, when set.
-    pub max_tokens: Option<u32>,
+    /// The output bound of a call that sets none, when set.
+    pub default_max_tokens: Option<u32>,
+    /// Bound on a whole call, when set.
+    pub timeout: Option<std::time::Duration>,
     /// Every deployment that serves the role, in order.
     pub targets: Vec<ResolvedTarget>,
     /// Whether a call may move to another deployment (several targets, or fallbacks).

@@ -24,7 +24,10 @@ impl Config {
             provider: first.client.clone(),
             model: first.model.clone(),
             temperature: own.temperature.or(fallback.and_then(|r| r.temperature)),
-            max_tokens: own.max_tokens.or(fallback.and_then(|r| r.max_tokens)),
+            default_max_tokens: own
+                .default_max_tokens
+                .or(fallback.and_then(|r| r.default_max_tokens)),
+            timeout: own.timeout.or(fallback.and_then(|r| r.timeout)),
             moves: targets.len() > 1 || has_fallbacks(own),
             targets,
         })
@@ -165,8 +168,13 @@ impl Config {
                 ));
             }
         }
-        if role.max_tokens == Some(0) {
-            errors.push(ConfigError::new(at("max_tokens"), "must be > 0"));
+        if role.default_max_tokens == Some(0) {
+            errors.push(ConfigError::new(at("default_max_tokens"), "must be > 0"));
+        }
+        if let Some(timeout) = role.timeout {
+            if let Err(e) = tollgate_core::non_zero(&at("timeout"), timeout) {
+                errors.push(e);
+            }
         }
     }
 

@@ -37,11 +37,11 @@ pub const DEFAULT_ROLE: &str = "default";
 ///   local: { kind: simulated }
 /// roles:
 ///   default: { provider: local, model: sim-small, temperature: 0.2 }
-///   summarize: { max_tokens: 256 }
+///   summarize: { default_max_tokens: 256 }
 /// "#).unwrap();
 /// let summarize = config.role("summarize").unwrap();
 /// assert_eq!((&*summarize.provider, &*summarize.model), ("local", "sim-small"));
-/// assert_eq!((summarize.temperature, summarize.max_tokens), (Some(0.2), Some(256)));
+/// assert_eq!((summarize.temperature, summarize.default_max_tokens), (Some(0.2), Some(256)));
 ///
 /// // Every mistake at once, each with its path.
 /// let err = Config::from_yaml(r#"
@@ -194,6 +194,27 @@ pub struct ProviderConfig {
     /// Bound on opening a connection (default 10 s).
     #[serde(default, with = "duration::option")]
     pub connect_timeout: Option<Duration>,
+    /// Bound on the wait for an attempt's first byte, past which the upstream is taken for
+    /// stuck and the call is not retried on it (default: 60 s for a stream; for a whole answer,
+    /// whose first byte comes only once it is all written, `timeout`). Set, it bounds both.
+    #[serde(default, with = "duration::option")]
+    pub first_byte_timeout: Option<Duration>,
+    /// The longest silence between two pieces of a stream once it has begun (default 5 min).
+    #[serde(default, with = "duration::option")]
+    pub stream_idle_timeout: Option<Duration>,
+    /// The largest answer read, in bytes: a whole answer's body, or all a stream sends (default
+    /// 32 MiB). A larger one fails the call (a 502 at the gateway) without being read whole.
+    #[serde(default)]
+    pub max_response_bytes: Option<usize>,
+    /// The largest event (or line) of a stream, in bytes (default 4 MiB).
+    #[serde(default)]
+    pub max_event_bytes: Option<usize>,
+    /// `openai` only: the field an output bound is sent as when the caller gave none (a role's
+    /// default, or the one a budget reserved): `max_tokens` or `max_completion_tokens` (the only
+    /// one OpenAI's reasoning models take). Default: `max_completion_tokens` for OpenAI's own
+    /// API, `max_tokens` for any other server.
+    #[serde(default)]
+    pub max_tokens_name: Option<tollgate_core::MaxTokensName>,
     /// Extra headers every call carries.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,

@@ -387,6 +387,18 @@ fn network_client(
             if let Some(timeout) = provider.connect_timeout {
                 builder = builder.connect_timeout(timeout);
             }
+            if let Some(timeout) = provider.first_byte_timeout {
+                builder = builder.first_byte_timeout(timeout);
+            }
+            if let Some(timeout) = provider.stream_idle_timeout {
+                builder = builder.stream_idle_timeout(timeout);
+            }
+            if let Some(bytes) = provider.max_response_bytes {
+                builder = builder.max_response_bytes(bytes);
+            }
+            if let Some(bytes) = provider.max_event_bytes {
+                builder = builder.max_event_bytes(bytes);
+            }
             for (header, value) in &provider.headers {
                 builder = builder.header(header, value);
             }
@@ -402,6 +414,9 @@ fn network_client(
             let mut builder = common!(OpenAiCompatible::builder(url).name(name));
             if let Some(key) = key {
                 builder = builder.api_key(key);
+            }
+            if let Some(field) = provider.max_tokens_name {
+                builder = builder.max_tokens_name(field);
             }
             builder.build().map(BoxCloneSyncService::new).map_err(under)
         }

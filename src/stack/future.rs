@@ -9,7 +9,8 @@ use std::{
 };
 
 use pin_project_lite::pin_project;
-use tollgate_core::{LlmError, LlmRequest, LlmResponse, Operation};
+use tokio::time::{Instant, Sleep};
+use tollgate_core::{ErrorKind, LlmError, LlmRequest, LlmResponse, Operation};
 use tracing::{Span, field::Empty};
 
 use super::BoxedProvider;
@@ -68,6 +69,8 @@ pin_project! {
         quiet: bool,
         // The whole call's histograms and when it began, when a recorder takes them.
         timing: Option<(Arc<Timed>, u64)>,
+        // The whole call's deadline, when it has one: boxed, as most calls have none.
+        deadline: Option<(Instant, Pin<Box<Sleep>>)>,
     }
 }
 
@@ -91,12 +94,14 @@ impl StackFuture {
         span: Span,
         quiet: bool,
         timing: Option<(Arc<Timed>, u64)>,
+        deadline: Option<Instant>,
     ) -> Self {
         Self {
             state: State::Called { call },
             span,
             quiet,
             timing,
+            deadline: deadline.map(|at| (at, Box::pin(tokio::time::sleep_until(at)))),
         }
     }
 
@@ -106,6 +111,7 @@ impl StackFuture {
             span,
             quiet: false,
             timing: None,
+            deadline: None,
         }
     }
 }
@@ -117,14 +123,36 @@ impl Future for StackFuture {
         let this = self.project();
         let _entered = this.span.enter();
         let result = match this.state.project() {
-            StateProj::Called { call } => ready!(call.poll(cx)),
+            StateProj::Called { call } => match call.poll(cx) {
+                Poll::Ready(result) => result,
+                Poll::Pending => {
+                    let Some((_, sleep)) = this.deadline.as_mut() else {
+                        return Poll::Pending;
+                    };
+                    ready!(sleep.as_mut().poll(cx));
+                    // The call below is dropped with this future: what it used is settled as a
+                    // call cut off.
+                    Err(LlmError::new(
+                        ErrorKind::Timeout,
+                        "no answer within the call's deadline",
+                    ))
+                }
+            },
             StateProj::Failed { error } => Err(error.take().expect("polled after completion")),
         };
+        let deadline = this.deadline.take().map(|(at, _)| at);
         let result = result.map(|mut response| {
-            if *this.quiet {
-                if let Some(stream) = response.take_stream() {
-                    response = response.with_stream(stream.without_usage());
-                }
+            if let Some(stream) = response.take_stream() {
+                let stream = match deadline {
+                    Some(at) => stream.with_deadline(at),
+                    None => stream,
+                };
+                let stream = if *this.quiet {
+                    stream.without_usage()
+                } else {
+                    stream
+                };
+                response = response.with_stream(stream);
             }
             response
         });

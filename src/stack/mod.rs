@@ -10,7 +10,8 @@ use std::{
     task::{Context, Poll},
 };
 
-use tollgate_core::{ErrorKind, LlmError, LlmRequest, LlmResponse};
+use tollgate_core::{ErrorKind, LlmError, LlmRequest, LlmResponse, Operation};
+use tollgate_router::Deadline;
 use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 
@@ -50,6 +51,11 @@ pub type BoxedProvider = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
 ///    the provider worked on it, the prompt it read.
 ///
 /// A layer whose section is `false` (or, for `caching` and `rate_limiting`, absent) is left out.
+///
+/// A call is bounded in time by its role's `timeout`, or more tightly by a
+/// [`Deadline`](crate::router::Deadline) the request carries: every attempt and move fits in
+/// it, a call that has not answered by then fails with `Timeout`, and a stream still running
+/// then ends with a `Timeout` error.
 ///
 /// ```
 /// use tollgate::{Config, LlmRequest, Message, Stack};
@@ -339,8 +345,17 @@ impl Stack {
         if request.params.temperature.is_none() {
             request.params.temperature = role.temperature;
         }
-        if request.params.max_tokens.is_none() {
-            request.params.max_tokens = role.max_tokens;
+        if request.params.max_tokens.is_none() && request.meta.operation != Operation::Embeddings {
+            // Written under the name the provider takes (`max_tokens_name` stays unset).
+            request.params.max_tokens = role.default_max_tokens;
+        }
+        if let Some(timeout) = role.timeout {
+            let by_role = tokio::time::Instant::now() + timeout;
+            let deadline = match request.extensions.get::<Deadline>() {
+                Some(Deadline(asked)) => by_role.min(*asked),
+                None => by_role,
+            };
+            request.extensions.insert(Deadline(deadline));
         }
         Ok(request)
     }
@@ -405,11 +420,12 @@ impl Service<LlmRequest> for Stack {
                     let started = timed.now();
                     (timed, started)
                 });
+                let deadline = request.extensions.get::<Deadline>().map(|d| d.0);
                 let call = {
                     let _entered = span.enter();
                     self.service.call(request)
                 };
-                StackFuture::called(call, span, quiet, timing)
+                StackFuture::called(call, span, quiet, timing, deadline)
             }
             Err(error) => StackFuture::failed(error, tracing::Span::none()),
         }
