@@ -15,7 +15,11 @@ use axum::{
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tollgate::{LlmRequest, LlmResponse, router::Served, stream::LlmStream};
+use tollgate::{
+    LlmRequest, LlmResponse,
+    router::{Deadline, Served},
+    stream::LlmStream,
+};
 use tower::ServiceExt;
 
 use crate::{
@@ -47,6 +51,8 @@ pub(crate) struct CallMeta {
     /// the gateway's overhead.
     pub(crate) started: Instant,
     pub(crate) upstream: UpstreamTime,
+    /// How long the whole call may take: the gateway's bound, or the caller's, if shorter.
+    pub(crate) timeout: Duration,
 }
 
 impl CallMeta {
@@ -70,11 +76,12 @@ impl CallMeta {
         response
     }
 
-    /// Marks `request` for the gateway's bookkeeping: its id, and the clock its upstream time
-    /// goes on.
+    /// Marks `request` for the gateway's bookkeeping: its id, the clock its upstream time goes
+    /// on, and its deadline (which a role's own `timeout` may bring nearer).
     pub(crate) fn tag(&self, request: &mut LlmRequest) {
         request.meta.request_id = self.id.to_str().ok().map(Into::into);
         request.extensions.insert(self.upstream.clone());
+        request.extensions.insert(Deadline::after(self.timeout));
     }
 }
 
@@ -120,16 +127,22 @@ pub(crate) async fn accept(
         .extensions
         .get::<RequestId>()
         .map_or_else(|| HeaderValue::from_static("unknown"), |id| id.0.clone());
+    let live = gateway.live();
     let mut meta = CallMeta {
         id,
         dialect,
         started: Instant::now(),
         upstream: UpstreamTime::default(),
+        timeout: live.config.gateway.request_timeout,
     };
-    let live = gateway.live();
     let Some(key) = presented_key(&parts.headers).and_then(|k| live.keys.find(k)) else {
         return Err(meta.fail(ApiError::unauthorized()));
     };
+    match callers_timeout(&parts.headers) {
+        Ok(Some(asked)) => meta.timeout = meta.timeout.min(asked),
+        Ok(None) => {}
+        Err(error) => return Err(meta.fail(error)),
+    }
     let limit = live.config.gateway.max_body_bytes;
     let declared = parts
         .headers
@@ -162,6 +175,39 @@ pub(crate) async fn accept(
         body,
         meta,
     })
+}
+
+/// The header a caller bounds its call with: seconds (`30`, `2.5`) or a duration (`30s`).
+const TIMEOUT: &str = "x-tollgate-timeout";
+
+/// The timeout the official OpenAI and Anthropic clients send, in seconds.
+const CLIENT_TIMEOUT: &str = "x-stainless-timeout";
+
+/// How long the caller will wait, if it says: `x-tollgate-timeout` (a bad one is a 400, naming
+/// it), else the official clients' `x-stainless-timeout` (a bad one is ignored: the caller did
+/// not write it). Either may only shorten the gateway's bound.
+fn callers_timeout(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
+    let read = |name: &str| {
+        let text = headers.get(name)?.to_str().ok().unwrap_or("").trim();
+        let seconds = text
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+            .map(Duration::from_secs_f64);
+        Some(
+            seconds
+                .or_else(|| tollgate_core::duration::parse(text).ok())
+                .filter(|d| !d.is_zero()),
+        )
+    };
+    match read(TIMEOUT) {
+        Some(Some(timeout)) => Ok(Some(timeout)),
+        Some(None) => Err(ApiError::invalid(format!(
+            "the {TIMEOUT} header must be a positive number of seconds or a duration such as 30s"
+        ))
+        .with_param(TIMEOUT)),
+        None => Ok(read(CLIENT_TIMEOUT).flatten()),
+    }
 }
 
 fn too_large(limit: usize) -> ApiError {
@@ -238,16 +284,33 @@ fn forbidden(model: &str) -> ApiError {
     .with_code("model_not_allowed")
 }
 
-/// Checks the answer bound a request asks for against the gateway's.
+/// Checks what a request may cost against the gateway's bounds: its output bound
+/// (`max_output_tokens`) and the answers it asks for (`max_choices`).
 pub(crate) fn check_bounds(live: &Live, request: &LlmRequest) -> Result<(), ApiError> {
-    let most = live.config.gateway.max_output_tokens;
-    match request.params.max_output_tokens() {
-        Some(asked) if asked > most => Err(ApiError::invalid(format!(
-            "max_tokens is {asked}, over the gateway's limit of {most}"
-        ))
-        .with_param("max_tokens")),
-        _ => Ok(()),
+    let server = &live.config.gateway;
+    let params = &request.params;
+    if let Some(asked) = params.max_tokens {
+        let most = server.max_output_tokens;
+        if u64::from(asked) > most {
+            let field = params
+                .max_tokens_name
+                .map_or("max_tokens", |name| name.names()[0]);
+            return Err(ApiError::invalid(format!(
+                "{field}: {asked} is over the gateway's limit of {most}"
+            ))
+            .with_param(field));
+        }
     }
+    for (field, asked) in [("n", params.n), ("best_of", params.best_of)] {
+        let most = server.max_choices;
+        if let Some(asked) = asked.filter(|asked| *asked > most) {
+            return Err(ApiError::invalid(format!(
+                "{field}: {asked} is over the gateway's limit of {most} answers"
+            ))
+            .with_param(field));
+        }
+    }
+    Ok(())
 }
 
 /// What a caller asked for besides the answer itself, read before the request goes down the stack.

@@ -47,8 +47,15 @@ fn parse(body: &[u8]) -> Result<LlmRequest, ApiError> {
             "the request body is not a valid chat request: {error}"
         ))
         .with_code("invalid_json");
-        if path != "." {
-            api = api.with_param(path);
+        // The top-level parameters are read as one flattened map, whose errors name their field
+        // in the message (`max_tokens: expected a whole number ...`).
+        let field = (path == ".")
+            .then(|| named_field(&error.to_string()))
+            .flatten();
+        match field {
+            Some(field) => api = api.with_param(field),
+            None if path != "." => api = api.with_param(path),
+            None => {}
         }
         api
     })?;
@@ -75,6 +82,16 @@ fn parse(body: &[u8]) -> Result<LlmRequest, ApiError> {
         request.params.extra.make_mut().remove("stream");
     }
     Ok(request)
+}
+
+/// The field an error message begins with (`max_tokens: ...`), if it begins with one.
+fn named_field(message: &str) -> Option<String> {
+    let (field, _) = message.split_once(": ")?;
+    let plain = !field.is_empty()
+        && field
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    plain.then(|| field.to_owned())
 }
 
 /// The fields OpenAI's clients expect in every answer that `has` says the answer lacks (an

@@ -98,9 +98,21 @@ pub struct ServerConfig {
     /// The largest `max_tokens` (or `max_completion_tokens`) a request may ask for (default
     /// 262,144).
     pub max_output_tokens: u64,
+    /// The most answers one request may ask for, as `n` or `best_of` (default 128, OpenAI's own
+    /// bound).
+    pub max_choices: u32,
+    /// Bound on a whole call, every attempt and move included, and a stream to its end (default
+    /// 10 min). A role's `timeout`, and a caller's `x-tollgate-timeout` or `x-stainless-timeout`
+    /// header (seconds), may shorten it, never lengthen it.
+    #[serde(with = "tollgate_core::duration")]
+    pub request_timeout: Duration,
     /// The hash (`tollgate keys hash`) of the key that opens the live page `/ui`; without one
     /// the page is refused.
     pub admin_key_hash: Option<String>,
+    /// The hash of the key `/metrics` and the detailed `/health` then require (as a bearer
+    /// token or `x-api-key`); without one they are open. `/health/live` and `/health/ready`
+    /// stay open for orchestrators either way.
+    pub metrics_key_hash: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -112,7 +124,10 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
             max_output_tokens: 262_144,
+            max_choices: 128,
+            request_timeout: Duration::from_secs(600),
             admin_key_hash: None,
+            metrics_key_hash: None,
         }
     }
 }
@@ -301,17 +316,22 @@ fn check_server(server: &ServerConfig) -> Vec<ConfigError> {
     let zero = |field: &str, is_zero: bool| {
         is_zero.then(|| ConfigError::new(format!("gateway.{field}"), "must be > 0"))
     };
-    let admin = server.admin_key_hash.as_deref().and_then(|hash| {
-        crate::keys::parse_hash(hash)
-            .err()
-            .map(|reason| ConfigError::new("gateway.admin_key_hash", reason))
-    });
+    let hash = |field: &str, value: Option<&str>| {
+        value.and_then(|hash| {
+            crate::keys::parse_hash(hash)
+                .err()
+                .map(|reason| ConfigError::new(format!("gateway.{field}"), reason))
+        })
+    };
     [
         zero("max_body_bytes", server.max_body_bytes == 0),
         zero("header_timeout", server.header_timeout.is_zero()),
         zero("body_timeout", server.body_timeout.is_zero()),
         zero("max_output_tokens", server.max_output_tokens == 0),
-        admin,
+        zero("max_choices", server.max_choices == 0),
+        zero("request_timeout", server.request_timeout.is_zero()),
+        hash("admin_key_hash", server.admin_key_hash.as_deref()),
+        hash("metrics_key_hash", server.metrics_key_hash.as_deref()),
     ]
     .into_iter()
     .flatten()

@@ -1,7 +1,7 @@
 //! Errors as clients expect them: OpenAI's error JSON (Anthropic's on `/v1/messages`), the status
 //! official clients map to their exception types, and the headers they back off by.
 
-use std::time::Duration;
+use std::{borrow::Cow, time::Duration};
 
 use axum::{
     Json,
@@ -9,7 +9,7 @@ use axum::{
 };
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{Value, json};
-use tollgate::{ErrorKind, LlmError, ratelimit::Denial};
+use tollgate::{ErrorKind, LlmError, UpstreamError, ratelimit::Denial, upstream_summary};
 use tollgate_core::duration;
 
 /// Which error shape a front door answers with.
@@ -29,8 +29,8 @@ pub(crate) struct ApiError(Box<Detail>);
 struct Detail {
     status: StatusCode,
     /// OpenAI's `type`.
-    kind: &'static str,
-    code: Option<&'static str>,
+    kind: Cow<'static, str>,
+    code: Option<Cow<'static, str>>,
     /// The field at fault, when one is.
     param: Option<String>,
     message: String,
@@ -41,7 +41,7 @@ impl ApiError {
     pub(crate) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         Self(Box::new(Detail {
             status,
-            kind,
+            kind: Cow::Borrowed(kind),
             code: None,
             param: None,
             message: message.into(),
@@ -58,7 +58,7 @@ impl ApiError {
     }
 
     pub(crate) fn with_code(mut self, code: &'static str) -> Self {
-        self.0.code = Some(code);
+        self.0.code = Some(Cow::Borrowed(code));
         self
     }
 
@@ -79,6 +79,11 @@ impl ApiError {
 
     /// The error a failed call becomes: its status from its kind, the limiter's denial as
     /// OpenAI's rate-limit headers.
+    ///
+    /// An upstream's failure is told, never relayed: a fixed sentence per kind, the upstream's
+    /// own explanation only where its client kept it as safe (a content filter's, a context
+    /// window's, a 400 about the caller's request; secrets and addresses cut), and its `type`,
+    /// `code` and `param` where they describe the caller's own request.
     pub(crate) fn from_llm(error: &LlmError) -> Self {
         use ErrorKind as K;
         let (status, kind, code) = match error.kind() {
@@ -123,7 +128,10 @@ impl ApiError {
                 "internal_error",
             ),
         };
-        let mut api = Self::new(status, kind, error.message()).with_code(code);
+        let mut api = match error.extensions().get::<UpstreamError>() {
+            Some(said) => Self::from_upstream(status, kind, code, error.kind(), said),
+            None => Self::new(status, kind, error.message()).with_code(code),
+        };
         if let Some(wait) = error.retry_after() {
             api.retry_after(wait);
         }
@@ -133,6 +141,37 @@ impl ApiError {
         }
         if let Some(denial) = error.extensions().get::<Denial>() {
             api.denial_headers(denial);
+        }
+        api
+    }
+
+    /// An upstream's failure of `kind`, as the gateway tells it.
+    fn from_upstream(
+        status: StatusCode,
+        openai_type: &'static str,
+        code: &'static str,
+        kind: ErrorKind,
+        said: &UpstreamError,
+    ) -> Self {
+        let mut message = if said.context_window {
+            "the prompt is too long for the model's context window".to_owned()
+        } else {
+            upstream_summary(kind).to_owned()
+        };
+        if let Some(explained) = &said.message {
+            message.push_str(": ");
+            message.push_str(explained);
+        }
+        let mut api = Self::new(status, openai_type, message).with_code(code);
+        // The caller's own request: the upstream's names for what is wrong with it are theirs.
+        if matches!(kind, ErrorKind::InvalidRequest | ErrorKind::ContentFilter) {
+            if let Some(upstream_type) = &said.error_type {
+                api.0.kind = Cow::Owned(upstream_type.clone());
+            }
+            if let Some(upstream_code) = &said.code {
+                api.0.code = Some(Cow::Owned(upstream_code.clone()));
+            }
+            api.0.param.clone_from(&said.param);
         }
         api
     }

@@ -40,9 +40,13 @@ pub(crate) async fn models(State(gateway): State<Gateway>, request: Request) -> 
 }
 
 /// `GET /health`: each provider's status and statistics and its breaker's state, and each
-/// deployment's calls in flight and cooldown; 503 when no provider can serve.
-pub(crate) async fn health(State(gateway): State<Gateway>) -> Response {
+/// deployment's calls in flight and cooldown; 503 when no provider can serve. Behind the
+/// metrics key, when there is one.
+pub(crate) async fn health(State(gateway): State<Gateway>, request: Request) -> Response {
     let live = gateway.live();
+    if let Some(refused) = refusal(&live, &request) {
+        return refused;
+    }
     let stack = &live.stack;
     let mut providers: BTreeMap<String, Value> = BTreeMap::new();
     if let Some(stats) = stack.health() {
@@ -139,8 +143,11 @@ fn health_json(body: Value) -> impl IntoResponse {
     )
 }
 
-/// `GET /metrics`: Prometheus text.
-pub(crate) async fn metrics(State(gateway): State<Gateway>) -> Response {
+/// `GET /metrics`: Prometheus text, behind the metrics key when there is one.
+pub(crate) async fn metrics(State(gateway): State<Gateway>, request: Request) -> Response {
+    if let Some(refused) = refusal(&gateway.live(), &request) {
+        return refused;
+    }
     let Some(handle) = gateway.metrics() else {
         return not_found().await;
     };
@@ -153,6 +160,25 @@ pub(crate) async fn metrics(State(gateway): State<Gateway>) -> Response {
         handle.render(),
     )
         .into_response()
+}
+
+/// A 401, unless the gateway asks no key for what it tells of itself, or the request carries the
+/// one it asks for (`gateway.metrics_key_hash`).
+fn refusal(live: &Live, request: &Request) -> Option<Response> {
+    let wanted = live.metrics_key.as_ref()?;
+    match call::presented_key(request.headers()) {
+        Some(key) if crate::keys::matches(wanted, key) => None,
+        _ => Some(
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "this endpoint needs the gateway's metrics key, as `Authorization: Bearer <key>` \
+                 or `x-api-key`",
+            )
+            .with_code("invalid_api_key")
+            .into_response(Dialect::OpenAi),
+        ),
+    }
 }
 
 /// Every other path: a 404 in OpenAI's shape.

@@ -49,6 +49,8 @@ pub(crate) struct Live {
     pub(crate) config: GatewayConfig,
     /// The digest of the key that opens `/ui`.
     pub(crate) admin: Option<crate::keys::Digest32>,
+    /// The digest of the key `/metrics` and the detailed `/health` require, when they do.
+    pub(crate) metrics_key: Option<crate::keys::Digest32>,
     /// Calls refused by a rate limit or a budget, per tenant: the tenants come from the keys,
     /// so the map is bounded by the configuration.
     pub(crate) denials: std::sync::Mutex<std::collections::BTreeMap<Arc<str>, u64>>,
@@ -144,16 +146,17 @@ impl Live {
         let stack = Stack::builder(&stack_config)
             .wrap_clients(|_, client| upstream::timed(client))
             .build()?;
-        let admin = config
-            .gateway
-            .admin_key_hash
-            .as_deref()
-            .map(|hash| crate::keys::parse_hash(hash).expect("checked when read"));
+        let digest = |hash: Option<&String>| {
+            hash.map(|hash| crate::keys::parse_hash(hash).expect("checked when read"))
+        };
+        let admin = digest(config.gateway.admin_key_hash.as_ref());
+        let metrics_key = digest(config.gateway.metrics_key_hash.as_ref());
         Ok(Self {
             stack,
             keys: config.key_table(),
             config,
             admin,
+            metrics_key,
             denials: std::sync::Mutex::default(),
         })
     }

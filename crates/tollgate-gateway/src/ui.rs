@@ -124,6 +124,9 @@ fn snapshot(live: &Live) -> Value {
                 tenant.clone(),
                 json!({
                     "spent_usd": line.spend.cost.0 as f64 / 1e6,
+                    "calls": line.spend.calls,
+                    // Streams that ended before their answer did, billed all the same.
+                    "incomplete_calls": line.spend.incomplete_calls,
                     "budget_usd": budget.map(|b| b.limit.0 as f64 / 1e6),
                     "budget_per_s": budget.map(|b| b.per.as_secs()),
                     "denials": denials.get(tenant.as_str()).copied().unwrap_or(0),

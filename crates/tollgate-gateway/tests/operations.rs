@@ -242,3 +242,60 @@ async fn health_and_metrics_answer() {
         );
     }
 }
+
+#[tokio::test]
+async fn metrics_and_detailed_health_can_require_a_key_while_probes_stay_open() {
+    let upstream = Upstream::start().await;
+    let key = "tg-scraper-key";
+    let yaml = config(
+        &upstream,
+        &format!(
+            "gateway: {{ metrics_key_hash: \"{}\" }}",
+            tollgate_gateway::hash_key(key)
+        ),
+    );
+    let gateway = GatewayProcess::start(&yaml).await;
+    let get = |path: &'static str, key: Option<&'static str>| {
+        let mut request = client().get(format!("{}{path}", gateway.url));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    for path in ["/metrics", "/health"] {
+        assert_eq!(get(path, None).await, 401, "{path} without a key");
+        assert_eq!(
+            get(path, Some("tg-wrong")).await,
+            401,
+            "{path} with a wrong key"
+        );
+        assert_eq!(
+            get(path, Some(ALICE)).await,
+            401,
+            "{path} with a caller's key"
+        );
+        assert_eq!(
+            get(path, Some(key)).await,
+            200,
+            "{path} with the metrics key"
+        );
+    }
+    for path in ["/health/live", "/health/ready"] {
+        assert_eq!(
+            get(path, None).await,
+            200,
+            "{path} stays open for orchestrators"
+        );
+    }
+    // Without the setting, everything is open as before.
+    let open = GatewayProcess::start(&config(&upstream, "")).await;
+    for path in ["/metrics", "/health"] {
+        let status = client()
+            .get(format!("{}{path}", open.url))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "{path}");
+    }
+}

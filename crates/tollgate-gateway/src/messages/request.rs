@@ -32,12 +32,40 @@ fn read(mut object: Map<String, Value>) -> Result<LlmRequest, ApiError> {
         _ => return Err(field_error("model", "required, a string")),
     };
     let max_tokens = match object.remove("max_tokens") {
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| field_error("max_tokens", "expected a whole number of tokens"))?,
-        _ => return Err(field_error("max_tokens", "required, a number")),
+        None | Some(Value::Null) => return Err(field_error("max_tokens", "required, a number")),
+        Some(value) => count(&value, "max_tokens", 1)?,
     };
+    // The Messages API answers with one message. An OpenAI upstream would bill `n` of them, and
+    // the caller would see one: refused, unless it asks for just one.
+    for field in ["n", "best_of"] {
+        match object.remove(field) {
+            None | Some(Value::Null) => {}
+            Some(value) => {
+                if count(&value, field, 1)? > 1 {
+                    return Err(field_error(
+                        field,
+                        "the Messages API answers with one message: it must be 1",
+                    ));
+                }
+            }
+        }
+    }
+    // Other APIs' names for the bound would pass on as unknown fields, and bound nothing.
+    for field in ["max_completion_tokens", "max_output_tokens"] {
+        if object.remove(field).is_some_and(|v| !v.is_null()) {
+            return Err(field_error(
+                field,
+                "the Messages API names its bound max_tokens",
+            ));
+        }
+    }
+    if let Some(value) = object.remove("top_logprobs").filter(|v| !v.is_null()) {
+        count(&value, "top_logprobs", 0)?;
+        return Err(field_error(
+            "top_logprobs",
+            "the Messages API has no log-probabilities",
+        ));
+    }
     let mut messages = Vec::new();
     match object.remove("system") {
         None | Some(Value::Null) => {}
@@ -113,6 +141,12 @@ fn read(mut object: Map<String, Value>) -> Result<LlmRequest, ApiError> {
 
 fn field_error(field: &str, reason: &str) -> ApiError {
     ApiError::invalid(format!("{field}: {reason}")).with_param(field)
+}
+
+/// A number that sets what a call may cost, read as core reads every such number: a whole
+/// number from `least` up, nothing else.
+fn count(value: &Value, field: &str, least: u32) -> Result<u32, ApiError> {
+    tollgate::whole_number(value, least).map_err(|e| field_error(field, &e.to_string()))
 }
 
 fn number(value: &Value, field: &str) -> Result<f64, ApiError> {

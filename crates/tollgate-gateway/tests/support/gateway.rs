@@ -26,6 +26,11 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts `tollgate serve` on `yaml`; panics with its logs if it does not come up.
     pub async fn start(yaml: &str) -> Self {
+        Self::start_with(yaml, &[]).await
+    }
+
+    /// [`start`](Self::start), with more arguments to `serve` (`--log-level debug`).
+    pub async fn start_with(yaml: &str, args: &[&str]) -> Self {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "gateway-{}-{}",
             std::process::id(),
@@ -38,6 +43,7 @@ impl GatewayProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&logs).unwrap())
             .kill_on_drop(true)
@@ -84,6 +90,17 @@ impl GatewayProcess {
     pub fn reload(&self, yaml: &str) {
         std::fs::write(&self.config, yaml).unwrap();
         self.signal("HUP");
+    }
+
+    /// The most memory the process has held resident so far (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status");
+        kib * 1024
     }
 
     pub fn logs(&self) -> String {

@@ -40,6 +40,12 @@ pub enum Reply {
     },
     /// Never answers (until the caller goes away).
     Hang,
+    /// A status and a body as they are, with their content type: an HTML error page.
+    Raw(u16, &'static str, String),
+    /// A stream: these `data:` payloads, then the body ends cleanly, with no `[DONE]`.
+    Closed(Vec<Value>),
+    /// A 200 whose body is `bytes` long, sent in pieces with no length declared.
+    Huge(usize),
 }
 
 #[derive(Default)]
@@ -49,6 +55,11 @@ struct Script {
     calls: AtomicUsize,
     dropped: AtomicUsize,
     release: Notify,
+    /// Set: unscripted calls are answered as a provider bills them, writing every token they
+    /// may (their bound, or this default when they set none) for each answer they ask for.
+    billing: Option<u64>,
+    /// Output tokens billed so far.
+    billed: std::sync::atomic::AtomicU64,
 }
 
 /// The running server.
@@ -76,7 +87,27 @@ impl Drop for DropGuard {
 #[allow(dead_code)]
 impl Upstream {
     pub async fn start() -> Self {
-        let script = Arc::new(Script::default());
+        Self::with_script(Script::default()).await
+    }
+
+    /// An upstream that bills what each call may cost: its `max_tokens` (or
+    /// `max_completion_tokens`; `default` when it sets neither) times its answers (`n`,
+    /// `best_of`), as completion tokens, streamed or whole.
+    pub async fn billing(default: u64) -> Self {
+        Self::with_script(Script {
+            billing: Some(default),
+            ..Script::default()
+        })
+        .await
+    }
+
+    /// Output tokens billed so far (by [`billing`](Self::billing)).
+    pub fn billed(&self) -> u64 {
+        self.script.billed.load(Ordering::SeqCst)
+    }
+
+    async fn with_script(script: Script) -> Self {
+        let script = Arc::new(script);
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/embeddings", post(embeddings))
@@ -180,13 +211,17 @@ async fn chat(State(script): State<Arc<Script>>, body: Bytes) -> Response {
         .and_then(|m| m["content"].as_str())
         .unwrap_or("")
         .to_owned();
-    script.bodies.lock().unwrap().push(body);
+    script.bodies.lock().unwrap().push(body.clone());
     let reply = script.replies.lock().unwrap().pop_front();
     let mut guard = DropGuard {
         script: script.clone(),
         finished: false,
     };
     match reply {
+        None if script.billing.is_some() => {
+            guard.finished = true;
+            billed(&script, &body)
+        }
         None => {
             guard.finished = true;
             Json(answer(&format!("echo: {last}"))).into_response()
@@ -202,6 +237,30 @@ async fn chat(State(script): State<Arc<Script>>, body: Bytes) -> Response {
         Some(Reply::Hang) => {
             std::future::pending::<()>().await;
             unreachable!()
+        }
+        Some(Reply::Raw(status, content_type, body)) => {
+            guard.finished = true;
+            (
+                StatusCode::from_u16(status).unwrap(),
+                [("content-type", content_type)],
+                body,
+            )
+                .into_response()
+        }
+        Some(Reply::Closed(chunks)) => {
+            guard.finished = true;
+            let lines: Vec<Result<Bytes, std::io::Error>> = chunks
+                .iter()
+                .map(|c| Ok(Bytes::from(format!("data: {c}\n\n"))))
+                .collect();
+            sse(Body::from_stream(tokio_stream(lines)))
+        }
+        Some(Reply::Huge(bytes)) => {
+            guard.finished = true;
+            let piece = Bytes::from(vec![b' '; 64 << 10]);
+            let pieces = bytes.div_ceil(piece.len());
+            let body = Items((0..pieces).map(move |_| Ok::<_, std::io::Error>(piece.clone())));
+            Body::from_stream(body).into_response()
         }
         Some(Reply::Stream { chunks, done }) => {
             let mut lines: Vec<Result<Bytes, std::io::Error>> = chunks
@@ -221,6 +280,44 @@ async fn chat(State(script): State<Arc<Script>>, body: Bytes) -> Response {
             sse(body)
         }
     }
+}
+
+/// The answer of a billing upstream: every token the call may have, billed.
+fn billed(script: &Script, body: &Value) -> Response {
+    let count = |field: &str| body.get(field).and_then(Value::as_u64);
+    let bound = count("max_tokens")
+        .or_else(|| count("max_completion_tokens"))
+        .unwrap_or(script.billing.expect("a billing upstream"));
+    let answers = count("n").unwrap_or(1).max(count("best_of").unwrap_or(1));
+    let tokens = bound * answers;
+    script.billed.fetch_add(tokens, Ordering::SeqCst);
+    let shown = count("n").unwrap_or(1);
+    if body["stream"] == true {
+        let mut lines: Vec<Result<Bytes, std::io::Error>> = (0..shown)
+            .map(|i| {
+                let piece = json!({
+                    "id": "chatcmpl-billed", "object": "chat.completion.chunk", "model": "up-model",
+                    "choices": [{ "index": i, "delta": { "content": "x" }, "finish_reason": "length" }]
+                });
+                Ok(Bytes::from(format!("data: {piece}\n\n")))
+            })
+            .collect();
+        let usage = usage_chunk(0, tokens);
+        lines.push(Ok(Bytes::from(format!("data: {usage}\n\n"))));
+        lines.push(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
+        return sse(Body::from_stream(tokio_stream(lines)));
+    }
+    let choices: Vec<Value> = (0..shown)
+        .map(|i| {
+            json!({ "index": i, "message": { "role": "assistant", "content": "x" }, "finish_reason": "length" })
+        })
+        .collect();
+    Json(json!({
+        "id": "chatcmpl-billed", "object": "chat.completion", "model": "up-model",
+        "choices": choices,
+        "usage": { "prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens }
+    }))
+    .into_response()
 }
 
 fn sse(body: Body) -> Response {
