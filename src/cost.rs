@@ -295,6 +295,11 @@ impl CostTracker {
         self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The price of `model`, when the pricing table has one.
+    pub(crate) fn price(&self, model: &str) -> Option<tollgate_core::ModelPrice> {
+        self.pricing.get(model).copied()
+    }
+
     /// Adds one answered call; `incomplete` for a stream that ended before its answer did.
     pub(crate) fn record(&self, labels: Labels, usage: Usage, incomplete: bool) {
         let cost = self.pricing.cost(&labels.route.model, usage);

@@ -33,6 +33,29 @@ impl Config {
         })
     }
 
+    /// Every model a call to `role` may be answered by: its targets' models, and those of every
+    /// role it may fall back to, and theirs in turn; each once, in the order first met.
+    pub fn reachable_models(&self, role: &str) -> Vec<std::sync::Arc<str>> {
+        let mut models: Vec<std::sync::Arc<str>> = Vec::new();
+        let mut seen = vec![role.to_owned()];
+        let mut next = 0;
+        while let Some(name) = seen.get(next).cloned() {
+            next += 1;
+            for target in self.role(&name).map(|r| r.targets).unwrap_or_default() {
+                if !models.contains(&target.model) {
+                    models.push(target.model);
+                }
+            }
+            let fallbacks = self.roles.get(&name).into_iter().flat_map(fallback_names);
+            for (_, fallback) in fallbacks {
+                if !seen.iter().any(|s| s == fallback) {
+                    seen.push(fallback.to_owned());
+                }
+            }
+        }
+        models
+    }
+
     fn targets_of(
         &self,
         own: &RoleConfig,

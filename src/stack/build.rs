@@ -5,8 +5,8 @@ use std::{collections::HashMap, sync::Arc};
 use tollgate_cache::CacheLayer;
 use tollgate_circuit_breaker::{CircuitBreakerLayer, CircuitBreakers};
 use tollgate_core::{
-    ByProvider, ConfigError, ErrorKind, PricingTable, SimulatedProvider, TokenEstimator,
-    clock::Clock,
+    ByProvider, ConfigError, ErrorKind, ModelPrice, PricingTable, SimulatedProvider,
+    TokenEstimator, clock::Clock,
 };
 use tollgate_health::{HealthLayer, HealthStats};
 use tollgate_ratelimit::{Limiter, RateLimitLayer, RateLimiterBuilder, TENANT_SCOPE};
@@ -239,10 +239,12 @@ pub(super) fn build(
         .keys()
         .filter_map(|name| Some((Arc::from(name.as_str()), config.role(name)?)))
         .collect();
+    let ceilings = price_ceilings(config);
     Ok(Stack {
         service: BoxCloneSyncService::new(service),
         parts: Arc::new(Parts {
             roles,
+            ceilings,
             default_role: Arc::from(DEFAULT_ROLE),
             providers,
             router,
@@ -304,6 +306,24 @@ fn router(
         .default_group(DEFAULT_ROLE)
         .build()
         .expect("validated")
+}
+
+/// For each role whose calls may be answered by a model dearer than its first, the highest rate
+/// of each kind among the models that may answer: what a budget reserves a call at.
+fn price_ceilings(config: &Config) -> super::Ceilings {
+    config
+        .roles
+        .keys()
+        .filter_map(|name| {
+            let first = config.pricing.get(&config.role(name)?.model).copied();
+            let ceiling = config
+                .reachable_models(name)
+                .iter()
+                .filter_map(|model| config.pricing.get(model).copied())
+                .reduce(ModelPrice::max)?;
+            (Some(ceiling) != first).then(|| (Arc::from(name.as_str()), ceiling))
+        })
+        .collect()
 }
 
 /// Whether every role that client `name` serves may move its calls elsewhere.

@@ -93,10 +93,15 @@ pub struct Stack {
     parts: Arc<Parts>,
 }
 
+/// Per role, the most a call to it may be charged at, where another model than its first may
+/// answer at a higher rate.
+type Ceilings = HashMap<Arc<str>, tollgate_core::ModelPrice, foldhash::fast::RandomState>;
+
 /// What the stack keeps besides its service: how to resolve roles, and handles on each layer.
 struct Parts {
     // Looked up on every call; the names come from the configuration (see the router's map).
     roles: HashMap<Arc<str>, ResolvedRole, foldhash::fast::RandomState>,
+    ceilings: Ceilings,
     default_role: Arc<str>,
     /// Each client's stack, so a request's provider is checked against what serves it.
     providers: Arc<route::Providers>,
@@ -335,10 +340,15 @@ impl Stack {
             }
             None => {
                 // The router picks the deployment; the limiter and the cache see the role's
-                // first model, and its provider when the call cannot move elsewhere.
+                // first model, and its provider when the call cannot move elsewhere. A budget
+                // reserves at the dearest model that may answer.
                 request.model = role.model.clone();
                 if !role.moves {
                     request.provider = Some(role.provider.clone());
+                } else if let Some(ceiling) = parts.ceilings.get(role_name) {
+                    request
+                        .extensions
+                        .insert(tollgate_core::PriceCeiling(*ceiling));
                 }
             }
         }

@@ -12,7 +12,8 @@ use std::{
 use pin_project_lite::pin_project;
 use tollgate_circuit_breaker::CircuitBreaker;
 use tollgate_core::{
-    ErrorKind, LlmError, LlmRequest, LlmResponse, TokenEstimator, Usage, stream::StreamEnd,
+    AnsweredPrice, ErrorKind, LlmError, LlmRequest, LlmResponse, PriceCeiling, TokenEstimator,
+    Usage, stream::StreamEnd,
 };
 use tollgate_health::Health;
 use tollgate_retry::Retry;
@@ -172,6 +173,7 @@ impl Service<LlmRequest> for Billed {
             },
             estimator: self.estimator.clone(),
             stream: request.meta.stream,
+            ceiling: request.extensions.get::<PriceCeiling>().is_some(),
         };
         BilledFuture {
             call: self.client.call(request),
@@ -189,6 +191,8 @@ struct Record {
     prompt: Prompt,
     estimator: Arc<dyn TokenEstimator>,
     stream: bool,
+    /// The call was reserved at a price ceiling: its answer says at what price it is settled.
+    ceiling: bool,
 }
 
 /// The prompt, for a call that ends before the provider reported its size.
@@ -210,6 +214,12 @@ impl Prompt {
 
 impl Record {
     fn answered(self, response: &mut LlmResponse) {
+        // Which model answered, for a budget that reserved at the dearest that might have.
+        if self.ceiling {
+            if let Some(price) = self.costs.price(&self.labels.route.model) {
+                response.extensions.insert(AnsweredPrice(price));
+            }
+        }
         let Self {
             series,
             costs,
@@ -217,6 +227,7 @@ impl Record {
             prompt,
             estimator,
             stream,
+            ..
         } = self;
         let charge = move |labels: Labels, usage: Usage, incomplete: bool| {
             if let Some(series) = &series {

@@ -65,7 +65,7 @@ pub use json::SharedMap;
 pub use key::{ByModel, ByPrincipal, ByProvider, ByRole, ByTenant, Global, Key, KeyExtractor};
 pub use models::{DEFAULT_MAX_TOKENS, known_output_limit};
 pub use params::{ExtraParams, MaxTokensName, NotAWholeNumber, Params, whole_number};
-pub use pricing::{InvalidPrice, MicroUsd, ModelPrice, PricingTable};
+pub use pricing::{AnsweredPrice, InvalidPrice, MicroUsd, ModelPrice, PriceCeiling, PricingTable};
 pub use request::{
     CacheControl, Content, JsonMap, LlmRequest, Message, Operation, Priority, RequestMeta, Role,
 };

@@ -135,6 +135,32 @@ impl ModelPrice {
         self
     }
 
+    /// The higher of each rate: a price no lower than either, for a call either may charge.
+    #[must_use]
+    pub fn max(self, other: Self) -> Self {
+        let input = self.input_per_mtok.max(other.input_per_mtok);
+        let rate = |own: Option<MicroUsd>, theirs: Option<MicroUsd>, input_rate: MicroUsd| {
+            let own = own.unwrap_or(self.input_per_mtok);
+            let theirs = theirs.unwrap_or(other.input_per_mtok);
+            let rate = own.max(theirs);
+            (rate != input_rate).then_some(rate)
+        };
+        Self {
+            input_per_mtok: input,
+            output_per_mtok: self.output_per_mtok.max(other.output_per_mtok),
+            cached_input_per_mtok: rate(
+                self.cached_input_per_mtok,
+                other.cached_input_per_mtok,
+                input,
+            ),
+            cache_write_per_mtok: rate(
+                self.cache_write_per_mtok,
+                other.cache_write_per_mtok,
+                input,
+            ),
+        }
+    }
+
     /// The cost of `usage`, rounded up to a whole micro-dollar.
     ///
     /// Uncached prompt tokens cost the input rate, cached and cache-written ones their own rates
@@ -158,6 +184,17 @@ impl ModelPrice {
         MicroUsd(u64::try_from(micros).unwrap_or(u64::MAX))
     }
 }
+
+/// A request extension: the most any model that may answer the call charges, when that need not
+/// be the request's own model (a role whose calls may move to other models). A rate limiter
+/// reserves the call's cost at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PriceCeiling(pub ModelPrice);
+
+/// A response extension: the price of the model that answered. A rate limiter settles the call's
+/// cost at it, whatever model the request named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnsweredPrice(pub ModelPrice);
 
 /// Per-model prices, looked up by exact model name, then by the longest configured prefix
 /// (so `gpt-4o` prices `gpt-4o-2024-08-06`).
@@ -344,6 +381,29 @@ mod tests {
         // 1,234 × 0.15 = 185.1 µ$, 567 × 0.60 = 340.2 µ$ → 525.3 µ$ → 526 µ$
         assert_eq!(price.cost(Usage::new(1_234, 567)), MicroUsd(526));
         assert_eq!(price.cost(Usage::default()), MicroUsd::ZERO);
+    }
+
+    #[test]
+    fn the_higher_of_two_prices_is_the_higher_rate_of_each_kind() {
+        let cheap = ModelPrice::per_million("1", "2")
+            .unwrap()
+            .with_cached_input(MicroUsd(100_000));
+        let dear = ModelPrice::per_million("3", "1").unwrap();
+        let both = cheap.max(dear);
+        assert_eq!(both.input_per_mtok, MicroUsd(3_000_000));
+        assert_eq!(both.output_per_mtok, MicroUsd(2_000_000));
+        // `dear` reads its cache at its input rate, the higher: no rate of its own is needed.
+        assert_eq!(both.cached_input_per_mtok, None);
+        for usage in [
+            Usage::new(1_000, 10),
+            Usage::new(1_000, 10).with_cached_input(900),
+        ] {
+            let most = both.cost(usage);
+            assert!(
+                most >= cheap.cost(usage) && most >= dear.cost(usage),
+                "{usage:?}"
+            );
+        }
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub(crate) fn settle(
     match &mut result {
         Ok(response) if response.is_stream() => {
             // A stream's usage is known when it ends: settle then.
+            let reservation = reservation.answered(response);
             let shared = shared.clone();
             response.on_stream_end(move |answer, end| {
                 if let (Some(limiter), Some(actual)) = (
@@ -57,6 +58,7 @@ pub(crate) fn settle(
             });
         }
         Ok(response) => {
+            let reservation = reservation.answered(response);
             if let (Some(limiter), Some(actual)) = (
                 shared.limiter.local(),
                 shared.actual(&reservation, response.usage),

@@ -183,6 +183,7 @@ where
                 match &mut result {
                     Ok(response) if response.is_stream() => {
                         // A stream's usage is known when it ends: settle then.
+                        let reservation = reservation.answered(response);
                         let shared = shared.clone();
                         response.on_stream_end(move |answer, end| {
                             let Some(actual) = shared.streamed(&reservation, answer, end) else {
@@ -199,7 +200,9 @@ where
                     }
                     settled => {
                         let actual = match settled {
-                            Ok(response) => shared.actual(&reservation, response.usage),
+                            Ok(response) => {
+                                shared.actual(&reservation.answered(response), response.usage)
+                            }
                             Err(_) => None,
                         };
                         let failed = settled.is_err();

@@ -2,8 +2,8 @@
 //! call carries from its admission to its settlement.
 
 use tollgate_core::{
-    ErrorKind, Key, KeyExtractor, LlmError, LlmRequest, LlmResponse, ModelPrice, Operation,
-    PricingTable, TokenEstimator, Usage, stream::StreamEnd,
+    AnsweredPrice, ErrorKind, Key, KeyExtractor, LlmError, LlmRequest, LlmResponse, ModelPrice,
+    Operation, PriceCeiling, PricingTable, TokenEstimator, Usage, stream::StreamEnd,
 };
 
 use crate::{
@@ -61,6 +61,16 @@ impl Reservation {
     pub(crate) fn unused_on_failure(&self) -> Amounts {
         self.amounts.saturating_sub(&Amounts::requests(1))
     }
+
+    /// This reservation, to be settled at the price of the model that gave `answer`, when it
+    /// says which ([`AnsweredPrice`]): a call reserved at the dearest model it might reach is
+    /// charged what the one that answered costs.
+    pub(crate) fn answered(mut self, answer: &LlmResponse) -> Self {
+        if let (Some(_), Some(AnsweredPrice(price))) = (self.price, answer.extensions.get()) {
+            self.price = Some(*price);
+        }
+        self
+    }
 }
 
 impl Shared {
@@ -105,7 +115,10 @@ impl Shared {
         }
         if self.cost {
             let pricing = self.pricing.as_ref().expect("checked when built");
-            match pricing.get(&request.model) {
+            // A call that may be answered by another model than its own is reserved at the
+            // dearest of them.
+            let ceiling = request.extensions.get::<PriceCeiling>().map(|c| &c.0);
+            match ceiling.or_else(|| pricing.get(&request.model)) {
                 Some(price) => {
                     reservation.price = Some(*price);
                     reservation.amounts = reservation

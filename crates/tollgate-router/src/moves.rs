@@ -1,6 +1,6 @@
 //! Which failures move a call, and where to.
 
-use tollgate_core::{ErrorKind, LlmError};
+use tollgate_core::{ErrorKind, LlmError, UpstreamError};
 
 /// Where a failed call goes next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,19 +35,16 @@ impl Move {
     }
 }
 
-/// Whether a refused request was refused for its length: OpenAI's `context_length_exceeded`,
-/// vLLM's and Ollama's "maximum context length", Anthropic's "prompt is too long".
+/// Whether a refused request was refused for its length: as the provider client read the
+/// upstream's answer ([`UpstreamError::context_window`]), or as the message says it (OpenAI's
+/// `context_length_exceeded`, vLLM's and Ollama's "maximum context length", Anthropic's "prompt
+/// is too long").
 pub(crate) fn is_context_window(error: &LlmError) -> bool {
-    const MARKS: [&str; 6] = [
-        "context_length_exceeded",
-        "maximum context length",
-        "context window",
-        "context length",
-        "prompt is too long",
-        "input is too long",
-    ];
-    let message = error.message().to_ascii_lowercase();
-    MARKS.iter().any(|mark| message.contains(mark))
+    error
+        .extensions()
+        .get::<UpstreamError>()
+        .is_some_and(|said| said.context_window)
+        || tollgate_core::is_context_window(error.message())
 }
 
 #[cfg(test)]
