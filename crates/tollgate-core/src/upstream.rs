@@ -149,7 +149,8 @@ pub fn is_context_window(text: &str) -> bool {
 
 /// `text` with whatever looks like a secret or an address replaced: bearer tokens, API keys
 /// (OpenAI's, Anthropic's, Google's, AWS's, Slack's, GitHub's and tollgate's own prefixes, JWTs,
-/// and any run of 32 or more key characters), URLs, and IP addresses with their ports.
+/// and any run of 32 or more key characters with a digit among them), URLs, and IP addresses
+/// with their ports.
 ///
 /// ```
 /// use tollgate_core::redact;
@@ -162,7 +163,8 @@ pub fn is_context_window(text: &str) -> bool {
 /// assert_eq!(redact("nothing to hide"), "nothing to hide");
 /// ```
 pub fn redact(text: &str) -> Cow<'_, str> {
-    static PATTERNS: OnceLock<[(Regex, &str); 5]> = OnceLock::new();
+    static PATTERNS: OnceLock<[(Regex, &str); 4]> = OnceLock::new();
+    static LONG_RUNS: OnceLock<Regex> = OnceLock::new();
     let patterns = PATTERNS.get_or_init(|| {
         let compiled = |pattern: &str| Regex::new(pattern).expect("a valid pattern");
         [
@@ -183,7 +185,6 @@ pub fn redact(text: &str) -> Cow<'_, str> {
                 ),
                 "[address]",
             ),
-            (compiled(r"[A-Za-z0-9_*+/=\-]{32,}"), "[redacted]"),
         ]
     });
     let mut text = Cow::Borrowed(text);
@@ -191,6 +192,21 @@ pub fn redact(text: &str) -> Cow<'_, str> {
         if let Cow::Owned(replaced) = pattern.replace_all(&text, *replacement) {
             text = Cow::Owned(replaced);
         }
+    }
+    // A long run of key characters is a key when it holds a digit (a long word does not).
+    let long_runs =
+        LONG_RUNS.get_or_init(|| Regex::new(r"[A-Za-z0-9_*+/=\-]{32,}").expect("a valid pattern"));
+    if let Cow::Owned(replaced) =
+        long_runs.replace_all(&text, |found: &regex_lite::Captures<'_>| {
+            let run = &found[0];
+            if run.bytes().any(|b| b.is_ascii_digit()) {
+                "[redacted]".to_owned()
+            } else {
+                run.to_owned()
+            }
+        })
+    {
+        text = Cow::Owned(replaced);
     }
     text
 }
@@ -263,6 +279,9 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(redact(text), expected, "{text}");
         }
+        // A long word is no key.
+        let word = "Donaudampfschifffahrtsgesellschaftskapitaen";
+        assert_eq!(redact(word), word);
         // Ordinary explanations survive whole.
         let plain = "This model's maximum context length is 128000 tokens. However, your messages \
                      resulted in 130000 tokens.";
