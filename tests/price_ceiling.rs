@@ -29,7 +29,11 @@ fn stack() -> Stack {
     let cheap = tower::service_fn(move |request: LlmRequest| {
         let simulated = simulated.clone();
         async move {
-            if request.messages.iter().any(|m| m.texts().any(|t| t.contains("long"))) {
+            if request
+                .messages
+                .iter()
+                .any(|m| m.texts().any(|t| t.contains("long")))
+            {
                 return Err(LlmError::new(
                     ErrorKind::InvalidRequest,
                     "this model's maximum context length is 8192 tokens",
@@ -40,7 +44,10 @@ fn stack() -> Stack {
     });
     Stack::builder(&config)
         .provider("cheap", cheap)
-        .provider("dear", SimulatedProvider::builder().output_tokens(100).build())
+        .provider(
+            "dear",
+            SimulatedProvider::builder().output_tokens(100).build(),
+        )
         .build()
         .unwrap()
 }
@@ -67,7 +74,11 @@ async fn a_call_is_reserved_at_the_dearest_model_that_may_answer_and_settled_at_
     assert_eq!(left(&stack), 10_000 - 100);
 
     // Too long for it: the large model answers, and is charged as the large model.
-    let answer = stack.clone().oneshot(ask("default", "a long story")).await.unwrap();
+    let answer = stack
+        .clone()
+        .oneshot(ask("default", "a long story"))
+        .await
+        .unwrap();
     assert_eq!(answer.model, "large");
     assert_eq!(left(&stack), 10_000 - 100 - 3_000);
 
@@ -93,7 +104,11 @@ async fn a_role_that_cannot_move_reserves_at_its_own_model() {
     assert_eq!(left(&stack), 1_000);
     // ...is too little for a role that may reach the large model, and room enough for one
     // that cannot.
-    let refused = stack.clone().oneshot(ask("default", "hi")).await.unwrap_err();
+    let refused = stack
+        .clone()
+        .oneshot(ask("default", "hi"))
+        .await
+        .unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::BudgetExceeded);
     stack.clone().oneshot(ask("alone", "hi")).await.unwrap();
     assert_eq!(left(&stack), 900);

@@ -13,8 +13,14 @@
 //! | `POST /v1/messages` | Anthropic Messages, whole or streamed, served by any provider |
 //! | `POST /v1/embeddings` | OpenAI embeddings, from an OpenAI-compatible provider |
 //! | `GET /v1/models` | the roles and `provider/model` names the caller's key may use |
-//! | `GET /health`, `/health/live`, `/health/ready` | each provider's status; liveness; readiness |
-//! | `GET /metrics` | Prometheus text, when the process installed the recorder |
+//! | `GET /health`, `/health/live`, `/health/ready` | each provider's status (behind `metrics_key_hash` when set); liveness; readiness |
+//! | `GET /metrics` | Prometheus text, when the process installed the recorder (behind `metrics_key_hash` when set) |
+//!
+//! Every number that sets what a call may cost is read once at the door and refused by name when
+//! it is not a whole number in range; `max_output_tokens` and `max_choices` cap it. An upstream's
+//! failure reaches the caller in the gateway's words, with the upstream's own explanation only
+//! where it concerns the caller's request, redacted. `request_timeout` bounds every call, and a
+//! caller's `x-tollgate-timeout` (or the official clients' `x-stainless-timeout`) may shorten it.
 //!
 //! A call's `model` names a role of the configuration (`default`, `summarize`), or a
 //! `provider/model` its key lists. Every call presents a virtual key (`Authorization: Bearer` or

@@ -22,6 +22,18 @@
 //! | a `content_filter` finish, a `refusal` stop | `ContentFilter` |
 //! | no connection (refused, reset, DNS) | `Connect` |
 //! | no answer within the timeout | `Timeout` |
+//! | no first byte within `first_byte_timeout` | `Timeout`, not retried ([`NoRetry`](tollgate_core::NoRetry)) |
+//! | a stream silent past `stream_idle_timeout` | `Timeout` |
+//! | an answer past `max_response_bytes`, an event past `max_event_bytes` | `Server`, the answer never held whole (not retried) |
+//! | a stream closed before its proper end (a finish for every answer and `[DONE]`; `message_stop`) | `Server`, billed as incomplete through a stack |
+//!
+//! An error's message is tollgate's own sentence (`openai: the upstream refused the credentials
+//! it was sent (HTTP 401)`), never the upstream's text, which can echo the key it was sent or name
+//! internal addresses, and never the URL. What the upstream said rides along as an
+//! [`UpstreamError`](tollgate_core::UpstreamError): its status, its error's `type`, `code` and
+//! `param` when they are short identifiers, and its message only where it explains the caller's
+//! own request (a 400, a content filter, a context window), redacted and at most 512 bytes. The
+//! whole text is logged at debug level, redacted too.
 //!
 //! ```
 //! use std::time::Duration;

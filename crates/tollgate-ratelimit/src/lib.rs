@@ -50,14 +50,24 @@
 //!
 //! # Tokens and cost
 //!
-//! When a quota counts tokens, the layer reserves an estimate before the call (the prompt by a
-//! [`TokenEstimator`](tollgate_core::TokenEstimator), plus `max_tokens` or a default for the answer),
-//! then settles with the response's real [`Usage`](tollgate_core::Usage): refunding what went unused,
-//! charging what went over. Cost works the same in micro-dollars from a
-//! [`PricingTable`](tollgate_core::PricingTable); a cost tier that refuses is a spent budget, and
+//! When a quota counts tokens, the layer reserves the most the provider can bill before the call:
+//! the prompt's estimate (by a [`TokenEstimator`](tollgate_core::TokenEstimator), over everything
+//! the provider reads), plus the answer's bound times every answer the call asks for (`n`,
+//! `best_of`). A call that sets no bound is reserved the layer's
+//! [`default_output_tokens`](RateLimitLayerBuilder::default_output_tokens) (by default the
+//! model's known output limit, else 4,096) and sent it as its `max_tokens`, so its answer cannot
+//! outgrow the reservation. The call then settles with the response's real
+//! [`Usage`](tollgate_core::Usage): refunding what went unused, charging what went over (a
+//! provider that ignored its bound; it is counted as `tollgate.limiter.overrun.*`). Cost works the
+//! same in micro-dollars from a [`PricingTable`](tollgate_core::PricingTable), at the request's
+//! [`PriceCeiling`](tollgate_core::PriceCeiling) when it carries one and settled at its answer's
+//! [`AnsweredPrice`](tollgate_core::AnsweredPrice); a cost tier that refuses is a spent budget, and
 //! converts to [`ErrorKind::BudgetExceeded`](tollgate_core::ErrorKind::BudgetExceeded). Budgets
 //! refill continuously (GCRA), not at calendar boundaries: `$100 per 30d` allows $100 at once, then
 //! about $3.33 a day.
+//!
+//! So a budget is passed only by what a provider bills past the bound it was sent, or past the
+//! prompt's estimate, and each is charged as soon as the call settles.
 //!
 //! # On denial
 //!
