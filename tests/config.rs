@@ -229,7 +229,7 @@ fn three_mistakes_are_reported_together_with_their_paths() {
     let yaml = EXAMPLE
         .replace("      per_minute: 500", "      per_minute: 0")
         .replace(
-            "  summarize:                         # openai, gpt-4o-mini and temperature 0.2 from default",
+            "  summarize:                         # openai, gpt-4o-mini, temperature 0.2 and timeout 2m from default",
             "  summarize:\n    provider: opnai",
         )
         .replace("  multiplier: 2.0", "  multiplier: \"twice\"");
