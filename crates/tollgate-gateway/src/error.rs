@@ -35,6 +35,9 @@ struct Detail {
     param: Option<String>,
     message: String,
     headers: HeaderMap,
+    /// What an upstream that failed the call said of it, by its identifiers only: `status`,
+    /// `type`, `code`.
+    upstream: Option<Value>,
 }
 
 impl ApiError {
@@ -46,6 +49,7 @@ impl ApiError {
             param: None,
             message: message.into(),
             headers: HeaderMap::new(),
+            upstream: None,
         }))
     }
 
@@ -163,6 +167,16 @@ impl ApiError {
             message.push_str(explained);
         }
         let mut api = Self::new(status, openai_type, message).with_code(code);
+        let mut identifiers = serde_json::Map::new();
+        if let Some(status) = said.status {
+            identifiers.insert("status".into(), status.as_u16().into());
+        }
+        for (name, value) in [("type", &said.error_type), ("code", &said.code)] {
+            if let Some(value) = value {
+                identifiers.insert(name.into(), value.as_str().into());
+            }
+        }
+        api.0.upstream = (!identifiers.is_empty()).then_some(Value::Object(identifiers));
         // The caller's own request: the upstream's names for what is wrong with it are theirs.
         if matches!(kind, ErrorKind::InvalidRequest | ErrorKind::ContentFilter) {
             if let Some(upstream_type) = &said.error_type {
@@ -223,13 +237,26 @@ impl ApiError {
 
     /// The response in `dialect`'s shape, with `extra` headers (request id, overhead) added.
     pub(crate) fn into_response(self, dialect: Dialect) -> Response {
+        let body = self.body(dialect, true);
         let detail = *self.0;
-        let body = match dialect {
+        (detail.status, detail.headers, Json(body)).into_response()
+    }
+
+    /// The error as the `error` object of an event in a stream that already began.
+    pub(crate) fn stream_event(&self, dialect: Dialect) -> Value {
+        self.body(dialect, false)
+    }
+
+    /// The error in `dialect`'s shape (with `param`, or `null` for a stream's event), and what
+    /// the upstream said of it, when one did.
+    fn body(&self, dialect: Dialect, param: bool) -> Value {
+        let detail = &*self.0;
+        let mut body = match dialect {
             Dialect::OpenAi => json!({
                 "error": {
                     "message": detail.message,
                     "type": detail.kind,
-                    "param": detail.param,
+                    "param": if param { detail.param.as_deref() } else { None },
                     "code": detail.code,
                 }
             }),
@@ -238,20 +265,10 @@ impl ApiError {
                 "error": { "type": anthropic_type(detail.status), "message": detail.message },
             }),
         };
-        (detail.status, detail.headers, Json(body)).into_response()
-    }
-
-    /// The error as the `error` object of an event in a stream that already began.
-    pub(crate) fn stream_event(&self, dialect: Dialect) -> Value {
-        match dialect {
-            Dialect::OpenAi => json!({
-                "error": { "message": self.0.message, "type": self.0.kind, "param": null, "code": self.0.code }
-            }),
-            Dialect::Anthropic => json!({
-                "type": "error",
-                "error": { "type": anthropic_type(self.0.status), "message": self.0.message },
-            }),
+        if let Some(upstream) = &detail.upstream {
+            body["error"]["upstream"] = upstream.clone();
         }
+        body
     }
 }
 

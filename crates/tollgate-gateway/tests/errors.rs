@@ -217,14 +217,7 @@ async fn a_killed_upstream_gives_502_and_the_breaker_opens() {
             (503, "circuit_open".to_owned()),
         ]
     );
-    let health: Value = client()
-        .get(format!("{}/health", gateway.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = get_json(&gateway, "/health", None).await;
     assert_eq!(health["providers"]["up"]["breaker"], "open", "{health}");
 }
 

@@ -295,15 +295,7 @@ async fn models_lists_what_the_key_may_use() {
         (BOB, vec!["default"]),
         ("tg-carol", vec!["up/up-model"]),
     ] {
-        let list: Value = client()
-            .get(format!("{}/v1/models", gateway.url))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = get_json(&gateway, "/v1/models", Some(key)).await;
         assert_eq!(list["object"], "list");
         assert_eq!(ids(list), expected, "{key}");
     }

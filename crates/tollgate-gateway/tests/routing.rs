@@ -30,14 +30,7 @@ keys:
 }
 
 async fn deployments(gateway: &GatewayProcess) -> Value {
-    let health: Value = client()
-        .get(format!("{}/health", gateway.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = get_json(&gateway, "/health", None).await;
     health["deployments"].clone()
 }
 

@@ -136,6 +136,17 @@ async fn what_an_upstream_says_in_an_error_is_rewritten_never_relayed() {
         ]
     );
     assert_eq!(seen[2].1["error"]["param"], "messages");
+    // What each upstream said, by its identifiers only; a connection that failed said nothing.
+    let upstream: Vec<&Value> = seen.iter().map(|(_, e)| &e["error"]["upstream"]).collect();
+    assert_eq!(
+        upstream,
+        [
+            &json!({ "status": 401, "type": "invalid_request_error", "code": "invalid_api_key" }),
+            &json!({ "status": 500 }),
+            &json!({ "status": 400, "type": "invalid_request_error", "code": "context_length_exceeded" }),
+            &Value::Null,
+        ]
+    );
 
     // The full text went to the log at debug level, its secrets masked there too.
     let logs = gateway.logs();
@@ -208,15 +219,7 @@ async fn a_stream_the_upstream_closes_before_its_end_is_an_error_and_billed_inco
     );
 
     // Billed all the same, as a call that did not end whole.
-    let data: Value = client()
-        .get(format!("{}/ui/data", gateway.url))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let data = get_json(&gateway, "/ui/data", Some(admin)).await;
     let acme = &data["tenants"]["acme"];
     assert_eq!(
         (acme["calls"].as_u64(), acme["incomplete_calls"].as_u64()),

@@ -55,6 +55,20 @@ pub async fn chat(gateway: &GatewayProcess, key: &str, body: &Value) -> reqwest:
         .unwrap()
 }
 
+/// GETs `path` from the gateway, with `key` as a bearer token when given.
+pub async fn get(gateway: &GatewayProcess, path: &str, key: Option<&str>) -> reqwest::Response {
+    let mut request = client().get(format!("{}{path}", gateway.url));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    request.send().await.unwrap()
+}
+
+/// GETs `path` and reads its JSON.
+pub async fn get_json(gateway: &GatewayProcess, path: &str, key: Option<&str>) -> Value {
+    get(gateway, path, key).await.json().await.unwrap()
+}
+
 /// The gateway's `/metrics` text.
 pub async fn scrape(gateway: &GatewayProcess) -> String {
     client()
