@@ -29,6 +29,8 @@ fn every_query_reads_series_tollgate_exports() {
         names::ROUTER_COOLDOWNS,
         names::REDIS_MASTER_SWITCHES,
         names::LIMITER_BACKEND_SWITCHES,
+        names::LIMITER_OVERRUN_TOKENS,
+        names::LIMITER_OVERRUN_COST,
     ];
     let mut known: BTreeSet<String> = counters.iter().map(|n| prometheus(n)).collect();
     known.insert(format!("{}_bucket", prometheus(names::OPERATION_DURATION)));
@@ -57,6 +59,7 @@ fn every_query_reads_series_tollgate_exports() {
         "Breaker state by key (0 closed, 1 open, 2 half-open)",
         "Call latency percentiles",
         "Redis failovers: master switches and limiter fallbacks",
+        "Budget overrun: billed past reservations",
     ] {
         assert!(
             titles.contains(&wanted),
