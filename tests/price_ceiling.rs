@@ -113,3 +113,43 @@ async fn a_role_that_cannot_move_reserves_at_its_own_model() {
     stack.clone().oneshot(ask("alone", "hi")).await.unwrap();
     assert_eq!(left(&stack), 900);
 }
+
+#[tokio::test]
+async fn a_call_without_a_bound_is_sent_one_every_model_it_may_reach_can_write() {
+    // gpt-4o writes up to 16,384 tokens, its fallback at most 8,192.
+    let config = Config::from_yaml(
+        r#"
+providers:
+  openai: { kind: simulated }
+  claude: { kind: simulated }
+roles:
+  default: { provider: openai, model: gpt-4o, fallbacks: [small] }
+  small: { provider: claude, model: claude-3-5-haiku-20241022 }
+rate_limiting:
+  tenants:
+    acme: { tokens_per_day: 10000000 }
+retry: false
+"#,
+    )
+    .unwrap();
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = sent.clone();
+    let openai = tower::service_fn(move |request: LlmRequest| {
+        seen.lock().unwrap().push(request.params.max_tokens);
+        async { Err::<tollgate::LlmResponse, _>(LlmError::new(ErrorKind::Server, "down")) }
+    });
+    let stack = Stack::builder(&config)
+        .provider("openai", openai)
+        .build()
+        .unwrap();
+    let ask = LlmRequest::new("", vec![Message::user("hi")]).with_tenant("acme");
+    let answer = stack.clone().oneshot(ask.clone()).await.unwrap();
+    // The fallback answered, within the bound both were sent.
+    assert_eq!(answer.model, "claude-3-5-haiku-20241022");
+    assert_eq!(sent.lock().unwrap().as_slice(), [Some(8_192)]);
+    assert!(answer.usage.output_tokens <= 8_192);
+
+    // Its own role alone is sent its own model's limit.
+    let alone = ask.with_role("small");
+    stack.clone().oneshot(alone).await.unwrap();
+}

@@ -239,7 +239,7 @@ pub(super) fn build(
         .keys()
         .filter_map(|name| Some((Arc::from(name.as_str()), config.role(name)?)))
         .collect();
-    let ceilings = price_ceilings(config);
+    let ceilings = ceilings(config);
     Ok(Stack {
         service: BoxCloneSyncService::new(service),
         parts: Arc::new(Parts {
@@ -308,20 +308,32 @@ fn router(
         .expect("validated")
 }
 
-/// For each role whose calls may be answered by a model dearer than its first, the highest rate
-/// of each kind among the models that may answer: what a budget reserves a call at.
-fn price_ceilings(config: &Config) -> super::Ceilings {
+/// For each role whose calls may be answered by another model than its first: the highest rate
+/// of each kind among the models that may answer (what a budget reserves a call at), where it is
+/// higher than the first's; and the least output they can all write (the most a call that sets
+/// no bound is sent), where it is less than the first's.
+fn ceilings(config: &Config) -> super::Ceilings {
+    let limit = |model: &str| {
+        tollgate_core::known_output_limit(model).unwrap_or(tollgate_core::DEFAULT_MAX_TOKENS)
+    };
     config
         .roles
         .keys()
         .filter_map(|name| {
-            let first = config.pricing.get(&config.role(name)?.model).copied();
-            let ceiling = config
-                .reachable_models(name)
+            let first = config.role(name)?.model;
+            let models = config.reachable_models(name);
+            let price = models
                 .iter()
                 .filter_map(|model| config.pricing.get(model).copied())
-                .reduce(ModelPrice::max)?;
-            (Some(ceiling) != first).then(|| (Arc::from(name.as_str()), ceiling))
+                .reduce(ModelPrice::max)
+                .filter(|dearest| Some(dearest) != config.pricing.get(&first));
+            let output = models
+                .iter()
+                .map(|model| limit(model))
+                .min()
+                .filter(|least| *least < limit(&first));
+            (price.is_some() || output.is_some())
+                .then(|| (Arc::from(name.as_str()), super::Ceiling { price, output }))
         })
         .collect()
 }

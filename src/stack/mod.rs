@@ -93,9 +93,16 @@ pub struct Stack {
     parts: Arc<Parts>,
 }
 
-/// Per role, the most a call to it may be charged at, where another model than its first may
-/// answer at a higher rate.
-type Ceilings = HashMap<Arc<str>, tollgate_core::ModelPrice, foldhash::fast::RandomState>;
+/// What a role's calls carry where another model than its first may answer: the highest rate
+/// any of them charges, and the least output all of them can write.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ceiling {
+    price: Option<tollgate_core::ModelPrice>,
+    output: Option<u32>,
+}
+
+/// Each role's [`Ceiling`], for roles that have one.
+type Ceilings = HashMap<Arc<str>, Ceiling, foldhash::fast::RandomState>;
 
 /// What the stack keeps besides its service: how to resolve roles, and handles on each layer.
 struct Parts {
@@ -346,9 +353,16 @@ impl Stack {
                 if !role.moves {
                     request.provider = Some(role.provider.clone());
                 } else if let Some(ceiling) = parts.ceilings.get(role_name) {
-                    request
-                        .extensions
-                        .insert(tollgate_core::PriceCeiling(*ceiling));
+                    if let Some(price) = ceiling.price {
+                        request
+                            .extensions
+                            .insert(tollgate_core::PriceCeiling(price));
+                    }
+                    if let Some(most) = ceiling.output {
+                        request
+                            .extensions
+                            .insert(tollgate_core::OutputCeiling(most));
+                    }
                 }
             }
         }

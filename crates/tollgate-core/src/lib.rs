@@ -63,7 +63,7 @@ pub use config::{ConfigError, duration, non_zero};
 pub use error::{BoxError, ErrorKind, Fault, LlmError, NoRetry, counted};
 pub use json::SharedMap;
 pub use key::{ByModel, ByPrincipal, ByProvider, ByRole, ByTenant, Global, Key, KeyExtractor};
-pub use models::{DEFAULT_MAX_TOKENS, known_output_limit};
+pub use models::{DEFAULT_MAX_TOKENS, OutputCeiling, known_output_limit};
 pub use params::{ExtraParams, MaxTokensName, NotAWholeNumber, Params, whole_number};
 pub use pricing::{AnsweredPrice, InvalidPrice, MicroUsd, ModelPrice, PriceCeiling, PricingTable};
 pub use request::{

@@ -11,6 +11,13 @@
 /// `default_max_tokens`, or the request's own `max_tokens`.
 pub const DEFAULT_MAX_TOKENS: u32 = 4_096;
 
+/// A request extension: the most output every model that may answer the call can write, when
+/// that need not be the request's own model (a role whose calls may move to other models). A
+/// layer that bounds a call that sets no bound of its own keeps under it, so no model that may
+/// answer is sent more than it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputCeiling(pub u32);
+
 /// The most output tokens `model` may write, as its provider documents it, for the OpenAI and
 /// Anthropic models this table lists by their exact names (aliases and dated snapshots each
 /// listed), or `None`.

@@ -3,7 +3,7 @@
 
 use tollgate_core::{
     AnsweredPrice, ErrorKind, Key, KeyExtractor, LlmError, LlmRequest, LlmResponse, ModelPrice,
-    Operation, PriceCeiling, PricingTable, TokenEstimator, Usage, stream::StreamEnd,
+    Operation, OutputCeiling, PriceCeiling, PricingTable, TokenEstimator, Usage, stream::StreamEnd,
 };
 
 use crate::{
@@ -103,6 +103,11 @@ impl Shared {
                     tollgate_core::known_output_limit(&request.model)
                         .unwrap_or(tollgate_core::DEFAULT_MAX_TOKENS)
                 });
+                // No model that may answer is sent more than it can write.
+                let bound = match request.extensions.get::<OutputCeiling>() {
+                    Some(OutputCeiling(most)) => bound.min(*most),
+                    None => bound,
+                };
                 reservation.bound = Some(bound);
                 bound
             });
