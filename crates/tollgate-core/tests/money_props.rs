@@ -22,7 +22,7 @@ fn number() -> impl Strategy<Value = (String, Option<u64>)> {
             .prop_filter("finite", |f| f.is_finite())
             .prop_map(|f| {
                 let whole =
-                    (f.fract() == 0.0 && f >= 0.0 && f <= u64::MAX as f64).then(|| f as u64);
+                    (f.fract() == 0.0 && f >= 0.0 && f <= u64::MAX as f64).then_some(f as u64);
                 (serde_json::to_string(&f).unwrap(), whole)
             }),
     ]

@@ -30,7 +30,7 @@ keys:
 }
 
 async fn deployments(gateway: &GatewayProcess) -> Value {
-    let health = get_json(&gateway, "/health", None).await;
+    let health = get_json(gateway, "/health", None).await;
     health["deployments"].clone()
 }
 
