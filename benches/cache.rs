@@ -80,7 +80,7 @@ fn hit(c: &mut Criterion) {
     // The same 200 B prompt, answered with a tool call kept whole.
     let req = request(&prompt(200));
     let answer: LlmResponse = serde_json::from_str(include_str!(
-        "../crates/tollgate-providers/tests/fixtures/openai/tool_call.json"
+        "../crates/tollgate-wire/tests/fixtures/openai/tool_call.json"
     ))
     .expect("the fixture is an answer");
     let cache = CacheLayer::new(MemoryStore::new(64 << 20), CacheConfig::default()).unwrap();

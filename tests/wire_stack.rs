@@ -19,7 +19,7 @@ use tower::ServiceExt;
 
 fn fixture(path: &str) -> Value {
     let path = format!(
-        "{}/crates/tollgate-providers/tests/fixtures/{path}",
+        "{}/crates/tollgate-wire/tests/fixtures/{path}",
         env!("CARGO_MANIFEST_DIR")
     );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -43,7 +43,7 @@ fn reply(request: &Value, answer: Value, events: &str) -> Response {
         return Json(answer).into_response();
     }
     let path = format!(
-        "{}/crates/tollgate-providers/tests/fixtures/{events}",
+        "{}/crates/tollgate-wire/tests/fixtures/{events}",
         env!("CARGO_MANIFEST_DIR")
     );
     let events = std::fs::read_to_string(path).unwrap();

@@ -152,9 +152,9 @@ impl Usage {
         Ok(usage)
     }
 
-    /// Writes this usage as an OpenAI `usage` object, over `rest` (what
-    /// [`read_openai`](Self::read_openai) left).
-    pub(crate) fn write_openai(&self, rest: Option<&JsonMap>) -> JsonMap {
+    /// Writes this usage as an OpenAI `usage` object, over `rest` (the usage fields tollgate does
+    /// not model, as an answer carried them).
+    pub fn write_openai(&self, rest: Option<&JsonMap>) -> JsonMap {
         let mut object = rest.cloned().unwrap_or_default();
         object.insert("prompt_tokens".into(), self.input_tokens.into());
         object.insert("completion_tokens".into(), self.output_tokens.into());

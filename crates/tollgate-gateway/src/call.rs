@@ -39,6 +39,7 @@ const OVERHEAD: &str = "x-tollgate-overhead-ms";
 pub(crate) struct Accepted {
     pub(crate) live: Arc<Live>,
     pub(crate) key: Arc<VirtualKey>,
+    pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
     pub(crate) meta: CallMeta,
 }
@@ -172,6 +173,7 @@ pub(crate) async fn accept(
     Ok(Accepted {
         live,
         key,
+        headers: parts.headers,
         body,
         meta,
     })
@@ -328,8 +330,9 @@ pub(crate) trait FrontDoor {
     /// The error shape it answers in.
     const DIALECT: Dialect;
 
-    /// Reads a body, naming the field at fault when it does not parse.
-    fn parse(body: &[u8]) -> Result<LlmRequest, ApiError>;
+    /// Reads a body (with the request's headers), naming the field at fault when it does not
+    /// parse.
+    fn parse(body: Bytes, headers: &HeaderMap) -> Result<LlmRequest, ApiError>;
 
     /// What else the routed request must satisfy (by default, the gateway's answer bound).
     fn check(live: &Live, request: &LlmRequest) -> Result<(), ApiError> {
@@ -348,13 +351,14 @@ pub(crate) async fn handle<D: FrontDoor>(
     let Accepted {
         live,
         key,
+        headers,
         body,
         meta,
     } = match accept(&gateway, request, D::DIALECT).await {
         Ok(accepted) => accepted,
         Err(response) => return response,
     };
-    let mut request = match D::parse(&body) {
+    let mut request = match D::parse(body, &headers) {
         Ok(request) => request,
         Err(error) => return meta.fail(error),
     };
@@ -413,8 +417,8 @@ pub(crate) fn stream_of(answer: &mut LlmResponse, streaming: bool) -> Option<Llm
 }
 
 /// A JSON body, for an answer that is whole.
-pub(crate) fn json_response(body: Vec<u8>) -> Response {
-    let mut response = Response::new(Body::from(body));
+pub(crate) fn json_response(body: impl Into<Body>) -> Response {
+    let mut response = Response::new(body.into());
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -2,8 +2,10 @@
 //! (keys, limits, budgets, cache, retries, breaker, cost report).
 
 use axum::response::Response;
-use serde_json::{Map, Value};
-use tollgate::{LlmRequest, LlmResponse, Operation, ProviderKind};
+use bytes::Bytes;
+use http::HeaderMap;
+use tollgate::{LlmRequest, LlmResponse, ProviderKind};
+use tollgate_wire::openai::embeddings;
 
 use crate::{
     call::{self, Asked, CallMeta, FrontDoor},
@@ -17,8 +19,8 @@ pub(crate) struct Embeddings;
 impl FrontDoor for Embeddings {
     const DIALECT: Dialect = Dialect::OpenAi;
 
-    fn parse(body: &[u8]) -> Result<LlmRequest, ApiError> {
-        parse(body)
+    fn parse(body: Bytes, _: &HeaderMap) -> Result<LlmRequest, ApiError> {
+        embeddings::decode_request(&body).map_err(ApiError::refused)
     }
 
     /// Only an OpenAI-compatible provider has an embeddings API: the one the request names, or
@@ -51,41 +53,6 @@ impl FrontDoor for Embeddings {
     }
 
     fn answer(answer: LlmResponse, _: &CallMeta, _: Asked) -> Response {
-        let mut object: Map<String, Value> = (*answer.extra).clone();
-        object.insert("model".into(), answer.model.clone().into());
-        let tokens = answer.usage.input_tokens;
-        object.insert(
-            "usage".into(),
-            serde_json::json!({ "prompt_tokens": tokens, "total_tokens": tokens }),
-        );
-        call::json_response(serde_json::to_vec(&object).expect("an answer serializes"))
+        call::json_response(embeddings::encode_answer(&answer))
     }
-}
-
-/// Reads an embeddings request: `model` and `input` are required; every other field goes to the
-/// provider as it came.
-fn parse(body: &[u8]) -> Result<LlmRequest, ApiError> {
-    let mut object: Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid(format!(
-            "the request body is not a valid embeddings request: {e}"
-        ))
-        .with_code("invalid_json")
-    })?;
-    let Some(Value::String(model)) = object.remove("model") else {
-        return Err(ApiError::invalid("model: required, a string").with_param("model"));
-    };
-    match object.get("input") {
-        Some(Value::String(_)) => {}
-        Some(Value::Array(items)) if !items.is_empty() => {}
-        _ => {
-            return Err(ApiError::invalid(
-                "input: required, a string or a non-empty array of strings or token arrays",
-            )
-            .with_param("input"));
-        }
-    }
-    let mut request = LlmRequest::new(model, Vec::new());
-    request.meta.operation = Operation::Embeddings;
-    request.params.extra = object.into();
-    Ok(request)
 }

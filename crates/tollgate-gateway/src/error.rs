@@ -71,6 +71,14 @@ impl ApiError {
         self
     }
 
+    /// A caller's body its API's reader refused: a 400 naming the field at fault.
+    pub(crate) fn refused(refusal: tollgate_wire::Refusal) -> Self {
+        let mut api = Self::invalid(refusal.message);
+        api.0.param = refusal.field;
+        api.0.code = refusal.code.map(Cow::Borrowed);
+        api
+    }
+
     pub(crate) fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,

@@ -2,16 +2,12 @@
 
 use std::{fmt, sync::Arc};
 
-use serde::Deserialize;
-use serde_json::Value;
-use tollgate_core::{
-    AssistantMessage, Choice, ConfigError, ErrorKind, FinishReason, LlmError, LlmRequest,
-    LlmResponse, REASONING_SIGNATURE, ToolCall,
-};
+use tollgate_core::{ConfigError, ErrorKind, LlmError, LlmRequest, LlmResponse};
+use tollgate_wire::anthropic::messages::{self, MessagesAnswer, MessagesBody};
 
 use crate::{
-    messages,
-    stream::{ChatStream, Dialect, anthropic_usage},
+    RequestHeaders,
+    stream::ChatStream,
     transport::{
         Call, Http, Settings, answered, common_builder_methods, malformed, open_stream, post,
         provider_service, status_error,
@@ -99,25 +95,52 @@ impl Anthropic {
     ///
     /// The same errors as a call, for everything that happens before the stream starts.
     pub async fn stream(&self, request: LlmRequest) -> Result<ChatStream, LlmError> {
-        let mut body = messages::body(&request, self.inner.default_max_tokens)?;
-        if let Some(fields) = body.as_object_mut() {
-            fields.insert("stream".into(), true.into());
-        }
-        let body = serde_json::to_vec(&body).expect("a JSON value serializes");
+        let body = body(&request, self.inner.default_max_tokens, true)?;
+        let headers = headers(&request);
         let call = Call {
             url: &self.inner.url,
             body,
-            headers: request.extensions.get(),
+            headers: headers.as_ref(),
             provider: NAME,
         };
         let (response, first_byte) = open_stream(&self.inner.http, call).await?;
+        // A caller in the Messages API gets the events as they came.
+        let verbatim = request.extensions.get::<MessagesBody>().is_some();
         Ok(ChatStream::new(
             response,
-            Dialect::Anthropic,
+            messages::MessageStream::default(),
+            verbatim,
             NAME,
             self.inner.http.limits,
             first_byte,
         ))
+    }
+}
+
+/// The body for `request`, or why the Messages API cannot take it.
+fn body(request: &LlmRequest, default_max_tokens: u32, stream: bool) -> Result<Vec<u8>, LlmError> {
+    messages::encode_request(request, default_max_tokens, stream)
+        .map_err(|reason| LlmError::new(ErrorKind::InvalidRequest, format!("{NAME}: {reason}")))
+}
+
+/// The call's own headers, with the Messages headers its caller sent (`anthropic-version`,
+/// `anthropic-beta`) when it came in this API: those win over the client's.
+fn headers(request: &LlmRequest) -> Option<RequestHeaders> {
+    let own = request.extensions.get::<RequestHeaders>();
+    let forwarded = request
+        .extensions
+        .get::<MessagesBody>()
+        .map(MessagesBody::headers)
+        .filter(|headers| !headers.is_empty());
+    match (own, forwarded) {
+        (own, None) => own.cloned(),
+        (own, Some(forwarded)) => {
+            let mut headers = own.map(|own| own.0.clone()).unwrap_or_default();
+            for (name, value) in forwarded {
+                headers.insert(name, value.clone());
+            }
+            Some(RequestHeaders(headers))
+        }
     }
 }
 
@@ -135,79 +158,27 @@ impl Inner {
     }
 
     async fn complete(&self, request: LlmRequest) -> Result<LlmResponse, LlmError> {
-        let body = messages::body(&request, self.default_max_tokens)?;
-        let body = serde_json::to_vec(&body).map_err(|e| {
-            LlmError::new(
-                ErrorKind::InvalidRequest,
-                format!("{NAME}: the request does not serialize: {e}"),
-            )
-        })?;
+        let headers = headers(&request);
         let call = Call {
             url: &self.url,
-            body,
-            headers: request.extensions.get(),
+            body: body(&request, self.default_max_tokens, false)?,
+            headers: headers.as_ref(),
             provider: NAME,
         };
         let answer = post(&self.http, call).await?;
         if !answer.status.is_success() {
             return Err(status_error(&answer, NAME));
         }
-        let wire: Message = serde_json::from_slice(&answer.body).map_err(|e| malformed(NAME, e))?;
-        let mut message = AssistantMessage::default();
-        for block in &wire.content {
-            let string = |key: &str| block.get(key).and_then(Value::as_str);
-            match string("type") {
-                Some("text") => {
-                    let text = string("text").unwrap_or_default();
-                    message.content.get_or_insert_default().push_str(text);
-                }
-                Some("thinking") => {
-                    let text = string("thinking").unwrap_or_default();
-                    message.reasoning.get_or_insert_default().push_str(text);
-                    if let Some(signature) = string("signature") {
-                        message
-                            .extra
-                            .make_mut()
-                            .insert(REASONING_SIGNATURE.into(), signature.into());
-                    }
-                }
-                Some("tool_use") => {
-                    let input = block.get("input").cloned().unwrap_or(Value::Null);
-                    message.tool_calls.push(ToolCall::function(
-                        string("id").unwrap_or_default(),
-                        string("name").unwrap_or_default(),
-                        input.to_string(),
-                    ));
-                }
-                _ => {} // redacted thinking, server tools' blocks: not in the OpenAI shape
-            }
-        }
-        let mut choice = Choice::new(0, message);
-        choice.finish_reason = wire.stop_reason.as_deref().map(FinishReason::from_provider);
-        let mut response = LlmResponse::with_choices(
-            wire.model.unwrap_or_else(|| request.model.to_string()),
-            vec![choice],
-        )
-        .with_usage(anthropic_usage(&wire.usage).unwrap_or_default());
-        if let Some(id) = wire.id {
-            response.extra.make_mut().insert("id".into(), id.into());
+        let mut response = messages::decode_answer(&answer.body, &request.model)
+            .map_err(|e| malformed(NAME, e))?;
+        if request.extensions.get::<MessagesBody>().is_some() {
+            // A caller in the Messages API gets the answer as it came.
+            response
+                .extensions
+                .insert(MessagesAnswer(answer.body.clone()));
         }
         answered(answer, response, NAME)
     }
-}
-
-#[derive(Deserialize)]
-struct Message {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    content: Vec<Value>,
-    #[serde(default)]
-    stop_reason: Option<String>,
-    #[serde(default)]
-    usage: Value,
 }
 
 /// Builds an [`Anthropic`] client; checks everything in [`build`](Self::build).

@@ -55,26 +55,6 @@ pub(crate) fn refusal(
     error.with_extension(said)
 }
 
-/// The error for an error event in a stream that had begun: its kind from the event's `type`.
-pub(crate) fn stream_error(provider: &str, error: &Value) -> LlmError {
-    let field = |name: &str| error.get(name).and_then(Value::as_str);
-    let kind = match field("type") {
-        Some("overloaded_error") => ErrorKind::Overloaded,
-        Some("rate_limit_error") => ErrorKind::RateLimited,
-        _ => ErrorKind::Server,
-    };
-    let said = UpstreamError::new(None)
-        .with_identifiers(field("type"), field("code"), None)
-        .with_message(kind, field("message").unwrap_or_default());
-    tracing::debug!(
-        provider,
-        event = %redact(&logged(error.to_string().as_bytes())),
-        "the upstream failed mid-stream"
-    );
-    let text = format!("{} (mid-stream)", sentence(provider, kind, &said));
-    LlmError::new(kind, text).with_extension(said)
-}
-
 /// `Timeout` for a call that ran out of time, `Connect` for one that could not reach the provider
 /// (or lost the connection), `Server` for anything else on the wire. The message never names the
 /// URL: an internal address is not the caller's business.

@@ -80,9 +80,7 @@
 mod anthropic;
 mod failure;
 mod headers;
-mod messages;
 mod openai;
-mod sse;
 mod stream;
 mod transport;
 

@@ -5,8 +5,10 @@ use std::{fmt, future::Future, pin::Pin, sync::Arc};
 
 use tollgate_core::{ConfigError, ErrorKind, LlmError, LlmRequest, LlmResponse, MaxTokensName};
 
+use tollgate_wire::openai::{chat, embeddings};
+
 use crate::{
-    stream::{ChatStream, Dialect},
+    stream::ChatStream,
     transport::{
         Call, Http, Settings, answered, common_builder_methods, malformed, open_stream, post,
         provider_service, status_error,
@@ -121,30 +123,14 @@ impl OpenAiCompatible {
     /// # Errors
     ///
     /// The same errors as a call, for everything that happens before the stream starts.
-    pub async fn stream(&self, mut request: LlmRequest) -> Result<ChatStream, LlmError> {
+    pub async fn stream(&self, request: LlmRequest) -> Result<ChatStream, LlmError> {
         let inner = &self.inner;
-        request
-            .params
-            .max_tokens_name
-            .get_or_insert(inner.max_tokens_name);
-        let mut body = serde_json::to_value(&request).map_err(|e| {
+        let body = chat::encode_request(&request, inner.max_tokens_name, true).map_err(|e| {
             LlmError::new(
                 ErrorKind::InvalidRequest,
                 format!("{}: the request does not serialize: {e}", inner.name),
             )
         })?;
-        if let Some(fields) = body.as_object_mut() {
-            fields.insert("stream".into(), true.into());
-            // The limiter and the cost report settle on the usage chunk, so it is always asked
-            // for; the caller's other stream options stay.
-            let options = fields
-                .entry("stream_options")
-                .or_insert_with(|| serde_json::json!({}));
-            if let Some(options) = options.as_object_mut() {
-                options.insert("include_usage".into(), true.into());
-            }
-        }
-        let body = serde_json::to_vec(&body).expect("a JSON value serializes");
         let call = Call {
             url: &inner.url,
             body,
@@ -154,7 +140,8 @@ impl OpenAiCompatible {
         let (response, first_byte) = open_stream(&inner.http, call).await?;
         Ok(ChatStream::new(
             response,
-            Dialect::OpenAi,
+            chat::Chunks::default(),
+            false,
             &inner.name,
             inner.http.limits,
             first_byte,
@@ -165,13 +152,9 @@ impl OpenAiCompatible {
 provider_service!(OpenAiCompatible);
 
 impl Inner {
-    async fn complete(&self, mut request: LlmRequest) -> Result<LlmResponse, LlmError> {
+    async fn complete(&self, request: LlmRequest) -> Result<LlmResponse, LlmError> {
         let name = &self.name;
-        request
-            .params
-            .max_tokens_name
-            .get_or_insert(self.max_tokens_name);
-        let body = body(&request).map_err(|e| {
+        let body = chat::encode_request(&request, self.max_tokens_name, false).map_err(|e| {
             LlmError::new(
                 ErrorKind::InvalidRequest,
                 format!("{name}: the request does not serialize: {e}"),
@@ -187,14 +170,8 @@ impl Inner {
         if !answer.status.is_success() {
             return Err(status_error(&answer, name));
         }
-        let mut response: LlmResponse =
-            serde_json::from_slice(&answer.body).map_err(|e| malformed(name, e))?;
-        if response.choices.is_empty() {
-            return Err(malformed(name, "no choices"));
-        }
-        if response.model.is_empty() {
-            response.model = request.model.to_string();
-        }
+        let response =
+            chat::decode_answer(&answer.body, &request.model).map_err(|e| malformed(name, e))?;
         answered(answer, response, name)
     }
 
@@ -202,14 +179,9 @@ impl Inner {
     /// `dimensions`, ...): the answer's vectors and other fields in `extra`, its tokens as input.
     async fn embed(&self, request: LlmRequest) -> Result<LlmResponse, LlmError> {
         let name = &self.name;
-        let mut body = serde_json::Map::new();
-        body.insert("model".into(), request.model.as_ref().into());
-        for (field, value) in request.params.extra.iter() {
-            body.insert(field.clone(), value.clone());
-        }
         let call = Call {
             url: &self.embeddings_url,
-            body: serde_json::to_vec(&body).expect("a JSON object serializes"),
+            body: embeddings::encode_request(&request),
             headers: request.extensions.get(),
             provider: name,
         };
@@ -217,37 +189,10 @@ impl Inner {
         if !answer.status.is_success() {
             return Err(status_error(&answer, name));
         }
-        let mut fields: tollgate_core::JsonMap =
-            serde_json::from_slice(&answer.body).map_err(|e| malformed(name, e))?;
-        if !fields.get("data").is_some_and(serde_json::Value::is_array) {
-            return Err(malformed(name, "no data"));
-        }
-        let tokens = fields
-            .remove("usage")
-            .and_then(|usage| usage.get("prompt_tokens")?.as_u64())
-            .unwrap_or(0);
-        let model = match fields.remove("model") {
-            Some(serde_json::Value::String(model)) => model,
-            _ => request.model.to_string(),
-        };
-        let mut response = LlmResponse::with_choices(model, Vec::new())
-            .with_usage(tollgate_core::Usage::new(tokens, 0));
-        response.extra = fields.into();
+        let response = embeddings::decode_answer(&answer.body, &request.model)
+            .map_err(|e| malformed(name, e))?;
         answered(answer, response, name)
     }
-}
-
-/// The request in OpenAI's shape, without `stream` (this client reads one JSON answer).
-fn body(request: &LlmRequest) -> Result<Vec<u8>, serde_json::Error> {
-    if !request.params.extra.contains_key("stream") {
-        return serde_json::to_vec(request);
-    }
-    let mut value = serde_json::to_value(request)?;
-    if let Some(fields) = value.as_object_mut() {
-        fields.remove("stream");
-        fields.remove("stream_options");
-    }
-    serde_json::to_vec(&value)
 }
 
 /// Builds an [`OpenAiCompatible`] client; checks everything in [`build`](Self::build).

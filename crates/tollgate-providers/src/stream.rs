@@ -9,13 +9,10 @@ use tollgate_core::{
     stream::{LlmStream, StreamEvent},
 };
 
-pub(crate) use crate::sse::{Dialect, anthropic_usage};
 use tollgate_core::RateLimitSnapshot;
+use tollgate_wire::sse::{Decode, Decoder, Format};
 
-use crate::{
-    sse::Decoder,
-    transport::{Limits, silent, too_large, transport_error},
-};
+use crate::transport::{Limits, silent, too_large, transport_error};
 
 /// A streamed answer, read event by event with [`next`](Self::next) or whole with
 /// [`collect`](Self::collect).
@@ -51,7 +48,7 @@ pub struct ChatStream {
     response: reqwest::Response,
     headers: HeaderMap,
     provider: String,
-    decoder: Decoder,
+    decoder: Box<dyn Decode>,
     limits: Limits,
     /// When the first byte is due, until it has come.
     first_byte: Option<Instant>,
@@ -69,18 +66,27 @@ impl std::fmt::Debug for ChatStream {
 }
 
 impl ChatStream {
-    pub(crate) fn new(
+    /// The stream of `response`, read in `format`; with each event also as it came when
+    /// `verbatim` (for a caller who speaks the upstream's own API).
+    pub(crate) fn new<F: Format + std::fmt::Debug>(
         response: reqwest::Response,
-        dialect: Dialect,
+        format: F,
+        verbatim: bool,
         provider: &str,
         limits: Limits,
         first_byte: Instant,
     ) -> Self {
+        let decoder = Decoder::new(format, provider, limits.max_event_bytes);
+        let decoder = if verbatim {
+            decoder.verbatim()
+        } else {
+            decoder
+        };
         Self {
             headers: response.headers().clone(),
             response,
             provider: provider.to_owned(),
-            decoder: Decoder::new(dialect, provider, limits.max_event_bytes),
+            decoder: Box::new(decoder),
             limits,
             first_byte: Some(first_byte),
             read: 0,
@@ -123,7 +129,7 @@ impl ChatStream {
     /// timeout (`Timeout`).
     pub async fn next(&mut self) -> Option<Result<StreamEvent, LlmError>> {
         loop {
-            if let Some(event) = self.decoder.next() {
+            if let Some(event) = self.decoder.next_event() {
                 return Some(event);
             }
             if self.decoder.is_done() {

@@ -13,7 +13,7 @@ use tower::ServiceExt;
 
 fn fixture(name: &str) -> Value {
     let path = format!(
-        "{}/tests/fixtures/openai/{name}.json",
+        "{}/../tollgate-wire/tests/fixtures/openai/{name}.json",
         env!("CARGO_MANIFEST_DIR")
     );
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()

@@ -14,7 +14,7 @@ use tower::ServiceExt;
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(format!(
-        "{}/tests/fixtures/{path}",
+        "{}/../tollgate-wire/tests/fixtures/{path}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap()
@@ -225,7 +225,8 @@ async fn anthropic_cache_tokens_are_counted_into_the_prompt_and_apart() {
 /// read as the same answer, whichever provider the stream came from.
 #[tokio::test]
 async fn events_written_as_openai_chunks_read_back_as_the_same_answer() {
-    use tollgate_core::stream::{ChunkWriter, StreamEvent};
+    use tollgate_core::stream::StreamEvent;
+    use tollgate_wire::openai::chat::ChunkWriter;
 
     let sources = [
         ("openai/tool_call.sse", false),

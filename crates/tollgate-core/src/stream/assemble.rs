@@ -43,6 +43,8 @@ impl Assembled {
                 choice_at(response, *choice).finish_reason = Some(reason.clone());
             }
             StreamEvent::Usage(usage) => response.usage = *usage,
+            // What it says comes in the typed events after it.
+            StreamEvent::Verbatim(_) => {}
         }
     }
 }

@@ -57,6 +57,10 @@ pub enum StreamEvent {
     },
     /// Tokens consumed so far (the last one sent is the total).
     Usage(Usage),
+    /// One server-sent event exactly as the upstream sent it (without its closing blank line),
+    /// handed out before what it says, when the caller speaks the upstream's own API and the
+    /// events pass through unchanged. Every other reader passes it by.
+    Verbatim(bytes::Bytes),
 }
 
 impl StreamEvent {

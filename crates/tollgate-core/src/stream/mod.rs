@@ -34,10 +34,8 @@ use std::{
 use futures_core::Stream;
 
 mod assemble;
-mod chunks;
 mod event;
 
-pub use chunks::ChunkWriter;
 pub use event::{StreamEvent, ToolCallDelta};
 
 use crate::{LlmError, LlmResponse};

@@ -1,32 +1,109 @@
-//! An Anthropic Messages request read into an [`LlmRequest`] (the OpenAI shape the stack speaks):
-//! the system prompt as a system message, content blocks as content parts, `tool_use` blocks as
-//! tool calls, `tool_result` blocks as tool messages, thinking as reasoning, and every field with
-//! no OpenAI name kept as it came (an Anthropic upstream gets it back).
+//! A Messages request, read from a caller's body into an [`LlmRequest`] (the OpenAI shape the
+//! stack speaks): the system prompt as a system message, content blocks as content parts,
+//! `tool_use` blocks as tool calls, `tool_result` blocks as tool messages, thinking as reasoning,
+//! and every field with no OpenAI name kept as it came. The body itself rides along as it came
+//! ([`MessagesBody`]), for an upstream that speaks this API.
 
-use serde_json::{Map, Value, json};
-use tollgate::{Content, JsonMap, LlmRequest, Message, Role};
+use std::fmt;
 
-use crate::error::ApiError;
+use bytes::Bytes;
+use http::HeaderMap;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::{Map, Value, json, value::RawValue};
+use tollgate_core::{Content, JsonMap, LlmRequest, Message, Role};
 
-/// Reads a Messages request body.
-pub(crate) fn parse(body: &[u8]) -> Result<LlmRequest, ApiError> {
-    let mut reader = serde_json::Deserializer::from_slice(body);
-    let object: Map<String, Value> =
-        serde_path_to_error::deserialize(&mut reader).map_err(|e| {
-            ApiError::invalid(format!(
-                "the request body is not a JSON object: {}",
-                e.into_inner()
-            ))
-        })?;
+use super::{FORWARDED_HEADERS, MessagesBody};
+use crate::Refusal;
+
+/// Reads a Messages request body, and keeps it as it came with the caller's
+/// [`FORWARDED_HEADERS`] (as [`MessagesBody`], in the request's extensions).
+///
+/// The body is read once: its top level is looked through for where each field's value lies,
+/// and each value is read from there.
+///
+/// ```
+/// use tollgate_wire::anthropic::messages::{MessagesBody, decode_request};
+///
+/// let body = br#"{"model": "claude", "max_tokens": 1e3, "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}], "messages": [{"role": "user", "content": "Hi"}], "top_k": 5}"#;
+/// let request = decode_request(bytes::Bytes::from_static(body), &Default::default()).unwrap();
+/// assert_eq!(request.params.max_tokens, Some(1000));
+/// assert_eq!(request.messages.len(), 2);
+/// assert_eq!(request.params.extra["top_k"], 5);
+/// let kept = request.extensions.get::<MessagesBody>().unwrap();
+/// assert_eq!(kept.field("max_tokens"), Some(&b"1e3"[..]));
+///
+/// let refused = decode_request(bytes::Bytes::from_static(br#"{"model": "c", "max_tokens": 10, "n": 2, "messages": []}"#), &Default::default());
+/// assert_eq!(refused.unwrap_err().field.as_deref(), Some("n"));
+/// ```
+///
+/// # Errors
+///
+/// A [`Refusal`] naming the field at fault: a missing or malformed `model`, `max_tokens` or
+/// `messages`, a field given twice, `n` or `best_of` above 1, `top_logprobs`, another API's name
+/// for the bound.
+pub fn decode_request(body: Bytes, headers: &HeaderMap) -> Result<LlmRequest, Refusal> {
+    let mut reader = serde_json::Deserializer::from_slice(&body);
+    let TopLevel(fields) = TopLevel::deserialize(&mut reader)
+        .map_err(|e| Refusal::json(format!("the request body is not a JSON object: {e}")))?;
     reader.end().map_err(|e| {
-        ApiError::invalid(format!(
+        Refusal::json(format!(
             "the request body has more after its JSON object: {e}"
         ))
     })?;
-    read(object)
+    let start = body.as_ptr() as usize;
+    let mut object = Map::new();
+    let mut kept = Vec::with_capacity(fields.len());
+    for (name, raw) in fields {
+        if object.contains_key(&name) {
+            return Err(Refusal::field(&name, "given twice"));
+        }
+        let value: Value = serde_json::from_str(raw.get())
+            .map_err(|e| Refusal::field(&name, &format!("not JSON: {e}")))?;
+        let at = raw.get().as_ptr() as usize - start;
+        kept.push((name.clone(), at..at + raw.get().len()));
+        object.insert(name, value);
+    }
+    let mut request = read(object)?;
+    let mut forwarded = HeaderMap::new();
+    for name in FORWARDED_HEADERS {
+        for value in headers.get_all(&name) {
+            forwarded.append(name.clone(), value.clone());
+        }
+    }
+    request.extensions.insert(MessagesBody {
+        body: body.clone(),
+        fields: kept.into(),
+        headers: forwarded,
+    });
+    Ok(request)
 }
 
-fn read(mut object: Map<String, Value>) -> Result<LlmRequest, ApiError> {
+/// A body's top level: each field's name and where its value lies, in order.
+struct TopLevel<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = TopLevel<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(field) = map.next_entry::<String, &'de RawValue>()? {
+                    fields.push(field);
+                }
+                Ok(TopLevel(fields))
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+fn read(mut object: Map<String, Value>) -> Result<LlmRequest, Refusal> {
     let model = match object.remove("model") {
         Some(Value::String(model)) => model,
         _ => return Err(field_error("model", "required, a string")),
@@ -139,17 +216,17 @@ fn read(mut object: Map<String, Value>) -> Result<LlmRequest, ApiError> {
     Ok(request)
 }
 
-fn field_error(field: &str, reason: &str) -> ApiError {
-    ApiError::invalid(format!("{field}: {reason}")).with_param(field)
+fn field_error(field: &str, reason: &str) -> Refusal {
+    Refusal::field(field, reason)
 }
 
 /// A number that sets what a call may cost, read as core reads every such number: a whole
 /// number from `least` up, nothing else.
-fn count(value: &Value, field: &str, least: u32) -> Result<u32, ApiError> {
-    tollgate::whole_number(value, least).map_err(|e| field_error(field, &e.to_string()))
+fn count(value: &Value, field: &str, least: u32) -> Result<u32, Refusal> {
+    tollgate_core::whole_number(value, least).map_err(|e| field_error(field, &e.to_string()))
 }
 
-fn number(value: &Value, field: &str) -> Result<f64, ApiError> {
+fn number(value: &Value, field: &str) -> Result<f64, Refusal> {
     value
         .as_f64()
         .ok_or_else(|| field_error(field, "expected a number"))
@@ -262,7 +339,7 @@ fn assistant(blocks: Vec<Value>) -> Result<Message, TurnError> {
                     .extra
                     .insert("reasoning_content".into(), field("thinking").into());
                 message.extra.insert(
-                    tollgate::REASONING_SIGNATURE.into(),
+                    tollgate_core::REASONING_SIGNATURE.into(),
                     field("signature").into(),
                 );
             }
@@ -303,7 +380,7 @@ fn assistant(blocks: Vec<Value>) -> Result<Message, TurnError> {
 }
 
 /// Anthropic tools (`name`, `description`, `input_schema`) as OpenAI function tools.
-fn tools_of(tools: Value) -> Result<Value, ApiError> {
+fn tools_of(tools: Value) -> Result<Value, Refusal> {
     let Value::Array(tools) = tools else {
         return Err(field_error("tools", "expected an array"));
     };
@@ -330,7 +407,7 @@ fn tools_of(tools: Value) -> Result<Value, ApiError> {
 
 /// Anthropic's `tool_choice` as OpenAI's, and its `disable_parallel_tool_use` as
 /// `parallel_tool_calls`.
-fn tool_choice(choice: &Value) -> Result<(Value, Option<bool>), ApiError> {
+fn tool_choice(choice: &Value) -> Result<(Value, Option<bool>), Refusal> {
     let parallel = choice
         .get("disable_parallel_tool_use")
         .and_then(Value::as_bool)

@@ -1,0 +1,3 @@
+//! Anthropic's APIs: the [`messages`] API. Room is left for Bedrock's and Vertex's forms of it.
+
+pub mod messages;

@@ -1,0 +1,89 @@
+//! The wire formats tollgate speaks, one home per API: each module reads and writes its API both
+//! ways, to and from tollgate's [`LlmRequest`], [`LlmResponse`] and
+//! [`StreamEvent`](tollgate_core::stream::StreamEvent), server-sent events included.
+//!
+//! | module | API | the caller's side (a gateway's door) | the upstream's side (a client) |
+//! |---|---|---|---|
+//! | [`openai::chat`] | chat completions | [`decode_request`](openai::chat::decode_request), [`encode_answer`](openai::chat::encode_answer), [`ChunkEvents`](openai::chat::ChunkEvents) | [`encode_request`](openai::chat::encode_request), [`decode_answer`](openai::chat::decode_answer), [`Chunks`](openai::chat::Chunks) |
+//! | [`openai::embeddings`] | embeddings | [`decode_request`](openai::embeddings::decode_request), [`encode_answer`](openai::embeddings::encode_answer) | [`encode_request`](openai::embeddings::encode_request), [`decode_answer`](openai::embeddings::decode_answer) |
+//! | [`anthropic::messages`] | Messages | [`decode_request`](anthropic::messages::decode_request), [`encode_answer`](anthropic::messages::encode_answer), [`MessageEvents`](anthropic::messages::MessageEvents) | [`encode_request`](anthropic::messages::encode_request), [`decode_answer`](anthropic::messages::decode_answer), [`MessageStream`](anthropic::messages::MessageStream) |
+//!
+//! [`sse`] holds what every stream shares: the framing, a [`Decoder`](sse::Decoder) that reads
+//! an API's [`Format`](sse::Format) within its bounds until its proper end, and the writers. A
+//! call that comes in one API and goes to an upstream of the same API passes through: see
+//! [`anthropic::messages`] for the Messages API, and for each pair of APIs the table of what is
+//! kept, mapped or dropped. Room is left for Gemini, Bedrock and OpenAI's Responses API.
+//!
+//! ```
+//! use tollgate_wire::{anthropic::messages, openai::chat};
+//!
+//! // A caller's Messages request, read at the door...
+//! let body = br#"{"model": "claude", "max_tokens": 64, "messages": [{"role": "user", "content": "Hi"}], "top_k": 3}"#;
+//! let request = messages::decode_request(bytes::Bytes::from_static(body), &Default::default()).unwrap();
+//! // ...goes to a Messages upstream as it came, and to a chat-completions one without what only
+//! // the Messages API means.
+//! let same = messages::encode_request(&request, 4096, false).unwrap();
+//! assert_eq!(same, &body[..]);
+//! let translated = chat::encode_request(&request, tollgate_core::MaxTokensName::MaxTokens, false).unwrap();
+//! let translated: serde_json::Value = serde_json::from_slice(&translated).unwrap();
+//! assert_eq!(translated["max_tokens"], 64);
+//! assert!(translated.get("top_k").is_none());
+//! ```
+
+pub mod anthropic;
+pub mod openai;
+pub mod sse;
+
+use std::fmt;
+
+#[doc(no_inline)]
+pub use tollgate_core::{LlmRequest, LlmResponse};
+
+/// Why a caller's body cannot be read: the field at fault, when there is one, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Refusal {
+    /// The field at fault (`max_tokens`, `messages[2].content`), when one is.
+    pub field: Option<String>,
+    /// What is wrong, naming the field first when there is one.
+    pub message: String,
+    /// `invalid_json` when the body is not the JSON its API takes.
+    pub code: Option<&'static str>,
+}
+
+impl Refusal {
+    /// `field` is wrong, for `reason`.
+    pub fn field(field: &str, reason: &str) -> Self {
+        Self {
+            field: Some(field.to_owned()),
+            message: format!("{field}: {reason}"),
+            code: None,
+        }
+    }
+
+    /// The body is not the JSON its API takes.
+    pub fn json(message: impl Into<String>) -> Self {
+        Self {
+            field: None,
+            message: message.into(),
+            code: Some("invalid_json"),
+        }
+    }
+
+    /// This refusal, naming `field` when given.
+    #[must_use]
+    pub fn at(mut self, field: Option<String>) -> Self {
+        if field.is_some() {
+            self.field = field;
+        }
+        self
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refusal {}

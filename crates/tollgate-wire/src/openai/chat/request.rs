@@ -1,0 +1,183 @@
+//! A chat-completions request: read from a caller's body (the gateway's door), written for an
+//! upstream (the client).
+
+use serde_json::Value;
+use tollgate_core::{LlmRequest, MaxTokensName};
+
+use crate::{Refusal, anthropic::messages::MessagesBody};
+
+/// Reads a chat-completions request body, naming the field at fault when it does not parse.
+///
+/// `stream` becomes [`RequestMeta::stream`](tollgate_core::RequestMeta::stream) and leaves the
+/// parameters (each client writes it itself); every other field is kept, in order.
+///
+/// ```
+/// use tollgate_wire::openai::chat;
+///
+/// let request = chat::decode_request(br#"{"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": true, "n": 2}"#).unwrap();
+/// assert!(request.meta.stream);
+/// assert_eq!(request.params.n, Some(2));
+///
+/// let refused = chat::decode_request(br#"{"model": "m", "messages": [], "n": 1.5}"#).unwrap_err();
+/// assert_eq!(refused.field.as_deref(), Some("n"));
+/// ```
+///
+/// # Errors
+///
+/// A [`Refusal`] naming the field at fault, when there is one.
+pub fn decode_request(body: &[u8]) -> Result<LlmRequest, Refusal> {
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let mut request: LlmRequest = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
+        let path = e.path().to_string();
+        let error = e.into_inner();
+        // The top-level parameters are read as one flattened map, whose errors name their field
+        // in the message (`max_tokens: expected a whole number ...`).
+        let field = if path == "." {
+            named_field(&error.to_string())
+        } else {
+            Some(path)
+        };
+        Refusal::json(format!(
+            "the request body is not a valid chat request: {error}"
+        ))
+        .at(field)
+    })?;
+    reader.end().map_err(|e| {
+        Refusal::json(format!(
+            "the request body has more after its JSON object: {e}"
+        ))
+    })?;
+    if request.messages.is_empty() {
+        return Err(Refusal::field("messages", "must not be empty"));
+    }
+    // The stack asks for a stream by `meta.stream`; each client writes `stream` itself.
+    if let Some(stream) = request.params.extra.get("stream") {
+        match stream {
+            Value::Bool(stream) => request.meta.stream = *stream,
+            Value::Null => {}
+            _ => return Err(Refusal::field("stream", "expected true or false")),
+        }
+        request.params.extra.make_mut().remove("stream");
+    }
+    Ok(request)
+}
+
+/// The field an error message begins with (`max_tokens: ...`), if it begins with one.
+fn named_field(message: &str) -> Option<String> {
+    let (field, _) = message.split_once(": ")?;
+    let plain = !field.is_empty()
+        && field
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    plain.then(|| field.to_owned())
+}
+
+/// The fields of an Anthropic Messages request that mean nothing to a chat-completions server,
+/// which refuses arguments it does not know: left out when a call from the Messages door is
+/// translated (and logged at debug level).
+pub const MESSAGES_ONLY: [&str; 7] = [
+    "top_k",
+    "thinking",
+    "metadata",
+    "cache_control",
+    "container",
+    "mcp_servers",
+    "service_tier",
+];
+
+/// The body for an upstream: `request` in the chat-completions shape, its bound (when a layer
+/// set it) under `name`, and for a stream, `stream: true` with `stream_options.include_usage`
+/// (the limiter and the cost report settle on the usage chunk; the caller's other stream options
+/// stay). A whole answer is asked for without `stream` and `stream_options`.
+///
+/// A call from the Messages door leaves out what only that API means
+/// ([`MESSAGES_ONLY`], and `cache_control` marks on messages, parts and tools).
+///
+/// # Errors
+///
+/// When the request does not serialize (a non-finite number in it).
+pub fn encode_request(
+    request: &LlmRequest,
+    name: MaxTokensName,
+    stream: bool,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let from_messages = request.extensions.get::<MessagesBody>().is_some();
+    // A bound a layer set is written under the server's name; the caller's, under its own.
+    let params = &request.params;
+    let rename = params.max_tokens.is_some()
+        && params.max_tokens_name.is_none()
+        && name != MaxTokensName::MaxTokens;
+    let plain = !from_messages
+        && !rename
+        && !stream
+        && !params.extra.contains_key("stream")
+        && !params.extra.contains_key("stream_options");
+    if plain {
+        return serde_json::to_vec(request);
+    }
+    let mut body = serde_json::to_value(request)?;
+    if let Some(fields) = body.as_object_mut() {
+        if let Some(max) = rename.then(|| fields.remove("max_tokens")).flatten() {
+            for field in name.names() {
+                fields.insert((*field).to_owned(), max.clone());
+            }
+        }
+        let options = fields.remove("stream_options");
+        fields.remove("stream");
+        if stream {
+            fields.insert("stream".into(), true.into());
+            let mut options = options
+                .and_then(|o| o.as_object().cloned())
+                .unwrap_or_default();
+            options.insert("include_usage".into(), true.into());
+            fields.insert("stream_options".into(), options.into());
+        }
+        if from_messages {
+            drop_messages_only(fields);
+        }
+    }
+    serde_json::to_vec(&body)
+}
+
+/// Leaves out what only the Messages API means, saying so at debug level.
+fn drop_messages_only(fields: &mut serde_json::Map<String, Value>) {
+    for field in MESSAGES_ONLY {
+        if fields.remove(field).is_some() {
+            tracing::debug!(
+                field,
+                "a Messages field with no chat-completions meaning is left out"
+            );
+        }
+    }
+    let mut marks = 0;
+    let mut unmark = |object: &mut Value| {
+        if let Some(object) = object.as_object_mut() {
+            marks += usize::from(object.remove("cache_control").is_some());
+        }
+    };
+    for message in fields
+        .get_mut("messages")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        unmark(message);
+        if let Some(parts) = message.get_mut("content").and_then(Value::as_array_mut) {
+            parts.iter_mut().for_each(&mut unmark);
+        }
+    }
+    for tool in fields
+        .get_mut("tools")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        unmark(tool);
+    }
+    if marks > 0 {
+        tracing::debug!(
+            marks,
+            "cache_control marks with no chat-completions meaning are left out"
+        );
+    }
+}
