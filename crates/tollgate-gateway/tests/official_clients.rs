@@ -2,9 +2,7 @@
 //! clients: each scenario of `clients/scenarios.py` runs against the real binary, with the
 //! upstream scripted here.
 //!
-//! The packages come from `clients/requirements.txt`; `.ci/run` installs them into a virtual
-//! environment and points `TOLLGATE_PYTHON` at its interpreter. Without them the tests are
-//! skipped, unless `TOLLGATE_REQUIRE_CLIENTS=1` (as in CI), when they fail.
+//! The packages come from `clients/requirements.txt` (see `support::python`).
 
 mod support;
 
@@ -13,46 +11,10 @@ use std::path::PathBuf;
 use serde_json::json;
 use support::*;
 
-/// An interpreter that has the three packages, or `None` (and a note) when there is none.
-fn python() -> Option<PathBuf> {
-    let interpreter =
-        std::env::var_os("TOLLGATE_PYTHON").map_or_else(|| "python3".into(), PathBuf::from);
-    let has_packages = std::process::Command::new(&interpreter)
-        .args(["-c", "import openai, anthropic, prometheus_client"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if has_packages {
-        return Some(interpreter);
-    }
-    let required = std::env::var("TOLLGATE_REQUIRE_CLIENTS").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "TOLLGATE_REQUIRE_CLIENTS=1 but {} cannot import openai, anthropic and prometheus_client \
-         (pip install -r crates/tollgate-gateway/tests/clients/requirements.txt)",
-        interpreter.display()
-    );
-    eprintln!("skipped: no Python with the official clients (set TOLLGATE_PYTHON)");
-    None
-}
-
 /// Runs `scenario` against `gateway` as alice; panics with what the client said if it fails.
 async fn run(python: &PathBuf, gateway: &GatewayProcess, scenario: &str) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/scenarios.py");
-    let out = tokio::process::Command::new(python)
-        .arg(script)
-        .arg(scenario)
-        .env("TOLLGATE_URL", &gateway.url)
-        .env("TOLLGATE_KEY", ALICE)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
-        "{scenario}:\n{}\n{}\ngateway logs:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        gateway.logs()
-    );
+    let said = run_scenario(python, gateway, "scenarios.py", scenario).await;
+    assert_eq!(said.trim(), "ok", "{scenario}");
 }
 
 fn hello_stream() -> Reply {

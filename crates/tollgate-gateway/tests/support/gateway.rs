@@ -31,6 +31,12 @@ impl GatewayProcess {
 
     /// [`start`](Self::start), with more arguments to `serve` (`--log-level debug`).
     pub async fn start_with(yaml: &str, args: &[&str]) -> Self {
+        Self::start_in(yaml, args, &[]).await
+    }
+
+    /// [`start_with`](Self::start_with), with these environment variables set for the process
+    /// (an upstream's API key).
+    pub async fn start_in(yaml: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "gateway-{}-{}",
             std::process::id(),
@@ -44,6 +50,7 @@ impl GatewayProcess {
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&logs).unwrap())
             .kill_on_drop(true)

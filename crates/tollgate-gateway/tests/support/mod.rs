@@ -3,12 +3,16 @@
 
 #![allow(dead_code, unused_imports, unreachable_pub)] // each test binary uses some
 
+pub mod anthropic;
 pub mod gateway;
+pub mod python;
 pub mod upstream;
 
 use serde_json::Value;
 
+pub use anthropic::{AnthropicReply, AnthropicUpstream};
 pub use gateway::GatewayProcess;
+pub use python::{python, run_scenario};
 pub use upstream::{Reply, Upstream, answer, chunk, eventually, usage_chunk};
 
 /// The keys the test configurations accept.
