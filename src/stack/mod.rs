@@ -1,8 +1,11 @@
 //! `Stack`: the recommended layer order around a client per provider, built from a [`Config`].
 
+mod billing;
 mod build;
+mod clients;
+mod dispatch;
 mod future;
-mod route;
+mod layers;
 
 use std::{
     collections::HashMap,
@@ -111,8 +114,8 @@ struct Parts {
     ceilings: Ceilings,
     default_role: Arc<str>,
     /// Each client's stack, so a request's provider is checked against what serves it.
-    providers: Arc<route::Providers>,
-    router: tollgate_router::Router<route::ProviderStack>,
+    providers: Arc<billing::Providers>,
+    router: tollgate_router::Router<billing::ProviderStack>,
     /// Whole-call histograms, when a recorder takes them.
     whole: Option<crate::call_metrics::WholeCalls>,
     costs: CostTracker,
@@ -319,8 +322,9 @@ impl Stack {
         let role_name = request
             .meta
             .role
-            .get_or_insert_with(|| parts.default_role.clone());
-        let Some(role) = parts.roles.get(role_name) else {
+            .get_or_insert_with(|| parts.default_role.clone())
+            .clone();
+        let Some(role) = parts.roles.get(&role_name) else {
             let mut known: Vec<&str> = parts.roles.keys().map(|r| &**r).collect();
             known.sort_unstable();
             return Err(LlmError::new(
@@ -331,38 +335,20 @@ impl Stack {
                 ),
             ));
         };
-        match &request.provider {
-            // The caller chose the provider: straight there.
-            Some(provider) => {
-                if !parts.providers.contains_key(provider) {
-                    return Err(route::unknown_provider(provider));
+        dispatch::route(&mut request, role, &parts.providers)?;
+        if request.provider.is_none() {
+            // A call the router may move: a budget reserves at the dearest model that may
+            // answer, and bounds it by what they all can write.
+            if let Some(ceiling) = parts.ceilings.get(&role_name) {
+                if let Some(price) = ceiling.price {
+                    request
+                        .extensions
+                        .insert(tollgate_core::PriceCeiling(price));
                 }
-                request.extensions.insert(route::Direct);
-            }
-            // The caller chose a model the role does not give: the role's first provider serves
-            // it, as asked.
-            None if !request.model.is_empty() && request.model != role.model => {
-                request.provider = Some(role.provider.clone());
-                request.extensions.insert(route::Direct);
-            }
-            None => {
-                // The router picks the deployment; the limiter and the cache see the role's
-                // first model, and its provider when the call cannot move elsewhere. A budget
-                // reserves at the dearest model that may answer.
-                request.model = role.model.clone();
-                if !role.moves {
-                    request.provider = Some(role.provider.clone());
-                } else if let Some(ceiling) = parts.ceilings.get(role_name) {
-                    if let Some(price) = ceiling.price {
-                        request
-                            .extensions
-                            .insert(tollgate_core::PriceCeiling(price));
-                    }
-                    if let Some(most) = ceiling.output {
-                        request
-                            .extensions
-                            .insert(tollgate_core::OutputCeiling(most));
-                    }
+                if let Some(most) = ceiling.output {
+                    request
+                        .extensions
+                        .insert(tollgate_core::OutputCeiling(most));
                 }
             }
         }
@@ -466,7 +452,7 @@ pub struct StackBuilder<'a> {
     env: EnvLookup,
     clock: Option<Arc<dyn tollgate_core::clock::Clock>>,
     estimator: Arc<dyn tollgate_core::TokenEstimator>,
-    wrap: Option<Box<build::WrapClient>>,
+    wrap: Option<Box<clients::WrapClient>>,
 }
 
 impl std::fmt::Debug for StackBuilder<'_> {
@@ -542,7 +528,7 @@ impl StackBuilder<'_> {
         build::build(
             self.config,
             self.providers,
-            build::Hooks {
+            clients::Hooks {
                 env: &*self.env,
                 wrap: self.wrap.as_deref(),
             },

@@ -239,9 +239,11 @@ pub(crate) fn presented_key(headers: &HeaderMap) -> Option<&str> {
     headers.get("x-api-key")?.to_str().ok().map(str::trim)
 }
 
-/// Points `request` at what its `model` names, if `key` may use it: a role (`summarize`), or a
-/// provider's model (`openai/gpt-4o-mini`) the key lists. Sets the tenant and principal.
-pub(crate) fn route(
+/// Checks that `key` may use what the request's `model` names, and points the request at it: a
+/// role (`summarize`), or a provider's model (`openai/gpt-4o-mini`) the key lists. A model the
+/// configuration does not have is a 404, one the key may not use a 403. Sets the tenant and
+/// principal the key calls for.
+pub(crate) fn authorize_model(
     live: &Live,
     key: &VirtualKey,
     request: &mut LlmRequest,
@@ -362,7 +364,9 @@ pub(crate) async fn handle<D: FrontDoor>(
         Ok(request) => request,
         Err(error) => return meta.fail(error),
     };
-    if let Err(error) = route(&live, &key, &mut request).and_then(|()| D::check(&live, &request)) {
+    if let Err(error) =
+        authorize_model(&live, &key, &mut request).and_then(|()| D::check(&live, &request))
+    {
         return meta.fail(error);
     }
     meta.tag(&mut request);

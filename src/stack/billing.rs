@@ -1,5 +1,5 @@
-//! The bottom of the stack: each request to the router (by its role) or straight to the provider
-//! it names, and every call a provider bills to the cost tracker.
+//! Each provider's client, and what every call it makes is billed: the cost tracker's line and
+//! the per-call metrics, whatever becomes of the call.
 
 use std::{
     collections::HashMap,
@@ -12,13 +12,12 @@ use std::{
 use pin_project_lite::pin_project;
 use tollgate_circuit_breaker::CircuitBreaker;
 use tollgate_core::{
-    AnsweredPrice, ErrorKind, LlmError, LlmRequest, LlmResponse, PriceCeiling, TokenEstimator,
-    Usage, stream::StreamEnd,
+    AnsweredPrice, LlmError, LlmRequest, LlmResponse, PriceCeiling, TokenEstimator, Usage,
+    stream::StreamEnd,
 };
 use tollgate_health::Health;
 use tollgate_retry::Retry;
-use tollgate_router::{RouteFuture, Router};
-use tower::util::{Either, Oneshot};
+use tower::util::Either;
 use tower_service::Service;
 
 use super::BoxedProvider;
@@ -36,91 +35,6 @@ type Observed = Either<Health<Billed>, Billed>;
 /// router's deployments call, and what a request naming its provider goes to. The names come
 /// from the configuration, so a fast hash needs no protection from keys chosen to collide.
 pub(super) type Providers = HashMap<Arc<str>, ProviderStack, foldhash::fast::RandomState>;
-
-/// The error for a request naming a provider the configuration does not have.
-pub(super) fn unknown_provider(name: &str) -> LlmError {
-    LlmError::new(
-        ErrorKind::InvalidRequest,
-        format!("no provider named {name:?} in the configuration"),
-    )
-}
-
-/// Marks a request that names its provider itself (or a model its role does not serve): it goes
-/// to that provider's stack, not through the router.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Direct;
-
-/// Sends each request to the router, or, marked [`Direct`], straight to its provider's stack.
-#[derive(Clone)]
-pub(super) struct Dispatch {
-    pub(super) router: Router<ProviderStack>,
-    pub(super) providers: Arc<Providers>,
-}
-
-impl Service<LlmRequest> for Dispatch {
-    type Response = LlmResponse;
-    type Error = LlmError;
-    type Future = DispatchFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
-        // Each call readies its own client (a clone), so this is always ready.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: LlmRequest) -> DispatchFuture {
-        if request.extensions.get::<Direct>().is_none() {
-            return DispatchFuture::Routed {
-                call: self.router.call(request),
-            };
-        }
-        let client = request
-            .provider
-            .as_deref()
-            .and_then(|provider| self.providers.get(provider));
-        match client {
-            Some(client) => DispatchFuture::Direct {
-                call: Oneshot::new(client.clone(), request),
-            },
-            None => DispatchFuture::Failed {
-                error: Some(unknown_provider(
-                    request.provider.as_deref().unwrap_or_default(),
-                )),
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// A dispatched call.
-    #[project = DispatchProj]
-    pub(super) enum DispatchFuture {
-        Routed {
-            #[pin]
-            call: RouteFuture<ProviderStack>,
-        },
-        Direct {
-            #[pin]
-            call: Oneshot<ProviderStack, LlmRequest>,
-        },
-        Failed {
-            error: Option<LlmError>,
-        },
-    }
-}
-
-impl Future for DispatchFuture {
-    type Output = Result<LlmResponse, LlmError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            DispatchProj::Routed { call } => call.poll(cx),
-            DispatchProj::Direct { call } => call.poll(cx),
-            DispatchProj::Failed { error } => {
-                Poll::Ready(Err(error.take().expect("polled after completion")))
-            }
-        }
-    }
-}
 
 /// A client whose every call the provider bills is added to the cost tracker: each answer, each
 /// stream however it ends, and each call dropped while the provider was working on it (a hedge

@@ -1,0 +1,216 @@
+//! The clients: one per provider, and one per target with a key or base URL of its own, each
+//! the one its section describes unless the builder was given a service for it.
+
+use std::{collections::HashMap, sync::Arc};
+
+use tollgate_core::{ConfigError, SimulatedProvider};
+use tower::util::BoxCloneSyncService;
+
+use super::BoxedProvider;
+use crate::{Config, ProviderConfig, ProviderKind, ResolvedTarget};
+
+/// Wraps a provider's client, given the provider's name ([`StackBuilder::wrap_clients`]).
+///
+/// [`StackBuilder::wrap_clients`]: super::StackBuilder::wrap_clients
+pub(super) type WrapClient = dyn Fn(&str, BoxedProvider) -> BoxedProvider;
+
+/// What the builder's caller plugs in: where API keys are read, and what wraps each client.
+pub(super) struct Hooks<'a> {
+    pub(super) env: &'a dyn Fn(&str) -> Option<String>,
+    pub(super) wrap: Option<&'a WrapClient>,
+}
+
+/// Each client by its name, with the provider whose settings it takes (its own name, or for a
+/// target's own client, its provider's); every mistake found in `errors`.
+pub(super) fn clients(
+    config: &Config,
+    mut given: HashMap<String, BoxedProvider>,
+    hooks: &Hooks<'_>,
+    errors: &mut Vec<ConfigError>,
+) -> HashMap<Arc<str>, (String, BoxedProvider)> {
+    let own = own_clients(config);
+    for name in given.keys() {
+        let targets = own.iter().any(|(_, target)| *target.client == **name);
+        if !config.providers.contains_key(name) && !targets {
+            errors.push(ConfigError::new(
+                format!("providers.{name}"),
+                "a service was given for a provider the configuration does not have",
+            ));
+        }
+    }
+    let wrapped = |name: &str, client: BoxedProvider| match hooks.wrap {
+        Some(wrap) => wrap(name, client),
+        None => client,
+    };
+    let mut clients = HashMap::new();
+    for (name, provider) in &config.providers {
+        let client = match given.remove(name) {
+            Some(client) => Ok(client),
+            None => client(name, provider, hooks.env),
+        };
+        match client {
+            Ok(client) => {
+                let client = wrapped(name, client);
+                clients.insert(Arc::<str>::from(name.as_str()), (name.clone(), client));
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    // Targets with a key or base URL of their own get a client of their own, from their
+    // provider's section with those replaced.
+    for (at, target) in &own {
+        let mut section = config.providers[&*target.provider].clone();
+        if let Some(var) = &target.api_key_env {
+            section.api_key_env = Some(var.clone());
+        }
+        if let Some(url) = &target.base_url {
+            section.base_url = Some(url.clone());
+        }
+        let client = match given.remove(&*target.client) {
+            Some(client) => Ok(client),
+            None => client(&target.client, &section, hooks.env),
+        };
+        match client {
+            Ok(client) => {
+                let client = wrapped(&target.client, client);
+                clients.insert(target.client.clone(), (target.provider.to_string(), client));
+            }
+            // Named where the target is, not under `providers`.
+            Err(e) => {
+                let field = e.path().rsplit('.').next().unwrap_or_default();
+                errors.push(ConfigError::new(format!("{at}.{field}"), e.reason()));
+            }
+        }
+    }
+    clients
+}
+
+/// The targets with a client of their own (a key or base URL), each once, with its path.
+pub(super) fn own_clients(config: &Config) -> Vec<(String, ResolvedTarget)> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut found = Vec::new();
+    for name in config.roles.keys() {
+        let Some(role) = config.role(name) else {
+            continue;
+        };
+        for (i, target) in role.targets.into_iter().enumerate() {
+            if target.client != target.provider && seen.insert(target.client.clone()) {
+                found.push((format!("roles.{name}.targets.{i}"), target));
+            }
+        }
+    }
+    found
+}
+
+/// The client a provider's section describes.
+fn client(
+    name: &str,
+    provider: &ProviderConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<BoxedProvider, ConfigError> {
+    let at = |field: &str| format!("providers.{name}.{field}");
+    if provider.kind == ProviderKind::Simulated {
+        let mut simulated = SimulatedProvider::builder();
+        if let Some(latency) = provider.latency {
+            simulated = simulated.latency(latency);
+        }
+        if let Some(tokens) = provider.output_tokens {
+            simulated = simulated.output_tokens(tokens);
+        }
+        return Ok(BoxCloneSyncService::new(simulated.build()));
+    }
+    let key = match &provider.api_key_env {
+        Some(var) => match env(var).filter(|key| !key.trim().is_empty()) {
+            Some(key) => Some(key),
+            None => {
+                return Err(ConfigError::new(
+                    at("api_key_env"),
+                    format!("the environment variable {var} is not set"),
+                ));
+            }
+        },
+        None => None,
+    };
+    network_client(name, provider, key)
+}
+
+#[cfg(feature = "providers")]
+fn network_client(
+    name: &str,
+    provider: &ProviderConfig,
+    key: Option<String>,
+) -> Result<BoxedProvider, ConfigError> {
+    use tollgate_providers::{Anthropic, OpenAiCompatible};
+
+    let under = |e: ConfigError| e.under(&format!("providers.{name}"));
+    macro_rules! common {
+        ($builder:expr) => {{
+            let mut builder = $builder;
+            if let Some(timeout) = provider.timeout {
+                builder = builder.timeout(timeout);
+            }
+            if let Some(timeout) = provider.connect_timeout {
+                builder = builder.connect_timeout(timeout);
+            }
+            if let Some(timeout) = provider.first_byte_timeout {
+                builder = builder.first_byte_timeout(timeout);
+            }
+            if let Some(timeout) = provider.stream_idle_timeout {
+                builder = builder.stream_idle_timeout(timeout);
+            }
+            if let Some(bytes) = provider.max_response_bytes {
+                builder = builder.max_response_bytes(bytes);
+            }
+            if let Some(bytes) = provider.max_event_bytes {
+                builder = builder.max_event_bytes(bytes);
+            }
+            for (header, value) in &provider.headers {
+                builder = builder.header(header, value);
+            }
+            builder
+        }};
+    }
+    match provider.kind {
+        ProviderKind::Openai => {
+            let url = provider
+                .base_url
+                .as_deref()
+                .unwrap_or("https://api.openai.com/v1");
+            let mut builder = common!(OpenAiCompatible::builder(url).name(name));
+            if let Some(key) = key {
+                builder = builder.api_key(key);
+            }
+            if let Some(field) = provider.max_tokens_name {
+                builder = builder.max_tokens_name(field);
+            }
+            builder.build().map(BoxCloneSyncService::new).map_err(under)
+        }
+        ProviderKind::Anthropic => {
+            let Some(key) = key else {
+                return Err(ConfigError::new(
+                    format!("providers.{name}.api_key_env"),
+                    "missing: Anthropic needs an API key (e.g. api_key_env: ANTHROPIC_API_KEY)",
+                ));
+            };
+            let mut builder = common!(Anthropic::builder(key));
+            if let Some(url) = &provider.base_url {
+                builder = builder.base_url(url);
+            }
+            builder.build().map(BoxCloneSyncService::new).map_err(under)
+        }
+        ProviderKind::Simulated => unreachable!("handled by the caller"),
+    }
+}
+
+#[cfg(not(feature = "providers"))]
+fn network_client(
+    name: &str,
+    _: &ProviderConfig,
+    _: Option<String>,
+) -> Result<BoxedProvider, ConfigError> {
+    Err(ConfigError::new(
+        format!("providers.{name}.kind"),
+        "this build has no provider clients: enable tollgate's `providers` feature (or give the \
+         stack a service for it with StackBuilder::provider)",
+    ))
+}
