@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """The house rules CI checks on the source tree (ARCHITECTURE.md, "Rules"):
-no file under crates/*/src or src/ over 800 lines, and no module importing back from one that
-imports it (a cycle of any length among a crate's modules, through `crate::` or `super::` paths)."""
+no file under crates/*/src or src/ over 800 lines, no module importing back from one that
+imports it (a cycle of any length among a crate's modules, through `crate::` or `super::` paths),
+and no item defined in a `lib.rs` that the crate's own modules import (the crate root declares
+every module, so a module naming an item defined there imports back from its importer: the item
+belongs in a module of its own, re-exported by the root)."""
 import glob, os, re, sys
 
 MAX_LINES = 800
@@ -35,6 +38,54 @@ def imports(name, text, names):
     return {f for f in found if f in names and f != name and not name.startswith(f + "::")}
 
 
+def names_in(prefixes, text):
+    """The first path segment of every name imported through `prefix::` (braces nested or not)."""
+    found = set()
+    for prefix in prefixes:
+        for start in re.finditer(prefix + r"::\{", text):
+            depth, i, top, part = 1, start.end(), [], ""
+            while i < len(text) and depth:
+                c = text[i]
+                depth += {"{": 1, "}": -1}.get(c, 0)
+                if depth == 1 and c == ",":
+                    top.append(part)
+                    part = ""
+                elif depth >= 1:
+                    part += c
+                i += 1
+            top.append(part)
+            found.update(p.strip().split("::")[0].strip("{ \n") for p in top)
+        found.update(re.findall(prefix + r"::([A-Za-z_][A-Za-z0-9_]*)", text))
+    return found
+
+
+def root_items(src, found):
+    """Items defined in the crate's lib.rs that one of its modules imports."""
+    if "" not in found:
+        return []
+    text = re.sub(r"//[^\n]*", "", found[""][1])
+    defined = set(
+        re.findall(
+            r"^(?:pub(?:\([^)]*\))?\s+)?(?:struct|enum|type|trait|fn|const|static|union)\s+"
+            r"([A-Za-z_][A-Za-z0-9_]*)",
+            text,
+            re.M,
+        )
+    )
+    defined |= set(re.findall(r"macro_rules!\s*([a-z_]+)", text))
+    out = []
+    for name, (path, module) in found.items():
+        if name == "":
+            continue
+        module = re.sub(r"//[^\n]*", "", module)
+        # `super::` reaches the root from a module declared by lib.rs itself.
+        prefixes = ["crate"] + (["super"] if "::" not in name else [])
+        used = names_in(prefixes, module) & defined
+        if used:
+            out.append(f"{path}: imports {sorted(used)} defined in {src}/lib.rs")
+    return out
+
+
 def cycles(graph):
     index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
 
@@ -66,16 +117,25 @@ def cycles(graph):
     return out
 
 
-problems = []
-for src in sorted(glob.glob("crates/*/src")) + ["src"]:
-    found = modules(src)
-    graph = {name: imports(name, text, set(found)) for name, (_, text) in found.items()}
-    problems += [f"{src}: modules import each other in a cycle: {c}" for c in cycles(graph)]
-    for path, text in found.values():
-        lines = text.count("\n")
-        if lines > MAX_LINES:
-            problems.append(f"{path}: {lines} lines (at most {MAX_LINES})")
-for problem in problems:
-    print(problem)
-print(f"structure: {len(problems)} problems")
-sys.exit(1 if problems else 0)
+def check(root="."):
+    """Every problem in the tree under `root`."""
+    problems = []
+    sources = sorted(glob.glob(os.path.join(root, "crates/*/src"))) + [os.path.join(root, "src")]
+    for src in (s for s in sources if os.path.isdir(s)):
+        found = modules(src)
+        graph = {name: imports(name, text, set(found)) for name, (_, text) in found.items()}
+        problems += [f"{src}: modules import each other in a cycle: {c}" for c in cycles(graph)]
+        problems += root_items(src, found)
+        for path, text in found.values():
+            lines = text.count("\n")
+            if lines > MAX_LINES:
+                problems.append(f"{path}: {lines} lines (at most {MAX_LINES})")
+    return problems
+
+
+if __name__ == "__main__":
+    problems = check(sys.argv[1] if len(sys.argv) > 1 else ".")
+    for problem in problems:
+        print(problem)
+    print(f"structure: {len(problems)} problems")
+    sys.exit(1 if problems else 0)

@@ -5,7 +5,7 @@ use std::{future::Future, pin::Pin, time::Duration};
 use tollgate_core::{LlmError, LlmRequest, LlmResponse, Message, counted, duration};
 use tower_service::Service;
 
-use crate::{Status, stats::HealthStats};
+use crate::{stats::HealthStats, status::Status};
 
 /// What one run of a check found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -53,10 +53,6 @@
 //! one only degrades it. [`HealthReport::liveness`] and [`HealthReport::readiness`] are the views an
 //! orchestrator probes; [`HealthStats::snapshot`] is the telemetry view of the passive statistics.
 
-use std::fmt;
-
-use serde::Serialize;
-
 mod check;
 mod config;
 pub mod future;
@@ -66,6 +62,7 @@ mod report;
 mod service;
 mod shared;
 mod stats;
+mod status;
 
 #[cfg(feature = "redis")]
 pub use check::RedisCheck;
@@ -80,37 +77,4 @@ pub use service::Health;
 pub use stats::{
     ComponentSnapshot, HealthStats, HealthStatsBuilder, LatencySnapshot, WindowSnapshot,
 };
-
-/// How healthy something is; serialized as `pass`, `warn` or `fail`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub enum Status {
-    /// Working (`pass`).
-    #[serde(rename = "pass")]
-    Healthy,
-    /// Working, but not well (`warn`).
-    #[serde(rename = "warn")]
-    Degraded,
-    /// Not working (`fail`).
-    #[serde(rename = "fail")]
-    Unhealthy,
-}
-
-impl Status {
-    pub(crate) fn from_code(code: u8) -> Self {
-        match code {
-            0 => Self::Healthy,
-            1 => Self::Degraded,
-            _ => Self::Unhealthy,
-        }
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Healthy => "healthy",
-            Self::Degraded => "degraded",
-            Self::Unhealthy => "unhealthy",
-        })
-    }
-}
+pub use status::Status;

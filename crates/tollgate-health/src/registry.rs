@@ -10,9 +10,9 @@ use tokio::{task::JoinHandle, time::Instant};
 use tollgate_core::{ConfigError, duration};
 
 use crate::{
-    Status,
     check::{CheckOutcome, HealthCheck},
     report::{CheckReport, HealthReport},
+    status::Status,
 };
 
 /// How a registered check is run and judged.

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, time::SystemTime};
 
 use serde::{Serialize, Serializer, ser::SerializeMap};
 
-use crate::Status;
+use crate::status::Status;
 
 /// One check's state in a report.
 #[derive(Debug, Clone, PartialEq)]

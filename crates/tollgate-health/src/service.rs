@@ -9,9 +9,9 @@ use tollgate_core::{ErrorKind, LlmError, LlmRequest};
 use tower_service::Service;
 
 use crate::{
-    Status,
     future::{Record, ResponseFuture},
     shared::Shared,
+    status::Status,
 };
 
 /// Records calls to `S` in [`HealthStats`](crate::HealthStats); built by

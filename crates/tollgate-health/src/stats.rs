@@ -18,7 +18,7 @@ use tollgate_core::{
     telemetry::{Gauge, HEALTH_STATUS},
 };
 
-use crate::{Status, config::HealthConfig};
+use crate::{config::HealthConfig, status::Status};
 
 /// One finished call, as a window keeps it.
 #[derive(Clone, Copy)]

@@ -9,6 +9,7 @@ use std::{
     },
     time::Duration,
 };
+use tokio::sync::RwLock;
 
 use tollgate_core::{
     ErrorKind, LlmError,
@@ -32,24 +33,26 @@ struct Seen {
     failed: AtomicU64,
 }
 
-/// `callers` tasks per limiter, each calling for `key` every 2 ms until `stop`, unless `paused`.
+/// `callers` tasks per limiter, each calling for `key` every 2 ms until `stop`. Each call holds
+/// `gate` open for reading: whoever holds it for writing has every call finished and none begun.
 fn load(
     limiters: &[RedisRateLimiter],
     key: &'static str,
     callers: usize,
     seen: &Arc<Seen>,
-    paused: &Arc<AtomicBool>,
+    gate: &Arc<RwLock<()>>,
     stop: &Arc<AtomicBool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     for limiter in limiters {
         for _ in 0..callers {
-            let (limiter, seen, paused, stop) =
-                (limiter.clone(), seen.clone(), paused.clone(), stop.clone());
+            let (limiter, seen, gate, stop) =
+                (limiter.clone(), seen.clone(), gate.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
                 let tenant = limiter.scope("tenant").unwrap();
                 while !stop.load(Ordering::Relaxed) {
-                    if !paused.load(Ordering::Relaxed) {
+                    {
+                        let _open = gate.read().await;
                         match limiter
                             .check_and_consume(&[(tenant, key)], Amounts::requests(1))
                             .await
@@ -102,12 +105,12 @@ async fn killing_the_hot_keys_master_fails_no_call_and_the_shared_quota_returns_
     let limiters: Vec<_> = (0..2)
         .map(|_| limiter(RedisTarget::Cluster(cluster.urls()), limit, share))
         .collect();
-    let (seen, paused, stop) = (
+    let (seen, gate, stop) = (
         Arc::new(Seen::default()),
-        Arc::new(AtomicBool::new(false)),
+        Arc::new(RwLock::new(())),
         Arc::new(AtomicBool::new(false)),
     );
-    let tasks = load(&limiters, "hot", 4, &seen, &paused, &stop);
+    let tasks = load(&limiters, "hot", 4, &seen, &gate, &stop);
     until("100 calls admitted through Redis", || {
         seen.admitted.load(Ordering::Relaxed) >= 100
     })
@@ -116,13 +119,13 @@ async fn killing_the_hot_keys_master_fails_no_call_and_the_shared_quota_returns_
 
     // The replica has every decision so far (Redis replicates asynchronously; what it would miss
     // is the documented extra), then its master dies under load.
-    paused.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Every call in flight finishes, and none begins, until the master is dead.
+    let closed = gate.write().await;
     let hot = cluster.master_of("tollgate:rl:{tenant:hot}");
     let synced = cluster.node_command(hot, &["WAIT", "1", "5000"]).unwrap();
     assert_eq!(synced, Reply::Integer(1));
     cluster.kill_node(hot);
-    paused.store(false, Ordering::Relaxed);
+    drop(closed);
     until("both limiters decide locally", || {
         limiters.iter().all(|l| l.backend() == Backend::Fallback)
     })

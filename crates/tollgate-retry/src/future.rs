@@ -13,8 +13,8 @@ use tollgate_core::{LlmError, duration};
 use tower_service::Service;
 
 use crate::{
-    RecordAttempts, RetryPolicy,
-    policy::{Backoff, Decision},
+    attempts::{Attempts, RecordAttempts},
+    policy::{Backoff, Decision, RetryPolicy},
 };
 
 pin_project! {
@@ -123,7 +123,7 @@ pub(crate) fn limit_error(attempt: u32, policy: &RetryPolicy, bound: Bound) -> L
 
 /// Marks the final error with the number of attempts made.
 pub(crate) fn finish(error: LlmError, attempts: u32, note: Option<String>) -> LlmError {
-    let error = error.with_extension(crate::Attempts(attempts));
+    let error = error.with_extension(Attempts(attempts));
     match note {
         Some(note) => error.with_note(note),
         None => error,

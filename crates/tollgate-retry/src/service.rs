@@ -3,7 +3,7 @@ use std::task::{Context, Poll};
 use tollgate_core::LlmError;
 use tower_service::Service;
 
-use crate::{RecordAttempts, RetryPolicy, future::ResponseFuture};
+use crate::{attempts::RecordAttempts, future::ResponseFuture, policy::RetryPolicy};
 
 /// Retries failed calls to the inner service according to a [`RetryPolicy`].
 ///

@@ -4,8 +4,8 @@
 use std::{io, process::Command, time::Duration};
 
 use crate::{
-    Reply,
     process::{Node, query, wait_for},
+    reply::Reply,
 };
 
 /// A Redis Cluster node's settings: no persistence, and a short node timeout so a killed master's

@@ -20,18 +20,18 @@
 
 mod cluster;
 mod process;
+mod reply;
 mod sentinel;
 mod server;
 
 use std::io;
 
 pub use cluster::RedisCluster;
+pub use process::REQUIRE_REDIS;
+pub use reply::Reply;
 pub use sentinel::{MASTER_NAME, RedisSentinel};
 pub use server::RedisServer;
 use tollgate_core::redis::{RedisTarget, SentinelTarget};
-
-/// The environment variable that turns a missing `redis-server` from a skip into a failure.
-pub const REQUIRE_REDIS: &str = "TOLLGATE_REQUIRE_REDIS";
 
 /// Which kind of Redis a [`TestRedis`] starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,39 +158,4 @@ macro_rules! each_topology {
             }
         }
     };
-}
-
-/// A reply to a fixture's `command`, in RESP2's shapes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// `+OK`-style status.
-    Status(String),
-    /// `-ERR ...` error.
-    Error(String),
-    /// `:n` integer.
-    Integer(i64),
-    /// `$n` bulk string.
-    Bulk(Vec<u8>),
-    /// `$-1` / `*-1`.
-    Nil,
-    /// `*n` array.
-    Array(Vec<Reply>),
-}
-
-impl From<redis::Value> for Reply {
-    fn from(value: redis::Value) -> Self {
-        match value {
-            redis::Value::Nil => Self::Nil,
-            redis::Value::Int(n) => Self::Integer(n),
-            redis::Value::BulkString(bytes) => Self::Bulk(bytes),
-            redis::Value::Array(items) | redis::Value::Set(items) => {
-                Self::Array(items.into_iter().map(Self::from).collect())
-            }
-            redis::Value::SimpleString(status) => Self::Status(status),
-            redis::Value::Okay => Self::Status("OK".into()),
-            redis::Value::ServerError(error) => Self::Error(format!("{error:?}")),
-            // RESP3 shapes this fixture's RESP2 connection never receives.
-            other => Self::Status(format!("{other:?}")),
-        }
-    }
 }

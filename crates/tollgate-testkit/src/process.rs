@@ -10,7 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{REQUIRE_REDIS, Reply};
+use crate::reply::Reply;
+
+/// The environment variable that turns a missing `redis-server` from a skip into a failure.
+pub const REQUIRE_REDIS: &str = "TOLLGATE_REQUIRE_REDIS";
 
 /// Whether `redis-server` and `redis-cli` are installed; when they are not, prints why the test
 /// is skipped, or panics under `TOLLGATE_REQUIRE_REDIS=1`.

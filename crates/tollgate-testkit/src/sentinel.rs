@@ -3,8 +3,8 @@
 use std::{io, time::Duration};
 
 use crate::{
-    Reply,
     process::{Node, command, wait_for},
+    reply::Reply,
 };
 
 /// The name the Sentinels watch the master under.

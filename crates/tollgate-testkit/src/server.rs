@@ -2,7 +2,7 @@
 
 use std::io;
 
-use crate::{Reply, process::Node};
+use crate::{process::Node, reply::Reply};
 
 /// The plain server's settings: no persistence, so a restart starts empty.
 const PLAIN: [&str; 4] = ["--save", "", "--appendonly", "no"];

@@ -8,7 +8,7 @@
 use serde_json::{Map, Value, json};
 use tollgate_core::{JsonMap, LlmRequest, LlmResponse, Operation, Usage};
 
-use crate::Refusal;
+use crate::refusal::Refusal;
 
 /// Reads an embeddings request body: `model` and `input` are required; every other field goes
 /// on as it came.

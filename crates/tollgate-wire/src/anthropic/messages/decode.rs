@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json, value::RawValue};
 use tollgate_core::{Content, JsonMap, LlmRequest, Message, Role};
 
 use super::{FORWARDED_HEADERS, MessagesBody};
-use crate::Refusal;
+use crate::refusal::Refusal;
 
 /// Reads a Messages request body, and keeps it as it came with the caller's
 /// [`FORWARDED_HEADERS`] (as [`MessagesBody`], in the request's extensions).

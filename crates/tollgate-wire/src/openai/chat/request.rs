@@ -4,7 +4,7 @@
 use serde_json::Value;
 use tollgate_core::{LlmRequest, MaxTokensName};
 
-use crate::{Refusal, anthropic::messages::MessagesBody};
+use crate::{anthropic::messages::MessagesBody, refusal::Refusal};
 
 /// Reads a chat-completions request body, naming the field at fault when it does not parse.
 ///
