@@ -36,6 +36,7 @@ use std::{
 
 use serde::{Deserialize, Serialize, Serializer};
 use tollgate_core::{ConfigError, MicroUsd, PricingTable, Usage, duration};
+use tollgate_ratelimit::{Dimension, Limiter, RateLimitConfig, Scope, TierStatus};
 
 /// What a group of calls used and cost. Dollars are exact (integer micro-dollars), written in
 /// JSON as decimal strings (`"0.001250"`).
@@ -390,6 +391,67 @@ impl CostTracker {
     pub fn max_tenants(&self) -> usize {
         self.max_tenants
     }
+}
+
+/// Gives each tenant of `report` its budgets under `limits`, with what is left of each from
+/// `left` (the limiter's tiers for the tenant; a budget without its tier there has no
+/// `remaining`).
+pub(crate) fn add_budgets(
+    report: &mut CostReport,
+    limits: &RateLimitConfig,
+    mut left: impl FnMut(&str) -> Vec<TierStatus>,
+) {
+    for (tenant, spend) in &mut report.by_tenant {
+        let Some(own) = limits.tenant_limits(tenant) else {
+            continue;
+        };
+        let tiers = left(tenant);
+        spend.budgets = own
+            .budgets()
+            .into_iter()
+            .map(|(per, limit)| Budget {
+                per,
+                limit,
+                remaining: tiers
+                    .iter()
+                    .find(|status| {
+                        status.tier.dimension() == Dimension::Cost && status.tier.period() == per
+                    })
+                    .map(|status| MicroUsd(status.remaining)),
+            })
+            .collect();
+    }
+}
+
+/// What is left of the budgets of each tenant of `report` that has any, read from `limiter`
+/// under `scope` (from Redis, one read per tenant). A tenant whose state does not come is left
+/// out, with a warning.
+pub(crate) async fn budgets_left(
+    report: &CostReport,
+    limits: &RateLimitConfig,
+    limiter: &Limiter,
+    scope: Scope,
+) -> HashMap<String, Vec<TierStatus>> {
+    let mut left = HashMap::new();
+    for tenant in report.by_tenant.keys() {
+        if limits
+            .tenant_limits(tenant)
+            .is_none_or(|limits| limits.budgets().is_empty())
+        {
+            continue;
+        }
+        match limiter.status(scope, tenant).await {
+            Ok(status) => {
+                left.insert(tenant.clone(), status.tiers);
+            }
+            Err(error) => tracing::warn!(
+                tenant = tenant.as_str(),
+                %error,
+                "the cost report has no remaining budget for this tenant"
+            ),
+        }
+    }
+    left
 }
 
 fn report_of(ledger: &Ledger) -> CostReport {

@@ -22,7 +22,7 @@ pub use future::StackFuture;
 
 use crate::{
     Config, ConfigErrors, RateLimitingConfig, ResolvedRole,
-    cost::{Budget, CostReport, CostTracker},
+    cost::{CostReport, CostTracker},
 };
 
 /// A provider client as the stack holds it: any `Service<LlmRequest>`, boxed.
@@ -163,18 +163,15 @@ impl Stack {
     /// gives what is left.
     pub fn cost_report(&self) -> CostReport {
         let mut report = self.parts.costs.report();
-        let local = match &self.parts.limits {
-            Some(LimitHandles {
-                limiter: tollgate_ratelimit::Limiter::Local(limiter),
-                tenant_scope: Some(scope),
-                ..
-            }) => Some((limiter, *scope)),
-            _ => None,
-        };
-        self.add_budgets(&mut report, |tenant| match local {
-            Some((limiter, scope)) => limiter.status(scope, tenant).tiers,
-            None => Vec::new(),
-        });
+        if let Some(limits) = &self.parts.limits {
+            crate::cost::add_budgets(&mut report, &limits.config, |tenant| {
+                limits
+                    .tenant_scope
+                    .and_then(|scope| limits.limiter.status_now(scope, tenant))
+                    .map(|status| status.tiers)
+                    .unwrap_or_default()
+            });
+        }
         report
     }
 
@@ -183,72 +180,19 @@ impl Stack {
     /// A tenant whose state Redis does not give in time has no `remaining` figure, and a
     /// warning says why; the rest of the report is whole.
     pub async fn cost_report_with_remaining(&self) -> CostReport {
-        #[cfg(feature = "redis")]
-        if let Some(LimitHandles {
-            limiter: tollgate_ratelimit::Limiter::Redis(limiter),
-            tenant_scope: Some(scope),
-            config,
-        }) = &self.parts.limits
-        {
-            let mut report = self.parts.costs.report();
-            let mut states = HashMap::new();
-            for tenant in report.by_tenant.keys() {
-                if config
-                    .tenant_limits(tenant)
-                    .is_none_or(|l| l.budgets().is_empty())
-                {
-                    continue;
+        let mut report = self.parts.costs.report();
+        if let Some(limits) = &self.parts.limits {
+            let mut left = match limits.tenant_scope {
+                Some(scope) => {
+                    crate::cost::budgets_left(&report, &limits.config, &limits.limiter, scope).await
                 }
-                match limiter.status(*scope, tenant).await {
-                    Ok(status) => {
-                        states.insert(tenant.clone(), status.tiers);
-                    }
-                    Err(error) => tracing::warn!(
-                        tenant = tenant.as_str(),
-                        %error,
-                        "the cost report has no remaining budget for this tenant"
-                    ),
-                }
-            }
-            self.add_budgets(&mut report, |tenant| {
-                states.remove(tenant).unwrap_or_default()
-            });
-            return report;
-        }
-        self.cost_report()
-    }
-
-    /// Gives each tenant of `report` its budgets, with what is left of each from `state` (the
-    /// limiter's tiers for the tenant; a budget without its tier there has no `remaining`).
-    fn add_budgets(
-        &self,
-        report: &mut CostReport,
-        mut state: impl FnMut(&str) -> Vec<tollgate_ratelimit::TierStatus>,
-    ) {
-        let Some(limits) = &self.parts.limits else {
-            return;
-        };
-        for (tenant, spend) in &mut report.by_tenant {
-            let Some(own) = limits.config.tenant_limits(tenant) else {
-                continue;
+                None => HashMap::new(),
             };
-            let tiers = state(tenant);
-            spend.budgets = own
-                .budgets()
-                .into_iter()
-                .map(|(per, limit)| Budget {
-                    per,
-                    limit,
-                    remaining: tiers
-                        .iter()
-                        .find(|status| {
-                            status.tier.dimension() == tollgate_ratelimit::Dimension::Cost
-                                && status.tier.period() == per
-                        })
-                        .map(|status| tollgate_core::MicroUsd(status.remaining)),
-                })
-                .collect();
+            crate::cost::add_budgets(&mut report, &limits.config, |tenant| {
+                left.remove(tenant).unwrap_or_default()
+            });
         }
+        report
     }
 
     /// How much each per-key table of the stack holds now, for an operator watching memory:

@@ -11,7 +11,10 @@ use tollgate_core::{LlmError, LlmResponse};
 
 use std::sync::Arc;
 
-use crate::shared::{Keys, Reservation, Shared};
+use crate::{
+    either::{Counted, Keys},
+    shared::{Reservation, Shared},
+};
 
 type Waiting = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>> + Send>>;
 
@@ -20,56 +23,48 @@ pub(crate) struct Settle {
     pub(crate) shared: Arc<Shared>,
     pub(crate) keys: Keys,
     pub(crate) reservation: Reservation,
+    pub(crate) counted: Counted,
 }
 
-/// Gives back or charges the difference between a call's reservation and its real usage.
+/// Gives back or charges the difference between a call's reservation and its real usage, where
+/// the call was counted.
 ///
 /// An error refunds the token and cost reservation: a provider bills no usage we can see for a
 /// failed call. The request itself stays counted.
 pub(crate) fn settle(
     settle: Option<Settle>,
-    result: Result<LlmResponse, LlmError>,
+    mut result: Result<LlmResponse, LlmError>,
 ) -> Result<LlmResponse, LlmError> {
     let Some(Settle {
         shared,
         keys,
         reservation,
+        counted,
     }) = settle
     else {
         return result;
     };
-    if shared.limiter.local().is_none() {
-        return result;
-    }
     let reserved = reservation.amounts;
-    let mut result = result;
     match &mut result {
         Ok(response) if response.is_stream() => {
             // A stream's usage is known when it ends: settle then.
             let reservation = reservation.answered(response);
-            let shared = shared.clone();
             response.on_stream_end(move |answer, end| {
-                if let (Some(limiter), Some(actual)) = (
-                    shared.limiter.local(),
-                    shared.streamed(&reservation, answer, end),
-                ) {
-                    limiter.reconcile(keys.as_slice(), reserved, actual);
+                if let Some(actual) = shared.streamed(&reservation, answer, end) {
+                    shared.limiter.settle(counted, keys, reserved, actual);
                 }
             });
         }
         Ok(response) => {
             let reservation = reservation.answered(response);
-            if let (Some(limiter), Some(actual)) = (
-                shared.limiter.local(),
-                shared.actual(&reservation, response.usage),
-            ) {
-                limiter.reconcile(keys.as_slice(), reserved, actual);
+            if let Some(actual) = shared.actual(&reservation, response.usage) {
+                shared.limiter.settle(counted, keys, reserved, actual);
             }
         }
         Err(_) => {
-            if let Some(limiter) = shared.limiter.local() {
-                limiter.refund(keys.as_slice(), reservation.unused_on_failure());
-            }
+            shared
+                .limiter
+                .give_back(counted, keys, reservation.unused_on_failure());
         }
     }
     result

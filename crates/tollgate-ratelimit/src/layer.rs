@@ -8,8 +8,9 @@ use tollgate_core::{
 use tower_layer::Layer;
 
 use crate::{
+    either::Limiter,
     limiter::Scope,
-    policy::{Limiter, OnLimit, UnpricedModels},
+    policy::{OnLimit, UnpricedModels},
     quota::Dimension,
     service::RateLimit,
     shared::{Binding, Shared},

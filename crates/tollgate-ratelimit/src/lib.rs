@@ -92,8 +92,10 @@
 //! limiter with a share of each tier); a small breaker stops calling a dead Redis and probes it
 //! back. Redis is one server, a Redis Cluster or the master Sentinel names, and a failover is
 //! followed by itself. Hybrid mode leases batches of permits to cut round trips.
-//! [`RateLimitLayer`] takes either limiter. See the type's docs for keys, Redis Cluster,
-//! failover and the hybrid bound.
+//! See the type's docs for keys, Redis Cluster, failover and the hybrid bound.
+//!
+//! [`RateLimitLayer`] takes either limiter as a [`Limiter`], which gives both one API: check,
+//! admit, wait, settle, read and reset a key the same way whichever store holds it.
 //!
 //! # Memory
 //!
@@ -108,6 +110,7 @@ mod config;
 mod defaults;
 mod definition;
 mod denial;
+mod either;
 pub mod future;
 mod gcra;
 mod layer;
@@ -133,11 +136,12 @@ pub use defaults::{
     DEFAULT_REDIS_TIMEOUT,
 };
 pub use denial::{Denial, DenialReason};
+pub use either::Limiter;
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder};
 pub use limiter::{DEFAULT_MAX_KEYS, RateLimiter, RateLimiterBuilder, Scope, Status, TierStatus};
 pub use limits::{Amount, Limits, TierConfig};
 pub use metrics::Metrics;
-pub use policy::{Limiter, OnLimit, UnpricedModels, Waited};
+pub use policy::{OnLimit, UnpricedModels, Waited};
 pub use quota::{Amounts, Dimension, Quota, Tier};
 #[cfg(feature = "redis")]
 pub use redis::{

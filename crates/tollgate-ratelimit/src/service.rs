@@ -13,9 +13,10 @@ use tollgate_core::{
 use tower_service::Service;
 
 use crate::{
+    either::Keys,
     future::{ResponseFuture, Settle},
-    policy::{Limiter, OnLimit, Waited},
-    shared::{Keys, Shared},
+    policy::{OnLimit, Waited},
+    shared::Shared,
 };
 
 /// Limits calls to `S` by a [`RateLimiter`](crate::RateLimiter); built by
@@ -80,40 +81,38 @@ where
             // What was reserved is what the provider may write, and no more.
             request.params.max_tokens = Some(bound);
         }
-        // One arm when Redis is compiled out; the match keeps both builds on one path.
-        #[cfg_attr(not(feature = "redis"), allow(clippy::infallible_destructuring_match))]
-        let limiter = match &shared.limiter {
-            Limiter::Local(limiter) => limiter,
-            #[cfg(feature = "redis")]
-            Limiter::Redis(_) => return self.call_redis(request, keys, reservation),
-        };
-        let denial = match limiter.check_and_consume(keys.as_slice(), reservation.amounts) {
-            Ok(()) => {
+        let tried = match shared
+            .limiter
+            .admit_now(keys.as_slice(), reservation.amounts)
+        {
+            Some(Ok(counted)) => {
                 shared.telemetry.admitted();
                 let settle = shared.settles().then(|| Settle {
                     shared: shared.clone(),
                     keys,
                     reservation,
+                    counted,
                 });
                 return ResponseFuture::called(self.inner.call(request), settle);
             }
-            Err(denial) => denial,
+            Some(Err(denial)) if shared.on_limit == OnLimit::Reject => {
+                shared.telemetry.denied(&denial);
+                return ResponseFuture::failed(denial.into());
+            }
+            Some(Err(denial)) => Some(denial),
+            None => None,
         };
-        let OnLimit::Wait(max_wait) = shared.on_limit else {
-            shared.telemetry.denied(&denial);
-            return ResponseFuture::failed(denial.into());
-        };
-        // The ready inner service goes with the waiting call; this one keeps a fresh clone, which
-        // `poll_ready` drives before the next call.
+        // Waiting, or a round trip to Redis. The ready inner service goes with the call; this
+        // one keeps a fresh clone, which `poll_ready` drives before the next call.
         let shared = shared.clone();
         let mut inner = take_ready(&mut self.inner);
         ResponseFuture::waiting(Box::pin(async move {
-            let limiter = shared.limiter.local().expect("matched above");
-            let waited = match limiter
-                .wait_after(keys.as_slice(), reservation.amounts, denial, max_wait)
-                .await
-            {
-                Ok(waited) => waited,
+            let admitted = shared
+                .limiter
+                .admit(keys.as_slice(), reservation.amounts, shared.on_limit, tried)
+                .await;
+            let (counted, waited) = match admitted {
+                Ok(admitted) => admitted,
                 Err(denial) => {
                     shared.telemetry.denied(&denial);
                     return Err(denial.into());
@@ -125,101 +124,11 @@ where
                 shared: shared.clone(),
                 keys,
                 reservation,
+                counted,
             });
             // Admitted: from here on, a failure settles the reservation like any failed call.
             let result = call_when_ready(&mut inner, request).await;
             marked(crate::future::settle(settle, result)?, waited)
-        }))
-    }
-}
-
-#[cfg(feature = "redis")]
-impl<S> RateLimit<S>
-where
-    S: Service<LlmRequest, Response = LlmResponse> + Clone + Send + 'static,
-    S::Error: Into<LlmError>,
-    S::Future: Send + 'static,
-{
-    /// A call decided by Redis: one round trip (or the failure policy) before the inner call,
-    /// and the settlement sent afterwards without holding up the response.
-    fn call_redis(
-        &mut self,
-        request: LlmRequest,
-        keys: Keys,
-        reservation: crate::shared::Reservation,
-    ) -> ResponseFuture<S::Future> {
-        let mut inner = take_ready(&mut self.inner);
-        let shared = self.shared.clone();
-        ResponseFuture::waiting(Box::pin(async move {
-            let Limiter::Redis(limiter) = &shared.limiter else {
-                unreachable!("only a Redis limiter calls through here")
-            };
-            let amounts = reservation.amounts;
-            let (via, waited) = match shared.on_limit {
-                OnLimit::Reject => (
-                    limiter.admit(keys.as_slice(), amounts).await,
-                    Duration::ZERO,
-                ),
-                OnLimit::Wait(max_wait) => match limiter
-                    .admit_waiting(keys.as_slice(), amounts, max_wait)
-                    .await
-                {
-                    Ok((via, waited)) => (Ok(via), waited),
-                    Err(denial) => (Err(denial), Duration::ZERO),
-                },
-            };
-            let via = match via {
-                Ok(via) => via,
-                Err(denial) => {
-                    shared.telemetry.denied(&denial);
-                    return Err(denial.into());
-                }
-            };
-            shared.telemetry.admitted();
-            shared.telemetry.waited(waited);
-            let mut result = call_when_ready(&mut inner, request).await;
-            if shared.settles() {
-                let limiter = limiter.clone();
-                match &mut result {
-                    Ok(response) if response.is_stream() => {
-                        // A stream's usage is known when it ends: settle then.
-                        let reservation = reservation.answered(response);
-                        let shared = shared.clone();
-                        response.on_stream_end(move |answer, end| {
-                            let Some(actual) = shared.streamed(&reservation, answer, end) else {
-                                return;
-                            };
-                            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                                runtime.spawn(async move {
-                                    limiter
-                                        .reconcile_via(keys.as_slice(), amounts, actual, via)
-                                        .await;
-                                });
-                            }
-                        });
-                    }
-                    settled => {
-                        let actual = match settled {
-                            Ok(response) => {
-                                shared.actual(&reservation.answered(response), response.usage)
-                            }
-                            Err(_) => None,
-                        };
-                        let failed = settled.is_err();
-                        tokio::spawn(async move {
-                            let keys = keys.as_slice();
-                            if failed {
-                                limiter
-                                    .refund_via(keys, reservation.unused_on_failure(), via)
-                                    .await;
-                            } else if let Some(actual) = actual {
-                                limiter.reconcile_via(keys, amounts, actual, via).await;
-                            }
-                        });
-                    }
-                }
-            }
-            marked(result?, waited)
         }))
     }
 }

@@ -2,13 +2,14 @@
 //! call carries from its admission to its settlement.
 
 use tollgate_core::{
-    AnsweredPrice, ErrorKind, Key, KeyExtractor, LlmError, LlmRequest, LlmResponse, ModelPrice,
+    AnsweredPrice, ErrorKind, KeyExtractor, LlmError, LlmRequest, LlmResponse, ModelPrice,
     Operation, OutputCeiling, PriceCeiling, PricingTable, TokenEstimator, Usage, stream::StreamEnd,
 };
 
 use crate::{
+    either::Limiter,
     limiter::Scope,
-    policy::{Limiter, OnLimit, UnpricedModels},
+    policy::{OnLimit, UnpricedModels},
     quota::Amounts,
 };
 
@@ -180,20 +181,5 @@ impl Shared {
         }
         self.telemetry.overran(&reservation.amounts, &amounts);
         Some(amounts)
-    }
-}
-
-/// The keys one request is limited by: one per bound scope, kept inline for the common single scope.
-pub(crate) enum Keys {
-    One([(Scope, Key); 1]),
-    Many(Vec<(Scope, Key)>),
-}
-
-impl Keys {
-    pub(crate) fn as_slice(&self) -> &[(Scope, Key)] {
-        match self {
-            Self::One(one) => one,
-            Self::Many(many) => many,
-        }
     }
 }

@@ -9,10 +9,11 @@ use super::{
     TENANT_SCOPE,
 };
 use crate::{
+    either::Limiter,
     layer::{RateLimitLayer, RateLimitLayerBuilder},
     limiter::{RateLimiter, RateLimiterBuilder},
     limits::{Limits, tiers_quota},
-    policy::{Limiter, OnLimit},
+    policy::OnLimit,
     quota::Quota,
 };
 

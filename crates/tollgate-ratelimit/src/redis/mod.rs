@@ -298,8 +298,11 @@ impl RedisRateLimiter {
     ) -> Result<(Via, Duration), Denial> {
         let started = tokio::time::Instant::now();
         let deadline = started + max_wait;
+        let mut slept = false;
         loop {
             let mut denial = match self.admit(keys, amounts).await {
+                // A call admitted on its first ask did not wait: its round trip is not a wait.
+                Ok(via) if !slept => return Ok((via, Duration::ZERO)),
                 Ok(via) => return Ok((via, started.elapsed())),
                 Err(denial) => denial,
             };
@@ -312,6 +315,7 @@ impl RedisRateLimiter {
                 return Err(denial);
             }
             tokio::time::sleep_until(wake).await;
+            slept = true;
         }
     }
 
