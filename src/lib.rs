@@ -95,7 +95,7 @@ pub use call_metrics::MetricsConfig;
 #[cfg(feature = "config")]
 pub use config::{
     CachingConfig, Config, ConfigDocument, ConfigErrors, DEFAULT_QUOTA_VAR, DEFAULT_ROLE, Limits,
-    PerProvider, ProviderConfig, ProviderKind, REDIS_URL_VAR, RateLimitingConfig, RedisSection,
+    PerProvider, ProviderConfig, ProviderKind, REDIS_URL_VAR, RateLimitingConfig, RedisConfig,
     ResolvedRole, ResolvedTarget, RoleConfig, RoutingConfig, StoreKind, Switch, TargetConfig,
 };
 #[cfg(feature = "config")]

@@ -10,7 +10,7 @@ use tollgate_ratelimit::UnpricedModels;
 use tollgate_retry::RetryPolicy;
 
 use super::{
-    sections::{Config, PerProvider, ProviderKind, RedisSection},
+    sections::{Config, PerProvider, ProviderKind},
     switch::Switch,
 };
 
@@ -61,7 +61,7 @@ impl Config {
             self.check_per_provider("health", health, &ok, &mut errors, HealthConfig::validate);
         }
         if let Some(redis) = &self.redis {
-            check_redis(redis, &mut errors);
+            errors.extend(redis.check());
             if let (Switch::On(limiting), true) = (&self.rate_limiting, ok(&["rate_limiting"])) {
                 check_slots(redis, limiting, &mut errors);
             }
@@ -306,48 +306,6 @@ impl Config {
     }
 }
 
-fn check_redis(redis: &RedisSection, errors: &mut Vec<ConfigError>) {
-    // Password variables are read when the stack is built; here only the shape is checked.
-    if let Err(e) = target_shape(redis) {
-        errors.push(e);
-    }
-    if redis.prefix.is_empty() {
-        errors.push(ConfigError::new("redis.prefix", "must not be empty"));
-    }
-    if !(redis.local_share > 0.0 && redis.local_share <= 1.0) {
-        errors.push(ConfigError::new(
-            "redis.local_share",
-            format!("must be above 0 and at most 1, got {}", redis.local_share),
-        ));
-    }
-    if redis.failure_threshold == 0 {
-        errors.push(ConfigError::new("redis.failure_threshold", "must be > 0"));
-    }
-    if redis.cache_max_value_bytes == 0 {
-        errors.push(ConfigError::new(
-            "redis.cache_max_value_bytes",
-            "must be > 0",
-        ));
-    }
-    for (field, value) in [
-        ("probe_interval", redis.probe_interval),
-        ("limiter_timeout", redis.limiter_timeout),
-        ("cache_timeout", redis.cache_timeout),
-    ] {
-        if let Err(e) = tollgate_core::non_zero(&format!("redis.{field}"), value) {
-            errors.push(e);
-        }
-    }
-    if let Some(lease) = redis.lease {
-        if lease.batch == 0 {
-            errors.push(ConfigError::new("redis.lease.batch", "must be > 0"));
-        }
-        if let Err(e) = tollgate_core::non_zero("redis.lease.ttl", lease.ttl) {
-            errors.push(e);
-        }
-    }
-}
-
 /// The mistake in a base URL that is not http or https, if any.
 pub(super) fn base_url_mistake(url: &str, at: &str) -> Option<ConfigError> {
     (!(url.starts_with("http://") || url.starts_with("https://"))).then(|| {
@@ -366,37 +324,10 @@ pub(super) fn is_env_var_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Whether the section names exactly one Redis, well formed.
-fn target_shape(redis: &RedisSection) -> Result<(), ConfigError> {
-    check_target_shape(
-        redis.url.as_deref(),
-        redis.cluster.as_ref(),
-        redis.sentinel.as_ref(),
-    )
-}
-
-#[cfg(feature = "redis")]
-fn check_target_shape(
-    url: Option<&str>,
-    cluster: Option<&tollgate_core::redis::ClusterConfig>,
-    sentinel: Option<&tollgate_core::redis::SentinelConfig>,
-) -> Result<(), ConfigError> {
-    tollgate_core::redis::target_of(url, cluster, sentinel, |_| Some(String::new())).map(drop)
-}
-
-#[cfg(not(feature = "redis"))]
-fn check_target_shape(
-    _: Option<&str>,
-    _: Option<&tollgate_core::redis::ClusterConfig>,
-    _: Option<&tollgate_core::redis::SentinelConfig>,
-) -> Result<(), ConfigError> {
-    Ok(())
-}
-
 /// On a Redis Cluster, one script checks all of a call's keys, so they must share a slot: with
 /// several scopes, `redis.hash_tag_scope` must name a scope every call has a key in.
 fn check_slots(
-    redis: &RedisSection,
+    redis: &tollgate_core::redis::RedisConfig,
     limiting: &crate::RateLimitingConfig,
     errors: &mut Vec<ConfigError>,
 ) {

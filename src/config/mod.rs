@@ -22,7 +22,7 @@ pub use read::ConfigDocument;
 pub use roles::{ResolvedRole, ResolvedTarget, RoleConfig, TargetConfig};
 pub use sections::{
     CachingConfig, Config, DEFAULT_QUOTA_VAR, DEFAULT_ROLE, PerProvider, ProviderConfig,
-    ProviderKind, RateLimitingConfig, RedisSection, RoutingConfig,
+    ProviderKind, RateLimitingConfig, RoutingConfig,
 };
 pub use switch::Switch;
 pub use tollgate_cache::StoreKind;
@@ -32,7 +32,9 @@ use read::typed;
 
 /// The environment variable that replaces `redis.url`: the same one the rate limiter's own
 /// configuration reads.
-pub use tollgate_ratelimit::REDIS_URL_VAR;
+pub use tollgate_core::redis::REDIS_URL_VAR;
+#[doc(no_inline)]
+pub use tollgate_core::redis::RedisConfig;
 
 impl Config {
     /// Reads, checks and returns the configuration in the YAML file at `path`, with the
@@ -79,11 +81,7 @@ impl Config {
         mut self,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigErrors> {
-        if let (Some(redis), Some(url)) = (&mut self.redis, lookup(REDIS_URL_VAR)) {
-            redis.url = Some(url);
-            redis.cluster = None;
-            redis.sentinel = None;
-        }
+        self.redis = self.redis.map(|redis| redis.with_env_from(&lookup));
         if let Some(text) = lookup(DEFAULT_QUOTA_VAR) {
             let at = format!("env.{DEFAULT_QUOTA_VAR}");
             let value: Value = serde_yaml_ng::from_str(&text).map_err(|e| {

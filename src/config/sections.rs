@@ -5,11 +5,8 @@ use std::{collections::BTreeMap, time::Duration};
 
 use serde::{Deserialize, de::IgnoredAny};
 use tollgate_cache::CacheConfig;
-use tollgate_core::{
-    duration,
-    redis::{ClusterConfig, SentinelConfig},
-};
-use tollgate_ratelimit::{LeaseConfig, OnFailureConfig, RateLimitConfig};
+use tollgate_core::{duration, redis::RedisConfig};
+use tollgate_ratelimit::RateLimitConfig;
 
 use tollgate_circuit_breaker::CircuitBreakerConfig;
 use tollgate_core::PricingTable;
@@ -87,7 +84,7 @@ pub struct Config {
     pub health: Switch<PerProvider<HealthConfig>>,
     /// Redis, for limits and a cache shared by every process (needs the `redis` feature).
     #[serde(default)]
-    pub redis: Option<RedisSection>,
+    pub redis: Option<RedisConfig>,
     /// How the cost report keeps spend: how many tenants it keeps apart.
     #[serde(default)]
     pub costs: CostsConfig,
@@ -251,89 +248,3 @@ pub type CachingConfig = CacheConfig;
 /// Quotas per tenant, per provider and per any other scope, budgets included: the rate-limit
 /// crate's own configuration. Its Redis settings live in the top-level `redis` section.
 pub type RateLimitingConfig = RateLimitConfig;
-
-/// Redis, shared by the rate limiter (keys under `<prefix>:rl`) and the cache (`<prefix>:cache`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisSection {
-    /// One server, `redis://host:port/db`. Exactly one of `url`, `cluster` and `sentinel`; the
-    /// `REDIS_URL` environment variable replaces whichever is given.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// A Redis Cluster, found through some of its nodes (`{ nodes: [redis://host:7000/, ...] }`).
-    #[serde(default)]
-    pub cluster: Option<ClusterConfig>,
-    /// The master Redis Sentinel names
-    /// (`{ master_name: mymaster, nodes: [redis://host:26379/], password_env: REDIS_PASSWORD }`).
-    #[serde(default)]
-    pub sentinel: Option<SentinelConfig>,
-    /// The rate-limit scope whose key gives every key of a call its Cluster slot (e.g.
-    /// `tenant`). Required on a cluster when the limits have several scopes, since one script
-    /// checks a call's keys together and a cluster runs a script only within one slot. The
-    /// other scopes' quotas then count per key of this scope: with `tenant`, a provider's
-    /// quota is each tenant's.
-    #[serde(default)]
-    pub hash_tag_scope: Option<String>,
-    /// Key prefix (default `tollgate`).
-    #[serde(default = "default_prefix")]
-    pub prefix: String,
-    /// What the limiter does while Redis does not answer: `local` (default: an in-process limiter
-    /// with `local_share` of each tier), `fail_open` or `fail_closed`. The cache always treats an
-    /// unanswered read as a miss.
-    #[serde(default)]
-    pub on_failure: OnFailureConfig,
-    /// The share of each tier the local fallback holds (default 0.5).
-    #[serde(default = "default_share")]
-    pub local_share: f64,
-    /// Limiter calls failed in a row before Redis is left alone for a while (default 3).
-    #[serde(default = "default_threshold")]
-    pub failure_threshold: u32,
-    /// How often one limiter call probes a Redis that was left alone (default 500 ms).
-    #[serde(default = "default_probe", with = "duration")]
-    pub probe_interval: Duration,
-    /// Bound on each limiter call to Redis (default 5 ms).
-    #[serde(default = "default_limiter_timeout", with = "duration")]
-    pub limiter_timeout: Duration,
-    /// Bound on each cache call to Redis (default 50 ms).
-    #[serde(default = "default_cache_timeout", with = "duration")]
-    pub cache_timeout: Duration,
-    /// Cached answers larger than this in Redis (after compression) are not written there
-    /// (default 512 KiB).
-    #[serde(default = "default_cache_max_value_bytes")]
-    pub cache_max_value_bytes: usize,
-    /// Compress cached answers in Redis with LZ4 (default false): natural-language answers shrink
-    /// to about half, for a few microseconds per kilobyte on each write and read.
-    #[serde(default)]
-    pub cache_compress: bool,
-    /// Hybrid mode for request limits: lease permits in batches (`{ batch: 100, ttl: 1s }`).
-    #[serde(default)]
-    pub lease: Option<LeaseConfig>,
-}
-
-fn default_prefix() -> String {
-    "tollgate".to_owned()
-}
-
-fn default_threshold() -> u32 {
-    tollgate_ratelimit::DEFAULT_FAILURE_THRESHOLD
-}
-
-fn default_probe() -> Duration {
-    tollgate_ratelimit::DEFAULT_PROBE_INTERVAL
-}
-
-fn default_share() -> f64 {
-    tollgate_ratelimit::DEFAULT_LOCAL_SHARE
-}
-
-fn default_limiter_timeout() -> Duration {
-    tollgate_ratelimit::DEFAULT_REDIS_TIMEOUT
-}
-
-fn default_cache_max_value_bytes() -> usize {
-    tollgate_cache::store::DEFAULT_MAX_VALUE_BYTES
-}
-
-fn default_cache_timeout() -> Duration {
-    tollgate_cache::store::DEFAULT_CACHE_TIMEOUT
-}

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use tollgate_cache::CacheLayer;
 use tollgate_circuit_breaker::CircuitBreakers;
-use tollgate_core::{ConfigError, PricingTable, TokenEstimator, clock::Clock};
+use tollgate_core::{ConfigError, PricingTable, TokenEstimator, clock::Clock, redis::RedisConfig};
 use tollgate_health::HealthStats;
 use tollgate_ratelimit::{Limiter, RateLimitLayer, RateLimiterBuilder, TENANT_SCOPE};
 
 use super::{LimitHandles, clients::own_clients};
-use crate::{CachingConfig, Config, RateLimitingConfig, RedisSection, Switch};
+use crate::{CachingConfig, Config, RateLimitingConfig, Switch};
 
 /// The cache and the limits, each when configured.
 pub(super) struct Layers {
@@ -107,36 +107,25 @@ fn cache(caching: &CachingConfig, redis: Option<&Redis<'_>>) -> Result<CacheLaye
 /// The `redis` section and the connection opened from it.
 pub(super) struct Redis<'a> {
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    section: &'a RedisSection,
+    section: &'a RedisConfig,
     #[cfg(feature = "redis")]
     connection: tollgate_core::redis::RedisConnection,
 }
 
 #[cfg(feature = "redis")]
 fn open_redis<'a>(
-    section: &'a RedisSection,
+    section: &'a RedisConfig,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Redis<'a>, ConfigError> {
-    let target = tollgate_core::redis::target_of(
-        section.url.as_deref(),
-        section.cluster.as_ref(),
-        section.sentinel.as_ref(),
-        env,
-    )?;
-    let connection = tollgate_core::redis::RedisConnection::open(
-        &target,
-        section.limiter_timeout.max(section.cache_timeout),
-        section.probe_interval,
-    )?;
     Ok(Redis {
         section,
-        connection,
+        connection: section.connect(env)?,
     })
 }
 
 #[cfg(not(feature = "redis"))]
 fn open_redis<'a>(
-    section: &'a RedisSection,
+    section: &'a RedisConfig,
     _: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Redis<'a>, ConfigError> {
     Ok(Redis { section })
@@ -144,12 +133,8 @@ fn open_redis<'a>(
 
 #[cfg(feature = "redis")]
 fn redis_store(redis: &Redis<'_>) -> Result<tollgate_cache::RedisStore, ConfigError> {
-    let section = redis.section;
     tollgate_cache::RedisStore::builder(redis.connection.clone())
-        .prefix(format!("{}:cache", section.prefix))
-        .timeout(section.cache_timeout)
-        .max_value_bytes(section.cache_max_value_bytes)
-        .compress(section.cache_compress)
+        .config(redis.section)
         .build()
         .map_err(|e| e.under("redis"))
 }
@@ -202,26 +187,19 @@ fn rate_limits(
 
 #[cfg(feature = "redis")]
 fn redis_limiter(redis: &Redis<'_>, limits: RateLimiterBuilder) -> Result<Limiter, ConfigError> {
-    let section = redis.section;
-    let settings = tollgate_ratelimit::RedisConfig {
-        url: None,
-        cluster: None,
-        sentinel: None,
-        prefix: format!("{}:rl", section.prefix),
-        timeout: section.limiter_timeout,
-        on_failure: section.on_failure,
-        local_share: section.local_share,
-        failure_threshold: section.failure_threshold,
-        probe_interval: section.probe_interval,
-        hash_tag_scope: section.hash_tag_scope.clone(),
-        lease: section.lease,
-    };
-    settings
-        .builder_on(redis.connection.clone())
+    tollgate_ratelimit::RedisRateLimiter::builder(redis.connection.clone())
+        .config(redis.section)
         .limits(limits)
         .build()
         .map(Limiter::Redis)
-        .map_err(|e| e.under("redis"))
+        // The builder names the section's own fields (`redis.…`); the rest is the limits'.
+        .map_err(|e| {
+            if e.path().starts_with("redis") {
+                e
+            } else {
+                e.under("rate_limiting")
+            }
+        })
 }
 
 #[cfg(not(feature = "redis"))]

@@ -1,20 +1,17 @@
-//! The defaults of the Redis limiter's settings, named whatever features are on, so the
-//! configuration of this crate and of the facade read them from here instead of copying them.
+//! The defaults of the Redis limiter's settings, named whatever features are on. Those a
+//! configuration's `redis` section also sets are core's (`tollgate_core::redis`), so the section
+//! and the builder read the same ones.
 
 use std::time::Duration;
 
-/// Default key prefix of a [`RedisRateLimiter`](crate::RedisRateLimiter)'s keys.
+pub use tollgate_core::redis::{
+    DEFAULT_FAILURE_THRESHOLD, DEFAULT_LOCAL_SHARE, DEFAULT_PROBE_INTERVAL,
+};
+
+/// Default key prefix of a [`RedisRateLimiter`](crate::RedisRateLimiter)'s keys: the `redis`
+/// section's default prefix, under `:rl`.
 pub const DEFAULT_PREFIX: &str = "tollgate:rl";
 
 /// Default time a Redis call may take before the failure policy decides instead: a limit
 /// decision must not hold a call up for longer.
-pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(5);
-
-/// Default number of failed Redis calls in a row after which the limiter stops calling it.
-pub const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
-
-/// Default time between probes of a Redis the limiter stopped calling.
-pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Default share of each tier a process may use on its own while Redis is away.
-pub const DEFAULT_LOCAL_SHARE: f64 = 0.5;
+pub const DEFAULT_REDIS_TIMEOUT: Duration = tollgate_core::redis::DEFAULT_LIMITER_TIMEOUT;

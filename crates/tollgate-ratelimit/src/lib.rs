@@ -127,9 +127,8 @@ mod store;
 mod telemetry;
 
 pub use config::{
-    DEFAULT_TENANT, KeyBy, KeyField, LeaseConfig, OnFailureConfig, PRINCIPAL_SCOPE, PROVIDER_SCOPE,
-    REDIS_URL_VAR, RateLimitConfig, RedisConfig, ScopeConfig, TENANT_SCOPE, cross_slot_error,
-    tiers_var,
+    DEFAULT_TENANT, KeyBy, KeyField, PRINCIPAL_SCOPE, PROVIDER_SCOPE, REDIS_URL_VAR,
+    RateLimitConfig, ScopeConfig, TENANT_SCOPE, cross_slot_error, tiers_var,
 };
 pub use defaults::{
     DEFAULT_FAILURE_THRESHOLD, DEFAULT_LOCAL_SHARE, DEFAULT_PREFIX, DEFAULT_PROBE_INTERVAL,
@@ -149,3 +148,5 @@ pub use redis::{
     RedisRateLimiterBuilder,
 };
 pub use service::RateLimit;
+#[doc(no_inline)]
+pub use tollgate_core::redis::{LeaseConfig, OnFailureConfig, RedisConfig};

@@ -587,8 +587,7 @@ async fn a_configuration_with_a_redis_section_shares_through_redis_and_the_envir
         }),
         other => panic!("{other:?}"),
     };
-    let mut section =
-        serde_json::json!({ "prefix": "cfg", "timeout": "5s", "on_failure": "fail_closed" });
+    let mut section = serde_json::json!({ "prefix": "cfg", "limiter_timeout": "5s", "on_failure": "fail_closed" });
     section
         .as_object_mut()
         .unwrap()
@@ -636,8 +635,9 @@ async fn a_configuration_with_a_redis_section_shares_through_redis_and_the_envir
         ErrorKind::RateLimited,
         "two an hour, from the environment"
     );
+    // The one `redis` section's prefix, under the limiter's own `:rl`, as the facade names it.
     assert_eq!(
-        redis.command(&["EXISTS", "cfg:{tenant:acme}"]).unwrap(),
+        redis.command(&["EXISTS", "cfg:rl:{tenant:acme}"]).unwrap(),
         tollgate_testkit::Reply::Integer(1)
     );
 

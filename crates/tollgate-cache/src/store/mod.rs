@@ -16,16 +16,15 @@ pub use memory::{MEMORY_ENTRY_OVERHEAD, MemoryStore};
 pub use redis::{RedisStore, RedisStoreBuilder, RedisStoreErrors};
 pub use tiered::TieredStore;
 
-// The Redis store's defaults, named whatever features are on, so configurations read them here.
+// The Redis store's defaults, named whatever features are on. Those a configuration's `redis`
+// section also sets are core's, so the section and the builder read the same ones.
 
-/// Default key prefix of a Redis store (feature `redis`).
+/// Default key prefix of a Redis store (feature `redis`): the `redis` section's default prefix,
+/// under `:cache`.
 pub const DEFAULT_CACHE_PREFIX: &str = "tollgate:cache";
 
-/// Default time a Redis read or write may take before it counts as a miss or a skipped write.
-pub const DEFAULT_CACHE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Default largest value written to Redis, after compression.
-pub const DEFAULT_MAX_VALUE_BYTES: usize = 512 * 1024;
+#[doc(no_inline)]
+pub use tollgate_core::redis::{DEFAULT_CACHE_TIMEOUT, DEFAULT_MAX_VALUE_BYTES};
 
 /// A boxed store operation.
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

@@ -10,7 +10,7 @@ use std::{
 
 use tollgate_core::{
     ConfigError,
-    redis::{RedisConnection, RedisTarget},
+    redis::{RedisConfig, RedisConnection, RedisTarget},
 };
 
 use super::{CacheStore, Lookup, StoreFuture, StoreStats};
@@ -308,6 +308,18 @@ impl std::fmt::Debug for RedisStoreBuilder {
 }
 
 impl RedisStoreBuilder {
+    /// Takes every cache setting of a configuration's `redis` section: keys under
+    /// `<prefix>:cache`, `cache_timeout`, `cache_max_value_bytes` and `cache_compress`. The
+    /// section's limiter settings are the limiter's, and where Redis is comes from the target
+    /// given to [`builder`](RedisStore::builder).
+    pub fn config(mut self, redis: &RedisConfig) -> Self {
+        self.prefix = redis.cache_prefix();
+        self.timeout = redis.cache_timeout;
+        self.max_value_bytes = redis.cache_max_value_bytes;
+        self.compress = redis.cache_compress;
+        self
+    }
+
     /// Names keys `<prefix>:<key hex>` (default [`DEFAULT_CACHE_PREFIX`]).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();

@@ -1,5 +1,6 @@
-//! `RedisConnection`: one type over the three ways to reach Redis, usable wherever redis-rs takes
-//! an async connection (it implements `redis::aio::ConnectionLike`).
+//! [`RedisTarget`]: where Redis is; and [`RedisConnection`]: one type over the three ways to
+//! reach it, usable wherever redis-rs takes an async connection (it implements
+//! `redis::aio::ConnectionLike`).
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -11,13 +12,82 @@ use redis::{
 };
 
 use super::{
-    RedisTarget,
     cluster::Watch,
-    node::{connect_timeout, in_runtime, manager},
-    sentinel::Sentinel,
-    target::shown,
+    node::{connect_timeout, in_runtime, manager, shown},
+    sentinel::{Sentinel, SentinelTarget},
 };
 use crate::ConfigError;
+
+/// Where Redis is.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum RedisTarget {
+    /// One server at a `redis://[user:password@]host:port/db` URL.
+    Server(String),
+    /// A Redis Cluster, found through any of these nodes' URLs (the first one's user and password
+    /// are used for every node).
+    Cluster(Vec<String>),
+    /// The master the Sentinels name.
+    Sentinel(SentinelTarget),
+    /// A connection already open, shared with other layers.
+    Shared(RedisConnection),
+}
+
+impl RedisTarget {
+    /// A Redis Cluster found through `nodes`.
+    pub fn cluster<S: Into<String>>(nodes: impl IntoIterator<Item = S>) -> Self {
+        Self::Cluster(nodes.into_iter().map(Into::into).collect())
+    }
+
+    /// Whether this is (or is open on) a Redis Cluster, where every script's keys must share a
+    /// slot.
+    pub fn is_cluster(&self) -> bool {
+        match self {
+            Self::Cluster(_) => true,
+            Self::Shared(connection) => connection.topology() == Topology::Cluster,
+            Self::Server(_) | Self::Sentinel(_) => false,
+        }
+    }
+}
+
+impl From<&str> for RedisTarget {
+    fn from(url: &str) -> Self {
+        Self::Server(url.to_owned())
+    }
+}
+
+impl From<String> for RedisTarget {
+    fn from(url: String) -> Self {
+        Self::Server(url)
+    }
+}
+
+impl From<&String> for RedisTarget {
+    fn from(url: &String) -> Self {
+        Self::Server(url.clone())
+    }
+}
+
+impl From<RedisConnection> for RedisTarget {
+    fn from(connection: RedisConnection) -> Self {
+        Self::Shared(connection)
+    }
+}
+
+impl fmt::Debug for RedisTarget {
+    // URLs may carry passwords: only where they point is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Server(url) => f.debug_tuple("Server").field(&shown(url)).finish(),
+            Self::Cluster(nodes) => f
+                .debug_tuple("Cluster")
+                .field(&nodes.iter().map(|n| shown(n)).collect::<Vec<_>>())
+                .finish(),
+            Self::Sentinel(sentinel) => f.debug_tuple("Sentinel").field(sentinel).finish(),
+            Self::Shared(connection) => f.debug_tuple("Shared").field(connection).finish(),
+        }
+    }
+}
 
 /// How a [`RedisConnection`] reaches Redis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The one Redis connection every layer with a Redis store uses (feature `redis`): a single
-//! server, a Redis Cluster, or the master a set of Sentinels names. The configuration's shapes
-//! ([`ClusterConfig`], [`SentinelConfig`]) are here in every build.
+//! server, a Redis Cluster, or the master a set of Sentinels names. The configuration's one
+//! `redis` section ([`RedisConfig`]) is here in every build.
 //!
 //! [`RedisTarget`] says where Redis is; [`RedisConnection::open`] connects to it lazily (a
 //! service starts while Redis is down) and keeps following it: redis-rs's cluster client follows
@@ -27,46 +27,24 @@
 
 #[cfg(feature = "redis")]
 mod cluster;
+mod config;
 #[cfg(feature = "redis")]
 mod connection;
 #[cfg(feature = "redis")]
 mod node;
 #[cfg(feature = "redis")]
 mod sentinel;
-#[cfg(feature = "redis")]
-mod target;
-
-use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "redis")]
-pub use connection::{RedisConnection, Topology};
+pub use config::target_of;
+pub use config::{
+    ClusterConfig, DEFAULT_CACHE_TIMEOUT, DEFAULT_FAILURE_THRESHOLD, DEFAULT_LIMITER_TIMEOUT,
+    DEFAULT_LOCAL_SHARE, DEFAULT_MAX_VALUE_BYTES, DEFAULT_PREFIX, DEFAULT_PROBE_INTERVAL,
+    LeaseConfig, OnFailureConfig, REDIS_URL_VAR, RedisConfig, SentinelConfig,
+};
 #[cfg(feature = "redis")]
-pub use target::{RedisTarget, SentinelTarget, shown, target_of};
-
-/// The `cluster` part of a configuration's `redis` section.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterConfig {
-    /// Some of the cluster's nodes (`redis://host:port/`); the rest are found through them.
-    pub nodes: Vec<String>,
-}
-
-/// The `sentinel` part of a configuration's `redis` section.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SentinelConfig {
-    /// The name the Sentinels monitor the master under.
-    pub master_name: String,
-    /// The Sentinels' URLs.
-    pub nodes: Vec<String>,
-    /// The database on the master (default 0).
-    #[serde(default)]
-    pub db: i64,
-    /// The master's user, when it has ACLs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// The environment variable holding the master's password (the password itself is never
-    /// written in a configuration).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_env: Option<String>,
-}
+pub use connection::{RedisConnection, RedisTarget, Topology};
+#[cfg(feature = "redis")]
+pub use node::shown;
+#[cfg(feature = "redis")]
+pub use sentinel::SentinelTarget;

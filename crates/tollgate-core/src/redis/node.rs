@@ -119,3 +119,12 @@ impl Throttle {
         self.busy.store(false, Ordering::Release);
     }
 }
+
+/// Where `url` points (`host:port`, or a socket path), as redis-rs reads it: never the user or
+/// the password, so no message or `Debug` repeats them.
+pub fn shown(url: &str) -> String {
+    redis::IntoConnectionInfo::into_connection_info(url).map_or_else(
+        |_| "an invalid Redis URL".to_owned(),
+        |info| info.addr().to_string(),
+    )
+}

@@ -1,7 +1,8 @@
-//! The master Redis Sentinel names, asked again whenever the one in use stops answering or
-//! answers as a replica.
+//! [`SentinelTarget`]: a master found through Redis Sentinel; and the master the Sentinels name,
+//! asked again whenever the one in use stops answering or answers as a replica.
 
 use std::{
+    fmt,
     future::Future,
     sync::{
         Arc, RwLock,
@@ -16,10 +17,7 @@ use redis::{
     sentinel::{Sentinel as Sentinels, SentinelNodeConnectionInfo},
 };
 
-use super::{
-    SentinelTarget,
-    node::{Throttle, manager, watched},
-};
+use super::node::{Throttle, manager, shown, watched};
 use crate::{
     ConfigError,
     telemetry::{self, Counter},
@@ -187,5 +185,48 @@ impl Sentinel {
             }
         }
         Ok(())
+    }
+}
+
+/// A master found through Redis Sentinel.
+#[derive(Clone, Default)]
+pub struct SentinelTarget {
+    /// The name the Sentinels monitor the master under (`sentinel monitor <name> ...`).
+    pub master_name: String,
+    /// The Sentinels' URLs (`redis://[user:password@]host:26379/`); asked in order.
+    pub sentinels: Vec<String>,
+    /// The database on the master.
+    pub db: i64,
+    /// The master's user, when it has ACLs.
+    pub username: Option<String>,
+    /// The master's password (never shown by `Debug`).
+    pub password: Option<String>,
+}
+
+impl SentinelTarget {
+    /// The master named `master_name` by these Sentinels, database 0, no password.
+    pub fn new<S: Into<String>>(
+        master_name: impl Into<String>,
+        sentinels: impl IntoIterator<Item = S>,
+    ) -> Self {
+        Self {
+            master_name: master_name.into(),
+            sentinels: sentinels.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+}
+
+impl fmt::Debug for SentinelTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SentinelTarget")
+            .field("master_name", &self.master_name)
+            .field(
+                "sentinels",
+                &self.sentinels.iter().map(|s| shown(s)).collect::<Vec<_>>(),
+            )
+            .field("db", &self.db)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
     }
 }

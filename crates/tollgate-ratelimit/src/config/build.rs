@@ -4,9 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tollgate_core::{ByPrincipal, ByProvider, ByTenant, ConfigError, LlmRequest, PricingTable};
 
+use tollgate_core::redis::RedisConfig;
+
 use super::{
-    DEFAULT_TENANT, KeyBy, PRINCIPAL_SCOPE, PROVIDER_SCOPE, RateLimitConfig, RedisConfig,
-    TENANT_SCOPE,
+    DEFAULT_TENANT, KeyBy, PRINCIPAL_SCOPE, PROVIDER_SCOPE, RateLimitConfig, TENANT_SCOPE,
 };
 use crate::{
     either::Limiter,
@@ -25,9 +26,19 @@ fn redis_limiter(_: &RedisConfig, _: RateLimiterBuilder) -> Result<Limiter, Conf
     ))
 }
 
+/// The limiter the `redis` section describes, on the Redis it names (`sentinel.password_env` is
+/// read from the process environment).
 #[cfg(feature = "redis")]
 fn redis_limiter(redis: &RedisConfig, limits: RateLimiterBuilder) -> Result<Limiter, ConfigError> {
-    redis.builder()?.limits(limits).build().map(Limiter::Redis)
+    if let Some(mistake) = redis.check().into_iter().next() {
+        return Err(mistake);
+    }
+    let target = redis.target(|var| std::env::var(var).ok())?;
+    crate::RedisRateLimiter::builder(target)
+        .config(redis)
+        .limits(limits)
+        .build()
+        .map(Limiter::Redis)
 }
 
 /// The scope that `tenants`, `providers` or `principals` makes: its name, the field it is in, and

@@ -12,7 +12,8 @@ use tollgate_core::{
     LlmRequest, duration,
 };
 
-pub use redis::{LeaseConfig, OnFailureConfig, RedisConfig, cross_slot_error};
+pub use redis::cross_slot_error;
+use tollgate_core::redis::RedisConfig;
 
 use crate::{
     limiter::DEFAULT_MAX_KEYS,
@@ -143,8 +144,8 @@ impl Default for RateLimitConfig {
     }
 }
 
-/// The environment variable whose value replaces `redis.url`.
-pub const REDIS_URL_VAR: &str = "REDIS_URL";
+#[doc(no_inline)]
+pub use tollgate_core::redis::REDIS_URL_VAR;
 
 /// The environment variable that replaces scope `scope`'s default tiers:
 /// `TOLLGATE_RATELIMIT_<SCOPE>_TIERS`, the scope's name upper-cased with every other character than
@@ -275,11 +276,7 @@ impl RateLimitConfig {
         mut self,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        if let (Some(redis), Some(url)) = (&mut self.redis, lookup(REDIS_URL_VAR)) {
-            redis.url = Some(url);
-            redis.cluster = None;
-            redis.sentinel = None;
-        }
+        self.redis = self.redis.map(|redis| redis.with_env_from(&lookup));
         for scope in &mut self.scopes {
             let var = tiers_var(&scope.name);
             if let Some(value) = lookup(&var) {

@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use tollgate_core::{
     ConfigError,
-    redis::{RedisConnection, RedisTarget},
+    redis::{OnFailureConfig, RedisConfig, RedisConnection, RedisTarget},
 };
 
 use super::{
@@ -56,6 +56,28 @@ impl RedisRateLimiterBuilder {
             probe_interval: DEFAULT_PROBE_INTERVAL,
             lease: None,
         }
+    }
+
+    /// Takes every limiter setting of a configuration's `redis` section: keys under
+    /// `<prefix>:rl`, `limiter_timeout`, `on_failure` with `local_share`, `failure_threshold`,
+    /// `probe_interval`, `hash_tag_scope` and `lease`. The section's cache settings are the
+    /// cache's, and where Redis is comes from the target given to
+    /// [`builder`](RedisRateLimiter::builder).
+    pub fn config(mut self, redis: &RedisConfig) -> Self {
+        self.prefix = redis.limiter_prefix();
+        self.timeout = redis.limiter_timeout;
+        self.failure_threshold = redis.failure_threshold;
+        self.probe_interval = redis.probe_interval;
+        self.policy = match redis.on_failure {
+            OnFailureConfig::Local => OnRedisFailure::Local {
+                share: redis.local_share,
+            },
+            OnFailureConfig::FailOpen => OnRedisFailure::FailOpen,
+            OnFailureConfig::FailClosed => OnRedisFailure::FailClosed,
+        };
+        self.hash_tag_scope.clone_from(&redis.hash_tag_scope);
+        self.lease = redis.lease.map(|lease| (lease.batch, lease.ttl));
+        self
     }
 
     /// Takes the scopes and quotas (defaults and overrides) of `limits`, replacing any added so
