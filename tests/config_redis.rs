@@ -2,6 +2,10 @@
 //! cluster, and a master behind Sentinel): two stacks (two processes' worth) share one tenant
 //! quota and one cache, and the section's cache settings (compression, value bound) reach the
 //! store.
+//!
+//! Tests that count exact admissions fail closed with patient timeouts: a slow first connection
+//! on a loaded machine then waits, where the default policy would decide locally with its share
+//! of each tier (the documented bound, which other tests assert).
 
 #![cfg(feature = "redis")]
 
@@ -33,7 +37,7 @@ async fn two_stacks_share_the_quota_and_the_cache_through_redis(topology: Topolo
     };
     let config = config(
         &redis,
-        "prefix: cfgtest, limiter_timeout: 1s, cache_timeout: 1s, on_failure: fail_closed",
+        "prefix: cfgtest, limiter_timeout: 5s, cache_timeout: 5s, on_failure: fail_closed",
         "rate_limiting:\n  tenants:\n    default: { per_hour: 5 }",
     );
     let provider = SimulatedProvider::new();
@@ -97,7 +101,7 @@ async fn the_redis_section_compresses_and_bounds_cached_answers(topology: Topolo
     let stack = |prefix: &str, cache: &str| {
         let config = config(
             &redis,
-            &format!("prefix: {prefix}, cache_timeout: 1s, {cache}"),
+            &format!("prefix: {prefix}, cache_timeout: 5s, {cache}"),
             "",
         );
         let provider = SimulatedProvider::new();
@@ -163,7 +167,7 @@ async fn the_cost_report_reads_what_is_left_of_a_budget_from_redis(topology: Top
     // $1 and $2 per million tokens: 1 micro-dollar per prompt token, 2 per answer token.
     let config = config(
         &redis,
-        "prefix: budget, limiter_timeout: 1s, cache_timeout: 1s",
+        "prefix: budget, limiter_timeout: 5s, cache_timeout: 5s, on_failure: fail_closed",
         "pricing:
   sim-small: { input: \"1.00\", output: \"2.00\" }
 rate_limiting:
@@ -211,7 +215,7 @@ providers:
   sim: {{ kind: simulated }}
 roles:
   default: {{ provider: sim, model: sim-small }}
-redis: {{ cluster: {{ nodes: [{nodes}] }}{tag} }}
+redis: {{ cluster: {{ nodes: [{nodes}] }}{tag}, on_failure: fail_closed, limiter_timeout: 5s }}
 rate_limiting:
   tenants: {tenants}
   providers:

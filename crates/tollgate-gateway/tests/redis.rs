@@ -11,13 +11,15 @@ async fn two_gateways_share_one_quota_and_one_cache(topology: Topology) {
         return;
     };
     let upstream = Upstream::start().await;
+    // Exact counts: Redis decides every call, patiently. The default policy would decide a call
+    // locally, with half of each tier, while a loaded machine's first connection is slow.
     let more = format!(
         r#"
 caching: {{ store: redis }}
 rate_limiting:
   tenants:
     acme: {{ per_minute: 3 }}
-redis: {{ {} }}
+redis: {{ {}, on_failure: fail_closed, limiter_timeout: 5s, cache_timeout: 5s }}
 "#,
         redis.yaml()
     );

@@ -141,15 +141,8 @@ impl Leases {
                 refill
             }
         };
-        if unused.iter().any(|(_, count)| *count > 0) {
-            // Handing back thousands of evicted leases must not hold up this caller.
-            let limiter = limiter.clone();
-            tokio::spawn(async move {
-                for (keys, count) in unused {
-                    give_back(&limiter, &keys, count).await;
-                }
-            });
-        }
+        // Handing back thousands of evicted leases must not hold up this caller.
+        hand_back(limiter, unused);
         let _turn = refill.lock().await;
         // Whoever refilled while this caller waited may have left permits.
         let leftover = {
@@ -216,16 +209,37 @@ fn counted(limiter: &RedisRateLimiter, decided: Result<Via, Denial>) -> Result<V
     decided
 }
 
-/// Hands `unused` request permits of `keys` back to Redis.
+/// Hands `unused` request permits of `keys` back to Redis, counting them once Redis has them.
 async fn give_back(limiter: &RedisRateLimiter, keys: &[(Scope, impl AsRef<str>)], unused: u64) {
     if unused == 0 {
         return;
     }
-    bump(&limiter.inner.counts.lease_returned, unused);
-    limiter
+    let returned = limiter
         .adjust_signed(keys, |dimension| match dimension {
             Dimension::Requests => -i128::from(unused),
             _ => 0,
         })
         .await;
+    if returned {
+        bump(&limiter.inner.counts.lease_returned, unused);
+    }
+}
+
+/// How many tasks hand evicted leases back at once: one round trip after another would take
+/// seconds for thousands of leases, while they are held from the rest of the fleet.
+const HAND_BACK_TASKS: usize = 16;
+
+/// Hands the permits of evicted leases back in the background, [`HAND_BACK_TASKS`] at a time.
+fn hand_back(limiter: &RedisRateLimiter, mut unused: Unused) {
+    unused.retain(|(_, count)| *count > 0);
+    let per_task = unused.len().div_ceil(HAND_BACK_TASKS).max(1);
+    while !unused.is_empty() {
+        let share = unused.split_off(unused.len().saturating_sub(per_task));
+        let limiter = limiter.clone();
+        tokio::spawn(async move {
+            for (keys, count) in share {
+                give_back(&limiter, &keys, count).await;
+            }
+        });
+    }
 }

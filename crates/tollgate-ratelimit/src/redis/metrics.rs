@@ -26,7 +26,8 @@ pub struct RedisMetrics {
     pub leases: u64,
     /// Calls admitted from a local lease without asking Redis (hybrid mode).
     pub lease_admits: u64,
-    /// Permits handed back to Redis unused when their lease ended (hybrid mode).
+    /// Permits handed back to Redis unused when their lease ended (hybrid mode), counted once
+    /// Redis has them.
     pub lease_returned: u64,
     /// Key sets holding a lease now (hybrid mode). When a new key set would pass
     /// [`MAX_LEASE_SETS`](crate::MAX_LEASE_SETS), every lease nobody is refilling is dropped and its permits handed back.

@@ -402,13 +402,13 @@ impl RedisRateLimiter {
         }
     }
 
-    /// Adds `units(dimension)` (signed) to every tier of every key, in one script. A failure is
-    /// logged and counted: a settlement never fails a call.
+    /// Adds `units(dimension)` (signed) to every tier of every key, in one script; whether Redis
+    /// took it. A failure is logged and counted: a settlement never fails a call.
     pub(crate) async fn adjust_signed(
         &self,
         keys: &[(Scope, impl AsRef<str>)],
         units: impl Fn(crate::quota::Dimension) -> i128,
-    ) {
+    ) -> bool {
         let mut invocation = Invocation::new(Op::Adjust);
         for (scope, key) in keys {
             let quota = self.inner.definition.quota_of(*scope, key.as_ref());
@@ -420,12 +420,16 @@ impl RedisRateLimiter {
                 }),
             );
         }
-        if let Err(failure) = self.run(Op::Adjust, &invocation).await {
-            tracing::warn!(
-                target: "tollgate::ratelimit",
-                error = %failure,
-                "could not settle a call's usage in Redis; the reservation stands"
-            );
+        match self.run(Op::Adjust, &invocation).await {
+            Ok(_) => true,
+            Err(failure) => {
+                tracing::warn!(
+                    target: "tollgate::ratelimit",
+                    error = %failure,
+                    "could not settle a call's usage in Redis; the reservation stands"
+                );
+                false
+            }
         }
     }
 

@@ -19,6 +19,9 @@ pub const DAY: Duration = Duration::from_secs(86_400);
 /// Long enough that a loaded CI machine never turns a slow answer into a failure-policy decision
 /// in tests that count exact admissions.
 pub const PATIENT: Duration = Duration::from_secs(5);
+/// How long a test waits for background work (leases handed back, settlements) before it fails:
+/// generous, as CI's two cores run every test at once.
+pub const BACKGROUND: Duration = Duration::from_secs(60);
 
 pub fn quota(tiers: impl IntoIterator<Item = Tier>) -> Quota {
     Quota::new(tiers).expect("valid quota")
