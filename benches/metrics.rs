@@ -56,18 +56,15 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(one_call(&mut quiet, &request)))
     });
 
-    #[cfg(feature = "metrics")]
-    {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        let _local = metrics::set_default_local_recorder(&recorder);
-        let mut recorded = stack();
-        group.bench_function("stack_prometheus_recorder", |b| {
-            b.iter(|| black_box(one_call(&mut recorded, &request)))
-        });
-        // The recorder did record: the per-call counter is in its output.
-        assert!(handle.render().contains("tollgate_requests"));
-    }
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let mut recorded = stack();
+    group.bench_function("stack_prometheus_recorder", |b| {
+        b.iter(|| black_box(one_call(&mut recorded, &request)))
+    });
+    // The recorder did record: the per-call counter is in its output.
+    assert!(handle.render().contains("tollgate_requests"));
     group.finish();
 }
 

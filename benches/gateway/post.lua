@@ -1,5 +1,7 @@
 -- wrk script: POSTs a chat request with a prompt no other request has (a cache miss every time)
--- and prints one machine-readable RESULT line at the end.
+-- and prints one machine-readable RESULT line at the end. With TOLLGATE_BENCH_API=anthropic it
+-- POSTs the same question as a Messages request to /v1/messages, for the role
+-- TOLLGATE_BENCH_ROLE names.
 local threads = {}
 local next_id = 0
 
@@ -12,12 +14,21 @@ end
 function init(args)
   counter = 0
   key = os.getenv("TOLLGATE_BENCH_KEY") or "tg-bench"
+  anthropic = os.getenv("TOLLGATE_BENCH_API") == "anthropic"
+  role = os.getenv("TOLLGATE_BENCH_ROLE") or "default"
 end
 
 function request()
   counter = counter + 1
-  local body = '{"model":"default","max_tokens":32,"messages":[{"role":"user","content":"question '
+  local body = '{"model":"' .. role .. '","max_tokens":32,"messages":[{"role":"user","content":"question '
     .. id .. "-" .. counter .. ' about the weather"}]}'
+  if anthropic then
+    return wrk.format("POST", "/v1/messages", {
+      ["Content-Type"] = "application/json",
+      ["anthropic-version"] = "2023-06-01",
+      ["x-api-key"] = key,
+    }, body)
+  end
   return wrk.format("POST", "/v1/chat/completions", {
     ["Content-Type"] = "application/json",
     ["Authorization"] = "Bearer " .. key,

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The gateway under load: wrk posting chat requests straight to an nginx that answers a fixed
 # chat completion, and through `tollgate serve` in front of the same nginx, in the same run, at
-# 1, 16 and 64 connections. Prints RPS, p50 / p99 latency, the p50 the gateway adds, and the
-# gateway's resident memory after the run.
+# 1, 16 and 64 connections. Prints RPS, p50 / p99 latency, the p50 the gateway adds, the CPU
+# time the gateway spent per call, and the gateway's resident memory after the run.
 #
 #   bash benches/gateway/run.sh                 # 10 s per run
 #   DURATION=30s CONNECTIONS="16" bash benches/gateway/run.sh
 #   PROFILE=/tmp/gateway.perf bash benches/gateway/run.sh   # perf record of each tollgate run
 #   CACHE=off bash benches/gateway/run.sh                   # the gateway with its cache off
+#   API=anthropic bash benches/gateway/run.sh   # Messages calls to an Anthropic-shaped nginx: the
+#                                               # pass-through path, beside the chat one
 #
 # For a profile with symbols, build with CARGO_PROFILE_RELEASE_DEBUG=line-tables-only.
 # Needs nginx (Debian: nginx-light) and wrk (Debian: wrk). Run by hand; CI does not run it.
@@ -16,6 +18,13 @@ cd "$(dirname "$0")/../.."
 
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-1 16 64}"
+API="${API:-openai}"
+case "$API" in
+    openai) role=default ;;
+    anthropic) role=claude ;;
+    *) echo "API is openai or anthropic" >&2; exit 1 ;;
+esac
+export TOLLGATE_BENCH_API="$API"
 for tool in nginx wrk; do
     command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install nginx-light wrk)" >&2; exit 1; }
 done
@@ -62,8 +71,11 @@ CONF
     pids+=($!)
 }
 
-# The upstream: one nginx worker answering every chat request with the same completion.
+# The upstream: one nginx worker answering every chat request with the same completion, and
+# every Messages request with the same message (the same text, and Anthropic's usage with its
+# cache counts).
 answer='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench-model","choices":[{"index":0,"message":{"role":"assistant","content":"The weather is fine today, with a light breeze from the west."},"finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":13,"total_tokens":27}}'
+message='{"id":"msg_bench","type":"message","role":"assistant","model":"bench-claude","content":[{"type":"text","text":"The weather is fine today, with a light breeze from the west."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":14,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":13}}'
 nginx_port="$(free_port)"
 start_nginx upstream <<CONF
     server {
@@ -71,6 +83,10 @@ start_nginx upstream <<CONF
         location = /v1/chat/completions {
             default_type application/json;
             return 200 '$answer';
+        }
+        location = /v1/messages {
+            default_type application/json;
+            return 200 '$message';
         }
     }
 CONF
@@ -99,7 +115,7 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("executable") and m["target"]["name"] == "forward": print(m["executable"])')"
 forward_port="$(free_port)"
-"$forward" "127.0.0.1:$forward_port" "http://127.0.0.1:$nginx_port/v1" > "$work/forward.out" &
+"$forward" "127.0.0.1:$forward_port" "http://127.0.0.1:$nginx_port" > "$work/forward.out" &
 pids+=($!)
 
 # The gateway: a key, tenant limits and a budget, the cache (every prompt is new: the miss
@@ -109,10 +125,13 @@ gateway_port="$(free_port)"
 cat > "$work/tollgate.yaml" <<CONF
 providers:
   up: { kind: openai, base_url: "http://127.0.0.1:$nginx_port/v1" }
+  anthropic: { kind: anthropic, base_url: "http://127.0.0.1:$nginx_port", api_key_env: TOLLGATE_BENCH_ANTHROPIC_KEY }
 roles:
   default: { provider: up, model: bench-model }
+  claude: { provider: anthropic, model: bench-claude }
 pricing:
   bench-model: { input: "0.15", output: "0.60" }
+  bench-claude: { input: "3.00", output: "15.00" }
 caching: $( [ "${CACHE:-on}" = off ] && echo false || echo '{ store: memory, max_bytes: 8388608 }' )
 rate_limiting:
   tenants:
@@ -122,13 +141,20 @@ keys:
 gateway:
   listen: 127.0.0.1:$gateway_port
 CONF
-"$tollgate" serve --config "$work/tollgate.yaml" --log-level warn > "$work/tollgate.out" 2> "$work/tollgate.err" &
+TOLLGATE_BENCH_ANTHROPIC_KEY=bench "$tollgate" serve --config "$work/tollgate.yaml" --log-level warn \
+    > "$work/tollgate.out" 2> "$work/tollgate.err" &
 gateway_pid=$!
 pids+=("$gateway_pid")
 for _ in $(seq 100); do
     grep -q listening "$work/tollgate.out" 2>/dev/null && curl -sf "http://127.0.0.1:$nginx_port/v1/chat/completions" -d '{}' >/dev/null && break
     sleep 0.1
 done
+export TOLLGATE_BENCH_ROLE="$role"
+
+# The gateway's CPU time so far, user and system, in microseconds.
+cpu_us() {
+    awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000000 / hz }' "/proc/$gateway_pid/stat"
+}
 
 run() { # url connections -> "rps p50 p99 requests errors"
     local threads=$(( $2 < 2 ? 1 : 2 ))
@@ -152,16 +178,21 @@ for c in $CONNECTIONS; do
         perf record -e cpu-clock -F 999 -g -p "$gateway_pid" -o "$PROFILE.$c" 2>/dev/null &
         perf_pid=$!
     fi
+    cpu_before="$(cpu_us)"
     through="$(run "http://127.0.0.1:$gateway_port" "$c")"
+    cpu_after="$(cpu_us)"
     if [ -n "${PROFILE:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     for pair in "direct:$direct" "nginx-proxy:$proxy" "hyper-fwd:$bare" "tollgate:$through"; do
         name="${pair%%:*}"; r="${pair#*:}"
         printf '%-12s %-12s %10s %10s %10s %8s\n' "$c" "$name" "$(field "$r" rps)" \
             "$(field "$r" p50_ms)" "$(field "$r" p99_ms)" "$(field "$r" errors)"
     done
-    python3 - "$direct" "$proxy" "$bare" "$through" <<'PY'
+    python3 - "$direct" "$proxy" "$bare" "$through" "$cpu_before" "$cpu_after" <<'PY'
 import sys
-direct, proxy, bare, through = ({k: float(v) for k, v in (f.split("=") for f in r.split())} for r in sys.argv[1:])
+direct, proxy, bare, through = ({k: float(v) for k, v in (f.split("=") for f in r.split())} for r in sys.argv[1:5])
+cpu = float(sys.argv[6]) - float(sys.argv[5])
+print(f"             tollgate CPU per call: {cpu / max(through['requests'], 1):.1f} us "
+      f"({through['requests']:.0f} calls)")
 print(f"             RPS / direct: nginx-proxy {proxy['rps'] / direct['rps']:.2f}x, "
       f"hyper-fwd {bare['rps'] / direct['rps']:.2f}x, tollgate {through['rps'] / direct['rps']:.2f}x; "
       f"tollgate / hyper-fwd {through['rps'] / bare['rps']:.2f}x")

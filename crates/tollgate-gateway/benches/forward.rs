@@ -5,8 +5,10 @@
 //! the same run.
 //!
 //! ```text
-//! cargo bench -p tollgate-gateway --bench forward -- <listen address> <upstream base URL>
+//! cargo bench -p tollgate-gateway --bench forward -- <listen address> <upstream origin>
 //! ```
+//!
+//! Each request goes to the same path on the upstream (`/v1/chat/completions`, `/v1/messages`).
 
 use std::{convert::Infallible, net::SocketAddr};
 
@@ -22,19 +24,19 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let [listen, upstream] = &args[..] else {
-        eprintln!("usage: forward <listen address> <upstream base URL>");
+        eprintln!("usage: forward <listen address> <upstream origin>");
         return;
     };
     let listen: SocketAddr = listen.parse().expect("a socket address");
-    let url = format!("{upstream}/chat/completions");
+    let origin = upstream.trim_end_matches('/').to_owned();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a runtime")
-        .block_on(serve(listen, url));
+        .block_on(serve(listen, origin));
 }
 
-async fn serve(listen: SocketAddr, url: String) {
+async fn serve(listen: SocketAddr, origin: String) {
     let client = reqwest::Client::new();
     let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
     println!("forward listening on http://{listen}");
@@ -43,10 +45,11 @@ async fn serve(listen: SocketAddr, url: String) {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (client, url) = (client.clone(), url.clone());
+        let (client, origin) = (client.clone(), origin.clone());
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| {
-                let (client, url) = (client.clone(), url.clone());
+                let client = client.clone();
+                let url = format!("{origin}{}", request.uri().path());
                 async move {
                     let body = request.into_body().collect().await.map(|b| b.to_bytes());
                     let answer = match body {

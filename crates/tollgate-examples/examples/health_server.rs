@@ -1,7 +1,7 @@
 //! Health endpoints for an LLM service, with axum: `/health` (every check, `application/health+json`),
 //! `/health/live`, `/health/ready`, and `/health/stats` (the passive call statistics).
 //!
-//! `cargo run --example health_server` starts the server on a free port, fetches each endpoint
+//! `cargo run -p tollgate-examples --example health_server` starts the server on a free port, fetches each endpoint
 //! once and prints what it answered; add `-- --serve` to keep serving.
 
 use std::net::SocketAddr;

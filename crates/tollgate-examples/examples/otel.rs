@@ -2,8 +2,8 @@
 //! attributes, sent over OTLP/HTTP to the collector that `OTEL_EXPORTER_OTLP_ENDPOINT` names.
 //!
 //! ```text
-//! OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 cargo run --example otel
-//! cargo run --example otel     # no collector: the spans are kept in memory and printed
+//! OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 cargo run -p tollgate-examples --example otel
+//! cargo run -p tollgate-examples --example otel     # no collector: the spans are kept in memory and printed
 //! ```
 //!
 //! Each call is a span named `chat {model}` (from its `otel.name`), with a `deployment` span for

@@ -3,8 +3,8 @@
 //! which `.ci/run` installs) and fails if the checked-in file is stale.
 //!
 //! Without `protoc` the test says so and skips, unless `TOLLGATE_REQUIRE_PROTOC=1` (CI sets it), as
-//! the Redis tests do without `redis-server`. `TOLLGATE_REGENERATE=1 cargo test --test
-//! tonic_codegen` rewrites the file.
+//! the Redis tests do without `redis-server`. `TOLLGATE_REGENERATE=1 cargo test -p
+//! tollgate-examples --test tonic_codegen` rewrites the file.
 
 use std::path::Path;
 
@@ -46,6 +46,6 @@ fn the_checked_in_grpc_code_matches_the_proto() {
     let current = std::fs::read_to_string(&checked_in).unwrap_or_default();
     assert!(
         current == fresh,
-        "examples/generated/tollgate.chat.v1.rs is stale: run TOLLGATE_REGENERATE=1 cargo test --test tonic_codegen"
+        "examples/generated/tollgate.chat.v1.rs is stale: run TOLLGATE_REGENERATE=1 cargo test -p tollgate-examples --test tonic_codegen"
     );
 }

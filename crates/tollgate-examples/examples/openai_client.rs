@@ -1,7 +1,7 @@
 //! A real OpenAI-compatible client (reqwest with rustls) inside the full tollgate stack.
 //!
 //! `OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-... OPENAI_MODEL=gpt-4o-mini
-//! cargo run --example openai_client --features providers` talks to OpenAI; any compatible server
+//! cargo run -p tollgate-examples --example openai_client` talks to OpenAI; any compatible server
 //! works (`http://localhost:11434/v1` for Ollama, `http://localhost:8000/v1` for vLLM). Without
 //! `OPENAI_BASE_URL` it starts a small compatible server of its own on a free port, which answers
 //! its first request with `429` and `Retry-After: 1`, so the run shows a retry, a cache hit and the

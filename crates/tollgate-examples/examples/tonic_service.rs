@@ -10,7 +10,7 @@
 //! `tests/tonic_codegen.rs` regenerates it and fails when it is stale, so building this example
 //! never needs `protoc`.
 //!
-//! `cargo run --example tonic_service` starts the server on a free port, calls it five times with
+//! `cargo run -p tollgate-examples --example tonic_service` starts the server on a free port, calls it five times with
 //! the generated client, prints the answers and exits; `-- --serve` keeps serving on
 //! 127.0.0.1:50051.
 

@@ -9,7 +9,7 @@
 //! there is one, in OpenAI's error shape. The upstream is the simulated provider, or any
 //! OpenAI-compatible server when `OPENAI_BASE_URL` is set (with the `providers` feature).
 //!
-//! `cargo run --example axum_per_route` starts it on a free port, sends a few requests to each
+//! `cargo run -p tollgate-examples --example axum_per_route` starts it on a free port, sends a few requests to each
 //! route, prints what came back and exits; add `-- --serve` to keep serving on 127.0.0.1:8080.
 //! `tests/axum_per_route.rs` drives the same app over HTTP.
 
@@ -228,7 +228,6 @@ async fn main() {
 /// The simulated provider, or the OpenAI-compatible server at `OPENAI_BASE_URL`.
 #[allow(dead_code)]
 fn upstream() -> BoxCloneSyncService<LlmRequest, LlmResponse, LlmError> {
-    #[cfg(feature = "providers")]
     if let Ok(base) = std::env::var("OPENAI_BASE_URL") {
         let mut client = tollgate::providers::OpenAiCompatible::builder(&base);
         if let Ok(key) = std::env::var("OPENAI_API_KEY") {
