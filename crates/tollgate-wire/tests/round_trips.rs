@@ -57,7 +57,11 @@ fn every_anthropic_answer_reads_what_the_stack_needs_and_writes_back_its_blocks(
         );
         let blocks = sent["content"].as_array().unwrap();
         let tool_uses = blocks.iter().filter(|b| b["type"] == "tool_use").count();
-        assert_eq!(answer.choices[0].message.tool_calls.len(), tool_uses, "{name}");
+        assert_eq!(
+            answer.choices[0].message.tool_calls.len(),
+            tool_uses,
+            "{name}"
+        );
         let stop = sent["stop_reason"].as_str().unwrap();
         let finish = answer.finish_reason();
         match stop {
@@ -88,13 +92,12 @@ fn every_anthropic_answer_reads_what_the_stack_needs_and_writes_back_its_blocks(
                 .map(|b| b["type"].as_str().unwrap().to_owned())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(kinds(&written["content"]), kinds(&sent["content"]), "{name}");
-        for (out, came) in written["content"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(blocks)
-        {
+        assert_eq!(
+            kinds(&written["content"]),
+            kinds(&sent["content"]),
+            "{name}"
+        );
+        for (out, came) in written["content"].as_array().unwrap().iter().zip(blocks) {
             for field in ["text", "thinking", "signature", "id", "name", "input"] {
                 assert_eq!(out.get(field), came.get(field), "{name}: {field}");
             }
