@@ -12,7 +12,7 @@
 //! - `cache_miss`: a new prompt each call (looked up, called, stored), beside the bare service
 //!   answering the same new prompts.
 //!
-//! Run: `cargo bench --bench cache`.
+//! Run: `cargo bench -p tollgate-benches --bench cache`.
 
 use std::{hint::black_box, sync::Arc};
 

@@ -7,8 +7,8 @@
 //! nothing, and the group has no recorder variant; `stack_no_recorder` of the two builds compares
 //! the feature off with the feature on and no recorder.
 //!
-//! Run: `cargo bench --bench metrics` (feature on), and
-//! `cargo bench --bench metrics --no-default-features --features config` (feature off).
+//! Run: `cargo bench -p tollgate-benches --bench metrics` (feature on), and
+//! `cargo bench -p tollgate-benches --bench metrics --no-default-features` (feature off).
 
 use std::hint::black_box;
 
@@ -56,15 +56,18 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(one_call(&mut quiet, &request)))
     });
 
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    let _local = metrics::set_default_local_recorder(&recorder);
-    let mut recorded = stack();
-    group.bench_function("stack_prometheus_recorder", |b| {
-        b.iter(|| black_box(one_call(&mut recorded, &request)))
-    });
-    // The recorder did record: the per-call counter is in its output.
-    assert!(handle.render().contains("tollgate_requests"));
+    #[cfg(feature = "metrics")]
+    {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let mut recorded = stack();
+        group.bench_function("stack_prometheus_recorder", |b| {
+            b.iter(|| black_box(one_call(&mut recorded, &request)))
+        });
+        // The recorder did record: the per-call counter is in its output.
+        assert!(handle.render().contains("tollgate_requests"));
+    }
     group.finish();
 }
 

@@ -16,7 +16,7 @@
 //! while 10,000,000 distinct keys pass through on a manual clock (each key is full again 1 ms after
 //! its call, so about 1,000 are live at once).
 //!
-//! Run: `cargo bench --bench ratelimit`.
+//! Run: `cargo bench -p tollgate-benches --bench ratelimit`.
 
 use std::{
     hint::black_box,

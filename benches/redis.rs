@@ -12,7 +12,7 @@
 //! during the run, and the admitted count is compared with the most the quota itself allows
 //! over the run (its burst plus its rate times the elapsed time).
 //!
-//! Run: `cargo bench --bench redis --features redis` (needs `redis-server` on the PATH).
+//! Run: `cargo bench -p tollgate-benches --bench redis` (needs `redis-server` on the PATH).
 
 use std::{
     sync::{

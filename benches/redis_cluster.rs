@@ -15,7 +15,7 @@
 //! Every process shares this machine's cores, so the cluster's three masters cannot use more
 //! CPU than the single server could take from the client: the scaling measured here is a floor.
 //!
-//! Run: `cargo bench --bench redis_cluster --features redis` (needs `redis-server` and
+//! Run: `cargo bench -p tollgate-benches --bench redis_cluster` (needs `redis-server` and
 //! `redis-cli` on the PATH).
 
 use std::{sync::Arc, time::Duration};

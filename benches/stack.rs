@@ -15,7 +15,7 @@
 //! cache's own store work without any layer (the key, a lookup that misses, an insert into a
 //! `MemoryStore` of the same bound), to show how much of the stack's figure is the store's.
 //!
-//! Run: `cargo bench --bench stack`.
+//! Run: `cargo bench -p tollgate-benches --bench stack`.
 
 use std::hint::black_box;
 

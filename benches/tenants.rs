@@ -15,7 +15,7 @@
 //! RSS is sampled every 100,000 calls. After a warm-up of the first 200,000 calls, the plateau is
 //! the highest sample, and the figure that matters is how far below it the lowest sample sits.
 //!
-//! Run: `cargo bench --bench tenants` (about two minutes).
+//! Run: `cargo bench -p tollgate-benches --bench tenants` (about two minutes).
 
 use std::{process::Command, time::Instant};
 

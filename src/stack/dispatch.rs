@@ -18,6 +18,16 @@ use tower_service::Service;
 use super::billing::{ProviderStack, Providers};
 use crate::ResolvedRole;
 
+/// Where [`route`] sent a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Route {
+    /// Straight to the provider it names.
+    Direct,
+    /// To the router, which picks among the role's deployments; `moves` when another model than
+    /// the role's first may answer it.
+    Routed { moves: bool },
+}
+
 /// Points `request` at what serves it under `role`: a provider it names goes straight there (if
 /// the configuration has it), as does a model its role does not give (to the role's first
 /// provider); any other call goes to the router, which picks among the role's deployments (the
@@ -27,26 +37,28 @@ pub(super) fn route(
     request: &mut LlmRequest,
     role: &ResolvedRole,
     providers: &Providers,
-) -> Result<(), LlmError> {
+) -> Result<Route, LlmError> {
     match &request.provider {
         Some(provider) => {
             if !providers.contains_key(provider) {
                 return Err(unknown_provider(provider));
             }
             request.extensions.insert(Direct);
+            Ok(Route::Direct)
         }
         None if !request.model.is_empty() && request.model != role.model => {
             request.provider = Some(role.provider.clone());
             request.extensions.insert(Direct);
+            Ok(Route::Direct)
         }
         None => {
             request.model = role.model.clone();
             if !role.moves {
                 request.provider = Some(role.provider.clone());
             }
+            Ok(Route::Routed { moves: role.moves })
         }
     }
-    Ok(())
 }
 
 /// The error for a request naming a provider the configuration does not have.

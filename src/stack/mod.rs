@@ -279,8 +279,8 @@ impl Stack {
                 ),
             ));
         };
-        dispatch::route(&mut request, role, &parts.providers)?;
-        if request.provider.is_none() {
+        let route = dispatch::route(&mut request, role, &parts.providers)?;
+        if route == (dispatch::Route::Routed { moves: true }) {
             // A call the router may move: a budget reserves at the dearest model that may
             // answer, and bounds it by what they all can write.
             if let Some(ceiling) = parts.ceilings.get(&role_name) {

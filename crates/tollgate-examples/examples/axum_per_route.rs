@@ -7,7 +7,7 @@
 //! The tenant comes from the API key (`Authorization: Bearer <key>`), looked up in a table; an
 //! unknown key is `401`. Errors become the HTTP status a client expects, with `Retry-After` when
 //! there is one, in OpenAI's error shape. The upstream is the simulated provider, or any
-//! OpenAI-compatible server when `OPENAI_BASE_URL` is set (with the `providers` feature).
+//! OpenAI-compatible server when `OPENAI_BASE_URL` is set.
 //!
 //! `cargo run -p tollgate-examples --example axum_per_route` starts it on a free port, sends a few requests to each
 //! route, prints what came back and exits; add `-- --serve` to keep serving on 127.0.0.1:8080.

@@ -2,8 +2,9 @@
 //!
 //! Every operation is written here once, and each store answers it its own way: the limiter in
 //! this process at once, the one in Redis in a round trip (or by its failure policy). The layer
-//! admits and settles through the same methods, with one fast path: a limiter in this process
-//! decides without a future.
+//! admits and settles through this type too, remembering where each call was counted (in Redis,
+//! a lease, the fallback, or nowhere under fail-open) so that it settles there; and a limiter in
+//! this process decides without a future.
 
 use std::time::Duration;
 
@@ -151,6 +152,11 @@ impl Limiter {
     }
 
     /// Takes `amounts` from every key without asking, even into debt.
+    ///
+    /// Through Redis, this and [`refund`](Self::refund) and [`reconcile`](Self::reconcile) go to
+    /// Redis whatever decided the call they settle (a call its failure policy admitted was
+    /// counted in this process, or nowhere); one Redis does not take is logged and counted, not
+    /// an error. The layer settles each call where it was counted.
     pub async fn consume(&self, keys: &[(Scope, impl AsRef<str>)], amounts: Amounts) {
         match self {
             Self::Local(limiter) => limiter.consume(keys, amounts),

@@ -43,7 +43,9 @@ pub const DEFAULT_LOCAL_SHARE: f64 = 0.5;
 /// The `redis` section of a configuration: where Redis is, and how each layer that keeps state
 /// there uses it. The facade's and the gateway's configuration and the rate limiter's own read
 /// this one type; the limiter and the cache each take their own settings from it (their
-/// builders' `config`), and [`check`](Self::check) holds every rule. Unknown fields are errors.
+/// builders' `config`), and [`check`](Self::check) holds every rule of the section itself (whether
+/// the limits fit a Redis Cluster's slots is checked where the limits are known: the facade's
+/// configuration and the limiter's builder). Unknown fields are errors.
 ///
 /// ```yaml
 /// redis:

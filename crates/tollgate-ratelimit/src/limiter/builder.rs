@@ -56,7 +56,7 @@ impl RateLimiterBuilder {
 
     /// At most `max_keys` keys tracked at once (default [`DEFAULT_MAX_KEYS`]). When a new key
     /// would pass the cap, keys whose tiers are full again are dropped first; if none is, the new
-    /// key is refused ([`DenialReason::Capacity`]) rather than evicting a key that still owes time,
+    /// key is refused ([`DenialReason::Capacity`](crate::DenialReason::Capacity)) rather than evicting a key that still owes time,
     /// which would hand it a fresh burst. Calls adding new keys at the same instant may pass the
     /// cap by at most the keys they add.
     pub fn max_keys(mut self, max_keys: usize) -> Self {

@@ -226,8 +226,10 @@ async fn give_back(limiter: &RedisRateLimiter, keys: &[(Scope, impl AsRef<str>)]
 }
 
 /// How many tasks hand evicted leases back at once: one round trip after another would take
-/// seconds for thousands of leases, while they are held from the rest of the fleet.
-const HAND_BACK_TASKS: usize = 16;
+/// seconds for thousands of leases, held from the rest of the fleet meanwhile; a few at a time
+/// share the connection with live calls without crowding them past their timeout (and tripping
+/// the breaker that sends them to the failure policy).
+const HAND_BACK_TASKS: usize = 4;
 
 /// Hands the permits of evicted leases back in the background, [`HAND_BACK_TASKS`] at a time.
 fn hand_back(limiter: &RedisRateLimiter, mut unused: Unused) {
