@@ -142,7 +142,7 @@ fn main() {
             limiter(&redis, quota.clone(), Some(LEASE)),
         )
     });
-    let tier = quota.tiers()[0];
+    let tier = quota.tiers()[0].clone();
     let interval = (tier.period().as_nanos() / u128::from(tier.limit())) as u64;
     let window = interval * tier.burst();
     // The same key, field and arguments the limiter sends for one request of this quota.
@@ -175,6 +175,8 @@ fn main() {
                             .arg(&field)
                             .arg(interval)
                             .arg(window)
+                            // A rolling tier: no calendar period.
+                            .arg(0)
                             .invoke_async(&mut connection)
                             .await
                             .expect("answers");

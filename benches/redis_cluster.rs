@@ -79,9 +79,8 @@ where
 
 /// The script's raw call for one request of the bench's quota on `key`.
 fn evalsha(script: &redis::Script, key: &str) -> redis::Cmd {
-    let tier = Quota::new([Tier::requests(LIMIT, HOUR)])
-        .expect("valid")
-        .tiers()[0];
+    let quota = Quota::new([Tier::requests(LIMIT, HOUR)]).expect("valid");
+    let tier = &quota.tiers()[0];
     let interval = (tier.period().as_nanos() / u128::from(tier.limit())) as u64;
     let window = interval * tier.burst();
     let mut command = redis::cmd("EVALSHA");
@@ -94,7 +93,9 @@ fn evalsha(script: &redis::Script, key: &str) -> redis::Cmd {
         .arg(1)
         .arg(format!("r:{interval}:{window}"))
         .arg(interval)
-        .arg(window);
+        .arg(window)
+        // A rolling tier: no calendar period.
+        .arg(0);
     command
 }
 

@@ -36,7 +36,7 @@ use std::{
 
 use serde::{Deserialize, Serialize, Serializer};
 use tollgate_core::{ConfigError, MicroUsd, PricingTable, Usage, duration};
-use tollgate_ratelimit::{Dimension, Limiter, RateLimitConfig, Scope, TierStatus};
+use tollgate_ratelimit::{Calendar, Limiter, RateLimitConfig, Scope, TierStatus};
 
 /// What a group of calls used and cost. Dollars are exact (integer micro-dollars), written in
 /// JSON as decimal strings (`"0.001250"`).
@@ -88,9 +88,13 @@ impl Spend {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Budget {
-    /// The budget's period.
+    /// The budget's period: for a calendar budget, its longest (a day, 7 days, 31 days).
     #[serde(serialize_with = "period")]
     pub per: Duration,
+    /// For a calendar budget (`budgets:`), its period and time zone, written `month (UTC)`;
+    /// absent for a rolling one (`cost_per_day`, ...).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "calendar")]
+    pub calendar: Option<Calendar>,
     /// Dollars per period.
     #[serde(rename = "limit_usd", serialize_with = "dollars")]
     pub limit: MicroUsd,
@@ -407,17 +411,16 @@ pub(crate) fn add_budgets(
         };
         let tiers = left(tenant);
         spend.budgets = own
-            .budgets()
+            .budget_tiers()
             .into_iter()
-            .map(|(per, limit)| Budget {
-                per,
-                limit,
+            .map(|tier| Budget {
+                per: tier.period(),
+                limit: MicroUsd(tier.limit()),
                 remaining: tiers
                     .iter()
-                    .find(|status| {
-                        status.tier.dimension() == Dimension::Cost && status.tier.period() == per
-                    })
+                    .find(|status| status.tier == tier)
                     .map(|status| MicroUsd(status.remaining)),
+                calendar: tier.calendar_period().cloned(),
             })
             .collect();
     }
@@ -436,7 +439,7 @@ pub(crate) async fn budgets_left(
     for tenant in report.by_tenant.keys() {
         if limits
             .tenant_limits(tenant)
-            .is_none_or(|limits| limits.budgets().is_empty())
+            .is_none_or(|limits| !limits.has_budget())
         {
             continue;
         }
@@ -498,6 +501,13 @@ fn maybe_dollars<S: Serializer>(
 ) -> Result<S::Ok, S::Error> {
     match amount {
         Some(amount) => dollars(amount, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+fn calendar<S: Serializer>(calendar: &Option<Calendar>, serializer: S) -> Result<S::Ok, S::Error> {
+    match calendar {
+        Some(calendar) => serializer.collect_str(calendar),
         None => serializer.serialize_none(),
     }
 }

@@ -263,6 +263,19 @@ impl Config {
                 errors.extend(mistakes);
             }
         }
+        for (name, limits) in &limiting.roles {
+            let at = format!("rate_limiting.roles.{name}");
+            if !self.roles.contains_key(name) {
+                let roles: Vec<&str> = self.roles.keys().map(String::as_str).collect();
+                errors.push(ConfigError::new(
+                    &at,
+                    format!("unknown role (roles: {})", roles.join(", ")),
+                ));
+            }
+            if let Err(mistakes) = limits.quota(&at) {
+                errors.extend(mistakes);
+            }
+        }
         for (field, entries) in [
             ("tenants", &limiting.tenants),
             ("principals", &limiting.principals),
@@ -282,11 +295,12 @@ impl Config {
         if limiting.tenants.is_empty()
             && limiting.providers.is_empty()
             && limiting.principals.is_empty()
+            && limiting.roles.is_empty()
             && limiting.scopes.is_empty()
         {
             errors.push(ConfigError::new(
                 "rate_limiting",
-                "no limits: add tenants, providers, principals or scopes (or set \
+                "no limits: add tenants, providers, principals, roles or scopes (or set \
                  rate_limiting: false)",
             ));
         } else if errors.len() == before {
@@ -331,7 +345,9 @@ fn check_slots(
     limiting: &crate::RateLimitingConfig,
     errors: &mut Vec<ConfigError>,
 ) {
-    use tollgate_ratelimit::{DEFAULT_TENANT, PRINCIPAL_SCOPE, PROVIDER_SCOPE, TENANT_SCOPE};
+    use tollgate_ratelimit::{
+        DEFAULT_TENANT, PRINCIPAL_SCOPE, PROVIDER_SCOPE, ROLE_SCOPE, TENANT_SCOPE,
+    };
     if redis.cluster.is_none() {
         return;
     }
@@ -340,6 +356,7 @@ fn check_slots(
         (TENANT_SCOPE, &limiting.tenants),
         (PROVIDER_SCOPE, &limiting.providers),
         (PRINCIPAL_SCOPE, &limiting.principals),
+        (ROLE_SCOPE, &limiting.roles),
     ] {
         if !entries.is_empty() {
             scopes.push(scope);

@@ -10,7 +10,7 @@ use axum::{
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{Value, json};
 use tollgate::{ErrorKind, LlmError, UpstreamError, ratelimit::Denial, upstream_summary};
-use tollgate_core::duration;
+use tollgate_core::{MicroUsd, duration};
 
 /// Which error shape a front door answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,7 +232,7 @@ impl ApiError {
                 "x-ratelimit-remaining-tokens",
                 "x-ratelimit-reset-tokens",
             ],
-            _ => return,
+            Dimension::Cost => return self.budget_headers(denial, tier),
         };
         self.header(names[0], HeaderValue::from(tier.limit()));
         self.header(names[1], HeaderValue::from(0u64));
@@ -240,6 +240,37 @@ impl ApiError {
             if let Ok(value) = HeaderValue::from_str(&duration::format(reset)) {
                 self.header(names[2], value);
             }
+        }
+    }
+
+    /// The budget that refused, in the `x-ratelimit-*` style: its limit and what is left in
+    /// dollars, the wait until it has room, and for a calendar budget its period and the instant
+    /// the period resets.
+    fn budget_headers(&mut self, denial: &Denial, tier: &tollgate::ratelimit::Tier) {
+        let dollars = |micros: u64| HeaderValue::from_str(&MicroUsd(micros).to_string()[1..]);
+        if let Ok(limit) = dollars(tier.limit()) {
+            self.header("x-ratelimit-limit-budget-usd", limit);
+        }
+        let spent = denial.period().map(|(spent, _)| spent);
+        let remaining = spent.map_or(0, |spent| tier.limit().saturating_sub(spent));
+        if let Ok(remaining) = dollars(remaining) {
+            self.header("x-ratelimit-remaining-budget-usd", remaining);
+        }
+        if let Some(reset) = denial.retry_after() {
+            if let Ok(value) = HeaderValue::from_str(&duration::format(reset)) {
+                self.header("x-ratelimit-reset-budget", value);
+            }
+        }
+        if let Some(calendar) = tier.calendar_period() {
+            if let Ok(period) = HeaderValue::from_str(&calendar.to_string()) {
+                self.header("x-ratelimit-budget-period", period);
+            }
+        }
+        let resets_at = denial
+            .period()
+            .and_then(|(_, at)| jiff::Timestamp::try_from(at).ok());
+        if let Some(Ok(at)) = resets_at.map(|at| HeaderValue::from_str(&at.to_string())) {
+            self.header("x-ratelimit-budget-resets-at", at);
         }
     }
 

@@ -387,3 +387,59 @@ async fn a_call_without_a_bound_reaches_the_upstream_with_the_one_reserved() {
     assert_eq!(bounds, [json!(default), json!(default), json!(300)]);
     assert_eq!(upstream.billed(), 2 * default + 300);
 }
+
+#[tokio::test]
+async fn a_keys_monthly_budget_refuses_with_its_period_what_is_left_and_when_it_resets() {
+    let upstream = Upstream::billing(UPSTREAM_DEFAULT).await;
+    // $0.001 a calendar month on alice's key; each call writes its whole bound of 100 tokens at
+    // $2 per million: $0.0002, and a little for its prompt.
+    let yaml = config(&upstream, "").replace(
+        r#"models: ["up/*"] }"#,
+        r#"models: ["up/*"], limits: { budgets: [ { limit: "0.001", period: month } ] } }"#,
+    );
+    let gateway = GatewayProcess::start(&yaml).await;
+    let body = json!({ "model": "default", "max_tokens": 100, "messages": [{ "role": "user", "content": "hi" }] });
+    let mut admitted = 0;
+    let refused = loop {
+        let response = chat(&gateway, ALICE, &body).await;
+        if response.status() != 200 {
+            break response;
+        }
+        response.text().await.unwrap();
+        admitted += 1;
+        assert!(admitted < 10, "the budget never refused");
+    };
+    assert_eq!(admitted, 4, "four calls of about $0.0002 fit in $0.001");
+    assert_eq!(refused.status(), 429);
+    let headers = refused.headers().clone();
+    let header = |name: &str| headers[name].to_str().unwrap().to_owned();
+    assert_eq!(header("x-ratelimit-budget-period"), "month (UTC)");
+    assert_eq!(header("x-ratelimit-limit-budget-usd"), "0.001000");
+    // Four calls billed $0.0002 each; the fifth reserves its prompt's estimate on top.
+    assert_eq!(header("x-ratelimit-remaining-budget-usd"), "0.000200");
+    let now = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC);
+    let next_month = now
+        .date()
+        .first_of_month()
+        .last_of_month()
+        .tomorrow()
+        .unwrap();
+    assert_eq!(
+        header("x-ratelimit-budget-resets-at"),
+        format!("{next_month}T00:00:00Z")
+    );
+    assert_eq!(header("x-should-retry"), "false");
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "insufficient_quota");
+    assert_eq!(error["error"]["code"], "budget_exceeded");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("per month (UTC)) has no room for this call")
+            && message.contains(&format!("which resets at {next_month}T00:00:00Z")),
+        "{message}"
+    );
+    assert_eq!(upstream.billed(), 400);
+    // Another key of the same tenant has no such budget.
+    let response = chat(&gateway, BOB, &body).await;
+    assert_eq!(response.status(), 200);
+}

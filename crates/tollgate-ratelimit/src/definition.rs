@@ -182,6 +182,7 @@ impl Definition {
             needed: 0,
             retry_after,
             waited: Duration::ZERO,
+            period: None,
         }))
     }
 
@@ -197,7 +198,7 @@ impl Definition {
     ) -> Denial {
         let mut denial = self.denial(scope, key, reason, retry_after);
         if let Some(index) = tier {
-            let tier = self.quota_of(scope, key).tiers()[index];
+            let tier = self.quota_of(scope, key).tiers()[index].clone();
             denial.0.needed = amounts.get(tier.dimension());
             denial.0.tier = Some((index, tier));
         }

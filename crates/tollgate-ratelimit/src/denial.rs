@@ -1,6 +1,10 @@
 //! Why a limiter said no, naming the scope, key and tier that refused.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use tollgate_core::{ErrorKind, LlmError, MicroUsd, duration};
 
@@ -57,6 +61,8 @@ pub(crate) struct DenialDetail {
     pub(crate) needed: u64,
     pub(crate) retry_after: Option<Duration>,
     pub(crate) waited: Duration,
+    /// For a calendar tier that had no room: what its period had spent, and when it ends.
+    pub(crate) period: Option<(u64, SystemTime)>,
 }
 
 impl Denial {
@@ -86,6 +92,13 @@ impl Denial {
         self.0.retry_after
     }
 
+    /// For a calendar tier ([`Tier::calendar`]) that had no room: what its current period had
+    /// spent (in the tier's units; micro-dollars for a budget), and when the period ends and the
+    /// whole limit is there again.
+    pub fn period(&self) -> Option<(u64, SystemTime)> {
+        self.0.period
+    }
+
     /// How long the call waited before it was refused (zero unless it queued).
     pub fn waited(&self) -> Duration {
         self.0.waited
@@ -93,7 +106,7 @@ impl Denial {
 
     /// The [`ErrorKind`] this denial converts into.
     pub fn kind(&self) -> ErrorKind {
-        let cost = matches!(self.0.tier, Some((_, tier)) if tier.dimension() == Dimension::Cost);
+        let cost = matches!(&self.0.tier, Some((_, tier)) if tier.dimension() == Dimension::Cost);
         match self.0.reason {
             DenialReason::Exhausted | DenialReason::TooLarge if cost => ErrorKind::BudgetExceeded,
             DenialReason::Exhausted | DenialReason::Queued => ErrorKind::RateLimited,
@@ -116,7 +129,21 @@ impl Denial {
             DenialReason::Exhausted => {
                 write!(f, "{who}: ")?;
                 tier(f)?;
-                write!(f, " has no room")?;
+                match (&self.0.tier, self.0.period) {
+                    (Some((_, tier)), Some((spent, ends))) => {
+                        let spent = match tier.dimension() {
+                            Dimension::Cost => MicroUsd(spent).to_string(),
+                            dimension => format!("{spent} {}", dimension.unit()),
+                        };
+                        let ends = jiff::Timestamp::try_from(ends)
+                            .map_or_else(|_| "later".to_owned(), |at| at.to_string());
+                        write!(
+                            f,
+                            " has no room for this call: {spent} spent this period, which resets at {ends}"
+                        )?;
+                    }
+                    _ => write!(f, " has no room")?,
+                }
             }
             DenialReason::TooLarge => {
                 let (amount, unit) = match &self.0.tier {

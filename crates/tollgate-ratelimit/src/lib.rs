@@ -62,9 +62,38 @@
 //! same in micro-dollars from a [`PricingTable`](tollgate_core::PricingTable), at the request's
 //! [`PriceCeiling`](tollgate_core::PriceCeiling) when it carries one and settled at its answer's
 //! [`AnsweredPrice`](tollgate_core::AnsweredPrice); a cost tier that refuses is a spent budget, and
-//! converts to [`ErrorKind::BudgetExceeded`](tollgate_core::ErrorKind::BudgetExceeded). Budgets
-//! refill continuously (GCRA), not at calendar boundaries: `$100 per 30d` allows $100 at once, then
-//! about $3.33 a day.
+//! converts to [`ErrorKind::BudgetExceeded`](tollgate_core::ErrorKind::BudgetExceeded). A rolling
+//! budget refills continuously (GCRA): `$100 per 30d` allows $100 at once, then about $3.33 a day,
+//! so up to about $200 within one 30-day span.
+//!
+//! A calendar tier ([`Tier::calendar`], `budgets:` in [`Limits`]) is the hard cap finance means:
+//! at most its limit within each calendar day, week or month of a [`Calendar`] (UTC or a named
+//! time zone), whatever the concurrency, with nothing back until the next period begins. Its
+//! refusal's [`Denial::period`] says what the period spent and when it resets.
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use tollgate_core::{MicroUsd, clock::ManualClock};
+//! use tollgate_ratelimit::{Amounts, Calendar, Dimension, Period, Quota, RateLimiter, Tier};
+//!
+//! let clock = ManualClock::new();
+//! let monthly = Tier::calendar(Dimension::Cost, MicroUsd::from_dollars(500).0, Calendar::utc(Period::Month));
+//! let limiter = RateLimiter::builder()
+//!     .scope("team", Quota::new([monthly]).unwrap())
+//!     .clock(clock.clone())
+//!     // 2026-12-31T23:00:00Z: an hour of December left.
+//!     .wall_time(SystemTime::UNIX_EPOCH + Duration::from_secs(1_798_758_000))
+//!     .build()
+//!     .unwrap();
+//! let team = limiter.scope("team").unwrap();
+//! let spend = |dollars| Amounts::cost(MicroUsd::from_dollars(dollars));
+//! limiter.check_and_consume(&[(team, "search")], spend(450)).unwrap();
+//! let denial = limiter.check_and_consume(&[(team, "search")], spend(100)).unwrap_err();
+//! assert_eq!(denial.retry_after(), Some(Duration::from_secs(3_600)));
+//! assert_eq!(denial.period().unwrap().0, MicroUsd::from_dollars(450).0);
+//! clock.advance(Duration::from_secs(3_600)); // January: the whole $500 again
+//! limiter.check_and_consume(&[(team, "search")], spend(500)).unwrap();
+//! ```
 //!
 //! So a budget is passed only by what a provider bills past the bound it was sent, or past the
 //! prompt's estimate, and each is charged as soon as the call settles.
@@ -106,6 +135,7 @@
 //! load: about 140 bytes of resident memory per key as `benches/ratelimit.rs` measures it, with
 //! no allocation of its own.
 
+mod calendar;
 mod config;
 mod defaults;
 mod definition;
@@ -126,8 +156,9 @@ mod shared;
 mod store;
 mod telemetry;
 
+pub use calendar::{Calendar, Period};
 pub use config::{
-    DEFAULT_TENANT, KeyBy, KeyField, PRINCIPAL_SCOPE, PROVIDER_SCOPE, REDIS_URL_VAR,
+    DEFAULT_TENANT, KeyBy, KeyField, PRINCIPAL_SCOPE, PROVIDER_SCOPE, REDIS_URL_VAR, ROLE_SCOPE,
     RateLimitConfig, ScopeConfig, TENANT_SCOPE, cross_slot_error, tiers_var,
 };
 pub use defaults::{
@@ -138,7 +169,7 @@ pub use denial::{Denial, DenialReason};
 pub use either::Limiter;
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder};
 pub use limiter::{DEFAULT_MAX_KEYS, RateLimiter, RateLimiterBuilder, Scope, Status, TierStatus};
-pub use limits::{Amount, Limits, TierConfig};
+pub use limits::{Amount, BudgetConfig, Limits, TierConfig};
 pub use metrics::Metrics;
 pub use policy::{OnLimit, UnpricedModels, Waited};
 pub use quota::{Amounts, Dimension, Quota, Tier};

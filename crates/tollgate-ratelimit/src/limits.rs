@@ -7,7 +7,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tollgate_core::{ConfigError, MicroUsd, duration};
 
-use crate::quota::{Dimension, Quota, Tier};
+use crate::{
+    calendar::{Calendar, Period},
+    quota::{Dimension, Quota, Tier},
+};
 
 /// A number in a tier: a whole count, or (for cost) dollars as a decimal string.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +92,42 @@ fn amount(field: &str, dimension: Dimension, value: &Amount) -> Result<u64, Conf
     }
 }
 
+/// A budget that is a hard cap per calendar period: at most `limit` dollars within each day, week
+/// or month, in UTC or a named time zone, refilled whole when the next period begins.
+///
+/// ```yaml
+/// budgets:
+///   - { limit: "500", period: month }
+///   - { limit: "40", period: day, time_zone: Europe/Paris }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// Dollars per period: `"500"`, `"2.50"` or `500`.
+    pub limit: Amount,
+    /// `day`, `week` (from Monday) or `month`.
+    pub period: Period,
+    /// An IANA time zone (`Europe/Paris`) whose midnights bound the periods; default UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+impl BudgetConfig {
+    /// The calendar tier this budget is, or its mistake, named by field.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] whose path is `limit` or `time_zone`.
+    pub fn to_tier(&self) -> Result<Tier, ConfigError> {
+        let limit = amount("limit", Dimension::Cost, &self.limit)?;
+        let calendar = match &self.time_zone {
+            None => Calendar::utc(self.period),
+            Some(zone) => Calendar::in_zone(self.period, zone).map_err(|e| e.under("time_zone"))?,
+        };
+        Ok(Tier::calendar(Dimension::Cost, limit, calendar))
+    }
+}
+
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3_600);
 const DAY: Duration = Duration::from_secs(86_400);
@@ -128,9 +167,13 @@ pub struct Limits {
     /// US dollars per day: `"5.00"` or `5`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_per_day: Option<Amount>,
-    /// US dollars per 30 days.
+    /// US dollars per 30 days, refilled continuously (a rate, not a calendar month: see
+    /// `budgets` for a hard cap per calendar month).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_per_month: Option<Amount>,
+    /// Hard caps per calendar day, week or month: `[{ limit: "500", period: month }]`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<BudgetConfig>,
     /// More tiers, each `{ requests | tokens | cost, per, burst }`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tiers: Vec<TierConfig>,
@@ -219,10 +262,21 @@ impl Limits {
             Ok(tiers) => written.extend(tiers),
             Err(mistakes) => errors.extend(mistakes),
         }
+        for (i, budget) in self.budgets.iter().enumerate() {
+            let path = format!("{at}.budgets[{i}]");
+            match budget.to_tier() {
+                Ok(tier) => written.push(Written {
+                    path,
+                    listed: true,
+                    tier,
+                }),
+                Err(e) => errors.push(e.under(&path)),
+            }
+        }
         if written.is_empty() && errors.is_empty() {
             errors.push(ConfigError::new(
                 at,
-                "set at least one limit (per_minute, tokens_per_hour, cost_per_day, tiers, ...)",
+                "set at least one limit (per_minute, tokens_per_hour, cost_per_day, budgets, tiers, ...)",
             ));
         }
         if !errors.is_empty() {
@@ -231,15 +285,15 @@ impl Limits {
         quota_of(written, at).map_err(|e| vec![e])
     }
 
-    /// The dollar tiers (budgets): `(period, limit)`, none when the quota is not valid.
-    pub fn budgets(&self) -> Vec<(Duration, MicroUsd)> {
+    /// The dollar tiers (budgets, rolling and calendar), none when the quota is not valid.
+    pub fn budget_tiers(&self) -> Vec<Tier> {
         self.quota("")
             .map(|quota| {
                 quota
                     .tiers()
                     .iter()
                     .filter(|tier| tier.dimension() == Dimension::Cost)
-                    .map(|tier| (tier.period(), MicroUsd(tier.limit())))
+                    .cloned()
                     .collect()
             })
             .unwrap_or_default()
@@ -249,6 +303,7 @@ impl Limits {
     pub fn has_budget(&self) -> bool {
         self.cost_per_day.is_some()
             || self.cost_per_month.is_some()
+            || !self.budgets.is_empty()
             || self.tiers.iter().any(|tier| tier.cost.is_some())
     }
 }
@@ -316,9 +371,15 @@ pub(crate) fn tiers_quota(tiers: &[TierConfig]) -> Result<Quota, ConfigError> {
 /// quota names a tier by its index and its limit `limit`, which in configuration is the tier's
 /// shorthand field, or a listed tier's `requests`, `tokens` or `cost`.
 fn quota_of(written: Vec<Written>, at: &str) -> Result<Quota, ConfigError> {
-    let places: Vec<(String, bool, Dimension)> = written
+    let places: Vec<(String, bool, &str)> = written
         .iter()
-        .map(|w| (w.path.clone(), w.listed, w.tier.dimension()))
+        .map(|w| {
+            let limit = match w.tier.calendar_period() {
+                Some(_) => "limit",
+                None => dimension_field(w.tier.dimension()),
+            };
+            (w.path.clone(), w.listed, limit)
+        })
         .collect();
     Quota::new(written.into_iter().map(|w| w.tier)).map_err(|e| {
         let (index, suffix) = e
@@ -327,10 +388,9 @@ fn quota_of(written: Vec<Written>, at: &str) -> Result<Quota, ConfigError> {
             .and_then(|rest| rest.split_once(']'))
             .map_or((None, ""), |(i, suffix)| (i.parse::<usize>().ok(), suffix));
         match index.and_then(|i| places.get(i)) {
-            Some((path, true, dimension)) if suffix == ".limit" => ConfigError::new(
-                format!("{path}.{}", dimension_field(*dimension)),
-                e.reason(),
-            ),
+            Some((path, true, limit)) if suffix == ".limit" => {
+                ConfigError::new(format!("{path}.{limit}"), e.reason())
+            }
             Some((path, true, _)) => ConfigError::new(format!("{path}{suffix}"), e.reason()),
             Some((path, false, _)) => ConfigError::new(path.clone(), e.reason()),
             None if at.is_empty() => e,
@@ -370,7 +430,9 @@ mod tests {
         );
         assert_eq!(
             paths("{}"),
-            ["q: set at least one limit (per_minute, tokens_per_hour, cost_per_day, tiers, ...)"]
+            [
+                "q: set at least one limit (per_minute, tokens_per_hour, cost_per_day, budgets, tiers, ...)"
+            ]
         );
         assert_eq!(
             paths("{ cost_per_day: \"-1\" }")[0].split(':').next(),
@@ -404,9 +466,8 @@ mod tests {
                 (Dimension::Cost, 2_500_000, DAY),
             ]
         );
-        assert_eq!(
-            limits.budgets(),
-            [(DAY, tollgate_core::MicroUsd(2_500_000))]
-        );
+        let budgets = limits.budget_tiers();
+        assert_eq!(budgets.len(), 1);
+        assert_eq!((budgets[0].period(), budgets[0].limit()), (DAY, 2_500_000));
     }
 }

@@ -4,6 +4,8 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use tollgate_core::{ConfigError, MicroUsd, duration};
 
+use crate::calendar::{Calendar, MAX_CALENDAR_LIMIT, Period};
+
 /// Most keys one call may name (user, organization, pool, provider, ... with room to spare).
 pub(crate) const MAX_TARGETS: usize = 8;
 
@@ -26,7 +28,7 @@ impl Dimension {
         self as usize
     }
 
-    fn unit(self) -> &'static str {
+    pub(crate) fn unit(self) -> &'static str {
         match self {
             Self::Requests => "requests",
             Self::Tokens => "tokens",
@@ -105,6 +107,9 @@ impl Amounts {
 /// period's allowance go at once after a quiet period; a smaller burst spreads it out. Tiers are
 /// checked when collected into a [`Quota`].
 ///
+/// A calendar tier ([`Tier::calendar`]) is a hard cap per calendar period instead: at most
+/// `limit` within each day, week or month, refilled only when the next period begins.
+///
 /// ```
 /// use std::time::Duration;
 /// use tollgate_ratelimit::Tier;
@@ -112,13 +117,15 @@ impl Amounts {
 /// let per_minute = Tier::requests(60, Duration::from_secs(60)).with_burst(10);
 /// assert_eq!(per_minute.to_string(), "60 requests per 1m (burst 10)");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tier {
     dimension: Dimension,
     limit: u64,
     period: Duration,
     burst: Option<u64>,
-    // Derived by `Quota::new`: nanoseconds per unit, and the burst as nanoseconds of schedule.
+    calendar: Option<Calendar>,
+    // Derived by `Quota::new`: nanoseconds per unit, and the burst as nanoseconds of schedule. A
+    // calendar tier counts units instead: one per unit, and its limit.
     interval: u64,
     window: u64,
 }
@@ -146,9 +153,37 @@ impl Tier {
             limit,
             period,
             burst: None,
+            calendar: None,
             interval: 0,
             window: 0,
         }
+    }
+
+    /// At most `limit` per period of `calendar`, whatever the concurrency; nothing comes back
+    /// until the next period begins, when the whole limit does.
+    ///
+    /// ```
+    /// use tollgate_core::MicroUsd;
+    /// use tollgate_ratelimit::{Calendar, Dimension, Period, Tier};
+    ///
+    /// let monthly = Tier::calendar(Dimension::Cost, MicroUsd::from_dollars(500).0, Calendar::utc(Period::Month));
+    /// assert_eq!(monthly.to_string(), "$500.000000 per month (UTC)");
+    /// ```
+    pub fn calendar(dimension: Dimension, limit: u64, calendar: Calendar) -> Self {
+        let period = match calendar.period() {
+            Period::Day => Duration::from_secs(86_400),
+            Period::Week => Duration::from_secs(7 * 86_400),
+            Period::Month => Duration::from_secs(31 * 86_400),
+        };
+        Self {
+            calendar: Some(calendar),
+            ..Self::new(dimension, limit, period)
+        }
+    }
+
+    /// The calendar of a calendar tier; `None` for a rolling one.
+    pub fn calendar_period(&self) -> Option<&Calendar> {
+        self.calendar.as_ref()
     }
 
     /// At most `burst` units at once (default: `limit`).
@@ -168,7 +203,7 @@ impl Tier {
         self.limit
     }
 
-    /// The period.
+    /// The period; for a calendar tier, its longest (a day, 7 days, 31 days).
     pub const fn period(&self) -> Duration {
         self.period
     }
@@ -197,6 +232,9 @@ impl Tier {
     }
 
     fn validate(mut self, path: &str) -> Result<Self, ConfigError> {
+        if self.calendar.is_some() {
+            return self.validate_calendar(path);
+        }
         if self.limit == 0 {
             return Err(ConfigError::new(
                 format!("{path}.limit"),
@@ -244,6 +282,33 @@ impl Tier {
     }
 }
 
+impl Tier {
+    fn validate_calendar(mut self, path: &str) -> Result<Self, ConfigError> {
+        if self.limit == 0 {
+            return Err(ConfigError::new(
+                format!("{path}.limit"),
+                "must be at least 1",
+            ));
+        }
+        if self.limit > MAX_CALENDAR_LIMIT {
+            return Err(ConfigError::new(
+                format!("{path}.limit"),
+                format!("must be at most {MAX_CALENDAR_LIMIT} per period"),
+            ));
+        }
+        if self.burst.is_some_and(|burst| burst != self.limit) {
+            return Err(ConfigError::new(
+                format!("{path}.burst"),
+                "a calendar tier has no burst: its whole limit is there from the period's start",
+            ));
+        }
+        self.burst = None;
+        self.interval = 1;
+        self.window = self.limit;
+        Ok(self)
+    }
+}
+
 fn too_long(path: &str) -> ConfigError {
     ConfigError::new(
         format!("{path}.per"),
@@ -252,9 +317,12 @@ fn too_long(path: &str) -> ConfigError {
 }
 
 impl fmt::Display for Tier {
-    /// `60 requests per 1m (burst 10)`; costs print in dollars.
+    /// `60 requests per 1m (burst 10)`; costs print in dollars; `$500.000000 per month (UTC)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let per = duration::format(self.period);
+        let per = match &self.calendar {
+            Some(calendar) => calendar.to_string(),
+            None => duration::format(self.period),
+        };
         match self.dimension {
             Dimension::Cost => write!(f, "{} per {per}", MicroUsd(self.limit))?,
             dimension => write!(f, "{} {} per {per}", self.limit, dimension.unit())?,
@@ -340,6 +408,20 @@ impl Quota {
 fn check_pair(i: usize, a: &Tier, j: usize, b: &Tier) -> Result<(), ConfigError> {
     if a.dimension != b.dimension {
         return Ok(());
+    }
+    match (&a.calendar, &b.calendar) {
+        (None, None) => {}
+        (Some(first), Some(second)) if first == second => {
+            return Err(ConfigError::new(
+                format!("tiers[{j}]"),
+                format!(
+                    "tiers[{i}] already limits {} per {first}; keep one",
+                    a.dimension.unit()
+                ),
+            ));
+        }
+        // A calendar cap and a rolling rate limit different things: both may hold.
+        _ => return Ok(()),
     }
     let (si, short, li, long) = if a.period <= b.period {
         (i, a, j, b)
@@ -428,7 +510,7 @@ mod tests {
     #[test]
     fn interval_rounds_up_and_window_is_whole_units() {
         let q = Quota::new([Tier::requests(7, Duration::from_secs(1)).with_burst(2)]).unwrap();
-        let tier = q.tiers()[0];
+        let tier = q.tiers()[0].clone();
         assert_eq!(tier.interval_nanos(), 142_857_143);
         assert_eq!(tier.window_nanos(), 2 * 142_857_143);
     }

@@ -2,12 +2,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tollgate_core::{ByPrincipal, ByProvider, ByTenant, ConfigError, LlmRequest, PricingTable};
+use tollgate_core::{
+    ByPrincipal, ByProvider, ByRole, ByTenant, ConfigError, LlmRequest, PricingTable,
+};
 
 use tollgate_core::redis::RedisConfig;
 
 use super::{
-    DEFAULT_TENANT, KeyBy, PRINCIPAL_SCOPE, PROVIDER_SCOPE, RateLimitConfig, TENANT_SCOPE,
+    DEFAULT_TENANT, KeyBy, PRINCIPAL_SCOPE, PROVIDER_SCOPE, ROLE_SCOPE, RateLimitConfig,
+    TENANT_SCOPE,
 };
 use crate::{
     either::Limiter,
@@ -41,7 +44,7 @@ fn redis_limiter(redis: &RedisConfig, limits: RateLimiterBuilder) -> Result<Limi
         .map(Limiter::Redis)
 }
 
-/// The scope that `tenants`, `providers` or `principals` makes: its name, the field it is in, and
+/// The scope that `tenants`, `providers`, `principals` or `roles` makes: its name, the field it is in, and
 /// its entries.
 struct Section<'a> {
     scope: &'static str,
@@ -58,7 +61,7 @@ impl Section<'_> {
 }
 
 impl RateLimitConfig {
-    /// The `tenant`, `provider` and `principal` scopes, those that have entries.
+    /// The `tenant`, `provider`, `principal` and `role` scopes, those that have entries.
     fn sections(&self) -> impl Iterator<Item = Section<'_>> {
         [
             Section {
@@ -75,6 +78,11 @@ impl RateLimitConfig {
                 scope: PRINCIPAL_SCOPE,
                 field: "principals",
                 entries: &self.principals,
+            },
+            Section {
+                scope: ROLE_SCOPE,
+                field: "roles",
+                entries: &self.roles,
             },
         ]
         .into_iter()
@@ -100,7 +108,7 @@ impl RateLimitConfig {
         if self.scopes.is_empty() && self.sections().next().is_none() {
             return Err(ConfigError::new(
                 "scopes",
-                "add at least one scope (or tenants, providers or principals)",
+                "add at least one scope (or tenants, providers, principals or roles)",
             ));
         }
         let mut builder = RateLimiter::builder()
@@ -208,6 +216,12 @@ impl RateLimitConfig {
                             req.provider.as_deref().is_some_and(|p| covered.contains(p))
                         })
                     }
+                    ROLE_SCOPE => builder.key_if(handle, ByRole, move |req: &LlmRequest| {
+                        req.meta
+                            .role
+                            .as_deref()
+                            .is_some_and(|r| covered.contains(r))
+                    }),
                     _ => builder.key_if(handle, ByPrincipal, move |req: &LlmRequest| {
                         req.meta
                             .principal
@@ -256,6 +270,8 @@ impl RateLimitConfig {
                 .tenants
                 .values()
                 .chain(self.providers.values())
+                .chain(self.principals.values())
+                .chain(self.roles.values())
                 .any(Limits::has_budget)
     }
 }

@@ -27,6 +27,8 @@ pub const TENANT_SCOPE: &str = "tenant";
 pub const PROVIDER_SCOPE: &str = "provider";
 /// The scope the `principals` entries make, keyed by `meta.principal`.
 pub const PRINCIPAL_SCOPE: &str = "principal";
+/// The scope the `roles` entries make, keyed by `meta.role`.
+pub const ROLE_SCOPE: &str = "role";
 /// The `tenants` entry every tenant without its own gets.
 pub const DEFAULT_TENANT: &str = "default";
 
@@ -116,6 +118,11 @@ pub struct RateLimitConfig {
     /// own limits here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub principals: BTreeMap<String, Limits>,
+    /// Per role (the scope `role`, keyed by `meta.role`), shared by every caller of the role:
+    /// `roles: { gpt4: { budgets: [{ limit: "500", period: month }] } }`. Roles not listed are
+    /// not limited by it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, Limits>,
     /// More scopes, each keyed by the request fields it names. Every scope is checked against
     /// every request, all at once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -138,6 +145,7 @@ impl Default for RateLimitConfig {
             tenants: BTreeMap::new(),
             providers: BTreeMap::new(),
             principals: BTreeMap::new(),
+            roles: BTreeMap::new(),
             scopes: Vec::new(),
             redis: None,
         }

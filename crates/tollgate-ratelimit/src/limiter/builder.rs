@@ -1,6 +1,6 @@
 //! [`RateLimiterBuilder`]: scopes, overrides, the key cap and the clock, checked in `build`.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::SystemTime};
 
 use tollgate_core::{
     ConfigError,
@@ -19,6 +19,7 @@ pub struct RateLimiterBuilder {
     max_keys: usize,
     per_key_metrics: bool,
     clock: Option<Arc<dyn Clock>>,
+    wall_time: Option<SystemTime>,
 }
 
 impl Default for RateLimiterBuilder {
@@ -29,6 +30,7 @@ impl Default for RateLimiterBuilder {
             max_keys: DEFAULT_MAX_KEYS,
             per_key_metrics: false,
             clock: None,
+            wall_time: None,
         }
     }
 }
@@ -80,6 +82,14 @@ impl RateLimiterBuilder {
         self
     }
 
+    /// The wall-clock time when the limiter is built (default: the system's). Calendar tiers
+    /// ([`Tier::calendar`](crate::Tier::calendar)) count their periods from it as the clock
+    /// advances, so a test on a paused clock can start just before a month ends and cross it.
+    pub fn wall_time(mut self, now: SystemTime) -> Self {
+        self.wall_time = Some(now);
+        self
+    }
+
     /// The limiter.
     ///
     /// # Errors
@@ -102,6 +112,21 @@ impl RateLimiterBuilder {
         Definition::new(self.scopes.clone(), self.overrides.clone())
     }
 
+    /// The clock, and the wall time (nanoseconds since the Unix epoch) when it read zero.
+    pub(crate) fn timeline(&self) -> (Arc<dyn Clock>, u64) {
+        let clock = self
+            .clock
+            .clone()
+            .unwrap_or_else(|| Arc::new(QuantaClock::new()));
+        let wall = self
+            .wall_time
+            .unwrap_or_else(SystemTime::now)
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let wall_origin = wall.saturating_sub(clock.now_nanos());
+        (clock, wall_origin)
+    }
+
     /// A limiter in this process keeping counts for `definition`, with this builder's key cap and
     /// clock.
     pub(crate) fn limiter_over(
@@ -109,13 +134,11 @@ impl RateLimiterBuilder {
         definition: Definition,
         per_key_metrics: bool,
     ) -> RateLimiter {
+        let (clock, wall_origin) = self.timeline();
         RateLimiter {
             inner: Arc::new(Inner {
-                store: Store::new(definition, self.max_keys, per_key_metrics),
-                clock: self
-                    .clock
-                    .clone()
-                    .unwrap_or_else(|| Arc::new(QuantaClock::new())),
+                store: Store::new(definition, self.max_keys, per_key_metrics, wall_origin),
+                clock,
             }),
         }
     }

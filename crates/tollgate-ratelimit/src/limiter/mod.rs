@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// One tier's state for a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TierStatus {
     /// The tier.
@@ -282,6 +282,14 @@ impl RateLimiter {
             retry_after,
         );
         denial.0.waited = waited;
+        if let (Reason::Wait { tier, .. }, Some((_, refusing))) = (refusal.reason, &denial.0.tier) {
+            if let Some(calendar) = refusing.calendar_period() {
+                let span = calendar.span(self.inner.store.at(self.now()).wall);
+                let (_, tats) = self.inner.store.state(target);
+                let spent = crate::calendar::spent::in_period(tats[tier], span.index);
+                denial.0.period = Some((spent, crate::calendar::instant(span.ends)));
+            }
+        }
         denial
     }
 
@@ -293,16 +301,16 @@ impl RateLimiter {
     pub fn status(&self, scope: Scope, key: &str) -> Status {
         let target = self.target(scope, key);
         let (quota, tats) = self.inner.store.state(&target);
-        let now = self.now();
+        let at = self.inner.store.at(self.now());
         let tiers = self.definition().quotas.all[quota as usize].tiers();
         Status {
             tiers: tiers
                 .iter()
                 .zip(tats)
                 .map(|(tier, tat)| {
-                    let (remaining, resets_in) = gcra::remaining(tier, tat, now);
+                    let (remaining, resets_in) = gcra::remaining(tier, tat, at);
                     TierStatus {
-                        tier: *tier,
+                        tier: tier.clone(),
                         remaining,
                         resets_in: Duration::from_nanos(resets_in),
                     }

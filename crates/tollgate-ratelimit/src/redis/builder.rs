@@ -233,9 +233,12 @@ impl RedisRateLimiterBuilder {
             }
         };
         let connection = RedisConnection::open(&self.target, self.timeout, self.probe_interval)?;
+        let (clock, wall_origin) = self.limits.timeline();
         Ok(RedisRateLimiter {
             inner: Arc::new(Inner {
                 definition,
+                clock,
+                wall_origin,
                 fallback,
                 connection,
                 script: redis::Script::new(script::SOURCE),

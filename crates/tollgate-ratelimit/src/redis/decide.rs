@@ -8,7 +8,6 @@ use tollgate_core::{ErrorKind, LlmError, redis::Topology};
 use super::{
     OnRedisFailure, RedisRateLimiter, Via,
     fallback::Gate,
-    keys::field,
     metrics::bump,
     script::{self, Invocation, Op, Reply},
 };
@@ -43,9 +42,14 @@ impl RedisRateLimiter {
         };
         match self.run(op, &invocation).await {
             Ok(Reply::Admitted(granted)) => (Via::Redis, Ok(granted)),
-            Ok(Reply::Refused { key, tier, wait }) => {
+            Ok(Reply::Refused {
+                key,
+                tier,
+                wait,
+                debt,
+            }) => {
                 let (scope, name) = &keys[key];
-                let denial = self.inner.definition.make_denial(
+                let mut denial = self.inner.definition.make_denial(
                     *scope,
                     name.as_ref(),
                     DenialReason::Exhausted,
@@ -53,6 +57,13 @@ impl RedisRateLimiter {
                     amounts,
                     Some(Duration::from_nanos(wait)),
                 );
+                let calendar = denial
+                    .tier()
+                    .and_then(|(_, t)| t.calendar_period().cloned());
+                if let Some(calendar) = calendar {
+                    let ends = calendar.span(self.wall_now()).ends;
+                    denial.0.period = Some((debt, crate::calendar::instant(ends)));
+                }
                 (Via::Redis, Err(denial))
             }
             Ok(Reply::Debts(_)) => unreachable!("only status replies with debts"),
@@ -99,6 +110,7 @@ impl RedisRateLimiter {
             ));
         }
         let mut invocation = Invocation::new(op);
+        let wall = self.wall_now();
         for (scope, key) in keys {
             assert!(
                 definition.owns(*scope),
@@ -117,10 +129,9 @@ impl RedisRateLimiter {
             }
             invocation.key(
                 self.redis_key(keys, *scope, key.as_ref()),
-                quota.tiers().iter().map(|tier| {
-                    let cost = i128::from(tier.cost_nanos(amounts.get(tier.dimension())));
-                    (field(tier), cost, tier.window_nanos())
-                }),
+                quota.tiers(),
+                wall,
+                |tier| i128::from(tier.cost_nanos(amounts.get(tier.dimension()))),
             );
         }
         Ok(invocation)

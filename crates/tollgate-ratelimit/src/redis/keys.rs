@@ -51,17 +51,25 @@ impl RedisRateLimiter {
     }
 }
 
-/// A tier's field in a key's hash, named after its parameters: `r:<interval>:<window>`.
-pub(super) fn field(tier: &crate::quota::Tier) -> Field {
+/// A tier's field in a key's hash, named after its parameters: `r:<interval>:<window>`; for a
+/// calendar tier, after its period `period` and its limit: `C:<period index>:<limit>`.
+pub(super) fn field(tier: &crate::quota::Tier, period: Option<u64>) -> Field {
     let dimension = match tier.dimension() {
         crate::quota::Dimension::Requests => b'r',
         crate::quota::Dimension::Tokens => b't',
         crate::quota::Dimension::Cost => b'c',
     };
-    Field {
-        dimension,
-        interval: tier.interval_nanos(),
-        window: tier.window_nanos(),
+    match period {
+        Some(index) => Field {
+            dimension: dimension.to_ascii_uppercase(),
+            interval: index,
+            window: tier.limit(),
+        },
+        None => Field {
+            dimension,
+            interval: tier.interval_nanos(),
+            window: tier.window_nanos(),
+        },
     }
 }
 
@@ -122,7 +130,7 @@ mod tests {
 
     /// A tier as a quota holds it (its schedule worked out).
     fn held(tier: Tier) -> Tier {
-        Quota::new([tier]).unwrap().tiers()[0]
+        Quota::new([tier]).unwrap().tiers()[0].clone()
     }
 
     #[test]
@@ -130,11 +138,14 @@ mod tests {
         let hour = Duration::from_secs(3_600);
         let written = |field: Field| String::from_utf8(field.to_redis_args().concat()).unwrap();
         assert_eq!(
-            written(field(&held(Tier::requests(60, hour)))),
+            written(field(&held(Tier::requests(60, hour)), None)),
             "r:60000000000:3600000000000"
         );
         assert_eq!(
-            written(field(&held(Tier::tokens(1_000, Duration::from_secs(1))))),
+            written(field(
+                &held(Tier::tokens(1_000, Duration::from_secs(1))),
+                None
+            )),
             "t:1000000:1000000000"
         );
         let widest = Field {

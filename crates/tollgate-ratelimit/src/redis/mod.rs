@@ -30,7 +30,6 @@ pub use builder::RedisRateLimiterBuilder;
 use decide::{Failure, unavailable};
 pub use fallback::Backend;
 use fallback::FallbackBreaker;
-use keys::field;
 use lease::Leases;
 pub use lease::MAX_LEASE_SETS;
 pub use metrics::RedisMetrics;
@@ -136,6 +135,10 @@ pub struct RedisRateLimiter {
 
 struct Inner {
     definition: Definition,
+    /// Calendar tiers read their period from `wall_origin` plus this clock's reading: the
+    /// processes' wall clocks, where rolling tiers read the server's.
+    clock: std::sync::Arc<dyn tollgate_core::clock::Clock>,
+    wall_origin: u64,
     fallback: Option<RateLimiter>,
     connection: RedisConnection,
     script: redis::Script,
@@ -168,6 +171,13 @@ impl fmt::Debug for RedisRateLimiter {
 }
 
 impl RedisRateLimiter {
+    /// The wall clock calendar tiers read, in nanoseconds since the Unix epoch.
+    pub(super) fn wall_now(&self) -> u64 {
+        self.inner
+            .wall_origin
+            .saturating_add(self.inner.clock.now_nanos())
+    }
+
     /// A builder for a limiter on `redis`: a URL (`redis://host:port/db`), a
     /// [`RedisTarget`] (a cluster, Sentinel), or a [`RedisConnection`] shared with other layers.
     pub fn builder(redis: impl Into<RedisTarget>) -> RedisRateLimiterBuilder {
@@ -414,10 +424,9 @@ impl RedisRateLimiter {
             let quota = self.inner.definition.quota_of(*scope, key.as_ref());
             invocation.key(
                 self.redis_key(keys, *scope, key.as_ref()),
-                quota.tiers().iter().map(|tier| {
-                    let cost = units(tier.dimension()) * i128::from(tier.interval_nanos());
-                    (field(tier), cost, tier.window_nanos())
-                }),
+                quota.tiers(),
+                self.wall_now(),
+                |tier| units(tier.dimension()) * i128::from(tier.interval_nanos()),
             );
         }
         match self.run(Op::Adjust, &invocation).await {
@@ -465,13 +474,8 @@ impl RedisRateLimiter {
     async fn status_of(&self, name: String, scope: Scope, key: &str) -> Result<Status, LlmError> {
         let quota = self.inner.definition.quota_of(scope, key);
         let mut invocation = Invocation::new(Op::Status);
-        invocation.key(
-            name,
-            quota
-                .tiers()
-                .iter()
-                .map(|tier| (field(tier), 0, tier.window_nanos())),
-        );
+        let wall = self.wall_now();
+        invocation.key(name, quota.tiers(), wall, |_| 0);
         let Reply::Debts(debts) = self
             .run(Op::Status, &invocation)
             .await
@@ -485,9 +489,17 @@ impl RedisRateLimiter {
                 .iter()
                 .zip(debts)
                 .map(|(tier, debt)| {
-                    let (remaining, resets_in) = crate::gcra::remaining(tier, debt, 0);
+                    // A debt is counted from now: as a TAT, it is the debt at clock 0.
+                    let at = crate::gcra::At { now: 0, wall };
+                    let state = match tier.calendar_period() {
+                        Some(calendar) => {
+                            crate::calendar::spent::state(calendar.span(wall).index, debt)
+                        }
+                        None => debt,
+                    };
+                    let (remaining, resets_in) = crate::gcra::remaining(tier, state, at);
                     TierStatus {
-                        tier: *tier,
+                        tier: tier.clone(),
                         remaining,
                         resets_in: Duration::from_nanos(resets_in),
                     }

@@ -65,9 +65,9 @@ impl Store {
             Some(slot) => {
                 let tiers = self.definition.quotas.all[slot.quota as usize].tiers();
                 let tats = slot.tats.get_mut(tiers.len());
-                let verdict = gcra::evaluate(tiers, tats, amounts, now);
+                let verdict = gcra::evaluate(tiers, tats, amounts, self.at(now));
                 if verdict == Verdict::Admit && mode != Mode::Check {
-                    gcra::charge(tiers, tats, amounts, now);
+                    gcra::charge(tiers, tats, amounts, self.at(now));
                     if mode == FIRST_TRY {
                         shard.count(target, |m| m.allowed += 1);
                     }
@@ -79,7 +79,7 @@ impl Store {
                 let quota = self.definition.quotas.resolve(target.scope, target.key);
                 let tiers = self.definition.quotas.all[quota as usize].tiers();
                 let fresh = Tats::full(tiers.len());
-                let verdict = gcra::evaluate(tiers, fresh.get(tiers.len()), amounts, now);
+                let verdict = gcra::evaluate(tiers, fresh.get(tiers.len()), amounts, self.at(now));
                 if verdict == Verdict::Admit && mode != Mode::Check {
                     if !self.has_room(&mut shard, 1, now) {
                         if mode == FIRST_TRY {
@@ -93,7 +93,7 @@ impl Store {
                         quota,
                         tats: fresh,
                     };
-                    gcra::charge(tiers, slot.tats.get_mut(tiers.len()), amounts, now);
+                    gcra::charge(tiers, slot.tats.get_mut(tiers.len()), amounts, self.at(now));
                     self.insert(&mut shard, target.hash, slot, now);
                     if mode == FIRST_TRY {
                         shard.count(target, |m| m.allowed += 1);
@@ -159,7 +159,7 @@ impl Store {
             let verdict = match shard.slot(target) {
                 Some(slot) => {
                     let tiers = self.definition.quotas.all[slot.quota as usize].tiers();
-                    gcra::evaluate(tiers, slot.tats.get(tiers.len()), amounts, now)
+                    gcra::evaluate(tiers, slot.tats.get(tiers.len()), amounts, self.at(now))
                 }
                 None => {
                     if new_keys == 0 {
@@ -172,7 +172,7 @@ impl Store {
                         tiers,
                         Tats::full(tiers.len()).get(tiers.len()),
                         amounts,
-                        now,
+                        self.at(now),
                     )
                 }
             };
@@ -260,7 +260,7 @@ impl Store {
             if refund {
                 if let Some(slot) = shard.slot_mut(target) {
                     let tiers = self.definition.quotas.all[slot.quota as usize].tiers();
-                    gcra::refund(tiers, slot.tats.get_mut(tiers.len()), amounts, now);
+                    gcra::refund(tiers, slot.tats.get_mut(tiers.len()), amounts, self.at(now));
                 }
             } else if shard.slot(target).is_some() || self.has_room(&mut shard, 1, now) {
                 self.charge_locked(&mut shard, target, amounts, now);
@@ -277,7 +277,7 @@ impl Store {
     ) {
         if let Some(slot) = shard.slot_mut(target) {
             let tiers = self.definition.quotas.all[slot.quota as usize].tiers();
-            gcra::charge(tiers, slot.tats.get_mut(tiers.len()), amounts, now);
+            gcra::charge(tiers, slot.tats.get_mut(tiers.len()), amounts, self.at(now));
             return;
         }
         // A new key: the caller checked there is room for it.
@@ -289,7 +289,7 @@ impl Store {
             quota,
             tats: Tats::full(tiers.len()),
         };
-        gcra::charge(tiers, slot.tats.get_mut(tiers.len()), amounts, now);
+        gcra::charge(tiers, slot.tats.get_mut(tiers.len()), amounts, self.at(now));
         self.insert(shard, target.hash, slot, now);
     }
 }

@@ -48,10 +48,18 @@ pub(crate) struct Store {
     live: AtomicUsize,
     max_keys: usize,
     last_full_sweep: AtomicU64,
+    /// The wall clock (nanoseconds since the Unix epoch) when the limiter's clock read zero:
+    /// calendar tiers count their periods from it.
+    wall_origin: u64,
 }
 
 impl Store {
-    pub(crate) fn new(definition: Definition, max_keys: usize, per_key_metrics: bool) -> Self {
+    pub(crate) fn new(
+        definition: Definition,
+        max_keys: usize,
+        per_key_metrics: bool,
+        wall_origin: u64,
+    ) -> Self {
         let shards = std::thread::available_parallelism()
             .map_or(4, usize::from)
             .saturating_mul(16)
@@ -74,6 +82,15 @@ impl Store {
             live: AtomicUsize::new(0),
             max_keys,
             last_full_sweep: AtomicU64::new(u64::MAX),
+            wall_origin,
+        }
+    }
+
+    /// The limiter clock's `now`, with the wall time calendar tiers read.
+    pub(crate) fn at(&self, now: u64) -> crate::gcra::At {
+        crate::gcra::At {
+            now,
+            wall: self.wall_origin.saturating_add(now),
         }
     }
 

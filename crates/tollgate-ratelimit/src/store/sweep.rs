@@ -70,10 +70,11 @@ impl Store {
 
     pub(super) fn sweep_shard(&self, shard: &mut Shard, now: u64) -> usize {
         let quotas = &self.definition.quotas;
+        let at = self.at(now);
         let before = shard.slots.len();
         shard.slots.retain(|slot| {
-            let tiers = quotas.all[slot.quota as usize].tiers().len();
-            !gcra::is_full(slot.tats.get(tiers), now)
+            let tiers = quotas.all[slot.quota as usize].tiers();
+            !gcra::is_full(tiers, slot.tats.get(tiers.len()), at)
         });
         if let Some(per_key) = &mut shard.per_key {
             let slots = &shard.slots;
