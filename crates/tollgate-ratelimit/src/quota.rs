@@ -123,7 +123,8 @@ pub struct Tier {
     limit: u64,
     period: Duration,
     burst: Option<u64>,
-    calendar: Option<Calendar>,
+    // Behind a pointer: a rolling tier, the one every call checks, stays small.
+    calendar: Option<Arc<Calendar>>,
     // Derived by `Quota::new`: nanoseconds per unit, and the burst as nanoseconds of schedule. A
     // calendar tier counts units instead: one per unit, and its limit.
     interval: u64,
@@ -176,14 +177,14 @@ impl Tier {
             Period::Month => Duration::from_secs(31 * 86_400),
         };
         Self {
-            calendar: Some(calendar),
+            calendar: Some(Arc::new(calendar)),
             ..Self::new(dimension, limit, period)
         }
     }
 
     /// The calendar of a calendar tier; `None` for a rolling one.
     pub fn calendar_period(&self) -> Option<&Calendar> {
-        self.calendar.as_ref()
+        self.calendar.as_deref()
     }
 
     /// At most `burst` units at once (default: `limit`).
