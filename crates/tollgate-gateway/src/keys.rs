@@ -1,74 +1,14 @@
-//! Virtual keys: how a key is stored (its SHA-256 digest, never the key), made, and found.
+//! Virtual keys: how the gateway finds the key a call presents, and what it may use. How a key
+//! is stored (its SHA-256 digest, never the key) and made is `tollgate_control`'s.
 
-use std::{collections::HashMap, fmt::Write as _, sync::Arc};
+use std::{collections::HashMap, sync::Arc};
 
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-
-/// How a stored key's digest is written in the configuration: `sha256:` and 64 hex digits.
-pub const HASH_PREFIX: &str = "sha256:";
-
-/// What new keys start with, so a leaked one is recognisable (secret scanners, logs).
-pub const KEY_PREFIX: &str = "tg-";
-
-pub(crate) type Digest32 = [u8; 32];
-
-/// The line to put in a key's `hash:` field for `key`.
-///
-/// ```
-/// let hash = tollgate_gateway::hash_key("tg-example");
-/// assert!(hash.starts_with("sha256:") && hash.len() == 7 + 64);
-/// ```
-pub fn hash_key(key: &str) -> String {
-    let mut hash = String::with_capacity(HASH_PREFIX.len() + 64);
-    hash.push_str(HASH_PREFIX);
-    for byte in digest(key) {
-        let _ = write!(hash, "{byte:02x}");
-    }
-    hash
-}
-
-/// A new key: [`KEY_PREFIX`] and 32 random bytes from the operating system, in hex.
-///
-/// # Errors
-///
-/// When the operating system gives no randomness.
-pub fn new_key() -> Result<String, getrandom::Error> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)?;
-    let mut key = String::from(KEY_PREFIX);
-    for byte in bytes {
-        let _ = write!(key, "{byte:02x}");
-    }
-    Ok(key)
-}
-
-fn digest(key: &str) -> Digest32 {
-    Sha256::digest(key.as_bytes()).into()
-}
+pub(crate) use tollgate_control::{Digest as Digest32, digest, parse_hash};
 
 /// Whether `presented` hashes to `stored`, compared in constant time.
 pub(crate) fn matches(stored: &Digest32, presented: &str) -> bool {
     bool::from(stored.ct_eq(&digest(presented)))
-}
-
-/// Reads a `sha256:<hex>` line back into the digest, or says what is wrong with it.
-pub(crate) fn parse_hash(hash: &str) -> Result<Digest32, String> {
-    let Some(hex) = hash.strip_prefix(HASH_PREFIX) else {
-        return Err(format!(
-            "expected `{HASH_PREFIX}` and 64 hex digits, as `tollgate keys hash` prints"
-        ));
-    };
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!(
-            "expected 64 hex digits after `{HASH_PREFIX}`, as `tollgate keys hash` prints"
-        ));
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("checked hex");
-    }
-    Ok(out)
 }
 
 /// A key as the gateway knows it once it is found: who it is, and what it may use.
@@ -126,16 +66,9 @@ impl KeyTable {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use tollgate_control::{hash_key, new_key};
 
-    #[test]
-    fn a_hash_reads_back_to_the_digest_it_was_written_from() {
-        let key = new_key().unwrap();
-        assert!(key.starts_with(KEY_PREFIX) && key.len() == KEY_PREFIX.len() + 64);
-        assert_eq!(parse_hash(&hash_key(&key)).unwrap(), digest(&key));
-        assert!(parse_hash("sha256:abc").is_err());
-        assert!(parse_hash("md5:00").is_err());
-    }
+    use super::*;
 
     #[test]
     fn only_the_key_itself_is_found() {

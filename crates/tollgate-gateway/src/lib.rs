@@ -65,10 +65,10 @@ mod ui;
 mod upstream;
 
 pub use config::{GatewayConfig, KeyConfig, ServerConfig};
-pub use keys::{HASH_PREFIX, KEY_PREFIX, hash_key, new_key};
 pub use metrics::install_prometheus;
 pub use server::serve;
 pub use state::Gateway;
+pub use tollgate_control::{HASH_PREFIX, KEY_PREFIX, hash_key, new_key};
 
 /// The configuration `tollgate serve` runs on when given none: two simulated providers, a cache,
 /// per-tenant limits, and one key, [`DEMO_KEY`], so a first call works at once.

@@ -9,6 +9,9 @@
 //! test with a printed reason, unless `TOLLGATE_REQUIRE_REDIS=1` is set (as CI sets it), in which
 //! case it fails the test instead: a missing Redis must never turn into a silently green run.
 //!
+//! [`TestPostgres`] starts a real PostgreSQL (`initdb`, `pg_ctl`) on a free loopback port in a
+//! private temporary directory, the same way, under `TOLLGATE_REQUIRE_POSTGRES`.
+//!
 //! ```no_run
 //! use tollgate_testkit::RedisServer;
 //!
@@ -19,6 +22,7 @@
 //! ```
 
 mod cluster;
+mod postgres;
 mod process;
 mod reply;
 mod sentinel;
@@ -27,6 +31,7 @@ mod server;
 use std::io;
 
 pub use cluster::RedisCluster;
+pub use postgres::{REQUIRE_POSTGRES, TestPostgres};
 pub use process::REQUIRE_REDIS;
 pub use reply::Reply;
 pub use sentinel::{MASTER_NAME, RedisSentinel};

@@ -205,7 +205,7 @@ pub(crate) fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> b
 
 /// A free loopback port below 55,536, so its cluster bus port (+10,000) exists, with that bus
 /// port free too.
-fn free_port() -> io::Result<u16> {
+pub(crate) fn free_port() -> io::Result<u16> {
     for _ in 0..100 {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
             .local_addr()?

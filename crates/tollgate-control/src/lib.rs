@@ -1,0 +1,53 @@
+//! The control plane's records for tollgate: virtual keys, teams, the spend ledger and an audit
+//! log, in a SQLite file or a PostgreSQL server shared by several gateways.
+//!
+//! [`Database::open`] connects and brings the schema up to date (the migrations are in the
+//! binary, and running them again changes nothing). Every change to a key or a team writes its
+//! [`AuditEntry`] and moves [`Database::records_version`] in the same transaction, so a process
+//! that polls the version learns of it. A key's secret is returned once, when it is made or
+//! rotated, and stored nowhere: only its SHA-256 digest is.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::time::{Duration, SystemTime};
+//! use tollgate_control::{Database, DatabaseConfig, GroupBy, Ledger, LedgerConfig, NewKey, NewTeam, SpendEntry};
+//! use tollgate_core::{MicroUsd, Usage};
+//!
+//! # let dir = std::env::temp_dir().join(format!("tollgate-control-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! # let url = format!("sqlite://{}", dir.join("tollgate.db").display());
+//! let database = Database::open(&DatabaseConfig::url(url)).await.unwrap();
+//! database.create_team("ops", NewTeam::named("search")).await.unwrap();
+//! let made = database.create_key("ops", NewKey::new("search-backend", "search")).await.unwrap();
+//! assert!(made.key.starts_with("tg-")); // shown once
+//! assert_eq!(tollgate_control::hash_key(&made.key), made.record.hash);
+//!
+//! let ledger = Ledger::start(database.clone(), LedgerConfig::default());
+//! let usage = Usage::new(1_000, 200);
+//! ledger.record(SpendEntry::new(SystemTime::now(), &made.record.id, "search", "gpt-4o", "openai", usage, MicroUsd(4_500)));
+//! ledger.flush().await.unwrap();
+//! let by_team = database.spend(GroupBy::Team, None, None).await.unwrap();
+//! assert_eq!(by_team.groups["search"].cost_micros, 4_500);
+//!
+//! let rotated = database.rotate_key("ops", &made.record.id, Duration::from_secs(3_600)).await.unwrap().unwrap();
+//! assert_ne!(rotated.key, made.key);
+//! assert_eq!(database.audit(10).await.unwrap()[0].action, "key.rotate");
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # }
+//! ```
+
+mod audit;
+mod database;
+mod keys;
+mod ledger;
+mod row;
+mod secret;
+mod teams;
+
+pub use audit::AuditEntry;
+pub use database::{Backend, Database, DatabaseConfig};
+pub use keys::{CreatedKey, KeyChange, KeyRecord, NewKey};
+pub use ledger::{GroupBy, Ledger, LedgerConfig, SpendEntry, SpendReport, Totals};
+pub use secret::{Digest, HASH_PREFIX, KEY_PREFIX, digest, hash_key, new_key, parse_hash};
+pub use teams::{NewTeam, TeamChange, TeamRecord};
