@@ -76,3 +76,6 @@ pub const EMBEDDED_CONFIG: &str = include_str!("embedded.yaml");
 
 /// The key [`EMBEDDED_CONFIG`] accepts. Never use it with a configuration of your own.
 pub const DEMO_KEY: &str = "tg-demo";
+
+/// The admin key of [`EMBEDDED_CONFIG`]: it opens the live page, `/ui?key=tg-demo-admin`.
+pub const DEMO_ADMIN_KEY: &str = "tg-demo-admin";

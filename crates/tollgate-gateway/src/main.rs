@@ -13,7 +13,8 @@ use tokio::{
     signal::unix::{Signal, SignalKind, signal},
 };
 use tollgate_gateway::{
-    DEMO_KEY, EMBEDDED_CONFIG, Gateway, GatewayConfig, hash_key, install_prometheus, new_key, serve,
+    DEMO_ADMIN_KEY, DEMO_KEY, EMBEDDED_CONFIG, Gateway, GatewayConfig, hash_key,
+    install_prometheus, new_key, serve,
 };
 
 #[global_allocator]
@@ -154,7 +155,8 @@ async fn run(path: Option<PathBuf>, listen: Option<SocketAddr>) -> ExitCode {
             "serving the embedded demo configuration (simulated providers). Try:\n  \
              curl http://{bound}/v1/chat/completions -H 'Authorization: Bearer {DEMO_KEY}' \
              -H 'Content-Type: application/json' \
-             -d '{{\"model\": \"default\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'"
+             -d '{{\"model\": \"default\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'\n\
+             the live page: http://{bound}/ui?key={DEMO_ADMIN_KEY}"
         );
     }
     tokio::spawn(reload_on_hangup(hangups, gateway.clone(), path));

@@ -55,7 +55,7 @@ async fn the_live_page_draws_the_traffic_and_refuses_without_the_key() {
     let yaml = config(
         &upstream,
         &format!(
-            "caching: {{ store: memory }}\nrate_limiting: {{ tenants: {{ acme: {{ per_minute: 2 }} }} }}\ngateway: {{ admin_key_hash: \"{}\" }}",
+            "caching: {{ store: memory }}\nrate_limiting: {{ tenants: {{ acme: {{ per_minute: 2, cost_per_day: \"5\" }} }} }}\ngateway: {{ admin_key_hash: \"{}\" }}",
             tollgate_gateway::hash_key(ADMIN)
         ),
     );
@@ -92,8 +92,10 @@ async fn the_live_page_draws_the_traffic_and_refuses_without_the_key() {
     let hit_rate = format!("{:.1}%", 100.0 * hits / (hits + misses));
     assert_eq!(hit_rate, "25.0%");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/ui.py");
+    let screenshot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("live-page.png");
     let out = tokio::process::Command::new(python)
         .args([script, &gateway.url, ADMIN, &hit_rate, r#"{"acme": 1}"#])
+        .arg(&screenshot)
         .output()
         .await
         .unwrap();
@@ -103,4 +105,55 @@ async fn the_live_page_draws_the_traffic_and_refuses_without_the_key() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn the_embedded_demo_prints_the_live_pages_address_with_its_admin_key() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let page = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(page) = line.trim().strip_prefix("the live page: ") {
+                return page.to_owned();
+            }
+        }
+        panic!("the demo printed no live page");
+    })
+    .await
+    .expect("the demo started");
+    assert!(
+        page.ends_with(&format!("/ui?key={}", tollgate_gateway::DEMO_ADMIN_KEY)),
+        "{page}"
+    );
+    let response = client().get(&page).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().contains("tollgate — live"));
+    let data = page.replace("/ui?key=tg-demo-admin", "/ui/data");
+    let response = client()
+        .get(&data)
+        .bearer_auth(tollgate_gateway::DEMO_ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = client()
+        .get(&data)
+        .bearer_auth(tollgate_gateway::DEMO_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        401,
+        "the caller's demo key does not open it"
+    );
+    child.kill().await.unwrap();
 }

@@ -1,7 +1,8 @@
 """The live page in a real headless browser (Chromium through Selenium).
 
-Usage: ui.py URL ADMIN_KEY EXPECTED_HIT_RATE EXPECTED_DENIALS_JSON
-Prints `ok`, or raises with what the page showed.
+Usage: ui.py URL ADMIN_KEY EXPECTED_HIT_RATE EXPECTED_DENIALS_JSON SCREENSHOT
+Prints `ok`, or raises with what the page showed. The page is drawn 1,400 pixels wide, and a
+screenshot of it is saved at SCREENSHOT.
 """
 import json
 import sys
@@ -13,9 +14,17 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 url, key, hit_rate, denials = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+screenshot = sys.argv[5]
 
 options = Options()
-for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+for flag in (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
+    "--force-device-scale-factor=1",
+):
     options.add_argument(flag)
 driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 try:
@@ -41,6 +50,21 @@ try:
             chart,
         )
         assert painted, f"the {chart} chart is blank"
+    # No text runs past a chart's edge: its last two columns of pixels are untouched.
+    for chart in ("hits", "rps", "errors", "latency", "denials", "spend"):
+        clipped = driver.execute_script(
+            "const c = document.getElementById(arguments[0]);"
+            "const d = c.getContext('2d').getImageData(c.width - 2, 0, 2, c.height).data;"
+            "for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true; return false;",
+            chart,
+        )
+        assert not clipped, f"something in the {chart} chart is cut off at its right edge"
+    # Every axis shows five distinct ticks, traffic or none (the first draw has no rate yet).
+    for chart in ("hits", "rps", "errors", "latency"):
+        ticks = json.loads(driver.find_element(By.ID, chart).get_attribute("data-ticks"))
+        assert len(ticks) == 5 and len(set(ticks)) == 5, (chart, ticks)
+    # The spend row shows what was spent against the budget, whole.
+    driver.save_screenshot(screenshot)
     # Without the key the page is refused.
     driver.get(f"{url}/ui")
     assert "invalid_api_key" in driver.page_source, driver.page_source[:300]
