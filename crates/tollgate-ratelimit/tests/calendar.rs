@@ -39,18 +39,23 @@ fn monthly(dollars: u64) -> Tier {
     )
 }
 
+/// $1 a calendar month for scope `team`, on tokio's clock, a minute before 2027 begins.
+fn new_years_eve() -> RateLimiter {
+    RateLimiter::builder()
+        .scope("team", Quota::new([monthly(1)]).unwrap())
+        .clock(TokioClock::new())
+        .wall_time(at("2026-12-31T23:59:00Z"))
+        .build()
+        .unwrap()
+}
+
 fn cost(micros: u64) -> Amounts {
     Amounts::requests(1).with_cost(MicroUsd(micros))
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_monthly_budget_refuses_past_its_limit_until_the_month_ends() {
-    let limiter = RateLimiter::builder()
-        .scope("team", Quota::new([monthly(1)]).unwrap())
-        .clock(TokioClock::new())
-        .wall_time(at("2026-12-31T23:59:00Z"))
-        .build()
-        .unwrap();
+    let limiter = new_years_eve();
     let team = limiter.scope("team").unwrap();
     let call = cost(300_000);
     for _ in 0..3 {
@@ -119,12 +124,7 @@ async fn a_rolling_month_refills_where_a_calendar_month_does_not() {
 
 #[tokio::test(start_paused = true)]
 async fn what_a_call_gives_back_returns_to_its_own_period_only() {
-    let limiter = RateLimiter::builder()
-        .scope("team", Quota::new([monthly(1)]).unwrap())
-        .clock(TokioClock::new())
-        .wall_time(at("2026-12-31T23:59:00Z"))
-        .build()
-        .unwrap();
+    let limiter = new_years_eve();
     let team = limiter.scope("team").unwrap();
     let keys = [(team, "acme")];
     limiter.check_and_consume(&keys, cost(800_000)).unwrap();
@@ -143,12 +143,7 @@ async fn what_a_call_gives_back_returns_to_its_own_period_only() {
 
 #[tokio::test(start_paused = true)]
 async fn a_key_with_spend_this_period_is_never_forgotten_and_is_once_the_period_ends() {
-    let limiter = RateLimiter::builder()
-        .scope("team", Quota::new([monthly(1)]).unwrap())
-        .clock(TokioClock::new())
-        .wall_time(at("2026-12-31T23:59:00Z"))
-        .build()
-        .unwrap();
+    let limiter = new_years_eve();
     let team = limiter.scope("team").unwrap();
     limiter
         .check_and_consume(&[(team, "acme")], cost(1))
