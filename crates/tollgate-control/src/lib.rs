@@ -7,6 +7,9 @@
 //! that polls the version learns of it. A key's secret is returned once, when it is made or
 //! rotated, and stored nowhere: only its SHA-256 digest is.
 //!
+//! The records need the `database` feature (default); without it the crate is only how a key is
+//! hashed and made ([`hash_key`], [`new_key`]), with no database client built.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -37,17 +40,28 @@
 //! # }
 //! ```
 
+#[cfg(feature = "database")]
 mod audit;
+#[cfg(feature = "database")]
 mod database;
+#[cfg(feature = "database")]
 mod keys;
+#[cfg(feature = "database")]
 mod ledger;
+#[cfg(feature = "database")]
 mod row;
 mod secret;
+#[cfg(feature = "database")]
 mod teams;
 
+#[cfg(feature = "database")]
 pub use audit::AuditEntry;
+#[cfg(feature = "database")]
 pub use database::{Backend, Database, DatabaseConfig};
+#[cfg(feature = "database")]
 pub use keys::{CreatedKey, KeyChange, KeyRecord, NewKey};
+#[cfg(feature = "database")]
 pub use ledger::{GroupBy, Ledger, LedgerConfig, SpendEntry, SpendReport, Totals};
 pub use secret::{Digest, HASH_PREFIX, KEY_PREFIX, digest, hash_key, new_key, parse_hash};
+#[cfg(feature = "database")]
 pub use teams::{NewTeam, TeamChange, TeamRecord};
