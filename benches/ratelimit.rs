@@ -8,6 +8,8 @@
 //! - `ratelimit_3_tiers`: the same 10,000 keys, each under three tiers (checked and consumed as one
 //!   step), beside governor keyed with one tier (the goal's yardstick) and three governor keyed
 //!   limiters called in a row (not atomic: a refusal by the third would not undo the first two).
+//! - `ratelimit_budget`: one key under one dollar budget, rolling (a `cost` tier) or per
+//!   calendar month in UTC or in Europe/Paris, each call a micro-dollar; beside governor keyed.
 //! - `ratelimit_contended`: two threads at once over the same 10,000 keys; the time is the wall
 //!   time for each thread to do one call, so two calls complete per period.
 //!
@@ -30,8 +32,9 @@ use governor::{
     DefaultKeyedRateLimiter, Quota as GovQuota, RateLimiter as GovLimiter, clock::FakeRelativeClock,
 };
 use tollgate::{
+    MicroUsd,
     clock::ManualClock,
-    ratelimit::{Amounts, Quota, RateLimiter, Scope, Tier},
+    ratelimit::{Amounts, Calendar, Dimension, Period, Quota, RateLimiter, Scope, Tier},
 };
 
 const ONE: Amounts = Amounts::requests(1);
@@ -175,6 +178,47 @@ fn tiers(c: &mut Criterion) {
 }
 
 /// Runs `op(thread, i)` `iters` times on each of two threads at once; returns the wall time.
+fn budget(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ratelimit_budget");
+    let key = keys(1).remove(0);
+    let scope = Scope::default();
+    // Room for a billion calls of a micro-dollar: none is ever refused during a run.
+    let calendar = |calendar| Tier::calendar(Dimension::Cost, (1 << 44) - 1, calendar);
+    let tiers = [
+        (
+            "tollgate_rolling",
+            Tier::cost(MicroUsd(u64::from(BURST)), INTERVAL * BURST),
+        ),
+        (
+            "tollgate_calendar_utc",
+            calendar(Calendar::utc(Period::Month)),
+        ),
+        (
+            "tollgate_calendar_paris",
+            calendar(Calendar::in_zone(Period::Month, "Europe/Paris").unwrap()),
+        ),
+    ];
+    let call = Amounts::cost(MicroUsd(1));
+    for (name, tier) in tiers {
+        let limiter = RateLimiter::builder()
+            .scope("k", Quota::new([tier]).unwrap())
+            .build()
+            .unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                limiter
+                    .check_and_consume(&[(scope, key.as_str())], call)
+                    .unwrap()
+            })
+        });
+    }
+    let keyed = GovLimiter::keyed(governor_quota());
+    group.bench_function("governor_keyed", |b| {
+        b.iter(|| keyed.check_key(black_box(&key)).unwrap())
+    });
+    group.finish();
+}
+
 fn two_threads(iters: u64, op: impl Fn(usize, u64) + Sync) -> Duration {
     let barrier = Barrier::new(2);
     let times: Vec<Duration> = std::thread::scope(|s| {
@@ -347,6 +391,7 @@ fn main() {
     single_key(&mut criterion);
     many_keys(&mut criterion);
     tiers(&mut criterion);
+    budget(&mut criterion);
     contended(&mut criterion);
     criterion.final_summary();
 }

@@ -5,7 +5,11 @@
 //! tier is what finance means instead: at most its limit within each calendar period, with
 //! nothing refilled until the period ends, when it starts again from zero.
 
-use std::{fmt, time::SystemTime};
+use std::{
+    fmt,
+    sync::atomic::{AtomicU64, Ordering, fence},
+    time::SystemTime,
+};
 
 use jiff::{Timestamp, civil::Date, tz::TimeZone};
 use serde::{Deserialize, Serialize};
@@ -62,14 +66,87 @@ impl fmt::Display for Period {
 /// assert_eq!(paris.to_string(), "day (Europe/Paris)");
 /// assert!(Calendar::in_zone(Period::Day, "Mars/Olympus").is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq)]
 pub struct Calendar {
     period: Period,
     zone: TimeZone,
     name: Option<std::sync::Arc<str>>,
+    /// The period last worked out: a call inside it reads it instead of converting its time.
+    last: LastSpan,
+}
+
+impl Clone for Calendar {
+    fn clone(&self) -> Self {
+        Self {
+            period: self.period,
+            zone: self.zone.clone(),
+            name: self.name.clone(),
+            last: LastSpan::default(),
+        }
+    }
+}
+
+impl PartialEq for Calendar {
+    fn eq(&self, other: &Self) -> bool {
+        self.period == other.period && self.zone == other.zone && self.name == other.name
+    }
 }
 
 impl Eq for Calendar {}
+
+impl fmt::Debug for Calendar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Calendar")
+            .field("period", &self.period)
+            .field("zone", &self.zone_name())
+            .finish()
+    }
+}
+
+/// The last period a calendar worked out, read without a lock: a sequence lock over its start,
+/// end and index (the version is odd while a writer is between its stores, and a reader that
+/// sees it move tries again the slow way).
+#[derive(Default)]
+struct LastSpan {
+    version: AtomicU64,
+    starts: AtomicU64,
+    ends: AtomicU64,
+    index: AtomicU64,
+}
+
+impl LastSpan {
+    fn get(&self, wall: u64) -> Option<Span> {
+        let before = self.version.load(Ordering::Acquire);
+        if before == 0 || before & 1 == 1 {
+            return None;
+        }
+        let starts = self.starts.load(Ordering::Relaxed);
+        let ends = self.ends.load(Ordering::Relaxed);
+        let index = self.index.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        if self.version.load(Ordering::Relaxed) != before {
+            return None;
+        }
+        (starts <= wall && wall < ends).then_some(Span { index, ends })
+    }
+
+    fn put(&self, starts: u64, span: Span) {
+        let version = self.version.load(Ordering::Relaxed);
+        // Another writer is at it: its answer will do as well.
+        if version & 1 == 1
+            || self
+                .version
+                .compare_exchange(version, version + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        fence(Ordering::Release);
+        self.starts.store(starts, Ordering::Relaxed);
+        self.ends.store(span.ends, Ordering::Relaxed);
+        self.index.store(span.index, Ordering::Relaxed);
+        self.version.store(version + 2, Ordering::Release);
+    }
+}
 
 /// One period of a calendar: which it is, and where it starts and ends, in nanoseconds since the
 /// Unix epoch.
@@ -87,6 +164,7 @@ impl Calendar {
             period,
             zone: TimeZone::UTC,
             name: None,
+            last: LastSpan::default(),
         }
     }
 
@@ -110,6 +188,7 @@ impl Calendar {
             period,
             zone,
             name: Some(name.into()),
+            last: LastSpan::default(),
         })
     }
 
@@ -133,6 +212,16 @@ impl Calendar {
 
     /// The period the instant `wall` (nanoseconds since the Unix epoch) falls in.
     pub(crate) fn span(&self, wall: u64) -> Span {
+        if let Some(span) = self.last.get(wall) {
+            return span;
+        }
+        let (starts, span) = self.work_out(wall);
+        self.last.put(starts, span);
+        span
+    }
+
+    /// The period `wall` falls in, from the time zone's rules: where it starts, and its span.
+    fn work_out(&self, wall: u64) -> (u64, Span) {
         let at = Timestamp::from_nanosecond(i128::from(wall)).unwrap_or(Timestamp::MAX);
         let today = self.zone.to_datetime(at).date();
         let (first, next) = match self.period {
@@ -157,21 +246,21 @@ impl Calendar {
             Period::Month => (i64::from(first.year()) - 1970) * 12 + i64::from(first.month()) - 1,
         };
         // A midnight that a daylight-saving change skips begins when the clocks resume.
-        let ends = next
-            .ok()
-            .and_then(|next| {
-                self.zone
-                    .to_ambiguous_timestamp(next.to_datetime(jiff::civil::Time::midnight()))
-                    .compatible()
-                    .ok()
-            })
-            .map_or(u64::MAX, |start| {
-                u64::try_from(start.as_nanosecond()).unwrap_or(u64::MAX)
-            });
-        Span {
+        let midnight = |date: Date| {
+            self.zone
+                .to_ambiguous_timestamp(date.to_datetime(jiff::civil::Time::midnight()))
+                .compatible()
+                .ok()
+                .and_then(|at| u64::try_from(at.as_nanosecond()).ok())
+        };
+        let ends = next.ok().and_then(midnight).unwrap_or(u64::MAX);
+        // The period holds `wall`, whatever its midnight's rules said.
+        let starts = midnight(first).unwrap_or(0).min(wall);
+        let span = Span {
             index: u64::try_from(index).unwrap_or(0),
             ends,
-        }
+        };
+        (starts, span)
     }
 }
 
@@ -261,6 +350,20 @@ mod tests {
             .unwrap()
             .span(wall("2027-03-28T12:00:00Z"));
         assert_eq!(spring.ends, wall("2027-03-28T22:00:00Z"));
+    }
+
+    #[test]
+    fn the_period_read_again_is_the_one_worked_out() {
+        let paris = Calendar::in_zone(Period::Week, "Europe/Paris").unwrap();
+        let start = wall("2026-12-05T12:00:00Z");
+        // Every six hours for six weeks, across weeks and a clone's fresh memory.
+        for hours in (0..6 * 7 * 24).step_by(6) {
+            let at = start + hours * 3_600_000_000_000;
+            assert_eq!(paris.span(at), paris.work_out(at).1, "{hours}");
+            assert_eq!(paris.clone().span(at), paris.span(at));
+        }
+        // Going back in time (another limiter's clock) is answered the slow way, rightly.
+        assert_eq!(paris.span(start), paris.work_out(start).1);
     }
 
     #[test]
