@@ -27,13 +27,7 @@ pub(crate) fn json<T: Serialize>(value: &T) -> String {
 
 /// A column's JSON, read back; a value this version cannot read is an internal error, named.
 pub(crate) fn parsed<T: DeserializeOwned>(row: &AnyRow, column: &str) -> Result<T, LlmError> {
-    let text: String = get(row, column)?;
-    serde_json::from_str(&text).map_err(|e| {
-        LlmError::new(
-            ErrorKind::Internal,
-            format!("the database's `{column}` holds what this version cannot read: {e}"),
-        )
-    })
+    from_json(column, &get::<String>(row, column)?)
 }
 
 /// A nullable column's JSON, read back.
@@ -41,16 +35,18 @@ pub(crate) fn parsed_option<T: DeserializeOwned>(
     row: &AnyRow,
     column: &str,
 ) -> Result<Option<T>, LlmError> {
-    let text: Option<String> = get(row, column)?;
-    text.map(|text| {
-        serde_json::from_str(&text).map_err(|e| {
-            LlmError::new(
-                ErrorKind::Internal,
-                format!("the database's `{column}` holds what this version cannot read: {e}"),
-            )
-        })
+    get::<Option<String>>(row, column)?
+        .map(|text| from_json(column, &text))
+        .transpose()
+}
+
+fn from_json<T: DeserializeOwned>(column: &str, text: &str) -> Result<T, LlmError> {
+    serde_json::from_str(text).map_err(|e| {
+        LlmError::new(
+            ErrorKind::Internal,
+            format!("the database's `{column}` holds what this version cannot read: {e}"),
+        )
     })
-    .transpose()
 }
 
 /// A column's value.
