@@ -1,7 +1,11 @@
 //! `Definition`: what a limiter limits (its scopes and their quotas), apart from where the counts
 //! live. The in-process store and Redis are two stores of one definition.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
 
 use tollgate_core::ConfigError;
 
@@ -20,22 +24,126 @@ pub struct Scope(pub(crate) u32);
 
 /// Quotas resolved per (scope, key): a scope's default, or the key's override.
 pub(crate) struct Quotas {
-    /// Every quota, indexed by the `u32` a slot stores.
-    pub(crate) all: Vec<Quota>,
+    /// Every quota, indexed by the `u32` a slot stores. It only grows, so an index a slot holds
+    /// stays good while quotas change; a quota set at run time is kept once however many keys
+    /// share it.
+    pub(crate) all: QuotaList,
     /// Per scope: its default quota's index.
     pub(crate) defaults: Vec<u32>,
-    /// Per scope: overrides by key.
-    pub(crate) overrides: Vec<HashMap<Box<str>, u32>>,
+    /// Per scope: overrides by key. Read when a key is first tracked (and on every call of the
+    /// Redis store), written when quotas are set at run time.
+    pub(crate) overrides: Vec<RwLock<HashMap<Box<str>, u32>>>,
+    /// The index of each quota in `all` by its tiers' text, so setting one finds its twin.
+    interned: Mutex<HashMap<String, u32>>,
 }
 
 impl Quotas {
     pub(crate) fn resolve(&self, scope: u32, key: &str) -> u32 {
         let scope = scope as usize;
         self.overrides[scope]
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(key)
             .copied()
             .unwrap_or(self.defaults[scope])
     }
+
+    /// Whether `key` has a quota of its own in `scope`.
+    pub(crate) fn has_own(&self, scope: u32, key: &str) -> bool {
+        self.overrides[scope as usize]
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(key)
+    }
+
+    /// The index of `quota`, added unless an equal one is there.
+    fn intern(&self, quota: Quota) -> u32 {
+        let text = quota_text(&quota);
+        let mut interned = self
+            .interned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(&index) = interned.get(&text)
+            && self.all[index as usize] == quota
+        {
+            return index;
+        }
+        let index = self.all.push(quota) as u32;
+        interned.insert(text, index);
+        index
+    }
+
+    fn from_list(
+        list: Vec<Quota>,
+        defaults: Vec<u32>,
+        overrides: Vec<HashMap<Box<str>, u32>>,
+    ) -> Self {
+        let mut interned = HashMap::new();
+        for (index, quota) in list.iter().enumerate() {
+            interned.entry(quota_text(quota)).or_insert(index as u32);
+        }
+        Self {
+            all: QuotaList {
+                built: list,
+                added: boxcar::Vec::new(),
+            },
+            defaults,
+            overrides: overrides.into_iter().map(RwLock::new).collect(),
+            interned: Mutex::new(interned),
+        }
+    }
+
+    fn overrides_now(&self) -> Vec<HashMap<Box<str>, u32>> {
+        self.overrides
+            .iter()
+            .map(|map| {
+                map.read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            })
+            .collect()
+    }
+}
+
+/// Every quota by index: those the limiter was built with in a plain vector, where every call
+/// finds them without an atomic load, then those set since, in an append-only one.
+pub(crate) struct QuotaList {
+    built: Vec<Quota>,
+    added: boxcar::Vec<Quota>,
+}
+
+impl QuotaList {
+    fn push(&self, quota: Quota) -> usize {
+        self.built.len() + self.added.push(quota)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Quota)> {
+        self.built
+            .iter()
+            .chain(self.added.iter().map(|(_, quota)| quota))
+            .enumerate()
+    }
+}
+
+impl std::ops::Index<usize> for QuotaList {
+    type Output = Quota;
+
+    fn index(&self, index: usize) -> &Quota {
+        match self.built.get(index) {
+            Some(quota) => quota,
+            None => &self.added[index - self.built.len()],
+        }
+    }
+}
+
+/// A quota's tiers as text: two quotas with the same text are almost always equal.
+fn quota_text(quota: &Quota) -> String {
+    use std::fmt::Write;
+    let mut text = String::new();
+    for tier in quota.tiers() {
+        let _ = write!(text, "{tier};");
+    }
+    text
 }
 
 /// The scopes, by name, and their quotas; fixed once built.
@@ -90,12 +198,53 @@ impl Definition {
         }
         Ok(Self {
             scopes: names,
-            quotas: Quotas {
-                all,
-                defaults,
-                overrides: by_key,
-            },
+            quotas: Quotas::from_list(all, defaults, by_key),
         })
+    }
+
+    /// Gives each key its quota in `scope` (`None`: back to the scope's default), returning
+    /// those whose quota changed with their old and new indices, for the store to carry their
+    /// counts over.
+    pub(crate) fn set_quotas(
+        &self,
+        scope: Scope,
+        changes: impl IntoIterator<Item = (String, Option<Quota>)>,
+    ) -> Vec<(String, u32)> {
+        let changes: Vec<(String, Option<u32>)> = changes
+            .into_iter()
+            .map(|(key, quota)| (key, quota.map(|q| self.quotas.intern(q))))
+            .collect();
+        let mut overrides = self.quotas.overrides[scope.0 as usize]
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let default = self.quotas.defaults[scope.0 as usize];
+        let mut changed = Vec::new();
+        for (key, index) in changes {
+            let before = overrides.get(key.as_str()).copied().unwrap_or(default);
+            match index {
+                Some(index) => {
+                    overrides.insert(key.as_str().into(), index);
+                }
+                None => {
+                    overrides.remove(key.as_str());
+                }
+            }
+            let after = index.unwrap_or(default);
+            if before != after {
+                changed.push((key, after));
+            }
+        }
+        changed
+    }
+
+    /// The keys that have a quota of their own in `scope`.
+    pub(crate) fn own_keys(&self, scope: Scope) -> Vec<String> {
+        self.quotas.overrides[scope.0 as usize]
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .map(|key| key.to_string())
+            .collect()
     }
 
     /// The handle of the scope named `name`.
@@ -133,36 +282,32 @@ impl Definition {
 
     /// Every quota: the scopes' defaults, then the overrides.
     #[cfg(feature = "redis")]
-    pub(crate) fn all_quotas(&self) -> &[Quota] {
-        &self.quotas.all
+    pub(crate) fn all_quotas(&self) -> impl Iterator<Item = &Quota> {
+        self.quotas.all.iter().map(|(_, quota)| quota)
     }
 
     /// Whether any quota (a scope's default or an override) counts `dimension`.
     pub(crate) fn counts(&self, dimension: Dimension) -> bool {
-        self.quotas.all.iter().any(|quota| quota.counts(dimension))
+        self.quotas
+            .all
+            .iter()
+            .any(|(_, quota)| quota.counts(dimension))
     }
 
     /// The same scopes and overrides with every tier scaled to `share` of its limit and burst
     /// (at least one unit each): a process's part of a shared quota.
     #[cfg(feature = "redis")]
     pub(crate) fn scaled(&self, share: f64) -> Result<Self, ConfigError> {
-        use crate::quota::Tier;
-        let scale = |quota: &Quota| {
-            let part = |n: u64| ((n as f64 * share).ceil() as u64).max(1);
-            Quota::new(quota.tiers().iter().map(|tier| {
-                Tier::new(tier.dimension(), part(tier.limit()), tier.period())
-                    .with_burst(part(tier.burst()))
-            }))
-        };
+        let scale = |quota: &Quota| scaled(quota, share);
         let quotas = &self.quotas;
-        let all = quotas.all.iter().map(scale).collect::<Result<_, _>>()?;
+        let all = quotas
+            .all
+            .iter()
+            .map(|(_, quota)| scale(quota))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             scopes: self.scopes.clone(),
-            quotas: Quotas {
-                all,
-                defaults: quotas.defaults.clone(),
-                overrides: quotas.overrides.clone(),
-            },
+            quotas: Quotas::from_list(all, quotas.defaults.clone(), quotas.overrides_now()),
         })
     }
 
@@ -213,4 +358,21 @@ impl Definition {
         );
         denial
     }
+}
+
+/// `quota` with every tier scaled to `share` of its limit and burst (at least one unit each).
+#[cfg(feature = "redis")]
+pub(crate) fn scaled(quota: &Quota, share: f64) -> Result<Quota, ConfigError> {
+    use crate::quota::Tier;
+    let part = |n: u64| ((n as f64 * share).ceil() as u64).max(1);
+    Quota::new(quota.tiers().iter().map(|tier| {
+        match tier.calendar_period() {
+            // A calendar budget stays one: a share of it per period.
+            Some(calendar) => {
+                Tier::calendar(tier.dimension(), part(tier.limit()), calendar.clone())
+            }
+            None => Tier::new(tier.dimension(), part(tier.limit()), tier.period())
+                .with_burst(part(tier.burst())),
+        }
+    }))
 }

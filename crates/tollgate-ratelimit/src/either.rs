@@ -86,6 +86,42 @@ impl Limiter {
         self.definition().scope_names()
     }
 
+    /// Gives keys of `scope` quotas of their own, or (`None`) takes them back to the scope's
+    /// default, while calls go on; see [`RateLimiter::set_quotas`] for what carries over.
+    ///
+    /// # Errors
+    ///
+    /// From Redis, a [`ConfigError`](tollgate_core::ConfigError) naming a tier whose schedule it
+    /// cannot hold exactly; nothing is changed then.
+    ///
+    /// # Panics
+    ///
+    /// If `scope` comes from another limiter with fewer scopes.
+    pub fn set_quotas(
+        &self,
+        scope: Scope,
+        changes: impl IntoIterator<Item = (String, Option<crate::Quota>)>,
+    ) -> Result<(), tollgate_core::ConfigError> {
+        match self {
+            Self::Local(limiter) => {
+                limiter.set_quotas(scope, changes);
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Self::Redis(limiter) => limiter.set_quotas(scope, changes),
+        }
+    }
+
+    /// Whether `key` has a quota of its own in `scope` (built with, or set since).
+    pub fn has_own_quota(&self, scope: Scope, key: &str) -> bool {
+        self.definition().quotas.has_own(scope.0, key)
+    }
+
+    /// The keys of `scope` with a quota of their own.
+    pub fn own_quota_keys(&self, scope: Scope) -> Vec<String> {
+        self.definition().own_keys(scope)
+    }
+
     /// Whether a call of `amounts` would be admitted now, consuming nothing.
     ///
     /// # Errors

@@ -182,6 +182,16 @@ impl Tier {
         }
     }
 
+    /// Whether a key's count in this tier still means the same in `other`, so it carries over
+    /// when the key's quota changes: the same tier, or a calendar budget of the same dimension
+    /// and calendar (what the period has spent holds whatever the new limit).
+    pub(crate) fn carries_to(&self, other: &Self) -> bool {
+        self == other
+            || (self.dimension == other.dimension
+                && self.calendar.is_some()
+                && self.calendar == other.calendar)
+    }
+
     /// The calendar of a calendar tier; `None` for a rolling one.
     pub fn calendar_period(&self) -> Option<&Calendar> {
         self.calendar.as_deref()
@@ -392,6 +402,14 @@ impl Quota {
         Ok(Self {
             tiers: tiers.into(),
         })
+    }
+
+    /// A quota of no tier: the default of an open scope with no entry yet, which limits only
+    /// keys with a quota of their own, so no call is ever decided by it.
+    pub(crate) fn unreached() -> Self {
+        Self {
+            tiers: Arc::from([]),
+        }
     }
 
     /// The tiers, in the order given.

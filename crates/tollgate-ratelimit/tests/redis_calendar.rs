@@ -20,6 +20,8 @@ mod redis_support;
 use redis_support::*;
 
 const DOLLAR: u64 = 1_000_000;
+/// A UTC month's calendar in a field's name: the FNV-1a hash of `month/UTC`.
+const MONTH_UTC: u64 = 13_134_910_167_823_832_756;
 /// 2026-12-31T23:59:00Z.
 const NEW_YEARS_EVE: u64 = 1_798_761_540;
 
@@ -120,7 +122,11 @@ async fn two_processes_share_one_months_budget_and_the_next_month_starts_afresh(
     // Months since January 1970: December 2026 is 683.
     assert_eq!(
         fields(&redis, "cal:{team:acme}"),
-        ["C:683:1000000", "C:684:1000000", "at"]
+        [
+            format!("C:683:{MONTH_UTC}"),
+            format!("C:684:{MONTH_UTC}"),
+            "at".into()
+        ]
     );
 
     // February's first call drops December's field and keeps January's.
@@ -130,11 +136,39 @@ async fn two_processes_share_one_months_budget_and_the_next_month_starts_afresh(
         .unwrap();
     assert_eq!(
         fields(&redis, "cal:{team:acme}"),
-        ["C:684:1000000", "C:685:1000000", "at"]
+        [
+            format!("C:684:{MONTH_UTC}"),
+            format!("C:685:{MONTH_UTC}"),
+            "at".into()
+        ]
     );
     assert_eq!(
         a.status(team, "acme").await.unwrap().tiers[0].remaining,
         DOLLAR - 5
+    );
+
+    // Raised to $2 on both processes while the month runs, the budget keeps what it spent.
+    let doubled = quota([Tier::calendar(
+        Dimension::Cost,
+        2 * DOLLAR,
+        Calendar::utc(Period::Month),
+    )]);
+    for limiter in [&a, &b] {
+        limiter
+            .set_quotas(team, [("acme".to_owned(), Some(doubled.clone()))])
+            .unwrap();
+    }
+    assert_eq!(
+        b.status(team, "acme").await.unwrap().tiers[0].remaining,
+        2 * DOLLAR - 5
+    );
+    b.check_and_consume(&[(team, "acme")], Amounts::cost(MicroUsd(2 * DOLLAR - 5)))
+        .await
+        .unwrap();
+    assert!(
+        a.check_and_consume(&[(team, "acme")], Amounts::cost(MicroUsd(1)))
+            .await
+            .is_err()
     );
 }
 each_topology!(two_processes_share_one_months_budget_and_the_next_month_starts_afresh, #[tokio::test(flavor = "multi_thread", worker_threads = 2)]);

@@ -1,6 +1,6 @@
 //! From a [`RateLimitConfig`] to its limiter and its layer.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use tollgate_core::{
     ByPrincipal, ByProvider, ByRole, ByTenant, ConfigError, LlmRequest, PricingTable,
@@ -53,10 +53,10 @@ struct Section<'a> {
 }
 
 impl Section<'_> {
-    /// The keys this scope limits, or `None` for every key (when tenants have a `default`).
-    fn covered(&self) -> Option<BTreeSet<String>> {
-        let every_key = self.scope == TENANT_SCOPE && self.entries.contains_key(DEFAULT_TENANT);
-        (!every_key).then(|| self.entries.keys().cloned().collect())
+    /// Whether this scope limits every key (tenants with a `default`), not only those with a
+    /// quota of their own.
+    fn every_key(&self) -> bool {
+        self.scope == TENANT_SCOPE && self.entries.contains_key(DEFAULT_TENANT)
     }
 }
 
@@ -86,7 +86,7 @@ impl RateLimitConfig {
             },
         ]
         .into_iter()
-        .filter(|section| !section.entries.is_empty())
+        .filter(|section| !section.entries.is_empty() || self.open.contains(&section.scope))
     }
 
     /// The limiter this configuration describes, in this process.
@@ -122,13 +122,13 @@ impl RateLimitConfig {
                 quotas.push((key, quota));
             }
             // A scope's default is what keys without an entry get: for tenants the `default`
-            // entry; otherwise no key without an entry is limited, so any entry serves.
+            // entry; otherwise no key without an entry is limited, so any entry serves, and an
+            // open scope with none yet has a default no call reaches.
             let default = quotas
                 .iter()
                 .find(|(key, _)| section.scope == TENANT_SCOPE && *key == DEFAULT_TENANT)
-                .unwrap_or(&quotas[0])
-                .1
-                .clone();
+                .or(quotas.first())
+                .map_or_else(Quota::unreached, |(_, quota)| quota.clone());
             builder = builder.scope(section.scope, default);
             for (key, quota) in quotas {
                 builder = builder.override_quota(section.scope, key, quota);
@@ -202,33 +202,28 @@ impl RateLimitConfig {
         };
         for section in self.sections() {
             let handle = scope(section.scope);
-            builder = match section.covered() {
-                None => builder.key(handle, ByTenant),
-                Some(covered) => match section.scope {
-                    TENANT_SCOPE => builder.key_if(handle, ByTenant, move |req: &LlmRequest| {
-                        req.meta
-                            .tenant
-                            .as_deref()
-                            .is_some_and(|t| covered.contains(t))
-                    }),
-                    PROVIDER_SCOPE => {
-                        builder.key_if(handle, ByProvider, move |req: &LlmRequest| {
-                            req.provider.as_deref().is_some_and(|p| covered.contains(p))
-                        })
-                    }
-                    ROLE_SCOPE => builder.key_if(handle, ByRole, move |req: &LlmRequest| {
-                        req.meta
-                            .role
-                            .as_deref()
-                            .is_some_and(|r| covered.contains(r))
-                    }),
-                    _ => builder.key_if(handle, ByPrincipal, move |req: &LlmRequest| {
-                        req.meta
-                            .principal
-                            .as_deref()
-                            .is_some_and(|p| covered.contains(p))
-                    }),
-                },
+            if section.every_key() {
+                builder = builder.key(handle, ByTenant);
+                continue;
+            }
+            // Only keys with a quota of their own are limited: those listed here, and those
+            // given one since (`Limiter::set_quotas`), so the limiter is asked.
+            let limiter = limiter.clone();
+            let covered =
+                move |key: Option<&str>| key.is_some_and(|k| limiter.has_own_quota(handle, k));
+            builder = match section.scope {
+                TENANT_SCOPE => builder.key_if(handle, ByTenant, move |req: &LlmRequest| {
+                    covered(req.meta.tenant.as_deref())
+                }),
+                PROVIDER_SCOPE => builder.key_if(handle, ByProvider, move |req: &LlmRequest| {
+                    covered(req.provider.as_deref())
+                }),
+                ROLE_SCOPE => builder.key_if(handle, ByRole, move |req: &LlmRequest| {
+                    covered(req.meta.role.as_deref())
+                }),
+                _ => builder.key_if(handle, ByPrincipal, move |req: &LlmRequest| {
+                    covered(req.meta.principal.as_deref())
+                }),
             };
         }
         for config in &self.scopes {

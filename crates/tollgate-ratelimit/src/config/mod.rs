@@ -131,6 +131,11 @@ pub struct RateLimitConfig {
     /// process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisConfig>,
+    /// The scopes among `tenant`, `principal` and `role` the limiter has even with no entries,
+    /// so their keys can be given quotas while it runs ([`Limiter::set_quotas`](crate::Limiter::set_quotas));
+    /// set with [`open_scope`](Self::open_scope), never read from a file.
+    #[serde(skip)]
+    open: Vec<&'static str>,
 }
 
 impl Default for RateLimitConfig {
@@ -148,6 +153,7 @@ impl Default for RateLimitConfig {
             roles: BTreeMap::new(),
             scopes: Vec::new(),
             redis: None,
+            open: Vec::new(),
         }
     }
 }
@@ -246,6 +252,26 @@ impl KeyExtractor for KeyBy {
 }
 
 impl RateLimitConfig {
+    /// Keeps the scope `scope` (one of [`TENANT_SCOPE`], [`PRINCIPAL_SCOPE`] and
+    /// [`ROLE_SCOPE`]) in the limiter even when this configuration gives it no entry, so that
+    /// keys can be given quotas of their own while it runs, as a gateway does for keys and teams
+    /// kept in a database. Only keys with a quota of their own are limited by such a scope.
+    ///
+    /// # Panics
+    ///
+    /// For any other scope.
+    #[must_use]
+    pub fn open_scope(mut self, scope: &'static str) -> Self {
+        assert!(
+            [TENANT_SCOPE, PRINCIPAL_SCOPE, ROLE_SCOPE].contains(&scope),
+            "only the tenant, principal and role scopes can be opened, not {scope:?}"
+        );
+        if !self.open.contains(&scope) {
+            self.open.push(scope);
+        }
+        self
+    }
+
     /// This configuration with the environment's overrides: [`REDIS_URL_VAR`] replaces the Redis
     /// the `redis` section names (its `url`, `cluster` or `sentinel`; when there is a section), and [`tiers_var`] replaces a scope's default
     /// tiers.

@@ -319,6 +319,53 @@ impl RateLimiter {
         }
     }
 
+    /// Gives keys of `scope` quotas of their own, or (`None`) takes them back to the scope's
+    /// default, while calls go on: for limits kept in a database and changed at run time. What a
+    /// key has counted carries over to its new quota where a tier counts the same thing: an
+    /// unchanged tier keeps its schedule, and a calendar budget on the same calendar keeps what
+    /// the period has spent, whatever its new limit; any other new tier starts full.
+    ///
+    /// Each distinct quota is kept once, however many keys share it, for the limiter's life.
+    ///
+    /// # Panics
+    ///
+    /// If `scope` comes from another limiter with fewer scopes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tollgate_core::clock::ManualClock;
+    /// use tollgate_ratelimit::{Amounts, Quota, RateLimiter, Tier};
+    ///
+    /// let per_minute = |n| Quota::new([Tier::requests(n, Duration::from_secs(60))]).unwrap();
+    /// let limiter = RateLimiter::builder().scope("key", per_minute(1)).clock(ManualClock::new()).build().unwrap();
+    /// let key = limiter.scope("key").unwrap();
+    /// limiter.check_and_consume(&[(key, "k1")], Amounts::requests(1)).unwrap();
+    /// assert!(limiter.check_and_consume(&[(key, "k1")], Amounts::requests(1)).is_err());
+    ///
+    /// limiter.set_quotas(key, [("k1".to_owned(), Some(per_minute(2)))]);
+    /// assert!(limiter.has_own_quota(key, "k1"));
+    /// limiter.check_and_consume(&[(key, "k1")], Amounts::requests(1)).unwrap();
+    /// ```
+    pub fn set_quotas(
+        &self,
+        scope: Scope,
+        changes: impl IntoIterator<Item = (String, Option<Quota>)>,
+    ) {
+        for (key, quota) in self.definition().set_quotas(scope, changes) {
+            self.inner.store.requota(&self.target(scope, &key), quota);
+        }
+    }
+
+    /// Whether `key` has a quota of its own in `scope` (built with, or set since).
+    pub fn has_own_quota(&self, scope: Scope, key: &str) -> bool {
+        self.definition().quotas.has_own(scope.0, key)
+    }
+
+    /// The keys of `scope` with a quota of their own.
+    pub fn own_quota_keys(&self, scope: Scope) -> Vec<String> {
+        self.definition().own_keys(scope)
+    }
+
     /// Forgets `key`'s state in `scope`: every tier is full again. Returns whether it was tracked.
     pub fn reset(&self, scope: Scope, key: &str) -> bool {
         self.inner.store.remove(&self.target(scope, key))

@@ -198,16 +198,7 @@ impl RedisRateLimiterBuilder {
             }
         }
         for quota in definition.all_quotas() {
-            let too_long = quota
-                .tiers()
-                .iter()
-                .find(|tier| tier.window_nanos() > script::MAX_WINDOW_NANOS);
-            if let Some(tier) = too_long {
-                return Err(ConfigError::new(
-                    format!("tiers.{tier}"),
-                    "a tier's burst spans more than about 104 days of schedule, which the Redis store cannot hold exactly; use a shorter period or a smaller burst",
-                ));
-            }
+            fits(quota)?;
         }
         let fallback = match self.policy {
             OnRedisFailure::Local { share } => {
@@ -251,5 +242,20 @@ impl RedisRateLimiterBuilder {
                 counts: metrics::Counts::default(),
             }),
         })
+    }
+}
+
+/// Refuses a quota with a tier whose schedule the script cannot hold exactly.
+pub(super) fn fits(quota: &crate::Quota) -> Result<(), ConfigError> {
+    let too_long = quota
+        .tiers()
+        .iter()
+        .find(|tier| tier.window_nanos() > script::MAX_WINDOW_NANOS);
+    match too_long {
+        Some(tier) => Err(ConfigError::new(
+            format!("tiers.{tier}"),
+            "a tier's burst spans more than about 104 days of schedule, which the Redis store cannot hold exactly; use a shorter period or a smaller burst",
+        )),
+        None => Ok(()),
     }
 }

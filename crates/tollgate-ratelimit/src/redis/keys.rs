@@ -52,7 +52,8 @@ impl RedisRateLimiter {
 }
 
 /// A tier's field in a key's hash, named after its parameters: `r:<interval>:<window>`; for a
-/// calendar tier, after its period `period` and its limit: `C:<period index>:<limit>`.
+/// calendar tier, after its period `period` and its calendar: `C:<period index>:<calendar id>`,
+/// so that a new limit on the same calendar keeps what the period has spent.
 pub(super) fn field(tier: &crate::quota::Tier, period: Option<u64>) -> Field {
     let dimension = match tier.dimension() {
         crate::quota::Dimension::Requests => b'r',
@@ -63,7 +64,7 @@ pub(super) fn field(tier: &crate::quota::Tier, period: Option<u64>) -> Field {
         Some(index) => Field {
             dimension: dimension.to_ascii_uppercase(),
             interval: index,
-            window: tier.limit(),
+            window: tier.calendar_period().map_or(0, calendar_id),
         },
         None => Field {
             dimension,
@@ -71,6 +72,26 @@ pub(super) fn field(tier: &crate::quota::Tier, period: Option<u64>) -> Field {
             window: tier.window_nanos(),
         },
     }
+}
+
+/// A calendar's name in Redis: the FNV-1a hash of its period and time zone, the same in every
+/// process and release (a calendar's index alone would let a Paris day share a UTC day's count).
+fn calendar_id(calendar: &crate::Calendar) -> u64 {
+    let period = match calendar.period() {
+        crate::Period::Day => "day",
+        crate::Period::Week => "week",
+        crate::Period::Month => "month",
+    };
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in period
+        .bytes()
+        .chain([b'/'])
+        .chain(calendar.zone_name().bytes())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 /// A field's name, written straight into the command (no string is built for it).

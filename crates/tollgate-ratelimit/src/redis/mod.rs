@@ -224,6 +224,46 @@ impl RedisRateLimiter {
         &self.inner.definition
     }
 
+    /// Gives keys of `scope` quotas of their own, or (`None`) takes them back to the scope's
+    /// default, while calls go on, as [`RateLimiter::set_quotas`] does. In Redis a tier's count
+    /// is kept under the tier's parameters, so an unchanged tier and a calendar budget on the
+    /// same calendar carry over and any other new tier starts full, as in process. A lease
+    /// already taken is spent at the quota it was taken under.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming a tier whose schedule Redis cannot hold exactly; nothing is
+    /// changed then.
+    ///
+    /// # Panics
+    ///
+    /// If `scope` comes from another limiter with fewer scopes.
+    pub fn set_quotas(
+        &self,
+        scope: Scope,
+        changes: impl IntoIterator<Item = (String, Option<crate::Quota>)>,
+    ) -> Result<(), tollgate_core::ConfigError> {
+        let changes: Vec<(String, Option<crate::Quota>)> = changes.into_iter().collect();
+        for quota in changes.iter().filter_map(|(_, quota)| quota.as_ref()) {
+            builder::fits(quota)?;
+        }
+        if let (Some(fallback), OnRedisFailure::Local { share }) =
+            (&self.inner.fallback, self.inner.policy)
+        {
+            let mut scaled = Vec::with_capacity(changes.len());
+            for (key, quota) in &changes {
+                let quota = quota
+                    .as_ref()
+                    .map(|quota| crate::definition::scaled(quota, share))
+                    .transpose()?;
+                scaled.push((key.clone(), quota));
+            }
+            fallback.set_quotas(scope, scaled);
+        }
+        self.inner.definition.set_quotas(scope, changes);
+        Ok(())
+    }
+
     /// Whether a call of `amounts` would be admitted now, consuming nothing.
     ///
     /// # Errors

@@ -141,6 +141,31 @@ impl Store {
         }
     }
 
+    /// Moves a tracked key to quota `quota`, carrying each tier's count into the new tier that
+    /// counts the same thing ([`Tier::carries_to`](crate::Tier)); a tier with no such match starts
+    /// full. A key not tracked takes its new quota when it is first seen.
+    pub(crate) fn requota(&self, target: &Target<'_>, quota: u32) {
+        let mut shard = self.lock(self.shard_of(target));
+        let Some(slot) = shard.slot_mut(target) else {
+            return;
+        };
+        if slot.quota == quota {
+            return;
+        }
+        let old = self.definition.quotas.all[slot.quota as usize].tiers();
+        let new = self.definition.quotas.all[quota as usize].tiers();
+        let before = slot.tats.get(old.len());
+        let mut tats = shard::Tats::full(new.len());
+        let after = tats.get_mut(new.len());
+        for (i, tier) in new.iter().enumerate() {
+            if let Some(j) = old.iter().position(|o| o.carries_to(tier)) {
+                after[i] = before[j];
+            }
+        }
+        slot.tats = tats;
+        slot.quota = quota;
+    }
+
     /// Forgets a key's state: its tiers are full again. Returns whether it was live.
     pub(crate) fn remove(&self, target: &Target<'_>) -> bool {
         let mut shard = self.lock(self.shard_of(target));
