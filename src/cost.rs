@@ -227,6 +227,8 @@ impl CostsConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Labels {
     pub(crate) tenant: Option<Arc<str>>,
+    /// Not a line of the report: for the [`OnBilled`](crate::OnBilled) hook.
+    pub(crate) principal: Option<Arc<str>>,
     pub(crate) route: Route,
 }
 
@@ -240,11 +242,23 @@ pub(crate) struct Route {
 
 /// Adds up the usage of every answered call, priced by the pricing table. Cheap to clone; clones
 /// share the totals. The module docs say how its memory is bounded.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CostTracker {
     pricing: Arc<PricingTable>,
     max_tenants: usize,
     ledger: Arc<Mutex<Ledger>>,
+    on_billed: Option<crate::OnBilled>,
+}
+
+impl std::fmt::Debug for CostTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CostTracker")
+            .field("pricing", &self.pricing)
+            .field("max_tenants", &self.max_tenants)
+            .field("ledger", &self.ledger)
+            .field("on_billed", &self.on_billed.is_some())
+            .finish()
+    }
 }
 
 // Every answered call hashes its labels; foldhash (randomly seeded, like the limiter's and the
@@ -286,12 +300,17 @@ impl Ledger {
 }
 
 impl CostTracker {
-    pub(crate) fn new(pricing: PricingTable, config: &CostsConfig) -> Self {
+    pub(crate) fn new(
+        pricing: PricingTable,
+        config: &CostsConfig,
+        on_billed: Option<crate::OnBilled>,
+    ) -> Self {
         debug_assert!(config.max_tenants > 0, "checked with the configuration");
         Self {
             pricing: Arc::new(pricing),
             max_tenants: config.max_tenants,
             ledger: Arc::default(),
+            on_billed,
         }
     }
 
@@ -318,6 +337,18 @@ impl CostTracker {
             unpriced_calls: u64::from(cost.is_none()),
             incomplete_calls: u64::from(incomplete),
         };
+        if let Some(hook) = &self.on_billed {
+            hook(&crate::BilledCall {
+                tenant: labels.tenant.clone(),
+                principal: labels.principal.clone(),
+                provider: labels.route.provider.clone(),
+                model: labels.route.model.clone(),
+                role: labels.route.role.clone(),
+                usage,
+                cost,
+                incomplete,
+            });
+        }
         let mut ledger = self.ledger();
         ledger.calls += 1;
         let number = ledger.calls;

@@ -83,6 +83,8 @@ mod builder;
 pub use builder::ServiceBuilderExt;
 
 #[cfg(feature = "config")]
+mod billed;
+#[cfg(feature = "config")]
 mod call_metrics;
 #[cfg(feature = "config")]
 mod config;
@@ -90,6 +92,8 @@ mod config;
 mod cost;
 #[cfg(feature = "config")]
 mod stack;
+#[cfg(feature = "config")]
+pub use billed::{BilledCall, OnBilled};
 #[cfg(feature = "config")]
 pub use call_metrics::MetricsConfig;
 #[cfg(feature = "config")]

@@ -297,6 +297,7 @@ impl Config {
             && limiting.principals.is_empty()
             && limiting.roles.is_empty()
             && limiting.scopes.is_empty()
+            && !limiting.has_open_scope()
         {
             errors.push(ConfigError::new(
                 "rate_limiting",

@@ -72,6 +72,7 @@ impl Service<LlmRequest> for Billed {
             costs: self.costs.clone(),
             labels: Labels {
                 tenant: request.meta.tenant.clone(),
+                principal: request.meta.principal.clone(),
                 route: Route {
                     provider: request.provider.clone().unwrap_or_default(),
                     model: request.model.clone(),

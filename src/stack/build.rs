@@ -43,7 +43,7 @@ pub(super) fn build(
     ConfigErrors::check(errors)?;
 
     let (breakers, health) = guards(config, clock.as_ref());
-    let billing = Billing::new(config, estimator);
+    let billing = Billing::new(config, estimator, hooks.on_billed.clone());
     let providers = Arc::new(provider_stacks(
         config,
         clients,
@@ -86,7 +86,11 @@ struct Billing {
 }
 
 impl Billing {
-    fn new(config: &Config, estimator: Arc<dyn TokenEstimator>) -> Self {
+    fn new(
+        config: &Config,
+        estimator: Arc<dyn TokenEstimator>,
+        on_billed: Option<crate::OnBilled>,
+    ) -> Self {
         // The models per-call metrics may name: those the roles use, and those the pricing
         // table prices; any other is `other`.
         let models = config
@@ -96,7 +100,7 @@ impl Billing {
             .flat_map(|role| role.targets.into_iter().map(|target| target.model))
             .chain(config.pricing.models().map(Arc::from));
         Self {
-            costs: CostTracker::new(config.pricing.clone(), &config.costs),
+            costs: CostTracker::new(config.pricing.clone(), &config.costs, on_billed),
             estimator,
             calls: CallMetrics::new(&config.metrics, models, config.pricing.clone()),
         }

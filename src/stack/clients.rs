@@ -14,10 +14,12 @@ use crate::{Config, ProviderConfig, ProviderKind, ResolvedTarget};
 /// [`StackBuilder::wrap_clients`]: super::StackBuilder::wrap_clients
 pub(super) type WrapClient = dyn Fn(&str, BoxedProvider) -> BoxedProvider;
 
-/// What the builder's caller plugs in: where API keys are read, and what wraps each client.
+/// What the builder's caller plugs in: where API keys are read, what wraps each client, and
+/// what hears of each billed call.
 pub(super) struct Hooks<'a> {
     pub(super) env: &'a dyn Fn(&str) -> Option<String>,
     pub(super) wrap: Option<&'a WrapClient>,
+    pub(super) on_billed: Option<crate::OnBilled>,
 }
 
 /// Each client by its name, with the provider whose settings it takes (its own name, or for a

@@ -154,6 +154,7 @@ impl Stack {
             clock: None,
             estimator: Arc::new(tollgate_core::CharEstimator),
             wrap: None,
+            on_billed: None,
         }
     }
 
@@ -397,6 +398,7 @@ pub struct StackBuilder<'a> {
     clock: Option<Arc<dyn tollgate_core::clock::Clock>>,
     estimator: Arc<dyn tollgate_core::TokenEstimator>,
     wrap: Option<Box<clients::WrapClient>>,
+    on_billed: Option<crate::OnBilled>,
 }
 
 impl std::fmt::Debug for StackBuilder<'_> {
@@ -463,6 +465,15 @@ impl StackBuilder<'_> {
         self
     }
 
+    /// Calls `hook` once for each call a provider bills, with who made it, what answered, its
+    /// usage and its price ([`BilledCall`](crate::BilledCall)): for a spend ledger kept
+    /// elsewhere, as the gateway keeps one in its database. It runs on the task that finished
+    /// the call, so it should only hand the call on.
+    pub fn on_billed(mut self, hook: impl Fn(&crate::BilledCall) + Send + Sync + 'static) -> Self {
+        self.on_billed = Some(Arc::new(hook));
+        self
+    }
+
     /// The stack.
     ///
     /// # Errors
@@ -475,6 +486,7 @@ impl StackBuilder<'_> {
             clients::Hooks {
                 env: &*self.env,
                 wrap: self.wrap.as_deref(),
+                on_billed: self.on_billed,
             },
             self.clock,
             self.estimator,

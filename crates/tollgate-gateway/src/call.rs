@@ -136,7 +136,7 @@ pub(crate) async fn accept(
         upstream: UpstreamTime::default(),
         timeout: live.config.gateway.request_timeout,
     };
-    let Some(key) = presented_key(&parts.headers).and_then(|k| live.keys.find(k)) else {
+    let Some(key) = presented_key(&parts.headers).and_then(|k| gateway.find_key(&live, k)) else {
         return Err(meta.fail(ApiError::unauthorized()));
     };
     match callers_timeout(&parts.headers) {

@@ -46,6 +46,10 @@ pub struct GatewayConfig {
     pub keys: BTreeMap<String, KeyConfig>,
     /// How the server listens and what it accepts.
     pub gateway: ServerConfig,
+    /// The control plane's database (`database: { url: "sqlite://tollgate.db" }`, or
+    /// `{ url_env: DATABASE_URL }` for PostgreSQL): keys and teams kept as records beside the
+    /// file's, and the spend ledger. Absent, keys are the file's and spend is kept in memory.
+    pub database: Option<tollgate_control::DatabaseConfig>,
 }
 
 /// One virtual key. The key itself is never written here, only its hash.
@@ -167,6 +171,14 @@ impl GatewayConfig {
             own_errors.push(e);
             ServerConfig::default()
         });
+        let database: Option<tollgate_control::DatabaseConfig> =
+            document.take_section("database").unwrap_or_else(|e| {
+                own_errors.push(e);
+                None
+            });
+        if let Some(database) = &database {
+            own_errors.extend(database.check());
+        }
         // What keys may name, as written: checked even when those sections have mistakes.
         let known = Known {
             providers: document.names("providers"),
@@ -187,13 +199,15 @@ impl GatewayConfig {
                 stack,
                 keys,
                 gateway,
+                database,
             }),
             _ => Err(errors.into_iter().collect()),
         }
     }
 
     /// The stack's configuration with each key's own limits added under
-    /// `rate_limiting.principals`, keyed by the key's name.
+    /// `rate_limiting.principals`, keyed by the key's name; with a database, the `tenant` and
+    /// `principal` scopes kept open for the limits of its teams and keys.
     pub fn stack_config(&self) -> Config {
         let mut stack = self.stack.clone();
         let own: Vec<(&String, &Limits)> = self
@@ -201,7 +215,7 @@ impl GatewayConfig {
             .iter()
             .filter_map(|(name, key)| Some((name, key.limits.as_ref()?)))
             .collect();
-        if own.is_empty() {
+        if own.is_empty() && self.database.is_none() {
             return stack;
         }
         if !matches!(stack.rate_limiting, Switch::On(_)) {
@@ -210,6 +224,11 @@ impl GatewayConfig {
         if let Switch::On(limiting) = &mut stack.rate_limiting {
             for (name, limits) in own {
                 limiting.principals.insert(name.clone(), limits.clone());
+            }
+            if self.database.is_some() {
+                *limiting = std::mem::take(limiting)
+                    .open_scope(tollgate::ratelimit::TENANT_SCOPE)
+                    .open_scope(tollgate::ratelimit::PRINCIPAL_SCOPE);
             }
         }
         stack

@@ -152,6 +152,7 @@ pub(crate) async fn metrics(State(gateway): State<Gateway>, request: Request) ->
         return not_found().await;
     };
     crate::metrics::record_stack(&gateway.stack());
+    metrics::counter!("tollgate_ledger_dropped_total").absolute(gateway.ledger_dropped());
     (
         [(
             header::CONTENT_TYPE,

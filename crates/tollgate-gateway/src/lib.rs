@@ -58,6 +58,7 @@ mod info;
 mod keys;
 mod messages;
 mod metrics;
+mod records;
 mod server;
 mod sse;
 mod state;

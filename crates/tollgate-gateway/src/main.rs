@@ -137,6 +137,10 @@ async fn run(path: Option<PathBuf>, listen: Option<SocketAddr>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(error) = gateway.open_records().await {
+        eprintln!("the database cannot be used: {error}");
+        return ExitCode::FAILURE;
+    }
     let listener = match TcpListener::bind(address).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -160,8 +164,13 @@ async fn run(path: Option<PathBuf>, listen: Option<SocketAddr>) -> ExitCode {
         );
     }
     tokio::spawn(reload_on_hangup(hangups, gateway.clone(), path));
-    match serve(gateway, listener, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
+    match serve(gateway.clone(), listener, shutdown).await {
+        Ok(()) => {
+            if let Err(error) = gateway.flush_records().await {
+                tracing::error!(%error, "the spend ledger could not be written before exit");
+            }
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("{error}");
             ExitCode::FAILURE

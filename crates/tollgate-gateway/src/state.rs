@@ -9,7 +9,12 @@ use std::sync::{
 use metrics_exporter_prometheus::PrometheusHandle;
 use tollgate::{ConfigErrors, Stack};
 
-use crate::{config::GatewayConfig, keys::KeyTable, upstream};
+use crate::{
+    config::GatewayConfig,
+    keys::{KeyTable, VirtualKey},
+    records::{QuotaTarget, Records, SpendSink},
+    upstream,
+};
 
 /// The gateway: a stack built from a [`GatewayConfig`], its keys, and its HTTP routes
 /// ([`router`](Self::router)). Clones share everything.
@@ -36,6 +41,10 @@ pub struct Gateway {
 
 struct Shared {
     live: RwLock<Arc<Live>>,
+    /// The database's keys and teams, once [`Gateway::open_records`] has read them.
+    records: std::sync::OnceLock<Arc<Records>>,
+    /// Where every stack built here sends its billed calls: the database's spend ledger.
+    spend: Arc<SpendSink>,
     metrics: Option<PrometheusHandle>,
     /// Request ids made here: a random prefix for the process, then a count.
     id_prefix: u32,
@@ -45,8 +54,13 @@ struct Shared {
 /// One configuration's worth of state.
 pub(crate) struct Live {
     pub(crate) stack: Stack,
+    /// The rate limits the stack was built with (the keys' own under `principals`): what a
+    /// record's key or team goes back to when its own limits are taken away.
+    pub(crate) stack_limits: tollgate::Switch<tollgate::RateLimitingConfig>,
     pub(crate) keys: KeyTable,
     pub(crate) config: GatewayConfig,
+    /// Which build of a configuration this is, counting from 0 in the process.
+    pub(crate) build: u64,
     /// The digest of the key that opens `/ui`.
     pub(crate) admin: Option<crate::keys::Digest32>,
     /// The digest of the key `/metrics` and the detailed `/health` require, when they do.
@@ -81,9 +95,12 @@ impl Gateway {
         let mut prefix = [0u8; 4];
         // Ids need only differ between processes most of the time; a fixed prefix will do.
         let _ = getrandom::fill(&mut prefix);
+        let spend = Arc::new(SpendSink::default());
         Ok(Self {
             shared: Arc::new(Shared {
-                live: RwLock::new(Arc::new(Live::build(config)?)),
+                live: RwLock::new(Arc::new(Live::build(config, &spend)?)),
+                records: std::sync::OnceLock::new(),
+                spend,
                 metrics,
                 id_prefix: u32::from_le_bytes(prefix),
                 ids: AtomicU64::new(0),
@@ -101,9 +118,66 @@ impl Gateway {
     ///
     /// As [`new`](Self::new); the old configuration stays.
     pub fn reload(&self, config: GatewayConfig) -> Result<(), ConfigErrors> {
-        let live = Arc::new(Live::build(config)?);
+        let live = Arc::new(Live::build(config, &self.shared.spend)?);
         *self.shared.live.write().unwrap_or_else(|e| e.into_inner()) = live;
         Ok(())
+    }
+
+    /// With a `database` section: opens the database (running its migrations), reads its keys
+    /// and teams, and keeps reading them for as long as the gateway runs, so a key made, changed
+    /// or revoked anywhere is served here within half a second; every billed call is added to
+    /// its spend ledger from then on. Without one, does nothing. Call it once, inside a Tokio
+    /// runtime, before serving.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be opened or read at start.
+    pub async fn open_records(&self) -> Result<(), tollgate_core::LlmError> {
+        let Some(config) = self.live().config.database.clone() else {
+            return Ok(());
+        };
+        let records = Arc::new(Records::open(&config, &self.shared.spend).await?);
+        self.sync_records(&records).await?;
+        if self.shared.records.set(records.clone()).is_ok() {
+            tracing::info!(target: "tollgate::records", keys = records.len(), "keys read from the database");
+            tokio::spawn(poll(records, self.clone()));
+        }
+        Ok(())
+    }
+
+    async fn sync_records(&self, records: &Records) -> Result<(), tollgate_core::LlmError> {
+        let live = self.live();
+        let target = QuotaTarget {
+            limiter: live.stack.limiter(),
+            file: &live.stack_limits,
+            build: live.build,
+        };
+        records.sync(target).await
+    }
+
+    /// The key `presented` is: the configuration file's, else the database's.
+    pub(crate) fn find_key(&self, live: &Live, presented: &str) -> Option<Arc<VirtualKey>> {
+        live.keys
+            .find(presented)
+            .or_else(|| self.shared.records.get()?.find(presented))
+    }
+
+    /// Writes what the spend ledger and the keys' last use hold now: on shutdown, once calls
+    /// have drained.
+    ///
+    /// # Errors
+    ///
+    /// When the database does not answer.
+    pub async fn flush_records(&self) -> Result<(), tollgate_core::LlmError> {
+        if let Some(records) = self.shared.records.get() {
+            records.flush_used().await?;
+        }
+        self.shared.spend.flush().await
+    }
+
+    /// Billed calls the spend ledger had no room for.
+    pub(crate) fn ledger_dropped(&self) -> u64 {
+        self.shared.spend.dropped()
     }
 
     /// The stack serving calls now.
@@ -141,23 +215,61 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Live {
-    fn build(config: GatewayConfig) -> Result<Self, ConfigErrors> {
+    fn build(config: GatewayConfig, spend: &Arc<SpendSink>) -> Result<Self, ConfigErrors> {
         let stack_config = config.stack_config();
-        let stack = Stack::builder(&stack_config)
-            .wrap_clients(|_, client| upstream::timed(client))
-            .build()?;
+        let mut builder =
+            Stack::builder(&stack_config).wrap_clients(|_, client| upstream::timed(client));
+        if config.database.is_some() {
+            let spend = spend.clone();
+            builder = builder.on_billed(move |call| spend.billed(call));
+        }
+        let stack = builder.build()?;
         let digest = |hash: Option<&String>| {
             hash.map(|hash| crate::keys::parse_hash(hash).expect("checked when read"))
         };
         let admin = digest(config.gateway.admin_key_hash.as_ref());
         let metrics_key = digest(config.gateway.metrics_key_hash.as_ref());
+        static BUILDS: AtomicU64 = AtomicU64::new(0);
         Ok(Self {
+            build: BUILDS.fetch_add(1, Ordering::Relaxed),
             stack,
+            stack_limits: stack_config.rate_limiting,
             keys: config.key_table(),
             config,
             admin,
             metrics_key,
             denials: std::sync::Mutex::default(),
         })
+    }
+}
+
+/// Keeps `records` in step with the database for as long as the gateway runs: a failed read is
+/// logged and tried again at the next poll, while the keys already read keep working.
+async fn poll(records: Arc<Records>, gateway: Gateway) {
+    let mut failing = false;
+    let mut ticks = tokio::time::interval(crate::records::POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let result = match gateway.sync_records(&records).await {
+            Ok(()) => records.flush_used().await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!(target: "tollgate::records", "the database answers again");
+            }
+            Ok(()) => {}
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(
+                    target: "tollgate::records",
+                    error = %error,
+                    "the database does not answer: the keys already read keep working"
+                );
+            }
+            Err(_) => {}
+        }
     }
 }

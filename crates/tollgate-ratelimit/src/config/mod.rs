@@ -272,6 +272,12 @@ impl RateLimitConfig {
         self
     }
 
+    /// Whether a scope is kept open ([`open_scope`](Self::open_scope)) for quotas given at run
+    /// time.
+    pub fn has_open_scope(&self) -> bool {
+        !self.open.is_empty()
+    }
+
     /// This configuration with the environment's overrides: [`REDIS_URL_VAR`] replaces the Redis
     /// the `redis` section names (its `url`, `cluster` or `sentinel`; when there is a section), and [`tiers_var`] replaces a scope's default
     /// tiers.

@@ -1,0 +1,288 @@
+//! The control plane's records in the gateway (the `database` section): keys and teams read from
+//! the database into memory and read again within a poll of any change, their limits given to the
+//! limiter, when keys were last used written in batches, and every billed call added to the spend
+//! ledger. No call waits on the database: lookups are in memory, writes are off the call path.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex, OnceLock, RwLock},
+    time::{Duration, SystemTime},
+};
+
+use tollgate::{
+    BilledCall, Switch,
+    ratelimit::{Limiter, PRINCIPAL_SCOPE, Quota, TENANT_SCOPE},
+};
+use tollgate_control::{
+    Database, DatabaseConfig, KeyRecord, Ledger, LedgerConfig, SpendEntry, TeamRecord, parse_hash,
+};
+use tollgate_core::{LlmError, MicroUsd};
+
+use crate::keys::{KeyTable, VirtualKey};
+
+/// The stack the records' quotas are given to: its limiter, the limits its file gave, and which
+/// build of the configuration it is (a reload makes a new one, which needs them all again).
+pub(crate) struct QuotaTarget<'a> {
+    pub(crate) limiter: Option<&'a Limiter>,
+    pub(crate) file: &'a Switch<tollgate::RateLimitingConfig>,
+    pub(crate) build: u64,
+}
+
+/// How often the records' version is read: a change made on any process is served here within it.
+pub(crate) const POLL: Duration = Duration::from_millis(500);
+
+/// What the gateway holds of the database.
+pub(crate) struct Records {
+    database: Database,
+    /// The keys of the records, live ones only (a rotated key's old secret during its grace).
+    keys: RwLock<Arc<KeyTable>>,
+    state: Mutex<Loaded>,
+    /// Records' keys used since the last batch, with when.
+    used: Mutex<HashMap<Arc<str>, SystemTime>>,
+}
+
+/// The records last read, and what was made of them.
+#[derive(Default)]
+struct Loaded {
+    version: Option<i64>,
+    keys: Vec<KeyRecord>,
+    teams: Vec<TeamRecord>,
+    /// When the key table must be made again though nothing changed: a key expires, or a rotated
+    /// key's grace ends.
+    next_deadline: Option<SystemTime>,
+    /// The build of the configuration the records' quotas were last given to, and the keys
+    /// given one, by scope.
+    applied_to: Option<u64>,
+    applied: BTreeMap<&'static str, Vec<String>>,
+}
+
+/// Where billed calls go: the ledger, once the database is open.
+#[derive(Default)]
+pub(crate) struct SpendSink(OnceLock<Ledger>);
+
+impl SpendSink {
+    /// Adds a billed call to the ledger, under its key (the principal) and team (the tenant).
+    pub(crate) fn billed(&self, call: &BilledCall) {
+        let Some(ledger) = self.0.get() else {
+            return;
+        };
+        ledger.record(SpendEntry::new(
+            SystemTime::now(),
+            call.principal.as_deref().unwrap_or(""),
+            call.tenant.as_deref().unwrap_or(""),
+            &*call.model,
+            &*call.provider,
+            call.usage,
+            call.cost.unwrap_or(MicroUsd(0)),
+        ));
+    }
+
+    /// Writes what the ledger holds now.
+    pub(crate) async fn flush(&self) -> Result<(), LlmError> {
+        match self.0.get() {
+            Some(ledger) => ledger.flush().await,
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn dropped(&self) -> u64 {
+        self.0.get().map_or(0, Ledger::dropped)
+    }
+}
+
+impl Records {
+    /// Opens the database (running its migrations), reads the records, and starts the ledger
+    /// writing to `sink`.
+    pub(crate) async fn open(config: &DatabaseConfig, sink: &SpendSink) -> Result<Self, LlmError> {
+        let database = Database::open(config).await?;
+        let _ = sink
+            .0
+            .set(Ledger::start(database.clone(), LedgerConfig::default()));
+        Ok(Self {
+            database,
+            keys: RwLock::default(),
+            state: Mutex::default(),
+            used: Mutex::default(),
+        })
+    }
+
+    /// The records' key `presented` is, if any; noted as used.
+    pub(crate) fn find(&self, presented: &str) -> Option<Arc<VirtualKey>> {
+        let found = self
+            .keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .find(presented)?;
+        lock(&self.used).insert(found.name.clone(), SystemTime::now());
+        Some(found)
+    }
+
+    /// Reads the records again if they changed (or a key's deadline passed), and gives
+    /// `target`'s limiter their quotas if it has not got them.
+    pub(crate) async fn sync(&self, target: QuotaTarget<'_>) -> Result<(), LlmError> {
+        let version = self.database.records_version().await?;
+        let stale = lock(&self.state).version != Some(version);
+        if stale {
+            let (keys, teams) = (self.database.keys().await?, self.database.teams().await?);
+            let mut state = lock(&self.state);
+            state.version = Some(version);
+            state.keys = keys;
+            state.teams = teams;
+        }
+        let now = SystemTime::now();
+        let mut state = lock(&self.state);
+        if stale || state.next_deadline.is_some_and(|at| at <= now) {
+            let (table, next_deadline) = key_table(&state.keys, now);
+            *self
+                .keys
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(table);
+            state.next_deadline = next_deadline;
+            apply_quotas(&mut state, &target, now);
+        } else if state.applied_to != Some(target.build) {
+            apply_quotas(&mut state, &target, now);
+        }
+        Ok(())
+    }
+
+    /// Writes when keys were last used, as one batch.
+    pub(crate) async fn flush_used(&self) -> Result<(), LlmError> {
+        let used: Vec<(String, SystemTime)> = std::mem::take(&mut *lock(&self.used))
+            .into_iter()
+            .map(|(id, at)| (id.to_string(), at))
+            .collect();
+        if used.is_empty() {
+            return Ok(());
+        }
+        self.database.touch_keys(&used).await
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// The live keys of `keys` by digest (a rotated key's old secret too, during its grace), and the
+/// first instant after `now` at which that changes.
+fn key_table(keys: &[KeyRecord], now: SystemTime) -> (KeyTable, Option<SystemTime>) {
+    let mut table = KeyTable::default();
+    let mut next: Option<SystemTime> = None;
+    let mut soonest = |at: SystemTime| {
+        if at > now && next.is_none_or(|n| at < n) {
+            next = Some(at);
+        }
+    };
+    for key in keys.iter().filter(|key| key.is_live(now)) {
+        if let Some(at) = key.expires_at {
+            soonest(at);
+        }
+        let made = || VirtualKey {
+            name: key.id.as_str().into(),
+            tenant: key.team.as_str().into(),
+            roles: key.roles.clone(),
+            models: key.models.clone(),
+        };
+        if let Ok(digest) = parse_hash(&key.hash) {
+            table.insert(digest, made());
+        }
+        let grace = key.previous_until.filter(|until| *until > now);
+        if let (Some(until), Some(previous)) = (grace, &key.previous_hash) {
+            soonest(until);
+            if let Ok(digest) = parse_hash(previous) {
+                table.insert(digest, made());
+            }
+        }
+    }
+    (table, next)
+}
+
+/// Gives `live`'s limiter the records' quotas: each live key's own limits under its id in the
+/// `principal` scope, each team's under its name in the `tenant` scope. A key or team that no
+/// longer has limits goes back to what the configuration file gives it, if anything.
+fn apply_quotas(state: &mut Loaded, target: &QuotaTarget<'_>, now: SystemTime) {
+    let Some(limiter) = target.limiter else {
+        return;
+    };
+    let fresh = state.applied_to != Some(target.build);
+    let keys = state
+        .keys
+        .iter()
+        .filter(|key| key.is_live(now))
+        .filter_map(|key| Some((key.id.clone(), key.limits.as_ref()?)));
+    let teams = state
+        .teams
+        .iter()
+        .filter_map(|team| Some((team.name.clone(), team.limits.as_ref()?)));
+    let wanted: [(&'static str, Vec<(String, &tollgate::Limits)>); 2] = [
+        (PRINCIPAL_SCOPE, keys.collect()),
+        (TENANT_SCOPE, teams.collect()),
+    ];
+    for (scope_name, wanted) in wanted {
+        let Some(scope) = limiter.scope(scope_name) else {
+            continue;
+        };
+        let before = if fresh {
+            Vec::new()
+        } else {
+            state.applied.remove(scope_name).unwrap_or_default()
+        };
+        let mut changes: Vec<(String, Option<Quota>)> = Vec::new();
+        let mut given = Vec::new();
+        for (key, limits) in wanted {
+            match limits.quota(&format!("{scope_name}.{key}.limits")) {
+                Ok(quota) => {
+                    given.push(key.clone());
+                    changes.push((key, Some(quota)));
+                }
+                Err(mistakes) => tracing::warn!(
+                    target: "tollgate::records",
+                    key = %key,
+                    reason = %mistakes[0],
+                    "a record's limits cannot be used; its file limits (if any) apply"
+                ),
+            }
+        }
+        for key in before.into_iter().filter(|key| !given.contains(key)) {
+            let from_file = file_quota(target.file, scope_name, &key);
+            changes.push((key, from_file));
+        }
+        set(limiter, scope, changes);
+        state.applied.insert(scope_name, given);
+    }
+    state.applied_to = Some(target.build);
+}
+
+fn set(
+    limiter: &Limiter,
+    scope: tollgate::ratelimit::Scope,
+    changes: Vec<(String, Option<Quota>)>,
+) {
+    if let Err(error) = limiter.set_quotas(scope, changes) {
+        tracing::warn!(target: "tollgate::records", reason = %error, "records' limits not given to the limiter");
+    }
+}
+
+/// What the configuration file gives `key` in `scope`, when anything.
+fn file_quota(
+    file: &Switch<tollgate::RateLimitingConfig>,
+    scope: &str,
+    key: &str,
+) -> Option<Quota> {
+    let Switch::On(limiting) = file else {
+        return None;
+    };
+    let entries = match scope {
+        TENANT_SCOPE => &limiting.tenants,
+        _ => &limiting.principals,
+    };
+    entries.get(key).and_then(|limits| limits.quota(key).ok())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,216 @@
+//! Keys and teams kept in the database, served by two real gateway processes on one database (a
+//! SQLite file, and a real PostgreSQL): a key made, revoked or rotated on the records answers,
+//! or stops answering, on both without a reload; a key's limits from its record hold; and each
+//! billed call reaches the spend ledger.
+
+mod support;
+
+use std::{
+    future::Future,
+    path::PathBuf,
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+use serde_json::json;
+use support::*;
+use tollgate_control::{Database, DatabaseConfig, GroupBy, NewKey, NewTeam};
+use tollgate_testkit::TestPostgres;
+
+/// How long a change may take to reach a process here: the gateway reads the records every
+/// half second; CI's two busy cores get far more.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Where a test's database lives, removed when dropped.
+enum Home {
+    File(PathBuf),
+    Server(TestPostgres),
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        if let Self::File(dir) = self {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Home {
+    fn url(&self) -> String {
+        match self {
+            Self::File(dir) => format!("sqlite://{}", dir.join("tollgate.db").display()),
+            Self::Server(postgres) => postgres.url(),
+        }
+    }
+}
+
+/// A fresh SQLite file, and a fresh PostgreSQL when one is installed (required in CI).
+fn homes() -> Vec<Home> {
+    static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "tollgate-gateway-records-{}-{}",
+        std::process::id(),
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut homes = vec![Home::File(dir)];
+    homes.extend(TestPostgres::start().map(Home::Server));
+    homes
+}
+
+/// Waits until `check` holds, trying again every 20 ms; whether it did within `limit`.
+async fn until<F: Future<Output = bool>>(limit: Duration, mut check: impl FnMut() -> F) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn status(gateway: &GatewayProcess, key: &str) -> u16 {
+    chat(gateway, key, &ask("hi")).await.status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_made_revoked_and_rotated_on_the_records_reach_every_process() {
+    for home in homes() {
+        let upstream = Upstream::start().await;
+        let records = Database::open(&DatabaseConfig::url(home.url()))
+            .await
+            .unwrap();
+        records
+            .create_team("ops", NewTeam::named("search"))
+            .await
+            .unwrap();
+        let yaml = config(
+            &upstream,
+            &format!("database: {{ url: \"{}\" }}", home.url()),
+        );
+        let (a, b) = (
+            GatewayProcess::start(&yaml).await,
+            GatewayProcess::start(&yaml).await,
+        );
+
+        // Made on the records: answers on both processes, with no reload.
+        let made = records
+            .create_key("ops", NewKey::new("search-backend", "search"))
+            .await
+            .unwrap();
+        for gateway in [&a, &b] {
+            assert!(
+                until(PATIENCE, || async {
+                    status(gateway, &made.key).await == 200
+                })
+                .await,
+                "{}",
+                home.url()
+            );
+        }
+        // A key the file lists still works beside them.
+        assert_eq!(status(&a, ALICE).await, 200);
+
+        // Revoked: refused on both.
+        records.revoke_key("ops", &made.record.id).await.unwrap();
+        for gateway in [&b, &a] {
+            assert!(
+                until(PATIENCE, || async {
+                    status(gateway, &made.key).await == 401
+                })
+                .await
+            );
+        }
+
+        // Rotated with a grace of two seconds: the new secret works at once, the old one
+        // until the grace ends, then gets 401.
+        let second = records
+            .create_key("ops", NewKey::new("batch", "search"))
+            .await
+            .unwrap();
+        assert!(until(PATIENCE, || async { status(&a, &second.key).await == 200 }).await);
+        let rotated = records
+            .rotate_key("ops", &second.record.id, Duration::from_secs(2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(until(PATIENCE, || async { status(&b, &rotated.key).await == 200 }).await);
+        assert!(until(PATIENCE, || async { status(&b, &second.key).await == 401 }).await);
+        assert_eq!(status(&b, &rotated.key).await, 200);
+
+        // A key that never existed is refused as before.
+        assert_eq!(status(&a, "tg-nobody").await, 401);
+        drop((a, b));
+        records.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_records_limits_hold_and_its_calls_reach_the_spend_ledger() {
+    for home in homes() {
+        let upstream = Upstream::start().await;
+        let records = Database::open(&DatabaseConfig::url(home.url()))
+            .await
+            .unwrap();
+        records
+            .create_team("ops", NewTeam::named("search"))
+            .await
+            .unwrap();
+        let gateway = GatewayProcess::start(&config(
+            &upstream,
+            &format!("database: {{ url: \"{}\" }}", home.url()),
+        ))
+        .await;
+        let mut limited = NewKey::new("two-a-minute", "search");
+        limited.limits = Some(serde_json::from_value(json!({ "per_minute": 2 })).unwrap());
+        let made = records.create_key("ops", limited).await.unwrap();
+        let free = records
+            .create_key("ops", NewKey::new("free", "search"))
+            .await
+            .unwrap();
+        assert!(
+            until(PATIENCE, || async {
+                status(&gateway, &free.key).await == 200
+            })
+            .await
+        );
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            seen.push(status(&gateway, &made.key).await);
+        }
+        assert_eq!(seen, [200, 200, 429]);
+        // Another key of the same team is not held by that key's limits.
+        assert_eq!(status(&gateway, &free.key).await, 200);
+
+        // Two calls answered with the key: two lines in the ledger under its id, and the
+        // team's two keys' four calls under the team. The scripted upstream reports 10 prompt
+        // and 5 answer tokens a call, at $1 and $2 per million.
+        let ledger_has = |group_by, name: String, calls| {
+            let records = &records;
+            async move {
+                let report = records.spend(group_by, None, None).await.unwrap();
+                report.groups.get(&name).is_some_and(|t| t.calls == calls)
+            }
+        };
+        assert!(
+            until(PATIENCE, || ledger_has(
+                GroupBy::Key,
+                made.record.id.clone(),
+                2
+            ))
+            .await
+        );
+        assert!(until(PATIENCE, || ledger_has(GroupBy::Team, "search".into(), 4)).await);
+        let by_key = records.spend(GroupBy::Key, None, None).await.unwrap();
+        let line = &by_key.groups[&made.record.id];
+        assert_eq!(
+            (line.input_tokens, line.output_tokens, line.cost_micros),
+            (20, 10, 2 * (10 + 2 * 5))
+        );
+        drop(gateway);
+        records.close().await;
+    }
+}
