@@ -1,10 +1,6 @@
 //! Keys, teams, the audit log and the spend ledger, on a SQLite file and on a real PostgreSQL.
 
-use std::{
-    path::PathBuf,
-    sync::atomic::{AtomicU32, Ordering},
-    time::{Duration, SystemTime},
-};
+use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use tollgate_control::{
@@ -12,46 +8,14 @@ use tollgate_control::{
     SpendEntry, TeamChange, hash_key,
 };
 use tollgate_core::{ErrorKind, MicroUsd, Usage};
-use tollgate_testkit::TestPostgres;
-
-/// Where a test's database lives, removed when dropped.
-enum Home {
-    File(PathBuf),
-    Server(TestPostgres),
-}
-
-impl Drop for Home {
-    fn drop(&mut self) {
-        if let Self::File(dir) = self {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-impl Home {
-    fn url(&self) -> String {
-        match self {
-            Self::File(dir) => format!("sqlite://{}", dir.join("tollgate.db").display()),
-            Self::Server(postgres) => postgres.url(),
-        }
-    }
-}
+use tollgate_testkit::{TestDatabase, TestPostgres};
 
 /// A fresh SQLite file, and a fresh PostgreSQL when one is installed (required in CI).
-fn homes() -> Vec<Home> {
-    static SEQUENCE: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "tollgate-control-{}-{}",
-        std::process::id(),
-        SEQUENCE.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut homes = vec![Home::File(dir)];
-    homes.extend(TestPostgres::start().map(Home::Server));
-    homes
+fn homes() -> Vec<TestDatabase> {
+    TestDatabase::each("control")
 }
 
-async fn open(home: &Home) -> Database {
+async fn open(home: &TestDatabase) -> Database {
     Database::open(&DatabaseConfig::url(home.url()))
         .await
         .unwrap()
@@ -74,8 +38,8 @@ async fn migrations_run_from_empty_and_again_change_nothing() {
         assert_eq!(again.records_version().await.unwrap(), version);
         assert_eq!(again.teams().await.unwrap().len(), 1);
         let expected = match home {
-            Home::File(_) => Backend::Sqlite,
-            Home::Server(_) => Backend::Postgres,
+            TestDatabase::File(_) => Backend::Sqlite,
+            TestDatabase::Server(_) => Backend::Postgres,
         };
         assert_eq!(again.backend(), expected);
     }
@@ -196,7 +160,7 @@ async fn a_key_lives_made_changed_rotated_and_revoked_and_every_change_is_audite
         }
         assert!(!shown.contains("sha256:"), "no hash is shown either");
         database.close().await;
-        if let Home::File(dir) = &home {
+        if let TestDatabase::File(dir) = &home {
             // The database itself holds only hashes.
             for entry in std::fs::read_dir(dir).unwrap() {
                 let bytes = std::fs::read(entry.unwrap().path()).unwrap();
@@ -375,7 +339,7 @@ async fn with_the_database_away_the_ledger_holds_its_lines_and_counts_what_it_dr
     let Some(postgres) = TestPostgres::start() else {
         return;
     };
-    let mut home = Home::Server(postgres);
+    let mut home = TestDatabase::Server(postgres);
     let database = Database::open(&DatabaseConfig {
         timeout: Duration::from_secs(2),
         ..DatabaseConfig::url(home.url())
@@ -388,7 +352,7 @@ async fn with_the_database_away_the_ledger_holds_its_lines_and_counts_what_it_dr
         ..LedgerConfig::default()
     };
     let ledger = Ledger::start(database.clone(), config);
-    let Home::Server(server) = &mut home else {
+    let TestDatabase::Server(server) = &mut home else {
         unreachable!()
     };
     server.kill();

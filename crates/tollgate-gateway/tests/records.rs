@@ -5,57 +5,20 @@
 
 mod support;
 
-use std::{
-    future::Future,
-    path::PathBuf,
-    sync::atomic::{AtomicU32, Ordering},
-    time::Duration,
-};
+use std::{future::Future, time::Duration};
 
 use serde_json::json;
 use support::*;
 use tollgate_control::{Database, DatabaseConfig, GroupBy, NewKey, NewTeam};
-use tollgate_testkit::TestPostgres;
+use tollgate_testkit::TestDatabase;
 
 /// How long a change may take to reach a process here: the gateway reads the records every
 /// half second; CI's two busy cores get far more.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Where a test's database lives, removed when dropped.
-enum Home {
-    File(PathBuf),
-    Server(TestPostgres),
-}
-
-impl Drop for Home {
-    fn drop(&mut self) {
-        if let Self::File(dir) = self {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-impl Home {
-    fn url(&self) -> String {
-        match self {
-            Self::File(dir) => format!("sqlite://{}", dir.join("tollgate.db").display()),
-            Self::Server(postgres) => postgres.url(),
-        }
-    }
-}
-
 /// A fresh SQLite file, and a fresh PostgreSQL when one is installed (required in CI).
-fn homes() -> Vec<Home> {
-    static SEQUENCE: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "tollgate-gateway-records-{}-{}",
-        std::process::id(),
-        SEQUENCE.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut homes = vec![Home::File(dir)];
-    homes.extend(TestPostgres::start().map(Home::Server));
-    homes
+fn homes() -> Vec<TestDatabase> {
+    TestDatabase::each("gateway-records")
 }
 
 /// Waits until `check` holds, trying again every 20 ms; whether it did within `limit`.
@@ -72,6 +35,22 @@ async fn until<F: Future<Output = bool>>(limit: Duration, mut check: impl FnMut(
     }
 }
 
+/// The records of `home` with the team `search`, and a configuration on them calling `upstream`.
+async fn with_team(home: &TestDatabase, upstream: &Upstream) -> (Database, String) {
+    let records = Database::open(&DatabaseConfig::url(home.url()))
+        .await
+        .unwrap();
+    records
+        .create_team("ops", NewTeam::named("search"))
+        .await
+        .unwrap();
+    let yaml = config(
+        upstream,
+        &format!("database: {{ url: \"{}\" }}", home.url()),
+    );
+    (records, yaml)
+}
+
 async fn status(gateway: &GatewayProcess, key: &str) -> u16 {
     chat(gateway, key, &ask("hi")).await.status().as_u16()
 }
@@ -80,17 +59,7 @@ async fn status(gateway: &GatewayProcess, key: &str) -> u16 {
 async fn keys_made_revoked_and_rotated_on_the_records_reach_every_process() {
     for home in homes() {
         let upstream = Upstream::start().await;
-        let records = Database::open(&DatabaseConfig::url(home.url()))
-            .await
-            .unwrap();
-        records
-            .create_team("ops", NewTeam::named("search"))
-            .await
-            .unwrap();
-        let yaml = config(
-            &upstream,
-            &format!("database: {{ url: \"{}\" }}", home.url()),
-        );
+        let (records, yaml) = with_team(&home, &upstream).await;
         let (a, b) = (
             GatewayProcess::start(&yaml).await,
             GatewayProcess::start(&yaml).await,
@@ -152,18 +121,8 @@ async fn keys_made_revoked_and_rotated_on_the_records_reach_every_process() {
 async fn a_records_limits_hold_and_its_calls_reach_the_spend_ledger() {
     for home in homes() {
         let upstream = Upstream::start().await;
-        let records = Database::open(&DatabaseConfig::url(home.url()))
-            .await
-            .unwrap();
-        records
-            .create_team("ops", NewTeam::named("search"))
-            .await
-            .unwrap();
-        let gateway = GatewayProcess::start(&config(
-            &upstream,
-            &format!("database: {{ url: \"{}\" }}", home.url()),
-        ))
-        .await;
+        let (records, yaml) = with_team(&home, &upstream).await;
+        let gateway = GatewayProcess::start(&yaml).await;
         let mut limited = NewKey::new("two-a-minute", "search");
         limited.limits = Some(serde_json::from_value(json!({ "per_minute": 2 })).unwrap());
         let made = records.create_key("ops", limited).await.unwrap();

@@ -10,7 +10,7 @@ use tollgate_ratelimit::{
     Amounts, Calendar, Dimension, Limits, PRINCIPAL_SCOPE, Period, Quota, RateLimitConfig,
     RateLimiter, TENANT_SCOPE, Tier,
 };
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 
 const DOLLAR: u64 = 1_000_000;
 const MINUTE: Duration = Duration::from_secs(60);
@@ -137,23 +137,25 @@ async fn an_open_scope_limits_only_the_keys_given_a_quota_while_the_layer_runs()
         limiter.scope_names().collect::<Vec<_>>(),
         [TENANT_SCOPE, PRINCIPAL_SCOPE]
     );
-    let mut service = tower::ServiceBuilder::new()
+    let service = tower::ServiceBuilder::new()
         .layer(layer)
         .service(SimulatedProvider::new());
+    // Whether a call by `principal` of tenant acme is admitted, and if not, why.
     let call = |principal: &str| {
         let mut request = LlmRequest::new("sim", vec![Message::user("hi")]).with_tenant("acme");
         request.meta.principal = Some(principal.into());
-        request
+        let service = service.clone();
+        async move {
+            service
+                .oneshot(request)
+                .await
+                .map(drop)
+                .map_err(|e| e.kind())
+        }
     };
     // Nobody has a quota yet: nothing limits.
     for _ in 0..5 {
-        service
-            .ready()
-            .await
-            .unwrap()
-            .call(call("key-1"))
-            .await
-            .unwrap();
+        assert_eq!(call("key-1").await, Ok(()));
     }
     let principal = limiter.scope(PRINCIPAL_SCOPE).unwrap();
     let one_a_minute: Limits = serde_json::from_str(r#"{ "per_minute": 1 }"#).unwrap();
@@ -163,27 +165,8 @@ async fn an_open_scope_limits_only_the_keys_given_a_quota_while_the_layer_runs()
             [("key-1".into(), Some(one_a_minute.quota("limits").unwrap()))],
         )
         .unwrap();
-    service
-        .ready()
-        .await
-        .unwrap()
-        .call(call("key-1"))
-        .await
-        .unwrap();
-    let refused = service
-        .ready()
-        .await
-        .unwrap()
-        .call(call("key-1"))
-        .await
-        .unwrap_err();
-    assert_eq!(refused.kind(), ErrorKind::RateLimited);
+    assert_eq!(call("key-1").await, Ok(()));
+    assert_eq!(call("key-1").await, Err(ErrorKind::RateLimited));
     // Another key of the same tenant is not limited.
-    service
-        .ready()
-        .await
-        .unwrap()
-        .call(call("key-2"))
-        .await
-        .unwrap();
+    assert_eq!(call("key-2").await, Ok(()));
 }

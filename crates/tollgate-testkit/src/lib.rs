@@ -22,6 +22,7 @@
 //! ```
 
 mod cluster;
+mod database;
 mod postgres;
 mod process;
 mod reply;
@@ -31,6 +32,7 @@ mod server;
 use std::io;
 
 pub use cluster::RedisCluster;
+pub use database::TestDatabase;
 pub use postgres::{REQUIRE_POSTGRES, TestPostgres};
 pub use process::REQUIRE_REDIS;
 pub use reply::Reply;
