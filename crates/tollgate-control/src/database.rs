@@ -46,6 +46,9 @@ pub struct DatabaseConfig {
     pub timeout: Duration,
 }
 
+/// The URL of [`DatabaseConfig::in_memory`].
+const MEMORY: &str = "sqlite::memory:";
+
 fn default_max_connections() -> u32 {
     8
 }
@@ -75,6 +78,23 @@ impl DatabaseConfig {
             max_connections: default_max_connections(),
             timeout: default_timeout(),
         }
+    }
+
+    /// A SQLite database in this process's memory, gone when it exits: what a gateway without
+    /// a `database` section keeps its records in. One connection, kept for the process's life
+    /// (each connection to `:memory:` is a database of its own).
+    pub fn in_memory() -> Self {
+        Self {
+            url: Some(MEMORY.into()),
+            url_env: None,
+            max_connections: 1,
+            timeout: default_timeout(),
+        }
+    }
+
+    /// Whether this is [`in_memory`](Self::in_memory)'s database.
+    pub fn is_in_memory(&self) -> bool {
+        self.url.as_deref() == Some(MEMORY)
     }
 
     /// Every mistake, each with its path under `database`.
@@ -202,22 +222,32 @@ impl Database {
             .map_err(|e| LlmError::new(ErrorKind::InvalidRequest, e.to_string()))?;
         let backend = Backend::parse(&url).expect("checked");
         sqlx::any::install_default_drivers();
+        let memory = url == MEMORY;
         let url = match backend {
             // Created when missing.
-            Backend::Sqlite if !url.contains("mode=") => {
+            Backend::Sqlite if !url.contains("mode=") && !memory => {
                 let separator = if url.contains('?') { '&' } else { '?' };
                 format!("{url}{separator}mode=rwc")
             }
             _ => url,
         };
-        let pool = AnyPoolOptions::new()
+        let mut options = AnyPoolOptions::new()
             .max_connections(config.max_connections)
-            .acquire_timeout(config.timeout)
+            .acquire_timeout(config.timeout);
+        if memory {
+            // The one connection is the database: it is never closed for idling or age.
+            options = options
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        let pool = options
             .connect(&url)
             .await
             .map_err(|e| unavailable("cannot reach the database", &e))?;
         let database = Self { pool, backend };
-        if backend == Backend::Sqlite {
+        if backend == Backend::Sqlite && !memory {
             // Readers do not wait on the ledger's writer, and a writer waits for another.
             for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA busy_timeout = 5000"] {
                 sqlx::query(pragma)

@@ -28,7 +28,7 @@ use crate::{
 pub struct KeyRecord {
     /// `key_` and 16 hex digits.
     pub id: String,
-    /// Its name: its principal in limits and logs.
+    /// Its name, for people (its id is its principal in limits and the ledger).
     pub name: String,
     /// The team it belongs to: the tenant its calls are made for.
     pub team: String,

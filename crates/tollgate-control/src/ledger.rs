@@ -357,7 +357,91 @@ pub struct SpendReport {
     pub total: Totals,
 }
 
+impl SpendReport {
+    /// The report as CSV: a header naming the group column `group`, a row per group, and a
+    /// `total` row; dollars exact (`0.000100`).
+    ///
+    /// ```
+    /// let report = tollgate_control::SpendReport::default();
+    /// assert_eq!(
+    ///     report.to_csv("team"),
+    ///     "team,calls,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd\n\
+    ///      total,0,0,0,0,0,0,0.000000\n"
+    /// );
+    /// ```
+    pub fn to_csv(&self, group: &str) -> String {
+        let mut out = format!(
+            "{},calls,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd\n",
+            csv_field(group)
+        );
+        let rows = self
+            .groups
+            .iter()
+            .map(|(name, totals)| (name.as_str(), totals))
+            .chain([("total", &self.total)]);
+        for (name, t) in rows {
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{},{}.{:06}\n",
+                csv_field(name),
+                t.calls,
+                t.input_tokens,
+                t.cached_input_tokens,
+                t.cache_write_tokens,
+                t.output_tokens,
+                t.reasoning_tokens,
+                t.cost_micros / 1_000_000,
+                t.cost_micros % 1_000_000
+            ));
+        }
+        out
+    }
+}
+
+/// A CSV field: quoted (with quotes doubled) when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\"")).into()
+    } else {
+        text.into()
+    }
+}
+
 impl Database {
+    /// What each team spent each UTC day from the day `from` (`YYYY-MM-DD`, included), in
+    /// micro-dollars: team, then day.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidRequest` for a day that is not `YYYY-MM-DD`; `Unavailable` when the database does
+    /// not answer.
+    pub async fn daily_spend_by_team(
+        &self,
+        from: &str,
+    ) -> Result<BTreeMap<String, BTreeMap<String, u64>>, LlmError> {
+        from.parse::<jiff::civil::Date>().map_err(|_| {
+            LlmError::new(
+                ErrorKind::InvalidRequest,
+                format!("from: {from:?} is not a day such as 2026-12-01"),
+            )
+        })?;
+        let rows = sqlx::query(
+            "SELECT team, day, CAST(SUM(cost_micros) AS BIGINT) AS cost_micros FROM tg_spend \
+             WHERE day >= $1 GROUP BY team, day ORDER BY team, day",
+        )
+        .bind(from)
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| unavailable("cannot read the spend ledger", &e))?;
+        let mut days: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for row in &rows {
+            let cost: i64 = get(row, "cost_micros")?;
+            days.entry(get(row, "team")?)
+                .or_default()
+                .insert(get(row, "day")?, u64::try_from(cost).unwrap_or(0));
+        }
+        Ok(days)
+    }
+
     /// Spend from the UTC day `from` to the day `to` (both included, `YYYY-MM-DD`; either may be
     /// open), grouped by `group_by`. Reads what the ledger has written.
     ///

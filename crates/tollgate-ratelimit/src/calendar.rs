@@ -210,6 +210,14 @@ impl Calendar {
         instant(self.span(nanos).ends)
     }
 
+    /// When the period `at` falls in began.
+    pub fn starts_at(&self, at: SystemTime) -> SystemTime {
+        let nanos = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        instant(self.work_out(nanos).0)
+    }
+
     /// The period the instant `wall` (nanoseconds since the Unix epoch) falls in.
     pub(crate) fn span(&self, wall: u64) -> Span {
         if let Some(span) = self.last.get(wall) {

@@ -3,7 +3,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, RwLock},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -35,6 +38,8 @@ pub(crate) struct Quotas {
     pub(crate) overrides: Vec<RwLock<HashMap<Box<str>, u32>>>,
     /// The index of each quota in `all` by its tiers' text, so setting one finds its twin.
     interned: Mutex<HashMap<String, u32>>,
+    /// Whether any quota counts tokens, and cost: a layer reserves them only then.
+    counting: [AtomicBool; 2],
 }
 
 impl Quotas {
@@ -68,6 +73,7 @@ impl Quotas {
         {
             return index;
         }
+        self.note_counts(&quota);
         let index = self.all.push(quota) as u32;
         interned.insert(text, index);
         index
@@ -82,6 +88,11 @@ impl Quotas {
         for (index, quota) in list.iter().enumerate() {
             interned.entry(quota_text(quota)).or_insert(index as u32);
         }
+        let counts = |dimension| list.iter().any(|quota: &Quota| quota.counts(dimension));
+        let counting = [
+            AtomicBool::new(counts(Dimension::Tokens)),
+            AtomicBool::new(counts(Dimension::Cost)),
+        ];
         Self {
             all: QuotaList {
                 built: list,
@@ -90,9 +101,32 @@ impl Quotas {
             defaults,
             overrides: overrides.into_iter().map(RwLock::new).collect(),
             interned: Mutex::new(interned),
+            counting,
         }
     }
 
+    fn note_counts(&self, quota: &Quota) {
+        for (flag, dimension) in self
+            .counting
+            .iter()
+            .zip([Dimension::Tokens, Dimension::Cost])
+        {
+            if quota.counts(dimension) {
+                flag.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether any quota counts `dimension` (requests: always).
+    fn counts(&self, dimension: Dimension) -> bool {
+        match dimension {
+            Dimension::Requests => true,
+            Dimension::Tokens => self.counting[0].load(Ordering::Relaxed),
+            Dimension::Cost => self.counting[1].load(Ordering::Relaxed),
+        }
+    }
+
+    #[cfg(feature = "redis")]
     fn overrides_now(&self) -> Vec<HashMap<Box<str>, u32>> {
         self.overrides
             .iter()
@@ -286,12 +320,10 @@ impl Definition {
         self.quotas.all.iter().map(|(_, quota)| quota)
     }
 
-    /// Whether any quota (a scope's default or an override) counts `dimension`.
+    /// Whether any quota (a scope's default or an override, given at build or since) counts
+    /// `dimension`.
     pub(crate) fn counts(&self, dimension: Dimension) -> bool {
-        self.quotas
-            .all
-            .iter()
-            .any(|(_, quota)| quota.counts(dimension))
+        self.quotas.counts(dimension)
     }
 
     /// The same scopes and overrides with every tier scaled to `share` of its limit and burst

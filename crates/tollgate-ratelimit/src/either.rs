@@ -112,6 +112,26 @@ impl Limiter {
         }
     }
 
+    /// In process, [`RateLimiter::restore_period_spend`]; in Redis, which keeps what every
+    /// period spent across restarts, nothing (`false`).
+    ///
+    /// # Panics
+    ///
+    /// If `scope` comes from another limiter with fewer scopes.
+    pub fn restore_period_spend(
+        &self,
+        scope: Scope,
+        key: &str,
+        budget: (crate::Dimension, &crate::Calendar),
+        spent: u64,
+    ) -> bool {
+        match self {
+            Self::Local(limiter) => limiter.restore_period_spend(scope, key, budget, spent),
+            #[cfg(feature = "redis")]
+            Self::Redis(_) => false,
+        }
+    }
+
     /// Whether `key` has a quota of its own in `scope` (built with, or set since).
     pub fn has_own_quota(&self, scope: Scope, key: &str) -> bool {
         self.definition().quotas.has_own(scope.0, key)

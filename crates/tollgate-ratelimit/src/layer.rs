@@ -227,9 +227,7 @@ impl RateLimitLayerBuilder {
                 format!("at most {} scopes per request", crate::quota::MAX_TARGETS),
             ));
         }
-        let counts = |dimension| self.limiter.definition().counts(dimension);
-        let (tokens, cost) = (counts(Dimension::Tokens), counts(Dimension::Cost));
-        if cost && self.pricing.is_none() {
+        if self.limiter.definition().counts(Dimension::Cost) && self.pricing.is_none() {
             return Err(ConfigError::new(
                 "pricing",
                 "a quota has a cost tier, so the layer needs a pricing table to price calls",
@@ -249,8 +247,6 @@ impl RateLimitLayerBuilder {
                 limiter: self.limiter,
                 bindings: self.bindings,
                 on_limit: self.on_limit,
-                tokens,
-                cost,
                 estimator: self.estimator,
                 default_output_tokens: self.default_output_tokens,
                 pricing: self.pricing,

@@ -87,7 +87,7 @@ where
         {
             Some(Ok(counted)) => {
                 shared.telemetry.admitted();
-                let settle = shared.settles().then(|| Settle {
+                let settle = reservation.settles().then(|| Settle {
                     shared: shared.clone(),
                     keys,
                     reservation,
@@ -120,7 +120,7 @@ where
             };
             shared.telemetry.admitted();
             shared.telemetry.waited(waited);
-            let settle = shared.settles().then(|| Settle {
+            let settle = reservation.settles().then(|| Settle {
                 shared: shared.clone(),
                 keys,
                 reservation,

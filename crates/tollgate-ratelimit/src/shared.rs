@@ -6,6 +6,7 @@ use tollgate_core::{
     Operation, OutputCeiling, PriceCeiling, PricingTable, TokenEstimator, Usage, stream::StreamEnd,
 };
 
+use crate::quota::Dimension;
 use crate::{
     either::Limiter,
     limiter::Scope,
@@ -18,8 +19,6 @@ pub(crate) struct Shared {
     pub(crate) limiter: Limiter,
     pub(crate) bindings: Vec<Binding>,
     pub(crate) on_limit: OnLimit,
-    pub(crate) tokens: bool,
-    pub(crate) cost: bool,
     pub(crate) estimator: Box<dyn TokenEstimator>,
     /// The output bound of a request that sets none; `None`: the model's known limit, else
     /// [`DEFAULT_MAX_TOKENS`](tollgate_core::DEFAULT_MAX_TOKENS).
@@ -55,9 +54,17 @@ pub(crate) struct Reservation {
     /// The output bound reserved for a request that set none: the request must carry it to the
     /// provider, so that the answer cannot outgrow the reservation.
     pub(crate) bound: Option<u32>,
+    /// Whether tokens were counted when it was made (quotas given at run time may start
+    /// counting them; a call settles as it was reserved).
+    tokens: bool,
 }
 
 impl Reservation {
+    /// Whether anything beyond the request count needs settling after the call.
+    pub(crate) fn settles(&self) -> bool {
+        self.tokens || self.price.is_some()
+    }
+
     /// What a failed call gives back: everything but the request itself, which stays counted.
     pub(crate) fn unused_on_failure(&self) -> Amounts {
         self.amounts.saturating_sub(&Amounts::requests(1))
@@ -75,9 +82,14 @@ impl Reservation {
 }
 
 impl Shared {
-    /// Whether anything beyond the request count needs settling after the call.
-    pub(crate) fn settles(&self) -> bool {
-        self.tokens || self.cost
+    /// Whether any quota counts tokens, and whether any counts cost: read on each call, since
+    /// quotas given at run time may start counting either.
+    fn counting(&self) -> (bool, bool) {
+        let definition = self.limiter.definition();
+        (
+            definition.counts(Dimension::Tokens),
+            definition.counts(Dimension::Cost),
+        )
     }
 
     /// What `request` draws: one request, and where quotas count them, its tokens and cost at
@@ -89,8 +101,10 @@ impl Shared {
             price: None,
             prompt_estimate: 0,
             bound: None,
+            tokens: false,
         };
-        if !self.settles() {
+        let (tokens, cost) = self.counting();
+        if !(tokens || cost) {
             return Ok(reservation);
         }
         let input = self.estimator.estimate_prompt(request);
@@ -114,17 +128,19 @@ impl Shared {
             });
             u64::from(bound).saturating_mul(u64::from(params.choices()))
         };
-        if self.tokens {
+        if tokens {
+            reservation.tokens = true;
             reservation.amounts = reservation
                 .amounts
                 .with_tokens(input.saturating_add(output));
         }
-        if self.cost {
-            let pricing = self.pricing.as_ref().expect("checked when built");
+        if cost {
             // A call that may be answered by another model than its own is reserved at the
-            // dearest of them.
+            // dearest of them. (Without a pricing table, which a budget given at run time may
+            // find, every model is unpriced.)
             let ceiling = request.extensions.get::<PriceCeiling>().map(|c| &c.0);
-            match ceiling.or_else(|| pricing.get(&request.model)) {
+            let listed = self.pricing.as_ref().and_then(|p| p.get(&request.model));
+            match ceiling.or(listed) {
                 Some(price) => {
                     reservation.price = Some(*price);
                     reservation.amounts = reservation
@@ -173,7 +189,7 @@ impl Shared {
             return None;
         }
         let mut amounts = Amounts::requests(1);
-        if self.tokens {
+        if reservation.tokens {
             amounts = amounts.with_tokens(usage.input_tokens + usage.output_tokens);
         }
         if let Some(price) = reservation.price {

@@ -97,6 +97,41 @@ fn a_budget_raised_mid_month_keeps_what_the_month_spent() {
 }
 
 #[test]
+fn a_periods_spend_read_from_a_ledger_is_restored_once_and_only_in_calendar_budgets() {
+    let clock = ManualClock::new();
+    let limiter = limiter(&clock);
+    let team = limiter.scope("team").unwrap();
+    let rate = Tier::requests(100, MINUTE);
+    let quota = Quota::new([rate, monthly(5)]).unwrap();
+    limiter.set_quotas(team, [("acme".into(), Some(quota))]);
+    let month = Calendar::utc(Period::Month);
+    let budget = (Dimension::Cost, &month);
+    assert!(limiter.restore_period_spend(team, "acme", budget, 3 * DOLLAR));
+    // Again, or with less: still what the period spent, not more; another calendar's figure
+    // is not this one's.
+    limiter.restore_period_spend(team, "acme", budget, 3 * DOLLAR);
+    limiter.restore_period_spend(team, "acme", budget, DOLLAR);
+    let day = Calendar::utc(Period::Day);
+    limiter.restore_period_spend(team, "acme", (Dimension::Cost, &day), 5 * DOLLAR);
+    let status = limiter.status(team, "acme");
+    assert_eq!(
+        (status.tiers[0].remaining, status.tiers[1].remaining),
+        (100, 2 * DOLLAR)
+    );
+    assert!(
+        limiter
+            .check_and_consume(&[(team, "acme")], spend(3))
+            .is_err()
+    );
+    limiter
+        .check_and_consume(&[(team, "acme")], spend(2))
+        .unwrap();
+    // January starts from nothing.
+    clock.advance(Duration::from_secs(27 * 86_400));
+    assert_eq!(limiter.status(team, "acme").tiers[1].remaining, 5 * DOLLAR);
+}
+
+#[test]
 fn a_changed_rate_starts_full_and_a_quota_taken_back_is_the_default_again() {
     let clock = ManualClock::new();
     let limiter = limiter(&clock);

@@ -356,6 +356,30 @@ impl RateLimiter {
         }
     }
 
+    /// Has each calendar budget of `dimension` on `calendar` in `key`'s quota count at least
+    /// `spent` in its current period, for a process that starts again and reads what the period
+    /// has spent so far from a ledger (the gateway's database). Other tiers are left alone, and
+    /// calling it again with the same figure changes nothing. Returns whether the key is tracked
+    /// (a new key past the key cap is not).
+    ///
+    /// # Panics
+    ///
+    /// If `scope` comes from another limiter with fewer scopes.
+    pub fn restore_period_spend(
+        &self,
+        scope: Scope,
+        key: &str,
+        (dimension, calendar): (crate::Dimension, &crate::Calendar),
+        spent: u64,
+    ) -> bool {
+        self.inner.store.restore_spent(
+            &self.target(scope, key),
+            (dimension, calendar),
+            spent,
+            self.now(),
+        )
+    }
+
     /// Whether `key` has a quota of its own in `scope` (built with, or set since).
     pub fn has_own_quota(&self, scope: Scope, key: &str) -> bool {
         self.definition().quotas.has_own(scope.0, key)

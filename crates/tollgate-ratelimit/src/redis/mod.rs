@@ -232,7 +232,7 @@ impl RedisRateLimiter {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] naming a tier whose schedule Redis cannot hold exactly; nothing is
+    /// A [`ConfigError`](tollgate_core::ConfigError) naming a tier whose schedule Redis cannot hold exactly; nothing is
     /// changed then.
     ///
     /// # Panics

@@ -166,6 +166,47 @@ impl Store {
         slot.quota = quota;
     }
 
+    /// Has each calendar tier of `dimension` on `calendar` in the key's quota count at least
+    /// `spent` in its current period; other tiers are left alone. Returns whether the key is
+    /// tracked (a new key past the key cap is not).
+    pub(crate) fn restore_spent(
+        &self,
+        target: &Target<'_>,
+        (dimension, calendar): (crate::Dimension, &crate::Calendar),
+        spent: u64,
+        now: u64,
+    ) -> bool {
+        let mut shard = self.lock(self.shard_of(target));
+        if shard.slot(target).is_none() {
+            if !self.has_room(&mut shard, 1, now) {
+                return false;
+            }
+            let quota = self.definition.quotas.resolve(target.scope, target.key);
+            let tiers = self.definition.quotas.all[quota as usize].tiers().len();
+            let slot = shard::Slot {
+                key: key::KeyText::new(target.key),
+                scope: target.scope,
+                quota,
+                tats: shard::Tats::full(tiers),
+            };
+            self.insert(&mut shard, target.hash, slot, now);
+        }
+        let at = self.at(now);
+        let slot = shard.slot_mut(target).expect("made above");
+        let tiers = self.definition.quotas.all[slot.quota as usize].tiers();
+        for (tier, state) in tiers.iter().zip(slot.tats.get_mut(tiers.len())) {
+            if let Some(own) = tier.calendar_period()
+                && tier.dimension() == dimension
+                && own == calendar
+            {
+                let index = own.span(at.wall).index;
+                let had = crate::calendar::spent::in_period(*state, index);
+                *state = crate::calendar::spent::state(index, had.max(spent));
+            }
+        }
+        true
+    }
+
     /// Forgets a key's state: its tiers are full again. Returns whether it was live.
     pub(crate) fn remove(&self, target: &Target<'_>) -> bool {
         let mut shard = self.lock(self.shard_of(target));
