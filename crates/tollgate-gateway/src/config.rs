@@ -192,7 +192,12 @@ impl GatewayConfig {
             .map_err(|e| errors.extend(e.errors().iter().cloned()))
             .ok();
         errors.extend(own_errors);
-        errors.extend(check_keys(&keys, &known, stack.as_ref()));
+        errors.extend(check_keys(
+            &keys,
+            &known,
+            stack.as_ref(),
+            database.is_some(),
+        ));
         errors.extend(check_server(&gateway));
         match stack {
             Some(stack) if errors.is_empty() => Ok(Self {
@@ -206,8 +211,9 @@ impl GatewayConfig {
     }
 
     /// The stack's configuration with each key's own limits added under
-    /// `rate_limiting.principals`, keyed by the key's name; with a database, the `tenant` and
-    /// `principal` scopes kept open for the limits of its teams and keys.
+    /// `rate_limiting.principals`, keyed by the key's name, and the `tenant` and `principal`
+    /// scopes kept open for the limits of the records' teams and keys (but on a Redis Cluster
+    /// without `redis.hash_tag_scope`, where a call may be limited in one scope only).
     pub fn stack_config(&self) -> Config {
         let mut stack = self.stack.clone();
         let own: Vec<(&String, &Limits)> = self
@@ -215,9 +221,6 @@ impl GatewayConfig {
             .iter()
             .filter_map(|(name, key)| Some((name, key.limits.as_ref()?)))
             .collect();
-        if own.is_empty() && self.database.is_none() {
-            return stack;
-        }
         if !matches!(stack.rate_limiting, Switch::On(_)) {
             stack.rate_limiting = Switch::On(Default::default());
         }
@@ -225,7 +228,12 @@ impl GatewayConfig {
             for (name, limits) in own {
                 limiting.principals.insert(name.clone(), limits.clone());
             }
-            if self.database.is_some() {
+            // On a Redis Cluster a call's keys must share a slot: without a hash-tag scope
+            // the limiter takes one scope at most, and the records' limits cannot be kept.
+            let untagged = |redis: Option<&tollgate::RedisConfig>| {
+                redis.is_some_and(|r| r.cluster.is_some() && r.hash_tag_scope.is_none())
+            };
+            if !untagged(self.stack.redis.as_ref()) && !untagged(limiting.redis.as_ref()) {
                 *limiting = std::mem::take(limiting)
                     .open_scope(tollgate::ratelimit::TENANT_SCOPE)
                     .open_scope(tollgate::ratelimit::PRINCIPAL_SCOPE);
@@ -246,6 +254,7 @@ impl GatewayConfig {
                     tenant: key.tenant.as_str().into(),
                     roles: key.roles.clone(),
                     models: key.models.clone(),
+                    admin: false,
                 },
             );
         }
@@ -263,12 +272,14 @@ fn check_keys(
     keys: &BTreeMap<String, KeyConfig>,
     known: &Known,
     stack: Option<&Config>,
+    database: bool,
 ) -> Vec<ConfigError> {
     let mut errors = Vec::new();
-    if keys.is_empty() {
+    // With a database, keys may all be records, made over /admin/ or the CLI.
+    if keys.is_empty() && !database {
         errors.push(ConfigError::new(
             "keys",
-            "add at least one key: every call must present one (`tollgate keys hash` makes it)",
+            "add at least one key: every call must present one (`tollgate keys hash` makes it), or a `database` section to keep them in",
         ));
     }
     let mut seen: BTreeMap<[u8; 32], &str> = BTreeMap::new();

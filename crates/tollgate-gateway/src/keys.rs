@@ -21,6 +21,8 @@ pub(crate) struct VirtualKey {
     pub(crate) roles: Option<Vec<String>>,
     /// The `provider/model` names it may use directly (`provider/*` for any of a provider's).
     pub(crate) models: Vec<String>,
+    /// Whether it opens the admin API (a record key made with `admin: true`).
+    pub(crate) admin: bool,
 }
 
 impl VirtualKey {
@@ -81,6 +83,7 @@ mod tests {
                 tenant: "t".into(),
                 roles: None,
                 models: vec!["openai/*".into(), "local/llama".into()],
+                admin: false,
             },
         );
         let found = table.find(&key).unwrap();

@@ -15,6 +15,8 @@
 //! | `GET /v1/models` | the roles and `provider/model` names the caller's key may use |
 //! | `GET /health`, `/health/live`, `/health/ready` | each provider's status (behind `metrics_key_hash` when set); liveness; readiness |
 //! | `GET /metrics` | Prometheus text, when the process installed the recorder (behind `metrics_key_hash` when set) |
+//! | `/admin/…` | keys, teams, spend and the audit log of the records ([`Gateway::open_records`]), behind the admin key; described by `GET /admin/openapi.json` |
+//! | `GET /ui` | the live page, behind the admin key |
 //!
 //! Every number that sets what a call may cost is read once at the door and refused by name when
 //! it is not a whole number in range; `max_output_tokens` and `max_choices` cap it. An upstream's
@@ -49,6 +51,7 @@
 //! # }
 //! ```
 
+mod admin;
 mod call;
 mod chat;
 mod config;
@@ -59,6 +62,7 @@ mod keys;
 mod messages;
 mod metrics;
 mod records;
+mod restore;
 mod server;
 mod sse;
 mod state;

@@ -1,11 +1,8 @@
 //! `tollgate`: the gateway binary.
 
-use std::{
-    io::{BufRead, IsTerminal},
-    net::SocketAddr,
-    path::PathBuf,
-    process::ExitCode,
-};
+mod cli;
+
+use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::{
@@ -13,8 +10,7 @@ use tokio::{
     signal::unix::{Signal, SignalKind, signal},
 };
 use tollgate_gateway::{
-    DEMO_ADMIN_KEY, DEMO_KEY, EMBEDDED_CONFIG, Gateway, GatewayConfig, hash_key,
-    install_prometheus, new_key, serve,
+    DEMO_ADMIN_KEY, DEMO_KEY, EMBEDDED_CONFIG, Gateway, GatewayConfig, install_prometheus, serve,
 };
 
 #[global_allocator]
@@ -50,22 +46,18 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Virtual keys.
+    /// Virtual keys: hashes for the configuration file, and keys in the database.
     Keys {
         #[command(subcommand)]
-        command: KeysCommand,
+        command: cli::KeysCommand,
     },
-}
-
-#[derive(Subcommand)]
-enum KeysCommand {
-    /// Makes a new key and prints it with the hash to put in the configuration (`keys.<name>.hash`);
-    /// with --stdin, prints the hash of the key read from standard input instead.
-    Hash {
-        /// Reads the key from standard input (one line) instead of making one.
-        #[arg(long)]
-        stdin: bool,
+    /// Teams in the database.
+    Teams {
+        #[command(subcommand)]
+        command: cli::TeamsCommand,
     },
+    /// Spend from the database's ledger, grouped and totalled.
+    Spend(cli::SpendCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -90,9 +82,9 @@ fn main() -> ExitCode {
             runtime.block_on(run(config, listen))
         }
         Command::Check { config } => check(&config),
-        Command::Keys {
-            command: KeysCommand::Hash { stdin },
-        } => keys_hash(stdin),
+        Command::Keys { command } => cli::keys(command),
+        Command::Teams { command } => cli::teams(command),
+        Command::Spend(command) => cli::spend(command),
     }
 }
 
@@ -123,6 +115,7 @@ async fn run(path: Option<PathBuf>, listen: Option<SocketAddr>) -> ExitCode {
         }
     };
     let address = listen.unwrap_or(config.gateway.listen);
+    let in_memory = config.database.is_none();
     let metrics = match install_prometheus() {
         Ok(handle) => Some(handle),
         Err(error) => {
@@ -140,6 +133,12 @@ async fn run(path: Option<PathBuf>, listen: Option<SocketAddr>) -> ExitCode {
     if let Err(error) = gateway.open_records().await {
         eprintln!("the database cannot be used: {error}");
         return ExitCode::FAILURE;
+    }
+    if in_memory {
+        tracing::warn!(
+            "no `database` section: keys and teams made over /admin/ and the spend ledger are kept \
+             in memory and lost on restart; add `database: {{ url: \"sqlite://tollgate.db\" }}` to keep them"
+        );
     }
     let listener = match TcpListener::bind(address).await {
         Ok(listener) => listener,
@@ -231,38 +230,6 @@ fn check(path: &PathBuf) -> ExitCode {
         }
         Err(errors) => {
             println!("{errors}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn keys_hash(from_stdin: bool) -> ExitCode {
-    if from_stdin {
-        let mut key = String::new();
-        if let Err(error) = std::io::stdin().lock().read_line(&mut key) {
-            eprintln!("cannot read a key from standard input: {error}");
-            return ExitCode::FAILURE;
-        }
-        let key = key.trim();
-        if key.is_empty() {
-            eprintln!("standard input held no key");
-            return ExitCode::FAILURE;
-        }
-        println!("{}", hash_key(key));
-        return ExitCode::SUCCESS;
-    }
-    match new_key() {
-        Ok(key) => {
-            println!("key:  {key}");
-            println!("hash: {}", hash_key(&key));
-            eprintln!(
-                "Give the key to its caller: it is stored nowhere. Put the hash in the \
-                 configuration under keys.<name>.hash."
-            );
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("no randomness from the operating system: {error}");
             ExitCode::FAILURE
         }
     }

@@ -34,6 +34,8 @@ pub(crate) const POLL: Duration = Duration::from_millis(500);
 /// What the gateway holds of the database.
 pub(crate) struct Records {
     database: Database,
+    /// The spend ledger billed calls go to (also in the gateway's `SpendSink`).
+    ledger: Ledger,
     /// The keys of the records, live ones only (a rotated key's old secret during its grace).
     keys: RwLock<Arc<KeyTable>>,
     state: Mutex<Loaded>,
@@ -95,11 +97,11 @@ impl Records {
     /// writing to `sink`.
     pub(crate) async fn open(config: &DatabaseConfig, sink: &SpendSink) -> Result<Self, LlmError> {
         let database = Database::open(config).await?;
-        let _ = sink
-            .0
-            .set(Ledger::start(database.clone(), LedgerConfig::default()));
+        let ledger = Ledger::start(database.clone(), LedgerConfig::default());
+        let _ = sink.0.set(ledger.clone());
         Ok(Self {
             database,
+            ledger,
             keys: RwLock::default(),
             state: Mutex::default(),
             used: Mutex::default(),
@@ -130,17 +132,30 @@ impl Records {
             state.teams = teams;
         }
         let now = SystemTime::now();
-        let mut state = lock(&self.state);
-        if stale || state.next_deadline.is_some_and(|at| at <= now) {
-            let (table, next_deadline) = key_table(&state.keys, now);
-            *self
-                .keys
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(table);
-            state.next_deadline = next_deadline;
-            apply_quotas(&mut state, &target, now);
-        } else if state.applied_to != Some(target.build) {
-            apply_quotas(&mut state, &target, now);
+        let fresh = {
+            let mut state = lock(&self.state);
+            let fresh = state.applied_to != Some(target.build);
+            if stale || state.next_deadline.is_some_and(|at| at <= now) {
+                let (table, next_deadline) = key_table(&state.keys, now);
+                *self
+                    .keys
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(table);
+                state.next_deadline = next_deadline;
+                apply_quotas(&mut state, &target, now);
+            } else if fresh {
+                apply_quotas(&mut state, &target, now);
+            }
+            fresh
+        };
+        if let (true, Some(limiter)) = (fresh, target.limiter) {
+            // A limiter just built in this process knows nothing of the periods' spend: the
+            // ledger does, once what it holds is written.
+            self.ledger.flush().await?;
+            let restored = crate::restore::period_spend(&self.database, limiter).await?;
+            if restored > 0 {
+                tracing::info!(target: "tollgate::records", budgets = restored, "budgets' spend this period read from the ledger");
+            }
         }
         Ok(())
     }
@@ -155,6 +170,10 @@ impl Records {
             return Ok(());
         }
         self.database.touch_keys(&used).await
+    }
+
+    pub(crate) fn database(&self) -> &Database {
+        &self.database
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -184,6 +203,7 @@ fn key_table(keys: &[KeyRecord], now: SystemTime) -> (KeyTable, Option<SystemTim
             tenant: key.team.as_str().into(),
             roles: key.roles.clone(),
             models: key.models.clone(),
+            admin: key.admin,
         };
         if let Ok(digest) = parse_hash(&key.hash) {
             table.insert(digest, made());
@@ -222,6 +242,13 @@ fn apply_quotas(state: &mut Loaded, target: &QuotaTarget<'_>, now: SystemTime) {
     ];
     for (scope_name, wanted) in wanted {
         let Some(scope) = limiter.scope(scope_name) else {
+            if !wanted.is_empty() {
+                tracing::warn!(
+                    target: "tollgate::records",
+                    scope = scope_name,
+                    "records have limits this gateway's limiter cannot keep (a Redis Cluster without redis.hash_tag_scope): they are not enforced"
+                );
+            }
             continue;
         };
         let before = if fresh {

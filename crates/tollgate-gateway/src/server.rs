@@ -33,6 +33,7 @@ impl Gateway {
             .route("/metrics", get(info::metrics))
             .route("/ui", get(ui::page))
             .route("/ui/data", get(ui::data))
+            .merge(crate::admin::routes())
             .fallback(info::not_found)
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),

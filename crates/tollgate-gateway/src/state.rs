@@ -123,19 +123,24 @@ impl Gateway {
         Ok(())
     }
 
-    /// With a `database` section: opens the database (running its migrations), reads its keys
-    /// and teams, and keeps reading them for as long as the gateway runs, so a key made, changed
-    /// or revoked anywhere is served here within half a second; every billed call is added to
-    /// its spend ledger from then on. Without one, does nothing. Call it once, inside a Tokio
-    /// runtime, before serving.
+    /// Opens the records (keys, teams, the spend ledger and the audit log that `/admin/` and
+    /// the live page work on): the `database` section's database, running its migrations, or
+    /// without one a SQLite database in memory, which a restart forgets. Reads its keys and
+    /// teams, and keeps reading them for as long as the gateway runs, so a key made, changed or
+    /// revoked anywhere is served here within half a second; every billed call is added to the
+    /// spend ledger from then on. `tollgate serve` calls it before serving; call it once,
+    /// inside a Tokio runtime.
     ///
     /// # Errors
     ///
     /// When the database cannot be opened or read at start.
     pub async fn open_records(&self) -> Result<(), tollgate_core::LlmError> {
-        let Some(config) = self.live().config.database.clone() else {
-            return Ok(());
-        };
+        let config = self
+            .live()
+            .config
+            .database
+            .clone()
+            .unwrap_or_else(tollgate_control::DatabaseConfig::in_memory);
         let records = Arc::new(Records::open(&config, &self.shared.spend).await?);
         self.sync_records(&records).await?;
         if self.shared.records.set(records.clone()).is_ok() {
@@ -145,7 +150,15 @@ impl Gateway {
         Ok(())
     }
 
-    async fn sync_records(&self, records: &Records) -> Result<(), tollgate_core::LlmError> {
+    /// The records, once read.
+    pub(crate) fn records(&self) -> Option<Arc<Records>> {
+        self.shared.records.get().cloned()
+    }
+
+    pub(crate) async fn sync_records(
+        &self,
+        records: &Records,
+    ) -> Result<(), tollgate_core::LlmError> {
         let live = self.live();
         let target = QuotaTarget {
             limiter: live.stack.limiter(),
@@ -217,13 +230,11 @@ impl std::fmt::Debug for Gateway {
 impl Live {
     fn build(config: GatewayConfig, spend: &Arc<SpendSink>) -> Result<Self, ConfigErrors> {
         let stack_config = config.stack_config();
-        let mut builder =
-            Stack::builder(&stack_config).wrap_clients(|_, client| upstream::timed(client));
-        if config.database.is_some() {
-            let spend = spend.clone();
-            builder = builder.on_billed(move |call| spend.billed(call));
-        }
-        let stack = builder.build()?;
+        let spend = spend.clone();
+        let stack = Stack::builder(&stack_config)
+            .wrap_clients(|_, client| upstream::timed(client))
+            .on_billed(move |call| spend.billed(call))
+            .build()?;
         let digest = |hash: Option<&String>| {
             hash.map(|hash| crate::keys::parse_hash(hash).expect("checked when read"))
         };

@@ -14,7 +14,12 @@ use axum::{
 };
 use http::{StatusCode, header};
 use serde_json::{Value, json};
-use tollgate::{circuit_breaker::State as Breaker, health::Status};
+use tollgate::{
+    circuit_breaker::State as Breaker,
+    health::Status,
+    ratelimit::{Calendar, Period},
+};
+use tollgate_control::GroupBy;
 
 use crate::{
     call::presented_key,
@@ -40,8 +45,85 @@ pub(crate) async fn data(State(gateway): State<Gateway>, request: Request) -> Re
     if let Some(refused) = refusal(&live, &request) {
         return refused;
     }
-    let body = snapshot(&live);
+    let mut body = snapshot(&live);
+    body["records"] = records_view(&gateway).await;
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+}
+
+/// The records the page lists: every key with what it spent this period against its first
+/// budget (this calendar month's spend for a key with none), the teams, and each team's spend
+/// per UTC day over the last 30 days; or why they cannot be read now.
+async fn records_view(gateway: &Gateway) -> Value {
+    let Some(records) = gateway.records() else {
+        return json!({ "keys": [], "teams": [], "team_days": {} });
+    };
+    match read_records(records.database()).await {
+        Ok(view) => view,
+        Err(error) => json!({ "error": error.message(), "keys": [], "teams": [], "team_days": {} }),
+    }
+}
+
+async fn read_records(
+    database: &tollgate_control::Database,
+) -> Result<Value, tollgate_core::LlmError> {
+    let now = SystemTime::now();
+    let month = Calendar::utc(Period::Month);
+    let (keys, teams) = (database.keys().await?, database.teams().await?);
+    // What each key spent since each first day asked for, read once a day.
+    let mut since: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut rows = Vec::new();
+    for key in &keys {
+        let budget = key
+            .limits
+            .as_ref()
+            .and_then(|limits| limits.budgets.first())
+            .and_then(|budget| budget.to_tier().ok());
+        let calendar = budget
+            .as_ref()
+            .and_then(|tier| tier.calendar_period().cloned())
+            .unwrap_or_else(|| month.clone());
+        let day = crate::restore::first_day(&calendar, now);
+        if !since.contains_key(&day) {
+            let report = database.spend(GroupBy::Key, Some(&day), None).await?;
+            let spent = report
+                .groups
+                .into_iter()
+                .map(|(k, t)| (k, t.cost_micros))
+                .collect();
+            since.insert(day.clone(), spent);
+        }
+        let spent = since[&day].get(&key.id).copied().unwrap_or(0);
+        rows.push(json!({
+            "id": key.id,
+            "name": key.name,
+            "team": key.team,
+            "live": key.is_live(now),
+            "period": calendar.to_string(),
+            "spent_usd": spent as f64 / 1e6,
+            "budget_usd": budget.map(|tier| tier.limit() as f64 / 1e6),
+        }));
+    }
+    let from = jiff::Timestamp::try_from(now - std::time::Duration::from_secs(29 * 86_400))
+        .map_or_else(
+            |_| "1970-01-01".to_owned(),
+            |at| jiff::tz::TimeZone::UTC.to_datetime(at).date().to_string(),
+        );
+    let team_days: BTreeMap<String, BTreeMap<String, f64>> = database
+        .daily_spend_by_team(&from)
+        .await?
+        .into_iter()
+        .map(|(team, days)| {
+            (
+                team,
+                days.into_iter().map(|(d, c)| (d, c as f64 / 1e6)).collect(),
+            )
+        })
+        .collect();
+    Ok(json!({
+        "keys": rows,
+        "teams": teams.iter().map(|team| team.name.clone()).collect::<Vec<_>>(),
+        "team_days": team_days,
+    }))
 }
 
 /// The refusal, unless the request carries the admin key (in `Authorization: Bearer`,

@@ -1,7 +1,7 @@
 //! Keys and teams kept in the database, served by two real gateway processes on one database (a
 //! SQLite file, and a real PostgreSQL): a key made, revoked or rotated on the records answers,
 //! or stops answering, on both without a reload; a key's limits from its record hold; and each
-//! billed call reaches the spend ledger.
+//! billed call reaches the spend ledger. The CLI works on the same records.
 
 mod support;
 
@@ -172,4 +172,97 @@ async fn a_records_limits_hold_and_its_calls_reach_the_spend_ledger() {
         drop(gateway);
         records.close().await;
     }
+}
+
+/// Runs `tollgate` with `args`; its exit code, standard output and standard error.
+fn tollgate(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_runs_the_records_a_running_gateway_serves() {
+    for home in homes() {
+        let upstream = Upstream::start().await;
+        let yaml = config(
+            &upstream,
+            &format!("database: {{ url: \"{}\" }}", home.url()),
+        );
+        let gateway = GatewayProcess::start(&yaml).await;
+        let file = gateway.config.display().to_string();
+        let run = |args: &[&str]| {
+            let mut all = args.to_vec();
+            all.extend(["--config", &file]);
+            tollgate(&all)
+        };
+
+        let (code, _, err) = run(&[
+            "teams",
+            "create",
+            "search",
+            "--limits",
+            r#"{"per_minute": 100}"#,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let (code, out, err) = run(&[
+            "keys", "create", "--name", "nightly", "--team", "search", "--role", "default",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains("shown this once"));
+        let made: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let (secret, id) = (made["key"].as_str().unwrap(), made["id"].as_str().unwrap());
+        assert!(until(PATIENCE, || async { status(&gateway, secret).await == 200 }).await);
+
+        let (code, out, _) = run(&["keys", "list"]);
+        assert_eq!(code, 0);
+        assert!(out.contains(id) && !out.contains(secret) && !out.contains("sha256:"));
+        let (code, out, _) = run(&["spend", "--group-by", "team", "--csv"]);
+        assert_eq!(code, 0);
+        assert!(out.starts_with("team,calls,"), "{out}");
+
+        let (code, _, _) = run(&["keys", "revoke", id]);
+        assert_eq!(code, 0);
+        assert!(until(PATIENCE, || async { status(&gateway, secret).await == 401 }).await);
+        // The audit log says the CLI did it.
+        let records = Database::open(&DatabaseConfig::url(home.url()))
+            .await
+            .unwrap();
+        let audit = records.audit(10).await.unwrap();
+        assert_eq!(audit[0].action, "key.revoke");
+        assert_eq!(audit[0].actor, "cli");
+        records.close().await;
+
+        // Mistakes are said, and fail.
+        let (code, _, err) = run(&["keys", "revoke", "key_ffffffffffffffff"]);
+        assert_eq!((code, err.trim()), (1, "no key \"key_ffffffffffffffff\""));
+        let (code, _, err) = run(&["spend", "--group-by", "colour"]);
+        assert_eq!(code, 1);
+        assert!(err.contains("group_by"), "{err}");
+    }
+}
+
+#[test]
+fn the_record_commands_need_a_database_section() {
+    let dir = std::env::temp_dir().join(format!("tollgate-cli-no-db-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tollgate.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "providers: {{ local: {{ kind: simulated }} }}\nroles: {{ default: {{ provider: local, model: m }} }}\nkeys: {{ a: {{ hash: \"{}\", tenant: t }} }}\n",
+            tollgate_gateway::hash_key("tg-a")
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = tollgate(&["keys", "list", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no `database` section"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

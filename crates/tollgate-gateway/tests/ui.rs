@@ -84,6 +84,15 @@ async fn the_live_page_draws_the_traffic_and_refuses_without_the_key() {
     let Some(python) = browser() else {
         return;
     };
+    // The team the page's form makes a key for.
+    let made = client()
+        .post(format!("{}/admin/teams", gateway.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "name": "search" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
     let metrics = scrape(&gateway).await;
     let (hits, misses) = (
         metric(&metrics, "tollgate_cache_hits"),

@@ -2,10 +2,13 @@
 
 Usage: ui.py URL ADMIN_KEY EXPECTED_HIT_RATE EXPECTED_DENIALS_JSON SCREENSHOT
 Prints `ok`, or raises with what the page showed. The page is drawn 1,400 pixels wide, and a
-screenshot of it is saved at SCREENSHOT.
+screenshot of it is saved at SCREENSHOT. On the way it makes a key of the team `search` with the
+page's form, calls the gateway with it, revokes it with the page's button, and sees it refused.
 """
 import json
 import sys
+import urllib.error
+import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
@@ -26,6 +29,20 @@ for flag in (
     "--force-device-scale-factor=1",
 ):
     options.add_argument(flag)
+def call(secret):
+    """The status of a chat call made with `secret`."""
+    request = urllib.request.Request(
+        f"{url}/v1/chat/completions",
+        data=json.dumps({"model": "default", "messages": [{"role": "user", "content": "hi"}]}).encode(),
+        headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request) as answer:
+            return answer.status
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
 driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 try:
     driver.get(f"{url}/ui?key={key}")
@@ -41,8 +58,24 @@ try:
     ]
     drawn = json.loads(driver.find_element(By.ID, "denials").get_attribute("data-values"))
     assert drawn == denials, (drawn, denials)
+    # A key made with the page's form: its secret shown once, and it calls.
+    wait.until(lambda d: [o.text for o in d.find_elements(By.CSS_SELECTOR, "#new-key-team option")] == ["search"])
+    driver.find_element(By.ID, "new-key-name").send_keys("from-the-page")
+    driver.find_element(By.CSS_SELECTOR, "#new-key button").click()
+    wait.until(lambda d: d.find_element(By.ID, "new-secret").is_displayed())
+    secret = driver.find_element(By.CSS_SELECTOR, "#new-secret code").text
+    assert secret.startswith("tg-"), secret
+    assert call(secret) == 200
+    # Listed, and revoked with its button: refused from then on.
+    row = '#keys tbody tr[data-name="from-the-page"]'
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row + ".live"))
+    driver.find_element(By.CSS_SELECTOR, row + " button.revoke").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row + ".revoked"))
+    assert call(secret) == 401
+    # The team's spend per day is drawn once the ledger has the call.
+    wait.until(lambda d: "search" in json.loads(d.find_element(By.ID, "team-days").get_attribute("data-teams") or "[]"))
     # The charts were drawn: each canvas has pixels that are not blank.
-    for chart in ("hits", "rps", "latency", "denials", "spend"):
+    for chart in ("hits", "rps", "latency", "denials", "spend", "team-days"):
         painted = driver.execute_script(
             "const c = document.getElementById(arguments[0]);"
             "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
@@ -51,7 +84,7 @@ try:
         )
         assert painted, f"the {chart} chart is blank"
     # No text runs past a chart's edge: its last two columns of pixels are untouched.
-    for chart in ("hits", "rps", "errors", "latency", "denials", "spend"):
+    for chart in ("hits", "rps", "errors", "latency", "denials", "spend", "team-days"):
         clipped = driver.execute_script(
             "const c = document.getElementById(arguments[0]);"
             "const d = c.getContext('2d').getImageData(c.width - 2, 0, 2, c.height).data;"
@@ -60,7 +93,7 @@ try:
         )
         assert not clipped, f"something in the {chart} chart is cut off at its right edge"
     # Every axis shows five distinct ticks, traffic or none (the first draw has no rate yet).
-    for chart in ("hits", "rps", "errors", "latency"):
+    for chart in ("hits", "rps", "errors", "latency", "team-days"):
         ticks = json.loads(driver.find_element(By.ID, chart).get_attribute("data-ticks"))
         assert len(ticks) == 5 and len(set(ticks)) == 5, (chart, ticks)
     # The spend row shows what was spent against the budget, whole.

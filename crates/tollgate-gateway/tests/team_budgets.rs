@@ -1,0 +1,198 @@
+//! A team's monthly budget kept in the records is a hard cap: under a thousand calls at once
+//! across two gateway processes (sharing one Redis and one database), what the upstream bills
+//! never passes it, and after both restart the period's spend is the same and the next call is
+//! still refused. One process alone, with its limits in memory, reads the period's spend back
+//! from the ledger when it starts again.
+
+mod support;
+
+use std::{future::Future, time::Duration};
+
+use serde_json::{Value, json};
+use support::*;
+use tollgate_control::{Database, DatabaseConfig, GroupBy, NewKey, NewTeam};
+use tollgate_testkit::{TestDatabase, TestPostgres, TestRedis, Topology};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+/// Each call's bound, which the billing upstream bills whole: 1,000 tokens at $2 per million.
+const CALL_MICROS: u64 = 2_000;
+
+async fn until<F: Future<Output = bool>>(limit: Duration, mut check: impl FnMut() -> F) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn bounded() -> Value {
+    json!({ "model": "default", "max_tokens": 1000, "messages": [{ "role": "user", "content": "hi" }] })
+}
+
+async fn status(gateway: &GatewayProcess, key: &str) -> u16 {
+    chat(gateway, key, &bounded()).await.status().as_u16()
+}
+
+/// The records of `url` with a team `search` capped at `dollars` a calendar month, and a key
+/// of it.
+async fn capped_team(url: &str, dollars: &str) -> (Database, String) {
+    let records = Database::open(&DatabaseConfig::url(url)).await.unwrap();
+    let mut team = NewTeam::named("search");
+    team.limits = Some(
+        serde_json::from_value(json!({ "budgets": [{ "limit": dollars, "period": "month" }] }))
+            .unwrap(),
+    );
+    records.create_team("ops", team).await.unwrap();
+    let made = records
+        .create_key("ops", NewKey::new("search-backend", "search"))
+        .await
+        .unwrap();
+    (records, made.key)
+}
+
+/// What the ledger says the team spent, once every process has written what it holds.
+async fn team_spend(records: &Database) -> u64 {
+    let report = records.spend(GroupBy::Team, None, None).await.unwrap();
+    report.groups.get("search").map_or(0, |t| t.cost_micros)
+}
+
+/// Stops a gateway as an operator does (SIGTERM: calls drain, the ledger is written).
+async fn stop(mut gateway: GatewayProcess) {
+    gateway.signal("TERM");
+    assert!(gateway.wait(PATIENCE).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dollar_a_month_holds_under_a_thousand_calls_on_two_processes_and_their_restart() {
+    let (Some(redis), Some(postgres)) = (TestRedis::start(Topology::Server), TestPostgres::start())
+    else {
+        return;
+    };
+    let upstream = Upstream::billing(1_000).await;
+    let (records, key) = capped_team(&postgres.url(), "1").await;
+    // A thousand calls at once on two busy cores: the upstream may take its time, and a
+    // connection its headers.
+    let yaml = config(
+        &upstream,
+        &format!(
+            "database: {{ url: \"{}\" }}\nredis: {{ {}, on_failure: fail_closed, limiter_timeout: 10s, cache_timeout: 10s }}\ngateway: {{ header_timeout: 120s }}\n",
+            postgres.url(),
+            redis.yaml()
+        ),
+    )
+    .replace("timeout: 5s", "timeout: 120s");
+    let (a, b) = (
+        GatewayProcess::start(&yaml).await,
+        GatewayProcess::start(&yaml).await,
+    );
+    for gateway in [&a, &b] {
+        assert!(until(PATIENCE, || async { status(gateway, &key).await == 200 }).await);
+    }
+
+    let calls = (0..1_000).map(|i| {
+        let (url, key) = (
+            if i % 2 == 0 { &a.url } else { &b.url }.clone(),
+            key.clone(),
+        );
+        tokio::spawn(async move {
+            client()
+                .post(format!("{url}/v1/chat/completions"))
+                .bearer_auth(key)
+                .json(&bounded())
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or_else(|error| panic!("{error:?}"))
+        })
+    });
+    let mut statuses = Vec::new();
+    for call in calls.collect::<Vec<_>>() {
+        statuses.push(call.await.unwrap());
+    }
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(admitted + refused, 1_000, "{statuses:?}");
+    assert!(refused > 0);
+    // The upstream billed every token of every call it answered: never past $1.
+    let billed = upstream.billed() * CALL_MICROS / 1_000;
+    assert!(billed <= 1_000_000, "billed {billed} micro-dollars");
+    assert!(
+        billed > 1_000_000 - 2 * CALL_MICROS,
+        "the budget was spent: {billed}"
+    );
+
+    stop(a).await;
+    stop(b).await;
+    let spent = team_spend(&records).await;
+    assert_eq!(
+        spent, billed,
+        "the ledger has every call the upstream billed"
+    );
+
+    // Both again: the same spend, and the next call refused on each.
+    let (a, b) = (
+        GatewayProcess::start(&yaml).await,
+        GatewayProcess::start(&yaml).await,
+    );
+    for gateway in [&a, &b] {
+        let response = chat(gateway, &key, &bounded()).await;
+        assert_eq!(response.status(), 429);
+        assert_eq!(
+            response.headers()["x-ratelimit-budget-period"],
+            "month (UTC)"
+        );
+    }
+    assert_eq!(team_spend(&records).await, spent);
+    records.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_reads_the_months_spend_back_from_the_ledger_when_it_starts_again() {
+    for home in TestDatabase::each("team-budget-restart") {
+        let upstream = Upstream::billing(1_000).await;
+        // Five calls of $0.002 (each reserved with its prompt's estimate too).
+        let (records, key) = capped_team(&home.url(), "0.0101").await;
+        let yaml = config(
+            &upstream,
+            &format!("database: {{ url: \"{}\" }}", home.url()),
+        );
+        let gateway = GatewayProcess::start(&yaml).await;
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            seen.push(status(&gateway, &key).await);
+        }
+        assert_eq!(seen, [200, 200, 200, 200, 200, 429], "{}", home.url());
+        stop(gateway).await;
+        assert_eq!(team_spend(&records).await, 5 * CALL_MICROS);
+
+        // Its limits were in its memory; the ledger kept the month's spend.
+        let gateway = GatewayProcess::start(&yaml).await;
+        assert_eq!(status(&gateway, &key).await, 429);
+        assert_eq!(upstream.billed(), 5_000);
+
+        // Raised on the records: five more, then refused again.
+        let mut team = tollgate_control::TeamChange::default();
+        team.limits = Some(Some(
+            serde_json::from_value(
+                json!({ "budgets": [{ "limit": "0.0201", "period": "month" }] }),
+            )
+            .unwrap(),
+        ));
+        records.update_team("ops", "search", team).await.unwrap();
+        assert!(until(PATIENCE, || async { status(&gateway, &key).await == 200 }).await);
+        let mut more = 1;
+        while status(&gateway, &key).await == 200 {
+            more += 1;
+            assert!(more <= 5, "the raised budget let a sixth call through");
+        }
+        assert_eq!(more, 5);
+        assert_eq!(upstream.billed(), 10_000);
+        drop(gateway);
+        records.close().await;
+    }
+}
