@@ -35,6 +35,9 @@ pub(crate) const REQUEST_ID: &str = "x-request-id";
 /// The header that carries the gateway's own time on a call: its total less the upstream's.
 const OVERHEAD: &str = "x-tollgate-overhead-ms";
 
+/// The header that names the role a low budget moved a call to.
+const DEGRADED: &str = "x-tollgate-degraded";
+
 /// A call that is in: its key is known and its body read.
 pub(crate) struct Accepted {
     pub(crate) live: Arc<Live>,
@@ -54,6 +57,8 @@ pub(crate) struct CallMeta {
     pub(crate) upstream: UpstreamTime,
     /// How long the whole call may take: the gateway's bound, or the caller's, if shorter.
     pub(crate) timeout: Duration,
+    /// The role a low budget moved the call to, said in `x-tollgate-degraded`.
+    pub(crate) degraded: Option<HeaderValue>,
 }
 
 impl CallMeta {
@@ -72,6 +77,9 @@ impl CallMeta {
         headers.insert(OVERHEAD, overhead_value(overhead));
         if let Some(cache) = cache {
             headers.insert("x-tollgate-cache", HeaderValue::from_static(cache));
+        }
+        if let Some(role) = &self.degraded {
+            headers.insert(DEGRADED, role.clone());
         }
         crate::metrics::answered(self.dialect, response.status(), overhead);
         response
@@ -135,6 +143,7 @@ pub(crate) async fn accept(
         started: Instant::now(),
         upstream: UpstreamTime::default(),
         timeout: live.config.gateway.request_timeout,
+        degraded: None,
     };
     let Some(key) = presented_key(&parts.headers).and_then(|k| gateway.find_key(&live, k)) else {
         return Err(meta.fail(ApiError::unauthorized()));
@@ -355,7 +364,7 @@ pub(crate) async fn handle<D: FrontDoor>(
         key,
         headers,
         body,
-        meta,
+        mut meta,
     } = match accept(&gateway, request, D::DIALECT).await {
         Ok(accepted) => accepted,
         Err(response) => return response,
@@ -369,6 +378,7 @@ pub(crate) async fn handle<D: FrontDoor>(
     {
         return meta.fail(error);
     }
+    degrade(&gateway, &live, &key, &mut request, &mut meta).await;
     meta.tag(&mut request);
     let asked = Asked {
         stream: request.meta.stream,
@@ -401,6 +411,28 @@ pub(crate) async fn handle<D: FrontDoor>(
             meta.fail(ApiError::from_llm(&error))
         }
     }
+}
+
+/// Moves a call to the role a low budget names, if one does, and counts it.
+async fn degrade(
+    gateway: &Gateway,
+    live: &Live,
+    key: &VirtualKey,
+    request: &mut LlmRequest,
+    meta: &mut CallMeta,
+) {
+    let Some(role) = request.meta.role.clone() else {
+        return;
+    };
+    let records = gateway.records();
+    let Some(to) = crate::degrade::moved_to(live, records.as_deref(), key, &role).await else {
+        return;
+    };
+    // Role names come from the configuration; one that is no header value is not said.
+    meta.degraded = HeaderValue::from_str(&to).ok();
+    metrics::counter!("tollgate_degraded_calls_total", "from" => role.to_string(), "to" => to.clone())
+        .increment(1);
+    request.meta.role = Some(to.into());
 }
 
 /// Which deployment answered, and after how many moves (a cache hit has none).

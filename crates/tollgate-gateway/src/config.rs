@@ -199,6 +199,7 @@ impl GatewayConfig {
             database.is_some(),
         ));
         errors.extend(check_server(&gateway));
+        errors.extend(check_degrades(stack.as_ref(), &keys, &known));
         match stack {
             Some(stack) if errors.is_empty() => Ok(Self {
                 stack,
@@ -335,6 +336,46 @@ fn check_keys(
                 errors.push(ConfigError::new(
                     at("limits"),
                     format!("`rate_limiting.principals.{name}` limits this key too: keep one"),
+                ));
+            }
+        }
+    }
+    errors
+}
+
+/// Every budget's `degrade.to` must name a role: the budgets of `rate_limiting`'s tenants,
+/// principals and roles, and of the keys' own limits.
+fn check_degrades(
+    stack: Option<&Config>,
+    keys: &BTreeMap<String, KeyConfig>,
+    known: &Known,
+) -> Vec<ConfigError> {
+    let mut places: Vec<(String, &Limits)> = keys
+        .iter()
+        .filter_map(|(name, key)| Some((format!("keys.{name}.limits"), key.limits.as_ref()?)))
+        .collect();
+    if let Some(Switch::On(limiting)) = stack.map(|s| &s.rate_limiting) {
+        for (section, entries) in [
+            ("tenants", &limiting.tenants),
+            ("principals", &limiting.principals),
+            ("roles", &limiting.roles),
+        ] {
+            places.extend(
+                entries
+                    .iter()
+                    .map(|(name, limits)| (format!("rate_limiting.{section}.{name}"), limits)),
+            );
+        }
+    }
+    let mut errors = Vec::new();
+    for (at, limits) in places {
+        for (i, budget) in limits.budgets.iter().enumerate() {
+            if let Some(degrade) = &budget.degrade
+                && !known.roles.contains(&degrade.to)
+            {
+                errors.push(ConfigError::new(
+                    format!("{at}.budgets[{i}].degrade.to"),
+                    format!("no role `{}` in `roles`", degrade.to),
                 ));
             }
         }

@@ -55,6 +55,7 @@ mod admin;
 mod call;
 mod chat;
 mod config;
+mod degrade;
 mod embeddings;
 mod error;
 mod info;

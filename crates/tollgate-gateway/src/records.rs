@@ -11,7 +11,7 @@ use std::{
 
 use tollgate::{
     BilledCall, Switch,
-    ratelimit::{Limiter, PRINCIPAL_SCOPE, Quota, TENANT_SCOPE},
+    ratelimit::{BudgetConfig, Limiter, PRINCIPAL_SCOPE, Quota, TENANT_SCOPE},
 };
 use tollgate_control::{
     Database, DatabaseConfig, KeyRecord, Ledger, LedgerConfig, SpendEntry, TeamRecord, parse_hash,
@@ -41,6 +41,9 @@ pub(crate) struct Records {
     state: Mutex<Loaded>,
     /// Records' keys used since the last batch, with when.
     used: Mutex<HashMap<Arc<str>, SystemTime>>,
+    /// The budgets of the records' keys (by id, scope `principal`) and teams (scope `tenant`)
+    /// that degrade, read on the call path.
+    degrading: RwLock<Arc<Degrading>>,
 }
 
 /// The records last read, and what was made of them.
@@ -57,6 +60,9 @@ struct Loaded {
     applied_to: Option<u64>,
     applied: BTreeMap<&'static str, Vec<String>>,
 }
+
+/// The records' budgets that degrade, by scope (`principal`, `tenant`) and name.
+type Degrading = HashMap<(&'static str, String), Arc<[BudgetConfig]>>;
 
 /// Where billed calls go: the ledger, once the database is open.
 #[derive(Default)]
@@ -105,6 +111,7 @@ impl Records {
             keys: RwLock::default(),
             state: Mutex::default(),
             used: Mutex::default(),
+            degrading: RwLock::default(),
         })
     }
 
@@ -117,6 +124,19 @@ impl Records {
             .find(presented)?;
         lock(&self.used).insert(found.name.clone(), SystemTime::now());
         Some(found)
+    }
+
+    /// The budgets of the record key (`principal`) or team (`tenant`) `name` that degrade.
+    pub(crate) fn degrading(&self, scope: &'static str, name: &str) -> Option<Arc<[BudgetConfig]>> {
+        let degrading = self
+            .degrading
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if degrading.is_empty() {
+            return None;
+        }
+        degrading.get(&(scope, name.to_owned())).cloned()
     }
 
     /// Reads the records again if they changed (or a key's deadline passed), and gives
@@ -142,6 +162,11 @@ impl Records {
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(table);
                 state.next_deadline = next_deadline;
+                *self
+                    .degrading
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Arc::new(degrading_of(&state));
                 apply_quotas(&mut state, &target, now);
             } else if fresh {
                 apply_quotas(&mut state, &target, now);
@@ -182,6 +207,31 @@ impl Records {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .len()
     }
+}
+
+/// The records' budgets that degrade, by scope and name.
+fn degrading_of(state: &Loaded) -> Degrading {
+    let keys = state
+        .keys
+        .iter()
+        .filter_map(|key| Some(((PRINCIPAL_SCOPE, key.id.clone()), key.limits.as_ref()?)));
+    let teams = state
+        .teams
+        .iter()
+        .filter_map(|team| Some(((TENANT_SCOPE, team.name.clone()), team.limits.as_ref()?)));
+    keys.chain(teams)
+        .map(|(at, limits)| (at, degrading(&limits.budgets)))
+        .filter(|(_, budgets)| !budgets.is_empty())
+        .collect()
+}
+
+/// The budgets of `budgets` that degrade, if any.
+pub(crate) fn degrading(budgets: &[BudgetConfig]) -> Arc<[BudgetConfig]> {
+    budgets
+        .iter()
+        .filter(|budget| budget.degrade.is_some())
+        .cloned()
+        .collect()
 }
 
 /// The live keys of `keys` by digest (a rotated key's old secret too, during its grace), and the

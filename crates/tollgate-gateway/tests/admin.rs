@@ -128,6 +128,12 @@ async fn keys_and_teams_are_run_over_the_api_and_no_secret_is_shown_again() {
             json!({ "name": "x", "team": "search", "colour": "red" }),
             ".",
         ),
+        (
+            json!({ "name": "x", "team": "search", "limits": { "budgets": [
+                { "limit": "1", "period": "day", "degrade": { "below": "10%", "to": "nowhere" } }
+            ] } }),
+            "limits.budgets[0].degrade.to",
+        ),
     ] {
         let (status, refused) = admin("POST", "/admin/keys".into(), Some(body)).await;
         assert_eq!(status, 400, "{refused}");

@@ -46,7 +46,8 @@ providers:
 roles:
   default: { provider: up, model: m }
 keys:
-  team: { hash: "sha256:1234", tenant: acme, key: "tg-pasted-secret", models: [nowhere/x] }
+  team: { hash: "sha256:1234", tenant: acme, key: "tg-pasted-secret", models: [nowhere/x],
+          limits: { budgets: [ { limit: "5", period: month, degrade: { below: "20%", to: nowhere } } ] } }
 gateway: { max_body_bytes: 0, listen: "not an address" }
 "#,
     );
@@ -57,6 +58,7 @@ gateway: { max_body_bytes: 0, listen: "not an address" }
         "keys.team.hash",
         "keys.team.key",
         "keys.team.models[0]",
+        "keys.team.limits.budgets[0].degrade.to",
         "gateway.listen",
     ] {
         assert!(out.contains(&format!("{path}:")), "no `{path}` in:\n{out}");

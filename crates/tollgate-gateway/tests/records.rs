@@ -10,7 +10,7 @@ use std::{future::Future, time::Duration};
 use serde_json::json;
 use support::*;
 use tollgate_control::{Database, DatabaseConfig, GroupBy, NewKey, NewTeam};
-use tollgate_testkit::TestDatabase;
+use tollgate_testkit::{TestDatabase, TestPostgres};
 
 /// How long a change may take to reach a process here: the gateway reads the records every
 /// half second; CI's two busy cores get far more.
@@ -265,4 +265,82 @@ fn the_record_commands_need_a_database_section() {
     assert_eq!(code, 1);
     assert!(err.contains("no `database` section"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_killed_under_load_fails_no_call_and_the_ledger_catches_up() {
+    let Some(mut postgres) = TestPostgres::start() else {
+        return;
+    };
+    let upstream = Upstream::start().await;
+    let records = Database::open(&DatabaseConfig::url(postgres.url()))
+        .await
+        .unwrap();
+    records
+        .create_team("ops", NewTeam::named("search"))
+        .await
+        .unwrap();
+    let made = records
+        .create_key("ops", NewKey::new("search-backend", "search"))
+        .await
+        .unwrap();
+    records.close().await;
+    let gateway = GatewayProcess::start(&config(
+        &upstream,
+        &format!("database: {{ url: \"{}\", timeout: 2s }}", postgres.url()),
+    ))
+    .await;
+    assert!(
+        until(PATIENCE, || async {
+            status(&gateway, &made.key).await == 200
+        })
+        .await
+    );
+
+    // Calls all along: before, while and after the database is down.
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.push(status(&gateway, &made.key).await);
+    }
+    postgres.kill();
+    for _ in 0..40 {
+        statuses.push(status(&gateway, &made.key).await);
+    }
+    // Long enough for the gateway to have tried (and failed) to read and write.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for _ in 0..40 {
+        statuses.push(status(&gateway, &made.key).await);
+    }
+    postgres.restart();
+    for _ in 0..20 {
+        statuses.push(status(&gateway, &made.key).await);
+    }
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(gateway.logs().contains("the database does not answer"));
+
+    // Every call is in the ledger once it is back (one more made the key work), or counted as
+    // dropped: here, nothing had to be.
+    let records = Database::open(&DatabaseConfig::url(postgres.url()))
+        .await
+        .unwrap();
+    let id = made.record.id.clone();
+    let in_ledger = || {
+        let (records, id) = (&records, &id);
+        async move {
+            let report = records.spend(GroupBy::Key, None, None).await.unwrap();
+            report.groups.get(id).map_or(0, |t| t.calls)
+        }
+    };
+    let first_tries = statuses.len() as u64 + 1;
+    assert!(
+        until(PATIENCE, || async { in_ledger().await >= first_tries }).await,
+        "the ledger has {} of {first_tries} calls",
+        in_ledger().await
+    );
+    let scraped = scrape(&gateway).await;
+    assert!(
+        scraped.contains("tollgate_ledger_dropped_total 0"),
+        "{scraped}"
+    );
+    records.close().await;
 }

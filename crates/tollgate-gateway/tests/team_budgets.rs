@@ -196,3 +196,78 @@ async fn one_process_reads_the_months_spend_back_from_the_ledger_when_it_starts_
         records.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_low_on_its_budget_is_moved_to_the_cheap_role_then_refused_at_nothing_left() {
+    let home = TestDatabase::each("degrade").remove(0);
+    let upstream = Upstream::billing(1_000).await;
+    // Prompts are free here, so every figure is exact: an answer token costs $2 per million on
+    // the default role's model and $1 on the cheap one's.
+    let yaml = config(&upstream, &format!("database: {{ url: \"{}\" }}", home.url()))
+        .replace(
+            r#"up-model: { input: "1.00", output: "2.00" }"#,
+            "up-model: { input: \"0\", output: \"2.00\" }\n  cheap-model: { input: \"0\", output: \"1.00\" }",
+        )
+        .replace("roles:\n", "roles:\n  cheap: { provider: up, model: cheap-model }\n");
+    assert!(yaml.contains("cheap-model: { input"), "{yaml}");
+    let records = Database::open(&DatabaseConfig::url(home.url()))
+        .await
+        .unwrap();
+    let mut team = NewTeam::named("search");
+    // $0.001 a month; under 20 % left, calls go to `cheap`.
+    team.limits = Some(
+        serde_json::from_value(json!({ "budgets": [{
+            "limit": "0.001", "period": "month", "degrade": { "below": "20%", "to": "cheap" }
+        }] }))
+        .unwrap(),
+    );
+    records.create_team("ops", team).await.unwrap();
+    let key = records
+        .create_key("ops", NewKey::new("search-backend", "search"))
+        .await
+        .unwrap()
+        .key;
+    let gateway = GatewayProcess::start(&yaml).await;
+    // A call on the default role that writes `tokens`: its status and where it went.
+    let call = |tokens: u32| {
+        let (gateway, key) = (&gateway, &key);
+        async move {
+            let body = json!({ "model": "default", "max_tokens": tokens, "messages": [{ "role": "user", "content": "hi" }] });
+            let response = chat(gateway, key, &body).await;
+            let degraded = response
+                .headers()
+                .get("x-tollgate-degraded")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (response.status().as_u16(), degraded)
+        }
+    };
+    // $0.00081 spent: 19 % left.
+    for _ in 0..8 {
+        assert_eq!(call(50).await, (200, None));
+    }
+    assert_eq!(call(5).await, (200, None));
+    // Moved to the cheap role, and said: $0.00005 each.
+    for _ in 0..3 {
+        assert_eq!(call(50).await, (200, Some("cheap".to_owned())));
+    }
+    // $0.00004 left: a call that takes it all, then nothing.
+    assert_eq!(call(40).await, (200, Some("cheap".to_owned())));
+    let (status, degraded) = call(1).await;
+    assert_eq!((status, degraded.as_deref()), (429, Some("cheap")));
+    let models: Vec<String> = upstream
+        .bodies()
+        .iter()
+        .map(|body| body["model"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(models.iter().filter(|m| *m == "up-model").count(), 9);
+    assert_eq!(models.iter().filter(|m| *m == "cheap-model").count(), 4);
+    assert_eq!(upstream.billed(), 8 * 50 + 5 + 3 * 50 + 40);
+    // Counted on /metrics.
+    assert!(
+        scrape(&gateway)
+            .await
+            .contains(r#"tollgate_degraded_calls_total{from="default",to="cheap"} 5"#)
+    );
+    drop(gateway);
+    records.close().await;
+}

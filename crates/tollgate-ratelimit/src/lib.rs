@@ -69,7 +69,8 @@
 //! A calendar tier ([`Tier::calendar`], `budgets:` in [`Limits`]) is the hard cap finance means:
 //! at most its limit within each calendar day, week or month of a [`Calendar`] (UTC or a named
 //! time zone), whatever the concurrency, with nothing back until the next period begins. Its
-//! refusal's [`Denial::period`] says what the period spent and when it resets.
+//! refusal's [`Denial::period`] says what the period spent and when it resets. A budget may carry
+//! a [`Degrade`]: the share under which a gateway sends calls to a cheaper role instead.
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
@@ -139,6 +140,7 @@ mod calendar;
 mod config;
 mod defaults;
 mod definition;
+mod degrade;
 mod denial;
 mod either;
 pub mod future;
@@ -165,6 +167,7 @@ pub use defaults::{
     DEFAULT_FAILURE_THRESHOLD, DEFAULT_LOCAL_SHARE, DEFAULT_PREFIX, DEFAULT_PROBE_INTERVAL,
     DEFAULT_REDIS_TIMEOUT,
 };
+pub use degrade::{Degrade, Share};
 pub use denial::{Denial, DenialReason};
 pub use either::Limiter;
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder};

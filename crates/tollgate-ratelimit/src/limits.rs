@@ -110,6 +110,10 @@ pub struct BudgetConfig {
     /// An IANA time zone (`Europe/Paris`) whose midnights bound the periods; default UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
+    /// Where calls go once little of the period's budget is left (`{ below: "20%", to: cheap }`),
+    /// at the gateway; without it they are refused once it is spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degrade: Option<crate::Degrade>,
 }
 
 impl BudgetConfig {
@@ -124,6 +128,11 @@ impl BudgetConfig {
             None => Calendar::utc(self.period),
             Some(zone) => Calendar::in_zone(self.period, zone).map_err(|e| e.under("time_zone"))?,
         };
+        if let Some(degrade) = &self.degrade
+            && degrade.to.trim().is_empty()
+        {
+            return Err(ConfigError::new("degrade.to", "name the role calls go to"));
+        }
         Ok(Tier::calendar(Dimension::Cost, limit, calendar))
     }
 }

@@ -135,6 +135,18 @@ fn check_limits(
         )
         .with_param("limits"));
     }
+    for (i, budget) in limits.budgets.iter().enumerate() {
+        if let Some(degrade) = &budget.degrade
+            && !live.config.stack.roles.contains_key(&degrade.to)
+        {
+            let field = format!("limits.budgets[{i}].degrade.to");
+            return Err(ApiError::invalid(format!(
+                "{field}: no role {:?} in the configuration",
+                degrade.to
+            ))
+            .with_param(field));
+        }
+    }
     if limits.has_budget() && live.config.stack.pricing.is_empty() {
         return Err(ApiError::invalid(
             "limits: a budget counts dollars, and this gateway's configuration has no `pricing` section to price calls with",
