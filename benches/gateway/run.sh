@@ -10,6 +10,12 @@
 #   CACHE=off bash benches/gateway/run.sh                   # the gateway with its cache off
 #   API=anthropic bash benches/gateway/run.sh   # Messages calls to an Anthropic-shaped nginx: the
 #                                               # pass-through path, beside the chat one
+#   DATABASE=sqlite bash benches/gateway/run.sh # the records in a SQLite file, the calls' key one
+#                                               # of them (made with `tollgate keys create`)
+#   DATABASE=postgres DATABASE_URL=postgres://... bash benches/gateway/run.sh
+#                                               # ... in that PostgreSQL; also prints the
+#                                               # transactions it committed per second
+#   (default DATABASE=memory: no database section, the records in memory, a file key)
 #
 # For a profile with symbols, build with CARGO_PROFILE_RELEASE_DEBUG=line-tables-only.
 # Needs nginx (Debian: nginx-light) and wrk (Debian: wrk). Run by hand; CI does not run it.
@@ -122,6 +128,14 @@ pids+=($!)
 # path), retry, breaker and health, all on.
 key_hash="$(printf 'tg-bench\n' | "$tollgate" keys hash --stdin)"
 gateway_port="$(free_port)"
+case "${DATABASE:-memory}" in
+    memory) database="" ;;
+    sqlite) database="database: { url: \"sqlite://$work/tollgate.db\" }" ;;
+    postgres)
+        [ -n "${DATABASE_URL:-}" ] || { echo "DATABASE=postgres needs DATABASE_URL" >&2; exit 1; }
+        database="database: { url_env: DATABASE_URL }" ;;
+    *) echo "DATABASE is memory, sqlite or postgres" >&2; exit 1 ;;
+esac
 cat > "$work/tollgate.yaml" <<CONF
 providers:
   up: { kind: openai, base_url: "http://127.0.0.1:$nginx_port/v1" }
@@ -140,7 +154,26 @@ keys:
   bench: { hash: "$key_hash", tenant: bench }
 gateway:
   listen: 127.0.0.1:$gateway_port
+$database
 CONF
+export TOLLGATE_BENCH_KEY=tg-bench
+if [ -n "$database" ]; then
+    # The calls' key is a record: found in memory beside the file's, as every record key is.
+    # (A PostgreSQL kept from an earlier run has the team already.)
+    "$tollgate" teams create bench --config "$work/tollgate.yaml" >/dev/null 2>&1 || true
+    TOLLGATE_BENCH_KEY="$("$tollgate" keys create --name bench --team bench --config "$work/tollgate.yaml" 2>/dev/null \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')"
+fi
+# The database's committed transactions so far (PostgreSQL only).
+commits() {
+    [ "${DATABASE:-memory}" = postgres ] || { echo 0; return; }
+    python3 - <<'PY'
+import os, subprocess
+url = os.environ["DATABASE_URL"]
+out = subprocess.run(["psql", url, "-tAc", "SELECT sum(xact_commit) FROM pg_stat_database"], capture_output=True, text=True)
+print(out.stdout.strip() or 0)
+PY
+}
 TOLLGATE_BENCH_ANTHROPIC_KEY=bench "$tollgate" serve --config "$work/tollgate.yaml" --log-level warn \
     > "$work/tollgate.out" 2> "$work/tollgate.err" &
 gateway_pid=$!
@@ -179,8 +212,14 @@ for c in $CONNECTIONS; do
         perf_pid=$!
     fi
     cpu_before="$(cpu_us)"
+    commits_before="$(commits)"
+    seconds_before="$(date +%s.%N)"
     through="$(run "http://127.0.0.1:$gateway_port" "$c")"
     cpu_after="$(cpu_us)"
+    if [ "${DATABASE:-memory}" = postgres ]; then
+        python3 -c "import sys; print(f'             PostgreSQL transactions committed per second: {(float(sys.argv[2]) - float(sys.argv[1])) / (float(sys.argv[4]) - float(sys.argv[3])):.1f} (the ledger, the records\' version poll and the keys\' last use)')" \
+            "$commits_before" "$(commits)" "$seconds_before" "$(date +%s.%N)"
+    fi
     if [ -n "${PROFILE:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     for pair in "direct:$direct" "nginx-proxy:$proxy" "hyper-fwd:$bare" "tollgate:$through"; do
         name="${pair%%:*}"; r="${pair#*:}"

@@ -22,8 +22,8 @@ use crate::{
 };
 
 /// A key as stored: who it is, what it may use, and its life. Never its secret; its hash is
-/// kept but not shown.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// kept but not shown (in JSON or in `Debug`).
+#[derive(Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct KeyRecord {
     /// `key_` and 16 hex digits.
@@ -69,6 +69,29 @@ pub struct KeyRecord {
     /// When a call last used it (written in batches, so up to a few seconds behind).
     #[serde(with = "rfc3339::option")]
     pub last_used_at: Option<SystemTime>,
+}
+
+impl std::fmt::Debug for KeyRecord {
+    /// Everything but the hashes, which a log line has no need of.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("team", &self.team)
+            .field("roles", &self.roles)
+            .field("models", &self.models)
+            .field("limits", &self.limits)
+            .field("metadata", &self.metadata)
+            .field("tags", &self.tags)
+            .field("admin", &self.admin)
+            .field("previous_until", &self.previous_until)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("expires_at", &self.expires_at)
+            .field("revoked_at", &self.revoked_at)
+            .field("last_used_at", &self.last_used_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl KeyRecord {

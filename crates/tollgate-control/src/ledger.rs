@@ -19,20 +19,21 @@ use crate::{
     row::{get, unavailable},
 };
 
-/// One call's spend, as the gateway records it.
+/// One call's spend, as the gateway records it. Its names are shared (`Arc<str>`), so a call
+/// hands the ledger the names it already holds without copying them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SpendEntry {
     /// When the call ended: its UTC day is its line's.
     pub at: SystemTime,
     /// The key that made it.
-    pub key_id: String,
+    pub key_id: Arc<str>,
     /// The key's team.
-    pub team: String,
+    pub team: Arc<str>,
     /// The model that answered.
-    pub model: String,
+    pub model: Arc<str>,
     /// Its provider.
-    pub provider: String,
+    pub provider: Arc<str>,
     /// The tokens it used, by type.
     pub usage: Usage,
     /// What it cost.
@@ -43,10 +44,10 @@ impl SpendEntry {
     /// An entry for a call that ended `at`.
     pub fn new(
         at: SystemTime,
-        key_id: impl Into<String>,
-        team: impl Into<String>,
-        model: impl Into<String>,
-        provider: impl Into<String>,
+        key_id: impl Into<Arc<str>>,
+        team: impl Into<Arc<str>>,
+        model: impl Into<Arc<str>>,
+        provider: impl Into<Arc<str>>,
         usage: Usage,
         cost: MicroUsd,
     ) -> Self {
@@ -62,8 +63,9 @@ impl SpendEntry {
     }
 }
 
-/// The ledger's line: what one day, key, team, model and provider add up to.
-type Line = (String, String, String, String, String);
+/// The ledger's line: what one day (counted from 1970-01-01, UTC), key, team, model and
+/// provider add up to.
+type Line = (i64, Arc<str>, Arc<str>, Arc<str>, Arc<str>);
 
 /// Usage and cost added up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -205,14 +207,14 @@ async fn write_lines(
         tokio::select! {
             message = receiver.recv() => match message {
                 Some(Message::Entry(entry)) => {
-                    let line = (
-                        day(entry.at),
-                        entry.key_id.clone(),
-                        entry.team.clone(),
-                        entry.model.clone(),
-                        entry.provider.clone(),
-                    );
                     let totals = Totals::of(&entry);
+                    let line = (
+                        day_number(entry.at),
+                        entry.key_id,
+                        entry.team,
+                        entry.model,
+                        entry.provider,
+                    );
                     let room = pending.len() < config.max_pending_lines;
                     match pending.get_mut(&line) {
                         Some(held) => held.add(&totals),
@@ -252,7 +254,7 @@ async fn write(database: &Database, pending: &mut BTreeMap<Line, Totals>) -> Res
         return Ok(());
     }
     let mut tx = database.begin().await?;
-    for ((day, key_id, team, model, provider), totals) in pending.iter() {
+    for ((day_number, key_id, team, model, provider), totals) in pending.iter() {
         let number = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         sqlx::query(
             "INSERT INTO tg_spend (day, key_id, team, model, provider, calls, input_tokens, \
@@ -267,11 +269,11 @@ async fn write(database: &Database, pending: &mut BTreeMap<Line, Totals>) -> Res
              reasoning_tokens = tg_spend.reasoning_tokens + excluded.reasoning_tokens, \
              cost_micros = tg_spend.cost_micros + excluded.cost_micros",
         )
-        .bind(day)
-        .bind(key_id)
-        .bind(team)
-        .bind(model)
-        .bind(provider)
+        .bind(day(*day_number))
+        .bind(&**key_id)
+        .bind(&**team)
+        .bind(&**model)
+        .bind(&**provider)
         .bind(number(totals.calls))
         .bind(number(totals.input_tokens))
         .bind(number(totals.cached_input_tokens))
@@ -288,15 +290,19 @@ async fn write(database: &Database, pending: &mut BTreeMap<Line, Totals>) -> Res
     Ok(())
 }
 
-/// `at`'s UTC day, `YYYY-MM-DD`.
-fn day(at: SystemTime) -> String {
-    jiff::Timestamp::try_from(at)
-        .map(|at| {
-            at.to_zoned_datetime(jiff::tz::TimeZone::UTC)
-                .date()
-                .to_string()
-        })
-        .unwrap_or_else(|_| "1970-01-01".into())
+/// `at`'s UTC day, counted from 1970-01-01: a plain division, where the text is written only
+/// once a line is.
+fn day_number(at: SystemTime) -> i64 {
+    at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| {
+        i64::try_from(d.as_secs() / 86_400).unwrap_or(i64::MAX)
+    })
+}
+
+/// The UTC day `number` days after 1970-01-01, `YYYY-MM-DD`.
+fn day(number: i64) -> String {
+    jiff::civil::date(1970, 1, 1)
+        .checked_add(jiff::Span::new().days(number))
+        .map_or_else(|_| "1970-01-01".into(), |date| date.to_string())
 }
 
 /// What spend is grouped by.

@@ -248,14 +248,17 @@ impl GatewayConfig {
         let mut table = KeyTable::default();
         for (name, key) in &self.keys {
             let digest = parse_hash(&key.hash).expect("checked when read");
+            let tenant = table.tenant(&key.tenant);
             table.insert(
                 digest,
                 VirtualKey {
                     name: name.as_str().into(),
-                    tenant: key.tenant.as_str().into(),
+                    tenant,
                     roles: key.roles.clone(),
                     models: key.models.clone(),
                     admin: false,
+                    used: std::sync::atomic::AtomicU64::new(0),
+                    until: 0,
                 },
             );
         }

@@ -76,6 +76,14 @@ pub(crate) async fn moved_to(
             if left.is_some_and(|t| degrade.below.is_reached(t.remaining, tier.limit()))
                 && degrade.to != role
             {
+                // A role the key may not use, or one a reload took away, is no place to go: the
+                // call stays where it is, under the budget that still holds it.
+                if !key.may_use_role(&degrade.to)
+                    || !live.config.stack.roles.contains_key(&degrade.to)
+                {
+                    tracing::debug!(target: "tollgate::degrade", role, to = %degrade.to, "a low budget's role is not one this call may go to");
+                    continue;
+                }
                 return Some(degrade.to.clone());
             }
         }

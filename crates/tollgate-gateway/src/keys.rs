@@ -1,7 +1,10 @@
 //! Virtual keys: how the gateway finds the key a call presents, and what it may use. How a key
 //! is stored (its SHA-256 digest, never the key) and made is `tollgate_control`'s.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, atomic::AtomicU64},
+};
 
 use subtle::ConstantTimeEq;
 pub(crate) use tollgate_control::{Digest as Digest32, digest, parse_hash};
@@ -23,6 +26,13 @@ pub(crate) struct VirtualKey {
     pub(crate) models: Vec<String>,
     /// Whether it opens the admin API (a record key made with `admin: true`).
     pub(crate) admin: bool,
+    /// When a call last used it, in seconds since the Unix epoch, until the next batch of last
+    /// uses takes it (0: not since). One store per call, with no lock shared between calls.
+    pub(crate) used: AtomicU64,
+    /// When it stops working, in milliseconds since the Unix epoch (0: never): a record key's
+    /// expiry, or the end of a rotated secret's grace. Checked at every lookup, so it holds to
+    /// the millisecond even while the records cannot be read.
+    pub(crate) until: u64,
 }
 
 impl VirtualKey {
@@ -45,20 +55,46 @@ impl VirtualKey {
 #[derive(Debug, Default)]
 pub(crate) struct KeyTable {
     by_digest: HashMap<Digest32, Arc<VirtualKey>>,
+    /// One copy of each tenant's name for all its keys: a lookup then touches a name that
+    /// other calls keep in cache, not one of its own.
+    tenants: HashMap<Arc<str>, ()>,
 }
 
 impl KeyTable {
+    /// The table's shared copy of the tenant `name`.
+    pub(crate) fn tenant(&mut self, name: &str) -> Arc<str> {
+        if let Some((shared, ())) = self.tenants.get_key_value(name) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = name.into();
+        self.tenants.insert(shared.clone(), ());
+        shared
+    }
+
     pub(crate) fn insert(&mut self, digest: Digest32, key: VirtualKey) {
         self.by_digest.insert(digest, Arc::new(key));
     }
 
-    /// The key `presented` is, if any. The secret is never compared: its digest is looked up, and
-    /// the digest found is compared again in constant time, so how long this takes says nothing
-    /// about how close a guess came.
-    pub(crate) fn find(&self, presented: &str) -> Option<Arc<VirtualKey>> {
-        let wanted = digest(presented);
-        let (stored, key) = self.by_digest.get_key_value(&wanted)?;
-        bool::from(stored.ct_eq(&wanted)).then(|| key.clone())
+    /// Every key (a rotated record key twice, during its grace).
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &Arc<VirtualKey>> {
+        self.by_digest.values()
+    }
+
+    /// The key whose digest is `wanted` (the presented key's, hashed once for every table), if
+    /// any. The secret is never compared: its digest is looked up, and the digest found is
+    /// compared again in constant time, so how long this takes says nothing about how close a
+    /// guess came.
+    pub(crate) fn find_digest(&self, wanted: &Digest32) -> Option<Arc<VirtualKey>> {
+        let (stored, key) = self.by_digest.get_key_value(wanted)?;
+        if key.until != 0 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(u64::MAX, |d| d.as_millis().try_into().unwrap_or(u64::MAX));
+            if now >= key.until {
+                return None;
+            }
+        }
+        bool::from(stored.ct_eq(wanted)).then(|| key.clone())
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -84,12 +120,15 @@ mod tests {
                 roles: None,
                 models: vec!["openai/*".into(), "local/llama".into()],
                 admin: false,
+                used: AtomicU64::new(0),
+                until: 0,
             },
         );
-        let found = table.find(&key).unwrap();
+        let find = |presented: &str| table.find_digest(&digest(presented));
+        let found = find(&key).unwrap();
         assert_eq!(&*found.name, "a");
-        assert!(table.find(&key[..key.len() - 1]).is_none());
-        assert!(table.find("").is_none());
+        assert!(find(&key[..key.len() - 1]).is_none());
+        assert!(find("").is_none());
         assert!(found.may_use_model("openai", "gpt-4o") && found.may_use_model("local", "llama"));
         assert!(!found.may_use_model("local", "qwen") && found.may_use_role("anything"));
     }

@@ -73,7 +73,7 @@ mod upstream;
 pub use config::{GatewayConfig, KeyConfig, ServerConfig};
 pub use metrics::install_prometheus;
 pub use server::serve;
-pub use state::Gateway;
+pub use state::{Caller, Gateway};
 pub use tollgate_control::{HASH_PREFIX, KEY_PREFIX, hash_key, new_key};
 
 /// The configuration `tollgate serve` runs on when given none: two simulated providers, a cache,

@@ -5,7 +5,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex, OnceLock, RwLock},
+    sync::{Arc, Mutex, OnceLock, RwLock, atomic::Ordering},
     time::{Duration, SystemTime},
 };
 
@@ -39,8 +39,15 @@ pub(crate) struct Records {
     /// The keys of the records, live ones only (a rotated key's old secret during its grace).
     keys: RwLock<Arc<KeyTable>>,
     state: Mutex<Loaded>,
-    /// Records' keys used since the last batch, with when.
-    used: Mutex<HashMap<Arc<str>, SystemTime>>,
+    /// Key tables replaced since the last batch of last uses: a call that found its key in one
+    /// just before stamps it there, and the batch takes it.
+    retired: Mutex<Vec<Arc<KeyTable>>>,
+    /// Last uses a failed batch could not write, for the next one (a call's own goes on its
+    /// key: see `VirtualKey::used`).
+    used: Mutex<HashMap<Arc<str>, u64>>,
+    /// One read of the records at a time (the poll's, an admin change's): a slower read never
+    /// puts back an older snapshot.
+    syncing: tokio::sync::Mutex<()>,
     /// The budgets of the records' keys (by id, scope `principal`) and teams (scope `tenant`)
     /// that degrade, read on the call path.
     degrading: RwLock<Arc<Degrading>>,
@@ -58,6 +65,8 @@ struct Loaded {
     /// The build of the configuration the records' quotas were last given to, and the keys
     /// given one, by scope.
     applied_to: Option<u64>,
+    /// The build whose periods' spend was read back from the ledger (tried until it is).
+    restored: Option<u64>,
     applied: BTreeMap<&'static str, Vec<String>>,
 }
 
@@ -74,12 +83,13 @@ impl SpendSink {
         let Some(ledger) = self.0.get() else {
             return;
         };
+        let name = |name: &Option<Arc<str>>| name.clone().unwrap_or_else(|| Arc::from(""));
         ledger.record(SpendEntry::new(
             SystemTime::now(),
-            call.principal.as_deref().unwrap_or(""),
-            call.tenant.as_deref().unwrap_or(""),
-            &*call.model,
-            &*call.provider,
+            name(&call.principal),
+            name(&call.tenant),
+            call.model.clone(),
+            call.provider.clone(),
             call.usage,
             call.cost.unwrap_or(MicroUsd(0)),
         ));
@@ -110,19 +120,24 @@ impl Records {
             ledger,
             keys: RwLock::default(),
             state: Mutex::default(),
+            retired: Mutex::default(),
             used: Mutex::default(),
+            syncing: tokio::sync::Mutex::new(()),
             degrading: RwLock::default(),
         })
     }
 
-    /// The records' key `presented` is, if any; noted as used.
-    pub(crate) fn find(&self, presented: &str) -> Option<Arc<VirtualKey>> {
+    /// The records' key whose digest is `presented`, if any; noted as used.
+    pub(crate) fn find(&self, presented: &crate::keys::Digest32) -> Option<Arc<VirtualKey>> {
         let found = self
             .keys
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .find(presented)?;
-        lock(&self.used).insert(found.name.clone(), SystemTime::now());
+            .find_digest(presented)?;
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs().max(1));
+        found.used.store(now, Ordering::Relaxed);
         Some(found)
     }
 
@@ -139,9 +154,43 @@ impl Records {
         degrading.get(&(scope, name.to_owned())).cloned()
     }
 
-    /// Reads the records again if they changed (or a key's deadline passed), and gives
-    /// `target`'s limiter their quotas if it has not got them.
+    /// What the records in memory make of `target` now, with no database: a key table made
+    /// again when `remake` or a key's deadline (its expiry, a rotation's grace) has passed, and
+    /// the records' quotas for a build of the configuration that has not got them (a reload's).
+    /// Returns whether that build's periods' spend is still to be read back from the ledger.
+    pub(crate) fn apply_loaded(&self, target: &QuotaTarget<'_>, remake: bool) -> bool {
+        let now = SystemTime::now();
+        let mut state = lock(&self.state);
+        if remake || state.next_deadline.is_some_and(|at| at <= now) {
+            let (table, next_deadline) = key_table(&state.keys, now);
+            let replaced = std::mem::replace(
+                &mut *self
+                    .keys
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                Arc::new(table),
+            );
+            lock(&self.retired).push(replaced);
+            state.next_deadline = next_deadline;
+            *self
+                .degrading
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Arc::new(degrading_of(&state));
+            apply_quotas(&mut state, target, now);
+        } else if state.applied_to != Some(target.build) {
+            apply_quotas(&mut state, target, now);
+        }
+        state.restored != Some(target.build)
+    }
+
+    /// Reads the records again if they changed, and gives `target`'s limiter their quotas and
+    /// (once per build) each budget's spend this period from the ledger.
     pub(crate) async fn sync(&self, target: QuotaTarget<'_>) -> Result<(), LlmError> {
+        let _turn = self.syncing.lock().await;
+        // What memory holds first: a reload or a deadline needs no database, and must not wait
+        // for one that is down.
+        self.apply_loaded(&target, false);
         let version = self.database.records_version().await?;
         let stale = lock(&self.state).version != Some(version);
         if stale {
@@ -151,50 +200,56 @@ impl Records {
             state.keys = keys;
             state.teams = teams;
         }
-        let now = SystemTime::now();
-        let fresh = {
-            let mut state = lock(&self.state);
-            let fresh = state.applied_to != Some(target.build);
-            if stale || state.next_deadline.is_some_and(|at| at <= now) {
-                let (table, next_deadline) = key_table(&state.keys, now);
-                *self
-                    .keys
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(table);
-                state.next_deadline = next_deadline;
-                *self
-                    .degrading
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    Arc::new(degrading_of(&state));
-                apply_quotas(&mut state, &target, now);
-            } else if fresh {
-                apply_quotas(&mut state, &target, now);
+        if self.apply_loaded(&target, stale) {
+            if let Some(limiter) = target.limiter {
+                // A limiter just built in this process knows nothing of the periods' spend: the
+                // ledger does, once what it holds is written.
+                self.ledger.flush().await?;
+                let restored = crate::restore::period_spend(&self.database, limiter).await?;
+                if restored > 0 {
+                    tracing::info!(target: "tollgate::records", budgets = restored, "budgets' spend this period read from the ledger");
+                }
             }
-            fresh
-        };
-        if let (true, Some(limiter)) = (fresh, target.limiter) {
-            // A limiter just built in this process knows nothing of the periods' spend: the
-            // ledger does, once what it holds is written.
-            self.ledger.flush().await?;
-            let restored = crate::restore::period_spend(&self.database, limiter).await?;
-            if restored > 0 {
-                tracing::info!(target: "tollgate::records", budgets = restored, "budgets' spend this period read from the ledger");
-            }
+            lock(&self.state).restored = Some(target.build);
         }
         Ok(())
     }
 
     /// Writes when keys were last used, as one batch.
     pub(crate) async fn flush_used(&self) -> Result<(), LlmError> {
-        let used: Vec<(String, SystemTime)> = std::mem::take(&mut *lock(&self.used))
-            .into_iter()
-            .map(|(id, at)| (id.to_string(), at))
-            .collect();
+        let table = self
+            .keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let retired = std::mem::take(&mut *lock(&self.retired));
+        let mut used = std::mem::take(&mut *lock(&self.used));
+        for (id, at) in retired.iter().chain([&table]).flat_map(|t| taken_uses(t)) {
+            let held = used.entry(id).or_default();
+            *held = (*held).max(at);
+        }
         if used.is_empty() {
             return Ok(());
         }
-        self.database.touch_keys(&used).await
+        let batch: Vec<(String, SystemTime)> = used
+            .iter()
+            .map(|(id, at)| {
+                (
+                    id.to_string(),
+                    SystemTime::UNIX_EPOCH + Duration::from_secs(*at),
+                )
+            })
+            .collect();
+        let written = self.database.touch_keys(&batch).await;
+        if written.is_err() {
+            // Kept for the next batch.
+            let mut held = lock(&self.used);
+            for (id, at) in used {
+                let slot = held.entry(id).or_default();
+                *slot = (*slot).max(at);
+            }
+        }
+        written
     }
 
     pub(crate) fn database(&self) -> &Database {
@@ -207,6 +262,17 @@ impl Records {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .len()
     }
+}
+
+/// The last uses the keys of `table` hold, each taken (the key's stamp back to 0).
+fn taken_uses(table: &KeyTable) -> Vec<(Arc<str>, u64)> {
+    table
+        .keys()
+        .filter_map(|key| match key.used.swap(0, Ordering::Relaxed) {
+            0 => None,
+            at => Some((key.name.clone(), at)),
+        })
+        .collect()
 }
 
 /// The records' budgets that degrade, by scope and name.
@@ -248,21 +314,28 @@ fn key_table(keys: &[KeyRecord], now: SystemTime) -> (KeyTable, Option<SystemTim
         if let Some(at) = key.expires_at {
             soonest(at);
         }
-        let made = || VirtualKey {
+        let tenant = table.tenant(&key.team);
+        let made = |until: Option<SystemTime>| VirtualKey {
             name: key.id.as_str().into(),
-            tenant: key.team.as_str().into(),
+            tenant: tenant.clone(),
+            until: until.map_or(0, |at| {
+                at.duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_millis().try_into().unwrap_or(u64::MAX).max(1))
+            }),
             roles: key.roles.clone(),
             models: key.models.clone(),
             admin: key.admin,
+            used: std::sync::atomic::AtomicU64::new(0),
         };
         if let Ok(digest) = parse_hash(&key.hash) {
-            table.insert(digest, made());
+            table.insert(digest, made(key.expires_at));
         }
         let grace = key.previous_until.filter(|until| *until > now);
         if let (Some(until), Some(previous)) = (grace, &key.previous_hash) {
             soonest(until);
             if let Ok(digest) = parse_hash(previous) {
-                table.insert(digest, made());
+                let ends = key.expires_at.map_or(until, |expires| expires.min(until));
+                table.insert(digest, made(Some(ends)));
             }
         }
     }

@@ -119,7 +119,12 @@ impl Gateway {
     /// As [`new`](Self::new); the old configuration stays.
     pub fn reload(&self, config: GatewayConfig) -> Result<(), ConfigErrors> {
         let live = Arc::new(Live::build(config, &self.shared.spend)?);
-        *self.shared.live.write().unwrap_or_else(|e| e.into_inner()) = live;
+        *self.shared.live.write().unwrap_or_else(|e| e.into_inner()) = live.clone();
+        // The records' limits hold on the new stack at once, from memory, database or not; the
+        // periods' spend is read back at the next read of the records.
+        if let Some(records) = self.shared.records.get() {
+            records.apply_loaded(&quota_target(&live), false);
+        }
         Ok(())
     }
 
@@ -160,19 +165,40 @@ impl Gateway {
         records: &Records,
     ) -> Result<(), tollgate_core::LlmError> {
         let live = self.live();
-        let target = QuotaTarget {
-            limiter: live.stack.limiter(),
-            file: &live.stack_limits,
-            build: live.build,
-        };
-        records.sync(target).await
+        records.sync(quota_target(&live)).await
+    }
+
+    /// Who the key `presented` is, looked up as a call's key is (the file's keys, then the
+    /// records'): its principal (a file key's name, a record key's id) and its tenant (team), or
+    /// `None` for a key the gateway does not know. For routes of your own beside the gateway's.
+    ///
+    /// ```
+    /// use tollgate_gateway::{Gateway, GatewayConfig, hash_key};
+    ///
+    /// let yaml = format!(r#"
+    /// providers: {{ local: {{ kind: simulated }} }}
+    /// roles: {{ default: {{ provider: local, model: sim-small }} }}
+    /// keys: {{ demo: {{ hash: "{}", tenant: acme }} }}
+    /// "#, hash_key("tg-demo"));
+    /// let gateway = Gateway::new(GatewayConfig::from_yaml(&yaml).unwrap()).unwrap();
+    /// let caller = gateway.identify("tg-demo").unwrap();
+    /// assert_eq!((&*caller.principal, &*caller.tenant), ("demo", "acme"));
+    /// assert!(gateway.identify("tg-nobody").is_none());
+    /// ```
+    pub fn identify(&self, presented: &str) -> Option<Caller> {
+        let key = self.find_key(&self.live(), presented)?;
+        Some(Caller {
+            principal: key.name.clone(),
+            tenant: key.tenant.clone(),
+        })
     }
 
     /// The key `presented` is: the configuration file's, else the database's.
     pub(crate) fn find_key(&self, live: &Live, presented: &str) -> Option<Arc<VirtualKey>> {
+        let digest = crate::keys::digest(presented);
         live.keys
-            .find(presented)
-            .or_else(|| self.shared.records.get()?.find(presented))
+            .find_digest(&digest)
+            .or_else(|| self.shared.records.get()?.find(&digest))
     }
 
     /// Writes what the spend ledger and the keys' last use hold now: on shutdown, once calls
@@ -217,6 +243,16 @@ impl Gateway {
     }
 }
 
+/// Who a key is ([`Gateway::identify`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Caller {
+    /// Its principal in limits, the ledger and logs: a file key's name, a record key's id.
+    pub principal: Arc<str>,
+    /// The tenant (team) its calls are made for.
+    pub tenant: Arc<str>,
+}
+
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let live = self.live();
@@ -251,6 +287,15 @@ impl Live {
             metrics_key,
             denials: std::sync::Mutex::default(),
         })
+    }
+}
+
+/// What the records' quotas are given to on `live`'s stack.
+fn quota_target(live: &Live) -> QuotaTarget<'_> {
+    QuotaTarget {
+        limiter: live.stack.limiter(),
+        file: &live.stack_limits,
+        build: live.build,
     }
 }
 

@@ -33,7 +33,7 @@ const PAGE: &str = include_str!("ui.html");
 /// `GET /ui`: the page.
 pub(crate) async fn page(State(gateway): State<Gateway>, request: Request) -> Response {
     let live = gateway.live();
-    if let Some(refused) = refusal(&live, &request) {
+    if let Some(refused) = refusal(&gateway, &live, &request) {
         return refused;
     }
     ([(header::CACHE_CONTROL, "no-store")], Html(PAGE)).into_response()
@@ -42,7 +42,7 @@ pub(crate) async fn page(State(gateway): State<Gateway>, request: Request) -> Re
 /// `GET /ui/data`: what the page draws, now.
 pub(crate) async fn data(State(gateway): State<Gateway>, request: Request) -> Response {
     let live = gateway.live();
-    if let Some(refused) = refusal(&live, &request) {
+    if let Some(refused) = refusal(&gateway, &live, &request) {
         return refused;
     }
     let mut body = snapshot(&live);
@@ -126,28 +126,36 @@ async fn read_records(
     }))
 }
 
-/// The refusal, unless the request carries the admin key (in `Authorization: Bearer`,
-/// `x-api-key`, or the `key` query parameter).
-fn refusal(live: &Live, request: &Request) -> Option<Response> {
-    let Some(admin) = &live.admin else {
-        return Some(
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "permission_error",
-                "the live page is off: set gateway.admin_key_hash to open it",
-            )
-            .into_response(Dialect::OpenAi),
-        );
-    };
+/// The refusal, unless the request carries the admin key or a record key made with
+/// `admin: true` (in `Authorization: Bearer`, `x-api-key`, or the `key` query parameter).
+fn refusal(gateway: &Gateway, live: &Live, request: &Request) -> Option<Response> {
     let from_query = request
         .uri()
         .query()
         .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("key=")));
     let presented = presented_key(request.headers()).or(from_query);
-    match presented {
-        Some(key) if keys::matches(admin, key) => None,
-        _ => Some(ApiError::unauthorized().into_response(Dialect::OpenAi)),
+    let file_admin = live
+        .admin
+        .as_ref()
+        .zip(presented)
+        .is_some_and(|(admin, key)| keys::matches(admin, key));
+    let record_admin = presented
+        .and_then(|key| gateway.find_key(live, key))
+        .is_some_and(|key| key.admin);
+    if file_admin || record_admin {
+        return None;
     }
+    if live.admin.is_none() && presented.is_none() {
+        return Some(
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "the live page is off: set gateway.admin_key_hash to open it, or open it with a key made with `admin: true`",
+            )
+            .into_response(Dialect::OpenAi),
+        );
+    }
+    Some(ApiError::unauthorized().into_response(Dialect::OpenAi))
 }
 
 /// Every figure the page draws, from the stack's own state.

@@ -82,6 +82,21 @@ async fn keys_made_revoked_and_rotated_on_the_records_reach_every_process() {
         }
         // A key the file lists still works beside them.
         assert_eq!(status(&a, ALICE).await, 200);
+        // When it was last used reaches the records, in a batch.
+        let id = made.record.id.clone();
+        let used = || {
+            let (records, id) = (&records, &id);
+            async move {
+                records
+                    .key(id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .last_used_at
+                    .is_some()
+            }
+        };
+        assert!(until(PATIENCE, used).await);
 
         // Revoked: refused on both.
         records.revoke_key("ops", &made.record.id).await.unwrap();
@@ -342,5 +357,44 @@ async fn postgres_killed_under_load_fails_no_call_and_the_ledger_catches_up() {
         scraped.contains("tollgate_ledger_dropped_total 0"),
         "{scraped}"
     );
+    records.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_expiry_and_its_limits_hold_to_the_moment_and_across_a_reload() {
+    let home = TestDatabase::each("expiry-reload").remove(0);
+    let upstream = Upstream::start().await;
+    let (records, yaml) = with_team(&home, &upstream).await;
+    let mut expiring = NewKey::new("short-lived", "search");
+    expiring.expires_at = Some(std::time::SystemTime::now() + Duration::from_secs(4));
+    let expiring = records.create_key("ops", expiring).await.unwrap();
+    let mut limited = NewKey::new("two-a-minute", "search");
+    limited.limits = Some(serde_json::from_value(json!({ "per_minute": 2 })).unwrap());
+    let limited = records.create_key("ops", limited).await.unwrap();
+    let gateway = GatewayProcess::start(&yaml).await;
+
+    // Refused from its expiry on, checked at each call rather than at the next read.
+    assert_eq!(status(&gateway, &expiring.key).await, 200);
+    assert!(
+        until(PATIENCE, || async {
+            status(&gateway, &expiring.key).await == 401
+        })
+        .await
+    );
+
+    // A reload builds a new limiter: the record's limits hold on it from the reload on.
+    gateway.reload(&yaml);
+    assert!(
+        until(PATIENCE, || async {
+            gateway.logs().contains("configuration reloaded")
+        })
+        .await
+    );
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(status(&gateway, &limited.key).await);
+    }
+    assert_eq!(seen, [200, 200, 429]);
+    drop(gateway);
     records.close().await;
 }

@@ -85,7 +85,7 @@ async fn a_dollar_a_month_holds_under_a_thousand_calls_on_two_processes_and_thei
             redis.yaml()
         ),
     )
-    .replace("timeout: 5s", "timeout: 120s");
+    .replace("timeout: 5s", "timeout: 120s, connect_timeout: 60s");
     let (a, b) = (
         GatewayProcess::start(&yaml).await,
         GatewayProcess::start(&yaml).await,

@@ -151,6 +151,7 @@ impl QuotaList {
         self.built.len() + self.added.push(quota)
     }
 
+    #[cfg(feature = "redis")]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Quota)> {
         self.built
             .iter()

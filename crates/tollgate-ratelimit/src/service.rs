@@ -73,7 +73,7 @@ where
             // No scope limits this request: nothing to reserve, so nothing to settle.
             return ResponseFuture::called(self.inner.call(request), None);
         }
-        let reservation = match shared.reserve(&request) {
+        let reservation = match shared.reserve(&request, keys.as_slice()) {
             Ok(reservation) => reservation,
             Err(error) => return ResponseFuture::failed(error),
         };

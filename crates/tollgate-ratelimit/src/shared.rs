@@ -95,7 +95,11 @@ impl Shared {
     /// What `request` draws: one request, and where quotas count them, its tokens and cost at
     /// the most the provider can bill: the prompt's estimate, and its output bound times the
     /// answers it asks for (`n`, `best_of`).
-    pub(crate) fn reserve(&self, request: &LlmRequest) -> Result<Reservation, LlmError> {
+    pub(crate) fn reserve(
+        &self,
+        request: &LlmRequest,
+        keys: &[(Scope, impl AsRef<str>)],
+    ) -> Result<Reservation, LlmError> {
         let mut reservation = Reservation {
             amounts: Amounts::requests(1),
             price: None,
@@ -148,6 +152,14 @@ impl Shared {
                         .with_cost(price.cost(Usage::new(input, output)));
                 }
                 None if self.unpriced == UnpricedModels::Free => {}
+                // Only a call one of whose own quotas counts cost needs a price: a budget
+                // given to one tenant does not stop another's calls to an unpriced model.
+                None if !keys.iter().any(|(scope, key)| {
+                    self.limiter
+                        .definition()
+                        .quota_of(*scope, key.as_ref())
+                        .counts(Dimension::Cost)
+                }) => {}
                 None => {
                     return Err(LlmError::new(
                         ErrorKind::InvalidRequest,

@@ -205,3 +205,44 @@ async fn an_open_scope_limits_only_the_keys_given_a_quota_while_the_layer_runs()
     // Another key of the same tenant is not limited.
     assert_eq!(call("key-2").await, Ok(()));
 }
+
+#[tokio::test]
+async fn a_budget_given_to_one_tenant_does_not_stop_anothers_calls_to_an_unpriced_model() {
+    let layer = RateLimitConfig::default()
+        .open_scope(TENANT_SCOPE)
+        .build(Some(
+            serde_json::from_str(r#"{ "priced": { "input": "1.00", "output": "2.00" } }"#).unwrap(),
+        ))
+        .unwrap();
+    let limiter = layer.limiter().clone();
+    let service = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service(SimulatedProvider::new());
+    let tenant = limiter.scope(TENANT_SCOPE).unwrap();
+    let budget: Limits =
+        serde_json::from_str(r#"{ "budgets": [{ "limit": "5", "period": "month" }] }"#).unwrap();
+    limiter
+        .set_quotas(
+            tenant,
+            [("acme".into(), Some(budget.quota("limits").unwrap()))],
+        )
+        .unwrap();
+    let call = |tenant: &str, model: &str| {
+        let request = LlmRequest::new(model, vec![Message::user("hi")]).with_tenant(tenant);
+        let service = service.clone();
+        async move {
+            service
+                .oneshot(request)
+                .await
+                .map(drop)
+                .map_err(|e| e.kind())
+        }
+    };
+    // acme's budget cannot price `unpriced`, so acme's call is refused; globex has no budget.
+    assert_eq!(
+        call("acme", "unpriced").await,
+        Err(ErrorKind::InvalidRequest)
+    );
+    assert_eq!(call("globex", "unpriced").await, Ok(()));
+    assert_eq!(call("acme", "priced").await, Ok(()));
+}
