@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
 use serde_json::json;
 use support::*;
@@ -21,29 +21,19 @@ fn homes() -> Vec<TestDatabase> {
     TestDatabase::each("gateway-records")
 }
 
-/// Waits until `check` holds, trying again every 20 ms; whether it did within `limit`.
-async fn until<F: Future<Output = bool>>(limit: Duration, mut check: impl FnMut() -> F) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The records of `home` with the team `search`, and a configuration on them calling `upstream`.
-async fn with_team(home: &TestDatabase, upstream: &Upstream) -> (Database, String) {
-    let records = Database::open(&DatabaseConfig::url(home.url()))
-        .await
-        .unwrap();
+/// The records at `url`, with the team `search`.
+async fn search_team(url: String) -> Database {
+    let records = Database::open(&DatabaseConfig::url(url)).await.unwrap();
     records
         .create_team("ops", NewTeam::named("search"))
         .await
         .unwrap();
+    records
+}
+
+/// The records of `home` with the team `search`, and a configuration on them calling `upstream`.
+async fn with_team(home: &TestDatabase, upstream: &Upstream) -> (Database, String) {
+    let records = search_team(home.url()).await;
     let yaml = config(
         upstream,
         &format!("database: {{ url: \"{}\" }}", home.url()),
@@ -72,10 +62,7 @@ async fn keys_made_revoked_and_rotated_on_the_records_reach_every_process() {
             .unwrap();
         for gateway in [&a, &b] {
             assert!(
-                until(PATIENCE, || async {
-                    status(gateway, &made.key).await == 200
-                })
-                .await,
+                comes_to(gateway, &made.key, 200, PATIENCE).await,
                 "{}",
                 home.url()
             );
@@ -101,12 +88,7 @@ async fn keys_made_revoked_and_rotated_on_the_records_reach_every_process() {
         // Revoked: refused on both.
         records.revoke_key("ops", &made.record.id).await.unwrap();
         for gateway in [&b, &a] {
-            assert!(
-                until(PATIENCE, || async {
-                    status(gateway, &made.key).await == 401
-                })
-                .await
-            );
+            assert!(comes_to(gateway, &made.key, 401, PATIENCE).await);
         }
 
         // Rotated with a grace of two seconds: the new secret works at once, the old one
@@ -115,14 +97,14 @@ async fn keys_made_revoked_and_rotated_on_the_records_reach_every_process() {
             .create_key("ops", NewKey::new("batch", "search"))
             .await
             .unwrap();
-        assert!(until(PATIENCE, || async { status(&a, &second.key).await == 200 }).await);
+        assert!(comes_to(&a, &second.key, 200, PATIENCE).await);
         let rotated = records
             .rotate_key("ops", &second.record.id, Duration::from_secs(2))
             .await
             .unwrap()
             .unwrap();
-        assert!(until(PATIENCE, || async { status(&b, &rotated.key).await == 200 }).await);
-        assert!(until(PATIENCE, || async { status(&b, &second.key).await == 401 }).await);
+        assert!(comes_to(&b, &rotated.key, 200, PATIENCE).await);
+        assert!(comes_to(&b, &second.key, 401, PATIENCE).await);
         assert_eq!(status(&b, &rotated.key).await, 200);
 
         // A key that never existed is refused as before.
@@ -145,12 +127,7 @@ async fn a_records_limits_hold_and_its_calls_reach_the_spend_ledger() {
             .create_key("ops", NewKey::new("free", "search"))
             .await
             .unwrap();
-        assert!(
-            until(PATIENCE, || async {
-                status(&gateway, &free.key).await == 200
-            })
-            .await
-        );
+        assert!(comes_to(&gateway, &free.key, 200, PATIENCE).await);
         let mut seen = Vec::new();
         for _ in 0..3 {
             seen.push(status(&gateway, &made.key).await);
@@ -233,7 +210,7 @@ async fn the_cli_runs_the_records_a_running_gateway_serves() {
         assert!(err.contains("shown this once"));
         let made: serde_json::Value = serde_json::from_str(&out).unwrap();
         let (secret, id) = (made["key"].as_str().unwrap(), made["id"].as_str().unwrap());
-        assert!(until(PATIENCE, || async { status(&gateway, secret).await == 200 }).await);
+        assert!(comes_to(&gateway, secret, 200, PATIENCE).await);
 
         let (code, out, _) = run(&["keys", "list"]);
         assert_eq!(code, 0);
@@ -244,7 +221,7 @@ async fn the_cli_runs_the_records_a_running_gateway_serves() {
 
         let (code, _, _) = run(&["keys", "revoke", id]);
         assert_eq!(code, 0);
-        assert!(until(PATIENCE, || async { status(&gateway, secret).await == 401 }).await);
+        assert!(comes_to(&gateway, secret, 401, PATIENCE).await);
         // The audit log says the CLI did it.
         let records = Database::open(&DatabaseConfig::url(home.url()))
             .await
@@ -288,13 +265,7 @@ async fn postgres_killed_under_load_fails_no_call_and_the_ledger_catches_up() {
         return;
     };
     let upstream = Upstream::start().await;
-    let records = Database::open(&DatabaseConfig::url(postgres.url()))
-        .await
-        .unwrap();
-    records
-        .create_team("ops", NewTeam::named("search"))
-        .await
-        .unwrap();
+    let records = search_team(postgres.url()).await;
     let made = records
         .create_key("ops", NewKey::new("search-backend", "search"))
         .await
@@ -305,12 +276,7 @@ async fn postgres_killed_under_load_fails_no_call_and_the_ledger_catches_up() {
         &format!("database: {{ url: \"{}\", timeout: 2s }}", postgres.url()),
     ))
     .await;
-    assert!(
-        until(PATIENCE, || async {
-            status(&gateway, &made.key).await == 200
-        })
-        .await
-    );
+    assert!(comes_to(&gateway, &made.key, 200, PATIENCE).await);
 
     // Calls all along: before, while and after the database is down.
     let mut statuses = Vec::new();
@@ -375,12 +341,7 @@ async fn a_keys_expiry_and_its_limits_hold_to_the_moment_and_across_a_reload() {
 
     // Refused from its expiry on, checked at each call rather than at the next read.
     assert_eq!(status(&gateway, &expiring.key).await, 200);
-    assert!(
-        until(PATIENCE, || async {
-            status(&gateway, &expiring.key).await == 401
-        })
-        .await
-    );
+    assert!(comes_to(&gateway, &expiring.key, 401, PATIENCE).await);
 
     // A reload builds a new limiter: the record's limits hold on it from the reload on.
     gateway.reload(&yaml);

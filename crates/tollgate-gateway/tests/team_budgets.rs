@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::*;
@@ -16,19 +16,6 @@ use tollgate_testkit::{TestDatabase, TestPostgres, TestRedis, Topology};
 const PATIENCE: Duration = Duration::from_secs(30);
 /// Each call's bound, which the billing upstream bills whole: 1,000 tokens at $2 per million.
 const CALL_MICROS: u64 = 2_000;
-
-async fn until<F: Future<Output = bool>>(limit: Duration, mut check: impl FnMut() -> F) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 fn bounded() -> Value {
     json!({ "model": "default", "max_tokens": 1000, "messages": [{ "role": "user", "content": "hi" }] })

@@ -33,6 +33,28 @@ fn limiter(clock: &ManualClock) -> RateLimiter {
         .unwrap()
 }
 
+/// What becomes of `request` through `service`: admitted, or refused with its kind.
+fn outcome<S>(
+    service: &S,
+    request: LlmRequest,
+) -> impl std::future::Future<Output = Result<(), ErrorKind>> + use<S>
+where
+    S: tower::Service<
+            LlmRequest,
+            Response = tollgate_core::LlmResponse,
+            Error = tollgate_core::LlmError,
+        > + Clone,
+{
+    let service = service.clone();
+    async move {
+        service
+            .oneshot(request)
+            .await
+            .map(drop)
+            .map_err(|e| e.kind())
+    }
+}
+
 fn spend(dollars: u64) -> Amounts {
     Amounts::requests(1).with_cost(MicroUsd(dollars * DOLLAR))
 }
@@ -175,18 +197,11 @@ async fn an_open_scope_limits_only_the_keys_given_a_quota_while_the_layer_runs()
     let service = tower::ServiceBuilder::new()
         .layer(layer)
         .service(SimulatedProvider::new());
-    // Whether a call by `principal` of tenant acme is admitted, and if not, why.
+    // A call by `principal` of tenant acme.
     let call = |principal: &str| {
         let mut request = LlmRequest::new("sim", vec![Message::user("hi")]).with_tenant("acme");
         request.meta.principal = Some(principal.into());
-        let service = service.clone();
-        async move {
-            service
-                .oneshot(request)
-                .await
-                .map(drop)
-                .map_err(|e| e.kind())
-        }
+        outcome(&service, request)
     };
     // Nobody has a quota yet: nothing limits.
     for _ in 0..5 {
@@ -228,15 +243,10 @@ async fn a_budget_given_to_one_tenant_does_not_stop_anothers_calls_to_an_unprice
         )
         .unwrap();
     let call = |tenant: &str, model: &str| {
-        let request = LlmRequest::new(model, vec![Message::user("hi")]).with_tenant(tenant);
-        let service = service.clone();
-        async move {
-            service
-                .oneshot(request)
-                .await
-                .map(drop)
-                .map_err(|e| e.kind())
-        }
+        outcome(
+            &service,
+            LlmRequest::new(model, vec![Message::user("hi")]).with_tenant(tenant),
+        )
     };
     // acme's budget cannot price `unpriced`, so acme's call is refused; globex has no budget.
     assert_eq!(

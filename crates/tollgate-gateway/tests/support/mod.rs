@@ -97,3 +97,35 @@ pub fn data_lines(body: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// Waits until `check` holds, trying again every 20 ms; whether it did within `limit`. For a
+/// condition that needs an answer (an HTTP call, a database read); `eventually` is for one that
+/// does not.
+pub async fn until<F: std::future::Future<Output = bool>>(
+    limit: std::time::Duration,
+    mut check: impl FnMut() -> F,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether a chat call with `key` comes to be answered with `status` within `limit`.
+pub async fn comes_to(
+    gateway: &GatewayProcess,
+    key: &str,
+    status: u16,
+    limit: std::time::Duration,
+) -> bool {
+    until(limit, || async {
+        chat(gateway, key, &ask("hi")).await.status().as_u16() == status
+    })
+    .await
+}
