@@ -36,7 +36,7 @@ pub(super) fn build(
     let Layers { cache, limits } = layers(
         config,
         hooks.env,
-        clock.clone(),
+        (clock.clone(), hooks.wall_time),
         estimator.clone(),
         &mut errors,
     )?;

@@ -14,12 +14,13 @@ use crate::{Config, ProviderConfig, ProviderKind, ResolvedTarget};
 /// [`StackBuilder::wrap_clients`]: super::StackBuilder::wrap_clients
 pub(super) type WrapClient = dyn Fn(&str, BoxedProvider) -> BoxedProvider;
 
-/// What the builder's caller plugs in: where API keys are read, what wraps each client, and
-/// what hears of each billed call.
+/// What the builder's caller plugs in: where API keys are read, what wraps each client, what
+/// hears of each billed call, and where on the calendar the limiter's clock starts.
 pub(super) struct Hooks<'a> {
     pub(super) env: &'a dyn Fn(&str) -> Option<String>,
     pub(super) wrap: Option<&'a WrapClient>,
     pub(super) on_billed: Option<crate::OnBilled>,
+    pub(super) wall_time: Option<std::time::SystemTime>,
 }
 
 /// Each client by its name, with the provider whose settings it takes (its own name, or for a

@@ -28,7 +28,7 @@ pub(super) struct Layers {
 pub(super) fn layers(
     config: &Config,
     env: &dyn Fn(&str) -> Option<String>,
-    clock: Option<Arc<dyn Clock>>,
+    (clock, wall_time): (Option<Arc<dyn Clock>>, Option<std::time::SystemTime>),
     estimator: Arc<dyn TokenEstimator>,
     errors: &mut Vec<ConfigError>,
 ) -> Result<Layers, ConfigError> {
@@ -45,11 +45,15 @@ pub(super) fn layers(
         Switch::Off => None,
     };
     let limits = match &config.rate_limiting {
-        Switch::On(limiting) => {
-            rate_limits(limiting, redis.as_ref(), &config.pricing, clock, estimator)
-                .map_err(|e| errors.push(e))
-                .ok()
-        }
+        Switch::On(limiting) => rate_limits(
+            limiting,
+            redis.as_ref(),
+            &config.pricing,
+            (clock, wall_time),
+            estimator,
+        )
+        .map_err(|e| errors.push(e))
+        .ok(),
         Switch::Off => None,
     };
     Ok(Layers { cache, limits })
@@ -158,13 +162,16 @@ fn rate_limits(
     limiting: &RateLimitingConfig,
     redis: Option<&Redis<'_>>,
     pricing: &PricingTable,
-    clock: Option<Arc<dyn Clock>>,
+    (clock, wall_time): (Option<Arc<dyn Clock>>, Option<std::time::SystemTime>),
     estimator: Arc<dyn TokenEstimator>,
 ) -> Result<(RateLimitLayer, LimitHandles), ConfigError> {
     let under = |e: ConfigError| e.under("rate_limiting");
     let mut limits = limiting.limits().map_err(under)?;
     if let Some(clock) = clock {
         limits = limits.clock(clock);
+    }
+    if let Some(now) = wall_time {
+        limits = limits.wall_time(now);
     }
     let limiter = match redis {
         None => Limiter::Local(limits.build().map_err(under)?),

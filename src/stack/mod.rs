@@ -155,6 +155,7 @@ impl Stack {
             estimator: Arc::new(tollgate_core::CharEstimator),
             wrap: None,
             on_billed: None,
+            wall_time: None,
         }
     }
 
@@ -399,6 +400,7 @@ pub struct StackBuilder<'a> {
     estimator: Arc<dyn tollgate_core::TokenEstimator>,
     wrap: Option<Box<clients::WrapClient>>,
     on_billed: Option<crate::OnBilled>,
+    wall_time: Option<std::time::SystemTime>,
 }
 
 impl std::fmt::Debug for StackBuilder<'_> {
@@ -474,6 +476,14 @@ impl StackBuilder<'_> {
         self
     }
 
+    /// The wall-clock time the rate limiter's clock reads at build (default: the system's):
+    /// calendar budgets count their days, weeks and months from it as the clock advances, so a
+    /// test can start a stack a minute before a month ends and see its budgets reset.
+    pub fn wall_time(mut self, now: std::time::SystemTime) -> Self {
+        self.wall_time = Some(now);
+        self
+    }
+
     /// The stack.
     ///
     /// # Errors
@@ -487,6 +497,7 @@ impl StackBuilder<'_> {
                 env: &*self.env,
                 wrap: self.wrap.as_deref(),
                 on_billed: self.on_billed,
+                wall_time: self.wall_time,
             },
             self.clock,
             self.estimator,

@@ -39,6 +39,10 @@ enum Command {
         /// The least severe level logged: error, warn, info, debug or trace.
         #[arg(long, default_value = "info")]
         log_level: tracing::Level,
+        /// For tests: the wall-clock time (RFC 3339) calendar budgets count their periods from,
+        /// advancing with the process's clock.
+        #[arg(long, hide = true, value_parser = rfc3339)]
+        wall_clock: Option<std::time::SystemTime>,
     },
     /// Checks a configuration and prints every mistake with its path (exit code 1 if any).
     Check {
@@ -73,13 +77,14 @@ fn main() -> ExitCode {
             listen,
             log_format,
             log_level,
+            wall_clock,
         } => {
             init_logs(log_format, log_level);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .expect("a Tokio runtime starts");
-            runtime.block_on(run(config, listen))
+            runtime.block_on(run(config, listen, wall_clock))
         }
         Command::Check { config } => check(&config),
         Command::Keys { command } => cli::keys(command),
@@ -106,7 +111,19 @@ fn read_config(path: Option<&PathBuf>) -> Result<GatewayConfig, tollgate::Config
     }
 }
 
-async fn run(path: Option<PathBuf>, listen: Option<SocketAddr>) -> ExitCode {
+fn rfc3339(text: &str) -> Result<std::time::SystemTime, String> {
+    let at = text
+        .parse::<jiff::Timestamp>()
+        .map_err(|error| format!("not an RFC 3339 time: {error}"))?;
+    let nanos = u64::try_from(at.as_nanosecond()).map_err(|_| "before 1970".to_owned())?;
+    Ok(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos))
+}
+
+async fn run(
+    path: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    wall_clock: Option<std::time::SystemTime>,
+) -> ExitCode {
     let config = match read_config(path.as_ref()) {
         Ok(config) => config,
         Err(errors) => {
@@ -123,7 +140,11 @@ async fn run(path: Option<PathBuf>, listen: Option<SocketAddr>) -> ExitCode {
             None
         }
     };
-    let gateway = match Gateway::with_metrics(config, metrics) {
+    let built = match wall_clock {
+        Some(start) => Gateway::with_wall_clock(config, metrics, start),
+        None => Gateway::with_metrics(config, metrics),
+    };
+    let gateway = match built {
         Ok(gateway) => gateway,
         Err(errors) => {
             eprintln!("{errors}");

@@ -1,5 +1,5 @@
-//! The control plane's records in the gateway (the `database` section): keys and teams read from
-//! the database into memory and read again within a poll of any change, their limits given to the
+//! The control plane's records in the gateway (in the `database` section's database, or without
+//! one in a SQLite database in memory): keys and teams read from the database into memory and read again within a poll of any change, their limits given to the
 //! limiter, when keys were last used written in batches, and every billed call added to the spend
 //! ledger. No call waits on the database: lookups are in memory, writes are off the call path.
 
@@ -62,12 +62,12 @@ struct Loaded {
     /// When the key table must be made again though nothing changed: a key expires, or a rotated
     /// key's grace ends.
     next_deadline: Option<SystemTime>,
-    /// The build of the configuration the records' quotas were last given to, and the keys
-    /// given one, by scope.
+    /// The build of the configuration the records' quotas were last given to.
     applied_to: Option<u64>,
+    /// The keys given a quota there, by scope: those to take it back from when their limits go.
+    applied: BTreeMap<&'static str, Vec<String>>,
     /// The build whose periods' spend was read back from the ledger (tried until it is).
     restored: Option<u64>,
-    applied: BTreeMap<&'static str, Vec<String>>,
 }
 
 /// The records' budgets that degrade, by scope (`principal`, `tenant`) and name.

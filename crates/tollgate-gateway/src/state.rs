@@ -45,6 +45,8 @@ struct Shared {
     records: std::sync::OnceLock<Arc<Records>>,
     /// Where every stack built here sends its billed calls: the database's spend ledger.
     spend: Arc<SpendSink>,
+    /// A wall clock of its own, for tests: the time it read at start, and when that was.
+    wall: Option<(std::time::SystemTime, std::time::Instant)>,
     metrics: Option<PrometheusHandle>,
     /// Request ids made here: a random prefix for the process, then a count.
     id_prefix: u32,
@@ -92,15 +94,40 @@ impl Gateway {
         config: GatewayConfig,
         metrics: Option<PrometheusHandle>,
     ) -> Result<Self, ConfigErrors> {
+        Self::make(config, metrics, None)
+    }
+
+    /// [`with_metrics`](Self::with_metrics), with calendar budgets counting their days, weeks
+    /// and months from `start` as the process's clock advances, instead of from the system's
+    /// time: for a test that starts a gateway a minute before a month ends and sees its budgets
+    /// reset. (`tollgate serve --wall-clock RFC3339` does this.)
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn with_wall_clock(
+        config: GatewayConfig,
+        metrics: Option<PrometheusHandle>,
+        start: std::time::SystemTime,
+    ) -> Result<Self, ConfigErrors> {
+        Self::make(config, metrics, Some((start, std::time::Instant::now())))
+    }
+
+    fn make(
+        config: GatewayConfig,
+        metrics: Option<PrometheusHandle>,
+        wall: Option<(std::time::SystemTime, std::time::Instant)>,
+    ) -> Result<Self, ConfigErrors> {
         let mut prefix = [0u8; 4];
         // Ids need only differ between processes most of the time; a fixed prefix will do.
         let _ = getrandom::fill(&mut prefix);
         let spend = Arc::new(SpendSink::default());
         Ok(Self {
             shared: Arc::new(Shared {
-                live: RwLock::new(Arc::new(Live::build(config, &spend)?)),
+                live: RwLock::new(Arc::new(Live::build(config, &spend, wall_now(wall))?)),
                 records: std::sync::OnceLock::new(),
                 spend,
+                wall,
                 metrics,
                 id_prefix: u32::from_le_bytes(prefix),
                 ids: AtomicU64::new(0),
@@ -118,7 +145,11 @@ impl Gateway {
     ///
     /// As [`new`](Self::new); the old configuration stays.
     pub fn reload(&self, config: GatewayConfig) -> Result<(), ConfigErrors> {
-        let live = Arc::new(Live::build(config, &self.shared.spend)?);
+        let live = Arc::new(Live::build(
+            config,
+            &self.shared.spend,
+            wall_now(self.shared.wall),
+        )?);
         *self.shared.live.write().unwrap_or_else(|e| e.into_inner()) = live.clone();
         // The records' limits hold on the new stack at once, from memory, database or not; the
         // periods' spend is read back at the next read of the records.
@@ -264,13 +295,20 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Live {
-    fn build(config: GatewayConfig, spend: &Arc<SpendSink>) -> Result<Self, ConfigErrors> {
+    fn build(
+        config: GatewayConfig,
+        spend: &Arc<SpendSink>,
+        wall_time: Option<std::time::SystemTime>,
+    ) -> Result<Self, ConfigErrors> {
         let stack_config = config.stack_config();
         let spend = spend.clone();
-        let stack = Stack::builder(&stack_config)
+        let mut builder = Stack::builder(&stack_config)
             .wrap_clients(|_, client| upstream::timed(client))
-            .on_billed(move |call| spend.billed(call))
-            .build()?;
+            .on_billed(move |call| spend.billed(call));
+        if let Some(now) = wall_time {
+            builder = builder.wall_time(now);
+        }
+        let stack = builder.build()?;
         let digest = |hash: Option<&String>| {
             hash.map(|hash| crate::keys::parse_hash(hash).expect("checked when read"))
         };
@@ -288,6 +326,13 @@ impl Live {
             denials: std::sync::Mutex::default(),
         })
     }
+}
+
+/// The time a gateway's own wall clock reads now, when it has one.
+fn wall_now(
+    wall: Option<(std::time::SystemTime, std::time::Instant)>,
+) -> Option<std::time::SystemTime> {
+    wall.map(|(start, at)| start + at.elapsed())
 }
 
 /// What the records' quotas are given to on `live`'s stack.

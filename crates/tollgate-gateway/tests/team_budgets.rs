@@ -258,3 +258,48 @@ async fn a_team_low_on_its_budget_is_moved_to_the_cheap_role_then_refused_at_not
     drop(gateway);
     records.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_month_boundary_on_a_test_clock_gives_two_processes_the_whole_budget_again() {
+    let Some(redis) = TestRedis::start(Topology::Server) else {
+        return;
+    };
+    let home = TestDatabase::each("month-boundary").remove(0);
+    let upstream = Upstream::billing(1_000).await;
+    let (records, key) = capped_team(&home.url(), "0.0101").await;
+    let yaml = config(
+        &upstream,
+        &format!(
+            "database: {{ url: \"{}\" }}\nredis: {{ {}, on_failure: fail_closed, limiter_timeout: 10s, cache_timeout: 10s }}\n",
+            home.url(),
+            redis.yaml()
+        ),
+    );
+    // Both gateways' calendars start twenty seconds before 2027 begins.
+    let clock = ["--wall-clock", "2026-12-31T23:59:40Z"];
+    let (a, b) = (
+        GatewayProcess::start_with(&yaml, &clock).await,
+        GatewayProcess::start_with(&yaml, &clock).await,
+    );
+    let mut seen = Vec::new();
+    for i in 0..6 {
+        seen.push(status(if i % 2 == 0 { &a } else { &b }, &key).await);
+    }
+    assert_eq!(seen, [200, 200, 200, 200, 200, 429]);
+    let refused = chat(&b, &key, &bounded()).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(
+        refused.headers()["x-ratelimit-budget-resets-at"],
+        "2027-01-01T00:00:00Z"
+    );
+    // January, on each process's clock: the whole budget again, shared by both.
+    assert!(until(PATIENCE, || async { status(&a, &key).await == 200 }).await);
+    let mut january = vec![200];
+    for i in 0..5 {
+        january.push(status(if i % 2 == 0 { &b } else { &a }, &key).await);
+    }
+    assert_eq!(january, [200, 200, 200, 200, 200, 429]);
+    assert_eq!(upstream.billed(), 10 * 1_000);
+    drop((a, b));
+    records.close().await;
+}
