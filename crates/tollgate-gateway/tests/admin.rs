@@ -6,6 +6,7 @@ mod support;
 
 use serde_json::{Value, json};
 use support::*;
+use tollgate_testkit::TestDatabase;
 
 const ADMIN: &str = "tg-admin-secret";
 
@@ -17,6 +18,17 @@ fn admin_config(upstream: &Upstream, more: &str) -> String {
             tollgate_gateway::hash_key(ADMIN)
         ),
     )
+}
+
+/// Where the records live for each run: in memory (no `database` section), a SQLite file, and a
+/// real PostgreSQL when one is installed (required in CI); each with its `database` section.
+fn homes() -> Vec<(Option<TestDatabase>, String)> {
+    let mut homes = vec![(None, String::new())];
+    for home in TestDatabase::each("admin") {
+        let section = format!("database: {{ url: \"{}\" }}", home.url());
+        homes.push((Some(home), section));
+    }
+    homes
 }
 
 async fn send(
@@ -72,8 +84,14 @@ async fn every_admin_route_refuses_no_key_a_callers_key_and_a_wrong_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_and_teams_are_run_over_the_api_and_no_secret_is_shown_again() {
+    for (_home, database) in homes() {
+        keys_and_teams(&database).await;
+    }
+}
+
+async fn keys_and_teams(database: &str) {
     let upstream = Upstream::start().await;
-    let gateway = GatewayProcess::start(&admin_config(&upstream, "")).await;
+    let gateway = GatewayProcess::start(&admin_config(&upstream, database)).await;
     let admin = |method: &'static str, path: String, body: Option<Value>| {
         let gateway = &gateway;
         async move { send(gateway, method, &path, Some(ADMIN), body).await }
@@ -207,8 +225,14 @@ async fn keys_and_teams_are_run_over_the_api_and_no_secret_is_shown_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spend_reads_back_what_the_upstream_billed_by_key_team_model_and_day() {
+    for (_home, database) in homes() {
+        spend_by_group(&database).await;
+    }
+}
+
+async fn spend_by_group(database: &str) {
     let upstream = Upstream::start().await;
-    let gateway = GatewayProcess::start(&admin_config(&upstream, "")).await;
+    let gateway = GatewayProcess::start(&admin_config(&upstream, database)).await;
     let admin = |method: &'static str, path: String, body: Option<Value>| {
         let gateway = &gateway;
         async move { send(gateway, method, &path, Some(ADMIN), body).await }
@@ -269,6 +293,11 @@ async fn spend_reads_back_what_the_upstream_billed_by_key_team_model_and_day() {
     assert_eq!(calls, [2, 3]);
     let (_, by_model) = admin("GET", "/admin/spend?group_by=model".into(), None).await;
     assert_eq!(by_model["groups"]["up-model"]["cost_micros"], 100);
+    // By day: today's, the only one (a call made just past midnight UTC would start another).
+    let (_, by_day) = admin("GET", "/admin/spend?group_by=day".into(), None).await;
+    assert_eq!(by_day["total"]["cost_micros"], 100);
+    let days: Vec<&Value> = by_day["groups"].as_object().unwrap().values().collect();
+    assert!(!days.is_empty() && days.len() <= 2, "{by_day}");
 
     let response = client()
         .get(format!(
