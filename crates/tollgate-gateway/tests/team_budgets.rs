@@ -292,11 +292,13 @@ async fn the_month_boundary_on_a_test_clock_gives_two_processes_the_whole_budget
         refused.headers()["x-ratelimit-budget-resets-at"],
         "2027-01-01T00:00:00Z"
     );
-    // January, on each process's clock: the whole budget again, shared by both.
+    // January, on each process's clock (each read the test clock as it started, a moment apart,
+    // and one still in December refuses without spending): the whole budget again, shared.
     assert!(until(PATIENCE, || async { status(&a, &key).await == 200 }).await);
-    let mut january = vec![200];
-    for i in 0..5 {
-        january.push(status(if i % 2 == 0 { &b } else { &a }, &key).await);
+    assert!(until(PATIENCE, || async { status(&b, &key).await == 200 }).await);
+    let mut january = vec![200, 200];
+    for i in 0..4 {
+        january.push(status(if i % 2 == 0 { &a } else { &b }, &key).await);
     }
     assert_eq!(january, [200, 200, 200, 200, 200, 429]);
     assert_eq!(upstream.billed(), 10 * 1_000);
