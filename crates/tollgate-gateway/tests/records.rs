@@ -91,20 +91,26 @@ async fn keys_made_revoked_and_rotated_on_the_records_reach_every_process() {
             assert!(comes_to(gateway, &made.key, 401, PATIENCE).await);
         }
 
-        // Rotated with a grace of two seconds: the new secret works at once, the old one
-        // until the grace ends, then gets 401.
+        // Rotated with a grace of fifteen seconds: the new secret works once read, the old one
+        // through the grace on both processes, then gets 401.
         let second = records
             .create_key("ops", NewKey::new("batch", "search"))
             .await
             .unwrap();
         assert!(comes_to(&a, &second.key, 200, PATIENCE).await);
         let rotated = records
-            .rotate_key("ops", &second.record.id, Duration::from_secs(2))
+            .rotate_key("ops", &second.record.id, Duration::from_secs(15))
             .await
             .unwrap()
             .unwrap();
         assert!(comes_to(&b, &rotated.key, 200, PATIENCE).await);
+        assert!(comes_to(&a, &rotated.key, 200, PATIENCE).await);
+        assert_eq!(
+            (status(&a, &second.key).await, status(&b, &second.key).await),
+            (200, 200)
+        );
         assert!(comes_to(&b, &second.key, 401, PATIENCE).await);
+        assert!(comes_to(&a, &second.key, 401, PATIENCE).await);
         assert_eq!(status(&b, &rotated.key).await, 200);
 
         // A key that never existed is refused as before.
@@ -331,16 +337,17 @@ async fn a_keys_expiry_and_its_limits_hold_to_the_moment_and_across_a_reload() {
     let home = TestDatabase::each("expiry-reload").remove(0);
     let upstream = Upstream::start().await;
     let (records, yaml) = with_team(&home, &upstream).await;
-    let mut expiring = NewKey::new("short-lived", "search");
-    expiring.expires_at = Some(std::time::SystemTime::now() + Duration::from_secs(4));
-    let expiring = records.create_key("ops", expiring).await.unwrap();
     let mut limited = NewKey::new("two-a-minute", "search");
     limited.limits = Some(serde_json::from_value(json!({ "per_minute": 2 })).unwrap());
     let limited = records.create_key("ops", limited).await.unwrap();
     let gateway = GatewayProcess::start(&yaml).await;
 
-    // Refused from its expiry on, checked at each call rather than at the next read.
-    assert_eq!(status(&gateway, &expiring.key).await, 200);
+    // Made once the gateway runs, to expire ten seconds on: served once read, then refused from
+    // its expiry on, checked at each call rather than at the next read.
+    let mut expiring = NewKey::new("short-lived", "search");
+    expiring.expires_at = Some(std::time::SystemTime::now() + Duration::from_secs(10));
+    let expiring = records.create_key("ops", expiring).await.unwrap();
+    assert!(comes_to(&gateway, &expiring.key, 200, Duration::from_secs(10)).await);
     assert!(comes_to(&gateway, &expiring.key, 401, PATIENCE).await);
 
     // A reload builds a new limiter: the record's limits hold on it from the reload on.
