@@ -28,7 +28,7 @@
 //!
 //! let ledger = Ledger::start(database.clone(), LedgerConfig::default());
 //! let usage = Usage::new(1_000, 200);
-//! ledger.record(SpendEntry::new(SystemTime::now(), &made.record.id, "search", "gpt-4o", "openai", usage, MicroUsd(4_500)));
+//! ledger.record(SpendEntry::new(SystemTime::now(), made.record.id.as_str(), "search", "gpt-4o", "openai", usage, MicroUsd(4_500)));
 //! ledger.flush().await.unwrap();
 //! let by_team = database.spend(GroupBy::Team, None, None).await.unwrap();
 //! assert_eq!(by_team.groups["search"].cost_micros, 4_500);
