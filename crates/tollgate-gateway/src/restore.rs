@@ -79,12 +79,13 @@ fn budgets(limiter: &Limiter, scope: Scope, key: &str) -> Vec<Calendar> {
 
 /// The UTC day the period `now` falls in begins on (`2026-12-01`).
 pub(crate) fn first_day(calendar: &Calendar, now: SystemTime) -> String {
-    let starts =
-        jiff::Timestamp::try_from(calendar.starts_at(now)).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-    jiff::tz::TimeZone::UTC
-        .to_datetime(starts)
-        .date()
-        .to_string()
+    utc_day(calendar.starts_at(now))
+}
+
+/// The UTC day `at` falls in (`2026-12-01`), as the ledger names its days.
+pub(crate) fn utc_day(at: SystemTime) -> String {
+    let at = jiff::Timestamp::try_from(at).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    jiff::tz::TimeZone::UTC.to_datetime(at).date().to_string()
 }
 
 /// The ledger's spend since each day asked for, per group, read once a day.

@@ -103,11 +103,7 @@ async fn read_records(
             "budget_usd": budget.map(|tier| tier.limit() as f64 / 1e6),
         }));
     }
-    let from = jiff::Timestamp::try_from(now - std::time::Duration::from_secs(29 * 86_400))
-        .map_or_else(
-            |_| "1970-01-01".to_owned(),
-            |at| jiff::tz::TimeZone::UTC.to_datetime(at).date().to_string(),
-        );
+    let from = crate::restore::utc_day(now - std::time::Duration::from_secs(29 * 86_400));
     let team_days: BTreeMap<String, BTreeMap<String, f64>> = database
         .daily_spend_by_team(&from)
         .await?
