@@ -38,7 +38,7 @@ impl Database {
     /// `Unavailable` when the database does not answer.
     pub async fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>, LlmError> {
         sqlx::query(
-            "SELECT id, at, actor, action, target, detail FROM tg_audit ORDER BY at DESC, id DESC LIMIT $1",
+            "SELECT id, at, actor, action, target, detail FROM tg_audit ORDER BY seq DESC, at DESC, id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(self.pool())

@@ -67,8 +67,15 @@ pub(crate) async fn changed(
     target: &str,
     detail: serde_json::Value,
 ) -> Result<(), LlmError> {
+    // The version first: its row lock orders concurrent changes, and the entry keeps the number.
+    let seq: i64 = sqlx::query_scalar(
+        "UPDATE tg_meta SET value = value + 1 WHERE name = 'records_version' RETURNING value",
+    )
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| unavailable("cannot move the records' version", &e))?;
     sqlx::query(
-        "INSERT INTO tg_audit (id, at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO tg_audit (id, at, actor, action, target, detail, seq) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(new_id("audit_"))
     .bind(millis(SystemTime::now()))
@@ -76,13 +83,10 @@ pub(crate) async fn changed(
     .bind(action)
     .bind(target)
     .bind(json(&detail))
+    .bind(seq)
     .execute(&mut **tx)
     .await
     .map_err(|e| unavailable("cannot write the audit log", &e))?;
-    sqlx::query("UPDATE tg_meta SET value = value + 1 WHERE name = 'records_version'")
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| unavailable("cannot move the records' version", &e))?;
     Ok(())
 }
 

@@ -46,6 +46,30 @@ async fn migrations_run_from_empty_and_again_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_in_the_same_millisecond_are_audited_in_the_order_they_were_made() {
+    for home in homes() {
+        let database = open(&home).await;
+        let names: Vec<String> = (0..40).map(|n| format!("team-{n:02}")).collect();
+        for name in &names {
+            database
+                .create_team("ops", NewTeam::named(name))
+                .await
+                .unwrap();
+        }
+        let audited: Vec<String> = database
+            .audit(100)
+            .await
+            .unwrap()
+            .into_iter()
+            .rev()
+            .map(|entry| entry.target)
+            .collect();
+        assert_eq!(audited, names);
+        database.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_lives_made_changed_rotated_and_revoked_and_every_change_is_audited() {
     for home in homes() {
         let database = open(&home).await;
