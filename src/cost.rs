@@ -325,7 +325,13 @@ impl CostTracker {
     }
 
     /// Adds one answered call; `incomplete` for a stream that ended before its answer did.
-    pub(crate) fn record(&self, labels: Labels, usage: Usage, incomplete: bool) {
+    /// Adds a billed call, and says what it cost (`None` for a model without a price).
+    pub(crate) fn record(
+        &self,
+        labels: Labels,
+        usage: Usage,
+        incomplete: bool,
+    ) -> Option<MicroUsd> {
         let cost = self.pricing.cost(&labels.route.model, usage);
         let call = Spend {
             calls: 1,
@@ -356,7 +362,7 @@ impl CostTracker {
         if let Some(line) = ledger.tenants.get_mut(&labels.tenant) {
             line.spend.add(&call);
             line.last_call = number;
-            return;
+            return cost;
         }
         if ledger.tenants.len() >= self.max_tenants {
             ledger.fold_idle();
@@ -368,6 +374,7 @@ impl CostTracker {
                 last_call: number,
             },
         );
+        cost
     }
 
     /// Spend so far, without budgets (see [`Stack::cost_report`](crate::Stack::cost_report)).

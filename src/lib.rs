@@ -91,6 +91,8 @@ mod config;
 #[cfg(feature = "config")]
 mod cost;
 #[cfg(feature = "config")]
+mod recorder;
+#[cfg(feature = "config")]
 mod stack;
 #[cfg(feature = "config")]
 pub use billed::{BilledCall, OnBilled};
@@ -108,7 +110,16 @@ pub use cost::{
     Spend, TenantSpend,
 };
 #[cfg(feature = "config")]
+pub use recorder::{CallRecorder, OnCall};
+#[cfg(feature = "config")]
 pub use stack::{BoxedProvider, Sizes, Stack, StackBuilder, StackFuture};
+
+/// One record per call ([`CallRecord`](log::CallRecord)) and the log that writes them to sinks
+/// off the call path ([`tollgate_log`]); [`StackBuilder::on_call`] hands a stack's records on.
+#[cfg(feature = "config")]
+pub mod log {
+    pub use tollgate_log::*;
+}
 
 /// Exact-match response caching with memory and file stores (crate `tollgate-cache`).
 #[cfg(feature = "cache")]

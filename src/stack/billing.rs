@@ -24,6 +24,7 @@ use super::BoxedProvider;
 use crate::{
     call_metrics::{ClientMetrics, Series},
     cost::{CostTracker, Labels, Route},
+    recorder::CallRecorder,
 };
 
 /// A provider's client with its billing, statistics, breaker and retries, each when configured.
@@ -67,7 +68,11 @@ impl Service<LlmRequest> for Billed {
             )
         });
         let started = series.as_ref().map(|series| series.now());
+        // The call's record, when one is kept: each attempt adds its time, usage and cost.
+        let recorder = CallRecorder::of(&request).cloned();
+        let sent = recorder.as_ref().map(|_| std::time::Instant::now());
         let record = Record {
+            recorder,
             series,
             costs: self.costs.clone(),
             labels: Labels {
@@ -94,12 +99,14 @@ impl Service<LlmRequest> for Billed {
             call: self.client.call(request),
             record: Some(record),
             started,
+            sent,
         }
     }
 }
 
 /// What a call adds to the cost tracker once it is answered, or dropped.
 struct Record {
+    recorder: Option<CallRecorder>,
     series: Option<Arc<Series>>,
     costs: CostTracker,
     labels: Labels,
@@ -136,6 +143,7 @@ impl Record {
             }
         }
         let Self {
+            recorder,
             series,
             costs,
             labels,
@@ -148,7 +156,10 @@ impl Record {
             if let Some(series) = &series {
                 series.billed(&labels.route.model, usage);
             }
-            costs.record(labels, usage, incomplete);
+            let cost = costs.record(labels, usage, incomplete);
+            if let Some(recorder) = &recorder {
+                recorder.billed(usage, cost);
+            }
         };
         if !response.is_stream() {
             charge(labels, response.usage, false);
@@ -179,7 +190,10 @@ impl Record {
         if let Some(series) = &self.series {
             series.billed(&self.labels.route.model, usage);
         }
-        self.costs.record(self.labels, usage, true);
+        let cost = self.costs.record(self.labels, usage, true);
+        if let Some(recorder) = &self.recorder {
+            recorder.billed(usage, cost);
+        }
     }
 }
 
@@ -191,6 +205,8 @@ pin_project! {
         record: Option<Record>,
         // When the call was sent, when it is timed.
         started: Option<u64>,
+        // When the call was sent, when its record is kept.
+        sent: Option<std::time::Instant>,
     }
 
     impl PinnedDrop for BilledFuture {
@@ -209,6 +225,12 @@ impl Future for BilledFuture {
         let this = self.project();
         let result = std::task::ready!(this.call.poll(cx));
         let record = this.record.take();
+        if let (Some(sent), Some(recorder)) = (
+            this.sent.take(),
+            record.as_ref().and_then(|r| r.recorder.as_ref()),
+        ) {
+            recorder.waited(sent.elapsed());
+        }
         let series = record.as_ref().and_then(|record| record.series.as_ref());
         if let (Some(series), Some(started)) = (series, this.started.take()) {
             let took = series.now().saturating_sub(started);

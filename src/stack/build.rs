@@ -74,6 +74,7 @@ pub(super) fn build(
             limits: limits.map(|(_, limits)| limits),
             breakers,
             health,
+            records: hooks.records.clone(),
         }),
     })
 }

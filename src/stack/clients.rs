@@ -21,6 +21,7 @@ pub(super) struct Hooks<'a> {
     pub(super) wrap: Option<&'a WrapClient>,
     pub(super) on_billed: Option<crate::OnBilled>,
     pub(super) wall_time: Option<std::time::SystemTime>,
+    pub(super) records: super::Records,
 }
 
 /// Each client by its name, with the provider whose settings it takes (its own name, or for a

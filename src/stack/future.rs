@@ -14,7 +14,7 @@ use tollgate_core::{ErrorKind, LlmError, LlmRequest, LlmResponse, Operation};
 use tracing::{Span, field::Empty};
 
 use super::BoxedProvider;
-use crate::call_metrics::Timed;
+use crate::{call_metrics::Timed, recorder::Recording};
 
 type Inner = <BoxedProvider as Service<LlmRequest>>::Future;
 use tower_service::Service;
@@ -71,6 +71,8 @@ pin_project! {
         timing: Option<(Arc<Timed>, u64)>,
         // The whole call's deadline, when it has one: boxed, as most calls have none.
         deadline: Option<(Instant, Pin<Box<Sleep>>)>,
+        // The call's record, when one is kept.
+        recording: Option<Box<Recording>>,
     }
 }
 
@@ -95,6 +97,7 @@ impl StackFuture {
         quiet: bool,
         timing: Option<(Arc<Timed>, u64)>,
         deadline: Option<Instant>,
+        recording: Option<Box<Recording>>,
     ) -> Self {
         Self {
             state: State::Called { call },
@@ -102,16 +105,18 @@ impl StackFuture {
             quiet,
             timing,
             deadline: deadline.map(|at| (at, Box::pin(tokio::time::sleep_until(at)))),
+            recording,
         }
     }
 
-    pub(super) fn failed(error: LlmError, span: Span) -> Self {
+    pub(super) fn failed(error: LlmError, span: Span, recording: Option<Box<Recording>>) -> Self {
         Self {
             state: State::Failed { error: Some(error) },
             span,
             quiet: false,
             timing: None,
             deadline: None,
+            recording,
         }
     }
 }
@@ -141,6 +146,10 @@ impl Future for StackFuture {
             StateProj::Failed { error } => Err(error.take().expect("polled after completion")),
         };
         let deadline = this.deadline.take().map(|(at, _)| at);
+        let mut recording = this.recording.take();
+        if let Some(recording) = &recording {
+            crate::recorder::answered(&recording.recorder, &result, recording.bodies);
+        }
         let result = result.map(|mut response| {
             if let Some(stream) = response.take_stream() {
                 let stream = match deadline {
@@ -151,6 +160,11 @@ impl Future for StackFuture {
                     stream.without_usage()
                 } else {
                     stream
+                };
+                // The record waits for the stream's end, and learns how it ended.
+                let stream = match recording.take() {
+                    Some(recording) => crate::recorder::follow(stream, *recording),
+                    None => stream,
                 };
                 response = response.with_stream(stream);
             }

@@ -23,6 +23,7 @@ pub use future::StackFuture;
 use crate::{
     Config, ConfigErrors, RateLimitingConfig, ResolvedRole,
     cost::{CostReport, CostTracker},
+    recorder::{CallRecorder, Recording},
 };
 
 /// A provider client as the stack holds it: any `Service<LlmRequest>`, boxed.
@@ -123,6 +124,16 @@ struct Parts {
     limits: Option<LimitHandles>,
     breakers: Option<tollgate_circuit_breaker::CircuitBreakers>,
     health: Option<tollgate_health::HealthStats>,
+    records: Records,
+}
+
+/// Whether each call's record is kept, and with what.
+#[derive(Clone, Default)]
+struct Records {
+    /// The hook every call's record goes to, when one was given.
+    on_call: Option<crate::OnCall>,
+    /// Prompts and answers are kept, up to this many bytes each.
+    bodies: Option<usize>,
 }
 
 /// The rate limiter and what the cost report needs of it.
@@ -156,6 +167,7 @@ impl Stack {
             wrap: None,
             on_billed: None,
             wall_time: None,
+            records: Records::default(),
         }
     }
 
@@ -364,12 +376,31 @@ impl Service<LlmRequest> for Stack {
         self.service.poll_ready(cx)
     }
 
-    fn call(&mut self, request: LlmRequest) -> Self::Future {
+    fn call(&mut self, mut request: LlmRequest) -> Self::Future {
         // The limiter, the cache and the cost report need a stream's usage, so the provider is
         // asked for it; a caller who did not ask does not get it.
         let quiet = request.meta.stream && !request.params.include_usage();
+        let records = &self.parts.records;
+        let recorder = match CallRecorder::of(&request) {
+            Some(recorder) => Some(recorder.clone()),
+            None => records.on_call.as_ref().map(|hook| {
+                let id = request.meta.request_id.clone().unwrap_or_else(|| "".into());
+                let recorder = CallRecorder::new(id, hook.clone());
+                recorder.attach(&mut request);
+                recorder
+            }),
+        };
+        let recording = recorder.map(|recorder| {
+            Box::new(Recording {
+                recorder,
+                bodies: records.bodies,
+            })
+        });
         match self.resolve(request) {
             Ok(request) => {
+                if let Some(recording) = &recording {
+                    crate::recorder::asked(&recording.recorder, &request, recording.bodies);
+                }
                 let span = future::call_span(&request);
                 let timing = self.parts.whole.as_ref().map(|whole| {
                     let timed = whole.of(request.meta.operation, &request.model).clone();
@@ -381,9 +412,9 @@ impl Service<LlmRequest> for Stack {
                     let _entered = span.enter();
                     self.service.call(request)
                 };
-                StackFuture::called(call, span, quiet, timing, deadline)
+                StackFuture::called(call, span, quiet, timing, deadline, recording)
             }
-            Err(error) => StackFuture::failed(error, tracing::Span::none()),
+            Err(error) => StackFuture::failed(error, tracing::Span::none(), recording),
         }
     }
 }
@@ -401,6 +432,7 @@ pub struct StackBuilder<'a> {
     wrap: Option<Box<clients::WrapClient>>,
     on_billed: Option<crate::OnBilled>,
     wall_time: Option<std::time::SystemTime>,
+    records: Records,
 }
 
 impl std::fmt::Debug for StackBuilder<'_> {
@@ -476,6 +508,58 @@ impl StackBuilder<'_> {
         self
     }
 
+    /// Calls `hook` once for each call through the stack, with its record
+    /// ([`CallRecord`](crate::log::CallRecord)): who made it, what answered, whether the cache
+    /// did, how it ended, what every billed attempt used and cost, and how long it took. It is
+    /// called when the call is over, after a stream's last event, on the task that finished
+    /// it: hand the record to a [`CallLog`](crate::log::CallLog), which writes it off the call
+    /// path. A request that carries a [`CallRecorder`](crate::CallRecorder) of its own is
+    /// recorded there instead.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use tollgate::{Config, LlmRequest, Message, Stack};
+    /// use tower::ServiceExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let config = Config::from_yaml(r#"
+    /// providers: { local: { kind: simulated, output_tokens: 10 } }
+    /// roles: { default: { provider: local, model: sim-small } }
+    /// pricing: { sim-small: { input: "1.00", output: "2.00" } }
+    /// "#).unwrap();
+    /// let records = Arc::new(Mutex::new(Vec::new()));
+    /// let kept = records.clone();
+    /// let stack = Stack::builder(&config)
+    ///     .on_call(move |record| kept.lock().unwrap().push(record))
+    ///     .build()
+    ///     .unwrap();
+    /// let ask = LlmRequest::new("", vec![Message::user("hi")]).with_tenant("acme");
+    /// stack.oneshot(ask).await.unwrap();
+    ///
+    /// let record = records.lock().unwrap().pop().unwrap();
+    /// assert_eq!(record.team.as_deref(), Some("acme"));
+    /// assert_eq!(record.model.as_deref(), Some("sim-small"));
+    /// assert_eq!((record.usage.input_tokens, record.usage.output_tokens), (7, 10));
+    /// assert_eq!(record.cost.unwrap().0, 7 + 20); // micro-dollars
+    /// # }
+    /// ```
+    pub fn on_call(
+        mut self,
+        hook: impl Fn(crate::log::CallRecord) + Send + Sync + 'static,
+    ) -> Self {
+        self.records.on_call = Some(Arc::new(hook));
+        self
+    }
+
+    /// Keeps each call's prompt (its messages, as JSON) and answer (its text) in its record, up
+    /// to `max_bytes` each (default: neither is kept). They are redacted by the
+    /// [`CallLog`](crate::log::CallLog) before any sink keeps them.
+    pub fn record_bodies(mut self, max_bytes: usize) -> Self {
+        self.records.bodies = Some(max_bytes);
+        self
+    }
+
     /// The wall-clock time the rate limiter's clock reads at build (default: the system's):
     /// calendar budgets count their days, weeks and months from it as the clock advances, so a
     /// test can start a stack a minute before a month ends and see its budgets reset.
@@ -498,6 +582,7 @@ impl StackBuilder<'_> {
                 wrap: self.wrap.as_deref(),
                 on_billed: self.on_billed,
                 wall_time: self.wall_time,
+                records: self.records,
             },
             self.clock,
             self.estimator,

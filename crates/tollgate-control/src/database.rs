@@ -14,13 +14,14 @@ use tollgate_core::{ConfigError, ErrorKind, LlmError, duration};
 use crate::row::unavailable;
 
 /// The schema, in order; each runs once per database (sqlx's `_sqlx_migrations` keeps count).
-const MIGRATIONS: [(i64, &str, &str); 2] = [
+const MIGRATIONS: [(i64, &str, &str); 3] = [
     (1, "records", include_str!("../migrations/0001_records.sql")),
     (
         2,
         "audit order",
         include_str!("../migrations/0002_audit_order.sql"),
     ),
+    (3, "calls", include_str!("../migrations/0003_calls.sql")),
 ];
 
 /// Where the control plane's records live: the configuration's `database` section.

@@ -43,6 +43,8 @@
 #[cfg(feature = "database")]
 mod audit;
 #[cfg(feature = "database")]
+mod calls;
+#[cfg(feature = "database")]
 mod database;
 #[cfg(feature = "database")]
 mod keys;
@@ -56,6 +58,8 @@ mod teams;
 
 #[cfg(feature = "database")]
 pub use audit::AuditEntry;
+#[cfg(feature = "database")]
+pub use calls::{CallFilter, CallTotals};
 #[cfg(feature = "database")]
 pub use database::{Backend, Database, DatabaseConfig};
 #[cfg(feature = "database")]

@@ -88,6 +88,10 @@ pub const REDIS_MASTER_SWITCHES: &str = "tollgate.redis.master_switches";
 /// Counter: a Redis rate limiter's switches between Redis and its failure policy, by `to`
 /// (`fallback` or `redis`).
 pub const LIMITER_BACKEND_SWITCHES: &str = "tollgate.limiter.backend_switches";
+/// Call records a log sink did not keep (a full queue, a failed write), by `sink` (counter).
+pub const LOG_DROPPED: &str = "tollgate.log.dropped";
+/// Call records a log sink wrote, by `sink` (counter).
+pub const LOG_WRITTEN: &str = "tollgate.log.written";
 
 /// Label: the provider (`gen_ai.provider.name`).
 pub const PROVIDER: &str = "gen_ai.provider.name";
