@@ -205,37 +205,29 @@ async fn write_lines(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            message = receiver.recv() => match message {
-                Some(Message::Entry(entry)) => {
-                    let totals = Totals::of(&entry);
-                    let line = (
-                        day_number(entry.at),
-                        entry.key_id,
-                        entry.team,
-                        entry.model,
-                        entry.provider,
-                    );
-                    let room = pending.len() < config.max_pending_lines;
-                    match pending.get_mut(&line) {
-                        Some(held) => held.add(&totals),
-                        None if room => {
-                            pending.insert(line, totals);
+            message = receiver.recv() => {
+                // Everything else waiting is taken at once: while the database is away each
+                // write takes its timeout, and entries must not trickle in one per write.
+                let mut next = message;
+                for _ in 0..DRAIN {
+                    match next {
+                        Some(Message::Entry(entry)) => add(&mut pending, entry, &config, &dropped),
+                        Some(Message::Flush(done)) => {
+                            let _ = done.send(write(&database, &mut pending).await);
                         }
                         None => {
-                            dropped.fetch_add(1, Ordering::Relaxed);
+                            if let Err(error) = write(&database, &mut pending).await {
+                                let calls: u64 = pending.values().map(|t| t.calls).sum();
+                                dropped.fetch_add(calls, Ordering::Relaxed);
+                                tracing::warn!(target: "tollgate::ledger", %error, calls, "the spend ledger stopped with calls it could not write");
+                            }
+                            return;
                         }
                     }
-                }
-                Some(Message::Flush(done)) => {
-                    let _ = done.send(write(&database, &mut pending).await);
-                }
-                None => {
-                    if let Err(error) = write(&database, &mut pending).await {
-                        let calls: u64 = pending.values().map(|t| t.calls).sum();
-                        dropped.fetch_add(calls, Ordering::Relaxed);
-                        tracing::warn!(target: "tollgate::ledger", %error, calls, "the spend ledger stopped with calls it could not write");
+                    match receiver.try_recv() {
+                        Ok(message) => next = Some(message),
+                        Err(_) => break,
                     }
-                    return;
                 }
             },
             _ = tick.tick() => {
@@ -243,6 +235,36 @@ async fn write_lines(
                     tracing::warn!(target: "tollgate::ledger", %error, lines = pending.len(), "the spend ledger could not write; it holds the lines and tries again");
                 }
             }
+        }
+    }
+}
+
+/// Messages taken at once, at most, before the writer looks at its clock again.
+const DRAIN: usize = 4_096;
+
+/// Adds `entry` to its line, or drops and counts it when a new line finds no room.
+fn add(
+    pending: &mut BTreeMap<Line, Totals>,
+    entry: SpendEntry,
+    config: &LedgerConfig,
+    dropped: &AtomicU64,
+) {
+    let totals = Totals::of(&entry);
+    let line = (
+        day_number(entry.at),
+        entry.key_id,
+        entry.team,
+        entry.model,
+        entry.provider,
+    );
+    let room = pending.len() < config.max_pending_lines;
+    match pending.get_mut(&line) {
+        Some(held) => held.add(&totals),
+        None if room => {
+            pending.insert(line, totals);
+        }
+        None => {
+            dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tollgate::{
-    LlmRequest, LlmResponse,
+    CallRecorder, LlmRequest, LlmResponse,
     router::{Deadline, Served},
     stream::LlmStream,
 };
@@ -59,6 +59,8 @@ pub(crate) struct CallMeta {
     pub(crate) timeout: Duration,
     /// The role a low budget moved the call to, said in `x-tollgate-degraded`.
     pub(crate) degraded: Option<HeaderValue>,
+    /// The call's record, when the gateway keeps a call log.
+    pub(crate) recorder: Option<CallRecorder>,
 }
 
 impl CallMeta {
@@ -72,6 +74,13 @@ impl CallMeta {
     /// overhead, and (for an answer from the stack) whether the cache answered.
     pub(crate) fn finish(&self, mut response: Response, cache: Option<&'static str>) -> Response {
         let overhead = self.started.elapsed().saturating_sub(self.upstream.get());
+        if let Some(recorder) = &self.recorder {
+            let status = response.status().as_u16();
+            recorder.update(|record| {
+                record.status = Some(status);
+                record.overhead = overhead;
+            });
+        }
         let headers = response.headers_mut();
         headers.insert(REQUEST_ID, self.id.clone());
         headers.insert(OVERHEAD, overhead_value(overhead));
@@ -91,6 +100,14 @@ impl CallMeta {
         request.meta.request_id = self.id.to_str().ok().map(Into::into);
         request.extensions.insert(self.upstream.clone());
         request.extensions.insert(Deadline::after(self.timeout));
+        if let Some(recorder) = &self.recorder {
+            recorder.attach(request);
+            let (user, tags) = caller_labels(request);
+            recorder.update(|record| {
+                record.user = user;
+                record.tags = tags;
+            });
+        }
     }
 }
 
@@ -137,6 +154,9 @@ pub(crate) async fn accept(
         .get::<RequestId>()
         .map_or_else(|| HeaderValue::from_static("unknown"), |id| id.0.clone());
     let live = gateway.live();
+    let recorder = gateway
+        .call_logs()
+        .map(|logs| logs.recorder(id.to_str().unwrap_or("unknown")));
     let mut meta = CallMeta {
         id,
         dialect,
@@ -144,10 +164,18 @@ pub(crate) async fn accept(
         upstream: UpstreamTime::default(),
         timeout: live.config.gateway.request_timeout,
         degraded: None,
+        recorder,
     };
     let Some(key) = presented_key(&parts.headers).and_then(|k| gateway.find_key(&live, k)) else {
         return Err(meta.fail(ApiError::unauthorized()));
     };
+    if let Some(recorder) = &meta.recorder {
+        recorder.update(|record| {
+            record.key_id = Some(key.name.clone());
+            record.key_name = Some(key.label.clone().unwrap_or_else(|| key.name.clone()));
+            record.team = Some(key.tenant.clone());
+        });
+    }
     match callers_timeout(&parts.headers) {
         Ok(Some(asked)) => meta.timeout = meta.timeout.min(asked),
         Ok(None) => {}
@@ -354,11 +382,21 @@ pub(crate) trait FrontDoor {
     fn answer(answer: LlmResponse, meta: &CallMeta, asked: Asked) -> Response;
 }
 
-/// Serves one call through door `D`: the key, the body, the model, the stack, the answer.
+/// Serves one call through door `D`: the key, the body, the model, the stack, the answer; in
+/// a span that continues the caller's trace, when spans are exported.
 pub(crate) async fn handle<D: FrontDoor>(
     State(gateway): State<Gateway>,
     request: Request,
 ) -> Response {
+    use tracing::Instrument as _;
+    let span = crate::otel::server_span(request.method(), request.uri().path(), request.headers());
+    match span {
+        Some(span) => serve::<D>(gateway, request).instrument(span).await,
+        None => serve::<D>(gateway, request).await,
+    }
+}
+
+async fn serve<D: FrontDoor>(gateway: Gateway, request: Request) -> Response {
     let Accepted {
         live,
         key,
@@ -430,9 +468,35 @@ async fn degrade(
     };
     // Role names come from the configuration; one that is no header value is not said.
     meta.degraded = HeaderValue::from_str(&to).ok();
+    if let Some(recorder) = &meta.recorder {
+        recorder.update(|record| record.degraded_from = Some(role.clone()));
+    }
     metrics::counter!("tollgate_degraded_calls_total", "from" => role.to_string(), "to" => to.clone())
         .increment(1);
     request.meta.role = Some(to.into());
+}
+
+/// The caller's `user` field (Anthropic's `metadata.user_id`), and its `metadata` tags (string
+/// values only, at most 16 of them, each cut to 256 bytes): what a call log files a call under.
+fn caller_labels(
+    request: &LlmRequest,
+) -> (Option<String>, std::collections::BTreeMap<String, String>) {
+    const MOST: usize = 16;
+    let cut = |text: &str| tollgate::log::capped(text.to_owned(), 256);
+    let extra = &request.params.extra;
+    let metadata = extra.get("metadata").and_then(serde_json::Value::as_object);
+    let user = extra
+        .get("user")
+        .and_then(serde_json::Value::as_str)
+        .or_else(|| metadata?.get("user_id")?.as_str())
+        .map(cut);
+    let tags = metadata
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, value)| Some((cut(name), cut(value.as_str()?))))
+        .take(MOST)
+        .collect();
+    (user, tags)
 }
 
 /// Which deployment answered, and after how many moves (a cache hit has none).

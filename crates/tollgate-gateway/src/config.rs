@@ -50,6 +50,10 @@ pub struct GatewayConfig {
     /// `{ url_env: DATABASE_URL }` for PostgreSQL): keys and teams kept as records beside the
     /// file's, and the spend ledger. Absent, keys are the file's and spend is kept in memory.
     pub database: Option<tollgate_control::DatabaseConfig>,
+    /// The call log (`logs: { sinks: [...] }`): one record per call, written to a JSON-lines
+    /// file, the database's `tg_calls` table, or OTLP logs. Absent, no record is kept. Read once,
+    /// at start.
+    pub logs: Option<crate::logs::LogsConfig>,
 }
 
 /// One virtual key. The key itself is never written here, only its hash.
@@ -179,6 +183,14 @@ impl GatewayConfig {
         if let Some(database) = &database {
             own_errors.extend(database.check());
         }
+        let logs: Option<crate::logs::LogsConfig> =
+            document.take_section("logs").unwrap_or_else(|e| {
+                own_errors.push(e);
+                None
+            });
+        if let Some(logs) = &logs {
+            own_errors.extend(logs.check());
+        }
         // What keys may name, as written: checked even when those sections have mistakes.
         let known = Known {
             providers: document.names("providers"),
@@ -206,6 +218,7 @@ impl GatewayConfig {
                 keys,
                 gateway,
                 database,
+                logs,
             }),
             _ => Err(errors.into_iter().collect()),
         }
@@ -253,6 +266,7 @@ impl GatewayConfig {
                 digest,
                 VirtualKey {
                     name: name.as_str().into(),
+                    label: None,
                     tenant,
                     roles: key.roles.clone(),
                     models: key.models.clone(),

@@ -151,7 +151,6 @@ pub(crate) async fn metrics(State(gateway): State<Gateway>, request: Request) ->
     let Some(handle) = gateway.metrics() else {
         return not_found().await;
     };
-    crate::metrics::record_stack(&gateway.stack());
     metrics::counter!("tollgate_ledger_dropped_total").absolute(gateway.ledger_dropped());
     (
         [(

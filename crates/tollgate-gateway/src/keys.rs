@@ -19,6 +19,8 @@ pub(crate) fn matches(stored: &Digest32, presented: &str) -> bool {
 pub(crate) struct VirtualKey {
     /// The key's name in the configuration: its principal in limits and logs.
     pub(crate) name: Arc<str>,
+    /// A record key's name (its `name` is its id), for the call log.
+    pub(crate) label: Option<Arc<str>>,
     pub(crate) tenant: Arc<str>,
     /// The roles it may name; `None` for every role.
     pub(crate) roles: Option<Vec<String>>,
@@ -116,6 +118,7 @@ mod tests {
             parse_hash(&hash_key(&key)).unwrap(),
             VirtualKey {
                 name: "a".into(),
+                label: None,
                 tenant: "t".into(),
                 roles: None,
                 models: vec!["openai/*".into(), "local/llama".into()],

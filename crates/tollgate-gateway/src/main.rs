@@ -2,7 +2,7 @@
 
 mod cli;
 
-use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::{
@@ -10,7 +10,8 @@ use tokio::{
     signal::unix::{Signal, SignalKind, signal},
 };
 use tollgate_gateway::{
-    DEMO_ADMIN_KEY, DEMO_KEY, EMBEDDED_CONFIG, Gateway, GatewayConfig, install_prometheus, serve,
+    DEMO_ADMIN_KEY, DEMO_KEY, EMBEDDED_CONFIG, Gateway, GatewayConfig, Telemetry,
+    install_prometheus, serve,
 };
 
 #[global_allocator]
@@ -79,28 +80,21 @@ fn main() -> ExitCode {
             log_level,
             wall_clock,
         } => {
-            init_logs(log_format, log_level);
+            let telemetry = Telemetry::install(matches!(log_format, LogFormat::Json), log_level);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .expect("a Tokio runtime starts");
-            runtime.block_on(run(config, listen, wall_clock))
+            let code = runtime.block_on(run(config, listen, wall_clock));
+            // The runtime first, so the spans of tasks still running end and are exported too.
+            drop(runtime);
+            telemetry.shutdown(std::time::Duration::from_secs(5));
+            code
         }
         Command::Check { config } => check(&config),
         Command::Keys { command } => cli::keys(command),
         Command::Teams { command } => cli::teams(command),
         Command::Spend(command) => cli::spend(command),
-    }
-}
-
-fn init_logs(format: LogFormat, level: tracing::Level) {
-    let logs = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
     }
 }
 

@@ -1,11 +1,16 @@
 //! What the gateway records through the `metrics` facade, and the Prometheus recorder the binary
 //! installs for `/metrics`.
+//!
+//! Every fact is rendered once: the layers record theirs as they happen, under OpenTelemetry's
+//! `gen_ai.*` names and tollgate's `tollgate.*` ones (calls, tokens and cost per provider and
+//! model, the cache, the limiter, breakers, health, the router, the call log's sinks); the
+//! gateway adds only what it alone knows (its requests by front door and status, its overhead,
+//! calls a budget moved, spend the ledger dropped).
 
 use std::time::Duration;
 
 use http::StatusCode;
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
-use tollgate::{Stack, circuit_breaker::State, health::Status};
 
 use crate::error::Dialect;
 
@@ -45,44 +50,4 @@ pub(crate) fn answered(dialect: Dialect, status: StatusCode, overhead: Duration)
     };
     metrics::counter!(REQUESTS, "api" => api, "status" => status.as_u16().to_string()).increment(1);
     metrics::histogram!(OVERHEAD, "api" => api).record(overhead.as_secs_f64());
-}
-
-/// Records what the stack's layers know now (spend, cache, breakers, health), for a scrape.
-pub(crate) fn record_stack(stack: &Stack) {
-    let report = stack.cost_report();
-    for (provider, spend) in &report.by_provider {
-        let provider = provider.clone();
-        let labels = [("provider", provider)];
-        metrics::counter!("tollgate_calls_total", &labels).absolute(spend.calls);
-        metrics::counter!("tollgate_input_tokens_total", &labels).absolute(spend.input_tokens);
-        metrics::counter!("tollgate_cached_input_tokens_total", &labels)
-            .absolute(spend.cached_input_tokens);
-        metrics::counter!("tollgate_output_tokens_total", &labels).absolute(spend.output_tokens);
-        metrics::counter!("tollgate_cost_microdollars_total", &labels).absolute(spend.cost.0);
-    }
-    if let Some(cache) = stack.cache() {
-        let cache = cache.metrics();
-        metrics::counter!("tollgate_cache_hits_total").absolute(cache.hits);
-        metrics::counter!("tollgate_cache_misses_total").absolute(cache.misses);
-        metrics::counter!("tollgate_cache_coalesced_total").absolute(cache.coalesced);
-        metrics::gauge!("tollgate_cache_entries").set(cache.entries as f64);
-        metrics::gauge!("tollgate_cache_bytes").set(cache.bytes as f64);
-    }
-    if let Some(breakers) = stack.breakers() {
-        for (provider, state) in breakers.states() {
-            let open = matches!(state, State::Open | State::ForcedOpen | State::HalfOpen);
-            metrics::gauge!("tollgate_breaker_open", "provider" => provider.to_string())
-                .set(if open { 1.0 } else { 0.0 });
-        }
-    }
-    if let Some(health) = stack.health() {
-        for (provider, snapshot) in health.snapshot() {
-            let healthy = match snapshot.status {
-                Status::Healthy => 1.0,
-                Status::Degraded => 0.5,
-                Status::Unhealthy => 0.0,
-            };
-            metrics::gauge!("tollgate_provider_health", "provider" => provider).set(healthy);
-        }
-    }
 }

@@ -315,8 +315,10 @@ fn key_table(keys: &[KeyRecord], now: SystemTime) -> (KeyTable, Option<SystemTim
             soonest(at);
         }
         let tenant = table.tenant(&key.team);
+        let label: Arc<str> = key.name.as_str().into();
         let made = |until: Option<SystemTime>| VirtualKey {
             name: key.id.as_str().into(),
+            label: Some(label.clone()),
             tenant: tenant.clone(),
             until: until.map_or(0, |at| {
                 at.duration_since(SystemTime::UNIX_EPOCH)

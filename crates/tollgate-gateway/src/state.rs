@@ -12,6 +12,7 @@ use tollgate::{ConfigErrors, Stack};
 use crate::{
     config::GatewayConfig,
     keys::{KeyTable, VirtualKey},
+    logs::CallLogs,
     records::{QuotaTarget, Records, SpendSink},
     upstream,
 };
@@ -43,6 +44,8 @@ struct Shared {
     live: RwLock<Arc<Live>>,
     /// The database's keys and teams, once [`Gateway::open_records`] has read them.
     records: std::sync::OnceLock<Arc<Records>>,
+    /// The call log, once [`Gateway::open_records`] has started it (with a `logs` section).
+    logs: std::sync::OnceLock<Arc<CallLogs>>,
     /// Where every stack built here sends its billed calls: the database's spend ledger.
     spend: Arc<SpendSink>,
     /// A wall clock of its own, for tests: the time it read at start, and when that was.
@@ -126,6 +129,7 @@ impl Gateway {
             shared: Arc::new(Shared {
                 live: RwLock::new(Arc::new(Live::build(config, &spend, wall_now(wall))?)),
                 records: std::sync::OnceLock::new(),
+                logs: std::sync::OnceLock::new(),
                 spend,
                 wall,
                 metrics,
@@ -164,7 +168,8 @@ impl Gateway {
     /// without one a SQLite database in memory, which a restart forgets. Reads its keys and
     /// teams, and keeps reading them for as long as the gateway runs, so a key made, changed or
     /// revoked anywhere is served here within half a second; every billed call is added to the
-    /// spend ledger from then on. `tollgate serve` calls it before serving; call it once,
+    /// spend ledger from then on. With a `logs` section, starts the call log: every call from
+    /// then on leaves one record in each of its sinks. `tollgate serve` calls it before serving; call it once,
     /// inside a Tokio runtime.
     ///
     /// # Errors
@@ -179,6 +184,12 @@ impl Gateway {
             .unwrap_or_else(tollgate_control::DatabaseConfig::in_memory);
         let records = Arc::new(Records::open(&config, &self.shared.spend).await?);
         self.sync_records(&records).await?;
+        if let Some(logs) = &self.live().config.logs {
+            if self.shared.logs.get().is_none() {
+                let started = CallLogs::start(logs, records.database())?;
+                let _ = self.shared.logs.set(Arc::new(started));
+            }
+        }
         if self.shared.records.set(records.clone()).is_ok() {
             tracing::info!(target: "tollgate::records", keys = records.len(), "keys read from the database");
             tokio::spawn(poll(records, self.clone()));
@@ -189,6 +200,11 @@ impl Gateway {
     /// The records, once read.
     pub(crate) fn records(&self) -> Option<Arc<Records>> {
         self.shared.records.get().cloned()
+    }
+
+    /// The call log, once started.
+    pub(crate) fn call_logs(&self) -> Option<&Arc<CallLogs>> {
+        self.shared.logs.get()
     }
 
     pub(crate) async fn sync_records(
@@ -232,13 +248,16 @@ impl Gateway {
             .or_else(|| self.shared.records.get()?.find(&digest))
     }
 
-    /// Writes what the spend ledger and the keys' last use hold now: on shutdown, once calls
-    /// have drained.
+    /// Writes what the call log, the spend ledger and the keys' last use hold now: on shutdown,
+    /// once calls have drained.
     ///
     /// # Errors
     ///
     /// When the database does not answer.
     pub async fn flush_records(&self) -> Result<(), tollgate_core::LlmError> {
+        if let Some(logs) = self.shared.logs.get() {
+            logs.flush().await;
+        }
         if let Some(records) = self.shared.records.get() {
             records.flush_used().await?;
         }
@@ -307,6 +326,9 @@ impl Live {
             .on_billed(move |call| spend.billed(call));
         if let Some(now) = wall_time {
             builder = builder.wall_time(now);
+        }
+        if let Some(logs) = config.logs.as_ref().filter(|logs| logs.log_bodies) {
+            builder = builder.record_bodies(logs.max_body_bytes);
         }
         let stack = builder.build()?;
         let digest = |hash: Option<&String>| {

@@ -47,6 +47,13 @@ pub(crate) async fn data(State(gateway): State<Gateway>, request: Request) -> Re
     }
     let mut body = snapshot(&live);
     body["records"] = records_view(&gateway).await;
+    body["calls"] = match gateway.call_logs() {
+        Some(logs) => json!({
+            "latest": logs.recent(50),
+            "sinks": logs.stats(),
+        }),
+        None => json!({ "latest": [], "sinks": [], "off": true }),
+    };
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
 }
 

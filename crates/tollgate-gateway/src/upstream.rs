@@ -32,7 +32,8 @@ impl UpstreamTime {
     }
 }
 
-/// `client`, adding each call's time to the request's [`UpstreamTime`].
+/// `client`, adding each call's time to the request's [`UpstreamTime`], and the call's trace to
+/// what it sends when spans are exported.
 pub(crate) fn timed(client: BoxedProvider) -> BoxedProvider {
     BoxCloneSyncService::new(Timed { inner: client })
 }
@@ -51,7 +52,8 @@ impl Service<LlmRequest> for Timed {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: LlmRequest) -> TimedFuture {
+    fn call(&mut self, mut request: LlmRequest) -> TimedFuture {
+        crate::otel::pass_trace(&mut request);
         let clock = request.extensions.get::<UpstreamTime>().cloned();
         TimedFuture {
             call: self.inner.call(request),

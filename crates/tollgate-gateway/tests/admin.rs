@@ -65,7 +65,8 @@ async fn every_admin_route_refuses_no_key_a_callers_key_and_a_wrong_key() {
     for (path, methods) in paths {
         let path = path
             .replace("{id}", "key_0000000000000000")
-            .replace("{name}", "acme");
+            .replace("{name}", "acme")
+            .replace("{request_id}", "req_1");
         for method in methods.as_object().unwrap().keys() {
             let method = method.to_uppercase();
             for (key, expected) in [(None, 401), (Some(ALICE), 403), (Some("tg-wrong"), 401)] {
@@ -77,7 +78,7 @@ async fn every_admin_route_refuses_no_key_a_callers_key_and_a_wrong_key() {
         }
     }
     // Every route the gateway serves under /admin/ is in the document, and nothing else is.
-    assert_eq!(checked, 15);
+    assert_eq!(checked, 17);
     let (status, _) = send(&gateway, "GET", "/admin/nothing", Some(ADMIN), None).await;
     assert_eq!(status, 404);
 }

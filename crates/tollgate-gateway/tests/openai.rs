@@ -347,9 +347,10 @@ async fn embeddings_pass_through_and_are_counted_and_cached() {
     );
     let metrics = scrape(&gateway).await;
     assert!(
-        metrics
-            .lines()
-            .any(|l| l == "tollgate_input_tokens_total{provider=\"up\"} 8"),
+        metrics.lines().any(|l| l.starts_with(
+            "tollgate_tokens{gen_ai_operation_name=\"embeddings\",gen_ai_provider_name=\"up\""
+        ) && l.contains("gen_ai_token_type=\"input\"")
+            && l.ends_with(" 8")),
         "{metrics}"
     );
 

@@ -147,18 +147,24 @@ async fn a_client_that_hangs_up_mid_stream_cancels_the_upstream_call_and_is_bill
         "the upstream call was not cancelled"
     );
     let metrics = scrape(&gateway).await;
-    let calls = metrics
-        .lines()
-        .find(|l| l.starts_with("tollgate_calls_total{provider=\"up\"}"))
-        .unwrap_or_else(|| panic!("{metrics}"));
+    let series = |name: &str, token_type: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(name)
+                    && l.contains("gen_ai_provider_name=\"up\"")
+                    && l.contains(&format!("gen_ai_token_type=\"{token_type}\""))
+            })
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+            .to_owned()
+    };
+    // One billed call: one observation of its output tokens.
+    let calls = series("gen_ai_client_token_usage_count{", "output");
     assert!(
         calls.ends_with(" 1"),
         "the unfinished stream is billed: {calls}"
     );
-    let output = metrics
-        .lines()
-        .find(|l| l.starts_with("tollgate_output_tokens_total{provider=\"up\"}"))
-        .unwrap();
+    let output = series("tollgate_tokens{", "output");
     assert!(
         !output.ends_with(" 0"),
         "what was read is counted: {output}"
@@ -221,13 +227,10 @@ async fn health_and_metrics_answer() {
     let metrics = scrape(&gateway).await;
     for line in [
         "tollgate_gateway_requests_total{api=\"openai\",status=\"200\"} 2",
-        "tollgate_cache_hits_total 1",
-        "tollgate_cache_misses_total 1",
-        "tollgate_calls_total{provider=\"up\"} 1",
-        "tollgate_input_tokens_total{provider=\"up\"} 10",
-        "tollgate_cost_microdollars_total{provider=\"up\"} 20",
-        "tollgate_provider_health{provider=\"up\"} 1",
-        // Recorded by the layers themselves, through the same recorder.
+        // Recorded by the layers themselves, once each.
+        "gen_ai_client_token_usage_count{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"up\",gen_ai_request_model=\"up-model\",gen_ai_token_type=\"input\"} 1",
+        "tollgate_tokens{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"up\",gen_ai_request_model=\"up-model\",gen_ai_token_type=\"input\"} 10",
+        "tollgate_cost_microdollars{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"up\",gen_ai_request_model=\"up-model\"} 20",
         "tollgate_cache_hits 1",
         "tollgate_cache_misses 1",
         "tollgate_cache_stores 1",

@@ -128,6 +128,8 @@ struct Open {
     bytes: u64,
     /// The UTC day (since 1970) of its first record.
     day: Option<u64>,
+    /// The time the last rotated file is named after: the next is named later.
+    last_rotated: Option<SystemTime>,
 }
 
 impl Open {
@@ -137,6 +139,7 @@ impl Open {
             file: None,
             bytes: 0,
             day: None,
+            last_rotated: None,
         };
         open.reopen()?;
         Ok(open)
@@ -211,14 +214,18 @@ impl Open {
         let path = &self.config.path;
         let (stem, extension) = split_name(path);
         // Named after when it was rotated, to the millisecond, so names sort as the files were
-        // written; a name already taken moves on a millisecond.
-        let mut at = now;
+        // written: never before the last one's, and a name already taken moves on a millisecond.
+        let mut at = match self.last_rotated {
+            Some(last) if last >= now => last + std::time::Duration::from_millis(1),
+            _ => now,
+        };
         let mut target = path.with_file_name(format!("{stem}.{}{extension}", stamp(at)));
         while target.exists() {
             at += std::time::Duration::from_millis(1);
             target = path.with_file_name(format!("{stem}.{}{extension}", stamp(at)));
         }
         std::fs::rename(path, &target).map_err(|e| failed("cannot rotate the log file", &e))?;
+        self.last_rotated = Some(at);
         self.prune();
         self.reopen()
     }

@@ -24,7 +24,7 @@ use tollgate_core::{ErrorKind, MicroUsd, Usage};
 /// record.team = Some("search".into());
 /// let json = serde_json::to_value(&record).unwrap();
 /// assert_eq!(json["request_id"], "req_1");
-/// assert_eq!(json["time"], "1970-01-01T00:00:00Z");
+/// assert_eq!(json["time"], "1970-01-01T00:00:00.000Z");
 /// assert_eq!(json["team"], "search");
 /// let back: CallRecord = serde_json::from_value(json).unwrap();
 /// assert_eq!(back, record);
@@ -184,7 +184,7 @@ impl CacheStatus {
     }
 }
 
-/// A time as RFC 3339 in UTC, to the millisecond.
+/// A time as RFC 3339 in UTC, to the millisecond (always three digits, so times sort as text).
 pub(crate) mod rfc3339 {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -196,6 +196,7 @@ pub(crate) mod rfc3339 {
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         jiff::Timestamp::from_millisecond(millis)
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+            .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
             .to_string()
     }
 
@@ -287,7 +288,7 @@ mod tests {
         assert!(json.contains(r#""error":"rate_limited""#), "{json}");
         assert!(json.contains(r#""cache":"MISS""#), "{json}");
         assert!(
-            json.contains(r#""time":"2026-12-05T12:00:00.25Z""#),
+            json.contains(r#""time":"2026-12-05T12:00:00.250Z""#),
             "{json}"
         );
         let back: CallRecord = serde_json::from_str(&json).unwrap();

@@ -165,24 +165,37 @@ async fn feed(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            message = receiver.recv() => match message {
-                Some(Message::Record(record)) => {
-                    batch.push(record);
-                    if batch.len() >= batching.batch {
-                        write(&name, &mut *sink, &mut batch, &counts).await;
+            message = receiver.recv() => {
+                // What else is waiting is taken at once, up to a batch: a sink whose writes are
+                // slow (or time out) must not be fed one record per write.
+                let mut next = message;
+                loop {
+                    match next {
+                        Some(Message::Record(record)) => {
+                            batch.push(record);
+                            if batch.len() >= batching.batch {
+                                write(&name, &mut *sink, &mut batch, &counts).await;
+                                break;
+                            }
+                        }
+                        Some(Message::Flush(done)) => {
+                            write(&name, &mut *sink, &mut batch, &counts).await;
+                            if let Err(error) = sink.close().await {
+                                tracing::warn!(target: "tollgate::log", sink = &*name, %error, "a sink could not make its records durable");
+                            }
+                            let _ = done.send(());
+                            break;
+                        }
+                        None => {
+                            write(&name, &mut *sink, &mut batch, &counts).await;
+                            let _ = sink.close().await;
+                            return;
+                        }
                     }
-                }
-                Some(Message::Flush(done)) => {
-                    write(&name, &mut *sink, &mut batch, &counts).await;
-                    if let Err(error) = sink.close().await {
-                        tracing::warn!(target: "tollgate::log", sink = &*name, %error, "a sink could not make its records durable");
+                    match receiver.try_recv() {
+                        Ok(message) => next = Some(message),
+                        Err(_) => break,
                     }
-                    let _ = done.send(());
-                }
-                None => {
-                    write(&name, &mut *sink, &mut batch, &counts).await;
-                    let _ = sink.close().await;
-                    return;
                 }
             },
             _ = tick.tick() => write(&name, &mut *sink, &mut batch, &counts).await,

@@ -1,9 +1,10 @@
-//! `/admin/`: the control plane over HTTP. Keys, teams, spend and the audit log of the records
+//! `/admin/`: the control plane over HTTP. Keys, teams, spend, the call log and the audit log of the records
 //! the gateway serves, opened by the admin key (`gateway.admin_key_hash`) or a record key made
 //! with `admin: true`, every error in one JSON shape (OpenAI's). The routes are described by
 //! `/admin/openapi.json`, which the tests check against them.
 
 mod keys;
+mod logs;
 mod spend;
 mod teams;
 
@@ -48,6 +49,8 @@ pub(crate) fn routes() -> Router<Gateway> {
         )
         .route("/admin/spend", get(spend::spend))
         .route("/admin/audit", get(spend::audit))
+        .route("/admin/logs", get(logs::list))
+        .route("/admin/logs/{request_id}", get(logs::one))
         .route("/admin/openapi.json", get(openapi))
 }
 

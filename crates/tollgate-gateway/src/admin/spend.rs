@@ -83,7 +83,7 @@ pub(super) async fn audit(admin: Admin, request: Request) -> Response {
 }
 
 /// The request's query string read into `T`, or a 400 saying what is wrong.
-fn query<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
+pub(super) fn query<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
     serde_urlencoded::from_str(request.uri().query().unwrap_or(""))
         .map_err(|error| ApiError::invalid(format!("the query string: {error}")))
 }

@@ -157,8 +157,20 @@ def metrics():
     overhead = families["tollgate_gateway_overhead_seconds"]
     assert overhead.type == "histogram", overhead
     assert any(s.name.endswith("_bucket") for s in overhead.samples), overhead.samples
-    calls = families["tollgate_calls"]
-    assert [s.value for s in calls.samples if s.labels == {"provider": "up"}] == [1], calls.samples
+    requests = families["tollgate_requests"]
+    answered = [s.value for s in requests.samples if s.labels.get("gen_ai_provider_name") == "up"]
+    assert answered == [1], requests.samples
+    # Each fact once: none of the gateway's old pull-style names beside the layers' own.
+    names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if not line.startswith("#")}
+    for old in [
+        "tollgate_calls_total", "tollgate_input_tokens_total", "tollgate_cached_input_tokens_total",
+        "tollgate_output_tokens_total", "tollgate_cost_microdollars_total", "tollgate_cache_hits_total",
+        "tollgate_cache_misses_total", "tollgate_cache_coalesced_total", "tollgate_breaker_open", "tollgate_provider_health",
+    ]:
+        assert old not in names, old
+    # Each series listed once.
+    series = [(s.name, tuple(sorted(s.labels.items()))) for f in families.values() for s in f.samples]
+    assert len(series) == len(set(series)), [x for x in series if series.count(x) > 1]
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ pub enum Reply {
 struct Script {
     replies: Mutex<VecDeque<Reply>>,
     bodies: Mutex<Vec<Value>>,
+    headers: Mutex<Vec<HeaderMap>>,
     calls: AtomicUsize,
     dropped: AtomicUsize,
     release: Notify,
@@ -150,6 +151,11 @@ impl Upstream {
         self.script.bodies.lock().unwrap().clone()
     }
 
+    /// The headers of each chat call, in order.
+    pub fn headers(&self) -> Vec<HeaderMap> {
+        self.script.headers.lock().unwrap().clone()
+    }
+
     /// Lets a [`Reply::HeldStream`] go on.
     pub fn release(&self) {
         self.script.release.notify_waiters();
@@ -202,8 +208,9 @@ pub fn usage_chunk(prompt: u64, completion: u64) -> Value {
     })
 }
 
-async fn chat(State(script): State<Arc<Script>>, body: Bytes) -> Response {
+async fn chat(State(script): State<Arc<Script>>, headers: HeaderMap, body: Bytes) -> Response {
     script.calls.fetch_add(1, Ordering::SeqCst);
+    script.headers.lock().unwrap().push(headers);
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let last = body["messages"]
         .as_array()
@@ -218,6 +225,17 @@ async fn chat(State(script): State<Arc<Script>>, body: Bytes) -> Response {
         finished: false,
     };
     match reply {
+        // A billing upstream refuses a prompt marked `[429]` and fails one marked `[500]`.
+        None if script.billing.is_some() && last.contains("[429]") => {
+            guard.finished = true;
+            let error = json!({ "error": { "message": "slow down", "type": "rate_limit_error" } });
+            (StatusCode::TOO_MANY_REQUESTS, Json(error)).into_response()
+        }
+        None if script.billing.is_some() && last.contains("[500]") => {
+            guard.finished = true;
+            let error = json!({ "error": { "message": "it broke", "type": "server_error" } });
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(error)).into_response()
+        }
         None if script.billing.is_some() => {
             guard.finished = true;
             billed(&script, &body)
