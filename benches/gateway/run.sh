@@ -16,6 +16,8 @@
 #                                               # ... in that PostgreSQL; also prints the
 #                                               # transactions it committed per second
 #   (default DATABASE=memory: no database section, the records in memory, a file key)
+#   LOGS=on bash benches/gateway/run.sh         # every call recorded: a JSON-lines file and the
+#                                               # records' database (the call log's sinks on)
 #
 # For a profile with symbols, build with CARGO_PROFILE_RELEASE_DEBUG=line-tables-only.
 # Needs nginx (Debian: nginx-light) and wrk (Debian: wrk). Run by hand; CI does not run it.
@@ -136,6 +138,11 @@ case "${DATABASE:-memory}" in
         database="database: { url_env: DATABASE_URL }" ;;
     *) echo "DATABASE is memory, sqlite or postgres" >&2; exit 1 ;;
 esac
+case "${LOGS:-off}" in
+    off) logs="" ;;
+    on) logs="logs: { sinks: [ { kind: file, path: \"$work/calls.jsonl\" }, { kind: database } ] }" ;;
+    *) echo "LOGS is on or off" >&2; exit 1 ;;
+esac
 cat > "$work/tollgate.yaml" <<CONF
 providers:
   up: { kind: openai, base_url: "http://127.0.0.1:$nginx_port/v1" }
@@ -155,6 +162,7 @@ keys:
 gateway:
   listen: 127.0.0.1:$gateway_port
 $database
+$logs
 CONF
 export TOLLGATE_BENCH_KEY=tg-bench
 if [ -n "$database" ]; then

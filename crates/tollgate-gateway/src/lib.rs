@@ -15,7 +15,7 @@
 //! | `GET /v1/models` | the roles and `provider/model` names the caller's key may use |
 //! | `GET /health`, `/health/live`, `/health/ready` | each provider's status (behind `metrics_key_hash` when set); liveness; readiness |
 //! | `GET /metrics` | Prometheus text, when the process installed the recorder (behind `metrics_key_hash` when set) |
-//! | `/admin/…` | keys, teams, spend and the audit log of the records ([`Gateway::open_records`]), behind the admin key; described by `GET /admin/openapi.json` |
+//! | `/admin/…` | keys, teams, spend, the call log and the audit log of the records ([`Gateway::open_records`]), behind the admin key; described by `GET /admin/openapi.json` |
 //! | `GET /ui` | the live page, behind the admin key |
 //!
 //! Every number that sets what a call may cost is read once at the door and refused by name when
@@ -23,6 +23,10 @@
 //! failure reaches the caller in the gateway's words, with the upstream's own explanation only
 //! where it concerns the caller's request, redacted. `request_timeout` bounds every call, and a
 //! caller's `x-tollgate-timeout` (or the official clients' `x-stainless-timeout`) may shorten it.
+//!
+//! With a `logs` section ([`LogsConfig`]), every call leaves one record in each sink (a JSON-lines
+//! file, the database's `tg_calls` table, OTLP logs), written off the call path; the binary exports
+//! its spans over OTLP when the standard `OTEL_*` variables name a collector ([`Telemetry`]).
 //!
 //! A call's `model` names a role of the configuration (`default`, `summarize`), or a
 //! `provider/model` its key lists. Every call presents a virtual key (`Authorization: Bearer` or

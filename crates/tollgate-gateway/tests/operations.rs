@@ -152,7 +152,9 @@ async fn a_client_that_hangs_up_mid_stream_cancels_the_upstream_call_and_is_bill
             .lines()
             .find(|l| {
                 l.starts_with(name)
+                    && l.contains("gen_ai_operation_name=\"chat\"")
                     && l.contains("gen_ai_provider_name=\"up\"")
+                    && l.contains("gen_ai_request_model=\"up-model\"")
                     && l.contains(&format!("gen_ai_token_type=\"{token_type}\""))
             })
             .unwrap_or_else(|| panic!("{name} in {metrics}"))

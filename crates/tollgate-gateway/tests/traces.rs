@@ -12,7 +12,7 @@ use std::{
 use axum::{Router, body::Bytes, extract::State, routing::post};
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
-    common::v1::{AnyValue, KeyValue, any_value::Value as Any},
+    common::v1::{KeyValue, any_value::Value as Any},
 };
 use prost::Message as _;
 use serde_json::json;
@@ -50,28 +50,24 @@ async fn collector() -> (String, Arc<Mutex<Received>>) {
     (url, received)
 }
 
+/// The value of attribute `key`, if it has one.
+fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Any> {
+    let found = attributes.iter().find(|kv| kv.key == key)?;
+    found.value.as_ref()?.value.as_ref()
+}
+
 fn text(attributes: &[KeyValue], key: &str) -> Option<String> {
-    attributes
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match &kv.value {
-            Some(AnyValue {
-                value: Some(Any::StringValue(s)),
-            }) => Some(s.clone()),
-            _ => None,
-        })
+    match attribute(attributes, key)? {
+        Any::StringValue(text) => Some(text.clone()),
+        _ => None,
+    }
 }
 
 fn int(attributes: &[KeyValue], key: &str) -> Option<i64> {
-    attributes
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match &kv.value {
-            Some(AnyValue {
-                value: Some(Any::IntValue(n)),
-            }) => Some(*n),
-            _ => None,
-        })
+    match attribute(attributes, key)? {
+        Any::IntValue(n) => Some(*n),
+        _ => None,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

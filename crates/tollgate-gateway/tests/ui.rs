@@ -55,7 +55,7 @@ async fn the_live_page_draws_the_traffic_and_refuses_without_the_key() {
     let yaml = config(
         &upstream,
         &format!(
-            "caching: {{ store: memory }}\nrate_limiting: {{ tenants: {{ acme: {{ per_minute: 2, cost_per_day: \"5\" }} }} }}\ngateway: {{ admin_key_hash: \"{}\" }}",
+            "caching: {{ store: memory }}\nrate_limiting: {{ tenants: {{ acme: {{ per_minute: 2, cost_per_day: \"5\" }} }} }}\ngateway: {{ admin_key_hash: \"{}\" }}\nlogs: {{ sinks: [ {{ kind: database }} ] }}",
             tollgate_gateway::hash_key(ADMIN)
         ),
     );

@@ -158,7 +158,8 @@ def metrics():
     assert overhead.type == "histogram", overhead
     assert any(s.name.endswith("_bucket") for s in overhead.samples), overhead.samples
     requests = families["tollgate_requests"]
-    answered = [s.value for s in requests.samples if s.labels.get("gen_ai_provider_name") == "up"]
+    chat = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "up", "gen_ai_request_model": "up-model", "outcome": "ok"}
+    answered = [s.value for s in requests.samples if s.labels == chat]
     assert answered == [1], requests.samples
     # Each fact once: none of the gateway's old pull-style names beside the layers' own.
     names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if not line.startswith("#")}
