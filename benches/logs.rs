@@ -1,8 +1,9 @@
 //! The call log's cost on the call path: the whole recommended stack (a cache hit, its cheapest
 //! call, where a record's share is largest) with every call's record handed to a `CallLog`,
 //! beside the same stack without one, in the same run; and a record alone (made, filled in,
-//! handed to the log's queue), beside a `tracing` event of the same facts to a subscriber that
-//! drops it, the usual hand-rolled way to log calls.
+//! handed to the log's queue), beside a `tracing` event of the same facts formatted as a JSON
+//! line (tracing-subscriber's `fmt().json()`, written to `io::sink`), the usual hand-rolled way to
+//! log calls, which formats on the call path.
 //!
 //! The log's sink discards what it is given, on a runtime thread of its own, so what is
 //! measured is what a call pays: the record's allocation, its fields, and the queue.
@@ -99,9 +100,12 @@ fn call_record(c: &mut Criterion) {
             drop(black_box(recorder));
         })
     });
-    // The peer: one `tracing` event with the same facts, to a subscriber that is enabled and
-    // formats nothing, as a hand-rolled call log's first step.
-    let subscriber = tracing_subscriber::registry();
+    // The peer: one `tracing` event with the same facts, formatted as a JSON line by
+    // tracing-subscriber and written to nowhere: the hand-rolled call log.
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::sink)
+        .finish();
     tracing::subscriber::with_default(subscriber, || {
         group.bench_function("tracing_event_peer", |b| {
             b.iter(|| {

@@ -43,7 +43,8 @@ pub struct CallRecorder {
 }
 
 struct Slot {
-    record: Mutex<CallRecord>,
+    /// Taken when the slot is dropped, to go to the hook.
+    record: Mutex<Option<CallRecord>>,
     started: Instant,
     hook: OnCall,
 }
@@ -61,7 +62,7 @@ impl CallRecorder {
     pub fn new(request_id: impl Into<Arc<str>>, hook: OnCall) -> Self {
         Self {
             slot: Arc::new(Slot {
-                record: Mutex::new(CallRecord::new(request_id, SystemTime::now())),
+                record: Mutex::new(Some(CallRecord::new(request_id, SystemTime::now()))),
                 started: Instant::now(),
                 hook,
             }),
@@ -80,7 +81,9 @@ impl CallRecorder {
 
     /// Changes the record.
     pub fn update(&self, change: impl FnOnce(&mut CallRecord)) {
-        change(&mut self.lock());
+        if let Some(record) = self.lock().as_mut() {
+            change(record);
+        }
     }
 
     /// How long since the call was in.
@@ -90,7 +93,10 @@ impl CallRecorder {
 
     /// Adds one billed attempt: what it used and cost, and how long its provider took.
     pub(crate) fn billed(&self, usage: Usage, cost: Option<MicroUsd>) {
-        let mut record = self.lock();
+        let mut held = self.lock();
+        let Some(record) = held.as_mut() else {
+            return;
+        };
         let sum = &mut record.usage;
         sum.input_tokens += usage.input_tokens;
         sum.output_tokens += usage.output_tokens;
@@ -104,10 +110,10 @@ impl CallRecorder {
 
     /// Adds time an attempt spent waiting on its provider.
     pub(crate) fn waited(&self, took: std::time::Duration) {
-        self.lock().upstream += took;
+        self.update(|record| record.upstream += took);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, CallRecord> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<CallRecord>> {
         self.slot
             .record
             .lock()
@@ -117,13 +123,14 @@ impl CallRecorder {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let record = self
+        let held = self
             .record
             .get_mut()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut record = std::mem::replace(record, CallRecord::new("", SystemTime::UNIX_EPOCH));
-        record.latency = self.started.elapsed();
-        (self.hook)(record);
+        if let Some(mut record) = held.take() {
+            record.latency = self.started.elapsed();
+            (self.hook)(record);
+        }
     }
 }
 
@@ -176,7 +183,8 @@ pub(crate) fn answered(
                 return;
             }
         };
-        if !response.model.is_empty() {
+        // Most answers name the model asked for: no new name is made for those.
+        if !response.model.is_empty() && record.model.as_deref() != Some(response.model.as_str()) {
             record.model = Some(response.model.as_str().into());
         }
         record.cache = match response.headers.get("x-cache").map(|v| v.as_bytes()) {

@@ -10,7 +10,9 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Mutex;
+
+use tokio::sync::{Notify, oneshot};
 use tollgate_core::{
     LlmError,
     telemetry::{Counter, LOG_DROPPED, LOG_WRITTEN},
@@ -72,10 +74,38 @@ pub(crate) enum Message {
 }
 
 /// A sink's queue, and what became of the records given to it.
+///
+/// A call pays a lock and a push: the sink's task is woken only when a batch is full or a flush
+/// is asked for, and otherwise takes what waits at its interval. (A channel would wake the task
+/// for every record: a wake-up across threads per call.)
 pub(crate) struct SinkQueue {
     pub(crate) name: Arc<str>,
-    sender: mpsc::Sender<Message>,
+    shared: Arc<Shared>,
     pub(crate) counts: Arc<Counts>,
+}
+
+/// What a sink's queue and its task share.
+struct Shared {
+    waiting: Mutex<Waiting>,
+    wake: Notify,
+    batching: Batching,
+}
+
+#[derive(Default)]
+struct Waiting {
+    records: Vec<Arc<CallRecord>>,
+    /// Who waits for what was queued before their flush to be written.
+    flushes: Vec<oneshot::Sender<()>>,
+    /// Every handle on the queue is gone: the task writes what is left and ends.
+    closed: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Records a sink wrote and dropped.
@@ -121,92 +151,101 @@ impl Counts {
 impl SinkQueue {
     /// Starts `sink`'s task (inside a Tokio runtime).
     pub(crate) fn start(name: &str, sink: Box<dyn Sink>, batching: Batching) -> Self {
-        let (sender, receiver) = mpsc::channel(batching.queue.max(1));
         let name: Arc<str> = name.into();
         let counts = Arc::new(Counts::new(&name));
-        tokio::spawn(feed(name.clone(), sink, receiver, batching, counts.clone()));
+        let shared = Arc::new(Shared {
+            waiting: Mutex::default(),
+            wake: Notify::new(),
+            batching,
+        });
+        tokio::spawn(feed(name.clone(), sink, shared.clone(), counts.clone()));
         Self {
             name,
-            sender,
+            shared,
             counts,
         }
     }
 
     /// Queues `record`, or drops and counts it when the queue is full.
     pub(crate) fn offer(&self, record: Arc<CallRecord>) {
-        if self.sender.try_send(Message::Record(record)).is_err() {
-            self.counts.dropped(&self.name, 1);
+        let batching = &self.shared.batching;
+        let full = {
+            let mut waiting = self.shared.lock();
+            if waiting.records.len() >= batching.queue {
+                drop(waiting);
+                self.counts.dropped(&self.name, 1);
+                return;
+            }
+            waiting.records.push(record);
+            waiting.records.len() == batching.batch
+        };
+        if full {
+            self.shared.wake.notify_one();
         }
     }
 
-    /// Waits until every record queued before now is written or dropped.
+    /// Waits until every record queued before now is written or dropped, and the sink has made
+    /// its writes durable.
     pub(crate) async fn flush(&self) {
         let (done, written) = oneshot::channel();
-        if self.sender.send(Message::Flush(done)).await.is_ok() {
-            let _ = written.await;
-        }
+        self.shared.lock().flushes.push(done);
+        self.shared.wake.notify_one();
+        let _ = written.await;
     }
 
     pub(crate) fn queued(&self) -> usize {
-        self.sender.max_capacity() - self.sender.capacity()
+        self.shared.lock().records.len()
     }
 }
 
-/// Feeds `sink` from `receiver` a batch at a time until every sender is gone.
-async fn feed(
-    name: Arc<str>,
-    mut sink: Box<dyn Sink>,
-    mut receiver: mpsc::Receiver<Message>,
-    batching: Batching,
-    counts: Arc<Counts>,
-) {
-    let mut batch: Vec<Arc<CallRecord>> = Vec::with_capacity(batching.batch);
+impl Drop for SinkQueue {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+/// Feeds `sink` what waits in its queue, a batch at a time, when woken or at its interval.
+async fn feed(name: Arc<str>, mut sink: Box<dyn Sink>, shared: Arc<Shared>, counts: Arc<Counts>) {
+    let batching = shared.batching;
     let mut tick = tokio::time::interval(batching.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut spare = Vec::new();
     loop {
         tokio::select! {
-            message = receiver.recv() => {
-                // What else is waiting is taken at once, up to a batch: a sink whose writes are
-                // slow (or time out) must not be fed one record per write.
-                let mut next = message;
-                loop {
-                    match next {
-                        Some(Message::Record(record)) => {
-                            batch.push(record);
-                            if batch.len() >= batching.batch {
-                                write(&name, &mut *sink, &mut batch, &counts).await;
-                                break;
-                            }
-                        }
-                        Some(Message::Flush(done)) => {
-                            write(&name, &mut *sink, &mut batch, &counts).await;
-                            if let Err(error) = sink.close().await {
-                                tracing::warn!(target: "tollgate::log", sink = &*name, %error, "a sink could not make its records durable");
-                            }
-                            let _ = done.send(());
-                            break;
-                        }
-                        None => {
-                            write(&name, &mut *sink, &mut batch, &counts).await;
-                            let _ = sink.close().await;
-                            return;
-                        }
-                    }
-                    match receiver.try_recv() {
-                        Ok(message) => next = Some(message),
-                        Err(_) => break,
-                    }
-                }
-            },
-            _ = tick.tick() => write(&name, &mut *sink, &mut batch, &counts).await,
+            () = shared.wake.notified() => {}
+            _ = tick.tick() => {}
+        }
+        let (mut records, flushes, closed) = {
+            let mut waiting = shared.lock();
+            // The emptied vector goes back, so the queue keeps its room.
+            let records = std::mem::replace(&mut waiting.records, std::mem::take(&mut spare));
+            (
+                records,
+                std::mem::take(&mut waiting.flushes),
+                waiting.closed,
+            )
+        };
+        for batch in records.chunks(batching.batch) {
+            write(&name, &mut *sink, batch, &counts).await;
+        }
+        records.clear();
+        spare = records;
+        if !flushes.is_empty() || closed {
+            if let Err(error) = sink.close().await {
+                tracing::warn!(target: "tollgate::log", sink = &*name, %error, "a sink could not make its records durable");
+            }
+            for done in flushes {
+                let _ = done.send(());
+            }
+        }
+        if closed {
+            return;
         }
     }
 }
 
-async fn write(name: &str, sink: &mut dyn Sink, batch: &mut Vec<Arc<CallRecord>>, counts: &Counts) {
-    if batch.is_empty() {
-        return;
-    }
+async fn write(name: &str, sink: &mut dyn Sink, batch: &[Arc<CallRecord>], counts: &Counts) {
     let records = batch.len() as u64;
     match sink.write(batch).await {
         Ok(()) => counts.written(records),
@@ -215,5 +254,4 @@ async fn write(name: &str, sink: &mut dyn Sink, batch: &mut Vec<Arc<CallRecord>>
             counts.dropped(name, records);
         }
     }
-    batch.clear();
 }
