@@ -8,6 +8,9 @@
 //! The log's sink discards what it is given, on a runtime thread of its own, so what is
 //! measured is what a call pays: the record's allocation, its fields, and the queue.
 //!
+//! `table_write_1000`: what a database sink costs per record at the least, a batch of 1,000
+//! written to a SQLite file's call table, beside the same batch as JSON lines.
+//!
 //! Run: `cargo bench -p tollgate-benches --bench logs`.
 
 use std::{hint::black_box, sync::Arc};
@@ -125,5 +128,57 @@ fn call_record(c: &mut Criterion) {
     drop(log);
 }
 
-criterion_group!(benches, call_record);
+/// The floor of a database sink: a batch of 1,000 records written to the call table of a SQLite
+/// file (WAL, as the gateway opens it), per record, beside the same records as JSON lines, which
+/// every sink writes at the least.
+fn table_write(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let dir = std::env::temp_dir().join(format!("tollgate-bench-calls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a folder");
+    let url = format!("sqlite://{}", dir.join("calls.db").display());
+    let database = runtime
+        .block_on(tollgate_control::Database::open(
+            &tollgate_control::DatabaseConfig::url(url),
+        ))
+        .expect("the database");
+    let batch: Vec<Arc<CallRecord>> = (0..1_000)
+        .map(|n| {
+            let mut record = CallRecord::new(format!("req_{n:08}"), std::time::SystemTime::now());
+            record.key_id = Some("key_bench".into());
+            record.team = Some("acme".into());
+            record.model = Some("bench-model".into());
+            record.status = Some(200);
+            record.usage = tollgate::Usage::new(14, 13);
+            record.cost = Some(tollgate::MicroUsd(29));
+            Arc::new(record)
+        })
+        .collect();
+    let mut group = c.benchmark_group("table_write_1000");
+    group.sample_size(20);
+    group.bench_function("sqlite_file", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(database.write_calls(&batch))
+                .expect("written")
+        })
+    });
+    group.bench_function("json_lines", |b| {
+        b.iter(|| {
+            let mut lines = Vec::with_capacity(batch.len() * 512);
+            for record in &batch {
+                serde_json::to_writer(&mut lines, &**record).expect("json");
+                lines.push(b'\n');
+            }
+            black_box(lines)
+        })
+    });
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, call_record, table_write);
 criterion_main!(benches);

@@ -17,7 +17,8 @@
 #                                               # transactions it committed per second
 #   (default DATABASE=memory: no database section, the records in memory, a file key)
 #   LOGS=on bash benches/gateway/run.sh         # every call recorded: a JSON-lines file and the
-#                                               # records' database (the call log's sinks on)
+#                                               # records' database (the call log's sinks on);
+#                                               # LOGS=file or LOGS=database for one of them
 #
 # For a profile with symbols, build with CARGO_PROFILE_RELEASE_DEBUG=line-tables-only.
 # Needs nginx (Debian: nginx-light) and wrk (Debian: wrk). Run by hand; CI does not run it.
@@ -141,7 +142,9 @@ esac
 case "${LOGS:-off}" in
     off) logs="" ;;
     on) logs="logs: { sinks: [ { kind: file, path: \"$work/calls.jsonl\" }, { kind: database } ] }" ;;
-    *) echo "LOGS is on or off" >&2; exit 1 ;;
+    file) logs="logs: { sinks: [ { kind: file, path: \"$work/calls.jsonl\" } ] }" ;;
+    database) logs="logs: { sinks: [ { kind: database } ] }" ;;
+    *) echo "LOGS is off, on, file or database" >&2; exit 1 ;;
 esac
 cat > "$work/tollgate.yaml" <<CONF
 providers:

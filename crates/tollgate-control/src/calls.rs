@@ -45,8 +45,16 @@ pub struct CallTotals {
     pub cost_micros: u64,
 }
 
-/// Rows one statement writes at most: about 11,000 parameters, under both backends' limits.
-const ROWS_PER_INSERT: usize = 1_000;
+/// Rows one statement writes at most on PostgreSQL: about 5,500 parameters.
+const POSTGRES_ROWS_PER_INSERT: usize = 500;
+
+/// Rows one statement writes at most on SQLite. SQLite looks each `$N` parameter's name up in a
+/// list, so a statement's binding costs time square in its rows; and each statement is a round
+/// trip to sqlx's SQLite thread. Forty rows keeps both small (benches/logs.rs, `table_write`).
+const SQLITE_ROWS_PER_INSERT: usize = 40;
+
+/// The call table's columns, as many as each row binds.
+const COLUMNS: usize = 11;
 
 impl Database {
     /// Writes `batch`, in one transaction.
@@ -55,26 +63,24 @@ impl Database {
     ///
     /// `Unavailable` when the database does not take it (then none of it is written).
     pub async fn write_calls(&self, batch: &[Arc<CallRecord>]) -> Result<(), LlmError> {
+        let per_statement = match self.backend() {
+            crate::database::Backend::Sqlite => SQLITE_ROWS_PER_INSERT,
+            crate::database::Backend::Postgres => POSTGRES_ROWS_PER_INSERT,
+        };
         let mut tx = self.begin().await?;
-        for rows in batch.chunks(ROWS_PER_INSERT) {
-            let mut sql = String::from(
-                "INSERT INTO tg_calls (at, request_id, key_id, team, model, status, error, input_tokens, output_tokens, cost_micros, record) VALUES ",
-            );
+        let mut statements: Vec<(usize, String)> = Vec::new();
+        for rows in batch.chunks(per_statement) {
+            // The statement for this many rows, made once.
+            let sql = match statements.iter().find(|(n, _)| *n == rows.len()) {
+                Some((_, sql)) => sql.clone(),
+                None => {
+                    let sql = insert_statement(rows.len());
+                    statements.push((rows.len(), sql.clone()));
+                    sql
+                }
+            };
             let mut arguments = AnyArguments::default();
-            let mut n = 0;
-            for (index, record) in rows.iter().enumerate() {
-                if index > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                for column in 0..11 {
-                    if column > 0 {
-                        sql.push_str(", ");
-                    }
-                    n += 1;
-                    sql.push_str(&format!("${n}"));
-                }
-                sql.push(')');
+            for record in rows {
                 add_row(&mut arguments, record)?;
             }
             sqlx::query_with(&sql, arguments)
@@ -172,6 +178,25 @@ impl Database {
             .map_err(|e| unavailable("cannot prune the call log", &e))?;
         Ok(done.rows_affected())
     }
+}
+
+/// `INSERT` of `rows` rows into the call table.
+fn insert_statement(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO tg_calls (at, request_id, key_id, team, model, status, error, input_tokens, output_tokens, cost_micros, record) VALUES ",
+    );
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        let placeholders: Vec<String> = (1..=COLUMNS)
+            .map(|column| format!("${}", row * COLUMNS + column))
+            .collect();
+        sql.push('(');
+        sql.push_str(&placeholders.join(", "));
+        sql.push(')');
+    }
+    sql
 }
 
 fn add<'q, T>(arguments: &mut AnyArguments<'q>, value: T) -> Result<(), LlmError>

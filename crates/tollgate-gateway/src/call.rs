@@ -391,12 +391,12 @@ pub(crate) async fn handle<D: FrontDoor>(
     use tracing::Instrument as _;
     let span = crate::otel::server_span(request.method(), request.uri().path(), request.headers());
     match span {
-        Some(span) => serve::<D>(gateway, request).instrument(span).await,
-        None => serve::<D>(gateway, request).await,
+        Some(span) => serve_call::<D>(gateway, request).instrument(span).await,
+        None => serve_call::<D>(gateway, request).await,
     }
 }
 
-async fn serve<D: FrontDoor>(gateway: Gateway, request: Request) -> Response {
+async fn serve_call<D: FrontDoor>(gateway: Gateway, request: Request) -> Response {
     let Accepted {
         live,
         key,

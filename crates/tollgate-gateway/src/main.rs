@@ -127,6 +127,12 @@ async fn run(
     };
     let address = listen.unwrap_or(config.gateway.listen);
     let in_memory = config.database.is_none();
+    let table_in_memory = in_memory
+        && config.logs.as_ref().is_some_and(|logs| {
+            logs.sinks
+                .iter()
+                .any(|sink| matches!(sink, tollgate_gateway::SinkConfig::Database(_)))
+        });
     let metrics = match install_prometheus() {
         Ok(handle) => Some(handle),
         Err(error) => {
@@ -153,6 +159,12 @@ async fn run(
         tracing::warn!(
             "no `database` section: keys and teams made over /admin/ and the spend ledger are kept \
              in memory and lost on restart; add `database: {{ url: \"sqlite://tollgate.db\" }}` to keep them"
+        );
+    }
+    if table_in_memory {
+        tracing::warn!(
+            "the call log's database sink writes to that database in memory: it grows with every \
+             call until its `retention_days`; give the gateway a `database` section"
         );
     }
     let listener = match TcpListener::bind(address).await {

@@ -295,12 +295,9 @@ fn failed(what: &str, error: &std::io::Error) -> LlmError {
 
 impl Sink for JsonLinesFile {
     fn write<'a>(&'a mut self, batch: &'a [Arc<CallRecord>]) -> WriteFuture<'a> {
-        let mut lines = Vec::with_capacity(batch.len() * 512);
-        for record in batch {
-            // A record is plain data: it always serializes.
-            let _ = serde_json::to_writer(&mut lines, &**record);
-            lines.push(b'\n');
-        }
+        // Written out on a blocking thread too: a batch's JSON is a millisecond of work that
+        // must not hold up the calls on the runtime's threads.
+        let batch = batch.to_vec();
         let state = self.state.take();
         let config = self.config.clone();
         let now = (self.clock)();
@@ -311,6 +308,12 @@ impl Sink for JsonLinesFile {
                 None => Box::new(Open::new(config)?),
             };
             let done = tokio::task::spawn_blocking(move || {
+                let mut lines = Vec::with_capacity(batch.len() * 512);
+                for record in &batch {
+                    // A record is plain data: it always serializes.
+                    let _ = serde_json::to_writer(&mut lines, &**record);
+                    lines.push(b'\n');
+                }
                 let result = state.append(&lines, now);
                 (state, result)
             })

@@ -12,8 +12,14 @@ use tollgate_core::ConfigError;
 use crate::{
     record::CallRecord,
     redact::Redactor,
-    sink::{Batching, Message, Sink, SinkQueue},
+    sink::{Batching, Sink, SinkQueue},
 };
+
+/// What goes to the redacting task.
+enum Message {
+    Record(Arc<CallRecord>),
+    Flush(oneshot::Sender<()>),
+}
 
 /// Hands each call's record to every sink: [`record`](Self::record) never waits and never fails.
 /// Each sink has a bounded queue and a task that writes it in batches; a record that finds a

@@ -68,11 +68,6 @@ pub(crate) struct Batching {
     pub(crate) interval: Duration,
 }
 
-pub(crate) enum Message {
-    Record(Arc<CallRecord>),
-    Flush(oneshot::Sender<()>),
-}
-
 /// A sink's queue, and what became of the records given to it.
 ///
 /// A call pays a lock and a push: the sink's task is woken only when a batch is full or a flush
