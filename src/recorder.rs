@@ -144,10 +144,7 @@ pub(crate) struct Recording {
 /// What the record learns of a request once the stack has resolved it: who, what for, and (when
 /// bodies are kept) its prompt.
 pub(crate) fn asked(recorder: &CallRecorder, request: &LlmRequest, bodies: Option<usize>) {
-    let prompt = bodies.map(|max| {
-        let text = serde_json::to_string(&request.messages).unwrap_or_default();
-        tollgate_log::capped(text, max)
-    });
+    let prompt = bodies.map(|max| tollgate_log::capped(transcript(request), max));
     recorder.update(|record| {
         record.key_id.clone_from(&request.meta.principal);
         record.team.clone_from(&request.meta.tenant);
@@ -164,6 +161,27 @@ pub(crate) fn asked(recorder: &CallRecorder, request: &LlmRequest, bodies: Optio
             record.prompt = prompt;
         }
     });
+}
+
+/// The request's messages as text, a line per message (`user: …`), their text parts only: plain
+/// text, so the redaction patterns see a key as it was written (in JSON a newline before it
+/// would be `\n`, and no word boundary would precede it).
+fn transcript(request: &LlmRequest) -> String {
+    let mut text = String::new();
+    for message in request.messages.iter() {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(message.role.as_str());
+        text.push_str(": ");
+        for (i, piece) in message.texts().enumerate() {
+            if i > 0 {
+                text.push('\n');
+            }
+            text.push_str(piece);
+        }
+    }
+    text
 }
 
 /// What the record learns when the stack answers: what answered, whether the cache did, how it

@@ -552,8 +552,8 @@ impl StackBuilder<'_> {
         self
     }
 
-    /// Keeps each call's prompt (its messages, as JSON) and answer (its text) in its record, up
-    /// to `max_bytes` each (default: neither is kept). They are redacted by the
+    /// Keeps each call's prompt (its messages' text, a line per message: `user: …`) and answer
+    /// (its text) in its record, up to `max_bytes` each (default: neither is kept). They are redacted by the
     /// [`CallLog`](crate::log::CallLog) before any sink keeps them.
     pub fn record_bodies(mut self, max_bytes: usize) -> Self {
         self.records.bodies = Some(max_bytes);

@@ -209,7 +209,7 @@ async fn write_lines(
                 // Everything else waiting is taken at once: while the database is away each
                 // write takes its timeout, and entries must not trickle in one per write.
                 let mut next = message;
-                for _ in 0..DRAIN {
+                for taken in 1..=DRAIN {
                     match next {
                         Some(Message::Entry(entry)) => add(&mut pending, entry, &config, &dropped),
                         Some(Message::Flush(done)) => {
@@ -223,6 +223,10 @@ async fn write_lines(
                             }
                             return;
                         }
+                    }
+                    // The last one taken here is handled here: none is taken and left.
+                    if taken == DRAIN {
+                        break;
                     }
                     match receiver.try_recv() {
                         Ok(message) => next = Some(message),

@@ -114,3 +114,30 @@ async fn calls_are_written_found_totalled_and_pruned() {
         database.close().await;
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_ledger_backlog_of_several_drains_loses_no_entry() {
+    use tollgate_control::{GroupBy, Ledger, LedgerConfig, SpendEntry};
+    let home = TestDatabase::each("ledger-backlog").remove(0);
+    let database = Database::open(&DatabaseConfig::url(home.url()))
+        .await
+        .unwrap();
+    let ledger = Ledger::start(database.clone(), LedgerConfig::default());
+    // Queued without a pause: the writer finds them all waiting at once, past one drain.
+    for n in 0..10_000u64 {
+        ledger.record(SpendEntry::new(
+            SystemTime::now(),
+            "key_1",
+            "search",
+            "gpt-4o",
+            "openai",
+            Usage::new(1, 1),
+            MicroUsd(n % 3),
+        ));
+    }
+    ledger.flush().await.unwrap();
+    let spend = database.spend(GroupBy::Team, None, None).await.unwrap();
+    assert_eq!(spend.groups["search"].calls, 10_000);
+    assert_eq!(ledger.dropped(), 0);
+    database.close().await;
+}

@@ -255,13 +255,21 @@ impl Gateway {
     ///
     /// When the database does not answer.
     pub async fn flush_records(&self) -> Result<(), tollgate_core::LlmError> {
+        // The spend first: a call log whose sink is slow or dead must not hold up what bills.
+        let spend = self.shared.spend.flush().await;
         if let Some(logs) = self.shared.logs.get() {
-            logs.flush().await;
+            let bound = self.live().config.gateway.drain_timeout;
+            if tokio::time::timeout(bound, logs.flush()).await.is_err() {
+                tracing::warn!(
+                    target: "tollgate::log",
+                    "the call log's sinks did not finish writing within the drain timeout: what they held is lost"
+                );
+            }
         }
         if let Some(records) = self.shared.records.get() {
             records.flush_used().await?;
         }
-        self.shared.spend.flush().await
+        spend
     }
 
     /// Billed calls the spend ledger had no room for.

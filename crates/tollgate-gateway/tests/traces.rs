@@ -112,15 +112,7 @@ async fn a_callers_trace_is_continued_exported_and_handed_to_the_upstream() {
 
     // The spans: the request's, a child of the caller's, and the call's, with the gen_ai names.
     let exported = until(PATIENCE, || async {
-        received
-            .lock()
-            .unwrap()
-            .traces
-            .iter()
-            .flat_map(|t| &t.resource_spans)
-            .count()
-            > 0
-            && spans(&received).iter().any(|s| s.name.starts_with("chat "))
+        spans(&received).iter().any(|s| s.name.starts_with("chat "))
     })
     .await;
     assert!(exported, "no spans exported: {}", gateway.logs());
