@@ -170,7 +170,9 @@ pub(crate) async fn accept(
         return Err(meta.fail(ApiError::unauthorized()));
     };
     if let Some(recorder) = &meta.recorder {
+        let trace_id = crate::otel::trace_id();
         recorder.update(|record| {
+            record.trace_id = trace_id;
             record.key_id = Some(key.name.clone());
             record.key_name = Some(key.label.clone().unwrap_or_else(|| key.name.clone()));
             record.team = Some(key.tenant.clone());

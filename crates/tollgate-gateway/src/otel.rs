@@ -166,6 +166,18 @@ pub(crate) fn server_span(
     Some(span)
 }
 
+/// The current span's trace id (32 hex digits), when spans are exported.
+pub(crate) fn trace_id() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt as _;
+    if !EXPORTING.load(Ordering::Relaxed) {
+        return None;
+    }
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span = span.span_context();
+    span.is_valid().then(|| span.trace_id().to_string())
+}
+
 /// Adds the current span's `traceparent` to the headers `request` sends upstream, when spans are
 /// exported, so the upstream's own trace joins the caller's.
 pub(crate) fn pass_trace(request: &mut LlmRequest) {
@@ -335,6 +347,18 @@ fn log_record(record: &CallRecord, observed: u64) -> LogRecord {
         attributes.push(text("tollgate.cache", cache.as_str()));
     }
     let failed = !record.succeeded();
+    // The record's trace, so a collector links it to the call's spans.
+    let trace_id = record
+        .trace_id
+        .as_deref()
+        .and_then(|hex| {
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()
+        })
+        .filter(|bytes| bytes.len() == 16)
+        .unwrap_or_default();
     LogRecord {
         time_unix_nano: nanos(record.at),
         observed_time_unix_nano: observed,
@@ -348,6 +372,7 @@ fn log_record(record: &CallRecord, observed: u64) -> LogRecord {
         }),
         attributes,
         event_name: "tollgate.call".to_owned(),
+        trace_id,
         ..LogRecord::default()
     }
 }

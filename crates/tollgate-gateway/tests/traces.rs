@@ -167,6 +167,10 @@ async fn a_callers_trace_is_continued_exported_and_handed_to_the_upstream() {
         received.lock().unwrap().logs[0].resource_logs[0].scope_logs[0].log_records[0].clone();
     assert_eq!(record.event_name, "tollgate.call");
     assert_eq!(
+        record.trace_id, caller,
+        "the record is in the caller's trace"
+    );
+    assert_eq!(
         text(&record.attributes, "tollgate.request_id").as_deref(),
         Some("traced-1")
     );

@@ -109,6 +109,10 @@ pub struct CallRecord {
     /// tollgate's own time on the call: its answer's start less the time waiting on providers.
     #[serde(default, rename = "overhead_ms", with = "millis")]
     pub overhead: Duration,
+    /// The W3C trace id (32 hex digits) of the call's spans, when they are exported: the caller's
+    /// own when it sent a `traceparent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// The caller's `user` field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -151,6 +155,7 @@ impl CallRecord {
             upstream: Duration::ZERO,
             time_to_first_token: None,
             overhead: Duration::ZERO,
+            trace_id: None,
             user: None,
             tags: BTreeMap::new(),
             prompt: None,
