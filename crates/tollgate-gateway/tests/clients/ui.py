@@ -73,17 +73,21 @@ try:
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row + ".revoked"))
     assert call(secret) == 401
     # The latest calls, newest first; a row opens its whole record.
-    rows = "#calls tbody tr.call"
-    statuses = lambda d: [r.find_elements(By.TAG_NAME, "td")[4].text for r in d.find_elements(By.CSS_SELECTOR, rows)]
+    # Read and clicked in the page in one step each: the table is redrawn every two seconds, and
+    # a row found in one call may be gone by the next.
+    statuses = lambda d: d.execute_script(
+        "return [...document.querySelectorAll('#calls tbody tr.call')].map(r => r.cells[4].textContent)"
+    )
     # The revoked key's 401, the last call made, is listed first once the page redraws.
     wait.until(lambda d: statuses(d)[:1] == ["401"])
     assert "429" in statuses(driver) and "200" in statuses(driver), statuses(driver)
-    first = driver.find_elements(By.CSS_SELECTOR, rows)[0]
-    first.click()
+    opened = driver.execute_script(
+        "const row = document.querySelector('#calls tbody tr.call'); row.click(); return row.dataset.requestId;"
+    )
     shown = driver.find_element(By.ID, "call-record")
     wait.until(lambda d: shown.is_displayed())
     record = json.loads(shown.text)
-    assert record["request_id"] == first.get_attribute("data-request-id"), record
+    assert record["request_id"] == opened, (record, opened)
     assert "written" in driver.find_element(By.ID, "calls-note").text
     # The team's spend per day is drawn once the ledger has the call.
     wait.until(lambda d: "search" in json.loads(d.find_element(By.ID, "team-days").get_attribute("data-teams") or "[]"))
