@@ -48,3 +48,13 @@ pub use sink::{Sink, WriteFuture};
 pub fn format_time(at: std::time::SystemTime) -> String {
     record::rfc3339::format(at)
 }
+
+/// An RFC 3339 time (`2026-12-05T12:00:00Z`), to the millisecond, as records read them back: for
+/// a query over records by time.
+///
+/// # Errors
+///
+/// Text that is no RFC 3339 time, or a time before 1970, said in words.
+pub fn parse_time(text: &str) -> Result<std::time::SystemTime, String> {
+    record::rfc3339::parse(text)
+}

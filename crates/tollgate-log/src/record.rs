@@ -205,10 +205,11 @@ pub(crate) mod rfc3339 {
             .to_string()
     }
 
+    /// To the millisecond, as times are written: in nanoseconds a `u64` ends in 2554.
     pub(crate) fn parse(text: &str) -> Result<SystemTime, String> {
         let at: jiff::Timestamp = text.parse().map_err(|e| format!("{e}"))?;
-        let nanos = u64::try_from(at.as_nanosecond()).map_err(|_| "before 1970".to_owned())?;
-        Ok(UNIX_EPOCH + Duration::from_nanos(nanos))
+        let millis = u64::try_from(at.as_millisecond()).map_err(|_| "before 1970".to_owned())?;
+        Ok(UNIX_EPOCH + Duration::from_millis(millis))
     }
 
     pub(crate) fn serialize<S: Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

@@ -48,15 +48,9 @@ pub(super) async fn list(admin: Admin, request: Request) -> Response {
         ("to", &query.to, &mut filter.to),
     ] {
         if let Some(text) = given {
-            let at = text
-                .parse::<jiff::Timestamp>()
-                .ok()
-                .and_then(|at| u64::try_from(at.as_millisecond()).ok());
-            match at {
-                Some(millis) => {
-                    *into = Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis));
-                }
-                None => {
+            match tollgate::log::parse_time(text) {
+                Ok(at) => *into = Some(at),
+                Err(_) => {
                     return fail(
                         ApiError::invalid(format!(
                             "{name}: {text:?} is not a time such as 2026-12-05T12:00:00Z"
