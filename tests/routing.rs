@@ -273,6 +273,13 @@ roles:
         ),
         ["roles.default.hedge_after"]
     );
+    assert_eq!(
+        mistakes(
+            "  default: { provider: first, model: m, fallback_on_status: [404, 200, 503] }",
+            ""
+        ),
+        ["roles.default.fallback_on_status[1]"]
+    );
 }
 
 #[cfg(feature = "providers")]

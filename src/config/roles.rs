@@ -42,6 +42,9 @@ pub struct RoleConfig {
     pub context_window_fallbacks: Vec<String>,
     /// Roles tried, in order, when a provider's content filter refused a call.
     pub content_policy_fallbacks: Vec<String>,
+    /// Upstream HTTP statuses (`[400, 404]`) that move a call to the next target and then the
+    /// `fallbacks`, whatever their kind.
+    pub fallback_on_status: Vec<u16>,
     /// A second call to another target when the first has not answered within this time (`2s`)
     /// or the target's recent 95th percentile (`p95`); off by default.
     pub hedge_after: Option<HedgeAfter>,

@@ -130,6 +130,14 @@ impl Config {
                     ));
                 }
             }
+            for (i, status) in role.fallback_on_status.iter().enumerate() {
+                if !(400..=599).contains(status) {
+                    errors.push(ConfigError::new(
+                        format!("roles.{name}.fallback_on_status[{i}]"),
+                        format!("{status} is not an error status (400 to 599)"),
+                    ));
+                }
+            }
             if let Some(after) = role.hedge_after {
                 if after == HedgeAfter::After(std::time::Duration::ZERO) {
                     errors.push(ConfigError::new(at("hedge_after"), "must be > 0"));

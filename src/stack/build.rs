@@ -215,6 +215,7 @@ fn router(
                 fallbacks: own.fallbacks.clone(),
                 context_window_fallbacks: own.context_window_fallbacks.clone(),
                 content_policy_fallbacks: own.content_policy_fallbacks.clone(),
+                fallback_on_status: own.fallback_on_status.clone(),
                 hedge_after: own.hedge_after,
                 wait: own.wait,
             }),

@@ -67,6 +67,9 @@ pub enum ErrorKind {
     InvalidRequest,
     /// The provider's content filter blocked the prompt or the answer.
     ContentFilter,
+    /// The prompt is too long for the model's context window: another model with a larger one
+    /// may take it, the same model never will.
+    ContextWindow,
     /// A circuit breaker is open: the call was not attempted.
     CircuitOpen,
     /// A token or cost budget is spent until its period resets.
@@ -79,7 +82,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::RateLimited,
         Self::Overloaded,
         Self::Timeout,
@@ -88,6 +91,7 @@ impl ErrorKind {
         Self::Auth,
         Self::InvalidRequest,
         Self::ContentFilter,
+        Self::ContextWindow,
         Self::CircuitOpen,
         Self::BudgetExceeded,
         Self::Unavailable,
@@ -100,7 +104,9 @@ impl ErrorKind {
         match self {
             Self::Server | Self::Timeout | Self::Connect | Self::Overloaded => Fault::Upstream,
             Self::RateLimited => Fault::Throttled,
-            Self::InvalidRequest | Self::Auth | Self::ContentFilter => Fault::Caller,
+            Self::InvalidRequest | Self::Auth | Self::ContentFilter | Self::ContextWindow => {
+                Fault::Caller
+            }
             Self::CircuitOpen | Self::BudgetExceeded | Self::Unavailable => Fault::Tollgate,
             Self::Internal => Fault::Internal,
         }
@@ -110,7 +116,7 @@ impl ErrorKind {
     /// or [`Throttled`](Fault::Throttled) fault.
     ///
     /// True for `RateLimited`, `Overloaded`, `Timeout`, `Connect` and `Server`. Never for caller
-    /// mistakes (`Auth`, `InvalidRequest`, `ContentFilter`), spent budgets (`BudgetExceeded`), or
+    /// mistakes (`Auth`, `InvalidRequest`, `ContentFilter`, `ContextWindow`), spent budgets (`BudgetExceeded`), or
     /// decisions tollgate made to protect the provider (`CircuitOpen`, `Unavailable`): retrying those
     /// would defeat them.
     pub const fn is_retryable(self) -> bool {
@@ -154,6 +160,7 @@ impl ErrorKind {
             Self::Auth => "auth",
             Self::InvalidRequest => "invalid_request",
             Self::ContentFilter => "content_filter",
+            Self::ContextWindow => "context_window",
             Self::CircuitOpen => "circuit_open",
             Self::BudgetExceeded => "budget_exceeded",
             Self::Unavailable => "unavailable",
@@ -177,6 +184,7 @@ impl ErrorKind {
             Self::Auth => "authentication failed",
             Self::InvalidRequest => "invalid request",
             Self::ContentFilter => "blocked by content filter",
+            Self::ContextWindow => "prompt too long for the context window",
             Self::CircuitOpen => "circuit open",
             Self::BudgetExceeded => "budget exceeded",
             Self::Unavailable => "unavailable",
@@ -477,6 +485,7 @@ mod tests {
             (ErrorKind::Auth, false),
             (ErrorKind::InvalidRequest, false),
             (ErrorKind::ContentFilter, false),
+            (ErrorKind::ContextWindow, false),
             (ErrorKind::CircuitOpen, false),
             (ErrorKind::BudgetExceeded, false),
             (ErrorKind::Unavailable, false),

@@ -89,10 +89,12 @@ impl UpstreamError {
     /// redacted and cut to [`MAX_UPSTREAM_MESSAGE`] bytes.
     #[must_use]
     pub fn with_message(mut self, kind: ErrorKind, message: &str) -> Self {
-        self.context_window = kind == ErrorKind::InvalidRequest
-            && (is_context_window(message) || self.code.as_deref().is_some_and(is_context_window));
+        self.context_window = kind == ErrorKind::ContextWindow
+            || (kind == ErrorKind::InvalidRequest
+                && (is_context_window(message)
+                    || self.code.as_deref().is_some_and(is_context_window)));
         let explains_the_request = match kind {
-            ErrorKind::ContentFilter => true,
+            ErrorKind::ContentFilter | ErrorKind::ContextWindow => true,
             ErrorKind::InvalidRequest => {
                 self.context_window
                     || matches!(self.status.map(|s| s.as_u16()), Some(400 | 422) | None)
@@ -127,6 +129,7 @@ pub const fn upstream_summary(kind: ErrorKind) -> &'static str {
         ErrorKind::Auth => "the upstream refused the credentials it was sent",
         ErrorKind::InvalidRequest => "the upstream refused the request",
         ErrorKind::ContentFilter => "the upstream's content filter refused the request",
+        ErrorKind::ContextWindow => "the prompt is too long for the model's context window",
         _ => "the upstream failed",
     }
 }

@@ -163,7 +163,7 @@ fn error_response(error: &LlmError, from_client: bool) -> Response {
     let status = match error.kind() {
         ErrorKind::RateLimited | ErrorKind::BudgetExceeded => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Auth if from_client => StatusCode::UNAUTHORIZED,
-        ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::InvalidRequest | ErrorKind::ContextWindow => StatusCode::BAD_REQUEST,
         ErrorKind::ContentFilter => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::Overloaded | ErrorKind::CircuitOpen | ErrorKind::Unavailable => {
             StatusCode::SERVICE_UNAVAILABLE

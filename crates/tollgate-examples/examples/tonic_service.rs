@@ -101,7 +101,9 @@ pub(crate) fn status(error: &LlmError) -> Status {
     let message = error.to_string();
     let mut status = match error.kind() {
         ErrorKind::RateLimited | ErrorKind::BudgetExceeded => Status::resource_exhausted(message),
-        ErrorKind::InvalidRequest | ErrorKind::ContentFilter => Status::invalid_argument(message),
+        ErrorKind::InvalidRequest | ErrorKind::ContentFilter | ErrorKind::ContextWindow => {
+            Status::invalid_argument(message)
+        }
         ErrorKind::Timeout => Status::deadline_exceeded(message),
         ErrorKind::Overloaded
         | ErrorKind::CircuitOpen

@@ -123,6 +123,12 @@ impl ApiError {
                 "invalid_request_error",
                 "content_filter",
             ),
+            // OpenAI's own code for it, which its clients and agent frameworks match on.
+            K::ContextWindow => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "context_length_exceeded",
+            ),
             K::Overloaded => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "overloaded_error",
@@ -186,7 +192,10 @@ impl ApiError {
         }
         api.0.upstream = (!identifiers.is_empty()).then_some(Value::Object(identifiers));
         // The caller's own request: the upstream's names for what is wrong with it are theirs.
-        if matches!(kind, ErrorKind::InvalidRequest | ErrorKind::ContentFilter) {
+        if matches!(
+            kind,
+            ErrorKind::InvalidRequest | ErrorKind::ContentFilter | ErrorKind::ContextWindow
+        ) {
             if let Some(upstream_type) = &said.error_type {
                 api.0.kind = Cow::Owned(upstream_type.clone());
             }

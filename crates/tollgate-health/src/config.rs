@@ -52,7 +52,7 @@ pub struct HealthConfig {
     pub unhealthy_p95: Option<Duration>,
     /// Error kinds that say nothing about the component's health: counted by kind, but not as
     /// failures. Default: the [`Caller`](tollgate_core::Fault::Caller) faults but `auth`
-    /// (`invalid_request`, `content_filter`): a refused key is the component's own problem.
+    /// (`invalid_request`, `content_filter`, `context_window`): a refused key is the component's own problem.
     pub ignore: Vec<ErrorKind>,
     /// At most this many components are tracked (default 100).
     pub max_components: usize,
@@ -73,7 +73,11 @@ impl Default for HealthConfig {
             unhealthy_consecutive_failures: 5,
             degraded_p95: None,
             unhealthy_p95: None,
-            ignore: vec![ErrorKind::InvalidRequest, ErrorKind::ContentFilter],
+            ignore: vec![
+                ErrorKind::InvalidRequest,
+                ErrorKind::ContentFilter,
+                ErrorKind::ContextWindow,
+            ],
             max_components: 100,
             fail_fast: false,
         }

@@ -27,7 +27,6 @@ pub(crate) fn refusal(
     body: &[u8],
     provider: &str,
 ) -> LlmError {
-    let kind = ErrorKind::from_status(status);
     let raw = body;
     let body = serde_json::from_slice::<Value>(raw).ok();
     // OpenAI's `{"error": {"message", "type", "code", "param"}}`, and Anthropic's
@@ -35,16 +34,80 @@ pub(crate) fn refusal(
     let error = body.as_ref().and_then(|body| body.get("error"));
     let field = |name: &str| error.and_then(|e| e.get(name)).and_then(Value::as_str);
     let message = field("message").or_else(|| error.and_then(Value::as_str));
-    let said = UpstreamError::new(Some(status))
-        .with_identifiers(field("type"), field("code"), field("param"))
-        .with_message(kind, message.unwrap_or_default());
+    // Azure's content filter names itself in `innererror.code` too.
+    let inner_code = error
+        .and_then(|e| e.pointer("/innererror/code"))
+        .and_then(Value::as_str);
+    let filtered = [field("code"), field("type"), inner_code]
+        .into_iter()
+        .flatten()
+        .any(is_content_filter);
+    refused(
+        status,
+        headers,
+        raw,
+        provider,
+        Said {
+            error_type: field("type"),
+            code: field("code"),
+            param: field("param"),
+            message: message.unwrap_or_default(),
+            filtered,
+        },
+    )
+}
+
+/// What an upstream's error answer said, read from whatever shape its API gives it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Said<'a> {
+    pub(crate) error_type: Option<&'a str>,
+    pub(crate) code: Option<&'a str>,
+    pub(crate) param: Option<&'a str>,
+    pub(crate) message: &'a str,
+    /// The upstream said its content filter refused the request (in a 400, as Azure does).
+    pub(crate) filtered: bool,
+}
+
+/// Whether an error `code` or `type` is a content filter's: Azure's `content_filter` and
+/// `ResponsibleAIPolicyViolation`, OpenAI's `content_policy_violation`.
+pub(crate) fn is_content_filter(name: &str) -> bool {
+    [
+        "content_filter",
+        "content_policy_violation",
+        "ResponsibleAIPolicyViolation",
+    ]
+    .iter()
+    .any(|known| name.eq_ignore_ascii_case(known))
+}
+
+/// The error for a non-success answer whose error fields were read as `said`: the kind from the
+/// status, made `ContextWindow` or `ContentFilter` where the upstream said so, whatever status
+/// it came with.
+pub(crate) fn refused(
+    status: StatusCode,
+    headers: &HeaderMap,
+    raw: &[u8],
+    provider: &str,
+    said: Said<'_>,
+) -> LlmError {
+    let mut kind = ErrorKind::from_status(status);
+    let identified =
+        UpstreamError::new(Some(status)).with_identifiers(said.error_type, said.code, said.param);
+    let mut read = identified.clone().with_message(kind, said.message);
+    if read.context_window {
+        kind = ErrorKind::ContextWindow;
+    } else if said.filtered && kind == ErrorKind::InvalidRequest {
+        kind = ErrorKind::ContentFilter;
+        read = identified.with_message(kind, said.message);
+    }
+    let said = read;
     tracing::debug!(
         provider,
         status = status.as_u16(),
         body = %redact(&logged(raw)),
         "the upstream refused or failed a call"
     );
-    let mut error = LlmError::from_status(status, sentence(provider, kind, &said));
+    let mut error = LlmError::new(kind, sentence(provider, kind, &said)).with_status(status);
     let now = SystemTime::now();
     if let Some(after) = retry_after(headers, now) {
         error = error.with_retry_after(after);

@@ -134,6 +134,15 @@ impl Group {
         self
     }
 
+    /// Upstream HTTP statuses that move a call to the next deployment and then the
+    /// [`fallbacks`](Self::fallbacks), whatever their kind (a 404 from a provider that has not
+    /// deployed the model, say).
+    #[must_use]
+    pub fn fallback_on_status<I: IntoIterator<Item = u16>>(mut self, statuses: I) -> Self {
+        self.config.fallback_on_status = statuses.into_iter().collect();
+        self
+    }
+
     /// Sends a second call to another deployment when the first has not answered in time.
     #[must_use]
     pub fn hedge_after(mut self, after: HedgeAfter) -> Self {

@@ -179,6 +179,10 @@ pub struct GroupConfig {
     pub context_window_fallbacks: Vec<String>,
     /// Groups tried, in order, when a provider's content filter refused the call.
     pub content_policy_fallbacks: Vec<String>,
+    /// Upstream HTTP statuses that move a call on, to the next deployment and then the
+    /// `fallbacks`, whatever their kind says (a provider's 400 or 404 for a model it has not
+    /// deployed, say). Failures move as their kind says besides.
+    pub fallback_on_status: Vec<u16>,
     /// A second call to another deployment when the first has not answered in time; off by
     /// default. The first answer wins; the other call is dropped.
     pub hedge_after: Option<HedgeAfter>,

@@ -479,7 +479,8 @@ where
                 let name = &self.table.states[ticket.index].name;
                 let tried = format!("{name} ({})", error.kind().name());
                 self.rare().trail.push(tried);
-                let go = Move::after(&error);
+                let on_status = &self.table.groups[self.group].config.fallback_on_status;
+                let go = Move::after(&error, on_status);
                 let moved = match go {
                     Move::Stop => false,
                     Move::Next => true,

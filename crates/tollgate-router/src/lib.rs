@@ -50,8 +50,9 @@
 //! |---|---|
 //! | `Overloaded`, `RateLimited`, `CircuitOpen`, `Server`, `Timeout`, `Connect`, `Unavailable` | the next deployment of its group, then the groups in its `fallbacks`, in order |
 //! | `Auth` (the deployment's key was refused) | the same, and the deployment is left out for `cooldown.auth` |
-//! | `InvalidRequest` saying the prompt is too long for the context window | the group's `context_window_fallbacks` |
+//! | `ContextWindow` (or an `InvalidRequest` saying the prompt is too long) | the group's `context_window_fallbacks` |
 //! | `ContentFilter` | the group's `content_policy_fallbacks` |
+//! | an upstream status listed in the group's `fallback_on_status` | the next deployment, then `fallbacks` |
 //! | anything else (`InvalidRequest`, `BudgetExceeded`, ...) | nowhere: the error is the answer |
 //!
 //! A call makes at most [`max_fallbacks`](RouterConfig::max_fallbacks) moves (a hedge is one),

@@ -17,7 +17,15 @@ pub(crate) enum Move {
 }
 
 impl Move {
-    pub(crate) fn after(error: &LlmError) -> Self {
+    /// Where a call that failed with `error` goes, in a group that also moves on the upstream
+    /// statuses in `on_status`.
+    pub(crate) fn after(error: &LlmError, on_status: &[u16]) -> Self {
+        if error
+            .status()
+            .is_some_and(|status| on_status.contains(&status.as_u16()))
+        {
+            return Self::Next;
+        }
         match error.kind() {
             ErrorKind::Overloaded
             | ErrorKind::RateLimited
@@ -28,6 +36,8 @@ impl Move {
             | ErrorKind::Unavailable
             // The deployment's key was refused, not the request: another key may do.
             | ErrorKind::Auth => Self::Next,
+            ErrorKind::ContextWindow => Self::ContextWindow,
+            // A service of the caller's own may say so only in words.
             ErrorKind::InvalidRequest if is_context_window(error) => Self::ContextWindow,
             ErrorKind::ContentFilter => Self::ContentPolicy,
             _ => Self::Stop,
@@ -53,7 +63,7 @@ mod tests {
 
     #[test]
     fn kinds_move_as_the_issue_says() {
-        let moves = |kind| Move::after(&LlmError::new(kind, "no"));
+        let moves = |kind| Move::after(&LlmError::new(kind, "no"), &[]);
         for kind in [
             ErrorKind::Overloaded,
             ErrorKind::RateLimited,
@@ -74,6 +84,7 @@ mod tests {
             assert_eq!(moves(kind), Move::Stop, "{kind:?}");
         }
         assert_eq!(moves(ErrorKind::ContentFilter), Move::ContentPolicy);
+        assert_eq!(moves(ErrorKind::ContextWindow), Move::ContextWindow);
     }
 
     #[test]
@@ -84,9 +95,9 @@ mod tests {
             "Input is too long for requested model.",
         ] {
             let error = LlmError::new(ErrorKind::InvalidRequest, message);
-            assert_eq!(Move::after(&error), Move::ContextWindow, "{message}");
+            assert_eq!(Move::after(&error, &[]), Move::ContextWindow, "{message}");
         }
         let other = LlmError::new(ErrorKind::InvalidRequest, "temperature must be <= 2");
-        assert_eq!(Move::after(&other), Move::Stop);
+        assert_eq!(Move::after(&other, &[]), Move::Stop);
     }
 }

@@ -194,6 +194,57 @@ async fn a_bad_request_never_moves() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_context_window_kind_moves_to_the_large_context_group_only() {
+    let small = scripted([Outcome::fail(ErrorKind::ContextWindow)]);
+    let other = SimulatedProvider::new();
+    let large = SimulatedProvider::new();
+    let router = builder()
+        .deployment(deployment("small", &small))
+        .deployment(deployment("other", &other))
+        .deployment(deployment("large", &large))
+        .group(
+            Group::new("default", ["small", "other"])
+                .strategy(Strategy::Priority)
+                .context_window_fallbacks(["long"]),
+        )
+        .group(Group::new("long", ["large"]))
+        .build()
+        .unwrap();
+    let answer = call(&router, ask()).await.unwrap();
+    assert_eq!(served(&answer), ("large".to_owned(), 1));
+    // Another deployment of the same group has the same window: not tried.
+    assert_eq!((small.calls(), other.calls(), large.calls()), (1, 0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_status_listed_in_fallback_on_status_moves_whatever_its_kind() {
+    use tollgate_core::http::StatusCode;
+    let missing = scripted([
+        Outcome::status(StatusCode::NOT_FOUND),
+        Outcome::status(StatusCode::BAD_REQUEST),
+    ]);
+    let second = SimulatedProvider::new();
+    let router = builder()
+        .deployment(deployment("missing", &missing))
+        .deployment(deployment("second", &second))
+        .group(
+            Group::new("default", ["missing", "second"])
+                .strategy(Strategy::Priority)
+                .fallback_on_status([404]),
+        )
+        .build()
+        .unwrap();
+    let answer = call(&router, ask()).await.unwrap();
+    assert_eq!(served(&answer), ("second".to_owned(), 1));
+    assert_eq!((missing.calls(), second.calls()), (1, 1));
+    // A status not listed stops where its kind says.
+    let error = call(&router, ask()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidRequest);
+    assert_eq!(error.status(), Some(StatusCode::BAD_REQUEST));
+    assert_eq!((missing.calls(), second.calls()), (2, 1));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_refused_key_moves_and_takes_its_deployment_out() {
     let bad_key = scripted([Outcome::fail(ErrorKind::Auth)]);
     let good_key = SimulatedProvider::new();
