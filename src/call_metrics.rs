@@ -20,7 +20,7 @@ use tollgate_core::{
     telemetry::{
         CALL_DURATION, COST, Counter, ERROR_TYPE, Histogram, MODEL, OPERATION, OPERATION_DURATION,
         OTHER_TENANTS, PROVIDER, REQUESTS, TENANT, TIME_TO_FIRST_TOKEN, TOKEN_TYPE, TOKEN_USAGE,
-        TOKENS,
+        TOKENS, UNPRICED_CALLS,
     },
 };
 
@@ -302,6 +302,7 @@ pub(crate) struct Series {
     output: Histogram,
     tokens: [Counter; 4],
     cost: Counter,
+    unpriced: OnceLock<Counter>,
     // A failure's series, registered the first time it fails that way.
     failed: [OnceLock<(Counter, Histogram)>; ErrorKind::ALL.len()],
 }
@@ -336,9 +337,10 @@ impl Series {
             output: Histogram::new(TOKEN_USAGE, &base(&[(TOKEN_TYPE, "output".to_owned())])),
             tokens,
             cost: Counter::new(COST, &with_tenant(&[])),
+            unpriced: OnceLock::new(),
             failed: std::array::from_fn(|_| OnceLock::new()),
             price: (&*key.model != "other")
-                .then(|| pricing.get(&key.model).copied())
+                .then(|| pricing.get_for(Some(&key.provider), &key.model).copied())
                 .flatten(),
             key,
             pricing,
@@ -402,10 +404,24 @@ impl Series {
         }
         let cost = match &self.price {
             Some(price) => Some(price.cost(usage)),
-            None => self.pricing.cost(model, usage),
+            None => self
+                .pricing
+                .get_for(Some(&self.key.provider), model)
+                .map(|price| price.cost(usage)),
         };
-        if let Some(cost) = cost {
-            self.cost.increment(cost.0);
+        match cost {
+            Some(cost) => self.cost.increment(cost.0),
+            None => self
+                .unpriced
+                .get_or_init(|| {
+                    let labels = [
+                        (PROVIDER, self.key.provider.to_string()),
+                        // The series' model: `other` for a model past the bound.
+                        (MODEL, self.key.model.to_string()),
+                    ];
+                    Counter::new(UNPRICED_CALLS, &labels)
+                })
+                .increment(1),
         }
     }
 }

@@ -319,9 +319,9 @@ impl CostTracker {
         self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The price of `model`, when the pricing table has one.
-    pub(crate) fn price(&self, model: &str) -> Option<tollgate_core::ModelPrice> {
-        self.pricing.get(model).copied()
+    /// The price of `model` when `provider` serves it, when the pricing table has one.
+    pub(crate) fn price(&self, provider: &str, model: &str) -> Option<tollgate_core::ModelPrice> {
+        self.pricing.get_for(Some(provider), model).copied()
     }
 
     /// Adds one answered call; `incomplete` for a stream that ended before its answer did.
@@ -332,7 +332,10 @@ impl CostTracker {
         usage: Usage,
         incomplete: bool,
     ) -> Option<MicroUsd> {
-        let cost = self.pricing.cost(&labels.route.model, usage);
+        let cost = self
+            .pricing
+            .get_for(Some(&labels.route.provider), &labels.route.model)
+            .map(|price| price.cost(usage));
         let call = Spend {
             calls: 1,
             input_tokens: usage.input_tokens,

@@ -68,15 +68,15 @@ pub use tollgate_core::{
     AssistantMessage, BoxError, ByModel, ByPrincipal, ByProvider, ByRole, ByTenant, CacheControl,
     CharEstimator, Choice, ConfigError, Content, ErrorKind, ExtraParams, Fault, FinishReason,
     FunctionCall, Global, InvalidPrice, JsonMap, Key, KeyExtractor, LlmError, LlmRequest,
-    LlmResponse, Message, MicroUsd, ModelPrice, Operation, Outcome, Params, PricingTable, Priority,
-    REASONING_SIGNATURE, RequestMeta, Role, SharedMap, SimulatedFuture, SimulatedProvider,
-    SimulatedProviderBuilder, TokenEstimator, ToolCall, Usage, clock, future, http, stream,
-    telemetry,
+    LlmResponse, LongContext, Message, MicroUsd, ModelPrice, Operation, Outcome, Params,
+    PriceCatalog, PricingTable, Priority, REASONING_SIGNATURE, RequestMeta, Role, SharedMap,
+    SimulatedFuture, SimulatedProvider, SimulatedProviderBuilder, TokenEstimator, ToolCall, Usage,
+    clock, future, http, stream, telemetry,
 };
 // What a request may cost, and what an upstream may be shown saying.
 pub use tollgate_core::{
-    DEFAULT_MAX_TOKENS, MaxTokensName, NoRetry, NotAWholeNumber, UpstreamError, known_output_limit,
-    redact, upstream_summary, whole_number,
+    DEFAULT_MAX_TOKENS, MAX_MODEL_ID, MaxTokensName, NoRetry, NotAWholeNumber, UpstreamError,
+    is_model_id, known_output_limit, redact, upstream_summary, whole_number,
 };
 
 mod builder;
@@ -101,8 +101,9 @@ pub use call_metrics::MetricsConfig;
 #[cfg(feature = "config")]
 pub use config::{
     CachingConfig, Config, ConfigDocument, ConfigErrors, DEFAULT_QUOTA_VAR, DEFAULT_ROLE, Limits,
-    PerProvider, ProviderConfig, ProviderKind, REDIS_URL_VAR, RateLimitingConfig, RedisConfig,
-    ResolvedRole, ResolvedTarget, RoleConfig, RoutingConfig, StoreKind, Switch, TargetConfig,
+    PerProvider, PricingConfig, ProviderConfig, ProviderKind, REDIS_URL_VAR, RateLimitingConfig,
+    RedisConfig, ResolvedRole, ResolvedTarget, RoleConfig, RoutingConfig, StoreKind, Switch,
+    TargetConfig,
 };
 #[cfg(feature = "config")]
 pub use cost::{

@@ -209,6 +209,14 @@ retry: false
         20.0
     );
     assert_eq!(line("tollgate.cost.microdollars", "small"), 54.0);
+    // A model nobody prices is counted on each of its calls, under its series' model.
+    let unpriced =
+        "tollgate.cost.unpriced_calls{gen_ai.provider.name=sim,gen_ai.request.model=other}";
+    assert_eq!(got.get(unpriced), Some(&1.0), "{got:#?}");
+    assert!(
+        !got.keys()
+            .any(|k| k.starts_with("tollgate.cost.unpriced_calls{") && k.contains("=small"))
+    );
     // Histograms: how many values each holds.
     assert_eq!(line("gen_ai.client.operation.duration", "small"), 2.0);
     assert_eq!(

@@ -188,23 +188,31 @@ impl Config {
     }
 
     fn check_pricing(&self, errors: &mut Vec<ConfigError>) {
-        let Switch::On(limiting) = &self.rate_limiting else {
-            return;
-        };
-        if !limiting.has_budget() || limiting.unpriced_models == UnpricedModels::Free {
+        let budgets = matches!(&self.rate_limiting, Switch::On(limiting)
+            if limiting.has_budget() && limiting.unpriced_models != UnpricedModels::Free);
+        if !budgets && !self.pricing.refuse_unpriced {
             return;
         }
+        let why = if self.pricing.refuse_unpriced {
+            "pricing.refuse_unpriced is on"
+        } else {
+            "rate_limiting has dollar budgets (or set rate_limiting.unpriced_models: free)"
+        };
+        let prices = self.prices();
         for name in self.roles.keys() {
             let Some(role) = self.role(name) else {
                 continue;
             };
             for target in &role.targets {
-                if self.pricing.get(&target.model).is_none() {
+                if prices
+                    .get_for(Some(&target.provider), &target.model)
+                    .is_none()
+                {
                     errors.push(ConfigError::new(
                         format!("pricing.{}", target.model),
                         format!(
-                            "missing: role {name:?} uses this model and rate_limiting has dollar \
-                             budgets (or set rate_limiting.unpriced_models: free)"
+                            "missing: role {name:?} uses this model, which neither the catalog \
+                             nor the configuration prices, and {why}"
                         ),
                     ));
                 }

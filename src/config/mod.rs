@@ -6,6 +6,7 @@
 
 mod check;
 mod errors;
+mod pricing;
 mod read;
 mod roles;
 mod routes;
@@ -18,6 +19,7 @@ use serde_yaml_ng::Value;
 use tollgate_core::ConfigError;
 
 pub use errors::ConfigErrors;
+pub use pricing::PricingConfig;
 pub use read::ConfigDocument;
 pub use roles::{ResolvedRole, ResolvedTarget, RoleConfig, TargetConfig};
 pub use sections::{

@@ -9,7 +9,6 @@ use tollgate_core::{duration, redis::RedisConfig};
 use tollgate_ratelimit::RateLimitConfig;
 
 use tollgate_circuit_breaker::CircuitBreakerConfig;
-use tollgate_core::PricingTable;
 use tollgate_health::HealthConfig;
 use tollgate_retry::RetryConfig;
 
@@ -60,10 +59,10 @@ pub struct Config {
     /// How calls move between a role's targets and to its fallbacks: moves, deadline, cooldowns.
     #[serde(default)]
     pub routing: RoutingConfig,
-    /// Dollars per million tokens, per model (or model-name prefix): `{ input: "2.50", output:
-    /// "10.00" }`.
+    /// Dollars per million tokens, per model (`{ input: "2.50", output: "10.00" }`), over the
+    /// shipped catalog; see [`PricingConfig`](super::PricingConfig).
     #[serde(default)]
-    pub pricing: PricingTable,
+    pub pricing: super::PricingConfig,
     /// The response cache (off when absent).
     #[serde(default = "Switch::off")]
     pub caching: Switch<CachingConfig>,
@@ -237,6 +236,15 @@ pub enum ProviderKind {
     Anthropic,
     /// The simulated provider: answers from memory, no network.
     Simulated,
+}
+
+impl ProviderKind {
+    /// The cloud whose own prices in the catalog this kind's calls pay, when it has any.
+    pub const fn cloud(self) -> Option<&'static str> {
+        match self {
+            Self::Openai | Self::Anthropic | Self::Simulated => None,
+        }
+    }
 }
 
 /// How calls move between a role's targets: the router crate's own settings.

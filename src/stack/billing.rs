@@ -138,7 +138,8 @@ impl Record {
     fn answered(self, response: &mut LlmResponse) {
         // Which model answered, for a budget that reserved at the dearest that might have.
         if self.ceiling {
-            if let Some(price) = self.costs.price(&self.labels.route.model) {
+            let route = &self.labels.route;
+            if let Some(price) = self.costs.price(&route.provider, &route.model) {
                 response.extensions.insert(AnsweredPrice(price));
             }
         }

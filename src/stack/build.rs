@@ -3,7 +3,9 @@
 use std::{collections::HashMap, sync::Arc};
 
 use tollgate_circuit_breaker::{CircuitBreakerLayer, CircuitBreakers};
-use tollgate_core::{ByProvider, ErrorKind, ModelPrice, TokenEstimator, clock::Clock};
+use tollgate_core::{
+    ByProvider, ErrorKind, ModelPrice, PricingTable, TokenEstimator, clock::Clock,
+};
 use tollgate_health::{HealthLayer, HealthStats};
 use tollgate_retry::{RetryLayer, RetryPolicy};
 use tollgate_router::{Deployment, Group, GroupConfig, Router};
@@ -31,10 +33,13 @@ pub(super) fn build(
     estimator: Arc<dyn TokenEstimator>,
 ) -> Result<Stack, ConfigErrors> {
     config.validate()?;
+    let prices = config.prices();
+    warn_unpriced(config, &prices);
     let mut errors = Vec::new();
     let clients = clients(config, given, &hooks, &mut errors);
     let Layers { cache, limits } = layers(
         config,
+        &prices,
         hooks.env,
         (clock.clone(), hooks.wall_time),
         estimator.clone(),
@@ -43,7 +48,7 @@ pub(super) fn build(
     ConfigErrors::check(errors)?;
 
     let (breakers, health) = guards(config, clock.as_ref());
-    let billing = Billing::new(config, estimator, hooks.on_billed.clone());
+    let billing = Billing::new(config, &prices, estimator, hooks.on_billed.clone());
     let providers = Arc::new(provider_stacks(
         config,
         clients,
@@ -64,7 +69,8 @@ pub(super) fn build(
         service: BoxCloneSyncService::new(service),
         parts: Arc::new(Parts {
             roles: roles(config),
-            ceilings: ceilings(config),
+            ceilings: ceilings(config, &prices),
+            refuse_unpriced: config.pricing.refuse_unpriced,
             default_role: Arc::from(DEFAULT_ROLE),
             providers,
             router,
@@ -89,21 +95,22 @@ struct Billing {
 impl Billing {
     fn new(
         config: &Config,
+        prices: &PricingTable,
         estimator: Arc<dyn TokenEstimator>,
         on_billed: Option<crate::OnBilled>,
     ) -> Self {
-        // The models per-call metrics may name: those the roles use, and those the pricing
-        // table prices; any other is `other`.
+        // The models per-call metrics may name: those the roles use, and those the
+        // configuration prices; any other is `other`.
         let models = config
             .roles
             .keys()
             .filter_map(|role| config.role(role))
             .flat_map(|role| role.targets.into_iter().map(|target| target.model))
-            .chain(config.pricing.models().map(Arc::from));
+            .chain(config.pricing.models.models().map(Arc::from));
         Self {
-            costs: CostTracker::new(config.pricing.clone(), &config.costs, on_billed),
+            costs: CostTracker::new(prices.clone(), &config.costs, on_billed),
             estimator,
-            calls: CallMetrics::new(&config.metrics, models, config.pricing.clone()),
+            calls: CallMetrics::new(&config.metrics, models, prices.clone()),
         }
     }
 }
@@ -231,7 +238,7 @@ fn router(
 /// of each kind among the models that may answer (what a budget reserves a call at), where it is
 /// higher than the first's; and the least output they can all write (the most a call that sets
 /// no bound is sent), where it is less than the first's.
-fn ceilings(config: &Config) -> super::Ceilings {
+fn ceilings(config: &Config, prices: &PricingTable) -> super::Ceilings {
     let limit = |model: &str| {
         tollgate_core::known_output_limit(model).unwrap_or(tollgate_core::DEFAULT_MAX_TOKENS)
     };
@@ -241,11 +248,13 @@ fn ceilings(config: &Config) -> super::Ceilings {
         .filter_map(|name| {
             let first = config.role(name)?.model;
             let models = config.reachable_models(name);
+            // A model's price at the dearest provider that serves it: which one answers is
+            // not known before the call.
             let price = models
                 .iter()
-                .filter_map(|model| config.pricing.get(model).copied())
+                .filter_map(|model| prices.dearest(model))
                 .reduce(ModelPrice::max)
-                .filter(|dearest| Some(dearest) != config.pricing.get(&first));
+                .filter(|dearest| Some(*dearest) != prices.dearest(&first));
             let output = models
                 .iter()
                 .map(|model| limit(model))
@@ -255,6 +264,32 @@ fn ceilings(config: &Config) -> super::Ceilings {
                 .then(|| (Arc::from(name.as_str()), super::Ceiling { price, output }))
         })
         .collect()
+}
+
+/// Says at start which model a role may send calls to has no price: those calls are counted
+/// as unpriced, in no budget's dollars.
+fn warn_unpriced(config: &Config, prices: &PricingTable) {
+    let mut warned = std::collections::BTreeSet::new();
+    for role in config.roles.keys().filter_map(|role| config.role(role)) {
+        for target in role.targets {
+            let simulated =
+                config.providers[&*target.provider].kind == crate::ProviderKind::Simulated;
+            if simulated
+                || prices
+                    .get_for(Some(&target.provider), &target.model)
+                    .is_some()
+            {
+                continue;
+            }
+            if warned.insert((target.provider.clone(), target.model.clone())) {
+                tracing::warn!(
+                    provider = %target.provider,
+                    model = %target.model,
+                    "no price for this model, in the catalog or the configuration: its calls are counted as unpriced (tollgate.cost.unpriced_calls) and in no budget's dollars"
+                );
+            }
+        }
+    }
 }
 
 /// Whether every role that client `name` serves may move its calls elsewhere.

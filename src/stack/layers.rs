@@ -27,6 +27,7 @@ pub(super) struct Layers {
 /// A Redis that cannot be named (its mistakes are not worth piling others onto).
 pub(super) fn layers(
     config: &Config,
+    prices: &PricingTable,
     env: &dyn Fn(&str) -> Option<String>,
     (clock, wall_time): (Option<Arc<dyn Clock>>, Option<std::time::SystemTime>),
     estimator: Arc<dyn TokenEstimator>,
@@ -48,7 +49,7 @@ pub(super) fn layers(
         Switch::On(limiting) => rate_limits(
             limiting,
             redis.as_ref(),
-            &config.pricing,
+            prices,
             (clock, wall_time),
             estimator,
         )

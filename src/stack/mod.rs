@@ -113,6 +113,8 @@ struct Parts {
     // Looked up on every call; the names come from the configuration (see the router's map).
     roles: HashMap<Arc<str>, ResolvedRole, foldhash::fast::RandomState>,
     ceilings: Ceilings,
+    /// `pricing.refuse_unpriced`: a call naming a model with no price is refused.
+    refuse_unpriced: bool,
     default_role: Arc<str>,
     /// Each client's stack, so a request's provider is checked against what serves it.
     providers: Arc<billing::Providers>,
@@ -294,6 +296,27 @@ impl Stack {
             ));
         };
         let route = dispatch::route(&mut request, role, &parts.providers)?;
+        // A role's own models were checked with the configuration; a model the caller named is
+        // checked here.
+        if route == dispatch::Route::Direct && !tollgate_core::is_model_id(&request.model) {
+            return Err(LlmError::new(
+                ErrorKind::InvalidRequest,
+                "the request's model is not a model id (letters, digits and . _ - : / @ +)",
+            ));
+        }
+        if parts.refuse_unpriced && route == dispatch::Route::Direct {
+            let provider = request.provider.as_deref().unwrap_or_default();
+            if parts.costs.price(provider, &request.model).is_none() {
+                return Err(LlmError::new(
+                    ErrorKind::InvalidRequest,
+                    format!(
+                        "model {:?} has no price, in the catalog or the configuration, and \
+                         pricing.refuse_unpriced is on",
+                        &*request.model
+                    ),
+                ));
+            }
+        }
         if route == (dispatch::Route::Routed { moves: true }) {
             // A call the router may move: a budget reserves at the dearest model that may
             // answer, and bounds it by what they all can write.

@@ -63,9 +63,14 @@ pub use config::{ConfigError, duration, non_zero};
 pub use error::{BoxError, ErrorKind, Fault, LlmError, NoRetry, counted};
 pub use json::SharedMap;
 pub use key::{ByModel, ByPrincipal, ByProvider, ByRole, ByTenant, Global, Key, KeyExtractor};
-pub use models::{DEFAULT_MAX_TOKENS, OutputCeiling, known_output_limit};
+pub use models::{
+    DEFAULT_MAX_TOKENS, MAX_MODEL_ID, OutputCeiling, is_model_id, known_output_limit,
+};
 pub use params::{ExtraParams, MaxTokensName, NotAWholeNumber, Params, whole_number};
-pub use pricing::{AnsweredPrice, InvalidPrice, MicroUsd, ModelPrice, PriceCeiling, PricingTable};
+pub use pricing::{
+    AnsweredPrice, FoundPrice, InvalidPrice, LongContext, MicroUsd, ModelPrice, PriceCatalog,
+    PriceCeiling, PricingTable,
+};
 pub use request::{
     CacheControl, Content, JsonMap, LlmRequest, Message, Operation, Priority, RequestMeta, Role,
 };

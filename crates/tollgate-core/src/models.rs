@@ -11,6 +11,30 @@
 /// `default_max_tokens`, or the request's own `max_tokens`.
 pub const DEFAULT_MAX_TOKENS: u32 = 4_096;
 
+/// The longest model id [`is_model_id`] takes, in bytes.
+pub const MAX_MODEL_ID: usize = 256;
+
+/// Whether `name` could be a model id: 1 to [`MAX_MODEL_ID`] bytes of ASCII letters, digits and
+/// `. _ - : / @ +` (`gpt-4o-2024-08-06`, `claude-sonnet-4-5@20250929`,
+/// `us.anthropic.claude-3-5-sonnet-20241022-v2:0`, `meta-llama/Llama-3.3-70B-Instruct`,
+/// `ft:gpt-4o-mini:acme::abc123`). Anything else, a query string, a space, a control character,
+/// is no model any provider serves, and is refused before it is priced or sent.
+///
+/// ```
+/// use tollgate_core::is_model_id;
+///
+/// assert!(is_model_id("anthropic.claude-3-5-sonnet-20241022-v2:0"));
+/// assert!(!is_model_id("mock-model?x=1"));
+/// assert!(!is_model_id("gpt 4o"));
+/// assert!(!is_model_id(""));
+/// ```
+pub fn is_model_id(name: &str) -> bool {
+    (1..=MAX_MODEL_ID).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:/@+".contains(&b))
+}
+
 /// A request extension: the most output every model that may answer the call can write, when
 /// that need not be the request's own model (a role whose calls may move to other models). A
 /// layer that bounds a call that sets no bound of its own keeps under it, so no model that may

@@ -23,6 +23,9 @@ pub const REQUESTS: &str = "tollgate.requests";
 pub const TOKENS: &str = "tollgate.tokens";
 /// Cost in micro-dollars, with `gen_ai.provider.name` and `gen_ai.request.model`.
 pub const COST: &str = "tollgate.cost.microdollars";
+/// Calls billed for a model with no price (their cost is unknown, so counted in no budget's
+/// dollars), with `gen_ai.provider.name` and `gen_ai.request.model`.
+pub const UNPRICED_CALLS: &str = "tollgate.cost.unpriced_calls";
 /// Seconds from a streamed call's start to its first event, with `gen_ai.operation.name` and
 /// `gen_ai.request.model`.
 pub const TIME_TO_FIRST_TOKEN: &str = "tollgate.time_to_first_token";

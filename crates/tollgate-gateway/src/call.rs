@@ -289,6 +289,15 @@ pub(crate) fn authorize_model(
 ) -> Result<(), ApiError> {
     let model = std::mem::take(&mut request.model);
     let config = &live.config.stack;
+    if !tollgate::is_model_id(&model) {
+        // Not echoed: a name that is no id may carry anything.
+        return Err(ApiError::invalid(format!(
+            "`model` is not a model id: 1 to {} letters, digits and . _ - : / @ +",
+            tollgate::MAX_MODEL_ID
+        ))
+        .with_param("model")
+        .with_code("invalid_model"));
+    }
     if config.roles.contains_key(&*model) {
         if !key.may_use_role(&model) {
             return Err(forbidden(&model));

@@ -1,6 +1,7 @@
 //! `tollgate`: the gateway binary.
 
 mod cli;
+mod prices;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
@@ -63,6 +64,9 @@ enum Command {
     },
     /// Spend from the database's ledger, grouped and totalled.
     Spend(cli::SpendCommand),
+    /// The prices calls are billed at: the shipped catalog under a configuration's own, every
+    /// one or a model's.
+    Prices(prices::PricesCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
         Command::Keys { command } => cli::keys(command),
         Command::Teams { command } => cli::teams(command),
         Command::Spend(command) => cli::spend(command),
+        Command::Prices(command) => prices::prices(command),
     }
 }
 

@@ -170,3 +170,82 @@ fn serve_writes_json_logs_when_asked() {
         );
     }
 }
+
+#[test]
+fn prices_prints_what_a_model_is_billed_at_and_where_the_price_comes_from() {
+    let date = tollgate::PriceCatalog::shipped().date().to_owned();
+    // The catalog alone: a dated snapshot takes its base's price; a longer name is not it.
+    let (code, out, _) = tollgate(&["prices", "gpt-4o-mini-2024-07-18"], "");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out,
+        format!(
+            "gpt-4o-mini-2024-07-18: input $0.15 · cached input $0.075 · output $0.60 (as gpt-4o-mini, catalog {date})\n"
+        )
+    );
+    let (code, out, _) = tollgate(&["prices", "my-finetune"], "");
+    assert_eq!(code, 1);
+    assert_eq!(
+        out,
+        "my-finetune: no price (its calls are counted as unpriced, or refused with pricing.refuse_unpriced)\n"
+    );
+    let (code, out, _) = tollgate(&["prices", "gpt-4o?x=1"], "");
+    assert_eq!(
+        (code, out.as_str()),
+        (1, "\"gpt-4o?x=1\" is not a model id\n")
+    );
+
+    // A configuration's own prices win, a provider's own apply on it, and the listing says which.
+    let path = file(
+        "priced.yaml",
+        r#"
+providers:
+  sim: { kind: simulated }
+  other: { kind: simulated }
+roles:
+  default: { provider: sim, model: my-finetune }
+pricing:
+  my-finetune: { input: "0.30", output: "1.2" }
+  gpt-4o: { input: "2", output: "8" }
+  providers: { other: { gpt-4o: { input: "3", output: "12", long_context: { above_input_tokens: 128000, input: "6", output: "24" } } } }
+keys:
+  team: { hash: "sha256:0000000000000000000000000000000000000000000000000000000000000000", tenant: acme }
+"#,
+    );
+    let (code, out, _) = tollgate(&["prices", "gpt-4o-2024-08-06", "--config", &path], "");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out,
+        "gpt-4o-2024-08-06: input $2.00 · output $8.00 (as gpt-4o, configuration)\n  on other: input $3.00 · output $12.00 · past 128000 input tokens: input $6.00 · output $24.00 (as gpt-4o, configuration)\n"
+    );
+    let (code, out, _) = tollgate(&["prices", "--config", &path], "");
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!(
+            "# US dollars per million tokens; the catalog of {date} (sources: "
+        )),
+        "{out}"
+    );
+    assert!(
+        lines.contains(&"my-finetune: input $0.30 · output $1.20 (configuration)"),
+        "{out}"
+    );
+    assert!(
+        lines.contains(&"gpt-4o: input $2.00 · output $8.00 (configuration)"),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("gpt-4o-mini: input $0.15")
+                && line.ends_with(&format!("(catalog {date})"))),
+        "{out}"
+    );
+    assert_eq!(
+        lines.last(),
+        Some(
+            &"gpt-4o on other: input $3.00 · output $12.00 · past 128000 input tokens: input $6.00 · output $24.00 (configuration)"
+        )
+    );
+}

@@ -59,6 +59,21 @@ async fn each_mistake_gets_its_status_and_openais_shape() {
     );
     assert_eq!(error["error"]["param"], "model");
 
+    // A name that is no model id (a query string, a space) is a 400, not echoed, even for a
+    // key that may use any of the provider's models.
+    for name in ["up/up-model?x=1", "up/up model", "up/\u{7}"] {
+        let mut odd = ask("hi");
+        odd["model"] = json!(name);
+        let (status, error) = post(&gateway, path, Some(ALICE), odd.to_string()).await;
+        assert_eq!(
+            (status, code(&error)),
+            (400, ("invalid_request_error", "invalid_model")),
+            "{name:?}"
+        );
+        assert_eq!(error["error"]["param"], "model");
+        assert!(!error.to_string().contains("up-model?"), "{error}");
+    }
+
     // bob may use the `default` role only, not a provider's model by name.
     let mut direct = ask("hi");
     direct["model"] = json!("up/up-model");

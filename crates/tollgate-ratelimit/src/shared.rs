@@ -142,11 +142,18 @@ impl Shared {
             // A call that may be answered by another model than its own is reserved at the
             // dearest of them. (Without a pricing table, which a budget given at run time may
             // find, every model is unpriced.)
-            let ceiling = request.extensions.get::<PriceCeiling>().map(|c| &c.0);
-            let listed = self.pricing.as_ref().and_then(|p| p.get(&request.model));
+            let ceiling = request.extensions.get::<PriceCeiling>().map(|c| c.0);
+            // The provider's own price when the call names one, else the dearest provider's.
+            let listed = self
+                .pricing
+                .as_ref()
+                .and_then(|p| match request.provider.as_deref() {
+                    Some(provider) => p.get_for(Some(provider), &request.model).copied(),
+                    None => p.dearest(&request.model),
+                });
             match ceiling.or(listed) {
                 Some(price) => {
-                    reservation.price = Some(*price);
+                    reservation.price = Some(price);
                     reservation.amounts = reservation
                         .amounts
                         .with_cost(price.cost(Usage::new(input, output)));

@@ -150,9 +150,9 @@ fn check_limits(
             .with_param(field));
         }
     }
-    if limits.has_budget() && live.config.stack.pricing.is_empty() {
+    if limits.has_budget() && live.config.stack.prices().is_empty() {
         return Err(ApiError::invalid(
-            "limits: a budget counts dollars, and this gateway's configuration has no `pricing` section to price calls with",
+            "limits: a budget counts dollars, and this gateway prices no model (its configuration turns the catalog off and has no `pricing` of its own)",
         )
         .with_param("limits"));
     }
