@@ -68,7 +68,7 @@ pub use tollgate_core::{
     AssistantMessage, BoxError, ByModel, ByPrincipal, ByProvider, ByRole, ByTenant, CacheControl,
     CharEstimator, Choice, ConfigError, Content, ErrorKind, ExtraParams, Fault, FinishReason,
     FunctionCall, Global, InvalidPrice, JsonMap, Key, KeyExtractor, LlmError, LlmRequest,
-    LlmResponse, LongContext, Message, MicroUsd, ModelPrice, Operation, Outcome, Params,
+    LlmResponse, LongContext, Message, MicroUsd, ModelPrice, Operation, Outcome, Params, Preset,
     PriceCatalog, PricingTable, Priority, REASONING_SIGNATURE, RequestMeta, Role, SharedMap,
     SimulatedFuture, SimulatedProvider, SimulatedProviderBuilder, TokenEstimator, ToolCall, Usage,
     clock, future, http, stream, telemetry,

@@ -100,3 +100,54 @@ fn mistakes_in_the_crates_sections_carry_the_sections_paths() {
     assert_eq!(paths("caching: { ttl: 0s }\n"), ["caching.ttl"]);
     assert_eq!(paths("caching: { store: tiered }\n"), ["caching.store"]);
 }
+
+/// The paths of every mistake in a configuration whose providers are `providers`.
+fn provider_paths(providers: &str) -> Vec<String> {
+    let yaml = format!("providers:\n{providers}\nroles:\n  default: {{ provider: p, model: m }}\n");
+    match Config::from_yaml(&yaml) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.paths().iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn each_kind_takes_its_own_fields_and_requires_what_it_needs() {
+    // Azure: an endpoint and one credential; its fields nowhere else.
+    assert_eq!(
+        provider_paths("  p: { kind: azure, deployment: gpt-4o-prod }"),
+        ["providers.p.base_url", "providers.p.api_key_env"]
+    );
+    assert_eq!(
+        provider_paths(
+            "  p: { kind: azure, base_url: \"https://r.openai.azure.com\", api_key_env: K, entra_token_env: T }"
+        ),
+        ["providers.p.entra_token_env"]
+    );
+    assert!(provider_paths(
+        "  p: { kind: azure, base_url: \"https://r.openai.azure.com\", entra_token_env: AZURE_TOKEN, deployments: { gpt-4o: gpt-4o-prod }, api_version: 2024-10-21 }"
+    )
+    .is_empty());
+    assert_eq!(
+        provider_paths("  p: { kind: openai, deployment: d, api_version: v }"),
+        ["providers.p.deployment", "providers.p.api_version"]
+    );
+    // A preset: a known name, on kind openai, with a key where the service needs one.
+    assert_eq!(
+        provider_paths("  p: { kind: openai, preset: groq }"),
+        ["providers.p.api_key_env"]
+    );
+    assert!(provider_paths("  p: { kind: openai, preset: ollama }").is_empty());
+    assert_eq!(
+        provider_paths("  p: { kind: anthropic, preset: groq, api_key_env: K }"),
+        ["providers.p.preset"]
+    );
+    let error = Config::from_yaml(
+        "providers:\n  p: { kind: openai, preset: groqq }\nroles:\n  default: { provider: p, model: m }\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("unknown preset \"groqq\"; known: groq, mistral"),
+        "{error}"
+    );
+}

@@ -10,7 +10,8 @@ use tollgate_ratelimit::UnpricedModels;
 use tollgate_retry::RetryPolicy;
 
 use super::{
-    sections::{Config, PerProvider, ProviderKind},
+    kinds::{self, is_env_var_name},
+    sections::{Config, PerProvider},
     switch::Switch,
 };
 
@@ -147,43 +148,10 @@ impl Config {
                     errors.push(ConfigError::new(at(field), "must be > 0"));
                 }
             }
-            if provider.max_tokens_name.is_some() && provider.kind != ProviderKind::Openai {
-                errors.push(ConfigError::new(
-                    at("max_tokens_name"),
-                    "only for kind: openai (Anthropic's API has one name, max_tokens)",
-                ));
-            }
             if let Some(url) = &provider.base_url {
                 errors.extend(base_url_mistake(url, &at("base_url")));
             }
-            match provider.kind {
-                ProviderKind::Simulated => {
-                    for (field, set) in [
-                        ("base_url", provider.base_url.is_some()),
-                        ("api_key_env", provider.api_key_env.is_some()),
-                    ] {
-                        if set {
-                            errors.push(ConfigError::new(
-                                at(field),
-                                "a simulated provider makes no network calls",
-                            ));
-                        }
-                    }
-                }
-                kind => {
-                    for (field, set) in [
-                        ("latency", provider.latency.is_some()),
-                        ("output_tokens", provider.output_tokens.is_some()),
-                    ] {
-                        if set {
-                            errors.push(ConfigError::new(
-                                at(field),
-                                format!("only for kind: simulated, not {kind:?}").to_lowercase(),
-                            ));
-                        }
-                    }
-                }
-            }
+            kinds::check(name, provider, errors);
         }
     }
 
@@ -337,14 +305,6 @@ pub(super) fn base_url_mistake(url: &str, at: &str) -> Option<ConfigError> {
             format!("expected an http:// or https:// URL, got {url:?}"),
         )
     })
-}
-
-pub(super) fn is_env_var_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// On a Redis Cluster, one script checks all of a call's keys, so they must share a slot: with

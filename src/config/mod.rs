@@ -6,6 +6,7 @@
 
 mod check;
 mod errors;
+mod kinds;
 mod pricing;
 mod read;
 mod roles;

@@ -7,7 +7,8 @@ use tollgate_core::ConfigError;
 use tollgate_router::{HedgeAfter, Strategy};
 
 use super::{
-    check::{base_url_mistake, is_env_var_name},
+    check::base_url_mistake,
+    kinds::is_env_var_name,
     roles::{ResolvedRole, ResolvedTarget, RoleConfig, fallback_names, has_fallbacks, single},
     sections::{Config, DEFAULT_ROLE, ProviderKind},
 };

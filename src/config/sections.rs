@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use serde::{Deserialize, de::IgnoredAny};
 use tollgate_cache::CacheConfig;
+use tollgate_core::Preset;
 use tollgate_core::{duration, redis::RedisConfig};
 use tollgate_ratelimit::RateLimitConfig;
 
@@ -173,10 +174,29 @@ impl<T> Switch<PerProvider<T>> {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
-    /// `openai` (any OpenAI-compatible server: OpenAI, vLLM, Ollama, ...), `anthropic`, or
-    /// `simulated` (the [`SimulatedProvider`](crate::SimulatedProvider), for trying a
-    /// configuration out).
+    /// `openai` (any OpenAI-compatible server: OpenAI, vLLM, Ollama, ...; see `preset`),
+    /// `azure` (Azure OpenAI), `anthropic`, or `simulated` (the
+    /// [`SimulatedProvider`](crate::SimulatedProvider), for trying a configuration out).
     pub kind: ProviderKind,
+    /// `openai` only: a known OpenAI-compatible service, which sets the base URL (unless
+    /// `base_url` is given) and the service's quirks: `groq`, `mistral`, `deepseek`,
+    /// `together`, `fireworks`, `openrouter`, `xai`, `ollama`, `vllm`, `lmstudio`.
+    #[serde(default)]
+    pub preset: Option<Preset>,
+    /// `azure` only: the deployment every call goes to, unless `deployments` names one for its
+    /// model; absent, each call goes to the deployment named like its model.
+    #[serde(default)]
+    pub deployment: Option<String>,
+    /// `azure` only: the deployment that serves each model (`gpt-4o: gpt-4o-prod`).
+    #[serde(default)]
+    pub deployments: BTreeMap<String, String>,
+    /// `azure` only: the API version (default `2024-10-21`).
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// `azure` only: the environment variable holding a Microsoft Entra ID access token, sent
+    /// as `Authorization: Bearer` instead of an `api-key` (read at start and on reload).
+    #[serde(default)]
+    pub entra_token_env: Option<String>,
     /// The API's base URL (default: the provider's public API; required for other servers).
     #[serde(default)]
     pub base_url: Option<String>,
@@ -234,6 +254,8 @@ pub enum ProviderKind {
     Openai,
     /// Anthropic's Messages API.
     Anthropic,
+    /// Azure OpenAI: a resource's deployments, keyed with `api-key` or an Entra ID token.
+    Azure,
     /// The simulated provider: answers from memory, no network.
     Simulated,
 }
@@ -242,6 +264,7 @@ impl ProviderKind {
     /// The cloud whose own prices in the catalog this kind's calls pay, when it has any.
     pub const fn cloud(self) -> Option<&'static str> {
         match self {
+            Self::Azure => Some("azure"),
             Self::Openai | Self::Anthropic | Self::Simulated => None,
         }
     }

@@ -123,19 +123,19 @@ fn client(
         }
         return Ok(BoxCloneSyncService::new(simulated.build()));
     }
-    let key = match &provider.api_key_env {
-        Some(var) => match env(var).filter(|key| !key.trim().is_empty()) {
-            Some(key) => Some(key),
-            None => {
-                return Err(ConfigError::new(
-                    at("api_key_env"),
-                    format!("the environment variable {var} is not set"),
-                ));
-            }
+    let read = |field: &str, var: &Option<String>| match var {
+        Some(var) => match env(var).filter(|secret| !secret.trim().is_empty()) {
+            Some(secret) => Ok(Some(secret)),
+            None => Err(ConfigError::new(
+                at(field),
+                format!("the environment variable {var} is not set"),
+            )),
         },
-        None => None,
+        None => Ok(None),
     };
-    network_client(name, provider, key)
+    let key = read("api_key_env", &provider.api_key_env)?;
+    let token = read("entra_token_env", &provider.entra_token_env)?;
+    network_client(name, provider, key, token)
 }
 
 #[cfg(feature = "providers")]
@@ -143,6 +143,7 @@ fn network_client(
     name: &str,
     provider: &ProviderConfig,
     key: Option<String>,
+    token: Option<String>,
 ) -> Result<BoxedProvider, ConfigError> {
     use tollgate_providers::{Anthropic, OpenAiCompatible};
 
@@ -179,8 +180,14 @@ fn network_client(
             let url = provider
                 .base_url
                 .as_deref()
-                .unwrap_or("https://api.openai.com/v1");
+                .unwrap_or(match provider.preset {
+                    Some(preset) => preset.base_url(),
+                    None => "https://api.openai.com/v1",
+                });
             let mut builder = common!(OpenAiCompatible::builder(url).name(name));
+            if let Some(preset) = provider.preset {
+                builder = builder.quirks_of(preset);
+            }
             if let Some(key) = key {
                 builder = builder.api_key(key);
             }
@@ -202,14 +209,41 @@ fn network_client(
             }
             builder.build().map(BoxCloneSyncService::new).map_err(under)
         }
+        ProviderKind::Azure => {
+            let endpoint = provider.base_url.as_deref().unwrap_or_default();
+            let version = provider.api_version.as_deref().unwrap_or(AZURE_API_VERSION);
+            let builder = match &provider.deployment {
+                Some(deployment) => OpenAiCompatible::azure(endpoint, deployment, version),
+                None => OpenAiCompatible::azure_by_model(endpoint, version),
+            };
+            let mut builder = common!(builder.name(name));
+            for (model, deployment) in &provider.deployments {
+                builder = builder.deployment_for(model, deployment);
+            }
+            if let Some(key) = key {
+                builder = builder.api_key(key);
+            }
+            if let Some(token) = token {
+                builder = builder.entra_token(token);
+            }
+            if let Some(field) = provider.max_tokens_name {
+                builder = builder.max_tokens_name(field);
+            }
+            builder.build().map(BoxCloneSyncService::new).map_err(under)
+        }
         ProviderKind::Simulated => unreachable!("handled by the caller"),
     }
 }
+
+/// The Azure OpenAI API version a provider without `api_version` calls: the latest GA one.
+#[cfg(feature = "providers")]
+const AZURE_API_VERSION: &str = "2024-10-21";
 
 #[cfg(not(feature = "providers"))]
 fn network_client(
     name: &str,
     _: &ProviderConfig,
+    _: Option<String>,
     _: Option<String>,
 ) -> Result<BoxedProvider, ConfigError> {
     Err(ConfigError::new(

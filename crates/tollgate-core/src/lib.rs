@@ -44,6 +44,7 @@ mod json;
 pub mod key;
 mod models;
 mod params;
+mod presets;
 mod pricing;
 pub mod redis;
 mod request;
@@ -67,6 +68,7 @@ pub use models::{
     DEFAULT_MAX_TOKENS, MAX_MODEL_ID, OutputCeiling, is_model_id, known_output_limit,
 };
 pub use params::{ExtraParams, MaxTokensName, NotAWholeNumber, Params, whole_number};
+pub use presets::{Preset, Quirks, UnknownPreset};
 pub use pricing::{
     AnsweredPrice, FoundPrice, InvalidPrice, LongContext, MicroUsd, ModelPrice, PriceCatalog,
     PriceCeiling, PricingTable,

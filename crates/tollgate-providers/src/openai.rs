@@ -1,9 +1,12 @@
 //! `OpenAiCompatible`: the chat-completions API of OpenAI and of every server that speaks it
 //! (vLLM, Ollama, llama.cpp, LiteLLM, Azure-style gateways).
 
-use std::{fmt, future::Future, pin::Pin, sync::Arc};
+use std::{borrow::Cow, fmt, future::Future, pin::Pin, sync::Arc};
 
-use tollgate_core::{ConfigError, ErrorKind, LlmError, LlmRequest, LlmResponse, MaxTokensName};
+use tollgate_core::{
+    ConfigError, ErrorKind, LlmError, LlmRequest, LlmResponse, MaxTokensName, Operation, Preset,
+    Quirks,
+};
 
 use tollgate_wire::openai::{chat, embeddings};
 
@@ -61,6 +64,12 @@ struct Inner {
     http: Http,
     url: String,
     embeddings_url: String,
+    /// An Azure resource's deployments by model, and the endpoint for those it does not list.
+    azure: Option<AzureRoutes>,
+    /// How the server differs from OpenAI in what it takes.
+    quirks: Quirks,
+    /// Request fields the server answers with a 400, refused by name before anything is sent.
+    refuses: &'static [&'static str],
     name: String,
     /// The name an output bound goes under when the caller gave none (a layer set it).
     max_tokens_name: MaxTokensName,
@@ -86,6 +95,10 @@ impl OpenAiCompatible {
             project: None,
             name: "openai".to_owned(),
             azure: None,
+            quirks: Quirks::OPENAI,
+            refuses: &[],
+            entra_token: None,
+            misplaced: None,
             max_tokens_name: None,
         }
     }
@@ -108,7 +121,49 @@ impl OpenAiCompatible {
         OpenAiCompatibleBuilder {
             name: "azure".to_owned(),
             azure: Some(Azure {
-                deployment: deployment.to_owned(),
+                deployment: Some(deployment.to_owned()),
+                by_model: Vec::new(),
+                api_version: api_version.to_owned(),
+            }),
+            ..Self::builder(endpoint)
+        }
+    }
+
+    /// A builder for a known OpenAI-compatible service: its base URL, its name, and what it
+    /// takes differently from OpenAI ([`Preset`]'s table).
+    ///
+    /// ```
+    /// use tollgate_core::Preset;
+    /// use tollgate_providers::OpenAiCompatible;
+    ///
+    /// let groq = OpenAiCompatible::preset(Preset::Groq).api_key("gsk-key").build().unwrap();
+    /// assert!(format!("{groq:?}").contains("https://api.groq.com/openai/v1/chat/completions"));
+    /// ```
+    pub fn preset(preset: Preset) -> OpenAiCompatibleBuilder {
+        Self::builder(preset.base_url())
+            .name(preset.name())
+            .quirks_of(preset)
+    }
+
+    /// A builder for an Azure OpenAI resource whose deployments are found by each call's model:
+    /// the one [`deployment_for`](OpenAiCompatibleBuilder::deployment_for) names, else the
+    /// deployment named like the model (Azure's own default when a model is deployed).
+    ///
+    /// ```
+    /// use tollgate_providers::OpenAiCompatible;
+    ///
+    /// let azure = OpenAiCompatible::azure_by_model("https://my-resource.openai.azure.com", "2024-10-21")
+    ///     .deployment_for("gpt-4o", "gpt-4o-prod")
+    ///     .entra_token("eyJ0eXAi...")
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn azure_by_model(endpoint: &str, api_version: &str) -> OpenAiCompatibleBuilder {
+        OpenAiCompatibleBuilder {
+            name: "azure".to_owned(),
+            azure: Some(Azure {
+                deployment: None,
+                by_model: Vec::new(),
                 api_version: api_version.to_owned(),
             }),
             ..Self::builder(endpoint)
@@ -125,14 +180,17 @@ impl OpenAiCompatible {
     /// The same errors as a call, for everything that happens before the stream starts.
     pub async fn stream(&self, request: LlmRequest) -> Result<ChatStream, LlmError> {
         let inner = &self.inner;
-        let body = chat::encode_request(&request, inner.max_tokens_name, true).map_err(|e| {
-            LlmError::new(
-                ErrorKind::InvalidRequest,
-                format!("{}: the request does not serialize: {e}", inner.name),
-            )
-        })?;
+        inner.check(&request)?;
+        let body = chat::encode_request_with(&request, inner.max_tokens_name, true, &inner.quirks)
+            .map_err(|e| {
+                LlmError::new(
+                    ErrorKind::InvalidRequest,
+                    format!("{}: the request does not serialize: {e}", inner.name),
+                )
+            })?;
+        let url = inner.url_for(&request.model, Operation::Chat)?;
         let call = Call {
-            url: &inner.url,
+            url: &url,
             body,
             headers: request.extensions.get(),
             provider: &inner.name,
@@ -152,16 +210,86 @@ impl OpenAiCompatible {
 provider_service!(OpenAiCompatible);
 
 impl Inner {
+    /// Where a call to `model` goes: the client's URL, or for an Azure resource the deployment
+    /// that serves the model.
+    fn url_for(&self, model: &str, operation: Operation) -> Result<Cow<'_, str>, LlmError> {
+        let fixed = match operation {
+            Operation::Embeddings => &self.embeddings_url,
+            _ => &self.url,
+        };
+        let Some(routes) = &self.azure else {
+            return Ok(Cow::Borrowed(fixed));
+        };
+        if let Some((_, chat, embeddings)) = routes.by_model.iter().find(|(m, ..)| m == model) {
+            return Ok(Cow::Borrowed(match operation {
+                Operation::Embeddings => embeddings,
+                _ => chat,
+            }));
+        }
+        if routes.has_default {
+            return Ok(Cow::Borrowed(fixed));
+        }
+        // The deployment named like the model.
+        let azure = Azure {
+            deployment: Some(model.to_owned()),
+            by_model: Vec::new(),
+            api_version: routes.api_version.clone(),
+        };
+        let path = match operation {
+            Operation::Embeddings => "embeddings",
+            _ => "chat/completions",
+        };
+        azure
+            .url(&routes.endpoint, model, path)
+            .map(Cow::Owned)
+            .map_err(|_| {
+                LlmError::new(
+                    ErrorKind::InvalidRequest,
+                    format!(
+                        "{}: the model is not a deployment name (letters, digits, '-', '_' or '.'), and no deployment is set for it",
+                        self.name
+                    ),
+                )
+            })
+    }
+
+    /// Refuses, by name, what the server would answer with a 400.
+    fn check(&self, request: &LlmRequest) -> Result<(), LlmError> {
+        let params = &request.params;
+        let sent = |field: &str| match field {
+            "n" => params.n.is_some_and(|n| n > 1),
+            "top_logprobs" => params.top_logprobs.is_some(),
+            other => params
+                .extra
+                .get(other)
+                .is_some_and(|value| !value.is_null() && *value != serde_json::Value::Bool(false)),
+        };
+        match self.refuses.iter().find(|field| sent(field)) {
+            Some(field) => Err(LlmError::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "{}: this server does not take `{field}`{}",
+                    self.name,
+                    if *field == "n" { " above 1" } else { "" }
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     async fn complete(&self, request: LlmRequest) -> Result<LlmResponse, LlmError> {
         let name = &self.name;
-        let body = chat::encode_request(&request, self.max_tokens_name, false).map_err(|e| {
+        self.check(&request)?;
+        let body = chat::encode_request_with(&request, self.max_tokens_name, false, &self.quirks)
+            .map_err(|e| {
             LlmError::new(
                 ErrorKind::InvalidRequest,
                 format!("{name}: the request does not serialize: {e}"),
             )
         })?;
+        let url = self.url_for(&request.model, Operation::Chat)?;
         let call = Call {
-            url: &self.url,
+            url: &url,
             body,
             headers: request.extensions.get(),
             provider: name,
@@ -179,8 +307,9 @@ impl Inner {
     /// `dimensions`, ...): the answer's vectors and other fields in `extra`, its tokens as input.
     async fn embed(&self, request: LlmRequest) -> Result<LlmResponse, LlmError> {
         let name = &self.name;
+        let url = self.url_for(&request.model, Operation::Embeddings)?;
         let call = Call {
-            url: &self.embeddings_url,
+            url: &url,
             body: embeddings::encode_request(&request),
             headers: request.extensions.get(),
             provider: name,
@@ -204,27 +333,50 @@ pub struct OpenAiCompatibleBuilder {
     project: Option<String>,
     name: String,
     azure: Option<Azure>,
+    quirks: Quirks,
+    refuses: &'static [&'static str],
+    entra_token: Option<String>,
+    /// An Azure-only setting given to a client that is not Azure's.
+    misplaced: Option<&'static str>,
     max_tokens_name: Option<MaxTokensName>,
 }
 
-/// Where an Azure OpenAI deployment lives under its endpoint.
+/// Where an Azure OpenAI resource's deployments live under its endpoint.
 #[derive(Debug)]
 struct Azure {
-    deployment: String,
+    /// Every call's deployment, unless its model has one of its own; none: the model's name.
+    deployment: Option<String>,
+    /// Deployments by model.
+    by_model: Vec<(String, String)>,
     api_version: String,
 }
 
+/// An Azure resource's URLs: each listed model's (chat, embeddings), and what the rest need.
+#[derive(Debug)]
+struct AzureRoutes {
+    endpoint: String,
+    api_version: String,
+    by_model: Vec<(String, String, String)>,
+    /// Whether the client's own URLs are a default deployment's (else: the model's name).
+    has_default: bool,
+}
+
 impl Azure {
-    /// The deployment's URL for `operation` (`chat/completions`, `embeddings`) under `endpoint`,
+    /// `deployment`'s URL for `operation` (`chat/completions`, `embeddings`) under `endpoint`,
     /// or which field is unusable.
-    fn url(&self, endpoint: &str, operation: &str) -> Result<String, ConfigError> {
+    fn url(
+        &self,
+        endpoint: &str,
+        deployment: &str,
+        operation: &str,
+    ) -> Result<String, ConfigError> {
         let plain = |value: &str| {
             !value.is_empty()
                 && value
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         };
-        if !plain(&self.deployment) {
+        if !plain(deployment) {
             return Err(ConfigError::new(
                 "deployment",
                 "must be a non-empty name of letters, digits, '-', '_' or '.'",
@@ -237,8 +389,8 @@ impl Azure {
             ));
         }
         Ok(format!(
-            "{endpoint}/openai/deployments/{}/{operation}?api-version={}",
-            self.deployment, self.api_version
+            "{endpoint}/openai/deployments/{deployment}/{operation}?api-version={}",
+            self.api_version
         ))
     }
 }
@@ -260,6 +412,41 @@ impl OpenAiCompatibleBuilder {
     /// local servers often need none.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = Some(key.into());
+        self
+    }
+
+    /// Azure only: the deployment that serves `model`'s calls (repeat for more models); a
+    /// model not listed goes to the client's deployment, or for
+    /// [`azure_by_model`](OpenAiCompatible::azure_by_model) to the one named like it.
+    pub fn deployment_for(
+        mut self,
+        model: impl Into<String>,
+        deployment: impl Into<String>,
+    ) -> Self {
+        if let Some(azure) = &mut self.azure {
+            azure.by_model.push((model.into(), deployment.into()));
+        } else {
+            self.misplaced = Some("deployment_for");
+        }
+        self
+    }
+
+    /// Azure only: a Microsoft Entra ID access token, sent as `Authorization: Bearer` instead of
+    /// an `api-key` (for a resource that refuses keys).
+    pub fn entra_token(mut self, token: impl Into<String>) -> Self {
+        if self.azure.is_some() {
+            self.entra_token = Some(token.into());
+        } else {
+            self.misplaced = Some("entra_token");
+        }
+        self
+    }
+
+    /// Writes requests as `preset`'s service takes them, and refuses what it would answer with
+    /// a 400 ([`Preset`]'s table), at whatever base URL the builder was given.
+    pub fn quirks_of(mut self, preset: Preset) -> Self {
+        self.quirks = preset.quirks();
+        self.refuses = preset.refuses();
         self
     }
 
@@ -300,13 +487,29 @@ impl OpenAiCompatibleBuilder {
     /// A [`ConfigError`] for a base URL that is not `http(s)://`, a zero timeout, a header that
     /// is not valid HTTP, or an Azure deployment or API version that does not fit in a URL.
     pub fn build(mut self) -> Result<OpenAiCompatible, ConfigError> {
-        match (&self.api_key, &self.azure) {
-            (Some(key), None) => {
+        if let Some(setting) = self.misplaced {
+            return Err(ConfigError::new(
+                setting,
+                "only for an Azure client (OpenAiCompatible::azure)",
+            ));
+        }
+        match (&self.api_key, &self.azure, &self.entra_token) {
+            (Some(_), Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "entra_token",
+                    "give an API key or an Entra token, not both",
+                ));
+            }
+            (None, Some(_), Some(token)) => {
+                self.settings
+                    .header("authorization", &format!("Bearer {token}"), "entra_token")?;
+            }
+            (Some(key), None, _) => {
                 self.settings
                     .header("authorization", &format!("Bearer {key}"), "api_key")?;
             }
-            (Some(key), Some(_)) => self.settings.header("api-key", key, "api_key")?,
-            (None, _) => {}
+            (Some(key), Some(_), None) => self.settings.header("api-key", key, "api_key")?,
+            (None, _, _) => {}
         }
         if let Some(organization) = &self.organization {
             self.settings
@@ -315,12 +518,54 @@ impl OpenAiCompatibleBuilder {
         if let Some(project) = &self.project {
             self.settings.header("openai-project", project, "project")?;
         }
+        let endpoint = &self.settings.base_url;
         let url_of = |operation: &str| match &self.azure {
-            Some(azure) => azure.url(&self.settings.base_url, operation),
-            None => Ok(format!("{}/{operation}", self.settings.base_url)),
+            Some(Azure {
+                deployment: Some(deployment),
+                ..
+            }) => self
+                .azure
+                .as_ref()
+                .expect("azure")
+                .url(endpoint, deployment, operation),
+            // Every call's deployment is its model's: no URL of the client's own.
+            Some(_) => Ok(format!(
+                "{endpoint}/openai/deployments/{{model}}/{operation}"
+            )),
+            None => Ok(format!("{endpoint}/{operation}")),
         };
         let url = url_of("chat/completions")?;
         let embeddings_url = url_of("embeddings")?;
+        let azure = match &self.azure {
+            Some(azure) => {
+                let mut by_model = Vec::new();
+                for (model, deployment) in &azure.by_model {
+                    let at = |e: ConfigError| {
+                        ConfigError::new(format!("deployments.{model}"), e.reason())
+                    };
+                    by_model.push((
+                        model.clone(),
+                        azure
+                            .url(endpoint, deployment, "chat/completions")
+                            .map_err(at)?,
+                        azure.url(endpoint, deployment, "embeddings").map_err(at)?,
+                    ));
+                }
+                if azure.api_version.is_empty() || azure.url(endpoint, "x", "x").is_err() {
+                    return Err(ConfigError::new(
+                        "api_version",
+                        "must be a version such as 2024-10-21",
+                    ));
+                }
+                Some(AzureRoutes {
+                    endpoint: endpoint.clone(),
+                    api_version: azure.api_version.clone(),
+                    by_model,
+                    has_default: azure.deployment.is_some(),
+                })
+            }
+            None => None,
+        };
         let max_tokens_name = self.max_tokens_name.unwrap_or(
             if self.settings.base_url.starts_with("https://api.openai.com") {
                 MaxTokensName::MaxCompletionTokens
@@ -334,6 +579,9 @@ impl OpenAiCompatibleBuilder {
                 http,
                 url,
                 embeddings_url,
+                azure,
+                quirks: self.quirks,
+                refuses: self.refuses,
                 name: self.name,
                 max_tokens_name,
             }),

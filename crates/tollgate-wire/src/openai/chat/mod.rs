@@ -14,5 +14,5 @@ mod request;
 mod stream;
 
 pub use answer::{decode_answer, encode_answer, required_fields};
-pub use request::{MESSAGES_ONLY, decode_request, encode_request};
+pub use request::{MESSAGES_ONLY, decode_request, encode_request, encode_request_with};
 pub use stream::{ChunkEvents, ChunkWriter, Chunks};

@@ -2,7 +2,7 @@
 //! upstream (the client).
 
 use serde_json::Value;
-use tollgate_core::{LlmRequest, MaxTokensName};
+use tollgate_core::{LlmRequest, MaxTokensName, Quirks};
 
 use crate::{anthropic::messages::MessagesBody, refusal::Refusal};
 
@@ -101,6 +101,34 @@ pub fn encode_request(
     name: MaxTokensName,
     stream: bool,
 ) -> Result<Vec<u8>, serde_json::Error> {
+    encode_request_with(request, name, stream, &Quirks::OPENAI)
+}
+
+/// As [`encode_request`], for a server that differs from OpenAI as `quirks` say: no
+/// `stream_options` for one that refuses them, `seed` under its name, messages without their
+/// `name`, `tool_choice: "required"` as it writes it.
+///
+/// ```
+/// use tollgate_core::{LlmRequest, MaxTokensName, Message, Preset};
+/// use tollgate_wire::openai::chat;
+///
+/// let mut request = LlmRequest::new("mistral-large", vec![Message::user("hi")]);
+/// request.params.seed = Some(7);
+/// let body = chat::encode_request_with(&request, MaxTokensName::MaxTokens, true, &Preset::Mistral.quirks()).unwrap();
+/// let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+/// assert_eq!(body["random_seed"], 7);
+/// assert!(body.get("seed").is_none() && body.get("stream_options").is_none());
+/// ```
+///
+/// # Errors
+///
+/// When the request does not serialize (a non-finite number in it).
+pub fn encode_request_with(
+    request: &LlmRequest,
+    name: MaxTokensName,
+    stream: bool,
+    quirks: &Quirks,
+) -> Result<Vec<u8>, serde_json::Error> {
     let from_messages = request.extensions.get::<MessagesBody>().is_some();
     // A bound a layer set is written under the server's name; the caller's, under its own.
     let params = &request.params;
@@ -108,6 +136,7 @@ pub fn encode_request(
         && params.max_tokens_name.is_none()
         && name != MaxTokensName::MaxTokens;
     let plain = !from_messages
+        && quirks.is_openai()
         && !rename
         && !stream
         && !params.extra.contains_key("stream")
@@ -126,17 +155,42 @@ pub fn encode_request(
         fields.remove("stream");
         if stream {
             fields.insert("stream".into(), true.into());
-            let mut options = options
-                .and_then(|o| o.as_object().cloned())
-                .unwrap_or_default();
-            options.insert("include_usage".into(), true.into());
-            fields.insert("stream_options".into(), options.into());
+            if quirks.stream_options {
+                let mut options = options
+                    .and_then(|o| o.as_object().cloned())
+                    .unwrap_or_default();
+                options.insert("include_usage".into(), true.into());
+                fields.insert("stream_options".into(), options.into());
+            }
         }
         if from_messages {
             drop_messages_only(fields);
         }
+        apply(quirks, fields);
     }
     serde_json::to_vec(&body)
+}
+
+/// Writes `fields` as a server with `quirks` takes them.
+fn apply(quirks: &Quirks, fields: &mut serde_json::Map<String, Value>) {
+    if quirks.seed_field != "seed" {
+        if let Some(seed) = fields.remove("seed") {
+            fields.insert(quirks.seed_field.to_owned(), seed);
+        }
+    }
+    if quirks.drops_message_names {
+        let messages = fields.get_mut("messages").and_then(Value::as_array_mut);
+        for message in messages.into_iter().flatten() {
+            if let Some(message) = message.as_object_mut() {
+                message.remove("name");
+            }
+        }
+    }
+    if quirks.required_tool_choice != "required"
+        && fields.get("tool_choice").and_then(Value::as_str) == Some("required")
+    {
+        fields.insert("tool_choice".into(), quirks.required_tool_choice.into());
+    }
 }
 
 /// Leaves out what only the Messages API means, saying so at debug level.

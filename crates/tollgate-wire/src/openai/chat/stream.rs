@@ -76,11 +76,12 @@ impl Chunks {
         for choice in choices.into_iter().flatten() {
             self.choice(choice, &mut events);
         }
-        if let Some(Ok(usage)) = chunk
+        // Groq has sent a stream's usage under `x_groq` (and `x_groq` stays in the answer).
+        let usage = chunk
             .get("usage")
-            .and_then(Value::as_object)
-            .map(Usage::from_openai)
-        {
+            .filter(|usage| !usage.is_null())
+            .or_else(|| chunk.pointer("/x_groq/usage"));
+        if let Some(Ok(usage)) = usage.and_then(Value::as_object).map(Usage::from_openai) {
             events.push(StreamEvent::Usage(usage));
         }
         events
