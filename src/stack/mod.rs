@@ -298,7 +298,11 @@ impl Stack {
         let route = dispatch::route(&mut request, role, &parts.providers)?;
         // A role's own models were checked with the configuration; a model the caller named is
         // checked here.
-        if route == dispatch::Route::Direct && !tollgate_core::is_model_id(&request.model) {
+        // (An empty one, with a provider named, is sent as it is, as ever.)
+        if route == dispatch::Route::Direct
+            && !request.model.is_empty()
+            && !tollgate_core::is_model_id(&request.model)
+        {
             return Err(LlmError::new(
                 ErrorKind::InvalidRequest,
                 "the request's model is not a model id (letters, digits and . _ - : / @ +)",
