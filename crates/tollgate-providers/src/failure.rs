@@ -27,32 +27,63 @@ pub(crate) fn refusal(
     body: &[u8],
     provider: &str,
 ) -> LlmError {
-    let kind = ErrorKind::from_status(status);
     let raw = body;
     let body = serde_json::from_slice::<Value>(raw).ok();
     // OpenAI's `{"error": {"message", "type", "code", "param"}}`, and Anthropic's
     // `{"type": "error", "error": {"type", "message"}}`.
     let error = body.as_ref().and_then(|body| body.get("error"));
     let field = |name: &str| error.and_then(|e| e.get(name)).and_then(Value::as_str);
-    let message = field("message").or_else(|| error.and_then(Value::as_str));
-    let said = UpstreamError::new(Some(status))
-        .with_identifiers(field("type"), field("code"), field("param"))
-        .with_message(kind, message.unwrap_or_default());
+    let said = Said {
+        kind: ErrorKind::from_status(status),
+        error_type: field("type"),
+        code: field("code"),
+        param: field("param"),
+        message: field("message").or_else(|| error.and_then(Value::as_str)),
+        retry_after: None,
+    };
+    refusal_said(status, headers, raw, provider, said)
+}
+
+/// What an upstream's error body said, as its provider's module read it.
+pub(crate) struct Said<'a> {
+    /// The kind the failure is: from the status, unless the body says more (a safety refusal).
+    pub(crate) kind: ErrorKind,
+    pub(crate) error_type: Option<&'a str>,
+    pub(crate) code: Option<&'a str>,
+    pub(crate) param: Option<&'a str>,
+    pub(crate) message: Option<&'a str>,
+    /// The wait the body asks for, used when no `Retry-After` header says one.
+    pub(crate) retry_after: Option<Duration>,
+}
+
+/// The error for a non-success answer whose body `said` what failed: as [`refusal`], with the
+/// fields read by the provider's own module.
+pub(crate) fn refusal_said(
+    status: StatusCode,
+    headers: &HeaderMap,
+    raw: &[u8],
+    provider: &str,
+    said: Said<'_>,
+) -> LlmError {
+    let kind = said.kind;
+    let upstream = UpstreamError::new(Some(status))
+        .with_identifiers(said.error_type, said.code, said.param)
+        .with_message(kind, said.message.unwrap_or_default());
     tracing::debug!(
         provider,
         status = status.as_u16(),
         body = %redact(&logged(raw)),
         "the upstream refused or failed a call"
     );
-    let mut error = LlmError::from_status(status, sentence(provider, kind, &said));
+    let mut error = LlmError::new(kind, sentence(provider, kind, &upstream)).with_status(status);
     let now = SystemTime::now();
-    if let Some(after) = retry_after(headers, now) {
+    if let Some(after) = retry_after(headers, now).or(said.retry_after) {
         error = error.with_retry_after(after);
     }
     if let Some(snapshot) = RateLimitSnapshot::from_headers(headers, now) {
         error = error.with_extension(snapshot);
     }
-    error.with_extension(said)
+    error.with_extension(upstream)
 }
 
 /// `Timeout` for a call that ran out of time, `Connect` for one that could not reach the provider

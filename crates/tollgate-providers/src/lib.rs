@@ -79,12 +79,14 @@
 
 mod anthropic;
 mod failure;
+mod gemini;
 mod headers;
 mod openai;
 mod stream;
 mod transport;
 
 pub use anthropic::{Anthropic, AnthropicBuilder, DEFAULT_ANTHROPIC_VERSION, DEFAULT_MAX_TOKENS};
+pub use gemini::{DEFAULT_GEMINI_BASE_URL, Gemini, GeminiBuilder};
 pub use headers::retry_after;
 pub use openai::{CallFuture, OpenAiCompatible, OpenAiCompatibleBuilder};
 pub use stream::ChatStream;
