@@ -83,7 +83,6 @@ pub(crate) enum Auth {
     /// An API key, already among the client's headers.
     ApiKey,
     /// `Authorization: Bearer` with a token from the source.
-    #[expect(dead_code, reason = "Vertex AI's client, to come, authenticates so")]
     Bearer(Arc<dyn TokenSource>),
 }
 
@@ -201,7 +200,7 @@ impl Inner {
         if !self.embeddings {
             return Err(invalid(
                 name,
-                "embeddings are served by the Gemini API client, not this one",
+                "this client serves no embeddings; use the Gemini API's (batchEmbedContents)",
             ));
         }
         let body = embeddings::encode_request(&request).map_err(|e| invalid(name, &e))?;
@@ -235,7 +234,10 @@ impl Inner {
     }
 
     /// The call's own headers, with a fresh bearer token when the client uses them.
-    async fn headers(&self, request: &LlmRequest) -> Result<Option<RequestHeaders>, LlmError> {
+    pub(crate) async fn headers(
+        &self,
+        request: &LlmRequest,
+    ) -> Result<Option<RequestHeaders>, LlmError> {
         let own = request.extensions.get::<RequestHeaders>();
         let Auth::Bearer(source) = &self.auth else {
             return Ok(own.cloned());
@@ -257,7 +259,7 @@ impl Inner {
     }
 }
 
-fn invalid(provider: &str, reason: &str) -> LlmError {
+pub(crate) fn invalid(provider: &str, reason: &str) -> LlmError {
     LlmError::new(ErrorKind::InvalidRequest, format!("{provider}: {reason}"))
 }
 
