@@ -9,7 +9,7 @@ use tollgate_core::{ConfigError, ErrorKind, LlmError, LlmRequest, LlmResponse};
 use tollgate_wire::anthropic::messages::{self, MessageStream, MessagesAnswer, MessagesBody};
 
 use crate::{
-    DEFAULT_MAX_TOKENS,
+    DEFAULT_MAX_TOKENS, RequestHeaders,
     gemini::{Auth, Endpoint, TokenSource, invalid, refusal},
     stream::ChatStream,
     transport::{
@@ -145,7 +145,7 @@ impl Vertex {
         let url = inner
             .anthropic
             .url(&request.model, "streamRawPredict", &google.name)?;
-        let headers = google.headers(&request).await?;
+        let headers = inner.claude_headers(&request).await?;
         let call = Call {
             url: &url,
             body,
@@ -185,7 +185,7 @@ impl Inner {
         let name = &google.name;
         let body = self.claude_body(&request, false)?;
         let url = self.anthropic.url(&request.model, "rawPredict", name)?;
-        let headers = google.headers(&request).await?;
+        let headers = self.claude_headers(&request).await?;
         let call = Call {
             url: &url,
             body,
@@ -204,6 +204,26 @@ impl Inner {
                 .insert(MessagesAnswer(answer.body.clone()));
         }
         answered(answer, response, name)
+    }
+
+    /// A Claude call's headers: the token, and the `anthropic-beta` flags a caller in the
+    /// Messages API sent (its `anthropic-version` goes in the body, as Vertex AI's own).
+    async fn claude_headers(
+        &self,
+        request: &LlmRequest,
+    ) -> Result<Option<RequestHeaders>, LlmError> {
+        let mut headers = self.google.headers(request).await?;
+        let beta = request
+            .extensions
+            .get::<MessagesBody>()
+            .and_then(|body| body.headers().get("anthropic-beta"));
+        if let Some(beta) = beta {
+            headers
+                .get_or_insert_default()
+                .0
+                .insert("anthropic-beta", beta.clone());
+        }
+        Ok(headers)
     }
 
     /// The Messages body for a Claude model on Vertex AI: `anthropic_version` first, no `model`

@@ -382,6 +382,42 @@ async fn claude_models_go_to_raw_predict_with_the_vertex_anthropic_version_and_n
 }
 
 #[tokio::test]
+async fn a_messages_caller_gets_the_answer_as_it_came_and_its_beta_flags_go_along() {
+    let server = Server::start().await;
+    let message = json!({ "id": "msg_vrtx_2", "type": "message", "role": "assistant", "model": "claude-x",
+        "content": [{ "type": "text", "text": "ok" }], "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": { "input_tokens": 5, "output_tokens": 1 } });
+    server.reply(Reply::json(200, message.clone()));
+    let mut headers = HeaderMap::new();
+    headers.insert("anthropic-version", "2023-06-01".parse().unwrap());
+    headers.insert("anthropic-beta", "context-1m-2025-08-07".parse().unwrap());
+    let body = br#"{"model": "claude-sonnet-4-5@20250929", "max_tokens": 32, "top_k": 5, "messages": [{"role": "user", "content": "Hi"}]}"#;
+    let request =
+        tollgate_wire::anthropic::messages::decode_request(Bytes::from_static(body), &headers)
+            .unwrap();
+    let answer = server
+        .client()
+        .build()
+        .unwrap()
+        .oneshot(request)
+        .await
+        .unwrap();
+    let kept = answer
+        .extensions
+        .get::<tollgate_wire::anthropic::messages::MessagesAnswer>()
+        .unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&kept.0).unwrap(), message);
+    let seen = &server.seen()[0];
+    assert_eq!(seen.headers["anthropic-beta"], "context-1m-2025-08-07");
+    assert!(seen.headers.get("anthropic-version").is_none());
+    assert_eq!(
+        seen.body,
+        json!({ "anthropic_version": "vertex-2023-10-16", "max_tokens": 32, "top_k": 5,
+            "messages": [{ "role": "user", "content": "Hi" }] })
+    );
+}
+
+#[tokio::test]
 async fn the_publisher_can_be_set_whatever_the_name() {
     let server = Server::start().await;
     let message = json!({ "id": "m", "type": "message", "role": "assistant", "model": "x",
