@@ -249,7 +249,9 @@ fn a_conversation_with_tools_images_and_settings_is_written_as_gemini_takes_it()
             { "type": "image_url", "image_url": { "url": "gs://bucket/scan.pdf" } }
         ] })),
         message(
-            json!({ "role": "assistant", "content": "Checking.", "tool_calls": [
+            // A signature of another provider's (a conversation moved from Claude) is not sent.
+            json!({ "role": "assistant", "content": "Checking.", "reasoning_content": "Hmm.",
+            "reasoning_signature": "ErUBCkYIBhgCIkD-claude", "tool_calls": [
             { "id": "call_r_0_0__thought__sig-A", "type": "function",
               "function": { "name": "get_weather", "arguments": "{\"city\":\"Paris\"}" } },
             { "id": "call_r_0_1", "type": "function",
@@ -372,6 +374,17 @@ fn settings_map_by_their_kind() {
             json!({ "thinking_config": { "thinkingBudget": -1 }, "generationConfig": { "responseModalities": ["TEXT"] } })
         ),
         json!({ "thinkingConfig": { "thinkingBudget": -1 }, "responseModalities": ["TEXT"] })
+    );
+    // A call from the Messages door.
+    assert_eq!(
+        config(
+            json!({ "thinking": { "type": "enabled", "budget_tokens": 2000 }, "metadata": { "user_id": "u" } })
+        ),
+        json!({ "thinkingConfig": { "thinkingBudget": 2000, "includeThoughts": true } })
+    );
+    assert_eq!(
+        config(json!({ "thinking": { "type": "disabled" } })),
+        json!({ "thinkingConfig": { "thinkingBudget": 0 } })
     );
     for (choice, mode) in [("auto", "AUTO"), ("required", "ANY"), ("none", "NONE")] {
         assert_eq!(

@@ -52,6 +52,8 @@ pub(super) fn apply(request: &LlmRequest, body: &mut Map<String, Value>) -> Resu
                 put_once(&mut thinking, key, effort_config(&request.model, effort)?)?;
             }
             "thinking_config" | "thinkingConfig" => put_once(&mut thinking, key, value.clone())?,
+            // A call from the Messages door: Anthropic's thinking budget is Gemini's.
+            "thinking" => put_once(&mut thinking, key, anthropic_thinking(value)?)?,
             "tools" => {
                 body.insert("tools".into(), tools(value)?);
             }
@@ -86,7 +88,10 @@ pub(super) fn apply(request: &LlmRequest, body: &mut Map<String, Value>) -> Resu
             | "store"
             | "metadata"
             | "service_tier"
-            | "parallel_tool_calls" => {
+            | "parallel_tool_calls"
+            | "cache_control"
+            | "container"
+            | "mcp_servers" => {
                 tracing::debug!(field = %key, "dropped: Gemini has no such field");
             }
             other => return Err(refused(other)),
@@ -149,6 +154,22 @@ fn effort_config(model: &str, effort: &str) -> Result<Value, String> {
         _ => 4096,
     };
     Ok(json!({ "thinkingBudget": budget, "includeThoughts": true }))
+}
+
+/// Anthropic's `thinking` (`{"type": "enabled", "budget_tokens": N}` or `{"type": "disabled"}`)
+/// as a `thinkingConfig`.
+fn anthropic_thinking(thinking: &Value) -> Result<Value, String> {
+    match thinking.get("type").and_then(Value::as_str) {
+        Some("enabled") => {
+            let budget = thinking
+                .get("budget_tokens")
+                .and_then(Value::as_u64)
+                .ok_or("thinking.budget_tokens: required, a whole number")?;
+            Ok(json!({ "thinkingBudget": budget, "includeThoughts": true }))
+        }
+        Some("disabled") => Ok(json!({ "thinkingBudget": 0 })),
+        _ => Err("thinking.type: enabled or disabled".into()),
+    }
 }
 
 /// `response_format` as `responseMimeType` and `responseSchema`.

@@ -14,7 +14,7 @@
 //! |---|---|
 //! | system and developer messages | `systemInstruction.parts` (their text) |
 //! | user messages: text, `image_url` (a `data:` URL as `inlineData`; a `gs://` or `https://` URL as `fileData`, its MIME type guessed from its extension where it can be), `input_audio` (`inlineData`), `file` with `file_data` | `contents[]` with role `user` |
-//! | assistant messages: text, `tool_calls` (each a `functionCall` part, its arguments as an object), `reasoning_signature` (as the last text part's `thoughtSignature`) | `contents[]` with role `model` |
+//! | assistant messages: text, `tool_calls` (each a `functionCall` part, its arguments as an object, with the `thoughtSignature` its id carries) | `contents[]` with role `model` |
 //! | `tool` messages | `functionResponse` parts (the function's name found from the earlier call with the same `tool_call_id`; the content as the `response` object when it is a JSON object, else `{"content": ...}`), a turn's results in one `user` turn |
 //! | function `tools` | `tools[].functionDeclarations` (`parameters` with `$schema`, `$id`, `$comment` and `additionalProperties` dropped, which Gemini refuses; a `["T", "null"]` type as `T` with `nullable`; `strict` dropped) |
 //! | Gemini's own tools in `tools` (`{"googleSearch": {}}`, `codeExecution`, `urlContext`, ...) | passed as they came |
@@ -23,9 +23,10 @@
 //! | `response_format`: `json_object`, `json_schema` | `generationConfig.responseMimeType: application/json`, and `responseSchema` (the schema cleaned as tools' parameters are) |
 //! | `reasoning_effort` | `generationConfig.thinkingConfig` with `includeThoughts`: `thinkingLevel` for `gemini-3*` models, else a `thinkingBudget` (`none` 0, `minimal` 128, `low` 1024, `medium` 2048, `high` 4096, LiteLLM's figures) |
 //! | `thinking_config` / `thinkingConfig`, `generationConfig`, `safetySettings` / `safety_settings`, `cachedContent` / `cached_content`, `toolConfig`, `labels` (Vertex) | Gemini's own fields, passed as they came (a `generationConfig` field also set by a mapped one is refused) |
-//! | `stream`, `stream_options`, `user`, `store`, `metadata`, `service_tier`, `parallel_tool_calls: true` | dropped (logged at debug level): they do not change the answer |
+//! | a call from the Messages door: `top_k`, `thinking` (its `budget_tokens` as `thinkingBudget`, with `includeThoughts`; `disabled` as a budget of 0) | mapped as above |
+//! | `stream`, `stream_options`, `user`, `store`, `metadata`, `service_tier`, `parallel_tool_calls: true`; from the Messages door, `cache_control` (anywhere), `container`, `mcp_servers` | dropped (logged at debug level), as a chat-completions upstream drops them |
 //! | `parallel_tool_calls: false`, `best_of` above 1, `logprobs`, `top_logprobs`, `logit_bias`, JSON-schema `$ref` / `$defs`, image URLs of another scheme, content parts with no Gemini form, any other field | refused, by name |
-//! | an assistant's `reasoning_content` text, an `image_url`'s `detail` | dropped: Gemini takes neither back |
+//! | an assistant's `reasoning_content` text and `reasoning_signature` (which may be another provider's: Gemini refuses a signature not its own, and needs back only its calls'), an `image_url`'s `detail` | dropped |
 //!
 //! # The answer
 //!

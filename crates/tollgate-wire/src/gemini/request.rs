@@ -3,7 +3,7 @@
 //! [`config`](super::config).
 
 use serde_json::{Map, Value, json};
-use tollgate_core::{Content, LlmRequest, Message, REASONING_SIGNATURE, Role};
+use tollgate_core::{Content, LlmRequest, Message, Role};
 
 use super::THOUGHT_SIGNATURE_SEPARATOR;
 
@@ -167,21 +167,15 @@ fn mime_of(url: &str) -> Option<&'static str> {
     })
 }
 
-/// A model turn's parts: its text (the reasoning signature on the last text part), then a
-/// `functionCall` part per tool call.
+/// A model turn's parts: its text, then a `functionCall` part per tool call with the signature
+/// its id carries. A `reasoning_signature` is not sent back: it may be another provider's (a
+/// conversation moved from Claude), which Gemini refuses, and Gemini needs only its calls'.
 fn model_parts(message: &Message) -> Result<Vec<Value>, String> {
     let mut parts: Vec<Value> = message
         .texts()
         .filter(|text| !text.is_empty())
         .map(|text| json!({ "text": text }))
         .collect();
-    let signature = message
-        .extra
-        .get(REASONING_SIGNATURE)
-        .and_then(Value::as_str);
-    if let (Some(signature), Some(last)) = (signature, parts.last_mut()) {
-        last["thoughtSignature"] = signature.into();
-    }
     let calls = message.extra.get("tool_calls").and_then(Value::as_array);
     for (i, call) in calls.into_iter().flatten().enumerate() {
         let field = |pointer: &str| call.pointer(pointer).and_then(Value::as_str);
