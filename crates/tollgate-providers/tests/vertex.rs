@@ -90,6 +90,16 @@ struct State {
 struct Server {
     url: String,
     state: Arc<State>,
+    /// Key files written for the test, removed with the server.
+    files: Mutex<Vec<PathBuf>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        for file in self.files.get_mut().unwrap().drain(..) {
+            let _ = std::fs::remove_file(file);
+        }
+    }
 }
 
 impl Server {
@@ -124,7 +134,11 @@ impl Server {
         let url = format!("http://{}", listener.local_addr().unwrap());
         *state.token_uri.lock().unwrap() = format!("{url}/token");
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { url, state }
+        Self {
+            url,
+            state,
+            files: Mutex::new(Vec::new()),
+        }
     }
 
     fn reply(&self, reply: Reply) {
@@ -138,12 +152,15 @@ impl Server {
     /// The service-account key file, its `token_uri` this server's.
     fn key_file(&self, name: &str) -> PathBuf {
         let text = fixture(name).replace("TOKEN_URI", &format!("{}/token", self.url));
+        let mut files = self.files.lock().unwrap();
         let path = std::env::temp_dir().join(format!(
-            "tollgate-vertex-{}-{}.json",
+            "tollgate-vertex-{}-{}-{}.json",
             std::process::id(),
-            self.url.rsplit(':').next().unwrap()
+            self.url.rsplit(':').next().unwrap(),
+            files.len()
         ));
         std::fs::write(&path, text).unwrap();
+        files.push(path.clone());
         path
     }
 
