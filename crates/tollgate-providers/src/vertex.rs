@@ -2,7 +2,7 @@
 //! Anthropic's Claude models (`rawPredict`), with OAuth access tokens from a service-account key
 //! file or the environment's application-default credentials.
 
-use std::{fmt, future::Future, path::PathBuf, pin::Pin, sync::Arc};
+use std::{fmt, future::Future, path::PathBuf, pin::Pin, sync::Arc, time::Duration};
 
 use serde_json::{Map, Value};
 use tollgate_core::{ConfigError, ErrorKind, LlmError, LlmRequest, LlmResponse};
@@ -72,7 +72,8 @@ impl Publisher {
 /// credentials (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's, the metadata server), through the
 /// `gcp_auth` crate. A token is cached and fetched anew 20 seconds before it expires; it is never
 /// logged, and the client's `Debug` shows none. A token that cannot be had fails the call with
-/// `Auth`. Embeddings are not served.
+/// `Auth`, one that does not come within the call's [`timeout`](VertexBuilder::timeout) with
+/// `Timeout`. Embeddings are not served.
 ///
 /// ```no_run
 /// use tollgate_core::{LlmRequest, Message};
@@ -102,6 +103,7 @@ struct Inner {
     default_max_tokens: u32,
     project: String,
     location: String,
+    base_url: String,
 }
 
 impl fmt::Debug for Vertex {
@@ -110,6 +112,7 @@ impl fmt::Debug for Vertex {
             .field("name", &self.inner.google.name)
             .field("project", &self.inner.project)
             .field("location", &self.inner.location)
+            .field("base_url", &self.inner.base_url)
             .field("publisher", &self.inner.publisher)
             .finish_non_exhaustive()
     }
@@ -246,21 +249,35 @@ impl Inner {
 struct GoogleTokens {
     provider: tokio::sync::OnceCell<Arc<dyn gcp_auth::TokenProvider>>,
     name: String,
+    /// How long a token may take to come: the client's call timeout (`gcp_auth` sets none).
+    wait: Duration,
 }
 
 impl TokenSource for GoogleTokens {
     fn token(&self) -> Pin<Box<dyn Future<Output = Result<String, LlmError>> + Send + '_>> {
         Box::pin(async move {
-            let provider = self
-                .provider
-                .get_or_try_init(gcp_auth::provider)
-                .await
-                .map_err(|e| no_token(&self.name, &e))?;
-            let token = provider
-                .token(&[SCOPE])
-                .await
-                .map_err(|e| no_token(&self.name, &e))?;
-            Ok(token.as_str().to_owned())
+            let fetch = async {
+                let provider = self
+                    .provider
+                    .get_or_try_init(gcp_auth::provider)
+                    .await
+                    .map_err(|e| no_token(&self.name, &e))?;
+                let token = provider
+                    .token(&[SCOPE])
+                    .await
+                    .map_err(|e| no_token(&self.name, &e))?;
+                Ok(token.as_str().to_owned())
+            };
+            tokio::time::timeout(self.wait, fetch).await.map_err(|_| {
+                LlmError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{}: no OAuth access token came within {}",
+                        self.name,
+                        tollgate_core::duration::format(self.wait)
+                    ),
+                )
+            })?
         })
     }
 }
@@ -394,11 +411,13 @@ impl VertexBuilder {
             )
         };
         let (google, anthropic) = (prefix(Publisher::Google), prefix(Publisher::Anthropic));
-        let http = self.settings.http()?;
         let tokens = GoogleTokens {
             provider,
             name: self.name.clone(),
+            wait: self.settings.timeout,
         };
+        let base_url = self.settings.base_url.clone();
+        let http = self.settings.http()?;
         Ok(Vertex {
             inner: Arc::new(Inner {
                 google: crate::gemini::Inner {
@@ -413,6 +432,7 @@ impl VertexBuilder {
                 default_max_tokens: self.default_max_tokens,
                 project: self.project,
                 location: self.location,
+                base_url,
             }),
         })
     }

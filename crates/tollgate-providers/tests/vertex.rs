@@ -82,6 +82,8 @@ struct State {
     lasts: AtomicU64,
     issued: Mutex<Vec<Issued>>,
     token_requests: AtomicUsize,
+    /// Whether the token endpoint never answers.
+    stall_tokens: std::sync::atomic::AtomicBool,
     refused: AtomicUsize,
     seen: Mutex<Vec<Seen>>,
     replies: Mutex<VecDeque<Reply>>,
@@ -113,6 +115,7 @@ impl Server {
             lasts: AtomicU64::new(3_600),
             issued: Mutex::new(Vec::new()),
             token_requests: AtomicUsize::new(0),
+            stall_tokens: std::sync::atomic::AtomicBool::new(false),
             refused: AtomicUsize::new(0),
             seen: Mutex::new(Vec::new()),
             replies: Mutex::new(VecDeque::new()),
@@ -123,7 +126,12 @@ impl Server {
                 "/token",
                 post(move |body: Bytes| {
                     let state = token_state.clone();
-                    async move { token(&state, &body) }
+                    async move {
+                        if state.stall_tokens.load(Ordering::SeqCst) {
+                            std::future::pending::<()>().await;
+                        }
+                        token(&state, &body)
+                    }
                 }),
             )
             .fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
@@ -511,6 +519,24 @@ async fn a_key_the_token_endpoint_does_not_know_fails_with_auth_and_no_call() {
 }
 
 #[tokio::test]
+async fn a_token_endpoint_that_never_answers_times_the_call_out() {
+    let server = Server::start().await;
+    server.state.stall_tokens.store(true, Ordering::SeqCst);
+    let vertex = server
+        .client()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let error = vertex.oneshot(ask("gemini-2.0-flash")).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout);
+    assert_eq!(
+        error.message(),
+        "vertex: no OAuth access token came within 300ms"
+    );
+    assert!(server.seen().is_empty());
+}
+
+#[tokio::test]
 async fn errors_in_either_shape_map_to_kinds() {
     let server = Server::start().await;
     let quota = json!({ "error": { "code": 429, "status": "RESOURCE_EXHAUSTED",
@@ -544,6 +570,13 @@ async fn the_builder_checks_its_settings_and_shows_no_secret() {
         .build()
         .unwrap_err();
     assert_eq!(error.path(), "credentials_file");
+    let global = Vertex::builder(PROJECT, "global").build().unwrap();
+    assert!(format!("{global:?}").contains(r#"base_url: "https://aiplatform.googleapis.com""#));
+    let regional = Vertex::builder(PROJECT, "europe-west4").build().unwrap();
+    assert!(
+        format!("{regional:?}")
+            .contains(r#"base_url: "https://europe-west4-aiplatform.googleapis.com""#)
+    );
     let builder = server.client();
     assert!(!format!("{builder:?}").contains("PRIVATE KEY"));
     let vertex = builder.build().unwrap();
