@@ -136,15 +136,16 @@ pub const fn upstream_summary(kind: ErrorKind) -> &'static str {
 
 /// Whether `text` says a prompt was too long for a model's context window: OpenAI's
 /// `context_length_exceeded`, vLLM's and Ollama's "maximum context length", Anthropic's "prompt
-/// is too long".
+/// is too long", Gemini's "input token count (N) exceeds the maximum number of tokens allowed".
 pub fn is_context_window(text: &str) -> bool {
-    const MARKS: [&str; 6] = [
+    const MARKS: [&str; 7] = [
         "context_length_exceeded",
         "maximum context length",
         "context window",
         "context length",
         "prompt is too long",
         "input is too long",
+        "exceeds the maximum number of tokens allowed",
     ];
     let text = text.to_ascii_lowercase();
     MARKS.iter().any(|mark| text.contains(mark))

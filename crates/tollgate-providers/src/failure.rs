@@ -42,28 +42,28 @@ pub(crate) fn refusal(
         .into_iter()
         .flatten()
         .any(is_content_filter);
-    refused(
-        status,
-        headers,
-        raw,
-        provider,
-        Said {
-            error_type: field("type"),
-            code: field("code"),
-            param: field("param"),
-            message: message.unwrap_or_default(),
-            filtered,
-        },
-    )
+    let said = Said {
+        kind: ErrorKind::from_status(status),
+        error_type: field("type"),
+        code: field("code"),
+        param: field("param"),
+        message,
+        retry_after: None,
+        filtered,
+    };
+    refusal_said(status, headers, raw, provider, said)
 }
 
-/// What an upstream's error answer said, read from whatever shape its API gives it.
-#[derive(Debug, Default, Clone, Copy)]
+/// What an upstream's error body said, as its provider's module read it.
 pub(crate) struct Said<'a> {
+    /// The kind the failure is: from the status, unless the body says more (a safety refusal).
+    pub(crate) kind: ErrorKind,
     pub(crate) error_type: Option<&'a str>,
     pub(crate) code: Option<&'a str>,
     pub(crate) param: Option<&'a str>,
-    pub(crate) message: &'a str,
+    pub(crate) message: Option<&'a str>,
+    /// The wait the body asks for, used when no `Retry-After` header says one.
+    pub(crate) retry_after: Option<Duration>,
     /// The upstream said its content filter refused the request (in a 400, as Azure does).
     pub(crate) filtered: bool,
 }
@@ -80,42 +80,43 @@ pub(crate) fn is_content_filter(name: &str) -> bool {
     .any(|known| name.eq_ignore_ascii_case(known))
 }
 
-/// The error for a non-success answer whose error fields were read as `said`: the kind from the
-/// status, made `ContextWindow` or `ContentFilter` where the upstream said so, whatever status
-/// it came with.
-pub(crate) fn refused(
+/// The error for a non-success answer whose body `said` what failed: its kind, made
+/// `ContextWindow` or `ContentFilter` where the upstream said so (whatever status it came with),
+/// a fixed sentence, what the upstream said as an [`UpstreamError`], the wait it asks for, and
+/// the rate-limit snapshot when present.
+pub(crate) fn refusal_said(
     status: StatusCode,
     headers: &HeaderMap,
     raw: &[u8],
     provider: &str,
     said: Said<'_>,
 ) -> LlmError {
-    let mut kind = ErrorKind::from_status(status);
+    let mut kind = said.kind;
+    let message = said.message.unwrap_or_default();
     let identified =
         UpstreamError::new(Some(status)).with_identifiers(said.error_type, said.code, said.param);
-    let mut read = identified.clone().with_message(kind, said.message);
-    if read.context_window {
+    let mut upstream = identified.clone().with_message(kind, message);
+    if upstream.context_window {
         kind = ErrorKind::ContextWindow;
     } else if said.filtered && kind == ErrorKind::InvalidRequest {
         kind = ErrorKind::ContentFilter;
-        read = identified.with_message(kind, said.message);
+        upstream = identified.with_message(kind, message);
     }
-    let said = read;
     tracing::debug!(
         provider,
         status = status.as_u16(),
         body = %redact(&logged(raw)),
         "the upstream refused or failed a call"
     );
-    let mut error = LlmError::new(kind, sentence(provider, kind, &said)).with_status(status);
+    let mut error = LlmError::new(kind, sentence(provider, kind, &upstream)).with_status(status);
     let now = SystemTime::now();
-    if let Some(after) = retry_after(headers, now) {
+    if let Some(after) = retry_after(headers, now).or(said.retry_after) {
         error = error.with_retry_after(after);
     }
     if let Some(snapshot) = RateLimitSnapshot::from_headers(headers, now) {
         error = error.with_extension(snapshot);
     }
-    error.with_extension(said)
+    error.with_extension(upstream)
 }
 
 /// `Timeout` for a call that ran out of time, `Connect` for one that could not reach the provider

@@ -1,7 +1,10 @@
 //! LLM provider clients as tower services: [`OpenAiCompatible`] (OpenAI, Azure OpenAI, vLLM,
-//! Ollama and any server speaking chat completions) and [`Anthropic`] (the Messages API, mapped
-//! both ways from the OpenAI shape), over reqwest with rustls and the system's root certificates,
-//! or a client of your own.
+//! Ollama and any server speaking chat completions), [`Anthropic`] (the Messages API, mapped
+//! both ways from the OpenAI shape), [`Gemini`] (Google's Gemini API, natively: its
+//! `generateContent`, stream and embeddings, mapped both ways) and [`Vertex`] (Google Cloud's
+//! Vertex AI: Gemini models in the Gemini API's shape and Claude models in the Messages API's,
+//! with OAuth tokens from a service account or the environment), over reqwest with rustls and
+//! the system's root certificates, or a client of your own.
 //!
 //! Answers are kept whole: every choice with its tool calls, refusal, reasoning and
 //! log-probabilities, usage with cached and reasoning tokens, and every field tollgate does not
@@ -14,18 +17,18 @@
 //!
 //! | what happened | kind |
 //! |---|---|
-//! | 429 | `RateLimited`, with `retry_after` from `Retry-After` (seconds or an HTTP date) |
+//! | 429 | `RateLimited`, with `retry_after` from `Retry-After` (seconds or an HTTP date; for Gemini, else its error's `retryDelay`) |
 //! | 503, 529 | `Overloaded` (with `retry_after` when sent) |
 //! | 500, 502, 504 and other 5xx | `Server` |
 //! | 401, 403 | `Auth` |
 //! | 400, 404, 422 and other 4xx | `InvalidRequest` |
-//! | a `content_filter` finish, a `refusal` stop | `ContentFilter` |
+//! | a `content_filter` finish, a `refusal` stop; Gemini's safety finishes, a prompt it blocked, a 400 about safety | `ContentFilter` |
 //! | no connection (refused, reset, DNS) | `Connect` |
 //! | no answer within the timeout | `Timeout` |
 //! | no first byte within `first_byte_timeout` | `Timeout`, not retried ([`NoRetry`](tollgate_core::NoRetry)) |
 //! | a stream silent past `stream_idle_timeout` | `Timeout` |
 //! | an answer past `max_response_bytes`, an event past `max_event_bytes` | `Server`, the answer never held whole (not retried) |
-//! | a stream closed before its proper end (a finish for every answer and `[DONE]`; `message_stop`) | `Server`, billed as incomplete through a stack |
+//! | a stream closed before its proper end (a finish for every answer and `[DONE]`; `message_stop`; for Gemini, which sends no end event, a finish for every candidate before the close) | `Server`, billed as incomplete through a stack |
 //!
 //! An error's message is tollgate's own sentence (`openai: the upstream refused the credentials
 //! it was sent (HTTP 401)`), never the upstream's text, which can echo the key it was sent or name
@@ -74,17 +77,20 @@
 //! arrive, whatever their chunking. Through a tollgate stack, the layers treat the stream as
 //! [`tollgate_core::stream`] describes (retried only before it starts; cached once complete and
 //! replayed; usage settled when it ends). Other requests get one JSON answer (a `stream` field
-//! in their `extra` is removed). [`OpenAiCompatible::stream`] and [`Anthropic::stream`] open a
-//! [`ChatStream`] directly, outside any stack.
+//! in their `extra` is removed). [`OpenAiCompatible::stream`], [`Anthropic::stream`] and
+//! [`Gemini::stream`] (and [`Vertex::stream`]) open a [`ChatStream`] directly, outside any stack.
 
 mod anthropic;
 mod failure;
+mod gemini;
 mod headers;
 mod openai;
 mod stream;
 mod transport;
+mod vertex;
 
 pub use anthropic::{Anthropic, AnthropicBuilder, DEFAULT_ANTHROPIC_VERSION, DEFAULT_MAX_TOKENS};
+pub use gemini::{DEFAULT_GEMINI_BASE_URL, Gemini, GeminiBuilder};
 pub use headers::retry_after;
 pub use openai::{CallFuture, OpenAiCompatible, OpenAiCompatibleBuilder};
 pub use stream::ChatStream;
@@ -94,3 +100,4 @@ pub use transport::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_FIRST_BYTE_TIMEOUT, DEFAULT_MAX_EVENT_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_TIMEOUT, RequestHeaders,
 };
+pub use vertex::{Publisher, VERTEX_ANTHROPIC_VERSION, Vertex, VertexBuilder};

@@ -319,6 +319,16 @@ pub(crate) async fn open_stream(
     http: &Http,
     call: Call<'_>,
 ) -> Result<(reqwest::Response, Instant), LlmError> {
+    open_stream_with(http, call, status_error).await
+}
+
+/// As [`open_stream`], with a failure read by `refuse` (a provider whose errors have their own
+/// shape).
+pub(crate) async fn open_stream_with(
+    http: &Http,
+    call: Call<'_>,
+    refuse: fn(&Answer, &str) -> LlmError,
+) -> Result<(reqwest::Response, Instant), LlmError> {
     let provider = call.provider;
     let wait = http.limits.stream_first_byte();
     let deadline = Instant::now() + wait;
@@ -328,7 +338,7 @@ pub(crate) async fn open_stream(
     if response.status().is_success() {
         return Ok((response, deadline));
     }
-    Err(status_error(
+    Err(refuse(
         &read(response, provider, http.limits.max_response_bytes, None).await?,
         provider,
     ))

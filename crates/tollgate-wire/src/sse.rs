@@ -23,8 +23,18 @@ pub trait Format: Send + 'static {
         false
     }
 
+    /// Whether the body's close is the stream's proper end, once [`whole`](Self::whole) says
+    /// the answer is: for an API that sends no end event (Gemini's).
+    const ENDS_AT_CLOSE: bool = false;
+
     /// What one event's JSON says: its events, or that the stream has reached its proper end.
     fn read(&mut self, event: &Value) -> Read;
+
+    /// For a format that [`ENDS_AT_CLOSE`](Self::ENDS_AT_CLOSE), the events its end says once
+    /// the answer is whole (Gemini's finish reasons, held until no later event can change them).
+    fn close(&mut self) -> Vec<StreamEvent> {
+        Vec::new()
+    }
 
     /// At the proper end: whether the answer is whole.
     ///
@@ -101,10 +111,20 @@ impl<F: Format> Decoder<F> {
             self.decode(rest.freeze());
         }
         if !self.done {
-            self.fail(cut_short(
-                &self.provider,
-                &format!("the upstream closed the stream before its end ({})", F::END),
-            ));
+            match (F::ENDS_AT_CLOSE, self.format.whole()) {
+                (true, Ok(())) => {
+                    let events = self.format.close();
+                    self.queue(events);
+                }
+                (true, Err(missing)) => {
+                    let why = format!("the upstream closed the stream {missing}");
+                    self.fail(cut_short(&self.provider, &why));
+                }
+                (false, _) => self.fail(cut_short(
+                    &self.provider,
+                    &format!("the upstream closed the stream before its end ({})", F::END),
+                )),
+            }
         }
         self.done = true;
     }
@@ -306,13 +326,15 @@ fn data_of(raw: &[u8]) -> String {
 /// level, redacted, and nowhere else).
 pub fn error_event(provider: &str, error: &Value) -> LlmError {
     let field = |name: &str| error.get(name).and_then(Value::as_str);
-    let kind = match field("type") {
-        Some("overloaded_error") => ErrorKind::Overloaded,
-        Some("rate_limit_error") => ErrorKind::RateLimited,
+    // Anthropic's `type`; Google's `status` (Gemini, Vertex).
+    let error_type = field("type").or_else(|| field("status"));
+    let kind = match error_type {
+        Some("overloaded_error" | "UNAVAILABLE") => ErrorKind::Overloaded,
+        Some("rate_limit_error" | "RESOURCE_EXHAUSTED") => ErrorKind::RateLimited,
         _ => ErrorKind::Server,
     };
     let said = UpstreamError::new(None)
-        .with_identifiers(field("type"), field("code"), None)
+        .with_identifiers(error_type, field("code"), None)
         .with_message(kind, field("message").unwrap_or_default());
     tracing::debug!(
         provider,

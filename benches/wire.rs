@@ -1,0 +1,158 @@
+//! Translation to and from the wire formats beside the OpenAI pass-through, at a 1 KiB answer.
+//!
+//! - `wire_request/<format>`: a four-message conversation with a function tool written as the
+//!   upstream's body: `openai` (chat completions, tollgate's own shape, so serde only) beside
+//!   `gemini` (`contents`, `systemInstruction`, `functionDeclarations`, `generationConfig`).
+//! - `wire_answer/<format>`: a whole answer of about 1 KiB of text with usage read into an
+//!   `LlmResponse`: OpenAI's chat completion beside Gemini's `GenerateContentResponse`.
+//! - `wire_stream/<format>`: the same answer streamed in 16 events, fed and decoded to
+//!   `StreamEvent`s: OpenAI's chunks beside Gemini's (which ends at the body's close).
+//!
+//! Run: `cargo bench -p tollgate-benches --bench wire`.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::json;
+use tollgate::{LlmRequest, Message};
+use tollgate_wire::{
+    gemini,
+    openai::chat,
+    sse::{Decode, Decoder, Format},
+};
+
+/// About 1 KiB of answer text.
+fn text() -> String {
+    "The quick brown fox jumps over the lazy dog. ".repeat(23)
+}
+
+fn request() -> LlmRequest {
+    let mut request = LlmRequest::new(
+        "model",
+        vec![
+            Message::system("Answer in one paragraph."),
+            Message::user("Tell me about foxes."),
+            Message::assistant("Foxes are small omnivores."),
+            Message::user("And dogs?"),
+        ],
+    )
+    .with_temperature(0.3)
+    .with_max_tokens(512);
+    request.params.set_extra(
+        "tools",
+        json!([{ "type": "function", "function": { "name": "lookup", "description": "Look up a fact",
+            "parameters": { "type": "object", "properties": { "q": { "type": "string" } }, "required": ["q"] } } }]),
+    );
+    request
+}
+
+fn openai_answer(text: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": text },
+            "finish_reason": "stop", "logprobs": null }],
+        "usage": { "prompt_tokens": 40, "completion_tokens": 230, "total_tokens": 270 }
+    }))
+    .unwrap()
+}
+
+fn gemini_answer(text: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "candidates": [{ "content": { "role": "model", "parts": [{ "text": text }] },
+            "finishReason": "STOP", "index": 0 }],
+        "usageMetadata": { "promptTokenCount": 40, "candidatesTokenCount": 230, "totalTokenCount": 270 },
+        "modelVersion": "gemini-2.5-flash", "responseId": "r-1"
+    }))
+    .unwrap()
+}
+
+/// The answer as `pieces` events of each format.
+fn streams(text: &str, pieces: usize) -> (Vec<u8>, Vec<u8>) {
+    let size = text.len() / pieces + 1;
+    let chunks: Vec<&str> = text
+        .as_bytes()
+        .chunks(size)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let (mut openai, mut gemini) = (Vec::new(), Vec::new());
+    let last = chunks.len() - 1;
+    for (i, piece) in chunks.iter().enumerate() {
+        let finish = if i == last {
+            json!("stop")
+        } else {
+            json!(null)
+        };
+        let chunk = json!({ "id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o",
+            "choices": [{ "index": 0, "delta": { "content": piece }, "finish_reason": finish }] });
+        tollgate_wire::sse::write_event(&mut openai, None, &chunk);
+        let mut candidate =
+            json!({ "content": { "role": "model", "parts": [{ "text": piece }] }, "index": 0 });
+        if i == last {
+            candidate["finishReason"] = "STOP".into();
+        }
+        let chunk = json!({ "candidates": [candidate], "modelVersion": "gemini-2.5-flash", "responseId": "r-1",
+            "usageMetadata": { "promptTokenCount": 40, "candidatesTokenCount": i + 1, "totalTokenCount": 41 + i } });
+        tollgate_wire::sse::write_event(&mut gemini, None, &chunk);
+    }
+    openai.extend_from_slice(b"data: [DONE]\n\n");
+    (openai, gemini)
+}
+
+fn decode<F: Format + std::fmt::Debug>(format: F, bytes: &[u8]) -> usize {
+    let mut decoder = Decoder::new(format, "bench", 1 << 20);
+    decoder.feed(bytes);
+    let mut events = 0;
+    let mut drain = |decoder: &mut Decoder<F>| {
+        while let Some(event) = Decode::next_event(decoder) {
+            event.unwrap();
+            events += 1;
+        }
+    };
+    drain(&mut decoder);
+    decoder.end();
+    drain(&mut decoder);
+    events
+}
+
+fn wire(c: &mut Criterion) {
+    let request = request();
+    let mut group = c.benchmark_group("wire_request");
+    group.bench_function("openai", |b| {
+        b.iter(|| {
+            chat::encode_request(
+                black_box(&request),
+                tollgate::MaxTokensName::MaxTokens,
+                false,
+            )
+            .unwrap()
+        })
+    });
+    group.bench_function("gemini", |b| {
+        b.iter(|| gemini::encode_request(black_box(&request)).unwrap())
+    });
+    group.finish();
+
+    let text = text();
+    let (openai, gemini_body) = (openai_answer(&text), gemini_answer(&text));
+    let mut group = c.benchmark_group("wire_answer");
+    group.bench_function("openai", |b| {
+        b.iter(|| chat::decode_answer(black_box(&openai), "m").unwrap())
+    });
+    group.bench_function("gemini", |b| {
+        b.iter(|| gemini::decode_answer(black_box(&gemini_body), "m").unwrap())
+    });
+    group.finish();
+
+    let (openai, gemini_stream) = streams(&text, 16);
+    let mut group = c.benchmark_group("wire_stream");
+    group.bench_function("openai", |b| {
+        b.iter(|| decode(chat::Chunks::default(), black_box(&openai)))
+    });
+    group.bench_function("gemini", |b| {
+        b.iter(|| decode(gemini::GenerateStream::default(), black_box(&gemini_stream)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, wire);
+criterion_main!(benches);
