@@ -38,13 +38,27 @@ pub(crate) fn refusal(
     let said = UpstreamError::new(Some(status))
         .with_identifiers(field("type"), field("code"), field("param"))
         .with_message(kind, message.unwrap_or_default());
+    refused(status, headers, raw, provider, kind, said)
+}
+
+/// The error for a non-success answer whose kind and details the provider's client has read
+/// itself (Bedrock's `x-amzn-ErrorType` and `{"message"}`), with `Retry-After` and the
+/// rate-limit snapshot when present.
+pub(crate) fn refused(
+    status: StatusCode,
+    headers: &HeaderMap,
+    raw: &[u8],
+    provider: &str,
+    kind: ErrorKind,
+    said: UpstreamError,
+) -> LlmError {
     tracing::debug!(
         provider,
         status = status.as_u16(),
         body = %redact(&logged(raw)),
         "the upstream refused or failed a call"
     );
-    let mut error = LlmError::from_status(status, sentence(provider, kind, &said));
+    let mut error = LlmError::new(kind, sentence(provider, kind, &said)).with_status(status);
     let now = SystemTime::now();
     if let Some(after) = retry_after(headers, now) {
         error = error.with_retry_after(after);

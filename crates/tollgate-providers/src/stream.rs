@@ -82,11 +82,22 @@ impl ChatStream {
         } else {
             decoder
         };
+        Self::with_decoder(response, Box::new(decoder), provider, limits, first_byte)
+    }
+
+    /// The stream of `response`, read by `decoder` (a framing other than server-sent events).
+    pub(crate) fn with_decoder(
+        response: reqwest::Response,
+        decoder: Box<dyn Decode>,
+        provider: &str,
+        limits: Limits,
+        first_byte: Instant,
+    ) -> Self {
         Self {
             headers: response.headers().clone(),
             response,
             provider: provider.to_owned(),
-            decoder: Box::new(decoder),
+            decoder,
             limits,
             first_byte: Some(first_byte),
             read: 0,

@@ -7,12 +7,13 @@
 //! | [`openai::chat`] | chat completions | [`decode_request`](openai::chat::decode_request), [`encode_answer`](openai::chat::encode_answer), [`ChunkEvents`](openai::chat::ChunkEvents) | [`encode_request`](openai::chat::encode_request), [`decode_answer`](openai::chat::decode_answer), [`Chunks`](openai::chat::Chunks) |
 //! | [`openai::embeddings`] | embeddings | [`decode_request`](openai::embeddings::decode_request), [`encode_answer`](openai::embeddings::encode_answer) | [`encode_request`](openai::embeddings::encode_request), [`decode_answer`](openai::embeddings::decode_answer) |
 //! | [`anthropic::messages`] | Messages | [`decode_request`](anthropic::messages::decode_request), [`encode_answer`](anthropic::messages::encode_answer), [`MessageEvents`](anthropic::messages::MessageEvents) | [`encode_request`](anthropic::messages::encode_request), [`decode_answer`](anthropic::messages::decode_answer), [`MessageStream`](anthropic::messages::MessageStream) |
+//! | [`bedrock`] | Bedrock Converse, ConverseStream (AWS event stream), InvokeModel embeddings | — | [`encode_request`](bedrock::encode_request), [`decode_answer`](bedrock::decode_answer), [`ConverseEvents`](bedrock::ConverseEvents), [`embeddings`](bedrock::embeddings) |
 //!
 //! [`sse`] holds what every stream shares: the framing, a [`Decoder`](sse::Decoder) that reads
 //! an API's [`Format`](sse::Format) within its bounds until its proper end, and the writers. A
 //! call that comes in one API and goes to an upstream of the same API passes through: see
 //! [`anthropic::messages`] for the Messages API, and for each pair of APIs the table of what is
-//! kept, mapped or dropped. Room is left for Gemini, Bedrock and OpenAI's Responses API.
+//! kept, mapped or dropped. Room is left for Gemini and OpenAI's Responses API.
 //!
 //! ```
 //! use tollgate_wire::{anthropic::messages, openai::chat};
@@ -31,6 +32,7 @@
 //! ```
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod openai;
 mod refusal;
 pub mod sse;
