@@ -155,6 +155,8 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 SCRIPT.append(json.loads(body))
             return self.answer(204, {}, b"")
+        if self.path == "/" and b"Action=AssumeRoleWithWebIdentity" in body:
+            return self.assume_role_with_web_identity(body)
         headers = {name.lower(): value for name, value in self.headers.items()}
         refused = check_signature("POST", self.path, headers, body)
         try:
@@ -189,6 +191,38 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(status, headers, base64.b64decode(reply["raw"]))
         headers.setdefault("content-type", "application/json")
         return self.answer(status, headers, json.dumps(reply.get("json", {})).encode())
+
+
+STS_ANSWER = """<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleWithWebIdentityResult>
+    <SubjectFromWebIdentityToken>system:serviceaccount:default:app</SubjectFromWebIdentityToken>
+    <AssumedRoleUser>
+      <Arn>arn:aws:sts::123456789012:assumed-role/bedrock-caller/app</Arn>
+      <AssumedRoleId>AROACLKWSDQRAOEXAMPLE:app</AssumedRoleId>
+    </AssumedRoleUser>
+    <Credentials>
+      <SessionToken>{token}</SessionToken>
+      <SecretAccessKey>{secret}</SecretAccessKey>
+      <Expiration>2099-01-01T00:00:00Z</Expiration>
+      <AccessKeyId>{key}</AccessKeyId>
+    </Credentials>
+    <Provider>www.example.com</Provider>
+  </AssumeRoleWithWebIdentityResult>
+  <ResponseMetadata><RequestId>ad4156e9-bce1-11e2-82e6-6b6efEXAMPLE</RequestId></ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>"""
+
+
+def _assume(self, body):
+    """STS's AssumeRoleWithWebIdentity (unsigned: the web identity token is the proof), as its
+    reference answers: https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRoleWithWebIdentity.html"""
+    fields = dict(p.split("=", 1) for p in body.decode().split("&"))
+    with LOCK:
+        SEEN.append({"path": "/", "sts": fields.get("Action"), "token": fields.get("WebIdentityToken")})
+    answer = STS_ANSWER.format(token=ARGS.session_token, secret=ARGS.secret, key=ARGS.access_key)
+    self.answer(200, {"content-type": "text/xml"}, answer.encode())
+
+
+Handler.assume_role_with_web_identity = _assume
 
 
 def main():

@@ -156,7 +156,19 @@ fn translated(request: &LlmRequest) -> Result<Map<String, Value>, String> {
                 additional.insert("inferenceConfig".into(), json!({ "topK": value }));
             }
             field if CONVERSE_FIELDS.contains(&field) => {
-                body.insert(key.clone(), value.clone());
+                let merged = match (body.get_mut(field), value) {
+                    // `user` went there first; the caller's own fields win.
+                    (Some(Value::Object(ours)), Value::Object(theirs)) => {
+                        for (name, value) in theirs {
+                            ours.insert(name.clone(), value.clone());
+                        }
+                        true
+                    }
+                    _ => false,
+                };
+                if !merged {
+                    body.insert(key.clone(), value.clone());
+                }
             }
             // Model-specific fields (`top_k`, `thinking`, ...) go to the model as they came.
             _ => {
