@@ -131,14 +131,16 @@ fn event_stream(answer: &str) -> Vec<u8> {
     out
 }
 
+/// Feeds the whole body, reads every event, and ends the stream (which must end well).
 fn drain(mut decoder: Box<dyn Decode>, bytes: &[u8]) -> usize {
     decoder.feed(bytes);
-    decoder.end();
     let mut events = 0;
     while let Some(event) = decoder.next_event() {
         event.unwrap();
         events += 1;
     }
+    decoder.end();
+    assert!(decoder.next_event().is_none() && decoder.is_done());
     events
 }
 
