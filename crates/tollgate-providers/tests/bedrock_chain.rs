@@ -29,7 +29,9 @@ fn run_child(server: &bedrock_support::Server, vars: &[(&str, String)]) {
     command
         .args(["child_scenario", "--exact", "--nocapture"])
         .env(CHILD, "1")
-        .env(SERVER, &server.url);
+        .env(SERVER, &server.url)
+        // No shared files but those a scenario names.
+        .env("HOME", files().join("home"));
     for (name, _) in std::env::vars() {
         if name.starts_with("AWS_") {
             command.env_remove(name);
@@ -38,6 +40,9 @@ fn run_child(server: &bedrock_support::Server, vars: &[(&str, String)]) {
     command.env("AWS_EC2_METADATA_DISABLED", "true");
     for (name, value) in vars {
         command.env(name, value);
+    }
+    if vars.is_empty() {
+        command.env(CHILD, "none");
     }
     let out = command.output().unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
@@ -61,9 +66,18 @@ async fn child_scenario() {
             "amazon.nova-lite-v1:0",
             vec![Message::user("Hi")],
         ))
-        .await
-        .unwrap();
-    assert_eq!(answer.content(), "Hi");
+        .await;
+    if std::env::var(CHILD).is_ok_and(|v| v == "none") {
+        let error = answer.unwrap_err();
+        assert_eq!(error.kind(), tollgate_core::ErrorKind::Auth, "{error}");
+        assert!(
+            error
+                .message()
+                .starts_with("bedrock: no AWS credentials could be loaded")
+        );
+        return;
+    }
+    assert_eq!(answer.unwrap().content(), "Hi");
 }
 
 fn answer() -> Value {
@@ -146,4 +160,13 @@ async fn the_chain_trades_a_web_identity_token_at_sts() {
         "signed with STS's credentials"
     );
     assert_eq!(seen[1]["headers"]["x-amz-security-token"], TOKEN);
+}
+
+#[tokio::test]
+async fn with_no_credentials_anywhere_a_call_is_an_auth_error() {
+    let Some(server) = bedrock_support::start(None, None) else {
+        return;
+    };
+    run_child(&server, &[]);
+    assert!(server.seen().await.is_empty(), "nothing is sent unsigned");
 }
