@@ -17,10 +17,10 @@
 //! | user text and `image_url` parts with a `data:` URL | `text` and `image` blocks (`format`, `source.bytes`) |
 //! | `image_url` with any other URL, other part types | refused by name: Converse takes an image's bytes |
 //! | assistant text, signed reasoning (`reasoningContent.reasoningText`), tool calls (`toolUse`, arguments as the `input` object) | mapped |
-//! | `tool` messages | `toolResult` blocks (`toolUseId`, text or image `content`, the message's `status`), in a user turn |
+//! | `tool` messages | `toolResult` blocks (`toolUseId`; `content` of text, images, and `{"type": "json", "json": ...}` parts as `json`; the message's `status`), in a user turn |
 //! | turns of one role in a row (tool results and the user's next words) | one turn: Converse takes turns that alternate |
 //! | `cache_control` on a part, a message or a tool | a `cachePoint` block after it |
-//! | `max_tokens`, `temperature`, `top_p`, `stop` | `inferenceConfig` (`maxTokens`, `temperature`, `topP`, `stopSequences`) |
+//! | `max_tokens` (under either name), `temperature`, `top_p`, `stop` | `inferenceConfig` (`maxTokens`, `temperature`, `topP`, `stopSequences`); none when unset |
 //! | function `tools`, `tool_choice` (`auto`, `required` as `any`, a function as `tool`) | `toolConfig` |
 //! | `tool_choice: "none"` | the tools are left out (logged at debug level): Converse has no `none`; refused in a conversation that holds tool calls |
 //! | `reasoning_effort` for Claude | `additionalModelRequestFields.thinking` with a budget (1024, 2048, 4096 tokens) |
