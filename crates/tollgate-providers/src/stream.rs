@@ -23,7 +23,8 @@ use crate::transport::{Limits, silent, too_large, transport_error};
 /// caller that retries must not do so after the first event without accepting a repeated start.
 ///
 /// A stream is trusted no further than it proves itself. It ends well only with its proper end
-/// (OpenAI's `[DONE]` after a finish reason for every answer, Anthropic's `message_stop`); one the
+/// (OpenAI's `[DONE]` after a finish reason for every answer, Anthropic's `message_stop`,
+/// Bedrock's `messageStop` and `metadata`); one the
 /// upstream closes before that ends with a `Server` error, never as an answer that looks whole.
 /// It is bounded in time (the first byte within the client's first-byte timeout, then no silence
 /// longer than its idle timeout) and in size (each event, and the whole).

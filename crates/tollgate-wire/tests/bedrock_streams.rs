@@ -154,6 +154,19 @@ fn exceptions_and_guardrails_are_typed() {
     let events = decode(&bytes, &[], 1 << 20);
     assert!(matches!(&events[..], [Err(e)] if e.kind() == ErrorKind::RateLimited));
 
+    // A protocol-level error names itself in headers, with no payload.
+    let header = |name: &'static str, value: &str| {
+        Header::new(name, HeaderValue::String(value.to_owned().into()))
+    };
+    let mut bytes = body(&[("messageStart", json!({ "role": "assistant" }))]);
+    let error = Message::new(Vec::new())
+        .add_header(header(":message-type", "error"))
+        .add_header(header(":error-code", "InternalServerException"))
+        .add_header(header(":error-message", "An internal error occurred."));
+    write_message_to(&error, &mut bytes).unwrap();
+    let events = decode(&bytes, &[], 1 << 20);
+    assert!(matches!(&events[..], [Err(e)] if e.kind() == ErrorKind::Server));
+
     let bytes = body(&[
         (
             "contentBlockDelta",
