@@ -102,6 +102,7 @@ impl Anthropic {
             body,
             headers: headers.as_ref(),
             provider: NAME,
+            sign: None,
         };
         let (response, first_byte) = open_stream(&self.inner.http, call).await?;
         // A caller in the Messages API gets the events as they came.
@@ -164,6 +165,7 @@ impl Inner {
             body: body(&request, self.default_max_tokens, false)?,
             headers: headers.as_ref(),
             provider: NAME,
+            sign: None,
         };
         let answer = post(&self.http, call).await?;
         if !answer.status.is_success() {

@@ -173,6 +173,7 @@ impl Inner {
             body,
             headers: headers.as_ref(),
             provider: name,
+            sign: None,
         };
         let (response, first_byte) = open_stream_with(&self.http, call, refusal).await?;
         Ok(ChatStream::new(
@@ -225,6 +226,7 @@ impl Inner {
             body,
             headers: headers.as_ref(),
             provider: &self.name,
+            sign: None,
         };
         let answer = post(&self.http, call).await?;
         if !answer.status.is_success() {

@@ -1,10 +1,15 @@
 //! LLM provider clients as tower services: [`OpenAiCompatible`] (OpenAI, Azure OpenAI, vLLM,
 //! Ollama and any server speaking chat completions), [`Anthropic`] (the Messages API, mapped
 //! both ways from the OpenAI shape), [`Gemini`] (Google's Gemini API, natively: its
-//! `generateContent`, stream and embeddings, mapped both ways) and [`Vertex`] (Google Cloud's
+//! `generateContent`, stream and embeddings, mapped both ways), [`Vertex`] (Google Cloud's
 //! Vertex AI: Gemini models in the Gemini API's shape and Claude models in the Messages API's,
-//! with OAuth tokens from a service account or the environment), over reqwest with rustls and
-//! the system's root certificates, or a client of your own.
+//! with OAuth tokens from a service account or the environment) and [`Bedrock`] (Amazon
+//! Bedrock's Converse API, signed with SigV4 or sent with a Bedrock API key), over reqwest with
+//! rustls and the system's root certificates, or a client of your own.
+//!
+//! The `aws-config` feature (on by default) gives [`Bedrock`] the standard AWS credential chain
+//! (environment, shared profile files, web identity, containers, instance metadata); without it,
+//! a client with no credentials of its own reads the environment only.
 //!
 //! Answers are kept whole: every choice with its tool calls, refusal, reasoning and
 //! log-probabilities, usage with cached and reasoning tokens, and every field tollgate does not
@@ -28,7 +33,7 @@
 //! | no first byte within `first_byte_timeout` | `Timeout`, not retried ([`NoRetry`](tollgate_core::NoRetry)) |
 //! | a stream silent past `stream_idle_timeout` | `Timeout` |
 //! | an answer past `max_response_bytes`, an event past `max_event_bytes` | `Server`, the answer never held whole (not retried) |
-//! | a stream closed before its proper end (a finish for every answer and `[DONE]`; `message_stop`; for Gemini, which sends no end event, a finish for every candidate before the close) | `Server`, billed as incomplete through a stack |
+//! | a stream closed before its proper end (a finish for every answer and `[DONE]`; `message_stop`; for Gemini, which sends no end event, a finish for every candidate before the close; Bedrock's `messageStop` and `metadata`) | `Server`, billed as incomplete through a stack |
 //!
 //! An error's message is tollgate's own sentence (`openai: the upstream refused the credentials
 //! it was sent (HTTP 401)`), never the upstream's text, which can echo the key it was sent or name
@@ -78,9 +83,13 @@
 //! [`tollgate_core::stream`] describes (retried only before it starts; cached once complete and
 //! replayed; usage settled when it ends). Other requests get one JSON answer (a `stream` field
 //! in their `extra` is removed). [`OpenAiCompatible::stream`], [`Anthropic::stream`] and
-//! [`Gemini::stream`] (and [`Vertex::stream`]) open a [`ChatStream`] directly, outside any stack.
+//! [`Gemini::stream`], [`Vertex::stream`] and [`Bedrock::stream`] open a [`ChatStream`]
+//! directly, outside any stack; Bedrock's comes as AWS's binary event stream, read within the
+//! same bounds.
 
 mod anthropic;
+mod aws;
+mod bedrock;
 mod failure;
 mod gemini;
 mod headers;
@@ -90,6 +99,8 @@ mod transport;
 mod vertex;
 
 pub use anthropic::{Anthropic, AnthropicBuilder, DEFAULT_ANTHROPIC_VERSION, DEFAULT_MAX_TOKENS};
+pub use aws_credential_types::{Credentials, provider::ProvideCredentials};
+pub use bedrock::{BEDROCK_API_KEY_ENV, Bedrock, BedrockBuilder};
 pub use gemini::{DEFAULT_GEMINI_BASE_URL, Gemini, GeminiBuilder};
 pub use headers::retry_after;
 pub use openai::{CallFuture, OpenAiCompatible, OpenAiCompatibleBuilder};

@@ -194,6 +194,7 @@ impl OpenAiCompatible {
             body,
             headers: request.extensions.get(),
             provider: &inner.name,
+            sign: None,
         };
         let (response, first_byte) = open_stream(&inner.http, call).await?;
         Ok(ChatStream::new(
@@ -293,6 +294,7 @@ impl Inner {
             body,
             headers: request.extensions.get(),
             provider: name,
+            sign: None,
         };
         let answer = post(&self.http, call).await?;
         if !answer.status.is_success() {
@@ -313,6 +315,7 @@ impl Inner {
             body: embeddings::encode_request(&request),
             headers: request.extensions.get(),
             provider: name,
+            sign: None,
         };
         let answer = post(&self.http, call).await?;
         if !answer.status.is_success() {

@@ -23,7 +23,8 @@ use crate::transport::{Limits, silent, too_large, transport_error};
 /// caller that retries must not do so after the first event without accepting a repeated start.
 ///
 /// A stream is trusted no further than it proves itself. It ends well only with its proper end
-/// (OpenAI's `[DONE]` after a finish reason for every answer, Anthropic's `message_stop`); one the
+/// (OpenAI's `[DONE]` after a finish reason for every answer, Anthropic's `message_stop`,
+/// Bedrock's `messageStop` and `metadata`); one the
 /// upstream closes before that ends with a `Server` error, never as an answer that looks whole.
 /// It is bounded in time (the first byte within the client's first-byte timeout, then no silence
 /// longer than its idle timeout) and in size (each event, and the whole).
@@ -82,11 +83,22 @@ impl ChatStream {
         } else {
             decoder
         };
+        Self::with_decoder(response, Box::new(decoder), provider, limits, first_byte)
+    }
+
+    /// The stream of `response`, read by `decoder` (a framing other than server-sent events).
+    pub(crate) fn with_decoder(
+        response: reqwest::Response,
+        decoder: Box<dyn Decode>,
+        provider: &str,
+        limits: Limits,
+        first_byte: Instant,
+    ) -> Self {
         Self {
             headers: response.headers().clone(),
             response,
             provider: provider.to_owned(),
-            decoder: Box::new(decoder),
+            decoder,
             limits,
             first_byte: Some(first_byte),
             read: 0,

@@ -203,7 +203,12 @@ pub(crate) struct Call<'a> {
     pub(crate) body: Vec<u8>,
     pub(crate) headers: Option<&'a RequestHeaders>,
     pub(crate) provider: &'a str,
+    /// The last hand on the request before it goes (a signature over what it carries).
+    pub(crate) sign: Option<&'a Sign>,
 }
+
+/// What signs a request that is ready to go: it sees the method, URL, headers and body as sent.
+pub(crate) type Sign = dyn Fn(&mut reqwest::Request) -> Result<(), LlmError> + Send + Sync;
 
 /// POSTs the call's body as JSON and reads the whole answer, within the client's bounds: the
 /// first byte within `first_byte_timeout` when one is set, and at most `max_response_bytes`.
@@ -242,11 +247,22 @@ async fn send(
     if let Some(RequestHeaders(headers)) = call.headers {
         builder = builder.headers(headers.clone());
     }
-    builder
+    let builder = builder
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::ACCEPT, accept)
-        .body(call.body)
-        .send()
+        .body(call.body);
+    let Some(sign) = call.sign else {
+        return builder
+            .send()
+            .await
+            .map_err(|e| transport_error(e, call.provider));
+    };
+    let mut request = builder
+        .build()
+        .map_err(|e| transport_error(e, call.provider))?;
+    sign(&mut request)?;
+    http.client
+        .execute(request)
         .await
         .map_err(|e| transport_error(e, call.provider))
 }

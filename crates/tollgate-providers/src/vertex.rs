@@ -154,6 +154,7 @@ impl Vertex {
             body,
             headers: headers.as_ref(),
             provider: &google.name,
+            sign: None,
         };
         let (response, first_byte) = open_stream_with(&google.http, call, refusal).await?;
         // A caller in the Messages API gets the events as they came.
@@ -194,6 +195,7 @@ impl Inner {
             body,
             headers: headers.as_ref(),
             provider: name,
+            sign: None,
         };
         let answer = post(&google.http, call).await?;
         if !answer.status.is_success() {

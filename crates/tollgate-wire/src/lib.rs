@@ -9,12 +9,13 @@
 //! | [`gemini`] | Gemini `generateContent` (and Vertex AI's Gemini models) | — | [`encode_request`](gemini::encode_request), [`decode_answer`](gemini::decode_answer), [`GenerateStream`](gemini::GenerateStream) |
 //! | [`gemini::embeddings`] | Gemini `batchEmbedContents` | — | [`encode_request`](gemini::embeddings::encode_request), [`decode_answer`](gemini::embeddings::decode_answer) |
 //! | [`anthropic::messages`] | Messages | [`decode_request`](anthropic::messages::decode_request), [`encode_answer`](anthropic::messages::encode_answer), [`MessageEvents`](anthropic::messages::MessageEvents) | [`encode_request`](anthropic::messages::encode_request), [`decode_answer`](anthropic::messages::decode_answer), [`MessageStream`](anthropic::messages::MessageStream) |
+//! | [`bedrock`] | Bedrock Converse, ConverseStream (AWS event stream), InvokeModel embeddings | — | [`encode_request`](bedrock::encode_request), [`decode_answer`](bedrock::decode_answer), [`ConverseEvents`](bedrock::ConverseEvents), [`embeddings`](bedrock::embeddings) |
 //!
 //! [`sse`] holds what every stream shares: the framing, a [`Decoder`](sse::Decoder) that reads
 //! an API's [`Format`](sse::Format) within its bounds until its proper end, and the writers. A
 //! call that comes in one API and goes to an upstream of the same API passes through: see
 //! [`anthropic::messages`] for the Messages API, and for each pair of APIs the table of what is
-//! kept, mapped or dropped. Room is left for Bedrock and OpenAI's Responses API.
+//! kept, mapped or dropped. Room is left for OpenAI's Responses API.
 //!
 //! ```
 //! use tollgate_wire::{anthropic::messages, openai::chat};
@@ -33,6 +34,7 @@
 //! ```
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod gemini;
 pub mod openai;
 mod refusal;
