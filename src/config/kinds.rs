@@ -11,17 +11,18 @@ use ProviderKind as K;
 pub(super) fn check(name: &str, provider: &ProviderConfig, errors: &mut Vec<ConfigError>) {
     let at = |field: &str| format!("providers.{name}.{field}");
     let kind = provider.kind;
-    let fields: [(&str, bool, &[ProviderKind]); 10] = [
-        (
-            "base_url",
-            provider.base_url.is_some(),
-            &[K::Openai, K::Anthropic, K::Azure],
-        ),
-        (
-            "api_key_env",
-            provider.api_key_env.is_some(),
-            &[K::Openai, K::Anthropic, K::Azure],
-        ),
+    const NETWORK: &[ProviderKind] = &[
+        K::Openai,
+        K::Anthropic,
+        K::Azure,
+        K::Gemini,
+        K::Vertex,
+        K::Bedrock,
+    ];
+    const KEYED: &[ProviderKind] = &[K::Openai, K::Anthropic, K::Azure, K::Gemini, K::Bedrock];
+    let fields: [(&str, bool, &[ProviderKind]); 15] = [
+        ("base_url", provider.base_url.is_some(), NETWORK),
+        ("api_key_env", provider.api_key_env.is_some(), KEYED),
         (
             "max_tokens_name",
             provider.max_tokens_name.is_some(),
@@ -36,6 +37,15 @@ pub(super) fn check(name: &str, provider: &ProviderConfig, errors: &mut Vec<Conf
             provider.entra_token_env.is_some(),
             &[K::Azure],
         ),
+        ("project", provider.project.is_some(), &[K::Vertex]),
+        ("location", provider.location.is_some(), &[K::Vertex]),
+        (
+            "credentials_file",
+            provider.credentials_file.is_some(),
+            &[K::Vertex],
+        ),
+        ("region", provider.region.is_some(), &[K::Bedrock]),
+        ("profile", provider.profile.is_some(), &[K::Bedrock]),
         ("latency", provider.latency.is_some(), &[K::Simulated]),
         (
             "output_tokens",
@@ -97,6 +107,41 @@ pub(super) fn check(name: &str, provider: &ProviderConfig, errors: &mut Vec<Conf
                         ),
                     ));
                 }
+            }
+        }
+        K::Gemini => {
+            if provider.api_key_env.is_none() {
+                errors.push(ConfigError::new(
+                    at("api_key_env"),
+                    "missing: the Gemini API needs a key (api_key_env: GEMINI_API_KEY)",
+                ));
+            }
+        }
+        K::Vertex => {
+            for (field, set) in [
+                ("project", provider.project.is_some()),
+                ("location", provider.location.is_some()),
+            ] {
+                if !set {
+                    errors.push(ConfigError::new(
+                        at(field),
+                        "missing: Vertex AI needs the project and location it serves from",
+                    ));
+                }
+            }
+        }
+        K::Bedrock => {
+            if provider.region.is_none() {
+                errors.push(ConfigError::new(
+                    at("region"),
+                    "missing: Bedrock needs its AWS region (us-east-1, ...)",
+                ));
+            }
+            if provider.profile.is_some() && provider.api_key_env.is_some() {
+                errors.push(ConfigError::new(
+                    at("profile"),
+                    "give a profile or a Bedrock API key (api_key_env), not both",
+                ));
             }
         }
         K::Anthropic | K::Simulated => {}

@@ -175,7 +175,8 @@ impl<T> Switch<PerProvider<T>> {
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// `openai` (any OpenAI-compatible server: OpenAI, vLLM, Ollama, ...; see `preset`),
-    /// `azure` (Azure OpenAI), `anthropic`, or `simulated` (the
+    /// `azure` (Azure OpenAI), `anthropic`, `gemini` (the Gemini API), `vertex` (Vertex AI's
+    /// Gemini and Claude models), `bedrock` (Amazon Bedrock's Converse API), or `simulated` (the
     /// [`SimulatedProvider`](crate::SimulatedProvider), for trying a configuration out).
     pub kind: ProviderKind,
     /// `openai` only: a known OpenAI-compatible service, which sets the base URL (unless
@@ -197,6 +198,24 @@ pub struct ProviderConfig {
     /// as `Authorization: Bearer` instead of an `api-key` (read at start and on reload).
     #[serde(default)]
     pub entra_token_env: Option<String>,
+    /// `vertex` only: the Google Cloud project.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// `vertex` only: the region (`us-central1`, or `global`).
+    #[serde(default)]
+    pub location: Option<String>,
+    /// `vertex` only: a service-account key file; absent, the environment's application-default
+    /// credentials (`GOOGLE_APPLICATION_CREDENTIALS`, the metadata server).
+    #[serde(default)]
+    pub credentials_file: Option<std::path::PathBuf>,
+    /// `bedrock` only: the AWS region (`us-east-1`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// `bedrock` only: the shared-config profile the credentials come from (default: the
+    /// standard chain: the environment, `AWS_PROFILE` or `default`, web identity, ...). With
+    /// `api_key_env`, a Bedrock API key is sent instead.
+    #[serde(default)]
+    pub profile: Option<String>,
     /// The API's base URL (default: the provider's public API; required for other servers).
     #[serde(default)]
     pub base_url: Option<String>,
@@ -256,6 +275,12 @@ pub enum ProviderKind {
     Anthropic,
     /// Azure OpenAI: a resource's deployments, keyed with `api-key` or an Entra ID token.
     Azure,
+    /// Google's Gemini API (`generateContent`), keyed with `x-goog-api-key`.
+    Gemini,
+    /// Google Cloud's Vertex AI: Gemini and Claude models, with OAuth tokens.
+    Vertex,
+    /// Amazon Bedrock's Converse API, signed with SigV4 (or a Bedrock API key).
+    Bedrock,
     /// The simulated provider: answers from memory, no network.
     Simulated,
 }
@@ -265,7 +290,9 @@ impl ProviderKind {
     pub const fn cloud(self) -> Option<&'static str> {
         match self {
             Self::Azure => Some("azure"),
-            Self::Openai | Self::Anthropic | Self::Simulated => None,
+            Self::Vertex => Some("vertex"),
+            Self::Bedrock => Some("bedrock"),
+            Self::Openai | Self::Anthropic | Self::Gemini | Self::Simulated => None,
         }
     }
 }

@@ -145,7 +145,7 @@ fn network_client(
     key: Option<String>,
     token: Option<String>,
 ) -> Result<BoxedProvider, ConfigError> {
-    use tollgate_providers::{Anthropic, OpenAiCompatible};
+    use tollgate_providers::{Anthropic, Bedrock, Gemini, OpenAiCompatible, Vertex};
 
     let under = |e: ConfigError| e.under(&format!("providers.{name}"));
     macro_rules! common {
@@ -228,6 +228,45 @@ fn network_client(
             }
             if let Some(field) = provider.max_tokens_name {
                 builder = builder.max_tokens_name(field);
+            }
+            builder.build().map(BoxCloneSyncService::new).map_err(under)
+        }
+        ProviderKind::Gemini => {
+            let Some(key) = key else {
+                return Err(ConfigError::new(
+                    format!("providers.{name}.api_key_env"),
+                    "missing: the Gemini API needs a key (api_key_env: GEMINI_API_KEY)",
+                ));
+            };
+            let mut builder = common!(Gemini::builder(key).name(name));
+            if let Some(url) = &provider.base_url {
+                builder = builder.base_url(url);
+            }
+            builder.build().map(BoxCloneSyncService::new).map_err(under)
+        }
+        ProviderKind::Vertex => {
+            let project = provider.project.as_deref().unwrap_or_default();
+            let location = provider.location.as_deref().unwrap_or_default();
+            let mut builder = common!(Vertex::builder(project, location).name(name));
+            if let Some(url) = &provider.base_url {
+                builder = builder.base_url(url);
+            }
+            if let Some(file) = &provider.credentials_file {
+                builder = builder.credentials_file(file);
+            }
+            builder.build().map(BoxCloneSyncService::new).map_err(under)
+        }
+        ProviderKind::Bedrock => {
+            let region = provider.region.as_deref().unwrap_or_default();
+            let mut builder = common!(Bedrock::builder(region));
+            if let Some(url) = &provider.base_url {
+                builder = builder.base_url(url);
+            }
+            if let Some(key) = key {
+                builder = builder.api_key(key);
+            }
+            if let Some(profile) = &provider.profile {
+                builder = builder.profile(profile);
             }
             builder.build().map(BoxCloneSyncService::new).map_err(under)
         }

@@ -1,5 +1,7 @@
-"""Each cloud provider's protocol as a local test server, and the official clients through the
-gateway to each. Run by tests/providers.rs:
+"""Each cloud provider's protocol as a local test server (Azure OpenAI, the Gemini API, Vertex
+AI's Gemini and Claude models with its OAuth token endpoint, Groq; Bedrock has a server of its
+own, tollgate-providers/tests/bedrock_server.py), and the official clients through the gateway
+to each. Run by tests/providers.rs:
 
     python providers.py serve          # the test servers; prints their base URLs as one JSON line
     python providers.py <role> <door>  # a scenario: the official client of <door> against <role>
@@ -19,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 AZURE_KEY = "azure-test-key"
 GEMINI_KEY = "gemini-test-key"
+VERTEX_TOKEN = "vertex-access-token"
 ARGS = {"city": "Paris"}
 
 
@@ -60,10 +63,22 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         path = self.path
+        if path == "/token":
+            # Vertex's OAuth token endpoint (the key file's token_uri): a JWT bearer grant in,
+            # an access token out. tests/vertex.rs in the providers crate checks the JWT itself.
+            length = int(self.headers.get("content-length") or 0)
+            form = self.rfile.read(length).decode()
+            if "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer" not in form:
+                return self.send_json(400, {"error": "unsupported_grant_type"})
+            return self.send_json(200, {"access_token": VERTEX_TOKEN, "expires_in": 3600, "token_type": "Bearer"})
         body = self.body()
         said = prompt_of(body)
         if path.startswith("/openai/deployments/"):
             return self.azure(path, body, said)
+        if path == "/groq/openai/v1/chat/completions":
+            return self.groq(body, said)
+        if path.startswith("/v1/projects/"):
+            return self.vertex(path, body, said)
         if ":generateContent" in path or ":streamGenerateContent" in path:
             return self.gemini(path, body, said)
         self.send_json(404, {"error": {"message": "no such path: " + path}})
@@ -103,11 +118,80 @@ class Handler(BaseHTTPRequestHandler):
             {"id": "chatcmpl-az", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-2024-11-20", "choices": [], "usage": usage},
         ], done=True)
 
+    # https://console.groq.com/docs/openai: Groq refuses a message's `name` with a 400, and has
+    # sent a stream's usage under `x_groq`.
+    def groq(self, body, said):
+        if self.headers.get("authorization") != "Bearer groq-test-key":
+            return self.send_json(401, {"error": {"message": "Invalid API Key", "type": "invalid_request_error", "code": "invalid_api_key"}})
+        if any("name" in message for message in body.get("messages", [])):
+            return self.send_json(400, {"error": {"message": "'messages.0' : property 'name' is unsupported", "type": "invalid_request_error"}})
+        if "TOO LONG" in said:
+            return self.send_json(400, {"error": {"message": "Please reduce the length of the messages or completion.", "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}})
+        if "FILTER ME" in said:
+            return self.send_json(400, {"error": {"message": "Your request was rejected as a result of our safety system.", "type": "invalid_request_error", "code": "content_policy_violation"}})
+        usage = {"prompt_tokens": 1000, "completion_tokens": 20, "total_tokens": 1020, "prompt_tokens_details": {"cached_tokens": 800}}
+        call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": json.dumps(ARGS)}}
+        if not body.get("stream"):
+            return self.send_json(200, {"id": "chatcmpl-groq", "object": "chat.completion", "created": 1, "model": "openai/gpt-oss-120b",
+                                        "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [call]}, "finish_reason": "tool_calls"}],
+                                        "usage": usage})
+
+        def chunk(delta, finish=None):
+            return {"id": "chatcmpl-groq", "object": "chat.completion.chunk", "created": 1, "model": "openai/gpt-oss-120b",
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        last = chunk({}, "tool_calls")
+        last["x_groq"] = {"id": "req_1", "usage": usage}
+        self.send_events([
+            chunk({"role": "assistant", "content": None, "tool_calls": [dict(call, index=0)]}),
+            last,
+        ], done=True)
+
+    # https://cloud.google.com/vertex-ai/generative-ai/docs/partner-models/claude
+    def vertex(self, path, body, said):
+        if self.headers.get("authorization") != "Bearer " + VERTEX_TOKEN:
+            return self.send_json(401, {"error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}})
+        prefix = "/v1/projects/test-project/locations/us-east5/publishers/"
+        if path.startswith(prefix + "google/models/gemini-2.5-flash:"):
+            return self.gemini(path, body, said, vertex=True)
+        if not path.startswith(prefix + "anthropic/models/claude-sonnet-4-5@20250929:"):
+            return self.send_json(404, {"error": {"code": 404, "message": "Publisher model not found.", "status": "NOT_FOUND"}})
+        assert body.get("anthropic_version") == "vertex-2023-10-16" and "model" not in body, body
+        if "TOO LONG" in said:
+            return self.send_json(400, {"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long: 210345 tokens > 200000 maximum"}})
+        usage = {"input_tokens": 200, "cache_read_input_tokens": 800, "cache_creation_input_tokens": 0, "output_tokens": 20}
+        stop = "refusal" if "FILTER ME" in said else "tool_use"
+        use = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": ARGS}
+        message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+                   "content": [use] if stop == "tool_use" else [], "stop_reason": stop, "stop_sequence": None, "usage": usage}
+        if path.endswith(":rawPredict"):
+            return self.send_json(200, message)
+        assert path.endswith(":streamRawPredict") and body.get("stream") is True, (path, body)
+        start = dict(message, content=[], stop_reason=None, usage=dict(usage, output_tokens=1))
+        arguments = json.dumps(ARGS)
+        events = [("message_start", {"type": "message_start", "message": start})]
+        if stop == "tool_use":
+            events += [
+                ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": dict(use, input={})}),
+                ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": arguments[:9]}}),
+                ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": arguments[9:]}}),
+                ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ]
+        events += [
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": 20}}),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+        data = "".join("event: %s\ndata: %s\n\n" % (name, json.dumps(event)) for name, event in events).encode()
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     # https://ai.google.dev/api/generate-content
-    def gemini(self, path, body, said):
-        if self.headers.get("x-goog-api-key") != GEMINI_KEY:
+    def gemini(self, path, body, said, vertex=False):
+        if not vertex and self.headers.get("x-goog-api-key") != GEMINI_KEY:
             return self.send_json(403, {"error": {"code": 403, "message": "API key not valid. Please pass a valid API key.", "status": "PERMISSION_DENIED"}})
-        if not path.startswith("/v1beta/models/gemini-2.5-flash:"):
+        if not vertex and not path.startswith("/v1beta/models/gemini-2.5-flash:"):
             return self.send_json(404, {"error": {"code": 404, "message": "models/x is not found", "status": "NOT_FOUND"}})
         if "TOO LONG" in said:
             return self.send_json(400, {"error": {"code": 400, "message": "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).", "status": "INVALID_ARGUMENT"}})
