@@ -141,6 +141,29 @@ fn each_kind_takes_its_own_fields_and_requires_what_it_needs() {
         provider_paths("  p: { kind: anthropic, preset: groq, api_key_env: K }"),
         ["providers.p.preset"]
     );
+    // Google's and Amazon's: what each needs to be reached.
+    assert_eq!(
+        provider_paths("  p: { kind: gemini }"),
+        ["providers.p.api_key_env"]
+    );
+    assert_eq!(
+        provider_paths("  p: { kind: vertex, api_key_env: K, region: us-east-1 }"),
+        [
+            "providers.p.api_key_env",
+            "providers.p.region",
+            "providers.p.project",
+            "providers.p.location"
+        ]
+    );
+    assert!(provider_paths(
+        "  p: { kind: vertex, project: my-project, location: us-east5, credentials_file: /etc/key.json }"
+    )
+    .is_empty());
+    assert_eq!(
+        provider_paths("  p: { kind: bedrock, profile: prod, api_key_env: K, project: x }"),
+        ["providers.p.project", "providers.p.region", "providers.p.profile"]
+    );
+    assert!(provider_paths("  p: { kind: bedrock, region: eu-west-1, profile: prod }").is_empty());
     let error = Config::from_yaml(
         "providers:\n  p: { kind: openai, preset: groqq }\nroles:\n  default: { provider: p, model: m }\n",
     )
