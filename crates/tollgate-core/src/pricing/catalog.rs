@@ -14,7 +14,9 @@ const SHIPPED: &str = include_str!("../../prices.json");
 ///
 /// [`shipped`](Self::shipped) is the catalog in this release (`prices.json`, in US dollars per
 /// million tokens). Prices change: a configuration's own prices win over it, and a model it does
-/// not list is unpriced, never priced as another.
+/// not list is unpriced, never priced as another. Where a provider charges less at some hours
+/// (DeepSeek's off-peak half price), the catalog has the standard rate: a call is never billed
+/// under what it may cost.
 ///
 /// ```
 /// use tollgate_core::{PriceCatalog, Usage};
