@@ -161,7 +161,11 @@ fn each_kind_takes_its_own_fields_and_requires_what_it_needs() {
     .is_empty());
     assert_eq!(
         provider_paths("  p: { kind: bedrock, profile: prod, api_key_env: K, project: x }"),
-        ["providers.p.project", "providers.p.region", "providers.p.profile"]
+        [
+            "providers.p.project",
+            "providers.p.region",
+            "providers.p.profile"
+        ]
     );
     assert!(provider_paths("  p: { kind: bedrock, region: eu-west-1, profile: prod }").is_empty());
     let error = Config::from_yaml(

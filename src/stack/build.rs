@@ -272,12 +272,9 @@ fn warn_unpriced(config: &Config, prices: &PricingTable) {
     let mut warned = std::collections::BTreeSet::new();
     for role in config.roles.keys().filter_map(|role| config.role(role)) {
         for target in role.targets {
-            let simulated =
-                config.providers[&*target.provider].kind == crate::ProviderKind::Simulated;
-            if simulated
-                || prices
-                    .get_for(Some(&target.provider), &target.model)
-                    .is_some()
+            if prices
+                .get_for(Some(&target.provider), &target.model)
+                .is_some()
             {
                 continue;
             }

@@ -302,3 +302,52 @@ async fn each_provider_serves_both_official_clients_tool_calls_and_bills_its_cac
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_with_no_price_is_warned_about_at_start_and_counted_on_each_call() {
+    let yaml = format!(
+        r#"
+providers:
+  sim: {{ kind: simulated }}
+roles:
+  default: {{ provider: sim, model: my-finetune }}
+  priced: {{ provider: sim, model: gpt-4o-mini }}
+retry: {{ max_retries: 0 }}
+keys:
+  alice: {{ hash: "{alice}", tenant: acme }}
+"#,
+        alice = tollgate_gateway::hash_key(ALICE),
+    );
+    let gateway = GatewayProcess::start(&yaml).await;
+    let logs = gateway.logs();
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("no price for this model"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(warnings[0].contains("my-finetune"), "{logs}");
+    for _ in 0..3 {
+        assert_eq!(answered_by(&gateway, "default", "hi").await, "my-finetune");
+    }
+    answered_by(&gateway, "priced", "hi").await;
+    let metrics = scrape(&gateway).await;
+    assert_eq!(
+        counter(
+            &metrics,
+            "tollgate_cost_unpriced_calls",
+            "sim",
+            "my-finetune"
+        ),
+        3.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        counter(
+            &metrics,
+            "tollgate_cost_unpriced_calls",
+            "sim",
+            "gpt-4o-mini"
+        ),
+        0.0
+    );
+}
