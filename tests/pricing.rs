@@ -142,6 +142,10 @@ fn a_price_that_is_not_dollars_or_has_an_unknown_field_is_named() {
             r#"  providers: { sim: { gpt-4o: { input: "1" } } }"#,
             "missing field `output`",
         ),
+        (
+            r#"  providers: { simm: { gpt-4o: { input: "1", output: "1" } } }"#,
+            "pricing.providers.simm: no provider of this name",
+        ),
     ] {
         let yaml = format!(
             "providers:\n  sim: {{ kind: simulated }}\nroles:\n  default: {{ provider: sim, model: m }}\npricing:\n{pricing}\n"

@@ -156,6 +156,14 @@ impl Config {
     }
 
     fn check_pricing(&self, errors: &mut Vec<ConfigError>) {
+        for provider in self.pricing.providers.keys() {
+            if !self.providers.contains_key(provider) {
+                errors.push(ConfigError::new(
+                    format!("pricing.providers.{provider}"),
+                    "no provider of this name in `providers`",
+                ));
+            }
+        }
         let budgets = matches!(&self.rate_limiting, Switch::On(limiting)
             if limiting.has_budget() && limiting.unpriced_models != UnpricedModels::Free);
         if !budgets && !self.pricing.refuse_unpriced {
