@@ -168,3 +168,32 @@ async fn a_provider_s_own_price_applies_to_its_calls() {
     // 7 × $5/M + 10 × $20/M = 235 µ$.
     assert_eq!(billed(&stack, "gpt-4o"), (MicroUsd(235), 0));
 }
+
+#[test]
+fn a_target_with_a_client_of_its_own_pays_its_provider_s_prices() {
+    let config = Config::from_yaml(
+        r#"
+providers:
+  eu: { kind: openai, base_url: "http://127.0.0.1:1/v1" }
+roles:
+  default:
+    model: gpt-4o
+    targets:
+      - { provider: eu }
+      - { provider: eu, name: eu-2, base_url: "http://127.0.0.1:2/v1" }
+pricing:
+  providers: { eu: { gpt-4o: { input: "3", output: "12" } } }
+"#,
+    )
+    .unwrap();
+    let prices = config.prices();
+    for client in ["eu", "eu-2"] {
+        let price = prices.get_for(Some(client), "gpt-4o-2024-08-06").unwrap();
+        assert_eq!(price.input_per_mtok, MicroUsd(3_000_000), "{client}");
+    }
+    // Anyone else pays the catalog's.
+    assert_eq!(
+        prices.get_for(Some("other"), "gpt-4o"),
+        PriceCatalog::shipped().models().get("gpt-4o")
+    );
+}

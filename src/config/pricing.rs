@@ -101,19 +101,36 @@ impl Config {
     /// the name of each provider of that cloud) when `pricing.catalog` is on, and the
     /// configuration's own over them.
     pub fn prices(&self) -> PricingTable {
+        // A target with a key or base URL of its own calls under its own name: it pays its
+        // provider's prices.
+        let mut names: Vec<(String, &str)> = self
+            .providers
+            .keys()
+            .map(|name| (name.clone(), name.as_str()))
+            .collect();
+        for role in self.roles.keys().filter_map(|role| self.role(role)) {
+            for target in role.targets {
+                if target.client != target.provider
+                    && !names.iter().any(|(name, _)| **name == *target.client)
+                {
+                    if let Some((provider, _)) = self.providers.get_key_value(&*target.provider) {
+                        names.push((target.client.to_string(), provider.as_str()));
+                    }
+                }
+            }
+        }
         let mut table = if self.pricing.catalog {
-            let clouds = self
-                .providers
-                .iter()
-                .filter_map(|(name, provider)| Some((name.as_str(), provider.kind.cloud()?)));
+            let clouds = names.iter().filter_map(|(name, provider)| {
+                Some((name.as_str(), self.providers[*provider].kind.cloud()?))
+            });
             PriceCatalog::shipped().table(clouds)
         } else {
             PricingTable::new()
         };
         let mut own = self.pricing.models.clone();
-        for (provider, prices) in &self.pricing.providers {
-            for (model, price) in prices {
-                own.insert_for(provider.as_str(), model.as_str(), *price);
+        for (name, provider) in &names {
+            for (model, price) in self.pricing.providers.get(*provider).into_iter().flatten() {
+                own.insert_for(name.as_str(), model.as_str(), *price);
             }
         }
         table.override_with(own);
