@@ -31,9 +31,10 @@ pub(crate) fn prices(command: PricesCommand) -> ExitCode {
         None => None,
     };
     let catalog = PriceCatalog::shipped();
+    // Without a configuration, each cloud's prices are listed under the cloud's name.
     let table = match &config {
         Some(config) => config.prices(),
-        None => catalog.models().clone(),
+        None => catalog.table(catalog.clouds().map(|cloud| (cloud, cloud))),
     };
     let own = config.as_ref().map(|config| {
         let mut own = config.pricing.models.clone();
@@ -58,10 +59,10 @@ pub(crate) fn prices(command: PricesCommand) -> ExitCode {
     let mut out = String::new();
     let code = match &command.model {
         Some(model) => {
-            let providers: Vec<&str> = config
-                .as_ref()
-                .map(|config| config.providers.keys().map(String::as_str).collect())
-                .unwrap_or_default();
+            let providers: Vec<&str> = match &config {
+                Some(config) => config.providers.keys().map(String::as_str).collect(),
+                None => catalog.clouds().collect(),
+            };
             one(&mut out, &table, model, &providers, origin)
         }
         None => {
@@ -85,45 +86,40 @@ fn one(
         let _ = writeln!(out, "{model:?} is not a model id");
         return ExitCode::FAILURE;
     }
+    let mut lines = Vec::new();
     let general = table.lookup(None, model);
-    let mut any = general.is_some();
-    match general {
-        Some(found) => {
-            let _ = writeln!(
-                out,
-                "{model}: {} (as {}, {})",
-                rates(found.price),
-                found.name,
-                origin(None, found.name)
-            );
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "{model}: no price (its calls are counted as unpriced, or refused with pricing.refuse_unpriced)"
-            );
-        }
+    if let Some(found) = general {
+        lines.push(format!(
+            "{model}: {} (as {}, {})",
+            rates(found.price),
+            found.name,
+            origin(None, found.name)
+        ));
     }
     for provider in providers {
         if let Some(found) = table
             .lookup(Some(provider), model)
-            .filter(|found| found.providers_own)
+            .filter(|found| found.providers_own && Some(found.price) != general.map(|g| g.price))
         {
-            any = true;
-            let _ = writeln!(
-                out,
-                "  on {provider}: {} (as {}, {})",
+            lines.push(format!(
+                "{model} on {provider}: {} (as {}, {})",
                 rates(found.price),
                 found.name,
                 origin(Some(provider), found.name)
-            );
+            ));
         }
     }
-    if any {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    if lines.is_empty() {
+        let _ = writeln!(
+            out,
+            "{model}: no price (its calls are counted as unpriced, or refused with pricing.refuse_unpriced)"
+        );
+        return ExitCode::FAILURE;
     }
+    for line in lines {
+        let _ = writeln!(out, "{line}");
+    }
+    ExitCode::SUCCESS
 }
 
 /// Every price: the models', then each provider's own.

@@ -189,6 +189,20 @@ fn prices_prints_what_a_model_is_billed_at_and_where_the_price_comes_from() {
         out,
         "my-finetune: no price (its calls are counted as unpriced, or refused with pricing.refuse_unpriced)\n"
     );
+    // A cloud's own model id, priced on that cloud alone.
+    let (code, out, _) = tollgate(
+        &["prices", "global.anthropic.claude-sonnet-4-5-20250929-v1:0"],
+        "",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("global.anthropic.claude-sonnet-4-5-20250929-v1:0 on bedrock: input $3.00")
+            && out.trim_end().ends_with(&format!(
+                "(as global.anthropic.claude-sonnet-4-5-20250929-v1:0, catalog {date})"
+            ))
+            && out.lines().count() == 1,
+        "{out}"
+    );
     let (code, out, _) = tollgate(&["prices", "gpt-4o?x=1"], "");
     assert_eq!(
         (code, out.as_str()),
@@ -216,7 +230,7 @@ keys:
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out,
-        "gpt-4o-2024-08-06: input $2.00 · output $8.00 (as gpt-4o, configuration)\n  on other: input $3.00 · output $12.00 · past 128000 input tokens: input $6.00 · output $24.00 (as gpt-4o, configuration)\n"
+        "gpt-4o-2024-08-06: input $2.00 · output $8.00 (as gpt-4o, configuration)\ngpt-4o-2024-08-06 on other: input $3.00 · output $12.00 · past 128000 input tokens: input $6.00 · output $24.00 (as gpt-4o, configuration)\n"
     );
     let (code, out, _) = tollgate(&["prices", "--config", &path], "");
     assert_eq!(code, 0);
