@@ -97,10 +97,10 @@ impl Config {
                     format!("unknown provider (providers: {})", self.provider_names()),
                 ));
             }
-            if let Switch::On(settings) = own {
-                if let Err(e) = validate(settings) {
-                    errors.push(e.under(&at));
-                }
+            if let Switch::On(settings) = own
+                && let Err(e) = validate(settings)
+            {
+                errors.push(e.under(&at));
             }
         }
     }
@@ -118,15 +118,15 @@ impl Config {
                      it with api_key_env (e.g. api_key_env: OPENAI_API_KEY)",
                 ));
             }
-            if let Some(var) = &provider.api_key_env {
-                if !is_env_var_name(var) {
-                    // The value is not repeated: it may well be the key itself.
-                    errors.push(ConfigError::new(
-                        at("api_key_env"),
-                        "must be the name of an environment variable (letters, digits and _, \
+            if let Some(var) = &provider.api_key_env
+                && !is_env_var_name(var)
+            {
+                // The value is not repeated: it may well be the key itself.
+                errors.push(ConfigError::new(
+                    at("api_key_env"),
+                    "must be the name of an environment variable (letters, digits and _, \
                          e.g. OPENAI_API_KEY), not the key itself",
-                    ));
-                }
+                ));
             }
             for (field, value) in [
                 ("timeout", provider.timeout),
@@ -134,10 +134,10 @@ impl Config {
                 ("first_byte_timeout", provider.first_byte_timeout),
                 ("stream_idle_timeout", provider.stream_idle_timeout),
             ] {
-                if let Some(value) = value {
-                    if let Err(e) = tollgate_core::non_zero(&at(field), value) {
-                        errors.push(e);
-                    }
+                if let Some(value) = value
+                    && let Err(e) = tollgate_core::non_zero(&at(field), value)
+                {
+                    errors.push(e);
                 }
             }
             for (field, value) in [

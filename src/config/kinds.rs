@@ -68,13 +68,13 @@ pub(super) fn check(name: &str, provider: &ProviderConfig, errors: &mut Vec<Conf
             errors.push(ConfigError::new(at(field), reason));
         }
     }
-    if let Some(var) = &provider.entra_token_env {
-        if !is_env_var_name(var) {
-            errors.push(ConfigError::new(
-                at("entra_token_env"),
-                "must be the name of an environment variable, not the token itself",
-            ));
-        }
+    if let Some(var) = &provider.entra_token_env
+        && !is_env_var_name(var)
+    {
+        errors.push(ConfigError::new(
+            at("entra_token_env"),
+            "must be the name of an environment variable, not the token itself",
+        ));
     }
     match kind {
         K::Azure => {
@@ -97,16 +97,17 @@ pub(super) fn check(name: &str, provider: &ProviderConfig, errors: &mut Vec<Conf
             }
         }
         K::Openai => {
-            if let Some(preset) = provider.preset {
-                if preset.needs_key() && provider.api_key_env.is_none() {
-                    errors.push(ConfigError::new(
-                        at("api_key_env"),
-                        format!(
-                            "missing: {preset} needs an API key (api_key_env: {}_API_KEY)",
-                            preset.name().to_uppercase()
-                        ),
-                    ));
-                }
+            if let Some(preset) = provider.preset
+                && preset.needs_key()
+                && provider.api_key_env.is_none()
+            {
+                errors.push(ConfigError::new(
+                    at("api_key_env"),
+                    format!(
+                        "missing: {preset} needs an API key (api_key_env: {}_API_KEY)",
+                        preset.name().to_uppercase()
+                    ),
+                ));
             }
         }
         K::Gemini => {

@@ -112,10 +112,9 @@ impl Config {
             for target in role.targets {
                 if target.client != target.provider
                     && !names.iter().any(|(name, _)| **name == *target.client)
+                    && let Some((provider, _)) = self.providers.get_key_value(&*target.provider)
                 {
-                    if let Some((provider, _)) = self.providers.get_key_value(&*target.provider) {
-                        names.push((target.client.to_string(), provider.as_str()));
-                    }
+                    names.push((target.client.to_string(), provider.as_str()));
                 }
             }
         }

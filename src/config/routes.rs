@@ -139,10 +139,10 @@ impl Config {
                     ));
                 }
             }
-            if let Some(after) = role.hedge_after {
-                if after == HedgeAfter::After(std::time::Duration::ZERO) {
-                    errors.push(ConfigError::new(at("hedge_after"), "must be > 0"));
-                }
+            if let Some(after) = role.hedge_after
+                && after == HedgeAfter::After(std::time::Duration::ZERO)
+            {
+                errors.push(ConfigError::new(at("hedge_after"), "must be > 0"));
             }
             let Some(resolved) = self.role(name) else {
                 continue;
@@ -192,21 +192,21 @@ impl Config {
     ) {
         let at = |field: &str| format!("roles.{name}.{field}");
         self.check_serving(name, role, fallback, errors);
-        if let Some(t) = role.temperature {
-            if !(0.0..=2.0).contains(&t) {
-                errors.push(ConfigError::new(
-                    at("temperature"),
-                    format!("must be between 0 and 2, got {t}"),
-                ));
-            }
+        if let Some(t) = role.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            errors.push(ConfigError::new(
+                at("temperature"),
+                format!("must be between 0 and 2, got {t}"),
+            ));
         }
         if role.default_max_tokens == Some(0) {
             errors.push(ConfigError::new(at("default_max_tokens"), "must be > 0"));
         }
-        if let Some(timeout) = role.timeout {
-            if let Err(e) = tollgate_core::non_zero(&at("timeout"), timeout) {
-                errors.push(e);
-            }
+        if let Some(timeout) = role.timeout
+            && let Err(e) = tollgate_core::non_zero(&at("timeout"), timeout)
+        {
+            errors.push(e);
         }
     }
 
@@ -219,10 +219,10 @@ impl Config {
         errors: &mut Vec<ConfigError>,
     ) {
         let at = |field: &str| format!("roles.{name}.{field}");
-        if let Some(model) = &role.model {
-            if model.trim().is_empty() {
-                errors.push(ConfigError::new(at("model"), "must not be empty"));
-            }
+        if let Some(model) = &role.model
+            && model.trim().is_empty()
+        {
+            errors.push(ConfigError::new(at("model"), "must not be empty"));
         }
         let Some(targets) = &role.targets else {
             let inherits = role.provider.is_none()
@@ -272,13 +272,13 @@ impl Config {
                         "missing: a target with its own api_key_env or base_url needs a name",
                     ));
                 }
-                if let Some(var) = &target.api_key_env {
-                    if !is_env_var_name(var) {
-                        errors.push(ConfigError::new(
-                            at("api_key_env"),
-                            "must be the name of an environment variable, not the key itself",
-                        ));
-                    }
+                if let Some(var) = &target.api_key_env
+                    && !is_env_var_name(var)
+                {
+                    errors.push(ConfigError::new(
+                        at("api_key_env"),
+                        "must be the name of an environment variable, not the key itself",
+                    ));
                 }
                 if let Some(url) = &target.base_url {
                     errors.extend(base_url_mistake(url, &at("base_url")));

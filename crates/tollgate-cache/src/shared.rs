@@ -225,7 +225,7 @@ impl Shared {
         self.telemetry.stores.increment(1);
         // A store's size settles its pending work first (moka's batches): read it after the
         // first store and every 64th, not on every miss.
-        if cfg!(feature = "metrics") && (stored == 1 || stored % 64 == 0) {
+        if cfg!(feature = "metrics") && (stored == 1 || stored.is_multiple_of(64)) {
             self.telemetry.store_holds(self.store.stats());
         }
     }

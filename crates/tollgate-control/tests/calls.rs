@@ -13,9 +13,16 @@ use tollgate_testkit::TestDatabase;
 
 fn record(n: u64, at: SystemTime) -> Arc<CallRecord> {
     let mut record = CallRecord::new(format!("req_{n:05}"), at);
-    record.key_id = Some(if n % 2 == 0 { "key_even" } else { "key_odd" }.into());
+    record.key_id = Some(
+        if n.is_multiple_of(2) {
+            "key_even"
+        } else {
+            "key_odd"
+        }
+        .into(),
+    );
     record.team = Some("search".into());
-    record.model = Some(if n % 3 == 0 { "big" } else { "small" }.into());
+    record.model = Some(if n.is_multiple_of(3) { "big" } else { "small" }.into());
     record.status = Some(if n % 10 == 9 { 429 } else { 200 });
     if n % 10 == 9 {
         record.error = Some(ErrorKind::RateLimited);

@@ -172,10 +172,10 @@ impl Choice {
         let raw_reason = object.get("finish_reason").cloned();
         let finish_reason: Option<FinishReason> = take(&mut object, "finish_reason")?;
         // A provider's own spelling (`function_call`) is kept, so it goes back as it came.
-        if let (Some(reason), Some(Value::String(raw))) = (&finish_reason, &raw_reason) {
-            if reason.as_str() != raw {
-                object.insert("finish_reason".into(), Value::String(raw.clone()));
-            }
+        if let (Some(reason), Some(Value::String(raw))) = (&finish_reason, &raw_reason)
+            && reason.as_str() != raw
+        {
+            object.insert("finish_reason".into(), Value::String(raw.clone()));
         }
         // Taken whatever its value: it is always written back.
         let index = match object.remove("index") {

@@ -148,12 +148,12 @@ impl Usage {
         }
         // DeepSeek counts its cache reads apart (the rest as misses, already in the prompt);
         // read, and left where it came for the caller.
-        if usage.cached_input_tokens == 0 {
-            if let Some(hits) = object.get("prompt_cache_hit_tokens") {
-                usage.cached_input_tokens = hits.as_u64().ok_or_else(|| {
-                    format!("usage.prompt_cache_hit_tokens is not a token count: {hits}")
-                })?;
-            }
+        if usage.cached_input_tokens == 0
+            && let Some(hits) = object.get("prompt_cache_hit_tokens")
+        {
+            usage.cached_input_tokens = hits.as_u64().ok_or_else(|| {
+                format!("usage.prompt_cache_hit_tokens is not a token count: {hits}")
+            })?;
         }
         if let Some(Value::Object(details)) = object.get_mut("completion_tokens_details") {
             usage.reasoning_tokens = number(details, "reasoning_tokens")?;

@@ -323,10 +323,10 @@ fn check_keys(
         if key.tenant.trim().is_empty() {
             errors.push(ConfigError::new(at("tenant"), "must not be empty"));
         }
-        if let Some(limits) = &key.limits {
-            if let Err(mistakes) = limits.quota(&at("limits")) {
-                errors.extend(mistakes);
-            }
+        if let Some(limits) = &key.limits
+            && let Err(mistakes) = limits.quota(&at("limits"))
+        {
+            errors.extend(mistakes);
         }
         for (i, role) in key.roles.iter().flatten().enumerate() {
             if !known.roles.contains(role) {
@@ -348,13 +348,14 @@ fn check_keys(
                 errors.push(ConfigError::new(format!("{}[{i}]", at("models")), reason));
             }
         }
-        if let Some(Switch::On(limiting)) = stack.map(|s| &s.rate_limiting) {
-            if key.limits.is_some() && limiting.principals.contains_key(name) {
-                errors.push(ConfigError::new(
-                    at("limits"),
-                    format!("`rate_limiting.principals.{name}` limits this key too: keep one"),
-                ));
-            }
+        if let Some(Switch::On(limiting)) = stack.map(|s| &s.rate_limiting)
+            && key.limits.is_some()
+            && limiting.principals.contains_key(name)
+        {
+            errors.push(ConfigError::new(
+                at("limits"),
+                format!("`rate_limiting.principals.{name}` limits this key too: keep one"),
+            ));
         }
     }
     errors

@@ -245,10 +245,10 @@ impl ApiError {
         };
         self.header(names[0], HeaderValue::from(tier.limit()));
         self.header(names[1], HeaderValue::from(0u64));
-        if let Some(reset) = denial.retry_after() {
-            if let Ok(value) = HeaderValue::from_str(&duration::format(reset)) {
-                self.header(names[2], value);
-            }
+        if let Some(reset) = denial.retry_after()
+            && let Ok(value) = HeaderValue::from_str(&duration::format(reset))
+        {
+            self.header(names[2], value);
         }
     }
 
@@ -265,15 +265,15 @@ impl ApiError {
         if let Ok(remaining) = dollars(remaining) {
             self.header("x-ratelimit-remaining-budget-usd", remaining);
         }
-        if let Some(reset) = denial.retry_after() {
-            if let Ok(value) = HeaderValue::from_str(&duration::format(reset)) {
-                self.header("x-ratelimit-reset-budget", value);
-            }
+        if let Some(reset) = denial.retry_after()
+            && let Ok(value) = HeaderValue::from_str(&duration::format(reset))
+        {
+            self.header("x-ratelimit-reset-budget", value);
         }
-        if let Some(calendar) = tier.calendar_period() {
-            if let Ok(period) = HeaderValue::from_str(&calendar.to_string()) {
-                self.header("x-ratelimit-budget-period", period);
-            }
+        if let Some(calendar) = tier.calendar_period()
+            && let Ok(period) = HeaderValue::from_str(&calendar.to_string())
+        {
+            self.header("x-ratelimit-budget-period", period);
         }
         let resets_at = denial
             .period()

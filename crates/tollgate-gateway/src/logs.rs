@@ -143,13 +143,13 @@ impl LogsConfig {
                     &format!("a second `{}` sink: one of each kind", sink.kind()),
                 ));
             }
-            if let SinkConfig::File(file) = sink {
-                if let Err(error) = file.validate() {
-                    errors.push(at(
-                        &format!("sinks[{index}].{}", error.path()),
-                        error.reason(),
-                    ));
-                }
+            if let SinkConfig::File(file) = sink
+                && let Err(error) = file.validate()
+            {
+                errors.push(at(
+                    &format!("sinks[{index}].{}", error.path()),
+                    error.reason(),
+                ));
             }
         }
         errors

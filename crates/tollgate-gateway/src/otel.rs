@@ -110,10 +110,10 @@ impl Telemetry {
 
     /// Exports the spans still queued, waiting at most `timeout` for the collector.
     pub fn shutdown(self, timeout: Duration) {
-        if let Some(tracer) = self.tracer {
-            if let Err(error) = tracer.shutdown_with_timeout(timeout) {
-                tracing::warn!(%error, "the last spans may not have been exported");
-            }
+        if let Some(tracer) = self.tracer
+            && let Err(error) = tracer.shutdown_with_timeout(timeout)
+        {
+            tracing::warn!(%error, "the last spans may not have been exported");
         }
     }
 }

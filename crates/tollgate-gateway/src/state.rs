@@ -184,11 +184,11 @@ impl Gateway {
             .unwrap_or_else(tollgate_control::DatabaseConfig::in_memory);
         let records = Arc::new(Records::open(&config, &self.shared.spend).await?);
         self.sync_records(&records).await?;
-        if let Some(logs) = &self.live().config.logs {
-            if self.shared.logs.get().is_none() {
-                let started = CallLogs::start(logs, records.database())?;
-                let _ = self.shared.logs.set(Arc::new(started));
-            }
+        if let Some(logs) = &self.live().config.logs
+            && self.shared.logs.get().is_none()
+        {
+            let started = CallLogs::start(logs, records.database())?;
+            let _ = self.shared.logs.set(Arc::new(started));
         }
         if self.shared.records.set(records.clone()).is_ok() {
             tracing::info!(target: "tollgate::records", keys = records.len(), "keys read from the database");

@@ -127,10 +127,10 @@ impl Call {
                 .map(|(_, w)| w.whole)
         };
         let range = |field: &'static str, least: u64, most: u64, faults: &mut Vec<&str>| {
-            if let Some(whole) = given(field) {
-                if whole.is_none_or(|w| w < least || w > most) {
-                    faults.push(field);
-                }
+            if let Some(whole) = given(field)
+                && whole.is_none_or(|w| w < least || w > most)
+            {
+                faults.push(field);
             }
         };
         if self.messages_door {
@@ -151,10 +151,9 @@ impl Call {
             range("max_completion_tokens", 1, MAX_OUTPUT, &mut faults);
             if let (Some(Some(a)), Some(Some(b))) =
                 (given("max_tokens"), given("max_completion_tokens"))
+                && a != b
             {
-                if a != b {
-                    faults.push("max_completion_tokens");
-                }
+                faults.push("max_completion_tokens");
             }
             range("n", 1, MAX_CHOICES, &mut faults);
             range("best_of", 1, MAX_CHOICES, &mut faults);

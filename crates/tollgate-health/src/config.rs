@@ -132,13 +132,13 @@ impl HealthConfig {
                 "is above unhealthy_consecutive_failures: degraded must come first",
             ));
         }
-        if let (Some(degraded), Some(unhealthy)) = (self.degraded_p95, self.unhealthy_p95) {
-            if degraded > unhealthy {
-                return Err(ConfigError::new(
-                    "degraded_p95",
-                    "is above unhealthy_p95: degraded must come first",
-                ));
-            }
+        if let (Some(degraded), Some(unhealthy)) = (self.degraded_p95, self.unhealthy_p95)
+            && degraded > unhealthy
+        {
+            return Err(ConfigError::new(
+                "degraded_p95",
+                "is above unhealthy_p95: degraded must come first",
+            ));
         }
         if self.max_components == 0 {
             return Err(ConfigError::new("max_components", "must be at least 1"));

@@ -59,7 +59,7 @@ const NAME: &str = "bedrock";
 /// `ModelTimeoutException` → `Timeout`, `AccessDeniedException`, `UnrecognizedClientException`,
 /// `ExpiredTokenException` and signature errors → `Auth`, `ValidationException` →
 /// `InvalidRequest` (a context-length one marked as such on its
-/// [`UpstreamError`]), `InternalServerException` → `Server`; by status otherwise.
+/// [`UpstreamError`](tollgate_core::UpstreamError)), `InternalServerException` → `Server`; by status otherwise.
 ///
 /// ```
 /// use tollgate_core::{LlmRequest, Message};

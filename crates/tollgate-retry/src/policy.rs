@@ -266,24 +266,24 @@ impl RetryPolicy {
                 .get_or_insert_with(|| self.backoff())
                 .next(config, attempt - 1),
         };
-        if let Some(deadline) = config.deadline {
-            if elapsed + delay >= deadline {
-                return Decision::Stop(Some(format!(
-                    "stopped after {}: waiting {} would pass the {} deadline",
-                    attempts(attempt),
-                    duration::format(delay),
-                    duration::format(deadline)
-                )));
-            }
+        if let Some(deadline) = config.deadline
+            && elapsed + delay >= deadline
+        {
+            return Decision::Stop(Some(format!(
+                "stopped after {}: waiting {} would pass the {} deadline",
+                attempts(attempt),
+                duration::format(delay),
+                duration::format(deadline)
+            )));
         }
-        if let Some(budget) = &self.shared.budget {
-            if !budget.withdraw() {
-                self.shared.budget_refusals.increment(1);
-                return Decision::Stop(Some(format!(
-                    "stopped after {}: retry budget exhausted",
-                    attempts(attempt)
-                )));
-            }
+        if let Some(budget) = &self.shared.budget
+            && !budget.withdraw()
+        {
+            self.shared.budget_refusals.increment(1);
+            return Decision::Stop(Some(format!(
+                "stopped after {}: retry budget exhausted",
+                attempts(attempt)
+            )));
         }
         self.shared.retries.increment(1);
         if let Some(hook) = &self.shared.on_retry {

@@ -143,17 +143,17 @@ impl RouterConfig {
     /// Every mistake, each with its path.
     pub fn mistakes(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
-        if let Some(timeout) = self.timeout {
-            if let Err(e) = tollgate_core::non_zero("timeout", timeout) {
-                errors.push(e);
-            }
+        if let Some(timeout) = self.timeout
+            && let Err(e) = tollgate_core::non_zero("timeout", timeout)
+        {
+            errors.push(e);
         }
         let cooldown = &self.cooldown;
         for (field, value) in [("window", cooldown.window), ("duration", cooldown.duration)] {
-            if cooldown.failures > 0 {
-                if let Err(e) = tollgate_core::non_zero(field, value) {
-                    errors.push(e.under("cooldown"));
-                }
+            if cooldown.failures > 0
+                && let Err(e) = tollgate_core::non_zero(field, value)
+            {
+                errors.push(e.under("cooldown"));
             }
         }
         if !(0.0..=1.0).contains(&self.adaptive_below) {

@@ -223,23 +223,23 @@ where
                     let _entered = span.map(tracing::Span::enter);
                     second.as_mut().poll_end(cx)
                 };
-                if let Poll::Ready(Some(ended)) = polled {
-                    if let Some(result) = plan.ended(ended, 1, this.first.is_running()) {
-                        plan.drop_attempt(this.first.as_mut());
-                        return Poll::Ready(result);
-                    }
+                if let Poll::Ready(Some(ended)) = polled
+                    && let Some(result) = plan.ended(ended, 1, this.first.is_running())
+                {
+                    plan.drop_attempt(this.first.as_mut());
+                    return Poll::Ready(result);
                 }
             }
             let running =
                 this.first.is_running() || this.second.as_ref().is_some_and(|a| a.is_running());
             if !running {
-                if let Some(rare) = plan.rare.as_mut() {
-                    if let Some(waiting) = &mut rare.waiting {
-                        if waiting.as_mut().poll(cx).is_pending() {
-                            break;
-                        }
-                        rare.waiting = None;
+                if let Some(rare) = plan.rare.as_mut()
+                    && let Some(waiting) = &mut rare.waiting
+                {
+                    if waiting.as_mut().poll(cx).is_pending() {
+                        break;
                     }
+                    rare.waiting = None;
                 }
                 match plan.next(cx, this.first.as_mut(), false) {
                     Next::Started => {
@@ -257,28 +257,28 @@ where
             }
             // One call running: is it time for a hedge?
             let hedge = plan.rare.as_mut().and_then(|rare| rare.hedge.as_mut());
-            if let Some(timer) = hedge {
-                if timer.as_mut().poll(cx).is_ready() {
-                    plan.rare().hedge = None;
-                    plan.hedged = true;
-                    // The first call is the one running: the hedge takes the other slot.
-                    let slot = this.second.get_or_insert_with(|| Box::pin(Attempt::Idle));
-                    if let Next::Started = plan.next(cx, slot.as_mut(), true) {
-                        Counters::bump(&plan.table.counters.hedges);
-                        plan.table.counters.recorded_hedges.increment(1);
-                        plan.running[1] = plan.attempts - 1;
-                        continue;
-                    }
+            if let Some(timer) = hedge
+                && timer.as_mut().poll(cx).is_ready()
+            {
+                plan.rare().hedge = None;
+                plan.hedged = true;
+                // The first call is the one running: the hedge takes the other slot.
+                let slot = this.second.get_or_insert_with(|| Box::pin(Attempt::Idle));
+                if let Next::Started = plan.next(cx, slot.as_mut(), true) {
+                    Counters::bump(&plan.table.counters.hedges);
+                    plan.table.counters.recorded_hedges.increment(1);
+                    plan.running[1] = plan.attempts - 1;
+                    continue;
                 }
             }
             break;
         }
         let deadline = plan.rare.as_mut().and_then(|rare| rare.deadline.as_mut());
-        if let Some(deadline) = deadline {
-            if deadline.as_mut().poll(cx).is_ready() {
-                Counters::bump(&plan.table.counters.deadlines);
-                return Poll::Ready(Err(plan.timed_out()));
-            }
+        if let Some(deadline) = deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            Counters::bump(&plan.table.counters.deadlines);
+            return Poll::Ready(Err(plan.timed_out()));
         }
         Poll::Pending
     }

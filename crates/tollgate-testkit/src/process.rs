@@ -103,10 +103,10 @@ impl Node {
     fn wait_ready(&mut self) -> io::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(Reply::Status(pong)) = command(self.port, &["PING"]) {
-                if pong == "PONG" {
-                    return Ok(());
-                }
+            if let Ok(Reply::Status(pong)) = command(self.port, &["PING"])
+                && pong == "PONG"
+            {
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().expect("spawned").try_wait()? {
                 return Err(io::Error::other(format!(

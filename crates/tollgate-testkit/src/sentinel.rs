@@ -111,10 +111,10 @@ impl RedisSentinel {
     pub fn master_port(&self) -> u16 {
         for node in &self.sentinels {
             let reply = node.command(&["SENTINEL", "get-master-addr-by-name", MASTER_NAME]);
-            if let Ok(Reply::Array(parts)) = reply {
-                if let Some(Reply::Bulk(port)) = parts.get(1) {
-                    return String::from_utf8_lossy(port).parse().expect("a port");
-                }
+            if let Ok(Reply::Array(parts)) = reply
+                && let Some(Reply::Bulk(port)) = parts.get(1)
+            {
+                return String::from_utf8_lossy(port).parse().expect("a port");
             }
         }
         panic!("no Sentinel names the master");

@@ -48,10 +48,10 @@ impl<F: CacheStore, B: CacheStore> CacheStore for TieredStore<F, B> {
         };
         let (front_store, back) = (self.front.clone(), self.back.clone());
         Lookup::Pending(Box::pin(async move {
-            if let Some(lookup) = front {
-                if let Some(entry) = lookup.await {
-                    return Some(entry);
-                }
+            if let Some(lookup) = front
+                && let Some(entry) = lookup.await
+            {
+                return Some(entry);
             }
             let entry = match back.get(key) {
                 Lookup::Ready(entry) => entry,

@@ -201,10 +201,10 @@ pub(crate) fn unversioned(model: &str) -> Option<&str> {
     if let Some(base) = model.strip_suffix("-latest") {
         return non_empty(base);
     }
-    if let Some((base, version)) = model.rsplit_once('@') {
-        if version == "latest" || digits(version, 8) || digits(version, 3) {
-            return non_empty(base);
-        }
+    if let Some((base, version)) = model.rsplit_once('@')
+        && (version == "latest" || digits(version, 8) || digits(version, 3))
+    {
+        return non_empty(base);
     }
     // -2024-07-18
     if let Some((base, date)) = model

@@ -161,10 +161,10 @@ impl Watch {
         tokio::spawn(async move {
             for _ in 0..reads {
                 let read = tokio::time::timeout(READ_WITHIN, masters(&watch.connection())).await;
-                if let Ok(Ok(now)) = read {
-                    if watch.compare(now) == Read::Counted {
-                        break;
-                    }
+                if let Ok(Ok(now)) = read
+                    && watch.compare(now) == Read::Counted
+                {
+                    break;
                 }
                 tokio::time::sleep(CHECK_EVERY).await;
             }
@@ -195,17 +195,18 @@ impl Watch {
                 .iter()
                 .find(|(s, e, _)| s <= start && start <= e)
                 .map(|(_, _, master)| master.as_str());
-            if let Some(after) = after {
-                if after != before && !replaced.contains(&(before.as_str(), after)) {
-                    replaced.push((before, after));
-                    tracing::warn!(
-                        target: "tollgate::redis",
-                        from = %before,
-                        to = %after,
-                        slots = %format_args!("{start}-{end}"),
-                        "a Redis Cluster master was replaced; its slots are served by {after} now"
-                    );
-                }
+            if let Some(after) = after
+                && after != before
+                && !replaced.contains(&(before.as_str(), after))
+            {
+                replaced.push((before, after));
+                tracing::warn!(
+                    target: "tollgate::redis",
+                    from = %before,
+                    to = %after,
+                    slots = %format_args!("{start}-{end}"),
+                    "a Redis Cluster master was replaced; its slots are served by {after} now"
+                );
             }
         }
         let count = replaced.len() as u64;

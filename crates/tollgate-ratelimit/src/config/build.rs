@@ -149,13 +149,13 @@ impl RateLimitConfig {
                     ),
                 ));
             }
-            if let KeyBy::Many(fields) = &scope.key {
-                if fields.is_empty() {
-                    return Err(ConfigError::new(
-                        format!("{at}.key"),
-                        "name at least one field",
-                    ));
-                }
+            if let KeyBy::Many(fields) = &scope.key
+                && fields.is_empty()
+            {
+                return Err(ConfigError::new(
+                    format!("{at}.key"),
+                    "name at least one field",
+                ));
             }
             builder = builder.scope(&scope.name, quota(&scope.tiers, &at)?);
             for (key, tiers) in &scope.overrides {

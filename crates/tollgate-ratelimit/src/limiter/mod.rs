@@ -282,13 +282,13 @@ impl RateLimiter {
             retry_after,
         );
         denial.0.waited = waited;
-        if let (Reason::Wait { tier, .. }, Some((_, refusing))) = (refusal.reason, &denial.0.tier) {
-            if let Some(calendar) = refusing.calendar_period() {
-                let span = calendar.span(self.inner.store.at(self.now()).wall);
-                let (_, tats) = self.inner.store.state(target);
-                let spent = crate::calendar::spent::in_period(tats[tier], span.index);
-                denial.0.period = Some((spent, crate::calendar::instant(span.ends)));
-            }
+        if let (Reason::Wait { tier, .. }, Some((_, refusing))) = (refusal.reason, &denial.0.tier)
+            && let Some(calendar) = refusing.calendar_period()
+        {
+            let span = calendar.span(self.inner.store.at(self.now()).wall);
+            let (_, tats) = self.inner.store.state(target);
+            let spent = crate::calendar::spent::in_period(tats[tier], span.index);
+            denial.0.period = Some((spent, crate::calendar::instant(span.ends)));
         }
         denial
     }

@@ -267,10 +267,10 @@ fn user_content(message: &Message) -> Value {
         Some(Content::Parts(parts)) => parts.iter().map(part).collect(),
         None => vec![json!({ "type": "text", "text": "" })],
     };
-    if let (Some(mark), Some(last)) = (mark, blocks.last_mut()) {
-        if let Some(last) = last.as_object_mut() {
-            last.entry("cache_control").or_insert_with(|| mark.clone());
-        }
+    if let (Some(mark), Some(last)) = (mark, blocks.last_mut())
+        && let Some(last) = last.as_object_mut()
+    {
+        last.entry("cache_control").or_insert_with(|| mark.clone());
     }
     Value::from(blocks)
 }

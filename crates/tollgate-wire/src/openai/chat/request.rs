@@ -173,10 +173,10 @@ pub fn encode_request_with(
 
 /// Writes `fields` as a server with `quirks` takes them.
 fn apply(quirks: &Quirks, fields: &mut serde_json::Map<String, Value>) {
-    if quirks.seed_field != "seed" {
-        if let Some(seed) = fields.remove("seed") {
-            fields.insert(quirks.seed_field.to_owned(), seed);
-        }
+    if quirks.seed_field != "seed"
+        && let Some(seed) = fields.remove("seed")
+    {
+        fields.insert(quirks.seed_field.to_owned(), seed);
     }
     if quirks.drops_message_names {
         let messages = fields.get_mut("messages").and_then(Value::as_array_mut);

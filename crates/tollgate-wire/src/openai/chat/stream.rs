@@ -309,11 +309,10 @@ impl ChunkEvents {
         if !matches!(
             event,
             StreamEvent::Model(_) | StreamEvent::Meta(_) | StreamEvent::Verbatim(_)
-        ) {
-            if let Some(required) = self.required.take() {
-                // The writer keeps the first value of each field, so the upstream's win.
-                self.writer.chunks(&StreamEvent::Meta(required));
-            }
+        ) && let Some(required) = self.required.take()
+        {
+            // The writer keeps the first value of each field, so the upstream's win.
+            self.writer.chunks(&StreamEvent::Meta(required));
         }
         for chunk in self.writer.chunks(event) {
             crate::sse::write_event(out, None, &chunk);
