@@ -70,6 +70,11 @@ use tollgate_core::FinishReason;
 /// OpenAI client that sends the id back sends the signature too.
 pub const THOUGHT_SIGNATURE_SEPARATOR: &str = "__thought__";
 
+/// `value` as JSON text at the end of `out`, as the request's body is written.
+fn json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(out, value).expect("JSON text writes to memory");
+}
+
 /// A candidate's finish reason, `called` when it called functions (Gemini says `STOP` then).
 pub(crate) fn finish_reason(reason: &str, called: bool) -> FinishReason {
     match reason {
