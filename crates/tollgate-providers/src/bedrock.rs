@@ -58,7 +58,7 @@ const NAME: &str = "bedrock";
 /// `ServiceUnavailableException` and `ModelNotReadyException` → `Overloaded`,
 /// `ModelTimeoutException` → `Timeout`, `AccessDeniedException`, `UnrecognizedClientException`,
 /// `ExpiredTokenException` and signature errors → `Auth`, `ValidationException` →
-/// `InvalidRequest` (a context-length one marked as such on its
+/// `InvalidRequest` (a context-length one `ContextWindow`, as said on its
 /// [`UpstreamError`](tollgate_core::UpstreamError)), `InternalServerException` → `Server`; by status otherwise.
 ///
 /// ```

@@ -334,10 +334,10 @@ fn function_response(
             })?
         }
     };
-    if let Some(Content::Parts(parts)) = &message.content {
-        if let Some(j) = parts.iter().position(|p| text_of(p).is_none()) {
-            return Err(format!("content[{j}]: a tool result takes text parts only"));
-        }
+    if let Some(Content::Parts(parts)) = &message.content
+        && let Some(j) = parts.iter().position(|p| text_of(p).is_none())
+    {
+        return Err(format!("content[{j}]: a tool result takes text parts only"));
     }
     let mut pieces = message.texts();
     let text: Cow<'_, str> = match (pieces.next(), pieces.next()) {

@@ -230,13 +230,12 @@ fn function_response(message: &Message, earlier: &[Message]) -> Result<Value, St
         }
     };
     let mut text = String::new();
-    if let Some(Content::Parts(parts)) = &message.content {
-        if let Some(j) = parts
+    if let Some(Content::Parts(parts)) = &message.content
+        && let Some(j) = parts
             .iter()
             .position(|p| p.get("text").and_then(Value::as_str).is_none())
-        {
-            return Err(format!("content[{j}]: a tool result takes text parts only"));
-        }
+    {
+        return Err(format!("content[{j}]: a tool result takes text parts only"));
     }
     for piece in message.texts() {
         text.push_str(piece);
