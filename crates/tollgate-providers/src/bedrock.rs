@@ -58,8 +58,8 @@ const NAME: &str = "bedrock";
 /// `ServiceUnavailableException` and `ModelNotReadyException` → `Overloaded`,
 /// `ModelTimeoutException` → `Timeout`, `AccessDeniedException`, `UnrecognizedClientException`,
 /// `ExpiredTokenException` and signature errors → `Auth`, `ValidationException` →
-/// `InvalidRequest` (a context-length one `ContextWindow`, as said on its
-/// [`UpstreamError`](tollgate_core::UpstreamError)), `InternalServerException` → `Server`; by status otherwise.
+/// `InvalidRequest` (`ContextWindow` when it says the prompt is too long),
+/// `InternalServerException` → `Server`; by status otherwise.
 ///
 /// ```
 /// use tollgate_core::{LlmRequest, Message};
