@@ -197,3 +197,41 @@ pricing:
         PriceCatalog::shipped().models().get("gpt-4o")
     );
 }
+
+#[tokio::test]
+async fn a_refusal_the_provider_billed_is_counted_and_one_it_did_not_is_not() {
+    use tollgate::{LlmError, Outcome, SimulatedProvider};
+    use tollgate_core::BilledUsage;
+    let config = Config::from_yaml(
+        r#"
+providers:
+  sim: { kind: simulated }
+roles:
+  default: { provider: sim, model: gpt-4o }
+pricing:
+  gpt-4o: { input: "2.50", output: "10.00" }
+retry: false
+"#,
+    )
+    .unwrap();
+    let filtered = LlmError::new(ErrorKind::ContentFilter, "withheld")
+        .with_extension(BilledUsage(Usage::new(1_000, 40)));
+    let provider = SimulatedProvider::builder()
+        .script([
+            Outcome::Fail(filtered),
+            Outcome::Fail(LlmError::new(ErrorKind::Server, "down")),
+        ])
+        .build();
+    let stack = Stack::builder(&config)
+        .provider("sim", provider)
+        .build()
+        .unwrap();
+    for kind in [ErrorKind::ContentFilter, ErrorKind::Server] {
+        let error = call(&stack, "").await.unwrap_err();
+        assert_eq!(error.kind(), kind);
+    }
+    // 1,000 × $2.50/M + 40 × $10/M = 2,900 µ$: the filtered call only.
+    let report = stack.costs().report();
+    assert_eq!(report.total.calls, 1);
+    assert_eq!(report.total.cost, MicroUsd(2_900));
+}

@@ -12,8 +12,8 @@ use std::{
 use pin_project_lite::pin_project;
 use tollgate_circuit_breaker::CircuitBreaker;
 use tollgate_core::{
-    AnsweredPrice, LlmError, LlmRequest, LlmResponse, PriceCeiling, TokenEstimator, Usage,
-    stream::StreamEnd,
+    AnsweredPrice, BilledUsage, LlmError, LlmRequest, LlmResponse, PriceCeiling, TokenEstimator,
+    Usage, stream::StreamEnd,
 };
 use tollgate_health::Health;
 use tollgate_retry::Retry;
@@ -182,6 +182,17 @@ impl Record {
         });
     }
 
+    /// The call failed, but the provider billed `usage` for it.
+    fn billed_failure(self, usage: Usage) {
+        if let Some(series) = &self.series {
+            series.billed(&self.labels.route.model, usage);
+        }
+        let cost = self.costs.record(self.labels, usage, false);
+        if let Some(recorder) = &self.recorder {
+            recorder.billed(usage, cost);
+        }
+    }
+
     /// The call was dropped before its answer: the provider read the prompt all the same.
     fn dropped(self) {
         let prompt = self
@@ -247,8 +258,13 @@ impl Future for BilledFuture {
                 }
                 Poll::Ready(Ok(response))
             }
-            // A failed call is not billed.
-            Err(error) => Poll::Ready(Err(error)),
+            // A failed call is not billed, unless the provider says it billed it.
+            Err(error) => {
+                if let (Some(record), Some(usage)) = (record, BilledUsage::of(&error)) {
+                    record.billed_failure(usage);
+                }
+                Poll::Ready(Err(error))
+            }
         }
     }
 }

@@ -233,6 +233,27 @@ impl fmt::Display for ErrorKind {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NoRetry;
 
+/// An [`LlmError`] extension: the usage the provider billed for a call it answered and that
+/// still failed (a content filter stopped the answer, a guardrail intervened). A rate limiter
+/// settles the call's tokens and cost with it, and a cost tracker counts it, as for an answer.
+///
+/// ```
+/// use tollgate_core::{BilledUsage, ErrorKind, LlmError, Usage};
+///
+/// let filtered = LlmError::new(ErrorKind::ContentFilter, "withheld")
+///     .with_extension(BilledUsage(Usage::new(1_000, 12)));
+/// assert_eq!(BilledUsage::of(&filtered), Some(Usage::new(1_000, 12)));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BilledUsage(pub crate::Usage);
+
+impl BilledUsage {
+    /// What `error` says the provider billed, when it says.
+    pub fn of(error: &LlmError) -> Option<crate::Usage> {
+        error.extensions().get::<Self>().map(|billed| billed.0)
+    }
+}
+
 /// The error of an LLM call through tollgate.
 ///
 /// Cheap to move (one pointer) and to clone (a cache's single-flight hands one failure to every

@@ -61,7 +61,7 @@ mod wire;
 
 pub use choice::{AssistantMessage, Choice, FunctionCall, REASONING_SIGNATURE, ToolCall};
 pub use config::{ConfigError, duration, non_zero};
-pub use error::{BoxError, ErrorKind, Fault, LlmError, NoRetry, counted};
+pub use error::{BilledUsage, BoxError, ErrorKind, Fault, LlmError, NoRetry, counted};
 pub use json::SharedMap;
 pub use key::{ByModel, ByPrincipal, ByProvider, ByRole, ByTenant, Global, Key, KeyExtractor};
 pub use models::{

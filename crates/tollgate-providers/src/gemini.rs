@@ -318,7 +318,8 @@ fn is_safety(message: &str) -> bool {
 /// A protobuf JSON duration (`"17s"`, `"0.5s"`).
 fn duration(text: &str) -> Option<Duration> {
     let seconds: f64 = text.trim().strip_suffix('s')?.parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+    // An upstream's number: one too large for a `Duration` is no hint at all.
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 /// Builds a [`Gemini`] client; checks everything in [`build`](Self::build).

@@ -369,11 +369,13 @@ pub(crate) fn answered(
 ) -> Result<LlmResponse, LlmError> {
     let snapshot = RateLimitSnapshot::from_headers(&answer.headers, SystemTime::now());
     if response.finish_reason() == Some(&FinishReason::ContentFilter) {
+        // The provider billed the call all the same.
         let mut error = LlmError::new(
             ErrorKind::ContentFilter,
             format!("{provider} withheld the answer (its content filter stopped it)"),
         )
-        .with_status(answer.status);
+        .with_status(answer.status)
+        .with_extension(tollgate_core::BilledUsage(response.usage));
         if let Some(snapshot) = snapshot {
             error = error.with_extension(snapshot);
         }

@@ -286,7 +286,8 @@ impl TokenSource for GoogleTokens {
 
 /// A call that could not get a token: `Auth`, with what `gcp_auth` said in the debug log only.
 fn no_token(provider: &str, error: &gcp_auth::Error) -> LlmError {
-    tracing::debug!(provider, %error, "no access token could be had");
+    // Redacted: a credentials file that does not parse is quoted in the error, keys included.
+    tracing::debug!(provider, error = %tollgate_core::redact(&error.to_string()), "no access token could be had");
     LlmError::new(
         ErrorKind::Auth,
         format!("{provider}: no OAuth access token could be had for the call"),
@@ -387,10 +388,12 @@ impl VertexBuilder {
         }
         let provider = tokio::sync::OnceCell::new();
         if let Some(path) = &self.credentials {
-            let account = gcp_auth::CustomServiceAccount::from_file(path).map_err(|e| {
+            // What gcp_auth says of a file that does not parse can quote it, private key and all:
+            // never repeated.
+            let account = gcp_auth::CustomServiceAccount::from_file(path).map_err(|_| {
                 ConfigError::new(
                     "credentials_file",
-                    format!("cannot be read as a service-account key: {e}"),
+                    "cannot be read as a service-account key file (JSON with client_email, private_key and token_uri)",
                 )
             })?;
             let account: Arc<dyn gcp_auth::TokenProvider> = Arc::new(account);

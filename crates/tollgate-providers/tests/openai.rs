@@ -183,6 +183,11 @@ async fn a_content_filter_finish_is_a_content_filter_error() {
     server.reply(Reply::json(200, completion("", "content_filter")));
     let error = call(&client(&server), request()).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::ContentFilter);
+    // The provider billed the call: its usage rides on the error, for the stack to count.
+    assert_eq!(
+        tollgate_core::BilledUsage::of(&error),
+        Some(Usage::new(12, 5))
+    );
 }
 
 #[tokio::test]

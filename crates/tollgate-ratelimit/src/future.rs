@@ -30,7 +30,9 @@ pub(crate) struct Settle {
 /// the call was counted.
 ///
 /// An error refunds the token and cost reservation: a provider bills no usage we can see for a
-/// failed call. The request itself stays counted.
+/// failed call, unless the error says what it billed ([`BilledUsage`](tollgate_core::BilledUsage):
+/// an answer a content filter withheld), which is settled as an answer's. The request itself
+/// stays counted.
 pub(crate) fn settle(
     settle: Option<Settle>,
     mut result: Result<LlmResponse, LlmError>,
@@ -61,11 +63,15 @@ pub(crate) fn settle(
                 shared.limiter.settle(counted, keys, reserved, actual);
             }
         }
-        Err(_) => {
-            shared
+        // A failure the provider billed all the same (a content filter's): settled with it.
+        Err(error) => match tollgate_core::BilledUsage::of(error)
+            .and_then(|usage| shared.actual(&reservation, usage))
+        {
+            Some(actual) => shared.limiter.settle(counted, keys, reserved, actual),
+            None => shared
                 .limiter
-                .give_back(counted, keys, reservation.unused_on_failure());
-        }
+                .give_back(counted, keys, reservation.unused_on_failure()),
+        },
     }
     result
 }

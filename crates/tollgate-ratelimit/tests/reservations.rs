@@ -199,3 +199,36 @@ async fn usage_settles_a_reservation_of_many_answers() {
         10_000 - 57
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_the_provider_billed_is_settled_and_any_other_refunded() {
+    let limiter = limiter([Tier::tokens(10_000, DAY)]);
+    let answers = Arc::new(Mutex::new(vec![
+        LlmError::new(ErrorKind::Server, "down"),
+        LlmError::new(ErrorKind::ContentFilter, "withheld")
+            .with_extension(tollgate_core::BilledUsage(Usage::new(7, 30))),
+    ]));
+    let service = RateLimitLayer::builder(limiter.clone())
+        .key(Scope::default(), ByTenant)
+        .build()
+        .unwrap()
+        .layer(tower::service_fn(move |_: LlmRequest| {
+            let error = answers.lock().unwrap().pop().unwrap();
+            async move { Err::<LlmResponse, _>(error) }
+        }));
+    let remaining = || limiter.status(Scope::default(), "acme").tiers[0].remaining;
+    // The filtered answer: reserved 1,007, settled at the 37 tokens billed.
+    let error = service
+        .clone()
+        .oneshot(request("m").with_max_tokens(1_000))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::ContentFilter);
+    assert_eq!(remaining(), 10_000 - 37);
+    // A server failure: refunded whole.
+    service
+        .oneshot(request("m").with_max_tokens(1_000))
+        .await
+        .unwrap_err();
+    assert_eq!(remaining(), 10_000 - 37);
+}

@@ -454,6 +454,20 @@ mod tests {
         assert_eq!(input(Some("openai"), "gpt-4o"), Some(2_500_000));
         assert_eq!(input(None, "gpt-4o"), Some(2_500_000));
         assert_eq!(input(Some("azure-eu"), "gpt-4o-mini"), None);
+        // A model's exact price wins over a provider's price for its base name.
+        table.insert(
+            "gpt-4o-2024-05-13",
+            ModelPrice::per_million("5", "15").unwrap(),
+        );
+        let input = |p: Option<&str>, m: &str| table.get_for(p, m).map(|p| p.input_per_mtok.0);
+        assert_eq!(
+            input(Some("azure-eu"), "gpt-4o-2024-05-13"),
+            Some(5_000_000)
+        );
+        assert_eq!(
+            input(Some("azure-eu"), "gpt-4o-2024-08-06"),
+            Some(2_750_000)
+        );
     }
 
     #[test]

@@ -106,22 +106,30 @@ impl PricingTable {
 
     /// As [`get_for`](Self::get_for), with the name the price is listed under and whether it
     /// is the provider's own.
+    ///
+    /// The most specific name wins: each form of the name, from the name itself down, is looked
+    /// up in the provider's prices and then the models', so an exact price for a dated snapshot
+    /// is never lost to a provider's price for its base.
     pub fn lookup(&self, provider: Option<&str>, model: &str) -> Option<FoundPrice<'_>> {
-        let own = provider
-            .and_then(|provider| self.providers.get(provider))
-            .and_then(|own| find(own, model))
-            .map(|(name, price)| FoundPrice {
-                name,
-                price,
-                providers_own: true,
-            });
-        own.or_else(|| {
-            find(&self.prices, model).map(|(name, price)| FoundPrice {
-                name,
-                price,
-                providers_own: false,
-            })
-        })
+        let own = provider.and_then(|provider| self.providers.get(provider));
+        let mut name = model;
+        loop {
+            if let Some((listed, price)) = own.and_then(|own| own.get_key_value(name)) {
+                return Some(FoundPrice {
+                    name: listed,
+                    price,
+                    providers_own: true,
+                });
+            }
+            if let Some((listed, price)) = self.prices.get_key_value(name) {
+                return Some(FoundPrice {
+                    name: listed,
+                    price,
+                    providers_own: false,
+                });
+            }
+            name = unversioned(name)?;
+        }
     }
 
     /// The most any provider charges for `model`: the higher of each rate among its own price
