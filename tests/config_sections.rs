@@ -114,7 +114,7 @@ fn provider_paths(providers: &str) -> Vec<String> {
 fn each_kind_takes_its_own_fields_and_requires_what_it_needs() {
     // Azure: an endpoint and one credential; its fields nowhere else.
     assert_eq!(
-        provider_paths("  p: { kind: azure, deployment: gpt-4o-prod }"),
+        provider_paths("  p: { kind: azure, deployments: { gpt-4o: gpt-4o-prod } }"),
         ["providers.p.base_url", "providers.p.api_key_env"]
     );
     assert_eq!(
@@ -128,8 +128,8 @@ fn each_kind_takes_its_own_fields_and_requires_what_it_needs() {
     )
     .is_empty());
     assert_eq!(
-        provider_paths("  p: { kind: openai, deployment: d, api_version: v }"),
-        ["providers.p.deployment", "providers.p.api_version"]
+        provider_paths("  p: { kind: openai, deployments: { m: d }, api_version: v }"),
+        ["providers.p.deployments", "providers.p.api_version"]
     );
     // A preset: a known name, on kind openai, with a key where the service needs one.
     assert_eq!(

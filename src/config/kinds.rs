@@ -20,7 +20,7 @@ pub(super) fn check(name: &str, provider: &ProviderConfig, errors: &mut Vec<Conf
         K::Bedrock,
     ];
     const KEYED: &[ProviderKind] = &[K::Openai, K::Anthropic, K::Azure, K::Gemini, K::Bedrock];
-    let fields: [(&str, bool, &[ProviderKind]); 15] = [
+    let fields: [(&str, bool, &[ProviderKind]); 14] = [
         ("base_url", provider.base_url.is_some(), NETWORK),
         ("api_key_env", provider.api_key_env.is_some(), KEYED),
         (
@@ -29,7 +29,6 @@ pub(super) fn check(name: &str, provider: &ProviderConfig, errors: &mut Vec<Conf
             &[K::Openai, K::Azure],
         ),
         ("preset", provider.preset.is_some(), &[K::Openai]),
-        ("deployment", provider.deployment.is_some(), &[K::Azure]),
         ("deployments", !provider.deployments.is_empty(), &[K::Azure]),
         ("api_version", provider.api_version.is_some(), &[K::Azure]),
         (

@@ -184,11 +184,9 @@ pub struct ProviderConfig {
     /// `together`, `fireworks`, `openrouter`, `xai`, `ollama`, `vllm`, `lmstudio`.
     #[serde(default)]
     pub preset: Option<Preset>,
-    /// `azure` only: the deployment every call goes to, unless `deployments` names one for its
-    /// model; absent, each call goes to the deployment named like its model.
-    #[serde(default)]
-    pub deployment: Option<String>,
-    /// `azure` only: the deployment that serves each model (`gpt-4o: gpt-4o-prod`).
+    /// `azure` only: the deployment that serves each model (`gpt-4o: gpt-4o-prod`); a model not
+    /// listed goes to the deployment named like it. (No deployment serves every model: a call
+    /// is priced by its model, so the deployment that answers it must be that model's.)
     #[serde(default)]
     pub deployments: BTreeMap<String, String>,
     /// `azure` only: the API version (default `2024-10-21`).
@@ -244,10 +242,10 @@ pub struct ProviderConfig {
     /// The largest event (or line) of a stream, in bytes (default 4 MiB).
     #[serde(default)]
     pub max_event_bytes: Option<usize>,
-    /// `openai` only: the field an output bound is sent as when the caller gave none (a role's
+    /// `openai` and `azure`: the field an output bound is sent as when the caller gave none (a role's
     /// default, or the one a budget reserved): `max_tokens` or `max_completion_tokens` (the only
     /// one OpenAI's reasoning models take). Default: `max_completion_tokens` for OpenAI's own
-    /// API, `max_tokens` for any other server.
+    /// API and Azure, `max_tokens` for any other server.
     #[serde(default)]
     pub max_tokens_name: Option<tollgate_core::MaxTokensName>,
     /// Extra headers every call carries.

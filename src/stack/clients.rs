@@ -212,10 +212,7 @@ fn network_client(
         ProviderKind::Azure => {
             let endpoint = provider.base_url.as_deref().unwrap_or_default();
             let version = provider.api_version.as_deref().unwrap_or(AZURE_API_VERSION);
-            let builder = match &provider.deployment {
-                Some(deployment) => OpenAiCompatible::azure(endpoint, deployment, version),
-                None => OpenAiCompatible::azure_by_model(endpoint, version),
-            };
+            let builder = OpenAiCompatible::azure_by_model(endpoint, version);
             let mut builder = common!(builder.name(name));
             for (model, deployment) in &provider.deployments {
                 builder = builder.deployment_for(model, deployment);

@@ -50,7 +50,19 @@ impl CredentialsCache {
         if let Some(credentials) = current.as_ref().filter(|c| fresh(c, SystemTime::now())) {
             return Ok(credentials.clone());
         }
-        let credentials = self.provider.provide_credentials().await.map_err(|error| {
+        // A source that never answers (an endpoint gone silent) must not hold every call.
+        let fetched = tokio::time::timeout(FETCH_WITHIN, self.provider.provide_credentials())
+            .await
+            .map_err(|_| {
+                LlmError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{provider}: no AWS credentials came within {}",
+                        tollgate_core::duration::format(FETCH_WITHIN)
+                    ),
+                )
+            })?;
+        let credentials = fetched.map_err(|error| {
             // The provider's own words say which source failed; they carry no secret.
             tracing::debug!(provider, %error, "no AWS credentials could be loaded");
             LlmError::new(
@@ -62,6 +74,9 @@ impl CredentialsCache {
         Ok(credentials)
     }
 }
+
+/// How long a credentials source has to answer.
+const FETCH_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Whether `credentials` are good past `now` plus [`REFRESH_BEFORE`].
 fn fresh(credentials: &Credentials, now: SystemTime) -> bool {

@@ -1,7 +1,11 @@
 //! `Bedrock`: Amazon Bedrock's Converse and ConverseStream APIs, and embeddings through
 //! InvokeModel, signed with SigV4 or sent with a Bedrock API key.
 
-use std::{fmt, sync::Arc, time::SystemTime};
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use http::HeaderMap;
@@ -271,7 +275,7 @@ impl Inner {
                     let (vector, read) =
                         embeddings::decode_titan(&answer.body).map_err(|e| malformed(NAME, e))?;
                     vectors.push(vector);
-                    tokens += read;
+                    tokens = tokens.saturating_add(read);
                     last = Some(answer);
                 }
             }
@@ -445,10 +449,12 @@ impl BedrockBuilder {
                 format!("{:?} is not an AWS region (us-east-1)", self.region),
             ));
         }
+        // A profile asked for by name is the identity calls go out as, whatever key the
+        // environment holds.
         let auth = match self.auth.take() {
             Some(auth) => auth,
             None => match std::env::var(BEDROCK_API_KEY_ENV) {
-                Ok(key) if !key.trim().is_empty() => Auth::ApiKey(key),
+                Ok(key) if !key.trim().is_empty() && self.profile.is_none() => Auth::ApiKey(key),
                 _ => Auth::Provider(self.default_chain()?),
             },
         };
@@ -499,7 +505,12 @@ impl BedrockBuilder {
     fn default_chain(&mut self) -> Result<SharedCredentialsProvider, ConfigError> {
         // The chain's own calls (STS, SSO, instance metadata) go through a client of ours.
         let client = reqwest::Client::builder()
-            .timeout(self.settings.connect_timeout * 3)
+            .timeout(
+                self.settings
+                    .connect_timeout
+                    .checked_mul(3)
+                    .unwrap_or(Duration::MAX),
+            )
             .connect_timeout(self.settings.connect_timeout)
             .build()
             .map_err(|e| ConfigError::new("client", e.to_string()))?;

@@ -283,6 +283,24 @@ pub(crate) fn refusal(answer: &Answer, provider: &str) -> LlmError {
     if answer.status == StatusCode::BAD_REQUEST && message.is_some_and(is_safety) {
         kind = ErrorKind::ContentFilter;
     }
+    // Google answers a dead key with a 400 whose `ErrorInfo` says so: the client's
+    // credentials, not the caller's request.
+    let reason = |detail: &Value| {
+        detail
+            .get("reason")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let key_refused = error
+        .and_then(|e| e.get("details"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(reason)
+        .any(|reason| reason.starts_with("API_KEY_"));
+    if key_refused {
+        kind = ErrorKind::Auth;
+    }
     let retry_after = error
         .and_then(|e| e.get("details"))
         .and_then(Value::as_array)

@@ -470,7 +470,7 @@ impl OpenAiCompatibleBuilder {
     /// The field an output bound is sent as when the caller gave none, because a layer set it
     /// (a rate limiter's reserved bound, a role's default): `max_tokens`, which most compatible
     /// servers take, or `max_completion_tokens`, the only one OpenAI's reasoning models take.
-    /// Default: `max_completion_tokens` for `https://api.openai.com`, `max_tokens` for any other
+    /// Default: `max_completion_tokens` for `https://api.openai.com` and Azure, `max_tokens` for any other
     /// server. A bound the caller sent goes under the name it came under.
     pub fn max_tokens_name(mut self, name: MaxTokensName) -> Self {
         self.max_tokens_name = Some(name);
@@ -569,8 +569,10 @@ impl OpenAiCompatibleBuilder {
             }
             None => None,
         };
+        // OpenAI's reasoning models, on its own API and on Azure, refuse `max_tokens`.
         let max_tokens_name = self.max_tokens_name.unwrap_or(
-            if self.settings.base_url.starts_with("https://api.openai.com") {
+            if self.azure.is_some() || self.settings.base_url.starts_with("https://api.openai.com")
+            {
                 MaxTokensName::MaxCompletionTokens
             } else {
                 MaxTokensName::MaxTokens

@@ -344,6 +344,17 @@ async fn titan_embeds_each_input_in_its_own_call_and_answers_in_openais_shape() 
         seen[1]["body"],
         json!({ "inputText": "second", "dimensions": 256 })
     );
+
+    // A list past OpenAI's bound is refused by name, before any call: Titan would make one
+    // call for each.
+    let many = embeddings("amazon.titan-embed-text-v2:0", json!(vec!["x"; 2_049]));
+    let error = client(&server).oneshot(many).await.unwrap_err();
+    assert_eq!(error.kind(), tollgate_core::ErrorKind::InvalidRequest);
+    assert!(
+        error.message().contains("input: at most 2048 texts"),
+        "{error}"
+    );
+    assert_eq!(server.seen().await.len(), 2);
 }
 
 /// Cohere Embed: many texts in one call, `input_type` required.

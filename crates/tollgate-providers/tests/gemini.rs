@@ -340,6 +340,20 @@ async fn errors_map_to_kinds_with_googles_retry_delay() {
             error.message()
         );
     }
+    // A dead key, as Google says it: a 400 whose ErrorInfo names the key.
+    // https://cloud.google.com/apis/design/errors#error_info
+    server.reply(Reply::json(
+        400,
+        google_error(
+            400,
+            "INVALID_ARGUMENT",
+            "API key expired. Please renew the API key.",
+            json!([{ "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                     "reason": "API_KEY_EXPIRED", "domain": "googleapis.com" }]),
+        ),
+    ));
+    let error = gemini.clone().oneshot(ask("m")).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Auth);
     // A stream's refusal is read the same way.
     server.reply(Reply::json(
         503,

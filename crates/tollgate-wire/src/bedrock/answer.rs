@@ -113,7 +113,9 @@ pub fn converse_usage(usage: &Value) -> Option<Usage> {
     let written = number("cacheWriteInputTokens");
     Some(
         Usage::new(
-            number("inputTokens") + read + written,
+            number("inputTokens")
+                .saturating_add(read)
+                .saturating_add(written),
             number("outputTokens"),
         )
         .with_cached_input(read)

@@ -40,15 +40,24 @@ impl EmbeddingFamily {
     }
 }
 
+/// The most texts one embeddings call takes: OpenAI's bound, which also bounds the calls Titan
+/// (one text a call) makes for one request.
+pub const MAX_INPUTS: usize = 2_048;
+
 /// The texts an embeddings request asks for, in order.
 ///
 /// # Errors
 ///
-/// `input` missing, or not a string or a list of strings (token arrays have no form here).
+/// `input` missing, not a string or a list of strings (token arrays have no form here), or a list
+/// longer than [`MAX_INPUTS`].
 pub fn inputs(request: &LlmRequest) -> Result<Vec<String>, String> {
     let input = request.params.extra.get("input").ok_or("input: required")?;
     match input {
         Value::String(text) => Ok(vec![text.clone()]),
+        Value::Array(items) if items.len() > MAX_INPUTS => Err(format!(
+            "input: at most {MAX_INPUTS} texts a call (OpenAI's own bound), got {}",
+            items.len()
+        )),
         Value::Array(items) if !items.is_empty() => items
             .iter()
             .enumerate()

@@ -119,8 +119,8 @@ pub fn gemini_usage(usage: &Value) -> Option<Usage> {
     let thoughts = number("thoughtsTokenCount");
     Some(
         Usage::new(
-            number("promptTokenCount") + number("toolUsePromptTokenCount"),
-            number("candidatesTokenCount") + thoughts,
+            number("promptTokenCount").saturating_add(number("toolUsePromptTokenCount")),
+            number("candidatesTokenCount").saturating_add(thoughts),
         )
         .with_cached_input(number("cachedContentTokenCount"))
         .with_reasoning(thoughts),
