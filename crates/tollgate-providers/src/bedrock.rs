@@ -280,6 +280,10 @@ impl Inner {
                 }
             }
         }
+        if tokens == 0 {
+            // An answer that says nothing of its tokens is billed all the same.
+            tokens = crate::transport::estimated_input(&request);
+        }
         let mut response = embeddings::answer(model, vectors, tokens);
         if let Some(answer) = last {
             response.headers = answer.headers;

@@ -209,8 +209,13 @@ impl Inner {
             .endpoint
             .url(&request.model, "batchEmbedContents", name)?;
         let answer = self.post(&request, &url, body).await?;
-        let response = embeddings::decode_answer(&answer.body, &request.model)
+        let mut response = embeddings::decode_answer(&answer.body, &request.model)
             .map_err(|e| malformed(name, e))?;
+        if response.usage.input_tokens == 0 {
+            // batchEmbedContents says nothing of tokens, which Google bills all the same:
+            // estimated, so the call is never counted as free.
+            response.usage.input_tokens = crate::transport::estimated_input(&request);
+        }
         answered(answer, response, name)
     }
 

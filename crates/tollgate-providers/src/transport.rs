@@ -326,6 +326,22 @@ async fn read(
     })
 }
 
+/// The tokens of an embeddings request's `input` (a text or a list of texts), by tollgate's
+/// character estimate: for an upstream that bills them and does not say how many.
+pub(crate) fn estimated_input(request: &tollgate_core::LlmRequest) -> u64 {
+    use tollgate_core::TokenEstimator as _;
+    let estimator = tollgate_core::CharEstimator;
+    match request.params.extra.get("input") {
+        Some(serde_json::Value::String(text)) => estimator.estimate_text(text),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .map(|text| estimator.estimate_text(text))
+            .fold(0, u64::saturating_add),
+        _ => 0,
+    }
+}
+
 /// How much of an error answer's body is read: enough for any provider's error JSON.
 const MAX_ERROR_BODY: usize = 64 << 10;
 

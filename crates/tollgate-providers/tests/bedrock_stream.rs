@@ -396,4 +396,14 @@ async fn cohere_embeds_all_inputs_in_one_call() {
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidRequest);
     assert_eq!(server.seen().await.len(), 1);
+    // An answer without its token count is billed by the estimate, never as free.
+    server
+        .script(json!({ "json": { "embeddings": [[0.5]], "id": "emb-2",
+                                  "response_type": "embeddings_floats", "texts": ["twelve chars"] } }))
+        .await;
+    let answer = client(&server)
+        .oneshot(embeddings("cohere.embed-english-v3", json!("twelve chars")))
+        .await
+        .unwrap();
+    assert_eq!(answer.usage, Usage::new(3, 0));
 }

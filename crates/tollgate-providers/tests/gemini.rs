@@ -453,6 +453,9 @@ async fn embeddings_go_to_batch_embed_contents() {
         answer.extra["data"][1]["embedding"],
         json!([0.002, 0.017, -0.029])
     );
+    // Google reports no tokens for it: the input is estimated (5 and 6 characters, 2 tokens
+    // each), never counted as free.
+    assert_eq!(answer.usage.input_tokens, 4);
     let seen = &server.seen()[0];
     assert_eq!(
         seen.path,
