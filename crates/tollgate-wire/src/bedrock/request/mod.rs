@@ -14,7 +14,7 @@ use serde::{
     Serialize, Serializer,
     ser::{SerializeMap, SerializeSeq},
 };
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tollgate_core::{Content, LlmRequest, Message, Params, REASONING_SIGNATURE, Role};
 
 use tools::ToolConfig;
@@ -200,11 +200,11 @@ impl<'a> Body<'a> {
                 _ => body.user_blocks(message),
             }
             .map_err(at)?;
-            has_tool_blocks |= message.extra.contains_key("tool_calls");
+            has_tool_blocks |= get(&message.extra, "tool_calls").is_some();
         }
         body.tools = ToolConfig::of(
-            extra.get("tools"),
-            extra.get("tool_choice"),
+            get(extra, "tools"),
+            get(extra, "tool_choice"),
             has_tool_blocks,
         )?;
         for (key, value) in extra.iter() {
@@ -295,7 +295,7 @@ impl<'a> Body<'a> {
     /// A cache point after the message's last block (those from `start` on), when the message
     /// carries `cache_control`.
     fn mark_end(&mut self, message: &Message, start: usize) {
-        let marked = message.extra.contains_key("cache_control");
+        let marked = get(&message.extra, "cache_control").is_some();
         let last = self.pieces[start..].last();
         if marked
             && last.is_some_and(
@@ -318,12 +318,12 @@ impl<'a> Body<'a> {
         match &message.content {
             Some(Content::Parts(parts)) => {
                 for (j, part) in parts.iter().enumerate() {
-                    let text = part.get("text").and_then(Value::as_str).ok_or_else(|| {
+                    let text = field(part, "text").and_then(Value::as_str).ok_or_else(|| {
                         format!(".content[{j}]: a system message takes text parts only")
                     })?;
                     self.size_hint += text.len() + 16;
                     self.pieces.push(Piece::System(Block::Text(text.into())));
-                    if part.get("cache_control").is_some() {
+                    if field(part, "cache_control").is_some() {
                         self.pieces.push(Piece::System(CACHE_POINT));
                     }
                 }
@@ -361,7 +361,7 @@ impl<'a> Body<'a> {
         for (j, part) in parts.iter().enumerate() {
             let block = content_part(part).map_err(|e| format!(".content[{j}]{e}"))?;
             self.block(block);
-            if part.get("cache_control").is_some() {
+            if field(part, "cache_control").is_some() {
                 self.block(CACHE_POINT);
             }
         }
@@ -372,10 +372,10 @@ impl<'a> Body<'a> {
     /// across tool calls), its text, then a `toolUse` block per tool call.
     fn assistant_blocks(&mut self, message: &'a Message) -> Result<(), String> {
         let start = self.pieces.len();
-        let field = |key: &str| message.extra.get(key).and_then(Value::as_str);
+        let said = |key: &str| get(&message.extra, key).and_then(Value::as_str);
         if let (Some(text), Some(signature)) = (
-            field("reasoning_content").or_else(|| field("reasoning")),
-            field(REASONING_SIGNATURE),
+            said("reasoning_content").or_else(|| said("reasoning")),
+            said(REASONING_SIGNATURE),
         ) {
             let reasoning_text = Reasoning { text, signature };
             self.block(Block::Reasoning { reasoning_text });
@@ -387,10 +387,11 @@ impl<'a> Body<'a> {
             }
             _ => {}
         }
-        let calls = message.extra.get("tool_calls").and_then(Value::as_array);
+        let calls = get(&message.extra, "tool_calls").and_then(Value::as_array);
         for (i, call) in calls.into_iter().flatten().enumerate() {
-            let field = |pointer: &str| call.pointer(pointer).and_then(Value::as_str);
-            let arguments = field("/function/arguments").unwrap_or("{}");
+            let function = field(call, "function");
+            let text = |value: Option<&'a Value>| value.and_then(Value::as_str);
+            let arguments = text(function.and_then(|f| field(f, "arguments"))).unwrap_or("{}");
             let arguments = if arguments.trim().is_empty() {
                 "{}"
             } else {
@@ -398,9 +399,9 @@ impl<'a> Body<'a> {
             };
             let input: Value = serde_json::from_str(arguments)
                 .map_err(|e| format!(".tool_calls[{i}].function.arguments is not JSON: {e}"))?;
-            let id = field("/id").ok_or(format!(".tool_calls[{i}]: no id"))?;
-            let name =
-                field("/function/name").ok_or(format!(".tool_calls[{i}]: no function name"))?;
+            let id = text(field(call, "id")).ok_or(format!(".tool_calls[{i}]: no id"))?;
+            let name = text(function.and_then(|f| field(f, "name")))
+                .ok_or(format!(".tool_calls[{i}]: no function name"))?;
             self.size_hint += arguments.len();
             self.block(Block::ToolUse { id, name, input });
         }
@@ -417,19 +418,19 @@ impl<'a> Body<'a> {
     /// A `tool` message as a `toolResult` block answering its call's id: its text, or its parts
     /// (text and images), with the message's `status` (`success`, `error`) when it has one.
     fn tool_result(&mut self, message: &'a Message) -> Result<(), String> {
-        let id = message
-            .extra
-            .get("tool_call_id")
+        let id = get(&message.extra, "tool_call_id")
             .and_then(Value::as_str)
             .ok_or(": a tool message needs its tool_call_id")?;
         let content = match &message.content {
             Some(Content::Parts(parts)) => parts
                 .iter()
                 .enumerate()
-                .map(|(j, part)| match part.get("type").and_then(Value::as_str) {
-                    Some("json") => Ok(Block::Json(part.get("json").unwrap_or(&NULL))),
-                    _ => content_part(part).map_err(|e| format!(".content[{j}]{e}")),
-                })
+                .map(
+                    |(j, part)| match field(part, "type").and_then(Value::as_str) {
+                        Some("json") => Ok(Block::Json(field(part, "json").unwrap_or(&NULL))),
+                        _ => content_part(part).map_err(|e| format!(".content[{j}]{e}")),
+                    },
+                )
                 .collect::<Result<_, _>>()?,
             Some(Content::Text(text)) => vec![Block::Text(text.as_str().into())],
             None => vec![Block::Text("".into())],
@@ -440,7 +441,7 @@ impl<'a> Body<'a> {
                 _ => 64,
             };
         }
-        let status = message.extra.get("status");
+        let status = get(&message.extra, "status");
         self.block(Block::ToolResult {
             id,
             content,
@@ -592,6 +593,23 @@ impl Serialize for Fields<'_> {
     }
 }
 
+/// `map`'s field `name`, as `Map::get` finds it, but with no hash of `name` taken when the map is
+/// small: a request's parameters, messages, parts and tools hold a handful of fields each, and
+/// comparing a few names costs less than hashing the one looked for.
+fn get<'v>(map: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
+    if map.len() > 8 {
+        return map.get(name);
+    }
+    map.iter()
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// `object`'s field `name` ([`get`]); none when `object` is not an object.
+fn field<'v>(object: &'v Value, name: &str) -> Option<&'v Value> {
+    object.as_object().and_then(|map| get(map, name))
+}
+
 /// Whether `model` (an id, an inference profile or an ARN) is Anthropic's Claude.
 fn is_claude(model: &str) -> bool {
     model.contains("anthropic.") || model.contains("claude")
@@ -600,14 +618,14 @@ fn is_claude(model: &str) -> bool {
 fn refuse_what_cannot_map(request: &LlmRequest) -> Result<(), String> {
     let params = &request.params;
     let extra = &params.extra;
-    match extra.get("response_format") {
+    match get(extra, "response_format") {
         None | Some(Value::Null) => {}
-        Some(format) if format.get("type").and_then(Value::as_str) == Some("text") => {}
+        Some(format) if field(format, "type").and_then(Value::as_str) == Some("text") => {}
         Some(format) => {
             return Err(format!(
                 "response_format ({}): Converse has no structured output mode; describe the \
                  schema as a tool and force it with tool_choice, or ask for JSON in the prompt",
-                format.get("type").unwrap_or(&Value::Null)
+                field(format, "type").unwrap_or(&Value::Null)
             ));
         }
     }
@@ -617,14 +635,13 @@ fn refuse_what_cannot_map(request: &LlmRequest) -> Result<(), String> {
     if params.top_logprobs.is_some() {
         return Err("top_logprobs: Converse has no log-probabilities".into());
     }
-    if let Some(field) = OPENAI_ONLY.iter().find(|field| {
-        extra
-            .get(**field)
-            .is_some_and(|v| !v.is_null() && *v != false)
-    }) {
+    if let Some(field) = OPENAI_ONLY
+        .iter()
+        .find(|field| get(extra, field).is_some_and(|v| !v.is_null() && *v != false))
+    {
         return Err(format!("{field}: Converse has no such field"));
     }
-    if extra.get("parallel_tool_calls") == Some(&Value::Bool(false)) {
+    if get(extra, "parallel_tool_calls") == Some(&Value::Bool(false)) {
         return Err(
             "parallel_tool_calls: Converse cannot turn off parallel tool calls; leave it out"
                 .into(),
@@ -636,14 +653,16 @@ fn refuse_what_cannot_map(request: &LlmRequest) -> Result<(), String> {
 /// One content part as a Converse block: `text`, or `image_url` with a `data:` URL as an image
 /// block of its bytes (base64, as the JSON form of the API takes them).
 fn content_part(part: &Value) -> Result<Block<'_>, String> {
-    match part.get("type").and_then(Value::as_str) {
+    match field(part, "type").and_then(Value::as_str) {
         Some("text") => {
-            let text = part.get("text").and_then(Value::as_str).unwrap_or_default();
+            let text = field(part, "text")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             Ok(Block::Text(text.into()))
         }
         Some("image_url") => {
-            let url = part
-                .pointer("/image_url/url")
+            let url = field(part, "image_url")
+                .and_then(|image| field(image, "url"))
                 .and_then(Value::as_str)
                 .ok_or(".image_url.url: required")?;
             image_block(url)

@@ -4,7 +4,7 @@
 use serde::{Serialize, Serializer, ser::SerializeMap, ser::SerializeSeq};
 use serde_json::Value;
 
-use super::{CACHE_POINT, NULL};
+use super::{CACHE_POINT, NULL, field};
 
 /// OpenAI's function `tools` and `tool_choice` as Converse's `toolConfig`: each tool a
 /// `toolSpec` (its `parameters` as `inputSchema.json`, a cache point after one that carries
@@ -72,19 +72,19 @@ impl Serialize for Schema<'_> {
 impl<'a> ToolSpec<'a> {
     /// The `i`-th tool as a `toolSpec`, or why it cannot be one.
     fn of(i: usize, tool: &'a Value) -> Result<Self, String> {
-        if tool.get("type").and_then(Value::as_str) != Some("function") {
+        if field(tool, "type").and_then(Value::as_str) != Some("function") {
             return Err(format!("tools[{i}]: Converse takes function tools only"));
         }
-        let function = tool.get("function").unwrap_or(&NULL);
-        let name = function
-            .get("name")
+        let function = field(tool, "function").unwrap_or(&NULL);
+        let name = field(function, "name")
             .and_then(Value::as_str)
             .ok_or_else(|| format!("tools[{i}].function: no name"))?;
         Ok(Self {
             name,
-            input_schema: Schema(function.get("parameters")),
-            description: function.get("description"),
-            cache: tool.get("cache_control").is_some() || function.get("cache_control").is_some(),
+            input_schema: Schema(field(function, "parameters")),
+            description: field(function, "description"),
+            cache: field(tool, "cache_control").is_some()
+                || field(function, "cache_control").is_some(),
         })
     }
 }
@@ -116,8 +116,8 @@ impl<'a> ToolConfig<'a> {
                 other => return Err(format!("tool_choice: unknown mode {other:?}")),
             },
             Some(object) => {
-                let name = object
-                    .pointer("/function/name")
+                let name = field(object, "function")
+                    .and_then(|function| field(function, "name"))
                     .and_then(Value::as_str)
                     .ok_or("tool_choice: names no function")?;
                 Some(ToolChoice::Tool { name })
