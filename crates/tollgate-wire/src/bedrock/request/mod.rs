@@ -229,13 +229,13 @@ impl<'a> Body<'a> {
                 let metadata = self
                     .fields
                     .get_or_insert("requestMetadata", || Cow::Owned(json!({})));
+                // The caller's own `user` in their `requestMetadata` stays.
                 if metadata
                     .as_object()
                     .is_some_and(|m| !m.contains_key("user"))
+                    && let Some(metadata) = metadata.to_mut().as_object_mut()
                 {
-                    if let Some(metadata) = metadata.to_mut().as_object_mut() {
-                        metadata.insert("user".into(), value.clone());
-                    }
+                    metadata.insert("user".into(), value.clone());
                 }
             }
             "additionalModelRequestFields" => {
