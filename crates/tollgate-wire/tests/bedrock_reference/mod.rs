@@ -1,4 +1,6 @@
-//! The body a Converse upstream is sent, translated from the OpenAI shape.
+//! The Converse request encoder as it was before it wrote its JSON straight from the request: a
+//! `serde_json::Value` tree built field by field and serialized, kept here as the reference the
+//! direct writer must match byte for byte (same fields, same order, same values, same refusals).
 //!
 //! <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html>
 
@@ -50,7 +52,7 @@ const EFFORT_BUDGETS: [(&str, u32); 4] = [
 /// or `best_of` above 1, log-probabilities, OpenAI-only sampling fields, an image given by a URL
 /// other than `data:`, tool-call arguments that are not JSON, a tool message with no call id,
 /// `parallel_tool_calls: false`.
-pub fn encode_request(request: &LlmRequest) -> Result<Vec<u8>, String> {
+pub(crate) fn encode_request(request: &LlmRequest) -> Result<Vec<u8>, String> {
     let body = translated(request)?;
     Ok(serde_json::to_vec(&Value::Object(body)).expect("a JSON value serializes"))
 }
