@@ -239,8 +239,8 @@ fn request(r: &mut Rng) -> LlmRequest {
             "guardrailConfig",
             json!({ "guardrailIdentifier": "g", "guardrailVersion": "1" }),
         ),
-        ("performanceConfig", json!({ "latency": "optimized" })),
-        ("serviceTier", json!({ "type": "priority" })),
+        ("performanceConfig", json!({ "latency": "standard" })),
+        ("serviceTier", json!({ "type": "flex" })),
         (
             "additionalModelResponseFieldPaths",
             json!(["/stop_sequence"]),

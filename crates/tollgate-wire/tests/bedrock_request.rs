@@ -113,7 +113,7 @@ fn system_parts_keep_their_cache_marks_and_converse_fields_pass() {
         ],
         "user": "alice",
         "requestMetadata": { "team": "search" },
-        "performanceConfig": { "latency": "optimized" },
+        "performanceConfig": { "latency": "standard" },
         "additionalModelResponseFieldPaths": ["/stop_sequence"]
     }))
     .unwrap();
@@ -127,7 +127,7 @@ fn system_parts_keep_their_cache_marks_and_converse_fields_pass() {
                 { "text": "Today is Monday." }
             ],
             "requestMetadata": { "user": "alice", "team": "search" },
-            "performanceConfig": { "latency": "optimized" },
+            "performanceConfig": { "latency": "standard" },
             "additionalModelResponseFieldPaths": ["/stop_sequence"]
         })
     );
@@ -270,13 +270,13 @@ fn the_callers_request_metadata_and_user_merge_in_either_order() {
         "model": "us.amazon.nova-pro-v1:0",
         "messages": [ { "role": "system", "content": [] }, { "role": "user", "content": "Hi" } ],
         "requestMetadata": { "team": "a", "user": "theirs" }, "user": "ours", "top_k": 20,
-        "performanceConfig": { "latency": "optimized" }, "tool_choice": "auto", "tools": []
+        "performanceConfig": { "latency": "standard" }, "tool_choice": "auto", "tools": []
     }));
     let expected = json!({
         "messages": [ { "role": "user", "content": [ { "text": "Hi" } ] } ],
         "toolConfig": { "tools": [], "toolChoice": { "auto": {} } },
         "requestMetadata": { "team": "a", "user": "theirs" },
-        "performanceConfig": { "latency": "optimized" },
+        "performanceConfig": { "latency": "standard" },
         "additionalModelRequestFields": { "inferenceConfig": { "topK": 20 } }
     });
     assert_eq!(written_after, expected.to_string());
@@ -296,4 +296,28 @@ fn the_callers_request_metadata_and_user_merge_in_either_order() {
         "additionalModelRequestFields": { "reasoning_effort": "high" }
     });
     assert_eq!(written_before, expected.to_string());
+}
+
+#[test]
+fn a_tier_priced_above_the_model_is_refused_by_name_and_the_others_pass() {
+    let ask = |extra: Value| {
+        let mut body = json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }] });
+        for (key, value) in extra.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        encoded(body)
+    };
+    let error = ask(json!({ "serviceTier": { "type": "priority" } })).unwrap_err();
+    assert!(
+        error.starts_with("serviceTier.type \"priority\": priced above"),
+        "{error}"
+    );
+    let error = ask(json!({ "performanceConfig": { "latency": "optimized" } })).unwrap_err();
+    assert!(
+        error.starts_with("performanceConfig.latency \"optimized\""),
+        "{error}"
+    );
+    let body = ask(json!({ "serviceTier": { "type": "flex" }, "performanceConfig": { "latency": "standard" } })).unwrap();
+    assert_eq!(body["serviceTier"], json!({ "type": "flex" }));
+    assert_eq!(body["performanceConfig"], json!({ "latency": "standard" }));
 }

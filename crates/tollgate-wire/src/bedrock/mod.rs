@@ -25,7 +25,7 @@
 //! | `tool_choice: "none"` | the tools are left out (logged at debug level): Converse has no `none`; refused in a conversation that holds tool calls |
 //! | `reasoning_effort` for Claude | `additionalModelRequestFields.thinking` with a budget (1024, 2048, 4096 tokens) |
 //! | `top_k` for Amazon Nova | `additionalModelRequestFields.inferenceConfig.topK` |
-//! | `guardrailConfig`, `performanceConfig`, `promptVariables`, `requestMetadata`, `additionalModelResponseFieldPaths`, `serviceTier` | passed as they came |
+//! | `guardrailConfig`, `performanceConfig`, `promptVariables`, `requestMetadata`, `additionalModelResponseFieldPaths`, `serviceTier` | passed as they came, but for a tier priced above the model's price (`serviceTier.type: priority`, `performanceConfig.latency: optimized`), refused by name: calls are billed at the model's price |
 //! | `user` | `requestMetadata.user` |
 //! | `additionalModelRequestFields`, and every other field (`top_k`, `thinking`, ...) | `additionalModelRequestFields`, for the model |
 //! | `seed`, `stream`, `stream_options` | dropped: Converse has no seed, and the stack picks the endpoint |

@@ -632,6 +632,24 @@ fn refuse_what_cannot_map(request: &LlmRequest) -> Result<(), String> {
     if params.choices() > 1 {
         return Err("n: Converse returns one answer per call; n (and best_of) must be 1".into());
     }
+    // Tiers that cost more than the model's price would be billed under what they cost.
+    let dearer = |name: &str, key: &str, cheap: &[&str]| {
+        get(extra, name)
+            .and_then(|value| field(value, key))
+            .and_then(Value::as_str)
+            .filter(|tier| !cheap.contains(tier))
+            .map(|tier| {
+                format!(
+                    "{name}.{key} {tier:?}: priced above the model's catalog price, which is \
+                     what calls are billed at; not sent"
+                )
+            })
+    };
+    if let Some(refused) = dearer("serviceTier", "type", &["default", "flex"])
+        .or_else(|| dearer("performanceConfig", "latency", &["standard"]))
+    {
+        return Err(refused);
+    }
     if params.top_logprobs.is_some() {
         return Err("top_logprobs: Converse has no log-probabilities".into());
     }
