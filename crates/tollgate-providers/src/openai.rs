@@ -108,6 +108,11 @@ impl OpenAiCompatible {
     /// and the [`api_key`](OpenAiCompatibleBuilder::api_key) is sent as `api-key`, as Azure
     /// expects (<https://learn.microsoft.com/azure/ai-foundry/openai/reference>).
     ///
+    /// Every call goes to this deployment whatever model it names (but those
+    /// [`deployment_for`](OpenAiCompatibleBuilder::deployment_for) lists). A stack prices a call
+    /// by its model: send this client only the deployment's model, or use
+    /// [`azure_by_model`](Self::azure_by_model), as the configuration's `kind: azure` does.
+    ///
     /// ```
     /// use tollgate_providers::OpenAiCompatible;
     ///
