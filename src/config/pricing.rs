@@ -56,6 +56,18 @@ impl Default for PricingConfig {
 }
 
 impl PricingConfig {
+    /// The configuration's own prices as a table: the models', and each provider's under its
+    /// name.
+    pub fn own(&self) -> PricingTable {
+        let mut own = self.models.clone();
+        for (provider, prices) in &self.providers {
+            for (model, price) in prices {
+                own.insert_for(provider.as_str(), model.as_str(), *price);
+            }
+        }
+        own
+    }
+
     /// The section with only `models`' prices: no catalog beneath them.
     pub fn only(models: PricingTable) -> Self {
         Self {
@@ -126,8 +138,8 @@ impl Config {
         } else {
             PricingTable::new()
         };
-        let mut own = self.pricing.models.clone();
-        for (name, provider) in &names {
+        let mut own = self.pricing.own();
+        for (name, provider) in names.iter().filter(|(name, provider)| name != provider) {
             for (model, price) in self.pricing.providers.get(*provider).into_iter().flatten() {
                 own.insert_for(name.as_str(), model.as_str(), *price);
             }

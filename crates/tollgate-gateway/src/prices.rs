@@ -36,15 +36,7 @@ pub(crate) fn prices(command: PricesCommand) -> ExitCode {
         Some(config) => config.prices(),
         None => catalog.table(catalog.clouds().map(|cloud| (cloud, cloud))),
     };
-    let own = config.as_ref().map(|config| {
-        let mut own = config.pricing.models.clone();
-        for (provider, prices) in &config.pricing.providers {
-            for (model, price) in prices {
-                own.insert_for(provider.as_str(), model.as_str(), *price);
-            }
-        }
-        own
-    });
+    let own = config.as_ref().map(|config| config.pricing.own());
     let origin = |provider: Option<&str>, name: &str| {
         let configured = own
             .as_ref()
