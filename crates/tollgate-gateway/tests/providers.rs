@@ -19,22 +19,29 @@ struct TestServers {
     _child: tokio::process::Child,
 }
 
+/// Runs a Python test server with `args` (standard input kept open: closing it stops the
+/// server) and returns it with the first line it prints once it listens.
+async fn spawn_server(python: &PathBuf, args: &[&str]) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(python)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("{args:?} does not start"))
+        .unwrap()
+        .unwrap();
+    (child, line)
+}
+
 impl TestServers {
     async fn start(python: &PathBuf) -> Self {
         let script = format!("{}/tests/clients/providers.py", env!("CARGO_MANIFEST_DIR"));
-        let mut child = tokio::process::Command::new(python)
-            .args([script.as_str(), "serve"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the test servers start")
-            .unwrap()
-            .unwrap();
+        let (child, line) = spawn_server(python, &[script.as_str(), "serve"]).await;
         let said: Value = serde_json::from_str(&line).unwrap();
         Self {
             url: said["url"].as_str().unwrap().to_owned(),
@@ -59,25 +66,14 @@ impl BedrockServer {
             "{}/../tollgate-providers/tests/bedrock_server.py",
             env!("CARGO_MANIFEST_DIR")
         );
-        let mut child = tokio::process::Command::new(python)
-            .args([
-                script.as_str(),
-                "--access-key",
-                AWS_KEY,
-                "--secret",
-                AWS_SECRET,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the Bedrock test server starts")
-            .unwrap()
-            .unwrap();
+        let args = [
+            script.as_str(),
+            "--access-key",
+            AWS_KEY,
+            "--secret",
+            AWS_SECRET,
+        ];
+        let (child, line) = spawn_server(python, &args).await;
         let port = line.strip_prefix("PORT ").expect("PORT <n>");
         Self {
             url: format!("http://127.0.0.1:{port}"),
