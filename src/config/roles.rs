@@ -51,6 +51,10 @@ pub struct RoleConfig {
     /// When every target is at its `max_in_flight`: wait for room (within `routing.timeout`)
     /// instead of failing at once.
     pub wait: bool,
+    /// Retries a target's provider may make for a call before it moves to another target or
+    /// fallback (default 0: a failure moves at once; the retry schedule runs only on the last
+    /// place a call can go).
+    pub retries_before_move: u32,
 }
 
 /// One deployment of a role: a provider (with its own key or base URL, when given) and a model.

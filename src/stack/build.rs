@@ -3,9 +3,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use tollgate_circuit_breaker::{CircuitBreakerLayer, CircuitBreakers};
-use tollgate_core::{
-    ByProvider, ErrorKind, ModelPrice, PricingTable, TokenEstimator, clock::Clock,
-};
+use tollgate_core::{ByProvider, ModelPrice, PricingTable, TokenEstimator, clock::Clock};
 use tollgate_health::{HealthLayer, HealthStats};
 use tollgate_retry::{RetryLayer, RetryPolicy};
 use tollgate_router::{Deployment, Group, GroupConfig, Router};
@@ -142,22 +140,15 @@ fn provider_stacks(
     clients
         .into_iter()
         .map(|(name, (section, client))| {
-            // A target's own client takes its provider's retry, breaker and health settings.
-            let moves_on = only_serves_moving_roles(config, &name);
+            // A target's own client takes its provider's retry, breaker and health settings. The
+            // router caps each call's retries where it has somewhere else to send the call.
             let retry = config.retry.for_provider(&section).map(|policy| {
-                let mut policy = RetryPolicy::builder().config(policy.clone());
-                if moves_on {
-                    // Where the router has somewhere else to go, a throttled or overloaded
-                    // deployment is left to cool down rather than waited for.
-                    policy = policy.retry_if(|error| {
-                        error.is_retryable()
-                            && !matches!(
-                                error.kind(),
-                                ErrorKind::RateLimited | ErrorKind::Overloaded
-                            )
-                    });
-                }
-                RetryLayer::new(policy.build().expect("validated"))
+                RetryLayer::new(
+                    RetryPolicy::builder()
+                        .config(policy.clone())
+                        .build()
+                        .expect("validated"),
+                )
             });
             let breaker = config
                 .circuit_breaker
@@ -225,6 +216,7 @@ fn router(
                 fallback_on_status: own.fallback_on_status.clone(),
                 hedge_after: own.hedge_after,
                 wait: own.wait,
+                retries_before_move: own.retries_before_move,
             }),
         );
     }
@@ -287,18 +279,4 @@ fn warn_unpriced(config: &Config, prices: &PricingTable) {
             }
         }
     }
-}
-
-/// Whether every role that client `name` serves may move its calls elsewhere.
-fn only_serves_moving_roles(config: &Config, name: &str) -> bool {
-    let mut serves = false;
-    for role in config.roles.keys().filter_map(|role| config.role(role)) {
-        if role.targets.iter().any(|t| &*t.client == name) {
-            if !role.moves {
-                return false;
-            }
-            serves = true;
-        }
-    }
-    serves
 }

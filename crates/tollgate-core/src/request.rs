@@ -315,6 +315,10 @@ pub struct RequestMeta {
     /// A stream and a whole answer to the same request are the same answer, so this is not part
     /// of a cache key either.
     pub stream: bool,
+    /// The most retries a layer below may make for this call before giving its failure back:
+    /// set by a router that has somewhere else to send the call, so a failing deployment costs
+    /// one attempt rather than its whole backoff schedule. `None` leaves the retry policy's own.
+    pub retry_cap: Option<u32>,
 }
 
 /// What a call asks of a model, named as the OpenTelemetry conventions for generative AI name it

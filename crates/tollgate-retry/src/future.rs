@@ -14,6 +14,7 @@ use tower_service::Service;
 
 use crate::{
     attempts::{Attempts, RecordAttempts},
+    cap::RetryCap,
     policy::{Backoff, Decision, RetryPolicy},
 };
 
@@ -33,6 +34,8 @@ pin_project! {
         // layer's cost).
         later: Option<Box<Later>>,
         attempt: u32,
+        // The most retries this call may make here (the request's cap, else the policy's).
+        retries: u32,
         // The running attempt's span (a child of the caller's), entered while it runs.
         span: tracing::Span,
     }
@@ -144,7 +147,7 @@ where
     pub(crate) fn start(service: &mut S, request: R, policy: &RetryPolicy) -> Self
     where
         S: Clone,
-        R: Clone,
+        R: Clone + RetryCap,
     {
         policy.begin();
         // Taken first: a reference count is a locked instruction, which waits for every pending
@@ -155,8 +158,11 @@ where
         // itself moves into the future.
         let entered = span.clone();
         let _entered = entered.enter();
+        let retries = request
+            .retry_cap()
+            .map_or(policy.max_retries(), |cap| cap.min(policy.max_retries()));
         Self {
-            retry: if policy.max_retries() > 0 {
+            retry: if retries > 0 {
                 Some((service.clone(), request.clone()))
             } else {
                 None
@@ -173,6 +179,7 @@ where
             }),
             policy: kept,
             attempt: 1,
+            retries,
             span,
         }
     }
@@ -221,7 +228,10 @@ where
                             None => return Poll::Pending,
                         },
                     };
-                    if this.retry.is_none() {
+                    // A capped call that has used its retries goes back to its caller (a router
+                    // with somewhere else to send it) with no note: it was not given up on.
+                    let capped = *this.retries < this.policy.max_retries();
+                    if this.retry.is_none() || (capped && *this.attempt > *this.retries) {
                         return Poll::Ready(Err(finish(error, *this.attempt, None)));
                     }
                     let later = this.later.get_or_insert_with(Box::default);

@@ -58,12 +58,22 @@
 //! See [`RetryBudget`]: it bounds the extra load retries add during an outage to a fraction of the
 //! recent request rate, where a fixed retry count would multiply it.
 //!
+//! # Fewer retries when the call can go elsewhere
+//!
+//! A request may cap its retries ([`RequestMeta::retry_cap`](tollgate_core::RequestMeta::retry_cap)):
+//! the layer then makes at most that many, whatever the policy allows. A router that has another
+//! deployment for the call sets it (to `0` unless its group asks for more), so a failing
+//! deployment costs the caller one attempt, not its backoff schedule; the last place left runs
+//! the policy in full.
+//!
 //! # Other request types
 //!
-//! [`Retry`] works for any `Clone` request type whose response implements [`RecordAttempts`].
+//! [`Retry`] works for any `Clone` request type that implements [`RetryCap`] (whose default
+//! caps nothing) and whose response implements [`RecordAttempts`].
 
 mod attempts;
 mod budget;
+mod cap;
 pub mod future;
 mod layer;
 mod operation;
@@ -72,6 +82,7 @@ mod service;
 
 pub use attempts::{Attempts, RecordAttempts};
 pub use budget::{BudgetConfig, RetryBudget};
+pub use cap::RetryCap;
 pub use layer::RetryLayer;
 pub use operation::retry;
 pub use policy::{Jitter, RetryConfig, RetryPolicy, RetryPolicyBuilder};

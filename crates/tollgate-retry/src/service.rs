@@ -3,7 +3,7 @@ use std::task::{Context, Poll};
 use tollgate_core::LlmError;
 use tower_service::Service;
 
-use crate::{attempts::RecordAttempts, future::ResponseFuture, policy::RetryPolicy};
+use crate::{attempts::RecordAttempts, cap::RetryCap, future::ResponseFuture, policy::RetryPolicy};
 
 /// Retries failed calls to the inner service according to a [`RetryPolicy`].
 ///
@@ -34,7 +34,7 @@ where
     S: Service<R> + Clone,
     S::Error: Into<LlmError>,
     S::Response: RecordAttempts,
-    R: Clone,
+    R: Clone + RetryCap,
 {
     type Response = S::Response;
     type Error = LlmError;

@@ -546,3 +546,40 @@ async fn a_stream_is_retried_before_it_starts_and_never_after() {
         "the failure inside it was not"
     );
 }
+
+/// A request's `retry_cap` bounds the retries below the policy's: 0 is one attempt, with no
+/// wait; a cap above the policy's count changes nothing; a success needs no cap.
+#[tokio::test(start_paused = true)]
+async fn a_requests_retry_cap_bounds_the_retries_made_for_it() {
+    for (cap, attempts) in [(Some(0), 1), (Some(1), 2), (Some(9), 4), (None, 4)] {
+        let provider = always(Outcome::Server);
+        let stack = ServiceBuilder::new()
+            .layer(RetryLayer::new(exact().max_retries(3).build().unwrap()))
+            .service(provider.clone());
+        let mut capped = request();
+        capped.meta.retry_cap = cap;
+        let started = Instant::now();
+        let error = stack.oneshot(capped).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Server, "{cap:?}");
+        assert_eq!(provider.calls(), attempts, "{cap:?}");
+        assert_eq!(
+            error.extensions().get::<Attempts>(),
+            Some(&Attempts(attempts as u32))
+        );
+        if cap == Some(0) {
+            // Given back at once, with no note of giving up: the caller moves it on.
+            assert_eq!(started.elapsed(), Duration::ZERO);
+            assert!(!error.to_string().contains("gave up"), "{error}");
+        }
+    }
+    let provider = SimulatedProvider::builder()
+        .script([Outcome::Server, Outcome::Success])
+        .build();
+    let stack = ServiceBuilder::new()
+        .layer(RetryLayer::new(exact().build().unwrap()))
+        .service(provider.clone());
+    let mut capped = request();
+    capped.meta.retry_cap = Some(1);
+    let answer = stack.oneshot(capped).await.unwrap();
+    assert_eq!(answer.extensions.get::<Attempts>(), Some(&Attempts(2)));
+}

@@ -189,6 +189,10 @@ pub struct GroupConfig {
     /// When every deployment is at its `max_in_flight`: wait in line for room (within the
     /// deadline) instead of moving on.
     pub wait: bool,
+    /// Retries a deployment's own retry layer may make for a call before the router moves it,
+    /// while the call has somewhere else to go (default 0: a failure moves at once, and the
+    /// retry schedule runs only on the last place left).
+    pub retries_before_move: u32,
 }
 
 impl GroupConfig {

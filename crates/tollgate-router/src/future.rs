@@ -309,7 +309,7 @@ where
             };
             match view.pick(group.config.strategy, &group.members) {
                 // Filled up since it was looked at: look again.
-                Ok(index) if !table.states[index].try_enter() => {}
+                Ok(index) if !table.states[index].try_enter(group.can_move) => {}
                 Ok(index) => {
                     self.launch(index, now, cx, slot, hedge);
                     return Next::Started;
@@ -359,6 +359,13 @@ where
         if let Some(model) = &target.model {
             request.model = model.clone();
         }
+        if !last && self.can_go_elsewhere(now) {
+            // A failure here moves at once (after the group's own few retries, if it asks for
+            // them): the caller should not wait on this deployment's backoff when another can
+            // answer. The last place left runs its retry policy in full.
+            let here = table.groups[self.group].config.retries_before_move;
+            request.meta.retry_cap = Some(request.meta.retry_cap.map_or(here, |cap| cap.min(here)));
+        }
         let ticket = Ticket { index, sent: now };
         let span = tracing::info_span!(
             "deployment",
@@ -375,6 +382,35 @@ where
         } else {
             self.span = span;
         }
+    }
+
+    /// Whether a failure of the attempt just started could move: to a deployment of this group
+    /// or of a group later in the chain that this call has not tried and that is not cooling
+    /// down. (One that is full still counts: it may have room by then.)
+    fn can_go_elsewhere(&self, now: u64) -> bool {
+        let table = &*self.table;
+        let open = |group: usize| {
+            table.groups[group].members.iter().any(|&index| {
+                !self.tried.contains(index) && table.states[index].cooling_until(now).is_none()
+            })
+        };
+        if open(self.group) {
+            return true;
+        }
+        let origin = &table.groups[self.origin];
+        let (rest, at) = match self
+            .rare
+            .as_ref()
+            .map_or(Chain::default(), |rare| rare.chain)
+        {
+            Chain::Fallbacks(at) => (&origin.fallbacks, at),
+            Chain::ContextWindow(at) => (&origin.context_window, at),
+            Chain::ContentPolicy(at) => (&origin.content_policy, at),
+        };
+        rest.get(at..)
+            .unwrap_or_default()
+            .iter()
+            .any(|&group| open(group))
     }
 
     /// Drops a running attempt that lost, giving its place back.
@@ -447,6 +483,7 @@ where
             Ok(mut response) => {
                 let table = &*self.table;
                 let state = &*table.states[ticket.index];
+                state.answered();
                 let tracks = state.tracks_latency();
                 let snapshot = response.extensions.get::<RateLimitSnapshot>();
                 if tracks || snapshot.is_some() {

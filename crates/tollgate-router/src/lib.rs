@@ -55,6 +55,14 @@
 //! | an upstream status listed in the group's `fallback_on_status` | the next deployment, then `fallbacks` |
 //! | anything else (`InvalidRequest`, `BudgetExceeded`, ...) | nowhere: the error is the answer |
 //!
+//! **A failure moves before it is retried.** While a call has somewhere else to go (a deployment
+//! of its group or of a later fallback group that it has not tried and that is not cooling
+//! down, and a move left under `max_fallbacks`), the router caps the retries the deployment's own
+//! retry layer may make for it ([`RequestMeta::retry_cap`](tollgate_core::RequestMeta::retry_cap))
+//! at the group's [`retries_before_move`](GroupConfig::retries_before_move), 0 by default: a
+//! failing deployment costs the call one attempt, not its backoff schedule. The last place left
+//! runs its retry policy in full, as a call with no router would.
+//!
 //! A call makes at most [`max_fallbacks`](RouterConfig::max_fallbacks) moves (a hedge is one),
 //! all within the router's `timeout` or the request's [`Deadline`]. A stream moves only before
 //! its first event: the router reads that event before it answers, and an error after it is the
@@ -69,6 +77,9 @@
 //! - its provider's rate-limit headers (a [`RateLimitSnapshot`](tollgate_core::RateLimitSnapshot)
 //!   on its answers and errors) say a limit has nothing left, until that limit resets;
 //! - it has failed `cooldown.failures` times within `cooldown.window`, for `cooldown.duration`;
+//!   when that ends it is on trial: it takes one call at a time (where calls can go elsewhere)
+//!   until one answers, and a failed trial cools it again at once, so calls arriving together
+//!   do not all pay for learning whether it is back;
 //! - its circuit breaker is open, for as long as the breaker says.
 //!
 //! A group with nowhere else to go (one deployment, no fallbacks) still calls its deployment,

@@ -114,6 +114,14 @@ impl View<'_> {
             });
             return false;
         }
+        if self.cooldowns && state.on_trial() && state.in_flight() > 0 {
+            // Its trial call is still out: the others wait for its answer elsewhere.
+            skipped.merge(Skipped {
+                full: false,
+                cooling: Some((self.now, CooldownReason::Failures)),
+            });
+            return false;
+        }
         if state.is_full() {
             skipped.full = true;
             return false;
@@ -262,7 +270,7 @@ mod tests {
         let rng = Rng::new(1);
         let mut tried = Tried::default();
         tried.insert(0);
-        assert!(states[1].try_enter());
+        assert!(states[1].try_enter(false));
         let view = View {
             states: &states,
             tried: &tried,
@@ -272,7 +280,7 @@ mod tests {
             cooldowns: true,
         };
         assert_eq!(view.pick(Strategy::Priority, &[0, 1, 2]), Ok(2));
-        assert!(states[2].try_enter());
+        assert!(states[2].try_enter(false));
         assert_eq!(
             view.pick(Strategy::Priority, &[0, 1, 2]),
             Err(Skipped {

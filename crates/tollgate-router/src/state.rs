@@ -6,7 +6,7 @@ use std::{
     collections::VecDeque,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed},
     },
     time::Duration,
 };
@@ -98,6 +98,10 @@ pub(crate) struct DeploymentState {
     latencies: Option<Mutex<Samples>>,
     p95: AtomicU64,
     failures: Mutex<VecDeque<u64>>,
+    /// Set when it cooled down for failures, until it answers a call: meanwhile it takes one
+    /// call at a time where a call could go elsewhere, so calls arriving together as its
+    /// cooldown ends do not all pay for learning whether it is back.
+    trial: AtomicBool,
     /// Groups that wait for room in this deployment, woken when a call ends.
     pub(crate) wake: Vec<Arc<Notify>>,
     counters: Counters,
@@ -149,6 +153,7 @@ impl DeploymentState {
             }),
             p95: AtomicU64::new(0),
             failures: Mutex::new(VecDeque::new()),
+            trial: AtomicBool::new(false),
             wake: Vec::new(),
             counters: Counters::default(),
         }
@@ -158,15 +163,21 @@ impl DeploymentState {
         (self.load.load(Relaxed) / IN_FLIGHT) as u32
     }
 
-    /// Takes a place in the bulkhead (and counts the call): false when it is full.
-    pub(crate) fn try_enter(&self) -> bool {
+    /// Takes a place in the bulkhead (and counts the call): false when it is full. `one_on_trial`:
+    /// a deployment on trial takes one call at a time.
+    pub(crate) fn try_enter(&self, one_on_trial: bool) -> bool {
         const ONE: u64 = IN_FLIGHT + 1;
-        if self.max_in_flight == u32::MAX {
+        let trial = one_on_trial && self.on_trial();
+        if self.max_in_flight == u32::MAX && !trial {
             // Without a bound a plain add will do: cheaper than a compare-and-swap.
             self.load.fetch_add(ONE, Relaxed);
             return true;
         }
-        let bound = u64::from(self.max_in_flight);
+        let bound = if trial {
+            1
+        } else {
+            u64::from(self.max_in_flight)
+        };
         self.load
             .fetch_update(Relaxed, Relaxed, |n| {
                 (n / IN_FLIGHT < bound).then_some(n.wrapping_add(ONE))
@@ -257,13 +268,17 @@ impl DeploymentState {
         }
     }
 
-    /// Counts a failure worth moving for; true when it makes `threshold` within `window`.
+    /// Counts a failure worth moving for; true when it makes `threshold` within `window`, or
+    /// when it failed the trial after a cooldown for failures (and starts another trial).
     pub(crate) fn failed(&self, now: u64, threshold: u32, window: Duration) -> bool {
         self.counters.failures.fetch_add(1, Relaxed);
         if threshold == 0 {
             return false;
         }
         let mut recent = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if self.trial.load(Relaxed) {
+            return true;
+        }
         let window = nanos(window);
         while recent
             .front()
@@ -274,9 +289,23 @@ impl DeploymentState {
         recent.push_back(now);
         if recent.len() >= threshold as usize {
             recent.clear();
+            self.trial.store(true, Relaxed);
             return true;
         }
         false
+    }
+
+    /// Whether it is on trial after a cooldown for failures: one call at a time.
+    pub(crate) fn on_trial(&self) -> bool {
+        self.trial.load(Relaxed)
+    }
+
+    /// It answered a call: a trial, if any, is over.
+    #[inline]
+    pub(crate) fn answered(&self) {
+        if self.trial.load(Relaxed) {
+            self.trial.store(false, Relaxed);
+        }
     }
 
     /// Whether its latency is measured: only a group that needs it pays for the clock reads.
@@ -416,17 +445,39 @@ mod tests {
         // The first has left the window by now.
         assert!(!state.failed(61 * S, 3, minute));
         assert!(state.failed(62 * S, 3, minute));
-        // The count starts over after a cooldown.
-        assert!(!state.failed(63 * S, 3, minute));
+        // After the cooldown it is on trial: one failure cools it again, one answer ends the
+        // trial and the count starts over.
+        assert!(state.on_trial());
+        assert!(state.failed(73 * S, 3, minute));
+        state.answered();
+        assert!(!state.on_trial());
+        assert!(!state.failed(74 * S, 3, minute));
+        assert!(!state.failed(75 * S, 3, minute));
+        assert!(state.failed(76 * S, 3, minute));
+    }
+
+    #[test]
+    fn a_deployment_on_trial_takes_one_call_at_a_time_where_calls_can_move() {
+        let state = DeploymentState::new("a".into(), 1, None, false, false);
+        for at in 0..3 {
+            state.failed(at * S, 3, Duration::from_secs(60));
+        }
+        assert!(state.try_enter(true));
+        assert!(!state.try_enter(true));
+        // A group with nowhere else to go is not held to one.
+        assert!(state.try_enter(false));
+        state.leave();
+        state.leave();
+        assert!(state.try_enter(true));
     }
 
     #[test]
     fn the_bulkhead_holds_its_bound() {
         let state = DeploymentState::new("a".into(), 1, Some(2), false, false);
-        assert!(state.try_enter() && state.try_enter());
-        assert!(!state.try_enter());
+        assert!(state.try_enter(false) && state.try_enter(false));
+        assert!(!state.try_enter(false));
         state.leave();
-        assert!(state.try_enter());
+        assert!(state.try_enter(false));
         assert_eq!(state.in_flight(), 2);
     }
 
