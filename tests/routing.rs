@@ -1,5 +1,5 @@
 //! Roles with several targets, through the whole stack a configuration builds: moves, hedges and
-//! what the cost report counts, the retry layer leaving throttled deployments to the router,
+//! what the cost report counts, the retry layer leaving failing deployments to the router (`retries_before_move`),
 //! requests that name their own provider, and the configuration's mistakes.
 
 use std::time::Duration;
@@ -323,4 +323,33 @@ async fn an_unknown_role_is_refused_before_any_call() {
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidRequest);
     assert!(error.message().contains("\"ghost\""));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_roles_retries_before_move_is_how_often_a_failing_target_is_retried_before_moving() {
+    for (more, calls_to_first) in [("", 1), (", retries_before_move: 2", 3)] {
+        let config = config(
+            &format!(
+                "  default: {{ model: m, strategy: priority{more}, targets: [{{ provider: first }}, {{ provider: second }}] }}"
+            ),
+            "retry: { max_retries: 3, base_delay: 1s, jitter: none, budget: null }",
+        );
+        let first = SimulatedProvider::builder()
+            .failure_rate(Outcome::Server, 1.0)
+            .build();
+        let second = SimulatedProvider::new();
+        let stack = Stack::builder(&config)
+            .provider("first", first.clone())
+            .provider("second", second.clone())
+            .clock(TokioClock::new())
+            .build()
+            .unwrap();
+        let answer = stack.clone().oneshot(ask()).await.unwrap();
+        assert_eq!(served(&answer), ("second/m".to_owned(), 1), "{more}");
+        assert_eq!(
+            (first.calls(), second.calls()),
+            (calls_to_first, 1),
+            "{more}"
+        );
+    }
 }
