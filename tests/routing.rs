@@ -1,6 +1,7 @@
 //! Roles with several targets, through the whole stack a configuration builds: moves, hedges and
-//! what the cost report counts, the retry layer leaving failing deployments to the router (`retries_before_move`),
-//! requests that name their own provider, and the configuration's mistakes.
+//! what the cost report counts, the retry layer leaving failing deployments to the router
+//! (`retries_before_move`), requests that name their own provider, and the configuration's
+//! mistakes.
 
 use std::time::Duration;
 
