@@ -90,20 +90,25 @@
 //! first has not answered in time (a fixed time, or the deployment's recent 95th percentile);
 //! the first answer wins and the other call is dropped.
 
+mod affinity;
 mod attempt;
 mod builder;
 mod config;
 mod future;
 mod moves;
 mod pick;
+mod probe;
 mod served;
 mod service;
 mod state;
 mod table;
 
 pub use builder::{Deployment, Group, RouterBuilder};
-pub use config::{CooldownConfig, GroupConfig, HedgeAfter, RouterConfig, Strategy};
+pub use config::{
+    Affinity, CooldownConfig, GroupConfig, HedgeAfter, ProbeConfig, RouterConfig, Strategy,
+};
 pub use future::RouteFuture;
+pub use probe::Probes;
 pub use served::{Deadline, Served};
 pub use service::Router;
 pub use state::{CooldownReason, DeploymentStats};
