@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
-use tollgate_router::{HedgeAfter, Strategy};
+use tollgate_router::{Affinity, HedgeAfter, ProbeConfig, Strategy};
 
 /// One role: what serves it and its model settings.
 ///
@@ -51,6 +51,15 @@ pub struct RoleConfig {
     /// When every target is at its `max_in_flight`: wait for room (within `routing.timeout`)
     /// instead of failing at once.
     pub wait: bool,
+    /// `prefix`: calls whose system prompt and tools are the same go to the same target while it
+    /// can take them, so its provider's prompt cache is hit; new prompts are spread over the
+    /// targets by their weights. Off by default; only for a role with targets.
+    pub affinity: Option<Affinity>,
+    /// `{ every: 10s }`: a target cooling down after failures, an open breaker or a refused key
+    /// is sent a one-token call every `every`, and comes back as soon as one is answered. Probes
+    /// are real calls, billed as any other. Off by default; only for a role that has somewhere
+    /// else to go (targets, or fallbacks).
+    pub probe: Option<ProbeConfig>,
 }
 
 /// One deployment of a role: a provider (with its own key or base URL, when given) and a model.
