@@ -157,8 +157,8 @@ where
 /// The request a probe sends to `target`: the smallest call its model answers, one user word and
 /// at most one token back (for a deployment whose last call asked for embeddings, one word to
 /// embed), in the name of the probing `group`, so its cost is reported there. Every probe's
-/// request is made here and only here: what the layers below the router must know of a probe
-/// (that it is not to be retried) is set on it here.
+/// request is made here and only here, so what the layers below the router are to know of a
+/// probe (how many retries it may have, say) is set in this one place.
 pub(crate) fn probe_request<S>(
     target: &Target<S>,
     group: &Arc<str>,
