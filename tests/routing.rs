@@ -354,3 +354,120 @@ async fn a_roles_retries_before_move_is_how_often_a_failing_target_is_retried_be
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_role_with_affinity_keeps_each_system_prompt_on_one_target() {
+    let config = config(
+        "  default: { model: m, affinity: prefix, targets: [{ provider: first }, { provider: second }, { provider: spare }] }",
+        "",
+    );
+    let providers = [(); 3].map(|()| SimulatedProvider::new());
+    let stack = ["first", "second", "spare"]
+        .iter()
+        .zip(&providers)
+        .fold(Stack::builder(&config), |builder, (name, provider)| {
+            builder.provider(*name, provider.clone())
+        })
+        .clock(TokioClock::new())
+        .build()
+        .unwrap();
+    let mut homes = std::collections::BTreeMap::new();
+    for n in 0..5 {
+        for prompt in 0..6 {
+            let request = LlmRequest::new(
+                "",
+                vec![
+                    Message::system(format!("You are helper {prompt}.")),
+                    Message::user(format!("question {n}")),
+                ],
+            )
+            .with_tenant("acme");
+            let answer = stack.clone().oneshot(request).await.unwrap();
+            let went = served(&answer).0;
+            assert_eq!(homes.entry(prompt).or_insert_with(|| went.clone()), &went);
+        }
+    }
+    // Equal weights: two prompts of five calls each per target.
+    let calls: Vec<u64> = providers.iter().map(SimulatedProvider::calls).collect();
+    assert_eq!(calls, [10, 10, 10]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probed_target_comes_back_when_its_probe_is_answered_and_the_probe_is_billed() {
+    let start = tokio::time::Instant::now();
+    let config = config(
+        "  default: { model: m, strategy: priority, probe: { every: 10s }, targets: [{ provider: first }, { provider: second }] }",
+        "retry: { max_retries: 0 }\nrouting: { cooldown: { failures: 3, duration: 60s } }",
+    );
+    let first = SimulatedProvider::builder()
+        .script([Outcome::Server, Outcome::Server, Outcome::Server])
+        .build();
+    let second = SimulatedProvider::new();
+    let stack = Stack::builder(&config)
+        .provider("first", first.clone())
+        .provider("second", second.clone())
+        .clock(TokioClock::new())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let answer = stack.clone().oneshot(ask()).await.unwrap();
+        assert_eq!(served(&answer), ("second/m".to_owned(), 1));
+    }
+    assert!(stack.deployments()[0].cooling_for.is_some());
+
+    // The stack started the probes when it was built: the one at 10 s is answered.
+    tokio::time::sleep_until(start + Duration::from_millis(10_001)).await;
+    assert_eq!(first.calls(), 4);
+    let deployment = &stack.deployments()[0];
+    assert_eq!((deployment.probes, deployment.cooling_for), (1, None));
+    assert_eq!(
+        stack.cost_report().by_provider["first"].calls,
+        1,
+        "a probe is billed"
+    );
+    let answer = stack.clone().oneshot(ask()).await.unwrap();
+    assert_eq!(served(&answer), ("first/m".to_owned(), 0));
+}
+
+#[test]
+fn affinity_and_probe_mistakes_are_named_with_their_paths() {
+    let mistakes = |roles: &str| {
+        let yaml = format!(
+            "providers:\n  first: {{ kind: simulated }}\n  second: {{ kind: simulated }}\nroles:\n{roles}\n"
+        );
+        let error = Config::from_yaml(&yaml).unwrap_err();
+        (
+            error
+                .paths()
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>(),
+            error.to_string(),
+        )
+    };
+    let (paths, _) = mistakes(
+        "  default: { model: m, probe: { every: 0s }, targets: [{ provider: first }, { provider: second }] }",
+    );
+    assert_eq!(paths, ["roles.default.probe.every"]);
+    let (paths, text) = mistakes(
+        "  default: { provider: first, model: m, affinity: prefix, probe: { every: 5s } }",
+    );
+    assert_eq!(paths, ["roles.default.affinity", "roles.default.probe"]);
+    assert!(text.contains("nowhere else to go"), "{text}");
+    // With somewhere to go, one provider may be probed.
+    let yaml = "providers:\n  first: { kind: simulated }\n  second: { kind: simulated }\nroles:\n  default: { provider: first, model: m, probe: { every: 5s }, fallbacks: [backup] }\n  backup: { provider: second, model: m }\n";
+    assert!(Config::from_yaml(yaml).is_ok());
+    for (bad, says) in [
+        (
+            "probe: { every: 5s, path: /v1/models }",
+            "unknown field `path`",
+        ),
+        ("affinity: suffix", "unknown variant `suffix`"),
+    ] {
+        let (_, text) = mistakes(&format!(
+            "  default: {{ model: m, {bad}, targets: [{{ provider: first }}, {{ provider: second }}] }}"
+        ));
+        assert!(text.contains(says), "{bad}: {text}");
+        assert!(text.contains("roles.default"), "{bad}: {text}");
+    }
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
-use tollgate_router::{HedgeAfter, Strategy};
+use tollgate_router::{Affinity, HedgeAfter, ProbeConfig, Strategy};
 
 /// One role: what serves it and its model settings.
 ///
@@ -55,6 +55,15 @@ pub struct RoleConfig {
     /// fallback (default 0: a failure moves at once; the retry schedule runs only on the last
     /// place a call can go).
     pub retries_before_move: u32,
+    /// `prefix`: calls whose system prompt and tools are the same go to the same target while it
+    /// can take them, so its provider's prompt cache is hit; new prompts are spread over the
+    /// targets by their weights. Off by default; only for a role with targets.
+    pub affinity: Option<Affinity>,
+    /// `{ every: 10s }`: a target cooling down after failures, an open breaker or a refused key
+    /// is sent a one-token call every `every`, and comes back as soon as one is answered. Probes
+    /// are real calls, billed as any other. Off by default; only for a role that has somewhere
+    /// else to go (targets, or fallbacks).
+    pub probe: Option<ProbeConfig>,
 }
 
 /// One deployment of a role: a provider (with its own key or base URL, when given) and a model.

@@ -144,9 +144,19 @@ impl Config {
             {
                 errors.push(ConfigError::new(at("hedge_after"), "must be > 0"));
             }
+            if role.probe.is_some_and(|probe| probe.every.is_zero()) {
+                errors.push(ConfigError::new(at("probe.every"), "must be > 0"));
+            }
             let Some(resolved) = self.role(name) else {
                 continue;
             };
+            if role.probe.is_some() && !resolved.moves {
+                errors.push(ConfigError::new(
+                    at("probe"),
+                    "the role has nowhere else to go (one target, no fallbacks): its target is \
+                     called while it cools down, so there is nothing for a probe to bring back",
+                ));
+            }
             for (i, target) in resolved.targets.into_iter().enumerate() {
                 let here = match &role.targets {
                     Some(_) => at(&format!("targets.{i}")),
@@ -329,6 +339,7 @@ impl Config {
             ("strategy", role.strategy != Strategy::default()),
             ("hedge_after", role.hedge_after.is_some()),
             ("wait", role.wait),
+            ("affinity", role.affinity.is_some()),
         ] {
             if set {
                 errors.push(ConfigError::new(

@@ -217,13 +217,31 @@ fn router(
                 hedge_after: own.hedge_after,
                 wait: own.wait,
                 retries_before_move: own.retries_before_move,
+                affinity: own.affinity,
+                probe: own.probe,
             }),
         );
     }
-    builder
+    let router = builder
         .default_group(DEFAULT_ROLE)
         .build()
-        .expect("validated")
+        .expect("validated");
+    start_probes(&router);
+    router
+}
+
+/// Spawns the router's probes, when a role asks for them, on the runtime the stack is built in;
+/// they end when the stack is dropped.
+fn start_probes(router: &Router<ProviderStack>) {
+    let Some(probes) = router.probes() else {
+        return;
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn(probes)),
+        Err(_) => tracing::warn!(
+            "roles set `probe`, but the stack was built outside a Tokio runtime: no probes are sent"
+        ),
+    }
 }
 
 /// For each role whose calls may be answered by another model than its first: the highest rate

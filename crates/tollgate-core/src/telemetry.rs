@@ -84,6 +84,9 @@ pub const ROUTER_MOVES: &str = "tollgate.router.moves";
 pub const ROUTER_HEDGES: &str = "tollgate.router.hedges";
 /// Cooldowns, with `deployment` and `reason`.
 pub const ROUTER_COOLDOWNS: &str = "tollgate.router.cooldowns";
+/// Probes sent to cooling deployments, with `deployment` and `outcome` (`answered`, `failed`,
+/// `refused`).
+pub const ROUTER_PROBES: &str = "tollgate.router.probes";
 
 /// Counter: masters replaced under a Redis connection (a Cluster failover, or Sentinel naming
 /// another master), by `topology`.

@@ -90,6 +90,8 @@ pub(crate) async fn health(State(gateway): State<Gateway>, request: Request) -> 
                 "failures": d.failures,
                 "dropped": d.dropped,
                 "cooldowns": cooldowns,
+                "probes": d.probes,
+                "failed_probes": d.failed_probes,
             });
             (d.name.to_string(), entry)
         })

@@ -11,7 +11,11 @@
 //! - `router_least_in_flight_3`: tollgate's router, 3 deployments, least in flight;
 //! - `tower_p2c_pending_3`: tower's `Balance` (power of two choices) over the same 3 services,
 //!   each wrapped in `PendingRequests` (its least-in-flight load);
-//! - `router_latency_3` and `tower_p2c_peak_ewma_3`: the same for lowest latency (peak-EWMA).
+//! - `router_latency_3` and `tower_p2c_peak_ewma_3`: the same for lowest latency (peak-EWMA);
+//! - `router_least_in_flight_3_system` and `router_affinity_3`: a call with a system prompt (and
+//!   for `_4k`, a 4 KB one) through the least-in-flight group, without affinity and with
+//!   `affinity: prefix`; `hash_prefix_4k` is one hash of that prompt alone, what affinity is
+//!   allowed to add.
 //!
 //! Run: `cargo bench -p tollgate-router --bench router`.
 
@@ -25,7 +29,7 @@ use std::{
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tollgate_core::{LlmError, LlmRequest, LlmResponse, Message};
-use tollgate_router::{Deployment, Group, Router, Strategy};
+use tollgate_router::{Affinity, Deployment, Group, Router, Strategy};
 use tower::{
     Service,
     balance::p2c::Balance,
@@ -82,13 +86,28 @@ where
 }
 
 fn router(strategy: Strategy) -> Router<Bare> {
+    router_with(Group::new("default", ["d0", "d1", "d2"]).strategy(strategy))
+}
+
+fn router_with(group: Group) -> Router<Bare> {
     (0..3)
         .fold(Router::builder(), |builder, i| {
             builder.deployment(Deployment::new(format!("d{i}"), Bare).model("sim"))
         })
-        .group(Group::new("default", ["d0", "d1", "d2"]).strategy(strategy))
+        .group(group)
         .build()
         .expect("valid router")
+}
+
+/// A call opening with `system`.
+fn prompted(system: String) -> LlmRequest {
+    LlmRequest::new(
+        "",
+        vec![
+            Message::system(system),
+            Message::user("What is a tollgate?"),
+        ],
+    )
 }
 
 fn bench(c: &mut Criterion) {
@@ -147,6 +166,37 @@ fn bench(c: &mut Criterion) {
     })));
     group.bench_function("tower_p2c_peak_ewma_3", |b| {
         b.iter(|| black_box(one_call(&mut ewma, &request)))
+    });
+
+    // Affinity beside the same group without it, on calls that open with a system prompt: a
+    // short one, and one of 4 KB (a prompt long enough for a provider to cache it).
+    let short = prompted("You are a helpful assistant. Answer in one sentence.".to_owned());
+    let long = prompted("Answer as the tollgate manual would. ".repeat(4096 / 37 + 1));
+    let group_of = |affinity: bool| {
+        let group = Group::new("default", ["d0", "d1", "d2"]).strategy(Strategy::LeastInFlight);
+        if affinity {
+            group.affinity(Affinity::Prefix)
+        } else {
+            group
+        }
+    };
+    for (suffix, request) in [("", &short), ("_4k", &long)] {
+        let mut plain = router_with(group_of(false));
+        group.bench_function(format!("router_least_in_flight_3_system{suffix}"), |b| {
+            b.iter(|| black_box(one_call(&mut plain, request)))
+        });
+        let mut sticky = router_with(group_of(true));
+        group.bench_function(format!("router_affinity_3{suffix}"), |b| {
+            b.iter(|| black_box(one_call(&mut sticky, request)))
+        });
+    }
+    let text = match long.messages[0].content.as_ref() {
+        Some(tollgate_core::Content::Text(text)) => text.clone(),
+        _ => unreachable!("a text system prompt"),
+    };
+    let hasher = foldhash::fast::FixedState::with_seed(7);
+    group.bench_function("hash_prefix_4k", |b| {
+        b.iter(|| black_box(std::hash::BuildHasher::hash_one(&hasher, black_box(&text))))
     });
     group.finish();
 }

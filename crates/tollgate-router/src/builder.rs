@@ -9,7 +9,8 @@ use tollgate_core::{
 };
 
 use crate::{
-    config::{GroupConfig, HedgeAfter, RouterConfig, Strategy},
+    affinity::Homes,
+    config::{Affinity, GroupConfig, HedgeAfter, ProbeConfig, RouterConfig, Strategy},
     pick::Rng,
     service::Router,
     state::DeploymentState,
@@ -156,6 +157,21 @@ impl Group {
         self.config.wait = wait;
         self
     }
+
+    /// Sends calls with the same prompt prefix to the same deployment (see the
+    /// [crate docs](crate#prompt-cache-affinity)).
+    #[must_use]
+    pub fn affinity(mut self, affinity: Affinity) -> Self {
+        self.config.affinity = Some(affinity);
+        self
+    }
+
+    /// Probes its deployments while they cool down (see the [crate docs](crate#active-probes)).
+    #[must_use]
+    pub fn probe(mut self, probe: ProbeConfig) -> Self {
+        self.config.probe = Some(probe);
+        self
+    }
 }
 
 /// Builds a [`Router`]; see [`Router::builder`].
@@ -228,11 +244,16 @@ impl<S> RouterBuilder<S> {
     ///
     /// The first mistake: a name used twice, a zero weight or bulkhead, a group with no
     /// deployments or naming one (or a fallback group) that does not exist, a default group that
-    /// does not exist, a zero hedge time, or a setting out of range.
+    /// does not exist, a zero hedge time or probe interval, or a setting out of range.
     pub fn build(self) -> Result<Router<S>, ConfigError> {
         if let Some(mistake) = self.config.mistakes().into_iter().next() {
             return Err(mistake);
         }
+        let seed = self.config.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0x5EED, |d| d.as_nanos() as u64)
+        });
         let mut index = HashMap::new();
         for (i, deployment) in self.deployments.iter().enumerate() {
             let at = |field: &str| format!("deployments.{}.{field}", deployment.name);
@@ -306,6 +327,15 @@ impl<S> RouterBuilder<S> {
                 Some(HedgeAfter::P95) => members.iter().for_each(|&i| percentile[i] = true),
                 _ => {}
             }
+            if let Some(ProbeConfig { every }) = config.probe
+                && every.is_zero()
+            {
+                return Err(ConfigError::new(at("probe.every"), "must be > 0"));
+            }
+            let affinity = config.affinity.map(|Affinity::Prefix| {
+                let names = members.iter().map(|&i| &*self.deployments[i].name);
+                Homes::new(seed, names)
+            });
             if config.strategy == Strategy::Latency {
                 members.iter().for_each(|&i| timed[i] = true);
             }
@@ -315,6 +345,13 @@ impl<S> RouterBuilder<S> {
             }
             let [fallbacks, context_window, content_policy] = lists;
             let can_move = members.len() > 1 || config.has_fallbacks();
+            if config.probe.is_some() && !can_move {
+                return Err(ConfigError::new(
+                    at("probe"),
+                    "the group has nowhere else to go: its deployment is called while it cools \
+                     down, so there is nothing for a probe to bring back",
+                ));
+            }
             groups.push(GroupEntry {
                 can_move,
                 name: group.name,
@@ -324,6 +361,7 @@ impl<S> RouterBuilder<S> {
                 context_window,
                 content_policy,
                 room,
+                affinity,
             });
         }
         let default_group = match &self.default_group {
@@ -356,11 +394,6 @@ impl<S> RouterBuilder<S> {
             .enumerate()
             .map(|(i, group)| (group.name.clone(), i))
             .collect();
-        let seed = self.config.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0x5EED, |d| d.as_nanos() as u64)
-        });
         Ok(Router {
             table: Arc::new(Table {
                 targets,

@@ -66,6 +66,35 @@ impl<'de> Deserialize<'de> for HedgeAfter {
     }
 }
 
+/// Which calls of a group go to the same deployment, so its provider's prompt cache is hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Affinity {
+    /// Calls whose system prompt and tools are the same go to the same deployment while it can
+    /// take them; new prompts are spread over the deployments by their weights.
+    Prefix,
+}
+
+/// A tiny call sent to a deployment that is cooling down after failures, an open breaker or a
+/// refused key, so it comes back as soon as it answers.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate_router::ProbeConfig;
+///
+/// let probe: ProbeConfig = serde_json::from_str(r#"{ "every": "10s" }"#).unwrap();
+/// assert_eq!(probe.every, Duration::from_secs(10));
+/// assert!(serde_json::from_str::<ProbeConfig>(r#"{ "every": "10s", "path": "/" }"#).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// How often a cooling deployment is probed; also how long a probe may take (must be > 0).
+    #[serde(with = "duration")]
+    pub every: Duration,
+}
+
 /// When a deployment that keeps failing, or whose key was refused, is left alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -193,6 +222,12 @@ pub struct GroupConfig {
     /// while the call has somewhere else to go (default 0: a failure moves at once, and the
     /// retry schedule runs only on the last place left).
     pub retries_before_move: u32,
+    /// Sends calls with the same prompt prefix (system messages and tools) to the same
+    /// deployment, for its provider's prompt cache; off by default.
+    pub affinity: Option<Affinity>,
+    /// Probes its deployments while they cool down after failures, an open breaker or a refused
+    /// key; off by default.
+    pub probe: Option<ProbeConfig>,
 }
 
 impl GroupConfig {

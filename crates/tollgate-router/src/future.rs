@@ -19,6 +19,7 @@ use tollgate_core::{ErrorKind, LlmError, LlmRequest, LlmResponse, RateLimitSnaps
 use tower_service::Service;
 
 use crate::{
+    affinity::PrefixSlot,
     attempt::{Attempt, Ended, Ticket},
     config::HedgeAfter,
     moves::Move,
@@ -89,6 +90,8 @@ struct Plan<S> {
     /// Which attempt (0-based) each slot runs, for [`Served::moves`].
     running: [u32; 2],
     hedged: bool,
+    /// The prompt prefix's hash, once a group with affinity has needed it.
+    prefix: PrefixSlot,
     /// The running attempt's span: `deployment`, a child of the caller's.
     span: tracing::Span,
     // What only a call that fails, waits, hedges or has a deadline needs: boxed on first use, so
@@ -181,6 +184,7 @@ where
                 last_started: 0,
                 running: [0; 2],
                 hedged: false,
+                prefix: PrefixSlot::default(),
                 span: tracing::Span::none(),
                 rare,
             },
@@ -307,7 +311,13 @@ where
                 rng: &table.rng,
                 cooldowns: group.can_move,
             };
-            match view.pick(group.config.strategy, &group.members) {
+            let request = self.request.as_ref().expect("checked above");
+            let picked = group
+                .affinity
+                .as_ref()
+                .and_then(|homes| homes.route(&view, &mut self.prefix, request, &group.members))
+                .unwrap_or_else(|| view.pick(group.config.strategy, &group.members));
+            match picked {
                 // Filled up since it was looked at: look again.
                 Ok(index) if !table.states[index].try_enter(group.can_move) => {}
                 Ok(index) => {
@@ -366,6 +376,7 @@ where
             let here = table.groups[self.group].config.retries_before_move;
             request.meta.retry_cap = Some(request.meta.retry_cap.map_or(here, |cap| cap.min(here)));
         }
+        table.states[index].serves(request.meta.operation);
         let ticket = Ticket { index, sent: now };
         let span = tracing::info_span!(
             "deployment",

@@ -100,21 +100,77 @@
 //! [`hedge_after`](GroupConfig::hedge_after) sends a second call to another deployment when the
 //! first has not answered in time (a fixed time, or the deployment's recent 95th percentile);
 //! the first answer wins and the other call is dropped.
+//!
+//! # Prompt-cache affinity
+//!
+//! A provider's prompt cache matches the first tokens of a prompt, on the deployment that saw
+//! them. A group with [`affinity: prefix`](GroupConfig::affinity) sends the calls that open with
+//! the same system (or developer) messages and tools to the same deployment, the prefix's home,
+//! while it can take them:
+//!
+//! - A call's prefix is hashed once (foldhash, in the order its fields came); a call with no
+//!   system message and no tools has no prefix, and the group's strategy picks for it.
+//! - A new prefix's home is the deployment, among those that can take a call now, with the
+//!   fewest prefixes for its weight (ties broken by rendezvous rank): prefixes are spread by the
+//!   weights exactly, whatever order they arrive in, so 20 prefixes over weights 2:1:1 are 10, 5
+//!   and 5. Prefixes are spread, not calls: a prefix busier than the others weighs on its home
+//!   alone, as it must for its cache to be hit.
+//! - A home that cannot take a call (cooling down, at its `max_in_flight`, already tried by this
+//!   call, or passing on part of its traffic while its provider's limit runs low) hands it to the
+//!   prefix's stand-in, the open deployment ranked first for the prefix by weighted rendezvous
+//!   hashing (`-weight / ln(u)`). Only that home's prefixes move, each to one deployment; they go
+//!   back home when it can take them again, where a short cooldown leaves the cache warm.
+//! - The answer's [`Served`] names the deployment, as for any call; moves, hedges and fallback
+//!   groups work as without affinity (a hedge goes to the stand-in; another group uses its own
+//!   strategy, or its own affinity).
+//!
+//! The homes are a table in the process, two generations of 4,096 prefixes per group: a prefix
+//! unseen for a whole generation is forgotten and given a home again when it returns. The
+//! trade-off, against stateless rendezvous hashing over all deployments (which every process
+//! would agree on): rendezvous spreads a few dozen prefixes by the weights only roughly (with 20
+//! prefixes its split varies by about ten points either way), while the table spreads them
+//! exactly but is its own in each process, so with several gateway processes a prefix may have a
+//! home in each, and be cached at most once per process rather than once per deployment. The
+//! added cost is one hash of the prefix and one uncontended lock per call
+//! (`benches/README.md`).
+//!
+//! # Active probes
+//!
+//! A group with [`probe: { every }`](GroupConfig::probe) sends a deployment cooling down after
+//! failures, an open circuit breaker or a refused key a tiny call every `every`: one user message
+//! and `max_tokens: 1` to its model (one word to embed, for a deployment whose last call asked
+//! for embeddings). When one is answered, its cooldown ends and its failures are forgotten: it
+//! comes back then, instead of on the first real call after the cooldown. A probe that fails
+//! keeps it out until the next probe has had its time to answer (twice `every`, or the
+//! `Retry-After` it gave); one refused as a bad request (a model that takes no chat) says nothing
+//! either way, and the cooldown runs its course. A pause the provider asked for (`Retry-After`,
+//! a 429, a spent rate limit) is not probed: the provider said when to come back.
+//!
+//! Probes go through the deployment's own service, so they are real upstream calls, billed like
+//! any other, and count in its breaker and statistics; each is counted in
+//! [`DeploymentStats::probes`] and `tollgate.router.probes` (by deployment and outcome). They run
+//! as one future, [`Router::probes`], for the application to spawn; it ends when the router is
+//! dropped. A probe that has not answered within `every` has failed.
 
+mod affinity;
 mod attempt;
 mod builder;
 mod config;
 mod future;
 mod moves;
 mod pick;
+mod probe;
 mod served;
 mod service;
 mod state;
 mod table;
 
 pub use builder::{Deployment, Group, RouterBuilder};
-pub use config::{CooldownConfig, GroupConfig, HedgeAfter, RouterConfig, Strategy};
+pub use config::{
+    Affinity, CooldownConfig, GroupConfig, HedgeAfter, ProbeConfig, RouterConfig, Strategy,
+};
 pub use future::RouteFuture;
+pub use probe::Probes;
 pub use served::{Deadline, Served};
 pub use service::Router;
 pub use state::{CooldownReason, DeploymentStats};

@@ -102,7 +102,7 @@ pub(crate) struct View<'a> {
 
 impl View<'_> {
     /// Whether deployment `index` can take the call, noting in `skipped` why not.
-    fn open(&self, index: usize, skipped: &mut Skipped) -> bool {
+    pub(crate) fn open(&self, index: usize, skipped: &mut Skipped) -> bool {
         if self.tried.contains(index) {
             return false;
         }
@@ -131,6 +131,13 @@ impl View<'_> {
 
     fn factor(&self, index: usize) -> f64 {
         self.states[index].traffic_factor(self.now, self.below)
+    }
+
+    /// Whether deployment `index` takes this call of those it is sent: all of them, or, while its
+    /// provider's limit runs low, a share drawn at random.
+    pub(crate) fn takes_share(&self, index: usize) -> bool {
+        let factor = self.factor(index);
+        factor >= 1.0 || self.rng.unit() < factor
     }
 
     /// A deployment of `members` by `strategy`, or why there is none.

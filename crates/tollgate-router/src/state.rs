@@ -13,7 +13,7 @@ use std::{
 
 use tokio::sync::Notify;
 use tollgate_core::{
-    RateLimitSnapshot,
+    Operation, RateLimitSnapshot,
     telemetry::{Counter, ROUTER_COOLDOWNS},
 };
 
@@ -88,6 +88,8 @@ pub(crate) struct DeploymentState {
     /// Clock nanoseconds before which it is skipped (0: never cooled), and why.
     cool_until: AtomicU64,
     cool_reason: AtomicU8,
+    /// Whether its last call was for embeddings (1) rather than a chat (0): what a probe asks.
+    embeddings: AtomicU8,
     /// What is left of its tightest provider limit, in permille, until `share_until`.
     share: AtomicU32,
     share_until: AtomicU64,
@@ -113,6 +115,8 @@ struct Counters {
     dropped: AtomicU64,
     failures: AtomicU64,
     cooldowns: [AtomicU64; CooldownReason::ALL.len()],
+    probes: AtomicU64,
+    failed_probes: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -139,6 +143,7 @@ impl DeploymentState {
             load: AtomicU64::new(0),
             cool_until: AtomicU64::new(0),
             cool_reason: AtomicU8::new(0),
+            embeddings: AtomicU8::new(0),
             share: AtomicU32::new(FULL),
             share_until: AtomicU64::new(0),
             ewma: AtomicU64::new(0f64.to_bits()),
@@ -231,6 +236,77 @@ impl DeploymentState {
             "deployment cooling down"
         );
         true
+    }
+
+    /// Notes what its calls ask, for its probes; written only when it changes, so the calls of
+    /// one kind share the word unwritten.
+    pub(crate) fn serves(&self, operation: Operation) {
+        let embeddings = u8::from(operation == Operation::Embeddings);
+        if self.embeddings.load(Relaxed) != embeddings {
+            self.embeddings.store(embeddings, Relaxed);
+        }
+    }
+
+    /// What its last call asked: chat or embeddings.
+    pub(crate) fn operation(&self) -> Operation {
+        if self.embeddings.load(Relaxed) == 1 {
+            Operation::Embeddings
+        } else {
+            Operation::Chat
+        }
+    }
+
+    /// Whether a probe may bring it back at `now`: it is cooling down after failures, an open
+    /// breaker or a refused key. Not for a pause its provider asked for or a spent limit: the
+    /// provider said when to come back, and a probe would only spend its quota.
+    pub(crate) fn wants_probe(&self, now: u64) -> bool {
+        self.cooling_until(now).is_some()
+            && matches!(
+                self.cool_reason(),
+                CooldownReason::Failures | CooldownReason::BreakerOpen | CooldownReason::Auth
+            )
+    }
+
+    /// Brings it back after a probe answered: its cooldown ends (unless its provider has since
+    /// asked for a pause) and its failures so far are forgotten. Whether it came back.
+    pub(crate) fn recover(&self, now: u64) -> bool {
+        let Some(until) = self.cooling_until(now) else {
+            return false;
+        };
+        if !self.wants_probe(now)
+            || self
+                .cool_until
+                .compare_exchange(until, 0, Relaxed, Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        // The probe was its trial.
+        self.answered();
+        tracing::info!(
+            deployment = &*self.name,
+            "deployment answered a probe: back"
+        );
+        true
+    }
+
+    /// Keeps it out until at least `now + for_`, after a probe failed: the same cooldown, longer,
+    /// so it is not counted as another.
+    pub(crate) fn extend(&self, now: u64, for_: Duration) {
+        self.cool_until
+            .fetch_max(now.saturating_add(nanos(for_)), Relaxed);
+    }
+
+    /// Counts a probe sent, and whether it failed.
+    pub(crate) fn probed(&self, failed: bool) {
+        self.counters.probes.fetch_add(1, Relaxed);
+        if failed {
+            self.counters.failed_probes.fetch_add(1, Relaxed);
+        }
     }
 
     /// How much of its usual traffic it gets at `now`: 1, or less when its provider said its
@@ -389,6 +465,8 @@ impl DeploymentState {
                 .map(|reason| (reason, c.cooldowns[reason.index()].load(Relaxed)))
                 .filter(|(_, n)| *n > 0)
                 .collect(),
+            probes: c.probes.load(Relaxed),
+            failed_probes: c.failed_probes.load(Relaxed),
         }
     }
 }
@@ -415,6 +493,11 @@ pub struct DeploymentStats {
     pub dropped: u64,
     /// Cooldowns it went into, by reason.
     pub cooldowns: Vec<(CooldownReason, u64)>,
+    /// Probes sent to it while it cooled down ([`ProbeConfig`](crate::ProbeConfig)): real
+    /// upstream calls, not counted in `calls`.
+    pub probes: u64,
+    /// Probes it failed, each keeping it out longer.
+    pub failed_probes: u64,
 }
 
 fn nanos(duration: Duration) -> u64 {

@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use tollgate_core::clock::Clock;
 
 use crate::{
+    affinity::Homes,
     config::{GroupConfig, RouterConfig},
     pick::Rng,
     state::DeploymentState,
@@ -39,6 +40,8 @@ pub(crate) struct GroupEntry {
     /// Whether a call may go elsewhere: more than one member, or fallbacks. A group with
     /// nowhere else to go does not skip its cooling deployment.
     pub(crate) can_move: bool,
+    /// Each prompt prefix's deployment, for a group with `affinity: prefix`.
+    pub(crate) affinity: Option<Homes>,
 }
 
 pub(crate) struct Table<S> {
