@@ -98,6 +98,7 @@ mod moves;
 mod pick;
 mod served;
 mod service;
+mod shared;
 mod state;
 mod table;
 
@@ -106,5 +107,6 @@ pub use config::{CooldownConfig, GroupConfig, HedgeAfter, RouterConfig, Strategy
 pub use future::RouteFuture;
 pub use served::{Deadline, Served};
 pub use service::Router;
+pub use shared::{BoardMetrics, HealthBoard, Notice};
 pub use state::{CooldownReason, DeploymentStats};
 pub use table::RouterMetrics;
