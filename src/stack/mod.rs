@@ -6,6 +6,7 @@ mod clients;
 mod dispatch;
 mod future;
 mod layers;
+mod sharing;
 
 use std::{
     collections::HashMap,
@@ -127,6 +128,9 @@ struct Parts {
     breakers: Option<tollgate_circuit_breaker::CircuitBreakers>,
     health: Option<tollgate_health::HealthStats>,
     records: Records,
+    /// The task sharing the router's deployments' health through Redis: it stops with the
+    /// stack.
+    _sharing: Option<sharing::Sharing>,
 }
 
 /// Whether each call's record is kept, and with what.
