@@ -141,36 +141,29 @@ return 0
                 let look = tokio::time::timeout_at(look_at, self.board.changed())
                     .await
                     .is_err();
+                if look {
+                    let read = self.read().await;
+                    self.outcome(read);
+                    look_at = Instant::now() + POLL;
+                }
+                // While Redis does not answer, each look is the probe; news waits for it, and
+                // then goes out whole.
+                if self.failing {
+                    continue;
+                }
                 let now = SystemTime::now();
                 let notices = if self.behind {
                     self.board.current(now)
                 } else {
                     self.board.changes(now)
                 };
-                if !notices.is_empty() {
+                if notices.is_empty() {
+                    self.behind = false;
+                } else {
                     let written = self.write(&notices, now).await;
                     if self.outcome(written) {
                         self.behind = false;
                     }
-                }
-                if look {
-                    let read = match self.read().await {
-                        Ok(entries) => {
-                            let now = SystemTime::now();
-                            for (field, value) in &entries {
-                                if let Some(notice) = decode(field, value, &self.origin) {
-                                    self.board.apply(&notice, now);
-                                }
-                            }
-                            Ok(())
-                        }
-                        Err(failure) => Err(failure),
-                    };
-                    // Nothing was left to write, and Redis answers: nothing is missing there.
-                    if self.outcome(read) && notices.is_empty() {
-                        self.behind = false;
-                    }
-                    look_at = Instant::now() + POLL;
                 }
             }
         }
@@ -236,16 +229,24 @@ return 0
             }
         }
 
-        async fn read(&self) -> Result<HashMap<String, String>, Failure> {
+        /// Reads the hash and applies what the other processes wrote.
+        async fn read(&self) -> Result<(), Failure> {
             let mut connection = self.shared.connection.clone();
             let mut call = redis::cmd("HGETALL");
             call.arg(&self.shared.key);
             let answer = call.query_async::<HashMap<String, String>>(&mut connection);
-            match tokio::time::timeout(WITHIN, answer).await {
-                Ok(Ok(entries)) => Ok(entries),
-                Ok(Err(error)) => Err(Failure::Redis(error)),
-                Err(_) => Err(Failure::Timeout),
+            let entries = match tokio::time::timeout(WITHIN, answer).await {
+                Ok(Ok(entries)) => entries,
+                Ok(Err(error)) => return Err(Failure::Redis(error)),
+                Err(_) => return Err(Failure::Timeout),
+            };
+            let now = SystemTime::now();
+            for (field, value) in &entries {
+                if let Some(notice) = decode(field, value, &self.origin) {
+                    self.board.apply(&notice, now);
+                }
             }
+            Ok(())
         }
     }
 
