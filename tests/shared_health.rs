@@ -144,3 +144,35 @@ async fn while_redis_is_away_each_stack_routes_on_its_own_and_an_empty_redis_lea
     assert_eq!(served_by(&b).await, "second/sim-small");
     assert_eq!((first_b.calls(), second_b.calls()), (1, 1));
 }
+
+/// How many times Redis has run `HGETALL`.
+fn reads(redis: &TestRedis) -> u64 {
+    let tollgate_testkit::Reply::Bulk(info) = redis.command(&["INFO", "commandstats"]).unwrap()
+    else {
+        panic!("INFO answers a bulk string");
+    };
+    let info = String::from_utf8(info).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_hgetall:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sharing_stops_with_the_stack() {
+    let Some(redis) = TestRedis::start(Topology::Server) else {
+        return;
+    };
+    let config = config(&redis);
+    let stack = stack(&config, &SimulatedProvider::new(), &SimulatedProvider::new());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while reads(&redis) < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the stack never looked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(stack);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after = reads(&redis);
+    // Four looks' worth of time: none is made.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(reads(&redis), after);
+}
