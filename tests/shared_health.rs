@@ -131,7 +131,6 @@ async fn while_redis_is_away_each_stack_routes_on_its_own_and_an_empty_redis_lea
     assert_eq!(served_by(&a).await, "second/sim-small");
     assert_eq!(served_by(&a).await, "second/sim-small");
     assert_eq!(first_a.calls(), 1);
-    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(cooling(&b), None);
     assert_eq!(served_by(&b).await, "first/sim-small");
 
@@ -145,16 +144,29 @@ async fn while_redis_is_away_each_stack_routes_on_its_own_and_an_empty_redis_lea
     assert_eq!((first_b.calls(), second_b.calls()), (1, 1));
 }
 
-/// How many times Redis has run `HGETALL`.
-fn reads(redis: &TestRedis) -> u64 {
-    let tollgate_testkit::Reply::Bulk(info) = redis.command(&["INFO", "commandstats"]).unwrap()
-    else {
+/// `field` of Redis's `INFO section` (a count).
+fn info(redis: &TestRedis, section: &str, field: &str) -> u64 {
+    let tollgate_testkit::Reply::Bulk(info) = redis.command(&["INFO", section]).unwrap() else {
         panic!("INFO answers a bulk string");
     };
     let info = String::from_utf8(info).unwrap();
     info.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_hgetall:calls="))
-        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+        .find_map(|line| line.strip_prefix(field))
+        .map_or(0, |rest| {
+            rest.split(',').next().unwrap().trim().parse().unwrap()
+        })
+}
+
+/// Waits (up to 15 s) until `holds` does.
+async fn until(mut holds: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !holds() {
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,16 +175,18 @@ async fn the_sharing_stops_with_the_stack() {
         return;
     };
     let config = config(&redis);
-    let stack = stack(&config, &SimulatedProvider::new(), &SimulatedProvider::new());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while reads(&redis) < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "the stack never looked");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let stack = stack(
+        &config,
+        &SimulatedProvider::new(),
+        &SimulatedProvider::new(),
+    );
+    let reads = || info(&redis, "commandstats", "cmdstat_hgetall:calls=");
+    assert!(until(|| reads() >= 2).await, "the stack never looked");
+    // Its connection is the sharing's alone (no cache, no limits), beside the one asking.
+    assert_eq!(info(&redis, "clients", "connected_clients:"), 2);
     drop(stack);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let after = reads(&redis);
-    // Four looks' worth of time: none is made.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(reads(&redis), after);
+    assert!(
+        until(|| info(&redis, "clients", "connected_clients:") == 1).await,
+        "the sharing still holds its connection"
+    );
 }

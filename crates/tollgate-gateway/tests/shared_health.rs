@@ -163,21 +163,18 @@ async fn with_redis_killed_each_gateway_answers_on_what_it_knows() {
     // A receives the 429 and keeps away; B, not told, goes on calling `first`: both answer.
     assert_eq!(answered_by(&a).await, SECOND);
     assert_eq!(answered_by(&a).await, SECOND);
-    let warned = "Redis does not answer: each process routes on the deployments' health";
-    assert!(
-        until(Duration::from_secs(15), || async {
-            a.logs().contains(warned)
-        })
-        .await
-    );
-    // A second of failed looks later, the outage is still logged once, and each failure counted.
-    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(answered_by(&b).await, FIRST);
     assert_eq!(answered_by(&b).await, FIRST);
     assert_eq!(first.calls(), 2 + 1 + 2);
+    // Every failed look is counted; the outage is logged once.
+    assert!(
+        until(Duration::from_secs(15), || async {
+            failures(&a).await >= 3
+        })
+        .await
+    );
+    let warned = "Redis does not answer: each process routes on the deployments' health";
     assert_eq!(a.logs().matches(warned).count(), 1, "{}", a.logs());
-    let failures = failures(&a).await;
-    assert!(failures >= 3, "{failures}");
 
     // Redis is back, empty: A writes what it knows, and B learns it.
     redis.restart();
@@ -197,8 +194,5 @@ async fn failures(gateway: &GatewayProcess) -> u64 {
     metrics
         .lines()
         .find_map(|line| line.strip_prefix("tollgate_router_shared_failures "))
-        .unwrap_or_else(|| panic!("no failures counted in {metrics}"))
-        .trim()
-        .parse()
-        .unwrap()
+        .map_or(0, |count| count.trim().parse().unwrap())
 }
