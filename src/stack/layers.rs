@@ -129,7 +129,7 @@ impl Redis<'_> {
     /// section's prefix.
     #[cfg(feature = "redis")]
     fn shared(&self) -> Option<Shared> {
-        Some(Shared::new(self.connection.clone(), &self.section.prefix))
+        Some(Shared::new(self.connection.clone(), self.section))
     }
 
     #[cfg(not(feature = "redis"))]

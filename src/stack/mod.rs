@@ -43,7 +43,9 @@ pub type BoxedProvider = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
 /// 2. **rate limits** (per tenant, per provider, budgets): each request is admitted once, outside
 ///    the retries and moves, so a retried 429 costs no second permit;
 /// 3. the **router** ([`tollgate_router`](crate::router)): balancing, fallbacks, cooldowns from
-///    the providers' own headers, bulkheads and hedging, with its `routing` settings;
+///    the providers' own headers, bulkheads and hedging, with its `routing` settings; with a
+///    `redis` section its cooldowns and the providers' limit readings are shared with every
+///    process on that Redis, by a task of the stack's own, off the call path;
 /// 4. **retry**, with the provider's own policy and retry budget (`retry.providers`): backoff,
 ///    `Retry-After` (a provider whose every role may move leaves 429s and overloads to the
 ///    router);

@@ -35,7 +35,7 @@ mod imp {
 
     use tokio::time::Instant;
     use tollgate_core::{
-        redis::RedisConnection,
+        redis::{RedisConfig, RedisConnection},
         telemetry::{Counter, ROUTER_SHARED_FAILURES},
     };
     use tollgate_router::{CooldownReason, HealthBoard, Notice};
@@ -68,12 +68,11 @@ return 0
     }
 
     impl Shared {
-        /// The hash under `prefix` (the `redis` section's), on `connection`.
-        pub(in crate::stack) fn new(connection: RedisConnection, prefix: &str) -> Self {
+        /// The `redis` section's hash, on `connection`.
+        pub(in crate::stack) fn new(connection: RedisConnection, section: &RedisConfig) -> Self {
             Self {
                 connection,
-                // A hash tag, so the one key has a slot of its own on a Redis Cluster.
-                key: format!("{prefix}:{{router}}:health"),
+                key: section.router_health_key(),
             }
         }
 

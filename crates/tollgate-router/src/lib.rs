@@ -82,6 +82,14 @@
 //! down before the provider says no. Every cooldown is logged (`tracing`, at info) and counted
 //! ([`Router::stats`]).
 //!
+//! Cooldowns and limit readings are shared across processes with a `redis` section (in the
+//! facade's and the gateway's configuration): [`Router::health`] is the router's
+//! [`HealthBoard`], which hands out each cooldown it decides (deployment, reason, end) and each
+//! limit reading that moved as a [`Notice`], and applies those of other processes, the later
+//! cooldown winning; the facade carries them through Redis, so a 429 one process receives keeps
+//! every process's calls away within a second. Calls still read only memory: a call that
+//! changes a cooldown marks it, and the board's holder carries the news on its own time.
+//!
 //! # Bulkhead and hedging
 //!
 //! A deployment with `max_in_flight` takes no more calls at once: the router picks another, or,
@@ -95,6 +103,7 @@ mod builder;
 mod config;
 mod future;
 mod moves;
+mod news;
 mod pick;
 mod served;
 mod service;

@@ -8,72 +8,20 @@ use std::{
     collections::HashMap,
     fmt,
     future::Future,
-    sync::{
-        Arc, OnceLock,
-        atomic::{AtomicU8, AtomicU64, Ordering::Relaxed},
-    },
+    sync::{Arc, atomic::Ordering::Relaxed},
     time::{Duration, SystemTime},
 };
 
-use tokio::sync::Notify;
-use tollgate_core::telemetry::{Counter, ROUTER_SHARED_NOTICES};
-
 use crate::{
+    news::{COOLED, Desk, READ},
     service::Router,
     state::{CooldownReason, DeploymentState, FULL, nanos},
     table::Table,
 };
 
-/// A cooldown grew.
-const COOLED: u8 = 1;
-/// A limit reading moved a step, or came after the last one lapsed.
-const READ: u8 = 2;
-
 /// Two times this close are one: a time crosses processes in whole milliseconds, converted
 /// between clocks on each side.
 const SLACK: u64 = 5_000_000;
-
-/// What one deployment's state keeps for sharing: the changes not handed out yet, and the latest
-/// of each kind the other processes know of (handed out or learned from them), so that nothing
-/// learned goes back out as news.
-#[derive(Debug, Default)]
-pub(crate) struct News {
-    pending: AtomicU8,
-    /// The latest cooldown end known elsewhere (clock nanos).
-    known_until: AtomicU64,
-    /// When the latest limit reading known elsewhere was read (clock nanos, plus one: 0 for
-    /// none, so a reading at the clock's origin is news too).
-    known_read: AtomicU64,
-    /// Set once a board is taken: who to wake when a cooldown grows.
-    desk: OnceLock<Arc<Desk>>,
-}
-
-impl News {
-    /// A cooldown grew: news, at once.
-    pub(crate) fn cooled(&self) {
-        self.pending.fetch_or(COOLED, Relaxed);
-        if let Some(desk) = self.desk.get() {
-            desk.bell.notify_one();
-        }
-    }
-
-    /// A limit reading moved: news, for the next time the board is read (what is left of a
-    /// limit is not urgent; a spent one is a cooldown).
-    pub(crate) fn read_limits(&self) {
-        if self.pending.load(Relaxed) & READ == 0 {
-            self.pending.fetch_or(READ, Relaxed);
-        }
-    }
-}
-
-/// What every deployment's [`News`] of one router shares.
-#[derive(Debug)]
-struct Desk {
-    bell: Notify,
-    sent: AtomicU64,
-    applied: AtomicU64,
-    recorded: [Counter; 2],
-}
 
 /// One thing a router learned about a deployment that other processes routing to it should know,
 /// with times on the wall clock (processes share no monotonic clock). Deployments are known by
@@ -90,9 +38,9 @@ pub enum Notice {
         /// When it may be called again.
         until: SystemTime,
     },
-    /// What its provider said is left of its tightest limit, as read at `read_at`: `left` (0 to
-    /// 1) until `until`, when the limit resets. A deployment with little left gets less traffic
-    /// ([`adaptive_below`](crate::RouterConfig::adaptive_below)).
+    /// What its provider said is left of its tightest limit, as read at `read_at`: `left`, from
+    /// 0 to 1, until `until`, when the limit resets. A deployment with little left gets less
+    /// traffic ([`adaptive_below`](crate::RouterConfig::adaptive_below)).
     Limit {
         /// The deployment's name.
         deployment: Arc<str>,
@@ -229,18 +177,6 @@ impl<S: Send + Sync + 'static> Router<S> {
                     .collect(),
             ),
         }
-    }
-}
-
-impl Desk {
-    fn new() -> Arc<Self> {
-        let way = |way: &str| Counter::new(ROUTER_SHARED_NOTICES, &[("way", way.to_owned())]);
-        Arc::new(Self {
-            bell: Notify::new(),
-            sent: AtomicU64::new(0),
-            applied: AtomicU64::new(0),
-            recorded: [way("sent"), way("applied")],
-        })
     }
 }
 

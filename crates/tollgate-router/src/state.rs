@@ -17,7 +17,7 @@ use tollgate_core::{
     telemetry::{Counter, ROUTER_COOLDOWNS},
 };
 
-use crate::shared::News;
+use crate::news::News;
 
 /// Why a deployment is left alone for a while.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -58,7 +58,7 @@ async fn a_429_is_news_once_and_keeps_the_other_router_away_until_it_ends() {
     assert_eq!(served(&call(&a, ask()).await.unwrap()), ("spare".into(), 1));
     let news = board_a.changes(wall.now());
     let expected = cooldown("first", CooldownReason::RetryAfter, wall.now() + secs(30));
-    assert_eq!(news, [expected.clone()]);
+    assert_eq!(news, std::slice::from_ref(&expected));
     // Handed out once.
     assert_eq!(board_a.changes(wall.now()), []);
 
