@@ -35,7 +35,11 @@ pub(super) fn build(
     warn_unpriced(config, &prices);
     let mut errors = Vec::new();
     let clients = clients(config, given, &hooks, &mut errors);
-    let Layers { cache, limits } = layers(
+    let Layers {
+        cache,
+        limits,
+        shared,
+    } = layers(
         config,
         &prices,
         hooks.env,
@@ -54,6 +58,8 @@ pub(super) fn build(
         &billing,
     ));
     let router = router(config, &providers, clock);
+    // With a `redis` section, its cooldowns and limit readings are every process's.
+    let sharing = shared.map(|shared| shared.start(router.health()));
     let dispatch = Dispatch {
         router: router.clone(),
         providers: providers.clone(),
@@ -79,6 +85,7 @@ pub(super) fn build(
             breakers,
             health,
             records: hooks.records.clone(),
+            _sharing: sharing,
         }),
     })
 }

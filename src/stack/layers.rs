@@ -10,13 +10,15 @@ use tollgate_core::{ConfigError, PricingTable, TokenEstimator, clock::Clock, red
 use tollgate_health::HealthStats;
 use tollgate_ratelimit::{Limiter, RateLimitLayer, RateLimiterBuilder, TENANT_SCOPE};
 
-use super::{LimitHandles, clients::own_clients};
+use super::{LimitHandles, clients::own_clients, sharing::Shared};
 use crate::{CachingConfig, Config, RateLimitingConfig, Switch};
 
-/// The cache and the limits, each when configured.
+/// The cache and the limits, each when configured; and where the router shares its
+/// deployments' health, with a `redis` section.
 pub(super) struct Layers {
     pub(super) cache: Option<CacheLayer>,
     pub(super) limits: Option<(RateLimitLayer, LimitHandles)>,
+    pub(super) shared: Option<Shared>,
 }
 
 /// The cache and the limits `config` describes, over one Redis connection when it has a
@@ -57,7 +59,12 @@ pub(super) fn layers(
         .ok(),
         Switch::Off => None,
     };
-    Ok(Layers { cache, limits })
+    let shared = redis.as_ref().and_then(Redis::shared);
+    Ok(Layers {
+        cache,
+        limits,
+        shared,
+    })
 }
 
 /// The circuit breakers and the call statistics, each provider (and each target with a client
@@ -115,6 +122,20 @@ pub(super) struct Redis<'a> {
     section: &'a RedisConfig,
     #[cfg(feature = "redis")]
     connection: tollgate_core::redis::RedisConnection,
+}
+
+impl Redis<'_> {
+    /// Where the router's deployments' health is shared: the same connection, under the
+    /// section's prefix.
+    #[cfg(feature = "redis")]
+    fn shared(&self) -> Option<Shared> {
+        Some(Shared::new(self.connection.clone(), self.section))
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn shared(&self) -> Option<Shared> {
+        None
+    }
 }
 
 #[cfg(feature = "redis")]

@@ -6,6 +6,7 @@ mod clients;
 mod dispatch;
 mod future;
 mod layers;
+mod sharing;
 
 use std::{
     collections::HashMap,
@@ -42,7 +43,9 @@ pub type BoxedProvider = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
 /// 2. **rate limits** (per tenant, per provider, budgets): each request is admitted once, outside
 ///    the retries and moves, so a retried 429 costs no second permit;
 /// 3. the **router** ([`tollgate_router`](crate::router)): balancing, fallbacks, cooldowns from
-///    the providers' own headers, bulkheads and hedging, with its `routing` settings;
+///    the providers' own headers, bulkheads and hedging, with its `routing` settings; with a
+///    `redis` section its cooldowns and the providers' limit readings are shared with every
+///    process on that Redis, by a task of the stack's own, off the call path;
 /// 4. **retry**, with the provider's own policy and retry budget (`retry.providers`): backoff,
 ///    `Retry-After` (a provider whose every role may move leaves 429s and overloads to the
 ///    router);
@@ -127,6 +130,9 @@ struct Parts {
     breakers: Option<tollgate_circuit_breaker::CircuitBreakers>,
     health: Option<tollgate_health::HealthStats>,
     records: Records,
+    /// The task sharing the router's deployments' health through Redis: it stops with the
+    /// stack.
+    _sharing: Option<sharing::Sharing>,
 }
 
 /// Whether each call's record is kept, and with what.

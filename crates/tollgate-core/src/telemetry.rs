@@ -87,6 +87,12 @@ pub const ROUTER_COOLDOWNS: &str = "tollgate.router.cooldowns";
 /// Probes sent to cooling deployments, with `deployment` and `outcome` (`answered`, `failed`,
 /// `refused`).
 pub const ROUTER_PROBES: &str = "tollgate.router.probes";
+/// Counter: notices of a deployment's health (a cooldown, a provider limit reading) shared with
+/// other processes, by `way`: `sent` (handed out to share) or `applied` (another's, taken in).
+pub const ROUTER_SHARED_NOTICES: &str = "tollgate.router.shared_notices";
+/// Counter: reads and writes of the deployments' shared health in Redis that failed; each
+/// process routes on what it knows itself meanwhile.
+pub const ROUTER_SHARED_FAILURES: &str = "tollgate.router.shared_failures";
 
 /// Counter: masters replaced under a Redis connection (a Cluster failover, or Sentinel naming
 /// another master), by `topology`.

@@ -397,6 +397,10 @@ impl Definition {
 #[cfg(feature = "redis")]
 pub(crate) fn scaled(quota: &Quota, share: f64) -> Result<Quota, ConfigError> {
     use crate::quota::Tier;
+    // An open scope's default before any key has a quota: no call reaches it, at any share.
+    if quota.tiers().is_empty() {
+        return Ok(quota.clone());
+    }
     let part = |n: u64| ((n as f64 * share).ceil() as u64).max(1);
     Quota::new(quota.tiers().iter().map(|tier| {
         match tier.calendar_period() {

@@ -336,6 +336,39 @@ async fn one_description_of_the_limits_builds_the_redis_limiter_and_caps_its_fal
 }
 each_topology!(one_description_of_the_limits_builds_the_redis_limiter_and_caps_its_fallback);
 
+#[tokio::test]
+async fn an_open_scope_with_no_quota_yet_builds_with_a_local_fallback() {
+    let Some(redis) = TestRedis::start(Topology::Server) else {
+        return;
+    };
+    // What a gateway with a `redis` section and no limits of its own builds: the scopes its keys'
+    // quotas will come to, none given yet.
+    let limits = tollgate_ratelimit::RateLimitConfig::default()
+        .open_scope(tollgate_ratelimit::TENANT_SCOPE)
+        .limits()
+        .unwrap();
+    let limiter = RedisRateLimiter::builder(redis.target())
+        .limits(limits)
+        .timeout(PATIENT)
+        .on_failure(OnRedisFailure::Local { share: 0.5 })
+        .build()
+        .unwrap();
+    let tenant = limiter.scope(tollgate_ratelimit::TENANT_SCOPE).unwrap();
+    let keys = [(tenant, "acme")];
+    let one = || limiter.check_and_consume(&keys, Amounts::requests(1));
+    for _ in 0..3 {
+        one().await.unwrap();
+    }
+    limiter
+        .set_quotas(
+            tenant,
+            [("acme".into(), Some(quota([Tier::requests(1, HOUR)])))],
+        )
+        .unwrap();
+    one().await.unwrap();
+    assert_eq!(one().await.unwrap_err().reason(), DenialReason::Exhausted);
+}
+
 async fn fail_closed_refuses_with_unavailable_when_redis_is_gone(topology: Topology) {
     let Some(mut redis) = TestRedis::start(topology) else {
         return;

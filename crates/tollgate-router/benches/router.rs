@@ -16,6 +16,12 @@
 //!   for `_4k`, a 4 KB one) through the least-in-flight group, without affinity and with
 //!   `affinity: prefix`; `hash_prefix_4k` is one hash of that prompt alone, what affinity is
 //!   allowed to add.
+//! - `router_least_in_flight_3_shared`: the first, with its health shared (a
+//!   [`HealthBoard`](tollgate_router::HealthBoard) taken, as the facade takes one with a `redis`
+//!   section);
+//! - `router_least_in_flight_3_cooled_here` and `router_least_in_flight_3_cooled_shared`: one of
+//!   the three deployments skipped for an hour, after its own 429 or as another process told
+//!   the board; both over `Refusing`, a bare service that can be set to answer 429.
 //!
 //! Run: `cargo bench -p tollgate-router --bench router`.
 
@@ -28,8 +34,8 @@ use std::{
 };
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tollgate_core::{LlmError, LlmRequest, LlmResponse, Message};
-use tollgate_router::{Affinity, Deployment, Group, Router, Strategy};
+use tollgate_core::{ErrorKind, LlmError, LlmRequest, LlmResponse, Message};
+use tollgate_router::{Affinity, CooldownReason, Deployment, Group, Notice, Router, Strategy};
 use tower::{
     Service,
     balance::p2c::Balance,
@@ -52,6 +58,31 @@ impl Service<LlmRequest> for Bare {
 
     fn call(&mut self, _: LlmRequest) -> Self::Future {
         std::future::ready(Ok(LlmResponse::default()))
+    }
+}
+
+/// [`Bare`], or a 429 asking for an hour's pause when `refuse` is set.
+#[derive(Clone, Copy)]
+struct Refusing {
+    refuse: bool,
+}
+
+impl Service<LlmRequest> for Refusing {
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = std::future::Ready<Result<LlmResponse, LlmError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: LlmRequest) -> Self::Future {
+        std::future::ready(if self.refuse {
+            Err(LlmError::new(ErrorKind::RateLimited, "slow down")
+                .with_retry_after(Duration::from_secs(3_600)))
+        } else {
+            Ok(LlmResponse::default())
+        })
     }
 }
 
@@ -110,6 +141,20 @@ fn prompted(system: String) -> LlmRequest {
     )
 }
 
+/// Three deployments, least in flight, the third refusing every call when `refuse` is set.
+fn refusing_router(refuse: bool) -> Router<Refusing> {
+    (0..3)
+        .fold(Router::builder(), |builder, i| {
+            let service = Refusing {
+                refuse: refuse && i == 2,
+            };
+            builder.deployment(Deployment::new(format!("d{i}"), service).model("sim"))
+        })
+        .group(Group::new("default", ["d0", "d1", "d2"]).strategy(Strategy::LeastInFlight))
+        .build()
+        .expect("valid router")
+}
+
 fn bench(c: &mut Criterion) {
     let request = LlmRequest::new("", vec![Message::user("What is a tollgate?")]);
     let mut group = c.benchmark_group("router_success_path");
@@ -143,6 +188,36 @@ fn bench(c: &mut Criterion) {
     group.bench_function("router_least_in_flight_3", |b| {
         b.iter(|| black_box(one_call(&mut least, &request)))
     });
+
+    // The same router with its health shared: the board is held, as the facade's task holds it.
+    let mut shared = router(Strategy::LeastInFlight);
+    let board = shared.health();
+    group.bench_function("router_least_in_flight_3_shared", |b| {
+        b.iter(|| black_box(one_call(&mut shared, &request)))
+    });
+
+    // One deployment skipped for an hour: after its own 429, or as another process found. Every
+    // call reads the clock then, as after any cooldown.
+    let mut here = refusing_router(true);
+    // Ties are broken at random: call until one has gone to the refusing deployment.
+    while here.stats()[2].cooling_for.is_none() {
+        one_call(&mut here, &request);
+    }
+    group.bench_function("router_least_in_flight_3_cooled_here", |b| {
+        b.iter(|| black_box(one_call(&mut here, &request)))
+    });
+    let mut told = refusing_router(false);
+    let now = std::time::SystemTime::now();
+    let notice = Notice::Cooldown {
+        deployment: "d2".into(),
+        reason: CooldownReason::RetryAfter,
+        until: now + Duration::from_secs(3_600),
+    };
+    assert!(told.health().apply(&notice, now));
+    group.bench_function("router_least_in_flight_3_cooled_shared", |b| {
+        b.iter(|| black_box(one_call(&mut told, &request)))
+    });
+    drop(board);
 
     let mut pending = Balance::new(ServiceList::new(
         (0..3).map(|_| PendingRequests::new(Bare, CompleteOnResponse::default())),

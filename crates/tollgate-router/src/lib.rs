@@ -93,6 +93,14 @@
 //! down before the provider says no. Every cooldown is logged (`tracing`, at info) and counted
 //! ([`Router::stats`]).
 //!
+//! Cooldowns and limit readings are shared across processes with a `redis` section (in the
+//! facade's and the gateway's configuration): [`Router::health`] is the router's
+//! [`HealthBoard`], which hands out each cooldown it decides (deployment, reason, end) and each
+//! limit reading that moved as a [`Notice`], and applies those of other processes, the later
+//! cooldown winning; the facade carries them through Redis, so a 429 one process receives keeps
+//! every process's calls away within a second. Calls still read only memory: a call that
+//! changes a cooldown marks it, and the board's holder carries the news on its own time.
+//!
 //! # Bulkhead and hedging
 //!
 //! A deployment with `max_in_flight` takes no more calls at once: the router picks another, or,
@@ -150,7 +158,10 @@
 //! any other, and count in its breaker and statistics; each is counted in
 //! [`DeploymentStats::probes`] and `tollgate.router.probes` (by deployment and outcome). They run
 //! as one future, [`Router::probes`], for the application to spawn; it ends when the router is
-//! dropped. A probe that has not answered within `every` has failed.
+//! dropped. A probe that has not answered within `every` has failed. A probe makes one attempt
+//! (no retries below the router: the next probe is the retry). Where cooldowns are shared
+//! between processes ([`HealthBoard`]), each process probes for itself, and a cooldown another
+//! process shares that an answered probe here has already ended is not taken back.
 
 mod affinity;
 mod attempt;
@@ -158,10 +169,12 @@ mod builder;
 mod config;
 mod future;
 mod moves;
+mod news;
 mod pick;
 mod probe;
 mod served;
 mod service;
+mod shared;
 mod state;
 mod table;
 
@@ -173,5 +186,6 @@ pub use future::RouteFuture;
 pub use probe::Probes;
 pub use served::{Deadline, Served};
 pub use service::Router;
+pub use shared::{BoardMetrics, HealthBoard, Notice};
 pub use state::{CooldownReason, DeploymentStats};
 pub use table::RouterMetrics;

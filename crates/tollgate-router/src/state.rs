@@ -17,6 +17,8 @@ use tollgate_core::{
     telemetry::{Counter, ROUTER_COOLDOWNS},
 };
 
+use crate::news::News;
+
 /// Why a deployment is left alone for a while.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -74,7 +76,9 @@ const DECAY_NANOS: f64 = 10e9;
 const IN_FLIGHT: u64 = 1 << 40;
 const CALLS: u64 = IN_FLIGHT - 1;
 /// The permille that means "the whole limit is left".
-const FULL: u32 = 1_000;
+pub(crate) const FULL: u32 = 1_000;
+/// How far (in permille) what is left of a limit must move to be news for other processes.
+const NEWS_STEP: u32 = 50;
 
 /// One deployment's shared state.
 #[derive(Debug)]
@@ -93,6 +97,8 @@ pub(crate) struct DeploymentState {
     /// What is left of its tightest provider limit, in permille, until `share_until`.
     share: AtomicU32,
     share_until: AtomicU64,
+    /// When that was read (clock nanos): the later of two readings is the truer.
+    share_at: AtomicU64,
     /// Peak-EWMA latency in nanoseconds (f64 bits) and when it was last updated.
     ewma: AtomicU64,
     ewma_at: AtomicU64,
@@ -104,9 +110,14 @@ pub(crate) struct DeploymentState {
     /// call at a time where a call could go elsewhere, so calls arriving together as its
     /// cooldown ends do not all pay for learning whether it is back.
     trial: AtomicBool,
+    /// The end (clock nanos) of the last cooldown an answered probe ended: the same cooldown
+    /// told again by another process (which has not probed it) is not taken back.
+    forgiven: AtomicU64,
     /// Groups that wait for room in this deployment, woken when a call ends.
     pub(crate) wake: Vec<Arc<Notify>>,
     counters: Counters,
+    /// Which of its changes other processes have not been told yet ([`HealthBoard`](crate::HealthBoard)).
+    pub(crate) news: News,
 }
 
 #[derive(Debug, Default)]
@@ -146,6 +157,7 @@ impl DeploymentState {
             embeddings: AtomicU8::new(0),
             share: AtomicU32::new(FULL),
             share_until: AtomicU64::new(0),
+            share_at: AtomicU64::new(0),
             ewma: AtomicU64::new(0f64.to_bits()),
             ewma_at: AtomicU64::new(0),
             timed: timed || percentile,
@@ -159,8 +171,10 @@ impl DeploymentState {
             p95: AtomicU64::new(0),
             failures: Mutex::new(VecDeque::new()),
             trial: AtomicBool::new(false),
+            forgiven: AtomicU64::new(0),
             wake: Vec::new(),
             counters: Counters::default(),
+            news: News::default(),
         }
     }
 
@@ -235,6 +249,7 @@ impl DeploymentState {
             seconds = for_.as_secs_f64(),
             "deployment cooling down"
         );
+        self.news.cooled();
         true
     }
 
@@ -287,6 +302,7 @@ impl DeploymentState {
             .clear();
         // The probe was its trial.
         self.answered();
+        self.forgiven.fetch_max(until, Relaxed);
         tracing::info!(
             deployment = &*self.name,
             "deployment answered a probe: back"
@@ -301,12 +317,57 @@ impl DeploymentState {
             .fetch_max(now.saturating_add(nanos(for_)), Relaxed);
     }
 
+    /// Whether a cooldown ending at `until` for `reason`, as another process found, is one an
+    /// answered probe here has already ended (within `slack`): a probe's answer outweighs a
+    /// failure seen before it. A pause its provider asked for is never forgiven.
+    pub(crate) fn forgives(&self, until: u64, reason: CooldownReason, slack: u64) -> bool {
+        matches!(
+            reason,
+            CooldownReason::Failures | CooldownReason::BreakerOpen | CooldownReason::Auth
+        ) && until <= self.forgiven.load(Relaxed).saturating_add(slack)
+    }
+
     /// Counts a probe sent, and whether it failed.
     pub(crate) fn probed(&self, failed: bool) {
         self.counters.probes.fetch_add(1, Relaxed);
         if failed {
             self.counters.failed_probes.fetch_add(1, Relaxed);
         }
+    }
+
+    /// When it may be called again (clock nanos, 0 when never cooled) and why.
+    pub(crate) fn cooldown(&self) -> (u64, CooldownReason) {
+        (self.cool_until.load(Relaxed), self.cool_reason())
+    }
+
+    /// Skips it until `until` (clock nanos) for `reason`, as another process found, unless it
+    /// is already skipped for longer: whether this made it longer. Neither news to pass on nor
+    /// a cooldown this process decided (its count and metric are the deciding process's).
+    pub(crate) fn cool_as_told(&self, until: u64, reason: CooldownReason) -> bool {
+        let before = self.cool_until.fetch_max(until, Relaxed);
+        if before >= until {
+            return false;
+        }
+        self.cool_reason.store(reason.index() as u8, Relaxed);
+        true
+    }
+
+    /// What is left of its tightest limit (permille), until when, and when that was read (clock
+    /// nanos; 0 for never).
+    pub(crate) fn limit_reading(&self) -> (u32, u64, u64) {
+        (
+            self.share.load(Relaxed),
+            self.share_until.load(Relaxed),
+            self.share_at.load(Relaxed),
+        )
+    }
+
+    /// Takes another process's reading of its limits: `share` permille left until `until`, read
+    /// at `read_at` (clock nanos).
+    pub(crate) fn take_reading(&self, share: u32, until: u64, read_at: u64) {
+        self.share.store(share.min(FULL), Relaxed);
+        self.share_until.store(until, Relaxed);
+        self.share_at.store(read_at, Relaxed);
     }
 
     /// How much of its usual traffic it gets at `now`: 1, or less when its provider said its
@@ -334,9 +395,17 @@ impl DeploymentState {
     ) {
         if let Some((share, reset)) = snapshot.lowest_share() {
             let reset = reset.unwrap_or(fallback);
-            self.share.store((share * f64::from(FULL)) as u32, Relaxed);
+            let share = (share * f64::from(FULL)) as u32;
+            let (before, until_before, _) = self.limit_reading();
+            self.share.store(share, Relaxed);
             self.share_until
                 .store(now.saturating_add(nanos(reset)), Relaxed);
+            self.share_at.store(now, Relaxed);
+            // Most answers move what is left a little: only a step, or a reading after the last
+            // one lapsed, is worth telling other processes.
+            if until_before <= now || before / NEWS_STEP != share / NEWS_STEP {
+                self.news.read_limits();
+            }
         }
         if let Some(reset) = snapshot.exhausted_for() {
             let reset = if reset.is_zero() { fallback } else { reset };
@@ -500,7 +569,7 @@ pub struct DeploymentStats {
     pub failed_probes: u64,
 }
 
-fn nanos(duration: Duration) -> u64 {
+pub(crate) fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 

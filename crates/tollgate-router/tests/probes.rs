@@ -288,3 +288,36 @@ fn probes_and_affinity_are_checked_when_the_router_is_built() {
         .unwrap();
     assert!(quiet.probes().is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cooldown_another_process_shares_does_not_undo_what_a_probe_here_found() {
+    let start = tokio::time::Instant::now();
+    let (flaky, spare) = (failing(3), SimulatedProvider::new());
+    let router = router(deployment("flaky", &flaky), &spare, Duration::from_secs(60));
+    tokio::spawn(router.probes().expect("the group probes"));
+    let board = router.health();
+    cool(&router).await;
+    // What this process decided, as another process would have it in the shared store.
+    let wall = std::time::SystemTime::now();
+    let shared = board.changes(wall);
+    assert_eq!(shared.len(), 1);
+
+    until(start, EVERY).await;
+    assert_eq!(
+        router.stats()[0].cooling_for,
+        None,
+        "the probe brought it back"
+    );
+    // The same cooldown told again (another process saw the same failures) changes nothing...
+    let wall = wall + EVERY;
+    assert!(!board.apply(&shared[0], wall));
+    assert_eq!(served(&call(&router, ask()).await.unwrap()).0, "flaky");
+    // ...but one that ends later (found after the probe) is taken.
+    let later = tollgate_router::Notice::Cooldown {
+        deployment: "flaky".into(),
+        reason: CooldownReason::Failures,
+        until: wall + Duration::from_secs(120),
+    };
+    assert!(board.apply(&later, wall));
+    assert_eq!(served(&call(&router, ask()).await.unwrap()).0, "spare");
+}

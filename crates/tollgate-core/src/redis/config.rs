@@ -18,7 +18,8 @@ use crate::{ConfigError, duration};
 pub const REDIS_URL_VAR: &str = "REDIS_URL";
 
 /// Default key prefix: the rate limiter's keys go under `<prefix>:rl`, the cache's under
-/// `<prefix>:cache`.
+/// `<prefix>:cache`, and a configured stack's router shares its deployments' cooldowns in
+/// `<prefix>:{router}:health`.
 pub const DEFAULT_PREFIX: &str = "tollgate";
 
 /// Default time a limiter call to Redis may take before the failure policy decides instead: a
@@ -45,14 +46,17 @@ pub const DEFAULT_LOCAL_SHARE: f64 = 0.5;
 /// this one type; the limiter and the cache each take their own settings from it (their
 /// builders' `config`), and [`check`](Self::check) holds every rule of the section itself (whether
 /// the limits fit a Redis Cluster's slots is checked where the limits are known: the facade's
-/// configuration and the limiter's builder). Unknown fields are errors.
+/// configuration and the limiter's builder). Unknown fields are errors. A stack built from a
+/// configuration also shares its router's cooldowns and rate-limit readings there, with nothing
+/// to set: it reads them every 250 ms, and a read or write bounded at 500 ms never holds up a
+/// call, which reads only memory.
 ///
 /// ```yaml
 /// redis:
 ///   url: redis://127.0.0.1:6379/    # one server; REDIS_URL overrides it
 ///   # or: cluster: { nodes: [redis://10.0.0.1:7000/, redis://10.0.0.2:7000/] }
 ///   # or: sentinel: { master_name: mymaster, nodes: [redis://10.0.0.5:26379/], password_env: REDIS_PASSWORD }
-///   prefix: myapp                   # keys under myapp:rl and myapp:cache (default tollgate)
+///   prefix: myapp                   # keys under myapp:rl, myapp:cache and myapp:{router}:health (default tollgate)
 ///   limiter_timeout: 5ms            # per limiter call (default 5ms)
 ///   on_failure: local               # local (default), fail_open or fail_closed
 ///   local_share: 0.25               # of each tier, for `local` (default 0.5)
@@ -79,7 +83,7 @@ pub struct RedisConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sentinel: Option<SentinelConfig>,
     /// Key prefix (default [`DEFAULT_PREFIX`]): the limiter's keys go under `<prefix>:rl`, the
-    /// cache's under `<prefix>:cache`.
+    /// cache's under `<prefix>:cache`, the router's shared cooldowns in `<prefix>:{router}:health`.
     #[serde(default = "default_prefix")]
     pub prefix: String,
     /// The rate-limit scope whose key gives every key of a call its Cluster slot (e.g.
@@ -226,6 +230,12 @@ impl RedisConfig {
     /// The cache's key prefix: `<prefix>:cache`.
     pub fn cache_prefix(&self) -> String {
         format!("{}:cache", self.prefix)
+    }
+
+    /// The hash a configured stack's router shares its deployments' cooldowns and rate-limit
+    /// readings in: `<prefix>:{router}:health` (a hash tag of its own, for a Redis Cluster).
+    pub fn router_health_key(&self) -> String {
+        format!("{}:{{router}}:health", self.prefix)
     }
 
     /// Every mistake in the section, each named under `redis` (`redis.local_share: must be above
