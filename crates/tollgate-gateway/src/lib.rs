@@ -62,6 +62,7 @@ mod config;
 mod degrade;
 mod embeddings;
 mod error;
+mod idempotency;
 mod info;
 mod keys;
 mod logs;
@@ -77,6 +78,7 @@ mod ui;
 mod upstream;
 
 pub use config::{GatewayConfig, KeyConfig, ServerConfig};
+pub use idempotency::{IdempotencyConfig, IdempotencyStore};
 pub use logs::{DatabaseSinkConfig, LogsConfig, OtlpSinkConfig, SinkConfig};
 pub use metrics::install_prometheus;
 pub use otel::Telemetry;
