@@ -321,6 +321,10 @@ async fn after_the_ttl_a_call_runs_again() {
     .await;
     assert!(ran);
     assert_eq!(upstream.calls(), 2);
+    // The new answer is kept for its own TTL.
+    let again = post(&gateway.url, CHAT, "k-ttl", &ask("hi")).await;
+    assert!(again.replayed());
+    assert_eq!(upstream.calls(), 2);
     assert_eq!(billed(&gateway).await, 40);
 }
 
@@ -428,6 +432,27 @@ async fn two_gateways_on_one_redis_answer_a_key_once(topology: Topology) {
     assert_eq!(billed(&a).await + billed(&b).await, 20 + (3 + 2 * 2) + 20);
 }
 each_topology!(two_gateways_on_one_redis_answer_a_key_once);
+
+#[tokio::test]
+async fn with_redis_gone_a_process_still_answers_its_own_retries_once() {
+    let Some(mut redis) = TestRedis::start(Topology::Server) else {
+        return;
+    };
+    let upstream = Upstream::start().await;
+    let more = format!(
+        "rate_limiting: {{ tenants: {{ acme: {{ per_minute: 6000 }} }} }}\nredis: {{ {}, on_failure: fail_open }}",
+        redis.yaml()
+    );
+    let gateway = GatewayProcess::start(&config(&upstream, &more)).await;
+    redis.kill();
+    let first = post(&gateway.url, CHAT, "k-down", &ask("hi")).await;
+    assert_eq!(first.status, 200);
+    assert_replay_of(
+        &post(&gateway.url, CHAT, "k-down", &ask("hi")).await,
+        &first,
+    );
+    assert_eq!(upstream.calls(), 1);
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_openai_clients_retry_after_a_lost_answer_is_billed_once() {

@@ -46,11 +46,11 @@ pub struct IdempotencyConfig {
     #[serde(with = "tollgate_core::duration")]
     pub ttl: Duration,
     /// Where answers are kept: `memory` (this process only) or `redis` (every process on the
-    /// configuration's `redis` section). Absent: `redis` when there is a `redis` section, else
-    /// `memory`.
+    /// configuration's `redis` section, and each process's own in its memory too). Absent:
+    /// `redis` when there is a `redis` section, else `memory`.
     pub store: Option<IdempotencyStore>,
-    /// Bytes the memory store holds at most, its bookkeeping counted (default 64 MiB). When it is
-    /// full, the answers used least recently leave first.
+    /// Bytes of answers this process keeps in memory at most, their bookkeeping counted (default
+    /// 64 MiB). When it is full, the answers used least recently leave first.
     pub max_bytes: u64,
     /// The largest answer kept, in bytes (default 4 MiB): a larger one is served but not kept, so
     /// its retry runs again.
@@ -63,7 +63,8 @@ pub struct IdempotencyConfig {
 pub enum IdempotencyStore {
     /// In this process, bounded by `max_bytes`: a retry that reaches another process runs again.
     Memory,
-    /// In the `redis` section's Redis, shared by every process that uses it.
+    /// In the `redis` section's Redis, shared by every process that uses it (and each process's
+    /// own answers in its memory as well).
     Redis,
 }
 

@@ -20,12 +20,14 @@
 //! A key is 1 to 255 visible ASCII characters, one header; anything else is a 400.
 //!
 //! Answers are kept in this process's memory (moka, bounded by `max_bytes`, least recently used
-//! out first), or in Redis with a `redis` section, shared by every process on it: there a call
-//! under way marks its key (one script, `SET` only when nothing is held) for the length of its
-//! timeout, so a duplicate in another process waits for it too, polling until the answer is
-//! there. A Redis that does not answer leaves each process to itself: its own duplicates still
-//! wait for each other. Keys are kept as a SHA-256 digest of the principal and the key, never
-//! logged; what is kept is the answer the caller got, which holds no secret of the gateway's.
+//! out first: an answer is most likely retried soon after it was given), and with a `redis`
+//! section in Redis too, shared by every process on it. There a call under way marks its key (one
+//! script: `SET` only when nothing is held) for the length of its timeout, so a duplicate in
+//! another process waits for it too, polling until the answer is there. A Redis that does not
+//! answer leaves each process to itself: its own duplicates still wait for each other, and its own
+//! retries find its answers in its memory. Keys are kept as a SHA-256 digest of the principal and
+//! the key, never logged; what is kept is the answer the caller got, which holds no secret of the
+//! gateway's.
 
 mod body;
 mod config;
@@ -107,17 +109,18 @@ impl Idempotency {
         if let Some(previous) = previous.filter(|previous| previous.basis == basis) {
             return Ok(Some(previous.clone()));
         }
-        let store = match redis {
-            None => Store::Memory(Memory::new(settings.max_bytes)),
+        let shared = match redis {
+            None => None,
             Some(section) => {
                 let connection = section.connect(|name| std::env::var(name).ok())?;
-                Store::Redis(Redis::new(
+                Some(Redis::new(
                     connection,
                     &section.prefix,
                     section.cache_timeout,
                 ))
             }
         };
+        let store = Store::new(Memory::new(settings.max_bytes), shared);
         Ok(Some(Arc::new(Self {
             store,
             flights: Arc::default(),

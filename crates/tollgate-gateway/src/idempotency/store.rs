@@ -15,10 +15,12 @@ use super::record::{self, Digest, Held, Record};
 /// own entries, which are kept the same way.
 const ENTRY_OVERHEAD: usize = tollgate::cache::store::MEMORY_ENTRY_OVERHEAD;
 
-/// The store of a gateway's idempotent answers.
-pub(super) enum Store {
-    Memory(Memory),
-    Redis(Redis),
+/// The store of a gateway's idempotent answers: this process's memory, and with Redis, Redis
+/// behind it. An answer given here is kept in both, so this process replays it without a round
+/// trip, and while Redis is away.
+pub(super) struct Store {
+    memory: Memory,
+    redis: Option<Redis>,
 }
 
 /// What a call found when it came to lead its key.
@@ -33,12 +35,13 @@ pub(super) enum Claim {
 }
 
 impl Store {
-    /// The answer kept under `key`, when it can be read without waiting (memory).
+    pub(super) fn new(memory: Memory, redis: Option<Redis>) -> Self {
+        Self { memory, redis }
+    }
+
+    /// The answer kept under `key` in this process.
     pub(super) fn peek(&self, key: &Digest) -> Option<Arc<Record>> {
-        match self {
-            Self::Memory(memory) => memory.cache.get(key).map(|(record, _)| record),
-            Self::Redis(_) => None,
-        }
+        self.memory.cache.get(key).map(|(record, _)| record)
     }
 
     /// Takes `key` for a call asking `fingerprint`, unless an answer is kept under it or another
@@ -51,12 +54,12 @@ impl Store {
         lease: Duration,
         deadline: tokio::time::Instant,
     ) -> Claim {
-        match self {
-            Self::Memory(memory) => match memory.cache.get(key) {
-                Some((record, _)) => Claim::Found(record),
-                None => Claim::Won(None),
-            },
-            Self::Redis(redis) => redis.claim(key, fingerprint, lease, deadline).await,
+        if let Some(record) = self.peek(key) {
+            return Claim::Found(record);
+        }
+        match &self.redis {
+            None => Claim::Won(None),
+            Some(redis) => redis.claim(key, fingerprint, lease, deadline).await,
         }
     }
 
@@ -69,19 +72,17 @@ impl Store {
         ttl: Duration,
         token: Option<[u8; 16]>,
     ) {
-        match self {
-            Self::Memory(memory) => memory.cache.insert(key, (record, ttl)),
-            Self::Redis(redis) => {
-                let redis = redis.clone();
-                spawn(async move { redis.put(&key, &record, ttl, token).await });
-            }
+        self.memory.cache.insert(key, (record.clone(), ttl));
+        if let Some(redis) = &self.redis {
+            let redis = redis.clone();
+            spawn(async move { redis.put(&key, &record, ttl, token).await });
         }
     }
 
     /// Lifts the mark of call `token` for `fingerprint` from `key` (on a task of its own): its
     /// call kept nothing.
     pub(super) fn release(&self, key: Digest, fingerprint: &Digest, token: Option<[u8; 16]>) {
-        if let (Self::Redis(redis), Some(token)) = (self, token) {
+        if let (Some(redis), Some(token)) = (&self.redis, token) {
             let redis = redis.clone();
             let mark = record::encode_pending(fingerprint, &token);
             spawn(async move { redis.release(&key, &mark).await });
@@ -111,6 +112,17 @@ impl moka::Expiry<Digest, (Arc<Record>, Duration)> for TimeToLive {
         _: Instant,
     ) -> Option<Duration> {
         Some(*ttl)
+    }
+
+    /// A new answer under a key (its old one gone, or never read) has its own time.
+    fn expire_after_update(
+        &self,
+        key: &Digest,
+        value: &(Arc<Record>, Duration),
+        at: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        self.expire_after_create(key, value, at)
     }
 }
 
@@ -347,5 +359,45 @@ impl std::fmt::Display for Failure {
             Self::Error(error) => write!(f, "{error}"),
             Self::Timeout(bound) => write!(f, "no answer within {bound:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+
+    use super::*;
+
+    fn record(n: u8, body: usize) -> Arc<Record> {
+        Arc::new(Record {
+            fingerprint: [n; 32],
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::from(vec![b'x'; body]),
+        })
+    }
+
+    #[test]
+    fn memory_stays_within_its_bound_and_keeps_the_latest_answers() {
+        let bound = 64 << 10;
+        let store = Store::new(Memory::new(bound), None);
+        let hour = Duration::from_secs(3600);
+        for n in 0..=255u8 {
+            store.put([n; 32], record(n, 1_000), hour, None);
+            store.memory.cache.run_pending_tasks();
+            assert!(store.memory.cache.weighted_size() <= bound);
+        }
+        // Each weighs its 1,000 bytes, the record and the entry's overhead: about 40 fit.
+        let kept = store.memory.cache.entry_count();
+        assert!((30..50).contains(&kept), "{kept}");
+        // Least recently used out first: the latest are there, the first are not.
+        assert!(store.peek(&[255; 32]).is_some() && store.peek(&[254; 32]).is_some());
+        assert!(store.peek(&[0; 32]).is_none());
+        // One answer larger than the whole store is not kept.
+        store.put([7; 32], record(7, 100 << 10), hour, None);
+        store.memory.cache.run_pending_tasks();
+        assert!(store.peek(&[7; 32]).is_none());
+        assert!(store.memory.cache.weighted_size() <= bound);
     }
 }
