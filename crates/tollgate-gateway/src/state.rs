@@ -345,7 +345,8 @@ impl Live {
         }
         let stack = builder.build()?;
         let idempotency = crate::idempotency::Idempotency::build(
-            &config,
+            config.idempotency.get(),
+            config.stack.redis.as_ref(),
             previous.and_then(|live| live.idempotency.as_ref()),
         )?;
         let digest = |hash: Option<&String>| {

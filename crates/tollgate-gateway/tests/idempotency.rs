@@ -369,6 +369,32 @@ async fn a_malformed_key_is_a_400_and_without_the_section_the_header_is_ignored(
     assert_eq!(upstream.calls(), 3);
 }
 
+#[tokio::test]
+async fn a_reload_keeps_the_answers_kept_while_their_store_stays() {
+    let upstream = Upstream::start().await;
+    let gateway = GatewayProcess::start(&config(&upstream, "")).await;
+    let first = post(&gateway.url, CHAT, "k-reload", &ask("hi")).await;
+    let logs = &gateway.logs;
+    let reloaded = |times: usize| {
+        eventually(Duration::from_secs(10), move || {
+            let logs = std::fs::read_to_string(logs).unwrap_or_default();
+            logs.matches("configuration reloaded").count() == times
+        })
+    };
+    gateway.reload(&config(&upstream, "idempotency: { ttl: 1h }"));
+    assert!(reloaded(1).await, "{}", gateway.logs());
+    assert_replay_of(
+        &post(&gateway.url, CHAT, "k-reload", &ask("hi")).await,
+        &first,
+    );
+    // Turned off, the header is ignored: the call runs.
+    gateway.reload(&config(&upstream, "idempotency: false"));
+    assert!(reloaded(2).await, "{}", gateway.logs());
+    let off = post(&gateway.url, CHAT, "k-reload", &ask("hi")).await;
+    assert_eq!((off.status, off.replayed()), (200, false));
+    assert_eq!(upstream.calls(), 2);
+}
+
 async fn two_gateways_on_one_redis_answer_a_key_once(topology: Topology) {
     let Some(redis) = TestRedis::start(topology) else {
         return;

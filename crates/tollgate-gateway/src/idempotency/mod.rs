@@ -49,7 +49,7 @@ use flight::{Flights, Guard, Joined};
 use record::{Digest, Record};
 use store::{Claim, Memory, Redis, Store};
 
-use crate::{config::GatewayConfig, error::ApiError};
+use crate::error::ApiError;
 
 /// The header a caller names a call by.
 pub(crate) const HEADER: HeaderName = HeaderName::from_static("idempotency-key");
@@ -89,20 +89,21 @@ pub(crate) enum Early {
 }
 
 impl Idempotency {
-    /// What `config` asks for (`None` when the section is off); `previous`, the one serving
-    /// until now, is kept when its store is the one asked for, with its answers and calls.
+    /// What the `idempotency` section asks for (`None` when it is off), with the configuration's
+    /// `redis` section; `previous`, the one serving until now, is kept when its store is the one
+    /// asked for, with its answers and calls.
     ///
     /// # Errors
     ///
     /// A Redis that cannot be named.
     pub(crate) fn build(
-        config: &GatewayConfig,
+        settings: Option<&IdempotencyConfig>,
+        section: Option<&RedisConfig>,
         previous: Option<&Arc<Self>>,
     ) -> Result<Option<Arc<Self>>, ConfigError> {
-        let Some(settings) = config.idempotency.get() else {
+        let Some(settings) = settings else {
             return Ok(None);
         };
-        let section = config.stack.redis.as_ref();
         let kind = settings.store_for(section.is_some());
         let redis = section.filter(|_| kind == IdempotencyStore::Redis);
         let basis = (kind, settings.max_bytes, redis.cloned());

@@ -25,7 +25,8 @@ pub(super) struct Store {
 
 /// What a call found when it came to lead its key.
 pub(super) enum Claim {
-    /// Nothing: the call runs, marked by this token in Redis when it could be.
+    /// Nothing: the call runs, with the token of its mark in Redis (when there is a Redis; the
+    /// mark may not have been set, if Redis did not answer).
     Won(Option<[u8; 16]>),
     /// An answer kept for the key.
     Found(Arc<Record>),
@@ -248,10 +249,11 @@ impl Redis {
             {
                 Ok(held) => held,
                 // Each process on its own, as the limiter falls back: this one's calls still
-                // wait for each other.
+                // wait for each other. The token stays: a script that timed out may have run,
+                // and the mark it set is this call's to replace or lift.
                 Err(error) => {
                     tracing::warn!(target: "tollgate::idempotency", %error, "Redis did not answer: the call runs without a shared mark");
-                    return Claim::Won(None);
+                    return Claim::Won(Some(token));
                 }
             };
             let Some(held) = held else {
