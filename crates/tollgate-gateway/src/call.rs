@@ -33,7 +33,7 @@ use crate::{
 pub(crate) const REQUEST_ID: &str = "x-request-id";
 
 /// The header that carries the gateway's own time on a call: its total less the upstream's.
-const OVERHEAD: &str = "x-tollgate-overhead-ms";
+pub(crate) const OVERHEAD: &str = "x-tollgate-overhead-ms";
 
 /// The header that names the role a low budget moved a call to.
 const DEGRADED: &str = "x-tollgate-degraded";
@@ -408,6 +408,9 @@ pub(crate) async fn handle<D: FrontDoor>(
 }
 
 async fn serve_call<D: FrontDoor>(gateway: Gateway, request: Request) -> Response {
+    // All a call without an Idempotency-Key pays for them: this lookup.
+    let route = (request.headers().contains_key(crate::idempotency::HEADER))
+        .then(|| request.uri().path().to_owned());
     let Accepted {
         live,
         key,
@@ -417,6 +420,24 @@ async fn serve_call<D: FrontDoor>(gateway: Gateway, request: Request) -> Respons
     } = match accept(&gateway, request, D::DIALECT).await {
         Ok(accepted) => accepted,
         Err(response) => return response,
+    };
+    let lead = match (route, &live.idempotency, live.config.idempotency.get()) {
+        (Some(route), Some(idempotency), Some(settings)) => {
+            let call = crate::idempotency::Call {
+                principal: &key.name,
+                headers: &headers,
+                route: &route,
+                body: &body,
+                settings,
+                wait: meta.timeout,
+            };
+            match idempotency.begin(call).await {
+                Ok(lead) => Some(lead),
+                Err(crate::idempotency::Early::Replay(answer)) => return meta.finish(answer, None),
+                Err(crate::idempotency::Early::Refused(error)) => return meta.fail(error),
+            }
+        }
+        _ => None,
     };
     let mut request = match D::parse(body, &headers) {
         Ok(request) => request,
@@ -445,7 +466,10 @@ async fn serve_call<D: FrontDoor>(gateway: Gateway, request: Request) -> Respons
             if let Some(served) = served {
                 served_headers(response.headers_mut(), &served);
             }
-            response
+            match lead {
+                Some(lead) => lead.watch(response),
+                None => response,
+            }
         }
         Err(error) => {
             // The limiter's own refusals (a provider's 429 is not one).

@@ -1,5 +1,5 @@
 //! The gateway's configuration: the stack's sections (read by [`tollgate::Config`]), and the
-//! gateway's own, `keys` and `gateway`.
+//! gateway's own: `keys`, `gateway`, `database`, `logs` and `idempotency`.
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 
@@ -54,6 +54,9 @@ pub struct GatewayConfig {
     /// file, the database's `tg_calls` table, or OTLP logs. Absent, no record is kept. Read once,
     /// at start.
     pub logs: Option<crate::logs::LogsConfig>,
+    /// How answers to calls with an `Idempotency-Key` are kept for their retries (`idempotency:
+    /// { ttl: 24h }`); on by default, `false` turns it off.
+    pub idempotency: Switch<crate::idempotency::IdempotencyConfig>,
 }
 
 /// One virtual key. The key itself is never written here, only its hash.
@@ -191,6 +194,11 @@ impl GatewayConfig {
         if let Some(logs) = &logs {
             own_errors.extend(logs.check());
         }
+        let idempotency: Switch<crate::idempotency::IdempotencyConfig> =
+            document.take_section("idempotency").unwrap_or_else(|e| {
+                own_errors.push(e);
+                Switch::Off
+            });
         // What keys may name, as written: checked even when those sections have mistakes.
         let known = Known {
             providers: document.names("providers"),
@@ -211,6 +219,10 @@ impl GatewayConfig {
             database.is_some(),
         ));
         errors.extend(check_server(&gateway));
+        errors.extend(crate::idempotency::check(
+            &idempotency,
+            stack.as_ref().map(|stack| stack.redis.is_some()),
+        ));
         errors.extend(check_degrades(stack.as_ref(), &keys, &known));
         match stack {
             Some(stack) if errors.is_empty() => Ok(Self {
@@ -219,6 +231,7 @@ impl GatewayConfig {
                 gateway,
                 database,
                 logs,
+                idempotency,
             }),
             _ => Err(errors.into_iter().collect()),
         }

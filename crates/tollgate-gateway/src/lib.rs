@@ -3,7 +3,7 @@
 //! health) in front of every provider.
 //!
 //! This crate is the binary's library: [`GatewayConfig`] reads the configuration (the stack's
-//! sections, plus `keys` and `gateway`), [`Gateway`] builds it and gives its axum
+//! sections, plus `keys`, `gateway`, `database`, `logs` and `idempotency`), [`Gateway`] builds it and gives its axum
 //! [`Router`](Gateway::router), and [`serve`] runs it with header and body timeouts and a drain on
 //! shutdown.
 //!
@@ -23,6 +23,11 @@
 //! failure reaches the caller in the gateway's words, with the upstream's own explanation only
 //! where it concerns the caller's request, redacted. `request_timeout` bounds every call, and a
 //! caller's `x-tollgate-timeout` (or the official clients' `x-stainless-timeout`) may shorten it.
+//!
+//! A call with an `Idempotency-Key` header is answered once: its answer is kept for its retries
+//! (the `idempotency` section, [`IdempotencyConfig`]: 24 h, in memory and in Redis with a `redis`
+//! section), which get it again to the byte, with `x-tollgate-idempotent-replay: true`, billed
+//! nothing; a duplicate under way waits for it, and the same key with another body is a 422.
 //!
 //! With a `logs` section ([`LogsConfig`]), every call leaves one record in each sink (a JSON-lines
 //! file, the database's `tg_calls` table, OTLP logs), written off the call path; the binary exports
@@ -62,6 +67,7 @@ mod config;
 mod degrade;
 mod embeddings;
 mod error;
+mod idempotency;
 mod info;
 mod keys;
 mod logs;
@@ -77,6 +83,7 @@ mod ui;
 mod upstream;
 
 pub use config::{GatewayConfig, KeyConfig, ServerConfig};
+pub use idempotency::{IdempotencyConfig, IdempotencyStore};
 pub use logs::{DatabaseSinkConfig, LogsConfig, OtlpSinkConfig, SinkConfig};
 pub use metrics::install_prometheus;
 pub use otel::Telemetry;

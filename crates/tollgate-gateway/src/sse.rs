@@ -4,6 +4,10 @@
 use std::{
     convert::Infallible,
     pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
 };
 
@@ -28,16 +32,33 @@ pub(crate) trait EventWriter: Send + Unpin + 'static {
     fn fail(&mut self, error: &ApiError, out: &mut Vec<u8>);
 }
 
+/// Whether a stream's body came to its proper end: set once the writer's last words are out, never
+/// for a stream that failed midway (its error event ends it) or was dropped. A response extension
+/// of every stream, for what must tell a whole stream from a failed one once the body is over (an
+/// idempotent call keeps only a whole one).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StreamEnd(Arc<AtomicBool>);
+
+impl StreamEnd {
+    /// Whether the stream ended well.
+    pub(crate) fn is_whole(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// The answer for `events`, written by `writer`. A stream that fails midway ends with the
 /// writer's error event, never as a cut-off answer that looks whole; one the client drops is
 /// dropped here too, which cancels the upstream call (and the stack bills what it used).
 pub(crate) fn response(events: LlmStream, writer: impl EventWriter) -> Response {
+    let end = StreamEnd::default();
     let body = SseBody {
         events,
         writer,
         done: false,
+        end: end.clone(),
     };
     let mut response = Response::new(Body::from_stream(body));
+    response.extensions_mut().insert(end);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -51,6 +72,7 @@ struct SseBody<W> {
     events: LlmStream,
     writer: W,
     done: bool,
+    end: StreamEnd,
 }
 
 impl<W: EventWriter> Stream for SseBody<W> {
@@ -70,6 +92,8 @@ impl<W: EventWriter> Stream for SseBody<W> {
                 Poll::Ready(None) => {
                     this.done = true;
                     this.writer.end(&mut out);
+                    // Before the last bytes go: whoever reads the body's end finds it set.
+                    this.end.0.store(true, Ordering::Release);
                 }
                 // Send what is written so far; the rest comes when the upstream says more.
                 Poll::Pending if out.is_empty() => return Poll::Pending,

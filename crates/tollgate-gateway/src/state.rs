@@ -73,6 +73,9 @@ pub(crate) struct Live {
     /// Calls refused by a rate limit or a budget, per tenant: the tenants come from the keys,
     /// so the map is bounded by the configuration.
     pub(crate) denials: std::sync::Mutex<std::collections::BTreeMap<Arc<str>, u64>>,
+    /// Answers kept for calls with an `Idempotency-Key`, when the section is on: the previous
+    /// build's, with its answers and calls under way, while its store is the one asked for.
+    pub(crate) idempotency: Option<Arc<crate::idempotency::Idempotency>>,
 }
 
 impl Gateway {
@@ -127,7 +130,7 @@ impl Gateway {
         let spend = Arc::new(SpendSink::default());
         Ok(Self {
             shared: Arc::new(Shared {
-                live: RwLock::new(Arc::new(Live::build(config, &spend, wall_now(wall))?)),
+                live: RwLock::new(Arc::new(Live::build(config, &spend, wall_now(wall), None)?)),
                 records: std::sync::OnceLock::new(),
                 logs: std::sync::OnceLock::new(),
                 spend,
@@ -153,6 +156,7 @@ impl Gateway {
             config,
             &self.shared.spend,
             wall_now(self.shared.wall),
+            Some(&self.live()),
         )?);
         *self.shared.live.write().unwrap_or_else(|e| e.into_inner()) = live.clone();
         // The records' limits hold on the new stack at once, from memory, database or not; the
@@ -326,6 +330,7 @@ impl Live {
         config: GatewayConfig,
         spend: &Arc<SpendSink>,
         wall_time: Option<std::time::SystemTime>,
+        previous: Option<&Self>,
     ) -> Result<Self, ConfigErrors> {
         let stack_config = config.stack_config();
         let spend = spend.clone();
@@ -339,6 +344,11 @@ impl Live {
             builder = builder.record_bodies(logs.max_body_bytes);
         }
         let stack = builder.build()?;
+        let idempotency = crate::idempotency::Idempotency::build(
+            config.idempotency.get(),
+            config.stack.redis.as_ref(),
+            previous.and_then(|live| live.idempotency.as_ref()),
+        )?;
         let digest = |hash: Option<&String>| {
             hash.map(|hash| crate::keys::parse_hash(hash).expect("checked when read"))
         };
@@ -354,6 +364,7 @@ impl Live {
             admin,
             metrics_key,
             denials: std::sync::Mutex::default(),
+            idempotency,
         })
     }
 }
