@@ -17,33 +17,16 @@ use std::{
 use serde_json::{Value, json};
 use support::*;
 
+/// A chat body with system prompt number `prompt`, asking question `n`.
 /// Three OpenAI-compatible upstreams serving the `default` role with affinity, weighted 2:1:1.
-fn three_upstreams(upstreams: &[Upstream; 3]) -> String {
-    format!(
-        r#"
-providers:
-  a: {{ kind: openai, base_url: "{a}", timeout: 5s }}
-  b: {{ kind: openai, base_url: "{b}", timeout: 5s }}
-  c: {{ kind: openai, base_url: "{c}", timeout: 5s }}
-roles:
-  default:
-    model: up-model
-    affinity: prefix
-    targets: [{{ provider: a, weight: 2 }}, {{ provider: b }}, {{ provider: c }}]
-pricing:
-  up-model: {{ input: "1.00", output: "2.00" }}
-retry: {{ max_retries: 0 }}
-keys:
-  alice: {{ hash: "{alice}", tenant: acme }}
-"#,
-        a = upstreams[0].base_url(),
-        b = upstreams[1].base_url(),
-        c = upstreams[2].base_url(),
-        alice = tollgate_gateway::hash_key(ALICE),
+fn three_upstreams([a, b, c]: &[Upstream; 3]) -> String {
+    role_config(
+        &[("a", a), ("b", b), ("c", c)],
+        "affinity: prefix\ntargets: [{ provider: a, weight: 2 }, { provider: b }, { provider: c }]",
+        "retry: { max_retries: 0 }",
     )
 }
 
-/// A chat body with system prompt number `prompt`, asking question `n`.
 fn prompted(prompt: usize, n: usize) -> Value {
     json!({
         "model": "default",
@@ -167,27 +150,10 @@ async fn each_prompt_lands_on_one_deployment_by_weight_and_a_cooling_one_hands_o
 #[tokio::test]
 async fn a_deployment_cooled_by_failures_comes_back_on_its_first_answered_probe() {
     let (first, second) = (Upstream::start().await, Upstream::start().await);
-    let yaml = format!(
-        r#"
-providers:
-  first: {{ kind: openai, base_url: "{first}", timeout: 5s }}
-  second: {{ kind: openai, base_url: "{second}", timeout: 5s }}
-roles:
-  default:
-    model: up-model
-    strategy: priority
-    probe: {{ every: 1s }}
-    targets: [{{ provider: first }}, {{ provider: second }}]
-routing: {{ cooldown: {{ failures: 3, duration: 10m }} }}
-pricing:
-  up-model: {{ input: "1.00", output: "2.00" }}
-retry: {{ max_retries: 0 }}
-keys:
-  alice: {{ hash: "{alice}", tenant: acme }}
-"#,
-        first = first.base_url(),
-        second = second.base_url(),
-        alice = tollgate_gateway::hash_key(ALICE),
+    let yaml = role_config(
+        &[("first", &first), ("second", &second)],
+        "strategy: priority\nprobe: { every: 1s }\ntargets: [{ provider: first }, { provider: second }]",
+        "routing: { cooldown: { failures: 3, duration: 10m } }\nretry: { max_retries: 0 }",
     );
     for _ in 0..3 {
         first.push(Reply::Json(

@@ -17,41 +17,20 @@ fn broken() -> Reply {
     )
 }
 
-/// `targets` of the `default` role (priority), each retried up to 3 times `backoff` apart: a call
-/// that waited on a retry takes that much longer.
+/// `upstreams` serving the `default` role in priority order, each retried up to 3 times
+/// `backoff` apart: a call that waited on a retry takes that much longer.
 fn role_over(upstreams: &[(&str, &Upstream)], cooldown: &str, backoff: &str) -> String {
-    let providers: String = upstreams
-        .iter()
-        .map(|(name, up)| {
-            format!(
-                "  {name}: {{ kind: openai, base_url: \"{}\", timeout: 5s }}\n",
-                up.base_url()
-            )
-        })
-        .collect();
     let targets: Vec<String> = upstreams
         .iter()
         .map(|(name, _)| format!("{{ provider: {name} }}"))
         .collect();
-    format!(
-        r#"
-providers:
-{providers}
-roles:
-  default:
-    model: up-model
-    strategy: priority
-    targets: [{targets}]
-routing:
-  cooldown: {cooldown}
-retry: {{ max_retries: 3, base_delay: {backoff}, multiplier: 1.0, jitter: none, budget: null }}
-pricing:
-  up-model: {{ input: "1.00", output: "2.00" }}
-keys:
-  alice: {{ hash: "{alice}", tenant: acme }}
-"#,
-        targets = targets.join(", "),
-        alice = tollgate_gateway::hash_key(ALICE),
+    role_config(
+        upstreams,
+        &format!("strategy: priority\ntargets: [{}]", targets.join(", ")),
+        &format!(
+            "routing: {{ cooldown: {cooldown} }}\n\
+             retry: {{ max_retries: 3, base_delay: {backoff}, multiplier: 1.0, jitter: none, budget: null }}"
+        ),
     )
 }
 

@@ -8,24 +8,10 @@ use support::*;
 
 /// Two OpenAI-compatible upstreams serving the `default` role in priority order.
 fn two_upstreams(first: &Upstream, second: &Upstream) -> String {
-    format!(
-        r#"
-providers:
-  first: {{ kind: openai, base_url: "{first}", timeout: 5s }}
-  second: {{ kind: openai, base_url: "{second}", timeout: 5s }}
-roles:
-  default:
-    model: up-model
-    strategy: priority
-    targets: [{{ provider: first }}, {{ provider: second }}]
-pricing:
-  up-model: {{ input: "1.00", output: "2.00" }}
-keys:
-  alice: {{ hash: "{alice}", tenant: acme }}
-"#,
-        first = first.base_url(),
-        second = second.base_url(),
-        alice = tollgate_gateway::hash_key(ALICE),
+    role_config(
+        &[("first", first), ("second", second)],
+        "strategy: priority\ntargets: [{ provider: first }, { provider: second }]",
+        "",
     )
 }
 

@@ -14,26 +14,10 @@ use tollgate_testkit::{TestRedis, Topology};
 /// Two OpenAI-compatible upstreams serving the `default` role in priority order, with their
 /// health shared in `redis`.
 fn config(first: &Upstream, second: &Upstream, redis: &TestRedis) -> String {
-    format!(
-        r#"
-providers:
-  first: {{ kind: openai, base_url: "{first}", timeout: 5s }}
-  second: {{ kind: openai, base_url: "{second}", timeout: 5s }}
-roles:
-  default:
-    model: up-model
-    strategy: priority
-    targets: [{{ provider: first }}, {{ provider: second }}]
-pricing:
-  up-model: {{ input: "1.00", output: "2.00" }}
-keys:
-  alice: {{ hash: "{alice}", tenant: acme }}
-redis: {{ {redis} }}
-"#,
-        first = first.base_url(),
-        second = second.base_url(),
-        alice = tollgate_gateway::hash_key(ALICE),
-        redis = redis.yaml(),
+    role_config(
+        &[("first", first), ("second", second)],
+        "strategy: priority\ntargets: [{ provider: first }, { provider: second }]",
+        &format!("redis: {{ {} }}", redis.yaml()),
     )
 }
 

@@ -43,6 +43,37 @@ keys:
     )
 }
 
+/// A configuration whose `default` role (model `up-model`, $1 / $2 per million tokens) is served
+/// by `upstreams`, each an OpenAI-compatible provider of the name given; `role` holds the role's
+/// other keys (its `targets`, `strategy`, ...), one per line, and `more` is appended; the key
+/// `alice` (tenant acme) may call it.
+pub fn role_config(upstreams: &[(&str, &Upstream)], role: &str, more: &str) -> String {
+    let providers: String = upstreams
+        .iter()
+        .map(|(name, upstream)| {
+            format!(
+                "  {name}: {{ kind: openai, base_url: \"{}\", timeout: 5s }}\n",
+                upstream.base_url()
+            )
+        })
+        .collect();
+    let role: String = role.lines().map(|line| format!("    {line}\n")).collect();
+    format!(
+        r#"
+providers:
+{providers}roles:
+  default:
+    model: up-model
+{role}pricing:
+  up-model: {{ input: "1.00", output: "2.00" }}
+keys:
+  alice: {{ hash: "{alice}", tenant: acme }}
+{more}
+"#,
+        alice = tollgate_gateway::hash_key(ALICE),
+    )
+}
+
 /// A client with no retries of its own.
 pub fn client() -> reqwest::Client {
     reqwest::Client::new()
