@@ -5,7 +5,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, atomic::Ordering::Relaxed},
     task::{Context, Poll},
     time::Duration,
 };
@@ -398,7 +398,23 @@ where
     /// Whether a failure of the attempt just started could move: to a deployment of this group
     /// or of a group later in the chain that this call has not tried and that is not cooling
     /// down. (One that is full still counts: it may have room by then.)
+    #[inline]
     fn can_go_elsewhere(&self, now: u64) -> bool {
+        let table = &*self.table;
+        let group = &table.groups[self.group];
+        if !group.can_move {
+            return false;
+        }
+        // Until some deployment has been cooled (or timed) none is cooling: a first attempt in a
+        // group of several has the others. The common case, decided without a look at them.
+        if self.attempts == 1 && group.members.len() > 1 && !table.clocked.load(Relaxed) {
+            return true;
+        }
+        self.elsewhere_after_a_look(now)
+    }
+
+    #[inline(never)]
+    fn elsewhere_after_a_look(&self, now: u64) -> bool {
         let table = &*self.table;
         let open = |group: usize| {
             table.groups[group].members.iter().any(|&index| {
