@@ -254,8 +254,12 @@ return 0
             .map_or(0, |since| since.as_millis() as u64)
     }
 
+    /// A time read from the hash; one past what this system's clock can hold reads as the
+    /// latest it can (a cooldown that far out is one that does not end).
     fn from_unix_ms(ms: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(ms)
+        UNIX_EPOCH
+            .checked_add(Duration::from_millis(ms))
+            .unwrap_or_else(|| UNIX_EPOCH + Duration::from_secs(i32::MAX as u64))
     }
 
     /// A notice's field and value in the hash.

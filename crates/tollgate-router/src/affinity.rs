@@ -161,14 +161,19 @@ impl Homes {
             }
         };
         let index = members[home];
-        if view.open(index, &mut skipped) && view.takes_share(index) {
+        let open = view.open(index, &mut skipped);
+        if open && view.takes_share(index) {
             return Ok(index);
         }
-        self.stand_in(view, prefix, members, home)
-            .map_err(|mut more| {
+        match self.stand_in(view, prefix, members, home) {
+            Ok(stand_in) => Ok(stand_in),
+            // Its home shed the call for a limit running low, but nothing else can take it.
+            Err(_) if open => Ok(index),
+            Err(mut more) => {
                 more.merge(skipped);
-                more
-            })
+                more.on_trial.ok_or(more)
+            }
+        }
     }
 
     /// A home for a new prefix: the open member with the fewest prefixes for its weight, ties
@@ -224,7 +229,9 @@ impl Homes {
                 best = Some((index, rank));
             }
         }
-        best.map(|(index, _)| index).ok_or(skipped)
+        best.map(|(index, _)| index)
+            .or(skipped.on_trial)
+            .ok_or(skipped)
     }
 
     /// Weighted rendezvous rank of member `position` for `prefix`: `-weight / ln(u)`, `u` a

@@ -223,7 +223,9 @@ pub struct GroupConfig {
     /// retry schedule runs only on the last place left).
     pub retries_before_move: u32,
     /// Sends calls with the same prompt prefix (system messages and tools) to the same
-    /// deployment, for its provider's prompt cache; off by default.
+    /// deployment, for its provider's prompt cache; off by default. It takes the place of the
+    /// group's `strategy` for calls that have a prefix (spreading prefixes by weight); calls with
+    /// none follow the strategy.
     pub affinity: Option<Affinity>,
     /// Probes its deployments while they cool down after failures, an open breaker or a refused
     /// key; off by default.

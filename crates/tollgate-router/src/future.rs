@@ -319,7 +319,7 @@ where
                 .unwrap_or_else(|| view.pick(group.config.strategy, &group.members));
             match picked {
                 // Filled up since it was looked at: look again.
-                Ok(index) if !table.states[index].try_enter(group.can_move) => {}
+                Ok(index) if !table.states[index].try_enter() => {}
                 Ok(index) => {
                     self.launch(index, now, cx, slot, hedge);
                     return Next::Started;
@@ -396,15 +396,12 @@ where
     }
 
     /// Whether a failure of the attempt just started could move: to a deployment of this group
-    /// or of a group later in the chain that this call has not tried and that is not cooling
-    /// down. (One that is full still counts: it may have room by then.)
+    /// or of a group later in the chain that this call has not tried, that is not cooling down
+    /// or out on its trial, and that has room (or a line to wait in).
     #[inline]
     fn can_go_elsewhere(&self, now: u64) -> bool {
         let table = &*self.table;
         let group = &table.groups[self.group];
-        if !group.can_move {
-            return false;
-        }
         // Until some deployment has been cooled (or timed) none is cooling: a first attempt in a
         // group of several has the others. The common case, decided without a look at them.
         if self.attempts == 1 && group.members.len() > 1 && !table.clocked.load(Relaxed) {
@@ -417,8 +414,13 @@ where
     fn elsewhere_after_a_look(&self, now: u64) -> bool {
         let table = &*self.table;
         let open = |group: usize| {
+            let waits = table.groups[group].room.is_some();
             table.groups[group].members.iter().any(|&index| {
-                !self.tried.contains(index) && table.states[index].cooling_until(now).is_none()
+                let state = &table.states[index];
+                !self.tried.contains(index)
+                    && state.cooling_until(now).is_none()
+                    && !(state.on_trial() && state.in_flight() > 0)
+                    && (waits || !state.is_full())
             })
         };
         if open(self.group) {

@@ -18,11 +18,14 @@ pub(crate) struct Skipped {
     pub(crate) full: bool,
     /// The earliest end of a cooldown that kept one out, and that cooldown's reason.
     pub(crate) cooling: Option<(u64, CooldownReason)>,
+    /// A deployment passed over because its trial call is out: taken when nothing else can be.
+    pub(crate) on_trial: Option<usize>,
 }
 
 impl Skipped {
     pub(crate) fn merge(&mut self, other: Self) {
         self.full |= other.full;
+        self.on_trial = self.on_trial.or(other.on_trial);
         self.cooling = match (self.cooling, other.cooling) {
             (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
             (a, b) => a.or(b),
@@ -109,17 +112,14 @@ impl View<'_> {
         let state = &self.states[index];
         if let Some(until) = state.cooling_until(self.now).filter(|_| self.cooldowns) {
             skipped.merge(Skipped {
-                full: false,
                 cooling: Some((until, state.cool_reason())),
+                ..Skipped::default()
             });
             return false;
         }
         if self.cooldowns && state.on_trial() && state.in_flight() > 0 {
-            // Its trial call is still out: the others wait for its answer elsewhere.
-            skipped.merge(Skipped {
-                full: false,
-                cooling: Some((self.now, CooldownReason::Failures)),
-            });
+            // Its trial call is still out: the others go elsewhere, or to it as a last resort.
+            skipped.on_trial.get_or_insert(index);
             return false;
         }
         if state.is_full() {
@@ -149,7 +149,7 @@ impl View<'_> {
             Strategy::LeastInFlight => self.least_in_flight(members, &mut skipped),
             Strategy::Latency => self.latency(members, &mut skipped),
         };
-        chosen.ok_or(skipped)
+        chosen.or(skipped.on_trial).ok_or(skipped)
     }
 
     fn weighted(&self, members: &[usize], skipped: &mut Skipped) -> Option<usize> {
@@ -277,7 +277,7 @@ mod tests {
         let rng = Rng::new(1);
         let mut tried = Tried::default();
         tried.insert(0);
-        assert!(states[1].try_enter(false));
+        assert!(states[1].try_enter());
         let view = View {
             states: &states,
             tried: &tried,
@@ -287,12 +287,12 @@ mod tests {
             cooldowns: true,
         };
         assert_eq!(view.pick(Strategy::Priority, &[0, 1, 2]), Ok(2));
-        assert!(states[2].try_enter(false));
+        assert!(states[2].try_enter());
         assert_eq!(
             view.pick(Strategy::Priority, &[0, 1, 2]),
             Err(Skipped {
                 full: true,
-                cooling: None
+                ..Skipped::default()
             })
         );
     }

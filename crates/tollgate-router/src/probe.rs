@@ -4,7 +4,8 @@
 //! keeps it out until the next has had its time to answer.
 //!
 //! The probes run as one future ([`Probes`], from [`Router::probes`]) that the application
-//! spawns; it holds the router's table weakly and ends once every clone of the router is gone.
+//! spawns; it holds the router's table weakly and ends once every clone of the router (and every
+//! [`HealthBoard`](crate::HealthBoard) taken from it) is gone.
 
 use std::{
     fmt,
@@ -77,7 +78,8 @@ where
 {
     /// The probes of the groups that set [`probe`](crate::GroupConfig::probe), to spawn on the
     /// application's runtime; `None` when no group does. A deployment in several such groups is
-    /// probed at the shortest of their intervals.
+    /// probed at the shortest of their intervals. Spawn it once: each future it returns probes
+    /// on its own.
     pub fn probes(&self) -> Option<Probes> {
         let table = &*self.table;
         let mut plan: Vec<Option<(Duration, Arc<str>)>> = vec![None; table.states.len()];
@@ -195,6 +197,8 @@ fn settle<S>(
         Ok(answer) => {
             state.probed(false);
             state.recover(now);
+            // It answered: a trial, if any, is over even when its cooldown ran out meanwhile.
+            state.answered();
             if let Some(snapshot) = answer.extensions.get::<RateLimitSnapshot>() {
                 state.observe_limits(now, snapshot, cooldown.duration);
             }
@@ -214,9 +218,13 @@ fn settle<S>(
                     };
                     "failed"
                 }
+                // Slower than `every` is not down: the cooldown runs its course, no longer.
+                ErrorKind::Timeout => {
+                    state.probed(true);
+                    "failed"
+                }
                 ErrorKind::Overloaded
                 | ErrorKind::Server
-                | ErrorKind::Timeout
                 | ErrorKind::Connect
                 | ErrorKind::Unavailable
                 | ErrorKind::Auth

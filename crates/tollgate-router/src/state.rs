@@ -182,21 +182,15 @@ impl DeploymentState {
         (self.load.load(Relaxed) / IN_FLIGHT) as u32
     }
 
-    /// Takes a place in the bulkhead (and counts the call): false when it is full. `one_on_trial`:
-    /// a deployment on trial takes one call at a time.
-    pub(crate) fn try_enter(&self, one_on_trial: bool) -> bool {
+    /// Takes a place in the bulkhead (and counts the call): false when it is full.
+    pub(crate) fn try_enter(&self) -> bool {
         const ONE: u64 = IN_FLIGHT + 1;
-        let trial = one_on_trial && self.on_trial();
-        if self.max_in_flight == u32::MAX && !trial {
+        if self.max_in_flight == u32::MAX {
             // Without a bound a plain add will do: cheaper than a compare-and-swap.
             self.load.fetch_add(ONE, Relaxed);
             return true;
         }
-        let bound = if trial {
-            1
-        } else {
-            u64::from(self.max_in_flight)
-        };
+        let bound = u64::from(self.max_in_flight);
         self.load
             .fetch_update(Relaxed, Relaxed, |n| {
                 (n / IN_FLIGHT < bound).then_some(n.wrapping_add(ONE))
@@ -349,6 +343,10 @@ impl DeploymentState {
             return false;
         }
         self.cool_reason.store(reason.index() as u8, Relaxed);
+        if reason == CooldownReason::Failures {
+            // As after a cooldown decided here: one call at a time once it ends.
+            self.trial.store(true, Relaxed);
+        }
         true
     }
 
@@ -422,7 +420,9 @@ impl DeploymentState {
         }
         let mut recent = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if self.trial.load(Relaxed) {
-            return true;
+            // Its trial failed; a call sent before the cooldown (or by a group with nowhere
+            // else to go) failing while it cools says nothing new.
+            return self.cooling_until(now).is_none();
         }
         let window = nanos(window);
         while recent
@@ -600,6 +600,9 @@ mod tests {
         // After the cooldown it is on trial: one failure cools it again, one answer ends the
         // trial and the count starts over.
         assert!(state.on_trial());
+        state.cool(62 * S, Duration::from_secs(10), CooldownReason::Failures);
+        // A call sent before the cooldown failing while it runs says nothing new.
+        assert!(!state.failed(65 * S, 3, minute));
         assert!(state.failed(73 * S, 3, minute));
         state.answered();
         assert!(!state.on_trial());
@@ -609,27 +612,12 @@ mod tests {
     }
 
     #[test]
-    fn a_deployment_on_trial_takes_one_call_at_a_time_where_calls_can_move() {
-        let state = DeploymentState::new("a".into(), 1, None, false, false);
-        for at in 0..3 {
-            state.failed(at * S, 3, Duration::from_secs(60));
-        }
-        assert!(state.try_enter(true));
-        assert!(!state.try_enter(true));
-        // A group with nowhere else to go is not held to one.
-        assert!(state.try_enter(false));
-        state.leave();
-        state.leave();
-        assert!(state.try_enter(true));
-    }
-
-    #[test]
     fn the_bulkhead_holds_its_bound() {
         let state = DeploymentState::new("a".into(), 1, Some(2), false, false);
-        assert!(state.try_enter(false) && state.try_enter(false));
-        assert!(!state.try_enter(false));
+        assert!(state.try_enter() && state.try_enter());
+        assert!(!state.try_enter());
         state.leave();
-        assert!(state.try_enter(false));
+        assert!(state.try_enter());
         assert_eq!(state.in_flight(), 2);
     }
 

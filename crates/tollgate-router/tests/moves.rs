@@ -191,3 +191,26 @@ async fn a_failing_deployment_is_called_at_most_cooldown_failures_times_per_cool
     );
     assert_eq!(down.calls(), 14);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_fallback_group_of_one_moves_at_once_while_a_later_one_can_answer() {
+    let (down, also_down, spare) = (failing(), failing(), SimulatedProvider::new());
+    let router = builder()
+        .deployment(retried("down", &down))
+        .deployment(retried("also_down", &also_down))
+        .deployment(retried("spare", &spare))
+        .group(Group::new("default", ["down"]).config(GroupConfig {
+            fallbacks: vec!["backup".into(), "spare".into()],
+            ..GroupConfig::default()
+        }))
+        .group(Group::new("backup", ["also_down"]))
+        .group(Group::new("spare", ["spare"]))
+        .build()
+        .unwrap();
+
+    let started = Instant::now();
+    let answer = call(&router, ask()).await.unwrap();
+    assert_eq!(served(&answer), ("spare".to_owned(), 2));
+    assert_eq!((down.calls(), also_down.calls()), (1, 1));
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
