@@ -47,8 +47,9 @@ pub type BoxedProvider = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
 ///    `redis` section its cooldowns and the providers' limit readings are shared with every
 ///    process on that Redis, by a task of the stack's own, off the call path;
 /// 4. **retry**, with the provider's own policy and retry budget (`retry.providers`): backoff,
-///    `Retry-After` (a provider whose every role may move leaves 429s and overloads to the
-///    router);
+///    `Retry-After`; while the router has somewhere else to send a call it caps the call's
+///    retries at its role's `retries_before_move` (0 by default) and a 429 or overload is not
+///    retried at all: the call moves;
 /// 5. **circuit breaker** per provider, with the provider's own rules (`circuit_breaker.providers`):
 ///    inside the retries, so it sees and can stop every attempt;
 /// 6. **health** per provider, with the provider's own thresholds (`health.providers`): records

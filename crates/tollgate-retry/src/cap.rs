@@ -1,6 +1,9 @@
 //! How a request caps the retries made for it.
 
-/// A request that may cap the retries made for it, below what the policy allows.
+/// A request that may cap the retries made for it, below what the policy allows. A request
+/// that sets a cap (even one above the policy's count) says its caller can send it elsewhere, so
+/// a throttled failure (`RateLimited`, `Overloaded`) is given back at once rather than waited
+/// out.
 ///
 /// An [`LlmRequest`](tollgate_core::LlmRequest) reads its
 /// [`meta.retry_cap`](tollgate_core::RequestMeta::retry_cap); another request type caps nothing

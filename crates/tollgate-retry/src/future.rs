@@ -36,6 +36,8 @@ pin_project! {
         attempt: u32,
         // The most retries this call may make here (the request's cap, else the policy's).
         retries: u32,
+        // Whether the request set a cap: its caller has somewhere else to send it.
+        movable: bool,
         // The running attempt's span (a child of the caller's), entered while it runs.
         span: tracing::Span,
     }
@@ -158,9 +160,8 @@ where
         // itself moves into the future.
         let entered = span.clone();
         let _entered = entered.enter();
-        let retries = request
-            .retry_cap()
-            .map_or(policy.max_retries(), |cap| cap.min(policy.max_retries()));
+        let cap = request.retry_cap();
+        let retries = cap.map_or(policy.max_retries(), |cap| cap.min(policy.max_retries()));
         Self {
             retry: if retries > 0 {
                 Some((service.clone(), request.clone()))
@@ -180,6 +181,7 @@ where
             policy: kept,
             attempt: 1,
             retries,
+            movable: cap.is_some(),
             span,
         }
     }
@@ -231,7 +233,18 @@ where
                     // A capped call that has used its retries goes back to its caller (a router
                     // with somewhere else to send it) with no note: it was not given up on.
                     let capped = *this.retries < this.policy.max_retries();
-                    if this.retry.is_none() || (capped && *this.attempt > *this.retries) {
+                    // A throttled call that can go elsewhere does: waiting out a provider's
+                    // pause is what moving is for.
+                    let throttled = *this.movable
+                        && matches!(
+                            error.kind(),
+                            tollgate_core::ErrorKind::RateLimited
+                                | tollgate_core::ErrorKind::Overloaded
+                        );
+                    if this.retry.is_none()
+                        || throttled
+                        || (capped && *this.attempt > *this.retries)
+                    {
                         return Poll::Ready(Err(finish(error, *this.attempt, None)));
                     }
                     let later = this.later.get_or_insert_with(Box::default);

@@ -572,6 +572,20 @@ async fn a_requests_retry_cap_bounds_the_retries_made_for_it() {
             assert!(!error.to_string().contains("gave up"), "{error}");
         }
     }
+    // A capped call is never retried for a throttle: its caller moves it instead.
+    let throttled = always(Outcome::rate_limited(Duration::from_secs(30)));
+    let stack = ServiceBuilder::new()
+        .layer(RetryLayer::new(exact().max_retries(3).build().unwrap()))
+        .service(throttled.clone());
+    let mut capped = request();
+    capped.meta.retry_cap = Some(2);
+    let started = Instant::now();
+    let error = stack.oneshot(capped).await.unwrap_err();
+    assert_eq!(
+        (error.kind(), throttled.calls()),
+        (ErrorKind::RateLimited, 1)
+    );
+    assert_eq!(started.elapsed(), Duration::ZERO);
     let provider = SimulatedProvider::builder()
         .script([Outcome::Server, Outcome::Success])
         .build();
