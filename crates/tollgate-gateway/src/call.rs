@@ -395,7 +395,7 @@ pub(crate) trait FrontDoor {
 
 /// Serves one call through door `D`: the key, the body, the model, the stack, the answer; in
 /// a span that continues the caller's trace, when spans are exported.
-pub(crate) async fn handle<D: FrontDoor>(
+pub(crate) async fn handle<D: FrontDoor + 'static>(
     State(gateway): State<Gateway>,
     request: Request,
 ) -> Response {
@@ -407,7 +407,7 @@ pub(crate) async fn handle<D: FrontDoor>(
     }
 }
 
-async fn serve_call<D: FrontDoor>(gateway: Gateway, request: Request) -> Response {
+async fn serve_call<D: FrontDoor + 'static>(gateway: Gateway, request: Request) -> Response {
     // All a call without an Idempotency-Key pays for them: this lookup.
     let route = (request.headers().contains_key(crate::idempotency::HEADER))
         .then(|| request.uri().path().to_owned());
@@ -416,15 +416,18 @@ async fn serve_call<D: FrontDoor>(gateway: Gateway, request: Request) -> Respons
         key,
         headers,
         body,
-        mut meta,
+        meta,
     } = match accept(&gateway, request, D::DIALECT).await {
         Ok(accepted) => accepted,
         Err(response) => return response,
     };
     let lead = match (route, &live.idempotency, live.config.idempotency.get()) {
         (Some(route), Some(idempotency), Some(settings)) => {
+            // Under its tenant too: a key's name given to another tenant later (a file key
+            // renamed on reload) does not find the first holder's answers.
+            let principal = format!("{}\n{}", key.tenant, key.name);
             let call = crate::idempotency::Call {
-                principal: &key.name,
+                principal: &principal,
                 headers: &headers,
                 route: &route,
                 body: &body,
@@ -439,6 +442,42 @@ async fn serve_call<D: FrontDoor>(gateway: Gateway, request: Request) -> Respons
         }
         _ => None,
     };
+    let accepted = Accepted {
+        live,
+        key,
+        headers,
+        body,
+        meta,
+    };
+    match lead {
+        None => run::<D>(gateway, accepted, None).await,
+        // Kept for the call's retries: it runs to its end even if its caller leaves.
+        Some(lead) => {
+            let failed = || {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "the call failed inside the gateway",
+                )
+                .into_response(D::DIALECT)
+            };
+            crate::idempotency::run_to_end(run::<D>(gateway, accepted, Some(lead)), failed).await
+        }
+    }
+}
+
+/// An accepted call, from reading its body to its answer (kept for `lead`'s key, if any).
+async fn run<D: FrontDoor>(
+    gateway: Gateway,
+    Accepted {
+        live,
+        key,
+        headers,
+        body,
+        mut meta,
+    }: Accepted,
+    lead: Option<crate::idempotency::Lead>,
+) -> Response {
     let mut request = match D::parse(body, &headers) {
         Ok(request) => request,
         Err(error) => return meta.fail(error),

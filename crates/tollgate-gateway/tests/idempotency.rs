@@ -494,3 +494,55 @@ async fn the_openai_clients_retry_after_a_lost_answer_is_billed_once() {
         1
     );
 }
+
+/// A client that gives up mid-stream (a timeout) and retries with its key: the first call ran to
+/// its end without it, was kept, and the retry gets it whole; the upstream was called once.
+#[tokio::test]
+async fn a_caller_that_leaves_mid_call_finds_the_answer_kept_for_its_retry() {
+    let upstream = Upstream::start().await;
+    let gateway = GatewayProcess::start(&config(&upstream, "")).await;
+    upstream.push(Reply::HeldStream {
+        first: vec![chunk(
+            json!({ "role": "assistant", "content": "Hello" }),
+            None,
+        )],
+        rest: vec![
+            chunk(json!({ "content": " world" }), None),
+            chunk(json!({}), Some("stop")),
+        ],
+        done: true,
+    });
+    let body = json!({ "model": "default", "stream": true,
+                       "messages": [{ "role": "user", "content": "hi" }] });
+    let response = client()
+        .post(format!("{}{CHAT}", gateway.url))
+        .bearer_auth(ALICE)
+        .header("idempotency-key", "left-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // The caller reads the first event, then leaves.
+    let mut response = response;
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("Hello"));
+    drop(response);
+    // The upstream's stream goes on; the gateway reads it to its end and keeps it.
+    upstream.release();
+    let deadline = Duration::from_secs(20);
+    assert!(
+        until(deadline, || async {
+            counter(&gateway, "tollgate_idempotency_kept_total").await == 1
+        })
+        .await
+    );
+    let retry = post(&gateway.url, CHAT, "left-1", &body).await;
+    assert!(retry.replayed());
+    let text = String::from_utf8_lossy(&retry.body).into_owned();
+    assert!(
+        text.contains("Hello") && text.contains(" world") && text.ends_with("data: [DONE]\n\n"),
+        "{text}"
+    );
+    assert_eq!(upstream.calls(), 1);
+}

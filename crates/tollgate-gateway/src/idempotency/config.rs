@@ -26,8 +26,11 @@ use tollgate::{ConfigError, Switch};
 /// assert_eq!(settings.ttl, Duration::from_secs(24 * 3600));
 /// assert_eq!(settings.store, None); // memory here; Redis with a `redis` section
 ///
-/// let config = GatewayConfig::from_yaml(&yaml("idempotency: { ttl: 1h, max_bytes: 1048576 }")).unwrap();
+/// let config = GatewayConfig::from_yaml(&yaml("idempotency: { ttl: 1h, max_bytes: 16777216 }")).unwrap();
 /// assert_eq!(config.idempotency.get().unwrap().ttl, Duration::from_secs(3600));
+/// // An answer larger than the whole store could never be kept (each is 4 MiB at most by default).
+/// let err = GatewayConfig::from_yaml(&yaml("idempotency: { max_bytes: 1048576 }")).unwrap_err();
+/// assert_eq!(err.paths(), ["idempotency.max_entry_bytes"]);
 /// assert!(GatewayConfig::from_yaml(&yaml("idempotency: false")).unwrap().idempotency.get().is_none());
 ///
 /// // Mistakes name the field.
@@ -106,6 +109,12 @@ pub(crate) fn check(section: &Switch<IdempotencyConfig>, redis: Option<bool>) ->
     }
     if settings.max_entry_bytes == 0 {
         errors.push(ConfigError::new(at("max_entry_bytes"), "must be > 0"));
+    } else if settings.max_entry_bytes as u64 > settings.max_bytes {
+        // An answer larger than the whole store could never be kept.
+        errors.push(ConfigError::new(
+            at("max_entry_bytes"),
+            "must be at most max_bytes",
+        ));
     }
     if settings.store == Some(IdempotencyStore::Redis) && redis == Some(false) {
         errors.push(ConfigError::new(

@@ -31,6 +31,7 @@
 
 mod body;
 mod config;
+mod detach;
 mod flight;
 mod record;
 mod store;
@@ -45,6 +46,7 @@ use tollgate::{ConfigError, redis::RedisConfig};
 
 pub(crate) use config::check;
 pub use config::{IdempotencyConfig, IdempotencyStore};
+pub(crate) use detach::run_to_end;
 use flight::{Flights, Guard, Joined};
 use record::{Digest, Record};
 use store::{Claim, Memory, Redis, Store};
