@@ -17,6 +17,10 @@
 //! - a failure (any other status, a stream that failed, was cut or was left by its caller) is not
 //!   kept, so the next call with the key runs again, as does one after the TTL.
 //!
+//! A keyed call runs to its end on a task of its own, whether or not its caller stays: a client
+//! that timed out and retries finds the first call's answer kept (or waits for it), instead of
+//! starting a second call the provider bills again.
+//!
 //! A key is 1 to 255 visible ASCII characters, one header; anything else is a 400.
 //!
 //! Answers are kept in this process's memory (moka, bounded by `max_bytes`, least recently used
