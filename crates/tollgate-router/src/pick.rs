@@ -117,13 +117,14 @@ impl View<'_> {
             });
             return false;
         }
+        if state.is_full() {
+            skipped.full = true;
+            return false;
+        }
+        // After the bulkhead: a last resort must have room, or the call would look again forever.
         if self.cooldowns && state.on_trial() && state.in_flight() > 0 {
             // Its trial call is still out: the others go elsewhere, or to it as a last resort.
             skipped.on_trial.get_or_insert(index);
-            return false;
-        }
-        if state.is_full() {
-            skipped.full = true;
             return false;
         }
         true
@@ -269,6 +270,43 @@ mod tests {
         tried.insert(70);
         assert!(tried.contains(3) && tried.contains(70));
         assert!(!tried.contains(4) && !tried.contains(71));
+    }
+
+    #[test]
+    fn a_deployment_out_on_its_trial_is_the_last_resort() {
+        // No bulkhead: only the trial holds it back.
+        let states: Vec<_> = (0..2)
+            .map(|i| {
+                Arc::new(DeploymentState::new(
+                    i.to_string().into(),
+                    1,
+                    None,
+                    false,
+                    false,
+                ))
+            })
+            .collect();
+        let rng = Rng::new(1);
+        let minute = std::time::Duration::from_secs(60);
+        for at in 0..3 {
+            states[0].failed(at, 3, minute);
+        }
+        assert!(states[0].try_enter(), "its trial call");
+        let pick = |tried: &Tried, strategy: Strategy| {
+            View {
+                states: &states,
+                tried,
+                now: 0,
+                below: 0.5,
+                rng: &rng,
+                cooldowns: true,
+            }
+            .pick(strategy, &[0, 1])
+        };
+        let mut tried = Tried::default();
+        assert_eq!(pick(&tried, Strategy::Priority), Ok(1));
+        tried.insert(1);
+        assert_eq!(pick(&tried, Strategy::Weighted), Ok(0));
     }
 
     #[test]
