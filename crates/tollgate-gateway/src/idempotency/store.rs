@@ -242,6 +242,7 @@ impl Redis {
         let lease = millis(lease);
         let mut pause = Duration::from_millis(5);
         let mut waited = false;
+        let mut replaced = false;
         loop {
             let held: Option<Vec<u8>> = match self
                 .script(Lua::Claim, &name, &[&mark, lease.as_bytes()])
@@ -277,9 +278,14 @@ impl Redis {
                     pause = (pause * 2).min(Duration::from_millis(100));
                 }
                 Err(reason) => {
-                    // Not a value this module wrote: the key is taken over.
+                    // Not a value this module wrote: the key is taken over, once. If it cannot
+                    // be (the DEL refused, or the value back at once), the call runs without a
+                    // shared mark rather than spin.
                     tracing::warn!(target: "tollgate::idempotency", reason, "a corrupt value under an idempotency key; replaced");
-                    let _: Result<i64, _> = self.query(redis::cmd("DEL").arg(&name)).await;
+                    let deleted: Result<i64, _> = self.query(redis::cmd("DEL").arg(&name)).await;
+                    if deleted.is_err() || std::mem::replace(&mut replaced, true) {
+                        return Claim::Won(Some(token));
+                    }
                 }
             }
         }
