@@ -25,7 +25,8 @@
 //!
 //! Answers are kept in this process's memory (moka, bounded by `max_bytes`, least recently used
 //! out first: an answer is most likely retried soon after it was given), and with a `redis`
-//! section in Redis too, shared by every process on it. There a call under way marks its key (one
+//! section in Redis too, shared by every process on it (each operation given the section's
+//! `cache_timeout`, and at least a second). There a call under way marks its key (one
 //! script: `SET` only when nothing is held) for the length of its timeout, so a duplicate in
 //! another process waits for it too, polling until the answer is there. A Redis that does not
 //! answer leaves each process to itself: its own duplicates still wait for each other, and its own
@@ -62,6 +63,11 @@ pub(crate) const HEADER: HeaderName = HeaderName::from_static("idempotency-key")
 
 /// The longest key (Stripe's bound).
 const MAX_KEY: usize = 255;
+
+/// The least time a Redis operation of this module is given (the `redis` section's
+/// `cache_timeout` when longer): a kept answer is worth the wait, since one not written is a
+/// retry run, and billed, again.
+const MIN_REDIS_WAIT: Duration = Duration::from_secs(1);
 
 /// How much longer than its call's own bound a call's mark in Redis lasts: a process that died
 /// mid-call holds its key no longer than this past the call's timeout.
@@ -123,7 +129,7 @@ impl Idempotency {
                 Some(Redis::new(
                     connection,
                     &section.prefix,
-                    section.cache_timeout,
+                    section.cache_timeout.max(MIN_REDIS_WAIT),
                 ))
             }
         };
