@@ -419,7 +419,7 @@ where
                 let state = &table.states[index];
                 !self.tried.contains(index)
                     && state.cooling_until(now).is_none()
-                    && !(state.on_trial() && state.in_flight() > 0)
+                    && !state.trial_out()
                     && (waits || !state.is_full())
             })
         };

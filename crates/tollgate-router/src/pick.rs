@@ -122,7 +122,7 @@ impl View<'_> {
             return false;
         }
         // After the bulkhead: a last resort must have room, or the call would look again forever.
-        if self.cooldowns && state.on_trial() && state.in_flight() > 0 {
+        if self.cooldowns && state.trial_out() {
             // Its trial call is still out: the others go elsewhere, or to it as a last resort.
             skipped.on_trial.get_or_insert(index);
             return false;

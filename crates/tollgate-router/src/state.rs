@@ -445,6 +445,11 @@ impl DeploymentState {
         self.trial.load(Relaxed)
     }
 
+    /// Whether its trial call is out: until it answers, calls that can go elsewhere do.
+    pub(crate) fn trial_out(&self) -> bool {
+        self.on_trial() && self.in_flight() > 0
+    }
+
     /// It answered a call: a trial, if any, is over.
     #[inline]
     pub(crate) fn answered(&self) {
