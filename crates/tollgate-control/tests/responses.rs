@@ -43,7 +43,10 @@ async fn a_response_is_the_owners_alone_kept_replaced_deleted_and_pruned() {
         assert_eq!(database.response("resp_1", BOB).await.unwrap(), None);
         assert_eq!(database.response("resp_none", ALICE).await.unwrap(), None);
         assert!(!database.delete_response("resp_1", BOB).await.unwrap());
-        assert_eq!(database.response("resp_1", ALICE).await.unwrap(), Some(first));
+        assert_eq!(
+            database.response("resp_1", ALICE).await.unwrap(),
+            Some(first)
+        );
 
         // The same id for another owner is a response of its own; for the same owner, a
         // replacement.
@@ -51,7 +54,10 @@ async fn a_response_is_the_owners_alone_kept_replaced_deleted_and_pruned() {
         database.put_response(&bobs).await.unwrap();
         let again = stored("resp_1", ALICE, at + Duration::from_secs(1), "four, again");
         database.put_response(&again).await.unwrap();
-        assert_eq!(database.response("resp_1", ALICE).await.unwrap(), Some(again));
+        assert_eq!(
+            database.response("resp_1", ALICE).await.unwrap(),
+            Some(again)
+        );
         assert_eq!(database.response("resp_1", BOB).await.unwrap(), Some(bobs));
 
         assert!(database.delete_response("resp_1", ALICE).await.unwrap());
@@ -68,7 +74,10 @@ async fn a_response_is_the_owners_alone_kept_replaced_deleted_and_pruned() {
             .unwrap();
         assert_eq!(pruned, 1);
         assert_eq!(database.response("resp_1", BOB).await.unwrap(), None);
-        assert_eq!(database.response("resp_2", ALICE).await.unwrap(), Some(later));
+        assert_eq!(
+            database.response("resp_2", ALICE).await.unwrap(),
+            Some(later)
+        );
         database.close().await;
     }
 }

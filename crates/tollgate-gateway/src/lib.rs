@@ -12,6 +12,8 @@
 //! | `POST /v1/chat/completions` | OpenAI chat completions, whole or streamed (`stream: true`) |
 //! | `POST /v1/messages` | Anthropic Messages, whole or streamed, served by any provider |
 //! | `POST /v1/embeddings` | OpenAI embeddings, from an OpenAI-compatible provider |
+//! | `POST /v1/responses` | OpenAI Responses, whole or streamed (typed events): passed through to a provider that serves it (`responses_api: true`), translated through chat completions for any other; stored with a `database` section (`store`, default true) and continued by `previous_response_id` |
+//! | `GET`, `DELETE /v1/responses/{id}` | a response the caller's key stored (another key's is a 404) |
 //! | `GET /v1/models` | the roles and `provider/model` names the caller's key may use |
 //! | `GET /health`, `/health/live`, `/health/ready` | each provider's status (behind `metrics_key_hash` when set); liveness; readiness |
 //! | `GET /metrics` | Prometheus text, when the process installed the recorder (behind `metrics_key_hash` when set) |
@@ -28,6 +30,13 @@
 //! (the `idempotency` section, [`IdempotencyConfig`]: 24 h, in memory and in Redis with a `redis`
 //! section), which get it again to the byte, with `x-tollgate-idempotent-replay: true`, billed
 //! nothing; a duplicate under way waits for it, and the same key with another body is a 422.
+//!
+//! `POST /v1/responses` keeps its answers with a `database` section (`store`, true unless the
+//! call says `false`): the Response object as the caller got it and the input items it
+//! answered, under the caller's key, written off the call path. A call naming one in
+//! `previous_response_id` continues that conversation on any provider (the gateway sends the
+//! whole history); another key's response is a 404, and without a `database` section
+//! `previous_response_id` is a 400 that says what is missing.
 //!
 //! With a `logs` section ([`LogsConfig`]), every call leaves one record in each sink (a JSON-lines
 //! file, the database's `tg_calls` table, OTLP logs), written off the call path; the binary exports
@@ -75,6 +84,7 @@ mod messages;
 mod metrics;
 mod otel;
 mod records;
+mod responses;
 mod restore;
 mod server;
 mod sse;

@@ -15,7 +15,14 @@ use hyper_util::{
 use tokio::net::TcpListener;
 
 use crate::{
-    call, chat::Chat, embeddings::Embeddings, info, messages::Messages, state::Gateway, ui,
+    call,
+    chat::Chat,
+    embeddings::Embeddings,
+    info,
+    messages::Messages,
+    responses::{self, Responses},
+    state::Gateway,
+    ui,
 };
 
 impl Gateway {
@@ -26,6 +33,11 @@ impl Gateway {
             .route("/v1/chat/completions", post(call::handle::<Chat>))
             .route("/v1/messages", post(call::handle::<Messages>))
             .route("/v1/embeddings", post(call::handle::<Embeddings>))
+            .route("/v1/responses", post(call::handle::<Responses>))
+            .route(
+                "/v1/responses/{id}",
+                get(responses::read).delete(responses::delete),
+            )
             .route("/v1/models", get(info::models))
             .route("/health", get(info::health))
             .route("/health/live", get(info::live))
