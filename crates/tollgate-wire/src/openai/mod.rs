@@ -1,5 +1,5 @@
-//! OpenAI's APIs: [`chat`] completions and [`embeddings`]. Room is left for the Responses API
-//! (`responses`).
+//! OpenAI's APIs: [`chat`] completions, [`embeddings`] and [`responses`].
 
 pub mod chat;
 pub mod embeddings;
+pub mod responses;

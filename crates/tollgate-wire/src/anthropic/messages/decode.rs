@@ -79,7 +79,7 @@ pub fn decode_request(body: Bytes, headers: &HeaderMap) -> Result<LlmRequest, Re
 }
 
 /// A body's top level: each field's name and where its value lies, in order.
-struct TopLevel<'a>(Vec<(String, &'a RawValue)>);
+pub(crate) struct TopLevel<'a>(pub(crate) Vec<(String, &'a RawValue)>);
 
 impl<'de> Deserialize<'de> for TopLevel<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
