@@ -133,3 +133,87 @@ impl ResponseStore {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use serde_json::json;
+    use tollgate_control::{DatabaseConfig, StoredResponse};
+
+    use super::*;
+
+    async fn database(name: &str) -> (Database, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "tollgate-response-store-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("tollgate.db").display());
+        (
+            Database::open(&DatabaseConfig::url(url)).await.unwrap(),
+            dir,
+        )
+    }
+
+    fn stored(id: &str) -> StoredResponse {
+        StoredResponse::new(
+            id,
+            "acme\nalice",
+            SystemTime::now(),
+            format!(r#"{{"id":"{id}","object":"response","output":[]}}"#),
+            vec![json!({"role": "user", "content": "hi"})],
+        )
+    }
+
+    // One thread: a spawned write runs only when the test awaits, so "before it is written"
+    // is a state the test holds, not a race it hopes to win.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_write_under_way_is_found_and_a_delete_waits_for_it() {
+        let (database, dir) = database("found").await;
+        let store = Arc::new(ResponseStore::new(database.clone()));
+        store.put(stored("resp_1"));
+        assert_eq!(store.lock().len(), 1, "not written yet");
+        let found = store.get("resp_1", "acme\nalice").await.unwrap().unwrap();
+        assert_eq!(found.id, "resp_1");
+        assert!(store.get("resp_1", "acme\nbob").await.unwrap().is_none());
+
+        // The delete waits for the write, which then cannot bring it back.
+        assert!(store.delete("resp_1", "acme\nalice").await.unwrap());
+        assert!(store.lock().is_empty());
+        assert!(store.get("resp_1", "acme\nalice").await.unwrap().is_none());
+        assert!(
+            database
+                .response("resp_1", "acme\nalice")
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // On shutdown, what is under way is written before the flush returns.
+        store.put(stored("resp_2"));
+        store.flush().await;
+        assert!(
+            database
+                .response("resp_2", "acme\nalice")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_write_the_database_refuses_is_tried_again_then_given_up() {
+        let (database, dir) = database("refused").await;
+        let store = Arc::new(ResponseStore::new(database.clone()));
+        database.close().await;
+        store.put(stored("resp_1"));
+        // Four tries, 100 + 200 + 400 ms apart, and then no longer under way.
+        store.flush().await;
+        assert!(store.lock().is_empty());
+        assert!(store.get("resp_1", "acme\nalice").await.is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
