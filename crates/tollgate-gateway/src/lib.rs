@@ -89,6 +89,7 @@ mod restore;
 mod server;
 mod sse;
 mod state;
+mod stored_responses;
 mod ui;
 mod upstream;
 

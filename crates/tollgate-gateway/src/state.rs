@@ -14,7 +14,7 @@ use crate::{
     keys::{KeyTable, VirtualKey},
     logs::CallLogs,
     records::{QuotaTarget, Records, SpendSink},
-    responses::ResponseStore,
+    stored_responses::ResponseStore,
     upstream,
 };
 

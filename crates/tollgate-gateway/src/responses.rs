@@ -14,8 +14,6 @@
 //! any provider, since the gateway holds it. Another key's response is not found (404), as
 //! one that never was.
 
-mod store;
-
 use std::{sync::Arc, time::SystemTime};
 
 use axum::{
@@ -29,13 +27,13 @@ use tollgate::{LlmRequest, LlmResponse, stream::StreamEvent};
 use tollgate_control::StoredResponse;
 use tollgate_wire::openai::responses::{self, ResponseEvents, ResponsesAnswer, ResponsesBody};
 
-pub(crate) use self::store::ResponseStore;
 use crate::{
     call::{self, Asked, CallMeta, FrontDoor},
     error::{ApiError, Dialect},
     keys::VirtualKey,
     sse::{self, EventWriter},
     state::Gateway,
+    stored_responses::ResponseStore,
 };
 
 /// The Responses API's front door.
