@@ -79,7 +79,9 @@ async fn a_streamed_completion_asks_for_usage_and_hands_out_each_chunk_as_it_cam
     let server = Server::start().await;
     server.reply(raw(200, &body, true));
     let client = OpenAiCompatible::builder(&server.url).build().unwrap();
-    let request = callers(r#"{"model": "llama-base", "prompt": "Once upon", "max_tokens": 2, "stream": true}"#);
+    let request = callers(
+        r#"{"model": "llama-base", "prompt": "Once upon", "max_tokens": 2, "stream": true}"#,
+    );
     let mut stream = client.stream_completion(request).await.unwrap();
     let mut verbatim = Vec::new();
     let mut text = String::new();
@@ -93,7 +95,10 @@ async fn a_streamed_completion_asks_for_usage_and_hands_out_each_chunk_as_it_cam
         }
     }
     assert_eq!(text, " a time");
-    assert_eq!(usage.map(|u| (u.input_tokens, u.output_tokens)), Some((3, 2)));
+    assert_eq!(
+        usage.map(|u| (u.input_tokens, u.output_tokens)),
+        Some((3, 2))
+    );
     let expected: Vec<String> = chunks
         .iter()
         .map(|c| format!("data: {c}\n"))
@@ -128,7 +133,10 @@ async fn an_azure_deployment_takes_completions_beside_its_chat_url() {
         seen.path,
         "/openai/deployments/instruct/completions?api-version=2024-10-21"
     );
-    assert_eq!(seen.body, json!({ "model": "gpt-35-turbo-instruct", "prompt": "Hi" }));
+    assert_eq!(
+        seen.body,
+        json!({ "model": "gpt-35-turbo-instruct", "prompt": "Hi" })
+    );
 }
 
 #[tokio::test]
@@ -163,8 +171,15 @@ async fn every_other_provider_refuses_completions_by_name_before_sending() {
         error.message(),
         "anthropic: legacy text completions (/v1/completions) are served only by OpenAI-compatible providers"
     );
-    let gemini = Gemini::builder("key").base_url(&server.url).build().unwrap();
+    let gemini = Gemini::builder("key")
+        .base_url(&server.url)
+        .build()
+        .unwrap();
     let error = gemini.oneshot(request.streaming()).await.unwrap_err();
-    assert!(error.message().starts_with("gemini: legacy text completions"));
+    assert!(
+        error
+            .message()
+            .starts_with("gemini: legacy text completions")
+    );
     assert!(server.seen().is_empty());
 }

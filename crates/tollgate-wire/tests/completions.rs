@@ -67,7 +67,10 @@ fn a_request_reads_its_prompt_bound_choices_and_keeps_the_rest_in_order() {
 #[test]
 fn prompts_are_user_messages_text_or_tokens() {
     let strings = decode(r#"{"model": "m", "prompt": ["a", "b c"]}"#);
-    assert_eq!(&*strings.messages, [Message::user("a"), Message::user("b c")]);
+    assert_eq!(
+        &*strings.messages,
+        [Message::user("a"), Message::user("b c")]
+    );
 
     let tokens = decode(r#"{"model": "m", "prompt": [1, 2, 3]}"#);
     let part = |tokens: Value| {
@@ -87,15 +90,30 @@ fn malformed_fields_are_refused_by_name() {
     assert_eq!(refused_field(r#"{"prompt": "hi"}"#), "model");
     assert_eq!(refused_field(r#"{"model": "m"}"#), "prompt");
     assert_eq!(refused_field(r#"{"model": "m", "prompt": []}"#), "prompt");
-    assert_eq!(refused_field(r#"{"model": "m", "prompt": {"a": 1}}"#), "prompt");
-    assert_eq!(refused_field(r#"{"model": "m", "prompt": ["a", [1]]}"#), "prompt");
-    assert_eq!(refused_field(r#"{"model": "m", "prompt": ["a", 1]}"#), "prompt[1]");
-    assert_eq!(refused_field(r#"{"model": "m", "prompt": [-1]}"#), "prompt[0]");
+    assert_eq!(
+        refused_field(r#"{"model": "m", "prompt": {"a": 1}}"#),
+        "prompt"
+    );
+    assert_eq!(
+        refused_field(r#"{"model": "m", "prompt": ["a", [1]]}"#),
+        "prompt"
+    );
+    assert_eq!(
+        refused_field(r#"{"model": "m", "prompt": ["a", 1]}"#),
+        "prompt[1]"
+    );
+    assert_eq!(
+        refused_field(r#"{"model": "m", "prompt": [-1]}"#),
+        "prompt[0]"
+    );
     assert_eq!(
         refused_field(r#"{"model": "m", "prompt": "p", "max_tokens": 1.5}"#),
         "max_tokens"
     );
-    assert_eq!(refused_field(r#"{"model": "m", "prompt": "p", "n": 0}"#), "n");
+    assert_eq!(
+        refused_field(r#"{"model": "m", "prompt": "p", "n": 0}"#),
+        "n"
+    );
     assert_eq!(
         refused_field(r#"{"model": "m", "prompt": "p", "best_of": "2"}"#),
         "best_of"
@@ -108,8 +126,14 @@ fn malformed_fields_are_refused_by_name() {
         refused_field(r#"{"model": "m", "prompt": "p", "stream": "yes"}"#),
         "stream"
     );
-    assert_eq!(refused_field(r#"{"model": "m", "prompt": "p", "stop": 3}"#), "stop");
-    assert_eq!(refused_field(r#"{"model": "m", "prompt": "p", "seed": 1.5}"#), "seed");
+    assert_eq!(
+        refused_field(r#"{"model": "m", "prompt": "p", "stop": 3}"#),
+        "stop"
+    );
+    assert_eq!(
+        refused_field(r#"{"model": "m", "prompt": "p", "seed": 1.5}"#),
+        "seed"
+    );
     assert_eq!(
         refused_field(r#"{"model": "m", "prompt": "p", "model": "n"}"#),
         "model"
@@ -205,15 +229,24 @@ fn an_upstream_answer_reads_text_finish_logprobs_and_usage() {
     assert_eq!(answer.content(), " there");
     let choice = &answer.choices[0];
     assert_eq!(choice.finish_reason, Some(FinishReason::Length));
-    assert_eq!(choice.logprobs.as_ref().unwrap()["token_logprobs"], json!([-0.5]));
+    assert_eq!(
+        choice.logprobs.as_ref().unwrap()["token_logprobs"],
+        json!([-0.5])
+    );
     assert_eq!(choice.extra["stop_reason"], Value::Null);
     assert_eq!(answer.usage, Usage::new(2, 1));
     assert_eq!(answer.extra["id"], "cmpl-9");
     assert_eq!(answer.extra["system_fingerprint"], "fp_1");
     // Written back for a caller (a cache hit), it is the same answer.
-    assert_eq!(as_json(&encode_answer(&answer, "x")), as_json(ANSWER.as_bytes()));
+    assert_eq!(
+        as_json(&encode_answer(&answer, "x")),
+        as_json(ANSWER.as_bytes())
+    );
 
-    assert_eq!(decode_answer(br#"{"model": "m"}"#, "m").unwrap_err(), "no choices");
+    assert_eq!(
+        decode_answer(br#"{"model": "m"}"#, "m").unwrap_err(),
+        "no choices"
+    );
     assert!(decode_answer(br#"{"choices": [1]}"#, "m").is_err());
 }
 
@@ -284,7 +317,11 @@ fn a_stream_reads_text_finish_and_usage() {
 #[test]
 fn a_stream_cut_short_or_unfinished_is_an_error() {
     let cut = &STREAM[..STREAM.find("data: [DONE]").unwrap()];
-    assert!(read_stream(cut.as_bytes(), 64, false).unwrap_err().contains("[DONE]"));
+    assert!(
+        read_stream(cut.as_bytes(), 64, false)
+            .unwrap_err()
+            .contains("[DONE]")
+    );
     let unfinished = concat!(
         "data: {\"choices\":[{\"text\":\"a\",\"index\":0,\"finish_reason\":null}]}\n\n",
         "data: [DONE]\n\n",
@@ -363,8 +400,18 @@ fn json_value() -> impl Strategy<Value = Value> {
 }
 
 const FIELDS: [&str; 12] = [
-    "model", "prompt", "max_tokens", "n", "best_of", "temperature", "top_p", "seed", "stop",
-    "stream", "stream_options", "echo",
+    "model",
+    "prompt",
+    "max_tokens",
+    "n",
+    "best_of",
+    "temperature",
+    "top_p",
+    "seed",
+    "stop",
+    "stream",
+    "stream_options",
+    "echo",
 ];
 
 proptest! {

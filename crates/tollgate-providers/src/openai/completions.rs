@@ -63,7 +63,9 @@ impl Inner {
     /// `chat/completions` (an Azure deployment's too, its `api-version` kept).
     fn completions_url(&self, model: &str) -> Result<String, LlmError> {
         let chat = self.url_for(model, Operation::Chat)?;
-        let (path, query) = chat.split_once('?').map_or((&*chat, None), |(p, q)| (p, Some(q)));
+        let (path, query) = chat
+            .split_once('?')
+            .map_or((&*chat, None), |(p, q)| (p, Some(q)));
         let base = path.strip_suffix("/chat/completions").unwrap_or(path);
         Ok(match query {
             Some(query) => format!("{base}/completions?{query}"),

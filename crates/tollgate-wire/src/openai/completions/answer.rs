@@ -95,7 +95,9 @@ pub fn encode_answer(answer: &LlmResponse, id: &str) -> Vec<u8> {
                     .map_or(Value::Null, |reason| reason.as_str().into()),
             );
             for (field, value) in choice.extra.iter() {
-                written.entry(field.clone()).or_insert_with(|| value.clone());
+                written
+                    .entry(field.clone())
+                    .or_insert_with(|| value.clone());
             }
             Value::Object(written)
         })

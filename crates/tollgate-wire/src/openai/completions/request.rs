@@ -82,9 +82,8 @@ pub fn decode_request(body: Bytes) -> Result<LlmRequest, Refusal> {
         None => {}
         Some(Value::String(stop)) => params.stop = vec![stop],
         Some(value) => {
-            params.stop = serde_json::from_value(value).map_err(|_| {
-                Refusal::field("stop", "expected a string or an array of strings")
-            })?;
+            params.stop = serde_json::from_value(value)
+                .map_err(|_| Refusal::field("stop", "expected a string or an array of strings"))?;
         }
     }
     match present(&mut object, "stream") {
@@ -123,7 +122,8 @@ fn number(value: &Value, field: &str) -> Result<f64, Refusal> {
 
 /// The prompts as user messages: a string, strings, a token array, or token arrays.
 fn prompts(prompt: Option<Value>) -> Result<Vec<Message>, Refusal> {
-    const EXPECTED: &str = "required: a string, an array of strings, an array of tokens or an array of token arrays";
+    const EXPECTED: &str =
+        "required: a string, an array of strings, an array of tokens or an array of token arrays";
     let refuse = |reason: &str| Refusal::field("prompt", reason);
     let items = match prompt {
         Some(Value::String(text)) => return Ok(vec![Message::user(text)]),
@@ -159,7 +159,9 @@ fn prompts(prompt: Option<Value>) -> Result<Vec<Message>, Refusal> {
 }
 
 fn is_token(value: &Value) -> bool {
-    value.as_u64().is_some_and(|token| token <= u64::from(u32::MAX))
+    value
+        .as_u64()
+        .is_some_and(|token| token <= u64::from(u32::MAX))
 }
 
 fn tokens_message(tokens: Vec<Value>) -> Message {
@@ -282,7 +284,9 @@ fn passed_through(
                 None => continue,
             },
             "stream" => json_bytes(&stream),
-            "stream_options" => options.as_ref().map_or_else(|| b"null".to_vec(), json_bytes),
+            "stream_options" => options
+                .as_ref()
+                .map_or_else(|| b"null".to_vec(), json_bytes),
             _ => continue,
         };
         settled.push((range.clone(), value));
