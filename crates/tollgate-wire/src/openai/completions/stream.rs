@@ -209,7 +209,7 @@ impl CompletionEvents {
     /// Writes the held chunk, unless it was only the usage the caller did not ask for.
     fn flush(&mut self, out: &mut Vec<u8>) {
         if let Some(raw) = self.held.take()
-            && !(self.held_usage && !self.include_usage)
+            && (self.include_usage || !self.held_usage)
         {
             write_verbatim(out, &raw);
         }
