@@ -14,7 +14,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use tollgate_core::{ErrorKind, LlmError, LlmRequest, LlmResponse, Operation};
+use tollgate_core::{ErrorKind, LlmError, LlmRequest, LlmResponse};
 use tollgate_router::Deadline;
 use tower::util::BoxCloneSyncService;
 use tower_service::Service;
@@ -347,7 +347,7 @@ impl Stack {
         if request.params.temperature.is_none() {
             request.params.temperature = role.temperature;
         }
-        if request.params.max_tokens.is_none() && request.meta.operation != Operation::Embeddings {
+        if request.params.max_tokens.is_none() && request.meta.operation.generates() {
             // Written under the name the provider takes (`max_tokens_name` stays unset).
             request.params.max_tokens = role.default_max_tokens;
         }

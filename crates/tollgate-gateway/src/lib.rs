@@ -12,6 +12,7 @@
 //! | `POST /v1/chat/completions` | OpenAI chat completions, whole or streamed (`stream: true`) |
 //! | `POST /v1/messages` | Anthropic Messages, whole or streamed, served by any provider |
 //! | `POST /v1/embeddings` | OpenAI embeddings, from an OpenAI-compatible provider |
+//! | `POST /v1/completions` | OpenAI legacy text completions, whole or streamed: passed as they came to an OpenAI-compatible provider (vLLM, Ollama), answered by a simulated one |
 //! | `GET /v1/models` | the roles and `provider/model` names the caller's key may use |
 //! | `GET /health`, `/health/live`, `/health/ready` | each provider's status (behind `metrics_key_hash` when set); liveness; readiness |
 //! | `GET /metrics` | Prometheus text, when the process installed the recorder (behind `metrics_key_hash` when set) |
@@ -63,6 +64,7 @@
 mod admin;
 mod call;
 mod chat;
+mod completions;
 mod config;
 mod degrade;
 mod embeddings;

@@ -15,7 +15,8 @@ use hyper_util::{
 use tokio::net::TcpListener;
 
 use crate::{
-    call, chat::Chat, embeddings::Embeddings, info, messages::Messages, state::Gateway, ui,
+    call, chat::Chat, completions::Completions, embeddings::Embeddings, info, messages::Messages,
+    state::Gateway, ui,
 };
 
 impl Gateway {
@@ -26,6 +27,7 @@ impl Gateway {
             .route("/v1/chat/completions", post(call::handle::<Chat>))
             .route("/v1/messages", post(call::handle::<Messages>))
             .route("/v1/embeddings", post(call::handle::<Embeddings>))
+            .route("/v1/completions", post(call::handle::<Completions>))
             .route("/v1/models", get(info::models))
             .route("/health", get(info::health))
             .route("/health/live", get(info::live))

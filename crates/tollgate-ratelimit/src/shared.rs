@@ -3,7 +3,7 @@
 
 use tollgate_core::{
     AnsweredPrice, ErrorKind, KeyExtractor, LlmError, LlmRequest, LlmResponse, ModelPrice,
-    Operation, OutputCeiling, PriceCeiling, PricingTable, TokenEstimator, Usage, stream::StreamEnd,
+    OutputCeiling, PriceCeiling, PricingTable, TokenEstimator, Usage, stream::StreamEnd,
 };
 
 use crate::quota::Dimension;
@@ -114,7 +114,7 @@ impl Shared {
         let input = self.estimator.estimate_prompt(request);
         reservation.prompt_estimate = input;
         let params = &request.params;
-        let output = if request.meta.operation == Operation::Embeddings {
+        let output = if !request.meta.operation.generates() {
             0
         } else {
             let bound = params.max_tokens.unwrap_or_else(|| {

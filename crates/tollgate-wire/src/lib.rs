@@ -6,6 +6,7 @@
 //! |---|---|---|---|
 //! | [`openai::chat`] | chat completions | [`decode_request`](openai::chat::decode_request), [`encode_answer`](openai::chat::encode_answer), [`ChunkEvents`](openai::chat::ChunkEvents) | [`encode_request`](openai::chat::encode_request), [`decode_answer`](openai::chat::decode_answer), [`Chunks`](openai::chat::Chunks) |
 //! | [`openai::embeddings`] | embeddings | [`decode_request`](openai::embeddings::decode_request), [`encode_answer`](openai::embeddings::encode_answer) | [`encode_request`](openai::embeddings::encode_request), [`decode_answer`](openai::embeddings::decode_answer) |
+//! | [`openai::completions`] | legacy text completions | [`decode_request`](openai::completions::decode_request), [`encode_answer`](openai::completions::encode_answer), [`CompletionEvents`](openai::completions::CompletionEvents) | [`encode_request`](openai::completions::encode_request), [`decode_answer`](openai::completions::decode_answer), [`TextChunks`](openai::completions::TextChunks) |
 //! | [`gemini`] | Gemini `generateContent` (and Vertex AI's Gemini models) | — | [`encode_request`](gemini::encode_request), [`decode_answer`](gemini::decode_answer), [`GenerateStream`](gemini::GenerateStream) |
 //! | [`gemini::embeddings`] | Gemini `batchEmbedContents` | — | [`encode_request`](gemini::embeddings::encode_request), [`decode_answer`](gemini::embeddings::decode_answer) |
 //! | [`anthropic::messages`] | Messages | [`decode_request`](anthropic::messages::decode_request), [`encode_answer`](anthropic::messages::encode_answer), [`MessageEvents`](anthropic::messages::MessageEvents) | [`encode_request`](anthropic::messages::encode_request), [`decode_answer`](anthropic::messages::decode_answer), [`MessageStream`](anthropic::messages::MessageStream) |
@@ -14,8 +15,8 @@
 //! [`sse`] holds what every stream shares: the framing, a [`Decoder`](sse::Decoder) that reads
 //! an API's [`Format`](sse::Format) within its bounds until its proper end, and the writers. A
 //! call that comes in one API and goes to an upstream of the same API passes through: see
-//! [`anthropic::messages`] for the Messages API, and for each pair of APIs the table of what is
-//! kept, mapped or dropped. Room is left for OpenAI's Responses API.
+//! [`anthropic::messages`] for the Messages API and [`openai::completions`] for legacy text
+//! completions, and for each pair of APIs the table of what is kept, mapped or dropped. Room is left for OpenAI's Responses API.
 //!
 //! ```
 //! use tollgate_wire::{anthropic::messages, openai::chat};
@@ -35,6 +36,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+mod body;
 pub mod gemini;
 pub mod openai;
 mod refusal;

@@ -56,6 +56,9 @@ pub(crate) struct Seen {
     pub(crate) path: String,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Value,
+    /// The body's bytes, as they came.
+    #[allow(dead_code)] // read by the tests that hold bytes, not JSON
+    pub(crate) raw: Bytes,
 }
 
 #[derive(Clone, Default)]
@@ -100,6 +103,7 @@ async fn answer(state: State, uri: Uri, headers: HeaderMap, body: Bytes) -> Resp
             .map_or_else(|| uri.path().to_owned(), ToString::to_string),
         headers,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        raw: body,
     });
     let reply = state.replies.lock().unwrap().pop_front();
     let Some(reply) = reply else {
