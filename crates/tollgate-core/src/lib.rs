@@ -70,8 +70,8 @@ pub use models::{
 pub use params::{ExtraParams, MaxTokensName, NotAWholeNumber, Params, whole_number};
 pub use presets::{Preset, Quirks, UnknownPreset};
 pub use pricing::{
-    AnsweredPrice, FoundPrice, InvalidPrice, LongContext, MicroUsd, ModelPrice, PriceCatalog,
-    PriceCeiling, PricingTable,
+    AnsweredPrice, FoundPrice, InvalidPrice, LongContext, MediaPrice, MicroUsd, ModelPrice,
+    PriceCatalog, PriceCeiling, PriceListing, PricingTable,
 };
 pub use request::{
     CacheControl, Content, JsonMap, LlmRequest, Message, Operation, Priority, RequestMeta, Role,
