@@ -34,6 +34,7 @@ impl Gateway {
             .route("/ui", get(ui::page))
             .route("/ui/data", get(ui::data))
             .merge(crate::admin::routes())
+            .merge(crate::passthrough::routes())
             .fallback(info::not_found)
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),

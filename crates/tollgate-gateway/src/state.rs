@@ -76,6 +76,8 @@ pub(crate) struct Live {
     /// Answers kept for calls with an `Idempotency-Key`, when the section is on: the previous
     /// build's, with its answers and calls under way, while its store is the one asked for.
     pub(crate) idempotency: Option<Arc<crate::idempotency::Idempotency>>,
+    /// The `passthrough` section's provider and client.
+    pub(crate) passthrough: Option<crate::passthrough::Passthrough>,
 }
 
 impl Gateway {
@@ -344,6 +346,7 @@ impl Live {
             builder = builder.record_bodies(logs.max_body_bytes);
         }
         let stack = builder.build()?;
+        let passthrough = crate::passthrough::Passthrough::build(&config)?;
         let idempotency = crate::idempotency::Idempotency::build(
             config.idempotency.get(),
             config.stack.redis.as_ref(),
@@ -365,6 +368,7 @@ impl Live {
             metrics_key,
             denials: std::sync::Mutex::default(),
             idempotency,
+            passthrough,
         })
     }
 }
