@@ -86,6 +86,14 @@ impl Stack {
 }
 
 impl OutsideCall {
+    /// The call's model, for its bill, when it was learned after admission (from the body or
+    /// the answer).
+    #[must_use]
+    pub fn with_model(mut self, model: impl Into<std::sync::Arc<str>>) -> Self {
+        self.labels.route.model = model.into();
+        self
+    }
+
     /// Bills the call: `usage` and `cost` (`None`: unpriced) to the cost tracker and its
     /// `on_billed` hook (the gateway's spend ledger), to the call's record, and `cost` to the
     /// budgets and cost tiers of the keys that admitted it.

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use tollgate::{Config, ConfigError, ConfigErrors, LlmRequest, ProviderKind, providers};
 
 use crate::{
-    call::{self, CallMeta},
+    call,
     error::{ApiError, Dialect},
     state::Gateway,
 };
@@ -310,19 +310,21 @@ async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
         (&parts.headers, &sniffed),
         &body,
     );
-    record(&meta, bill.model.clone());
+    let outside = match bill.model {
+        Some(model) => {
+            if let Some(recorder) = &meta.recorder {
+                recorder.update(|record| record.model = Some(model.as_str().into()));
+            }
+            outside.with_model(model)
+        }
+        None => outside,
+    };
     outside.bill(bill.usage, bill.cost);
     headers.remove(header::CONTENT_LENGTH);
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     meta.finish(response, None)
-}
-
-fn record(meta: &CallMeta, model: Option<String>) {
-    if let (Some(recorder), Some(model)) = (&meta.recorder, model) {
-        recorder.update(|record| record.model = Some(model.into()));
-    }
 }
 
 /// An answer read whole, for its price, up to [`PRICED_ANSWER_BYTES`].
