@@ -25,6 +25,10 @@ impl Gateway {
         Router::new()
             .route("/v1/chat/completions", post(call::handle::<Chat>))
             .route("/v1/messages", post(call::handle::<Messages>))
+            .route(
+                "/v1/messages/count_tokens",
+                post(crate::count_tokens::handle),
+            )
             .route("/v1/embeddings", post(call::handle::<Embeddings>))
             .route("/v1/models", get(info::models))
             .route("/health", get(info::health))

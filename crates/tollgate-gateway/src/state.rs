@@ -78,6 +78,8 @@ pub(crate) struct Live {
     pub(crate) idempotency: Option<Arc<crate::idempotency::Idempotency>>,
     /// The `passthrough` section's provider and client.
     pub(crate) passthrough: Option<crate::passthrough::Passthrough>,
+    /// A client per Anthropic provider, for `/v1/messages/count_tokens`.
+    pub(crate) counters: crate::count_tokens::Counters,
 }
 
 impl Gateway {
@@ -347,6 +349,7 @@ impl Live {
         }
         let stack = builder.build()?;
         let passthrough = crate::passthrough::Passthrough::build(&config)?;
+        let counters = crate::count_tokens::counters(&config)?;
         let idempotency = crate::idempotency::Idempotency::build(
             config.idempotency.get(),
             config.stack.redis.as_ref(),
@@ -369,6 +372,7 @@ impl Live {
             denials: std::sync::Mutex::default(),
             idempotency,
             passthrough,
+            counters,
         })
     }
 }

@@ -136,7 +136,12 @@ fn assert_keyed_by_provider(seen: &Seen) {
     );
     assert_eq!(seen.headers["openai-organization"], "org-tollgate");
     for (_, value) in &seen.headers {
-        assert!(!value.as_bytes().windows(ALICE.len()).any(|w| w == ALICE.as_bytes()));
+        assert!(
+            !value
+                .as_bytes()
+                .windows(ALICE.len())
+                .any(|w| w == ALICE.as_bytes())
+        );
     }
 }
 
@@ -149,16 +154,24 @@ async fn the_official_client_passes_files_audio_images_and_moderations_through_b
     let out = run_scenario(&python, &gateway, "raw_passthrough.py", "files").await;
     assert_eq!(out, "id file-abc\npurpose batch\n");
     let upload = &upstream.seen()[0];
-    assert_eq!((&upload.method, upload.path.as_str()), (&Method::POST, "/v1/files"));
+    assert_eq!(
+        (&upload.method, upload.path.as_str()),
+        (&Method::POST, "/v1/files")
+    );
     assert_keyed_by_provider(upload);
     let content_type = upload.headers["content-type"].to_str().unwrap();
-    let boundary = content_type.strip_prefix("multipart/form-data; boundary=").unwrap();
+    let boundary = content_type
+        .strip_prefix("multipart/form-data; boundary=")
+        .unwrap();
     let body = &upload.body[..];
     let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
     assert!(has(format!("--{boundary}").as_bytes()));
     assert!(has(b"name=\"purpose\"\r\n\r\nbatch\r\n"), "{body:?}");
     assert!(has(b"filename=\"batch.jsonl\""));
-    assert!(has(b"{\"custom_id\": \"r1\"}\n\x00\xff\xfe tail\n"), "the file's bytes, intact");
+    assert!(
+        has(b"{\"custom_id\": \"r1\"}\n\x00\xff\xfe tail\n"),
+        "the file's bytes, intact"
+    );
 
     let out = run_scenario(&python, &gateway, "raw_passthrough.py", "transcription").await;
     assert_eq!(out, "text hello there\n");
@@ -199,7 +212,10 @@ async fn the_official_client_passes_files_audio_images_and_moderations_through_b
     let groups = &spend["groups"];
     assert_eq!(groups["whisper-1"]["cost_micros"], 4_200, "{spend}");
     assert_eq!(groups["dall-e-3"]["cost_micros"], 120_000, "{spend}");
-    assert_eq!(groups["omni-moderation-latest"]["cost_micros"], 0, "{spend}");
+    assert_eq!(
+        groups["omni-moderation-latest"]["cost_micros"], 0,
+        "{spend}"
+    );
     assert_eq!(groups["omni-moderation-latest"]["calls"], 1, "{spend}");
     assert_eq!(spend["total"]["cost_micros"], 124_200, "{spend}");
 }
@@ -250,10 +266,9 @@ async fn limits_keys_and_an_unconfigured_gateway_stop_a_call_before_it_goes() {
     assert_eq!(upstream.seen().len(), 2);
 
     // A gateway with no `passthrough` section: the routes are 404s in OpenAI's shape.
-    let plain = GatewayProcess::start(&yaml(&upstream, "").replace(
-        "api_key_env: TOLLGATE_TEST_OPENAI_KEY, ",
-        "",
-    ))
+    let plain = GatewayProcess::start(
+        &yaml(&upstream, "").replace("api_key_env: TOLLGATE_TEST_OPENAI_KEY, ", ""),
+    )
     .await;
     let missing = client()
         .post(format!("{}/v1/files", plain.url))

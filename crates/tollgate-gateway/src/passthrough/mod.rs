@@ -193,7 +193,9 @@ async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
         return ApiError::new(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
-            format!("{path} is not served: the gateway's configuration has no `passthrough` provider"),
+            format!(
+                "{path} is not served: the gateway's configuration has no `passthrough` provider"
+            ),
         )
         .with_code("unknown_url")
         .into_response(Dialect::OpenAi);
@@ -268,9 +270,12 @@ async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
         .trim_start_matches("/v1/")
         .to_owned();
     let sent = Instant::now();
-    let call = passthrough
-        .client
-        .forward(parts.method.clone(), &target, forwarded(&parts.headers), upload);
+    let call = passthrough.client.forward(
+        parts.method.clone(),
+        &target,
+        forwarded(&parts.headers),
+        upload,
+    );
     let answer = match tokio::time::timeout(meta.timeout, call).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(_)) if over.load(std::sync::atomic::Ordering::Relaxed) => {

@@ -140,9 +140,10 @@ fn form_field(headers: &HeaderMap, sniffed: &[u8], name: &str) -> Option<String>
         let end = find(rest, b"\r\n\r\n")?;
         let head = std::str::from_utf8(&rest[..end]).ok()?;
         rest = &rest[end + 4..];
-        let disposition = head
-            .split("\r\n")
-            .find(|line| line.to_ascii_lowercase().starts_with("content-disposition:"))?;
+        let disposition = head.split("\r\n").find(|line| {
+            line.to_ascii_lowercase()
+                .starts_with("content-disposition:")
+        })?;
         let params: Vec<&str> = disposition.split(';').map(str::trim).collect();
         if params.iter().any(|p| p.starts_with("filename")) {
             return None;
@@ -179,8 +180,10 @@ mod tests {
         let mut body = Vec::new();
         for (name, value) in fields {
             body.extend_from_slice(
-                format!("--xyz\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
-                    .as_bytes(),
+                format!(
+                    "--xyz\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                )
+                .as_bytes(),
             );
         }
         body.extend_from_slice(
@@ -204,16 +207,36 @@ mod tests {
         let prices = tollgate::PriceCatalog::shipped().table([]);
         let (headers, body) = multipart(&[("model", "whisper-1")]);
         let answer = br#"{"text":"hi","usage":{"type":"duration","seconds":42}}"#;
-        let bill = bill(&prices, "openai", "audio.transcriptions", (&headers, &body), answer);
+        let bill = bill(
+            &prices,
+            "openai",
+            "audio.transcriptions",
+            (&headers, &body),
+            answer,
+        );
         // 42 s at $0.0001 a second.
         assert_eq!(bill.cost, Some(MicroUsd(4_200)));
         let verbose = br#"{"text":"hi","duration":1.5}"#;
-        let bill = super::bill(&prices, "openai", "audio.transcriptions", (&headers, &body), verbose);
+        let bill = super::bill(
+            &prices,
+            "openai",
+            "audio.transcriptions",
+            (&headers, &body),
+            verbose,
+        );
         assert_eq!(bill.cost, Some(MicroUsd(150)));
 
-        let asked = br#"{"model":"dall-e-3","prompt":"a cat","n":1,"size":"1024x1792","quality":"hd"}"#;
-        let answer = br#"{"created":1,"data":[{"url":"https://x/1.png"},{"url":"https://x/2.png"}]}"#;
-        let bill = super::bill(&prices, "openai", "images.generations", (&HeaderMap::new(), asked), answer);
+        let asked =
+            br#"{"model":"dall-e-3","prompt":"a cat","n":1,"size":"1024x1792","quality":"hd"}"#;
+        let answer =
+            br#"{"created":1,"data":[{"url":"https://x/1.png"},{"url":"https://x/2.png"}]}"#;
+        let bill = super::bill(
+            &prices,
+            "openai",
+            "images.generations",
+            (&HeaderMap::new(), asked),
+            answer,
+        );
         assert_eq!(bill.cost, Some(MicroUsd(240_000)));
         assert_eq!(bill.model.as_deref(), Some("dall-e-3"));
     }
