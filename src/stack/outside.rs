@@ -88,7 +88,6 @@ impl Stack {
 impl OutsideCall {
     /// The call's model, for its bill, when it was learned after admission (from the body or
     /// the answer).
-    #[must_use]
     pub fn with_model(mut self, model: impl Into<std::sync::Arc<str>>) -> Self {
         self.labels.route.model = model.into();
         self

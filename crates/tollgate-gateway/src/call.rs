@@ -190,6 +190,7 @@ pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Identifies the caller before its body is read: the request's id and record, its key (401
 /// without a known one), and the time it may take.
+#[allow(clippy::result_large_err)] // the refusal is the answer, sent at once: not worth a box
 pub(crate) fn open(
     gateway: &Gateway,
     parts: &http::request::Parts,

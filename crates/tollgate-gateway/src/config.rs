@@ -59,7 +59,7 @@ pub struct GatewayConfig {
     pub idempotency: Switch<crate::idempotency::IdempotencyConfig>,
     /// Where the rest of `/v1/` (files, batches, images, audio, moderations) is passed through
     /// to (`passthrough: { provider: openai }`); absent, those routes are 404s.
-    pub passthrough: Option<crate::passthrough::PassthroughConfig>,
+    pub passthrough: Option<crate::clients::PassthroughConfig>,
 }
 
 /// One virtual key. The key itself is never written here, only its hash.
@@ -202,7 +202,7 @@ impl GatewayConfig {
                 own_errors.push(e);
                 Switch::Off
             });
-        let passthrough: Option<crate::passthrough::PassthroughConfig> =
+        let passthrough: Option<crate::clients::PassthroughConfig> =
             document.take_section("passthrough").unwrap_or_else(|e| {
                 own_errors.push(e);
                 None

@@ -6,15 +6,13 @@
 //! use ([`CharEstimator`](tollgate::CharEstimator)) over the request as the Messages door reads
 //! it, answered as `{"input_tokens": N}` with `x-tollgate-estimate: true`.
 
-use std::collections::HashMap;
-
 use axum::{
     body::Body,
     extract::{Request, State},
     response::Response,
 };
 use http::HeaderMap;
-use tollgate::{ConfigError, ConfigErrors, ProviderKind, TokenEstimator, providers::Anthropic};
+use tollgate::TokenEstimator;
 
 use crate::{
     call::{self, Accepted, FrontDoor},
@@ -25,39 +23,6 @@ use crate::{
 
 /// The header that marks a count the gateway estimated.
 const ESTIMATE: &str = "x-tollgate-estimate";
-
-/// A client per `kind: anthropic` provider, for its counts.
-pub(crate) type Counters = HashMap<String, Anthropic>;
-
-/// The clients for every Anthropic provider of `config`.
-pub(crate) fn counters(config: &crate::GatewayConfig) -> Result<Counters, ConfigErrors> {
-    let mut clients = Counters::new();
-    for (name, provider) in &config.stack.providers {
-        if provider.kind != ProviderKind::Anthropic {
-            continue;
-        }
-        let Some(key) = provider
-            .api_key_env
-            .as_ref()
-            .and_then(|var| std::env::var(var).ok())
-        else {
-            // The stack refuses it already, by name.
-            continue;
-        };
-        let mut builder = Anthropic::builder(key);
-        if let Some(url) = &provider.base_url {
-            builder = builder.base_url(url);
-        }
-        for (header, value) in &provider.headers {
-            builder = builder.header(header, value);
-        }
-        let client = builder
-            .build()
-            .map_err(|e: ConfigError| e.under(&format!("providers.{name}")))?;
-        clients.insert(name.clone(), client);
-    }
-    Ok(clients)
-}
 
 /// Serves `POST /v1/messages/count_tokens`.
 pub(crate) async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {

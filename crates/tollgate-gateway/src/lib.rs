@@ -65,6 +65,7 @@
 mod admin;
 mod call;
 mod chat;
+mod clients;
 mod config;
 mod count_tokens;
 mod degrade;
@@ -86,12 +87,12 @@ mod state;
 mod ui;
 mod upstream;
 
+pub use clients::PassthroughConfig;
 pub use config::{GatewayConfig, KeyConfig, ServerConfig};
 pub use idempotency::{IdempotencyConfig, IdempotencyStore};
 pub use logs::{DatabaseSinkConfig, LogsConfig, OtlpSinkConfig, SinkConfig};
 pub use metrics::install_prometheus;
 pub use otel::Telemetry;
-pub use passthrough::PassthroughConfig;
 pub use server::serve;
 pub use state::{Caller, Gateway};
 pub use tollgate_control::{HASH_PREFIX, KEY_PREFIX, hash_key, new_key};
