@@ -71,7 +71,7 @@ pub use tollgate_core::{
     LlmResponse, LongContext, Message, MicroUsd, ModelPrice, Operation, Outcome, Params, Preset,
     PriceCatalog, PricingTable, Priority, REASONING_SIGNATURE, RequestMeta, Role, SharedMap,
     SimulatedFuture, SimulatedProvider, SimulatedProviderBuilder, TokenEstimator, ToolCall, Usage,
-    clock, future, http, stream, telemetry,
+    WordEstimator, clock, future, http, stream, telemetry,
 };
 // What a request may cost, and what an upstream may be shown saying.
 pub use tollgate_core::{

@@ -79,7 +79,7 @@ pub use request::{
 pub use response::{FinishReason, LlmResponse};
 pub use simulated::{Outcome, SimulatedFuture, SimulatedProvider, SimulatedProviderBuilder};
 pub use snapshot::{LimitWindow, RateLimitSnapshot};
-pub use tokens::{CharEstimator, TokenEstimator};
+pub use tokens::{CharEstimator, TokenEstimator, WordEstimator};
 pub use upstream::{
     MAX_UPSTREAM_MESSAGE, UpstreamError, is_context_window, redact, upstream_summary,
 };
