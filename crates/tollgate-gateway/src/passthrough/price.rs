@@ -119,52 +119,28 @@ fn text(value: &Value, field: &str) -> Option<String> {
 }
 
 /// The value of the form field `name` of a `multipart/form-data` body whose start is `sniffed`,
-/// when that field comes before the form's first file (as the official clients send it).
-///
-/// Only the parts' headers and the field's value are read: the boundary from the
-/// `Content-Type`, each part's `Content-Disposition` name, a part with a `filename` ending the
-/// search. The whole body is never parsed: it streamed up untouched.
+/// when that field comes before the form's first file (as the official clients send it). The
+/// whole body is never parsed: it streamed up untouched.
 fn form_field(headers: &HeaderMap, sniffed: &[u8], name: &str) -> Option<String> {
+    use futures_util::FutureExt as _;
     let content_type = headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
-    let boundary = content_type
-        .split(';')
-        .map(str::trim)
-        .find_map(|param| param.strip_prefix("boundary="))?
-        .trim_matches('"');
-    let delimiter = format!("--{boundary}");
-    let mut rest = sniffed;
-    loop {
-        let at = find(rest, delimiter.as_bytes())?;
-        rest = &rest[at + delimiter.len()..];
-        rest = rest.strip_prefix(b"\r\n")?;
-        let end = find(rest, b"\r\n\r\n")?;
-        let head = std::str::from_utf8(&rest[..end]).ok()?;
-        rest = &rest[end + 4..];
-        let disposition = head.split("\r\n").find(|line| {
-            line.to_ascii_lowercase()
-                .starts_with("content-disposition:")
-        })?;
-        let params: Vec<&str> = disposition.split(';').map(str::trim).collect();
-        if params.iter().any(|p| p.starts_with("filename")) {
-            return None;
+    let boundary = multer::parse_boundary(content_type).ok()?;
+    let start = bytes::Bytes::copy_from_slice(sniffed);
+    let start = futures_util::stream::once(async { Ok::<_, std::convert::Infallible>(start) });
+    let mut form = multer::Multipart::new(start, boundary);
+    let find = async move {
+        while let Some(field) = form.next_field().await.ok()? {
+            if field.file_name().is_some() {
+                return None;
+            }
+            if field.name() == Some(name) {
+                return field.text().await.ok();
+            }
         }
-        let field = params
-            .iter()
-            .find_map(|p| p.strip_prefix("name="))
-            .map(|n| n.trim_matches('"'));
-        if field == Some(name) {
-            let value_end = find(rest, b"\r\n--")?;
-            return std::str::from_utf8(&rest[..value_end])
-                .ok()
-                .map(str::to_owned);
-        }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
+        None
+    };
+    // The start is in memory: every step is ready at once, and a form cut short is an error.
+    find.now_or_never().flatten()
 }
 
 #[cfg(test)]
