@@ -6,6 +6,7 @@ mod clients;
 mod dispatch;
 mod future;
 mod layers;
+mod outside;
 mod sharing;
 
 use std::{
@@ -20,6 +21,7 @@ use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 
 pub use future::StackFuture;
+pub use outside::OutsideCall;
 
 use crate::{
     Config, ConfigErrors, RateLimitingConfig, ResolvedRole,
@@ -148,6 +150,8 @@ struct Records {
 /// The rate limiter and what the cost report needs of it.
 struct LimitHandles {
     limiter: tollgate_ratelimit::Limiter,
+    /// The layer, for calls made beside the stack ([`Stack::admit_outside`]).
+    layer: Option<tollgate_ratelimit::RateLimitLayer>,
     tenant_scope: Option<tollgate_ratelimit::Scope>,
     config: RateLimitingConfig,
 }

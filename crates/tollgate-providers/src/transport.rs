@@ -185,6 +185,21 @@ impl Settings {
     }
 }
 
+impl Http {
+    /// A request to `url` with what every call of the client carries (its key, headers and
+    /// timeout), for a call whose body and answer the caller handles itself.
+    pub(crate) fn request(&self, method: http::Method, url: &str) -> reqwest::RequestBuilder {
+        let mut builder = self.client.request(method, url);
+        if let Some(headers) = &self.headers {
+            builder = builder.headers(headers.clone());
+        }
+        if let Some(timeout) = self.timeout {
+            builder = builder.timeout(timeout);
+        }
+        builder
+    }
+}
+
 /// A provider's answer before it is read: status, headers and body.
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,

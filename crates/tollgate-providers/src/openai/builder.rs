@@ -296,10 +296,12 @@ impl OpenAiCompatibleBuilder {
                 MaxTokensName::MaxTokens
             },
         );
+        let raw_base = self.azure.is_none().then(|| endpoint.clone());
         let http = self.settings.http()?;
         Ok(OpenAiCompatible {
             inner: Arc::new(Inner {
                 http,
+                raw_base,
                 url,
                 embeddings_url,
                 azure,

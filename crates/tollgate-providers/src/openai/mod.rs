@@ -11,6 +11,7 @@ use tollgate_wire::openai::{chat, embeddings};
 
 mod builder;
 mod completions;
+mod raw;
 
 pub use builder::OpenAiCompatibleBuilder;
 
@@ -73,6 +74,8 @@ pub struct OpenAiCompatible {
 
 struct Inner {
     http: Http,
+    /// The base URL raw calls ([`OpenAiCompatible::forward`]) go under; `None` for Azure.
+    raw_base: Option<String>,
     url: String,
     embeddings_url: String,
     /// An Azure resource's deployments by model, and the endpoint for those it does not list.
