@@ -37,7 +37,7 @@ impl Stack {
     /// let config = Config::from_yaml(r#"
     /// providers: { local: { kind: simulated } }
     /// roles: { default: { provider: local, model: sim-small } }
-    /// rate_limiting: { tenants: { default: { requests: { limit: 1, per: 1m } } } }
+    /// rate_limiting: { tenants: { default: { per_minute: 1 } } }
     /// "#).unwrap();
     /// let stack = Stack::from_config(&config).unwrap();
     /// let mut upload = LlmRequest::new("", vec![]).with_tenant("acme");
