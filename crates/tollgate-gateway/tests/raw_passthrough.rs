@@ -29,6 +29,9 @@ struct Seen {
     body: Bytes,
 }
 
+/// A key of another tenant, whose request limit is untouched.
+const BOB: &str = "tg-bob-passthrough";
+
 /// An OpenAI-shaped upstream for the pass-through routes, recording what it receives.
 struct RawUpstream {
     url: String,
@@ -91,6 +94,21 @@ fn reply(path: &str, length: usize) -> Response {
             .header("content-type", "audio/mpeg")
             .body(axum::body::Body::from(SPOKEN))
             .unwrap(),
+        // The provider's key refused: what it says names the key and the organisation.
+        "/v1/batches/batch_refused" => Response::builder()
+            .status(401)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(
+                r#"{"error":{"message":"Incorrect API key provided: sk-proj-upstream-secret. You can find your API key at https://platform.openai.com/account/api-keys (organization org-private).","type":"invalid_request_error","code":"invalid_api_key"}}"#,
+            ))
+            .unwrap(),
+        "/v1/files/file-missing" => Response::builder()
+            .status(404)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(
+                r#"{"error":{"message":"No such File object: file-missing","type":"invalid_request_error","param":"id","code":null}}"#,
+            ))
+            .unwrap(),
         _ => Response::builder()
             .status(404)
             .body(axum::body::Body::empty())
@@ -108,11 +126,13 @@ roles:
 retry: {{ max_retries: 0 }}
 keys:
   alice: {{ hash: "{alice}", tenant: acme }}
+  bob: {{ hash: "{bob}", tenant: beta }}
 gateway: {{ admin_key_hash: "{admin}", max_body_bytes: 4096 }}
 {more}
 "#,
         url = upstream.url,
         alice = tollgate_gateway::hash_key(ALICE),
+        bob = tollgate_gateway::hash_key(BOB),
         admin = tollgate_gateway::hash_key(ADMIN),
     )
 }
@@ -265,6 +285,32 @@ async fn limits_keys_and_an_unconfigured_gateway_stop_a_call_before_it_goes() {
     assert!(limited.headers().contains_key("retry-after"));
     assert_eq!(upstream.seen().len(), 2);
 
+    // The provider refusing its own key: the caller gets the gateway's words, none of the
+    // provider's; a refusal of what the caller asked for comes as the provider wrote it.
+    let refused = client()
+        .get(format!("{}/v1/batches/batch_refused", gateway.url))
+        .bearer_auth(BOB)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 502, "{:?}", refused.headers());
+    let said = refused.text().await.unwrap();
+    for secret in ["sk-proj", "org-private", "Incorrect API key"] {
+        assert!(!said.contains(secret), "{said}");
+    }
+    let missing = client()
+        .get(format!("{}/v1/files/file-missing", gateway.url))
+        .bearer_auth(BOB)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let error: Value = missing.json().await.unwrap();
+    assert_eq!(
+        error["error"]["message"],
+        "No such File object: file-missing"
+    );
+
     // A gateway with no `passthrough` section: the routes are 404s in OpenAI's shape.
     let plain = GatewayProcess::start(
         &yaml(&upstream, "").replace("api_key_env: TOLLGATE_TEST_OPENAI_KEY, ", ""),
@@ -281,5 +327,5 @@ async fn limits_keys_and_an_unconfigured_gateway_stop_a_call_before_it_goes() {
     let error: Value = missing.json().await.unwrap();
     assert_eq!(error["error"]["type"], "invalid_request_error");
     assert_eq!(error["error"]["code"], "unknown_url");
-    assert_eq!(upstream.seen().len(), 2);
+    assert_eq!(upstream.seen().len(), 4);
 }

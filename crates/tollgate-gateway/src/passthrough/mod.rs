@@ -97,6 +97,9 @@ const SNIFF_BYTES: usize = 64 << 10;
 /// The most of an answer read to find what it bills: images' answers carry them base64.
 const PRICED_ANSWER_BYTES: usize = 64 << 20;
 
+/// The most of a failure's answer read for what it says.
+const FAILURE_BYTES: usize = 64 << 10;
+
 async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
@@ -202,19 +205,30 @@ async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
         }
     };
     let status = answer.status();
+    if matches!(status.as_u16(), 401 | 403 | 407 | 429) || status.is_server_error() {
+        // What the provider says of its own failure (its key refused, its organisation's
+        // limits, its outage) is the gateway's to read, not the caller's: it reaches the caller
+        // as for a chat call. A refusal of the caller's request (a 400, a 404 for a file it
+        // named) comes as it came.
+        let headers = answer.headers().clone();
+        let body = read_bounded(answer, FAILURE_BYTES)
+            .await
+            .unwrap_or_default();
+        meta.upstream.add(sent.elapsed());
+        let error = passthrough.client.refusal(status, &headers, &body);
+        return meta.fail(ApiError::from_llm(&error));
+    }
     let mut headers = answer.headers().clone();
     retain_forwarded(&mut headers);
-    if !(priced && status.is_success()) {
+    if !priced {
         meta.upstream.add(sent.elapsed());
-        if status.is_success() {
-            outside.bill(tollgate::Usage::default(), None);
-        }
+        outside.bill(tollgate::Usage::default(), None);
         let mut response = Response::new(Body::new(reqwest::Body::from(answer)));
         *response.status_mut() = status;
         *response.headers_mut() = headers;
         return meta.finish(response, None);
     }
-    let body = match read_bounded(answer).await {
+    let body = match read_bounded(answer, PRICED_ANSWER_BYTES).await {
         Ok(body) => body,
         Err(error) => return meta.fail(ApiError::from_llm(&error)),
     };
@@ -244,10 +258,10 @@ async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
     meta.finish(response, None)
 }
 
-/// An answer read whole, for its price, up to [`PRICED_ANSWER_BYTES`].
-async fn read_bounded(answer: reqwest::Response) -> Result<Bytes, tollgate::LlmError> {
+/// An answer read whole (for its price, or for what a failure says), up to `most` bytes.
+async fn read_bounded(answer: reqwest::Response, most: usize) -> Result<Bytes, tollgate::LlmError> {
     let body = reqwest::Body::from(answer);
-    Limited::new(body, PRICED_ANSWER_BYTES)
+    Limited::new(body, most)
         .collect()
         .await
         .map(|collected| collected.to_bytes())

@@ -2,7 +2,7 @@
 //! with the client's key and headers, its body and its answer streamed (a gateway's pass-through
 //! of `/v1/files`, `/v1/audio/…`, `/v1/images/…`).
 
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, StatusCode};
 use tollgate_core::{ErrorKind, LlmError};
 
 use super::OpenAiCompatible;
@@ -62,5 +62,13 @@ impl OpenAiCompatible {
             .send()
             .await
             .map_err(|e| transport_error(e, &inner.name))
+    }
+
+    /// The error a passed-through call's non-success answer is (its `status`, `headers` and
+    /// `body`), in tollgate's words as for any call to this server: its kind from the status,
+    /// `Retry-After` and the rate-limit headers read, what the server said kept apart as an
+    /// [`UpstreamError`](tollgate_core::UpstreamError), never shown whole to a caller.
+    pub fn refusal(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> LlmError {
+        crate::failure::refusal(status, headers, body, &self.inner.name)
     }
 }
