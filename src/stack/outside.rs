@@ -26,7 +26,9 @@ impl Stack {
     /// Counts a call that does not go down the stack against the stack's request limits, as
     /// a call `request` describes would be counted (its tenant, principal and provider), with
     /// no tokens: the smallest honest way to keep a tenant's request rate over calls that are
-    /// not LLM calls. Where a quota counts cost, a spent budget refuses it (see
+    /// not LLM calls. Where a quota counts cost, `hold` (what the call may cost, when that is
+    /// known before it runs) is held until the call is billed, and a budget without room for it
+    /// refuses the call (see
     /// [`RateLimitLayer::admit_request`](tollgate_ratelimit::RateLimitLayer::admit_request)).
     ///
     /// ```
@@ -42,9 +44,9 @@ impl Stack {
     /// let stack = Stack::from_config(&config).unwrap();
     /// let mut upload = LlmRequest::new("", vec![]).with_tenant("acme");
     /// upload.provider = Some("local".into());
-    /// let call = stack.admit_outside(&upload).await.unwrap();
+    /// let call = stack.admit_outside(&upload, MicroUsd::ZERO).await.unwrap();
     /// call.bill(Usage::default(), Some(MicroUsd(40_000)));
-    /// assert!(stack.admit_outside(&upload).await.is_err()); // one a minute
+    /// assert!(stack.admit_outside(&upload, MicroUsd::ZERO).await.is_err()); // one a minute
     /// assert_eq!(stack.cost_report().by_tenant["acme"].spend.cost, MicroUsd(40_000));
     /// # }
     /// ```
@@ -52,14 +54,18 @@ impl Stack {
     /// # Errors
     ///
     /// `RateLimited` or `BudgetExceeded` from the limit that refused.
-    pub async fn admit_outside(&self, request: &LlmRequest) -> Result<OutsideCall, LlmError> {
+    pub async fn admit_outside(
+        &self,
+        request: &LlmRequest,
+        hold: MicroUsd,
+    ) -> Result<OutsideCall, LlmError> {
         let layer = self
             .parts
             .limits
             .as_ref()
             .and_then(|limits| limits.layer.as_ref());
         let admission = match layer {
-            Some(layer) => Some(layer.admit_request(request).await?),
+            Some(layer) => Some(layer.admit_request(request, hold).await?),
             None => None,
         };
         Ok(OutsideCall {

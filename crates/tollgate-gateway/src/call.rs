@@ -154,23 +154,7 @@ pub(crate) async fn accept(
     if declared_length(&parts.headers).is_some_and(|length| length > limit as u64) {
         return Err(meta.fail(too_large(limit)));
     }
-    let read = Limited::new(body, limit).collect();
-    let body = match tokio::time::timeout(live.config.gateway.body_timeout, read).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(error)) if error.is::<LengthLimitError>() => return Err(meta.fail(too_large(limit))),
-        Ok(Err(error)) => {
-            return Err(meta.fail(ApiError::invalid(format!(
-                "the request body could not be read: {error}"
-            ))));
-        }
-        Err(_) => {
-            return Err(meta.fail(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "invalid_request_error",
-                "the request body did not arrive in time",
-            )));
-        }
-    };
+    let body = read_body(body, &live, &meta).await?;
     meta.started = Instant::now();
     Ok(Accepted {
         live,
@@ -179,6 +163,25 @@ pub(crate) async fn accept(
         body,
         meta,
     })
+}
+
+/// Reads a request's body whole: 413 for one over `max_body_bytes`, 408 for one that does not
+/// arrive within `body_timeout`.
+pub(crate) async fn read_body(body: Body, live: &Live, meta: &CallMeta) -> Result<Bytes, Response> {
+    let limit = live.config.gateway.max_body_bytes;
+    let read = Limited::new(body, limit).collect();
+    match tokio::time::timeout(live.config.gateway.body_timeout, read).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(meta.fail(too_large(limit))),
+        Ok(Err(error)) => Err(meta.fail(ApiError::invalid(format!(
+            "the request body could not be read: {error}"
+        )))),
+        Err(_) => Err(meta.fail(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "the request body did not arrive in time",
+        ))),
+    }
 }
 
 /// The length a request's `Content-Length` declares, if it declares one.

@@ -249,7 +249,7 @@ async fn limits_keys_and_an_unconfigured_gateway_stop_a_call_before_it_goes() {
     let upstream = RawUpstream::start().await;
     let gateway = start(
         &upstream,
-        "passthrough: { provider: openai }\nrate_limiting: { tenants: { acme: { per_minute: 2 } } }",
+        "passthrough: { provider: openai }\nrate_limiting: { tenants: { acme: { per_minute: 2 }, beta: { cost_per_day: \"0.10\" } } }",
     )
     .await;
     let moderation = |key: &'static str, body: Vec<u8>| {
@@ -284,6 +284,37 @@ async fn limits_keys_and_an_unconfigured_gateway_stop_a_call_before_it_goes() {
     assert_eq!(limited.status(), 429);
     assert!(limited.headers().contains_key("retry-after"));
     assert_eq!(upstream.seen().len(), 2);
+
+    // Images say what they may cost before they go: beyond the budget's room, refused unsent;
+    // within it, sent.
+    let images = |body: &'static str| {
+        let url = format!("{}/v1/images/generations", gateway.url);
+        async move {
+            client()
+                .post(url)
+                .bearer_auth(BOB)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let dear =
+        images(r#"{"model":"dall-e-3","prompt":"a cat","size":"1024x1792","quality":"hd"}"#).await;
+    assert_eq!(dear.status(), 429);
+    let error: Value = dear.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "insufficient_quota", "{error}");
+    assert_eq!(
+        upstream.seen().len(),
+        2,
+        "a call over the budget is not sent"
+    );
+    let cheap =
+        images(r#"{"model":"dall-e-3","prompt":"a cat","size":"1024x1024","quality":"standard"}"#)
+            .await;
+    assert_eq!(cheap.status(), 200);
+    assert_eq!(upstream.seen().len(), 3);
 
     // The provider refusing its own key: the caller gets the gateway's words, none of the
     // provider's; a refusal of what the caller asked for comes as the provider wrote it.
@@ -327,5 +358,5 @@ async fn limits_keys_and_an_unconfigured_gateway_stop_a_call_before_it_goes() {
     let error: Value = missing.json().await.unwrap();
     assert_eq!(error["error"]["type"], "invalid_request_error");
     assert_eq!(error["error"]["code"], "unknown_url");
-    assert_eq!(upstream.seen().len(), 4);
+    assert_eq!(upstream.seen().len(), 5);
 }

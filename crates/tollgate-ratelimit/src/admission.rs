@@ -15,10 +15,11 @@ use crate::{
 impl RateLimitLayer {
     /// Counts one request that is no LLM call against every scope that limits `request` (its
     /// tenant, principal, provider, ... as the layer's services would key it), waiting or
-    /// refusing as the layer does on denial. It draws no tokens. Where a quota counts cost, one
-    /// micro-dollar is held while the call runs, so that a spent budget refuses it; the call's
-    /// [`Admission::settle`] charges what it cost, and an admission dropped unsettled gives the
-    /// hold back (the request stays counted).
+    /// refusing as the layer does on denial. It draws no tokens. Where a quota counts cost,
+    /// `hold` (the most the call may cost, when that is known before it runs; at least one
+    /// micro-dollar) is held while the call runs, so that a budget without room for it refuses
+    /// it; the call's [`Admission::settle`] charges what it cost, and an admission dropped
+    /// unsettled gives the hold back (the request stays counted).
     ///
     /// ```
     /// use std::time::Duration;
@@ -30,9 +31,9 @@ impl RateLimitLayer {
     /// let quota = Quota::new([Tier::requests(1, Duration::from_secs(60))]).unwrap();
     /// let layer = RateLimitLayer::new(RateLimiter::new(quota), ByTenant);
     /// let upload = LlmRequest::new("", vec![]).with_tenant("acme");
-    /// let admitted = layer.admit_request(&upload).await.unwrap();
+    /// let admitted = layer.admit_request(&upload, MicroUsd::ZERO).await.unwrap();
     /// admitted.settle(MicroUsd::ZERO);
-    /// let refused = layer.admit_request(&upload).await.unwrap_err();
+    /// let refused = layer.admit_request(&upload, MicroUsd::ZERO).await.unwrap_err();
     /// assert_eq!(refused.kind(), ErrorKind::RateLimited);
     /// # }
     /// ```
@@ -41,12 +42,16 @@ impl RateLimitLayer {
     ///
     /// `RateLimited` (or `BudgetExceeded` for a spent cost tier) from the tier that refused,
     /// with its `retry_after`.
-    pub async fn admit_request(&self, request: &LlmRequest) -> Result<Admission, LlmError> {
+    pub async fn admit_request(
+        &self,
+        request: &LlmRequest,
+        hold: MicroUsd,
+    ) -> Result<Admission, LlmError> {
         let shared = &self.shared;
         let keys = shared.keys(request);
         let cost = shared.limiter.definition().counts(Dimension::Cost);
         let reserved = if cost {
-            Amounts::requests(1).with_cost(MicroUsd(1))
+            Amounts::requests(1).with_cost(MicroUsd(hold.0.max(1)))
         } else {
             Amounts::requests(1)
         };

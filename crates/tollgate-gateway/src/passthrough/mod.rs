@@ -137,7 +137,19 @@ async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
             record.provider = Some(provider);
         });
     }
-    let outside = match live.stack.admit_outside(&counted).await {
+    // An images call's JSON body is small and says what it may cost: read first, so that
+    // cost is held against the caller's budgets before the call goes.
+    let (body, hold) = if operation == "images.generations" {
+        let asked = match call::read_body(body, &live, &meta).await {
+            Ok(asked) => asked,
+            Err(response) => return response,
+        };
+        let hold = price::images_hold(live.stack.prices(), &asked);
+        (Body::from(asked), hold)
+    } else {
+        (body, tollgate::MicroUsd::ZERO)
+    };
+    let outside = match live.stack.admit_outside(&counted, hold).await {
         Ok(outside) => outside,
         Err(error) => {
             if error

@@ -17,6 +17,30 @@ pub(super) struct Bill {
     pub(super) cost: Option<MicroUsd>,
 }
 
+/// The most an `images/generations` call `asked` (its JSON body) may cost: `n` images (1 when
+/// unsaid) at the model's price for the quality and size asked, or where the request leaves
+/// either to the provider, at the dearest image the model lists. Held against cost quotas
+/// before the call goes, so a budget without room for it refuses it. Zero when unpriced.
+pub(super) fn images_hold(prices: &PricingTable, asked: &[u8]) -> MicroUsd {
+    let asked: Value = serde_json::from_slice(asked).unwrap_or(Value::Null);
+    let model = text(&asked, "model").unwrap_or_else(|| DEFAULT_IMAGE_MODEL.to_owned());
+    let Some(media) = prices.media(&model) else {
+        return MicroUsd::ZERO;
+    };
+    let (quality, size) = (text(&asked, "quality"), text(&asked, "size"));
+    let each = match (&quality, &size) {
+        (Some(_), Some(_)) => media.image(quality.as_deref(), size.as_deref()),
+        _ => None,
+    }
+    .or_else(|| media.per_image.values().copied().max())
+    .unwrap_or(MicroUsd::ZERO);
+    let n = asked.get("n").and_then(Value::as_u64).unwrap_or(1).max(1);
+    MicroUsd(each.0.saturating_mul(n))
+}
+
+/// The model `images/generations` uses when a request names none (OpenAI's default).
+const DEFAULT_IMAGE_MODEL: &str = "dall-e-2";
+
 /// The bill for a priced operation's answer `body`, with the request's headers and the start
 /// of its body.
 pub(super) fn bill(
@@ -35,8 +59,7 @@ pub(super) fn bill(
     match operation {
         "images.generations" => {
             let asked: Value = serde_json::from_slice(sniffed).unwrap_or(Value::Null);
-            // OpenAI's default model for this endpoint.
-            let model = text(&asked, "model").unwrap_or_else(|| "dall-e-2".to_owned());
+            let model = text(&asked, "model").unwrap_or_else(|| DEFAULT_IMAGE_MODEL.to_owned());
             let said = |field: &str| text(&answer, field).or_else(|| text(&asked, field));
             let (quality, size) = (said("quality"), said("size"));
             let Some(images) = answer.get("data").and_then(Value::as_array) else {
@@ -166,6 +189,21 @@ mod tests {
             b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF",
         );
         (headers, body)
+    }
+
+    #[test]
+    fn an_images_call_holds_what_its_images_may_cost() {
+        let prices = tollgate::PriceCatalog::shipped().table([]);
+        let asked =
+            br#"{"model":"dall-e-3","prompt":"a cat","n":2,"size":"1024x1792","quality":"hd"}"#;
+        assert_eq!(images_hold(&prices, asked), MicroUsd(240_000));
+        // Quality left to the provider: the dearest image the model lists, per image.
+        let unsaid = br#"{"model":"dall-e-3","prompt":"a cat","n":3}"#;
+        assert_eq!(images_hold(&prices, unsaid), MicroUsd(3 * 120_000));
+        assert_eq!(
+            images_hold(&prices, br#"{"model":"unlisted","prompt":"x"}"#),
+            MicroUsd::ZERO
+        );
     }
 
     #[test]
