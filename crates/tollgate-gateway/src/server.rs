@@ -15,7 +15,8 @@ use hyper_util::{
 use tokio::net::TcpListener;
 
 use crate::{
-    call, chat::Chat, embeddings::Embeddings, info, messages::Messages, state::Gateway, ui,
+    call, chat::Chat, completions::Completions, embeddings::Embeddings, info, messages::Messages,
+    state::Gateway, ui,
 };
 
 impl Gateway {
@@ -25,7 +26,12 @@ impl Gateway {
         Router::new()
             .route("/v1/chat/completions", post(call::handle::<Chat>))
             .route("/v1/messages", post(call::handle::<Messages>))
+            .route(
+                "/v1/messages/count_tokens",
+                post(crate::count_tokens::handle),
+            )
             .route("/v1/embeddings", post(call::handle::<Embeddings>))
+            .route("/v1/completions", post(call::handle::<Completions>))
             .route("/v1/models", get(info::models))
             .route("/health", get(info::health))
             .route("/health/live", get(info::live))
@@ -34,6 +40,7 @@ impl Gateway {
             .route("/ui", get(ui::page))
             .route("/ui/data", get(ui::data))
             .merge(crate::admin::routes())
+            .merge(crate::passthrough::routes())
             .fallback(info::not_found)
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),

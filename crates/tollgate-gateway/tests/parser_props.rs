@@ -1,5 +1,6 @@
 //! Whatever a client sends, the front doors answer with a typed error or an answer, never a panic:
-//! arbitrary bytes and arbitrary JSON to both request parsers, through the gateway's router.
+//! arbitrary bytes and arbitrary JSON to the request parsers (chat, messages, legacy
+//! completions), through the gateway's router.
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -43,6 +44,7 @@ fn json_value() -> impl Strategy<Value = Value> {
                     prop_oneof![
                         Just("model".to_owned()),
                         Just("messages".to_owned()),
+                        Just("prompt".to_owned()),
                         Just("role".to_owned()),
                         Just("content".to_owned()),
                         Just("max_tokens".to_owned()),
@@ -68,6 +70,7 @@ fn near_request() -> impl Strategy<Value = Vec<u8>> {
                 "model": "default",
                 "max_tokens": 16,
                 "messages": [{ "role": "user", "content": "hi" }],
+                "prompt": "hi",
                 "stream": stream,
             });
             match &model {
@@ -99,10 +102,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn any_body_gets_an_answer_or_a_typed_error(body in body(), anthropic in any::<bool>()) {
+    fn any_body_gets_an_answer_or_a_typed_error(body in body(), door in 0..3usize) {
+        let anthropic = door == 1;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (status, reply) = runtime.block_on(async {
-            let path = if anthropic { "/v1/messages" } else { "/v1/chat/completions" };
+            let path = ["/v1/chat/completions", "/v1/messages", "/v1/completions"][door];
             let request = http::Request::post(path)
                 .header("authorization", "Bearer tg-k")
                 .body(axum::body::Body::from(body))
