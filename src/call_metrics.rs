@@ -109,10 +109,13 @@ impl TenantLabels {
     }
 }
 
-const OPERATIONS: [Operation; 2] = [Operation::Chat, Operation::Embeddings];
+const OPERATIONS: [Operation; OPERATION_COUNT] = Operation::ALL;
+
+/// How many operations there are: one series each, per model.
+const OPERATION_COUNT: usize = Operation::ALL.len();
 
 fn operation_index(operation: Operation) -> usize {
-    usize::from(operation == Operation::Embeddings)
+    operation.index()
 }
 
 impl CallMetrics {
@@ -203,8 +206,8 @@ impl CallMetrics {
 /// Whole calls through the stack, by operation and model: duration, and time to a stream's first
 /// event. Built once, read without a lock.
 pub(crate) struct WholeCalls {
-    by_model: HashMap<Arc<str>, [Arc<Timed>; 2], foldhash::fast::RandomState>,
-    other: [Arc<Timed>; 2],
+    by_model: HashMap<Arc<str>, [Arc<Timed>; OPERATION_COUNT], foldhash::fast::RandomState>,
+    other: [Arc<Timed>; OPERATION_COUNT],
 }
 
 /// One (operation, model)'s whole-call histograms, and the clock they are timed with.
@@ -267,8 +270,8 @@ impl Timed {
 /// shared table.
 pub(crate) struct ClientMetrics {
     // Built once, with the models the configuration names; any other model is `other`.
-    by_model: HashMap<Arc<str>, [Arc<Series>; 2], foldhash::fast::RandomState>,
-    other: Option<[Arc<Series>; 2]>,
+    by_model: HashMap<Arc<str>, [Arc<Series>; OPERATION_COUNT], foldhash::fast::RandomState>,
+    other: Option<[Arc<Series>; OPERATION_COUNT]>,
     provider: Arc<str>,
     shared: Arc<CallMetrics>,
 }

@@ -336,6 +336,23 @@ impl CostTracker {
             .pricing
             .get_for(Some(&labels.route.provider), &labels.route.model)
             .map(|price| price.cost(usage));
+        self.record_priced(labels, usage, cost, incomplete);
+        cost
+    }
+
+    /// The prices calls are billed at.
+    pub(crate) fn pricing(&self) -> &PricingTable {
+        &self.pricing
+    }
+
+    /// Adds a billed call whose cost is known already (`None`: unpriced).
+    pub(crate) fn record_priced(
+        &self,
+        labels: Labels,
+        usage: Usage,
+        cost: Option<MicroUsd>,
+        incomplete: bool,
+    ) {
         let call = Spend {
             calls: 1,
             input_tokens: usage.input_tokens,
@@ -365,7 +382,7 @@ impl CostTracker {
         if let Some(line) = ledger.tenants.get_mut(&labels.tenant) {
             line.spend.add(&call);
             line.last_call = number;
-            return cost;
+            return;
         }
         if ledger.tenants.len() >= self.max_tenants {
             ledger.fold_idle();
@@ -377,7 +394,6 @@ impl CostTracker {
                 last_call: number,
             },
         );
-        cost
     }
 
     /// Spend so far, without budgets (see [`Stack::cost_report`](crate::Stack::cost_report)).

@@ -71,7 +71,7 @@ pub use tollgate_core::{
     LlmResponse, LongContext, Message, MicroUsd, ModelPrice, Operation, Outcome, Params, Preset,
     PriceCatalog, PricingTable, Priority, REASONING_SIGNATURE, RequestMeta, Role, SharedMap,
     SimulatedFuture, SimulatedProvider, SimulatedProviderBuilder, TokenEstimator, ToolCall, Usage,
-    clock, future, http, stream, telemetry,
+    WordEstimator, clock, future, http, stream, telemetry,
 };
 // What a request may cost, and what an upstream may be shown saying.
 pub use tollgate_core::{
@@ -113,7 +113,7 @@ pub use cost::{
 #[cfg(feature = "config")]
 pub use recorder::{CallRecorder, OnCall};
 #[cfg(feature = "config")]
-pub use stack::{BoxedProvider, Sizes, Stack, StackBuilder, StackFuture};
+pub use stack::{BoxedProvider, OutsideCall, Sizes, Stack, StackBuilder, StackFuture};
 
 /// One record per call ([`CallRecord`](log::CallRecord)) and the log that writes them to sinks
 /// off the call path ([`tollgate_log`]); [`StackBuilder::on_call`] hands a stack's records on.

@@ -6,7 +6,7 @@ use serde::{
     Deserialize, Deserializer,
     de::{self, MapAccess},
 };
-use tollgate_core::{ModelPrice, PriceCatalog, PricingTable};
+use tollgate_core::{ModelPrice, PriceCatalog, PriceListing, PricingTable};
 
 use super::sections::Config;
 
@@ -20,6 +20,8 @@ use super::sections::Config;
 /// pricing:
 ///   gpt-4o: { input: "2.50", output: "10.00", cached_input: "1.25" }  # wins over the catalog
 ///   my-finetune: { input: "0.30", output: "1.20" }
+///   dall-e-3: { per_image: { "*": "0.04", "hd/1024x1792": "0.12" } }  # by quality/size, size, quality, *
+///   whisper-1: { per_audio_second: "0.0001" }   # pass-through calls billed by what the answer says
 ///   providers:                    # a provider that charges its own, by the provider's name
 ///     azure_eu: { gpt-4o: { input: "2.75", output: "11.00" } }
 ///   catalog: true                 # the shipped catalog under these (default true)
@@ -96,8 +98,8 @@ impl<'de> Deserialize<'de> for PricingConfig {
                         "refuse_unpriced" => config.refuse_unpriced = map.next_value()?,
                         "providers" => config.providers = map.next_value()?,
                         _ => {
-                            let price: ModelPrice = map.next_value()?;
-                            config.models.insert(key, price);
+                            let listing: PriceListing = map.next_value()?;
+                            config.models.insert_listing(key, listing);
                         }
                     }
                 }

@@ -81,7 +81,10 @@ pub(super) fn build(
             whole: billing.calls.as_ref().map(|calls| calls.whole_calls()),
             costs: billing.costs,
             cache,
-            limits: limits.map(|(_, limits)| limits),
+            limits: limits.map(|(layer, mut limits)| {
+                limits.layer = Some(layer);
+                limits
+            }),
             breakers,
             health,
             records: hooks.records.clone(),

@@ -45,6 +45,7 @@ pub(super) fn call_span(request: &LlmRequest) -> Span {
     }
     let span = match request.meta.operation {
         Operation::Embeddings => span_named!("embeddings"),
+        Operation::Completions => span_named!("text_completion"),
         _ => span_named!("chat"),
     };
     if !span.is_disabled() {

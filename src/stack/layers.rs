@@ -209,6 +209,7 @@ fn rate_limits(
         LimitHandles {
             tenant_scope: limiter.scope(TENANT_SCOPE),
             limiter,
+            layer: None,
             config: limiting.clone(),
         },
     ))

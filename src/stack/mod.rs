@@ -6,6 +6,7 @@ mod clients;
 mod dispatch;
 mod future;
 mod layers;
+mod outside;
 mod sharing;
 
 use std::{
@@ -14,12 +15,13 @@ use std::{
     task::{Context, Poll},
 };
 
-use tollgate_core::{ErrorKind, LlmError, LlmRequest, LlmResponse, Operation};
+use tollgate_core::{ErrorKind, LlmError, LlmRequest, LlmResponse};
 use tollgate_router::Deadline;
 use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 
 pub use future::StackFuture;
+pub use outside::OutsideCall;
 
 use crate::{
     Config, ConfigErrors, RateLimitingConfig, ResolvedRole,
@@ -148,6 +150,8 @@ struct Records {
 /// The rate limiter and what the cost report needs of it.
 struct LimitHandles {
     limiter: tollgate_ratelimit::Limiter,
+    /// The layer, for calls made beside the stack ([`Stack::admit_outside`]).
+    layer: Option<tollgate_ratelimit::RateLimitLayer>,
     tenant_scope: Option<tollgate_ratelimit::Scope>,
     config: RateLimitingConfig,
 }
@@ -347,7 +351,7 @@ impl Stack {
         if request.params.temperature.is_none() {
             request.params.temperature = role.temperature;
         }
-        if request.params.max_tokens.is_none() && request.meta.operation != Operation::Embeddings {
+        if request.params.max_tokens.is_none() && request.meta.operation.generates() {
             // Written under the name the provider takes (`max_tokens_name` stays unset).
             request.params.max_tokens = role.default_max_tokens;
         }

@@ -70,8 +70,8 @@ pub use models::{
 pub use params::{ExtraParams, MaxTokensName, NotAWholeNumber, Params, whole_number};
 pub use presets::{Preset, Quirks, UnknownPreset};
 pub use pricing::{
-    AnsweredPrice, FoundPrice, InvalidPrice, LongContext, MicroUsd, ModelPrice, PriceCatalog,
-    PriceCeiling, PricingTable,
+    AnsweredPrice, FoundPrice, InvalidPrice, LongContext, MediaPrice, MicroUsd, ModelPrice,
+    PriceCatalog, PriceCeiling, PriceListing, PricingTable,
 };
 pub use request::{
     CacheControl, Content, JsonMap, LlmRequest, Message, Operation, Priority, RequestMeta, Role,
@@ -79,7 +79,7 @@ pub use request::{
 pub use response::{FinishReason, LlmResponse};
 pub use simulated::{Outcome, SimulatedFuture, SimulatedProvider, SimulatedProviderBuilder};
 pub use snapshot::{LimitWindow, RateLimitSnapshot};
-pub use tokens::{CharEstimator, TokenEstimator};
+pub use tokens::{CharEstimator, TokenEstimator, WordEstimator};
 pub use upstream::{
     MAX_UPSTREAM_MESSAGE, UpstreamError, is_context_window, redact, upstream_summary,
 };

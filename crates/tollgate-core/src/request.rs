@@ -309,7 +309,8 @@ pub struct RequestMeta {
     pub priority: Priority,
     /// An id for tracing; never part of a cache key.
     pub request_id: Option<Arc<str>>,
-    /// What the call does: a chat completion (the default), or embeddings.
+    /// What the call does: a chat completion (the default), a legacy text completion, or
+    /// embeddings.
     pub operation: Operation,
     /// Ask for the answer as a stream ([`LlmResponse::take_stream`](crate::LlmResponse::take_stream)).
     /// A stream and a whole answer to the same request are the same answer, so this is not part
@@ -327,6 +328,13 @@ pub struct RequestMeta {
 /// An embeddings call carries the provider's fields (`input`, `dimensions`, `encoding_format`)
 /// in [`Params::extra`]; its answer has no choices, its vectors (`data`) in
 /// [`LlmResponse::extra`](crate::LlmResponse::extra) and its tokens in `usage.input_tokens`.
+///
+/// A legacy text completion (OpenAI's `POST /v1/completions`, which vLLM and Ollama serve too)
+/// carries each prompt as a user message, so that token estimates, budgets and cache keys read
+/// it as they read a chat prompt: a text prompt as its text, a token-array prompt as one part
+/// `{"type": "tokens", "tokens": [...]}`. Its other fields (`echo`, `suffix`, `logprobs`, ...)
+/// are in [`Params::extra`]; its answer is a chat answer whose choices' content is the completed
+/// text.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Operation {
@@ -335,15 +343,37 @@ pub enum Operation {
     Chat,
     /// Embeddings of the `input` texts.
     Embeddings,
+    /// A legacy text completion of a prompt.
+    Completions,
 }
 
 impl Operation {
-    /// The operation's name: `chat` or `embeddings`.
+    /// Every operation, in the order of [`index`](Self::index).
+    pub const ALL: [Self; 3] = [Self::Chat, Self::Embeddings, Self::Completions];
+
+    /// The operation's name as the OpenTelemetry conventions write it: `chat`, `embeddings` or
+    /// `text_completion`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Chat => "chat",
             Self::Embeddings => "embeddings",
+            Self::Completions => "text_completion",
         }
+    }
+
+    /// The operation's place in [`ALL`](Self::ALL), for tables kept per operation.
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Chat => 0,
+            Self::Embeddings => 1,
+            Self::Completions => 2,
+        }
+    }
+
+    /// Whether the call's answer is generated text, bounded by `max_tokens` (every operation but
+    /// embeddings).
+    pub const fn generates(self) -> bool {
+        !matches!(self, Self::Embeddings)
     }
 }
 

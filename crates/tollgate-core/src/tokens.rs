@@ -44,7 +44,7 @@ pub trait TokenEstimator: Send + Sync + 'static {
                 let fields: u64 = message
                     .extra
                     .iter()
-                    .map(|(key, value)| self.estimate_text(key) + json_tokens(self, value))
+                    .map(|(key, value)| self.estimate_text(key) + self.estimate_json(value))
                     .sum();
                 PER_MESSAGE + content + fields
             })
@@ -55,9 +55,15 @@ pub trait TokenEstimator: Send + Sync + 'static {
             .iter()
             // How the answer is delivered, not what the model reads.
             .filter(|(key, _)| !matches!(key.as_str(), "stream" | "stream_options"))
-            .map(|(key, value)| self.estimate_text(key) + json_tokens(self, value))
+            .map(|(key, value)| self.estimate_text(key) + self.estimate_json(value))
             .sum();
         messages + params + REPLY_PRIMING
+    }
+
+    /// Tokens in a JSON value the provider reads (a tool's schema, a message's tool calls): by
+    /// default each string (keys included) as text and each other value as one token.
+    fn estimate_json(&self, value: &Value) -> u64 {
+        json_tokens(self, value)
     }
 
     /// Tokens in what an answer said so far: every choice's text, reasoning and refusal, and its
@@ -96,7 +102,7 @@ fn part_tokens<E: TokenEstimator + ?Sized>(estimator: &E, part: &Value) -> u64 {
             .and_then(Value::as_str)
             .map_or(0, |text| estimator.estimate_text(text)),
         Some("image_url" | "image" | "input_image") => IMAGE_TOKENS,
-        _ => json_tokens(estimator, part),
+        _ => estimator.estimate_json(part),
     }
 }
 
@@ -144,6 +150,95 @@ impl TokenEstimator for CharEstimator {
     }
 }
 
+/// An estimator of what a byte-pair-encoding tokenizer (OpenAI's `o200k_base`, and others like
+/// it) counts, for a caller who asks how many tokens a prompt is: unlike [`CharEstimator`], it
+/// aims at the count rather than above it.
+///
+/// It counts the pieces such a tokenizer first splits text into, each of which it encodes as one
+/// token when the piece is common: a word with the space before it (one token more for each 8
+/// letters past the first), digits in threes, a run of punctuation (a token per 4 characters;
+/// one punctuation character before a word joins it), a line break, spaces not followed by a
+/// word. A non-ASCII character counts as a token of its own, as in [`CharEstimator`]. JSON (a
+/// tool's schema) is counted as the compact text the provider reads, its punctuation included.
+///
+/// # Accuracy
+///
+/// Against `o200k_base`, on English prose, chat, technical text with numbers and paths,
+/// Markdown, Rust and Python code and a JSON tool schema: within 7 % of the real count, most
+/// within 3 % (the samples are in this module's tests). Other tokenizers differ: Anthropic's
+/// and Meta's count English some 10 to 20 % higher. Rare words, long numbers and non-English
+/// text move it further; it never looks at the model.
+///
+/// ```
+/// use tollgate_core::{TokenEstimator, WordEstimator};
+///
+/// assert_eq!(WordEstimator.estimate_text("The keeper climbed the stairs."), 6);
+/// assert_eq!(WordEstimator.estimate_text("2026"), 2);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WordEstimator;
+
+/// Letters a word piece holds per token past its first: common English words are one token.
+const LETTERS_PER_TOKEN: usize = 8;
+
+/// Characters of a punctuation run per token (`":"`, `");` are one token each).
+const PUNCTUATION_PER_TOKEN: usize = 4;
+
+impl TokenEstimator for WordEstimator {
+    fn estimate_text(&self, text: &str) -> u64 {
+        let bytes = text.as_bytes();
+        let letter = |b: u8| b.is_ascii_alphabetic();
+        let space = |b: u8| b == b' ' || b == b'\t';
+        let newline = |b: u8| b == b'\n' || b == b'\r';
+        let run = |from: usize, keep: &dyn Fn(u8) -> bool| {
+            from + bytes[from..].iter().take_while(|&&b| keep(b)).count()
+        };
+        let mut tokens = 0u64;
+        let mut at = 0;
+        while let Some(&byte) = bytes.get(at) {
+            let end;
+            if newline(byte) {
+                end = run(at, &newline);
+                tokens += 1;
+            } else if space(byte) {
+                end = run(at, &space);
+                // One space joins the piece after it; more, or none after, are a token apart.
+                let joins = end - at == 1 && bytes.get(end).is_some_and(|&b| !newline(b));
+                tokens += u64::from(!joins);
+            } else if letter(byte) {
+                end = run(at, &letter);
+                tokens += 1 + ((end - at - 1) / LETTERS_PER_TOKEN) as u64;
+            } else if byte.is_ascii_digit() {
+                end = run(at, &|b: u8| b.is_ascii_digit());
+                tokens += (end - at).div_ceil(3) as u64;
+            } else if byte.is_ascii() {
+                end = run(at, &|b: u8| {
+                    b.is_ascii() && !b.is_ascii_alphanumeric() && !space(b) && !newline(b)
+                });
+                let leads_word = end - at == 1 && bytes.get(end).is_some_and(|&b| letter(b));
+                if !leads_word {
+                    tokens += (end - at).div_ceil(PUNCTUATION_PER_TOKEN) as u64;
+                }
+            } else {
+                // A non-ASCII character: its lead byte and continuation bytes.
+                end = at
+                    + 1
+                    + bytes[at + 1..]
+                        .iter()
+                        .take_while(|&&b| (0x80..0xC0).contains(&b))
+                        .count();
+                tokens += 1;
+            }
+            at = end;
+        }
+        tokens
+    }
+
+    fn estimate_json(&self, value: &Value) -> u64 {
+        self.estimate_text(&value.to_string())
+    }
+}
+
 /// A shared estimator is an estimator: one `Arc` handed to every part of a stack that counts
 /// tokens keeps their counts alike.
 impl TokenEstimator for std::sync::Arc<dyn TokenEstimator> {
@@ -157,6 +252,10 @@ impl TokenEstimator for std::sync::Arc<dyn TokenEstimator> {
 
     fn estimate_answer(&self, answer: &LlmResponse) -> u64 {
         (**self).estimate_answer(answer)
+    }
+
+    fn estimate_json(&self, value: &Value) -> u64 {
+        (**self).estimate_json(value)
     }
 }
 

@@ -151,6 +151,56 @@ pub(crate) async fn accept(
     dialect: Dialect,
 ) -> Result<Accepted, Response> {
     let (parts, body) = request.into_parts();
+    let (live, key, mut meta) = open(gateway, &parts, dialect)?;
+    let limit = live.config.gateway.max_body_bytes;
+    if declared_length(&parts.headers).is_some_and(|length| length > limit as u64) {
+        return Err(meta.fail(too_large(limit)));
+    }
+    let body = read_body(body, &live, &meta).await?;
+    meta.started = Instant::now();
+    Ok(Accepted {
+        live,
+        key,
+        headers: parts.headers,
+        body,
+        meta,
+    })
+}
+
+/// Reads a request's body whole: 413 for one over `max_body_bytes`, 408 for one that does not
+/// arrive within `body_timeout`.
+pub(crate) async fn read_body(body: Body, live: &Live, meta: &CallMeta) -> Result<Bytes, Response> {
+    let limit = live.config.gateway.max_body_bytes;
+    let read = Limited::new(body, limit).collect();
+    match tokio::time::timeout(live.config.gateway.body_timeout, read).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(meta.fail(too_large(limit))),
+        Ok(Err(error)) => Err(meta.fail(ApiError::invalid(format!(
+            "the request body could not be read: {error}"
+        )))),
+        Err(_) => Err(meta.fail(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "the request body did not arrive in time",
+        ))),
+    }
+}
+
+/// The length a request's `Content-Length` declares, if it declares one.
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+}
+
+/// Identifies the caller before its body is read: the request's id and record, its key (401
+/// without a known one), and the time it may take.
+#[allow(clippy::result_large_err)] // the refusal is the answer, sent at once: not worth a box
+pub(crate) fn open(
+    gateway: &Gateway,
+    parts: &http::request::Parts,
+    dialect: Dialect,
+) -> Result<(Arc<Live>, Arc<VirtualKey>, CallMeta), Response> {
     let id = parts
         .extensions
         .get::<RequestId>()
@@ -186,39 +236,7 @@ pub(crate) async fn accept(
         Ok(None) => {}
         Err(error) => return Err(meta.fail(error)),
     }
-    let limit = live.config.gateway.max_body_bytes;
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(meta.fail(too_large(limit)));
-    }
-    let read = Limited::new(body, limit).collect();
-    let body = match tokio::time::timeout(live.config.gateway.body_timeout, read).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(error)) if error.is::<LengthLimitError>() => return Err(meta.fail(too_large(limit))),
-        Ok(Err(error)) => {
-            return Err(meta.fail(ApiError::invalid(format!(
-                "the request body could not be read: {error}"
-            ))));
-        }
-        Err(_) => {
-            return Err(meta.fail(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "invalid_request_error",
-                "the request body did not arrive in time",
-            )));
-        }
-    };
-    meta.started = Instant::now();
-    Ok(Accepted {
-        live,
-        key,
-        headers: parts.headers,
-        body,
-        meta,
-    })
+    Ok((live, key, meta))
 }
 
 /// The header a caller bounds its call with: seconds (`30`, `2.5`) or a duration (`30s`).
@@ -254,7 +272,7 @@ fn callers_timeout(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
     }
 }
 
-fn too_large(limit: usize) -> ApiError {
+pub(crate) fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "invalid_request_error",

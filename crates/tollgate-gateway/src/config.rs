@@ -1,5 +1,5 @@
 //! The gateway's configuration: the stack's sections (read by [`tollgate::Config`]), and the
-//! gateway's own: `keys`, `gateway`, `database`, `logs` and `idempotency`.
+//! gateway's own: `keys`, `gateway`, `database`, `logs`, `idempotency` and `passthrough`.
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 
@@ -57,6 +57,9 @@ pub struct GatewayConfig {
     /// How answers to calls with an `Idempotency-Key` are kept for their retries (`idempotency:
     /// { ttl: 24h }`); on by default, `false` turns it off.
     pub idempotency: Switch<crate::idempotency::IdempotencyConfig>,
+    /// Where the rest of `/v1/` (files, batches, images, audio, moderations) is passed through
+    /// to (`passthrough: { provider: openai }`); absent, those routes are 404s.
+    pub passthrough: Option<crate::clients::PassthroughConfig>,
 }
 
 /// One virtual key. The key itself is never written here, only its hash.
@@ -199,6 +202,11 @@ impl GatewayConfig {
                 own_errors.push(e);
                 Switch::Off
             });
+        let passthrough: Option<crate::clients::PassthroughConfig> =
+            document.take_section("passthrough").unwrap_or_else(|e| {
+                own_errors.push(e);
+                None
+            });
         // What keys may name, as written: checked even when those sections have mistakes.
         let known = Known {
             providers: document.names("providers"),
@@ -224,6 +232,9 @@ impl GatewayConfig {
             stack.as_ref().map(|stack| stack.redis.is_some()),
         ));
         errors.extend(check_degrades(stack.as_ref(), &keys, &known));
+        if let (Some(section), Some(stack)) = (&passthrough, stack.as_ref()) {
+            errors.extend(section.check(stack));
+        }
         match stack {
             Some(stack) if errors.is_empty() => Ok(Self {
                 stack,
@@ -232,6 +243,7 @@ impl GatewayConfig {
                 database,
                 logs,
                 idempotency,
+                passthrough,
             }),
             _ => Err(errors.into_iter().collect()),
         }

@@ -3,7 +3,7 @@
 //! health) in front of every provider.
 //!
 //! This crate is the binary's library: [`GatewayConfig`] reads the configuration (the stack's
-//! sections, plus `keys`, `gateway`, `database`, `logs` and `idempotency`), [`Gateway`] builds it and gives its axum
+//! sections, plus `keys`, `gateway`, `database`, `logs`, `idempotency` and `passthrough`), [`Gateway`] builds it and gives its axum
 //! [`Router`](Gateway::router), and [`serve`] runs it with header and body timeouts and a drain on
 //! shutdown.
 //!
@@ -14,6 +14,9 @@
 //! | `POST /v1/embeddings` | OpenAI embeddings, from an OpenAI-compatible provider |
 //! | `POST /v1/responses` | OpenAI Responses, whole or streamed (typed events): passed through to a provider that serves it (`responses_api: true`), translated through chat completions for any other; stored with a `database` section (`store`, default true) and continued by `previous_response_id` |
 //! | `GET`, `DELETE /v1/responses/{id}` | a response the caller's key stored (another key's is a 404) |
+//! | `POST /v1/completions` | OpenAI legacy text completions, whole or streamed: passed as they came to an OpenAI-compatible provider (vLLM, Ollama), answered by a simulated one |
+//! | `POST /v1/messages/count_tokens` | Anthropic's token count: passed to an Anthropic provider; for others an estimate (`WordEstimator`, within 7 % of `o200k_base` on its samples), marked `x-tollgate-estimate: true` |
+//! | `/v1/files[/{id}[/content]]`, `/v1/batches[/{id}[/cancel]]`, `POST /v1/images/generations`, `/v1/audio/transcriptions`, `/v1/audio/speech`, `/v1/moderations` | passed through as they came to the `passthrough` provider ([`PassthroughConfig`]): the key swapped for the provider's, request limits and the call log applied, bodies streamed both ways within `max_body_bytes`; images (per image), transcriptions (per second) and moderations (free) billed from the answer, the rest logged unpriced; 404 without the section |
 //! | `GET /v1/models` | the roles and `provider/model` names the caller's key may use |
 //! | `GET /health`, `/health/live`, `/health/ready` | each provider's status (behind `metrics_key_hash` when set); liveness; readiness |
 //! | `GET /metrics` | Prometheus text, when the process installed the recorder (behind `metrics_key_hash` when set) |
@@ -72,7 +75,10 @@
 mod admin;
 mod call;
 mod chat;
+mod clients;
+mod completions;
 mod config;
+mod count_tokens;
 mod degrade;
 mod embeddings;
 mod error;
@@ -83,6 +89,7 @@ mod logs;
 mod messages;
 mod metrics;
 mod otel;
+mod passthrough;
 mod records;
 mod responses;
 mod restore;
@@ -93,6 +100,7 @@ mod stored_responses;
 mod ui;
 mod upstream;
 
+pub use clients::PassthroughConfig;
 pub use config::{GatewayConfig, KeyConfig, ServerConfig};
 pub use idempotency::{IdempotencyConfig, IdempotencyStore};
 pub use logs::{DatabaseSinkConfig, LogsConfig, OtlpSinkConfig, SinkConfig};

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use crate::{
     call,
     chat::Chat,
+    completions::Completions,
     embeddings::Embeddings,
     info,
     messages::Messages,
@@ -32,12 +33,17 @@ impl Gateway {
         Router::new()
             .route("/v1/chat/completions", post(call::handle::<Chat>))
             .route("/v1/messages", post(call::handle::<Messages>))
+            .route(
+                "/v1/messages/count_tokens",
+                post(crate::count_tokens::handle),
+            )
             .route("/v1/embeddings", post(call::handle::<Embeddings>))
             .route("/v1/responses", post(call::handle::<Responses>))
             .route(
                 "/v1/responses/{id}",
                 get(responses::read).delete(responses::delete),
             )
+            .route("/v1/completions", post(call::handle::<Completions>))
             .route("/v1/models", get(info::models))
             .route("/health", get(info::health))
             .route("/health/live", get(info::live))
@@ -46,6 +52,7 @@ impl Gateway {
             .route("/ui", get(ui::page))
             .route("/ui/data", get(ui::data))
             .merge(crate::admin::routes())
+            .merge(crate::passthrough::routes())
             .fallback(info::not_found)
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),

@@ -80,6 +80,10 @@ pub(crate) struct Live {
     /// Answers kept for calls with an `Idempotency-Key`, when the section is on: the previous
     /// build's, with its answers and calls under way, while its store is the one asked for.
     pub(crate) idempotency: Option<Arc<crate::idempotency::Idempotency>>,
+    /// The `passthrough` section's provider and client.
+    pub(crate) passthrough: Option<crate::clients::Passthrough>,
+    /// A client per Anthropic provider, for `/v1/messages/count_tokens`.
+    pub(crate) counters: crate::clients::Counters,
 }
 
 impl Gateway {
@@ -372,6 +376,8 @@ impl Live {
             builder = builder.record_bodies(logs.max_body_bytes);
         }
         let stack = builder.build()?;
+        let passthrough = crate::clients::Passthrough::build(&config)?;
+        let counters = crate::clients::counters(&config)?;
         let idempotency = crate::idempotency::Idempotency::build(
             config.idempotency.get(),
             config.stack.redis.as_ref(),
@@ -393,6 +399,8 @@ impl Live {
             metrics_key,
             denials: std::sync::Mutex::default(),
             idempotency,
+            passthrough,
+            counters,
         })
     }
 }

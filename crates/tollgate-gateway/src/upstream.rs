@@ -26,7 +26,7 @@ impl UpstreamTime {
         Duration::from_nanos(self.0.load(Ordering::Relaxed))
     }
 
-    fn add(&self, spent: Duration) {
+    pub(crate) fn add(&self, spent: Duration) {
         let nanos = u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
         self.0.fetch_add(nanos, Ordering::Relaxed);
     }

@@ -1,6 +1,6 @@
 //! Whatever a client sends, the front doors answer with a typed error or an answer, never a panic:
 //! arbitrary bytes and arbitrary JSON to every request parser (chat completions, messages,
-//! responses), through the gateway's router.
+//! legacy completions, responses), through the gateway's router.
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -44,6 +44,7 @@ fn json_value() -> impl Strategy<Value = Value> {
                     prop_oneof![
                         Just("model".to_owned()),
                         Just("messages".to_owned()),
+                        Just("prompt".to_owned()),
                         Just("role".to_owned()),
                         Just("content".to_owned()),
                         Just("max_tokens".to_owned()),
@@ -69,7 +70,12 @@ fn json_value() -> impl Strategy<Value = Value> {
 }
 
 /// The doors the bodies go to: their paths.
-const DOORS: [&str; 3] = ["/v1/chat/completions", "/v1/messages", "/v1/responses"];
+const DOORS: [&str; 4] = [
+    "/v1/chat/completions",
+    "/v1/messages",
+    "/v1/completions",
+    "/v1/responses",
+];
 
 /// A body that is mostly a request for `door`, with any of its parts replaced by anything.
 fn near_request(door: usize) -> impl Strategy<Value = Vec<u8>> {
@@ -87,6 +93,7 @@ fn near_request(door: usize) -> impl Strategy<Value = Vec<u8>> {
                     "model": "default",
                     "max_tokens": 16,
                     "messages": [{ "role": "user", "content": "hi" }],
+                    "prompt": "hi",
                     "stream": stream,
                 })
             };

@@ -68,6 +68,33 @@ struct Inner {
     default_max_tokens: u32,
 }
 
+impl Anthropic {
+    /// Sends a Messages request `body` (JSON, as the caller wrote it) to
+    /// `POST {base_url}/v1/messages/count_tokens` with the client's key and `headers` (the
+    /// caller's `anthropic-version` and `anthropic-beta`), and returns the answer as it came,
+    /// whatever its status.
+    ///
+    /// # Errors
+    ///
+    /// `Connect` or `Timeout` when the server cannot be reached or does not answer in time.
+    pub async fn count_tokens(
+        &self,
+        body: Vec<u8>,
+        headers: http::HeaderMap,
+    ) -> Result<reqwest::Response, LlmError> {
+        let url = format!("{}/count_tokens", self.inner.url);
+        self.inner
+            .http
+            .request(http::Method::POST, &url)
+            .headers(headers)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| crate::transport::transport_error(e, "anthropic"))
+    }
+}
+
 impl fmt::Debug for Anthropic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Anthropic")

@@ -185,6 +185,21 @@ impl Settings {
     }
 }
 
+impl Http {
+    /// A request to `url` with what every call of the client carries (its key, headers and
+    /// timeout), for a call whose body and answer the caller handles itself.
+    pub(crate) fn request(&self, method: http::Method, url: &str) -> reqwest::RequestBuilder {
+        let mut builder = self.client.request(method, url);
+        if let Some(headers) = &self.headers {
+            builder = builder.headers(headers.clone());
+        }
+        if let Some(timeout) = self.timeout {
+            builder = builder.timeout(timeout);
+        }
+        builder
+    }
+}
+
 /// A provider's answer before it is read: status, headers and body.
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,
@@ -405,9 +420,22 @@ pub(crate) fn answered(
 }
 
 /// `Service<LlmRequest>` for a client with `stream(request)` and `inner.complete(request)`: a
-/// streaming request answers with the stream, any other with one JSON answer.
+/// streaming request answers with the stream, any other with one JSON answer; embeddings go to
+/// `inner.embed(request)`. Legacy text completions go to `client.completions(request)` for a
+/// client written `provider_service!(Client, completions)`, and are refused by name, before
+/// anything is sent, by every other.
 macro_rules! provider_service {
     ($client:ty) => {
+        crate::transport::provider_service!(@service $client, |_client, _request| Err(
+            crate::transport::no_completions(stringify!($client))
+        ));
+    };
+    ($client:ty, completions) => {
+        crate::transport::provider_service!(@service $client, |client, request| client
+            .completions(request)
+            .await);
+    };
+    (@service $client:ty, |$c:ident, $r:ident| $completions:expr) => {
         impl tower_service::Service<tollgate_core::LlmRequest> for $client {
             type Response = tollgate_core::LlmResponse;
             type Error = tollgate_core::LlmError;
@@ -423,8 +451,15 @@ macro_rules! provider_service {
             fn call(&mut self, request: tollgate_core::LlmRequest) -> crate::CallFuture {
                 let client = self.clone();
                 Box::pin(async move {
-                    if request.meta.operation == tollgate_core::Operation::Embeddings {
-                        return client.inner.embed(request).await;
+                    match request.meta.operation {
+                        tollgate_core::Operation::Embeddings => {
+                            return client.inner.embed(request).await;
+                        }
+                        tollgate_core::Operation::Completions => {
+                            let ($c, $r) = (client, request);
+                            return $completions;
+                        }
+                        _ => {}
                     }
                     if request.meta.stream {
                         let model = request.model.clone();
@@ -436,6 +471,18 @@ macro_rules! provider_service {
             }
         }
     };
+}
+
+/// The refusal of a legacy text completion by a provider whose API has none (`client`, the
+/// client's type name).
+pub(crate) fn no_completions(client: &str) -> LlmError {
+    LlmError::new(
+        ErrorKind::InvalidRequest,
+        format!(
+            "{}: legacy text completions (/v1/completions) are served only by OpenAI-compatible providers",
+            client.to_ascii_lowercase()
+        ),
+    )
 }
 
 pub(crate) use provider_service;

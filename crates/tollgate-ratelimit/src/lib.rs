@@ -136,6 +136,7 @@
 //! load: about 140 bytes of resident memory per key as `benches/ratelimit.rs` measures it, with
 //! no allocation of its own.
 
+mod admission;
 mod calendar;
 mod config;
 mod defaults;
@@ -158,6 +159,7 @@ mod shared;
 mod store;
 mod telemetry;
 
+pub use admission::Admission;
 pub use calendar::{Calendar, Period};
 pub use config::{
     DEFAULT_TENANT, KeyBy, KeyField, PRINCIPAL_SCOPE, PROVIDER_SCOPE, REDIS_URL_VAR, ROLE_SCOPE,

@@ -13,7 +13,6 @@ use tollgate_core::{
 use tower_service::Service;
 
 use crate::{
-    either::Keys,
     future::{ResponseFuture, Settle},
     policy::{OnLimit, Waited},
     shared::Shared,
@@ -60,15 +59,7 @@ where
 
     fn call(&mut self, mut request: LlmRequest) -> Self::Future {
         let shared = &self.shared;
-        let keys = match shared.bindings.as_slice() {
-            [one] if one.when.is_none() => Keys::One([(one.scope, one.key.extract(&request))]),
-            many => Keys::Many(
-                many.iter()
-                    .filter(|binding| binding.applies(&request))
-                    .map(|binding| (binding.scope, binding.key.extract(&request)))
-                    .collect(),
-            ),
-        };
+        let keys = shared.keys(&request);
         if keys.as_slice().is_empty() {
             // No scope limits this request: nothing to reserve, so nothing to settle.
             return ResponseFuture::called(self.inner.call(request), None);

@@ -3,10 +3,10 @@
 
 use tollgate_core::{
     AnsweredPrice, ErrorKind, KeyExtractor, LlmError, LlmRequest, LlmResponse, ModelPrice,
-    Operation, OutputCeiling, PriceCeiling, PricingTable, TokenEstimator, Usage, stream::StreamEnd,
+    OutputCeiling, PriceCeiling, PricingTable, TokenEstimator, Usage, stream::StreamEnd,
 };
 
-use crate::quota::Dimension;
+use crate::{either::Keys, quota::Dimension};
 use crate::{
     either::Limiter,
     limiter::Scope,
@@ -82,6 +82,19 @@ impl Reservation {
 }
 
 impl Shared {
+    /// The keys `request` is limited by: one per scope that applies to it.
+    pub(crate) fn keys(&self, request: &LlmRequest) -> Keys {
+        match self.bindings.as_slice() {
+            [one] if one.when.is_none() => Keys::One([(one.scope, one.key.extract(request))]),
+            many => Keys::Many(
+                many.iter()
+                    .filter(|binding| binding.applies(request))
+                    .map(|binding| (binding.scope, binding.key.extract(request)))
+                    .collect(),
+            ),
+        }
+    }
+
     /// Whether any quota counts tokens, and whether any counts cost: read on each call, since
     /// quotas given at run time may start counting either.
     fn counting(&self) -> (bool, bool) {
@@ -114,7 +127,7 @@ impl Shared {
         let input = self.estimator.estimate_prompt(request);
         reservation.prompt_estimate = input;
         let params = &request.params;
-        let output = if request.meta.operation == Operation::Embeddings {
+        let output = if !request.meta.operation.generates() {
             0
         } else {
             let bound = params.max_tokens.unwrap_or_else(|| {

@@ -158,7 +158,8 @@ where
 
 /// The request a probe sends to `target`: the smallest call its model answers, one user word and
 /// at most one token back (for a deployment whose last call asked for embeddings, one word to
-/// embed), in the name of the probing `group`, so its cost is reported there, with no retries
+/// embed; for one whose last call was a text completion, a one-word prompt: a server of base
+/// models may serve no chat), in the name of the probing `group`, so its cost is reported there, with no retries
 /// below the router.
 pub(crate) fn probe_request<S>(
     target: &Target<S>,
@@ -173,7 +174,12 @@ pub(crate) fn probe_request<S>(
             request.params.set_extra("input", "ping".into());
             request
         }
-        _ => LlmRequest::new(model, vec![Message::user("ping")]).with_max_tokens(1),
+        operation => {
+            let mut request =
+                LlmRequest::new(model, vec![Message::user("ping")]).with_max_tokens(1);
+            request.meta.operation = operation;
+            request
+        }
     };
     request.provider = target.provider.clone();
     request.meta.role = Some(group.clone());

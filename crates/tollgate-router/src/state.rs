@@ -92,8 +92,8 @@ pub(crate) struct DeploymentState {
     /// Clock nanoseconds before which it is skipped (0: never cooled), and why.
     cool_until: AtomicU64,
     cool_reason: AtomicU8,
-    /// Whether its last call was for embeddings (1) rather than a chat (0): what a probe asks.
-    embeddings: AtomicU8,
+    /// What its last call asked ([`Operation::index`]): what a probe asks.
+    operation: AtomicU8,
     /// What is left of its tightest provider limit, in permille, until `share_until`.
     share: AtomicU32,
     share_until: AtomicU64,
@@ -154,7 +154,7 @@ impl DeploymentState {
             load: AtomicU64::new(0),
             cool_until: AtomicU64::new(0),
             cool_reason: AtomicU8::new(0),
-            embeddings: AtomicU8::new(0),
+            operation: AtomicU8::new(0),
             share: AtomicU32::new(FULL),
             share_until: AtomicU64::new(0),
             share_at: AtomicU64::new(0),
@@ -250,19 +250,18 @@ impl DeploymentState {
     /// Notes what its calls ask, for its probes; written only when it changes, so the calls of
     /// one kind share the word unwritten.
     pub(crate) fn serves(&self, operation: Operation) {
-        let embeddings = u8::from(operation == Operation::Embeddings);
-        if self.embeddings.load(Relaxed) != embeddings {
-            self.embeddings.store(embeddings, Relaxed);
+        let index = operation.index() as u8;
+        if self.operation.load(Relaxed) != index {
+            self.operation.store(index, Relaxed);
         }
     }
 
-    /// What its last call asked: chat or embeddings.
+    /// What its last call asked: chat, embeddings or a text completion.
     pub(crate) fn operation(&self) -> Operation {
-        if self.embeddings.load(Relaxed) == 1 {
-            Operation::Embeddings
-        } else {
-            Operation::Chat
-        }
+        Operation::ALL
+            .get(usize::from(self.operation.load(Relaxed)))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Whether a probe may bring it back at `now`: it is cooling down after failures, an open

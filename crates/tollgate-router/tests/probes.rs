@@ -221,6 +221,28 @@ async fn a_deployment_serving_embeddings_is_probed_with_one_word_to_embed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_deployment_serving_text_completions_is_probed_with_a_one_word_prompt() {
+    let start = tokio::time::Instant::now();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (flaky, spare) = (failing(3), SimulatedProvider::new());
+    let router = router(recorded(&flaky, &seen), &spare, Duration::from_secs(60));
+    tokio::spawn(router.probes().unwrap());
+    for _ in 0..3 {
+        let mut complete = LlmRequest::new("", vec![Message::user("Once upon a time")]);
+        complete.meta.operation = Operation::Completions;
+        call(&router, complete).await.unwrap();
+    }
+    until(start, EVERY).await;
+
+    let seen = seen.lock().unwrap();
+    let probe = &seen[3];
+    assert_eq!(probe.meta.operation, Operation::Completions);
+    assert_eq!(&*probe.messages, [Message::user("ping")]);
+    assert_eq!(probe.params.max_tokens, Some(1));
+    assert_eq!(router.stats()[0].cooling_for, None);
+}
+
+#[tokio::test(start_paused = true)]
 async fn probes_end_when_the_router_is_dropped() {
     let (flaky, spare) = (failing(3), SimulatedProvider::new());
     let router = router(deployment("flaky", &flaky), &spare, Duration::from_secs(60));

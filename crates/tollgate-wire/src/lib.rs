@@ -6,6 +6,7 @@
 //! |---|---|---|---|
 //! | [`openai::chat`] | chat completions | [`decode_request`](openai::chat::decode_request), [`encode_answer`](openai::chat::encode_answer), [`ChunkEvents`](openai::chat::ChunkEvents) | [`encode_request`](openai::chat::encode_request), [`decode_answer`](openai::chat::decode_answer), [`Chunks`](openai::chat::Chunks) |
 //! | [`openai::embeddings`] | embeddings | [`decode_request`](openai::embeddings::decode_request), [`encode_answer`](openai::embeddings::encode_answer) | [`encode_request`](openai::embeddings::encode_request), [`decode_answer`](openai::embeddings::decode_answer) |
+//! | [`openai::completions`] | legacy text completions | [`decode_request`](openai::completions::decode_request), [`encode_answer`](openai::completions::encode_answer), [`CompletionEvents`](openai::completions::CompletionEvents) | [`encode_request`](openai::completions::encode_request), [`decode_answer`](openai::completions::decode_answer), [`TextChunks`](openai::completions::TextChunks) |
 //! | [`gemini`] | Gemini `generateContent` (and Vertex AI's Gemini models) | — | [`encode_request`](gemini::encode_request), [`decode_answer`](gemini::decode_answer), [`GenerateStream`](gemini::GenerateStream) |
 //! | [`gemini::embeddings`] | Gemini `batchEmbedContents` | — | [`encode_request`](gemini::embeddings::encode_request), [`decode_answer`](gemini::embeddings::decode_answer) |
 //! | [`openai::responses`] | Responses (`/v1/responses`), passed through or translated through the chat shape | [`decode_request`](openai::responses::decode_request), [`continue_from`](openai::responses::continue_from), [`encode_answer`](openai::responses::encode_answer), [`ResponseEvents`](openai::responses::ResponseEvents) | [`encode_request`](openai::responses::encode_request), [`decode_answer`](openai::responses::decode_answer), [`ResponsesStream`](openai::responses::ResponsesStream) |
@@ -15,8 +16,9 @@
 //! [`sse`] holds what every stream shares: the framing, a [`Decoder`](sse::Decoder) that reads
 //! an API's [`Format`](sse::Format) within its bounds until its proper end, and the writers. A
 //! call that comes in one API and goes to an upstream of the same API passes through: see
-//! [`anthropic::messages`] for the Messages API and [`openai::responses`] for the Responses API,
-//! and for each pair of APIs the table of what is kept, mapped or dropped.
+//! [`anthropic::messages`] for the Messages API, [`openai::completions`] for legacy text
+//! completions and [`openai::responses`] for the Responses API, and for each pair of APIs the
+//! table of what is kept, mapped or dropped.
 //!
 //! ```
 //! use tollgate_wire::{anthropic::messages, openai::chat};
@@ -36,6 +38,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+mod body;
 pub mod gemini;
 pub mod openai;
 mod refusal;

@@ -421,7 +421,7 @@ fn a_string_input_is_one_user_item_and_a_stack_bound_is_added() {
     request.params.temperature = Some(0.5);
     assert_eq!(
         responses::encode_request(&request, false).unwrap(),
-        br#"{"model":"gpt-5","input":"hi","temperature":null,"max_output_tokens":64}"#
+        br#"{"model":"gpt-5","input":"hi","temperature":0.5,"max_output_tokens":64}"#
     );
     let from_chat =
         chat::decode_request(br#"{"model": "m", "messages": [{"role": "user", "content": "x"}]}"#)

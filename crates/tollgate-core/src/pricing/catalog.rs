@@ -75,7 +75,10 @@ impl PriceCatalog {
         }
         let mut models = PricingTable::new();
         for (model, entry) in file.models {
-            models.insert(model, entry.into());
+            let listing = entry
+                .split()
+                .map_err(|e| serde::de::Error::custom(format!("models.{model}: {e}")))?;
+            models.insert_listing(model, listing);
         }
         Ok(Self {
             date: file.date,
@@ -87,11 +90,15 @@ impl PriceCatalog {
                 .map(|(cloud, prices)| {
                     let prices = prices
                         .into_iter()
-                        .map(|(model, entry)| (model, entry.into()))
-                        .collect();
-                    (cloud, prices)
+                        .map(|(model, entry)| {
+                            entry.tokens().map(|price| (model, price)).map_err(|e| {
+                                serde::de::Error::custom(format!("providers.{cloud}: {e}"))
+                            })
+                        })
+                        .collect::<Result<_, serde_json::Error>>()?;
+                    Ok((cloud, prices))
                 })
-                .collect(),
+                .collect::<Result<_, serde_json::Error>>()?,
         })
     }
 

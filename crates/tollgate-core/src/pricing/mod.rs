@@ -7,10 +7,12 @@ use serde::{Deserialize, Serialize};
 use crate::Usage;
 
 mod catalog;
+mod media;
 mod table;
 
 pub use catalog::PriceCatalog;
-pub use table::{FoundPrice, PricingTable};
+pub use media::MediaPrice;
+pub use table::{FoundPrice, PriceListing, PricingTable};
 
 /// An amount of US dollars in millionths ($1 = 1,000,000 µ$).
 #[derive(

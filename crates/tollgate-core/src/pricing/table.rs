@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
-use super::{LongContext, MicroUsd, ModelPrice};
+use super::{LongContext, MediaPrice, MicroUsd, ModelPrice};
 use crate::Usage;
 
 /// Per-model prices, and per-provider prices where a provider charges its own.
@@ -43,6 +43,8 @@ pub struct PricingTable {
     prices: BTreeMap<String, ModelPrice>,
     /// Prices a provider charges instead, by the provider's name.
     providers: BTreeMap<String, BTreeMap<String, ModelPrice>>,
+    /// Prices per image and per second of audio, by model.
+    media: BTreeMap<String, MediaPrice>,
 }
 
 impl PricingTable {
@@ -77,6 +79,30 @@ impl PricingTable {
             .insert(model.into(), price);
     }
 
+    /// Adds or replaces a model's prices per image and per second of audio
+    /// ([`MediaPrice`]), which are by model only, whatever provider serves it.
+    pub fn insert_media(&mut self, model: impl Into<String>, price: MediaPrice) {
+        self.media.insert(model.into(), price);
+    }
+
+    /// Adds or replaces what one line of a price list sets: a model's token price, its media
+    /// price, or both.
+    pub fn insert_listing(&mut self, model: impl Into<String>, listing: PriceListing) {
+        let model = model.into();
+        if let Some(media) = listing.media {
+            self.media.insert(model.clone(), media);
+        }
+        if let Some(tokens) = listing.tokens {
+            self.prices.insert(model, tokens);
+        }
+    }
+
+    /// `model`'s prices per image and per second of audio: its own entry, else the entry of the
+    /// name it is a versioned form of.
+    pub fn media(&self, model: &str) -> Option<&MediaPrice> {
+        find(&self.media, model).map(|(_, price)| price)
+    }
+
     /// Every price of `other` added over this table's: a model's own price replaces this
     /// table's for that model, every provider's included; a provider's own replaces that
     /// provider's.
@@ -87,6 +113,7 @@ impl PricingTable {
             }
         }
         self.prices.extend(other.prices);
+        self.media.extend(other.media);
         for (provider, prices) in other.providers {
             self.providers.entry(provider).or_default().extend(prices);
         }
@@ -169,7 +196,7 @@ impl PricingTable {
 
     /// Whether no model has a price.
     pub fn is_empty(&self) -> bool {
-        self.prices.is_empty() && self.providers.is_empty()
+        self.prices.is_empty() && self.providers.is_empty() && self.media.is_empty()
     }
 }
 
@@ -187,10 +214,7 @@ pub struct FoundPrice<'a> {
 
 /// `model`'s price in `prices`, with the name it is listed under: by its name, then by each
 /// shorter versioned form of it.
-fn find<'a>(
-    prices: &'a BTreeMap<String, ModelPrice>,
-    model: &str,
-) -> Option<(&'a str, &'a ModelPrice)> {
+fn find<'a, P>(prices: &'a BTreeMap<String, P>, model: &str) -> Option<(&'a str, &'a P)> {
     let mut name = model;
     loop {
         if let Some((listed, price)) = prices.get_key_value(name) {
@@ -263,14 +287,22 @@ fn non_empty(name: &str) -> Option<&str> {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PriceEntry {
-    input: Dollars,
-    output: Dollars,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input: Option<Dollars>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output: Option<Dollars>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cached_input: Option<Dollars>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cache_write: Option<Dollars>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     long_context: Option<TierEntry>,
+    /// Dollars per image, by `"{quality}/{size}"`, `"{size}"`, `"{quality}"` or `"*"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    per_image: BTreeMap<String, Dollars>,
+    /// Dollars per second of audio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    per_audio_second: Option<Dollars>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -285,20 +317,100 @@ struct TierEntry {
     cache_write: Option<Dollars>,
 }
 
-impl From<PriceEntry> for ModelPrice {
-    fn from(entry: PriceEntry) -> Self {
-        Self {
-            input_per_mtok: entry.input.0,
-            output_per_mtok: entry.output.0,
-            cached_input_per_mtok: entry.cached_input.map(|d| d.0),
-            cache_write_per_mtok: entry.cache_write.map(|d| d.0),
-            long_context: entry.long_context.map(|tier| LongContext {
-                above_input_tokens: tier.above_input_tokens,
-                input_per_mtok: tier.input.0,
-                output_per_mtok: tier.output.0,
-                cached_input_per_mtok: tier.cached_input.map(|d| d.0),
-                cache_write_per_mtok: tier.cache_write.map(|d| d.0),
+/// What one line of a price list sets: a model's price per token, its price per image or per
+/// second of audio ([`MediaPrice`]), or both. Configuration writes it as
+/// `{input, output, cached_input, cache_write, long_context, per_image, per_audio_second}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PriceListing {
+    /// The token price, when `input` and `output` are given.
+    pub tokens: Option<ModelPrice>,
+    /// The media price, when `per_image` or `per_audio_second` is given.
+    pub media: Option<MediaPrice>,
+}
+
+impl<'de> Deserialize<'de> for PriceListing {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        PriceEntry::deserialize(deserializer)?
+            .split()
+            .map_err(de::Error::custom)
+    }
+}
+
+impl PriceEntry {
+    /// The token price and the media price the entry gives; an entry that gives neither, or
+    /// half a token price, is a mistake.
+    pub(super) fn split(self) -> Result<PriceListing, String> {
+        let media = MediaPrice {
+            per_image: self.per_image.into_iter().map(|(k, v)| (k, v.0)).collect(),
+            per_audio_second: self.per_audio_second.map(|d| d.0),
+        };
+        let media = (!media.is_empty()).then_some(media);
+        let tokens = match (self.input, self.output) {
+            (Some(input), Some(output)) => Some(ModelPrice {
+                input_per_mtok: input.0,
+                output_per_mtok: output.0,
+                cached_input_per_mtok: self.cached_input.map(|d| d.0),
+                cache_write_per_mtok: self.cache_write.map(|d| d.0),
+                long_context: self.long_context.map(|tier| LongContext {
+                    above_input_tokens: tier.above_input_tokens,
+                    input_per_mtok: tier.input.0,
+                    output_per_mtok: tier.output.0,
+                    cached_input_per_mtok: tier.cached_input.map(|d| d.0),
+                    cache_write_per_mtok: tier.cache_write.map(|d| d.0),
+                }),
             }),
+            (None, None)
+                if self.cached_input.is_none()
+                    && self.cache_write.is_none()
+                    && self.long_context.is_none()
+                    && media.is_some() =>
+            {
+                None
+            }
+            (None, None) if media.is_none() => {
+                return Err("a price needs `input` and `output` (dollars per million tokens), or `per_image` / `per_audio_second`".into());
+            }
+            (Some(_), None) => return Err("missing field `output`".into()),
+            _ => return Err("missing field `input`".into()),
+        };
+        Ok(PriceListing { tokens, media })
+    }
+
+    /// The token price alone: where prices are per provider, which has none per image.
+    pub(super) fn tokens(self) -> Result<ModelPrice, String> {
+        let listing = self.split()?;
+        match (listing.tokens, listing.media) {
+            (Some(tokens), None) => Ok(tokens),
+            (_, Some(_)) => Err(
+                "`per_image` and `per_audio_second` are priced by model, not per provider".into(),
+            ),
+            (None, None) => Err("missing field `input`".into()),
+        }
+    }
+
+    fn of(tokens: Option<&ModelPrice>, media: Option<&MediaPrice>) -> Self {
+        let mut entry = tokens.map_or_else(Self::empty, Self::from);
+        if let Some(media) = media {
+            entry.per_image = media
+                .per_image
+                .iter()
+                .map(|(k, v)| (k.clone(), Dollars(*v)))
+                .collect();
+            entry.per_audio_second = media.per_audio_second.map(Dollars);
+        }
+        entry
+    }
+
+    fn empty() -> Self {
+        Self {
+            input: None,
+            output: None,
+            cached_input: None,
+            cache_write: None,
+            long_context: None,
+            per_image: BTreeMap::new(),
+            per_audio_second: None,
         }
     }
 }
@@ -306,8 +418,8 @@ impl From<PriceEntry> for ModelPrice {
 impl From<&ModelPrice> for PriceEntry {
     fn from(price: &ModelPrice) -> Self {
         Self {
-            input: Dollars(price.input_per_mtok),
-            output: Dollars(price.output_per_mtok),
+            input: Some(Dollars(price.input_per_mtok)),
+            output: Some(Dollars(price.output_per_mtok)),
             cached_input: price.cached_input_per_mtok.map(Dollars),
             cache_write: price.cache_write_per_mtok.map(Dollars),
             long_context: price.long_context.map(|tier| TierEntry {
@@ -317,6 +429,8 @@ impl From<&ModelPrice> for PriceEntry {
                 cached_input: tier.cached_input_per_mtok.map(Dollars),
                 cache_write: tier.cache_write_per_mtok.map(Dollars),
             }),
+            per_image: BTreeMap::new(),
+            per_audio_second: None,
         }
     }
 }
@@ -367,31 +481,32 @@ impl Serialize for ModelPrice {
 
 impl<'de> Deserialize<'de> for ModelPrice {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        PriceEntry::deserialize(deserializer).map(Into::into)
+        PriceEntry::deserialize(deserializer)?
+            .tokens()
+            .map_err(de::Error::custom)
     }
 }
 
 /// The models' own prices as a map of model name to price (providers' own are not written).
 impl Serialize for PricingTable {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(
-            self.prices
-                .iter()
-                .map(|(model, price)| (model, PriceEntry::from(price))),
-        )
+        let models: std::collections::BTreeSet<&String> =
+            self.prices.keys().chain(self.media.keys()).collect();
+        serializer.collect_map(models.into_iter().map(|model| {
+            let entry = PriceEntry::of(self.prices.get(model), self.media.get(model));
+            (model, entry)
+        }))
     }
 }
 
 /// A map of model name to price.
 impl<'de> Deserialize<'de> for PricingTable {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let entries = BTreeMap::<String, PriceEntry>::deserialize(deserializer)?;
-        Ok(Self {
-            prices: entries
-                .into_iter()
-                .map(|(model, entry)| (model, entry.into()))
-                .collect(),
-            providers: BTreeMap::new(),
-        })
+        let entries = BTreeMap::<String, PriceListing>::deserialize(deserializer)?;
+        let mut table = Self::new();
+        for (model, listing) in entries {
+            table.insert_listing(model, listing);
+        }
+        Ok(table)
     }
 }

@@ -111,6 +111,8 @@ impl Upstream {
         let script = Arc::new(script);
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
+            // Legacy text completions: the same scripted replies (their shape is the script's).
+            .route("/v1/completions", post(chat))
             .route("/v1/embeddings", post(embeddings))
             .with_state(script.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

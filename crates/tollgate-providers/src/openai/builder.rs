@@ -333,10 +333,12 @@ impl OpenAiCompatibleBuilder {
             }
         };
         let responses_url = format!("{}/responses", self.settings.base_url);
+        let raw_base = self.azure.is_none().then(|| endpoint.clone());
         let http = self.settings.http()?;
         Ok(OpenAiCompatible {
             inner: Arc::new(Inner {
                 http,
+                raw_base,
                 url,
                 embeddings_url,
                 responses_url,

@@ -10,6 +10,8 @@ use tollgate_core::{
 use tollgate_wire::openai::{chat, embeddings};
 
 mod builder;
+mod completions;
+mod raw;
 mod responses;
 
 pub use builder::OpenAiCompatibleBuilder;
@@ -50,6 +52,14 @@ pub type CallFuture = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>>
 /// `dimensions`, ...); the answer has no choices, its `data` and other fields in `extra`, and its
 /// `prompt_tokens` as `usage.input_tokens`.
 ///
+/// A request whose `meta.operation` is [`Completions`](tollgate_core::Operation::Completions)
+/// (legacy text completions, which vLLM and Ollama serve) goes to `POST {base_url}/completions`
+/// (an Azure deployment's `completions`), whole or streamed
+/// ([`stream_completion`](Self::stream_completion)); see
+/// [`tollgate_wire::openai::completions`] for the body and the answer. A call that came in that
+/// API is sent its caller's body as it came but for the model, the bound and `stream`, and its
+/// answer goes back as it came.
+///
 /// ```no_run
 /// use tollgate_core::{LlmRequest, Message};
 /// use tollgate_providers::OpenAiCompatible;
@@ -73,6 +83,8 @@ pub struct OpenAiCompatible {
 
 struct Inner {
     http: Http,
+    /// The base URL raw calls ([`OpenAiCompatible::forward`]) go under; `None` for Azure.
+    raw_base: Option<String>,
     url: String,
     embeddings_url: String,
     /// `{base_url}/responses`, for calls that came in the Responses API when `responses_api`.
@@ -140,7 +152,7 @@ impl OpenAiCompatible {
     }
 }
 
-provider_service!(OpenAiCompatible);
+provider_service!(OpenAiCompatible, completions);
 
 impl Inner {
     /// Where a call to `model` goes: the client's URL, or for an Azure resource the deployment

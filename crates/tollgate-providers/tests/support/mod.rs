@@ -57,7 +57,7 @@ pub(crate) struct Seen {
     pub(crate) headers: HeaderMap,
     pub(crate) body: Value,
     /// The body's bytes, as they came.
-    #[allow(dead_code)] // each test binary compiles this module; not all of them read it
+    #[allow(dead_code)] // read by the tests that hold bytes, not JSON
     pub(crate) raw: Bytes,
 }
 

@@ -1,5 +1,7 @@
-//! OpenAI's APIs: [`chat`] completions, [`embeddings`] and [`responses`].
+//! OpenAI's APIs: [`chat`] completions, [`embeddings`], legacy text [`completions`] and
+//! [`responses`].
 
 pub mod chat;
+pub mod completions;
 pub mod embeddings;
 pub mod responses;

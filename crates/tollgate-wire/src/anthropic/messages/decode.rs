@@ -4,12 +4,9 @@
 //! and every field with no OpenAI name kept as it came. The body itself rides along as it came
 //! ([`MessagesBody`]), for an upstream that speaks this API.
 
-use std::fmt;
-
 use bytes::Bytes;
 use http::HeaderMap;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::{Map, Value, json, value::RawValue};
+use serde_json::{Map, Value, json};
 use tollgate_core::{Content, JsonMap, LlmRequest, Message, Role};
 
 use super::{FORWARDED_HEADERS, MessagesBody};
@@ -42,27 +39,7 @@ use crate::refusal::Refusal;
 /// `messages`, a field given twice, `n` or `best_of` above 1, `top_logprobs`, another API's name
 /// for the bound.
 pub fn decode_request(body: Bytes, headers: &HeaderMap) -> Result<LlmRequest, Refusal> {
-    let mut reader = serde_json::Deserializer::from_slice(&body);
-    let TopLevel(fields) = TopLevel::deserialize(&mut reader)
-        .map_err(|e| Refusal::json(format!("the request body is not a JSON object: {e}")))?;
-    reader.end().map_err(|e| {
-        Refusal::json(format!(
-            "the request body has more after its JSON object: {e}"
-        ))
-    })?;
-    let start = body.as_ptr() as usize;
-    let mut object = Map::new();
-    let mut kept = Vec::with_capacity(fields.len());
-    for (name, raw) in fields {
-        if object.contains_key(&name) {
-            return Err(Refusal::field(&name, "given twice"));
-        }
-        let value: Value = serde_json::from_str(raw.get())
-            .map_err(|e| Refusal::field(&name, &format!("not JSON: {e}")))?;
-        let at = raw.get().as_ptr() as usize - start;
-        kept.push((name.clone(), at..at + raw.get().len()));
-        object.insert(name, value);
-    }
+    let (object, kept) = crate::body::read_object(&body)?;
     let mut request = read(object)?;
     let mut forwarded = HeaderMap::new();
     for name in FORWARDED_HEADERS {
@@ -76,31 +53,6 @@ pub fn decode_request(body: Bytes, headers: &HeaderMap) -> Result<LlmRequest, Re
         headers: forwarded,
     });
     Ok(request)
-}
-
-/// A body's top level: each field's name and where its value lies, in order.
-pub(crate) struct TopLevel<'a>(pub(crate) Vec<(String, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for TopLevel<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Fields;
-        impl<'de> Visitor<'de> for Fields {
-            type Value = TopLevel<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut fields = Vec::new();
-                while let Some(field) = map.next_entry::<String, &'de RawValue>()? {
-                    fields.push(field);
-                }
-                Ok(TopLevel(fields))
-            }
-        }
-        deserializer.deserialize_map(Fields)
-    }
 }
 
 fn read(mut object: Map<String, Value>) -> Result<LlmRequest, Refusal> {

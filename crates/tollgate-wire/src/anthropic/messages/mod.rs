@@ -46,7 +46,7 @@
 //! | every other field (`top_k`, `thinking`, `metadata`, ...) | passed as it came |
 
 mod answer;
-pub(crate) mod decode;
+mod decode;
 mod encode;
 mod stream;
 

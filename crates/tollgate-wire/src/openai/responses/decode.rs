@@ -5,12 +5,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::HeaderMap;
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tollgate_core::{Content, JsonMap, LlmRequest, MaxTokensName, Message, Role};
 
 use super::ResponsesBody;
-use crate::{anthropic::messages::decode::TopLevel, refusal::Refusal};
+use crate::refusal::Refusal;
 
 /// Fields with no meaning for the answer at all: read (and echoed), never a parameter.
 const ECHOED: [&str; 8] = [
@@ -51,27 +50,7 @@ pub(super) const UNTRANSLATED_ITEMS: &str = "input";
 /// `text.format` or `reasoning`, another API's name for the bound, `n`.
 pub fn decode_request(body: Bytes, headers: &HeaderMap) -> Result<LlmRequest, Refusal> {
     let _ = headers; // no header of this API changes the call
-    let mut reader = serde_json::Deserializer::from_slice(&body);
-    let TopLevel(fields) = TopLevel::deserialize(&mut reader)
-        .map_err(|e| Refusal::json(format!("the request body is not a JSON object: {e}")))?;
-    reader.end().map_err(|e| {
-        Refusal::json(format!(
-            "the request body has more after its JSON object: {e}"
-        ))
-    })?;
-    let start = body.as_ptr() as usize;
-    let mut object = Map::new();
-    let mut kept = Vec::with_capacity(fields.len());
-    for (name, raw) in fields {
-        if object.contains_key(&name) {
-            return Err(Refusal::field(&name, "given twice"));
-        }
-        let value: Value = serde_json::from_str(raw.get())
-            .map_err(|e| Refusal::field(&name, &format!("not JSON: {e}")))?;
-        let at = raw.get().as_ptr() as usize - start;
-        kept.push((name.clone(), at..at + raw.get().len()));
-        object.insert(name, value);
-    }
+    let (object, kept) = crate::body::read_object(&body)?;
     let store = match object.get("store") {
         None | Some(Value::Null) => true,
         Some(Value::Bool(store)) => *store,

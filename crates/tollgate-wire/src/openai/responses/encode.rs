@@ -43,6 +43,11 @@ pub fn encode_request(request: &LlmRequest, stream: bool) -> Result<Vec<u8>, Str
                 None => continue,
             },
             "stream" => json(&stream),
+            // A role's temperature where the caller's was null.
+            "temperature" if &body[range.clone()] == b"null" => match request.params.temperature {
+                Some(temperature) => json(&temperature),
+                None => continue,
+            },
             "input" if original.history.is_some() => json(&original.input_items()),
             "previous_response_id" if original.history.is_some() => b"null".to_vec(),
             _ => continue,
