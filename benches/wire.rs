@@ -7,6 +7,11 @@
 //!   `LlmResponse`: OpenAI's chat completion beside Gemini's `GenerateContentResponse`.
 //! - `wire_stream/<format>`: the same answer streamed in 16 events, fed and decoded to
 //!   `StreamEvent`s: OpenAI's chunks beside Gemini's (which ends at the body's close).
+//! - `wire_door/<api>`: a typical agent call at a gateway's door (instructions, a user turn, an
+//!   assistant's function call and its output, one function tool, a temperature and a bound)
+//!   read from the caller's body, and the 1 KiB answer written back: chat completions (serde
+//!   both ways) beside the Responses API (translated into the chat shape, and the Response
+//!   object written with what the call asked echoed).
 //!
 //! Run: `cargo bench -p tollgate-benches --bench wire`.
 
@@ -14,10 +19,10 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
-use tollgate::{LlmRequest, Message};
+use tollgate::{LlmRequest, LlmResponse, Message};
 use tollgate_wire::{
     gemini,
-    openai::chat,
+    openai::{chat, responses},
     sse::{Decode, Decoder, Format},
 };
 
@@ -114,6 +119,38 @@ fn decode<F: Format + std::fmt::Debug>(format: F, bytes: &[u8]) -> usize {
     events
 }
 
+/// One agent call as each door takes it: chat completions, and the Responses API.
+fn agent_call() -> (Vec<u8>, bytes::Bytes) {
+    let schema = json!({ "type": "object", "properties": { "city": { "type": "string" } }, "required": ["city"] });
+    let chat = json!({
+        "model": "gpt-5", "temperature": 0.3, "max_completion_tokens": 512,
+        "messages": [
+            { "role": "system", "content": "You are a weather agent. Answer in one paragraph." },
+            { "role": "user", "content": "What is the weather in Paris?" },
+            { "role": "assistant", "tool_calls": [{ "id": "call_1", "type": "function",
+                "function": { "name": "weather", "arguments": "{\"city\":\"Paris\"}" } }] },
+            { "role": "tool", "tool_call_id": "call_1", "content": "18 C, light rain" }
+        ],
+        "tools": [{ "type": "function", "function": { "name": "weather", "description": "Current weather by city", "parameters": schema } }],
+        "tool_choice": "auto"
+    });
+    let responses = json!({
+        "model": "gpt-5", "temperature": 0.3, "max_output_tokens": 512,
+        "instructions": "You are a weather agent. Answer in one paragraph.",
+        "input": [
+            { "role": "user", "content": "What is the weather in Paris?" },
+            { "type": "function_call", "call_id": "call_1", "name": "weather", "arguments": "{\"city\":\"Paris\"}" },
+            { "type": "function_call_output", "call_id": "call_1", "output": "18 C, light rain" }
+        ],
+        "tools": [{ "type": "function", "name": "weather", "description": "Current weather by city", "parameters": schema }],
+        "tool_choice": "auto"
+    });
+    (
+        serde_json::to_vec(&chat).unwrap(),
+        serde_json::to_vec(&responses).unwrap().into(),
+    )
+}
+
 fn wire(c: &mut Criterion) {
     let request = request();
     let mut group = c.benchmark_group("wire_request");
@@ -150,6 +187,48 @@ fn wire(c: &mut Criterion) {
     });
     group.bench_function("gemini", |b| {
         b.iter(|| decode(gemini::GenerateStream::default(), black_box(&gemini_stream)))
+    });
+    group.finish();
+
+    // The door: the caller's body read, the stack's answer written back (cloned in both, as
+    // the chat writer takes it by value).
+    let (chat_body, responses_body) = agent_call();
+    let answer = chat::decode_answer(&openai_answer(&text), "gpt-5").unwrap();
+    let asked = responses::decode_request(responses_body.clone(), &Default::default()).unwrap();
+    let asked = asked
+        .extensions
+        .get::<responses::ResponsesBody>()
+        .unwrap()
+        .clone();
+    let mut group = c.benchmark_group("wire_door");
+    group.bench_function("chat", |b| {
+        b.iter(|| {
+            let request = chat::decode_request(black_box(&chat_body)).unwrap();
+            let written = chat::encode_answer(LlmResponse::clone(black_box(&answer)), "1");
+            (request, written)
+        })
+    });
+    group.bench_function("responses", |b| {
+        b.iter(|| {
+            let request =
+                responses::decode_request(black_box(&responses_body).clone(), &Default::default())
+                    .unwrap();
+            let written = responses::encode_answer(
+                &LlmResponse::clone(black_box(&answer)),
+                "resp_1",
+                black_box(&asked),
+            );
+            (request, written)
+        })
+    });
+    group.bench_function("chat_decode", |b| {
+        b.iter(|| chat::decode_request(black_box(&chat_body)).unwrap())
+    });
+    group.bench_function("responses_decode", |b| {
+        b.iter(|| {
+            responses::decode_request(black_box(&responses_body).clone(), &Default::default())
+                .unwrap()
+        })
     });
     group.finish();
 }

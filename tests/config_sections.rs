@@ -141,6 +141,23 @@ fn each_kind_takes_its_own_fields_and_requires_what_it_needs() {
         provider_paths("  p: { kind: anthropic, preset: groq, api_key_env: K }"),
         ["providers.p.preset"]
     );
+    // Whether the server serves OpenAI's Responses API: said of kind openai only.
+    assert!(
+        provider_paths(
+            "  p: { kind: openai, base_url: \"http://vllm:8000/v1\", responses_api: true }"
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        provider_paths("  p: { kind: anthropic, api_key_env: K, responses_api: true }"),
+        ["providers.p.responses_api"]
+    );
+    assert_eq!(
+        provider_paths(
+            "  p: { kind: azure, base_url: \"https://r.openai.azure.com\", api_key_env: K, responses_api: false }"
+        ),
+        ["providers.p.responses_api"]
+    );
     // Google's and Amazon's: what each needs to be reached.
     assert_eq!(
         provider_paths("  p: { kind: gemini }"),

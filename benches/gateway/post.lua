@@ -1,7 +1,7 @@
 -- wrk script: POSTs a chat request with a prompt no other request has (a cache miss every time)
 -- and prints one machine-readable RESULT line at the end. With TOLLGATE_BENCH_API=anthropic it
--- POSTs the same question as a Messages request to /v1/messages, for the role
--- TOLLGATE_BENCH_ROLE names.
+-- POSTs the same question as a Messages request to /v1/messages, with TOLLGATE_BENCH_API=responses
+-- as a Responses request to /v1/responses, for the role TOLLGATE_BENCH_ROLE names.
 local threads = {}
 local next_id = 0
 
@@ -15,6 +15,7 @@ function init(args)
   counter = 0
   key = os.getenv("TOLLGATE_BENCH_KEY") or "tg-bench"
   anthropic = os.getenv("TOLLGATE_BENCH_API") == "anthropic"
+  responses = os.getenv("TOLLGATE_BENCH_API") == "responses"
   role = os.getenv("TOLLGATE_BENCH_ROLE") or "default"
 end
 
@@ -22,6 +23,13 @@ function request()
   counter = counter + 1
   local body = '{"model":"' .. role .. '","max_tokens":32,"messages":[{"role":"user","content":"question '
     .. id .. "-" .. counter .. ' about the weather"}]}'
+  if responses then
+    return wrk.format("POST", "/v1/responses", {
+      ["Content-Type"] = "application/json",
+      ["Authorization"] = "Bearer " .. key,
+    }, '{"model":"' .. role .. '","max_output_tokens":32,"input":"question ' .. id .. "-" .. counter
+      .. ' about the weather"}')
+  end
   if anthropic then
     return wrk.format("POST", "/v1/messages", {
       ["Content-Type"] = "application/json",

@@ -10,6 +10,10 @@
 #   CACHE=off bash benches/gateway/run.sh                   # the gateway with its cache off
 #   API=anthropic bash benches/gateway/run.sh   # Messages calls to an Anthropic-shaped nginx: the
 #                                               # pass-through path, beside the chat one
+#   API=responses bash benches/gateway/run.sh   # Responses calls passed through to an nginx that
+#                                               # serves /v1/responses; the gateway also measured on
+#                                               # chat calls in the same run, and the CPU per call of
+#                                               # each compared
 #   DATABASE=sqlite bash benches/gateway/run.sh # the records in a SQLite file, the calls' key one
 #                                               # of them (made with `tollgate keys create`)
 #   DATABASE=postgres DATABASE_URL=postgres://... bash benches/gateway/run.sh
@@ -31,7 +35,8 @@ API="${API:-openai}"
 case "$API" in
     openai) role=default ;;
     anthropic) role=claude ;;
-    *) echo "API is openai or anthropic" >&2; exit 1 ;;
+    responses) role=responses ;;
+    *) echo "API is openai, anthropic or responses" >&2; exit 1 ;;
 esac
 export TOLLGATE_BENCH_API="$API"
 for tool in nginx wrk; do
@@ -84,6 +89,7 @@ CONF
 # every Messages request with the same message (the same text, and Anthropic's usage with its
 # cache counts).
 answer='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench-model","choices":[{"index":0,"message":{"role":"assistant","content":"The weather is fine today, with a light breeze from the west."},"finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":13,"total_tokens":27}}'
+response='{"id":"resp_bench","object":"response","created_at":1700000000,"status":"completed","error":null,"incomplete_details":null,"instructions":null,"max_output_tokens":32,"model":"bench-model","output":[{"id":"msg_bench","type":"message","status":"completed","role":"assistant","content":[{"type":"output_text","annotations":[],"text":"The weather is fine today, with a light breeze from the west."}]}],"parallel_tool_calls":true,"previous_response_id":null,"reasoning":{"effort":null,"summary":null},"store":false,"temperature":1.0,"text":{"format":{"type":"text"}},"tool_choice":"auto","tools":[],"top_p":1.0,"truncation":"disabled","usage":{"input_tokens":14,"input_tokens_details":{"cached_tokens":0},"output_tokens":13,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":27},"user":null,"metadata":{}}'
 message='{"id":"msg_bench","type":"message","role":"assistant","model":"bench-claude","content":[{"type":"text","text":"The weather is fine today, with a light breeze from the west."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":14,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":13}}'
 nginx_port="$(free_port)"
 start_nginx upstream <<CONF
@@ -96,6 +102,10 @@ start_nginx upstream <<CONF
         location = /v1/messages {
             default_type application/json;
             return 200 '$message';
+        }
+        location = /v1/responses {
+            default_type application/json;
+            return 200 '$response';
         }
     }
 CONF
@@ -150,9 +160,11 @@ cat > "$work/tollgate.yaml" <<CONF
 providers:
   up: { kind: openai, base_url: "http://127.0.0.1:$nginx_port/v1" }
   anthropic: { kind: anthropic, base_url: "http://127.0.0.1:$nginx_port", api_key_env: TOLLGATE_BENCH_ANTHROPIC_KEY }
+  resp: { kind: openai, base_url: "http://127.0.0.1:$nginx_port/v1", responses_api: true }
 roles:
   default: { provider: up, model: bench-model }
   claude: { provider: anthropic, model: bench-claude }
+  responses: { provider: resp, model: bench-model }
 pricing:
   bench-model: { input: "0.15", output: "0.60" }
   bench-claude: { input: "3.00", output: "15.00" }
@@ -227,6 +239,19 @@ for c in $CONNECTIONS; do
     seconds_before="$(date +%s.%N)"
     through="$(run "http://127.0.0.1:$gateway_port" "$c")"
     cpu_after="$(cpu_us)"
+    if [ "$API" = responses ]; then
+        # The chat pass-through in the same run, as the peer of the Responses one.
+        chat_before="$(cpu_us)"
+        chat="$(TOLLGATE_BENCH_API=openai TOLLGATE_BENCH_ROLE=default run "http://127.0.0.1:$gateway_port" "$c")"
+        python3 - "$chat" "$chat_before" "$(cpu_us)" "$through" "$cpu_before" "$cpu_after" <<'PY'
+import sys
+chat, through = ({k: float(v) for k, v in (f.split("=") for f in r.split())} for r in (sys.argv[1], sys.argv[4]))
+chat_cpu = (float(sys.argv[3]) - float(sys.argv[2])) / max(chat["requests"], 1)
+responses_cpu = (float(sys.argv[6]) - float(sys.argv[5])) / max(through["requests"], 1)
+print(f"             tollgate chat: {chat['rps']:.0f} rps, {chat_cpu:.1f} us CPU per call, {chat['errors']:.0f} errors; "
+      f"responses / chat CPU per call: {responses_cpu / chat_cpu:.2f}x")
+PY
+    fi
     if [ "${DATABASE:-memory}" = postgres ]; then
         python3 -c "import sys; print(f'             PostgreSQL transactions committed per second: {(float(sys.argv[2]) - float(sys.argv[1])) / (float(sys.argv[4]) - float(sys.argv[3])):.1f} (the ledger, the records\' version poll and the keys\' last use)')" \
             "$commits_before" "$(commits)" "$seconds_before" "$(date +%s.%N)"

@@ -20,7 +20,7 @@ pub(super) fn check(name: &str, provider: &ProviderConfig, errors: &mut Vec<Conf
         K::Bedrock,
     ];
     const KEYED: &[ProviderKind] = &[K::Openai, K::Anthropic, K::Azure, K::Gemini, K::Bedrock];
-    let fields: [(&str, bool, &[ProviderKind]); 14] = [
+    let fields: [(&str, bool, &[ProviderKind]); 15] = [
         ("base_url", provider.base_url.is_some(), NETWORK),
         ("api_key_env", provider.api_key_env.is_some(), KEYED),
         (
@@ -29,6 +29,11 @@ pub(super) fn check(name: &str, provider: &ProviderConfig, errors: &mut Vec<Conf
             &[K::Openai, K::Azure],
         ),
         ("preset", provider.preset.is_some(), &[K::Openai]),
+        (
+            "responses_api",
+            provider.responses_api.is_some(),
+            &[K::Openai],
+        ),
         ("deployments", !provider.deployments.is_empty(), &[K::Azure]),
         ("api_version", provider.api_version.is_some(), &[K::Azure]),
         (

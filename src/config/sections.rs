@@ -248,6 +248,14 @@ pub struct ProviderConfig {
     /// API and Azure, `max_tokens` for any other server.
     #[serde(default)]
     pub max_tokens_name: Option<tollgate_core::MaxTokensName>,
+    /// `openai` only: whether the server serves OpenAI's Responses API (`POST
+    /// {base_url}/responses`). A call that came in to the gateway's `/v1/responses` then passes
+    /// through to it as it came; otherwise it is translated through chat completions (and refused
+    /// when it offers a built-in tool such as `web_search_preview`). Default: true for OpenAI's
+    /// own API (no `base_url`, or `https://api.openai.com...`), false for any other server and
+    /// every preset; vLLM, for one, serves it too.
+    #[serde(default)]
+    pub responses_api: Option<bool>,
     /// Extra headers every call carries.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,

@@ -194,6 +194,9 @@ fn network_client(
             if let Some(field) = provider.max_tokens_name {
                 builder = builder.max_tokens_name(field);
             }
+            if let Some(serves) = provider.responses_api {
+                builder = builder.responses_api(serves);
+            }
             builder.build().map(BoxCloneSyncService::new).map_err(under)
         }
         ProviderKind::Anthropic => {

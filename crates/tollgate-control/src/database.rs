@@ -14,7 +14,7 @@ use tollgate_core::{ConfigError, ErrorKind, LlmError, duration};
 use crate::row::unavailable;
 
 /// The schema, in order; each runs once per database (sqlx's `_sqlx_migrations` keeps count).
-const MIGRATIONS: [(i64, &str, &str); 3] = [
+const MIGRATIONS: [(i64, &str, &str); 4] = [
     (1, "records", include_str!("../migrations/0001_records.sql")),
     (
         2,
@@ -22,6 +22,11 @@ const MIGRATIONS: [(i64, &str, &str); 3] = [
         include_str!("../migrations/0002_audit_order.sql"),
     ),
     (3, "calls", include_str!("../migrations/0003_calls.sql")),
+    (
+        4,
+        "responses",
+        include_str!("../migrations/0004_responses.sql"),
+    ),
 ];
 
 /// Where the control plane's records live: the configuration's `database` section.

@@ -1,5 +1,6 @@
-//! The control plane's records for tollgate: virtual keys, teams, the spend ledger and an audit
-//! log, in a SQLite file or a PostgreSQL server shared by several gateways.
+//! The control plane's records for tollgate: virtual keys, teams, the spend ledger, an audit
+//! log, the call log and stored Responses API answers ([`StoredResponse`]), in a SQLite file or
+//! a PostgreSQL server shared by several gateways.
 //!
 //! [`Database::open`] connects and brings the schema up to date (the migrations are in the
 //! binary, and running them again changes nothing). Every change to a key or a team writes its
@@ -51,6 +52,8 @@ mod keys;
 #[cfg(feature = "database")]
 mod ledger;
 #[cfg(feature = "database")]
+mod responses;
+#[cfg(feature = "database")]
 mod row;
 mod secret;
 #[cfg(feature = "database")]
@@ -66,6 +69,8 @@ pub use database::{Backend, Database, DatabaseConfig};
 pub use keys::{CreatedKey, KeyChange, KeyRecord, NewKey};
 #[cfg(feature = "database")]
 pub use ledger::{GroupBy, Ledger, LedgerConfig, SpendEntry, SpendReport, Totals};
+#[cfg(feature = "database")]
+pub use responses::StoredResponse;
 pub use secret::{Digest, HASH_PREFIX, KEY_PREFIX, digest, hash_key, new_key, parse_hash};
 #[cfg(feature = "database")]
 pub use teams::{NewTeam, TeamChange, TeamRecord};

@@ -83,6 +83,11 @@ pub enum MaxTokensName {
     MaxCompletionTokens,
     /// Both, with one value: written back as both.
     Both,
+    /// `max_output_tokens`: the Responses API's name. A call from that API keeps it so an error
+    /// about its bound names the field the caller wrote; a chat-completions server is sent the
+    /// bound under its own name. Not a name a configuration can give a provider.
+    #[serde(skip_deserializing)]
+    MaxOutputTokens,
 }
 
 impl MaxTokensName {
@@ -92,6 +97,7 @@ impl MaxTokensName {
             Self::MaxTokens => &["max_tokens"],
             Self::MaxCompletionTokens => &["max_completion_tokens"],
             Self::Both => &["max_tokens", "max_completion_tokens"],
+            Self::MaxOutputTokens => &["max_output_tokens"],
         }
     }
 }

@@ -61,6 +61,8 @@ pub(crate) struct CallMeta {
     pub(crate) degraded: Option<HeaderValue>,
     /// The call's record, when the gateway keeps a call log.
     pub(crate) recorder: Option<CallRecorder>,
+    /// What a door keeps from reading a call to writing its answer ([`FrontDoor::prepare`]).
+    pub(crate) carry: http::Extensions,
 }
 
 impl CallMeta {
@@ -215,6 +217,7 @@ pub(crate) fn open(
         timeout: live.config.gateway.request_timeout,
         degraded: None,
         recorder,
+        carry: http::Extensions::new(),
     };
     let Some(key) = presented_key(&parts.headers).and_then(|k| gateway.find_key(&live, k)) else {
         return Err(meta.fail(ApiError::unauthorized()));
@@ -407,6 +410,18 @@ pub(crate) trait FrontDoor {
         check_bounds(live, request)
     }
 
+    /// What the door does with a routed, checked request that needs the gateway or the key,
+    /// before the request goes down the stack (by default nothing): what it keeps for its
+    /// answer goes in `meta.carry`.
+    fn prepare(
+        _gateway: &Gateway,
+        _key: &VirtualKey,
+        _request: &mut LlmRequest,
+        _meta: &mut CallMeta,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send {
+        std::future::ready(Ok(()))
+    }
+
     /// The response for the stack's answer (without the headers every answer carries).
     fn answer(answer: LlmResponse, meta: &CallMeta, asked: Asked) -> Response;
 }
@@ -503,6 +518,9 @@ async fn run<D: FrontDoor>(
     if let Err(error) =
         authorize_model(&live, &key, &mut request).and_then(|()| D::check(&live, &request))
     {
+        return meta.fail(error);
+    }
+    if let Err(error) = D::prepare(&gateway, &key, &mut request, &mut meta).await {
         return meta.fail(error);
     }
     degrade(&gateway, &live, &key, &mut request, &mut meta).await;

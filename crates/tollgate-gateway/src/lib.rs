@@ -12,6 +12,8 @@
 //! | `POST /v1/chat/completions` | OpenAI chat completions, whole or streamed (`stream: true`) |
 //! | `POST /v1/messages` | Anthropic Messages, whole or streamed, served by any provider |
 //! | `POST /v1/embeddings` | OpenAI embeddings, from an OpenAI-compatible provider |
+//! | `POST /v1/responses` | OpenAI Responses, whole or streamed (typed events): passed through to a provider that serves it (`responses_api: true`), translated through chat completions for any other; stored with a `database` section (`store`, default true) and continued by `previous_response_id` |
+//! | `GET`, `DELETE /v1/responses/{id}` | a response the caller's key stored (another key's is a 404) |
 //! | `POST /v1/completions` | OpenAI legacy text completions, whole or streamed: passed as they came to an OpenAI-compatible provider (vLLM, Ollama), answered by a simulated one |
 //! | `POST /v1/messages/count_tokens` | Anthropic's token count: passed to an Anthropic provider; for others an estimate (`WordEstimator`, within 7 % of `o200k_base` on its samples), marked `x-tollgate-estimate: true` |
 //! | `/v1/files[/{id}[/content]]`, `/v1/batches[/{id}[/cancel]]`, `POST /v1/images/generations`, `/v1/audio/transcriptions`, `/v1/audio/speech`, `/v1/moderations` | passed through as they came to the `passthrough` provider ([`PassthroughConfig`]): the key swapped for the provider's, request limits and the call log applied, bodies streamed both ways within `max_body_bytes`; images (per image), transcriptions (per second) and moderations (free) billed from the answer, the rest logged unpriced; 404 without the section |
@@ -31,6 +33,13 @@
 //! (the `idempotency` section, [`IdempotencyConfig`]: 24 h, in memory and in Redis with a `redis`
 //! section), which get it again to the byte, with `x-tollgate-idempotent-replay: true`, billed
 //! nothing; a duplicate under way waits for it, and the same key with another body is a 422.
+//!
+//! `POST /v1/responses` keeps its answers with a `database` section (`store`, true unless the
+//! call says `false`): the Response object as the caller got it and the input items it
+//! answered, under the caller's key, written off the call path. A call naming one in
+//! `previous_response_id` continues that conversation on any provider (the gateway sends the
+//! whole history); another key's response is a 404, and without a `database` section
+//! `previous_response_id` is a 400 that says what is missing.
 //!
 //! With a `logs` section ([`LogsConfig`]), every call leaves one record in each sink (a JSON-lines
 //! file, the database's `tg_calls` table, OTLP logs), written off the call path; the binary exports
@@ -82,10 +91,12 @@ mod metrics;
 mod otel;
 mod passthrough;
 mod records;
+mod responses;
 mod restore;
 mod server;
 mod sse;
 mod state;
+mod stored_responses;
 mod ui;
 mod upstream;
 

@@ -15,8 +15,15 @@ use hyper_util::{
 use tokio::net::TcpListener;
 
 use crate::{
-    call, chat::Chat, completions::Completions, embeddings::Embeddings, info, messages::Messages,
-    state::Gateway, ui,
+    call,
+    chat::Chat,
+    completions::Completions,
+    embeddings::Embeddings,
+    info,
+    messages::Messages,
+    responses::{self, Responses},
+    state::Gateway,
+    ui,
 };
 
 impl Gateway {
@@ -31,6 +38,11 @@ impl Gateway {
                 post(crate::count_tokens::handle),
             )
             .route("/v1/embeddings", post(call::handle::<Embeddings>))
+            .route("/v1/responses", post(call::handle::<Responses>))
+            .route(
+                "/v1/responses/{id}",
+                get(responses::read).delete(responses::delete),
+            )
             .route("/v1/completions", post(call::handle::<Completions>))
             .route("/v1/models", get(info::models))
             .route("/health", get(info::health))

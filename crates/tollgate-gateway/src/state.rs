@@ -14,6 +14,7 @@ use crate::{
     keys::{KeyTable, VirtualKey},
     logs::CallLogs,
     records::{QuotaTarget, Records, SpendSink},
+    stored_responses::ResponseStore,
     upstream,
 };
 
@@ -46,6 +47,9 @@ struct Shared {
     records: std::sync::OnceLock<Arc<Records>>,
     /// The call log, once [`Gateway::open_records`] has started it (with a `logs` section).
     logs: std::sync::OnceLock<Arc<CallLogs>>,
+    /// Stored Responses API answers, once [`Gateway::open_records`] has opened a `database`
+    /// section's database.
+    responses: std::sync::OnceLock<Arc<ResponseStore>>,
     /// Where every stack built here sends its billed calls: the database's spend ledger.
     spend: Arc<SpendSink>,
     /// A wall clock of its own, for tests: the time it read at start, and when that was.
@@ -137,6 +141,7 @@ impl Gateway {
                 live: RwLock::new(Arc::new(Live::build(config, &spend, wall_now(wall), None)?)),
                 records: std::sync::OnceLock::new(),
                 logs: std::sync::OnceLock::new(),
+                responses: std::sync::OnceLock::new(),
                 spend,
                 wall,
                 metrics,
@@ -176,7 +181,8 @@ impl Gateway {
     /// without one a SQLite database in memory, which a restart forgets. Reads its keys and
     /// teams, and keeps reading them for as long as the gateway runs, so a key made, changed or
     /// revoked anywhere is served here within half a second; every billed call is added to the
-    /// spend ledger from then on. With a `logs` section, starts the call log: every call from
+    /// spend ledger from then on. With a `database` section, `POST /v1/responses` stores its
+    /// answers there from then on. With a `logs` section, starts the call log: every call from
     /// then on leaves one record in each of its sinks. `tollgate serve` calls it before serving; call it once,
     /// inside a Tokio runtime.
     ///
@@ -192,6 +198,11 @@ impl Gateway {
             .unwrap_or_else(tollgate_control::DatabaseConfig::in_memory);
         let records = Arc::new(Records::open(&config, &self.shared.spend).await?);
         self.sync_records(&records).await?;
+        // Responses are kept only where they outlive the process: not in the in-memory stand-in.
+        if !config.is_in_memory() {
+            let store = ResponseStore::new(records.database().clone());
+            let _ = self.shared.responses.set(Arc::new(store));
+        }
         if let Some(logs) = &self.live().config.logs
             && self.shared.logs.get().is_none()
         {
@@ -208,6 +219,11 @@ impl Gateway {
     /// The records, once read.
     pub(crate) fn records(&self) -> Option<Arc<Records>> {
         self.shared.records.get().cloned()
+    }
+
+    /// Stored Responses API answers, with a `database` section once the records are open.
+    pub(crate) fn response_store(&self) -> Option<&Arc<ResponseStore>> {
+        self.shared.responses.get()
     }
 
     /// The call log, once started.
@@ -265,6 +281,18 @@ impl Gateway {
     pub async fn flush_records(&self) -> Result<(), tollgate_core::LlmError> {
         // The spend first: a call log whose sink is slow or dead must not hold up what bills.
         let spend = self.shared.spend.flush().await;
+        if let Some(responses) = self.shared.responses.get() {
+            let bound = self.live().config.gateway.drain_timeout;
+            if tokio::time::timeout(bound, responses.flush())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    target: "tollgate::responses",
+                    "responses being stored were not written within the drain timeout"
+                );
+            }
+        }
         if let Some(logs) = self.shared.logs.get() {
             let bound = self.live().config.gateway.drain_timeout;
             if tokio::time::timeout(bound, logs.flush()).await.is_err() {

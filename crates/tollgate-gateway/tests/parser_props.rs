@@ -1,6 +1,6 @@
 //! Whatever a client sends, the front doors answer with a typed error or an answer, never a panic:
-//! arbitrary bytes and arbitrary JSON to the request parsers (chat, messages, legacy
-//! completions), through the gateway's router.
+//! arbitrary bytes and arbitrary JSON to every request parser (chat completions, messages,
+//! legacy completions, responses), through the gateway's router.
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -51,6 +51,13 @@ fn json_value() -> impl Strategy<Value = Value> {
                         Just("stream".to_owned()),
                         Just("tools".to_owned()),
                         Just("type".to_owned()),
+                        Just("input".to_owned()),
+                        Just("instructions".to_owned()),
+                        Just("max_output_tokens".to_owned()),
+                        Just("previous_response_id".to_owned()),
+                        Just("store".to_owned()),
+                        Just("call_id".to_owned()),
+                        Just("output".to_owned()),
                         "[a-z_]{1,8}"
                     ],
                     inner
@@ -62,23 +69,45 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
-/// A body that is mostly a request, with any of its parts replaced by anything.
-fn near_request() -> impl Strategy<Value = Vec<u8>> {
+/// The doors the bodies go to: their paths.
+const DOORS: [&str; 4] = [
+    "/v1/chat/completions",
+    "/v1/messages",
+    "/v1/completions",
+    "/v1/responses",
+];
+
+/// A body that is mostly a request for `door`, with any of its parts replaced by anything.
+fn near_request(door: usize) -> impl Strategy<Value = Vec<u8>> {
     (json_value(), json_value(), json_value(), any::<bool>()).prop_map(
-        |(model, messages, extra, stream)| {
-            let mut body = json!({
-                "model": "default",
-                "max_tokens": 16,
-                "messages": [{ "role": "user", "content": "hi" }],
-                "prompt": "hi",
-                "stream": stream,
-            });
+        move |(model, messages, extra, stream)| {
+            let mut body = if DOORS[door] == "/v1/responses" {
+                json!({
+                    "model": "default",
+                    "max_output_tokens": 16,
+                    "input": [{ "role": "user", "content": "hi" }],
+                    "stream": stream,
+                })
+            } else {
+                json!({
+                    "model": "default",
+                    "max_tokens": 16,
+                    "messages": [{ "role": "user", "content": "hi" }],
+                    "prompt": "hi",
+                    "stream": stream,
+                })
+            };
             match &model {
                 Value::String(_) => body["model"] = model,
                 _ => body["extra"] = model,
             }
             if !messages.is_null() {
-                body["messages"] = messages;
+                let field = if DOORS[door] == "/v1/responses" {
+                    "input"
+                } else {
+                    "messages"
+                };
+                body[field] = messages;
             }
             if let Value::Object(fields) = extra {
                 for (k, v) in fields {
@@ -90,24 +119,28 @@ fn near_request() -> impl Strategy<Value = Vec<u8>> {
     )
 }
 
-fn body() -> impl Strategy<Value = Vec<u8>> {
+fn body(door: usize) -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..256),
         json_value().prop_map(|v| serde_json::to_vec(&v).unwrap()),
-        near_request(),
+        near_request(door),
     ]
+}
+
+/// A door, and a body for it.
+fn call() -> impl Strategy<Value = (usize, Vec<u8>)> {
+    (0..DOORS.len()).prop_flat_map(|door| (Just(door), body(door)))
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn any_body_gets_an_answer_or_a_typed_error(body in body(), door in 0..3usize) {
-        let anthropic = door == 1;
+    fn any_body_gets_an_answer_or_a_typed_error((door, body) in call()) {
+        let anthropic = DOORS[door] == "/v1/messages";
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (status, reply) = runtime.block_on(async {
-            let path = ["/v1/chat/completions", "/v1/messages", "/v1/completions"][door];
-            let request = http::Request::post(path)
+            let request = http::Request::post(DOORS[door])
                 .header("authorization", "Bearer tg-k")
                 .body(axum::body::Body::from(body))
                 .unwrap();

@@ -147,6 +147,7 @@ impl Anthropic {
 
 /// The body for `request`, or why the Messages API cannot take it.
 fn body(request: &LlmRequest, default_max_tokens: u32, stream: bool) -> Result<Vec<u8>, LlmError> {
+    crate::translated::refuse_untranslatable(NAME, request)?;
     messages::encode_request(request, default_max_tokens, stream)
         .map_err(|reason| LlmError::new(ErrorKind::InvalidRequest, format!("{NAME}: {reason}")))
 }

@@ -174,6 +174,7 @@ impl Bedrock {
 const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
 
 fn body(request: &LlmRequest) -> Result<Vec<u8>, LlmError> {
+    crate::translated::refuse_untranslatable(NAME, request)?;
     bedrock::encode_request(request).map_err(refused_here)
 }
 

@@ -163,6 +163,7 @@ provider_service!(Gemini);
 impl Inner {
     pub(crate) async fn stream(&self, request: LlmRequest) -> Result<ChatStream, LlmError> {
         let name = &self.name;
+        crate::translated::refuse_untranslatable(name, &request)?;
         let body = gemini::encode_request(&request).map_err(|e| invalid(name, &e))?;
         let url = self
             .endpoint
@@ -188,6 +189,7 @@ impl Inner {
 
     pub(crate) async fn complete(&self, request: LlmRequest) -> Result<LlmResponse, LlmError> {
         let name = &self.name;
+        crate::translated::refuse_untranslatable(name, &request)?;
         let body = gemini::encode_request(&request).map_err(|e| invalid(name, &e))?;
         let url = self.endpoint.url(&request.model, "generateContent", name)?;
         let answer = self.post(&request, &url, body).await?;

@@ -11,6 +11,12 @@
 //! (environment, shared profile files, web identity, containers, instance metadata); without it,
 //! a client with no credentials of its own reads the environment only.
 //!
+//! A call that came in OpenAI's Responses API passes through to a server that serves it
+//! ([`OpenAiCompatibleBuilder::responses_api`]: `POST {base_url}/responses`, the answer and the
+//! stream's events as they came); every other provider translates it through the chat shape and
+//! refuses, by name and before anything is sent, a built-in tool only OpenAI runs
+//! ("anthropic: the built-in tool `web_search_preview` runs only at OpenAI's Responses API").
+//!
 //! Answers are kept whole: every choice with its tool calls, refusal, reasoning and
 //! log-probabilities, usage with cached and reasoning tokens, and every field tollgate does not
 //! model (see [`LlmResponse`](tollgate_core::LlmResponse)).
@@ -95,6 +101,7 @@ mod gemini;
 mod headers;
 mod openai;
 mod stream;
+mod translated;
 mod transport;
 mod vertex;
 

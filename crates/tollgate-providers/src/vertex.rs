@@ -235,6 +235,7 @@ impl Inner {
     /// (the URL names it).
     fn claude_body(&self, request: &LlmRequest, stream: bool) -> Result<Vec<u8>, LlmError> {
         let name = &self.google.name;
+        crate::translated::refuse_untranslatable(name, request)?;
         let body = messages::encode_request(request, self.default_max_tokens, stream)
             .map_err(|e| invalid(name, &e))?;
         let fields: Map<String, Value> =

@@ -9,14 +9,16 @@
 //! | [`openai::completions`] | legacy text completions | [`decode_request`](openai::completions::decode_request), [`encode_answer`](openai::completions::encode_answer), [`CompletionEvents`](openai::completions::CompletionEvents) | [`encode_request`](openai::completions::encode_request), [`decode_answer`](openai::completions::decode_answer), [`TextChunks`](openai::completions::TextChunks) |
 //! | [`gemini`] | Gemini `generateContent` (and Vertex AI's Gemini models) | — | [`encode_request`](gemini::encode_request), [`decode_answer`](gemini::decode_answer), [`GenerateStream`](gemini::GenerateStream) |
 //! | [`gemini::embeddings`] | Gemini `batchEmbedContents` | — | [`encode_request`](gemini::embeddings::encode_request), [`decode_answer`](gemini::embeddings::decode_answer) |
+//! | [`openai::responses`] | Responses (`/v1/responses`), passed through or translated through the chat shape | [`decode_request`](openai::responses::decode_request), [`continue_from`](openai::responses::continue_from), [`encode_answer`](openai::responses::encode_answer), [`ResponseEvents`](openai::responses::ResponseEvents) | [`encode_request`](openai::responses::encode_request), [`decode_answer`](openai::responses::decode_answer), [`ResponsesStream`](openai::responses::ResponsesStream) |
 //! | [`anthropic::messages`] | Messages | [`decode_request`](anthropic::messages::decode_request), [`encode_answer`](anthropic::messages::encode_answer), [`MessageEvents`](anthropic::messages::MessageEvents) | [`encode_request`](anthropic::messages::encode_request), [`decode_answer`](anthropic::messages::decode_answer), [`MessageStream`](anthropic::messages::MessageStream) |
 //! | [`bedrock`] | Bedrock Converse, ConverseStream (AWS event stream), InvokeModel embeddings | — | [`encode_request`](bedrock::encode_request), [`decode_answer`](bedrock::decode_answer), [`ConverseEvents`](bedrock::ConverseEvents), [`embeddings`](bedrock::embeddings) |
 //!
 //! [`sse`] holds what every stream shares: the framing, a [`Decoder`](sse::Decoder) that reads
 //! an API's [`Format`](sse::Format) within its bounds until its proper end, and the writers. A
 //! call that comes in one API and goes to an upstream of the same API passes through: see
-//! [`anthropic::messages`] for the Messages API and [`openai::completions`] for legacy text
-//! completions, and for each pair of APIs the table of what is kept, mapped or dropped. Room is left for OpenAI's Responses API.
+//! [`anthropic::messages`] for the Messages API, [`openai::completions`] for legacy text
+//! completions and [`openai::responses`] for the Responses API, and for each pair of APIs the
+//! table of what is kept, mapped or dropped.
 //!
 //! ```
 //! use tollgate_wire::{anthropic::messages, openai::chat};

@@ -30,6 +30,12 @@ pub trait Format: Send + 'static {
     /// What one event's JSON says: its events, or that the stream has reached its proper end.
     fn read(&mut self, event: &Value) -> Read;
 
+    /// The error an event reports, when it reports one, as [`error_event`] reads it (`type` or
+    /// `status`, `code`, `message`): by default its `error` field.
+    fn error(event: &Value) -> Option<Value> {
+        event.get("error").filter(|e| !e.is_null()).cloned()
+    }
+
     /// For a format that [`ENDS_AT_CLOSE`](Self::ENDS_AT_CLOSE), the events its end says once
     /// the answer is whole (Gemini's finish reasons, held until no later event can change them).
     fn close(&mut self) -> Vec<StreamEvent> {
@@ -180,8 +186,8 @@ impl<F: Format> Decoder<F> {
                 Ok(event) => event,
                 Err(error) => return self.fail(unreadable(&self.provider, &error)),
             };
-            if let Some(error) = event.get("error").filter(|e| !e.is_null()) {
-                let error = error_event(&self.provider, error);
+            if let Some(error) = F::error(&event) {
+                let error = error_event(&self.provider, &error);
                 return self.fail(error);
             }
             self.format.read(&event)

@@ -6,6 +6,7 @@
 pub mod anthropic;
 pub mod gateway;
 pub mod python;
+pub mod responses;
 pub mod upstream;
 
 use serde_json::Value;
@@ -13,6 +14,7 @@ use serde_json::Value;
 pub use anthropic::{AnthropicReply, AnthropicUpstream};
 pub use gateway::GatewayProcess;
 pub use python::{python, run_scenario};
+pub use responses::{ResponsesReply, ResponsesUpstream};
 pub use upstream::{Reply, Upstream, answer, chunk, eventually, usage_chunk};
 
 /// The keys the test configurations accept.

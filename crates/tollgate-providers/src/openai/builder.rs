@@ -23,6 +23,7 @@ impl OpenAiCompatible {
             entra_token: None,
             misplaced: None,
             max_tokens_name: None,
+            responses_api: None,
         }
     }
 
@@ -114,6 +115,7 @@ pub struct OpenAiCompatibleBuilder {
     /// An Azure-only setting given to a client that is not Azure's.
     misplaced: Option<&'static str>,
     max_tokens_name: Option<MaxTokensName>,
+    responses_api: Option<bool>,
 }
 
 impl std::fmt::Debug for OpenAiCompatibleBuilder {
@@ -192,6 +194,28 @@ impl OpenAiCompatibleBuilder {
     /// server. A bound the caller sent goes under the name it came under.
     pub fn max_tokens_name(mut self, name: MaxTokensName) -> Self {
         self.max_tokens_name = Some(name);
+        self
+    }
+
+    /// Whether the server serves OpenAI's Responses API (`POST {base_url}/responses`): a call
+    /// that came in that API then passes through to it as it came; otherwise it is translated
+    /// through chat completions. Default: on for OpenAI's own API (`https://api.openai.com`), off
+    /// for every other server, preset and Azure. Not for Azure: its Responses API lives
+    /// elsewhere.
+    ///
+    /// ```
+    /// use tollgate_providers::OpenAiCompatible;
+    ///
+    /// // vLLM serves /v1/responses too.
+    /// let vllm = OpenAiCompatible::builder("http://vllm:8000/v1").responses_api(true).build().unwrap();
+    /// assert!(format!("{vllm:?}").contains("responses_api: true"));
+    /// let openai = OpenAiCompatible::builder("https://api.openai.com/v1").build().unwrap();
+    /// assert!(format!("{openai:?}").contains("responses_api: true"));
+    /// let ollama = OpenAiCompatible::builder("http://localhost:11434/v1").build().unwrap();
+    /// assert!(format!("{ollama:?}").contains("responses_api: false"));
+    /// ```
+    pub fn responses_api(mut self, serves: bool) -> Self {
+        self.responses_api = Some(serves);
         self
     }
 
@@ -296,6 +320,19 @@ impl OpenAiCompatibleBuilder {
                 MaxTokensName::MaxTokens
             },
         );
+        let responses_api = match (self.responses_api, &self.azure) {
+            (Some(true), Some(_)) => {
+                return Err(ConfigError::new(
+                    "responses_api",
+                    "not for an Azure client: its Responses API is not under the deployment's URL",
+                ));
+            }
+            (Some(serves), _) => serves,
+            (None, azure) => {
+                azure.is_none() && self.settings.base_url.starts_with("https://api.openai.com")
+            }
+        };
+        let responses_url = format!("{}/responses", self.settings.base_url);
         let raw_base = self.azure.is_none().then(|| endpoint.clone());
         let http = self.settings.http()?;
         Ok(OpenAiCompatible {
@@ -304,6 +341,8 @@ impl OpenAiCompatibleBuilder {
                 raw_base,
                 url,
                 embeddings_url,
+                responses_url,
+                responses_api,
                 azure,
                 quirks: self.quirks,
                 refuses: self.refuses,

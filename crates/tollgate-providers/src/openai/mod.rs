@@ -12,6 +12,7 @@ use tollgate_wire::openai::{chat, embeddings};
 mod builder;
 mod completions;
 mod raw;
+mod responses;
 
 pub use builder::OpenAiCompatibleBuilder;
 
@@ -37,6 +38,14 @@ pub type CallFuture = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>>
 /// 401 / 403 → `Auth`, other 4xx → `InvalidRequest`), with the provider's message and its
 /// `Retry-After`; a `content_filter` finish is a `ContentFilter` error; an unreachable server is
 /// `Connect` and one that does not answer in time is `Timeout`.
+///
+/// A call that came in OpenAI's Responses API (it carries a
+/// [`ResponsesBody`](tollgate_wire::openai::responses::ResponsesBody)) goes to
+/// `POST {base_url}/responses` as it came when the server serves that API
+/// ([`responses_api`](OpenAiCompatibleBuilder::responses_api)): the answer is read for the stack
+/// and kept as it came for the caller, and a stream's events pass through verbatim. Otherwise it
+/// is translated through chat completions, and refused by name when it offers a built-in tool
+/// (`web_search_preview`, `file_search`, ...) only OpenAI's Responses API runs.
 ///
 /// A request whose `meta.operation` is [`Embeddings`](tollgate_core::Operation::Embeddings) goes
 /// to `POST {base_url}/embeddings` instead, with its model and its `extra` fields (`input`,
@@ -78,6 +87,10 @@ struct Inner {
     raw_base: Option<String>,
     url: String,
     embeddings_url: String,
+    /// `{base_url}/responses`, for calls that came in the Responses API when `responses_api`.
+    responses_url: String,
+    /// Whether the server serves OpenAI's Responses API: calls that came in it pass through.
+    responses_api: bool,
     /// An Azure resource's deployments by model, and the endpoint for those it does not list.
     azure: Option<AzureRoutes>,
     /// How the server differs from OpenAI in what it takes.
@@ -94,6 +107,7 @@ impl fmt::Debug for OpenAiCompatible {
         f.debug_struct("OpenAiCompatible")
             .field("url", &self.inner.url)
             .field("name", &self.inner.name)
+            .field("responses_api", &self.inner.responses_api)
             .finish_non_exhaustive()
     }
 }
@@ -107,6 +121,9 @@ impl OpenAiCompatible {
     /// The same errors as a call, for everything that happens before the stream starts.
     pub async fn stream(&self, request: LlmRequest) -> Result<ChatStream, LlmError> {
         let inner = &self.inner;
+        if inner.serves_responses(&request) {
+            return self.respond_streamed(request).await;
+        }
         inner.check(&request)?;
         let body = chat::encode_request_with(&request, inner.max_tokens_name, true, &inner.quirks)
             .map_err(|e| {
@@ -183,6 +200,7 @@ impl Inner {
 
     /// Refuses, by name, what the server would answer with a 400.
     fn check(&self, request: &LlmRequest) -> Result<(), LlmError> {
+        crate::translated::refuse_untranslatable(&self.name, request)?;
         let params = &request.params;
         let sent = |field: &str| match field {
             "n" => params.n.is_some_and(|n| n > 1),
@@ -206,6 +224,9 @@ impl Inner {
     }
 
     async fn complete(&self, request: LlmRequest) -> Result<LlmResponse, LlmError> {
+        if self.serves_responses(&request) {
+            return self.respond(request).await;
+        }
         let name = &self.name;
         self.check(&request)?;
         let body = chat::encode_request_with(&request, self.max_tokens_name, false, &self.quirks)

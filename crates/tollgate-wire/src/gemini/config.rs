@@ -22,7 +22,15 @@ pub(super) fn write(request: &LlmRequest, out: &mut Vec<u8>) -> Result<(), Strin
     let mut thinking: Option<Thinking<'_>> = None;
     // The value of whichever of two spellings of a field comes last, at the first one's place.
     let (mut top_k, mut safety, mut cached) = (false, false, false);
+    let from_responses = request
+        .extensions
+        .get::<crate::openai::responses::ResponsesBody>()
+        .is_some();
     for (key, value) in extra.iter() {
+        if from_responses && crate::openai::responses::untranslated(key) {
+            tracing::debug!(field = %key, "dropped: a Responses field with no Gemini form");
+            continue;
+        }
         match key.as_str() {
             "top_k" | "topK" => {
                 let other = if key == "top_k" { "topK" } else { "top_k" };

@@ -1,6 +1,7 @@
-//! OpenAI's APIs: [`chat`] completions, [`embeddings`] and legacy text [`completions`]. Room is
-//! left for the Responses API (`responses`).
+//! OpenAI's APIs: [`chat`] completions, [`embeddings`], legacy text [`completions`] and
+//! [`responses`].
 
 pub mod chat;
 pub mod completions;
 pub mod embeddings;
+pub mod responses;

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use tollgate_core::{Content, LlmRequest, Message, REASONING_SIGNATURE, Role};
 
 use super::MessagesBody;
+use crate::openai::responses::{self, ResponsesBody};
 
 /// The body for `request`: its own Messages body when it came in this API, else translated; with
 /// `default_max_tokens` when it sets no bound, and `stream: true` for a stream.
@@ -168,7 +169,12 @@ fn translated(request: &LlmRequest, max_tokens: u32) -> Result<Map<String, Value
     if let Some(user) = extra.get("user").and_then(Value::as_str) {
         body.insert("metadata".into(), json!({ "user_id": user }));
     }
+    let from_responses = request.extensions.get::<ResponsesBody>().is_some();
     for (key, value) in extra.iter() {
+        if from_responses && responses::untranslated(key) {
+            tracing::debug!(field = %key, "a Responses field with no Messages form is left out");
+            continue;
+        }
         // Already mapped, or OpenAI-only and rejected by the Messages API.
         if matches!(
             key.as_str(),

@@ -207,7 +207,15 @@ impl<'a> Body<'a> {
             get(extra, "tool_choice"),
             has_tool_blocks,
         )?;
+        let from_responses = request
+            .extensions
+            .get::<crate::openai::responses::ResponsesBody>()
+            .is_some();
         for (key, value) in extra.iter() {
+            if from_responses && crate::openai::responses::untranslated(key) {
+                tracing::debug!(field = %key, "a Responses field with no Converse form is left out");
+                continue;
+            }
             body.extra_field(&request.model, key, value)?;
         }
         Ok(body)
@@ -653,10 +661,15 @@ fn refuse_what_cannot_map(request: &LlmRequest) -> Result<(), String> {
     if params.top_logprobs.is_some() {
         return Err("top_logprobs: Converse has no log-probabilities".into());
     }
-    if let Some(field) = OPENAI_ONLY
-        .iter()
-        .find(|field| get(extra, field).is_some_and(|v| !v.is_null() && *v != false))
-    {
+    // A call from the Responses door has its own fields with no Converse form left out below.
+    let from_responses = request
+        .extensions
+        .get::<crate::openai::responses::ResponsesBody>()
+        .is_some();
+    if let Some(field) = OPENAI_ONLY.iter().find(|field| {
+        !(from_responses && crate::openai::responses::untranslated(field))
+            && get(extra, field).is_some_and(|v| !v.is_null() && *v != false)
+    }) {
         return Err(format!("{field}: Converse has no such field"));
     }
     if get(extra, "parallel_tool_calls") == Some(&Value::Bool(false)) {

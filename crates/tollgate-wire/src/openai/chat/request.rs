@@ -4,7 +4,11 @@
 use serde_json::Value;
 use tollgate_core::{LlmRequest, MaxTokensName, Quirks};
 
-use crate::{anthropic::messages::MessagesBody, refusal::Refusal};
+use crate::{
+    anthropic::messages::MessagesBody,
+    openai::responses::{self, ResponsesBody},
+    refusal::Refusal,
+};
 
 /// Reads a chat-completions request body, naming the field at fault when it does not parse.
 ///
@@ -91,7 +95,9 @@ pub const MESSAGES_ONLY: [&str; 7] = [
 /// stay). A whole answer is asked for without `stream` and `stream_options`.
 ///
 /// A call from the Messages door leaves out what only that API means
-/// ([`MESSAGES_ONLY`], and `cache_control` marks on messages, parts and tools).
+/// ([`MESSAGES_ONLY`], and `cache_control` marks on messages, parts and tools); one from the
+/// Responses door, every field with no chat-completions form
+/// ([`responses::untranslated`](crate::openai::responses::untranslated)).
 ///
 /// # Errors
 ///
@@ -130,12 +136,24 @@ pub fn encode_request_with(
     quirks: &Quirks,
 ) -> Result<Vec<u8>, serde_json::Error> {
     let from_messages = request.extensions.get::<MessagesBody>().is_some();
-    // A bound a layer set is written under the server's name; the caller's, under its own.
+    let from_responses = request.extensions.get::<ResponsesBody>().is_some();
+    // No chat-completions server takes the Responses API's name for the bound.
+    let name = match name {
+        MaxTokensName::MaxOutputTokens => MaxTokensName::MaxTokens,
+        name => name,
+    };
+    // A bound a layer set is written under the server's name; the caller's, under its own (but
+    // for the Responses API's name, which no chat-completions server takes).
     let params = &request.params;
+    let caller_named = params
+        .max_tokens_name
+        .filter(|named| *named != MaxTokensName::MaxOutputTokens);
+    let written_as = params.max_tokens_name.unwrap_or(MaxTokensName::MaxTokens);
     let rename = params.max_tokens.is_some()
-        && params.max_tokens_name.is_none()
-        && name != MaxTokensName::MaxTokens;
+        && caller_named.is_none()
+        && (name != MaxTokensName::MaxTokens || written_as != MaxTokensName::MaxTokens);
     let plain = !from_messages
+        && !from_responses
         && quirks.is_openai()
         && !rename
         && !stream
@@ -146,7 +164,10 @@ pub fn encode_request_with(
     }
     let mut body = serde_json::to_value(request)?;
     if let Some(fields) = body.as_object_mut() {
-        if let Some(max) = rename.then(|| fields.remove("max_tokens")).flatten() {
+        if let Some(max) = rename
+            .then(|| fields.remove(written_as.names()[0]))
+            .flatten()
+        {
             for field in name.names() {
                 fields.insert((*field).to_owned(), max.clone());
             }
@@ -165,6 +186,9 @@ pub fn encode_request_with(
         }
         if from_messages {
             drop_messages_only(fields);
+        }
+        if from_responses {
+            responses::drop_untranslated(fields);
         }
         apply(quirks, fields);
     }
