@@ -43,6 +43,47 @@ pub(crate) fn read_object(body: &Bytes) -> Result<Located, Refusal> {
     Ok((object, kept))
 }
 
+/// `body` (a JSON object) with `replaced` values written over the caller's (each a field's
+/// value's range and what goes there) and the `added` fields put in before its closing brace, in
+/// order: the caller's bytes but for what the stack settled.
+pub(crate) fn rewritten(
+    body: &[u8],
+    mut replaced: Vec<(Range<usize>, Vec<u8>)>,
+    added: &[(&str, Vec<u8>)],
+) -> Vec<u8> {
+    replaced.sort_by_key(|(range, _)| range.start);
+    let mut out = Vec::with_capacity(body.len() + 96);
+    let mut at = 0;
+    for (range, value) in replaced {
+        out.extend_from_slice(&body[at..range.start]);
+        out.extend_from_slice(&value);
+        at = range.end;
+    }
+    let end = body.iter().rposition(|b| *b == b'}').unwrap_or(body.len());
+    out.extend_from_slice(&body[at..end]);
+    let mut empty = body[..end]
+        .iter()
+        .rev()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    for (name, value) in added {
+        if !empty {
+            out.push(b',');
+        }
+        empty = false;
+        out.extend_from_slice(&json_bytes(name));
+        out.push(b':');
+        out.extend_from_slice(value);
+    }
+    out.extend_from_slice(&body[end..]);
+    out
+}
+
+/// `value` as JSON bytes.
+pub(crate) fn json_bytes<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("a JSON value serializes")
+}
+
 /// A body's top level: each field's name and where its value lies, in order.
 struct TopLevel<'a>(Vec<(String, &'a RawValue)>);
 

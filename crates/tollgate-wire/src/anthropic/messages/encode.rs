@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use tollgate_core::{Content, LlmRequest, Message, REASONING_SIGNATURE, Role};
 
 use super::MessagesBody;
+use crate::body::{json_bytes, rewritten};
 use crate::openai::responses::{self, ResponsesBody};
 
 /// The body for `request`: its own Messages body when it came in this API, else translated; with
@@ -45,42 +46,25 @@ fn passed_through(
     max_tokens: u32,
     stream: bool,
 ) -> Vec<u8> {
-    let body = &original.body[..];
-    let mut out = Vec::with_capacity(body.len() + 64);
-    let mut settled: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::new();
     let has = |name: &str| original.fields.iter().any(|(field, _)| field == name);
+    let mut replaced = Vec::new();
     for (name, range) in original.fields.iter() {
         let value = match name.as_str() {
-            "model" => json(&*request.model),
-            "max_tokens" => json(&max_tokens),
-            "stream" => json(&stream),
+            "model" => json_bytes(&*request.model),
+            "max_tokens" => json_bytes(&max_tokens),
+            "stream" => json_bytes(&stream),
             _ => continue,
         };
-        settled.push((range.clone(), value));
+        replaced.push((range.clone(), value));
     }
-    settled.sort_by_key(|(range, _)| range.start);
-    let mut at = 0;
-    for (range, value) in settled {
-        out.extend_from_slice(&body[at..range.start]);
-        out.extend_from_slice(&value);
-        at = range.end;
-    }
-    // What the caller did not write goes in before the object's closing brace.
-    let end = body.iter().rposition(|b| *b == b'}').unwrap_or(body.len());
-    out.extend_from_slice(&body[at..end]);
+    let mut added = Vec::new();
     if let (false, Some(temperature)) = (has("temperature"), request.params.temperature) {
-        out.extend_from_slice(b",\"temperature\":");
-        out.extend_from_slice(&json(&temperature));
+        added.push(("temperature", json_bytes(&temperature)));
     }
     if stream && !has("stream") {
-        out.extend_from_slice(b",\"stream\":true");
+        added.push(("stream", b"true".to_vec()));
     }
-    out.extend_from_slice(&body[end..]);
-    out
-}
-
-fn json<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("a JSON value serializes")
+    rewritten(&original.body, replaced, &added)
 }
 
 /// `request`, from the OpenAI shape.

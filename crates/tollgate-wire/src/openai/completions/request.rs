@@ -9,7 +9,10 @@ use tollgate_core::{
 };
 
 use super::CompletionsBody;
-use crate::refusal::Refusal;
+use crate::{
+    body::{json_bytes, rewritten},
+    refusal::Refusal,
+};
 
 /// The part a token-array prompt becomes in its user message.
 const TOKENS: &str = "tokens";
@@ -272,10 +275,9 @@ fn passed_through(
     stream: bool,
     options: Option<Value>,
 ) -> Vec<u8> {
-    let body = &original.body[..];
     let has = |name: &str| original.fields.iter().any(|(field, _)| field == name);
     let params = &request.params;
-    let mut settled: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::new();
+    let mut replaced = Vec::new();
     for (name, range) in original.fields.iter() {
         let value = match name.as_str() {
             "model" => json_bytes(&*request.model),
@@ -289,41 +291,20 @@ fn passed_through(
                 .map_or_else(|| b"null".to_vec(), json_bytes),
             _ => continue,
         };
-        settled.push((range.clone(), value));
+        replaced.push((range.clone(), value));
     }
-    settled.sort_by_key(|(range, _)| range.start);
-    let mut out = Vec::with_capacity(body.len() + 96);
-    let mut at = 0;
-    for (range, value) in settled {
-        out.extend_from_slice(&body[at..range.start]);
-        out.extend_from_slice(&value);
-        at = range.end;
-    }
-    // What the caller did not write goes in before the object's closing brace.
-    let end = body.iter().rposition(|b| *b == b'}').unwrap_or(body.len());
-    out.extend_from_slice(&body[at..end]);
-    let mut add = |name: &str, value: Vec<u8>| {
-        out.push(b',');
-        out.extend_from_slice(&json_bytes(name));
-        out.push(b':');
-        out.extend_from_slice(&value);
-    };
+    let mut added = Vec::new();
     if let (false, Some(bound)) = (has("max_tokens"), params.max_tokens) {
-        add("max_tokens", json_bytes(&bound));
+        added.push(("max_tokens", json_bytes(&bound)));
     }
     if let (false, Some(temperature)) = (has("temperature"), params.temperature) {
-        add("temperature", json_bytes(&temperature));
+        added.push(("temperature", json_bytes(&temperature)));
     }
     if stream && !has("stream") {
-        add("stream", b"true".to_vec());
+        added.push(("stream", b"true".to_vec()));
     }
     if let (false, Some(options)) = (has("stream_options"), &options) {
-        add("stream_options", json_bytes(options));
+        added.push(("stream_options", json_bytes(options)));
     }
-    out.extend_from_slice(&body[end..]);
-    out
-}
-
-fn json_bytes<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("a JSON value serializes")
+    rewritten(&original.body, replaced, &added)
 }

@@ -4,6 +4,7 @@
 use tollgate_core::LlmRequest;
 
 use super::ResponsesBody;
+use crate::body::{json_bytes, rewritten};
 
 /// The body for `request` to an upstream that serves the Responses API: the caller's own body
 /// byte for byte, but for the values of `model`, the output bound the stack settled
@@ -31,61 +32,41 @@ pub fn encode_request(request: &LlmRequest, stream: bool) -> Result<Vec<u8>, Str
         return Err("the call did not come in the Responses API".into());
     };
     let body = &original.body[..];
-    let mut out = Vec::with_capacity(body.len() + 64);
-    let mut settled: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::new();
     let has = |name: &str| original.fields.iter().any(|(field, _)| field == name);
     let max = request.params.max_tokens;
+    let continued = original.history.is_some();
+    let mut replaced = Vec::new();
     for (name, range) in original.fields.iter() {
         let value = match name.as_str() {
-            "model" => json(&*request.model),
+            "model" => json_bytes(&*request.model),
             "max_output_tokens" => match max {
-                Some(max) => json(&max),
+                Some(max) => json_bytes(&max),
                 None => continue,
             },
-            "stream" => json(&stream),
+            "stream" => json_bytes(&stream),
             // A role's temperature where the caller's was null.
             "temperature" if &body[range.clone()] == b"null" => match request.params.temperature {
-                Some(temperature) => json(&temperature),
+                Some(temperature) => json_bytes(&temperature),
                 None => continue,
             },
-            "input" if original.history.is_some() => json(&original.input_items()),
-            "previous_response_id" if original.history.is_some() => b"null".to_vec(),
+            "input" if continued => json_bytes(&original.input_items()),
+            "previous_response_id" if continued => b"null".to_vec(),
             _ => continue,
         };
-        settled.push((range.clone(), value));
+        replaced.push((range.clone(), value));
     }
-    settled.sort_by_key(|(range, _)| range.start);
-    let mut at = 0;
-    for (range, value) in settled {
-        out.extend_from_slice(&body[at..range.start]);
-        out.extend_from_slice(&value);
-        at = range.end;
-    }
-    // What the caller did not write goes in before the object's closing brace.
-    let end = body.iter().rposition(|b| *b == b'}').unwrap_or(body.len());
-    out.extend_from_slice(&body[at..end]);
-    let mut add = |name: &str, value: &[u8]| {
-        out.push(b',');
-        out.extend_from_slice(&json(name));
-        out.push(b':');
-        out.extend_from_slice(value);
-    };
-    if original.history.is_some() && !has("input") {
-        add("input", &json(&original.input_items()));
+    let mut added = Vec::new();
+    if continued && !has("input") {
+        added.push(("input", json_bytes(&original.input_items())));
     }
     if let (false, Some(max)) = (has("max_output_tokens"), max) {
-        add("max_output_tokens", &json(&max));
+        added.push(("max_output_tokens", json_bytes(&max)));
     }
     if let (false, Some(temperature)) = (has("temperature"), request.params.temperature) {
-        add("temperature", &json(&temperature));
+        added.push(("temperature", json_bytes(&temperature)));
     }
     if stream && !has("stream") {
-        add("stream", b"true");
+        added.push(("stream", b"true".to_vec()));
     }
-    out.extend_from_slice(&body[end..]);
-    Ok(out)
-}
-
-fn json<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("a JSON value serializes")
+    Ok(rewritten(body, replaced, &added))
 }
