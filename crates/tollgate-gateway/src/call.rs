@@ -547,17 +547,22 @@ async fn run<D: FrontDoor>(
             }
         }
         Err(error) => {
-            // The limiter's own refusals (a provider's 429 is not one).
-            if error
-                .extensions()
-                .get::<tollgate::ratelimit::Denial>()
-                .is_some()
-            {
-                let mut denials = live.denials.lock().unwrap_or_else(|e| e.into_inner());
-                *denials.entry(key.tenant.clone()).or_default() += 1;
-            }
+            count_denial(&live, &key.tenant, &error);
             meta.fail(ApiError::from_llm(&error))
         }
+    }
+}
+
+/// Counts a refusal by the limiter itself for `tenant` (the live page's denials; a provider's
+/// 429 is not one).
+pub(crate) fn count_denial(live: &Live, tenant: &Arc<str>, error: &tollgate::LlmError) {
+    if error
+        .extensions()
+        .get::<tollgate::ratelimit::Denial>()
+        .is_some()
+    {
+        let mut denials = live.denials.lock().unwrap_or_else(|e| e.into_inner());
+        *denials.entry(tenant.clone()).or_default() += 1;
     }
 }
 

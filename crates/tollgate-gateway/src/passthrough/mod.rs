@@ -152,14 +152,7 @@ async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
     let outside = match live.stack.admit_outside(&counted, hold).await {
         Ok(outside) => outside,
         Err(error) => {
-            if error
-                .extensions()
-                .get::<tollgate::ratelimit::Denial>()
-                .is_some()
-            {
-                let mut denials = live.denials.lock().unwrap_or_else(|e| e.into_inner());
-                *denials.entry(key.tenant.clone()).or_default() += 1;
-            }
+            call::count_denial(&live, &key.tenant, &error);
             return meta.fail(ApiError::from_llm(&error));
         }
     };
