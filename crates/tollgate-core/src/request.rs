@@ -50,6 +50,27 @@ pub struct LlmRequest {
 }
 
 impl LlmRequest {
+    /// How many answers the provider generates, and bills: the parameters'
+    /// [`choices`](Params::choices), and for legacy text completions that many for each prompt
+    /// (each prompt is one of the request's messages).
+    ///
+    /// ```
+    /// use tollgate_core::{LlmRequest, Message, Operation};
+    ///
+    /// let mut request = LlmRequest::new("m", vec![Message::user("a"), Message::user("b")]);
+    /// request.params.n = Some(3);
+    /// assert_eq!(request.answers(), 3);
+    /// request.meta.operation = Operation::Completions;
+    /// assert_eq!(request.answers(), 6);
+    /// ```
+    pub fn answers(&self) -> u64 {
+        let each = u64::from(self.params.choices());
+        match self.meta.operation {
+            Operation::Completions => each.saturating_mul(self.messages.len().max(1) as u64),
+            _ => each,
+        }
+    }
+
     /// A request for `model` with the given conversation and default parameters.
     pub fn new(model: impl Into<Arc<str>>, messages: impl Into<Arc<[Message]>>) -> Self {
         Self {

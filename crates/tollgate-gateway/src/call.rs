@@ -383,6 +383,17 @@ pub(crate) fn check_bounds(live: &Live, request: &LlmRequest) -> Result<(), ApiE
             .with_param(field));
         }
     }
+    // Legacy completions answer each prompt that many times.
+    let answers = request.answers();
+    if answers > u64::from(server.max_choices) {
+        return Err(ApiError::invalid(format!(
+            "prompt: {} prompts of {} answers each are {answers} answers, over the gateway's limit of {}",
+            request.messages.len(),
+            params.choices(),
+            server.max_choices
+        ))
+        .with_param("prompt"));
+    }
     Ok(())
 }
 

@@ -217,6 +217,15 @@ async fn a_simulated_provider_answers_as_openai_would_and_the_door_refuses_what_
         serde_json::from_str::<Value>(&body).unwrap()["error"]["param"],
         "best_of"
     );
+    // Each prompt is answered that many times: three prompts are three answers.
+    let (status, body) = post(
+        &gateway,
+        json!({ "model": "default", "prompt": ["a", "b", "c"] }),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["param"], "prompt", "{error}");
     let (status, body) = post(&gateway, json!({ "model": "claude", "prompt": "p" })).await;
     assert_eq!(status, 400);
     let error: Value = serde_json::from_str(&body).unwrap();

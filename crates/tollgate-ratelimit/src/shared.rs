@@ -143,7 +143,7 @@ impl Shared {
                 reservation.bound = Some(bound);
                 bound
             });
-            u64::from(bound).saturating_mul(u64::from(params.choices()))
+            u64::from(bound).saturating_mul(request.answers())
         };
         if tokens {
             reservation.tokens = true;

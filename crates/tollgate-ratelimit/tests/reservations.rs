@@ -72,6 +72,19 @@ async fn the_reservation_is_the_bound_times_every_answer_the_provider_bills() {
     asks.params.best_of = Some(5);
     service.clone().oneshot(asks).await.unwrap();
     assert_eq!(left(), 1_000_000 - (7 + 300) - (7 + 500));
+
+    // Legacy completions answer each prompt (a message each) that many times.
+    let mut asks = LlmRequest::new(
+        "m",
+        vec![Message::user("a"), Message::user("b"), Message::user("c")],
+    )
+    .with_tenant("acme")
+    .with_max_tokens(100);
+    asks.meta.operation = Operation::Completions;
+    asks.params.n = Some(2);
+    let before = left();
+    service.clone().oneshot(asks).await.unwrap();
+    assert_eq!(before - left(), 15 + 100 * 2 * 3);
 }
 
 #[tokio::test(start_paused = true)]
