@@ -7,11 +7,17 @@ use std::{collections::HashMap, sync::Arc};
 use serde::Deserialize;
 use tollgate::{Config, ConfigError, ConfigErrors, ProviderKind, providers, providers::Anthropic};
 
-/// The `passthrough` section: the provider the rest of `/v1/` goes to.
+/// The `passthrough` section: the provider the rest of `/v1/` goes to, and the tenants whose
+/// keys may use it.
+///
+/// The provider's files and batches are one account's: every tenant let in sees and may change
+/// all of them, whoever made them, and a batch runs at the provider's prices, unpriced here. So
+/// the tenants are named, never implied.
 ///
 /// ```yaml
 /// passthrough:
-///   provider: openai   # a provider of `kind: openai` (OpenAI, or a server that serves these routes)
+///   provider: openai      # a provider of `kind: openai` (OpenAI, or a server that serves these routes)
+///   tenants: [research]   # the tenants whose keys may use it; ["*"] for every tenant
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,11 +25,28 @@ use tollgate::{Config, ConfigError, ConfigErrors, ProviderKind, providers, provi
 pub struct PassthroughConfig {
     /// The provider's name in `providers`; it must be of `kind: openai`.
     pub provider: String,
+    /// The tenants whose keys may use these routes, or `["*"]` for every tenant. Another
+    /// tenant's key gets a 403.
+    pub tenants: Vec<String>,
 }
 
 impl PassthroughConfig {
-    /// The provider must exist and speak OpenAI's API under a base URL of its own.
+    /// Whether `tenant`'s keys may use the routes.
+    pub(crate) fn lets_in(&self, tenant: &str) -> bool {
+        self.tenants
+            .iter()
+            .any(|let_in| let_in == "*" || let_in == tenant)
+    }
+
+    /// The provider must exist and speak OpenAI's API under a base URL of its own; the tenants
+    /// must be named.
     pub(crate) fn check(&self, stack: &Config) -> Vec<ConfigError> {
+        if self.tenants.is_empty() {
+            return vec![ConfigError::new(
+                "passthrough.tenants",
+                "must name at least one tenant, or be [\"*\"] for every tenant",
+            )];
+        }
         let at = "passthrough.provider";
         match stack.providers.get(&self.provider) {
             None => vec![ConfigError::new(
@@ -46,6 +69,10 @@ impl PassthroughConfig {
 pub(crate) struct Passthrough {
     pub(crate) provider: Arc<str>,
     pub(crate) client: providers::OpenAiCompatible,
+    pub(crate) section: PassthroughConfig,
+    /// The headers the provider's configuration sets: the gateway's, which a caller's may not
+    /// replace.
+    pub(crate) own_headers: Vec<http::HeaderName>,
 }
 
 impl Passthrough {
@@ -87,9 +114,16 @@ impl Passthrough {
         let client = builder
             .build()
             .map_err(|e| e.under(&format!("providers.{name}")))?;
+        let own_headers = provider
+            .headers
+            .keys()
+            .filter_map(|header| http::HeaderName::try_from(header.as_str()).ok())
+            .collect();
         Ok(Some(Self {
             provider: name.as_str().into(),
             client,
+            section: section.clone(),
+            own_headers,
         }))
     }
 }

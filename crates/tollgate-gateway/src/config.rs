@@ -58,7 +58,8 @@ pub struct GatewayConfig {
     /// { ttl: 24h }`); on by default, `false` turns it off.
     pub idempotency: Switch<crate::idempotency::IdempotencyConfig>,
     /// Where the rest of `/v1/` (files, batches, images, audio, moderations) is passed through
-    /// to (`passthrough: { provider: openai }`); absent, those routes are 404s.
+    /// to, and the tenants let in (`passthrough: { provider: openai, tenants: ["*"] }`); absent,
+    /// those routes are 404s.
     pub passthrough: Option<crate::clients::PassthroughConfig>,
 }
 

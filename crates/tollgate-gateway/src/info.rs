@@ -189,8 +189,21 @@ pub(crate) async fn not_found() -> Response {
         StatusCode::NOT_FOUND,
         "invalid_request_error",
         "no such endpoint: the gateway serves /v1/chat/completions, /v1/messages, \
-         /v1/embeddings, /v1/models, /health and /metrics",
+         /v1/messages/count_tokens, /v1/responses, /v1/completions, /v1/embeddings, \
+         /v1/models, /health and /metrics (and with a `passthrough` section /v1/files, \
+         /v1/batches, /v1/images/generations, /v1/audio and /v1/moderations)",
     )
     .with_code("unknown_url")
+    .into_response(Dialect::OpenAi)
+}
+
+/// A route the gateway serves, asked with a method it does not take: 405 in OpenAI's shape.
+pub(crate) async fn method_not_allowed() -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        "this endpoint does not take that method",
+    )
+    .with_code("method_not_allowed")
     .into_response(Dialect::OpenAi)
 }

@@ -54,6 +54,7 @@ impl Gateway {
             .merge(crate::admin::routes())
             .merge(crate::passthrough::routes())
             .fallback(info::not_found)
+            .method_not_allowed_fallback(info::method_not_allowed)
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 call::stamp,

@@ -32,6 +32,9 @@ struct Seen {
 /// A key of another tenant, whose request limit is untouched.
 const BOB: &str = "tg-bob-passthrough";
 
+/// A key of a tenant the pass-through does not let in.
+const CAROL: &str = "tg-carol-passthrough";
+
 /// An OpenAI-shaped upstream for the pass-through routes, recording what it receives.
 struct RawUpstream {
     url: String,
@@ -127,12 +130,14 @@ retry: {{ max_retries: 0 }}
 keys:
   alice: {{ hash: "{alice}", tenant: acme }}
   bob: {{ hash: "{bob}", tenant: beta }}
+  carol: {{ hash: "{carol}", tenant: gamma }}
 gateway: {{ admin_key_hash: "{admin}", max_body_bytes: 4096 }}
 {more}
 "#,
         url = upstream.url,
         alice = tollgate_gateway::hash_key(ALICE),
         bob = tollgate_gateway::hash_key(BOB),
+        carol = tollgate_gateway::hash_key(CAROL),
         admin = tollgate_gateway::hash_key(ADMIN),
     )
 }
@@ -169,7 +174,11 @@ fn assert_keyed_by_provider(seen: &Seen) {
 async fn the_official_client_passes_files_audio_images_and_moderations_through_billed() {
     let Some(python) = python() else { return };
     let upstream = RawUpstream::start().await;
-    let gateway = start(&upstream, "passthrough: { provider: openai }").await;
+    let gateway = start(
+        &upstream,
+        r#"passthrough: { provider: openai, tenants: ["*"] }"#,
+    )
+    .await;
 
     let out = run_scenario(&python, &gateway, "raw_passthrough.py", "files").await;
     assert_eq!(out, "id file-abc\npurpose batch\n");
@@ -249,7 +258,7 @@ async fn limits_keys_and_an_unconfigured_gateway_stop_a_call_before_it_goes() {
     let upstream = RawUpstream::start().await;
     let gateway = start(
         &upstream,
-        "passthrough: { provider: openai }\nrate_limiting: { tenants: { acme: { per_minute: 2 }, beta: { cost_per_day: \"0.10\" } } }",
+        "passthrough: { provider: openai, tenants: [acme, beta] }\nrate_limiting: { tenants: { acme: { per_minute: 2 }, beta: { cost_per_day: \"0.10\" } } }",
     )
     .await;
     let moderation = |key: &'static str, body: Vec<u8>| {
@@ -259,6 +268,9 @@ async fn limits_keys_and_an_unconfigured_gateway_stop_a_call_before_it_goes() {
                 .post(url)
                 .bearer_auth(key)
                 .header("content-type", "application/json")
+                // Which of the provider's organisations pays is the gateway's to say.
+                .header("openai-organization", "org-caller")
+                .header("openai-project", "proj_caller")
                 .body(body)
                 .send()
                 .await
@@ -279,6 +291,10 @@ async fn limits_keys_and_an_unconfigured_gateway_stop_a_call_before_it_goes() {
     for _ in 0..2 {
         let passed = moderation(ALICE, br#"{"input":"hi"}"#.to_vec()).await;
         assert_eq!(passed.status(), 200);
+    }
+    for seen in upstream.seen() {
+        assert_keyed_by_provider(&seen);
+        assert!(!seen.headers.contains_key("openai-project"));
     }
     let limited = moderation(ALICE, br#"{"input":"hi"}"#.to_vec()).await;
     assert_eq!(limited.status(), 429);
@@ -315,6 +331,34 @@ async fn limits_keys_and_an_unconfigured_gateway_stop_a_call_before_it_goes() {
             .await;
     assert_eq!(cheap.status(), 200);
     assert_eq!(upstream.seen().len(), 3);
+
+    // A tenant the section does not name; an id that is no id: refused unsent.
+    let outsider = moderation(CAROL, br#"{"input":"hi"}"#.to_vec()).await;
+    assert_eq!(outsider.status(), 403);
+    let climbing = client()
+        .get(format!("{}/v1/files/..%2Fbatches/content", gateway.url))
+        .bearer_auth(BOB)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(climbing.status(), 404);
+    let error: Value = climbing.json().await.unwrap();
+    assert_eq!(
+        error["error"]["message"],
+        "no such object: an id is letters, digits, '-' and '_'"
+    );
+    assert_eq!(upstream.seen().len(), 3);
+
+    // A route asked with a method it does not take: 405 in OpenAI's shape.
+    let wrong = client()
+        .put(format!("{}/v1/files", gateway.url))
+        .bearer_auth(BOB)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 405);
+    let error: Value = wrong.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "method_not_allowed");
 
     // The provider refusing its own key: the caller gets the gateway's words, none of the
     // provider's; a refusal of what the caller asked for comes as the provider wrote it.

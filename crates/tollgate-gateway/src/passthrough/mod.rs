@@ -80,10 +80,15 @@ fn dropped(name: &HeaderName) -> bool {
     )
 }
 
-fn forwarded(headers: &HeaderMap) -> HeaderMap {
+/// The caller's headers that go on: not [`dropped`], and none that names which of the
+/// provider's organisations or projects pays (`OpenAI-Organization`, `OpenAI-Project`) or that
+/// the provider's configuration sets (`own`): those are the gateway's to say.
+fn forwarded(headers: &HeaderMap, own: &[HeaderName]) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
-        if !dropped(name) {
+        let gateways =
+            matches!(name.as_str(), "openai-organization" | "openai-project") || own.contains(name);
+        if !dropped(name) && !gateways {
             out.append(name.clone(), value.clone());
         }
     }
@@ -119,6 +124,31 @@ async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
         Ok(opened) => opened,
         Err(response) => return response,
     };
+    if !passthrough.section.lets_in(&key.tenant) {
+        return meta.fail(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "this key's tenant may not use the pass-through routes (the `passthrough` section's `tenants`)",
+        ));
+    }
+    // An id is letters, digits, `-` and `_` (`file-abc`, `batch_abc`): nothing a URL parser
+    // would read as another path (`..`, an encoded slash).
+    let plain = |segment: &str| {
+        !segment.is_empty()
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if !path.trim_start_matches("/v1/").split('/').all(plain) {
+        return meta.fail(
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "no such object: an id is letters, digits, '-' and '_'",
+            )
+            .with_code("unknown_url"),
+        );
+    }
     let operation = operation(&path);
     let limit = live.config.gateway.max_body_bytes;
     if call::declared_length(&parts.headers).is_some_and(|length| length > limit as u64) {
@@ -139,15 +169,15 @@ async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
     }
     // An images call's JSON body is small and says what it may cost: read first, so that
     // cost is held against the caller's budgets before the call goes.
-    let (body, hold) = if operation == "images.generations" {
+    let (body, hold, asked) = if operation == "images.generations" {
         let asked = match call::read_body(body, &live, &meta).await {
             Ok(asked) => asked,
             Err(response) => return response,
         };
         let hold = price::images_hold(live.stack.prices(), &asked);
-        (Body::from(asked), hold)
+        (Body::from(asked.clone()), hold, Some(asked))
     } else {
-        (body, tollgate::MicroUsd::ZERO)
+        (body, tollgate::MicroUsd::ZERO, None)
     };
     let outside = match live.stack.admit_outside(&counted, hold).await {
         Ok(outside) => outside,
@@ -193,7 +223,7 @@ async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
     let call = passthrough.client.forward(
         parts.method.clone(),
         &target,
-        forwarded(&parts.headers),
+        forwarded(&parts.headers, &passthrough.own_headers),
         upload,
     );
     let answer = match tokio::time::timeout(meta.timeout, call).await {
@@ -235,10 +265,18 @@ async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
     }
     let body = match read_bounded(answer, PRICED_ANSWER_BYTES).await {
         Ok(body) => body,
-        Err(error) => return meta.fail(ApiError::from_llm(&error)),
+        Err(error) => {
+            // The provider answered, and bills: what was held is spent.
+            outside.bill(tollgate::Usage::default(), Some(hold));
+            return meta.fail(ApiError::from_llm(&error));
+        }
     };
     meta.upstream.add(sent.elapsed());
-    let sniffed = std::mem::take(&mut *sniffed.lock().unwrap_or_else(|e| e.into_inner()));
+    // An images call's whole body was read; others' start was kept as it streamed up.
+    let sniffed = match asked {
+        Some(asked) => asked.to_vec(),
+        None => std::mem::take(&mut *sniffed.lock().unwrap_or_else(|e| e.into_inner())),
+    };
     let bill = price::bill(
         live.stack.prices(),
         &passthrough.provider,
@@ -278,9 +316,20 @@ async fn read_bounded(answer: reqwest::Response, most: usize) -> Result<Bytes, t
         })
 }
 
-/// Drops an answer's hop-by-hop headers.
+/// Drops an answer's hop-by-hop headers, and what concerns the provider's account, not the
+/// caller (its cookies, which organisation and project it billed).
 fn retain_forwarded(headers: &mut HeaderMap) {
-    let names: Vec<HeaderName> = headers.keys().filter(|n| dropped(n)).cloned().collect();
+    let account = |name: &HeaderName| {
+        matches!(
+            name.as_str(),
+            "set-cookie" | "openai-organization" | "openai-project"
+        )
+    };
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| dropped(n) || account(n))
+        .cloned()
+        .collect();
     for name in names {
         headers.remove(name);
     }
