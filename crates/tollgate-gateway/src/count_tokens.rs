@@ -2,14 +2,14 @@
 //! the model are checked as for a Messages call; a model whose provider (a role's first target)
 //! is `kind: anthropic` has the request passed to its `/v1/messages/count_tokens`, with the
 //! provider's key and the caller's `anthropic-version` and `anthropic-beta`, and the answer as it
-//! came. For any other provider the count is an estimate over the request as the Messages door
+//! came, or a failure in the gateway's words as for a call. The caller's request limits count
+//! it. For any other provider the count is an estimate over the request as the Messages door
 //! reads it, answered as `{"input_tokens": N}` with `x-tollgate-estimate: true`: by
 //! [`WordEstimator`](tollgate::WordEstimator), which aims at what a BPE tokenizer counts
 //! (within 7 % of OpenAI's `o200k_base` on its samples), not by the estimator the stack's limits
 //! reserve with, which errs high on purpose.
 
 use axum::{
-    body::Body,
     extract::{Request, State},
     response::Response,
 };
@@ -80,23 +80,32 @@ pub(crate) async fn handle(State(gateway): State<Gateway>, request: Request) -> 
                 sent.insert(name, value.clone());
             }
         }
-        let answer = match client
-            .count_tokens(serde_json::to_vec(&asked).expect("JSON"), sent)
+        // A count is no LLM call, but it is a request to the provider: the caller's request
+        // limits count it, and the call's deadline bounds it.
+        let outside = match live
+            .stack
+            .admit_outside(&request, tollgate::MicroUsd::ZERO)
             .await
         {
-            Ok(answer) => answer,
-            Err(error) => return meta.fail(ApiError::from_llm(&error)),
+            Ok(outside) => outside,
+            Err(error) => {
+                call::count_denial(&live, &key.tenant, &error);
+                return meta.fail(ApiError::from_llm(&error));
+            }
         };
-        let status = answer.status();
-        let content_type = answer.headers().get(http::header::CONTENT_TYPE).cloned();
-        let mut response = Response::new(Body::new(reqwest::Body::from(answer)));
-        *response.status_mut() = status;
-        if let Some(content_type) = content_type {
-            response
-                .headers_mut()
-                .insert(http::header::CONTENT_TYPE, content_type);
-        }
-        return meta.finish(response, None);
+        let counting = client.count_tokens(serde_json::to_vec(&asked).expect("JSON"), sent);
+        let answer = match tokio::time::timeout(meta.timeout, counting).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(error)) => return meta.fail(ApiError::from_llm(&error)),
+            Err(_) => {
+                return meta.fail(ApiError::from_llm(&tollgate::LlmError::new(
+                    tollgate::ErrorKind::Timeout,
+                    "the count did not finish in time",
+                )));
+            }
+        };
+        outside.bill(tollgate::Usage::default(), Some(tollgate::MicroUsd::ZERO));
+        return meta.finish(call::json_response(answer), None);
     }
     let tokens = tollgate::WordEstimator.estimate_prompt(&request);
     let mut response = call::json_response(format!(r#"{{"input_tokens":{tokens}}}"#));

@@ -71,19 +71,22 @@ struct Inner {
 impl Anthropic {
     /// Sends a Messages request `body` (JSON, as the caller wrote it) to
     /// `POST {base_url}/v1/messages/count_tokens` with the client's key and `headers` (the
-    /// caller's `anthropic-version` and `anthropic-beta`), and returns the answer as it came,
-    /// whatever its status.
+    /// caller's `anthropic-version` and `anthropic-beta`), and returns the answer's body as it
+    /// came (`{"input_tokens": N}`).
     ///
     /// # Errors
     ///
-    /// `Connect` or `Timeout` when the server cannot be reached or does not answer in time.
+    /// A failure's answer in tollgate's words, as for a call (`RateLimited` with its
+    /// `Retry-After`, `Auth`, `InvalidRequest`, ...); `Connect` or `Timeout` when the server
+    /// cannot be reached or does not answer in time.
     pub async fn count_tokens(
         &self,
         body: Vec<u8>,
         headers: http::HeaderMap,
-    ) -> Result<reqwest::Response, LlmError> {
+    ) -> Result<bytes::Bytes, LlmError> {
         let url = format!("{}/count_tokens", self.inner.url);
-        self.inner
+        let answer = self
+            .inner
             .http
             .request(http::Method::POST, &url)
             .headers(headers)
@@ -91,7 +94,16 @@ impl Anthropic {
             .body(body)
             .send()
             .await
-            .map_err(|e| crate::transport::transport_error(e, "anthropic"))
+            .map_err(|e| crate::transport::transport_error(e, NAME))?;
+        let (status, answered) = (answer.status(), answer.headers().clone());
+        let body = answer
+            .bytes()
+            .await
+            .map_err(|e| crate::transport::transport_error(e, NAME))?;
+        if !status.is_success() {
+            return Err(crate::failure::refusal(status, &answered, &body, NAME));
+        }
+        Ok(body)
     }
 }
 
