@@ -66,8 +66,8 @@ impl StoredResponse {
 }
 
 impl Database {
-    /// Keeps `stored`; one of its owner's with the same id is replaced (an upstream's answer
-    /// served again from the cache keeps its id).
+    /// Keeps `stored`; one of its owner's with the same id is replaced (ids are the gateway's
+    /// random ones or an upstream's, so this is a write of the same response again).
     ///
     /// # Errors
     ///

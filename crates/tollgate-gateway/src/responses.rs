@@ -105,13 +105,24 @@ impl FrontDoor for Responses {
             return inside("the call's Responses body was not kept").into_response(Self::DIALECT);
         };
         if let Some(stream) = call::stream_of(&mut answer, asked.stream) {
-            let events = ResponseEvents::new(&new_id(), &keep.asked);
-            return sse::response(stream, Events { events, keep });
+            let events = match new_id() {
+                Ok(id) => ResponseEvents::new(&id, &keep.asked),
+                Err(error) => return error.into_response(Self::DIALECT),
+            };
+            let events = Events {
+                events,
+                keep,
+                kept: false,
+            };
+            return sse::response(stream, events);
         }
         // An upstream that serves this API: its answer as it came, under its own id.
         let body = match answer.extensions.remove::<ResponsesAnswer>() {
             Some(ResponsesAnswer(body)) => body,
-            None => Bytes::from(responses::encode_answer(&answer, &new_id(), &keep.asked)),
+            None => match new_id() {
+                Ok(id) => Bytes::from(responses::encode_answer(&answer, &id, &keep.asked)),
+                Err(error) => return error.into_response(Self::DIALECT),
+            },
         };
         keep.keep(&body);
         call::json_response(body)
@@ -148,22 +159,34 @@ impl Keep {
     }
 }
 
-/// A stream in the Responses API's events; its final Response stored once it completes.
+/// A stream in the Responses API's events; its final Response stored as soon as it is written,
+/// before the caller reads it (a caller may continue from it at once, or leave there).
 struct Events {
     events: ResponseEvents,
     keep: Keep,
+    kept: bool,
+}
+
+impl Events {
+    fn keep_once_completed(&mut self) {
+        if !self.kept
+            && let Some(response) = self.events.completed()
+        {
+            self.kept = true;
+            self.keep.keep(response);
+        }
+    }
 }
 
 impl EventWriter for Events {
     fn write(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
         self.events.write(event, out);
+        self.keep_once_completed();
     }
 
     fn end(&mut self, out: &mut Vec<u8>) {
         self.events.end(out);
-        if let Some(response) = self.events.completed() {
-            self.keep.keep(response);
-        }
+        self.keep_once_completed();
     }
 
     fn fail(&mut self, error: &ApiError, out: &mut Vec<u8>) {
@@ -240,28 +263,27 @@ fn history(stored: &StoredResponse) -> Result<Vec<Value>, ApiError> {
     #[derive(serde::Deserialize)]
     struct Output {
         #[serde(default)]
-        output: Vec<Value>,
+        output: Option<Vec<Value>>,
     }
     let Output { output } = serde_json::from_str(&stored.response)
         .map_err(|_| inside("a stored response cannot be read"))?;
     let mut items = stored.input_items.clone();
-    items.extend(output);
+    items.extend(output.into_iter().flatten());
     Ok(items)
 }
 
-/// A new response id: `resp_` and 32 random hex digits.
-fn new_id() -> String {
+/// A new response id: `resp_` and 32 random hex digits; a 500 when the system gives no
+/// randomness (an id made without it could replace another stored response).
+fn new_id() -> Result<String, ApiError> {
     use std::fmt::Write as _;
     let mut bytes = [0u8; 16];
-    // Ids need only be unique; with no entropy (never on a system that gave the keys theirs)
-    // the call's other parts still differ.
-    let _ = getrandom::fill(&mut bytes);
+    getrandom::fill(&mut bytes).map_err(|_| inside("the system gave no randomness for an id"))?;
     let mut id = String::with_capacity(37);
     id.push_str("resp_");
     for byte in bytes {
         let _ = write!(id, "{byte:02x}");
     }
-    id
+    Ok(id)
 }
 
 /// OpenAI's 404 for a response that is not found (or is another key's).

@@ -1,7 +1,8 @@
 //! Where the Responses door keeps answers (`store: true`): the database's `tg_responses`,
 //! written off the call path. A write under way is already found by the process that made it
 //! (a caller continuing a response it just got never misses it), retried a few times when the
-//! database does not take it, and waited for on shutdown.
+//! database does not take it, and waited for on shutdown. A stored response is kept
+//! [`RETENTION`] (OpenAI keeps one 30 days), then pruned.
 
 use std::{
     collections::HashMap,
@@ -19,6 +20,12 @@ const ATTEMPTS: u32 = 4;
 /// The wait before the first retry; each next one waits twice as long.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 
+/// How long a stored response is kept, as OpenAI keeps one.
+pub(crate) const RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+/// How often the store prunes what is past [`RETENTION`]: at most once an hour, after a write.
+const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
+
 /// Owner and id: a stored response's name.
 type Name = (String, String);
 
@@ -30,6 +37,8 @@ pub(crate) struct ResponseStore {
     pending: Mutex<HashMap<Name, Arc<StoredResponse>>>,
     /// Told whenever a write ends.
     settled: Notify,
+    /// When the store last pruned (none yet: at its first write).
+    pruned: Mutex<Option<std::time::Instant>>,
 }
 
 impl ResponseStore {
@@ -38,12 +47,14 @@ impl ResponseStore {
             database,
             pending: Mutex::default(),
             settled: Notify::new(),
+            pruned: Mutex::default(),
         }
     }
 
     /// Keeps `stored`, off the caller's path: it is found at once, and written by a task of
     /// its own.
     pub(crate) fn put(self: &Arc<Self>, stored: StoredResponse) {
+        self.prune_when_due();
         let stored = Arc::new(stored);
         let name = (stored.owner.clone(), stored.id.clone());
         self.lock().insert(name.clone(), stored.clone());
@@ -79,6 +90,32 @@ impl ResponseStore {
             }
             drop(pending);
             store.settled.notify_waiters();
+        });
+    }
+
+    /// Prunes what is past [`RETENTION`], by a task of its own, when the last prune is an hour
+    /// old (or there was none).
+    fn prune_when_due(&self) {
+        let now = std::time::Instant::now();
+        {
+            let mut pruned = self.pruned.lock().unwrap_or_else(PoisonError::into_inner);
+            if pruned.is_some_and(|at| now.duration_since(at) < PRUNE_EVERY) {
+                return;
+            }
+            *pruned = Some(now);
+        }
+        let database = self.database.clone();
+        tokio::spawn(async move {
+            let before = std::time::SystemTime::now() - RETENTION;
+            match database.prune_responses(before).await {
+                Ok(0) => {}
+                Ok(pruned) => {
+                    tracing::debug!(target: "tollgate::responses", pruned, "stored responses past their retention forgotten");
+                }
+                Err(error) => {
+                    tracing::warn!(target: "tollgate::responses", %error, "stored responses past their retention could not be pruned");
+                }
+            }
         });
     }
 
@@ -201,6 +238,40 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_response_past_its_retention_is_pruned_at_the_next_write() {
+        let (database, dir) = database("pruned").await;
+        let mut old = stored("resp_old");
+        old.created_at = SystemTime::now() - RETENTION - Duration::from_secs(60);
+        database.put_response(&old).await.unwrap();
+        let recent = stored("resp_recent");
+        database.put_response(&recent).await.unwrap();
+        let store = Arc::new(ResponseStore::new(database.clone()));
+        store.put(stored("resp_new"));
+        store.flush().await;
+        // The prune is a task of its own: wait on what it does, not for a time.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while database
+            .response("resp_old", "acme\nalice")
+            .await
+            .unwrap()
+            .is_some()
+        {
+            assert!(tokio::time::Instant::now() < deadline, "never pruned");
+            tokio::task::yield_now().await;
+        }
+        for kept in ["resp_recent", "resp_new"] {
+            assert!(
+                database
+                    .response(kept, "acme\nalice")
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 
