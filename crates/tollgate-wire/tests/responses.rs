@@ -289,24 +289,16 @@ fn a_translation_refuses_by_name_what_it_cannot_honour() {
             "tool_choice: the built-in tool `web_search_preview` runs only at OpenAI's Responses API",
         ),
         (
-            json!({"input": [{"type": "item_reference", "id": "msg_1"}]}),
-            "input: an item of type `item_reference` has no form outside OpenAI's Responses API",
-        ),
-        (
             json!({"input": [{"role": "user", "content": [{"type": "input_file", "file_url": "https://x/y.pdf"}]}]}),
             "input: an `input_file` by file_id or file_url has no form outside OpenAI's Responses API",
         ),
         (
-            json!({"background": true}),
-            "background: has no form outside OpenAI's Responses API; send the call to a provider that serves it",
+            json!({"input": [{"type": "web_search_call", "id": "ws_1", "status": "completed"}]}),
+            "input: an item of type `web_search_call` has no form outside OpenAI's Responses API",
         ),
         (
             json!({"prompt": {"id": "pmpt_1"}}),
             "prompt: has no form outside OpenAI's Responses API; send the call to a provider that serves it",
-        ),
-        (
-            json!({"conversation": "conv_1"}),
-            "conversation: has no form outside OpenAI's Responses API; send the call to a provider that serves it",
         ),
         (
             json!({"top_logprobs": 3}),
@@ -337,6 +329,32 @@ fn a_translation_refuses_by_name_what_it_cannot_honour() {
 }
 
 #[test]
+fn what_lives_at_the_provider_is_refused_at_the_door_whatever_the_provider() {
+    let refused = |extra: Value| {
+        let mut body = json!({"model": "m", "input": "hi"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let body = bytes::Bytes::from(serde_json::to_vec(&body).unwrap());
+        responses::decode_request(body, &Default::default())
+            .unwrap_err()
+            .field
+    };
+    assert_eq!(
+        refused(json!({"background": true})).as_deref(),
+        Some("background")
+    );
+    assert_eq!(
+        refused(json!({"conversation": "conv_1"})).as_deref(),
+        Some("conversation")
+    );
+    assert_eq!(
+        refused(json!({"input": [{"type": "item_reference", "id": "msg_1"}]})).as_deref(),
+        Some("input")
+    );
+}
+
+#[test]
 fn calls_whose_answers_differ_do_not_share_a_cache_key() {
     use tollgate_cache::{Scope, cache_key};
     let key = |extra: Value| {
@@ -356,7 +374,7 @@ fn calls_whose_answers_differ_do_not_share_a_cache_key() {
         json!({"reasoning": {"effort": "high"}}),
         json!({"text": {"verbosity": "low"}}),
         json!({"prompt": {"id": "pmpt_1"}}),
-        json!({"input": [{"role": "user", "content": "hi"}, {"type": "item_reference", "id": "msg_1"}]}),
+        json!({"input": [{"role": "user", "content": "hi"}, {"type": "web_search_call", "id": "ws_1", "status": "completed"}]}),
     ] {
         assert_ne!(key(differs.clone()), plain, "{differs}");
     }
@@ -1206,4 +1224,35 @@ fn the_official_client_types_accept_what_is_written() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{said}");
     assert_eq!(said.trim(), count.to_string());
+}
+
+#[test]
+fn a_reasoning_effort_reaches_anthropic_as_a_thinking_budget() {
+    let call = |bound: u32| {
+        decode(&json!({
+            "model": "claude",
+            "input": "Why is the sky blue?",
+            "reasoning": {"effort": "high"},
+            "max_output_tokens": bound,
+        }))
+    };
+    let body = messages::encode_request(&call(10_000), 4_096, false).unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        body["thinking"],
+        json!({"type": "enabled", "budget_tokens": 4096})
+    );
+    assert_eq!(body["max_tokens"], 10_000);
+    assert!(body.get("reasoning_effort").is_none(), "{body}");
+    // Thinking takes at most half the bound, and none where half is under the API's least.
+    let body = messages::encode_request(&call(3_000), 4_096, false).unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        body["thinking"],
+        json!({"type": "enabled", "budget_tokens": 1500})
+    );
+    let body = messages::encode_request(&call(2_000), 4_096, false).unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(body.get("thinking").is_none(), "{body}");
+    assert!(body.get("reasoning_effort").is_none(), "{body}");
 }

@@ -159,6 +159,14 @@ fn translated(request: &LlmRequest, max_tokens: u32) -> Result<Map<String, Value
             tracing::debug!(field = %key, "a Responses field with no Messages form is left out");
             continue;
         }
+        // OpenAI's effort is Anthropic's extended thinking, at a budget (unless the caller
+        // set `thinking` itself).
+        if key == "reasoning_effort" {
+            if let Some(thinking) = thinking_for(value, max_tokens)? {
+                body.entry("thinking").or_insert(thinking);
+            }
+            continue;
+        }
         // Already mapped, or OpenAI-only and rejected by the Messages API.
         if matches!(
             key.as_str(),
@@ -176,6 +184,45 @@ fn translated(request: &LlmRequest, max_tokens: u32) -> Result<Map<String, Value
         body.entry(key.clone()).or_insert_with(|| value.clone());
     }
     Ok(body)
+}
+
+/// Thinking budgets for OpenAI's `reasoning_effort`, as Anthropic's extended thinking takes them
+/// (its least budget is 1,024 tokens).
+pub(crate) const EFFORT_BUDGETS: [(&str, u32); 4] = [
+    ("minimal", 1024),
+    ("low", 1024),
+    ("medium", 2048),
+    ("high", 4096),
+];
+
+/// The least thinking budget the Messages API takes.
+const LEAST_BUDGET: u32 = 1024;
+
+/// The `thinking` a `reasoning_effort` asks for (none for `none`): its budget, but never more
+/// than half the output bound, so an answer has room after it; none where that half is under the
+/// least budget the API takes (logged at debug level).
+fn thinking_for(effort: &Value, max_tokens: u32) -> Result<Option<Value>, String> {
+    let effort = effort.as_str().unwrap_or_default();
+    if effort == "none" {
+        return Ok(None);
+    }
+    let budget = EFFORT_BUDGETS
+        .iter()
+        .find(|(name, _)| *name == effort)
+        .map(|(_, budget)| *budget)
+        .ok_or_else(|| {
+            format!("reasoning_effort `{effort}` is not one of none, minimal, low, medium, high")
+        })?;
+    let budget = budget.min(max_tokens / 2);
+    if budget < LEAST_BUDGET {
+        tracing::debug!(
+            effort,
+            max_tokens,
+            "the output bound leaves no room to think: no thinking asked"
+        );
+        return Ok(None);
+    }
+    Ok(Some(json!({ "type": "enabled", "budget_tokens": budget })))
 }
 
 /// The system and developer messages, as one string, or as text blocks when one of them carries

@@ -41,6 +41,7 @@
 //! | `user` | `metadata.user_id` |
 //! | `stop` | `stop_sequences` |
 //! | `max_tokens` (either name; a default when none) | `max_tokens` |
+//! | `reasoning_effort` | `thinking` at a budget (1,024 tokens for `minimal` and `low`, 2,048 for `medium`, 4,096 for `high`; none for `none`), at most half the output bound, none where that half is under 1,024; unless the call sets `thinking` |
 //! | `seed` | dropped: the API has none |
 //! | `response_format` other than `text`, `n` or `best_of` above 1, `top_logprobs` | refused by name |
 //! | every other field (`top_k`, `thinking`, `metadata`, ...) | passed as it came |
@@ -57,6 +58,7 @@ use http::{HeaderMap, HeaderName};
 
 pub use answer::{anthropic_usage, decode_answer, encode_answer};
 pub use decode::decode_request;
+pub(crate) use encode::EFFORT_BUDGETS;
 pub use encode::encode_request;
 pub use stream::{MessageEvents, MessageStream};
 

@@ -17,6 +17,9 @@ use serde::{
 use serde_json::{Map, Value, json};
 use tollgate_core::{Content, LlmRequest, Message, Params, REASONING_SIGNATURE, Role};
 
+// Thinking budgets for Claude's `reasoning_effort`: Anthropic's own.
+use crate::anthropic::messages::EFFORT_BUDGETS;
+
 use tools::ToolConfig;
 
 mod tools;
@@ -47,14 +50,6 @@ const CONVERSE_FIELDS: [&str; 6] = [
     "requestMetadata",
     "additionalModelResponseFieldPaths",
     "serviceTier",
-];
-
-/// Thinking budgets for Claude's `reasoning_effort`, as Anthropic's extended thinking takes them.
-const EFFORT_BUDGETS: [(&str, u32); 4] = [
-    ("minimal", 1024),
-    ("low", 1024),
-    ("medium", 2048),
-    ("high", 4096),
 ];
 
 /// The Converse body for `request` (the model goes in the path, not the body; a stream is the

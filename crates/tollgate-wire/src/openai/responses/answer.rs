@@ -330,7 +330,7 @@ pub(super) fn write_usage(out: &mut Vec<u8>, usage: &Usage) {
             output_tokens_details: OutputDetails {
                 reasoning_tokens: usage.reasoning_tokens,
             },
-            total_tokens: usage.input_tokens + usage.output_tokens,
+            total_tokens: usage.input_tokens.saturating_add(usage.output_tokens),
         },
     );
 }

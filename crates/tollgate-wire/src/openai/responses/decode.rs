@@ -101,6 +101,33 @@ fn read(
             return Err(Refusal::field(field, why));
         }
     }
+    // What lives at the provider, outside the gateway's reach, whatever the provider: a
+    // background response runs there unbilled and is fetched from there, and a conversation or
+    // a referenced item is the provider account's, shared by every key.
+    let set =
+        |value: Option<&Value>| value.is_some_and(|v| !v.is_null() && *v != Value::Bool(false));
+    if set(object.get("background")) {
+        return Err(Refusal::field(
+            "background",
+            "not served: a background response runs at the provider, unbilled here; stream it instead",
+        ));
+    }
+    if set(object.get("conversation")) {
+        return Err(Refusal::field(
+            "conversation",
+            "not served: a provider's conversation is shared by every key; continue with previous_response_id, which the gateway keeps per key",
+        ));
+    }
+    if let Some(Value::Array(items)) = object.get("input")
+        && items
+            .iter()
+            .any(|item| item.get("type").and_then(Value::as_str) == Some("item_reference"))
+    {
+        return Err(Refusal::field(
+            "input",
+            "an item_reference names an item kept at the provider, shared by every key: send the item itself",
+        ));
+    }
     let mut messages = Vec::new();
     match object.remove("instructions") {
         None | Some(Value::Null) => {}

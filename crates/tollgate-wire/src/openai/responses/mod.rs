@@ -51,18 +51,19 @@
 //! | `input`: `function_call` items | assistant tool calls (one assistant turn for calls in a row) |
 //! | `input`: `function_call_output` items | `tool` messages |
 //! | `input`: `reasoning` items | left out (logged at debug level) |
-//! | `input`: other items (built-in tools' calls, `item_reference`, ...) | refused by name |
+//! | `input`: other items (built-in tools' calls, ...) | refused by name |
 //! | function `tools` (`{type, name, description, parameters, strict}`) | chat's nested function tools |
 //! | built-in `tools` (`web_search`, `file_search`, `computer_use_preview`, `mcp`, ...) | refused by name ([`ResponsesBody::hosted_tools`]) |
 //! | `tool_choice` (`auto`, `none`, `required`, a function, `allowed_tools`) | mapped; a built-in tool's choice refused |
 //! | `text.format` (`json_schema`, `json_object`, `text`) | `response_format` |
-//! | `reasoning.effort` | `reasoning_effort` |
+//! | `reasoning.effort` | `reasoning_effort` (to a Messages upstream, extended thinking at a budget: 1,024 tokens for minimal and low, 2,048 for medium, 4,096 for high, at most half the output bound) |
 //! | `stream` | the stack's stream |
 //! | `store`, `previous_response_id` | the gateway's ([`ResponsesBody::store`], [`continue_from`]) |
 //! | `metadata`, `prompt_cache_key`, `prompt_cache_retention`, `prompt_cache_options`, `safety_identifier`, `stream_options`, `reasoning.summary` | not part of the answer: echoed in the Response, else dropped |
 //! | `include`, `truncation`, `max_tool_calls`, `service_tier`, `text.verbosity`, `image`, `access_programs`, `background_options` | dropped (logged at debug level): they ask for more detail or another tier, not another answer |
-//! | `background: true`, `conversation`, `prompt`, `top_logprobs` above 0, `context_management`, `moderation`, any field this module does not know | refused by name: the answer would not be the one asked for |
+//! | `prompt`, `top_logprobs` above 0, `context_management`, `moderation`, any field this module does not know | refused by name: the answer would not be the one asked for |
 //! | `n`, `max_tokens`, `max_completion_tokens`, `best_of` | refused at the door: not this API's (one answer, bound by `max_output_tokens`) |
+//! | `background: true`, `conversation`, `item_reference` items | refused at the door, whatever the provider: a background response runs at the provider unbilled and is fetched from there; a conversation or a referenced item is the provider account's, shared by every key (the gateway keeps `previous_response_id` per key) |
 //!
 //! What is refused is refused before anything is sent, by [`check_translatable`] (the providers
 //! call it); what is dropped never reaches a translating encoder ([`untranslated`]). Both stay in
