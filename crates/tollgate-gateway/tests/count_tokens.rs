@@ -88,9 +88,19 @@ async fn anthropic_counts_are_passed_through_and_others_estimated() {
             let (parts, body) = request.into_parts();
             let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
             assert_eq!(parts.uri.path(), "/v1/messages/count_tokens");
-            kept.lock()
-                .unwrap()
-                .push((parts.headers, serde_json::from_slice(&body).unwrap()));
+            let asked: Value = serde_json::from_slice(&body).unwrap();
+            let refused = asked["model"] == "claude-refused";
+            kept.lock().unwrap().push((parts.headers, asked));
+            if refused {
+                // The provider refusing its own key: its words name the key.
+                return Response::builder()
+                    .status(401)
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(
+                        r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key sk-ant-upstream"}}"#,
+                    ))
+                    .unwrap();
+            }
             Response::builder()
                 .header("content-type", "application/json")
                 .body(axum::body::Body::from(r#"{"input_tokens":1234}"#))
@@ -108,6 +118,7 @@ providers:
   up: {{ kind: openai, base_url: "{openai}" }}
 roles:
   default: {{ provider: claude, model: claude-sonnet-4-5 }}
+  refused: {{ provider: claude, model: claude-refused }}
   local: {{ provider: up, model: up-model }}
 keys:
   alice: {{ hash: "{alice}", tenant: acme }}
@@ -156,4 +167,13 @@ keys:
         .await
         .unwrap();
     assert_eq!(stranger.status(), 401);
+
+    // The provider refusing its own key: the caller gets the gateway's words, not its.
+    let refused = count(&gateway, &request("refused")).await;
+    assert_eq!(refused.status(), 502);
+    let said = refused.text().await.unwrap();
+    assert!(
+        !said.contains(ANTHROPIC_KEY) && !said.contains("x-api-key"),
+        "{said}"
+    );
 }
