@@ -95,10 +95,6 @@ fn forwarded(headers: &HeaderMap, own: &[HeaderName]) -> HeaderMap {
     out
 }
 
-/// How much of a request body is kept to read its price's inputs (its model, size, quality):
-/// a JSON body whole up to this, a multipart body's leading fields.
-const SNIFF_BYTES: usize = 64 << 10;
-
 /// The most of an answer read to find what it bills: images' answers carry them base64.
 const PRICED_ANSWER_BYTES: usize = 64 << 20;
 
@@ -190,17 +186,15 @@ async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
         operation,
         "images.generations" | "audio.transcriptions" | "moderations"
     );
-    // The body streams up as it arrives; a copy of its start is kept to price the call.
-    let sniffed = Arc::new(Mutex::new(Vec::new()));
+    // The body streams up as it arrives; a copy of its two ends is kept to price the call.
+    let sniffed = Arc::new(Mutex::new(price::Kept::default()));
     let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let upload = {
         let (sniffed, over) = (sniffed.clone(), over.clone());
         let frames = Limited::new(body, limit)
             .map_frame(move |frame| {
                 if let Some(bytes) = frame.data_ref().filter(|_| priced) {
-                    let mut kept = sniffed.lock().unwrap_or_else(|e| e.into_inner());
-                    let room = SNIFF_BYTES.saturating_sub(kept.len()).min(bytes.len());
-                    kept.extend_from_slice(&bytes[..room]);
+                    sniffed.lock().unwrap_or_else(|e| e.into_inner()).add(bytes);
                 }
                 frame
             })
@@ -274,7 +268,7 @@ async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
     meta.upstream.add(sent.elapsed());
     // An images call's whole body was read; others' start was kept as it streamed up.
     let sniffed = match asked {
-        Some(asked) => asked.to_vec(),
+        Some(asked) => price::Kept::whole(&asked),
         None => std::mem::take(&mut *sniffed.lock().unwrap_or_else(|e| e.into_inner())),
     };
     let bill = price::bill(

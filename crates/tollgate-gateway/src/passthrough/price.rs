@@ -41,15 +41,49 @@ pub(super) fn images_hold(prices: &PricingTable, asked: &[u8]) -> MicroUsd {
 /// The model `images/generations` uses when a request names none (OpenAI's default).
 const DEFAULT_IMAGE_MODEL: &str = "dall-e-2";
 
-/// The bill for a priced operation's answer `body`, with the request's headers and the start
-/// of its body.
+/// What is kept of a request body as it streams up, to price its call: its start and its end
+/// (a form may put its `model` after its file), each up to [`KEPT_BYTES`].
+#[derive(Default)]
+pub(super) struct Kept {
+    pub(super) head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
+}
+
+/// How much of each end of a body is kept.
+pub(super) const KEPT_BYTES: usize = 64 << 10;
+
+impl Kept {
+    /// A body read whole (small: an images call's JSON).
+    pub(super) fn whole(body: &[u8]) -> Self {
+        Self {
+            head: body.to_vec(),
+            tail: Default::default(),
+        }
+    }
+
+    /// The next piece of the body.
+    pub(super) fn add(&mut self, bytes: &[u8]) {
+        let room = KEPT_BYTES.saturating_sub(self.head.len()).min(bytes.len());
+        self.head.extend_from_slice(&bytes[..room]);
+        let rest = &bytes[room..];
+        // Only what the head did not keep: the two never overlap.
+        let last = &rest[rest.len().saturating_sub(KEPT_BYTES)..];
+        self.tail.extend(last);
+        let over = self.tail.len().saturating_sub(KEPT_BYTES);
+        self.tail.drain(..over);
+    }
+}
+
+/// The bill for a priced operation's answer `body`, with the request's headers and what was
+/// kept of its body.
 pub(super) fn bill(
     prices: &PricingTable,
     provider: &str,
     operation: &str,
-    (headers, sniffed): (&HeaderMap, &[u8]),
+    (headers, kept): (&HeaderMap, &Kept),
     body: &[u8],
 ) -> Bill {
+    let sniffed = &kept.head[..];
     let answer: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let unpriced = |model: Option<String>| Bill {
         model,
@@ -79,7 +113,10 @@ pub(super) fn bill(
             }
         }
         "audio.transcriptions" => {
-            let model = form_field(headers, sniffed, "model");
+            let model = form_field(headers, sniffed, "model").or_else(|| {
+                let (front, back) = kept.tail.as_slices();
+                form_field(headers, &[front, back].concat(), "model")
+            });
             let Some(model) = model else {
                 return unpriced(None);
             };
@@ -141,28 +178,30 @@ fn text(value: &Value, field: &str) -> Option<String> {
     value.get(field)?.as_str().map(str::to_owned)
 }
 
-/// The value of the form field `name` of a `multipart/form-data` body whose start is `sniffed`,
-/// when that field comes before the form's first file (as the official clients send it). The
-/// whole body is never parsed: it streamed up untouched.
-fn form_field(headers: &HeaderMap, sniffed: &[u8], name: &str) -> Option<String> {
+/// The value of the form field `name` in `kept`, a stretch of a `multipart/form-data` body (its
+/// start, or its end): read from its first part boundary on, past any file, as far as it goes.
+/// The whole body is never parsed: it streamed up untouched.
+fn form_field(headers: &HeaderMap, kept: &[u8], name: &str) -> Option<String> {
     use futures_util::FutureExt as _;
     let content_type = headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
     let boundary = multer::parse_boundary(content_type).ok()?;
-    let start = bytes::Bytes::copy_from_slice(sniffed);
+    let delimiter = format!("--{boundary}\r\n");
+    let from = kept
+        .windows(delimiter.len())
+        .position(|window| window == delimiter.as_bytes())?;
+    let start = bytes::Bytes::copy_from_slice(&kept[from..]);
     let start = futures_util::stream::once(async { Ok::<_, std::convert::Infallible>(start) });
     let mut form = multer::Multipart::new(start, boundary);
     let find = async move {
         while let Some(field) = form.next_field().await.ok()? {
-            if field.file_name().is_some() {
-                return None;
-            }
-            if field.name() == Some(name) {
+            if field.file_name().is_none() && field.name() == Some(name) {
                 return field.text().await.ok();
             }
         }
         None
     };
-    // The start is in memory: every step is ready at once, and a form cut short is an error.
+    // What was kept is in memory: every step is ready at once, and a form cut short is an
+    // error.
     find.now_or_never().flatten()
 }
 
@@ -207,6 +246,40 @@ mod tests {
     }
 
     #[test]
+    fn a_model_after_a_large_file_is_found_in_the_bodys_end() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            "multipart/form-data; boundary=xyz".parse().unwrap(),
+        );
+        let mut body =
+            b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\n"
+                .to_vec();
+        body.extend(std::iter::repeat_n(b'R', 3 * KEPT_BYTES));
+        body.extend_from_slice(
+            b"\r\n--xyz\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--xyz--\r\n",
+        );
+        // As it streams up, in pieces.
+        let mut kept = Kept::default();
+        for piece in body.chunks(16 << 10) {
+            kept.add(piece);
+        }
+        assert_eq!(kept.head.len(), KEPT_BYTES);
+        assert_eq!(kept.tail.len(), KEPT_BYTES);
+        let prices = tollgate::PriceCatalog::shipped().table([]);
+        let answer = br#"{"text":"hi","usage":{"type":"duration","seconds":10}}"#;
+        let bill = bill(
+            &prices,
+            "openai",
+            "audio.transcriptions",
+            (&headers, &kept),
+            answer,
+        );
+        assert_eq!(bill.model.as_deref(), Some("whisper-1"));
+        assert_eq!(bill.cost, Some(MicroUsd(1_000)));
+    }
+
+    #[test]
     fn a_form_field_before_the_file_is_found_and_none_after() {
         let (headers, body) = multipart(&[("response_format", "json"), ("model", "whisper-1")]);
         assert_eq!(
@@ -225,7 +298,7 @@ mod tests {
             &prices,
             "openai",
             "audio.transcriptions",
-            (&headers, &body),
+            (&headers, &Kept::whole(&body)),
             answer,
         );
         // 42 s at $0.0001 a second.
@@ -235,7 +308,7 @@ mod tests {
             &prices,
             "openai",
             "audio.transcriptions",
-            (&headers, &body),
+            (&headers, &Kept::whole(&body)),
             verbose,
         );
         assert_eq!(bill.cost, Some(MicroUsd(150)));
@@ -248,7 +321,7 @@ mod tests {
             &prices,
             "openai",
             "images.generations",
-            (&HeaderMap::new(), asked),
+            (&HeaderMap::new(), &Kept::whole(asked)),
             answer,
         );
         assert_eq!(bill.cost, Some(MicroUsd(240_000)));
