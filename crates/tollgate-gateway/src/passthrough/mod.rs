@@ -266,7 +266,7 @@ async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
         }
     };
     meta.upstream.add(sent.elapsed());
-    // An images call's whole body was read; others' start was kept as it streamed up.
+    // An images call's whole body was read; of others, its two ends were kept as it streamed up.
     let sniffed = match asked {
         Some(asked) => price::Kept::whole(&asked),
         None => std::mem::take(&mut *sniffed.lock().unwrap_or_else(|e| e.into_inner())),
