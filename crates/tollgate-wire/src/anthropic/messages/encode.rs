@@ -188,12 +188,21 @@ fn translated(request: &LlmRequest, max_tokens: u32) -> Result<Map<String, Value
 
 /// Thinking budgets for OpenAI's `reasoning_effort`, as Anthropic's extended thinking takes them
 /// (its least budget is 1,024 tokens).
-pub(crate) const EFFORT_BUDGETS: [(&str, u32); 4] = [
+const EFFORT_BUDGETS: [(&str, u32); 4] = [
     ("minimal", 1024),
     ("low", 1024),
     ("medium", 2048),
     ("high", 4096),
 ];
+
+/// The thinking budget for a `reasoning_effort` (`minimal`, `low`, `medium`, `high`), the
+/// Messages API's and Bedrock's Claude models' alike.
+pub(crate) fn effort_budget(effort: &str) -> Option<u32> {
+    EFFORT_BUDGETS
+        .iter()
+        .find(|(name, _)| *name == effort)
+        .map(|(_, budget)| *budget)
+}
 
 /// The least thinking budget the Messages API takes.
 const LEAST_BUDGET: u32 = 1024;
@@ -206,13 +215,9 @@ fn thinking_for(effort: &Value, max_tokens: u32) -> Result<Option<Value>, String
     if effort == "none" {
         return Ok(None);
     }
-    let budget = EFFORT_BUDGETS
-        .iter()
-        .find(|(name, _)| *name == effort)
-        .map(|(_, budget)| *budget)
-        .ok_or_else(|| {
-            format!("reasoning_effort `{effort}` is not one of none, minimal, low, medium, high")
-        })?;
+    let budget = effort_budget(effort).ok_or_else(|| {
+        format!("reasoning_effort `{effort}` is not one of none, minimal, low, medium, high")
+    })?;
     let budget = budget.min(max_tokens / 2);
     if budget < LEAST_BUDGET {
         tracing::debug!(

@@ -58,7 +58,7 @@ use http::{HeaderMap, HeaderName};
 
 pub use answer::{anthropic_usage, decode_answer, encode_answer};
 pub use decode::decode_request;
-pub(crate) use encode::EFFORT_BUDGETS;
+pub(crate) use encode::effort_budget;
 pub use encode::encode_request;
 pub use stream::{MessageEvents, MessageStream};
 

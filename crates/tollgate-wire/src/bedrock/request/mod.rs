@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use tollgate_core::{Content, LlmRequest, Message, Params, REASONING_SIGNATURE, Role};
 
 // Thinking budgets for Claude's `reasoning_effort`: Anthropic's own.
-use crate::anthropic::messages::EFFORT_BUDGETS;
+use crate::anthropic::messages::effort_budget;
 
 use tools::ToolConfig;
 
@@ -251,13 +251,9 @@ impl<'a> Body<'a> {
             }
             "reasoning_effort" if is_claude(model) => {
                 let effort = value.as_str().unwrap_or_default();
-                let budget = EFFORT_BUDGETS
-                    .iter()
-                    .find(|(name, _)| *name == effort)
-                    .map(|(_, budget)| *budget)
-                    .ok_or_else(|| {
-                        format!("reasoning_effort {value} is not one of minimal, low, medium, high")
-                    })?;
+                let budget = effort_budget(effort).ok_or_else(|| {
+                    format!("reasoning_effort {value} is not one of minimal, low, medium, high")
+                })?;
                 self.additional.get_or_insert("thinking", || {
                     Cow::Owned(json!({ "type": "enabled", "budget_tokens": budget }))
                 });
