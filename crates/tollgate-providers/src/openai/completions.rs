@@ -8,7 +8,7 @@ use tollgate_wire::openai::completions::{self, CompletionAnswer, CompletionsBody
 use super::{Inner, OpenAiCompatible};
 use crate::{
     stream::ChatStream,
-    transport::{Call, answered, malformed, open_stream, post, status_error},
+    transport::{Call, answered, malformed, open_stream},
 };
 
 impl OpenAiCompatible {
@@ -94,17 +94,7 @@ impl Inner {
         let name = &self.name;
         self.check(&request)?;
         let (url, body) = self.completion_call(&request, false)?;
-        let call = Call {
-            url: &url,
-            body,
-            headers: request.extensions.get(),
-            provider: name,
-            sign: None,
-        };
-        let answer = post(&self.http, call).await?;
-        if !answer.status.is_success() {
-            return Err(status_error(&answer, name));
-        }
+        let answer = self.post_whole(&url, body, &request).await?;
         let mut response = completions::decode_answer(&answer.body, &request.model)
             .map_err(|e| malformed(name, e))?;
         if request.extensions.get::<CompletionsBody>().is_some() {

@@ -19,7 +19,7 @@ pub use builder::OpenAiCompatibleBuilder;
 use crate::{
     stream::ChatStream,
     transport::{
-        Call, Http, answered, malformed, open_stream, post, provider_service, status_error,
+        Answer, Call, Http, answered, malformed, open_stream, post, provider_service, status_error,
     },
 };
 
@@ -237,20 +237,32 @@ impl Inner {
             )
         })?;
         let url = self.url_for(&request.model, Operation::Chat)?;
+        let answer = self.post_whole(&url, body, &request).await?;
+        let response =
+            chat::decode_answer(&answer.body, &request.model).map_err(|e| malformed(name, e))?;
+        answered(answer, response, name)
+    }
+
+    /// POSTs `body` to `url` for `request` (with the request's own headers) and reads the whole
+    /// answer: what every whole call to the server shares; a non-success answer is its error.
+    async fn post_whole(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        request: &LlmRequest,
+    ) -> Result<Answer, LlmError> {
         let call = Call {
-            url: &url,
+            url,
             body,
             headers: request.extensions.get(),
-            provider: name,
+            provider: &self.name,
             sign: None,
         };
         let answer = post(&self.http, call).await?;
         if !answer.status.is_success() {
-            return Err(status_error(&answer, name));
+            return Err(status_error(&answer, &self.name));
         }
-        let response =
-            chat::decode_answer(&answer.body, &request.model).map_err(|e| malformed(name, e))?;
-        answered(answer, response, name)
+        Ok(answer)
     }
 
     /// `POST /embeddings` with the model and the request's `extra` fields (`input`,
@@ -258,17 +270,9 @@ impl Inner {
     async fn embed(&self, request: LlmRequest) -> Result<LlmResponse, LlmError> {
         let name = &self.name;
         let url = self.url_for(&request.model, Operation::Embeddings)?;
-        let call = Call {
-            url: &url,
-            body: embeddings::encode_request(&request),
-            headers: request.extensions.get(),
-            provider: name,
-            sign: None,
-        };
-        let answer = post(&self.http, call).await?;
-        if !answer.status.is_success() {
-            return Err(status_error(&answer, name));
-        }
+        let answer = self
+            .post_whole(&url, embeddings::encode_request(&request), &request)
+            .await?;
         let response = embeddings::decode_answer(&answer.body, &request.model)
             .map_err(|e| malformed(name, e))?;
         answered(answer, response, name)

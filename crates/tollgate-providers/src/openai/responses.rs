@@ -10,7 +10,7 @@ use tollgate_wire::openai::responses::{self, ResponsesAnswer, ResponsesBody, Res
 use super::{Inner, OpenAiCompatible};
 use crate::{
     stream::ChatStream,
-    transport::{Call, answered, malformed, open_stream, post, status_error},
+    transport::{Call, answered, malformed, open_stream},
 };
 
 impl Inner {
@@ -29,17 +29,13 @@ impl Inner {
     /// A whole answer from `/responses`: read for the stack, and kept as it came for the caller.
     pub(super) async fn respond(&self, request: LlmRequest) -> Result<LlmResponse, LlmError> {
         let name = &self.name;
-        let call = Call {
-            url: &self.responses_url,
-            body: self.responses_body(&request, false)?,
-            headers: request.extensions.get(),
-            provider: name,
-            sign: None,
-        };
-        let answer = post(&self.http, call).await?;
-        if !answer.status.is_success() {
-            return Err(status_error(&answer, name));
-        }
+        let answer = self
+            .post_whole(
+                &self.responses_url,
+                self.responses_body(&request, false)?,
+                &request,
+            )
+            .await?;
         let mut response = responses::decode_answer(&answer.body, &request.model)
             .map_err(|e| malformed(name, e))?;
         response
