@@ -6,13 +6,13 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use serde_json::json;
 use support::*;
 
 /// Runs `scenario` against `gateway` as alice; panics with what the client said if it fails.
-async fn run(python: &PathBuf, gateway: &GatewayProcess, scenario: &str) {
+async fn run(python: &Path, gateway: &GatewayProcess, scenario: &str) {
     let said = run_scenario(python, gateway, "scenarios.py", scenario).await;
     assert_eq!(said.trim(), "ok", "{scenario}");
 }

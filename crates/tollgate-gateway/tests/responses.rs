@@ -68,8 +68,7 @@ async fn start(yaml: &str) -> GatewayProcess {
     GatewayProcess::start_in(yaml, &[], &[("TOLLGATE_TEST_ANTHROPIC_KEY", "sk-ant-test")]).await
 }
 
-/// Runs `scenario` of `clients/<script>` (with `arg`) as `key`, and reads the JSON line it
-/// printed; panics with what the client said if it fails.
+/// Runs `clients/<script>` with `scenario` as `key`, and reads the JSON line it printed.
 async fn run_client(
     python: &Path,
     gateway: &GatewayProcess,
@@ -77,22 +76,7 @@ async fn run_client(
     key: &str,
     scenario: &[&str],
 ) -> Value {
-    let script = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = tokio::process::Command::new(python)
-        .arg(&script)
-        .args(scenario)
-        .env("TOLLGATE_URL", &gateway.url)
-        .env("TOLLGATE_KEY", key)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{scenario:?}:\n{stdout}\n{}\ngateway logs:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        gateway.logs()
-    );
+    let stdout = run_scenario_as(python, gateway, script, key, scenario).await;
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 pub use anthropic::{AnthropicReply, AnthropicUpstream};
 pub use gateway::GatewayProcess;
-pub use python::{python, run_scenario};
+pub use python::{python, run_scenario, run_scenario_as};
 pub use responses::{ResponsesReply, ResponsesUpstream};
 pub use upstream::{Reply, Upstream, answer, chunk, eventually, usage_chunk};
 

@@ -1,6 +1,6 @@
 //! The official clients, run by a Python interpreter that has them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{ALICE, GatewayProcess};
 
@@ -33,24 +33,36 @@ pub fn python() -> Option<PathBuf> {
 /// Runs `scenario` of `clients/<script>` against `gateway` as alice and returns what it printed;
 /// panics with what the client said if it fails.
 pub async fn run_scenario(
-    python: &PathBuf,
+    python: &Path,
     gateway: &GatewayProcess,
     script: &str,
     scenario: &str,
 ) -> String {
+    run_scenario_as(python, gateway, script, ALICE, &[scenario]).await
+}
+
+/// Runs `clients/<script>` with `args` as `key`; its standard output, or a panic with what the
+/// client and the gateway said when it fails.
+pub async fn run_scenario_as(
+    python: &Path,
+    gateway: &GatewayProcess,
+    script: &str,
+    key: &str,
+    args: &[&str],
+) -> String {
     let script = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = tokio::process::Command::new(python)
         .arg(script)
-        .arg(scenario)
+        .args(args)
         .env("TOLLGATE_URL", &gateway.url)
-        .env("TOLLGATE_KEY", ALICE)
+        .env("TOLLGATE_KEY", key)
         .output()
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{scenario}:\n{stdout}\n{}\ngateway logs:\n{}",
+        "{args:?}:\n{stdout}\n{}\ngateway logs:\n{}",
         String::from_utf8_lossy(&out.stderr),
         gateway.logs()
     );
