@@ -59,27 +59,58 @@ impl RateLimitSnapshot {
     /// input-tokens,output-tokens}-{limit,remaining,reset}`, resets as RFC 3339 times read against
     /// `now`) headers. `None` when there are none.
     pub fn from_headers(headers: &HeaderMap, now: SystemTime) -> Option<Self> {
-        let number =
-            |name: &str| -> Option<u64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
-        let text = |name: &str| headers.get(name)?.to_str().ok().map(str::trim);
-        let openai = |what: &str| LimitWindow {
-            limit: number(&format!("x-ratelimit-limit-{what}")),
-            remaining: number(&format!("x-ratelimit-remaining-{what}")),
-            reset: text(&format!("x-ratelimit-reset-{what}")).and_then(go_duration),
-        };
-        let anthropic = |what: &str| LimitWindow {
-            limit: number(&format!("anthropic-ratelimit-{what}-limit")),
-            remaining: number(&format!("anthropic-ratelimit-{what}-remaining")),
-            reset: text(&format!("anthropic-ratelimit-{what}-reset"))
-                .and_then(parse_rfc3339)
-                .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO)),
-        };
+        // One pass over the headers: most answers carry none of these, and each lookup by name
+        // would hash and compare a name that is not there.
+        let mut openai = [LimitWindow::default(); 2];
+        let mut anthropic = [LimitWindow::default(); 4];
+        for (name, value) in headers {
+            let name = name.as_str();
+            let Ok(value) = value.to_str().map(str::trim) else {
+                continue;
+            };
+            if let Some(rest) = name.strip_prefix("x-ratelimit-") {
+                let Some((field, what)) = rest.split_once('-') else {
+                    continue;
+                };
+                let window = match what {
+                    "requests" => &mut openai[0],
+                    "tokens" => &mut openai[1],
+                    _ => continue,
+                };
+                match field {
+                    "limit" => window.limit = value.parse().ok(),
+                    "remaining" => window.remaining = value.parse().ok(),
+                    "reset" => window.reset = go_duration(value),
+                    _ => {}
+                }
+            } else if let Some(rest) = name.strip_prefix("anthropic-ratelimit-") {
+                let Some((what, field)) = rest.rsplit_once('-') else {
+                    continue;
+                };
+                let window = match what {
+                    "requests" => &mut anthropic[0],
+                    "tokens" => &mut anthropic[1],
+                    "input-tokens" => &mut anthropic[2],
+                    "output-tokens" => &mut anthropic[3],
+                    _ => continue,
+                };
+                match field {
+                    "limit" => window.limit = value.parse().ok(),
+                    "remaining" => window.remaining = value.parse().ok(),
+                    "reset" => {
+                        window.reset = parse_rfc3339(value)
+                            .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO));
+                    }
+                    _ => {}
+                }
+            }
+        }
         let either = |a: LimitWindow, b: LimitWindow| if a.is_empty() { b } else { a };
         let snapshot = Self {
-            requests: either(openai("requests"), anthropic("requests")),
-            tokens: either(openai("tokens"), anthropic("tokens")),
-            input_tokens: anthropic("input-tokens"),
-            output_tokens: anthropic("output-tokens"),
+            requests: either(openai[0], anthropic[0]),
+            tokens: either(openai[1], anthropic[1]),
+            input_tokens: anthropic[2],
+            output_tokens: anthropic[3],
         };
         (snapshot != Self::default()).then_some(snapshot)
     }
@@ -225,6 +256,60 @@ mod tests {
         assert_eq!(go_duration("20ms"), Some(Duration::from_millis(20)));
         assert_eq!(go_duration("soon"), None);
         assert_eq!(go_duration(""), None);
+    }
+
+    #[test]
+    fn both_kinds_of_header_in_one_pass() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "application/json"),
+            ("x-ratelimit-limit-requests", "500"),
+            ("x-ratelimit-remaining-requests", " 499 "),
+            ("x-ratelimit-reset-requests", "1m6.5s"),
+            ("x-ratelimit-limit-tokens-day", "9"),
+            ("x-ratelimit-remaining-widgets", "9"),
+            ("anthropic-ratelimit-requests-limit", "50"),
+            ("anthropic-ratelimit-tokens-remaining", "7000"),
+            ("anthropic-ratelimit-input-tokens-limit", "40000"),
+            ("anthropic-ratelimit-output-tokens-remaining", "0"),
+            (
+                "anthropic-ratelimit-output-tokens-reset",
+                "1970-01-01T00:00:10Z",
+            ),
+            ("anthropic-ratelimit-output-tokens-later", "1"),
+        ] {
+            headers.insert(name, value.parse().unwrap());
+        }
+        let now = UNIX_EPOCH + Duration::from_secs(4);
+        let snapshot = RateLimitSnapshot::from_headers(&headers, now).unwrap();
+        // OpenAI's requests window wins over Anthropic's; Anthropic's tokens window fills in.
+        assert_eq!(
+            snapshot.requests,
+            LimitWindow {
+                limit: Some(500),
+                remaining: Some(499),
+                reset: Some(Duration::from_millis(66_500)),
+            }
+        );
+        assert_eq!(
+            snapshot.tokens,
+            LimitWindow {
+                remaining: Some(7000),
+                ..LimitWindow::default()
+            }
+        );
+        assert_eq!(snapshot.input_tokens.limit, Some(40_000));
+        assert_eq!(
+            snapshot.output_tokens,
+            LimitWindow {
+                remaining: Some(0),
+                reset: Some(Duration::from_secs(6)),
+                ..LimitWindow::default()
+            }
+        );
+        let mut none = HeaderMap::new();
+        none.insert("x-ratelimit-limit-widgets", "3".parse().unwrap());
+        assert_eq!(RateLimitSnapshot::from_headers(&none, now), None);
     }
 
     #[test]
