@@ -282,7 +282,7 @@ impl AnthropicBuilder {
         self.settings
             .header("anthropic-version", &self.version, "version")?;
         let url = format!("{}/v1/messages", self.settings.base_url);
-        let http = self.settings.http()?;
+        let http = self.settings.http()?.knowing([&*url]);
         Ok(Anthropic {
             inner: Arc::new(Inner {
                 http,

@@ -100,6 +100,8 @@ pub(crate) struct Http {
     headers: Option<HeaderMap>,
     /// Bounds each call when the client is the caller's (ours has it built in).
     timeout: Option<Duration>,
+    /// The client's fixed URLs, parsed once: reqwest parses a URL given as text on every call.
+    known: Vec<reqwest::Url>,
 }
 
 /// Headers to send with one call, on top of the client's: put them in the request's extensions.
@@ -168,6 +170,7 @@ impl Settings {
                 client,
                 headers: Some(self.headers),
                 timeout: Some(self.timeout),
+                known: Vec::new(),
             });
         }
         let client = reqwest::Client::builder()
@@ -181,11 +184,30 @@ impl Settings {
             client,
             headers: None,
             timeout: None,
+            known: Vec::new(),
         })
     }
 }
 
 impl Http {
+    /// Parses `urls` now, for the calls that go to them (one that does not parse is left to be
+    /// parsed, and refused, when a call goes to it).
+    pub(crate) fn knowing<'a>(mut self, urls: impl IntoIterator<Item = &'a str>) -> Self {
+        self.known.extend(
+            urls.into_iter()
+                .filter_map(|url| reqwest::Url::parse(url).ok()),
+        );
+        self
+    }
+
+    /// A request to `url`, parsed already when it is one of the client's fixed URLs.
+    fn post(&self, url: &str) -> reqwest::RequestBuilder {
+        match self.known.iter().find(|known| known.as_str() == url) {
+            Some(known) => self.client.post(known.clone()),
+            None => self.client.post(url),
+        }
+    }
+
     /// A request to `url` with what every call of the client carries (its key, headers and
     /// timeout), for a call whose body and answer the caller handles itself.
     pub(crate) fn request(&self, method: http::Method, url: &str) -> reqwest::RequestBuilder {
@@ -252,7 +274,7 @@ async fn send(
     call: Call<'_>,
     accept: &'static str,
 ) -> Result<reqwest::Response, LlmError> {
-    let mut builder = http.client.post(call.url);
+    let mut builder = http.post(call.url);
     if let Some(headers) = &http.headers {
         builder = builder.headers(headers.clone());
     }

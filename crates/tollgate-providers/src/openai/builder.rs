@@ -334,7 +334,10 @@ impl OpenAiCompatibleBuilder {
         };
         let responses_url = format!("{}/responses", self.settings.base_url);
         let raw_base = self.azure.is_none().then(|| endpoint.clone());
-        let http = self.settings.http()?;
+        let http = self
+            .settings
+            .http()?
+            .knowing([&*url, &*embeddings_url, &*responses_url]);
         Ok(OpenAiCompatible {
             inner: Arc::new(Inner {
                 http,
