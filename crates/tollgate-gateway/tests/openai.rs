@@ -80,6 +80,47 @@ async fn a_chat_answer_and_its_request_pass_through_whole() {
 }
 
 #[tokio::test]
+async fn a_whole_answer_reaches_the_caller_byte_for_byte_unless_it_lacks_a_field() {
+    let upstream = Upstream::start().await;
+    let gateway = GatewayProcess::start(&config(&upstream, "")).await;
+    // Its own spacing, key order and number spelling: what a typed answer written again would
+    // not keep.
+    let kept = concat!(
+        r#"{ "object":"chat.completion","id":"chatcmpl-7", "created":1700000000,"#,
+        r#""model":"up-model","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"#,
+        r#""finish_reason":"stop","logprobs":null}],"score":1.50,"#,
+        r#""usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}"#
+    );
+    // No `created`: the gateway fills it in, so this answer is written again.
+    let lacking = r#"{"id":"chatcmpl-8","object":"chat.completion","model":"up-model","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}"#;
+    for body in [kept, lacking] {
+        upstream.push(Reply::Raw(200, "application/json", body.to_owned()));
+    }
+    let mut got = Vec::new();
+    for question in ["one", "two"] {
+        let response = client()
+            .post(format!("{}/v1/chat/completions", gateway.url))
+            .bearer_auth(ALICE)
+            .json(&json!({ "model": "up/up-model", "messages": [{ "role": "user", "content": question }] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        got.push(response.bytes().await.unwrap());
+    }
+    assert_eq!(std::str::from_utf8(&got[0]).unwrap(), kept);
+    let written: Value = serde_json::from_slice(&got[1]).unwrap();
+    let mut expected: Value = serde_json::from_str(lacking).unwrap();
+    assert!(
+        written["created"]
+            .as_u64()
+            .is_some_and(|at| at > 1_700_000_000)
+    );
+    expected["created"] = written["created"].clone();
+    assert_eq!(written, expected);
+}
+
+#[tokio::test]
 async fn a_stream_passes_through_and_ends_with_done() {
     let upstream = Upstream::start().await;
     let gateway = GatewayProcess::start(&config(&upstream, "")).await;

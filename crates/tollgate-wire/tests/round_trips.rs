@@ -45,6 +45,45 @@ fn every_openai_answer_writes_back_as_the_json_it_came_as() {
 }
 
 #[test]
+fn a_complete_answer_is_kept_as_its_bytes_and_one_that_lacks_a_field_is_written_again() {
+    for name in OPENAI {
+        let bytes = Bytes::from(fixture(&format!("openai/{name}.json")));
+        let kept = chat::decode_kept_answer(&bytes, "asked").unwrap();
+        // What the stack reads is the same typed answer either way.
+        assert_eq!(
+            kept.choices,
+            chat::decode_answer(&bytes, "asked").unwrap().choices
+        );
+        let has_all = {
+            let sent: Value = serde_json::from_slice(&bytes).unwrap();
+            ["id", "object", "created"]
+                .iter()
+                .all(|f| sent.get(f).is_some())
+                && sent["model"].as_str().is_some_and(|m| !m.is_empty())
+        };
+        assert_eq!(
+            kept.extensions.get::<chat::ChatAnswer>().is_some(),
+            has_all,
+            "{name}"
+        );
+        if has_all {
+            assert_eq!(
+                chat::encode_answer(kept, "id"),
+                bytes,
+                "{name}: byte for byte"
+            );
+        }
+    }
+    let unnamed = Bytes::from_static(
+        br#"{"id":"x","object":"chat.completion","created":1,"choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}"#,
+    );
+    let answer = chat::decode_kept_answer(&unnamed, "asked").unwrap();
+    assert!(answer.extensions.get::<chat::ChatAnswer>().is_none());
+    let written: Value = serde_json::from_slice(&chat::encode_answer(answer, "id")).unwrap();
+    assert_eq!(written["model"], "asked", "the asked model is written in");
+}
+
+#[test]
 fn every_anthropic_answer_reads_what_the_stack_needs_and_writes_back_its_blocks() {
     for name in ANTHROPIC {
         let bytes = fixture(&format!("anthropic/{name}.json"));

@@ -238,8 +238,8 @@ impl Inner {
         })?;
         let url = self.url_for(&request.model, Operation::Chat)?;
         let answer = self.post_whole(&url, body, &request).await?;
-        let response =
-            chat::decode_answer(&answer.body, &request.model).map_err(|e| malformed(name, e))?;
+        let response = chat::decode_kept_answer(&answer.body, &request.model)
+            .map_err(|e| malformed(name, e))?;
         answered(answer, response, name)
     }
 

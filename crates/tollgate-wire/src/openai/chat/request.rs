@@ -30,27 +30,12 @@ use crate::{
 ///
 /// A [`Refusal`] naming the field at fault, when there is one.
 pub fn decode_request(body: &[u8]) -> Result<LlmRequest, Refusal> {
-    let mut reader = serde_json::Deserializer::from_slice(body);
-    let mut request: LlmRequest = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
-        let path = e.path().to_string();
-        let error = e.into_inner();
-        // The top-level parameters are read as one flattened map, whose errors name their field
-        // in the message (`max_tokens: expected a whole number ...`).
-        let field = if path == "." {
-            named_field(&error.to_string())
-        } else {
-            Some(path)
-        };
-        Refusal::json(format!(
-            "the request body is not a valid chat request: {error}"
-        ))
-        .at(field)
-    })?;
-    reader.end().map_err(|e| {
-        Refusal::json(format!(
-            "the request body has more after its JSON object: {e}"
-        ))
-    })?;
+    // Read plainly first: tracking the path costs on every field, and is only needed to name
+    // the field at fault in a body that does not parse, read again for that.
+    let mut request: LlmRequest = match serde_json::from_slice(body) {
+        Ok(request) => request,
+        Err(_) => return Err(refusal(body)),
+    };
     if request.messages.is_empty() {
         return Err(Refusal::field("messages", "must not be empty"));
     }
@@ -64,6 +49,37 @@ pub fn decode_request(body: &[u8]) -> Result<LlmRequest, Refusal> {
         request.params.extra.make_mut().remove("stream");
     }
     Ok(request)
+}
+
+/// Why `body` is not a chat request, naming the field at fault when there is one.
+fn refusal(body: &[u8]) -> Refusal {
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let read: Result<LlmRequest, _> = serde_path_to_error::deserialize(&mut reader);
+    let error = match read {
+        Ok(_) => {
+            return match reader.end() {
+                Err(e) => Refusal::json(format!(
+                    "the request body has more after its JSON object: {e}"
+                )),
+                // Unreachable while both reads agree; said plainly if they ever do not.
+                Ok(()) => Refusal::json("the request body is not a valid chat request"),
+            };
+        }
+        Err(error) => error,
+    };
+    let path = error.path().to_string();
+    let error = error.into_inner();
+    // The top-level parameters are read as one flattened map, whose errors name their field
+    // in the message (`max_tokens: expected a whole number ...`).
+    let field = if path == "." {
+        named_field(&error.to_string())
+    } else {
+        Some(path)
+    };
+    Refusal::json(format!(
+        "the request body is not a valid chat request: {error}"
+    ))
+    .at(field)
 }
 
 /// The field an error message begins with (`max_tokens: ...`), if it begins with one.
