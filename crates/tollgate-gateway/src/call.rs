@@ -9,11 +9,10 @@ use std::{
 use axum::{
     body::Body,
     extract::{Request, State},
-    middleware::Next,
     response::Response,
 };
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tollgate::{
     CallRecorder, LlmRequest, LlmResponse,
@@ -37,6 +36,15 @@ pub(crate) const OVERHEAD: &str = "x-tollgate-overhead-ms";
 
 /// The header that names the role a low budget moved a call to.
 const DEGRADED: &str = "x-tollgate-degraded";
+
+// The names above as header names, made once: a name given as text is parsed, and copied, on
+// every insert.
+pub(crate) const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID);
+pub(crate) const OVERHEAD_NAME: HeaderName = HeaderName::from_static(OVERHEAD);
+const DEGRADED_NAME: HeaderName = HeaderName::from_static(DEGRADED);
+const CACHE_NAME: HeaderName = HeaderName::from_static("x-tollgate-cache");
+const DEPLOYMENT_NAME: HeaderName = HeaderName::from_static("x-tollgate-deployment");
+const MOVES_NAME: HeaderName = HeaderName::from_static("x-tollgate-moves");
 
 /// A call that is in: its key is known and its body read.
 pub(crate) struct Accepted {
@@ -84,13 +92,13 @@ impl CallMeta {
             });
         }
         let headers = response.headers_mut();
-        headers.insert(REQUEST_ID, self.id.clone());
-        headers.insert(OVERHEAD, overhead_value(overhead));
+        headers.insert(REQUEST_ID_NAME, self.id.clone());
+        headers.insert(OVERHEAD_NAME, overhead_value(overhead));
         if let Some(cache) = cache {
-            headers.insert("x-tollgate-cache", HeaderValue::from_static(cache));
+            headers.insert(CACHE_NAME, HeaderValue::from_static(cache));
         }
         if let Some(role) = &self.degraded {
-            headers.insert(DEGRADED, role.clone());
+            headers.insert(DEGRADED_NAME, role.clone());
         }
         crate::metrics::answered(self.dialect, response.status(), overhead);
         response
@@ -113,34 +121,18 @@ impl CallMeta {
     }
 }
 
-/// The id `stamp` gave a request, for its handler.
+/// The id the stamp layer gave a request, for its handler.
 #[derive(Clone)]
-struct RequestId(HeaderValue);
+pub(crate) struct RequestId(pub(crate) HeaderValue);
 
-/// Gives every request an id (the caller's, or one made here) before any handler runs, and
-/// every answer its id and overhead headers, those that no handler set (health, 404s).
-pub(crate) async fn stamp(
-    State(gateway): State<Gateway>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let id = request_id(request.headers()).unwrap_or_else(|| {
-        HeaderValue::from_str(&gateway.next_id()).expect("an id made here is a valid header")
-    });
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    if !headers.contains_key(REQUEST_ID) {
-        headers.insert(REQUEST_ID, id);
-        headers.insert(OVERHEAD, overhead_value(started.elapsed()));
-    }
-    response
-}
-
-fn overhead_value(overhead: Duration) -> HeaderValue {
-    let millis = format!("{:.3}", overhead.as_secs_f64() * 1_000.0);
-    HeaderValue::from_str(&millis).expect("digits")
+/// Milliseconds to three places (`0.064`), written without float formatting.
+pub(crate) fn overhead_value(overhead: Duration) -> HeaderValue {
+    use std::io::Write as _;
+    let micros = overhead.as_micros();
+    let mut text = std::io::Cursor::new([0u8; 48]);
+    write!(text, "{}.{:03}", micros / 1_000, micros % 1_000).expect("room for any duration");
+    let written = usize::try_from(text.position()).expect("at most 48");
+    HeaderValue::from_bytes(&text.get_ref()[..written]).expect("digits")
 }
 
 /// Identifies the caller and reads the body: 401 before anything else, 413 for a body over the
@@ -282,8 +274,8 @@ pub(crate) fn too_large(limit: usize) -> ApiError {
 }
 
 /// The caller's id when it is a sensible one (printable, at most 128 bytes), else `None`.
-fn request_id(headers: &HeaderMap) -> Option<HeaderValue> {
-    let id = headers.get(REQUEST_ID)?;
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    let id = headers.get(REQUEST_ID_NAME)?;
     let ok =
         !id.is_empty() && id.len() <= 128 && id.as_bytes().iter().all(|b| b.is_ascii_graphic());
     ok.then(|| id.clone())
@@ -629,9 +621,9 @@ fn caller_labels(
 fn served_headers(headers: &mut HeaderMap, served: &Served) {
     // Names come from the configuration; one that is no header value is left out.
     if let Ok(name) = HeaderValue::from_str(&served.deployment) {
-        headers.insert("x-tollgate-deployment", name);
+        headers.insert(DEPLOYMENT_NAME, name);
     }
-    headers.insert("x-tollgate-moves", HeaderValue::from(served.moves));
+    headers.insert(MOVES_NAME, HeaderValue::from(served.moves));
 }
 
 /// The answer's stream; for a caller who asked for one from a service that answered whole (a

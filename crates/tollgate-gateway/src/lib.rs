@@ -95,6 +95,7 @@ mod responses;
 mod restore;
 mod server;
 mod sse;
+mod stamp;
 mod state;
 mod stored_responses;
 mod ui;

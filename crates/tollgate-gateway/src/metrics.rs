@@ -48,6 +48,26 @@ pub(crate) fn answered(dialect: Dialect, status: StatusCode, overhead: Duration)
         Dialect::OpenAi => "openai",
         Dialect::Anthropic => "anthropic",
     };
-    metrics::counter!(REQUESTS, "api" => api, "status" => status.as_u16().to_string()).increment(1);
+    metrics::counter!(REQUESTS, "api" => api, "status" => status_label(status)).increment(1);
     metrics::histogram!(OVERHEAD, "api" => api).record(overhead.as_secs_f64());
+}
+
+/// A status as a label: the common ones without an allocation.
+fn status_label(status: StatusCode) -> metrics::SharedString {
+    let common = match status.as_u16() {
+        200 => "200",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        408 => "408",
+        413 => "413",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        other => return other.to_string().into(),
+    };
+    common.into()
 }

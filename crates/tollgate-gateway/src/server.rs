@@ -55,16 +55,42 @@ impl Gateway {
             .merge(crate::passthrough::routes())
             .fallback(info::not_found)
             .method_not_allowed_fallback(info::method_not_allowed)
-            .layer(axum::middleware::from_fn_with_state(
-                self.clone(),
-                call::stamp,
-            ))
+            .layer(crate::stamp::StampLayer(self.clone()))
             .with_state(self.clone())
+    }
+}
+
+/// How often the Prometheus recorder's histograms are drained into their buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// Drains the recorder's histograms every [`METRICS_UPKEEP`] until the returned guard is dropped:
+/// a recorder installed with `install_recorder` keeps every sample until then, so without a
+/// scrape its memory would grow with every call.
+fn keep_metrics(handle: metrics_exporter_prometheus::PrometheusHandle) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        let mut every = tokio::time::interval(METRICS_UPKEEP);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            handle.run_upkeep();
+        }
+    }))
+}
+
+/// A background task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
 /// Serves `gateway` on `listener` until `shutdown` resolves; then stops accepting, lets calls in
 /// flight (streams included) finish for up to `drain_timeout`, and returns.
+///
+/// While it serves, the Prometheus recorder the gateway renders `/metrics` from (if any) has its
+/// histograms drained every five seconds, so its memory stays flat without scrapes.
 ///
 /// A client gets `header_timeout` (from the configuration's `gateway` section) to send a
 /// request's headers; its body has `body_timeout` once those are in.
@@ -84,6 +110,7 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout);
     let graceful = GracefulShutdown::new();
+    let _upkeep = gateway.metrics().cloned().map(keep_metrics);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -99,7 +99,9 @@ impl Gateway {
     }
 
     /// [`new`](Self::new), serving `/metrics` from `metrics`: the handle of the Prometheus
-    /// recorder the process installed.
+    /// recorder the process installed. [`serve`](crate::serve) drains its histograms every few
+    /// seconds; a server of one's own around [`router`](Self::router) calls the handle's
+    /// `run_upkeep` itself, or the recorder keeps every sample until a scrape.
     ///
     /// # Errors
     ///
