@@ -88,9 +88,15 @@ fi
 work="$(mktemp -d)"
 pids=()
 peer_pid=""
+# Everything started is gone when the script ends: asked to stop, then killed after 10 s.
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     if [ -n "$peer_pid" ]; then kill -KILL -- "-$peer_pid" 2>/dev/null || true; fi
+    for _ in $(seq 100); do
+        kill -0 "${pids[@]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
