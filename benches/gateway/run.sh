@@ -2,9 +2,22 @@
 # The gateway under load: wrk posting chat requests straight to an nginx that answers a fixed
 # chat completion, and through `tollgate serve` in front of the same nginx, in the same run, at
 # 1, 16 and 64 connections. Prints RPS, p50 / p99 latency, the p50 the gateway adds, the CPU
-# time the gateway spent per call, and the gateway's resident memory after the run.
+# time the gateway spent per call, and the gateway's resident memory after the run; at the end
+# one markdown table of every target (RPS, p50, p99, errors, ratios to direct and to tollgate),
+# each server's resident memory, and the issue's goals (tollgate / hyper-fwd) per connection count.
 #
 #   bash benches/gateway/run.sh                 # 10 s per run
+#   PEERS=litellm,portkey bash benches/gateway/run.sh
+#                                               # also LiteLLM's proxy and Portkey's gateway (either
+#                                               # alone too), installed if missing under
+#                                               # target/bench-peers/ from benches/gateway/peers/'s
+#                                               # pins, each run alone after the others are stopped;
+#                                               # LITELLM_VERSION=x.y.z for another LiteLLM release
+#   LONG=1 DURATION=10m CONNECTIONS=16 bash benches/gateway/run.sh
+#                                               # the long run: tollgate alone, wrk in consecutive
+#                                               # 10-s slices on one gateway process, RPS, p99 and
+#                                               # RSS per slice into target/gateway-long-run.csv,
+#                                               # plotted into benches/gateway-long-run.png
 #   DURATION=30s CONNECTIONS="16" bash benches/gateway/run.sh
 #   PROFILE=/tmp/gateway.perf bash benches/gateway/run.sh   # perf record of each tollgate run
 #   CACHE=off bash benches/gateway/run.sh                   # the gateway with its cache off
@@ -25,12 +38,19 @@
 #                                               # LOGS=file or LOGS=database for one of them
 #
 # For a profile with symbols, build with CARGO_PROFILE_RELEASE_DEBUG=line-tables-only.
-# Needs nginx (Debian: nginx-light) and wrk (Debian: wrk). Run by hand; CI does not run it.
+# Needs nginx (Debian: nginx-light) and wrk (Debian: wrk); the peers python3's venv and npm, the
+# long run's plot python3's venv. Run by hand; CI does not run it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+LONG="${LONG:-}"
+if [ -n "$LONG" ]; then
+    DURATION="${DURATION:-10m}"
+    CONNECTIONS="${CONNECTIONS:-16}"
+fi
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-1 16 64}"
+PEERS="${PEERS:-}"
 API="${API:-openai}"
 case "$API" in
     openai) role=default ;;
@@ -42,6 +62,21 @@ export TOLLGATE_BENCH_API="$API"
 for tool in nginx wrk; do
     command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install nginx-light wrk)" >&2; exit 1; }
 done
+# shellcheck source=benches/gateway/peers.sh
+. benches/gateway/peers.sh
+peers=()
+if [ -n "$PEERS" ]; then
+    [ "$API" = openai ] || { echo "PEERS runs with API=openai (the peers are measured on chat calls)" >&2; exit 1; }
+    [ -z "$LONG" ] || { echo "LONG=1 runs tollgate alone: no PEERS" >&2; exit 1; }
+    IFS=, read -r -a peers <<< "$PEERS"
+    # Installed first, so that a peer that cannot be is known before anything is measured.
+    for peer in "${peers[@]}"; do peer_install "$peer"; done
+fi
+if [ -n "$LONG" ]; then
+    # shellcheck source=benches/gateway/long.sh
+    . benches/gateway/long.sh
+    long_setup
+fi
 
 # TOLLGATE_BIN runs another build (to compare two builds in one session).
 tollgate="${TOLLGATE_BIN:-}"
@@ -52,7 +87,18 @@ fi
 
 work="$(mktemp -d)"
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+peer_pid=""
+# Everything started is gone when the script ends: asked to stop, then killed after 10 s.
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    if [ -n "$peer_pid" ]; then kill -KILL -- "-$peer_pid" 2>/dev/null || true; fi
+    for _ in $(seq 100); do
+        kill -0 "${pids[@]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -113,6 +159,7 @@ CONF
 # The floor: a second nginx worker as a bare reverse proxy (keep-alive to the upstream, nothing
 # parsed or checked): what any proxy costs on this machine, where the load generator, the proxy
 # and the upstream share the cores.
+if [ -z "$LONG" ]; then
 proxy_port="$(free_port)"
 start_nginx proxy <<CONF
     upstream up { server 127.0.0.1:$nginx_port; keepalive 64; keepalive_requests 1000000; }
@@ -136,6 +183,7 @@ for line in sys.stdin:
 forward_port="$(free_port)"
 "$forward" "127.0.0.1:$forward_port" "http://127.0.0.1:$nginx_port" > "$work/forward.out" &
 pids+=($!)
+fi
 
 # The gateway: a key, tenant limits and a budget, the cache (every prompt is new: the miss
 # path), retry, breaker and health, all on.
@@ -212,12 +260,20 @@ cpu_us() {
     awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000000 / hz }' "/proc/$gateway_pid/stat"
 }
 
+# wrk's timeout is 30 s rather than 2: a slow peer at 64 connections queues calls for seconds.
 run() { # url connections -> "rps p50 p99 requests errors"
     local threads=$(( $2 < 2 ? 1 : 2 ))
-    wrk -t"$threads" -c"$2" -d"$DURATION" --latency -s benches/gateway/post.lua "$1" \
+    wrk -t"$threads" -c"$2" -d"$DURATION" --timeout 30s --latency -s benches/gateway/post.lua "$1" \
         | sed -n 's/^RESULT //p'
 }
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+# Every measurement, for the table at the end: target, connections, then run's fields.
+record() { echo "$1 $2 $3" >> "$work/results"; }
+
+if [ -n "$LONG" ]; then
+    long_run
+    exit 0
+fi
 
 # Warm both up (connections, the allocator, the limiter's tables).
 run "http://127.0.0.1:$nginx_port" 16 >/dev/null
@@ -259,13 +315,16 @@ PY
     if [ -n "${PROFILE:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     for pair in "direct:$direct" "nginx-proxy:$proxy" "hyper-fwd:$bare" "tollgate:$through"; do
         name="${pair%%:*}"; r="${pair#*:}"
+        record "$name" "$c" "$r"
         printf '%-12s %-12s %10s %10s %10s %8s\n' "$c" "$name" "$(field "$r" rps)" \
             "$(field "$r" p50_ms)" "$(field "$r" p99_ms)" "$(field "$r" errors)"
     done
-    python3 - "$direct" "$proxy" "$bare" "$through" "$cpu_before" "$cpu_after" <<'PY'
+    python3 - "$direct" "$proxy" "$bare" "$through" "$cpu_before" "$cpu_after" "$work/cpu" "$c" <<'PY'
 import sys
 direct, proxy, bare, through = ({k: float(v) for k, v in (f.split("=") for f in r.split())} for r in sys.argv[1:5])
 cpu = float(sys.argv[6]) - float(sys.argv[5])
+with open(sys.argv[7], "a") as f:
+    f.write(f"{sys.argv[8]} {cpu / max(through['requests'], 1):.1f}\n")
 print(f"             tollgate CPU per call: {cpu / max(through['requests'], 1):.1f} us "
       f"({through['requests']:.0f} calls)")
 print(f"             RPS / direct: nginx-proxy {proxy['rps'] / direct['rps']:.2f}x, "
@@ -278,3 +337,18 @@ done
 rss_kb="$(awk '/^VmRSS/ { print $2 }' "/proc/$gateway_pid/status")"
 hwm_kb="$(awk '/^VmHWM/ { print $2 }' "/proc/$gateway_pid/status")"
 echo "tollgate resident memory after the run: $((rss_kb / 1024)) MiB (peak $((hwm_kb / 1024)) MiB)"
+
+# Each server's memory after its runs (the process and its children), then all but the upstream
+# stopped: the peers run alone with it.
+{
+    echo "direct $(tree_memory "${pids[0]}")"
+    echo "nginx-proxy $(tree_memory "${pids[1]}")"
+    echo "hyper-fwd $(tree_memory "${pids[2]}")"
+    echo "tollgate $(tree_memory "$gateway_pid")"
+} >> "$work/memory"
+for pid in "${pids[@]:1}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+
+for peer in "${peers[@]}"; do measure_peer "$peer"; done
+
+echo
+python3 benches/gateway/table.py "$work" "$CONNECTIONS" litellm="$litellm_version" portkey="$portkey_version"
