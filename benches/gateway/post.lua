@@ -1,4 +1,5 @@
--- wrk script: POSTs a chat request with a prompt no other request has (a cache miss every time)
+-- wrk script: POSTs a chat request with a prompt no other request has (a cache miss every time,
+-- across runs too: each thread of each run draws its own random tag for its prompts)
 -- and prints one machine-readable RESULT line at the end. With TOLLGATE_BENCH_API=anthropic it
 -- POSTs the same question as a Messages request to /v1/messages, with TOLLGATE_BENCH_API=responses
 -- as a Responses request to /v1/responses, for the role TOLLGATE_BENCH_ROLE names.
@@ -17,6 +18,11 @@ end
 
 function init(args)
   counter = 0
+  -- A run starts its counters at 1 again: without a tag of its own, its prompts would be an
+  -- earlier run's, and the gateway's cache would answer them.
+  local random = io.open("/dev/urandom", "rb")
+  tag = random:read(6):gsub(".", function(c) return string.format("%02x", c:byte()) end) .. "-" .. id
+  random:close()
   key = os.getenv("TOLLGATE_BENCH_KEY") or "tg-bench"
   anthropic = os.getenv("TOLLGATE_BENCH_API") == "anthropic"
   responses = os.getenv("TOLLGATE_BENCH_API") == "responses"
@@ -27,12 +33,12 @@ end
 function request()
   counter = counter + 1
   local body = '{"model":"' .. role .. '","max_tokens":32,"messages":[{"role":"user","content":"question '
-    .. id .. "-" .. counter .. ' about the weather"}]}'
+    .. tag .. "-" .. counter .. ' about the weather"}]}'
   if responses then
     return wrk.format("POST", "/v1/responses", {
       ["Content-Type"] = "application/json",
       ["Authorization"] = "Bearer " .. key,
-    }, '{"model":"' .. role .. '","max_output_tokens":32,"input":"question ' .. id .. "-" .. counter
+    }, '{"model":"' .. role .. '","max_output_tokens":32,"input":"question ' .. tag .. "-" .. counter
       .. ' about the weather"}')
   end
   if anthropic then

@@ -19,7 +19,9 @@
 #                                               # RSS per slice into target/gateway-long-run.csv,
 #                                               # plotted into benches/gateway-long-run.png
 #   DURATION=30s CONNECTIONS="16" bash benches/gateway/run.sh
-#   PROFILE=/tmp/gateway.perf bash benches/gateway/run.sh   # perf record of each tollgate run
+#   PROFILE=/tmp/gateway.perf bash benches/gateway/run.sh   # perf record of each tollgate run;
+#       perf script -i /tmp/gateway.perf.16 --no-inline | python3 benches/gateway/groups.py <CPU per call>
+#       gives its CPU per call by function group
 #   CACHE=off bash benches/gateway/run.sh                   # the gateway with its cache off
 #   API=anthropic bash benches/gateway/run.sh   # Messages calls to an Anthropic-shaped nginx: the
 #                                               # pass-through path, beside the chat one
@@ -287,7 +289,8 @@ for c in $CONNECTIONS; do
     proxy="$(run "http://127.0.0.1:$proxy_port" "$c")"
     bare="$(run "http://127.0.0.1:$forward_port" "$c")"
     if [ -n "${PROFILE:-}" ]; then
-        perf record -e cpu-clock -F 999 -g -p "$gateway_pid" -o "$PROFILE.$c" 2>/dev/null &
+        # DWARF call stacks: benches/gateway/groups.py groups samples by their callers.
+        perf record -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$gateway_pid" -o "$PROFILE.$c" 2>/dev/null &
         perf_pid=$!
     fi
     cpu_before="$(cpu_us)"
