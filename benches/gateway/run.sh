@@ -176,8 +176,9 @@ start_nginx proxy <<CONF
 CONF
 
 # The gateway's own HTTP stack with nothing on it: hyper's server and reqwest's client passing
-# bodies through (crates/tollgate-gateway/benches/forward.rs).
-forward="$(cargo bench --quiet -p tollgate-gateway --bench forward --no-run --message-format=json \
+# bodies through (crates/tollgate-gateway/benches/forward.rs), built in the release profile as
+# the gateway is (whole-program optimisation included), not the bench profile.
+forward="$(cargo build --quiet --release -p tollgate-gateway --bench forward --message-format=json \
     | python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
