@@ -219,8 +219,9 @@ impl Shared {
             return;
         }
         let ttl_ms = u64::try_from(call.ttl.as_millis()).unwrap_or(u64::MAX);
-        let entry = CachedResponse::from_response(response, self.clock.now_ms(), ttl_ms);
-        self.store.put(call.key, Arc::new(entry)).await;
+        self.store
+            .put_response(call.key, response, self.clock.now_ms(), ttl_ms)
+            .await;
         let stored = self.stores.fetch_add(1, Ordering::Relaxed) + 1;
         self.telemetry.stores.increment(1);
         // A store's size settles its pending work first (moka's batches): read it after the

@@ -10,7 +10,7 @@ use std::{
 
 use moka::{notification::RemovalCause, sync::Cache};
 
-use super::{CacheStore, Lookup, StoreFuture, StoreStats};
+use super::{CacheStore, Lookup, StoreFuture, StoreStats, done};
 use crate::{CacheKey, CachedResponse};
 
 /// Entries in memory, bounded in bytes (moka's TinyLFU admission and LRU eviction).
@@ -98,18 +98,18 @@ impl CacheStore for MemoryStore {
 
     fn put(&self, key: CacheKey, entry: Arc<CachedResponse>) -> StoreFuture<()> {
         self.cache.insert(key, entry);
-        Box::pin(std::future::ready(()))
+        done()
     }
 
     fn remove(&self, key: CacheKey) -> StoreFuture<()> {
         self.cache.invalidate(&key);
-        Box::pin(std::future::ready(()))
+        done()
     }
 
     fn clear(&self) -> StoreFuture<()> {
         self.cache.invalidate_all();
         self.cache.run_pending_tasks();
-        Box::pin(std::future::ready(()))
+        done()
     }
 
     fn stats(&self) -> StoreStats {
