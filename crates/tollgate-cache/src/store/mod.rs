@@ -97,7 +97,8 @@ pub trait CacheStore: Send + Sync + 'static {
     /// stores it. The cache layer stores every answer it keeps through this.
     ///
     /// The default makes that entry and puts it; a store that keeps answers in a form of its own
-    /// writes that form from the response, without the entry's copy of the answer in between.
+    /// writes that form from the response, without the entry's copy of the answer in between
+    /// (the [`MemoryStore`] packs it into one allocation).
     fn put_response(
         &self,
         key: CacheKey,
