@@ -8,8 +8,10 @@
 //! typed answer on a hit: every string copied out once, as a hit copied them from the typed
 //! entry before.
 //!
-//! The layout, with every integer and length a LEB128 varint and every string its length and
-//! UTF-8 bytes:
+//! The bytes are the length of the text, the text, then the structure. The text is every string
+//! of the answer one after the other, so it is checked as UTF-8 once, as a whole, and each string
+//! is cut from it in turn. The structure says what the strings are, with every integer and length
+//! a LEB128 varint and each `string` the length of the next one in the text:
 //!
 //! ```text
 //! answer   = model usage(5 varints) count choice* map(extra)
@@ -67,21 +69,27 @@ const FIXED: usize = std::mem::size_of::<Packed>() + 2 * std::mem::size_of::<usi
 
 /// What a packed `parts` weighs: its length and [`FIXED`], counted without packing it.
 pub(crate) fn weight(parts: Parts<'_>) -> usize {
-    let mut count = Count(0);
-    write_answer(&mut count, parts);
-    FIXED + count.0
+    FIXED + Count::of(parts).len()
 }
 
 impl Packed {
     /// `parts` packed into one allocation of exactly their length.
     pub(crate) fn new(parts: Parts<'_>, stored_at_ms: u64, expires_at_ms: u64) -> Self {
-        let mut count = Count(0);
-        write_answer(&mut count, parts);
+        let count = Count::of(parts);
         // One allocation: an iterator of known length is collected straight into the `Arc`.
-        let mut bytes: Arc<[u8]> = std::iter::repeat_n(0, count.0).collect();
-        let mut fill = Fill(Arc::get_mut(&mut bytes).expect("not shared yet"));
+        let mut bytes: Arc<[u8]> = std::iter::repeat_n(0, count.len()).collect();
+        let (text_len, len) = leb128(count.text as u64);
+        let (head, rest) = Arc::get_mut(&mut bytes)
+            .expect("not shared yet")
+            .split_at_mut(len);
+        head.copy_from_slice(&text_len[..len]);
+        let (text, structure) = rest.split_at_mut(count.text);
+        let mut fill = Fill { structure, text };
         write_answer(&mut fill, parts);
-        debug_assert!(fill.0.is_empty(), "counted and written lengths differ");
+        debug_assert!(
+            fill.structure.is_empty() && fill.text.is_empty(),
+            "counted and written lengths differ"
+        );
         Self {
             stored_at_ms,
             expires_at_ms,
@@ -96,53 +104,116 @@ impl Packed {
 
     /// The answer, or `None` if the bytes are not one this module wrote.
     pub(crate) fn unpack(&self) -> Option<Answer> {
-        let mut read = Read(&self.bytes);
+        let mut read = Read {
+            structure: &self.bytes,
+            text: "",
+        };
+        let text_len = read.len()?;
+        let (text, structure) = read.structure.split_at_checked(text_len)?;
+        read = Read {
+            structure,
+            text: std::str::from_utf8(text).ok()?,
+        };
         let answer = read.answer()?;
-        read.0.is_empty().then_some(answer)
+        (read.structure.is_empty() && read.text.is_empty()).then_some(answer)
     }
 }
 
 // --- Writing: once to count, once to fill ---
 
 trait Out {
+    /// Structure: tags, integers, lengths.
     fn put(&mut self, bytes: &[u8]);
+    /// Text: a string's bytes, after those of the strings before it.
+    fn text(&mut self, text: &str);
 }
 
 /// Counts what would be written.
-struct Count(usize);
+#[derive(Default)]
+struct Count {
+    structure: usize,
+    text: usize,
+}
+
+impl Count {
+    fn of(parts: Parts<'_>) -> Self {
+        let mut count = Self::default();
+        write_answer(&mut count, parts);
+        count
+    }
+
+    /// The packed length: the text's length, the text and the structure.
+    fn len(&self) -> usize {
+        varint_len(self.text as u64) + self.text + self.structure
+    }
+}
 
 impl Out for Count {
     fn put(&mut self, bytes: &[u8]) {
-        self.0 += bytes.len();
+        self.structure += bytes.len();
+    }
+
+    fn text(&mut self, text: &str) {
+        self.text += text.len();
     }
 }
 
 /// Writes into the room left, which the count made exactly large enough.
-struct Fill<'a>(&'a mut [u8]);
+struct Fill<'a> {
+    structure: &'a mut [u8],
+    text: &'a mut [u8],
+}
 
-impl Out for Fill<'_> {
-    fn put(&mut self, bytes: &[u8]) {
-        let (head, rest) = std::mem::take(&mut self.0).split_at_mut(bytes.len());
+impl<'a> Fill<'a> {
+    fn copy(room: &mut &'a mut [u8], bytes: &[u8]) {
+        let (head, rest) = std::mem::take(room).split_at_mut(bytes.len());
         head.copy_from_slice(bytes);
-        self.0 = rest;
+        *room = rest;
     }
 }
 
-fn varint(out: &mut impl Out, mut n: u64) {
-    let mut buf = [0u8; 10];
+impl Out for Fill<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        Self::copy(&mut self.structure, bytes);
+    }
+
+    fn text(&mut self, text: &str) {
+        Self::copy(&mut self.text, text.as_bytes());
+    }
+}
+
+/// `n` as LEB128 (seven bits a byte, low first, the high bit set on all but the last): the
+/// bytes, and how many of them.
+fn leb128(mut n: u64) -> ([u8; 10], usize) {
+    let mut bytes = [0; 10];
     let mut len = 0;
     while n >= 0x80 {
-        buf[len] = n as u8 | 0x80;
+        bytes[len] = n as u8 | 0x80;
         n >>= 7;
         len += 1;
     }
-    buf[len] = n as u8;
-    out.put(&buf[..=len]);
+    bytes[len] = n as u8;
+    (bytes, len + 1)
+}
+
+fn varint_len(n: u64) -> usize {
+    leb128(n).1
+}
+
+/// `n` as LEB128. Most are lengths and tags under 128, one byte each, written without the loop.
+#[inline]
+fn varint(out: &mut impl Out, n: u64) {
+    if n < 0x80 {
+        out.put(&[n as u8]);
+    } else {
+        let (bytes, len) = leb128(n);
+        out.put(&bytes[..len]);
+    }
 }
 
 fn string(out: &mut impl Out, s: &str) {
     varint(out, s.len() as u64);
-    out.put(s.as_bytes());
+    out.text(s);
 }
 
 fn optional(out: &mut impl Out, s: Option<&str>) {
@@ -206,9 +277,8 @@ fn write_choice(out: &mut impl Out, choice: &Choice) {
     if message.reasoning.is_some() {
         // Which field the reasoning came in is core's to know, and JSON keeps it.
         out.put(&[1]);
-        let json = serde_json::to_vec(message).expect("a message serializes");
-        varint(out, json.len() as u64);
-        out.put(&json);
+        let json = serde_json::to_string(message).expect("a message serializes");
+        string(out, &json);
         return;
     }
     out.put(&[0]);
@@ -281,21 +351,22 @@ fn number(out: &mut impl Out, n: &Number) {
 
 // --- Reading ---
 
-struct Read<'a>(&'a [u8]);
+/// The structure still to read, and the text of the strings still to read.
+struct Read<'a> {
+    structure: &'a [u8],
+    text: &'a str,
+}
 
 impl<'a> Read<'a> {
     fn byte(&mut self) -> Option<u8> {
-        let (&first, rest) = self.0.split_first()?;
-        self.0 = rest;
+        let (&first, rest) = self.structure.split_first()?;
+        self.structure = rest;
         Some(first)
     }
 
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.0.len() {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
+        let (head, rest) = self.structure.split_at_checked(n)?;
+        self.structure = rest;
         Some(head)
     }
 
@@ -315,9 +386,13 @@ impl<'a> Read<'a> {
         usize::try_from(self.varint()?).ok()
     }
 
+    /// The next string: cut from the text, checked as UTF-8 already (`None` if the cut is not
+    /// at a character's boundary).
     fn str(&mut self) -> Option<&'a str> {
         let len = self.len()?;
-        std::str::from_utf8(self.take(len)?).ok()
+        let (head, rest) = self.text.split_at_checked(len)?;
+        self.text = rest;
+        Some(head)
     }
 
     fn string(&mut self) -> Option<String> {
@@ -332,10 +407,10 @@ impl<'a> Read<'a> {
         }
     }
 
-    /// A count of items that each take at least one byte: never more than the bytes left, so a
-    /// damaged count cannot make a huge allocation.
+    /// A count of items that each take at least one byte of structure: never more than the
+    /// bytes left, so a damaged count cannot make a huge allocation.
     fn count(&mut self) -> Option<usize> {
-        self.len().filter(|&n| n <= self.0.len())
+        self.len().filter(|&n| n <= self.structure.len())
     }
 
     fn answer(&mut self) -> Option<Answer> {
