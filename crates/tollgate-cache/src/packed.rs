@@ -422,7 +422,7 @@ impl<'a> Read<'a> {
         let choices = (0..self.count()?)
             .map(|_| self.choice())
             .collect::<Option<_>>()?;
-        let extra = self.map()?.into();
+        let extra = self.shared()?;
         Some(Answer {
             model,
             choices,
@@ -448,7 +448,7 @@ impl<'a> Read<'a> {
             1 => Some(self.value()?),
             _ => return None,
         };
-        choice.extra = self.map()?.into();
+        choice.extra = self.shared()?;
         choice.message = match self.byte()? {
             0 => self.message()?,
             1 => serde_json::from_str(self.str()?).ok()?,
@@ -469,14 +469,24 @@ impl<'a> Read<'a> {
                 let mut function = FunctionCall::default();
                 function.name = self.string()?;
                 function.arguments = self.string()?;
-                function.extra = self.map()?.into();
+                function.extra = self.shared()?;
                 call.function = function;
-                call.extra = self.map()?.into();
+                call.extra = self.shared()?;
                 Some(call)
             })
             .collect::<Option<_>>()?;
-        message.extra = self.map()?.into();
+        message.extra = self.shared()?;
         Some(message)
+    }
+
+    /// The fields a level of the answer does not model: most levels have none, and an empty map
+    /// is made without building one (nor seeding its hasher).
+    fn shared(&mut self) -> Option<SharedMap> {
+        if self.structure.first() == Some(&0) {
+            self.structure = &self.structure[1..];
+            return Some(SharedMap::default());
+        }
+        self.map().map(SharedMap::from)
     }
 
     fn map(&mut self) -> Option<JsonMap> {
