@@ -32,8 +32,8 @@ use sha2::{Digest, Sha256};
 use tollgate::{
     LlmRequest, LlmResponse, Message,
     cache::{
-        CacheConfig, CacheKey, CacheLayer, CachedResponse, MemoryStore, Scope,
-        key::canonical_bytes, store::CacheStore as _,
+        CacheConfig, CacheKey, CacheLayer, MemoryStore, Scope, key::canonical_bytes,
+        store::CacheStore as _,
     },
 };
 use tower::Layer;
@@ -167,10 +167,8 @@ fn miss_store(c: &mut Criterion) {
     let answer = openai_answer();
     let store = MemoryStore::new(8 << 20);
     let mut n = 0_u64;
-    let put = |n: u64| {
-        let entry = CachedResponse::from_response(&answer, 0, 3_600_000);
-        poll_now(store.put(key(n), Arc::new(entry)));
-    };
+    // As the layer stores a miss.
+    let put = |n: u64| poll_now(store.put_response(key(n), &answer, 0, 3_600_000));
     // Filled past its bound first, so every store measured evicts one.
     while n < 100_000 {
         n += 1;
