@@ -2,11 +2,11 @@
 //!
 //! A typed answer is dozens of small allocations: its strings, its choices, and at each level a
 //! JSON map of the fields tollgate does not model, whose entries take over 100 bytes each before
-//! their text. Kept for its time to live among the short-lived allocations of requests, a typed
-//! answer of 300 bytes of JSON took 2 KB of heap. Packed, it is one allocation of about its
+//! their text. Kept typed, the gateway bench's answer (330 bytes of JSON) took 2 KB of heap and
+//! a short answer as OpenAI sends it 6 KB. Packed, an answer is one allocation of about its
 //! JSON's length, beside the two times the store's expiry reads, and it is read back into a
-//! typed answer on a hit: every string copied out once, as a hit copied them from the typed
-//! entry before.
+//! typed answer on a hit: every string copied out once (as a hit copied them from a typed entry
+//! before) and every map of unmodeled fields rebuilt (where a typed entry shared its maps).
 //!
 //! The bytes are the length of the text, the text, then the structure. The text is every string
 //! of the answer one after the other, so it is checked as UTF-8 once, as a whole, and each string
