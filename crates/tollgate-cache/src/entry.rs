@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tollgate_core::{Choice, LlmResponse, SharedMap, Usage};
 
+use crate::packed::{self, Answer, Parts};
+
 /// A stored answer, whole: every choice with its tool calls, refusal and reasoning, the original
 /// usage with its details (a hit reports the tokens the first call cost, so cost reports stay
 /// honest about what the answer was worth), and every field of the answer tollgate does not model.
@@ -48,42 +50,58 @@ impl CachedResponse {
         response
     }
 
+    /// The answer as a response (without the cache's marks), its parts moved rather than copied.
+    pub fn into_response(self) -> LlmResponse {
+        let mut response =
+            LlmResponse::with_choices(self.model, self.choices).with_usage(self.usage);
+        response.extra = self.extra;
+        response
+    }
+
     /// Whether it is past its time at `now_ms`.
     pub fn is_expired(&self, now_ms: u64) -> bool {
         now_ms >= self.expires_at_ms
     }
 
-    /// Bytes it holds (what the stores weigh): the answer as JSON, and the entry itself.
+    /// Bytes it holds, as the [`MemoryStore`](crate::MemoryStore) keeps it: the answer packed into
+    /// one allocation (its text, and every field tollgate does not model, each with its length:
+    /// about its JSON's length) and the entry's fixed part. Counted from the typed values, with
+    /// nothing written out. The memory store adds
+    /// [`MEMORY_ENTRY_OVERHEAD`](crate::store::MEMORY_ENTRY_OVERHEAD) for its own bookkeeping.
     pub fn weight(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + self.model.len()
-            + json_len(&self.choices)
-            + json_len(&self.extra)
+        packed::weight(self.parts())
+    }
+
+    pub(crate) fn parts(&self) -> Parts<'_> {
+        Parts {
+            model: &self.model,
+            choices: &self.choices,
+            usage: self.usage,
+            extra: &self.extra,
+        }
+    }
+
+    /// An entry of `answer`, stored at `stored_at_ms` until `expires_at_ms`.
+    pub(crate) fn from_answer(answer: Answer, stored_at_ms: u64, expires_at_ms: u64) -> Self {
+        let Answer {
+            model,
+            choices,
+            usage,
+            extra,
+        } = answer;
+        Self {
+            model,
+            choices,
+            usage,
+            extra,
+            stored_at_ms,
+            expires_at_ms,
+        }
     }
 }
 
 fn is_empty(map: &SharedMap) -> bool {
     map.is_empty()
-}
-
-/// The length of `value` as JSON, counted without keeping the text.
-fn json_len(value: &impl Serialize) -> usize {
-    struct Counter(usize);
-
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    let mut counter = Counter(0);
-    serde_json::to_writer(&mut counter, value).expect("an entry always serializes");
-    counter.0
 }
 
 /// The file format: a fixed header, then the entry as JSON.

@@ -51,8 +51,9 @@
 //!
 //! # Stores
 //!
-//! [`MemoryStore`] (moka, bounded in bytes of memory with its bookkeeping counted, per-entry TTL)
-//! and [`FileStore`] (a file per entry, atomic writes, bounded in bytes and in entries with
+//! [`MemoryStore`] (moka, bounded in bytes of memory with its bookkeeping counted, per-entry TTL;
+//! each answer packed into one allocation of about its JSON's length, read back on a hit) and
+//! [`FileStore`] (a file per entry, atomic writes, bounded in bytes and in entries with
 //! oldest-first eviction, background cleanup, survives restarts, corrupt files are misses); with the `redis` feature, `RedisStore` (shared by every process,
 //! `PX` expiry, optional LZ4 compression, bounded values, corrupt values are misses). A
 //! [`TieredStore`] puts one in front of another (memory before Redis). All implement
@@ -64,6 +65,7 @@ mod flight;
 mod future;
 pub mod key;
 mod layer;
+mod packed;
 mod service;
 mod shared;
 mod status;

@@ -115,7 +115,7 @@ where
             if let Some(lookup) = lookup
                 && let Some(entry) = lookup.await
             {
-                if let Some(hit) = shared.fresh(&call, &entry) {
+                if let Some(hit) = shared.fresh(&call, entry) {
                     return Ok(hit);
                 }
                 shared.store.remove(call.key).await;

@@ -103,7 +103,7 @@ impl Shared {
             return Looked::Miss;
         }
         match self.store.get(call.key) {
-            Lookup::Ready(Some(entry)) => match self.fresh(call, &entry) {
+            Lookup::Ready(Some(entry)) => match self.fresh(call, entry) {
                 Some(hit) => Looked::Hit(hit),
                 None => {
                     drop(self.store.remove(call.key));
@@ -115,15 +115,20 @@ impl Shared {
         }
     }
 
-    /// A stored entry as a hit, counted, unless its time is up.
-    pub(crate) fn fresh(&self, call: &Call, entry: &CachedResponse) -> Option<LlmResponse> {
+    /// A stored entry as a hit, counted, unless its time is up. The entry's answer is moved into
+    /// the response when nothing else holds it (a store that reads entries back, as the memory
+    /// and file stores do, hands each lookup its own), and copied otherwise.
+    pub(crate) fn fresh(&self, call: &Call, entry: Arc<CachedResponse>) -> Option<LlmResponse> {
         let now = self.clock.now_ms();
         if entry.is_expired(now) {
             return None;
         }
         self.hits.fetch_add(1, Ordering::Relaxed);
         self.telemetry.hits.increment(1);
-        Some(hit(entry, now, call.stream))
+        let age = Duration::from_millis(now.saturating_sub(entry.stored_at_ms));
+        let answer = Arc::try_unwrap(entry)
+            .map_or_else(|shared| shared.to_response(), CachedResponse::into_response);
+        Some(hit(answer, age, call.stream))
     }
 
     /// Step 2: whether `call` goes upstream itself, or follows an identical call in flight
@@ -154,9 +159,10 @@ impl Shared {
         let Lookup::Ready(Some(entry)) = self.store.get(call.key) else {
             return Turn::Lead(lead);
         };
-        match self.fresh(call, &entry) {
+        match self.fresh(call, entry) {
             Some(hit) => {
-                lead.land(|| Landing::Answer(entry.to_response()));
+                // Followers mark it as theirs, over the hit's marks.
+                lead.land(|| Landing::Answer(hit.clone()));
                 Turn::Landed(hit)
             }
             None => Turn::Lead(lead),
@@ -219,8 +225,9 @@ impl Shared {
             return;
         }
         let ttl_ms = u64::try_from(call.ttl.as_millis()).unwrap_or(u64::MAX);
-        let entry = CachedResponse::from_response(response, self.clock.now_ms(), ttl_ms);
-        self.store.put(call.key, Arc::new(entry)).await;
+        self.store
+            .put_response(call.key, response, self.clock.now_ms(), ttl_ms)
+            .await;
         let stored = self.stores.fetch_add(1, Ordering::Relaxed) + 1;
         self.telemetry.stores.increment(1);
         // A store's size settles its pending work first (moka's batches): read it after the
@@ -231,10 +238,9 @@ impl Shared {
     }
 }
 
-/// A stored entry served as a hit: replayed as one event to a streaming caller.
-fn hit(entry: &CachedResponse, now_ms: u64, stream: bool) -> LlmResponse {
-    let age = Duration::from_millis(now_ms.saturating_sub(entry.stored_at_ms));
-    let response = mark(entry.to_response(), CacheStatus::Hit { age });
+/// A stored answer served as a hit: replayed as one event to a streaming caller.
+fn hit(answer: LlmResponse, age: Duration, stream: bool) -> LlmResponse {
+    let response = mark(answer, CacheStatus::Hit { age });
     if stream {
         let replay = LlmStream::replay(&response);
         return response.with_stream(replay);

@@ -465,6 +465,79 @@ async fn the_memory_store_stays_under_its_byte_bound() {
     assert!(stats.entries < 200);
 }
 
+/// An answer with something in every part: a tool call, a refusal, reasoning, log-probabilities,
+/// and fields tollgate does not model at every level, as OpenAI-compatible servers send them.
+fn whole_answer() -> LlmResponse {
+    serde_json::from_value(serde_json::json!({
+        "id": "chatcmpl-7", "object": "chat.completion", "created": 1_700_000_000u64,
+        "model": "gpt-4o-2024-08-06", "system_fingerprint": "fp_7", "service_tier": null,
+        "choices": [
+            { "index": 0, "finish_reason": "tool_calls",
+              "logprobs": { "content": [{ "token": "Os", "logprob": -0.5, "bytes": [79, 115] }] },
+              "message": { "role": "assistant", "content": null, "refusal": "not that",
+                           "annotations": [], "tool_calls": [{ "id": "call_1", "type": "function",
+                           "function": { "name": "weather", "arguments": "{\"city\":\"Oslo\"}" } }] } },
+            { "index": 1, "finish_reason": "stop",
+              "message": { "role": "assistant", "content": "Sunny.", "reasoning": "It is July." } }
+        ],
+        "usage": { "prompt_tokens": 80, "completion_tokens": 20, "total_tokens": 100,
+                   "prompt_tokens_details": { "cached_tokens": 64 },
+                   "completion_tokens_details": { "reasoning_tokens": 5 }, "cost": 0.25 }
+    }))
+    .unwrap()
+}
+
+/// A hit serves every part of the answer the miss stored, written out as the provider's answer
+/// was, from whichever store kept it.
+async fn serves_the_whole_answer(name: &str, store: impl CacheStore) {
+    let upstream = tower::service_fn(|_: LlmRequest| async { Ok::<_, LlmError>(whole_answer()) });
+    let mut stack = layer(store, CacheConfig::default()).layer(upstream);
+    let miss = call(&mut stack, ask("weather?")).await.unwrap();
+    let hit = call(&mut stack, ask("weather?")).await.unwrap();
+    assert_eq!((served(&miss), served(&hit)), ("MISS", "HIT"), "{name}");
+    let answer = whole_answer();
+    assert_eq!(hit.model, answer.model, "{name}");
+    assert_eq!(hit.choices, answer.choices, "{name}");
+    assert_eq!(hit.usage, answer.usage, "{name}");
+    assert_eq!(hit.extra, answer.extra, "{name}");
+    assert_eq!(
+        serde_json::to_string(&hit).unwrap(),
+        serde_json::to_string(&answer).unwrap(),
+        "{name}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hit_is_the_whole_answer_from_every_store() {
+    serves_the_whole_answer("memory", memory()).await;
+    let dir = TempDir::new("whole");
+    let files = || FileStore::builder(&dir.0).clock(clock()).open().unwrap();
+    serves_the_whole_answer("file", files()).await;
+    // A fresh memory store in front of the file store, which has the answer already: the first
+    // call is a hit read from the files and copied into memory, the second a hit from memory.
+    let tiered = tollgate_cache::TieredStore::new(memory(), files());
+    let mut stack = layer(tiered.clone(), CacheConfig::default()).layer(tower::service_fn(
+        |_: LlmRequest| async { Err::<LlmResponse, _>(LlmError::new(ErrorKind::Server, "down")) },
+    ));
+    for _ in 0..2 {
+        let hit = call(&mut stack, ask("weather?")).await.unwrap();
+        assert_eq!(served(&hit), "HIT");
+        assert_eq!(
+            serde_json::to_string(&hit).unwrap(),
+            serde_json::to_string(&whole_answer()).unwrap()
+        );
+    }
+    assert_eq!(tiered.front().stats().entries, 1);
+
+    // Stored through a tiered store: in both, and served whole.
+    let dir = TempDir::new("whole-tiered");
+    let back = FileStore::builder(&dir.0).clock(clock()).open().unwrap();
+    let tiered = tollgate_cache::TieredStore::new(memory(), back);
+    serves_the_whole_answer("tiered", tiered.clone()).await;
+    assert_eq!(tiered.front().stats().entries, 1);
+    assert_eq!(tiered.back().stats().entries, 1);
+}
+
 /// A fresh directory under the system's temporary directory, removed on drop.
 struct TempDir(PathBuf);
 

@@ -1,6 +1,13 @@
 //! Where entries live: the [`CacheStore`] trait and its stores.
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use tollgate_core::LlmResponse;
 
 use crate::{CacheKey, CachedResponse};
 
@@ -28,6 +35,22 @@ pub use tollgate_core::redis::{DEFAULT_CACHE_TIMEOUT, DEFAULT_MAX_VALUE_BYTES};
 
 /// A boxed store operation.
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A store operation that finished when it was called. It has no size, so boxing it allocates
+/// nothing (a boxed `std::future::Ready<()>` would, on every put).
+pub(crate) fn done() -> StoreFuture<()> {
+    struct Done;
+
+    impl Future for Done {
+        type Output = ();
+
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+            Poll::Ready(())
+        }
+    }
+
+    Box::pin(Done)
+}
 
 /// The result of a lookup: at once for stores that can answer without waiting, or later.
 pub enum Lookup {
@@ -68,6 +91,24 @@ pub trait CacheStore: Send + Sync + 'static {
 
     /// Stores `entry` under `key`, replacing any other.
     fn put(&self, key: CacheKey, entry: Arc<CachedResponse>) -> StoreFuture<()>;
+
+    /// Stores `response` under `key`, replacing any other: the entry
+    /// [`CachedResponse::from_response`]`(response, stored_at_ms, ttl_ms)`, as [`put`](Self::put)
+    /// stores it. The cache layer stores every answer it keeps through this.
+    ///
+    /// The default makes that entry and puts it; a store that keeps answers in a form of its own
+    /// writes that form from the response, without the entry's copy of the answer in between
+    /// (the [`MemoryStore`] packs it into one allocation).
+    fn put_response(
+        &self,
+        key: CacheKey,
+        response: &LlmResponse,
+        stored_at_ms: u64,
+        ttl_ms: u64,
+    ) -> StoreFuture<()> {
+        let entry = CachedResponse::from_response(response, stored_at_ms, ttl_ms);
+        self.put(key, Arc::new(entry))
+    }
 
     /// Removes the entry under `key`.
     fn remove(&self, key: CacheKey) -> StoreFuture<()>;

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use tollgate_core::LlmResponse;
+
 use super::{CacheStore, Lookup, StoreFuture, StoreStats};
 use crate::{CacheKey, CachedResponse};
 
@@ -65,6 +67,21 @@ impl<F: CacheStore, B: CacheStore> CacheStore for TieredStore<F, B> {
     fn put(&self, key: CacheKey, entry: Arc<CachedResponse>) -> StoreFuture<()> {
         let front = self.front.put(key, entry.clone());
         let back = self.back.put(key, entry);
+        Box::pin(async move {
+            front.await;
+            back.await;
+        })
+    }
+
+    fn put_response(
+        &self,
+        key: CacheKey,
+        response: &LlmResponse,
+        stored_at_ms: u64,
+        ttl_ms: u64,
+    ) -> StoreFuture<()> {
+        let front = self.front.put_response(key, response, stored_at_ms, ttl_ms);
+        let back = self.back.put_response(key, response, stored_at_ms, ttl_ms);
         Box::pin(async move {
             front.await;
             back.await;
