@@ -11,9 +11,10 @@ use tollgate::redis::RedisConnection;
 
 use super::record::{self, Digest, Held, Record};
 
-/// Bytes a memory entry costs beyond its record's weight: the cache's measured figure for its
-/// own entries, which are kept the same way.
-const ENTRY_OVERHEAD: usize = tollgate::cache::store::MEMORY_ENTRY_OVERHEAD;
+/// Bytes a memory entry costs beyond its record's weight: moka's per-entry cost, as the cache
+/// measured it for its own entries, and the `Arc`'s counts the record sits behind.
+const ENTRY_OVERHEAD: usize =
+    tollgate::cache::store::MEMORY_ENTRY_OVERHEAD + 2 * std::mem::size_of::<usize>();
 
 /// The store of a gateway's idempotent answers: this process's memory, and with Redis, Redis
 /// behind it. An answer given here is kept in both, so this process replays it without a round
