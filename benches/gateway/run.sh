@@ -185,7 +185,8 @@ for line in sys.stdin:
     if m.get("executable") and m["target"]["name"] == "forward": print(m["executable"])')"
 forward_port="$(free_port)"
 "$forward" "127.0.0.1:$forward_port" "http://127.0.0.1:$nginx_port" > "$work/forward.out" &
-pids+=($!)
+forward_pid=$!
+pids+=("$forward_pid")
 fi
 
 # The gateway: a key, tenant limits and a budget, the cache (every prompt is new: the miss
@@ -258,9 +259,9 @@ for _ in $(seq 100); do
 done
 export TOLLGATE_BENCH_ROLE="$role"
 
-# The gateway's CPU time so far, user and system, in microseconds.
+# A process's CPU time so far (the gateway's by default), user and system, in microseconds.
 cpu_us() {
-    awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000000 / hz }' "/proc/$gateway_pid/stat"
+    awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000000 / hz }' "/proc/${1:-$gateway_pid}/stat"
 }
 
 # wrk's timeout is 30 s rather than 2: a slow peer at 64 connections queues calls for seconds.
@@ -288,7 +289,9 @@ printf '%-12s %-12s %10s %10s %10s %8s\n' connections target rps p50_ms p99_ms e
 for c in $CONNECTIONS; do
     direct="$(run "http://127.0.0.1:$nginx_port" "$c")"
     proxy="$(run "http://127.0.0.1:$proxy_port" "$c")"
+    forward_before="$(cpu_us "$forward_pid")"
     bare="$(run "http://127.0.0.1:$forward_port" "$c")"
+    forward_after="$(cpu_us "$forward_pid")"
     if [ -n "${PROFILE:-}" ]; then
         # DWARF call stacks: benches/gateway/groups.py groups samples by their callers.
         perf record -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$gateway_pid" -o "$PROFILE.$c" 2>/dev/null &
@@ -323,14 +326,16 @@ PY
         printf '%-12s %-12s %10s %10s %10s %8s\n' "$c" "$name" "$(field "$r" rps)" \
             "$(field "$r" p50_ms)" "$(field "$r" p99_ms)" "$(field "$r" errors)"
     done
-    python3 - "$direct" "$proxy" "$bare" "$through" "$cpu_before" "$cpu_after" "$work/cpu" "$c" <<'PY'
+    python3 - "$direct" "$proxy" "$bare" "$through" "$cpu_before" "$cpu_after" "$work/cpu" "$c" \
+        "$forward_before" "$forward_after" <<'PY'
 import sys
 direct, proxy, bare, through = ({k: float(v) for k, v in (f.split("=") for f in r.split())} for r in sys.argv[1:5])
 cpu = float(sys.argv[6]) - float(sys.argv[5])
+forward = (float(sys.argv[10]) - float(sys.argv[9])) / max(bare["requests"], 1)
 with open(sys.argv[7], "a") as f:
-    f.write(f"{sys.argv[8]} {cpu / max(through['requests'], 1):.1f}\n")
+    f.write(f"{sys.argv[8]} {cpu / max(through['requests'], 1):.1f} {forward:.1f}\n")
 print(f"             tollgate CPU per call: {cpu / max(through['requests'], 1):.1f} us "
-      f"({through['requests']:.0f} calls)")
+      f"({through['requests']:.0f} calls); hyper-fwd's: {forward:.1f} us")
 print(f"             RPS / direct: nginx-proxy {proxy['rps'] / direct['rps']:.2f}x, "
       f"hyper-fwd {bare['rps'] / direct['rps']:.2f}x, tollgate {through['rps'] / direct['rps']:.2f}x; "
       f"tollgate / hyper-fwd {through['rps'] / bare['rps']:.2f}x")

@@ -3,7 +3,7 @@
     python3 benches/gateway/table.py WORK "CONNECTIONS" litellm=VERSION portkey=VERSION
 
 WORK/results: "target connections rps=.. p50_ms=.. p99_ms=.. requests=.. errors=.." a line;
-WORK/memory: "target rss_kib pss_kib processes"; WORK/cpu: "connections tollgate_us_per_call".
+WORK/memory: "target rss_kib pss_kib processes"; WORK/cpu: "connections tollgate_us_per_call hyper_fwd_us_per_call".
 """
 
 import os
@@ -26,7 +26,7 @@ def main():
     for target, c, *fields in read(os.path.join(work, "results")):
         results[(target, c)] = {k: float(v) for k, v in (f.split("=") for f in fields)}
     memory = {target: (int(rss), int(pss), int(n)) for target, rss, pss, n in read(os.path.join(work, "memory"))}
-    cpu = {c: float(us) for c, us in read(os.path.join(work, "cpu"))}
+    cpu = {c: [float(us) for us in per_call] for c, *per_call in read(os.path.join(work, "cpu"))}
     targets = [t for t in ORDER if any((t, c) in results for c in connections)]
 
     def name(t):
@@ -67,8 +67,8 @@ def main():
     print()
     print("| connections | tollgate ÷ hyper-fwd, RPS (goal ≥ 0.8×) "
           "| p50 added over direct, tollgate ÷ hyper-fwd (goal ≤ 1.3× at 1) "
-          "| tollgate CPU per call (goal ≤ 50 µs) |")
-    print("|---:|---:|---:|---:|")
+          "| tollgate CPU per call (goal ≤ 50 µs) | hyper-fwd CPU per call |")
+    print("|---:|---:|---:|---:|---:|")
     for c in connections:
         direct, bare, tollgate = (results.get((t, c)) for t in ("direct", "hyper-fwd", "tollgate"))
         if not (direct and bare and tollgate):
@@ -77,8 +77,8 @@ def main():
         added_bare = bare["p50_ms"] - direct["p50_ms"]
         added = (f"{added_tollgate / added_bare:.2f}× ({added_tollgate:.3f} / {added_bare:.3f} ms)"
                  if added_bare > 0 else f"— ({added_tollgate:.3f} / {added_bare:.3f} ms)")
-        us = f"{cpu[c]:.1f} µs" if c in cpu else "—"
-        print(f"| {c} | {ratio(tollgate['rps'], bare['rps'])} | {added} | {us} |")
+        us = [f"{x:.1f} µs" for x in cpu.get(c, [])] + ["—", "—"]
+        print(f"| {c} | {ratio(tollgate['rps'], bare['rps'])} | {added} | {us[0]} | {us[1]} |")
 
 
 if __name__ == "__main__":
