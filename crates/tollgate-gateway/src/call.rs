@@ -643,3 +643,25 @@ pub(crate) fn json_response(body: impl Into<Body>) -> Response {
     );
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overhead_header_is_milliseconds_to_three_places() {
+        let said = |micros| overhead_value(Duration::from_micros(micros));
+        assert_eq!(said(0), "0.000");
+        assert_eq!(said(64), "0.064");
+        assert_eq!(said(1_234_005), "1234.005");
+        assert_eq!(
+            overhead_value(Duration::MAX),
+            format!(
+                "{}.{:03}",
+                Duration::MAX.as_micros() / 1_000,
+                Duration::MAX.as_micros() % 1_000
+            )
+            .as_str()
+        );
+    }
+}
