@@ -64,45 +64,42 @@ impl RateLimitSnapshot {
         let mut openai = [LimitWindow::default(); 2];
         let mut anthropic = [LimitWindow::default(); 4];
         for (name, value) in headers {
+            // The window a header is about, the field it gives, and whether its reset is OpenAI's
+            // duration (else Anthropic's time).
             let name = name.as_str();
+            let (window, field, openai_reset) =
+                if let Some(rest) = name.strip_prefix("x-ratelimit-") {
+                    let Some((field, what)) = rest.split_once('-') else {
+                        continue;
+                    };
+                    let Some(at) = ["requests", "tokens"].iter().position(|w| *w == what) else {
+                        continue;
+                    };
+                    (&mut openai[at], field, true)
+                } else if let Some(rest) = name.strip_prefix("anthropic-ratelimit-") {
+                    let Some((what, field)) = rest.rsplit_once('-') else {
+                        continue;
+                    };
+                    let windows = ["requests", "tokens", "input-tokens", "output-tokens"];
+                    let Some(at) = windows.iter().position(|w| *w == what) else {
+                        continue;
+                    };
+                    (&mut anthropic[at], field, false)
+                } else {
+                    continue;
+                };
             let Ok(value) = value.to_str().map(str::trim) else {
                 continue;
             };
-            if let Some(rest) = name.strip_prefix("x-ratelimit-") {
-                let Some((field, what)) = rest.split_once('-') else {
-                    continue;
-                };
-                let window = match what {
-                    "requests" => &mut openai[0],
-                    "tokens" => &mut openai[1],
-                    _ => continue,
-                };
-                match field {
-                    "limit" => window.limit = value.parse().ok(),
-                    "remaining" => window.remaining = value.parse().ok(),
-                    "reset" => window.reset = go_duration(value),
-                    _ => {}
+            match field {
+                "limit" => window.limit = value.parse().ok(),
+                "remaining" => window.remaining = value.parse().ok(),
+                "reset" if openai_reset => window.reset = go_duration(value),
+                "reset" => {
+                    window.reset = parse_rfc3339(value)
+                        .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO));
                 }
-            } else if let Some(rest) = name.strip_prefix("anthropic-ratelimit-") {
-                let Some((what, field)) = rest.rsplit_once('-') else {
-                    continue;
-                };
-                let window = match what {
-                    "requests" => &mut anthropic[0],
-                    "tokens" => &mut anthropic[1],
-                    "input-tokens" => &mut anthropic[2],
-                    "output-tokens" => &mut anthropic[3],
-                    _ => continue,
-                };
-                match field {
-                    "limit" => window.limit = value.parse().ok(),
-                    "remaining" => window.remaining = value.parse().ok(),
-                    "reset" => {
-                        window.reset = parse_rfc3339(value)
-                            .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO));
-                    }
-                    _ => {}
-                }
+                _ => {}
             }
         }
         let either = |a: LimitWindow, b: LimitWindow| if a.is_empty() { b } else { a };
