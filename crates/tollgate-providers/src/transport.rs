@@ -200,18 +200,13 @@ impl Http {
         self
     }
 
-    /// A request to `url`, parsed already when it is one of the client's fixed URLs.
-    fn post(&self, url: &str) -> reqwest::RequestBuilder {
-        match self.known.iter().find(|known| known.as_str() == url) {
-            Some(known) => self.client.post(known.clone()),
-            None => self.client.post(url),
-        }
-    }
-
     /// A request to `url` with what every call of the client carries (its key, headers and
-    /// timeout), for a call whose body and answer the caller handles itself.
+    /// timeout); `url` goes to reqwest parsed already when it is one of the client's fixed URLs.
     pub(crate) fn request(&self, method: http::Method, url: &str) -> reqwest::RequestBuilder {
-        let mut builder = self.client.request(method, url);
+        let mut builder = match self.known.iter().find(|known| known.as_str() == url) {
+            Some(known) => self.client.request(method, known.clone()),
+            None => self.client.request(method, url),
+        };
         if let Some(headers) = &self.headers {
             builder = builder.headers(headers.clone());
         }
@@ -274,13 +269,7 @@ async fn send(
     call: Call<'_>,
     accept: &'static str,
 ) -> Result<reqwest::Response, LlmError> {
-    let mut builder = http.post(call.url);
-    if let Some(headers) = &http.headers {
-        builder = builder.headers(headers.clone());
-    }
-    if let Some(timeout) = http.timeout {
-        builder = builder.timeout(timeout);
-    }
+    let mut builder = http.request(http::Method::POST, call.url);
     if let Some(RequestHeaders(headers)) = call.headers {
         builder = builder.headers(headers.clone());
     }
