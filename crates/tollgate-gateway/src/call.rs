@@ -127,12 +127,8 @@ pub(crate) struct RequestId(pub(crate) HeaderValue);
 
 /// Milliseconds to three places (`0.064`), written without float formatting.
 pub(crate) fn overhead_value(overhead: Duration) -> HeaderValue {
-    use std::io::Write as _;
     let micros = overhead.as_micros();
-    let mut text = std::io::Cursor::new([0u8; 48]);
-    write!(text, "{}.{:03}", micros / 1_000, micros % 1_000).expect("room for any duration");
-    let written = usize::try_from(text.position()).expect("at most 48");
-    HeaderValue::from_bytes(&text.get_ref()[..written]).expect("digits")
+    HeaderValue::try_from(format!("{}.{:03}", micros / 1_000, micros % 1_000)).expect("digits")
 }
 
 /// Identifies the caller and reads the body: 401 before anything else, 413 for a body over the
