@@ -1,7 +1,10 @@
 //! One of a call's answers ([`Choice`]): what the model said ([`AssistantMessage`]), the tools it
 //! called ([`ToolCall`]), and why it stopped; each with the fields tollgate does not model kept.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{
+    Deserialize, Deserializer, Serialize, Serializer,
+    de::{MapAccess, Visitor},
+};
 use serde_json::Value;
 
 use crate::{
@@ -164,33 +167,6 @@ pub struct FunctionCall {
 // --- OpenAI's JSON, both ways ---
 
 impl Choice {
-    pub(crate) fn read(mut object: JsonMap) -> Result<Self, String> {
-        let message = match take_object(&mut object, "message")? {
-            Some(message) => AssistantMessage::read(message)?,
-            None => AssistantMessage::default(),
-        };
-        let raw_reason = object.get("finish_reason").cloned();
-        let finish_reason: Option<FinishReason> = take(&mut object, "finish_reason")?;
-        // A provider's own spelling (`function_call`) is kept, so it goes back as it came.
-        if let (Some(reason), Some(Value::String(raw))) = (&finish_reason, &raw_reason)
-            && reason.as_str() != raw
-        {
-            object.insert("finish_reason".into(), Value::String(raw.clone()));
-        }
-        // Taken whatever its value: it is always written back.
-        let index = match object.remove("index") {
-            None | Some(Value::Null) => 0,
-            Some(value) => u32::deserialize(&value).map_err(|e| format!("index: {e}"))?,
-        };
-        Ok(Self {
-            index,
-            message,
-            finish_reason,
-            logprobs: take(&mut object, "logprobs")?,
-            extra: object.into(),
-        })
-    }
-
     pub(crate) fn write(&self) -> JsonMap {
         let mut object: JsonMap = (*self.extra).clone();
         // Always written: OpenAI's clients read it even for the only choice.
@@ -302,4 +278,82 @@ macro_rules! openai_serde {
     )*};
 }
 
-openai_serde!(Choice, AssistantMessage, ToolCall);
+openai_serde!(AssistantMessage, ToolCall);
+
+impl Serialize for Choice {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.write().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Choice {
+    /// Reads OpenAI's `choices[i]` field by field, as it comes: every answer has one, and an
+    /// object gathered first and taken apart after costs a map and its hashing per field.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ChoiceVisitor)
+    }
+}
+
+struct ChoiceVisitor;
+
+impl<'de> Visitor<'de> for ChoiceVisitor {
+    type Value = Choice;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a chat-completion choice object")
+    }
+
+    // As `wire::take` reads a modeled field: an absent or `null` one stays in `extra` as it
+    // came, and a later duplicate of a field replaces the earlier one.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Choice, A::Error> {
+        let mut choice = Choice::default();
+        let mut extra = JsonMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "message" => {
+                    extra.remove("message");
+                    match map.next_value::<Option<AssistantMessage>>()? {
+                        Some(message) => choice.message = message,
+                        None => {
+                            choice.message = AssistantMessage::default();
+                            extra.insert(key, Value::Null);
+                        }
+                    }
+                }
+                "finish_reason" => {
+                    extra.remove("finish_reason");
+                    choice.finish_reason = None;
+                    match map.next_value::<Option<String>>()? {
+                        Some(raw) => {
+                            let reason = FinishReason::from_provider(&raw);
+                            // A provider's own spelling (`function_call`) is kept, so it goes
+                            // back as it came.
+                            if reason.as_str() != raw {
+                                extra.insert(key, Value::String(raw));
+                            }
+                            choice.finish_reason = Some(reason);
+                        }
+                        None => {
+                            extra.insert(key, Value::Null);
+                        }
+                    }
+                }
+                // Taken whatever its value: it is always written back.
+                "index" => choice.index = map.next_value::<Option<u32>>()?.unwrap_or(0),
+                "logprobs" => {
+                    extra.remove("logprobs");
+                    choice.logprobs = map.next_value::<Option<Value>>()?;
+                    if choice.logprobs.is_none() {
+                        extra.insert(key, Value::Null);
+                    }
+                }
+                _ => {
+                    let value = map.next_value::<Value>()?;
+                    extra.insert(key, value);
+                }
+            }
+        }
+        choice.extra = extra.into();
+        Ok(choice)
+    }
+}

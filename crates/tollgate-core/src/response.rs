@@ -2,7 +2,10 @@
 
 use std::{fmt, sync::Arc};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{
+    Deserialize, Deserializer, Serialize, Serializer,
+    de::{MapAccess, Visitor},
+};
 use serde_json::Value;
 
 use crate::{
@@ -198,9 +201,9 @@ impl LlmResponse {
         &mut self.choices[0]
     }
 
-    /// Reads an OpenAI chat-completion object.
-    fn read(mut object: JsonMap) -> Result<Self, String> {
-        let choices: Vec<JsonMap> = take(&mut object, "choices")?;
+    /// Reads an OpenAI chat-completion object, its choices read already (an absent, `null` or
+    /// empty `choices` stays in `object` as it came).
+    fn read(mut object: JsonMap, choices: Vec<Choice>) -> Result<Self, String> {
         let usage = match object.get_mut("usage") {
             Some(Value::Object(usage)) => Usage::read_openai(usage)?,
             None | Some(Value::Null) => Usage::default(),
@@ -208,11 +211,7 @@ impl LlmResponse {
         };
         Ok(Self {
             model: take(&mut object, "model")?,
-            choices: choices
-                .into_iter()
-                .enumerate()
-                .map(|(i, choice)| Choice::read(choice).map_err(|e| format!("choices[{i}].{e}")))
-                .collect::<Result<_, _>>()?,
+            choices,
             usage,
             extra: object.into(),
             ..Self::default()
@@ -244,10 +243,48 @@ impl Serialize for LlmResponse {
 }
 
 impl<'de> Deserialize<'de> for LlmResponse {
-    /// Reads an OpenAI chat-completion object, keeping every field it does not model.
+    /// Reads an OpenAI chat-completion object, keeping every field it does not model. The
+    /// choices are read typed as they come, not gathered as JSON first.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let object = JsonMap::deserialize(deserializer)?;
-        Self::read(object).map_err(serde::de::Error::custom)
+        deserializer.deserialize_map(AnswerVisitor)
+    }
+}
+
+struct AnswerVisitor;
+
+impl<'de> Visitor<'de> for AnswerVisitor {
+    type Value = LlmResponse;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an OpenAI chat-completion object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LlmResponse, A::Error> {
+        let mut object = JsonMap::new();
+        let mut choices = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "choices" {
+                // As `wire::take` reads it: `null` and `[]` stay as they came; a later
+                // duplicate replaces an earlier one.
+                object.remove("choices");
+                match map.next_value::<Option<Vec<Choice>>>()? {
+                    Some(read) if !read.is_empty() => choices = read,
+                    read => {
+                        choices = Vec::new();
+                        let kept = if read.is_some() {
+                            Value::Array(Vec::new())
+                        } else {
+                            Value::Null
+                        };
+                        object.insert(key, kept);
+                    }
+                }
+            } else {
+                let value = map.next_value::<Value>()?;
+                object.insert(key, value);
+            }
+        }
+        LlmResponse::read(object, choices).map_err(serde::de::Error::custom)
     }
 }
 
