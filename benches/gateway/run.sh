@@ -5,6 +5,9 @@
 # time the gateway spent per call, and the gateway's resident memory after the run; at the end
 # one markdown table of every target (RPS, p50, p99, errors, ratios to direct and to tollgate),
 # each server's resident memory, and the issue's goals (tollgate / hyper-fwd) per connection count.
+# Two floors run beside it: hyper-fwd (hyper and reqwest passing bytes) and hyper-work (the same,
+# doing the least per call that the measured configuration asks: key digest, JSON body, tenant
+# counters, an 8 MiB moka cache, the answer's usage, a log line; benches/forward.rs).
 #
 #   bash benches/gateway/run.sh                 # 10 s per run
 #   PEERS=litellm,portkey bash benches/gateway/run.sh
@@ -259,6 +262,17 @@ for _ in $(seq 100); do
 done
 export TOLLGATE_BENCH_ROLE="$role"
 
+# The floor under what the measured configuration must do: hyper-fwd doing, per call, the least
+# of it with the libraries the gateway keeps (the key's digest looked up, the body read as JSON,
+# a tenant's counters, an 8 MiB moka cache keyed by SHA-256, the answer's usage read, a JSON line
+# per call to a file; crates/tollgate-gateway/benches/forward.rs, FORWARD_WORK).
+if [ -z "$LONG" ]; then
+work_port="$(free_port)"
+FORWARD_WORK="$TOLLGATE_BENCH_KEY" "$forward" "127.0.0.1:$work_port" "http://127.0.0.1:$nginx_port" > "$work/forward-work.out" &
+work_pid=$!
+pids+=("$work_pid")
+fi
+
 # A process's CPU time so far (the gateway's by default), user and system, in microseconds.
 cpu_us() {
     awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000000 / hz }' "/proc/${1:-$gateway_pid}/stat"
@@ -283,6 +297,7 @@ fi
 run "http://127.0.0.1:$nginx_port" 16 >/dev/null
 run "http://127.0.0.1:$proxy_port" 16 >/dev/null
 run "http://127.0.0.1:$forward_port" 16 >/dev/null
+run "http://127.0.0.1:$work_port" 16 >/dev/null
 run "http://127.0.0.1:$gateway_port" 16 >/dev/null
 
 printf '%-12s %-12s %10s %10s %10s %8s\n' connections target rps p50_ms p99_ms errors
@@ -292,6 +307,9 @@ for c in $CONNECTIONS; do
     forward_before="$(cpu_us "$forward_pid")"
     bare="$(run "http://127.0.0.1:$forward_port" "$c")"
     forward_after="$(cpu_us "$forward_pid")"
+    work_before="$(cpu_us "$work_pid")"
+    floor="$(run "http://127.0.0.1:$work_port" "$c")"
+    work_after="$(cpu_us "$work_pid")"
     if [ -n "${PROFILE:-}" ]; then
         # DWARF call stacks: benches/gateway/groups.py groups samples by their callers.
         perf record -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$gateway_pid" -o "$PROFILE.$c" 2>/dev/null &
@@ -320,22 +338,24 @@ PY
             "$commits_before" "$(commits)" "$seconds_before" "$(date +%s.%N)"
     fi
     if [ -n "${PROFILE:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
-    for pair in "direct:$direct" "nginx-proxy:$proxy" "hyper-fwd:$bare" "tollgate:$through"; do
+    for pair in "direct:$direct" "nginx-proxy:$proxy" "hyper-fwd:$bare" "hyper-work:$floor" "tollgate:$through"; do
         name="${pair%%:*}"; r="${pair#*:}"
         record "$name" "$c" "$r"
         printf '%-12s %-12s %10s %10s %10s %8s\n' "$c" "$name" "$(field "$r" rps)" \
             "$(field "$r" p50_ms)" "$(field "$r" p99_ms)" "$(field "$r" errors)"
     done
     python3 - "$direct" "$proxy" "$bare" "$through" "$cpu_before" "$cpu_after" "$work/cpu" "$c" \
-        "$forward_before" "$forward_after" <<'PY'
+        "$forward_before" "$forward_after" "$floor" "$work_before" "$work_after" <<'PY'
 import sys
 direct, proxy, bare, through = ({k: float(v) for k, v in (f.split("=") for f in r.split())} for r in sys.argv[1:5])
+floor = {k: float(v) for k, v in (f.split("=") for f in sys.argv[11].split())}
 cpu = float(sys.argv[6]) - float(sys.argv[5])
 forward = (float(sys.argv[10]) - float(sys.argv[9])) / max(bare["requests"], 1)
+work = (float(sys.argv[13]) - float(sys.argv[12])) / max(floor["requests"], 1)
 with open(sys.argv[7], "a") as f:
-    f.write(f"{sys.argv[8]} {cpu / max(through['requests'], 1):.1f} {forward:.1f}\n")
+    f.write(f"{sys.argv[8]} {cpu / max(through['requests'], 1):.1f} {forward:.1f} {work:.1f}\n")
 print(f"             tollgate CPU per call: {cpu / max(through['requests'], 1):.1f} us "
-      f"({through['requests']:.0f} calls); hyper-fwd's: {forward:.1f} us")
+      f"({through['requests']:.0f} calls); hyper-fwd's: {forward:.1f} us; hyper-work's: {work:.1f} us")
 print(f"             RPS / direct: nginx-proxy {proxy['rps'] / direct['rps']:.2f}x, "
       f"hyper-fwd {bare['rps'] / direct['rps']:.2f}x, tollgate {through['rps'] / direct['rps']:.2f}x; "
       f"tollgate / hyper-fwd {through['rps'] / bare['rps']:.2f}x")
@@ -353,6 +373,7 @@ echo "tollgate resident memory after the run: $((rss_kb / 1024)) MiB (peak $((hw
     echo "direct $(tree_memory "${pids[0]}")"
     echo "nginx-proxy $(tree_memory "${pids[1]}")"
     echo "hyper-fwd $(tree_memory "${pids[2]}")"
+    echo "hyper-work $(tree_memory "$work_pid")"
     echo "tollgate $(tree_memory "$gateway_pid")"
 } >> "$work/memory"
 for pid in "${pids[@]:1}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done

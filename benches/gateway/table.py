@@ -3,13 +3,14 @@
     python3 benches/gateway/table.py WORK "CONNECTIONS" litellm=VERSION portkey=VERSION
 
 WORK/results: "target connections rps=.. p50_ms=.. p99_ms=.. requests=.. errors=.." a line;
-WORK/memory: "target rss_kib pss_kib processes"; WORK/cpu: "connections tollgate_us_per_call hyper_fwd_us_per_call".
+WORK/memory: "target rss_kib pss_kib processes"; WORK/cpu: "connections tollgate_us_per_call
+hyper_fwd_us_per_call hyper_work_us_per_call".
 """
 
 import os
 import sys
 
-ORDER = ["direct", "nginx-proxy", "hyper-fwd", "tollgate", "litellm", "portkey"]
+ORDER = ["direct", "nginx-proxy", "hyper-fwd", "hyper-work", "tollgate", "litellm", "portkey"]
 
 
 def read(path):
@@ -65,20 +66,22 @@ def main():
             print(f"| {name(t)} | {n} | {rss / 1024:.0f} MiB | {pss / 1024:.0f} MiB |")
 
     print()
-    print("| connections | tollgate ÷ hyper-fwd, RPS (goal ≥ 0.8×) "
-          "| p50 added over direct, tollgate ÷ hyper-fwd (goal ≤ 1.3× at 1) "
-          "| tollgate CPU per call (goal ≤ 50 µs) | hyper-fwd CPU per call |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| connections | tollgate ÷ hyper-fwd, RPS (goal ≥ 0.8×) | tollgate ÷ hyper-work, RPS "
+          "| p50 added over direct, tollgate ÷ hyper-fwd (goal ≤ 1.3× at 1) | tollgate ÷ hyper-work, p50 added "
+          "| tollgate CPU per call (goal ≤ 50 µs) | hyper-fwd CPU per call | hyper-work CPU per call |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+    def added(a, b):
+        x, y = a["p50_ms"] - direct["p50_ms"], b["p50_ms"] - direct["p50_ms"]
+        return f"{x / y:.2f}× ({x:.3f} / {y:.3f} ms)" if y > 0 else f"— ({x:.3f} / {y:.3f} ms)"
+
     for c in connections:
-        direct, bare, tollgate = (results.get((t, c)) for t in ("direct", "hyper-fwd", "tollgate"))
-        if not (direct and bare and tollgate):
+        direct, bare, floor, tollgate = (results.get((t, c)) for t in ("direct", "hyper-fwd", "hyper-work", "tollgate"))
+        if not (direct and bare and floor and tollgate):
             continue
-        added_tollgate = tollgate["p50_ms"] - direct["p50_ms"]
-        added_bare = bare["p50_ms"] - direct["p50_ms"]
-        added = (f"{added_tollgate / added_bare:.2f}× ({added_tollgate:.3f} / {added_bare:.3f} ms)"
-                 if added_bare > 0 else f"— ({added_tollgate:.3f} / {added_bare:.3f} ms)")
-        us = [f"{x:.1f} µs" for x in cpu.get(c, [])] + ["—", "—"]
-        print(f"| {c} | {ratio(tollgate['rps'], bare['rps'])} | {added} | {us[0]} | {us[1]} |")
+        us = [f"{x:.1f} µs" for x in cpu.get(c, [])] + ["—", "—", "—"]
+        print(f"| {c} | {ratio(tollgate['rps'], bare['rps'])} | {ratio(tollgate['rps'], floor['rps'])} "
+              f"| {added(tollgate, bare)} | {added(tollgate, floor)} | {us[0]} | {us[1]} | {us[2]} |")
 
 
 if __name__ == "__main__":

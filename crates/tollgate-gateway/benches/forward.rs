@@ -9,13 +9,31 @@
 //! ```
 //!
 //! Each request goes to the same path on the upstream (`/v1/chat/completions`, `/v1/messages`).
+//!
+//! With `FORWARD_WORK=<key>` it also does, per call, the least that the gateway's measured
+//! configuration must do, with the libraries the gateway keeps and nothing more: the bearer key's
+//! SHA-256 looked up, the body read as JSON for its model and prompt, a tenant's request, token
+//! and spend counters checked and moved, a SHA-256 cache key looked up in (and the answer stored
+//! into) an 8 MiB moka cache, the answer read as JSON for its usage, and a JSON line per call
+//! written to a file by a thread of its own. What the gateway does beyond this is what its
+//! abstractions cost; up to this is what the issue's features cost on this HTTP stack.
 
-use std::{convert::Infallible, net::SocketAddr};
+use std::{
+    convert::Infallible,
+    io::Write,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response, body::Incoming, service::service_fn};
+use hyper::{Request, Response, StatusCode, body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 fn main() {
     // `cargo bench` passes `--bench`; the addresses are the arguments that are not flags.
@@ -36,7 +54,121 @@ fn main() {
         .block_on(serve(listen, origin));
 }
 
+/// The per-call work of `FORWARD_WORK`, shared by every connection.
+struct Work {
+    key: [u8; 32],
+    calls: AtomicU64,
+    tokens: AtomicU64,
+    micro_dollars: AtomicU64,
+    cache: moka::sync::Cache<[u8; 32], Bytes>,
+    log: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Work {
+    fn new(key: &str) -> Self {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = log.clone();
+        let path = std::env::temp_dir().join(format!("forward-{}.jsonl", std::process::id()));
+        // The lines gathered meanwhile, written every 100 ms: no call waits on the file or wakes
+        // its writer.
+        std::thread::spawn(move || {
+            let mut file = std::fs::File::create(&path).expect("a log file");
+            let _ = std::fs::remove_file(&path);
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let batch = std::mem::take(&mut *lines.lock().expect("the log's lock"));
+                let _ = file.write_all(&batch);
+            }
+        });
+        Self {
+            key: Sha256::digest(key.as_bytes()).into(),
+            calls: AtomicU64::new(0),
+            tokens: AtomicU64::new(0),
+            micro_dollars: AtomicU64::new(0),
+            cache: moka::sync::Cache::builder()
+                .max_capacity(8 << 20)
+                .weigher(|_, answer: &Bytes| u32::try_from(answer.len() + 64).unwrap_or(u32::MAX))
+                .build(),
+            log,
+        }
+    }
+
+    /// Before the call: the key, the limits, the cache. `Err` is the answer to give at once.
+    fn before(
+        &self,
+        authorization: Option<&[u8]>,
+        body: &[u8],
+    ) -> Result<[u8; 32], Response<Full<Bytes>>> {
+        let refuse = |status| {
+            Err(Response::builder()
+                .status(status)
+                .body(Full::default())
+                .expect("a response"))
+        };
+        let Some(key) = authorization.and_then(|h| h.strip_prefix(b"Bearer ")) else {
+            return refuse(StatusCode::UNAUTHORIZED);
+        };
+        if <[u8; 32]>::from(Sha256::digest(key)) != self.key {
+            return refuse(StatusCode::UNAUTHORIZED);
+        }
+        let Ok(request) = serde_json::from_slice::<Value>(body) else {
+            return refuse(StatusCode::BAD_REQUEST);
+        };
+        let prompt: usize = request["messages"].as_array().map_or(0, |messages| {
+            messages
+                .iter()
+                .map(|m| m["content"].as_str().map_or(0, str::len))
+                .sum()
+        });
+        if request["model"].as_str().is_none() {
+            return refuse(StatusCode::BAD_REQUEST);
+        }
+        if self.calls.fetch_add(1, Relaxed) >= u64::MAX / 2
+            || self.tokens.fetch_add(prompt as u64 / 4, Relaxed) >= u64::MAX / 2
+            || self.micro_dollars.load(Relaxed) >= u64::MAX / 2
+        {
+            return refuse(StatusCode::TOO_MANY_REQUESTS);
+        }
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(self.key)
+            .chain_update(body)
+            .finalize()
+            .into();
+        if let Some(answer) = self.cache.get(&key) {
+            return Err(Response::new(Full::new(answer)));
+        }
+        Ok(key)
+    }
+
+    /// After the call: the spend, the cache, the log line.
+    fn after(&self, key: [u8; 32], answer: &Bytes) {
+        let answer_json = serde_json::from_slice::<Value>(answer).unwrap_or_default();
+        let usage = &answer_json["usage"];
+        let (input, output) = (
+            usage["prompt_tokens"].as_u64().unwrap_or(0),
+            usage["completion_tokens"].as_u64().unwrap_or(0),
+        );
+        self.micro_dollars
+            .fetch_add((input * 15 + output * 60) / 100, Relaxed);
+        // A copy: the body's bytes may share the client's whole read buffer.
+        self.cache.insert(key, Bytes::copy_from_slice(answer));
+        let mut line = serde_json::to_vec(&serde_json::json!({
+            "model": answer_json["model"], "input_tokens": input, "output_tokens": output,
+            "status": 200, "cache": "miss",
+        }))
+        .expect("a line");
+        line.push(b'\n');
+        self.log
+            .lock()
+            .expect("the log's lock")
+            .extend_from_slice(&line);
+    }
+}
+
 async fn serve(listen: SocketAddr, origin: String) {
+    let work = std::env::var("FORWARD_WORK")
+        .ok()
+        .map(|key| Arc::new(Work::new(&key)));
     let client = reqwest::Client::new();
     let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
     println!("forward listening on http://{listen}");
@@ -45,13 +177,25 @@ async fn serve(listen: SocketAddr, origin: String) {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (client, origin) = (client.clone(), origin.clone());
+        let (client, origin, work) = (client.clone(), origin.clone(), work.clone());
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| {
-                let client = client.clone();
+                let (client, work) = (client.clone(), work.clone());
                 let url = format!("{origin}{}", request.uri().path());
                 async move {
+                    let authorization = request
+                        .headers()
+                        .get("authorization")
+                        .map(|h| h.as_bytes().to_vec());
                     let body = request.into_body().collect().await.map(|b| b.to_bytes());
+                    let key = match (&work, &body) {
+                        (Some(work), Ok(body)) => match work.before(authorization.as_deref(), body)
+                        {
+                            Ok(key) => Some(key),
+                            Err(answer) => return Ok(answer),
+                        },
+                        _ => None,
+                    };
                     let answer = match body {
                         Ok(body) => client
                             .post(&url)
@@ -66,6 +210,9 @@ async fn serve(listen: SocketAddr, origin: String) {
                         Some(answer) => answer.bytes().await.unwrap_or_default(),
                         None => Bytes::new(),
                     };
+                    if let (Some(work), Some(key)) = (&work, key) {
+                        work.after(key, &bytes);
+                    }
                     Ok::<_, Infallible>(
                         Response::builder()
                             .header("content-type", "application/json")
