@@ -54,6 +54,24 @@ fn main() {
         .block_on(serve(listen, origin));
 }
 
+/// An answer given before the call goes upstream.
+enum Early {
+    Refused(StatusCode),
+    Hit(Bytes),
+}
+
+impl Early {
+    fn response(self) -> Response<Full<Bytes>> {
+        match self {
+            Self::Refused(status) => Response::builder()
+                .status(status)
+                .body(Full::default())
+                .expect("a response"),
+            Self::Hit(answer) => Response::new(Full::new(answer)),
+        }
+    }
+}
+
 /// The per-call work of `FORWARD_WORK`, shared by every connection.
 struct Work {
     key: [u8; 32],
@@ -94,17 +112,8 @@ impl Work {
     }
 
     /// Before the call: the key, the limits, the cache. `Err` is the answer to give at once.
-    fn before(
-        &self,
-        authorization: Option<&[u8]>,
-        body: &[u8],
-    ) -> Result<[u8; 32], Response<Full<Bytes>>> {
-        let refuse = |status| {
-            Err(Response::builder()
-                .status(status)
-                .body(Full::default())
-                .expect("a response"))
-        };
+    fn before(&self, authorization: Option<&[u8]>, body: &[u8]) -> Result<[u8; 32], Early> {
+        let refuse = |status| Err(Early::Refused(status));
         let Some(key) = authorization.and_then(|h| h.strip_prefix(b"Bearer ")) else {
             return refuse(StatusCode::UNAUTHORIZED);
         };
@@ -135,7 +144,7 @@ impl Work {
             .finalize()
             .into();
         if let Some(answer) = self.cache.get(&key) {
-            return Err(Response::new(Full::new(answer)));
+            return Err(Early::Hit(answer));
         }
         Ok(key)
     }
@@ -192,7 +201,7 @@ async fn serve(listen: SocketAddr, origin: String) {
                         (Some(work), Ok(body)) => match work.before(authorization.as_deref(), body)
                         {
                             Ok(key) => Some(key),
-                            Err(answer) => return Ok(answer),
+                            Err(early) => return Ok(early.response()),
                         },
                         _ => None,
                     };
