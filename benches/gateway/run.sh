@@ -7,7 +7,8 @@
 # each server's resident memory, and the goals (tollgate / hyper-fwd) per connection count.
 # Two floors run beside it: hyper-fwd (hyper and reqwest passing bytes) and hyper-work (the same,
 # doing the least per call that the measured configuration asks: key digest, JSON body, tenant
-# counters, an 8 MiB moka cache, the answer's usage, a log line; benches/forward.rs).
+# counters, an 8 MiB moka cache, the answer's usage, a log line;
+# crates/tollgate-gateway/benches/forward.rs).
 #
 #   bash benches/gateway/run.sh                 # 10 s per run
 #   PEERS=litellm,portkey bash benches/gateway/run.sh

@@ -15,8 +15,9 @@
 //! SHA-256 looked up, the body read as JSON for its model and prompt, a tenant's request, token
 //! and spend counters checked and moved, a SHA-256 cache key looked up in (and the answer stored
 //! into) an 8 MiB moka cache, the answer read as JSON for its usage, and a JSON line per call
-//! written to a file by a thread of its own. What the gateway does beyond this is what its
-//! abstractions cost; up to this is what the features cost on this HTTP stack.
+//! gathered in memory and written to a file every 100 ms by a thread of its own. What the gateway
+//! does beyond this is what its abstractions cost; up to this is what the features cost
+//! on this HTTP stack.
 
 use std::{
     convert::Infallible,
@@ -192,10 +193,15 @@ async fn serve(listen: SocketAddr, origin: String) {
                 let (client, work) = (client.clone(), work.clone());
                 let url = format!("{origin}{}", request.uri().path());
                 async move {
-                    let authorization = request
-                        .headers()
+                    // OpenAI's bearer key, or Anthropic's `x-api-key` (API=anthropic).
+                    let headers = request.headers();
+                    let authorization = headers
                         .get("authorization")
-                        .map(|h| h.as_bytes().to_vec());
+                        .map(|h| h.as_bytes().to_vec())
+                        .or_else(|| {
+                            let key = headers.get("x-api-key")?.as_bytes();
+                            Some([b"Bearer ".as_slice(), key].concat())
+                        });
                     let body = request.into_body().collect().await.map(|b| b.to_bytes());
                     let key = match (&work, &body) {
                         (Some(work), Ok(body)) => match work.before(authorization.as_deref(), body)
